@@ -1,0 +1,172 @@
+//! `icewall simulate`: runs one simulation in-process and prints the summary, the team
+//! log, a per-day table or the API's summary JSON.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+
+use thousands::Separable;
+
+use crate::wall::{self, ConfigError, Limits, Outcome, WallConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Wall config: the text form (one profile per line) or JSON; `-` reads stdin.
+    pub file: PathBuf,
+    /// Number of teams; overrides `num_teams` of a JSON config. Unlimited crews if absent.
+    #[arg(long, value_parser = parse_num_teams_flag)]
+    pub num_teams: Option<NonZeroU64>,
+    /// Print the summary as the API's JSON object.
+    #[arg(long, group = "output")]
+    pub json: bool,
+    /// Print the team log, one line per event.
+    #[arg(long, group = "output")]
+    pub log: bool,
+    /// Print a table of every day: ice per profile, total ice, cumulative cost.
+    #[arg(long, group = "output")]
+    pub days: bool,
+    /// Most sections in one profile.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE)]
+    pub max_profile_sections: usize,
+    /// Most sections in the whole wall.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_SECTIONS)]
+    pub max_sections: usize,
+}
+
+fn parse_num_teams_flag(token: &str) -> Result<NonZeroU64, String> {
+    wall::parse_num_teams(token).map_err(|error| error.to_string())
+}
+
+/// Why `simulate` could not print a result.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Config { path: String, source: ConfigError },
+    #[error("cannot write output: {0}")]
+    Write(#[from] io::Error),
+}
+
+/// Runs the command, writing to `out`.
+///
+/// # Errors
+/// An unreadable file, a bad config, or a failed write (a closed pipe is not an error).
+pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateError> {
+    let path = args.file.display().to_string();
+    let input = read_input(args).map_err(|source| SimulateError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let limits = Limits {
+        max_sections_per_profile: args.max_profile_sections,
+        max_sections: args.max_sections,
+    };
+    let config =
+        parse_config(&input, &limits).map_err(|source| SimulateError::Config { path, source })?;
+    let config = match args.num_teams {
+        Some(teams) => config.with_num_teams(Some(teams)),
+        None => config,
+    };
+    let outcome = wall::simulate(&config);
+    let written = if args.json {
+        serde_json::to_writer(&mut *out, &outcome.summary)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else if args.log {
+        outcome.log.write_to(out)
+    } else if args.days {
+        write_day_table(&outcome, out)
+    } else {
+        write_summary(&outcome, out)
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn read_input(args: &SimulateArgs) -> io::Result<Vec<u8>> {
+    if args.file.as_os_str() == "-" {
+        let mut input = Vec::new();
+        io::stdin().lock().read_to_end(&mut input)?;
+        Ok(input)
+    } else {
+        fs::read(&args.file)
+    }
+}
+
+/// A config whose first non-blank character is `{` is JSON; anything else is text.
+pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
+    let looks_like_json = input
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&byte| byte == b'{');
+    if looks_like_json {
+        wall::parse_json(input, limits)
+    } else {
+        WallConfig::try_new(wall::parse_text(input, limits)?, None)
+    }
+}
+
+fn write_summary(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
+    let summary = &outcome.summary;
+    let builders = match summary.num_teams {
+        Some(teams) => format!("{teams} teams"),
+        None => "unlimited crews".to_owned(),
+    };
+    writeln!(out, "builders: {builders}")?;
+    writeln!(out, "days:     {}", summary.days.separate_with_commas())?;
+    writeln!(
+        out,
+        "ice:      {} cubic yards",
+        summary.ice.separate_with_commas()
+    )?;
+    writeln!(
+        out,
+        "cost:     {} Gold Dragons",
+        summary.cost.separate_with_commas()
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>8} {:>9} {:>12} {:>15} {:>22}",
+        "profile", "sections", "days", "ice", "cost"
+    )?;
+    for profile in &summary.profiles {
+        writeln!(
+            out,
+            "{:>8} {:>9} {:>12} {:>15} {:>22}",
+            profile.profile,
+            profile.sections,
+            profile.days.separate_with_commas(),
+            profile.ice.separate_with_commas(),
+            profile.cost.separate_with_commas()
+        )?;
+    }
+    Ok(())
+}
+
+/// One row per day, tab-separated so it pastes into a spreadsheet.
+fn write_day_table(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
+    let profiles = outcome.work.profile_count();
+    write!(out, "day")?;
+    for profile in 1..=profiles {
+        write!(out, "\tice_p{profile}")?;
+    }
+    writeln!(out, "\tice_total\tcost_to_date")?;
+    for day in 1..=outcome.summary.days {
+        write!(out, "{day}")?;
+        for profile in 1..=profiles {
+            write!(out, "\t{}", outcome.work.ice(profile, day).unwrap_or(0))?;
+        }
+        writeln!(
+            out,
+            "\t{}\t{}",
+            outcome.work.wall_ice(day),
+            outcome.work.cost_through(day)
+        )?;
+    }
+    Ok(())
+}

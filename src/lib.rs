@@ -1,0 +1,8 @@
+//! icewall: a job server that simulates building the Wall.
+//!
+//! The flow of a job: an HTTP handler parses a wall config, the job is made durable and
+//! queued in the hand-written thread pool, a worker runs the [`wall`] simulation, and
+//! the result store writes its summary, work tables and team log under `results/`.
+
+pub mod cli;
+pub mod wall;

@@ -1,0 +1,395 @@
+//! Wall configs: validated heights and team counts, the limits a config must respect,
+//! and the parser of the classic text form (one profile per line).
+
+use std::fmt;
+use std::num::NonZeroU64;
+
+use serde::Serialize;
+
+use super::MAX_HEIGHT;
+
+/// Height of a section in feet, always in `0..=30`: a bad height cannot exist past a parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Height(u8);
+
+impl Height {
+    /// The height, if `feet` is in `0..=30`.
+    pub fn try_new(feet: u64) -> Option<Height> {
+        u8::try_from(feet)
+            .ok()
+            .filter(|&feet| feet <= MAX_HEIGHT)
+            .map(Height)
+    }
+
+    pub fn feet(self) -> u8 {
+        self.0
+    }
+
+    /// Feet still to build, which is also the number of days a crew works on it.
+    pub fn remaining(self) -> u8 {
+        MAX_HEIGHT - self.0
+    }
+}
+
+/// Bounds on the size of a wall, checked while parsing so that an oversized config is
+/// refused before it is held in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The problem states at most 2000 sections per profile.
+    pub max_sections_per_profile: usize,
+    /// Bounds memory and run time of one simulation.
+    pub max_sections: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_SECTIONS_PER_PROFILE: usize = 2000;
+    pub const DEFAULT_MAX_SECTIONS: usize = 1_000_000;
+
+    /// No bound beyond what the engine can index (u32 section numbers).
+    pub fn engine_bounds() -> Limits {
+        Limits {
+            max_sections_per_profile: u32::MAX as usize,
+            max_sections: u32::MAX as usize,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sections_per_profile: Self::DEFAULT_MAX_SECTIONS_PER_PROFILE,
+            max_sections: Self::DEFAULT_MAX_SECTIONS,
+        }
+    }
+}
+
+/// A validated wall: at least one profile, each of at least one section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WallConfig {
+    profiles: Vec<Vec<Height>>,
+    /// `None` means unlimited crews.
+    num_teams: Option<NonZeroU64>,
+}
+
+impl WallConfig {
+    /// # Errors
+    /// `EmptyWall` or `EmptyProfile` when there is nothing to describe a wall.
+    pub fn try_new(
+        profiles: Vec<Vec<Height>>,
+        num_teams: Option<NonZeroU64>,
+    ) -> Result<WallConfig, ConfigError> {
+        if profiles.is_empty() {
+            return Err(ConfigError::EmptyWall);
+        }
+        if let Some(index) = profiles.iter().position(Vec::is_empty) {
+            return Err(ConfigError::EmptyProfile { profile: index + 1 });
+        }
+        Ok(WallConfig {
+            profiles,
+            num_teams,
+        })
+    }
+
+    pub fn profiles(&self) -> &[Vec<Height>] {
+        &self.profiles
+    }
+
+    pub fn num_teams(&self) -> Option<NonZeroU64> {
+        self.num_teams
+    }
+
+    pub fn with_num_teams(self, num_teams: Option<NonZeroU64>) -> WallConfig {
+        WallConfig { num_teams, ..self }
+    }
+
+    pub fn section_count(&self) -> usize {
+        self.profiles.iter().map(Vec::len).sum()
+    }
+}
+
+/// Where in a config an error is: a JSON config has no lines, a text one has both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: Option<usize>,
+    pub profile: usize,
+    pub section: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(
+                f,
+                "line {line} (profile {}), column {}",
+                self.profile, self.section
+            ),
+            None => write!(f, "profile {}, section {}", self.profile, self.section),
+        }
+    }
+}
+
+/// Why a config was rejected; each message is one sentence naming the place and the rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the wall has no profiles")]
+    EmptyWall,
+    #[error("profile {profile} has no sections")]
+    EmptyProfile { profile: usize },
+    #[error("{at}: height `{token}` is outside 0..=30")]
+    HeightOutOfRange { at: Location, token: String },
+    #[error("{at}: `{token}` is not an integer height in 0..=30")]
+    NotAnInteger { at: Location, token: String },
+    #[error("{place} has more than {limit} sections")]
+    ProfileTooLong { place: String, limit: usize },
+    #[error("the wall has more than {limit} sections in all")]
+    WallTooLarge { limit: usize },
+    #[error("num_teams must be an integer of at least 1, got `{token}`")]
+    InvalidNumTeams { token: String },
+    #[error("the config is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("invalid JSON config: {0}")]
+    Json(String),
+}
+
+/// Parses a `num_teams` given as text (a query string or a command-line flag).
+///
+/// # Errors
+/// `InvalidNumTeams` unless `token` is a decimal integer in `1..=u64::MAX`.
+pub fn parse_num_teams(token: &str) -> Result<NonZeroU64, ConfigError> {
+    token
+        .parse::<NonZeroU64>()
+        .ok()
+        .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ConfigError::InvalidNumTeams {
+            token: truncate_token(token),
+        })
+}
+
+/// Parses the text form: one profile per line, heights separated by whitespace, blank
+/// lines skipped. A UTF-8 byte order mark and CRLF line ends are accepted.
+///
+/// # Errors
+/// The first rule the text breaks, with its line and column.
+pub fn parse_text(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Height>>, ConfigError> {
+    let text = std::str::from_utf8(input).map_err(|error| ConfigError::NotUtf8 {
+        offset: error.valid_up_to(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut profiles = Vec::new();
+    let mut total = 0usize;
+    for (line_index, line) in text.lines().enumerate() {
+        let mut tokens = line.split_ascii_whitespace().peekable();
+        if tokens.peek().is_none() {
+            continue;
+        }
+        let profile = profiles.len() + 1;
+        let mut heights = Vec::new();
+        for (column_index, token) in tokens.enumerate() {
+            let at = Location {
+                line: Some(line_index + 1),
+                profile,
+                section: column_index + 1,
+            };
+            if heights.len() == limits.max_sections_per_profile {
+                return Err(ConfigError::ProfileTooLong {
+                    place: format!("line {} (profile {profile})", line_index + 1),
+                    limit: limits.max_sections_per_profile,
+                });
+            }
+            if total == limits.max_sections {
+                return Err(ConfigError::WallTooLarge {
+                    limit: limits.max_sections,
+                });
+            }
+            heights.push(parse_height_token(token, at)?);
+            total += 1;
+        }
+        profiles.push(heights);
+    }
+    if profiles.is_empty() {
+        return Err(ConfigError::EmptyWall);
+    }
+    Ok(profiles)
+}
+
+/// Only plain decimal digits make a height; a sign, a fraction or anything else is named
+/// in the error as it was written.
+fn parse_height_token(token: &str, at: Location) -> Result<Height, ConfigError> {
+    let bytes = token.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ConfigError::NotAnInteger {
+            at,
+            token: truncate_token(token),
+        });
+    }
+    let value = digits.iter().fold(0u64, |value, digit| {
+        value
+            .saturating_mul(10)
+            .saturating_add(u64::from(digit - b'0'))
+    });
+    match Height::try_new(value).filter(|_| !negative || value == 0) {
+        Some(height) => Ok(height),
+        None => Err(ConfigError::HeightOutOfRange {
+            at,
+            token: truncate_token(token),
+        }),
+    }
+}
+
+/// Keeps an error message one readable sentence even when the token is megabytes long.
+pub(crate) fn truncate_token(token: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    if token.chars().count() <= MAX_CHARS {
+        token.to_owned()
+    } else {
+        let head: String = token.chars().take(MAX_CHARS).collect();
+        format!("{head}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feet(profiles: &[Vec<Height>]) -> Vec<Vec<u8>> {
+        profiles
+            .iter()
+            .map(|profile| profile.iter().map(|height| height.feet()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn example_wall_parses() {
+        let parsed = parse_text(b"21 25 28\n17\n17 22 17 19 17\n", &Limits::default()).unwrap();
+        assert_eq!(
+            feet(&parsed),
+            vec![vec![21, 25, 28], vec![17], vec![17, 22, 17, 19, 17]]
+        );
+    }
+
+    #[test]
+    fn bom_crlf_tabs_blank_lines_and_trailing_spaces_are_accepted() {
+        let parsed = parse_text(
+            "\u{feff}21\t25 28  \r\n\r\n   \n17\r\n".as_bytes(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(feet(&parsed), vec![vec![21, 25, 28], vec![17]]);
+    }
+
+    #[test]
+    fn bad_heights_name_line_column_token_and_rule() {
+        let limits = Limits::default();
+        let cases = [
+            (
+                "1 2\n\n3 31\n",
+                "line 3 (profile 2), column 2: height `31` is outside 0..=30",
+            ),
+            (
+                "-1\n",
+                "line 1 (profile 1), column 1: height `-1` is outside 0..=30",
+            ),
+            (
+                "5 abc\n",
+                "line 1 (profile 1), column 2: `abc` is not an integer height in 0..=30",
+            ),
+            (
+                "5.0\n",
+                "line 1 (profile 1), column 1: `5.0` is not an integer height in 0..=30",
+            ),
+            (
+                "+5\n",
+                "line 1 (profile 1), column 1: `+5` is not an integer height in 0..=30",
+            ),
+            (
+                "99999999999999999999999\n",
+                "line 1 (profile 1), column 1: height `99999999999999999999999` is outside 0..=30",
+            ),
+        ];
+        for (input, message) in cases {
+            let error = parse_text(input.as_bytes(), &limits).unwrap_err();
+            assert_eq!(error.to_string(), message, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn negative_zero_and_leading_zeros_are_integers() {
+        let parsed = parse_text(b"-0 007 30\n", &Limits::default()).unwrap();
+        assert_eq!(feet(&parsed), vec![vec![0, 7, 30]]);
+    }
+
+    #[test]
+    fn empty_and_blank_configs_are_an_empty_wall() {
+        for input in ["", "\n\n", "  \r\n\t\n"] {
+            assert_eq!(
+                parse_text(input.as_bytes(), &Limits::default()),
+                Err(ConfigError::EmptyWall)
+            );
+        }
+    }
+
+    #[test]
+    fn profile_of_2001_sections_is_refused() {
+        let line = vec!["1"; 2001].join(" ");
+        let error = parse_text(line.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 1 (profile 1) has more than 2000 sections"
+        );
+        let line = vec!["1"; 2000].join(" ");
+        assert!(parse_text(line.as_bytes(), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn total_section_limit_is_enforced() {
+        let limits = Limits {
+            max_sections_per_profile: 2000,
+            max_sections: 5,
+        };
+        assert!(parse_text(b"1 2 3\n4 5\n", &limits).is_ok());
+        assert_eq!(
+            parse_text(b"1 2 3\n4 5 6\n", &limits),
+            Err(ConfigError::WallTooLarge { limit: 5 })
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_with_its_offset() {
+        assert_eq!(
+            parse_text(b"1 2\xff\n", &Limits::default()),
+            Err(ConfigError::NotUtf8 { offset: 3 })
+        );
+    }
+
+    #[test]
+    fn num_teams_must_be_a_positive_integer() {
+        assert_eq!(parse_num_teams("3").unwrap().get(), 3);
+        for token in ["0", "-1", "x", "", "+3", "1.0", "18446744073709551616"] {
+            assert!(parse_num_teams(token).is_err(), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn long_tokens_are_truncated_in_messages() {
+        let token = "x".repeat(10_000);
+        let error = parse_text(token.as_bytes(), &Limits::default()).unwrap_err();
+        assert!(error.to_string().len() < 200);
+    }
+
+    #[test]
+    fn wall_config_requires_profiles_with_sections() {
+        assert_eq!(
+            WallConfig::try_new(vec![], None),
+            Err(ConfigError::EmptyWall)
+        );
+        assert_eq!(
+            WallConfig::try_new(vec![vec![Height(1)], vec![]], None),
+            Err(ConfigError::EmptyProfile { profile: 2 })
+        );
+    }
+}

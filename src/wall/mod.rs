@@ -1,0 +1,26 @@
+//! The domain: wall configs, the simulation engine and the questions asked of a
+//! finished simulation. Pure computation: no I/O, no locks, no HTTP.
+
+mod config;
+mod engine;
+mod json;
+mod report;
+mod work;
+
+pub use config::{ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text};
+pub use engine::simulate;
+pub use json::parse_json;
+pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
+pub use work::{DailyWork, InvalidWorkTable, WorkTables};
+
+/// A section is done at this height, in feet.
+pub const MAX_HEIGHT: u8 = 30;
+/// Cubic yards of ice for one foot of one section.
+pub const ICE_PER_FOOT: u64 = 195;
+/// Gold Dragons per cubic yard of ice.
+pub const COST_PER_CUBIC_YARD: u64 = 1900;
+/// Gold Dragons per foot of one section.
+pub const COST_PER_FOOT: u64 = ICE_PER_FOOT * COST_PER_CUBIC_YARD;
+
+/// The example wall of WALL.md, which the server answers for when started without one.
+pub const EXAMPLE_WALL: &str = "21 25 28\n17\n17 22 17 19 17\n";

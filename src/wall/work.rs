@@ -1,0 +1,241 @@
+//! Feet built per day as piecewise-constant functions, one per profile and one for the
+//! whole wall: what every ice and cost query is answered from, in O(log sections).
+
+use serde::{Deserialize, Serialize};
+
+use super::{COST_PER_FOOT, ICE_PER_FOOT};
+
+/// Feet built per day, as steps: from day `starts[i]` on, `active[i]` sections grow one
+/// foot a day, and `feet_before[i]` feet were built before that day. The last step has
+/// no active section, so any day after completion answers 0 and the total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StepColumns", into = "StepColumns")]
+pub struct DailyWork {
+    steps: StepColumns,
+}
+
+/// The steps as three columns, which keeps the stored form compact.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct StepColumns {
+    starts: Vec<u64>,
+    active: Vec<u64>,
+    feet_before: Vec<u64>,
+}
+
+/// A stored table that could not have come from the engine.
+#[derive(Debug, thiserror::Error)]
+#[error("inconsistent work table: {0}")]
+pub struct InvalidWorkTable(&'static str);
+
+impl TryFrom<StepColumns> for DailyWork {
+    type Error = InvalidWorkTable;
+
+    /// Checks what the queries rely on, so a damaged file can never make them panic
+    /// or overflow.
+    fn try_from(steps: StepColumns) -> Result<Self, Self::Error> {
+        let len = steps.starts.len();
+        if steps.active.len() != len || steps.feet_before.len() != len {
+            return Err(InvalidWorkTable("columns differ in length"));
+        }
+        if steps.starts.first() == Some(&0) {
+            return Err(InvalidWorkTable("work starts before day 1"));
+        }
+        if steps.active.last().is_some_and(|&active| active != 0) {
+            return Err(InvalidWorkTable("the last step is not idle"));
+        }
+        for i in 1..len {
+            let span = steps.starts[i].checked_sub(steps.starts[i - 1]);
+            let built = span.and_then(|span| span.checked_mul(steps.active[i - 1]));
+            let expected = built.and_then(|built| built.checked_add(steps.feet_before[i - 1]));
+            if span.is_none_or(|span| span == 0) || expected != Some(steps.feet_before[i]) {
+                return Err(InvalidWorkTable("steps do not add up"));
+            }
+        }
+        if steps
+            .feet_before
+            .last()
+            .is_some_and(|&feet| feet > u64::MAX / COST_PER_FOOT)
+        {
+            return Err(InvalidWorkTable("total out of range"));
+        }
+        Ok(DailyWork { steps })
+    }
+}
+
+impl From<DailyWork> for StepColumns {
+    fn from(work: DailyWork) -> Self {
+        work.steps
+    }
+}
+
+impl DailyWork {
+    /// Builds the steps of a set of work intervals `[start, end]` (days, inclusive), one
+    /// foot a day each. Both sequences must be sorted ascending and of equal length.
+    pub(crate) fn from_sorted_intervals(starts: &[u64], ends: &[u64]) -> DailyWork {
+        debug_assert_eq!(starts.len(), ends.len());
+        debug_assert!(starts.is_sorted() && ends.is_sorted());
+        let mut steps = StepColumns::default();
+        let (mut next_start, mut next_end) = (0, 0);
+        let mut active = 0u64;
+        while next_end < ends.len() {
+            // A section stops adding feet the day after it ends.
+            let stop_day = ends[next_end] + 1;
+            let day = starts
+                .get(next_start)
+                .map_or(stop_day, |&start| start.min(stop_day));
+            while starts.get(next_start) == Some(&day) {
+                active += 1;
+                next_start += 1;
+            }
+            while ends.get(next_end).is_some_and(|&end| end + 1 == day) {
+                active -= 1;
+                next_end += 1;
+            }
+            if steps.active.last() == Some(&active) {
+                continue;
+            }
+            let feet_before = match (steps.starts.last(), steps.active.last()) {
+                (Some(&start), Some(&was_active)) => {
+                    steps.feet_before.last().copied().unwrap_or(0) + was_active * (day - start)
+                }
+                _ => 0,
+            };
+            steps.starts.push(day);
+            steps.active.push(active);
+            steps.feet_before.push(feet_before);
+        }
+        DailyWork { steps }
+    }
+
+    /// The index of the step in force on `day`, if work has begun by then.
+    fn step_on(&self, day: u64) -> Option<usize> {
+        self.steps
+            .starts
+            .partition_point(|&start| start <= day)
+            .checked_sub(1)
+    }
+
+    /// Feet built on `day` (day 0 and days after completion build nothing).
+    pub fn feet_on(&self, day: u64) -> u64 {
+        self.step_on(day).map_or(0, |i| self.steps.active[i])
+    }
+
+    /// Feet built on days `1..=day`.
+    pub fn feet_through(&self, day: u64) -> u64 {
+        self.step_on(day).map_or(0, |i| {
+            self.steps.feet_before[i] + self.steps.active[i] * (day - self.steps.starts[i] + 1)
+        })
+    }
+
+    pub fn total_feet(&self) -> u64 {
+        self.steps.feet_before.last().copied().unwrap_or(0)
+    }
+
+    /// The last day anyone works, 0 if nobody ever does.
+    pub fn last_day(&self) -> u64 {
+        self.steps.starts.last().map_or(0, |&stop| stop - 1)
+    }
+}
+
+/// The daily work of every profile and of the whole wall: all that the ice and cost
+/// queries need, stored beside a job's summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkTables {
+    pub(crate) profiles: Vec<DailyWork>,
+    pub(crate) wall: DailyWork,
+}
+
+impl WorkTables {
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Profiles are numbered from 1.
+    fn profile(&self, profile: usize) -> Option<&DailyWork> {
+        profile
+            .checked_sub(1)
+            .and_then(|index| self.profiles.get(index))
+    }
+
+    /// `ice(p, d)`: cubic yards used on `day` by `profile`; `None` for no such profile.
+    pub fn ice(&self, profile: usize, day: u64) -> Option<u64> {
+        self.profile(profile)
+            .map(|work| work.feet_on(day) * ICE_PER_FOOT)
+    }
+
+    /// `cost(p, <=d)`: Gold Dragons spent on `profile` on days `1..=day`.
+    pub fn profile_cost_through(&self, profile: usize, day: u64) -> Option<u64> {
+        self.profile(profile)
+            .map(|work| work.feet_through(day) * COST_PER_FOOT)
+    }
+
+    /// `cost(all, <=d)`.
+    pub fn cost_through(&self, day: u64) -> u64 {
+        self.wall.feet_through(day) * COST_PER_FOOT
+    }
+
+    /// `cost(all)`.
+    pub fn total_cost(&self) -> u64 {
+        self.wall.total_feet() * COST_PER_FOOT
+    }
+
+    /// Cubic yards used on `day` by the whole wall.
+    pub fn wall_ice(&self, day: u64) -> u64 {
+        self.wall.feet_on(day) * ICE_PER_FOOT
+    }
+
+    pub fn days(&self) -> u64 {
+        self.wall.last_day()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_become_steps() {
+        // [1,3] and [2,2] and [5,6]: 1,2,1,0,1,1 feet on days 1..6.
+        let work = DailyWork::from_sorted_intervals(&[1, 2, 5], &[2, 3, 6]);
+        let daily: Vec<u64> = (0..=8).map(|day| work.feet_on(day)).collect();
+        assert_eq!(daily, vec![0, 1, 2, 1, 0, 1, 1, 0, 0]);
+        let cumulative: Vec<u64> = (0..=8).map(|day| work.feet_through(day)).collect();
+        assert_eq!(cumulative, vec![0, 1, 3, 4, 4, 5, 6, 6, 6]);
+        assert_eq!(work.total_feet(), 6);
+        assert_eq!(work.last_day(), 6);
+    }
+
+    #[test]
+    fn back_to_back_intervals_merge_into_one_step() {
+        let work = DailyWork::from_sorted_intervals(&[1, 4], &[3, 9]);
+        assert_eq!(work.steps.starts, vec![1, 10]);
+        assert_eq!(work.steps.active, vec![1, 0]);
+    }
+
+    #[test]
+    fn no_intervals_means_no_work() {
+        let work = DailyWork::from_sorted_intervals(&[], &[]);
+        assert_eq!(
+            (work.feet_on(1), work.feet_through(100), work.last_day()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn stored_tables_are_checked_on_load() {
+        let good = DailyWork::from_sorted_intervals(&[1, 2], &[3, 3]);
+        let json = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<DailyWork>(&json).unwrap(), good);
+        let bad = [
+            r#"{"starts":[1],"active":[],"feet_before":[0]}"#,
+            r#"{"starts":[1],"active":[2],"feet_before":[0]}"#,
+            r#"{"starts":[1,4],"active":[2,0],"feet_before":[0,5]}"#,
+            r#"{"starts":[4,1],"active":[2,0],"feet_before":[0,0]}"#,
+            r#"{"starts":[0,1],"active":[1,0],"feet_before":[0,1]}"#,
+            r#"{"starts":[1,18446744073709551615],"active":[18446744073709551615,0],"feet_before":[0,1]}"#,
+        ];
+        for json in bad {
+            assert!(serde_json::from_str::<DailyWork>(json).is_err(), "{json}");
+        }
+    }
+}
