@@ -1,1 +1,110 @@
+//! The `icewall simulate` command, run as a real process on real files.
 
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn icewall(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the icewall binary runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const EXAMPLE: &[u8] = b"21 25 28\n17\n17 22 17 19 17\n";
+
+#[test]
+fn summary_shows_days_and_cost_with_separators() {
+    let output = icewall(&["simulate", "-"], EXAMPLE);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("days:     13"), "{text}");
+    assert!(text.contains("32,233,500 Gold Dragons"), "{text}");
+    assert!(
+        text.contains("       3         5           13          11,310"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_is_the_api_summary() {
+    let output = icewall(&["simulate", "-", "--json", "--num-teams", "3"], EXAMPLE);
+    assert!(output.status.success());
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"days": 31, "num_teams": 3, "ice": 16965, "cost": 32233500,
+            "profiles": [
+                {"profile": 1, "sections": 3, "days": 9, "ice": 3120, "cost": 5928000},
+                {"profile": 2, "sections": 1, "days": 15, "ice": 2535, "cost": 4816500},
+                {"profile": 3, "sections": 5, "days": 31, "ice": 11310, "cost": 21489000}]})
+    );
+}
+
+#[test]
+fn json_config_from_a_file_with_its_own_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wall.json");
+    std::fs::write(
+        &path,
+        br#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 2}"#,
+    )
+    .unwrap();
+    let output = icewall(&["simulate", path.to_str().unwrap(), "--json"], b"");
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["days"], 48);
+}
+
+#[test]
+fn log_prints_only_the_team_log() {
+    let output = icewall(&["simulate", "-", "--log", "--num-teams", "3"], EXAMPLE);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 12);
+    assert_eq!(lines[0], "day 2: team 3 finished section 3 of profile 1");
+    assert_eq!(lines[11], "day 31: team 2 relieved");
+}
+
+#[test]
+fn days_prints_one_row_per_day() {
+    let output = icewall(&["simulate", "-", "--days"], EXAMPLE);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "day\tice_p1\tice_p2\tice_p3\tice_total\tcost_to_date"
+    );
+    assert_eq!(lines[1], "1\t585\t195\t975\t1755\t3334500");
+    assert_eq!(lines.len(), 14);
+    assert!(lines[13].ends_with("\t32233500"));
+}
+
+#[test]
+fn bad_config_exits_non_zero_with_the_location() {
+    let output = icewall(&["simulate", "-"], b"1 2\n3 31\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let message = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        message.trim(),
+        "icewall: -: line 2 (profile 2), column 2: height `31` is outside 0..=30"
+    );
+}
+
+#[test]
+fn missing_file_and_bad_flag_are_errors_not_panics() {
+    let output = icewall(&["simulate", "/nonexistent/wall.txt"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+    let output = icewall(&["simulate", "-", "--num-teams", "0"], EXAMPLE);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}

@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 
 use super::report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
 use super::work::{DailyWork, WorkTables};
@@ -144,19 +145,22 @@ fn schedule_teams(remaining: &[u8], teams: usize) -> Schedule {
         })
         .collect();
     let mut next = teams;
-    while let Some(Reverse((day, team))) = heap.pop() {
-        let section = holding[team as usize - 1];
+    while let Some(mut earliest) = heap.peek_mut() {
+        let Reverse((day, team)) = *earliest;
         let relieved = next == remaining.len();
         finish_order.push(Finish {
-            section,
+            section: holding[team as usize - 1],
             team,
             relieved,
         });
-        if !relieved {
+        if relieved {
+            PeekMut::pop(earliest);
+        } else {
             start[next] = day + 1;
             end[next] = day + u64::from(remaining[next]);
             holding[team as usize - 1] = next as u32;
-            heap.push(Reverse((end[next], team)));
+            // Replacing the top sifts once, where pop + push would sift twice.
+            *earliest = Reverse((end[next], team));
             next += 1;
         }
     }
