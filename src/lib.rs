@@ -5,4 +5,5 @@
 //! the result store writes its summary, work tables and team log under `results/`.
 
 pub mod cli;
+pub mod pool;
 pub mod wall;

@@ -2,10 +2,6 @@
 //! and the team that builds it) without walking day by day, then condenses the schedule
 //! into the summary, the work tables and the team log.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::collections::binary_heap::PeekMut;
-
 use super::report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
 use super::work::{DailyWork, WorkTables};
 use super::{COST_PER_FOOT, ICE_PER_FOOT, WallConfig};
@@ -130,39 +126,56 @@ fn schedule_crews(remaining: &[u8]) -> Schedule {
     }
 }
 
-/// Limited teams (`teams` < number of unfinished sections): a min-heap of (finish day,
-/// team) pops finishes in log order, and each finishing team takes the next section.
+/// Limited teams (`teams` < number of unfinished sections). Every pending finish lies
+/// within the next 30 days, so a calendar of 32 day slots (a bit set marks the busy
+/// ones) finds the next day with finishes in O(1); that day's teams are sorted by
+/// number, finish, and take the next sections in order.
 fn schedule_teams(remaining: &[u8], teams: usize) -> Schedule {
+    const SLOTS: u64 = 32;
+    const _: () = assert!(SLOTS > super::MAX_HEIGHT as u64);
+    let slot_of = |day: u64| (day % SLOTS) as usize;
     let mut start = vec![0u64; remaining.len()];
     let mut end = vec![0u64; remaining.len()];
     let mut finish_order = Vec::with_capacity(remaining.len());
     let mut holding: Vec<u32> = (0..teams as u32).collect();
-    let mut heap: BinaryHeap<Reverse<(u64, u32)>> = (0..teams)
-        .map(|section| {
-            start[section] = 1;
-            end[section] = u64::from(remaining[section]);
-            Reverse((end[section], section as u32 + 1))
-        })
-        .collect();
+    let mut calendar: [Vec<u32>; SLOTS as usize] = Default::default();
+    let mut busy_slots = 0u32;
+    for section in 0..teams {
+        start[section] = 1;
+        end[section] = u64::from(remaining[section]);
+        calendar[slot_of(end[section])].push(section as u32 + 1);
+        busy_slots |= 1 << slot_of(end[section]);
+    }
     let mut next = teams;
-    while let Some(mut earliest) = heap.peek_mut() {
-        let Reverse((day, team)) = *earliest;
-        let relieved = next == remaining.len();
-        finish_order.push(Finish {
-            section: holding[team as usize - 1],
-            team,
-            relieved,
-        });
-        if relieved {
-            PeekMut::pop(earliest);
-        } else {
-            start[next] = day + 1;
-            end[next] = day + u64::from(remaining[next]);
-            holding[team as usize - 1] = next as u32;
-            // Replacing the top sifts once, where pop + push would sift twice.
-            *earliest = Reverse((end[next], team));
-            next += 1;
+    let mut today = 0u64;
+    while busy_slots != 0 {
+        // Bit i of the rotated set is the day `today + 1 + i`.
+        let ahead = busy_slots
+            .rotate_right(slot_of(today + 1) as u32)
+            .trailing_zeros();
+        today += 1 + u64::from(ahead);
+        let mut finishing = std::mem::take(&mut calendar[slot_of(today)]);
+        busy_slots &= !(1 << slot_of(today));
+        finishing.sort_unstable();
+        for &team in &finishing {
+            let relieved = next == remaining.len();
+            finish_order.push(Finish {
+                section: holding[team as usize - 1],
+                team,
+                relieved,
+            });
+            if !relieved {
+                start[next] = today + 1;
+                end[next] = today + u64::from(remaining[next]);
+                holding[team as usize - 1] = next as u32;
+                calendar[slot_of(end[next])].push(team);
+                busy_slots |= 1 << slot_of(end[next]);
+                next += 1;
+            }
         }
+        // Keep the slot's allocation: it is reused 32 days from now.
+        finishing.clear();
+        calendar[slot_of(today)] = finishing;
     }
     Schedule {
         start,

@@ -1,0 +1,260 @@
+//! The hand-written thread pool: a fixed set of named workers taking tasks from a
+//! bounded queue behind a `parking_lot::Mutex`, woken by a `Condvar`.
+//!
+//! A panicking task is caught and leaves its worker alive (the Book's pool would lose
+//! it); `shutdown` stops intake, lets the workers drain the queue, and joins them.
+
+use std::collections::VecDeque;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+
+use parking_lot::{Condvar, Mutex};
+
+/// Work for one worker thread.
+pub type Task = Box<dyn FnOnce() + Send + 'static>;
+
+/// Why a task was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("the job queue is full")]
+    QueueFull,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// A fixed-size pool; cheap to share behind an `Arc`.
+pub struct JobPool {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    task_available: Condvar,
+    capacity: usize,
+    /// Workers alive, so tests and metrics can see that a panic did not cost one.
+    live_workers: AtomicUsize,
+}
+
+struct Queue {
+    tasks: VecDeque<Task>,
+    accepting: bool,
+}
+
+impl JobPool {
+    /// Starts `workers` threads named `{name}-{n}`, with room for `capacity` queued tasks.
+    ///
+    /// # Errors
+    /// When a thread cannot be spawned.
+    pub fn start(name: &str, workers: usize, capacity: usize) -> io::Result<JobPool> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                tasks: VecDeque::new(),
+                accepting: true,
+            }),
+            task_available: Condvar::new(),
+            capacity,
+            live_workers: AtomicUsize::new(0),
+        });
+        let pool = JobPool {
+            shared: Arc::clone(&shared),
+            workers: Mutex::new(Vec::with_capacity(workers)),
+        };
+        for index in 1..=workers.max(1) {
+            let shared = Arc::clone(&shared);
+            let handle = thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || shared.work())?;
+            pool.workers.lock().push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Queues a task unless the queue is full or the pool is shutting down.
+    ///
+    /// # Errors
+    /// `QueueFull` or `ShuttingDown`.
+    pub fn submit(&self, task: Task) -> Result<(), PoolError> {
+        self.push(task, true)
+    }
+
+    /// Queues a task past the capacity: for work that was accepted before a restart and
+    /// must run whatever the queue's size.
+    ///
+    /// # Errors
+    /// `ShuttingDown`.
+    pub fn submit_unbounded(&self, task: Task) -> Result<(), PoolError> {
+        self.push(task, false)
+    }
+
+    fn push(&self, task: Task, bounded: bool) -> Result<(), PoolError> {
+        let mut queue = self.shared.queue.lock();
+        if !queue.accepting {
+            return Err(PoolError::ShuttingDown);
+        }
+        if bounded && queue.tasks.len() >= self.shared.capacity {
+            return Err(PoolError::QueueFull);
+        }
+        queue.tasks.push_back(task);
+        drop(queue);
+        self.shared.task_available.notify_one();
+        Ok(())
+    }
+
+    /// Whether a bounded `submit` would be refused right now.
+    pub fn is_full(&self) -> bool {
+        self.shared.queue.lock().tasks.len() >= self.shared.capacity
+    }
+
+    pub fn queued(&self) -> usize {
+        self.shared.queue.lock().tasks.len()
+    }
+
+    pub fn live_workers(&self) -> usize {
+        self.shared.live_workers.load(Ordering::SeqCst)
+    }
+
+    /// Stops intake, lets the workers finish every queued task, and joins them. Safe to
+    /// call more than once; later calls return at once.
+    pub fn shutdown(&self) {
+        self.shared.queue.lock().accepting = false;
+        self.shared.task_available.notify_all();
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for worker in workers {
+            // A worker never panics (tasks are caught), so join only fails on a bug.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for JobPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    fn work(&self) {
+        self.live_workers.fetch_add(1, Ordering::SeqCst);
+        while let Some(task) = self.next_task() {
+            // The task reports its own failure; catching here only keeps the worker.
+            let _ = panic::catch_unwind(AssertUnwindSafe(task));
+        }
+        self.live_workers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Blocks until a task is queued; `None` once the pool is shut down and drained.
+    /// The guard lives only inside this call, so tasks run with the lock released.
+    fn next_task(&self) -> Option<Task> {
+        let mut queue = self.queue.lock();
+        loop {
+            if let Some(task) = queue.tasks.pop_front() {
+                return Some(task);
+            }
+            if !queue.accepting {
+                return None;
+            }
+            self.task_available.wait(&mut queue);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn shutdown_drains_every_queued_task() {
+        let pool = JobPool::start("test", 2, 1000).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..200 {
+            let done = Arc::clone(&done);
+            pool.submit(Box::new(move || {
+                thread::sleep(Duration::from_micros(200));
+                done.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+        }
+        pool.shutdown();
+        assert_eq!(done.load(Ordering::SeqCst), 200);
+        assert_eq!(pool.live_workers(), 0);
+        assert_eq!(pool.submit(Box::new(|| ())), Err(PoolError::ShuttingDown));
+    }
+
+    #[test]
+    fn no_wakeup_is_lost_with_many_producers_and_few_workers() {
+        let pool = Arc::new(JobPool::start("test", 2, usize::MAX).unwrap());
+        let (sender, receiver) = mpsc::channel();
+        let producers: Vec<_> = (0..8)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                let sender = sender.clone();
+                thread::spawn(move || {
+                    for _ in 0..2000 {
+                        let sender = sender.clone();
+                        pool.submit(Box::new(move || sender.send(()).unwrap()))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        // Every task runs without shutdown's help: a lost wake-up would stall here.
+        for _ in 0..16_000 {
+            receiver
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a queued task was never run");
+        }
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_task_leaves_the_pool_at_full_size() {
+        let pool = JobPool::start("test", 2, 100).unwrap();
+        for _ in 0..10 {
+            pool.submit(Box::new(|| panic!("a task that fails")))
+                .unwrap();
+        }
+        let (sender, receiver) = mpsc::channel();
+        for _ in 0..10 {
+            let sender = sender.clone();
+            pool.submit(Box::new(move || sender.send(()).unwrap()))
+                .unwrap();
+        }
+        for _ in 0..10 {
+            receiver.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(pool.live_workers(), 2);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_bounded_submits_only() {
+        let pool = JobPool::start("test", 1, 2).unwrap();
+        let (release, blocked) = mpsc::channel::<()>();
+        let (started, is_started) = mpsc::channel();
+        pool.submit(Box::new(move || {
+            started.send(()).unwrap();
+            blocked.recv().unwrap();
+        }))
+        .unwrap();
+        is_started.recv().unwrap();
+        pool.submit(Box::new(|| ())).unwrap();
+        pool.submit(Box::new(|| ())).unwrap();
+        assert!(pool.is_full());
+        assert_eq!(pool.submit(Box::new(|| ())), Err(PoolError::QueueFull));
+        pool.submit_unbounded(Box::new(|| ())).unwrap();
+        assert_eq!(pool.queued(), 3);
+        release.send(()).unwrap();
+        pool.shutdown();
+        assert_eq!(pool.queued(), 0);
+    }
+}
