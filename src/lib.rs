@@ -5,5 +5,6 @@
 //! the result store writes its summary, work tables and team log under `results/`.
 
 pub mod cli;
+pub mod jobs;
 pub mod pool;
 pub mod wall;

@@ -1,0 +1,75 @@
+//! Job ids: UUID v7 (they sort by creation time), parsed strictly so that nothing but a
+//! canonical UUID ever reaches the file system.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Uuid);
+
+/// A string that is not a job id.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a job id")]
+pub struct InvalidJobId;
+
+impl JobId {
+    /// A new id, later than every id made before it in this process.
+    pub fn generate() -> JobId {
+        JobId(Uuid::now_v7())
+    }
+}
+
+impl FromStr for JobId {
+    type Err = InvalidJobId;
+
+    /// Only the 36-character hyphenated form: one spelling per id, which keeps file
+    /// names and map keys in step.
+    fn from_str(text: &str) -> Result<JobId, InvalidJobId> {
+        if text.len() != 36 {
+            return Err(InvalidJobId);
+        }
+        Uuid::try_parse(text).map(JobId).map_err(|_| InvalidJobId)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_creation() {
+        let first = JobId::generate();
+        let second = JobId::generate();
+        assert!(first < second);
+        assert_eq!(first.to_string().parse::<JobId>(), Ok(first));
+    }
+
+    #[test]
+    fn only_canonical_uuids_are_ids() {
+        let id = JobId::generate().to_string();
+        let simple = id.replace('-', "");
+        for text in [
+            "",
+            "abc",
+            "../../etc/passwd",
+            simple.as_str(),
+            &format!("{{{id}}}"),
+            &format!("urn:uuid:{id}"),
+            &format!("{id}/"),
+            &"a".repeat(10_000),
+            "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7\0",
+        ] {
+            assert_eq!(text.parse::<JobId>(), Err(InvalidJobId), "{text:?}");
+        }
+        let upper = id.to_uppercase();
+        assert_eq!(upper.parse::<JobId>().unwrap().to_string(), id);
+    }
+}

@@ -1,0 +1,13 @@
+//! Jobs: ids and states, the in-memory registry, the result store on disk, and the
+//! service that ties them to the thread pool.
+
+mod group_sync;
+mod id;
+mod registry;
+mod service;
+mod store;
+
+pub use id::{InvalidJobId, JobId};
+pub use registry::{JobState, Registry};
+pub use service::{DebugHooks, Jobs, JobsSettings, SubmitError};
+pub use store::{ResultStore, StoreError};
