@@ -4,7 +4,12 @@
 //! queued in the hand-written thread pool, a worker runs the [`wall`] simulation, and
 //! the result store writes its summary, work tables and team log under `results/`.
 
+pub mod app;
 pub mod cli;
+pub mod http;
 pub mod jobs;
 pub mod pool;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
 pub mod wall;

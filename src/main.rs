@@ -1,10 +1,13 @@
 //! The `icewall` binary: parses the command line and runs a subcommand.
 
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use icewall::app::App;
 use icewall::cli::simulate::{self, SimulateArgs};
+use icewall::settings::Settings;
+use icewall::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(name = "icewall", version, about = "Simulates building the Wall")]
@@ -15,13 +18,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the job server.
+    Serve(Settings),
     /// Simulate one wall config and print the result.
     Simulate(SimulateArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
+        Command::Serve(settings) => serve(&settings),
         Command::Simulate(args) => {
             let mut out = BufWriter::new(io::stdout().lock());
             match simulate::run(&args, &mut out) {
@@ -31,6 +36,42 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn serve(settings: &Settings) -> ExitCode {
+    let (logger, _flush_on_exit) = match telemetry::file_logger(
+        &settings.logs_dir,
+        settings.log_max_bytes,
+        settings.log_keep,
+    ) {
+        Ok(logger) => logger,
+        Err(error) => {
+            eprintln!(
+                "icewall: cannot log to {}: {error}",
+                settings.logs_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = actix_web::rt::System::new().block_on(async {
+        let app = App::build(settings, logger.clone()).map_err(|error| error.to_string())?;
+        let mut stdout = io::stdout().lock();
+        // Scripts and tests wait for this exact line to learn the port.
+        let _ = writeln!(stdout, "listening on http://{}", app.address());
+        let _ = stdout.flush();
+        drop(stdout);
+        app.run_until_stopped()
+            .await
+            .map_err(|error| error.to_string())
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            slog::error!(logger, "exiting on error"; "error" => &error);
+            eprintln!("icewall: {error}");
+            ExitCode::FAILURE
         }
     }
 }

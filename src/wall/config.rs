@@ -242,7 +242,7 @@ fn parse_height_token(token: &str, at: Location) -> Result<Height, ConfigError> 
 }
 
 /// Keeps an error message one readable sentence even when the token is megabytes long.
-pub(crate) fn truncate_token(token: &str) -> String {
+pub fn truncate_token(token: &str) -> String {
     const MAX_CHARS: usize = 40;
     if token.chars().count() <= MAX_CHARS {
         token.to_owned()

@@ -7,7 +7,10 @@ mod json;
 mod report;
 mod work;
 
-pub use config::{ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text};
+pub use config::{
+    ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text,
+    truncate_token as truncate_for_message,
+};
 pub use engine::simulate;
 pub use json::parse_json;
 pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};

@@ -1,0 +1,207 @@
+//! The application: `App::build` binds the listener (port 0 in tests) and starts the
+//! job service; `run_until_stopped` serves until the one shutdown path has drained
+//! every job and stopped the HTTP server.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, Service};
+use actix_web::{middleware, web};
+use slog::{Logger, info, warn};
+
+use crate::http::{self, ApiState, OwnWall};
+use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings};
+use crate::settings::Settings;
+use crate::shutdown::Shutdown;
+use crate::wall::{self, ConfigError, WallConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot read the wall config {path}: {source}")]
+    WallUnreadable { path: String, source: io::Error },
+    #[error("bad wall config {path}: {source}")]
+    WallInvalid { path: String, source: ConfigError },
+    #[error("cannot start the job service: {0}")]
+    Jobs(#[from] crate::jobs::StartError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: io::Error },
+}
+
+pub struct App {
+    server: Server,
+    address: SocketAddr,
+    jobs: Jobs,
+    shutdown: Shutdown,
+    logger: Logger,
+}
+
+impl App {
+    /// Loads the server's own wall, starts the job service (recovering jobs from disk)
+    /// and binds the listener. Must run inside an actix system.
+    ///
+    /// # Errors
+    /// A bad own wall, an unusable results directory, or an address that cannot be bound.
+    pub fn build(settings: &Settings, logger: Logger) -> Result<App, StartupError> {
+        let own_wall = OwnWall::build(&load_own_wall(settings)?);
+        let jobs = Jobs::start(
+            &JobsSettings {
+                results_dir: settings.results_dir.clone(),
+                workers: settings.workers,
+                max_queue: settings.max_queue,
+                debug: DebugHooks {
+                    job_delay: Duration::from_millis(settings.debug_job_delay_ms),
+                    panic_on_num_teams: settings.debug_panic_on_num_teams,
+                },
+            },
+            logger.clone(),
+        )?;
+        let bind_error = |source| StartupError::Bind {
+            bind: settings.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let shutdown = Shutdown::new();
+        let state = web::Data::new(ApiState {
+            jobs: jobs.clone(),
+            own_wall,
+            shutdown: shutdown.clone(),
+            limits: settings.limits(),
+            max_body: settings.max_body,
+            request_timeout: settings.request_timeout(),
+        });
+        let request_logger = logger.clone();
+        let server = actix_web::HttpServer::new(move || {
+            let logger = request_logger.clone();
+            actix_web::App::new()
+                .app_data(state.clone())
+                .configure(http::routes)
+                .wrap(middleware::NormalizePath::trim())
+                .wrap_fn(move |request, service| {
+                    let started = Instant::now();
+                    let method = request.method().clone();
+                    let path = request.path().to_owned();
+                    let logger = logger.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        let job_id = response.response().extensions().get::<JobId>().copied();
+                        let logger = match job_id {
+                            Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
+                            None => logger,
+                        };
+                        info!(logger, "request";
+                            "method" => %method,
+                            "path" => wall::truncate_for_message(&path),
+                            "status" => response.status().as_u16(),
+                            "elapsed_ms" => started.elapsed().as_secs_f64() * 1000.0);
+                        Ok(response)
+                    }
+                })
+        })
+        .workers(settings.http_workers)
+        .disable_signals()
+        .client_request_timeout(settings.request_timeout())
+        .keep_alive(Duration::from_secs(settings.keep_alive_secs))
+        .shutdown_timeout(settings.shutdown_timeout_secs)
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
+        info!(logger, "started";
+            "address" => %address,
+            "workers" => settings.workers,
+            "http_workers" => settings.http_workers,
+            "results_dir" => %settings.results_dir.display(),
+            "max_queue" => settings.max_queue,
+            "max_body" => settings.max_body,
+            "max_sections" => settings.max_sections,
+            "jobs_on_disk" => jobs.registry().len());
+        Ok(App {
+            server,
+            address,
+            jobs,
+            shutdown,
+            logger,
+        })
+    }
+
+    /// The address actually bound (with the real port when port 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// A handle that triggers the same shutdown as the endpoint and the signals.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until shutdown is triggered, then refuses new jobs, waits until every
+    /// queued and running job has its result on disk, and stops the HTTP server
+    /// (which keeps answering status polls during the drain).
+    ///
+    /// # Errors
+    /// When the HTTP server fails.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        actix_web::rt::spawn(self.shutdown.clone().on_signals());
+        tokio::select! {
+            () = self.shutdown.triggered() => {}
+            finished = &mut server => {
+                return finished.unwrap_or_else(|error| Err(io::Error::other(error)));
+            }
+        }
+        self.jobs.stop_accepting();
+        let pending = self.jobs.registry().in_flight();
+        info!(self.logger, "shutting down: draining the job queue"; "pending" => pending);
+        let started = Instant::now();
+        let jobs = self.jobs.clone();
+        if actix_web::rt::task::spawn_blocking(move || jobs.drain())
+            .await
+            .is_err()
+        {
+            warn!(self.logger, "the drain did not complete");
+        }
+        info!(self.logger, "job queue drained";
+            "drained" => pending,
+            "elapsed_ms" => started.elapsed().as_millis() as u64,
+            "jobs_known" => self.jobs.registry().len());
+        handle.stop(true).await;
+        let stopped = server
+            .await
+            .unwrap_or_else(|error| Err(io::Error::other(error)));
+        info!(self.logger, "stopped");
+        stopped
+    }
+}
+
+fn load_own_wall(settings: &Settings) -> Result<WallConfig, StartupError> {
+    let (path, text) = match &settings.profiles {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read(path).map_err(|source| StartupError::WallUnreadable {
+                path: shown.clone(),
+                source,
+            })?;
+            (shown, text)
+        }
+        None => (
+            "(built-in example)".to_owned(),
+            wall::EXAMPLE_WALL.as_bytes().to_vec(),
+        ),
+    };
+    let invalid = |source| StartupError::WallInvalid {
+        path: path.clone(),
+        source,
+    };
+    let config = crate::cli::simulate::parse_config(&text, &settings.limits()).map_err(invalid)?;
+    Ok(match settings.num_teams {
+        Some(teams) => config.with_num_teams(Some(teams)),
+        None => config,
+    })
+}

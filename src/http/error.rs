@@ -1,0 +1,102 @@
+//! The API error: every failure a handler can return, each mapped to its status code
+//! and to the body `{"status": "error", "reason": ".."}` in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::jobs::{InvalidJobId, StoreError, SubmitError};
+use crate::wall::ConfigError;
+
+/// Seconds a client is told to wait before retrying a refused submission.
+const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("Content-Type must be application/json or text/plain, got {0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body was not received in time")]
+    RequestTimeout,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid_job_id() -> ApiError {
+        ApiError::NotFound("Invalid job_id".to_owned())
+    }
+}
+
+impl From<InvalidJobId> for ApiError {
+    fn from(_: InvalidJobId) -> ApiError {
+        ApiError::invalid_job_id()
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(error: ConfigError) -> ApiError {
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> ApiError {
+        ApiError::Unavailable(error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        ApiError::Internal(format!("the stored result cannot be read: {error}"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> ApiError {
+        ApiError::Unavailable("the server is shutting down".to_owned())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+        }
+        if matches!(
+            self,
+            ApiError::RequestTimeout | ApiError::PayloadTooLarge(_)
+        ) {
+            // The rest of the body is unread: the connection cannot be reused.
+            response.insert_header((header::CONNECTION, "close"));
+        }
+        response.json(json!({"status": "error", "reason": self.to_string()}))
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP API of API.md: routes, the state handlers share, and JSON answers for
+//! unknown routes and wrong methods (never an HTML or empty error page).
+
+mod error;
+mod jobs;
+mod own_wall;
+mod queries;
+mod submit;
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, Resource, web};
+
+pub use error::ApiError;
+pub use own_wall::OwnWall;
+
+use crate::jobs::Jobs;
+use crate::shutdown::Shutdown;
+use crate::wall::Limits;
+
+/// What every handler can reach, shared through `web::Data`.
+pub struct ApiState {
+    pub jobs: Jobs,
+    pub own_wall: OwnWall,
+    pub shutdown: Shutdown,
+    pub limits: Limits,
+    pub max_body: usize,
+    pub request_timeout: Duration,
+}
+
+/// A resource that answers other methods with a JSON 405.
+fn endpoint(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            ApiError::BadRequest(format!("bad query string: {error}")).into()
+        }))
+        .service(endpoint("/api/simulate").route(web::post().to(submit::submit)))
+        .service(endpoint("/api/get_results/{id}").route(web::get().to(jobs::results)))
+        .service(endpoint("/api/jobs").route(web::get().to(jobs::list)))
+        .service(endpoint("/api/num_jobs").route(web::get().to(jobs::count)))
+        .service(
+            endpoint("/api/graceful_shutdown")
+                .route(web::get().to(jobs::graceful_shutdown))
+                .route(web::post().to(jobs::graceful_shutdown)),
+        )
+        .service(endpoint("/api/jobs/{id}/profiles/{p}/days/{d}").route(web::get().to(jobs::ice)))
+        .service(
+            endpoint("/api/jobs/{id}/profiles/{p}/overview/{d}")
+                .route(web::get().to(jobs::profile_cost)),
+        )
+        .service(
+            endpoint("/api/jobs/{id}/profiles/overview/{d}").route(web::get().to(jobs::wall_cost)),
+        )
+        .service(
+            endpoint("/api/jobs/{id}/profiles/overview").route(web::get().to(jobs::total_cost)),
+        )
+        .service(endpoint("/api/jobs/{id}/log").route(web::get().to(jobs::log)))
+        .service(endpoint("/profiles/{p}/days/{d}").route(web::get().to(own_wall::ice)))
+        .service(
+            endpoint("/profiles/{p}/overview/{d}").route(web::get().to(own_wall::profile_cost)),
+        )
+        .service(endpoint("/profiles/overview/{d}").route(web::get().to(own_wall::wall_cost)))
+        .service(endpoint("/profiles/overview").route(web::get().to(own_wall::total_cost)))
+        .service(endpoint("/profiles/config").route(web::get().to(own_wall::config)))
+        .service(endpoint("/profiles/logs").route(web::get().to(own_wall::log)))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        crate::wall::truncate_for_message(request.path())
+    )))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(request.method().to_string()))
+}

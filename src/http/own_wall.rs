@@ -1,0 +1,86 @@
+//! The original problem's endpoints (`/profiles/...`), answered for the wall the server
+//! was started with. It is simulated once at start-up and its bodies kept ready.
+
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+
+use super::queries::Question;
+use super::{ApiError, ApiState};
+use crate::wall::{self, WallConfig, WorkTables};
+
+pub struct OwnWall {
+    work: WorkTables,
+    config_body: Bytes,
+    overview_body: Bytes,
+    log_body: Bytes,
+}
+
+impl OwnWall {
+    pub fn build(config: &WallConfig) -> OwnWall {
+        let outcome = wall::simulate(config);
+        let mut log = Vec::new();
+        outcome
+            .log
+            .write_to(&mut log)
+            .expect("writing to memory cannot fail");
+        let overview = Question::TotalCost
+            .answer(&outcome.work)
+            .expect("the whole-wall cost has no profile to miss");
+        OwnWall {
+            config_body: serde_json::to_vec(config)
+                .expect("a config serializes")
+                .into(),
+            overview_body: serde_json::to_vec(&overview)
+                .expect("an answer serializes")
+                .into(),
+            log_body: log.into(),
+            work: outcome.work,
+        }
+    }
+}
+
+fn own(state: &ApiState) -> &OwnWall {
+    &state.own_wall
+}
+
+pub async fn ice(
+    path: web::Path<(String, String)>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let question = Question::ice(&path.0, &path.1)?;
+    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+}
+
+pub async fn profile_cost(
+    path: web::Path<(String, String)>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let question = Question::profile_cost(&path.0, &path.1)?;
+    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+}
+
+pub async fn wall_cost(
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let question = Question::wall_cost(&path)?;
+    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+}
+
+pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(own(&state).overview_body.clone())
+}
+
+pub async fn config(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(own(&state).config_body.clone())
+}
+
+pub async fn log(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(own(&state).log_body.clone())
+}

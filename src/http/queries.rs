@@ -1,0 +1,126 @@
+//! The day-by-day questions, asked of a finished job or of the server's own wall: path
+//! numbers are parsed here (400 unless a positive integer) and answered from the work
+//! tables (404 for a profile out of range).
+
+use serde::Serialize;
+
+use super::ApiError;
+use crate::wall::WorkTables;
+
+/// One question of API.md's query table.
+#[derive(Clone, Copy, Debug)]
+pub enum Question {
+    /// `ice(p, d)`
+    Ice { profile: usize, day: u64 },
+    /// `cost(p, <=d)`
+    ProfileCost { profile: usize, day: u64 },
+    /// `cost(all, <=d)`
+    WallCost { day: u64 },
+    /// `cost(all)`
+    TotalCost,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Ice { day: u64, ice_amount: u64 },
+    Cost { day: Option<u64>, cost: u64 },
+}
+
+impl Question {
+    pub fn ice(profile: &str, day: &str) -> Result<Question, ApiError> {
+        Ok(Question::Ice {
+            profile: positive("profile", profile)?,
+            day: positive("day", day)?,
+        })
+    }
+
+    pub fn profile_cost(profile: &str, day: &str) -> Result<Question, ApiError> {
+        Ok(Question::ProfileCost {
+            profile: positive("profile", profile)?,
+            day: positive("day", day)?,
+        })
+    }
+
+    pub fn wall_cost(day: &str) -> Result<Question, ApiError> {
+        Ok(Question::WallCost {
+            day: positive("day", day)?,
+        })
+    }
+
+    /// # Errors
+    /// `NotFound` when the profile does not exist.
+    pub fn answer(self, work: &WorkTables) -> Result<Answer, ApiError> {
+        let missing = |profile| {
+            ApiError::NotFound(format!(
+                "profile {profile} does not exist; the wall has {} profiles",
+                work.profile_count()
+            ))
+        };
+        Ok(match self {
+            Question::Ice { profile, day } => Answer::Ice {
+                day,
+                ice_amount: work.ice(profile, day).ok_or_else(|| missing(profile))?,
+            },
+            Question::ProfileCost { profile, day } => Answer::Cost {
+                day: Some(day),
+                cost: work
+                    .profile_cost_through(profile, day)
+                    .ok_or_else(|| missing(profile))?,
+            },
+            Question::WallCost { day } => Answer::Cost {
+                day: Some(day),
+                cost: work.cost_through(day),
+            },
+            Question::TotalCost => Answer::Cost {
+                day: None,
+                cost: work.total_cost(),
+            },
+        })
+    }
+}
+
+/// A positive decimal integer that fits the type; anything else is a 400 naming it.
+fn positive<T: std::str::FromStr + Default + PartialEq>(
+    name: &str,
+    text: &str,
+) -> Result<T, ApiError> {
+    let shown = crate::wall::truncate_for_message(text);
+    let value = text
+        .bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then(|| text.parse::<T>().ok())
+        .flatten()
+        .filter(|value| *value != T::default());
+    value.ok_or_else(|| {
+        ApiError::BadRequest(format!("{name} must be a positive integer, got `{shown}`"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_numbers_must_be_positive_integers() {
+        assert_eq!(positive::<u64>("day", "7").unwrap(), 7);
+        for text in [
+            "0",
+            "-1",
+            "x",
+            "",
+            "+1",
+            "1.5",
+            "99999999999999999999",
+            " 1",
+        ] {
+            let error = positive::<u64>("day", text).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("day must be a positive integer"),
+                "{text}"
+            );
+        }
+    }
+}

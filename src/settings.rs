@@ -1,0 +1,94 @@
+//! Settings of `icewall serve`: every limit and location is a flag (and an `ICEWALL_*`
+//! environment variable) with a sane default, validated once by clap.
+
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::wall::{self, Limits};
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value >= 1 => Ok(value),
+        _ => Err(format!("expected an integer of at least 1, got `{text}`")),
+    }
+}
+
+fn num_teams(text: &str) -> Result<NonZeroU64, String> {
+    wall::parse_num_teams(text).map_err(|error| error.to_string())
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "ICEWALL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Simulation worker threads.
+    #[arg(long, env = "ICEWALL_WORKERS", default_value_t = cores(), value_parser = at_least_one)]
+    pub workers: usize,
+    /// HTTP worker threads.
+    #[arg(long, env = "ICEWALL_HTTP_WORKERS", default_value_t = cores(), value_parser = at_least_one)]
+    pub http_workers: usize,
+    /// Where job requests, results and team logs are kept.
+    #[arg(long, env = "ICEWALL_RESULTS_DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Where the server log (icewall.log, rotated by size) is written.
+    #[arg(long, env = "ICEWALL_LOGS_DIR", default_value = "logs")]
+    pub logs_dir: PathBuf,
+    /// The server's own wall, answered by /profiles/...; the example wall if absent.
+    #[arg(long, env = "ICEWALL_PROFILES")]
+    pub profiles: Option<PathBuf>,
+    /// Teams building the server's own wall; unlimited crews if absent.
+    #[arg(long, env = "ICEWALL_NUM_TEAMS", value_parser = num_teams)]
+    pub num_teams: Option<NonZeroU64>,
+    /// Jobs waiting to run, beyond which submissions get 503.
+    #[arg(long, env = "ICEWALL_MAX_QUEUE", default_value_t = 10_000, value_parser = at_least_one)]
+    pub max_queue: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "ICEWALL_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = at_least_one)]
+    pub max_body: usize,
+    /// Most sections in one job's wall.
+    #[arg(long, env = "ICEWALL_MAX_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS, value_parser = at_least_one)]
+    pub max_sections: usize,
+    /// Most sections in one profile.
+    #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
+    pub max_profile_sections: usize,
+    /// Seconds a client has to send a request's headers, and then its body (408 beyond).
+    #[arg(long, env = "ICEWALL_REQUEST_TIMEOUT", default_value_t = 10)]
+    pub request_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, env = "ICEWALL_KEEP_ALIVE", default_value_t = 5)]
+    pub keep_alive_secs: u64,
+    /// Seconds in-flight HTTP requests get to finish once the job queue has drained.
+    #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+    /// Size in bytes at which logs/icewall.log is rotated.
+    #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]
+    pub log_max_bytes: usize,
+    /// Rotated log files kept.
+    #[arg(long, env = "ICEWALL_LOG_KEEP", default_value_t = 5)]
+    pub log_keep: usize,
+    /// Test hook: milliseconds every job sleeps before simulating.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub debug_job_delay_ms: u64,
+    /// Test hook: a job with this num_teams panics.
+    #[arg(long, hide = true)]
+    pub debug_panic_on_num_teams: Option<u64>,
+}
+
+impl Settings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_sections_per_profile: self.max_profile_sections,
+            max_sections: self.max_sections,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
