@@ -14,7 +14,7 @@ use crate::http::{self, ApiState, OwnWall};
 use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::wall::{self, ConfigError, WallConfig};
+use crate::wall::{self, ConfigError, Limits, WallConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -199,7 +199,12 @@ fn load_own_wall(settings: &Settings) -> Result<WallConfig, StartupError> {
         path: path.clone(),
         source,
     };
-    let config = crate::cli::simulate::parse_config(&text, &settings.limits()).map_err(invalid)?;
+    // The operator's wall obeys the problem's per-profile rule, not the per-job limit.
+    let limits = Limits {
+        max_sections_per_profile: settings.max_profile_sections,
+        ..Limits::engine_bounds()
+    };
+    let config = crate::cli::simulate::parse_config(&text, &limits).map_err(invalid)?;
     Ok(match settings.num_teams {
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,

@@ -1,0 +1,400 @@
+//! The HTTP contract of API.md, against the real server on port 0: the example wall
+//! through every endpoint, and every error status with its reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
+
+fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Server::start_in(dir.path(), args), dir)
+}
+
+#[test]
+fn example_wall_answers_every_job_endpoint() {
+    let (server, _dir) = server(&[]);
+    let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(reply.status, 202);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reply.location.as_deref(),
+        Some(format!("/api/get_results/{id}").as_str())
+    );
+
+    let result = server.wait_finished(&id);
+    assert_eq!(
+        result,
+        serde_json::json!({"status": "done", "data": {"days": 31, "num_teams": 3, "ice": 16965,
+            "cost": 32233500, "profiles": [
+                {"profile": 1, "sections": 3, "days": 9, "ice": 3120, "cost": 5928000},
+                {"profile": 2, "sections": 1, "days": 15, "ice": 2535, "cost": 4816500},
+                {"profile": 3, "sections": 5, "days": 31, "ice": 11310, "cost": 21489000}]}})
+    );
+    let ask = |path: &str| server.get(&format!("/api/jobs/{id}{path}")).json();
+    assert_eq!(
+        ask("/profiles/3/days/16"),
+        serde_json::json!({"day": 16, "ice_amount": 585})
+    );
+    assert_eq!(
+        ask("/profiles/2/days/1"),
+        serde_json::json!({"day": 1, "ice_amount": 0})
+    );
+    assert_eq!(
+        ask("/profiles/2/days/1000"),
+        serde_json::json!({"day": 1000, "ice_amount": 0})
+    );
+    assert_eq!(
+        ask("/profiles/1/overview/2"),
+        serde_json::json!({"day": 2, "cost": 3 * 195 * 1900 * 2})
+    );
+    assert_eq!(
+        ask("/profiles/overview/31"),
+        serde_json::json!({"day": 31, "cost": 32233500})
+    );
+    assert_eq!(
+        ask("/profiles/overview"),
+        serde_json::json!({"day": null, "cost": 32233500})
+    );
+    assert_eq!(
+        ask("/profiles/overview/"),
+        serde_json::json!({"day": null, "cost": 32233500})
+    );
+
+    let log = server.get(&format!("/api/jobs/{id}/log"));
+    assert_eq!(log.status, 200);
+    assert!(log.content_type.starts_with("text/plain"));
+    let lines: Vec<&str> = log.body.lines().collect();
+    assert_eq!(lines.len(), 12);
+    assert_eq!(lines[0], "day 2: team 3 finished section 3 of profile 1");
+    assert_eq!(lines[11], "day 31: team 2 relieved");
+}
+
+#[test]
+fn text_configs_take_num_teams_from_the_query() {
+    let (server, _dir) = server(&[]);
+    let unlimited = server.post("/api/simulate", "text/plain", EXAMPLE_TEXT.as_bytes());
+    let teams = server.post(
+        "/api/simulate?num_teams=2",
+        "text/plain; charset=utf-8",
+        EXAMPLE_TEXT.as_bytes(),
+    );
+    let unlimited = server.wait_finished(unlimited.json()["job_id"].as_str().unwrap());
+    let teams = server.wait_finished(teams.json()["job_id"].as_str().unwrap());
+    assert_eq!(unlimited["data"]["days"], 13);
+    assert_eq!(unlimited["data"]["num_teams"], serde_json::Value::Null);
+    assert_eq!(teams["data"]["days"], 48);
+    let crlf = server.post(
+        "/api/simulate",
+        "text/plain",
+        "\u{feff}21 25 28 \r\n17\r\n\t17 22 17 19 17\r\n".as_bytes(),
+    );
+    assert_eq!(
+        server.wait_finished(crlf.json()["job_id"].as_str().unwrap())["data"]["cost"],
+        32233500
+    );
+}
+
+#[test]
+fn own_wall_answers_with_or_without_trailing_slash() {
+    let (server, _dir) = server(&[]);
+    for slash in ["", "/"] {
+        let ask = |path: &str| server.get(&format!("{path}{slash}")).json();
+        assert_eq!(
+            ask("/profiles/1/days/1"),
+            serde_json::json!({"day": 1, "ice_amount": 585})
+        );
+        assert_eq!(
+            ask("/profiles/1/overview/1"),
+            serde_json::json!({"day": 1, "cost": 1111500})
+        );
+        assert_eq!(
+            ask("/profiles/overview/1"),
+            serde_json::json!({"day": 1, "cost": 3334500})
+        );
+        assert_eq!(
+            ask("/profiles/overview"),
+            serde_json::json!({"day": null, "cost": 32233500})
+        );
+        assert_eq!(
+            ask("/profiles/config"),
+            serde_json::json!({"profiles": [[21, 25, 28], [17], [17, 22, 17, 19, 17]], "num_teams": null})
+        );
+    }
+    let logs = server.get("/profiles/logs");
+    assert!(logs.content_type.starts_with("text/plain"));
+    assert_eq!(logs.body.lines().count(), 18);
+}
+
+#[test]
+fn own_wall_comes_from_profiles_and_num_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--profiles", wall.to_str().unwrap(), "--num-teams", "3"],
+    );
+    assert_eq!(server.get("/profiles/3/days/16").json()["ice_amount"], 585);
+    assert_eq!(server.get("/profiles/logs").body.lines().count(), 12);
+    assert_eq!(server.get("/profiles/config").json()["num_teams"], 3);
+}
+
+#[test]
+fn bad_configs_get_400_naming_where_and_why() {
+    let (server, _dir) = server(&[]);
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "text/plain",
+            "1 2\n3 31\n",
+            "line 2 (profile 2), column 2: height `31` is outside 0..=30",
+        ),
+        (
+            "text/plain",
+            "1 abc\n",
+            "line 1 (profile 1), column 2: `abc` is not an integer height",
+        ),
+        (
+            "application/json",
+            r#"{"profiles": [[1, true]]}"#,
+            "profile 1, section 2",
+        ),
+        (
+            "application/json",
+            r#"{"profiles": []}"#,
+            "the wall has no profiles",
+        ),
+        (
+            "application/json",
+            r#"{"profiles": [[1]], "num_teams": 0}"#,
+            "num_teams must be an integer of at least 1",
+        ),
+        ("text/plain", "", "the wall has no profiles"),
+    ];
+    for (content_type, body, expected) in cases {
+        let reply = server.post("/api/simulate", content_type, body.as_bytes());
+        assert_eq!(reply.status, 400, "{body}");
+        assert!(
+            reply.reason().contains(expected),
+            "{body}: {}",
+            reply.reason()
+        );
+    }
+    let reply = server.post("/api/simulate?num_teams=0", "text/plain", b"1 2\n");
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("num_teams"));
+    let long = format!("{}\n", vec!["1"; 2001].join(" "));
+    let reply = server.post("/api/simulate", "text/plain", long.as_bytes());
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("more than 2000 sections"));
+}
+
+#[test]
+fn limits_on_sections_body_and_content_type() {
+    let (server, _dir) = server(&["--max-body", "1000", "--max-sections", "5"]);
+    let reply = server.post("/api/simulate", "text/plain", b"1 2 3\n4 5 6\n");
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("more than 5 sections in all"));
+    let reply = server.post("/api/simulate", "text/plain", "1 ".repeat(600).as_bytes());
+    assert_eq!(reply.status, 413);
+    assert!(reply.reason().contains("1000 bytes"));
+    for content_type in ["application/xml", "", "text/html"] {
+        let reply = server.post("/api/simulate", content_type, b"1 2\n");
+        assert_eq!(reply.status, 415, "{content_type:?}");
+        assert!(reply.reason().starts_with("Content-Type must be"));
+    }
+}
+
+#[test]
+fn unknown_or_malformed_job_ids_get_404() {
+    let (server, _dir) = server(&[]);
+    let unknown = "0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f";
+    for id in [
+        unknown,
+        "xx",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%00",
+        &"a".repeat(10_000),
+    ] {
+        for path in ["/api/get_results/", "/api/jobs/"] {
+            let suffix = if path == "/api/jobs/" {
+                "/profiles/overview"
+            } else {
+                ""
+            };
+            let reply = server.get(&format!("{path}{id}{suffix}"));
+            assert_eq!(reply.status, 404, "{path}{id}");
+            assert_eq!(reply.reason(), "Invalid job_id");
+        }
+    }
+    assert_eq!(server.get(&format!("/api/jobs/{unknown}/log")).status, 404);
+}
+
+#[test]
+fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    for bad in ["0", "-1", "x", "99999999999999999999", "1.5"] {
+        for path in [
+            format!("/api/jobs/{id}/profiles/1/days/{bad}"),
+            format!("/api/jobs/{id}/profiles/{bad}/days/1"),
+            format!("/api/jobs/{id}/profiles/overview/{bad}"),
+            format!("/profiles/{bad}/overview/1"),
+            format!("/profiles/1/days/{bad}"),
+        ] {
+            let reply = server.get(&path);
+            assert_eq!(reply.status, 400, "{path}");
+            assert!(
+                reply.reason().contains("must be a positive integer"),
+                "{path}"
+            );
+        }
+    }
+    let reply = server.get(&format!("/api/jobs/{id}/profiles/4/days/1"));
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        reply.reason(),
+        "profile 4 does not exist; the wall has 3 profiles"
+    );
+    assert_eq!(server.get("/profiles/4/overview/1").status, 404);
+}
+
+#[test]
+fn questions_on_an_unfinished_job_get_409() {
+    let (server, _dir) = server(&["--debug-job-delay-ms", "1500"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
+    assert!(status == "queued" || status == "running", "{status}");
+    for path in ["/profiles/1/days/1", "/profiles/overview", "/log"] {
+        let reply = server.get(&format!("/api/jobs/{id}{path}"));
+        assert_eq!(reply.status, 409, "{path}");
+        assert!(reply.reason().contains("the job is"));
+    }
+    assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 1);
+    server.wait_finished(&id);
+    assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 0);
+}
+
+#[test]
+fn jobs_are_listed_oldest_first_in_pages() {
+    let (server, _dir) = server(&[]);
+    let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let page = |query: &str| -> Vec<String> {
+        let reply = server.get(&format!("/api/jobs{query}")).json();
+        assert_eq!(reply["status"], "done");
+        reply["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["job_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(page(""), ids);
+    assert_eq!(page("?limit=2"), ids[..2]);
+    assert_eq!(page(&format!("?limit=2&after={}", ids[1])), ids[2..4]);
+    assert_eq!(page(&format!("?after={}", ids[4])), Vec::<String>::new());
+    for bad in ["?limit=0", "?limit=x", "?limit=1001", "?after=nope"] {
+        assert_eq!(server.get(&format!("/api/jobs{bad}")).status, 400, "{bad}");
+    }
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
+    let (server, _dir) = server(&[
+        "--workers",
+        "1",
+        "--max-queue",
+        "3",
+        "--debug-job-delay-ms",
+        "200",
+    ]);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+        match reply.status {
+            202 => accepted.push(reply.json()["job_id"].as_str().unwrap().to_owned()),
+            503 => {
+                refused += 1;
+                assert_eq!(reply.retry_after.as_deref(), Some("1"));
+                assert!(reply.reason().contains("queue is full"));
+            }
+            other => panic!("unexpected status {other}: {}", reply.body),
+        }
+    }
+    assert!(
+        refused > 0 && accepted.len() >= 3,
+        "{} accepted, {refused} refused",
+        accepted.len()
+    );
+    for id in &accepted {
+        assert_eq!(server.wait_finished(id)["status"], "done");
+    }
+}
+
+#[test]
+fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
+    let (server, _dir) = server(&[
+        "--workers",
+        "2",
+        "--debug-panic-on-num-teams",
+        "7",
+        "--debug-job-delay-ms",
+        "300",
+    ]);
+    let panicking = r#"{"profiles": [[1, 2, 3]], "num_teams": 7}"#;
+    let failed: Vec<String> = (0..4).map(|_| server.submit_json(panicking)).collect();
+    for id in &failed {
+        let result = server.wait_finished(id);
+        assert_eq!(result["status"], "failed");
+        assert!(
+            result["reason"].as_str().unwrap().contains("panicked"),
+            "{result}"
+        );
+        let reply = server.get(&format!("/api/jobs/{id}/profiles/overview"));
+        assert_eq!(reply.status, 409);
+        assert!(reply.reason().contains("failed"));
+    }
+    // Both workers are alive if two jobs can be running at the same moment.
+    let healthy: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = healthy
+            .iter()
+            .filter(|id| {
+                server.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
+            })
+            .count();
+        if running == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw two jobs running at once"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for id in &healthy {
+        assert_eq!(server.wait_finished(id)["status"], "done");
+    }
+}
+
+#[test]
+fn unknown_routes_and_wrong_methods_answer_json() {
+    let (server, _dir) = server(&[]);
+    let reply = server.get("/nowhere");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.reason(), "no such endpoint: GET /nowhere");
+    for (method, path) in [
+        ("GET", "/api/simulate"),
+        ("DELETE", "/api/num_jobs"),
+        ("PUT", "/profiles/overview"),
+    ] {
+        let reply = server.request(method, path);
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert!(reply.content_type.starts_with("application/json"));
+        assert!(reply.reason().contains(method));
+    }
+}

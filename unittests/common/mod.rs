@@ -1,0 +1,184 @@
+//! Helpers shared by the integration tests: spawn the real `icewall serve` on port 0
+//! with temporary directories, talk HTTP to it, and wait for jobs against a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
+pub const EXAMPLE_JSON: &str =
+    r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
+
+/// A running server; killed on drop if the test did not stop it.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub results: PathBuf,
+    agent: ureq::Agent,
+}
+
+/// A response, whatever its status.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub location: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.body))
+    }
+
+    /// The `reason` of an error body, checking the error shape on the way.
+    pub fn reason(&self) -> String {
+        let body = self.json();
+        assert_eq!(body["status"], "error", "{}", self.body);
+        body["reason"].as_str().expect("a reason").to_owned()
+    }
+}
+
+impl Server {
+    /// Starts a server whose results and logs live under `dir`.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+        let results = dir.join("results");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
+        command.args(["serve", "--bind", "127.0.0.1:0", "--http-workers", "2"]);
+        if !args.contains(&"--workers") {
+            command.args(["--workers", "2"]);
+        }
+        let mut child = command
+            .arg("--results-dir")
+            .arg(&results)
+            .arg("--logs-dir")
+            .arg(dir.join("logs"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the icewall binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(base) = line.trim().strip_prefix("listening on ") else {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("the server did not start: {line:?} {stderr}");
+        };
+        Server {
+            base: base.to_owned(),
+            child,
+            results,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
+        let response = match result {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => panic!("no HTTP answer: {error}"),
+        };
+        Reply {
+            status: response.status(),
+            content_type: response.content_type().to_owned(),
+            retry_after: response.header("retry-after").map(str::to_owned),
+            location: response.header("location").map(str::to_owned),
+            body: response.into_string().unwrap(),
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Reply {
+        Self::reply(self.agent.request(method, &self.url(path)).call())
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        Self::reply(
+            self.agent
+                .post(&self.url(path))
+                .set("Content-Type", content_type)
+                .send_bytes(body),
+        )
+    }
+
+    pub fn submit_json(&self, body: &str) -> String {
+        let reply = self.post("/api/simulate", "application/json", body.as_bytes());
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.json()["job_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls until the job is done or failed, and returns its result body.
+    pub fn wait_finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let result = self.get(&format!("/api/get_results/{id}")).json();
+            if result["status"] == "done" || result["status"] == "failed" {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never finished: {result}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Asks for a graceful shutdown and waits for the process to exit.
+    pub fn shutdown(mut self) -> ExitStatus {
+        let reply = self.post("/api/graceful_shutdown", "application/json", b"");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
