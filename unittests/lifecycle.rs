@@ -1,0 +1,256 @@
+//! The server's life: graceful shutdown by endpoint and by signal drains every job,
+//! `kill -9` loses no accepted job, a restart answers from disk, damaged files are
+//! skipped, and an unusable results directory stops start-up with a clear error.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{EXAMPLE_JSON, Server};
+
+fn result_files(server_results: &std::path::Path) -> usize {
+    std::fs::read_dir(server_results)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".result.jsonl")
+        })
+        .count()
+}
+
+#[test]
+fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "100"],
+    );
+    let ids: Vec<String> = (0..10).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["status"], "shutting_down");
+    assert!(
+        reply.json()["pending"].as_u64().unwrap() >= 8,
+        "{}",
+        reply.body
+    );
+
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503);
+    assert!(refused.retry_after.is_some());
+    assert!(refused.reason().contains("shutting down"));
+    let again = server.get("/api/graceful_shutdown");
+    assert_eq!(again.json()["status"], "shutting_down");
+    // Polls are still answered during the drain.
+    assert_eq!(
+        server.get(&format!("/api/get_results/{}", ids[0])).status,
+        200
+    );
+
+    let results = server.results.clone();
+    let mut server = server;
+    assert!(server.wait_exit().success());
+    assert_eq!(result_files(&results), 10);
+
+    let restarted = Server::start_in(dir.path(), &[]);
+    for id in &ids {
+        let result = restarted.get(&format!("/api/get_results/{id}")).json();
+        assert_eq!(result["data"]["cost"], 32233500, "{id}");
+        assert_eq!(
+            restarted
+                .get(&format!("/api/jobs/{id}/log"))
+                .body
+                .lines()
+                .count(),
+            12
+        );
+    }
+    assert_eq!(
+        restarted.get("/api/jobs").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(restarted.shutdown().success());
+}
+
+#[test]
+fn sigterm_and_sigint_take_the_same_drain_path() {
+    for signal in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(
+            dir.path(),
+            &["--workers", "1", "--debug-job-delay-ms", "100"],
+        );
+        let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+        let killed = Command::new("kill")
+            .arg(signal)
+            .arg(server.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert!(server.wait_exit().success(), "{signal}");
+        assert_eq!(result_files(&server.results), ids.len(), "{signal}");
+    }
+}
+
+/// Submits jobs from two threads until told to stop, recording every id that got a 202.
+fn submit_until_stopped(server: &Server, stop: &AtomicBool, accepted: &Mutex<Vec<String>>) {
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
+                while !stop.load(Ordering::SeqCst) {
+                    let reply = agent
+                        .post(&server.url("/api/simulate"))
+                        .set("Content-Type", "application/json")
+                        .send_string(EXAMPLE_JSON);
+                    // A connection cut by the kill is fine: that job was never acknowledged.
+                    if let Ok(response) = reply {
+                        if response.status() == 202 {
+                            let body: serde_json::Value = response.into_json().unwrap();
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push(body["job_id"].as_str().unwrap().to_owned());
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn kill_9_under_load_loses_no_accepted_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all_accepted: Vec<String> = Vec::new();
+    for round in 0..5u64 {
+        let server = Server::start_in(dir.path(), &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            scope.spawn(|| submit_until_stopped(&server, &stop, &accepted));
+            // A different moment each round.
+            std::thread::sleep(Duration::from_millis(150 + 70 * round));
+            let killed = Command::new("kill")
+                .arg("-9")
+                .arg(server.pid().to_string())
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::SeqCst);
+        });
+        server.kill9();
+        let accepted = accepted.into_inner().unwrap();
+        assert!(
+            !accepted.is_empty(),
+            "round {round}: nothing was accepted before the kill"
+        );
+        all_accepted.extend(accepted);
+    }
+    let unique: HashSet<&String> = all_accepted.iter().collect();
+    assert_eq!(unique.len(), all_accepted.len(), "a job id was given twice");
+
+    let server = Server::start_in(dir.path(), &[]);
+    for id in &all_accepted {
+        let result = server.wait_finished(id);
+        assert_eq!(result["status"], "done", "{id}: {result}");
+        assert_eq!(result["data"]["cost"], 32233500);
+        assert_eq!(result["data"]["days"], 31);
+    }
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn damaged_files_in_results_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let done = server.submit_json(EXAMPLE_JSON);
+    let torn = server.submit_json(EXAMPLE_JSON);
+    let broken_request = server.submit_json(EXAMPLE_JSON);
+    for id in [&done, &torn, &broken_request] {
+        server.wait_finished(id);
+    }
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+
+    std::fs::write(
+        results.join(format!("{torn}.result.jsonl")),
+        b"{\"status\": \"do",
+    )
+    .unwrap();
+    std::fs::write(results.join(format!("{broken_request}.result.jsonl")), b"").unwrap();
+    std::fs::write(
+        results.join(format!("{broken_request}.request.json")),
+        b"\x00garbage",
+    )
+    .unwrap();
+    std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
+    std::fs::write(
+        results.join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.jsonl.tmp"),
+        b"half",
+    )
+    .unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(server.wait_finished(&done)["data"]["cost"], 32233500);
+    assert_eq!(server.wait_finished(&torn)["data"]["cost"], 32233500);
+    let failed = server.wait_finished(&broken_request);
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stored request is damaged"),
+        "{failed}"
+    );
+    assert!(
+        !results
+            .join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.jsonl.tmp")
+            .exists()
+    );
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(
+        log.contains("skipping an unknown file: garbage.bin"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("job {torn}: the stored result is damaged")),
+        "{log}"
+    );
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn an_unusable_results_directory_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--logs-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--results-dir")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the results directory") && stderr.contains("not usable"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
