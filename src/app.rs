@@ -4,6 +4,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
@@ -34,6 +36,38 @@ pub struct App {
     jobs: Jobs,
     shutdown: Shutdown,
     logger: Logger,
+    requests: InFlightRequests,
+    shutdown_timeout: Duration,
+}
+
+/// Requests being handled right now. Graceful stop in actix also waits for idle
+/// keep-alive connections; counting requests lets the server stop as soon as no
+/// request is being answered, instead.
+#[derive(Clone, Default)]
+struct InFlightRequests(Arc<AtomicUsize>);
+
+/// Counts one request for as long as it lives.
+struct RequestInFlight(Arc<AtomicUsize>);
+
+impl InFlightRequests {
+    fn enter(&self) -> RequestInFlight {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        RequestInFlight(Arc::clone(&self.0))
+    }
+
+    /// Waits until no request is in flight, or `timeout` has passed.
+    async fn settle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.0.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl App {
@@ -72,13 +106,17 @@ impl App {
             request_timeout: settings.request_timeout(),
         });
         let request_logger = logger.clone();
+        let requests = InFlightRequests::default();
+        let counted = requests.clone();
         let server = actix_web::HttpServer::new(move || {
             let logger = request_logger.clone();
+            let counted = counted.clone();
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)
                 .wrap(middleware::NormalizePath::trim())
                 .wrap_fn(move |request, service| {
+                    let in_flight = counted.enter();
                     let started = Instant::now();
                     let method = request.method().clone();
                     let path = request.path().to_owned();
@@ -86,6 +124,7 @@ impl App {
                     let response = service.call(request);
                     async move {
                         let response = response.await?;
+                        drop(in_flight);
                         let job_id = response.response().extensions().get::<JobId>().copied();
                         let logger = match job_id {
                             Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
@@ -123,6 +162,8 @@ impl App {
             jobs,
             shutdown,
             logger,
+            requests,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
         })
     }
 
@@ -171,7 +212,9 @@ impl App {
             "drained" => pending,
             "elapsed_ms" => started.elapsed().as_millis() as u64,
             "jobs_known" => self.jobs.registry().len());
-        handle.stop(true).await;
+        // Requests still being answered get `shutdown_timeout`; idle connections none.
+        self.requests.settle(self.shutdown_timeout).await;
+        handle.stop(false).await;
         let stopped = server
             .await
             .unwrap_or_else(|error| Err(io::Error::other(error)));

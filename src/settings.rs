@@ -58,13 +58,21 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
     pub max_profile_sections: usize,
     /// Seconds a client has to send a request's headers, and then its body (408 beyond).
-    #[arg(long, env = "ICEWALL_REQUEST_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "request-timeout",
+        env = "ICEWALL_REQUEST_TIMEOUT",
+        default_value_t = 10
+    )]
     pub request_timeout_secs: u64,
     /// Seconds an idle keep-alive connection is kept open.
-    #[arg(long, env = "ICEWALL_KEEP_ALIVE", default_value_t = 5)]
+    #[arg(long = "keep-alive", env = "ICEWALL_KEEP_ALIVE", default_value_t = 5)]
     pub keep_alive_secs: u64,
     /// Seconds in-flight HTTP requests get to finish once the job queue has drained.
-    #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "shutdown-timeout",
+        env = "ICEWALL_SHUTDOWN_TIMEOUT",
+        default_value_t = 10
+    )]
     pub shutdown_timeout_secs: u64,
     /// Size in bytes at which logs/icewall.log is rotated.
     #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]

@@ -254,3 +254,30 @@ fn an_unusable_results_directory_is_a_clear_startup_error() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(
+        dir.path(),
+        &["--keep-alive", "60", "--shutdown-timeout", "60"],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut idle = std::net::TcpStream::connect(&address).unwrap();
+    idle.write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 512];
+    assert!(idle.read(&mut answer).unwrap() > 0);
+
+    let started = std::time::Instant::now();
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    assert!(server.wait_exit().success());
+    // Without the fix the server waits out the 60 s keep-alive of the idle connection.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "exit took {:?}",
+        started.elapsed()
+    );
+}
