@@ -21,7 +21,7 @@ fn result_files(server_results: &std::path::Path) -> usize {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .ends_with(".result.jsonl")
+                .ends_with(".result")
         })
         .count()
 }
@@ -187,12 +187,8 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     let results = server.results.clone();
     assert!(server.shutdown().success());
 
-    std::fs::write(
-        results.join(format!("{torn}.result.jsonl")),
-        b"{\"status\": \"do",
-    )
-    .unwrap();
-    std::fs::write(results.join(format!("{broken_request}.result.jsonl")), b"").unwrap();
+    std::fs::write(results.join(format!("{torn}.result")), b"{\"status\": \"do").unwrap();
+    std::fs::write(results.join(format!("{broken_request}.result")), b"").unwrap();
     std::fs::write(
         results.join(format!("{broken_request}.request.json")),
         b"\x00garbage",
@@ -200,7 +196,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     .unwrap();
     std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
     std::fs::write(
-        results.join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.jsonl.tmp"),
+        results.join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.tmp"),
         b"half",
     )
     .unwrap();
@@ -219,7 +215,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     );
     assert!(
         !results
-            .join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.jsonl.tmp")
+            .join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.tmp")
             .exists()
     );
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();

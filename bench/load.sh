@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Load test of icewall against the real server on 127.0.0.1, for the example wall:
+#   1. jobs/s end to end (POST until every job is done) with durable accept,
+#      and p50/p99 POST latency;
+#   2. req/s of GET /profiles/overview/;
+#   3. req/s of GET /api/get_results/<id>.
+# Usage: bench/load.sh [seconds per run, default 10] [connections, default 64]
+# Needs wrk (apt-get install wrk). Starts and stops its own server; writes only to a
+# temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+connections=${2:-64}
+threads=${WRK_THREADS:-1}
+
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+./target/release/icewall serve --bind 127.0.0.1:0 --results-dir "$work/results" \
+  --logs-dir "$work/logs" --max-queue 10000000 ${ICEWALL_FLAGS:-} > "$work/stdout" &
+server=$!
+for _ in $(seq 100); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.05; done
+base=$(sed -n 's/^listening on //p' "$work/stdout")
+echo "server $base (pid $server), wrk -t$threads -c$connections -d${duration}s"
+
+num_jobs() { curl -sf "$base/api/num_jobs" | sed 's/[^0-9]//g'; }
+
+echo "== jobs end to end: POST /api/simulate, then wait until all are done"
+start=$(date +%s.%N)
+wrk -t"$threads" -c"$connections" -d"${duration}s" -s bench/post_job.lua "$base/api/simulate" \
+  > "$work/post.txt"
+while [ "$(num_jobs)" != "0" ]; do sleep 0.01; done
+end=$(date +%s.%N)
+grep -E "Requests/sec|Non-2xx|post_" "$work/post.txt"
+posts=$(sed -n 's/^posts //p' "$work/post.txt")
+refused=$(sed -n 's/.*Non-2xx or 3xx responses: //p' "$work/post.txt")
+done_jobs=$((posts - ${refused:-0}))
+echo "jobs_done $done_jobs in $(echo "$end - $start" | bc) s"
+echo "jobs_per_second_end_to_end $(echo "$done_jobs / ($end - $start)" | bc)"
+
+echo "== GET /profiles/overview/"
+wrk -t"$threads" -c"$connections" -d"${duration}s" "$base/profiles/overview/" | grep -E "Requests/sec|Non-2xx|Latency"
+
+id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt \
+  "$base/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
+while [ "$(num_jobs)" != "0" ]; do sleep 0.01; done
+echo "== GET /api/get_results/$id"
+wrk -t"$threads" -c"$connections" -d"${duration}s" "$base/api/get_results/$id" | grep -E "Requests/sec|Non-2xx|Latency"
+
+echo "== server RSS after the run: $(ps -o rss= -p "$server") KiB"
+curl -sf "$base/api/graceful_shutdown" > /dev/null
+wait "$server" && echo "server exited 0"

@@ -1,0 +1,15 @@
+-- wrk script: submit the example wall with 3 teams; prints latency percentiles and
+-- how many POSTs were answered with a status other than 202.
+wrk.method = "POST"
+wrk.body = '{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}'
+wrk.headers["Content-Type"] = "application/json"
+
+local refused = 0
+response = function(status, headers, body)
+  if status ~= 202 then refused = refused + 1 end
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("post_p50_ms %.3f\npost_p99_ms %.3f\nposts %d\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests))
+end
