@@ -14,7 +14,7 @@ connections=${2:-64}
 threads=${WRK_THREADS:-1}
 
 cargo build --release --quiet
-work=$(mktemp -d)
+work=$(mktemp -d ${BENCH_TMPDIR:+-p "$BENCH_TMPDIR"})
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 ./target/release/icewall serve --bind 127.0.0.1:0 --results-dir "$work/results" \

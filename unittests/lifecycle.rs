@@ -180,31 +180,41 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     let server = Server::start_in(dir.path(), &[]);
     let done = server.submit_json(EXAMPLE_JSON);
     let torn = server.submit_json(EXAMPLE_JSON);
-    let broken_request = server.submit_json(EXAMPLE_JSON);
-    for id in [&done, &torn, &broken_request] {
+    for id in [&done, &torn] {
         server.wait_finished(id);
     }
     let results = server.results.clone();
     assert!(server.shutdown().success());
 
     std::fs::write(results.join(format!("{torn}.result")), b"{\"status\": \"do").unwrap();
-    std::fs::write(results.join(format!("{broken_request}.result")), b"").unwrap();
-    std::fs::write(
-        results.join(format!("{broken_request}.request.json")),
-        b"\x00garbage",
-    )
-    .unwrap();
+    // A journal as a crash leaves it: one job never run, one whose request is garbage,
+    // and a torn last line that was never acknowledged.
+    let (unrun, garbage) = (
+        "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e70",
+        "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e71",
+    );
+    let journal = format!(
+        "{{\"job_id\":\"{unrun}\",\"request\":{EXAMPLE_JSON}}}\n\
+         {{\"job_id\":\"{garbage}\",\"request\":{{\"profiles\": \"x\"}}}}\n\
+         {{\"job_id\":\"0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e72\",\"request\":{{\"prof"
+    );
+    std::fs::write(results.join(format!("requests-{unrun}.jsonl")), journal).unwrap();
     std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
-    std::fs::write(
-        results.join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.tmp"),
-        b"half",
-    )
-    .unwrap();
+    std::fs::write(results.join(format!("{unrun}.result.tmp")), b"half").unwrap();
 
     let server = Server::start_in(dir.path(), &[]);
     assert_eq!(server.wait_finished(&done)["data"]["cost"], 32233500);
-    assert_eq!(server.wait_finished(&torn)["data"]["cost"], 32233500);
-    let failed = server.wait_finished(&broken_request);
+    let damaged = server.wait_finished(&torn);
+    assert_eq!(damaged["status"], "failed");
+    assert!(
+        damaged["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stored result is damaged"),
+        "{damaged}"
+    );
+    assert_eq!(server.wait_finished(unrun)["data"]["cost"], 32233500);
+    let failed = server.wait_finished(garbage);
     assert_eq!(failed["status"], "failed");
     assert!(
         failed["reason"]
@@ -213,11 +223,14 @@ fn damaged_files_in_results_are_reported_and_skipped() {
             .contains("stored request is damaged"),
         "{failed}"
     );
-    assert!(
-        !results
-            .join("0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f.result.tmp")
-            .exists()
+    assert_eq!(
+        server.get("/api/jobs").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
     );
+    assert!(server.shutdown().success());
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
     assert!(
         log.contains("skipping an unknown file: garbage.bin"),
@@ -227,7 +240,20 @@ fn damaged_files_in_results_are_reported_and_skipped() {
         log.contains(&format!("job {torn}: the stored result is damaged")),
         "{log}"
     );
-    assert!(server.shutdown().success());
+    assert!(log.contains("skipping a damaged line"), "{log}");
+    // Every job has its result now, so the journal is gone.
+    let journals = std::fs::read_dir(&results)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("requests-")
+        })
+        .count();
+    assert_eq!(journals, 0);
 }
 
 #[test]

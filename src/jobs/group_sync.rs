@@ -1,26 +1,85 @@
-//! Group commit: one thread gathers pending file writes, makes them all durable with a
-//! single `syncfs`, then runs each one's continuation. Under load a batch holds many
-//! jobs, so the cost of a sync is shared instead of paid per job.
+//! Group commit: one thread gathers what must become durable (accepted requests,
+//! finished results), writes a batch's requests into one journal file, makes it all
+//! durable with a single `syncfs`, then answers each item. Under load a batch holds many
+//! jobs, so the cost of a file and a sync is shared instead of paid per job.
 
-use std::fs::File;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
 use parking_lot::Mutex;
 
-/// Runs on the sync thread before the sync; its error skips the sync for this item.
-pub type Write = Box<dyn FnOnce() -> io::Result<()> + Send>;
-/// Runs on the sync thread after the sync, with the item's outcome.
-pub type Then = Box<dyn FnOnce(io::Result<()>) + Send>;
-
-struct Pending {
-    write: Write,
-    then: Then,
-}
+use super::JobId;
 
 /// Most items in one batch, so a flood of writes still gets synced and answered.
 const MAX_BATCH: usize = 4096;
+
+/// A journal line is `{"job_id":"<id>","request":<request JSON>}`; the request starts
+/// at this fixed offset, so it can be read back without parsing the line.
+pub const JOURNAL_PREFIX: &str = r#"{"job_id":""#;
+pub const JOURNAL_INFIX: &str = r#"","request":"#;
+pub const REQUEST_OFFSET: usize = JOURNAL_PREFIX.len() + 36 + JOURNAL_INFIX.len();
+
+/// A journal file of accepted requests. It is removed when the last job that needs it
+/// lets go, unless some job's result could not be stored (then a restart reruns it).
+pub struct Journal {
+    path: PathBuf,
+    keep: AtomicBool,
+}
+
+impl Journal {
+    pub fn new(path: PathBuf) -> Journal {
+        Journal {
+            path,
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the file past the end of this process.
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if !self.keep.load(Ordering::SeqCst) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where an accepted request is on disk.
+#[derive(Clone)]
+pub struct StoredRequest {
+    pub journal: Arc<Journal>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
+type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+enum Pending {
+    /// Write `request` to the batch's journal, sync, answer where it is.
+    Accept {
+        id: JobId,
+        request: Vec<u8>,
+        then: AcceptThen,
+    },
+    /// Sync what was written before (a result), then answer.
+    Sync { then: SyncThen },
+    /// Drop after the next sync, once what was renamed before it is durable.
+    Release(StoredRequest),
+}
 
 pub struct GroupSync {
     sender: Mutex<Option<mpsc::Sender<Pending>>>,
@@ -32,28 +91,55 @@ impl GroupSync {
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn start(dir: File) -> io::Result<GroupSync> {
+    pub fn start(dir: PathBuf, handle: File) -> io::Result<GroupSync> {
         let (sender, receiver) = mpsc::channel::<Pending>();
         let thread = thread::Builder::new()
             .name("group-sync".to_owned())
-            .spawn(move || sync_batches(&dir, &receiver))?;
+            .spawn(move || sync_batches(&dir, &handle, &receiver))?;
         Ok(GroupSync {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues `write`; `then` learns whether it is durable. After `shutdown`, `then` is
-    /// called at once with an error.
-    pub fn submit(&self, write: Write, then: Then) {
+    fn send(&self, pending: Pending) -> Result<(), Pending> {
         let sender = self.sender.lock().clone();
-        let pending = Pending { write, then };
-        let refused = match sender {
-            Some(sender) => sender.send(pending).err().map(|mpsc::SendError(p)| p),
-            None => Some(pending),
-        };
-        if let Some(pending) = refused {
-            (pending.then)(Err(io::Error::other("the result store is closed")));
+        match sender {
+            Some(sender) => sender.send(pending).map_err(|mpsc::SendError(p)| p),
+            None => Err(pending),
+        }
+    }
+
+    /// Makes `request` durable; `then` learns where it is stored.
+    pub fn accept(
+        &self,
+        id: JobId,
+        request: Vec<u8>,
+        then: impl FnOnce(io::Result<StoredRequest>) + Send + 'static,
+    ) {
+        if let Err(Pending::Accept { then, .. }) = self.send(Pending::Accept {
+            id,
+            request,
+            then: Box::new(then),
+        }) {
+            then(Err(closed()));
+        }
+    }
+
+    /// Syncs everything written so far; `then` learns whether it is durable.
+    pub fn sync(&self, then: impl FnOnce(io::Result<()>) + Send + 'static) {
+        if let Err(Pending::Sync { then }) = self.send(Pending::Sync {
+            then: Box::new(then),
+        }) {
+            then(Err(closed()));
+        }
+    }
+
+    /// Lets go of a request once its result is in place, after the next sync.
+    pub fn release(&self, request: StoredRequest) {
+        // After shutdown there is no next sync: keep the journal for the restart.
+        if let Err(Pending::Release(request)) = self.send(Pending::Release(request)) {
+            request.journal.keep();
         }
     }
 
@@ -72,75 +158,146 @@ impl Drop for GroupSync {
     }
 }
 
-fn sync_batches(dir: &File, receiver: &mpsc::Receiver<Pending>) {
+fn closed() -> io::Error {
+    io::Error::other("the result store is closed")
+}
+
+fn sync_batches(dir: &Path, handle: &File, receiver: &mpsc::Receiver<Pending>) {
     while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-        let written: Vec<(io::Result<()>, Then)> = batch
-            .into_iter()
-            .map(|pending| ((pending.write)(), pending.then))
-            .collect();
-        let synced = rustix::fs::syncfs(dir).map_err(io::Error::from);
-        for (written, then) in written {
-            let outcome = match (&written, &synced) {
-                (Err(_), _) => written,
-                (Ok(()), Err(error)) => Err(io::Error::new(error.kind(), error.to_string())),
-                (Ok(()), Ok(())) => Ok(()),
-            };
-            then(outcome);
+        let mut accepts = Vec::new();
+        let mut syncs = Vec::new();
+        let mut releases = Vec::new();
+        for pending in std::iter::once(first).chain(receiver.try_iter().take(MAX_BATCH - 1)) {
+            match pending {
+                Pending::Accept { id, request, then } => accepts.push((id, request, then)),
+                Pending::Sync { then } => syncs.push(then),
+                Pending::Release(request) => releases.push(request),
+            }
         }
+        let journaled = write_journal(dir, &accepts);
+        let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
+        let failure = |error: &io::Error| io::Error::new(error.kind(), error.to_string());
+        match (journaled, &synced) {
+            (Ok(stored), Ok(())) => {
+                for ((_, _, then), stored) in accepts.into_iter().zip(stored) {
+                    then(Ok(stored));
+                }
+            }
+            (Ok(stored), Err(error)) => {
+                for ((_, _, then), stored) in accepts.into_iter().zip(stored) {
+                    // Never acknowledged, so never needed by a restart.
+                    drop(stored);
+                    then(Err(failure(error)));
+                }
+            }
+            (Err(error), _) => {
+                for (_, _, then) in accepts {
+                    then(Err(failure(&error)));
+                }
+            }
+        }
+        for then in syncs {
+            then(synced.as_ref().map(|_| ()).map_err(failure));
+        }
+        if synced.is_err() {
+            releases.iter().for_each(|request| request.journal.keep());
+        }
+        drop(releases);
     }
+}
+
+/// Writes a batch's requests to one new journal file. On a failed write the journal's
+/// last handle is dropped here, which removes the file.
+fn write_journal(
+    dir: &Path,
+    accepts: &[(JobId, Vec<u8>, AcceptThen)],
+) -> io::Result<Vec<StoredRequest>> {
+    let Some((first, _, _)) = accepts.first() else {
+        return Ok(Vec::new());
+    };
+    let journal = Arc::new(Journal::new(dir.join(format!("requests-{first}.jsonl"))));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(journal.path())?;
+    let mut out = BufWriter::new(file);
+    let mut offset = 0u64;
+    let mut stored = Vec::with_capacity(accepts.len());
+    for (id, request, _) in accepts {
+        write!(out, "{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}")?;
+        out.write_all(request)?;
+        out.write_all(b"}\n")?;
+        stored.push(StoredRequest {
+            journal: Arc::clone(&journal),
+            offset: offset + REQUEST_OFFSET as u64,
+            len: request.len(),
+        });
+        offset += (REQUEST_OFFSET + request.len() + 2) as u64;
+    }
+    out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    Ok(stored)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::io::{Read, Seek, SeekFrom};
 
     use super::*;
 
-    #[test]
-    fn every_item_is_written_and_answered_even_at_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
-        let answered = Arc::new(AtomicUsize::new(0));
-        for index in 0..100 {
-            let path = dir.path().join(format!("{index}"));
-            let answered = Arc::clone(&answered);
-            sync.submit(
-                Box::new(move || std::fs::write(path, b"x")),
-                Box::new(move |outcome| {
-                    outcome.unwrap();
-                    answered.fetch_add(1, Ordering::SeqCst);
-                }),
-            );
-        }
-        sync.shutdown();
-        assert_eq!(answered.load(Ordering::SeqCst), 100);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 100);
+    fn start(dir: &Path) -> GroupSync {
+        GroupSync::start(dir.to_owned(), File::open(dir).unwrap()).unwrap()
+    }
+
+    fn read_back(stored: &StoredRequest) -> Vec<u8> {
+        let mut file = File::open(stored.journal.path()).unwrap();
+        file.seek(SeekFrom::Start(stored.offset)).unwrap();
+        let mut request = vec![0; stored.len];
+        file.read_exact(&mut request).unwrap();
+        request
     }
 
     #[test]
-    fn a_failed_write_is_reported_to_its_item_only() {
+    fn accepted_requests_are_journaled_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
+        let sync = start(dir.path());
         let (sender, receiver) = mpsc::channel();
-        let bad = sender.clone();
-        sync.submit(
-            Box::new(|| Err(io::Error::other("no room"))),
-            Box::new(move |outcome| bad.send(outcome.is_err()).unwrap()),
-        );
-        sync.submit(
-            Box::new(|| Ok(())),
-            Box::new(move |outcome| sender.send(outcome.is_err()).unwrap()),
-        );
+        for index in 0..50 {
+            let sender = sender.clone();
+            let request = format!(r#"{{"n":{index}}}"#).into_bytes();
+            sync.accept(JobId::generate(), request.clone(), move |stored| {
+                sender.send((request, stored.unwrap())).unwrap();
+            });
+        }
         sync.shutdown();
-        assert_eq!(receiver.iter().collect::<Vec<_>>(), vec![true, false]);
+        drop(sender);
+        let stored: Vec<(Vec<u8>, StoredRequest)> = receiver.iter().collect();
+        assert_eq!(stored.len(), 50);
+        for (request, location) in &stored {
+            assert_eq!(&read_back(location), request);
+        }
+        let journal = stored[0].1.journal.path().to_owned();
+        let line = fs::read_to_string(&journal).unwrap();
+        let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert_eq!(first["request"]["n"], 0);
+        drop(stored);
+        assert!(!journal.exists(), "a journal nobody needs is removed");
+    }
+
+    #[test]
+    fn a_kept_journal_survives_and_a_closed_sync_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = start(dir.path());
         let (sender, receiver) = mpsc::channel();
-        sync.submit(
-            Box::new(|| Ok(())),
-            Box::new(move |outcome| sender.send(outcome.is_err()).unwrap()),
-        );
+        sync.accept(JobId::generate(), b"{}".to_vec(), move |stored| {
+            sender.send(stored.unwrap()).unwrap()
+        });
+        let stored = receiver.recv().unwrap();
+        sync.shutdown();
+        let path = stored.journal.path().to_owned();
+        sync.release(stored);
+        assert!(path.exists());
+        let (sender, receiver) = mpsc::channel();
+        sync.sync(move |synced| sender.send(synced.is_err()).unwrap());
         assert!(receiver.recv().unwrap());
     }
 }

@@ -55,16 +55,6 @@ impl Registry {
         self.states.insert(id, state);
     }
 
-    /// Forgets a job that was never accepted (its accept could not be completed).
-    pub fn remove_unaccepted(&self, id: JobId) {
-        if let Some((_, state)) = self.states.remove(&id) {
-            if !state.is_finished() {
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.order.write().remove(&id);
-    }
-
     pub fn set_running(&self, id: JobId) {
         if let Some(mut state) = self.states.get_mut(&id) {
             *state = JobState::Running;
@@ -132,9 +122,8 @@ mod tests {
         registry.finish(a, JobState::Done);
         registry.finish(a, JobState::Done);
         assert_eq!(registry.in_flight(), 1);
-        registry.remove_unaccepted(b);
+        registry.finish(b, JobState::Failed("no".into()));
         assert_eq!(registry.in_flight(), 0);
-        assert_eq!(registry.state(b), None);
     }
 
     #[test]

@@ -7,14 +7,15 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use slog::{Logger, error, info, warn};
 
+use super::group_sync::StoredRequest;
 use super::store::Record;
 use super::{JobId, JobState, Registry, ResultStore, StoreError};
-use crate::pool::{JobPool, PoolError};
+use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
 
 /// Configs this small ride along in the queue; larger ones are read back from their
@@ -65,6 +66,8 @@ struct Inner {
     store: ResultStore,
     pool: JobPool,
     accepting: AtomicBool,
+    /// Submissions between their `accepting` check and their job being queued.
+    accepts_in_progress: AtomicUsize,
     logger: Logger,
     debug: DebugHooks,
 }
@@ -84,6 +87,7 @@ impl Jobs {
                 store,
                 pool,
                 accepting: AtomicBool::new(true),
+                accepts_in_progress: AtomicUsize::new(0),
                 logger,
                 debug: settings.debug,
             }),
@@ -100,13 +104,12 @@ impl Jobs {
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            let pending = job.state == JobState::Queued;
             self.inner.registry.insert(job.id, job.state);
-            if pending {
+            if let Some(request) = job.request {
                 let jobs = self.clone();
                 self.inner
                     .pool
-                    .submit_unbounded(Box::new(move || jobs.run(job.id, None)))
+                    .submit_unbounded(Box::new(move || jobs.run(job.id, request, None)))
                     .expect("the pool accepts work until shutdown begins");
                 requeued += 1;
             } else {
@@ -123,9 +126,14 @@ impl Jobs {
     /// `QueueFull` or `ShuttingDown` (nothing was stored), or `Storage` when the request
     /// could not be made durable.
     pub async fn submit(&self, config: WallConfig) -> Result<JobId, SubmitError> {
+        // Counted before the check, so that `drain` either sees this accept or it sees
+        // the refusal: a durable request always reaches the queue.
+        let _accepting = AcceptInProgress::enter(&self.inner.accepts_in_progress);
         if !self.is_accepting() {
             return Err(SubmitError::ShuttingDown);
         }
+        // The bound is checked before the request is stored; concurrent accepts may
+        // pass it together, so the queue can exceed it by the accepts in flight.
         if self.inner.pool.is_full() {
             return Err(SubmitError::QueueFull);
         }
@@ -135,7 +143,7 @@ impl Jobs {
         self.inner.store.accept(id, request, move |stored| {
             let _ = sender.send(stored);
         });
-        receiver
+        let stored = receiver
             .await
             .unwrap_or(Err(StoreError::Missing))
             .map_err(|error| SubmitError::Storage(error.to_string()))?;
@@ -144,21 +152,16 @@ impl Jobs {
         self.inner.registry.insert(id, JobState::Queued);
         let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
         let jobs = self.clone();
-        if let Err(refused) = self.inner.pool.submit(Box::new(move || jobs.run(id, kept))) {
-            // Lost a race with another submit or with shutdown: undo, never a 202.
-            self.inner.registry.remove_unaccepted(id);
-            self.inner.store.forget(id);
-            return Err(match refused {
-                PoolError::QueueFull => SubmitError::QueueFull,
-                PoolError::ShuttingDown => SubmitError::ShuttingDown,
-            });
-        }
+        self.inner
+            .pool
+            .submit_unbounded(Box::new(move || jobs.run(id, stored, kept)))
+            .expect("the pool takes work until every accept in progress has finished");
         info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections);
         Ok(id)
     }
 
     /// Runs on a worker: simulates, stores the outcome, and records it when stored.
-    fn run(&self, id: JobId, config: Option<WallConfig>) {
+    fn run(&self, id: JobId, request: StoredRequest, config: Option<WallConfig>) {
         let logger = self.inner.logger.new(slog::o!("job_id" => id.to_string()));
         self.inner.registry.set_running(id);
         info!(logger, "job started");
@@ -166,7 +169,7 @@ impl Jobs {
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
             let config = match config {
                 Some(config) => config,
-                None => self.load_request(id)?,
+                None => self.load_request(&request)?,
             };
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
@@ -186,7 +189,7 @@ impl Jobs {
             .err()
             .map(|reason| reason.as_str().into());
         let registry_jobs = self.clone();
-        self.inner.store.commit(id, &record, move |stored| {
+        self.inner.store.commit(id, &record, request, move |stored| {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let state = match (stored, failure) {
                 (Ok(()), None) => {
@@ -207,11 +210,11 @@ impl Jobs {
         });
     }
 
-    fn load_request(&self, id: JobId) -> Result<WallConfig, String> {
+    fn load_request(&self, request: &StoredRequest) -> Result<WallConfig, String> {
         let request = self
             .inner
             .store
-            .read_request(id)
+            .read_request(request)
             .map_err(|error| format!("the stored request cannot be read: {error}"))?;
         wall::parse_json(&request, &Limits::engine_bounds())
             .map_err(|error| format!("the stored request is damaged: {error}"))
@@ -257,8 +260,27 @@ impl Jobs {
     /// disk, then stops the workers and the sync thread.
     pub fn drain(&self) {
         self.stop_accepting();
+        while self.inner.accepts_in_progress.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.inner.pool.shutdown();
         self.inner.store.shutdown();
+    }
+}
+
+/// Counts one submission for as long as it lives, whichever way it ends.
+struct AcceptInProgress<'a>(&'a AtomicUsize);
+
+impl<'a> AcceptInProgress<'a> {
+    fn enter(counter: &'a AtomicUsize) -> AcceptInProgress<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        AcceptInProgress(counter)
+    }
+}
+
+impl Drop for AcceptInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

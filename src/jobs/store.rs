@@ -1,17 +1,20 @@
 //! The result store: one set of files per job under the results directory, guarded by a
 //! per-job lock while the job is in flight, made durable by group commit.
 //!
-//! Files of job `<id>` (names are built only from a parsed `JobId`):
-//! - `<id>.request.json`: the accepted config, synced before the job is acknowledged;
+//! Files under the results directory (names are built only from parsed `JobId`s):
+//! - `requests-<id>.jsonl`: a journal of accepted requests, one line per job, written
+//!   and synced as a batch before any of them is acknowledged; removed once every job
+//!   in it has its result in place;
 //! - `<id>.result`: line 1 is the `/api/get_results` body (`done` with the summary,
 //!   or `failed` with the reason); a done job's file goes on with line 2, the work
 //!   tables, and then the team log, one event per line.
 //!
-//! One result file per job (not three) halves the inodes made per job, which is what
-//! bounds throughput on ext4. It is written to `<id>.result.tmp`, synced, then renamed,
-//! so a reader (or a restart) sees a whole file or none.
+//! Each job makes one inode, its result: inode allocation under the directory lock is
+//! what bounds throughput on ext4. A result is written to `<id>.result.tmp`, synced,
+//! then renamed, so a reader (or a restart) sees a whole file or none.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +23,9 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::group_sync::GroupSync;
+use super::group_sync::{
+    GroupSync, JOURNAL_INFIX, JOURNAL_PREFIX, Journal, REQUEST_OFFSET, StoredRequest,
+};
 use super::{JobId, JobState};
 use crate::wall::{Outcome, Summary, WorkTables};
 
@@ -67,6 +72,8 @@ enum StoredStatus {
 pub struct Recovered {
     pub id: JobId,
     pub state: JobState,
+    /// The request of a job still to run.
+    pub request: Option<StoredRequest>,
 }
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
@@ -104,7 +111,7 @@ impl ResultStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 locks: DashMap::new(),
-                sync: GroupSync::start(handle).map_err(unusable)?,
+                sync: GroupSync::start(dir.to_owned(), handle).map_err(unusable)?,
             }),
         })
     }
@@ -124,58 +131,43 @@ impl ResultStore {
         lock.map(|lock| lock.lock_arc())
     }
 
-    /// Stores an accepted job's request durably; `then` learns the outcome once it is
+    /// Stores an accepted job's request durably; `then` learns where, once it is
     /// synced. The job's lock lives from here until its result is written.
     pub fn accept(
         &self,
         id: JobId,
         request: Vec<u8>,
-        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
     ) {
         self.inner.locks.insert(id, Arc::new(Mutex::new(())));
         let store = self.clone();
-        let path = self.path(id, "request.json");
-        self.inner.sync.submit(
-            Box::new(move || {
-                let _guard = store.lock_job(id);
-                write_new(&path, &request)
-            }),
-            Box::new({
-                let store = self.clone();
-                move |outcome| {
-                    if outcome.is_err() {
-                        store.forget(id);
-                    }
-                    then(outcome.map_err(StoreError::from));
-                }
-            }),
-        );
-    }
-
-    /// Removes what an accept left behind when the job could not be queued after all.
-    pub fn forget(&self, id: JobId) {
-        {
-            let _guard = self.lock_job(id);
-            let _ = fs::remove_file(self.path(id, "request.json"));
-        }
-        self.inner.locks.remove(&id);
+        self.inner.sync.accept(id, request, move |stored| {
+            if stored.is_err() {
+                store.inner.locks.remove(&id);
+            }
+            then(stored.map_err(StoreError::from));
+        });
     }
 
     /// The stored request of a job.
     ///
     /// # Errors
-    /// When the file cannot be read.
-    pub fn read_request(&self, id: JobId) -> Result<Vec<u8>, StoreError> {
-        let _guard = self.lock_job(id);
-        Ok(fs::read(self.path(id, "request.json"))?)
+    /// When the journal cannot be read.
+    pub fn read_request(&self, stored: &StoredRequest) -> Result<Vec<u8>, StoreError> {
+        let mut journal = File::open(stored.journal.path())?;
+        journal.seek(SeekFrom::Start(stored.offset))?;
+        let mut request = vec![0; stored.len];
+        journal.read_exact(&mut request)?;
+        Ok(request)
     }
 
-    /// Writes a finished job's files, then (after the next group sync) renames them into
-    /// place, releases the job's lock and calls `then`.
+    /// Writes a finished job's result, then (after the next group sync) renames it into
+    /// place, releases the job's lock and its request, and calls `then`.
     pub fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
+        request: StoredRequest,
         then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
         let written = {
@@ -183,42 +175,44 @@ impl ResultStore {
             self.write_temporary(id, record)
         };
         let store = self.clone();
-        match written {
-            Err(error) => {
-                let _ = fs::remove_file(self.path(id, "result.tmp"));
-                self.inner.locks.remove(&id);
-                then(Err(error));
+        let finish = move |stored: io::Result<()>| {
+            match &stored {
+                Ok(()) => store.inner.sync.release(request),
+                Err(_) => {
+                    // The request must outlive this process so a restart reruns the job.
+                    request.journal.keep();
+                    let _ = fs::remove_file(store.path(id, "result.tmp"));
+                }
             }
-            Ok(()) => self.inner.sync.submit(
-                Box::new(|| Ok(())),
-                Box::new(move |synced| {
-                    let renamed = synced.and_then(|()| store.rename_into_place(id));
-                    if renamed.is_err() {
-                        let _ = fs::remove_file(store.path(id, "result.tmp"));
-                    }
-                    store.inner.locks.remove(&id);
-                    then(renamed.map_err(StoreError::from));
-                }),
-            ),
+            store.inner.locks.remove(&id);
+            then(stored.map_err(StoreError::from));
+        };
+        match written {
+            Err(error) => finish(Err(error)),
+            Ok(()) => {
+                let store = self.clone();
+                self.inner
+                    .sync
+                    .sync(move |synced| finish(synced.and_then(|()| store.rename_into_place(id))));
+            }
         }
     }
 
-    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> Result<(), StoreError> {
+    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
         let mut result = BufWriter::new(File::create(self.path(id, "result.tmp"))?);
         match record {
             Record::Done(outcome) => {
                 let status = StatusLine::Done {
                     data: &outcome.summary,
                 };
-                serde_json::to_writer(&mut result, &status).map_err(io::Error::from)?;
+                serde_json::to_writer(&mut result, &status)?;
                 result.write_all(b"\n")?;
-                serde_json::to_writer(&mut result, &outcome.work).map_err(io::Error::from)?;
+                serde_json::to_writer(&mut result, &outcome.work)?;
                 result.write_all(b"\n")?;
                 outcome.log.write_to(&mut result)?;
             }
             Record::Failed(reason) => {
-                serde_json::to_writer(&mut result, &StatusLine::Failed { reason })
-                    .map_err(io::Error::from)?;
+                serde_json::to_writer(&mut result, &StatusLine::Failed { reason })?;
                 result.write_all(b"\n")?;
             }
         }
@@ -278,13 +272,16 @@ impl ResultStore {
     }
 
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
-    /// ones without a whole result as `Queued`. Temporary files are removed; a damaged
-    /// result is removed so that its job runs again; `warn` hears of each oddity.
+    /// ones without a whole result as `Queued` with their request. Temporary files are
+    /// removed; a job with a damaged result runs again if its request is still in a
+    /// journal, and is marked failed otherwise; a journal no job needs any more is
+    /// removed; `warn` hears of each oddity.
     ///
     /// # Errors
     /// When the directory cannot be listed.
     pub fn recover(&self, mut warn: impl FnMut(String)) -> io::Result<Vec<Recovered>> {
-        let mut requests = Vec::new();
+        let mut results = Vec::new();
+        let mut journals = Vec::new();
         for entry in fs::read_dir(&self.inner.dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -292,52 +289,72 @@ impl ResultStore {
                 warn(format!("skipping a file whose name is not UTF-8: {name:?}"));
                 continue;
             };
-            let Some((stem, suffix)) = name.split_once('.') else {
-                warn(format!("skipping an unknown file: {name}"));
-                continue;
-            };
+            let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
             match (stem.parse::<JobId>(), suffix) {
-                (Ok(id), "request.json") => requests.push(id),
-                (Ok(_), "result") => {}
+                (Ok(id), "result") => results.push(id),
                 (Ok(_), "result.tmp") => {
                     let _ = fs::remove_file(entry.path());
                 }
                 _ if name.starts_with(".probe-") => {
                     let _ = fs::remove_file(entry.path());
                 }
+                _ if name.starts_with("requests-") && name.ends_with(".jsonl") => {
+                    journals.push(entry.path());
+                }
                 _ => warn(format!("skipping an unknown file: {name}")),
             }
         }
-        requests.sort_unstable();
-        Ok(requests
-            .into_iter()
-            .map(|id| {
-                let state = self.recovered_state(id).unwrap_or_else(|problem| {
-                    if let Some(problem) = problem {
-                        warn(format!("job {id}: {problem}; it will run again"));
-                        let _ = fs::remove_file(self.path(id, "result"));
-                    }
-                    JobState::Queued
-                });
-                Recovered { id, state }
-            })
-            .collect())
+        let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
+        for path in journals {
+            requests.extend(read_journal(&Arc::new(Journal::new(path)), &mut warn)?);
+        }
+        let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
+        for id in results {
+            let state = match self.recovered_state(id) {
+                Ok(state) => state,
+                Err(problem) if requests.contains_key(&id) => {
+                    warn(format!("job {id}: {problem}; it will run again"));
+                    continue;
+                }
+                Err(problem) => {
+                    // Nothing to rerun it from: keep the id, and say what happened.
+                    warn(format!("job {id}: {problem}; it is marked failed"));
+                    JobState::Failed(format!("the stored result is damaged: {problem}").into())
+                }
+            };
+            requests.remove(&id);
+            jobs.insert(
+                id,
+                Recovered {
+                    id,
+                    state,
+                    request: None,
+                },
+            );
+        }
+        for (id, request) in requests {
+            jobs.insert(
+                id,
+                Recovered {
+                    id,
+                    state: JobState::Queued,
+                    request: Some(request),
+                },
+            );
+        }
+        Ok(jobs.into_values().collect())
     }
 
-    /// The state a stored result shows; `Err(None)` if there is none, `Err(Some(why))`
-    /// if it is damaged.
-    fn recovered_state(&self, id: JobId) -> Result<JobState, Option<String>> {
-        let path = self.path(id, "result");
-        let line = match self.read_status(id) {
-            Ok(line) => line,
-            Err(StoreError::Missing) => return Err(None),
-            Err(error) => return Err(Some(error.to_string())),
-        };
+    /// The state a stored result shows, or why it cannot be trusted.
+    fn recovered_state(&self, id: JobId) -> Result<JobState, String> {
+        let line = self.read_status(id).map_err(|error| error.to_string())?;
         match serde_json::from_slice::<StoredStatus>(&line) {
             Ok(StoredStatus::Failed { reason }) => Ok(JobState::Failed(reason.into())),
-            Ok(StoredStatus::Done { .. }) if ends_with_newline(&path) => Ok(JobState::Done),
-            Ok(StoredStatus::Done { .. }) => Err(Some("its result file is incomplete".to_owned())),
-            Err(error) => Err(Some(format!("its result file is damaged: {error}"))),
+            Ok(StoredStatus::Done { .. }) if ends_with_newline(&self.path(id, "result")) => {
+                Ok(JobState::Done)
+            }
+            Ok(StoredStatus::Done { .. }) => Err("its result file is incomplete".to_owned()),
+            Err(error) => Err(format!("its result file is damaged: {error}")),
         }
     }
 
@@ -347,9 +364,43 @@ impl ResultStore {
     }
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(bytes)
+/// The requests in a journal. A line that is not whole was never acknowledged (the
+/// process died before its sync), so it is reported and skipped.
+fn read_journal(
+    journal: &Arc<Journal>,
+    warn: &mut impl FnMut(String),
+) -> io::Result<Vec<(JobId, StoredRequest)>> {
+    let bytes = fs::read(journal.path())?;
+    let mut requests = Vec::new();
+    let mut offset = 0usize;
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        let start = offset;
+        offset += line.len();
+        let parsed = line
+            .strip_suffix(b"}\n")
+            .filter(|line| line.len() > REQUEST_OFFSET)
+            .and_then(|line| line.strip_prefix(JOURNAL_PREFIX.as_bytes()))
+            .and_then(|rest| {
+                let (id, rest) = rest.split_at_checked(36)?;
+                let id = std::str::from_utf8(id).ok()?.parse::<JobId>().ok()?;
+                rest.starts_with(JOURNAL_INFIX.as_bytes()).then_some(id)
+            });
+        match parsed {
+            Some(id) => requests.push((
+                id,
+                StoredRequest {
+                    journal: Arc::clone(journal),
+                    offset: (start + REQUEST_OFFSET) as u64,
+                    len: line.len() - REQUEST_OFFSET - 2,
+                },
+            )),
+            None => warn(format!(
+                "{}: skipping a damaged line at byte {start}",
+                journal.path().display()
+            )),
+        }
+    }
+    Ok(requests)
 }
 
 fn open_existing(path: &Path) -> Result<File, StoreError> {
@@ -381,43 +432,66 @@ mod tests {
         wall::simulate(&WallConfig::try_new(profiles, None).unwrap())
     }
 
-    fn accept(store: &ResultStore, id: JobId) {
+    fn accept(store: &ResultStore, id: JobId) -> StoredRequest {
         let (sender, receiver) = mpsc::channel();
-        store.accept(id, b"{}".to_vec(), move |outcome| {
+        store.accept(
+            id,
+            format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+            move |stored| sender.send(stored.unwrap()).unwrap(),
+        );
+        receiver.recv().unwrap()
+    }
+
+    fn commit(store: &ResultStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
+        let (sender, receiver) = mpsc::channel();
+        store.commit(id, record, request, move |outcome| {
             sender.send(outcome.is_ok()).unwrap()
         });
         assert!(receiver.recv().unwrap());
     }
 
-    fn commit(store: &ResultStore, id: JobId, record: &Record<'_>) {
-        let (sender, receiver) = mpsc::channel();
-        store.commit(id, record, move |outcome| {
-            sender.send(outcome.is_ok()).unwrap()
-        });
-        assert!(receiver.recv().unwrap());
+    fn journals(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("requests-")
+            })
+            .count()
     }
 
     #[test]
-    fn a_done_job_stores_status_work_and_log() {
+    fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
         let dir = tempfile::tempdir().unwrap();
         let store = ResultStore::open(dir.path()).unwrap();
         let id = JobId::generate();
-        accept(&store, id);
-        assert_eq!(store.read_request(id).unwrap(), b"{}");
+        let request = accept(&store, id);
+        assert_eq!(
+            store.read_request(&request).unwrap(),
+            format!(r#"{{"id":"{id}"}}"#).as_bytes()
+        );
         assert!(matches!(store.read_status(id), Err(StoreError::Missing)));
         let outcome = example_outcome();
-        commit(&store, id, &Record::Done(&outcome));
+        commit(&store, id, &Record::Done(&outcome), request);
         let status: serde_json::Value =
             serde_json::from_slice(&store.read_status(id).unwrap()).unwrap();
         assert_eq!(status["status"], "done");
         assert_eq!(status["data"]["cost"], 32_233_500);
         assert_eq!(store.read_work(id).unwrap(), outcome.work);
-        assert!(
-            String::from_utf8(store.read_log(id).unwrap())
-                .unwrap()
-                .starts_with("day 2: team 3")
-        );
+        let log = String::from_utf8(store.read_log(id).unwrap()).unwrap();
+        assert!(log.starts_with("day 2: team 3"), "{log}");
+        assert_eq!(log.lines().count(), 18);
         assert!(store.inner.locks.is_empty());
+        store.shutdown();
+        assert_eq!(
+            journals(dir.path()),
+            0,
+            "the journal goes once its job is done"
+        );
     }
 
     #[test]
@@ -425,11 +499,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ResultStore::open(dir.path()).unwrap();
         let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
-        for &id in &ids {
-            accept(&store, id);
-        }
-        commit(&store, ids[0], &Record::Done(&example_outcome()));
-        commit(&store, ids[1], &Record::Failed("bad luck"));
+        let mut requests: Vec<StoredRequest> = ids.iter().map(|&id| accept(&store, id)).collect();
+        let pending = requests.split_off(2);
+        commit(
+            &store,
+            ids[0],
+            &Record::Done(&example_outcome()),
+            requests.remove(0),
+        );
+        commit(
+            &store,
+            ids[1],
+            &Record::Failed("bad luck"),
+            requests.remove(0),
+        );
         fs::write(
             dir.path().join(format!("{}.result", ids[3])),
             b"{\"status\":\"do",
@@ -437,25 +520,47 @@ mod tests {
         .unwrap();
         fs::write(dir.path().join(format!("{}.result.tmp", ids[2])), b"half").unwrap();
         fs::write(dir.path().join("notes.txt"), b"?").unwrap();
+        // A crash: the pending jobs' journals stay.
+        pending.iter().for_each(|request| request.journal.keep());
+        drop(pending);
         store.shutdown();
+        let torn = dir
+            .path()
+            .join(format!("requests-{}.jsonl", JobId::generate()));
+        fs::write(
+            &torn,
+            format!(
+                "{JOURNAL_PREFIX}{}{JOURNAL_INFIX}{{\"prof",
+                JobId::generate()
+            ),
+        )
+        .unwrap();
 
         let store = ResultStore::open(dir.path()).unwrap();
         let mut warnings = Vec::new();
         let recovered = store.recover(|warning| warnings.push(warning)).unwrap();
-        let states: Vec<(JobId, JobState)> =
-            recovered.into_iter().map(|r| (r.id, r.state)).collect();
+        let states: Vec<(JobId, JobState, bool)> = recovered
+            .iter()
+            .map(|job| (job.id, job.state.clone(), job.request.is_some()))
+            .collect();
         assert_eq!(
             states,
             vec![
-                (ids[0], JobState::Done),
-                (ids[1], JobState::Failed("bad luck".into())),
-                (ids[2], JobState::Queued),
-                (ids[3], JobState::Queued),
+                (ids[0], JobState::Done, false),
+                (ids[1], JobState::Failed("bad luck".into()), false),
+                (ids[2], JobState::Queued, true),
+                (ids[3], JobState::Queued, true),
             ]
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let request = recovered[2].request.as_ref().unwrap();
+        assert_eq!(
+            store.read_request(request).unwrap(),
+            format!(r#"{{"id":"{}"}}"#, ids[2]).as_bytes()
+        );
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(!dir.path().join(format!("{}.result.tmp", ids[2])).exists());
-        assert!(!dir.path().join(format!("{}.result", ids[3])).exists());
+        drop(recovered);
+        assert_eq!(journals(dir.path()), 0);
     }
 
     #[test]
