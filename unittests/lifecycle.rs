@@ -142,8 +142,16 @@ fn kill_9_under_load_loses_no_accepted_job() {
         let accepted = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             scope.spawn(|| submit_until_stopped(&server, &stop, &accepted));
-            // A different moment each round.
-            std::thread::sleep(Duration::from_millis(150 + 70 * round));
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while accepted.lock().unwrap().len() < 5 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: no job accepted"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // A different moment of the load each round.
+            std::thread::sleep(Duration::from_millis(20 + 60 * round));
             let killed = Command::new("kill")
                 .arg("-9")
                 .arg(server.pid().to_string())
