@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs bench/load.sh with the results directory on a freshly made ext4 file system
+# (a loop-mounted image), so that runs compare fairly: on a reused file system, ext4
+# slows inode allocation near recently deleted inodes, which an earlier run leaves.
+# Needs root and a loop device. Usage: sudo bench/fresh-ext4.sh [load.sh arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=$(mktemp /var/tmp/icewall-bench-XXXXXX.img)
+mountpoint=$(mktemp -d /tmp/icewall-bench-mnt-XXXXXX)
+cleanup() { umount "$mountpoint" 2>/dev/null || true; rm -rf "$mountpoint" "$image"; }
+trap cleanup EXIT
+truncate -s 8G "$image"
+mkfs.ext4 -q -F "$image"
+mount -o loop "$image" "$mountpoint"
+BENCH_TMPDIR="$mountpoint" bash bench/load.sh "$@"
