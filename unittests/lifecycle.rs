@@ -10,20 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{EXAMPLE_JSON, Server};
+use common::{EXAMPLE_JSON, Server, count_files};
 
-fn result_files(server_results: &std::path::Path) -> usize {
-    std::fs::read_dir(server_results)
-        .unwrap()
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".result")
-        })
-        .count()
+fn result_files(results: &std::path::Path) -> usize {
+    count_files(results, |name| name.ends_with(".result"))
 }
 
 #[test]
@@ -73,13 +63,7 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
             12
         );
     }
-    assert_eq!(
-        restarted.get("/api/jobs").json()["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        10
-    );
+    assert_eq!(restarted.listed_jobs(), 10);
     assert!(restarted.shutdown().success());
 }
 
@@ -231,13 +215,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
             .contains("stored request is damaged"),
         "{failed}"
     );
-    assert_eq!(
-        server.get("/api/jobs").json()["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(server.listed_jobs(), 4);
     assert!(server.shutdown().success());
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
     assert!(
@@ -250,17 +228,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     );
     assert!(log.contains("skipping a damaged line"), "{log}");
     // Every job has its result now, so the journal is gone.
-    let journals = std::fs::read_dir(&results)
-        .unwrap()
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("requests-")
-        })
-        .count();
+    let journals = count_files(&results, |name| name.starts_with("requests-"));
     assert_eq!(journals, 0);
 }
 

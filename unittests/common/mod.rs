@@ -14,6 +14,14 @@ pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
 pub const EXAMPLE_JSON: &str =
     r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
 
+/// Files in `dir` whose name `matches`.
+pub fn count_files(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| matches(&entry.as_ref().unwrap().file_name().to_string_lossy()))
+        .count()
+}
+
 /// A running server; killed on drop if the test did not stop it.
 pub struct Server {
     child: Child,
@@ -122,6 +130,14 @@ impl Server {
                 .set("Content-Type", content_type)
                 .send_bytes(body),
         )
+    }
+
+    /// How many jobs `/api/jobs` lists.
+    pub fn listed_jobs(&self) -> usize {
+        self.get("/api/jobs?limit=1000").json()["data"]
+            .as_array()
+            .unwrap()
+            .len()
     }
 
     pub fn submit_json(&self, body: &str) -> String {
