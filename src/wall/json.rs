@@ -14,6 +14,8 @@ use super::config::{ConfigError, Height, Limits, Location, WallConfig};
 /// # Errors
 /// `ConfigError::Json` with serde_json's position, or the first rule the config breaks.
 pub fn parse_json(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
+    // RFC 8259 lets a parser ignore a byte order mark; editors on Windows add one.
+    let input = input.strip_prefix("\u{feff}".as_bytes()).unwrap_or(input);
     let mut deserializer = serde_json::Deserializer::from_slice(input);
     ConfigSeed { limits }
         .deserialize(&mut deserializer)
@@ -267,6 +269,8 @@ mod tests {
         assert_eq!(config.num_teams(), None);
         let config = parse(r#" {"num_teams": null, "profiles": [[30]]} "#).unwrap();
         assert_eq!(config.num_teams(), None);
+        let config = parse("\u{feff}{\"profiles\": [[30]]}").unwrap();
+        assert_eq!(config.section_count(), 1);
     }
 
     #[test]

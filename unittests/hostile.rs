@@ -1,0 +1,555 @@
+//! The bad-input catalogue: hostile requests, each with the status it must get and a
+//! phrase its reason must contain. Afterwards the server still runs a job correctly.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
+
+const JSON: Option<&str> = Some("application/json");
+const TEXT: Option<&str> = Some("text/plain");
+
+struct Case {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// A phrase of the reason; empty for a success.
+    reason: &'static str,
+}
+
+fn post(
+    path: &str,
+    content_type: Option<&'static str>,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    reason: &'static str,
+) -> Case {
+    Case {
+        method: "POST",
+        path: path.to_owned(),
+        content_type,
+        body: body.into(),
+        status,
+        reason,
+    }
+}
+
+fn json(body: impl Into<Vec<u8>>, status: u16, reason: &'static str) -> Case {
+    post("/api/simulate", JSON, body, status, reason)
+}
+
+fn text(body: impl Into<Vec<u8>>, status: u16, reason: &'static str) -> Case {
+    post("/api/simulate", TEXT, body, status, reason)
+}
+
+fn get(path: String, status: u16, reason: &'static str) -> Case {
+    Case {
+        method: "GET",
+        path,
+        content_type: None,
+        body: Vec::new(),
+        status,
+        reason,
+    }
+}
+
+fn with_height(height: &str) -> String {
+    format!(r#"{{"profiles": [[1, {height}]]}}"#)
+}
+
+fn with_teams(teams: &str) -> String {
+    format!(r#"{{"profiles": [[1, 2]], "num_teams": {teams}}}"#)
+}
+
+/// Limits of the server under test: `--max-body 100000 --max-sections 3000`.
+fn catalogue(done: &str) -> Vec<Case> {
+    let deep = format!(
+        r#"{{"profiles": {}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut cases = vec![
+        // Malformed JSON.
+        json("{", 400, "EOF while parsing"),
+        json(r#"{"profiles": [[1, 2]"#, 400, "EOF while parsing"),
+        json(
+            r#"{"profiles": [[1]]} trailing"#,
+            400,
+            "trailing characters",
+        ),
+        json(
+            r#"{"profiles": [[1]]}{"profiles": [[1]]}"#,
+            400,
+            "trailing characters",
+        ),
+        json(deep, 400, "invalid type: sequence"),
+        json("[".repeat(10_000), 400, "invalid type: sequence"),
+        json("", 400, "EOF while parsing"),
+        json("null", 400, "invalid type: null"),
+        json(r#""profiles""#, 400, "invalid type: string"),
+        json(r#"{"profiles": {"a": [1]}}"#, 400, "invalid type: map"),
+        json(r#"{"profiles": [[1]], }"#, 400, "trailing comma"),
+        json(
+            b"{\"profiles\": [[1]], \"\xff\": 1}".to_vec(),
+            400,
+            "invalid unicode",
+        ),
+        // Wrong types and values as heights.
+        json(
+            with_height("true"),
+            400,
+            "invalid type: boolean `true`, expected an integer height in 0..=30 at profile 1, section 2",
+        ),
+        json(with_height("false"), 400, "profile 1, section 2"),
+        json(with_height("null"), 400, "invalid type: null"),
+        json(with_height("5.0"), 400, "`5.0` is not an integer height"),
+        json(with_height("\"5\""), 400, "invalid type: string \"5\""),
+        json(with_height("1e309"), 400, "number out of range"),
+        json(
+            with_height("18446744073709551616"),
+            400,
+            "not an integer height",
+        ),
+        json(with_height("-1"), 400, "height `-1` is outside 0..=30"),
+        json(with_height("31"), 400, "height `31` is outside 0..=30"),
+        json(with_height("[5]"), 400, "invalid type: sequence"),
+        json(with_height("{}"), 400, "invalid type: map"),
+        // Wrong types and values as num_teams.
+        json(with_teams("true"), 400, "num_teams"),
+        json(
+            with_teams("5.0"),
+            400,
+            "num_teams must be an integer of at least 1, got `5.0`",
+        ),
+        json(with_teams("\"5\""), 400, "num_teams"),
+        json(with_teams("1e309"), 400, "number out of range"),
+        json(
+            with_teams("18446744073709551616"),
+            400,
+            "num_teams must be an integer of at least 1",
+        ),
+        json(with_teams("0"), 400, "got `0`"),
+        json(with_teams("-1"), 400, "got `-1`"),
+        json(with_teams("[]"), 400, "num_teams"),
+        // Empty or oversized walls, and fields.
+        json(r#"{"profiles": []}"#, 400, "the wall has no profiles"),
+        json(
+            r#"{"profiles": [[1], []]}"#,
+            400,
+            "profile 2 has no sections",
+        ),
+        json(
+            format!(r#"{{"profiles": [[{}]]}}"#, vec!["1"; 2001].join(",")),
+            400,
+            "profile 1 has more than 2000 sections",
+        ),
+        json(
+            format!(
+                r#"{{"profiles": [[{0}], [{0}]]}}"#,
+                vec!["1"; 2000].join(",")
+            ),
+            400,
+            "more than 3000 sections in all",
+        ),
+        json(
+            r#"{"profiles": [[1]], "num_team": 3}"#,
+            400,
+            "unknown field `num_team`",
+        ),
+        json(
+            r#"{"profiles": [[1]], "profiles": [[2]]}"#,
+            400,
+            "duplicate field `profiles`",
+        ),
+        json(r#"{"num_teams": 3}"#, 400, "missing field `profiles`"),
+        // Text configs.
+        text(
+            "abc\n",
+            400,
+            "line 1 (profile 1), column 1: `abc` is not an integer height",
+        ),
+        text("1 2 31\n", 400, "column 3: height `31` is outside 0..=30"),
+        text("1\n-5\n", 400, "line 2 (profile 2), column 1: height `-5`"),
+        text("1.5\n", 400, "`1.5` is not an integer height"),
+        text("", 400, "the wall has no profiles"),
+        text(" \r\n\t\n", 400, "the wall has no profiles"),
+        text(b"1 2\n3 \xff\xfe\n".to_vec(), 400, "not valid UTF-8"),
+        text("1 2\0 3\n", 400, "is not an integer height"),
+        text(
+            "99999999999999999999\n",
+            400,
+            "height `99999999999999999999` is outside",
+        ),
+        text(
+            format!("{}\n", vec!["1"; 2001].join(" ")),
+            400,
+            "line 1 (profile 1) has more than 2000 sections",
+        ),
+        text(
+            format!("{0}\n{0}\n", vec!["1"; 2000].join(" ")),
+            400,
+            "more than 3000 sections in all",
+        ),
+        // num_teams in the query string.
+        post(
+            "/api/simulate?num_teams=0",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "got `0`",
+        ),
+        post(
+            "/api/simulate?num_teams=-1",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "got `-1`",
+        ),
+        post(
+            "/api/simulate?num_teams=x",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "got `x`",
+        ),
+        post(
+            "/api/simulate?num_teams=1.5",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "got `1.5`",
+        ),
+        post(
+            "/api/simulate?num_teams=99999999999999999999",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "num_teams",
+        ),
+        post(
+            "/api/simulate?num_teams=",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "got ``",
+        ),
+        post(
+            "/api/simulate?num_teams=3&num_teams=4",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "duplicate field",
+        ),
+        post(
+            "/api/simulate?num_teams=%ZZ",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "num_teams",
+        ),
+        // Body size and content types.
+        text(
+            vec![b'1'; 100_001],
+            413,
+            "larger than the limit of 100000 bytes",
+        ),
+        post(
+            "/api/simulate",
+            None,
+            EXAMPLE_TEXT,
+            415,
+            "Content-Type must be application/json or text/plain, got none",
+        ),
+        post(
+            "/api/simulate",
+            Some("application/xml"),
+            EXAMPLE_JSON,
+            415,
+            "got `application/xml`",
+        ),
+        post(
+            "/api/simulate",
+            Some("text/html"),
+            EXAMPLE_TEXT,
+            415,
+            "got `text/html`",
+        ),
+        post(
+            "/api/simulate",
+            Some("multipart/form-data; boundary=x"),
+            EXAMPLE_TEXT,
+            415,
+            "multipart/form-data",
+        ),
+        post(
+            "/api/simulate",
+            Some("json"),
+            EXAMPLE_JSON,
+            415,
+            "Content-Type must be",
+        ),
+        // Job ids that are not ids, or not known.
+        get("/api/get_results/nope".to_owned(), 404, "Invalid job_id"),
+        get(
+            "/api/get_results/..%2F..%2Fetc%2Fpasswd".to_owned(),
+            404,
+            "Invalid job_id",
+        ),
+        // Dot segments are resolved before routing: this is `GET /api`.
+        get(
+            "/api/get_results/%2e%2e".to_owned(),
+            404,
+            "no such endpoint",
+        ),
+        get(
+            format!("/api/get_results/{}%00", &done[..35]),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            format!("/api/get_results/{}", "a".repeat(10_000)),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            "/api/get_results/0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f".to_owned(),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            format!("/api/get_results/{{{done}}}"),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            format!("/api/get_results/{}", done.replace('-', "")),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            format!("/api/jobs/{}/log", "x".repeat(37)),
+            404,
+            "Invalid job_id",
+        ),
+        get(
+            "/api/jobs/..%2Fresults/profiles/overview".to_owned(),
+            404,
+            "Invalid job_id",
+        ),
+        // Unknown routes and wrong methods.
+        get("/".to_owned(), 404, "no such endpoint: GET /"),
+        get("/results/".to_owned(), 404, "no such endpoint"),
+        get("/logs/icewall.log".to_owned(), 404, "no such endpoint"),
+        get(
+            "/api/simulate".to_owned(),
+            405,
+            "method GET is not allowed here",
+        ),
+        post(
+            "/profiles/overview",
+            JSON,
+            "{}",
+            405,
+            "method POST is not allowed here",
+        ),
+        post(
+            &format!("/api/get_results/{done}"),
+            JSON,
+            "{}",
+            405,
+            "method POST",
+        ),
+        // Day and profile numbers.
+        get(
+            format!("/api/jobs/{done}/profiles/1/days/0"),
+            400,
+            "day must be a positive integer, got `0`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/1/days/-1"),
+            400,
+            "got `-1`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/1/days/x"),
+            400,
+            "got `x`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/1/days/99999999999999999999"),
+            400,
+            "day must be a positive integer",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/0/overview/1"),
+            400,
+            "profile must be a positive integer, got `0`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/-1/overview/1"),
+            400,
+            "got `-1`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/x/days/1"),
+            400,
+            "got `x`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/99999999999999999999/days/1"),
+            400,
+            "profile must be",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/overview/0"),
+            400,
+            "day must be",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/4/days/1"),
+            404,
+            "profile 4 does not exist",
+        ),
+        get("/profiles/0/days/1".to_owned(), 400, "profile must be"),
+        get("/profiles/1/days/0/".to_owned(), 400, "day must be"),
+        get("/profiles/overview/x/".to_owned(), 400, "day must be"),
+        get(
+            "/profiles/4/overview/1".to_owned(),
+            404,
+            "profile 4 does not exist",
+        ),
+        // Listing.
+        get("/api/jobs?limit=0".to_owned(), 400, "limit must be"),
+        get("/api/jobs?limit=-1".to_owned(), 400, "limit must be"),
+        get(
+            "/api/jobs?after=../../etc".to_owned(),
+            400,
+            "after must be a job id",
+        ),
+    ];
+    // Inputs a careful user expects to work.
+    for accepted in [
+        text("21 25 28\r\n17\r\n17 22 17 19 17\r\n", 202, ""),
+        text("21\t25\t28\n17\n17\t22 17 19 17\n", 202, ""),
+        text("\u{feff}21 25 28\n17\n17 22 17 19 17\n", 202, ""),
+        text("21 25 28   \n17  \n17 22 17 19 17 \n\n\n", 202, ""),
+        json(format!("\u{feff}{EXAMPLE_JSON}"), 202, ""),
+        json(with_teams("null"), 202, ""),
+        post(
+            "/api/simulate",
+            Some("application/json; charset=utf-8"),
+            EXAMPLE_JSON,
+            202,
+            "",
+        ),
+        get(format!("/api/get_results/{}", done.to_uppercase()), 200, ""),
+        get(format!("/api/jobs/{done}/profiles/1/days/1000000"), 200, ""),
+    ] {
+        cases.push(accepted);
+    }
+    cases
+}
+
+#[test]
+fn every_hostile_request_gets_its_status_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--max-body", "100000", "--max-sections", "3000"],
+    );
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let cases = catalogue(&done);
+    assert!(cases.len() >= 60, "the catalogue has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut request = agent.request(case.method, &server.url(&case.path));
+        if let Some(content_type) = case.content_type {
+            request = request.set("Content-Type", content_type);
+        }
+        let (status, body) = match request.send_bytes(&case.body) {
+            Ok(response) => (response.status(), response.into_string().unwrap()),
+            Err(ureq::Error::Status(status, response)) => (status, response.into_string().unwrap()),
+            Err(error) => (0, error.to_string()),
+        };
+        let reason = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|body| body["reason"].as_str().map(str::to_owned));
+        let ok = status == case.status
+            && match (case.reason, &reason) {
+                ("", _) => status < 400,
+                (phrase, Some(reason)) => reason.contains(phrase),
+                (_, None) => false,
+            };
+        if !ok {
+            let shown: String = case.path.chars().take(80).collect();
+            failures.push(format!(
+                "{} {shown} ({} body bytes): expected {} `{}`, got {status} {}",
+                case.method,
+                case.body.len(),
+                case.status,
+                case.reason,
+                body.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // The server is unharmed: a normal job runs and answers correctly.
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn an_oversized_declared_body_is_refused_before_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000000000\r\n\r\n")
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = stream
+        .read(&mut answer)
+        .expect("an answer before any body byte is sent");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("larger than the limit of 1000 bytes"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    let body = vec![b'1'; 5000];
+    let reply = ureq::post(&server.url("/api/simulate"))
+        .set("Content-Type", "text/plain")
+        .send(&body[..]);
+    let status = match reply {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(status, 413);
+}
