@@ -12,7 +12,7 @@ use actix_web::dev::{Server, Service};
 use actix_web::{middleware, web};
 use slog::{Logger, info, warn};
 
-use crate::http::{self, ApiState, OwnWall};
+use crate::http::{self, AdminPolicy, ApiState, OwnWall};
 use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -97,10 +97,16 @@ impl App {
         let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let shutdown = Shutdown::new();
+        let admin = AdminPolicy::new(settings.admin_token.clone(), address.ip().is_loopback());
+        if matches!(admin, AdminPolicy::Refused) {
+            warn!(logger, "no --admin-token on a non-loopback address: admin actions are refused over HTTP; use SIGTERM to stop";
+                "address" => %address);
+        }
         let state = web::Data::new(ApiState {
             jobs: jobs.clone(),
             own_wall,
             shutdown: shutdown.clone(),
+            admin,
             limits: settings.limits(),
             max_body: settings.max_body,
             request_timeout: settings.request_timeout(),

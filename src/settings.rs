@@ -74,6 +74,10 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub shutdown_timeout_secs: u64,
+    /// Token required (as `Authorization: Bearer <token>`) for admin actions. Without
+    /// one they are open on a loopback address and refused on any other.
+    #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Size in bytes at which logs/icewall.log is rotated.
     #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]
     pub log_max_bytes: usize,

@@ -1,7 +1,7 @@
 //! Job endpoints: status, listing, counting, shutdown, and the questions, the summary
 //! and the team log of a finished job (read from disk on demand).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -154,11 +154,15 @@ pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// Refuses new jobs from this moment and starts the drain; answers at once.
-pub async fn graceful_shutdown(state: web::Data<ApiState>) -> HttpResponse {
+pub async fn graceful_shutdown(
+    request: HttpRequest,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request)?;
     state.jobs.stop_accepting();
     state.shutdown.trigger();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "status": "shutting_down",
         "pending": state.jobs.registry().in_flight(),
-    }))
+    })))
 }

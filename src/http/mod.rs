@@ -1,6 +1,7 @@
 //! The HTTP API of API.md: routes, the state handlers share, and JSON answers for
 //! unknown routes and wrong methods (never an HTML or empty error page).
 
+mod admin;
 mod error;
 mod jobs;
 mod own_wall;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 
+pub use admin::AdminPolicy;
 pub use error::ApiError;
 pub use own_wall::OwnWall;
 
@@ -23,6 +25,7 @@ pub struct ApiState {
     pub jobs: Jobs,
     pub own_wall: OwnWall,
     pub shutdown: Shutdown,
+    pub admin: AdminPolicy,
     pub limits: Limits,
     pub max_body: usize,
     pub request_timeout: Duration,

@@ -58,7 +58,10 @@ impl Server {
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
         let results = dir.join("results");
         let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
-        command.args(["serve", "--bind", "127.0.0.1:0", "--http-workers", "2"]);
+        command.args(["serve", "--http-workers", "2"]);
+        if !args.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
         if !args.contains(&"--workers") {
             command.args(["--workers", "2"]);
         }
@@ -87,7 +90,8 @@ impl Server {
             panic!("the server did not start: {line:?} {stderr}");
         };
         Server {
-            base: base.to_owned(),
+            // A server bound to every address is reached here on loopback.
+            base: base.replace("0.0.0.0", "127.0.0.1"),
             child,
             results,
             agent: ureq::AgentBuilder::new()
@@ -117,6 +121,16 @@ impl Server {
 
     pub fn request(&self, method: &str, path: &str) -> Reply {
         Self::reply(self.agent.request(method, &self.url(path)).call())
+    }
+
+    /// A request with an `Authorization` header.
+    pub fn request_as(&self, method: &str, path: &str, authorization: &str) -> Reply {
+        Self::reply(
+            self.agent
+                .request(method, &self.url(path))
+                .set("Authorization", authorization)
+                .call(),
+        )
     }
 
     pub fn get(&self, path: &str) -> Reply {
