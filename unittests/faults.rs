@@ -1,0 +1,246 @@
+//! Faults: slow clients, a pathological wall, the results directory removed under the
+//! server, and a full disk. The server keeps answering, refuses what it cannot keep,
+//! and recovers when the fault goes away.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{EXAMPLE_JSON, Server};
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; what it said before closing.
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn slow_clients_are_cut_off_without_starving_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--request-timeout", "1", "--keep-alive", "1"]);
+    // Headers trickled and never finished, by many connections at once.
+    let mut trickling: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = connect(&server);
+            stream
+                .write_all(b"GET /profiles/overview HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Others are served meanwhile.
+    let started = Instant::now();
+    assert_eq!(server.get("/profiles/overview").json()["cost"], 32233500);
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "others waited {:?}",
+        started.elapsed()
+    );
+    for stream in &mut trickling {
+        let answer = read_until_closed(stream);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+
+    // A body trickled and never finished gets a JSON 408.
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3")
+        .unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body was not received in time"),
+        "{answer}"
+    );
+
+    // An idle keep-alive connection is closed after --keep-alive.
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--workers", "2"]);
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..500).map(|_| format!("{profile}\n")).collect();
+    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let huge = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let small: Vec<String> = (0..20).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &small {
+        assert_eq!(server.wait_finished(id)["data"]["cost"], 32233500);
+    }
+    let result = server.wait_finished(&huge);
+    assert_eq!(result["status"], "done", "{result}");
+    assert_eq!(result["data"]["days"], 30_000_000);
+    assert_eq!(result["data"]["cost"], 1_000_000u64 * 30 * 370_500);
+    let ask = |path: &str| server.get(&format!("/api/jobs/{huge}{path}")).json();
+    assert_eq!(
+        ask("/profiles/1/days/60000"),
+        serde_json::json!({"day": 60000, "ice_amount": 195})
+    );
+    assert_eq!(
+        ask("/profiles/1/days/60001"),
+        serde_json::json!({"day": 60001, "ice_amount": 0})
+    );
+    assert_eq!(
+        ask("/profiles/overview/15000000")["cost"],
+        15_000_000u64 * 370_500
+    );
+    // Some 45 MB: read as a stream, past the client's in-memory limit.
+    let mut log = String::new();
+    ureq::get(&server.url(&format!("/api/jobs/{huge}/log")))
+        .call()
+        .unwrap()
+        .into_reader()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(log.lines().count(), 1_000_001);
+    assert_eq!(log.lines().last(), Some("day 30000000: team 1 relieved"));
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    std::fs::remove_dir_all(&server.results).unwrap();
+
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503);
+    assert!(refused.retry_after.is_some());
+    assert!(
+        refused.reason().contains("could not be stored on disk"),
+        "{}",
+        refused.reason()
+    );
+    let unreadable = server.get(&format!("/api/get_results/{done}"));
+    assert_eq!(unreadable.status, 500);
+    assert!(
+        unreadable.reason().contains("cannot be read"),
+        "{}",
+        unreadable.reason()
+    );
+    assert_eq!(server.get("/profiles/overview").status, 200);
+    assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 500);
+
+    std::fs::create_dir(&server.results).unwrap();
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    assert!(server.shutdown().success());
+}
+
+/// A tmpfs of `size` mounted at `path` for the test's life (root only).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then(|| Tmpfs(path.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` until a write fails.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while file
+        .write_all(&chunk)
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
+    path
+}
+
+#[test]
+fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let Some(_tmpfs) = Tmpfs::mount(&results, "2m") else {
+        // Mounting needs root, which CI has; elsewhere this fault cannot be staged.
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "500"],
+    );
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    let running = server.submit_json(EXAMPLE_JSON);
+    let ballast = fill(&results);
+
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.reason().contains("No space left on device"),
+        "{}",
+        refused.reason()
+    );
+    let failed = server.wait_finished(&running);
+    assert_eq!(failed["status"], "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("could not be stored on disk") && reason.contains("No space left"),
+        "{reason}"
+    );
+    // Reads go on.
+    assert_eq!(
+        server.get(&format!("/api/get_results/{done}")).json()["data"]["cost"],
+        32233500
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/jobs/{done}/log"))
+            .body
+            .lines()
+            .count(),
+        12
+    );
+
+    std::fs::remove_file(ballast).unwrap();
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    assert!(server.shutdown().success());
+    // The job that could not be stored is run again after a restart: its request was kept.
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(restarted.wait_finished(&running)["data"]["cost"], 32233500);
+    assert!(restarted.shutdown().success());
+}
