@@ -13,7 +13,7 @@ use actix_web::{middleware, web};
 use slog::{Logger, info, warn};
 
 use crate::http::{self, AdminPolicy, ApiState, OwnWall};
-use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings};
+use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::wall::{self, ConfigError, Limits, WallConfig};
@@ -83,6 +83,10 @@ impl App {
                 results_dir: settings.results_dir.clone(),
                 workers: settings.workers,
                 max_queue: settings.max_queue,
+                retention: Retention {
+                    ttl: settings.result_ttl,
+                    max_results: settings.max_results,
+                },
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),
                     panic_on_num_teams: settings.debug_panic_on_num_teams,

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the job server.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Simulate one wall config and print the result.
     Simulate(SimulateArgs),
 }

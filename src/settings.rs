@@ -74,6 +74,13 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub shutdown_timeout_secs: u64,
+    /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`); then it answers
+    /// 404 like an unknown job and its file is removed.
+    #[arg(long, env = "ICEWALL_RESULT_TTL", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub result_ttl: Duration,
+    /// Most finished jobs kept; beyond it the oldest are removed.
+    #[arg(long, env = "ICEWALL_MAX_RESULTS", default_value_t = 1_000_000, value_parser = at_least_one)]
+    pub max_results: usize,
     /// Token required (as `Authorization: Bearer <token>`) for admin actions. Without
     /// one they are open on a loopback address and refused on any other.
     #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true)]

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::jobs::{InvalidJobId, StoreError, SubmitError};
+use crate::jobs::{DeleteError, InvalidJobId, StoreError, SubmitError};
 use crate::wall::ConfigError;
 
 /// Seconds a client is told to wait before retrying a refused submission.
@@ -59,6 +59,16 @@ impl From<ConfigError> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> ApiError {
         ApiError::Unavailable(error.to_string())
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(error: DeleteError) -> ApiError {
+        match error {
+            DeleteError::Unknown => ApiError::invalid_job_id(),
+            DeleteError::InFlight(_) | DeleteError::Pinned => ApiError::Conflict(error.to_string()),
+            DeleteError::Storage(_) => ApiError::Internal(error.to_string()),
+        }
     }
 }
 

@@ -153,6 +153,19 @@ pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"num_jobs": state.jobs.registry().in_flight()}))
 }
 
+/// Removes a finished job (an admin action).
+pub async fn delete(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request)?;
+    let id: JobId = path.parse()?;
+    let jobs = state.jobs.clone();
+    web::block(move || jobs.delete(id)).await??;
+    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": "deleted"})))
+}
+
 /// Refuses new jobs from this moment and starts the drain; answers at once.
 pub async fn graceful_shutdown(
     request: HttpRequest,

@@ -62,6 +62,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             endpoint("/api/jobs/{id}/profiles/overview").route(web::get().to(jobs::total_cost)),
         )
         .service(endpoint("/api/jobs/{id}/log").route(web::get().to(jobs::log)))
+        .service(endpoint("/api/jobs/{id}").route(web::delete().to(jobs::delete)))
         .service(endpoint("/profiles/{p}/days/{d}").route(web::get().to(own_wall::ice)))
         .service(
             endpoint("/profiles/{p}/overview/{d}").route(web::get().to(own_wall::profile_cost)),

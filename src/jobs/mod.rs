@@ -9,5 +9,7 @@ mod store;
 
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};
-pub use service::{DebugHooks, Jobs, JobsSettings, StartError, SubmitError};
+pub use service::{
+    DebugHooks, DeleteError, Jobs, JobsSettings, Retention, StartError, SubmitError,
+};
 pub use store::{ResultStore, StoreError};

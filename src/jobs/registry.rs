@@ -3,13 +3,15 @@
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
+use super::group_sync::Journal;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +38,19 @@ impl JobState {
     }
 }
 
+/// What the registry keeps of a job: a small, fixed-size record.
+struct JobRecord {
+    state: JobState,
+    /// When the result was written (for retention); `None` while in flight.
+    finished_at: Option<SystemTime>,
+    /// The journal holding the job's request, while jobs accepted with it still need it.
+    /// Deleting the result before it is gone would make a restart run the job again.
+    journal: Weak<Journal>,
+}
+
 #[derive(Default)]
 pub struct Registry {
-    states: DashMap<JobId, JobState>,
+    records: DashMap<JobId, JobRecord>,
     /// Ids in creation order (v7 UUIDs sort by time), for oldest-first paging.
     order: RwLock<BTreeSet<JobId>>,
     /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
@@ -47,33 +59,96 @@ pub struct Registry {
 
 impl Registry {
     /// Records a job, counting it in flight unless it is already finished.
-    pub fn insert(&self, id: JobId, state: JobState) {
+    pub fn insert(
+        &self,
+        id: JobId,
+        state: JobState,
+        finished_at: Option<SystemTime>,
+        journal: Weak<Journal>,
+    ) {
         if !state.is_finished() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
         self.order.write().insert(id);
-        self.states.insert(id, state);
+        self.records.insert(
+            id,
+            JobRecord {
+                state,
+                finished_at,
+                journal,
+            },
+        );
     }
 
     pub fn set_running(&self, id: JobId) {
-        if let Some(mut state) = self.states.get_mut(&id) {
-            *state = JobState::Running;
+        if let Some(mut record) = self.records.get_mut(&id) {
+            record.state = JobState::Running;
         }
     }
 
-    /// Marks a job done or failed; it leaves the in-flight count once.
-    pub fn finish(&self, id: JobId, outcome: JobState) {
+    /// Marks a job done or failed now; it leaves the in-flight count once.
+    pub fn finish(&self, id: JobId, outcome: JobState, journal: Weak<Journal>) {
         debug_assert!(outcome.is_finished());
-        if let Some(mut state) = self.states.get_mut(&id) {
-            if !state.is_finished() {
+        if let Some(mut record) = self.records.get_mut(&id) {
+            if !record.state.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
-            *state = outcome;
+            record.state = outcome;
+            record.finished_at = Some(SystemTime::now());
+            record.journal = journal;
         }
+    }
+
+    /// Forgets a finished job; false if it is unknown or still in flight.
+    pub fn remove_finished(&self, id: JobId) -> bool {
+        let removed = self
+            .records
+            .remove_if(&id, |_, record| record.state.is_finished())
+            .is_some();
+        if removed {
+            self.order.write().remove(&id);
+        }
+        removed
     }
 
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        self.states.get(&id).map(|state| state.clone())
+        self.records.get(&id).map(|record| record.state.clone())
+    }
+
+    /// When a finished job finished.
+    pub fn finished_at(&self, id: JobId) -> Option<SystemTime> {
+        self.records.get(&id).and_then(|record| record.finished_at)
+    }
+
+    /// Whether a job's request journal is still needed by other jobs.
+    pub fn is_pinned(&self, id: JobId) -> bool {
+        self.records
+            .get(&id)
+            .is_some_and(|record| record.journal.strong_count() > 0)
+    }
+
+    /// Finished jobs that finished before `cutoff`.
+    pub fn finished_before(&self, cutoff: SystemTime) -> Vec<JobId> {
+        self.records
+            .iter()
+            .filter(|record| record.finished_at.is_some_and(|at| at < cutoff))
+            .map(|record| *record.key())
+            .collect()
+    }
+
+    /// The oldest finished jobs beyond the newest `keep` of them.
+    pub fn finished_beyond(&self, keep: usize) -> Vec<JobId> {
+        let finished = self.records.len() - self.in_flight();
+        let excess = finished.saturating_sub(keep);
+        if excess == 0 {
+            return Vec::new();
+        }
+        // Copy the ids first: no DashMap access while the index lock is held.
+        let ids: Vec<JobId> = self.order.read().iter().copied().collect();
+        ids.into_iter()
+            .filter(|&id| self.state(id).is_some_and(|state| state.is_finished()))
+            .take(excess)
+            .collect()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -81,11 +156,11 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.states.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
+        self.records.is_empty()
     }
 
     /// Up to `limit` jobs, oldest first, strictly after `after` when given.
@@ -109,20 +184,25 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn insert(registry: &Registry, id: JobId, state: JobState) {
+        let finished_at = state.is_finished().then(SystemTime::now);
+        registry.insert(id, state, finished_at, Weak::new());
+    }
+
     #[test]
     fn in_flight_counts_queued_and_running_only() {
         let registry = Registry::default();
         let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
-        registry.insert(a, JobState::Queued);
-        registry.insert(b, JobState::Queued);
-        registry.insert(c, JobState::Done);
+        insert(&registry, a, JobState::Queued);
+        insert(&registry, b, JobState::Queued);
+        insert(&registry, c, JobState::Done);
         assert_eq!(registry.in_flight(), 2);
         registry.set_running(a);
         assert_eq!(registry.in_flight(), 2);
-        registry.finish(a, JobState::Done);
-        registry.finish(a, JobState::Done);
+        registry.finish(a, JobState::Done, Weak::new());
+        registry.finish(a, JobState::Done, Weak::new());
         assert_eq!(registry.in_flight(), 1);
-        registry.finish(b, JobState::Failed("no".into()));
+        registry.finish(b, JobState::Failed("no".into()), Weak::new());
         assert_eq!(registry.in_flight(), 0);
     }
 
@@ -131,7 +211,7 @@ mod tests {
         let registry = Registry::default();
         let ids: Vec<JobId> = (0..5).map(|_| JobId::generate()).collect();
         for &id in ids.iter().rev() {
-            registry.insert(id, JobState::Queued);
+            insert(&registry, id, JobState::Queued);
         }
         let first: Vec<JobId> = registry
             .page(None, 2)
@@ -145,5 +225,40 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert_eq!(rest, ids[2..]);
+    }
+
+    #[test]
+    fn only_finished_jobs_are_removed_and_the_oldest_go_first() {
+        let registry = Registry::default();
+        let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
+        insert(&registry, ids[0], JobState::Done);
+        insert(&registry, ids[1], JobState::Running);
+        insert(&registry, ids[2], JobState::Failed("x".into()));
+        insert(&registry, ids[3], JobState::Done);
+        assert_eq!(registry.finished_beyond(1), vec![ids[0], ids[2]]);
+        assert_eq!(registry.finished_beyond(3), Vec::<JobId>::new());
+        assert!(!registry.remove_finished(ids[1]));
+        assert!(registry.remove_finished(ids[0]));
+        assert_eq!(registry.state(ids[0]), None);
+        assert_eq!(registry.page(None, 10).len(), 3);
+        let later = SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(registry.finished_before(later).len(), 2);
+    }
+
+    #[test]
+    fn a_job_is_pinned_while_its_journal_lives() {
+        let registry = Registry::default();
+        let journal = Arc::new(Journal::new(std::path::PathBuf::from("/nonexistent/j")));
+        journal.keep();
+        let id = JobId::generate();
+        registry.insert(
+            id,
+            JobState::Done,
+            Some(SystemTime::now()),
+            Arc::downgrade(&journal),
+        );
+        assert!(registry.is_pinned(id));
+        drop(journal);
+        assert!(!registry.is_pinned(id));
     }
 }

@@ -8,8 +8,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::group_sync::StoredRequest;
@@ -26,7 +28,15 @@ pub struct JobsSettings {
     pub results_dir: PathBuf,
     pub workers: usize,
     pub max_queue: usize,
+    pub retention: Retention,
     pub debug: DebugHooks,
+}
+
+/// How long and how many finished jobs are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub ttl: Duration,
+    pub max_results: usize,
 }
 
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
@@ -44,6 +54,18 @@ pub enum SubmitError {
     #[error("the server is shutting down and accepts no new jobs")]
     ShuttingDown,
     #[error("the job could not be stored on disk: {0}")]
+    Storage(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("Invalid job_id")]
+    Unknown,
+    #[error("the job is {0}; only a finished job can be deleted")]
+    InFlight(&'static str),
+    #[error("the job's request is still needed by jobs accepted with it; retry in a moment")]
+    Pinned,
+    #[error("the result could not be removed: {0}")]
     Storage(String),
 }
 
@@ -69,6 +91,9 @@ struct Inner {
     /// Submissions between their `accepting` check and their job being queued.
     accepts_in_progress: AtomicUsize,
     logger: Logger,
+    retention: Retention,
+    /// Wakes the retention sweeper; dropping it stops the sweeper.
+    sweeper: Mutex<Option<mpsc::Sender<()>>>,
     debug: DebugHooks,
 }
 
@@ -89,10 +114,13 @@ impl Jobs {
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 logger,
+                retention: settings.retention,
+                sweeper: Mutex::new(None),
                 debug: settings.debug,
             }),
         };
         jobs.recover().map_err(StoreError::from)?;
+        jobs.start_sweeper()?;
         Ok(jobs)
     }
 
@@ -104,7 +132,9 @@ impl Jobs {
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            self.inner.registry.insert(job.id, job.state);
+            self.inner
+                .registry
+                .insert(job.id, job.state, job.finished_at, job.journal);
             if let Some(request) = job.request {
                 let jobs = self.clone();
                 self.inner
@@ -149,7 +179,9 @@ impl Jobs {
             .map_err(|error| SubmitError::Storage(error.to_string()))?;
 
         let sections = config.section_count();
-        self.inner.registry.insert(id, JobState::Queued);
+        self.inner
+            .registry
+            .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
         let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
         let jobs = self.clone();
         self.inner
@@ -189,6 +221,7 @@ impl Jobs {
             .err()
             .map(|reason| reason.as_str().into());
         let registry_jobs = self.clone();
+        let journal = Arc::downgrade(&request.journal);
         self.inner.store.commit(id, &record, request, move |stored| {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let state = match (stored, failure) {
@@ -206,7 +239,11 @@ impl Jobs {
                     JobState::Failed(reason.into())
                 }
             };
-            registry_jobs.inner.registry.finish(id, state);
+            let registry = &registry_jobs.inner.registry;
+            registry.finish(id, state, journal);
+            if registry.len() - registry.in_flight() > registry_jobs.inner.retention.max_results {
+                registry_jobs.nudge_sweeper();
+            }
         });
     }
 
@@ -231,8 +268,91 @@ impl Jobs {
         }
     }
 
+    /// A job's state; a job past its retention answers as unknown, and goes.
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        self.inner.registry.state(id)
+        let state = self.inner.registry.state(id)?;
+        if self.is_expired(id) && self.delete(id).is_ok() {
+            return None;
+        }
+        Some(state)
+    }
+
+    fn is_expired(&self, id: JobId) -> bool {
+        self.inner.registry.finished_at(id).is_some_and(|at| {
+            at.elapsed()
+                .is_ok_and(|age| age >= self.inner.retention.ttl)
+        })
+    }
+
+    /// Removes a finished job: its record and its result file.
+    ///
+    /// # Errors
+    /// `Unknown`, `InFlight`, `Pinned` (see `Registry::is_pinned`), or `Storage`.
+    pub fn delete(&self, id: JobId) -> Result<(), DeleteError> {
+        let registry = &self.inner.registry;
+        let state = registry.state(id).ok_or(DeleteError::Unknown)?;
+        if !state.is_finished() {
+            return Err(DeleteError::InFlight(state.name()));
+        }
+        if registry.is_pinned(id) {
+            return Err(DeleteError::Pinned);
+        }
+        if !registry.remove_finished(id) {
+            return Err(DeleteError::Unknown);
+        }
+        self.inner
+            .store
+            .remove_result(id)
+            .map_err(|error| DeleteError::Storage(error.to_string()))?;
+        info!(self.inner.logger, "job removed"; "job_id" => %id);
+        Ok(())
+    }
+
+    /// Removes expired jobs, and the oldest beyond `max_results`, every so often.
+    fn start_sweeper(&self) -> io::Result<()> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let interval = (self.inner.retention.ttl / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(60));
+        // A weak handle: the sweeper never keeps the service alive.
+        let jobs = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("icewall-retention".to_owned())
+            .spawn(move || {
+                // A message asks for a sweep now; a closed channel ends the thread.
+                while !matches!(
+                    stopped.recv_timeout(interval),
+                    Err(mpsc::RecvTimeoutError::Disconnected)
+                ) {
+                    let Some(inner) = jobs.upgrade() else { return };
+                    Jobs { inner }.sweep();
+                }
+            })?;
+        *self.inner.sweeper.lock() = Some(stop);
+        Ok(())
+    }
+
+    fn nudge_sweeper(&self) {
+        if let Some(sweeper) = &*self.inner.sweeper.lock() {
+            let _ = sweeper.send(());
+        }
+    }
+
+    fn sweep(&self) {
+        let registry = &self.inner.registry;
+        let retention = self.inner.retention;
+        let cutoff = SystemTime::now()
+            .checked_sub(retention.ttl)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let expired = registry.finished_before(cutoff);
+        let excess = registry.finished_beyond(retention.max_results);
+        let removed = expired
+            .into_iter()
+            .chain(excess)
+            .filter(|&id| self.delete(id).is_ok())
+            .count();
+        if removed > 0 {
+            info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -260,6 +380,7 @@ impl Jobs {
     /// disk, then stops the workers and the sync thread.
     pub fn drain(&self) {
         self.stop_accepting();
+        self.inner.sweeper.lock().take();
         while self.inner.accepts_in_progress.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -72,8 +73,12 @@ enum StoredStatus {
 pub struct Recovered {
     pub id: JobId,
     pub state: JobState,
+    /// When a finished job's result was written (its file's modification time).
+    pub finished_at: Option<SystemTime>,
     /// The request of a job still to run.
     pub request: Option<StoredRequest>,
+    /// The journal that still holds a finished job's request, if any.
+    pub journal: Weak<Journal>,
 }
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
@@ -322,23 +327,33 @@ impl ResultStore {
                     JobState::Failed(format!("the stored result is damaged: {problem}").into())
                 }
             };
-            requests.remove(&id);
+            let journal = requests
+                .remove(&id)
+                .map_or_else(Weak::new, |request| Arc::downgrade(&request.journal));
+            let finished_at = fs::metadata(self.path(id, "result"))
+                .and_then(|metadata| metadata.modified())
+                .ok();
             jobs.insert(
                 id,
                 Recovered {
                     id,
                     state,
+                    finished_at,
                     request: None,
+                    journal,
                 },
             );
         }
         for (id, request) in requests {
+            let journal = Arc::downgrade(&request.journal);
             jobs.insert(
                 id,
                 Recovered {
                     id,
                     state: JobState::Queued,
+                    finished_at: None,
                     request: Some(request),
+                    journal,
                 },
             );
         }
@@ -355,6 +370,19 @@ impl ResultStore {
             }
             Ok(StoredStatus::Done { .. }) => Err("its result file is incomplete".to_owned()),
             Err(error) => Err(format!("its result file is damaged: {error}")),
+        }
+    }
+
+    /// Removes a finished job's result file (the caller has checked that no journal
+    /// still holds its request, which would run it again after a restart).
+    ///
+    /// # Errors
+    /// When the file exists but cannot be removed.
+    pub fn remove_result(&self, id: JobId) -> io::Result<()> {
+        let _guard = self.lock_job(id);
+        match fs::remove_file(self.path(id, "result")) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
         }
     }
 
