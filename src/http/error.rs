@@ -26,6 +26,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    UnprocessableEntity(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("Content-Type must be application/json or text/plain, got {0}")]
@@ -58,7 +60,13 @@ impl From<ConfigError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> ApiError {
-        ApiError::Unavailable(error.to_string())
+        match error {
+            SubmitError::KeyReused => ApiError::UnprocessableEntity(error.to_string()),
+            SubmitError::KeyInProgress => ApiError::Conflict(error.to_string()),
+            SubmitError::QueueFull | SubmitError::ShuttingDown | SubmitError::Storage(_) => {
+                ApiError::Unavailable(error.to_string())
+            }
+        }
     }
 }
 
@@ -93,6 +101,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiState};
+use crate::jobs::{IdempotencyKey, Submitted};
 use crate::wall::{self, Limits, WallConfig};
 
 /// Bodies up to this size are parsed on the HTTP thread; larger ones on a blocking one.
@@ -34,6 +35,7 @@ pub async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let format = config_format(&request)?;
     let num_teams = query_num_teams(&request)?;
+    let key = idempotency_key(&request)?;
     if !state.jobs.is_accepting() {
         return Err(ApiError::Unavailable(
             "the server is shutting down and accepts no new jobs".to_owned(),
@@ -50,9 +52,13 @@ pub async fn submit(
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,
     };
-    let id = state.jobs.submit(config).await?;
+    let Submitted { id, replayed } = state.jobs.submit(config, key).await?;
     let mut response = HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/get_results/{id}")))
+        .insert_header((
+            "Idempotent-Replayed",
+            if replayed { "true" } else { "false" },
+        ))
         .json(json!({"job_id": id.to_string()}));
     response.extensions_mut().insert(id);
     Ok(response)
@@ -71,6 +77,22 @@ fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {
         ))),
         None => Err(ApiError::UnsupportedMediaType("none".to_owned())),
     }
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+            )
+        })
 }
 
 fn query_num_teams(request: &HttpRequest) -> Result<Option<NonZeroU64>, ApiError> {

@@ -24,6 +24,9 @@ pub const JOURNAL_PREFIX: &str = r#"{"job_id":""#;
 pub const JOURNAL_INFIX: &str = r#"","request":"#;
 pub const REQUEST_OFFSET: usize = JOURNAL_PREFIX.len() + 36 + JOURNAL_INFIX.len();
 
+/// The file of idempotency keys, one JSON record per line, beside the journals.
+pub const KEYS_FILE: &str = "idempotency-keys.jsonl";
+
 /// A journal file of accepted requests. It is removed when the last job that needs it
 /// lets go, unless some job's result could not be stored (then a restart reruns it).
 pub struct Journal {
@@ -68,13 +71,17 @@ pub struct StoredRequest {
 type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
 type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
 
+/// A request to make durable, and what else must be durable with it.
+pub struct Accept {
+    pub id: JobId,
+    pub request: Vec<u8>,
+    /// A line for the idempotency-key file, for a request that came with a key.
+    pub key_record: Option<Vec<u8>>,
+}
+
 enum Pending {
-    /// Write `request` to the batch's journal, sync, answer where it is.
-    Accept {
-        id: JobId,
-        request: Vec<u8>,
-        then: AcceptThen,
-    },
+    /// Write the request to the batch's journal, sync, answer where it is.
+    Accept(Accept, AcceptThen),
     /// Sync what was written before (a result), then answer.
     Sync { then: SyncThen },
     /// Drop after the next sync, once what was renamed before it is durable.
@@ -113,15 +120,10 @@ impl GroupSync {
     /// Makes `request` durable; `then` learns where it is stored.
     pub fn accept(
         &self,
-        id: JobId,
-        request: Vec<u8>,
+        accept: Accept,
         then: impl FnOnce(io::Result<StoredRequest>) + Send + 'static,
     ) {
-        if let Err(Pending::Accept { then, .. }) = self.send(Pending::Accept {
-            id,
-            request,
-            then: Box::new(then),
-        }) {
+        if let Err(Pending::Accept(_, then)) = self.send(Pending::Accept(accept, Box::new(then))) {
             then(Err(closed()));
         }
     }
@@ -169,29 +171,32 @@ fn sync_batches(dir: &Path, handle: &File, receiver: &mpsc::Receiver<Pending>) {
         let mut releases = Vec::new();
         for pending in std::iter::once(first).chain(receiver.try_iter().take(MAX_BATCH - 1)) {
             match pending {
-                Pending::Accept { id, request, then } => accepts.push((id, request, then)),
+                Pending::Accept(accept, then) => accepts.push((accept, then)),
                 Pending::Sync { then } => syncs.push(then),
                 Pending::Release(request) => releases.push(request),
             }
         }
-        let journaled = write_journal(dir, &accepts);
+        let journaled = write_journal(dir, &accepts).and_then(|stored| {
+            write_key_records(&dir.join(KEYS_FILE), &accepts)?;
+            Ok(stored)
+        });
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
         let failure = |error: &io::Error| io::Error::new(error.kind(), error.to_string());
         match (journaled, &synced) {
             (Ok(stored), Ok(())) => {
-                for ((_, _, then), stored) in accepts.into_iter().zip(stored) {
+                for ((_, then), stored) in accepts.into_iter().zip(stored) {
                     then(Ok(stored));
                 }
             }
             (Ok(stored), Err(error)) => {
-                for ((_, _, then), stored) in accepts.into_iter().zip(stored) {
+                for ((_, then), stored) in accepts.into_iter().zip(stored) {
                     // Never acknowledged, so never needed by a restart.
                     drop(stored);
                     then(Err(failure(error)));
                 }
             }
             (Err(error), _) => {
-                for (_, _, then) in accepts {
+                for (_, then) in accepts {
                     then(Err(failure(&error)));
                 }
             }
@@ -206,13 +211,29 @@ fn sync_batches(dir: &Path, handle: &File, receiver: &mpsc::Receiver<Pending>) {
     }
 }
 
+/// Appends the batch's idempotency-key records. A torn last line (a crash mid-write)
+/// belongs to a request that was never acknowledged; recovery skips it.
+fn write_key_records(keys: &Path, accepts: &[(Accept, AcceptThen)]) -> io::Result<()> {
+    let records: Vec<u8> = accepts
+        .iter()
+        .filter_map(|(accept, _)| accept.key_record.as_deref())
+        .flat_map(|record| record.iter().copied().chain([b'\n']))
+        .collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    // Opened per batch, so that a start-up compaction may replace the file.
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(keys)?
+        .write_all(&records)
+}
+
 /// Writes a batch's requests to one new journal file. On a failed write the journal's
 /// last handle is dropped here, which removes the file.
-fn write_journal(
-    dir: &Path,
-    accepts: &[(JobId, Vec<u8>, AcceptThen)],
-) -> io::Result<Vec<StoredRequest>> {
-    let Some((first, _, _)) = accepts.first() else {
+fn write_journal(dir: &Path, accepts: &[(Accept, AcceptThen)]) -> io::Result<Vec<StoredRequest>> {
+    let Some((Accept { id: first, .. }, _)) = accepts.first() else {
         return Ok(Vec::new());
     };
     let journal = Arc::new(Journal::new(dir.join(format!("requests-{first}.jsonl"))));
@@ -223,7 +244,7 @@ fn write_journal(
     let mut out = BufWriter::new(file);
     let mut offset = 0u64;
     let mut stored = Vec::with_capacity(accepts.len());
-    for (id, request, _) in accepts {
+    for (Accept { id, request, .. }, _) in accepts {
         write!(out, "{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}")?;
         out.write_all(request)?;
         out.write_all(b"}\n")?;
@@ -264,7 +285,12 @@ mod tests {
         for index in 0..50 {
             let sender = sender.clone();
             let request = format!(r#"{{"n":{index}}}"#).into_bytes();
-            sync.accept(JobId::generate(), request.clone(), move |stored| {
+            let accept = Accept {
+                id: JobId::generate(),
+                request: request.clone(),
+                key_record: (index % 2 == 0).then(|| format!("key {index}").into_bytes()),
+            };
+            sync.accept(accept, move |stored| {
                 sender.send((request, stored.unwrap())).unwrap();
             });
         }
@@ -279,6 +305,8 @@ mod tests {
         let line = fs::read_to_string(&journal).unwrap();
         let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
         assert_eq!(first["request"]["n"], 0);
+        let keys = fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap();
+        assert_eq!(keys.lines().count(), 25);
         drop(stored);
         assert!(!journal.exists(), "a journal nobody needs is removed");
     }
@@ -288,9 +316,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sync = start(dir.path());
         let (sender, receiver) = mpsc::channel();
-        sync.accept(JobId::generate(), b"{}".to_vec(), move |stored| {
-            sender.send(stored.unwrap()).unwrap()
-        });
+        let accept = Accept {
+            id: JobId::generate(),
+            request: b"{}".to_vec(),
+            key_record: None,
+        };
+        sync.accept(accept, move |stored| sender.send(stored.unwrap()).unwrap());
         let stored = receiver.recv().unwrap();
         sync.shutdown();
         let path = stored.journal.path().to_owned();

@@ -10,6 +10,7 @@ mod store;
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};
 pub use service::{
-    DebugHooks, DeleteError, Jobs, JobsSettings, Retention, StartError, SubmitError,
+    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError,
+    SubmitError, Submitted,
 };
 pub use store::{ResultStore, StoreError};

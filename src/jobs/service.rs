@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::group_sync::StoredRequest;
-use super::store::Record;
+use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError};
 use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
@@ -47,8 +49,39 @@ pub struct DebugHooks {
     pub panic_on_num_teams: Option<u64>,
 }
 
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Option<IdempotencyKey> {
+        let visible = text.bytes().all(|byte| (0x21..=0x7e).contains(&byte));
+        (visible && (1..=255).contains(&text.len())).then(|| IdempotencyKey(text.to_owned()))
+    }
+}
+
+/// What a key points at. `accepted` is false while the first request with the key is
+/// being stored: a second one then waits its turn (409) rather than get an id that
+/// might not be kept.
+#[derive(Clone)]
+struct KeyEntry {
+    id: JobId,
+    fingerprint: String,
+    accepted: bool,
+}
+
+/// An accepted submission: a new job, or the one an earlier request with the same key made.
+pub struct Submitted {
+    pub id: JobId,
+    pub replayed: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+    #[error("a request with this Idempotency-Key is being accepted; retry in a moment")]
+    KeyInProgress,
     #[error("the job queue is full; retry later")]
     QueueFull,
     #[error("the server is shutting down and accepts no new jobs")]
@@ -90,6 +123,8 @@ struct Inner {
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
     accepts_in_progress: AtomicUsize,
+    /// Idempotency keys of the jobs that still exist.
+    keys: DashMap<String, KeyEntry>,
     logger: Logger,
     retention: Retention,
     /// Wakes the retention sweeper; dropping it stops the sweeper.
@@ -113,6 +148,7 @@ impl Jobs {
                 pool,
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
+                keys: DashMap::new(),
                 logger,
                 retention: settings.retention,
                 sweeper: Mutex::new(None),
@@ -126,10 +162,20 @@ impl Jobs {
 
     fn recover(&self) -> io::Result<()> {
         let logger = &self.inner.logger;
-        let recovered = self
+        let (recovered, keys) = self
             .inner
             .store
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
+        for record in keys {
+            if let Ok(id) = record.job_id.parse() {
+                let entry = KeyEntry {
+                    id,
+                    fingerprint: record.fingerprint,
+                    accepted: true,
+                };
+                self.inner.keys.insert(record.key, entry);
+            }
+        }
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
             self.inner
@@ -155,7 +201,11 @@ impl Jobs {
     /// # Errors
     /// `QueueFull` or `ShuttingDown` (nothing was stored), or `Storage` when the request
     /// could not be made durable.
-    pub async fn submit(&self, config: WallConfig) -> Result<JobId, SubmitError> {
+    pub async fn submit(
+        &self,
+        config: WallConfig,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Submitted, SubmitError> {
         // Counted before the check, so that `drain` either sees this accept or it sees
         // the refusal: a durable request always reaches the queue.
         let _accepting = AcceptInProgress::enter(&self.inner.accepts_in_progress);
@@ -169,14 +219,34 @@ impl Jobs {
         }
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
+        let key_record = match &key {
+            None => None,
+            Some(key) => match self.claim_key(key, id, &request)? {
+                KeyClaim::Replay(earlier) => {
+                    return Ok(Submitted {
+                        id: earlier,
+                        replayed: true,
+                    });
+                }
+                KeyClaim::Claimed(record) => Some(record),
+            },
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        self.inner.store.accept(id, request, move |stored| {
-            let _ = sender.send(stored);
-        });
-        let stored = receiver
-            .await
-            .unwrap_or(Err(StoreError::Missing))
-            .map_err(|error| SubmitError::Storage(error.to_string()))?;
+        self.inner
+            .store
+            .accept(id, request, key_record.as_ref(), move |stored| {
+                let _ = sender.send(stored);
+            });
+        let stored = receiver.await.unwrap_or(Err(StoreError::Missing));
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                if let Some(key) = &key {
+                    self.inner.keys.remove_if(&key.0, |_, entry| entry.id == id);
+                }
+                return Err(SubmitError::Storage(error.to_string()));
+            }
+        };
 
         let sections = config.section_count();
         self.inner
@@ -188,8 +258,56 @@ impl Jobs {
             .pool
             .submit_unbounded(Box::new(move || jobs.run(id, stored, kept)))
             .expect("the pool takes work until every accept in progress has finished");
+        if let Some(key) = &key {
+            if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
+                entry.accepted = true;
+            }
+        }
         info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections);
-        Ok(id)
+        Ok(Submitted {
+            id,
+            replayed: false,
+        })
+    }
+
+    /// Claims `key` for job `id`, or finds the job an earlier request with it made.
+    fn claim_key(
+        &self,
+        key: &IdempotencyKey,
+        id: JobId,
+        request: &[u8],
+    ) -> Result<KeyClaim, SubmitError> {
+        let fingerprint = fingerprint(request);
+        let claim = KeyEntry {
+            id,
+            fingerprint: fingerprint.clone(),
+            accepted: false,
+        };
+        match self.inner.keys.entry(key.0.clone()) {
+            Entry::Occupied(mut entry) => {
+                let earlier = entry.get().clone();
+                if !earlier.accepted {
+                    return Err(SubmitError::KeyInProgress);
+                }
+                // A key whose job was removed (expired or deleted) is free again.
+                if self.inner.registry.state(earlier.id).is_some() {
+                    return if earlier.fingerprint == fingerprint {
+                        Ok(KeyClaim::Replay(earlier.id))
+                    } else {
+                        Err(SubmitError::KeyReused)
+                    };
+                }
+                entry.insert(claim);
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(claim);
+            }
+        }
+        Ok(KeyClaim::Claimed(KeyRecord {
+            key: key.0.clone(),
+            job_id: id.to_string(),
+            fingerprint,
+        }))
     }
 
     /// Runs on a worker: simulates, stores the outcome, and records it when stored.
@@ -339,6 +457,10 @@ impl Jobs {
 
     fn sweep(&self) {
         let registry = &self.inner.registry;
+        self.inner
+            .keys
+            .retain(|_, entry| !entry.accepted || registry.state(entry.id).is_some());
+        let registry = &self.inner.registry;
         let retention = self.inner.retention;
         let cutoff = SystemTime::now()
             .checked_sub(retention.ttl)
@@ -403,6 +525,21 @@ impl Drop for AcceptInProgress<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+enum KeyClaim {
+    Replay(JobId),
+    Claimed(KeyRecord),
+}
+
+/// SHA-256 of the normalized request, in hex: equal for the same wall and teams,
+/// whichever form they were sent in.
+fn fingerprint(request: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(request)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

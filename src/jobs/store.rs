@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::group_sync::{
-    GroupSync, JOURNAL_INFIX, JOURNAL_PREFIX, Journal, REQUEST_OFFSET, StoredRequest,
+    Accept, GroupSync, JOURNAL_INFIX, JOURNAL_PREFIX, Journal, KEYS_FILE, REQUEST_OFFSET,
+    StoredRequest,
 };
 use super::{JobId, JobState};
 use crate::wall::{Outcome, Summary, WorkTables};
@@ -67,6 +68,14 @@ enum StoredStatus {
     Failed {
         reason: String,
     },
+}
+
+/// An idempotency key, the job it made, and a digest of that job's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key: String,
+    pub job_id: String,
+    pub fingerprint: String,
 }
 
 /// A job found on disk at start-up: finished, or accepted and still to run.
@@ -142,11 +151,17 @@ impl ResultStore {
         &self,
         id: JobId,
         request: Vec<u8>,
+        key: Option<&KeyRecord>,
         then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
     ) {
         self.inner.locks.insert(id, Arc::new(Mutex::new(())));
         let store = self.clone();
-        self.inner.sync.accept(id, request, move |stored| {
+        let accept = Accept {
+            id,
+            request,
+            key_record: key.map(|key| serde_json::to_vec(key).expect("a key record serializes")),
+        };
+        self.inner.sync.accept(accept, move |stored| {
             if stored.is_err() {
                 store.inner.locks.remove(&id);
             }
@@ -284,7 +299,10 @@ impl ResultStore {
     ///
     /// # Errors
     /// When the directory cannot be listed.
-    pub fn recover(&self, mut warn: impl FnMut(String)) -> io::Result<Vec<Recovered>> {
+    pub fn recover(
+        &self,
+        mut warn: impl FnMut(String),
+    ) -> io::Result<(Vec<Recovered>, Vec<KeyRecord>)> {
         let mut results = Vec::new();
         let mut journals = Vec::new();
         for entry in fs::read_dir(&self.inner.dir)? {
@@ -300,9 +318,10 @@ impl ResultStore {
                 (Ok(_), "result.tmp") => {
                     let _ = fs::remove_file(entry.path());
                 }
-                _ if name.starts_with(".probe-") => {
+                _ if name.starts_with(".probe-") || name == format!("{KEYS_FILE}.tmp") => {
                     let _ = fs::remove_file(entry.path());
                 }
+                _ if name == KEYS_FILE => {}
                 _ if name.starts_with("requests-") && name.ends_with(".jsonl") => {
                     journals.push(entry.path());
                 }
@@ -357,7 +376,51 @@ impl ResultStore {
                 },
             );
         }
-        Ok(jobs.into_values().collect())
+        let keys = self.recover_keys(|id| jobs.contains_key(&id), &mut warn)?;
+        Ok((jobs.into_values().collect(), keys))
+    }
+
+    /// The idempotency keys of jobs that still exist; the file is rewritten without the
+    /// others (and without a torn last line).
+    fn recover_keys(
+        &self,
+        exists: impl Fn(JobId) -> bool,
+        warn: &mut impl FnMut(String),
+    ) -> io::Result<Vec<KeyRecord>> {
+        let path = self.inner.dir.join(KEYS_FILE);
+        let text = match fs::read(&path) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut lines = 0;
+        let mut live = Vec::new();
+        for line in text
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            lines += 1;
+            match serde_json::from_slice::<KeyRecord>(line) {
+                Ok(record) => {
+                    if record.job_id.parse().is_ok_and(&exists) {
+                        live.push(record);
+                    }
+                }
+                Err(error) => warn(format!("{KEYS_FILE}: skipping a damaged line: {error}")),
+            }
+        }
+        if live.len() < lines {
+            let temporary = self.inner.dir.join(format!("{KEYS_FILE}.tmp"));
+            let mut out = BufWriter::new(File::create(&temporary)?);
+            for record in &live {
+                serde_json::to_writer(&mut out, record)?;
+                out.write_all(b"\n")?;
+            }
+            out.into_inner()
+                .map_err(io::IntoInnerError::into_error)?
+                .sync_all()?;
+            fs::rename(&temporary, &path)?;
+        }
+        Ok(live)
     }
 
     /// The state a stored result shows, or why it cannot be trusted.

@@ -33,6 +33,7 @@ pub struct Server {
 /// A response, whatever its status.
 pub struct Reply {
     pub status: u16,
+    pub replayed: Option<String>,
     pub body: String,
     pub content_type: String,
     pub retry_after: Option<String>,
@@ -115,6 +116,7 @@ impl Server {
             content_type: response.content_type().to_owned(),
             retry_after: response.header("retry-after").map(str::to_owned),
             location: response.header("location").map(str::to_owned),
+            replayed: response.header("idempotent-replayed").map(str::to_owned),
             body: response.into_string().unwrap(),
         }
     }
@@ -152,6 +154,15 @@ impl Server {
             .as_array()
             .unwrap()
             .len()
+    }
+
+    /// A POST with extra headers.
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        Self::reply(request.send_bytes(body))
     }
 
     pub fn submit_json(&self, body: &str) -> String {

@@ -1,0 +1,145 @@
+//! `Idempotency-Key`: a retried submission gets the job the first one made, even across
+//! a restart; the same key with another request is a 422; a removed job frees its key.
+
+mod common;
+
+use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files};
+
+fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> common::Reply {
+    server.post_with(
+        "/api/simulate?num_teams=3",
+        &[("Idempotency-Key", key), ("Content-Type", content_type)],
+        body.as_bytes(),
+    )
+}
+
+fn job_id(reply: &common::Reply) -> String {
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    reply.json()["job_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_same_key_and_request_give_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let first = submit(&server, "order-42", "application/json", EXAMPLE_JSON);
+    assert_eq!(first.replayed.as_deref(), Some("false"));
+    let id = job_id(&first);
+    let again = submit(&server, "order-42", "application/json", EXAMPLE_JSON);
+    assert_eq!(job_id(&again), id);
+    assert_eq!(again.replayed.as_deref(), Some("true"));
+    // The same wall and teams in the text form is the same request.
+    assert_eq!(
+        job_id(&submit(&server, "order-42", "text/plain", EXAMPLE_TEXT)),
+        id
+    );
+    assert_eq!(server.listed_jobs(), 1);
+
+    let other = submit(&server, "order-42", "text/plain", "1 2 3\n");
+    assert_eq!(other.status, 422);
+    assert_eq!(
+        other.reason(),
+        "this Idempotency-Key was used with a different request"
+    );
+    assert_ne!(
+        job_id(&submit(&server, "order-43", "text/plain", "1 2 3\n")),
+        id
+    );
+    assert_eq!(server.wait_finished(&id)["data"]["days"], 31);
+}
+
+#[test]
+fn bad_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    for key in [
+        "k".repeat(256),
+        "with space".to_owned(),
+        "tab\tkey".to_owned(),
+    ] {
+        let reply = submit(&server, &key, "application/json", EXAMPLE_JSON);
+        assert_eq!(reply.status, 400, "{key:?}");
+        assert!(reply.reason().contains("Idempotency-Key must be"));
+    }
+    assert_eq!(server.listed_jobs(), 0);
+}
+
+#[test]
+fn concurrent_requests_with_one_key_make_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let replies: Vec<common::Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| submit(&server, "same", "application/json", EXAMPLE_JSON)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let mut ids: Vec<String> = replies
+        .iter()
+        .filter(|reply| {
+            assert!(
+                reply.status == 202 || reply.status == 409,
+                "{} {}",
+                reply.status,
+                reply.body
+            );
+            reply.status == 202
+        })
+        .map(job_id)
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(server.listed_jobs(), 1);
+}
+
+#[test]
+fn keys_survive_a_restart_and_a_removed_job_frees_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let kept = job_id(&submit(&server, "kept", "application/json", EXAMPLE_JSON));
+    let removed = job_id(&submit(
+        &server,
+        "removed",
+        "application/json",
+        EXAMPLE_JSON,
+    ));
+    server.wait_finished(&kept);
+    server.wait_finished(&removed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server
+        .request("DELETE", &format!("/api/jobs/{removed}"))
+        .status
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete never went through"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(
+        job_id(&submit(&server, "kept", "application/json", EXAMPLE_JSON)),
+        kept
+    );
+    let fresh = job_id(&submit(
+        &server,
+        "removed",
+        "application/json",
+        EXAMPLE_JSON,
+    ));
+    assert_ne!(fresh, removed);
+    assert_eq!(server.wait_finished(&fresh)["status"], "done");
+    assert!(server.shutdown().success());
+    // The keys file was compacted at the restart: the removed job's key is gone from it.
+    let keys = std::fs::read_to_string(results.join("idempotency-keys.jsonl")).unwrap();
+    assert_eq!(keys.matches(&removed).count(), 0, "{keys}");
+    assert_eq!(keys.matches(&kept).count(), 1, "{keys}");
+    assert_eq!(count_files(&results, |name| name.ends_with(".tmp")), 0);
+}
