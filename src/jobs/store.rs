@@ -528,6 +528,7 @@ mod tests {
         store.accept(
             id,
             format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+            None,
             move |stored| sender.send(stored.unwrap()).unwrap(),
         );
         receiver.recv().unwrap()
@@ -629,7 +630,8 @@ mod tests {
 
         let store = ResultStore::open(dir.path()).unwrap();
         let mut warnings = Vec::new();
-        let recovered = store.recover(|warning| warnings.push(warning)).unwrap();
+        let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
+        assert!(keys.is_empty());
         let states: Vec<(JobId, JobState, bool)> = recovered
             .iter()
             .map(|job| (job.id, job.state.clone(), job.request.is_some()))
