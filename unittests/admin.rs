@@ -13,6 +13,7 @@ fn shutdown_needs_the_admin_token_when_one_is_set() {
     let mut server = Server::start_in(dir.path(), &["--admin-token", "s3cret-token"]);
     let missing = server.request("POST", "/api/graceful_shutdown");
     assert_eq!(missing.status, 401);
+    assert_eq!(missing.www_authenticate.as_deref(), Some("Bearer"));
     assert!(missing.reason().contains("Authorization: Bearer"));
     for wrong in [
         "Bearer s3cret-tokem",

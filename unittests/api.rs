@@ -168,7 +168,7 @@ fn bad_configs_get_400_naming_where_and_why() {
         (
             "application/json",
             r#"{"profiles": [[1]], "num_teams": 0}"#,
-            "num_teams must be an integer of at least 1",
+            "num_teams must be an integer from 1",
         ),
         ("text/plain", "", "the wall has no profiles"),
     ];
@@ -396,5 +396,56 @@ fn unknown_routes_and_wrong_methods_answer_json() {
         assert_eq!(reply.status, 405, "{method} {path}");
         assert!(reply.content_type.starts_with("application/json"));
         assert!(reply.reason().contains(method));
+        assert!(
+            reply
+                .allow
+                .as_deref()
+                .is_some_and(|allow| allow.contains("GET") || allow.contains("POST")),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_describes_every_endpoint() {
+    let (server, _dir) = server(&[]);
+    let document = server.get("/api/openapi.json").json();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/simulate", "post"),
+        ("/api/get_results/{id}", "get"),
+        ("/api/jobs", "get"),
+        ("/api/num_jobs", "get"),
+        ("/api/graceful_shutdown", "get"),
+        ("/api/graceful_shutdown", "post"),
+        ("/api/jobs/{id}", "delete"),
+        ("/api/jobs/{id}/profiles/{p}/days/{d}", "get"),
+        ("/api/jobs/{id}/profiles/{p}/overview/{d}", "get"),
+        ("/api/jobs/{id}/profiles/overview/{d}", "get"),
+        ("/api/jobs/{id}/profiles/overview", "get"),
+        ("/api/jobs/{id}/log", "get"),
+        ("/profiles/{p}/days/{d}", "get"),
+        ("/profiles/{p}/overview/{d}", "get"),
+        ("/profiles/overview/{d}", "get"),
+        ("/profiles/overview", "get"),
+        ("/profiles/config", "get"),
+        ("/profiles/logs", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let statuses: Vec<&String> = paths["/api/simulate"]["post"]["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    for status in ["202", "400", "408", "409", "413", "415", "422", "503"] {
+        assert!(
+            statuses.iter().any(|s| s.as_str() == status),
+            "POST /api/simulate lacks {status}"
+        );
     }
 }

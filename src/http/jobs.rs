@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState};
@@ -25,6 +26,11 @@ fn json_body(body: Vec<u8>) -> HttpResponse {
         .body(body)
 }
 
+#[utoipa::path(get, path = "/api/get_results/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+    (status = 200, description = "The job's status, with the summary when done", body = JobResult),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody),
+))]
 pub async fn results(
     path: web::Path<String>,
     state: web::Data<ApiState>,
@@ -64,6 +70,8 @@ async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(question.answer(&work)?))
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Ice used by the profile on the day", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn ice(
     path: web::Path<(String, String, String)>,
     state: web::Data<ApiState>,
@@ -72,6 +80,8 @@ pub async fn ice(
     ask(&state, &id, Question::ice(&profile, &day)?).await
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn profile_cost(
     path: web::Path<(String, String, String)>,
     state: web::Data<ApiState>,
@@ -80,6 +90,8 @@ pub async fn profile_cost(
     ask(&state, &id, Question::profile_cost(&profile, &day)?).await
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn wall_cost(
     path: web::Path<(String, String)>,
     state: web::Data<ApiState>,
@@ -88,6 +100,8 @@ pub async fn wall_cost(
     ask(&state, &id, Question::wall_cost(&day)?).await
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+    (status = 200, description = "Cost of the whole wall", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn total_cost(
     path: web::Path<String>,
     state: web::Data<ApiState>,
@@ -95,6 +109,9 @@ pub async fn total_cost(
     ask(&state, &path, Question::TotalCost).await
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}/log", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+    (status = 200, description = "The team log, one event per line", body = String, content_type = "text/plain"),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn log(
     path: web::Path<String>,
     state: web::Data<ApiState>,
@@ -119,6 +136,10 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/jobs", params(
+    ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
+    ("after" = Option<String>, Query, format = Uuid, description = "List jobs after this one"),
+), responses((status = 200, description = "Jobs, oldest first", body = JobList), (status = 400, description = "A bad limit or after", body = ErrorBody)))]
 pub async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<ApiState>,
@@ -149,11 +170,19 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"status": "done", "data": jobs})))
 }
 
+#[utoipa::path(get, path = "/api/num_jobs", responses((status = 200, description = "Jobs queued or running", body = NumJobs)))]
 pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"num_jobs": state.jobs.registry().in_flight()}))
 }
 
 /// Removes a finished job (an admin action).
+#[utoipa::path(delete, path = "/api/jobs/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), security(("admin_token" = []), ()), responses(
+    (status = 200, description = "The job and its result are removed", body = Deleted),
+    (status = 401, description = "The admin token is needed", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    (status = 403, description = "A wrong admin token, or admin actions are disabled", body = ErrorBody),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
+    (status = 409, description = "The job is not finished, or its request is still needed", body = ErrorBody),
+    (status = 500, description = "The result could not be removed", body = ErrorBody)))]
 pub async fn delete(
     request: HttpRequest,
     path: web::Path<String>,
@@ -167,6 +196,10 @@ pub async fn delete(
 }
 
 /// Refuses new jobs from this moment and starts the drain; answers at once.
+#[utoipa::path(method(get, post), path = "/api/graceful_shutdown", security(("admin_token" = []), ()), responses(
+    (status = 200, description = "New jobs are refused; queued ones finish; then the server exits", body = ShuttingDown),
+    (status = 401, description = "The admin token is needed", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    (status = 403, description = "A wrong admin token, or admin actions are disabled", body = ErrorBody)))]
 pub async fn graceful_shutdown(
     request: HttpRequest,
     state: web::Data<ApiState>,

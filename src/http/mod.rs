@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod jobs;
+mod openapi;
 mod own_wall;
 mod queries;
 mod submit;
@@ -31,9 +32,14 @@ pub struct ApiState {
     pub request_timeout: Duration,
 }
 
-/// A resource that answers other methods with a JSON 405.
-fn endpoint(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource that answers other methods with a JSON 405 naming the allowed ones.
+fn endpoint(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move |request: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: request.method().to_string(),
+            allow,
+        })
+    }))
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -41,36 +47,44 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
-        .service(endpoint("/api/simulate").route(web::post().to(submit::submit)))
-        .service(endpoint("/api/get_results/{id}").route(web::get().to(jobs::results)))
-        .service(endpoint("/api/jobs").route(web::get().to(jobs::list)))
-        .service(endpoint("/api/num_jobs").route(web::get().to(jobs::count)))
+        .service(endpoint("/api/openapi.json", "GET").route(web::get().to(openapi::openapi)))
+        .service(endpoint("/api/simulate", "POST").route(web::post().to(submit::submit)))
+        .service(endpoint("/api/get_results/{id}", "GET").route(web::get().to(jobs::results)))
+        .service(endpoint("/api/jobs", "GET").route(web::get().to(jobs::list)))
+        .service(endpoint("/api/num_jobs", "GET").route(web::get().to(jobs::count)))
         .service(
-            endpoint("/api/graceful_shutdown")
+            endpoint("/api/graceful_shutdown", "GET, POST")
                 .route(web::get().to(jobs::graceful_shutdown))
                 .route(web::post().to(jobs::graceful_shutdown)),
         )
-        .service(endpoint("/api/jobs/{id}/profiles/{p}/days/{d}").route(web::get().to(jobs::ice)))
         .service(
-            endpoint("/api/jobs/{id}/profiles/{p}/overview/{d}")
+            endpoint("/api/jobs/{id}/profiles/{p}/days/{d}", "GET").route(web::get().to(jobs::ice)),
+        )
+        .service(
+            endpoint("/api/jobs/{id}/profiles/{p}/overview/{d}", "GET")
                 .route(web::get().to(jobs::profile_cost)),
         )
         .service(
-            endpoint("/api/jobs/{id}/profiles/overview/{d}").route(web::get().to(jobs::wall_cost)),
+            endpoint("/api/jobs/{id}/profiles/overview/{d}", "GET")
+                .route(web::get().to(jobs::wall_cost)),
         )
         .service(
-            endpoint("/api/jobs/{id}/profiles/overview").route(web::get().to(jobs::total_cost)),
+            endpoint("/api/jobs/{id}/profiles/overview", "GET")
+                .route(web::get().to(jobs::total_cost)),
         )
-        .service(endpoint("/api/jobs/{id}/log").route(web::get().to(jobs::log)))
-        .service(endpoint("/api/jobs/{id}").route(web::delete().to(jobs::delete)))
-        .service(endpoint("/profiles/{p}/days/{d}").route(web::get().to(own_wall::ice)))
+        .service(endpoint("/api/jobs/{id}/log", "GET").route(web::get().to(jobs::log)))
+        .service(endpoint("/api/jobs/{id}", "DELETE").route(web::delete().to(jobs::delete)))
+        .service(endpoint("/profiles/{p}/days/{d}", "GET").route(web::get().to(own_wall::ice)))
         .service(
-            endpoint("/profiles/{p}/overview/{d}").route(web::get().to(own_wall::profile_cost)),
+            endpoint("/profiles/{p}/overview/{d}", "GET")
+                .route(web::get().to(own_wall::profile_cost)),
         )
-        .service(endpoint("/profiles/overview/{d}").route(web::get().to(own_wall::wall_cost)))
-        .service(endpoint("/profiles/overview").route(web::get().to(own_wall::total_cost)))
-        .service(endpoint("/profiles/config").route(web::get().to(own_wall::config)))
-        .service(endpoint("/profiles/logs").route(web::get().to(own_wall::log)))
+        .service(
+            endpoint("/profiles/overview/{d}", "GET").route(web::get().to(own_wall::wall_cost)),
+        )
+        .service(endpoint("/profiles/overview", "GET").route(web::get().to(own_wall::total_cost)))
+        .service(endpoint("/profiles/config", "GET").route(web::get().to(own_wall::config)))
+        .service(endpoint("/profiles/logs", "GET").route(web::get().to(own_wall::log)))
         .default_service(web::to(not_found));
 }
 
@@ -80,8 +94,4 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
         request.method(),
         crate::wall::truncate_for_message(request.path())
     )))
-}
-
-async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(request.method().to_string()))
 }

@@ -4,6 +4,7 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
+use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};
@@ -43,6 +44,8 @@ fn own(state: &ApiState) -> &OwnWall {
     &state.own_wall
 }
 
+#[utoipa::path(get, path = "/profiles/{p}/days/{d}", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Ice used by the profile on the day, for the server's own wall", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
 pub async fn ice(
     path: web::Path<(String, String)>,
     state: web::Data<ApiState>,
@@ -51,6 +54,8 @@ pub async fn ice(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
+#[utoipa::path(get, path = "/profiles/{p}/overview/{d}", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
 pub async fn profile_cost(
     path: web::Path<(String, String)>,
     state: web::Data<ApiState>,
@@ -59,6 +64,8 @@ pub async fn profile_cost(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
+#[utoipa::path(get, path = "/profiles/overview/{d}", params(("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+    (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day is not a positive integer", body = ErrorBody)))]
 pub async fn wall_cost(
     path: web::Path<String>,
     state: web::Data<ApiState>,
@@ -67,18 +74,21 @@ pub async fn wall_cost(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
+#[utoipa::path(get, path = "/profiles/overview", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
 pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(own(&state).overview_body.clone())
 }
 
+#[utoipa::path(get, path = "/profiles/config", responses((status = 200, description = "The server's own wall", body = WallConfigBody)))]
 pub async fn config(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(own(&state).config_body.clone())
 }
 
+#[utoipa::path(get, path = "/profiles/logs", responses((status = 200, description = "Its team log", body = String, content_type = "text/plain")))]
 pub async fn log(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

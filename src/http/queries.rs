@@ -80,20 +80,22 @@ impl Question {
     }
 }
 
-/// A positive decimal integer that fits the type; anything else is a 400 naming it.
-fn positive<T: std::str::FromStr + Default + PartialEq>(
-    name: &str,
-    text: &str,
-) -> Result<T, ApiError> {
-    let shown = crate::wall::truncate_for_message(text);
+/// A positive decimal integer of at most 2^63 - 1 (the range of the schema's int64,
+/// far beyond any wall); anything else is a 400 naming it.
+fn positive<T: TryFrom<u64>>(name: &str, text: &str) -> Result<T, ApiError> {
     let value = text
         .bytes()
         .all(|byte| byte.is_ascii_digit())
-        .then(|| text.parse::<T>().ok())
+        .then(|| text.parse::<u64>().ok())
         .flatten()
-        .filter(|value| *value != T::default());
+        .filter(|value| (1..=i64::MAX as u64).contains(value))
+        .and_then(|value| T::try_from(value).ok());
     value.ok_or_else(|| {
-        ApiError::BadRequest(format!("{name} must be a positive integer, got `{shown}`"))
+        let shown = crate::wall::truncate_for_message(text);
+        ApiError::BadRequest(format!(
+            "{name} must be a positive integer of at most {}, got `{shown}`",
+            i64::MAX
+        ))
     })
 }
 

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::*;
 use super::{ApiError, ApiState};
 use crate::jobs::{IdempotencyKey, Submitted};
 use crate::wall::{self, Limits, WallConfig};
@@ -28,6 +29,30 @@ struct SubmitQuery {
     num_teams: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/simulate",
+    params(
+        ("num_teams" = Option<i64>, Query, minimum = 1, description = "Teams; overrides the body's `num_teams`"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Retries with the same key and request get the same job"),
+    ),
+    request_body(
+        description = "A wall config: JSON, or the text form (one profile per line)",
+        content((WallConfigBody = "application/json"), (WallConfigText = "text/plain")),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the request is on disk", body = JobAccepted,
+            headers(("Location" = String, description = "Where to poll"), ("Idempotent-Replayed" = String))),
+        (status = 400, description = "A bad config, num_teams or Idempotency-Key", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is being accepted", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json or text/plain", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 503, description = "The queue is full, the server is shutting down, or the disk refuses", body = ErrorBody,
+            headers(("Retry-After" = u32))),
+    ),
+)]
 pub async fn submit(
     request: HttpRequest,
     payload: web::Payload,
@@ -106,7 +131,12 @@ fn query_num_teams(request: &HttpRequest) -> Result<Option<NonZeroU64>, ApiError
         .map_err(ApiError::from)
 }
 
-/// Reads the body within `max_body` bytes and `timeout`; a declared length over the
+/// Past the body limit, up to this many more bytes are read and dropped before the 413
+/// is sent: closing a connection with unread bytes makes the kernel reset it, and the
+/// client may then lose the answer. Beyond this, the 413 is sent without reading.
+const DRAIN_BYTES: u64 = 1024 * 1024;
+
+/// Reads the body within `max_body` bytes and `timeout`; a declared length far over the
 /// limit is refused before reading anything.
 async fn read_body(
     request: &HttpRequest,
@@ -119,19 +149,27 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_body as u64) {
+    let limit = max_body as u64;
+    if declared.is_some_and(|length| length > limit + DRAIN_BYTES) {
         return Err(ApiError::PayloadTooLarge(max_body));
     }
-    let capacity = declared.map_or(0, |length| length as usize);
+    let capacity = declared.map_or(0, |length| length.min(limit) as usize);
     let read = async {
         let mut body = web::BytesMut::with_capacity(capacity);
+        let mut seen = 0u64;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk
                 .map_err(|error| ApiError::BadRequest(format!("bad request body: {error}")))?;
-            if body.len() + chunk.len() > max_body {
-                return Err(ApiError::PayloadTooLarge(max_body));
+            seen += chunk.len() as u64;
+            if seen > limit + DRAIN_BYTES {
+                break;
             }
-            body.extend_from_slice(&chunk);
+            if seen <= limit {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        if seen > limit {
+            return Err(ApiError::PayloadTooLarge(max_body));
         }
         Ok(body)
     };

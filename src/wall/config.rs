@@ -144,13 +144,17 @@ pub enum ConfigError {
     ProfileTooLong { place: String, limit: usize },
     #[error("the wall has more than {limit} sections in all")]
     WallTooLarge { limit: usize },
-    #[error("num_teams must be an integer of at least 1, got `{token}`")]
+    #[error("num_teams must be an integer from 1 to 9223372036854775807, got `{token}`")]
     InvalidNumTeams { token: String },
     #[error("the config is not valid UTF-8 (invalid byte at offset {offset})")]
     NotUtf8 { offset: usize },
     #[error("invalid JSON config: {0}")]
     Json(String),
 }
+
+/// The most teams a config may ask for: the int64 range of the API's schema, far
+/// beyond any wall (more teams than sections give the unlimited result anyway).
+pub const MAX_NUM_TEAMS: u64 = i64::MAX as u64;
 
 /// Parses a `num_teams` given as text (a query string or a command-line flag).
 ///
@@ -160,6 +164,7 @@ pub fn parse_num_teams(token: &str) -> Result<NonZeroU64, ConfigError> {
     token
         .parse::<NonZeroU64>()
         .ok()
+        .filter(|teams| teams.get() <= MAX_NUM_TEAMS)
         .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| ConfigError::InvalidNumTeams {
             token: truncate_token(token),
@@ -369,7 +374,20 @@ mod tests {
     #[test]
     fn num_teams_must_be_a_positive_integer() {
         assert_eq!(parse_num_teams("3").unwrap().get(), 3);
-        for token in ["0", "-1", "x", "", "+3", "1.0", "18446744073709551616"] {
+        assert_eq!(
+            parse_num_teams("9223372036854775807").unwrap().get(),
+            MAX_NUM_TEAMS
+        );
+        for token in [
+            "0",
+            "-1",
+            "x",
+            "",
+            "+3",
+            "1.0",
+            "18446744073709551616",
+            "9223372036854775808",
+        ] {
             assert!(parse_num_teams(token).is_err(), "{token:?}");
         }
     }

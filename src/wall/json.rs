@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::config::{ConfigError, Height, Limits, Location, WallConfig};
+use super::config::{ConfigError, Height, Limits, Location, MAX_NUM_TEAMS, WallConfig};
 
 /// Parses a JSON wall config; trailing bytes other than whitespace are an error.
 ///
@@ -218,7 +218,7 @@ impl<'de> Visitor<'de> for NumTeamsSeed {
     type Value = Option<NonZeroU64>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("num_teams as an integer of at least 1, or null")
+        f.write_str("num_teams as an integer from 1 to 9223372036854775807, or null")
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -226,11 +226,14 @@ impl<'de> Visitor<'de> for NumTeamsSeed {
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-        NonZeroU64::new(value).map(Some).ok_or_else(|| {
-            E::custom(ConfigError::InvalidNumTeams {
-                token: value.to_string(),
+        NonZeroU64::new(value)
+            .filter(|teams| teams.get() <= MAX_NUM_TEAMS)
+            .map(Some)
+            .ok_or_else(|| {
+                E::custom(ConfigError::InvalidNumTeams {
+                    token: value.to_string(),
+                })
             })
-        })
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
@@ -292,7 +295,7 @@ mod tests {
             (r#"{"profiles": [[1e309]]}"#, "number out of range"),
             (
                 r#"{"profiles": [[1]], "num_teams": 0}"#,
-                "num_teams must be an integer of at least 1, got `0`",
+                "num_teams must be an integer from 1 to 9223372036854775807, got `0`",
             ),
             (r#"{"profiles": [[1]], "num_teams": -2}"#, "got `-2`"),
             (r#"{"profiles": [[1]], "num_teams": true}"#, "num_teams"),

@@ -34,6 +34,8 @@ pub struct Server {
 pub struct Reply {
     pub status: u16,
     pub replayed: Option<String>,
+    pub allow: Option<String>,
+    pub www_authenticate: Option<String>,
     pub body: String,
     pub content_type: String,
     pub retry_after: Option<String>,
@@ -117,6 +119,8 @@ impl Server {
             retry_after: response.header("retry-after").map(str::to_owned),
             location: response.header("location").map(str::to_owned),
             replayed: response.header("idempotent-replayed").map(str::to_owned),
+            allow: response.header("allow").map(str::to_owned),
+            www_authenticate: response.header("www-authenticate").map(str::to_owned),
             body: response.into_string().unwrap(),
         }
     }

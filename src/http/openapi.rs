@@ -1,0 +1,207 @@
+//! The OpenAPI 3 description of the API, served at `/api/openapi.json`: the paths come
+//! from the `#[utoipa::path]` annotations on the handlers, the bodies from the schema
+//! types here (which mirror what the handlers send; schemathesis checks that they do).
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::{jobs, own_wall, submit};
+
+/// Every error: a real status code and this body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    #[schema(pattern = "^error$")]
+    status: String,
+    /// One clear sentence; a validation error names where the input is wrong.
+    reason: String,
+}
+
+/// A wall config in the JSON form: profiles of section heights (integers 0 to 30, at
+/// most 2000 a profile), left to right.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WallConfigBody {
+    #[schema(schema_with = profiles_schema)]
+    profiles: Vec<Vec<u8>>,
+    #[schema(minimum = 1, nullable)]
+    num_teams: Option<i64>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobAccepted {
+    #[schema(format = Uuid)]
+    job_id: String,
+}
+
+/// Status of a job; `data` when done, `reason` when failed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobResult {
+    #[schema(pattern = "^(queued|running|done|failed)$")]
+    status: String,
+    data: Option<Summary>,
+    reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Summary {
+    days: u64,
+    #[schema(nullable)]
+    num_teams: Option<u64>,
+    ice: u64,
+    cost: u64,
+    profiles: Vec<ProfileSummary>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ProfileSummary {
+    profile: u64,
+    sections: u64,
+    days: u64,
+    ice: u64,
+    cost: u64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobList {
+    #[schema(pattern = "^done$")]
+    status: String,
+    data: Vec<JobListEntry>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobListEntry {
+    #[schema(format = Uuid)]
+    job_id: String,
+    #[schema(pattern = "^(queued|running|done|failed)$")]
+    status: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NumJobs {
+    num_jobs: u64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShuttingDown {
+    #[schema(pattern = "^shutting_down$")]
+    status: String,
+    pending: u64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Deleted {
+    #[schema(format = Uuid)]
+    job_id: String,
+    #[schema(pattern = "^deleted$")]
+    status: String,
+}
+
+/// `ice(p, d)`: cubic yards of ice used on day `day`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IceAnswer {
+    day: u64,
+    ice_amount: u64,
+}
+
+/// Gold Dragons spent on days 1..=`day` (`null`: the whole wall).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CostAnswer {
+    #[schema(nullable)]
+    day: Option<u64>,
+    cost: u64,
+}
+
+/// Profiles as the parser takes them: at least one, each of 1 to 2000 heights in 0..=30.
+fn profiles_schema() -> Array {
+    let height = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(30));
+    let profile = ArrayBuilder::new()
+        .items(height)
+        .min_items(Some(1))
+        .max_items(Some(2000));
+    ArrayBuilder::new()
+        .items(profile)
+        .min_items(Some(1))
+        .build()
+}
+
+/// The text form of a wall config, exactly as the parser takes it: lines of heights
+/// (plain digits, value 0 to 30) separated by ASCII blanks, at most 2000 a line.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^\uFEFF?[ \t\f\r\n]*(-0+|0*(30|[12]?[0-9]))([ \t\f\r]+(-0+|0*(30|[12]?[0-9]))){0,1999}([ \t\f\r]*\n[ \t\f\r\n]*(-0+|0*(30|[12]?[0-9]))([ \t\f\r]+(-0+|0*(30|[12]?[0-9]))){0,1999})*[ \t\f\r\n]*$")]
+#[allow(dead_code)]
+pub struct WallConfigText(String);
+
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "icewall", description = "A job server that simulates building the Wall."),
+    paths(
+        submit::submit,
+        jobs::results,
+        jobs::list,
+        jobs::count,
+        jobs::graceful_shutdown,
+        jobs::delete,
+        jobs::ice,
+        jobs::profile_cost,
+        jobs::wall_cost,
+        jobs::total_cost,
+        jobs::log,
+        own_wall::ice,
+        own_wall::profile_cost,
+        own_wall::wall_cost,
+        own_wall::total_cost,
+        own_wall::config,
+        own_wall::log,
+        openapi,
+    ),
+    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, JobList,
+        JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer)),
+    modifiers(&AdminToken),
+)]
+struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi() -> HttpResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the document serializes")
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.as_str())
+}
