@@ -306,13 +306,13 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
         "--workers",
         "1",
         "--max-queue",
-        "3",
+        "10",
         "--debug-job-delay-ms",
-        "200",
+        "100",
     ]);
     let mut accepted = Vec::new();
     let mut refused = 0;
-    for _ in 0..12 {
+    for _ in 0..30 {
         let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
         match reply.status {
             202 => accepted.push(reply.json()["job_id"].as_str().unwrap().to_owned()),
