@@ -9,14 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
-use actix_web::{middleware, web};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpMessage, middleware, web};
 use slog::{Logger, info, warn};
 
-use crate::http::{self, AdminPolicy, ApiState, OwnWall};
+use crate::http::{self, AdminPolicy, ApiState, OwnWall, RequestId};
 use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention};
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::wall::{self, ConfigError, Limits, WallConfig};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -78,6 +82,7 @@ impl App {
     /// A bad own wall, an unusable results directory, or an address that cannot be bound.
     pub fn build(settings: &Settings, logger: Logger) -> Result<App, StartupError> {
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
+        let metrics = Arc::new(Metrics::new());
         let jobs = Jobs::start(
             &JobsSettings {
                 results_dir: settings.results_dir.clone(),
@@ -93,6 +98,7 @@ impl App {
                 },
             },
             logger.clone(),
+            Arc::clone(&metrics),
         )?;
         let bind_error = |source| StartupError::Bind {
             bind: settings.bind.clone(),
@@ -108,6 +114,7 @@ impl App {
         }
         let state = web::Data::new(ApiState {
             jobs: jobs.clone(),
+            metrics: Arc::clone(&metrics),
             own_wall,
             shutdown: shutdown.clone(),
             admin,
@@ -121,6 +128,7 @@ impl App {
         let server = actix_web::HttpServer::new(move || {
             let logger = request_logger.clone();
             let counted = counted.clone();
+            let metrics = Arc::clone(&metrics);
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)
@@ -130,11 +138,27 @@ impl App {
                     let started = Instant::now();
                     let method = request.method().clone();
                     let path = request.path().to_owned();
-                    let logger = logger.clone();
+                    let request_id = RequestId::from_header(
+                        request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|value| value.to_str().ok()),
+                    );
+                    request.extensions_mut().insert(request_id.clone());
+                    let logger = logger.new(slog::o!("request_id" => request_id.0.clone()));
+                    let metrics = Arc::clone(&metrics);
                     let response = service.call(request);
                     async move {
-                        let response = response.await?;
+                        let mut response = response.await?;
                         drop(in_flight);
+                        if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+                            response.headers_mut().insert(REQUEST_ID, value);
+                        }
+                        // The matched pattern, not the path: ids would make labels unbounded.
+                        let route = response.request().match_pattern();
+                        let status = response.status().as_u16();
+                        let took = started.elapsed();
+                        metrics.http_request(route.as_deref().unwrap_or("unmatched"), status, took);
                         let job_id = response.response().extensions().get::<JobId>().copied();
                         let logger = match job_id {
                             Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
@@ -143,8 +167,8 @@ impl App {
                         info!(logger, "request";
                             "method" => %method,
                             "path" => wall::truncate_for_message(&path),
-                            "status" => response.status().as_u16(),
-                            "elapsed_ms" => started.elapsed().as_secs_f64() * 1000.0);
+                            "status" => status,
+                            "elapsed_ms" => took.as_secs_f64() * 1000.0);
                         Ok(response)
                     }
                 })

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod pool;
 pub mod settings;
 pub mod shutdown;

@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod jobs;
 mod openapi;
+mod operations;
 mod own_wall;
 mod queries;
 mod submit;
@@ -17,13 +18,35 @@ pub use admin::AdminPolicy;
 pub use error::ApiError;
 pub use own_wall::OwnWall;
 
+use std::sync::Arc;
+
 use crate::jobs::Jobs;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wall::Limits;
+
+/// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
+/// middleware and carried on the log lines of the request and its job.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The client's id if it is 1 to 128 visible ASCII characters; a new one otherwise.
+    pub fn from_header(value: Option<&str>) -> RequestId {
+        let valid = |id: &&str| {
+            (1..=128).contains(&id.len()) && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        };
+        match value.filter(valid) {
+            Some(id) => RequestId(id.to_owned()),
+            None => RequestId(uuid::Uuid::now_v7().simple().to_string()),
+        }
+    }
+}
 
 /// What every handler can reach, shared through `web::Data`.
 pub struct ApiState {
     pub jobs: Jobs,
+    pub metrics: Arc<Metrics>,
     pub own_wall: OwnWall,
     pub shutdown: Shutdown,
     pub admin: AdminPolicy,
@@ -48,6 +71,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
         .service(endpoint("/api/openapi.json", "GET").route(web::get().to(openapi::openapi)))
+        .service(endpoint("/metrics", "GET").route(web::get().to(operations::metrics)))
+        .service(endpoint("/healthz", "GET").route(web::get().to(operations::healthz)))
+        .service(endpoint("/readyz", "GET").route(web::get().to(operations::readyz)))
         .service(endpoint("/api/simulate", "POST").route(web::post().to(submit::submit)))
         .service(endpoint("/api/get_results/{id}", "GET").route(web::get().to(jobs::results)))
         .service(endpoint("/api/jobs", "GET").route(web::get().to(jobs::list)))

@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{jobs, own_wall, submit};
+use super::{jobs, operations, own_wall, submit};
 
 /// Every error: a real status code and this body.
 #[derive(ToSchema)]
@@ -151,6 +151,13 @@ fn profiles_schema() -> Array {
 #[allow(dead_code)]
 pub struct WallConfigText(String);
 
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    #[schema(pattern = "^(ok|ready)$")]
+    status: String,
+}
+
 struct AdminToken;
 
 impl Modify for AdminToken {
@@ -185,9 +192,12 @@ impl Modify for AdminToken {
         own_wall::config,
         own_wall::log,
         openapi,
+        operations::metrics,
+        operations::healthz,
+        operations::readyz,
     ),
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, JobList,
-        JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer)),
+        JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
     modifiers(&AdminToken),
 )]
 struct ApiDoc;

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::openapi::*;
-use super::{ApiError, ApiState};
-use crate::jobs::{IdempotencyKey, Submitted};
+use super::{ApiError, ApiState, RequestId};
+use crate::jobs::{IdempotencyKey, Submission, Submitted};
+use crate::metrics::Rejection;
 use crate::wall::{self, Limits, WallConfig};
 
 /// Bodies up to this size are parsed on the HTTP thread; larger ones on a blocking one.
@@ -58,15 +59,51 @@ pub async fn submit(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = config_format(&request)?;
-    let num_teams = query_num_teams(&request)?;
-    let key = idempotency_key(&request)?;
+    // Refusals from here on are counted by the job service.
+    let submission = read_submission(&request, payload, &state)
+        .await
+        .inspect_err(|error| state.metrics.rejected(rejection(error)))?;
+    let Submitted { id, replayed } = state.jobs.submit(submission).await?;
+    let mut response = HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/get_results/{id}")))
+        .insert_header((
+            "Idempotent-Replayed",
+            if replayed { "true" } else { "false" },
+        ))
+        .json(json!({"job_id": id.to_string()}));
+    response.extensions_mut().insert(id);
+    Ok(response)
+}
+
+fn rejection(error: &ApiError) -> Rejection {
+    match error {
+        ApiError::PayloadTooLarge(_) => Rejection::TooLarge,
+        ApiError::UnsupportedMediaType(_) => Rejection::UnsupportedMediaType,
+        ApiError::RequestTimeout => Rejection::Timeout,
+        ApiError::Unavailable(_) => Rejection::ShuttingDown,
+        _ => Rejection::Invalid,
+    }
+}
+
+/// Everything about a submission that can be checked before the job service sees it.
+async fn read_submission(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &ApiState,
+) -> Result<Submission, ApiError> {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone());
+    let format = config_format(request)?;
+    let num_teams = query_num_teams(request)?;
+    let key = idempotency_key(request)?;
     if !state.jobs.is_accepting() {
         return Err(ApiError::Unavailable(
             "the server is shutting down and accepts no new jobs".to_owned(),
         ));
     }
-    let body = read_body(&request, payload, state.max_body, state.request_timeout).await?;
+    let body = read_body(request, payload, state.max_body, state.request_timeout).await?;
     let limits = state.limits;
     let config = if body.len() <= INLINE_PARSE_BYTES {
         parse(format, &body, &limits)?
@@ -77,16 +114,11 @@ pub async fn submit(
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,
     };
-    let Submitted { id, replayed } = state.jobs.submit(config, key).await?;
-    let mut response = HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/api/get_results/{id}")))
-        .insert_header((
-            "Idempotent-Replayed",
-            if replayed { "true" } else { "false" },
-        ))
-        .json(json!({"job_id": id.to_string()}));
-    response.extensions_mut().insert(id);
-    Ok(response)
+    Ok(Submission {
+        config,
+        key,
+        request_id,
+    })
 }
 
 fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {

@@ -10,7 +10,7 @@ mod store;
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};
 pub use service::{
-    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError,
+    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError, Submission,
     SubmitError, Submitted,
 };
 pub use store::{ResultStore, StoreError};

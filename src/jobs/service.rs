@@ -19,6 +19,7 @@ use slog::{Logger, error, info, warn};
 use super::group_sync::StoredRequest;
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError};
+use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
 
@@ -126,6 +127,7 @@ struct Inner {
     /// Idempotency keys of the jobs that still exist.
     keys: DashMap<String, KeyEntry>,
     logger: Logger,
+    metrics: Arc<Metrics>,
     retention: Retention,
     /// Wakes the retention sweeper; dropping it stops the sweeper.
     sweeper: Mutex<Option<mpsc::Sender<()>>>,
@@ -138,7 +140,11 @@ impl Jobs {
     ///
     /// # Errors
     /// When the results directory is unusable or threads cannot be started.
-    pub fn start(settings: &JobsSettings, logger: Logger) -> Result<Jobs, StartError> {
+    pub fn start(
+        settings: &JobsSettings,
+        logger: Logger,
+        metrics: Arc<Metrics>,
+    ) -> Result<Jobs, StartError> {
         let store = ResultStore::open(&settings.results_dir)?;
         let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
         let jobs = Jobs {
@@ -150,6 +156,7 @@ impl Jobs {
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
                 logger,
+                metrics,
                 retention: settings.retention,
                 sweeper: Mutex::new(None),
                 debug: settings.debug,
@@ -185,7 +192,15 @@ impl Jobs {
                 let jobs = self.clone();
                 self.inner
                     .pool
-                    .submit_unbounded(Box::new(move || jobs.run(job.id, request, None)))
+                    .submit_unbounded(Box::new(move || {
+                        jobs.run(QueuedJob {
+                            id: job.id,
+                            request,
+                            config: None,
+                            accepted_at: Instant::now(),
+                            request_id: None,
+                        })
+                    }))
                     .expect("the pool accepts work until shutdown begins");
                 requeued += 1;
             } else {
@@ -201,11 +216,29 @@ impl Jobs {
     /// # Errors
     /// `QueueFull` or `ShuttingDown` (nothing was stored), or `Storage` when the request
     /// could not be made durable.
-    pub async fn submit(
-        &self,
-        config: WallConfig,
-        key: Option<IdempotencyKey>,
-    ) -> Result<Submitted, SubmitError> {
+    pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+        let submitted = self.accept(submission).await;
+        match &submitted {
+            Ok(Submitted {
+                replayed: false, ..
+            }) => self.inner.metrics.job_accepted(),
+            Ok(Submitted { replayed: true, .. }) => {}
+            Err(error) => self.inner.metrics.rejected(match error {
+                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
+                SubmitError::QueueFull => Rejection::QueueFull,
+                SubmitError::ShuttingDown => Rejection::ShuttingDown,
+                SubmitError::Storage(_) => Rejection::Storage,
+            }),
+        }
+        submitted
+    }
+
+    async fn accept(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+        let Submission {
+            config,
+            key,
+            request_id,
+        } = submission;
         // Counted before the check, so that `drain` either sees this accept or it sees
         // the refusal: a durable request always reaches the queue.
         let _accepting = AcceptInProgress::enter(&self.inner.accepts_in_progress);
@@ -254,16 +287,26 @@ impl Jobs {
             .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
         let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
         let jobs = self.clone();
+        let logged_request_id = request_id.clone().unwrap_or_default();
         self.inner
             .pool
-            .submit_unbounded(Box::new(move || jobs.run(id, stored, kept)))
+            .submit_unbounded(Box::new(move || {
+                jobs.run(QueuedJob {
+                    id,
+                    request: stored,
+                    config: kept,
+                    accepted_at: Instant::now(),
+                    request_id,
+                })
+            }))
             .expect("the pool takes work until every accept in progress has finished");
         if let Some(key) = &key {
             if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
                 entry.accepted = true;
             }
         }
-        info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections);
+        info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections,
+            "request_id" => logged_request_id);
         Ok(Submitted {
             id,
             replayed: false,
@@ -311,9 +354,20 @@ impl Jobs {
     }
 
     /// Runs on a worker: simulates, stores the outcome, and records it when stored.
-    fn run(&self, id: JobId, request: StoredRequest, config: Option<WallConfig>) {
-        let logger = self.inner.logger.new(slog::o!("job_id" => id.to_string()));
+    fn run(&self, job: QueuedJob) {
+        let QueuedJob {
+            id,
+            request,
+            config,
+            accepted_at,
+            request_id,
+        } = job;
+        let logger = self.inner.logger.new(slog::o!(
+            "job_id" => id.to_string(),
+            "request_id" => request_id.unwrap_or_default(),
+        ));
         self.inner.registry.set_running(id);
+        self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -342,6 +396,11 @@ impl Jobs {
         let journal = Arc::downgrade(&request.journal);
         self.inner.store.commit(id, &record, request, move |stored| {
             let elapsed_ms = started.elapsed().as_millis() as u64;
+            let metrics = &registry_jobs.inner.metrics;
+            if stored.is_err() {
+                metrics.store_error();
+            }
+            metrics.job_finished(stored.is_ok() && failure.is_none(), started.elapsed());
             let state = match (stored, failure) {
                 (Ok(()), None) => {
                     info!(logger, "job finished"; "elapsed_ms" => elapsed_ms);
@@ -485,6 +544,15 @@ impl Jobs {
         &self.inner.store
     }
 
+    /// The live numbers `/metrics` reports.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            queue_depth: self.inner.pool.queued(),
+            in_flight: self.inner.registry.in_flight(),
+            workers: self.inner.pool.live_workers(),
+        }
+    }
+
     pub fn live_workers(&self) -> usize {
         self.inner.pool.live_workers()
     }
@@ -525,6 +593,24 @@ impl Drop for AcceptInProgress<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// A submission: the config, and what came with it.
+pub struct Submission {
+    pub config: WallConfig,
+    pub key: Option<IdempotencyKey>,
+    /// The HTTP request's id, carried on the job's log lines.
+    pub request_id: Option<String>,
+}
+
+/// A job as it waits in the pool.
+struct QueuedJob {
+    id: JobId,
+    request: StoredRequest,
+    /// Small configs ride along; large ones are read back from the journal.
+    config: Option<WallConfig>,
+    accepted_at: Instant,
+    request_id: Option<String>,
 }
 
 enum KeyClaim {

@@ -436,6 +436,20 @@ impl ResultStore {
         }
     }
 
+    /// Checks that a file can be written, synced and removed in the results directory.
+    ///
+    /// # Errors
+    /// Whatever the file system answers.
+    pub fn probe(&self) -> io::Result<()> {
+        let probe = self.inner.dir.join(format!(".probe-{}", JobId::generate()));
+        let written = File::create(&probe).and_then(|mut file| {
+            file.write_all(b"probe")?;
+            file.sync_all()
+        });
+        let _ = fs::remove_file(&probe);
+        written
+    }
+
     /// Removes a finished job's result file (the caller has checked that no journal
     /// still holds its request, which would run it again after a restart).
     ///

@@ -36,6 +36,7 @@ pub struct Reply {
     pub replayed: Option<String>,
     pub allow: Option<String>,
     pub www_authenticate: Option<String>,
+    pub request_id: Option<String>,
     pub body: String,
     pub content_type: String,
     pub retry_after: Option<String>,
@@ -121,6 +122,7 @@ impl Server {
             replayed: response.header("idempotent-replayed").map(str::to_owned),
             allow: response.header("allow").map(str::to_owned),
             www_authenticate: response.header("www-authenticate").map(str::to_owned),
+            request_id: response.header("x-request-id").map(str::to_owned),
             body: response.into_string().unwrap(),
         }
     }

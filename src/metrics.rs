@@ -1,0 +1,227 @@
+//! The one place metrics live: Prometheus counters, gauges and histograms of jobs, HTTP
+//! requests and the process, rendered in the text exposition format for `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Buckets for job waits and runs, and HTTP latency: 100 us to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    jobs: IntCounterVec,
+    rejected: IntCounterVec,
+    queue_wait: Histogram,
+    run_time: HistogramVec,
+    http: HistogramVec,
+    store_errors: IntCounter,
+    queue_depth: IntGauge,
+    in_flight: IntGauge,
+    workers: IntGauge,
+}
+
+/// Why a submission was refused, as a metric label.
+#[derive(Clone, Copy, Debug)]
+pub enum Rejection {
+    Invalid,
+    TooLarge,
+    UnsupportedMediaType,
+    Timeout,
+    QueueFull,
+    ShuttingDown,
+    Storage,
+    Idempotency,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Invalid => "invalid",
+            Rejection::TooLarge => "too_large",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::Timeout => "timeout",
+            Rejection::QueueFull => "queue_full",
+            Rejection::ShuttingDown => "shutting_down",
+            Rejection::Storage => "storage",
+            Rejection::Idempotency => "idempotency",
+        }
+    }
+}
+
+/// Live values read at scrape time.
+pub struct Snapshot {
+    pub queue_depth: usize,
+    pub in_flight: usize,
+    pub workers: usize,
+}
+
+impl Metrics {
+    /// # Panics
+    /// Only if the metric definitions here are inconsistent (a bug caught by any test).
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let seconds = |name: &str, help: &str| {
+            HistogramOpts::new(name, help).buckets(SECONDS_BUCKETS.to_vec())
+        };
+        let metrics = Metrics {
+            jobs: IntCounterVec::new(
+                Opts::new(
+                    "icewall_jobs_total",
+                    "Jobs by outcome: accepted, done, failed",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "icewall_jobs_rejected_total",
+                    "Submissions refused, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            queue_wait: Histogram::with_opts(seconds(
+                "icewall_job_queue_wait_seconds",
+                "Time from acceptance to the start of a run",
+            ))
+            .expect("valid metric"),
+            run_time: HistogramVec::new(
+                seconds(
+                    "icewall_job_run_seconds",
+                    "Time from the start of a run to its stored result",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            http: HistogramVec::new(
+                seconds(
+                    "icewall_http_request_duration_seconds",
+                    "HTTP request latency",
+                ),
+                &["route", "status"],
+            )
+            .expect("valid metric"),
+            store_errors: IntCounter::new(
+                "icewall_store_errors_total",
+                "Results that could not be stored",
+            )
+            .expect("valid metric"),
+            queue_depth: IntGauge::new("icewall_queue_depth", "Jobs waiting for a worker")
+                .expect("valid metric"),
+            in_flight: IntGauge::new("icewall_jobs_in_flight", "Jobs queued or running")
+                .expect("valid metric"),
+            workers: IntGauge::new("icewall_workers", "Live worker threads").expect("valid metric"),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(metrics.jobs.clone()),
+            Box::new(metrics.rejected.clone()),
+            Box::new(metrics.queue_wait.clone()),
+            Box::new(metrics.run_time.clone()),
+            Box::new(metrics.http.clone()),
+            Box::new(metrics.store_errors.clone()),
+            Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.in_flight.clone()),
+            Box::new(metrics.workers.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        // RSS, open fds, CPU time where the platform has them (Linux).
+        let _ = metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        metrics
+    }
+
+    pub fn job_accepted(&self) {
+        self.jobs.with_label_values(&["accepted"]).inc();
+    }
+
+    pub fn job_started(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    pub fn job_finished(&self, done: bool, ran: Duration) {
+        let outcome = if done { "done" } else { "failed" };
+        self.jobs.with_label_values(&[outcome]).inc();
+        self.run_time
+            .with_label_values(&[outcome])
+            .observe(ran.as_secs_f64());
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    pub fn rejected(&self, why: Rejection) {
+        self.rejected.with_label_values(&[why.label()]).inc();
+    }
+
+    /// `route` is the matched pattern (bounded cardinality), not the raw path.
+    pub fn http_request(&self, route: &str, status: u16, took: Duration) {
+        self.http
+            .with_label_values(&[route, &status.to_string()])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition of every metric, after reading the live values.
+    pub fn render(&self, now: &Snapshot) -> String {
+        self.queue_depth.set(now.queue_depth as i64);
+        self.in_flight.set(now.in_flight as i64);
+        self.workers.set(now.workers as i64);
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("encoding to memory cannot fail");
+        String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_render_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.job_accepted();
+        metrics.job_started(Duration::from_millis(2));
+        metrics.job_finished(true, Duration::from_millis(3));
+        metrics.rejected(Rejection::QueueFull);
+        metrics.http_request("/api/simulate", 202, Duration::from_millis(1));
+        let text = metrics.render(&Snapshot {
+            queue_depth: 4,
+            in_flight: 5,
+            workers: 2,
+        });
+        for line in [
+            "icewall_jobs_total{outcome=\"accepted\"} 1",
+            "icewall_jobs_total{outcome=\"done\"} 1",
+            "icewall_jobs_rejected_total{reason=\"queue_full\"} 1",
+            "icewall_queue_depth 4",
+            "icewall_jobs_in_flight 5",
+            "icewall_workers 2",
+            "icewall_job_queue_wait_seconds_count 1",
+            "icewall_http_request_duration_seconds_count{route=\"/api/simulate\",status=\"202\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+}

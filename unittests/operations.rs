@@ -1,0 +1,210 @@
+//! The operator's side: `/healthz`, `/readyz`, `/metrics` in the Prometheus text format
+//! with counters that move as jobs flow, and request ids on responses and log lines.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{EXAMPLE_JSON, Server};
+
+/// Checks every line against the text exposition format; returns the samples by their
+/// name and labels as written.
+fn parse_exposition(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.splitn(3, ' ');
+            let kind = words.next().unwrap();
+            let name = words.next().unwrap_or("");
+            assert!(kind == "HELP" || kind == "TYPE", "bad comment: {line}");
+            assert!(valid_name(name), "bad metric name in: {line}");
+            if kind == "TYPE" {
+                let kind = words.next().unwrap_or("");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "bad type: {line}"
+                );
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "bad metric name in: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels: {line}"
+                );
+                for pair in labels[1..labels.len() - 1].split("\",") {
+                    let (label, value) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label: {line}"));
+                    assert!(valid_name(label), "bad label name: {line}");
+                    assert!(
+                        !value.trim_end_matches('"').contains('"'),
+                        "bad label value: {line}"
+                    );
+                }
+            }
+        }
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            number => number
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn metrics(server: &Server) -> HashMap<String, f64> {
+    let reply = server.get("/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type.starts_with("text/plain"));
+    parse_exposition(&reply.body)
+}
+
+#[test]
+fn counters_move_as_jobs_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--workers", "2"]);
+    let before = metrics(&server);
+    assert_eq!(before.get("icewall_jobs_total{outcome=\"done\"}"), None);
+    assert_eq!(before["icewall_workers"], 2.0);
+    assert!(before["process_resident_memory_bytes"] > 0.0);
+    assert!(before["process_open_fds"] > 0.0);
+
+    let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    assert_eq!(
+        server
+            .post("/api/simulate", "application/xml", b"<wall/>")
+            .status,
+        415
+    );
+    assert_eq!(
+        server.post("/api/simulate", "text/plain", b"31\n").status,
+        400
+    );
+
+    let after = metrics(&server);
+    assert_eq!(after["icewall_jobs_total{outcome=\"accepted\"}"], 5.0);
+    assert_eq!(after["icewall_jobs_total{outcome=\"done\"}"], 5.0);
+    assert_eq!(
+        after["icewall_jobs_rejected_total{reason=\"unsupported_media_type\"}"],
+        1.0
+    );
+    assert_eq!(
+        after["icewall_jobs_rejected_total{reason=\"invalid\"}"],
+        1.0
+    );
+    assert_eq!(after["icewall_job_queue_wait_seconds_count"], 5.0);
+    assert_eq!(
+        after["icewall_job_run_seconds_count{outcome=\"done\"}"],
+        5.0
+    );
+    assert_eq!(after["icewall_jobs_in_flight"], 0.0);
+    assert_eq!(after["icewall_queue_depth"], 0.0);
+    assert!(
+        after["icewall_http_request_duration_seconds_count{route=\"/api/get_results/{id}\",status=\"200\"}"]
+            >= 5.0
+    );
+    assert_eq!(
+        after["icewall_http_request_duration_seconds_count{route=\"/api/simulate\",status=\"202\"}"],
+        5.0
+    );
+}
+
+#[test]
+fn health_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "500"],
+    );
+    assert_eq!(server.get("/healthz").json()["status"], "ok");
+    assert_eq!(server.get("/readyz").json()["status"], "ready");
+
+    std::fs::remove_dir_all(&server.results).unwrap();
+    let unready = server.get("/readyz");
+    assert_eq!(unready.status, 503);
+    assert!(
+        unready
+            .reason()
+            .contains("the result store cannot be written"),
+        "{}",
+        unready.reason()
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    std::fs::create_dir(&server.results).unwrap();
+    assert_eq!(server.get("/readyz").status, 200);
+
+    server.submit_json(EXAMPLE_JSON);
+    assert_eq!(
+        server
+            .post("/api/graceful_shutdown", "application/json", b"")
+            .status,
+        200
+    );
+    let draining = server.get("/readyz");
+    assert_eq!(draining.status, 503);
+    assert!(draining.reason().contains("shutting down"));
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+#[test]
+fn request_ids_are_echoed_and_carried_to_the_job_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let reply = server.post_with(
+        "/api/simulate",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "trace-4711"),
+        ],
+        EXAMPLE_JSON.as_bytes(),
+    );
+    assert_eq!(reply.request_id.as_deref(), Some("trace-4711"));
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    server.wait_finished(&id);
+    let made = server
+        .get("/healthz")
+        .request_id
+        .expect("a request id is made up");
+    assert_eq!(made.len(), 32, "{made}");
+    let bad = server.post_with(
+        "/api/simulate",
+        &[
+            ("Content-Type", "text/plain"),
+            ("X-Request-Id", &"x".repeat(200)),
+        ],
+        b"1\n",
+    );
+    assert_ne!(bad.request_id.as_deref(), Some("x".repeat(200).as_str()));
+    assert!(server.shutdown().success());
+
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    for event in ["request", "job accepted", "job started", "job finished"] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains(event) && line.contains("request_id: trace-4711")),
+            "no `{event}` line with the request id in\n{log}"
+        );
+    }
+}
