@@ -3,8 +3,9 @@
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use icewall::app::App;
+use icewall::cli::client::{self, ClientCommand, ServerArgs};
 use icewall::cli::simulate::{self, SimulateArgs};
 use icewall::settings::Settings;
 use icewall::telemetry;
@@ -14,6 +15,8 @@ use icewall::telemetry;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -22,10 +25,15 @@ enum Command {
     Serve(Box<Settings>),
     /// Simulate one wall config and print the result.
     Simulate(SimulateArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Serve(settings) => serve(&settings),
         Command::Simulate(args) => {
             let mut out = BufWriter::new(io::stdout().lock());
@@ -36,6 +44,23 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Client(command) => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            let ran = client::run(command, &cli.server, &mut out);
+            let flushed = out.flush();
+            match ran {
+                Ok(()) if flushed.is_ok() => ExitCode::SUCCESS,
+                Ok(()) => ExitCode::from(2),
+                Err(error) => {
+                    eprintln!("icewall: {error}");
+                    ExitCode::from(error.exit_code())
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "icewall", &mut io::stdout());
+            ExitCode::SUCCESS
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use thousands::Separable;
 
-use crate::wall::{self, ConfigError, Limits, Outcome, WallConfig};
+use crate::wall::{self, ConfigError, Limits, Outcome, Summary, WallConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -79,7 +79,7 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
     } else if args.days {
         write_day_table(&outcome, out)
     } else {
-        write_summary(&outcome, out)
+        write_summary(&outcome.summary, out)
     };
     match written.and_then(|()| out.flush()) {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -110,8 +110,11 @@ pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigE
     }
 }
 
-fn write_summary(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
-    let summary = &outcome.summary;
+/// The readable summary: totals with thousands separators, then a row per profile.
+///
+/// # Errors
+/// Whatever `out` returns.
+pub fn write_summary(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     let builders = match summary.num_teams {
         Some(teams) => format!("{teams} teams"),
         None => "unlimited crews".to_owned(),
