@@ -9,7 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{HttpMessage, middleware, web};
 use slog::{Logger, info, warn};
 
@@ -65,6 +70,32 @@ impl InFlightRequests {
         while self.0.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// How long the server waits, after the last response body is produced, before it
+/// closes every connection.
+const FLUSH_GRACE: Duration = Duration::from_millis(50);
+
+/// A response body that keeps its request counted in flight until it is dropped,
+/// which the HTTP server does once it has sent the body (or the client went away).
+struct CountedBody {
+    body: BoxBody,
+    _in_flight: RequestInFlight,
+}
+
+impl MessageBody for CountedBody {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(context)
     }
 }
 
@@ -150,7 +181,6 @@ impl App {
                     let response = service.call(request);
                     async move {
                         let mut response = response.await?;
-                        drop(in_flight);
                         if let Ok(value) = HeaderValue::from_str(&request_id.0) {
                             response.headers_mut().insert(REQUEST_ID, value);
                         }
@@ -169,7 +199,13 @@ impl App {
                             "path" => wall::truncate_for_message(&path),
                             "status" => status,
                             "elapsed_ms" => took.as_secs_f64() * 1000.0);
-                        Ok(response)
+                        // Counted until its body is sent, not just made.
+                        Ok(response.map_into_boxed_body().map_body(|_, body| {
+                            BoxBody::new(CountedBody {
+                                body,
+                                _in_flight: in_flight,
+                            })
+                        }))
                     }
                 })
         })
@@ -248,6 +284,8 @@ impl App {
             "jobs_known" => self.jobs.registry().len());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
         self.requests.settle(self.shutdown_timeout).await;
+        // A last answer's bytes may still be in a connection's buffer: let them go out.
+        tokio::time::sleep(FLUSH_GRACE).await;
         handle.stop(false).await;
         let stopped = server
             .await

@@ -574,3 +574,27 @@ fn a_body_just_over_the_limit_always_gets_its_413() {
     }
     assert_eq!(lost, 0, "{lost} of 200 clients never saw the 413");
 }
+
+#[test]
+fn refusals_before_the_body_is_read_always_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let body = vec![b'1'; 60_000];
+    let mut lost = 0;
+    for round in 0..200 {
+        let request = ureq::post(&server.url("/api/simulate?num_teams=0"));
+        let request = match round % 3 {
+            0 => request.set("Content-Type", "application/xml"),
+            1 => request
+                .set("Content-Type", "text/plain")
+                .set("Idempotency-Key", "with space"),
+            _ => request.set("Content-Type", "text/plain"),
+        };
+        match request.send_bytes(&body) {
+            Err(ureq::Error::Status(400 | 415, _)) => {}
+            Err(ureq::Error::Transport(_)) => lost += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(lost, 0, "{lost} of 200 clients never saw their answer");
+}

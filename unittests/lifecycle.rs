@@ -279,3 +279,14 @@ fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_shutdown_answer_always_reaches_the_client() {
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(dir.path(), &[]);
+        let reply = ureq::post(&server.url("/api/graceful_shutdown")).call();
+        assert!(reply.is_ok(), "round {round}: {reply:?}");
+        assert!(server.wait_exit().success());
+    }
+}

@@ -95,15 +95,22 @@ async fn read_submission(
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone());
-    let format = config_format(request)?;
-    let num_teams = query_num_teams(request)?;
-    let key = idempotency_key(request)?;
-    if !state.jobs.is_accepting() {
-        return Err(ApiError::Unavailable(
-            "the server is shutting down and accepts no new jobs".to_owned(),
-        ));
-    }
-    let body = read_body(request, payload, state.max_body, state.request_timeout).await?;
+    let checked = (|| {
+        let format = config_format(request)?;
+        let num_teams = query_num_teams(request)?;
+        let key = idempotency_key(request)?;
+        if !state.jobs.is_accepting() {
+            return Err(ApiError::Unavailable(
+                "the server is shutting down and accepts no new jobs".to_owned(),
+            ));
+        }
+        Ok((format, num_teams, key))
+    })();
+    let body = read_body(request, payload, state.max_body, state.request_timeout).await;
+    // The body is read (within its bounds) even when the request is refused already:
+    // closing with unread bytes would reset the connection before the answer is read.
+    let (format, num_teams, key) = checked?;
+    let body = body?;
     let limits = state.limits;
     let config = if body.len() <= INLINE_PARSE_BYTES {
         parse(format, &body, &limits)?
