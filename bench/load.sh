@@ -25,6 +25,7 @@ base=$(sed -n 's/^listening on //p' "$work/stdout")
 echo "server $base (pid $server), wrk -t$threads -c$connections -d${duration}s"
 
 num_jobs() { curl -sf "$base/api/num_jobs" | sed 's/[^0-9]//g'; }
+echo "server RSS idle: $(ps -o rss= -p "$server") KiB"
 
 echo "== jobs end to end: POST /api/simulate, then wait until all are done"
 start=$(date +%s.%N)
@@ -48,6 +49,6 @@ while [ "$(num_jobs)" != "0" ]; do sleep 0.01; done
 echo "== GET /api/get_results/$id"
 wrk -t"$threads" -c"$connections" -d"${duration}s" "$base/api/get_results/$id" | grep -E "Requests/sec|Non-2xx|Latency"
 
-echo "== server RSS after the run: $(ps -o rss= -p "$server") KiB"
+echo "== server RSS after the run ($done_jobs jobs and the GET runs): $(ps -o rss= -p "$server") KiB"
 curl -sf "$base/api/graceful_shutdown" > /dev/null
 wait "$server" && echo "server exited 0"

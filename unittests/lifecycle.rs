@@ -163,7 +163,25 @@ fn kill_9_under_load_loses_no_accepted_job() {
         assert_eq!(result["data"]["cost"], 32233500);
         assert_eq!(result["data"]["days"], 31);
     }
+    let results = server.results.clone();
     assert!(server.shutdown().success());
+    // No result file is torn: each has a whole status line, then the work tables and
+    // the log. (A torn journal line is expected after a kill: never acknowledged.)
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "result")
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let status: serde_json::Value = serde_json::from_str(text.lines().next().unwrap())
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            assert_eq!(status["status"], "done", "{}", path.display());
+            assert!(text.ends_with("relieved\n"), "{}", path.display());
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(!log.contains("the stored result is damaged"), "{log}");
 }
 
 #[test]
