@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
+use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
 
 fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -359,23 +357,11 @@ fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
     }
     // Both workers are alive if two jobs can be running at the same moment.
     let healthy: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let running = healthy
+    wait_until("two jobs running at once", || {
+        healthy
             .iter()
-            .filter(|id| {
-                server.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
-            })
-            .count();
-        if running == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never saw two jobs running at once"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .all(|id| server.get(&format!("/api/get_results/{id}")).json()["status"] == "running")
+    });
     for id in &healthy {
         assert_eq!(server.wait_finished(id)["status"], "done");
     }

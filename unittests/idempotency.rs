@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files};
+use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files, wait_until};
 
 fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> common::Reply {
     server.post_with(
@@ -108,18 +108,12 @@ fn keys_survive_a_restart_and_a_removed_job_frees_its_key() {
     ));
     server.wait_finished(&kept);
     server.wait_finished(&removed);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while server
-        .request("DELETE", &format!("/api/jobs/{removed}"))
-        .status
-        != 200
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the delete never went through"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the delete", || {
+        server
+            .request("DELETE", &format!("/api/jobs/{removed}"))
+            .status
+            == 200
+    });
     let results = server.results.clone();
     assert!(server.shutdown().success());
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{EXAMPLE_JSON, Server, count_files};
+use common::{EXAMPLE_JSON, Server, count_files, wait_until};
 
 fn result_files(results: &std::path::Path) -> usize {
     count_files(results, |name| name.ends_with(".result"))
@@ -126,14 +126,7 @@ fn kill_9_under_load_loses_no_accepted_job() {
         let accepted = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             scope.spawn(|| submit_until_stopped(&server, &stop, &accepted));
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while accepted.lock().unwrap().len() < 5 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "round {round}: no job accepted"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            wait_until("the first accepts", || accepted.lock().unwrap().len() >= 5);
             // A different moment of the load each round.
             std::thread::sleep(Duration::from_millis(20 + 60 * round));
             let killed = Command::new("kill")

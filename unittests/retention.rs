@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{EXAMPLE_JSON, Server, count_files};
+use common::{EXAMPLE_JSON, Server, count_files, wait_until};
 
 fn results_of(server: &Server) -> usize {
     count_files(&server.results, |name| name.ends_with(".result"))
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

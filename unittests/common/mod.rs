@@ -14,6 +14,15 @@ pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
 pub const EXAMPLE_JSON: &str =
     r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
 
+/// Polls `done` every few milliseconds until it holds; fails the test after 30 s.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Files in `dir` whose name `matches`.
 pub fn count_files(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
     std::fs::read_dir(dir)
