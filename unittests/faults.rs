@@ -112,12 +112,12 @@ fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
     );
     // Some 45 MB: read as a stream, past the client's in-memory limit.
     let mut log = String::new();
-    ureq::get(&server.url(&format!("/api/jobs/{huge}/log")))
+    let response = ureq::get(&server.url(&format!("/api/jobs/{huge}/log")))
         .call()
-        .unwrap()
-        .into_reader()
-        .read_to_string(&mut log)
         .unwrap();
+    let declared: usize = response.header("content-length").unwrap().parse().unwrap();
+    response.into_reader().read_to_string(&mut log).unwrap();
+    assert_eq!(declared, log.len());
     assert_eq!(log.lines().count(), 1_000_001);
     assert_eq!(log.lines().last(), Some("day 30000000: team 1 relieved"));
     assert!(server.shutdown().success());

@@ -1,7 +1,11 @@
 //! Job endpoints: status, listing, counting, shutdown, and the questions, the summary
 //! and the team log of a finished job (read from disk on demand).
 
+use std::io::Read;
+
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -9,6 +13,9 @@ use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState};
+
+/// Bytes of a team log read and sent at a time.
+const LOG_CHUNK: usize = 64 * 1024;
 
 /// Page size of `/api/jobs` when no `limit` is given, and the largest allowed.
 const DEFAULT_PAGE: usize = 100;
@@ -124,10 +131,31 @@ pub async fn log(
         )));
     }
     let store = state.jobs.store().clone();
-    let log = web::block(move || store.read_log(id)).await??;
+    let (file, length) = web::block(move || store.open_log(id)).await??;
+    // Streamed in chunks read on the blocking pool: a log can be tens of megabytes.
+    let chunks = stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = web::block(move || {
+            let mut chunk = vec![0; LOG_CHUNK];
+            let filled = file.read(&mut chunk)?;
+            chunk.truncate(filled);
+            Ok::<_, std::io::Error>((file, chunk))
+        })
+        .await;
+        match read {
+            Ok(Ok((_, chunk))) if chunk.is_empty() => None,
+            Ok(Ok((file, chunk))) => Some((Ok(Bytes::from(chunk)), Some(file))),
+            Ok(Err(error)) => Some((Err(error), None)),
+            Err(_) => Some((
+                Err(std::io::Error::other("the server is shutting down")),
+                None,
+            )),
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .body(log))
+        .no_chunking(length)
+        .streaming(chunks))
 }
 
 #[derive(Deserialize)]

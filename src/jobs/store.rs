@@ -277,18 +277,19 @@ impl ResultStore {
         serde_json::from_slice(&line).map_err(|error| StoreError::Damaged(error.to_string()))
     }
 
-    /// The team log of a done job, as text: what follows the work tables.
+    /// The team log of a done job (what follows the work tables): the result file
+    /// positioned at its start, and its length in bytes, so that it can be streamed.
     ///
     /// # Errors
     /// `Missing` or `Io`.
-    pub fn read_log(&self, id: JobId) -> Result<Vec<u8>, StoreError> {
+    pub fn open_log(&self, id: JobId) -> Result<(File, u64), StoreError> {
         let _guard = self.lock_job(id);
         let mut reader = BufReader::new(open_existing(&self.path(id, "result"))?);
-        reader.skip_until(b'\n')?;
-        reader.skip_until(b'\n')?;
-        let mut log = Vec::new();
-        reader.read_to_end(&mut log)?;
-        Ok(log)
+        let start = reader.skip_until(b'\n')? + reader.skip_until(b'\n')?;
+        let mut file = reader.into_inner();
+        let end = file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(start as u64))?;
+        Ok((file, end.saturating_sub(start as u64)))
     }
 
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
@@ -588,7 +589,10 @@ mod tests {
         assert_eq!(status["status"], "done");
         assert_eq!(status["data"]["cost"], 32_233_500);
         assert_eq!(store.read_work(id).unwrap(), outcome.work);
-        let log = String::from_utf8(store.read_log(id).unwrap()).unwrap();
+        let (mut file, length) = store.open_log(id).unwrap();
+        let mut log = String::new();
+        file.read_to_string(&mut log).unwrap();
+        assert_eq!(log.len() as u64, length);
         assert!(log.starts_with("day 2: team 3"), "{log}");
         assert_eq!(log.lines().count(), 18);
         assert!(store.inner.locks.is_empty());
