@@ -203,7 +203,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     );
     std::fs::write(results.join(format!("requests-{unrun}.jsonl")), journal).unwrap();
     std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
-    std::fs::write(results.join(format!("{unrun}.result.tmp")), b"half").unwrap();
+    std::fs::write(results.join(format!("tmp/{unrun}.result.tmp")), b"half").unwrap();
 
     let server = Server::start_in(dir.path(), &[]);
     assert_eq!(server.wait_finished(&done)["data"]["cost"], 32233500);

@@ -10,7 +10,7 @@
 //!   tables, and then the team log, one event per line.
 //!
 //! Each job makes one inode, its result: inode allocation under the directory lock is
-//! what bounds throughput on ext4. A result is written to `<id>.result.tmp`, synced,
+//! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`, synced,
 //! then renamed, so a reader (or a restart) sees a whole file or none.
 
 use std::collections::BTreeMap;
@@ -70,6 +70,9 @@ enum StoredStatus {
     },
 }
 
+/// The directory, inside the results directory, of results being written.
+const TEMPORARY_DIR: &str = "tmp";
+
 /// An idempotency key, the job it made, and a digest of that job's request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -114,7 +117,7 @@ impl ResultStore {
             path: dir.to_owned(),
             source,
         };
-        fs::create_dir_all(dir).map_err(unusable)?;
+        fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(unusable)?;
         let probe = dir.join(format!(".probe-{}", JobId::generate()));
         fs::write(&probe, b"probe")
             .and_then(|()| fs::remove_file(&probe))
@@ -132,6 +135,16 @@ impl ResultStore {
 
     fn path(&self, id: JobId, suffix: &str) -> PathBuf {
         self.inner.dir.join(format!("{id}.{suffix}"))
+    }
+
+    /// Where a result is written before it is renamed into place. A directory of its
+    /// own stays small: the big one then sees one new name per job, not three changes
+    /// (on ext4 each lands in a random directory block that the next sync rewrites).
+    fn temporary_path(&self, id: JobId) -> PathBuf {
+        self.inner
+            .dir
+            .join(TEMPORARY_DIR)
+            .join(format!("{id}.result.tmp"))
     }
 
     /// Holds the job's lock if the job is in flight. The map entry is cloned out at
@@ -201,7 +214,7 @@ impl ResultStore {
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
-                    let _ = fs::remove_file(store.path(id, "result.tmp"));
+                    let _ = fs::remove_file(store.temporary_path(id));
                 }
             }
             store.inner.locks.remove(&id);
@@ -219,7 +232,16 @@ impl ResultStore {
     }
 
     fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
-        let mut result = BufWriter::new(File::create(self.path(id, "result.tmp"))?);
+        let path = self.temporary_path(id);
+        let file = File::create(&path).or_else(|error| match (error.kind(), path.parent()) {
+            // Someone removed it (or the whole results directory, then made it again).
+            (io::ErrorKind::NotFound, Some(temporary_dir)) => {
+                fs::create_dir_all(temporary_dir)?;
+                File::create(&path)
+            }
+            _ => Err(error),
+        })?;
+        let mut result = BufWriter::new(file);
         match record {
             Record::Done(outcome) => {
                 let status = StatusLine::Done {
@@ -244,7 +266,7 @@ impl ResultStore {
 
     fn rename_into_place(&self, id: JobId) -> io::Result<()> {
         let _guard = self.lock_job(id);
-        fs::rename(self.path(id, "result.tmp"), self.path(id, "result"))
+        fs::rename(self.temporary_path(id), self.path(id, "result"))
     }
 
     /// Line 1 of the result file: the body `/api/get_results` answers for this job.
@@ -316,8 +338,11 @@ impl ResultStore {
             let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
             match (stem.parse::<JobId>(), suffix) {
                 (Ok(id), "result") => results.push(id),
-                (Ok(_), "result.tmp") => {
-                    let _ = fs::remove_file(entry.path());
+                _ if name == TEMPORARY_DIR => {
+                    // Results a crash left half written: their jobs run again.
+                    for temporary in fs::read_dir(entry.path())? {
+                        let _ = fs::remove_file(temporary?.path());
+                    }
                 }
                 _ if name.starts_with(".probe-") || name == format!("{KEYS_FILE}.tmp") => {
                     let _ = fs::remove_file(entry.path());
@@ -628,7 +653,7 @@ mod tests {
             b"{\"status\":\"do",
         )
         .unwrap();
-        fs::write(dir.path().join(format!("{}.result.tmp", ids[2])), b"half").unwrap();
+        fs::write(store.temporary_path(ids[2]), b"half").unwrap();
         fs::write(dir.path().join("notes.txt"), b"?").unwrap();
         // A crash: the pending jobs' journals stay.
         pending.iter().for_each(|request| request.journal.keep());
@@ -669,7 +694,7 @@ mod tests {
             format!(r#"{{"id":"{}"}}"#, ids[2]).as_bytes()
         );
         assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(!dir.path().join(format!("{}.result.tmp", ids[2])).exists());
+        assert!(!store.temporary_path(ids[2]).exists());
         drop(recovered);
         assert_eq!(journals(dir.path()), 0);
     }
