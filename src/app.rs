@@ -246,11 +246,6 @@ impl App {
         self.address.port()
     }
 
-    /// A handle that triggers the same shutdown as the endpoint and the signals.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
     /// Serves until shutdown is triggered, then refuses new jobs, waits until every
     /// queued and running job has its result on disk, and stops the HTTP server
     /// (which keeps answering status polls during the drain).
@@ -319,7 +314,7 @@ fn load_own_wall(settings: &Settings) -> Result<WallConfig, StartupError> {
         max_sections_per_profile: settings.max_profile_sections,
         ..Limits::engine_bounds()
     };
-    let config = crate::cli::simulate::parse_config(&text, &limits).map_err(invalid)?;
+    let config = wall::parse_config(&text, &limits).map_err(invalid)?;
     Ok(match settings.num_teams {
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,

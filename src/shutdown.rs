@@ -20,10 +20,6 @@ impl Shutdown {
         self.sender.send_replace(true);
     }
 
-    pub fn is_triggered(&self) -> bool {
-        *self.sender.borrow()
-    }
-
     /// Resolves once `trigger` has been called.
     pub async fn triggered(&self) {
         let mut receiver = self.sender.subscribe();

@@ -1,5 +1,5 @@
 //! The one place logging is wired: an asynchronous slog drain writing to a size-rotated
-//! file with UTC RFC 3339 timestamps, or a discarding logger for tests.
+//! file with UTC RFC 3339 timestamps.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -126,9 +126,4 @@ impl Drop for Flusher {
         }
         let _ = self.buffer.0.lock().flush();
     }
-}
-
-/// A logger that drops everything, for tests.
-pub fn discard_logger() -> Logger {
-    Logger::root(slog::Discard, o!())
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use thousands::Separable;
 
 use super::simulate::write_summary;
-use crate::wall::{Summary, parse_num_teams};
+use crate::wall::{Summary, is_json_config, parse_num_teams};
 
 /// Where the server is, for every client subcommand.
 #[derive(Clone, Debug, clap::Args)]
@@ -271,8 +271,7 @@ fn submit(
         std::fs::read(file)
     }
     .map_err(|error| ClientError::Input(format!("cannot read {}: {error}", file.display())))?;
-    let is_json = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
-    let content_type = if is_json {
+    let content_type = if is_json_config(&body) {
         "application/json"
     } else {
         "text/plain"

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use thousands::Separable;
 
-use crate::wall::{self, ConfigError, Limits, Outcome, Summary, WallConfig};
+use crate::wall::{self, ConfigError, Limits, Outcome, Summary};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -63,8 +63,8 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
         max_sections_per_profile: args.max_profile_sections,
         max_sections: args.max_sections,
     };
-    let config =
-        parse_config(&input, &limits).map_err(|source| SimulateError::Config { path, source })?;
+    let config = wall::parse_config(&input, &limits)
+        .map_err(|source| SimulateError::Config { path, source })?;
     let config = match args.num_teams {
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,
@@ -94,19 +94,6 @@ fn read_input(args: &SimulateArgs) -> io::Result<Vec<u8>> {
         Ok(input)
     } else {
         fs::read(&args.file)
-    }
-}
-
-/// A config whose first non-blank character is `{` is JSON; anything else is text.
-pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
-    let looks_like_json = input
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|&byte| byte == b'{');
-    if looks_like_json {
-        wall::parse_json(input, limits)
-    } else {
-        WallConfig::try_new(wall::parse_text(input, limits)?, None)
     }
 }
 

@@ -270,7 +270,11 @@ impl Jobs {
             .accept(id, request, key_record.as_ref(), move |stored| {
                 let _ = sender.send(stored);
             });
-        let stored = receiver.await.unwrap_or(Err(StoreError::Missing));
+        let stored = receiver.await.unwrap_or_else(|_| {
+            Err(StoreError::Io(io::Error::other(
+                "the result store stopped before answering",
+            )))
+        });
         let stored = match stored {
             Ok(stored) => stored,
             Err(error) => {
@@ -500,6 +504,8 @@ impl Jobs {
                     stopped.recv_timeout(interval),
                     Err(mpsc::RecvTimeoutError::Disconnected)
                 ) {
+                    // Nudges that queued up meanwhile are served by this one sweep.
+                    while stopped.try_recv().is_ok() {}
                     let Some(inner) = jobs.upgrade() else { return };
                     Jobs { inner }.sweep();
                 }
@@ -551,10 +557,6 @@ impl Jobs {
             in_flight: self.inner.registry.in_flight(),
             workers: self.inner.pool.live_workers(),
         }
-    }
-
-    pub fn live_workers(&self) -> usize {
-        self.inner.pool.live_workers()
     }
 
     pub fn is_accepting(&self) -> bool {

@@ -167,8 +167,30 @@ pub fn parse_num_teams(token: &str) -> Result<NonZeroU64, ConfigError> {
         .filter(|teams| teams.get() <= MAX_NUM_TEAMS)
         .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| ConfigError::InvalidNumTeams {
-            token: truncate_token(token),
+            token: truncate_for_message(token),
         })
+}
+
+/// Whether a config is in the JSON form: its first non-blank character (after a byte
+/// order mark) is `{`.
+pub fn is_json_config(input: &[u8]) -> bool {
+    let input = input.strip_prefix("\u{feff}".as_bytes()).unwrap_or(input);
+    input
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&byte| byte == b'{')
+}
+
+/// Parses a config in either form, telling them apart with [`is_json_config`].
+///
+/// # Errors
+/// The first rule the config breaks.
+pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
+    if is_json_config(input) {
+        super::parse_json(input, limits)
+    } else {
+        WallConfig::try_new(parse_text(input, limits)?, None)
+    }
 }
 
 /// Parses the text form: one profile per line, heights separated by whitespace, blank
@@ -229,7 +251,7 @@ fn parse_height_token(token: &str, at: Location) -> Result<Height, ConfigError> 
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(ConfigError::NotAnInteger {
             at,
-            token: truncate_token(token),
+            token: truncate_for_message(token),
         });
     }
     let value = digits.iter().fold(0u64, |value, digit| {
@@ -241,13 +263,13 @@ fn parse_height_token(token: &str, at: Location) -> Result<Height, ConfigError> 
         Some(height) => Ok(height),
         None => Err(ConfigError::HeightOutOfRange {
             at,
-            token: truncate_token(token),
+            token: truncate_for_message(token),
         }),
     }
 }
 
 /// Keeps an error message one readable sentence even when the token is megabytes long.
-pub fn truncate_token(token: &str) -> String {
+pub fn truncate_for_message(token: &str) -> String {
     const MAX_CHARS: usize = 40;
     if token.chars().count() <= MAX_CHARS {
         token.to_owned()
@@ -397,6 +419,23 @@ mod tests {
         let token = "x".repeat(10_000);
         let error = parse_text(token.as_bytes(), &Limits::default()).unwrap_err();
         assert!(error.to_string().len() < 200);
+    }
+
+    #[test]
+    fn either_form_is_recognised() {
+        let json = br#"{"profiles": [[21, 25, 28]], "num_teams": 2}"#;
+        for input in [
+            &json[..],
+            b"  \n{\"profiles\": [[21, 25, 28]], \"num_teams\": 2}",
+            "\u{feff}{\"profiles\": [[21, 25, 28]], \"num_teams\": 2}".as_bytes(),
+        ] {
+            assert!(is_json_config(input));
+            let config = parse_config(input, &Limits::default()).unwrap();
+            assert_eq!(config.num_teams().map(NonZeroU64::get), Some(2));
+        }
+        assert!(!is_json_config(b"21 25 28\n"));
+        let config = parse_config("\u{feff}21 25 28\n".as_bytes(), &Limits::default()).unwrap();
+        assert_eq!((config.section_count(), config.num_teams()), (3, None));
     }
 
     #[test]

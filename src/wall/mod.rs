@@ -8,8 +8,8 @@ mod report;
 mod work;
 
 pub use config::{
-    ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text,
-    truncate_token as truncate_for_message,
+    ConfigError, Height, Limits, Location, WallConfig, is_json_config, parse_config,
+    parse_num_teams, parse_text, truncate_for_message,
 };
 pub use engine::simulate;
 pub use json::parse_json;
