@@ -435,3 +435,30 @@ fn the_openapi_document_describes_every_endpoint() {
         );
     }
 }
+
+#[test]
+fn a_streamed_answer_is_not_held_back_by_delayed_acks() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    // One keep-alive connection; a body sent apart from its headers used to wait for the
+    // client's delayed ACK, about 40 ms each time. The median is immune to a slow outlier.
+    let agent = ureq::AgentBuilder::new().build();
+    let mut took: Vec<std::time::Duration> = (0..21)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let log = agent
+                .get(&server.url(&format!("/api/jobs/{id}/log")))
+                .call()
+                .unwrap();
+            assert_eq!(log.into_string().unwrap().lines().count(), 12);
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    assert!(
+        took[10] < std::time::Duration::from_millis(20),
+        "median {:?}",
+        took[10]
+    );
+}
