@@ -119,6 +119,7 @@ impl App {
                 results_dir: settings.results_dir.clone(),
                 workers: settings.workers,
                 max_queue: settings.max_queue,
+                min_free_space: settings.min_free_space,
                 retention: Retention {
                     ttl: settings.result_ttl,
                     max_results: settings.max_results,

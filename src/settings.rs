@@ -51,6 +51,10 @@ pub struct Settings {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "ICEWALL_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = at_least_one)]
     pub max_body: usize,
+    /// Free bytes the results file system must keep; below it submissions get 503, as
+    /// their jobs could not store their results.
+    #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", default_value_t = 64 * 1024 * 1024)]
+    pub min_free_space: u64,
     /// Most sections in one job's wall.
     #[arg(long, env = "ICEWALL_MAX_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS, value_parser = at_least_one)]
     pub max_sections: usize,

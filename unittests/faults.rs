@@ -155,6 +155,41 @@ fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
     assert!(server.shutdown().success());
 }
 
+#[test]
+fn below_the_free_space_floor_submissions_are_refused_and_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    assert!(server.shutdown().success());
+
+    // No file system has an exabyte free.
+    let server = Server::start_in(dir.path(), &["--min-free-space", "1000000000000000000"]);
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.retry_after.is_some());
+    assert!(
+        refused
+            .reason()
+            .contains("below the --min-free-space floor"),
+        "{}",
+        refused.reason()
+    );
+    let ready = server.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.reason().contains("--min-free-space"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{done}")).json()["data"]["cost"],
+        32233500
+    );
+    assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 0);
+    assert!(server.shutdown().success());
+}
+
 /// A tmpfs of `size` mounted at `path` for the test's life (root only).
 struct Tmpfs(PathBuf);
 
@@ -200,7 +235,14 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
     };
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "500"],
+        &[
+            "--workers",
+            "1",
+            "--debug-job-delay-ms",
+            "500",
+            "--min-free-space",
+            "262144",
+        ],
     );
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
@@ -210,10 +252,12 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
     let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(
-        refused.reason().contains("No space left on device"),
+        refused.reason().contains("could not be stored on disk")
+            && refused.reason().contains("--min-free-space"),
         "{}",
         refused.reason()
     );
+    assert_eq!(server.get("/readyz").status, 503);
     let failed = server.wait_finished(&running);
     assert_eq!(failed["status"], "failed");
     let reason = failed["reason"].as_str().unwrap();
@@ -236,6 +280,7 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
     );
 
     std::fs::remove_file(ballast).unwrap();
+    assert_eq!(server.get("/readyz").status, 200);
     let id = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
     assert!(server.shutdown().success());

@@ -3,6 +3,7 @@
 
 mod group_sync;
 mod id;
+mod journal;
 mod registry;
 mod service;
 mod store;

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
-use super::group_sync::Journal;
+use super::journal::Journal;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]

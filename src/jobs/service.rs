@@ -16,7 +16,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
-use super::group_sync::StoredRequest;
+use super::journal::StoredRequest;
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -31,6 +31,8 @@ pub struct JobsSettings {
     pub results_dir: PathBuf,
     pub workers: usize,
     pub max_queue: usize,
+    /// Free bytes the results file system must keep for submissions to be accepted.
+    pub min_free_space: u64,
     pub retention: Retention,
     pub debug: DebugHooks,
 }
@@ -111,6 +113,9 @@ pub enum StartError {
     Threads(#[from] io::Error),
 }
 
+/// How soon the retention sweeper looks again at jobs it had to leave pinned.
+const PINNED_RETRY: Duration = Duration::from_millis(250);
+
 /// Cheap to clone; shared by the HTTP handlers and the workers.
 #[derive(Clone)]
 pub struct Jobs {
@@ -145,7 +150,7 @@ impl Jobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
-        let store = ResultStore::open(&settings.results_dir)?;
+        let store = ResultStore::open(&settings.results_dir, settings.min_free_space)?;
         let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
         let jobs = Jobs {
             inner: Arc::new(Inner {
@@ -499,15 +504,22 @@ impl Jobs {
         std::thread::Builder::new()
             .name("icewall-retention".to_owned())
             .spawn(move || {
+                let mut wait = interval;
                 // A message asks for a sweep now; a closed channel ends the thread.
                 while !matches!(
-                    stopped.recv_timeout(interval),
+                    stopped.recv_timeout(wait),
                     Err(mpsc::RecvTimeoutError::Disconnected)
                 ) {
                     // Nudges that queued up meanwhile are served by this one sweep.
                     while stopped.try_recv().is_ok() {}
                     let Some(inner) = jobs.upgrade() else { return };
-                    Jobs { inner }.sweep();
+                    let pinned = Jobs { inner }.sweep();
+                    // A pinned job is free once its journal segment goes, soon.
+                    wait = if pinned > 0 {
+                        interval.min(PINNED_RETRY)
+                    } else {
+                        interval
+                    };
                 }
             })?;
         *self.inner.sweeper.lock() = Some(stop);
@@ -520,7 +532,9 @@ impl Jobs {
         }
     }
 
-    fn sweep(&self) {
+    /// Removes the jobs past their time or beyond the count; returns how many of them
+    /// had to stay because their request is still in a journal segment in use.
+    fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
         self.inner
             .keys
@@ -532,14 +546,18 @@ impl Jobs {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let expired = registry.finished_before(cutoff);
         let excess = registry.finished_beyond(retention.max_results);
-        let removed = expired
-            .into_iter()
-            .chain(excess)
-            .filter(|&id| self.delete(id).is_ok())
-            .count();
+        let (mut removed, mut pinned) = (0, 0);
+        for id in expired.into_iter().chain(excess) {
+            match self.delete(id) {
+                Ok(()) => removed += 1,
+                Err(DeleteError::Pinned) => pinned += 1,
+                Err(_) => {}
+            }
+        }
         if removed > 0 {
             info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
         }
+        pinned
     }
 
     pub fn registry(&self) -> &Registry {

@@ -2,9 +2,8 @@
 //! per-job lock while the job is in flight, made durable by group commit.
 //!
 //! Files under the results directory (names are built only from parsed `JobId`s):
-//! - `requests-<id>.jsonl`: a journal of accepted requests, one line per job, written
-//!   and synced as a batch before any of them is acknowledged; removed once every job
-//!   in it has its result in place;
+//! - `requests-<id>.jsonl`: a journal segment of accepted requests, one line per job
+//!   (see `journal`); removed once every job in it has its result in place;
 //! - `<id>.result`: line 1 is the `/api/get_results` body (`done` with the summary,
 //!   or `failed` with the reason); a done job's file goes on with line 2, the work
 //!   tables, and then the team log, one event per line.
@@ -24,9 +23,10 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::group_sync::{
-    Accept, GroupSync, JOURNAL_INFIX, JOURNAL_PREFIX, Journal, KEYS_FILE, REQUEST_OFFSET,
-    StoredRequest,
+use super::group_sync::GroupSync;
+use super::journal::{
+    Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
+    read_segment,
 };
 use super::{JobId, JobState};
 use crate::wall::{Outcome, Summary, WorkTables};
@@ -104,6 +104,8 @@ struct Inner {
     /// One lock per job in flight, from submission until its result is written, so
     /// no two threads touch a job's files at once; finished jobs' files never change.
     locks: DashMap<JobId, Arc<Mutex<()>>>,
+    journal: JournalWriter,
+    floor: FreeSpaceFloor,
     sync: GroupSync,
 }
 
@@ -112,7 +114,7 @@ impl ResultStore {
     ///
     /// # Errors
     /// `Unusable` when the directory cannot be created, written or synced.
-    pub fn open(dir: &Path) -> Result<ResultStore, StoreError> {
+    pub fn open(dir: &Path, min_free_space: u64) -> Result<ResultStore, StoreError> {
         let unusable = |source| StoreError::Unusable {
             path: dir.to_owned(),
             source,
@@ -128,7 +130,12 @@ impl ResultStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 locks: DashMap::new(),
-                sync: GroupSync::start(dir.to_owned(), handle).map_err(unusable)?,
+                journal: JournalWriter::start(dir.to_owned(), min_free_space).map_err(unusable)?,
+                floor: FreeSpaceFloor {
+                    dir: File::open(dir).map_err(unusable)?,
+                    bytes: min_free_space,
+                },
+                sync: GroupSync::start(handle).map_err(unusable)?,
             }),
         })
     }
@@ -174,7 +181,7 @@ impl ResultStore {
             request,
             key_record: key.map(|key| serde_json::to_vec(key).expect("a key record serializes")),
         };
-        self.inner.sync.accept(accept, move |stored| {
+        self.inner.journal.accept(accept, move |stored| {
             if stored.is_err() {
                 store.inner.locks.remove(&id);
             }
@@ -348,7 +355,7 @@ impl ResultStore {
                     let _ = fs::remove_file(entry.path());
                 }
                 _ if name == KEYS_FILE => {}
-                _ if name.starts_with("requests-") && name.ends_with(".jsonl") => {
+                _ if is_segment_name(name) => {
                     journals.push(entry.path());
                 }
                 _ => warn(format!("skipping an unknown file: {name}")),
@@ -356,7 +363,7 @@ impl ResultStore {
         }
         let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
         for path in journals {
-            requests.extend(read_journal(&Arc::new(Journal::new(path)), &mut warn)?);
+            requests.extend(read_segment(&Arc::new(Journal::new(path)), &mut warn)?);
         }
         let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
         for id in results {
@@ -462,11 +469,13 @@ impl ResultStore {
         }
     }
 
-    /// Checks that a file can be written, synced and removed in the results directory.
+    /// Checks that the results directory has the free space it must keep, and that a
+    /// file can be written, synced and removed in it.
     ///
     /// # Errors
     /// Whatever the file system answers.
     pub fn probe(&self) -> io::Result<()> {
+        self.inner.floor.check()?;
         let probe = self.inner.dir.join(format!(".probe-{}", JobId::generate()));
         let written = File::create(&probe).and_then(|mut file| {
             file.write_all(b"probe")?;
@@ -489,49 +498,12 @@ impl ResultStore {
         }
     }
 
-    /// Writes and answers every pending accept and commit, then stops the sync thread.
+    /// Writes and answers every pending accept and commit, then stops the writer and
+    /// sync threads.
     pub fn shutdown(&self) {
+        self.inner.journal.shutdown();
         self.inner.sync.shutdown();
     }
-}
-
-/// The requests in a journal. A line that is not whole was never acknowledged (the
-/// process died before its sync), so it is reported and skipped.
-fn read_journal(
-    journal: &Arc<Journal>,
-    warn: &mut impl FnMut(String),
-) -> io::Result<Vec<(JobId, StoredRequest)>> {
-    let bytes = fs::read(journal.path())?;
-    let mut requests = Vec::new();
-    let mut offset = 0usize;
-    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
-        let start = offset;
-        offset += line.len();
-        let parsed = line
-            .strip_suffix(b"}\n")
-            .filter(|line| line.len() > REQUEST_OFFSET)
-            .and_then(|line| line.strip_prefix(JOURNAL_PREFIX.as_bytes()))
-            .and_then(|rest| {
-                let (id, rest) = rest.split_at_checked(36)?;
-                let id = std::str::from_utf8(id).ok()?.parse::<JobId>().ok()?;
-                rest.starts_with(JOURNAL_INFIX.as_bytes()).then_some(id)
-            });
-        match parsed {
-            Some(id) => requests.push((
-                id,
-                StoredRequest {
-                    journal: Arc::clone(journal),
-                    offset: (start + REQUEST_OFFSET) as u64,
-                    len: line.len() - REQUEST_OFFSET - 2,
-                },
-            )),
-            None => warn(format!(
-                "{}: skipping a damaged line at byte {start}",
-                journal.path().display()
-            )),
-        }
-    }
-    Ok(requests)
 }
 
 fn open_existing(path: &Path) -> Result<File, StoreError> {
@@ -556,6 +528,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use crate::jobs::journal::{JOURNAL_INFIX, JOURNAL_PREFIX};
     use crate::wall::{self, EXAMPLE_WALL, Limits, WallConfig};
 
     fn example_outcome() -> Outcome {
@@ -599,7 +572,7 @@ mod tests {
     #[test]
     fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path()).unwrap();
+        let store = ResultStore::open(dir.path(), 0).unwrap();
         let id = JobId::generate();
         let request = accept(&store, id);
         assert_eq!(
@@ -632,7 +605,7 @@ mod tests {
     #[test]
     fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path()).unwrap();
+        let store = ResultStore::open(dir.path(), 0).unwrap();
         let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
         let mut requests: Vec<StoredRequest> = ids.iter().map(|&id| accept(&store, id)).collect();
         let pending = requests.split_off(2);
@@ -671,7 +644,7 @@ mod tests {
         )
         .unwrap();
 
-        let store = ResultStore::open(dir.path()).unwrap();
+        let store = ResultStore::open(dir.path(), 0).unwrap();
         let mut warnings = Vec::new();
         let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
         assert!(keys.is_empty());
@@ -705,7 +678,7 @@ mod tests {
         let file = dir.path().join("a-file");
         fs::write(&file, b"").unwrap();
         assert!(matches!(
-            ResultStore::open(&file.join("results")),
+            ResultStore::open(&file.join("results"), 0),
             Err(StoreError::Unusable { .. })
         ));
     }

@@ -1,0 +1,619 @@
+//! The request journal: accepted requests are appended to preallocated segment files
+//! and made durable by one `fdatasync` per batch, before any of them is acknowledged.
+//!
+//! A segment is created at its full size, filled with zeros and synced, so that writing
+//! into it later changes no metadata: the `fdatasync` that makes a batch durable writes
+//! the batch's data blocks and nothing else (no inode, bitmap or directory block, and on
+//! a journaled file system no journal commit). Requests are JSON, which never holds a
+//! NUL byte, so the first NUL in a segment marks where its acknowledged lines end.
+//!
+//! A segment takes requests for at most `SEGMENT_MAX_AGE`; then it is sealed, and it is
+//! removed as soon as no job needs it any more: every job in it has its result in place
+//! (unless a result could not be stored: then it is kept for a restart to rerun).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::JobId;
+
+/// Most requests written and synced as one batch.
+const MAX_BATCH: usize = 4096;
+
+/// How long a segment takes new requests. Short, so that a segment (and with it the
+/// right to delete its jobs' results, see `Registry::is_pinned`) is let go soon after
+/// its jobs finish, even when requests trickle in.
+const SEGMENT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The size of a new segment follows the traffic of the one before it, within these.
+const SEGMENT_MIN_BYTES: u64 = 64 * 1024;
+const SEGMENT_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A journal line is `{"job_id":"<id>","request":<request JSON>}`; the request starts
+/// at this fixed offset, so it can be read back without parsing the line.
+pub const JOURNAL_PREFIX: &str = r#"{"job_id":""#;
+pub const JOURNAL_INFIX: &str = r#"","request":"#;
+pub const REQUEST_OFFSET: usize = JOURNAL_PREFIX.len() + 36 + JOURNAL_INFIX.len();
+const JOURNAL_SUFFIX: &[u8] = b"}\n";
+
+/// The file of idempotency keys, one JSON record per line, beside the journals.
+pub const KEYS_FILE: &str = "idempotency-keys.jsonl";
+
+/// Whether `name` is the name of a journal segment.
+pub fn is_segment_name(name: &str) -> bool {
+    name.starts_with("requests-") && name.ends_with(".jsonl")
+}
+
+/// A journal segment file. It is removed when the last job that needs it lets go,
+/// unless some job's result could not be stored (then a restart reruns it).
+pub struct Journal {
+    path: PathBuf,
+    keep: AtomicBool,
+}
+
+impl Journal {
+    pub fn new(path: PathBuf) -> Journal {
+        Journal {
+            path,
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the file past the end of this process.
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if !self.keep.load(Ordering::SeqCst) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where an accepted request is on disk.
+#[derive(Clone)]
+pub struct StoredRequest {
+    pub journal: Arc<Journal>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// A request to make durable, and what else must be durable with it.
+pub struct Accept {
+    pub id: JobId,
+    pub request: Vec<u8>,
+    /// A line for the idempotency-key file, for a request that came with a key.
+    pub key_record: Option<Vec<u8>>,
+}
+
+type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
+
+/// The thread that writes and syncs accepted requests.
+pub struct JournalWriter {
+    sender: Mutex<Option<mpsc::Sender<(Accept, AcceptThen)>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl JournalWriter {
+    /// Starts the writer for segments in `dir`, refusing requests while the file
+    /// system has less than `min_free_space` bytes free.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<JournalWriter> {
+        let floor = FreeSpaceFloor {
+            dir: File::open(&dir)?,
+            bytes: min_free_space,
+        };
+        let (sender, receiver) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("journal".to_owned())
+            .spawn(move || write_batches(&dir, &floor, &receiver))?;
+        Ok(JournalWriter {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Makes `accept.request` durable; `then` learns where it is stored.
+    pub fn accept(
+        &self,
+        accept: Accept,
+        then: impl FnOnce(io::Result<StoredRequest>) + Send + 'static,
+    ) {
+        let sender = self.sender.lock().clone();
+        let refused = match sender {
+            Some(sender) => sender
+                .send((accept, Box::new(then)))
+                .err()
+                .map(|mpsc::SendError((_, then))| then),
+            None => Some(Box::new(then) as AcceptThen),
+        };
+        if let Some(then) = refused {
+            then(Err(io::Error::other("the result store is closed")));
+        }
+    }
+
+    /// Writes and answers every request queued so far, then stops the thread.
+    pub fn shutdown(&self) {
+        self.sender.lock().take();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The free space a file system must keep for requests to be accepted on it. Segments
+/// are made ahead of need, so a full disk would not stop a request from being journaled;
+/// but its job could not store its result.
+pub struct FreeSpaceFloor {
+    pub dir: File,
+    pub bytes: u64,
+}
+
+impl FreeSpaceFloor {
+    /// # Errors
+    /// `StorageFull` when less than the floor is free, or whatever `fstatvfs` answers.
+    pub fn check(&self) -> io::Result<()> {
+        let stats = rustix::fs::fstatvfs(&self.dir)?;
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < self.bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the results file system has {free} bytes free, below the \
+                     --min-free-space floor of {} bytes",
+                    self.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The segment taking requests now.
+struct OpenSegment {
+    journal: Arc<Journal>,
+    file: File,
+    opened: Instant,
+    written: u64,
+    capacity: u64,
+}
+
+impl OpenSegment {
+    /// Creates a segment of `capacity` zero bytes, durable with its directory entry.
+    fn create(dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
+        let journal = Arc::new(Journal::new(
+            dir.join(format!("requests-{}.jsonl", JobId::generate())),
+        ));
+        // From here a failure drops `journal`, which removes the half-made file.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(journal.path())?;
+        let zeros = vec![0u8; 64 * 1024];
+        let mut left = capacity;
+        while left > 0 {
+            let chunk = left.min(zeros.len() as u64);
+            (&file).write_all(&zeros[..chunk as usize])?;
+            left -= chunk;
+        }
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        Ok(OpenSegment {
+            journal,
+            file,
+            opened: Instant::now(),
+            written: 0,
+            capacity,
+        })
+    }
+
+    fn has_room_for(&self, bytes: u64) -> bool {
+        self.written + bytes <= self.capacity
+    }
+
+    /// The size for the segment after this one: room for what this one took in its
+    /// time, with some to spare, and doubled when it filled up early.
+    fn next_capacity(&self) -> u64 {
+        let wanted = if self.opened.elapsed() < SEGMENT_MAX_AGE {
+            self.capacity * 2
+        } else {
+            self.written + self.written / 2
+        };
+        wanted
+            .next_power_of_two()
+            .clamp(SEGMENT_MIN_BYTES, SEGMENT_MAX_BYTES)
+    }
+}
+
+/// The lines of one batch bound for one segment, and who waits for them.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    accepts: Vec<(StoredRequest, AcceptThen)>,
+}
+
+fn write_batches(
+    dir: &Path,
+    floor: &FreeSpaceFloor,
+    receiver: &mpsc::Receiver<(Accept, AcceptThen)>,
+) {
+    let mut segment: Option<OpenSegment> = None;
+    let mut next_capacity = SEGMENT_MIN_BYTES;
+    loop {
+        let first = match &segment {
+            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(open) => {
+                receiver.recv_timeout(SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed()))
+            }
+        };
+        match first {
+            Ok(first) => {
+                let batch = std::iter::once(first)
+                    .chain(receiver.try_iter().take(MAX_BATCH - 1))
+                    .collect();
+                match floor.check() {
+                    Ok(()) => write_batch(dir, batch, &mut segment, &mut next_capacity),
+                    Err(error) => refuse_all(batch, &error),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(sealed) = segment.take() {
+                    next_capacity = sealed.next_capacity();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Syncs the batch's key records, writes its requests into the open segment (and new
+/// ones as it fills), syncs each segment written, and answers each request.
+fn write_batch(
+    dir: &Path,
+    batch: Vec<(Accept, AcceptThen)>,
+    segment: &mut Option<OpenSegment>,
+    next_capacity: &mut u64,
+) {
+    if let Some(old) = segment.take_if(|open| open.opened.elapsed() >= SEGMENT_MAX_AGE) {
+        *next_capacity = old.next_capacity();
+    }
+    // First, so that no request is acknowledged before its key is durable. A key whose
+    // request never made it is dropped at the next start-up.
+    let key_records: Vec<u8> = batch
+        .iter()
+        .filter_map(|(accept, _)| accept.key_record.as_deref())
+        .flat_map(|record| record.iter().copied().chain([b'\n']))
+        .collect();
+    if let Err(error) = append_key_records(&dir.join(KEYS_FILE), &key_records) {
+        refuse_all(batch, &error);
+        return;
+    }
+    let mut lines = Lines::default();
+    for (Accept { id, request, .. }, then) in batch {
+        let line_len = (REQUEST_OFFSET + request.len() + JOURNAL_SUFFIX.len()) as u64;
+        if !segment
+            .as_ref()
+            .is_some_and(|open| open.has_room_for(line_len))
+        {
+            if let Some(full) = segment.take() {
+                *next_capacity = full.next_capacity();
+                sync_lines(&full, std::mem::take(&mut lines));
+            }
+            match OpenSegment::create(dir, (*next_capacity).max(line_len.next_power_of_two())) {
+                Ok(open) => *segment = Some(open),
+                Err(error) => {
+                    then(Err(error));
+                    continue;
+                }
+            }
+        }
+        let open = segment.as_mut().expect("a segment with room is open");
+        lines.bytes.extend_from_slice(JOURNAL_PREFIX.as_bytes());
+        lines.bytes.extend_from_slice(id.to_string().as_bytes());
+        lines.bytes.extend_from_slice(JOURNAL_INFIX.as_bytes());
+        lines.bytes.extend_from_slice(&request);
+        lines.bytes.extend_from_slice(JOURNAL_SUFFIX);
+        let stored = StoredRequest {
+            journal: Arc::clone(&open.journal),
+            offset: open.written + REQUEST_OFFSET as u64,
+            len: request.len(),
+        };
+        open.written += line_len;
+        lines.accepts.push((stored, then));
+    }
+    if segment
+        .as_ref()
+        .is_some_and(|open| !sync_lines(open, lines))
+    {
+        // After a failed write or sync the file's state is unknown: start a new one.
+        segment.take();
+    }
+}
+
+fn refuse_all(batch: Vec<(Accept, AcceptThen)>, error: &io::Error) {
+    for (_, then) in batch {
+        then(Err(io::Error::new(error.kind(), error.to_string())));
+    }
+}
+
+/// Writes the lines that end at the segment's write position, syncs them, and answers
+/// their requests; false when that failed.
+fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
+    if lines.accepts.is_empty() {
+        return true;
+    }
+    let offset = segment.written - lines.bytes.len() as u64;
+    let synced = segment
+        .file
+        .write_all_at(&lines.bytes, offset)
+        .and_then(|()| segment.file.sync_data())
+        .and_then(|()| still_linked(&segment.file));
+    let ok = synced.is_ok();
+    for (stored, then) in lines.accepts {
+        match &synced {
+            Ok(()) => then(Ok(stored)),
+            Err(error) => then(Err(io::Error::new(error.kind(), error.to_string()))),
+        }
+    }
+    ok
+}
+
+/// Synced data in a file that was removed (say, with the whole results directory) is
+/// not kept: no restart would find it.
+fn still_linked(file: &File) -> io::Result<()> {
+    if file.metadata()?.nlink() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the journal file was removed from the results directory",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the batch's idempotency-key records and syncs them. A torn last line (a
+/// crash mid-write) belongs to a request that was never acknowledged; recovery skips it.
+fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    // Opened per batch, so that a start-up compaction may replace the file.
+    let mut file = OpenOptions::new().append(true).create(true).open(keys)?;
+    file.write_all(records)?;
+    file.sync_data()
+}
+
+/// The requests in a segment, up to its first NUL byte (the zeros no batch reached).
+/// A line that is not whole was never acknowledged (the process died before its sync),
+/// so it is reported and skipped.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn read_segment(
+    journal: &Arc<Journal>,
+    warn: &mut impl FnMut(String),
+) -> io::Result<Vec<(JobId, StoredRequest)>> {
+    let mut bytes = fs::read(journal.path())?;
+    if let Some(end) = bytes.iter().position(|&byte| byte == 0) {
+        bytes.truncate(end);
+    }
+    let mut requests = Vec::new();
+    let mut offset = 0usize;
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        let start = offset;
+        offset += line.len();
+        let parsed = line
+            .strip_suffix(JOURNAL_SUFFIX)
+            .filter(|line| line.len() > REQUEST_OFFSET)
+            .and_then(|line| line.strip_prefix(JOURNAL_PREFIX.as_bytes()))
+            .and_then(|rest| {
+                let (id, rest) = rest.split_at_checked(36)?;
+                let id = std::str::from_utf8(id).ok()?.parse::<JobId>().ok()?;
+                rest.starts_with(JOURNAL_INFIX.as_bytes()).then_some(id)
+            });
+        match parsed {
+            Some(id) => requests.push((
+                id,
+                StoredRequest {
+                    journal: Arc::clone(journal),
+                    offset: (start + REQUEST_OFFSET) as u64,
+                    len: line.len() - REQUEST_OFFSET - JOURNAL_SUFFIX.len(),
+                },
+            )),
+            None => warn(format!(
+                "{}: skipping a damaged line at byte {start}",
+                journal.path().display()
+            )),
+        }
+    }
+    Ok(requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use super::*;
+
+    fn read_back(stored: &StoredRequest) -> Vec<u8> {
+        let mut file = File::open(stored.journal.path()).unwrap();
+        file.seek(SeekFrom::Start(stored.offset)).unwrap();
+        let mut request = vec![0; stored.len];
+        file.read_exact(&mut request).unwrap();
+        request
+    }
+
+    /// Accepts each request (keyed when `key` says so) and returns where each went.
+    fn accept_all(
+        writer: &JournalWriter,
+        requests: &[Vec<u8>],
+        key: impl Fn(usize) -> bool,
+    ) -> Vec<StoredRequest> {
+        let (sender, receiver) = mpsc::channel();
+        for (index, request) in requests.iter().enumerate() {
+            let sender = sender.clone();
+            let accept = Accept {
+                id: JobId::generate(),
+                request: request.clone(),
+                key_record: key(index).then(|| format!("key {index}").into_bytes()),
+            };
+            writer.accept(accept, move |stored| {
+                sender.send((index, stored.unwrap())).unwrap();
+            });
+        }
+        drop(sender);
+        let mut stored: Vec<(usize, StoredRequest)> = receiver.iter().collect();
+        stored.sort_by_key(|(index, _)| *index);
+        stored.into_iter().map(|(_, stored)| stored).collect()
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| is_segment_name(&path.file_name().unwrap().to_string_lossy()))
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn accepted_requests_are_journaled_synced_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let requests: Vec<Vec<u8>> = (0..50)
+            .map(|index| format!(r#"{{"n":{index}}}"#).into_bytes())
+            .collect();
+        let stored = accept_all(&writer, &requests, |index| index % 2 == 0);
+        for (request, location) in requests.iter().zip(&stored) {
+            assert_eq!(&read_back(location), request);
+        }
+        let journal = stored[0].journal.path().to_owned();
+        assert_eq!(
+            fs::metadata(&journal).unwrap().len(),
+            SEGMENT_MIN_BYTES,
+            "a segment is made at its full size"
+        );
+        let text = fs::read(&journal).unwrap();
+        let first_line = text.split(|&byte| byte == b'\n').next().unwrap();
+        let first: serde_json::Value = serde_json::from_slice(first_line).unwrap();
+        assert_eq!(first["request"]["n"], 0);
+        let keys = fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap();
+        assert_eq!(keys.lines().count(), 25);
+        writer.shutdown();
+        assert!(journal.exists(), "kept while its jobs need it");
+        drop(stored);
+        assert!(!journal.exists(), "a journal nobody needs is removed");
+    }
+
+    #[test]
+    fn a_full_segment_is_sealed_and_the_next_one_is_larger() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        // Each line is a little over 10 KiB: six fit in the first 64 KiB segment.
+        let requests: Vec<Vec<u8>> = (0..16)
+            .map(|index| format!(r#"{{"n":{index},"pad":"{}"}}"#, "x".repeat(10_240)).into_bytes())
+            .collect();
+        let stored = accept_all(&writer, &requests, |_| false);
+        let paths = segments(dir.path());
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert_eq!(fs::metadata(&paths[0]).unwrap().len(), SEGMENT_MIN_BYTES);
+        assert_eq!(
+            fs::metadata(&paths[1]).unwrap().len(),
+            2 * SEGMENT_MIN_BYTES
+        );
+        for (request, location) in requests.iter().zip(&stored) {
+            assert_eq!(&read_back(location), request);
+        }
+        let mut warnings = Vec::new();
+        let recovered: usize = paths
+            .iter()
+            .map(|path| {
+                let journal = Arc::new(Journal::new(path.clone()));
+                journal.keep();
+                read_segment(&journal, &mut |warning| warnings.push(warning))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(recovered, 16);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        writer.shutdown();
+    }
+
+    #[test]
+    fn a_request_larger_than_any_segment_gets_one_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(SEGMENT_MAX_BYTES as usize)).into_bytes();
+        let stored = accept_all(&writer, &[b"{}".to_vec(), big.clone()], |_| false);
+        assert_eq!(read_back(&stored[1]), big);
+        assert_ne!(stored[0].journal.path(), stored[1].journal.path());
+        assert_eq!(
+            fs::metadata(stored[1].journal.path()).unwrap().len(),
+            2 * SEGMENT_MAX_BYTES
+        );
+        writer.shutdown();
+    }
+
+    #[test]
+    fn a_segment_is_sealed_when_it_is_a_second_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+        let path = first[0].journal.path().to_owned();
+        drop(first);
+        let deadline = Instant::now() + SEGMENT_MAX_AGE * 10;
+        while path.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !path.exists(),
+            "a sealed segment goes with its last job, without waiting for more requests"
+        );
+        let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+        assert_ne!(second[0].journal.path(), path);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn reading_stops_at_the_zeros_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests-x.jsonl");
+        let id = JobId::generate();
+        let mut bytes = format!("{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}{{\"a\":1}}}}\n").into_bytes();
+        bytes.extend_from_slice(format!("{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}{{\"a\"").as_bytes());
+        bytes.extend_from_slice(&[0; 100]);
+        fs::write(&path, &bytes).unwrap();
+        let journal = Arc::new(Journal::new(path));
+        let mut warnings = Vec::new();
+        let requests = read_segment(&journal, &mut |warning| warnings.push(warning)).unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].0, id);
+        assert_eq!(read_back(&requests[0].1), br#"{"a":1}"#);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+}
