@@ -10,6 +10,8 @@ mountpoint=$(mktemp -d /tmp/icewall-bench-mnt-XXXXXX)
 cleanup() { umount "$mountpoint" 2>/dev/null || true; rm -rf "$mountpoint" "$image"; }
 trap cleanup EXIT
 truncate -s 8G "$image"
-mkfs.ext4 -q -F "$image"
+# BENCH_MKFS_OPTS="-O ^has_journal" makes it like this machine's root fs (no journal).
+# shellcheck disable=SC2086
+mkfs.ext4 -q -F ${BENCH_MKFS_OPTS:-} "$image"
 mount -o loop "$image" "$mountpoint"
 BENCH_TMPDIR="$mountpoint" bash bench/load.sh "$@"

@@ -13,11 +13,13 @@ duration=${1:-10}
 connections=${2:-64}
 threads=${WRK_THREADS:-1}
 
-cargo build --release --quiet
+# ICEWALL_BIN picks another build (to compare two side by side in one session).
+bin=${ICEWALL_BIN:-./target/release/icewall}
+[ -n "${ICEWALL_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d ${BENCH_TMPDIR:+-p "$BENCH_TMPDIR"})
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-./target/release/icewall serve --bind 127.0.0.1:0 --results-dir "$work/results" \
+"$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" \
   --logs-dir "$work/logs" --max-queue 10000000 ${ICEWALL_FLAGS:-} > "$work/stdout" &
 server=$!
 for _ in $(seq 100); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.05; done
