@@ -322,8 +322,9 @@ impl ResultStore {
     }
 
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
-    /// ones without a whole result as `Queued` with their request. Temporary files are
-    /// removed; a job with a damaged result runs again if its request is still in a
+    /// ones without a whole result as `Queued` with their request. Called once, before
+    /// the first accept: every journal segment it finds is taken for a leftover.
+    /// Temporary files are removed; a job with a damaged result runs again if its request is still in a
     /// journal, and is marked failed otherwise; a journal no job needs any more is
     /// removed; `warn` hears of each oddity.
     ///
@@ -670,6 +671,20 @@ mod tests {
         assert!(!store.temporary_path(ids[2]).exists());
         drop(recovered);
         assert_eq!(journals(dir.path()), 0);
+    }
+
+    #[test]
+    fn recovery_leaves_the_new_writer_able_to_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(dir.path(), 0).unwrap();
+        // Time for the writer to get ready: a segment it made before its first request
+        // would be taken by the recovery below for one left over, and removed.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
+        assert!(recovered.is_empty());
+        let id = JobId::generate();
+        let request = accept(&store, id);
+        commit(&store, id, &Record::Failed("checked"), request);
     }
 
     #[test]
