@@ -19,7 +19,7 @@ use actix_web::{HttpMessage, middleware, web};
 use slog::{Logger, info, warn};
 
 use crate::http::{self, AdminPolicy, ApiState, OwnWall, RequestId};
-use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention};
+use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention, StoreOptions};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -119,7 +119,10 @@ impl App {
                 results_dir: settings.results_dir.clone(),
                 workers: settings.workers,
                 max_queue: settings.max_queue,
-                min_free_space: settings.min_free_space,
+                store: StoreOptions {
+                    min_free_space: settings.min_free_space,
+                    team_logs: settings.team_logs,
+                },
                 retention: Retention {
                     ttl: settings.result_ttl,
                     max_results: settings.max_results,

@@ -5,6 +5,7 @@ use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::jobs::TeamLogs;
 use crate::wall::{self, Limits};
 
 fn cores() -> usize {
@@ -55,6 +56,11 @@ pub struct Settings {
     /// their jobs could not store their results.
     #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", default_value_t = 64 * 1024 * 1024)]
     pub min_free_space: u64,
+    /// Where a done job's team log is kept: `inline`, inside its result file (one file
+    /// per job), or `files`, in `<id>.log` beside it (a second file per job, which costs
+    /// about a third of the jobs/s on ext4).
+    #[arg(long, env = "ICEWALL_TEAM_LOGS", value_enum, default_value_t = TeamLogs::Inline)]
+    pub team_logs: TeamLogs,
     /// Most sections in one job's wall.
     #[arg(long, env = "ICEWALL_MAX_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS, value_parser = at_least_one)]
     pub max_sections: usize,

@@ -70,6 +70,41 @@ fn example_wall_answers_every_job_endpoint() {
 }
 
 #[test]
+fn team_log_files_sit_beside_results_and_survive_a_change_of_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let inline = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&inline);
+    let expected = server.get(&format!("/api/jobs/{inline}/log")).body;
+    assert_eq!(expected.lines().count(), 12);
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &["--team-logs", "files"]);
+    let own = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&own);
+    let file = std::fs::read_to_string(server.results.join(format!("{own}.log"))).unwrap();
+    assert_eq!(file, expected);
+    let result = std::fs::read_to_string(server.results.join(format!("{own}.result"))).unwrap();
+    assert_eq!(
+        result.lines().count(),
+        2,
+        "the log is not in the result too"
+    );
+    for id in [&own, &inline] {
+        let log = server.get(&format!("/api/jobs/{id}/log"));
+        assert_eq!(log.status, 200);
+        assert_eq!(log.body, expected);
+    }
+    assert_eq!(
+        server
+            .get(&format!("/api/jobs/{own}/profiles/3/days/16"))
+            .json()["ice_amount"],
+        585
+    );
+    assert!(server.shutdown().success());
+}
+
+#[test]
 fn text_configs_take_num_teams_from_the_query() {
     let (server, _dir) = server(&[]);
     let unlimited = server.post("/api/simulate", "text/plain", EXAMPLE_TEXT.as_bytes());

@@ -14,4 +14,4 @@ pub use service::{
     DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError, Submission,
     SubmitError, Submitted,
 };
-pub use store::{ResultStore, StoreError};
+pub use store::{ResultStore, StoreError, StoreOptions, TeamLogs};

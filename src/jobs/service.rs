@@ -18,7 +18,7 @@ use slog::{Logger, error, info, warn};
 
 use super::journal::StoredRequest;
 use super::store::{KeyRecord, Record};
-use super::{JobId, JobState, Registry, ResultStore, StoreError};
+use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
@@ -31,8 +31,7 @@ pub struct JobsSettings {
     pub results_dir: PathBuf,
     pub workers: usize,
     pub max_queue: usize,
-    /// Free bytes the results file system must keep for submissions to be accepted.
-    pub min_free_space: u64,
+    pub store: StoreOptions,
     pub retention: Retention,
     pub debug: DebugHooks,
 }
@@ -150,7 +149,7 @@ impl Jobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
-        let store = ResultStore::open(&settings.results_dir, settings.min_free_space)?;
+        let store = ResultStore::open(&settings.results_dir, settings.store)?;
         let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
         let jobs = Jobs {
             inner: Arc::new(Inner {

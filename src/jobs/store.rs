@@ -6,11 +6,15 @@
 //!   (see `journal`); removed once every job in it has its result in place;
 //! - `<id>.result`: line 1 is the `/api/get_results` body (`done` with the summary,
 //!   or `failed` with the reason); a done job's file goes on with line 2, the work
-//!   tables, and then the team log, one event per line.
+//!   tables, and then (with `TeamLogs::Inline`, the default) the team log, one event
+//!   per line;
+//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own.
 //!
-//! Each job makes one inode, its result: inode allocation under the directory lock is
-//! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`, synced,
-//! then renamed, so a reader (or a restart) sees a whole file or none.
+//! By default each job makes one inode, its result: file-system metadata per job is
+//! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
+//! synced, then renamed, so a reader (or a restart) sees a whole file or none. A log
+//! file is written in place before that: it is read only once the result is in place,
+//! and the sync before the rename makes it durable too, so it is whole when read.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -70,6 +74,24 @@ enum StoredStatus {
     },
 }
 
+/// Where a done job's team log is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TeamLogs {
+    /// Inside the result file, after the work tables: one inode per job.
+    #[default]
+    Inline,
+    /// In `<id>.log` beside the result file: a second inode per job.
+    Files,
+}
+
+/// How the store keeps jobs on disk.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Free bytes the file system must keep for requests to be accepted.
+    pub min_free_space: u64,
+    pub team_logs: TeamLogs,
+}
+
 /// The directory, inside the results directory, of results being written.
 const TEMPORARY_DIR: &str = "tmp";
 
@@ -107,6 +129,7 @@ struct Inner {
     journal: JournalWriter,
     floor: FreeSpaceFloor,
     sync: GroupSync,
+    team_logs: TeamLogs,
 }
 
 impl ResultStore {
@@ -114,7 +137,11 @@ impl ResultStore {
     ///
     /// # Errors
     /// `Unusable` when the directory cannot be created, written or synced.
-    pub fn open(dir: &Path, min_free_space: u64) -> Result<ResultStore, StoreError> {
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<ResultStore, StoreError> {
+        let StoreOptions {
+            min_free_space,
+            team_logs,
+        } = options;
         let unusable = |source| StoreError::Unusable {
             path: dir.to_owned(),
             source,
@@ -136,6 +163,7 @@ impl ResultStore {
                     bytes: min_free_space,
                 },
                 sync: GroupSync::start(handle).map_err(unusable)?,
+                team_logs,
             }),
         })
     }
@@ -212,7 +240,8 @@ impl ResultStore {
     ) {
         let written = {
             let _guard = self.lock_job(id);
-            self.write_temporary(id, record)
+            self.write_log_file(id, record)
+                .and_then(|()| self.write_temporary(id, record))
         };
         let store = self.clone();
         let finish = move |stored: io::Result<()>| {
@@ -222,6 +251,7 @@ impl ResultStore {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
                     let _ = fs::remove_file(store.temporary_path(id));
+                    let _ = fs::remove_file(store.path(id, "log"));
                 }
             }
             store.inner.locks.remove(&id);
@@ -236,6 +266,18 @@ impl ResultStore {
                     .sync(move |synced| finish(synced.and_then(|()| store.rename_into_place(id))));
             }
         }
+    }
+
+    /// With `TeamLogs::Files`, writes a done job's log in place (a rerun after a crash
+    /// overwrites it).
+    fn write_log_file(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
+        let (TeamLogs::Files, Record::Done(outcome)) = (self.inner.team_logs, record) else {
+            return Ok(());
+        };
+        let mut log = BufWriter::new(File::create(self.path(id, "log"))?);
+        outcome.log.write_to(&mut log)?;
+        log.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(())
     }
 
     fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
@@ -258,7 +300,9 @@ impl ResultStore {
                 result.write_all(b"\n")?;
                 serde_json::to_writer(&mut result, &outcome.work)?;
                 result.write_all(b"\n")?;
-                outcome.log.write_to(&mut result)?;
+                if self.inner.team_logs == TeamLogs::Inline {
+                    outcome.log.write_to(&mut result)?;
+                }
             }
             Record::Failed(reason) => {
                 serde_json::to_writer(&mut result, &StatusLine::Failed { reason })?;
@@ -306,19 +350,36 @@ impl ResultStore {
         serde_json::from_slice(&line).map_err(|error| StoreError::Damaged(error.to_string()))
     }
 
-    /// The team log of a done job (what follows the work tables): the result file
-    /// positioned at its start, and its length in bytes, so that it can be streamed.
+    /// The team log of a done job, open at its start, and its length in bytes, so that
+    /// it can be streamed. It is read from `<id>.log` if there is one (whatever the
+    /// present setting: a directory may hold jobs from both), else from the result.
     ///
     /// # Errors
-    /// `Missing` or `Io`.
+    /// `Missing`, `Io`, or `Damaged` when neither holds it.
     pub fn open_log(&self, id: JobId) -> Result<(File, u64), StoreError> {
         let _guard = self.lock_job(id);
+        match File::open(self.path(id, "log")) {
+            Ok(file) => {
+                let length = file.metadata()?.len();
+                Ok((file, length))
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => self.open_inline_log(id),
+            Err(error) => Err(StoreError::Io(error)),
+        }
+    }
+
+    /// The result file positioned at the log that follows the work tables.
+    fn open_inline_log(&self, id: JobId) -> Result<(File, u64), StoreError> {
         let mut reader = BufReader::new(open_existing(&self.path(id, "result"))?);
         let start = reader.skip_until(b'\n')? + reader.skip_until(b'\n')?;
         let mut file = reader.into_inner();
         let end = file.seek(SeekFrom::End(0))?;
+        if end <= start as u64 {
+            // Every done job has a log of at least one line: it is not here.
+            return Err(StoreError::Damaged("the team log is missing".to_owned()));
+        }
         file.seek(SeekFrom::Start(start as u64))?;
-        Ok((file, end.saturating_sub(start as u64)))
+        Ok((file, end - start as u64))
     }
 
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
@@ -335,6 +396,7 @@ impl ResultStore {
         mut warn: impl FnMut(String),
     ) -> io::Result<(Vec<Recovered>, Vec<KeyRecord>)> {
         let mut results = Vec::new();
+        let mut logs = Vec::new();
         let mut journals = Vec::new();
         for entry in fs::read_dir(&self.inner.dir)? {
             let entry = entry?;
@@ -346,6 +408,7 @@ impl ResultStore {
             let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
             match (stem.parse::<JobId>(), suffix) {
                 (Ok(id), "result") => results.push(id),
+                (Ok(id), "log") => logs.push(id),
                 _ if name == TEMPORARY_DIR => {
                     // Results a crash left half written: their jobs run again.
                     for temporary in fs::read_dir(entry.path())? {
@@ -361,6 +424,11 @@ impl ResultStore {
                 }
                 _ => warn(format!("skipping an unknown file: {name}")),
             }
+        }
+        // A log without its result was left by a job that runs again, or was removed.
+        let with_result: std::collections::HashSet<JobId> = results.iter().copied().collect();
+        for id in logs.into_iter().filter(|id| !with_result.contains(id)) {
+            let _ = fs::remove_file(self.path(id, "log"));
         }
         let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
         for path in journals {
@@ -486,17 +554,21 @@ impl ResultStore {
         written
     }
 
-    /// Removes a finished job's result file (the caller has checked that no journal
+    /// Removes a finished job's files (the caller has checked that no journal
     /// still holds its request, which would run it again after a restart).
     ///
     /// # Errors
     /// When the file exists but cannot be removed.
     pub fn remove_result(&self, id: JobId) -> io::Result<()> {
         let _guard = self.lock_job(id);
-        match fs::remove_file(self.path(id, "result")) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
+        // The result first: a log left without it is removed at the next start-up.
+        for suffix in ["result", "log"] {
+            match fs::remove_file(self.path(id, suffix)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Writes and answers every pending accept and commit, then stops the writer and
@@ -531,6 +603,13 @@ mod tests {
     use super::*;
     use crate::jobs::journal::{JOURNAL_INFIX, JOURNAL_PREFIX};
     use crate::wall::{self, EXAMPLE_WALL, Limits, WallConfig};
+
+    fn options(team_logs: TeamLogs) -> StoreOptions {
+        StoreOptions {
+            min_free_space: 0,
+            team_logs,
+        }
+    }
 
     fn example_outcome() -> Outcome {
         let profiles = wall::parse_text(EXAMPLE_WALL.as_bytes(), &Limits::default()).unwrap();
@@ -573,7 +652,7 @@ mod tests {
     #[test]
     fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), 0).unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let id = JobId::generate();
         let request = accept(&store, id);
         assert_eq!(
@@ -606,7 +685,7 @@ mod tests {
     #[test]
     fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), 0).unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
         let mut requests: Vec<StoredRequest> = ids.iter().map(|&id| accept(&store, id)).collect();
         let pending = requests.split_off(2);
@@ -628,6 +707,8 @@ mod tests {
         )
         .unwrap();
         fs::write(store.temporary_path(ids[2]), b"half").unwrap();
+        // A log written before a crash, its result not.
+        fs::write(dir.path().join(format!("{}.log", ids[2])), b"day 1").unwrap();
         fs::write(dir.path().join("notes.txt"), b"?").unwrap();
         // A crash: the pending jobs' journals stay.
         pending.iter().for_each(|request| request.journal.keep());
@@ -645,7 +726,7 @@ mod tests {
         )
         .unwrap();
 
-        let store = ResultStore::open(dir.path(), 0).unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
         assert!(keys.is_empty());
@@ -669,6 +750,7 @@ mod tests {
         );
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(!store.temporary_path(ids[2]).exists());
+        assert!(!dir.path().join(format!("{}.log", ids[2])).exists());
         drop(recovered);
         assert_eq!(journals(dir.path()), 0);
     }
@@ -676,7 +758,7 @@ mod tests {
     #[test]
     fn recovery_leaves_the_new_writer_able_to_accept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), 0).unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         // Time for the writer to get ready: a segment it made before its first request
         // would be taken by the recovery below for one left over, and removed.
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -687,13 +769,64 @@ mod tests {
         commit(&store, id, &Record::Failed("checked"), request);
     }
 
+    fn read_log(store: &ResultStore, id: JobId) -> String {
+        let (mut file, length) = store.open_log(id).unwrap();
+        let mut log = String::new();
+        file.read_to_string(&mut log).unwrap();
+        assert_eq!(log.len() as u64, length);
+        log
+    }
+
+    #[test]
+    fn team_log_files_sit_beside_results_and_either_layout_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let inline = JobId::generate();
+        commit(
+            &store,
+            inline,
+            &Record::Done(&example_outcome()),
+            accept(&store, inline),
+        );
+        store.shutdown();
+
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        store.recover(|warning| panic!("{warning}")).unwrap();
+        let own = JobId::generate();
+        commit(
+            &store,
+            own,
+            &Record::Done(&example_outcome()),
+            accept(&store, own),
+        );
+        let result = fs::read_to_string(dir.path().join(format!("{own}.result"))).unwrap();
+        assert_eq!(result.lines().count(), 2, "status and work tables only");
+        let file = fs::read_to_string(dir.path().join(format!("{own}.log"))).unwrap();
+        assert_eq!(read_log(&store, own), file);
+        assert_eq!(file.lines().count(), 18);
+        assert_eq!(
+            read_log(&store, inline),
+            file,
+            "a log kept inline is still served"
+        );
+        assert!(!dir.path().join(format!("{inline}.log")).exists());
+
+        fs::remove_file(dir.path().join(format!("{own}.log"))).unwrap();
+        assert!(
+            matches!(store.open_log(own), Err(StoreError::Damaged(_))),
+            "a missing log is reported, never served empty"
+        );
+        store.remove_result(inline).unwrap();
+        assert!(matches!(store.open_log(inline), Err(StoreError::Missing)));
+    }
+
     #[test]
     fn an_unwritable_directory_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a-file");
         fs::write(&file, b"").unwrap();
         assert!(matches!(
-            ResultStore::open(&file.join("results"), 0),
+            ResultStore::open(&file.join("results"), options(TeamLogs::Inline)),
             Err(StoreError::Unusable { .. })
         ));
     }
