@@ -22,10 +22,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready for new jobs: not shutting down, and the result store takes a write.
+/// Ready for new jobs: not shutting down, the result store takes a write, and its file
+/// system has the free space `--min-free-space` asks for.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "The server takes new jobs", body = Health),
-    (status = 503, description = "Shutting down, or the result store cannot be written", body = ErrorBody,
+    (status = 503, description = "Shutting down, the result store cannot be written, or its disk is below --min-free-space", body = ErrorBody,
         headers(("Retry-After" = u32)))))]
 pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     if !state.jobs.is_accepting() {
