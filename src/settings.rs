@@ -71,7 +71,8 @@ pub struct Settings {
     #[arg(
         long = "request-timeout",
         env = "ICEWALL_REQUEST_TIMEOUT",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub request_timeout_secs: u64,
     /// Seconds an idle keep-alive connection is kept open.

@@ -49,6 +49,11 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
     let mut server = server;
     assert!(server.wait_exit().success());
     assert_eq!(result_files(&results), 10);
+    assert_eq!(
+        count_files(&results, |name| name.starts_with("requests-")),
+        0,
+        "every result is in place and synced, so no journal is left for a restart"
+    );
 
     let restarted = Server::start_in(dir.path(), &[]);
     for id in &ids {
@@ -65,6 +70,34 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
     }
     assert_eq!(restarted.listed_jobs(), 10);
     assert!(restarted.shutdown().success());
+}
+
+#[test]
+fn a_request_timeout_of_zero_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--request-timeout", "0"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that took the flag would run on: give it a moment, then stop it.
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if exited.is_none() {
+        child.kill().unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "the server started");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--request-timeout"), "{stderr}");
 }
 
 #[test]

@@ -79,6 +79,27 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 }
 
 #[test]
+fn queue_wait_is_measured_from_acceptance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "300"],
+    );
+    let ids: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    let after = metrics(&server);
+    assert_eq!(after["icewall_job_queue_wait_seconds_count"], 2.0);
+    // The second job waited for the first one's 300 ms.
+    assert!(
+        after["icewall_job_queue_wait_seconds_sum"] >= 0.25,
+        "{}",
+        after["icewall_job_queue_wait_seconds_sum"]
+    );
+}
+
+#[test]
 fn counters_move_as_jobs_flow() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--workers", "2"]);

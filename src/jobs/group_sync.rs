@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 
 use parking_lot::Mutex;
@@ -20,13 +20,24 @@ type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
 enum Pending {
     /// Sync what was written before (a result), then answer.
     Sync { then: SyncThen },
-    /// Drop after the next sync, once what was renamed before it is durable.
-    Release(StoredRequest),
+    /// Wakes the thread for requests waiting in `Releases`.
+    Release,
+}
+
+/// Requests whose results were renamed into place: each is dropped after the next sync,
+/// once its rename is durable. Kept apart from the channel, which closes at shutdown,
+/// so that the renames the last answers make still get their sync.
+#[derive(Default)]
+struct Releases {
+    waiting: Vec<StoredRequest>,
+    /// The thread has ended: nothing will sync any more.
+    stopped: bool,
 }
 
 pub struct GroupSync {
     sender: Mutex<Option<mpsc::Sender<Pending>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    releases: Arc<Mutex<Releases>>,
 }
 
 impl GroupSync {
@@ -36,12 +47,15 @@ impl GroupSync {
     /// When the thread cannot be spawned.
     pub fn start(handle: File) -> io::Result<GroupSync> {
         let (sender, receiver) = mpsc::channel::<Pending>();
+        let releases = Arc::new(Mutex::new(Releases::default()));
+        let thread_releases = Arc::clone(&releases);
         let thread = thread::Builder::new()
             .name("group-sync".to_owned())
-            .spawn(move || sync_batches(&handle, &receiver))?;
+            .spawn(move || sync_batches(&handle, &receiver, &thread_releases))?;
         Ok(GroupSync {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            releases,
         })
     }
 
@@ -64,10 +78,16 @@ impl GroupSync {
 
     /// Lets go of a request once its result is in place, after the next sync.
     pub fn release(&self, request: StoredRequest) {
-        // After shutdown there is no next sync: keep the journal for the restart.
-        if let Err(Pending::Release(request)) = self.send(Pending::Release(request)) {
+        let mut releases = self.releases.lock();
+        if releases.stopped {
+            // No sync will follow: keep the journal for the restart.
             request.journal.keep();
+            return;
         }
+        releases.waiting.push(request);
+        drop(releases);
+        // Once shutdown has begun the thread is not woken, but it looks before it ends.
+        let _ = self.send(Pending::Release);
     }
 
     /// Syncs and answers everything queued so far, then stops the thread.
@@ -89,16 +109,17 @@ fn closed() -> io::Error {
     io::Error::other("the result store is closed")
 }
 
-fn sync_batches(handle: &File, receiver: &mpsc::Receiver<Pending>) {
+fn sync_batches(handle: &File, receiver: &mpsc::Receiver<Pending>, releases: &Mutex<Releases>) {
     while let Ok(first) = receiver.recv() {
-        let mut syncs = Vec::new();
-        let mut releases = Vec::new();
-        for pending in std::iter::once(first).chain(receiver.try_iter().take(MAX_BATCH - 1)) {
-            match pending {
-                Pending::Sync { then } => syncs.push(then),
-                Pending::Release(request) => releases.push(request),
-            }
-        }
+        let syncs: Vec<SyncThen> = std::iter::once(first)
+            .chain(receiver.try_iter().take(MAX_BATCH - 1))
+            .filter_map(|pending| match pending {
+                Pending::Sync { then } => Some(then),
+                Pending::Release => None,
+            })
+            .collect();
+        // Taken before the sync: their renames happened before it.
+        let releasing = std::mem::take(&mut releases.lock().waiting);
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
         for then in syncs {
             then(
@@ -108,10 +129,27 @@ fn sync_batches(handle: &File, receiver: &mpsc::Receiver<Pending>) {
                     .map_err(|error| io::Error::new(error.kind(), error.to_string())),
             );
         }
-        if synced.is_err() {
-            releases.iter().for_each(|request| request.journal.keep());
-        }
-        drop(releases);
+        settle(releasing, &synced);
+    }
+    // The answers above may have renamed results since the last sync: one more.
+    loop {
+        let releasing = {
+            let mut releases = releases.lock();
+            if releases.waiting.is_empty() {
+                releases.stopped = true;
+                return;
+            }
+            std::mem::take(&mut releases.waiting)
+        };
+        let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
+        settle(releasing, &synced);
+    }
+}
+
+/// Drops requests whose renames are now durable; keeps their journals if the sync failed.
+fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>) {
+    if synced.is_err() {
+        releasing.iter().for_each(|request| request.journal.keep());
     }
 }
 

@@ -401,9 +401,20 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
         return Ok(());
     }
     // Opened per batch, so that a start-up compaction may replace the file.
-    let mut file = OpenOptions::new().append(true).create(true).open(keys)?;
+    let (mut file, created) = match OpenOptions::new().append(true).open(keys) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (
+            OpenOptions::new().append(true).create(true).open(keys)?,
+            true,
+        ),
+        opened => (opened?, false),
+    };
     file.write_all(records)?;
-    file.sync_data()
+    file.sync_data()?;
+    match keys.parent() {
+        // A new file's name must be durable too.
+        Some(dir) if created => File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// The requests in a segment, up to its first NUL byte (the zeros no batch reached).

@@ -136,10 +136,15 @@ impl Registry {
             .collect()
     }
 
+    /// Finished jobs known. The in-flight count is raised before a new job's record is
+    /// inserted, so for a moment it may exceed the records: never below zero.
+    pub fn finished(&self) -> usize {
+        self.records.len().saturating_sub(self.in_flight())
+    }
+
     /// The oldest finished jobs beyond the newest `keep` of them.
     pub fn finished_beyond(&self, keep: usize) -> Vec<JobId> {
-        let finished = self.records.len() - self.in_flight();
-        let excess = finished.saturating_sub(keep);
+        let excess = self.finished().saturating_sub(keep);
         if excess == 0 {
             return Vec::new();
         }
@@ -187,6 +192,15 @@ mod tests {
     fn insert(registry: &Registry, id: JobId, state: JobState) {
         let finished_at = state.is_finished().then(SystemTime::now);
         registry.insert(id, state, finished_at, Weak::new());
+    }
+
+    #[test]
+    fn the_finished_count_never_goes_below_zero() {
+        let registry = Registry::default();
+        // As a submission does for a moment: counted in flight, its record not yet in.
+        registry.in_flight.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(registry.finished(), 0);
+        assert!(registry.finished_beyond(0).is_empty());
     }
 
     #[test]

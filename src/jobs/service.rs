@@ -194,6 +194,7 @@ impl Jobs {
                 .insert(job.id, job.state, job.finished_at, job.journal);
             if let Some(request) = job.request {
                 let jobs = self.clone();
+                let accepted_at = Instant::now();
                 self.inner
                     .pool
                     .submit_unbounded(Box::new(move || {
@@ -201,7 +202,7 @@ impl Jobs {
                             id: job.id,
                             request,
                             config: None,
-                            accepted_at: Instant::now(),
+                            accepted_at,
                             request_id: None,
                         })
                     }))
@@ -295,6 +296,7 @@ impl Jobs {
             .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
         let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
         let jobs = self.clone();
+        let accepted_at = Instant::now();
         let logged_request_id = request_id.clone().unwrap_or_default();
         self.inner
             .pool
@@ -303,7 +305,7 @@ impl Jobs {
                     id,
                     request: stored,
                     config: kept,
-                    accepted_at: Instant::now(),
+                    accepted_at,
                     request_id,
                 })
             }))
@@ -426,7 +428,7 @@ impl Jobs {
             };
             let registry = &registry_jobs.inner.registry;
             registry.finish(id, state, journal);
-            if registry.len() - registry.in_flight() > registry_jobs.inner.retention.max_results {
+            if registry.finished() > registry_jobs.inner.retention.max_results {
                 registry_jobs.nudge_sweeper();
             }
         });

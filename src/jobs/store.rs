@@ -466,6 +466,8 @@ impl ResultStore {
             );
         }
         for (id, request) in requests {
+            // In flight again: its files go through its lock until its result is written.
+            self.inner.locks.insert(id, Arc::new(Mutex::new(())));
             let journal = Arc::downgrade(&request.journal);
             jobs.insert(
                 id,
@@ -749,6 +751,9 @@ mod tests {
             format!(r#"{{"id":"{}"}}"#, ids[2]).as_bytes()
         );
         assert_eq!(warnings.len(), 3, "{warnings:?}");
+        let mut locked: Vec<JobId> = store.inner.locks.iter().map(|entry| *entry.key()).collect();
+        locked.sort();
+        assert_eq!(locked, [ids[2], ids[3]], "jobs to run again are in flight");
         assert!(!store.temporary_path(ids[2]).exists());
         assert!(!dir.path().join(format!("{}.log", ids[2])).exists());
         drop(recovered);
