@@ -19,10 +19,6 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-fn num_teams(text: &str) -> Result<NonZeroU64, String> {
-    wall::parse_num_teams(text).map_err(|error| error.to_string())
-}
-
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -44,7 +40,7 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_PROFILES")]
     pub profiles: Option<PathBuf>,
     /// Teams building the server's own wall; unlimited crews if absent.
-    #[arg(long, env = "ICEWALL_NUM_TEAMS", value_parser = num_teams)]
+    #[arg(long, env = "ICEWALL_NUM_TEAMS", value_parser = wall::parse_num_teams)]
     pub num_teams: Option<NonZeroU64>,
     /// Jobs waiting to run, beyond which submissions get 503.
     #[arg(long, env = "ICEWALL_MAX_QUEUE", default_value_t = 10_000, value_parser = at_least_one)]

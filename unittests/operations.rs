@@ -218,6 +218,8 @@ fn request_ids_are_echoed_and_carried_to_the_job_log() {
         b"1\n",
     );
     assert_ne!(bad.request_id.as_deref(), Some("x".repeat(200).as_str()));
+    let replaced = bad.request_id.expect("an unusable request id is replaced");
+    assert_eq!(replaced.len(), 32, "{replaced}");
     assert!(server.shutdown().success());
 
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();

@@ -35,7 +35,7 @@ pub enum ClientCommand {
         /// The config file; `-` reads stdin.
         file: PathBuf,
         /// Number of teams; unlimited crews if absent.
-        #[arg(long, value_parser = |text: &str| parse_num_teams(text).map_err(|error| error.to_string()))]
+        #[arg(long, value_parser = parse_num_teams)]
         num_teams: Option<std::num::NonZeroU64>,
         /// Wait for the result and print it.
         #[arg(long)]

@@ -15,7 +15,7 @@ pub struct SimulateArgs {
     /// Wall config: the text form (one profile per line) or JSON; `-` reads stdin.
     pub file: PathBuf,
     /// Number of teams; overrides `num_teams` of a JSON config. Unlimited crews if absent.
-    #[arg(long, value_parser = parse_num_teams_flag)]
+    #[arg(long, value_parser = wall::parse_num_teams)]
     pub num_teams: Option<NonZeroU64>,
     /// Print the summary as the API's JSON object.
     #[arg(long, group = "output")]
@@ -32,10 +32,6 @@ pub struct SimulateArgs {
     /// Most sections in the whole wall.
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_SECTIONS)]
     pub max_sections: usize,
-}
-
-fn parse_num_teams_flag(token: &str) -> Result<NonZeroU64, String> {
-    wall::parse_num_teams(token).map_err(|error| error.to_string())
 }
 
 /// Why `simulate` could not print a result.

@@ -5,15 +5,12 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, mpsc};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::batch_thread::{BatchThread, Batches, closed, repeat};
 use super::journal::StoredRequest;
-
-/// Most items in one batch, so a flood of writes still gets synced and answered.
-const MAX_BATCH: usize = 4096;
 
 type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
 
@@ -35,8 +32,7 @@ struct Releases {
 }
 
 pub struct GroupSync {
-    sender: Mutex<Option<mpsc::Sender<Pending>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: BatchThread<Pending>,
     releases: Arc<Mutex<Releases>>,
 }
 
@@ -46,30 +42,17 @@ impl GroupSync {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(handle: File) -> io::Result<GroupSync> {
-        let (sender, receiver) = mpsc::channel::<Pending>();
         let releases = Arc::new(Mutex::new(Releases::default()));
         let thread_releases = Arc::clone(&releases);
-        let thread = thread::Builder::new()
-            .name("group-sync".to_owned())
-            .spawn(move || sync_batches(&handle, &receiver, &thread_releases))?;
-        Ok(GroupSync {
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
-            releases,
-        })
-    }
-
-    fn send(&self, pending: Pending) -> Result<(), Pending> {
-        let sender = self.sender.lock().clone();
-        match sender {
-            Some(sender) => sender.send(pending).map_err(|mpsc::SendError(p)| p),
-            None => Err(pending),
-        }
+        let thread = BatchThread::start("group-sync", move |batches| {
+            sync_batches(&handle, &batches, &thread_releases);
+        })?;
+        Ok(GroupSync { thread, releases })
     }
 
     /// Syncs everything written so far; `then` learns whether it is durable.
     pub fn sync(&self, then: impl FnOnce(io::Result<()>) + Send + 'static) {
-        if let Err(Pending::Sync { then }) = self.send(Pending::Sync {
+        if let Err(Pending::Sync { then }) = self.thread.send(Pending::Sync {
             then: Box::new(then),
         }) {
             then(Err(closed()));
@@ -87,32 +70,19 @@ impl GroupSync {
         releases.waiting.push(request);
         drop(releases);
         // Once shutdown has begun the thread is not woken, but it looks before it ends.
-        let _ = self.send(Pending::Release);
+        let _ = self.thread.send(Pending::Release);
     }
 
     /// Syncs and answers everything queued so far, then stops the thread.
     pub fn shutdown(&self) {
-        self.sender.lock().take();
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
+        self.thread.shutdown();
     }
 }
 
-impl Drop for GroupSync {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn closed() -> io::Error {
-    io::Error::other("the result store is closed")
-}
-
-fn sync_batches(handle: &File, receiver: &mpsc::Receiver<Pending>, releases: &Mutex<Releases>) {
-    while let Ok(first) = receiver.recv() {
-        let syncs: Vec<SyncThen> = std::iter::once(first)
-            .chain(receiver.try_iter().take(MAX_BATCH - 1))
+fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Releases>) {
+    while let Ok(batch) = batches.next(None) {
+        let syncs: Vec<SyncThen> = batch
+            .into_iter()
             .filter_map(|pending| match pending {
                 Pending::Sync { then } => Some(then),
                 Pending::Release => None,
@@ -122,12 +92,7 @@ fn sync_batches(handle: &File, receiver: &mpsc::Receiver<Pending>, releases: &Mu
         let releasing = std::mem::take(&mut releases.lock().waiting);
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
         for then in syncs {
-            then(
-                synced
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|error| io::Error::new(error.kind(), error.to_string())),
-            );
+            then(synced.as_ref().map(|_| ()).map_err(repeat));
         }
         settle(releasing, &synced);
     }
@@ -157,6 +122,7 @@ fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>) {
 mod tests {
     use std::fs;
     use std::sync::Arc;
+    use std::sync::mpsc;
 
     use super::*;
     use crate::jobs::journal::Journal;

@@ -17,16 +17,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use super::JobId;
-
-/// Most requests written and synced as one batch.
-const MAX_BATCH: usize = 4096;
+use super::batch_thread::{BatchThread, Batches, closed, repeat};
 
 /// How long a segment takes new requests. Short, so that a segment (and with it the
 /// right to delete its jobs' results, see `Registry::is_pinned`) is let go soon after
@@ -105,8 +100,7 @@ type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
 
 /// The thread that writes and syncs accepted requests.
 pub struct JournalWriter {
-    sender: Mutex<Option<mpsc::Sender<(Accept, AcceptThen)>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: BatchThread<(Accept, AcceptThen)>,
 }
 
 impl JournalWriter {
@@ -114,20 +108,16 @@ impl JournalWriter {
     /// system has less than `min_free_space` bytes free.
     ///
     /// # Errors
-    /// When the thread cannot be spawned.
+    /// When the directory cannot be opened or the thread cannot be spawned.
     pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<JournalWriter> {
         let floor = FreeSpaceFloor {
             dir: File::open(&dir)?,
             bytes: min_free_space,
         };
-        let (sender, receiver) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("journal".to_owned())
-            .spawn(move || write_batches(&dir, &floor, &receiver))?;
-        Ok(JournalWriter {
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
-        })
+        let thread = BatchThread::start("journal", move |batches| {
+            write_batches(&dir, &floor, &batches);
+        })?;
+        Ok(JournalWriter { thread })
     }
 
     /// Makes `accept.request` durable; `then` learns where it is stored.
@@ -136,37 +126,20 @@ impl JournalWriter {
         accept: Accept,
         then: impl FnOnce(io::Result<StoredRequest>) + Send + 'static,
     ) {
-        let sender = self.sender.lock().clone();
-        let refused = match sender {
-            Some(sender) => sender
-                .send((accept, Box::new(then)))
-                .err()
-                .map(|mpsc::SendError((_, then))| then),
-            None => Some(Box::new(then) as AcceptThen),
-        };
-        if let Some(then) = refused {
-            then(Err(io::Error::other("the result store is closed")));
+        if let Err((_, then)) = self.thread.send((accept, Box::new(then))) {
+            then(Err(closed()));
         }
     }
 
     /// Writes and answers every request queued so far, then stops the thread.
     pub fn shutdown(&self) {
-        self.sender.lock().take();
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for JournalWriter {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.thread.shutdown();
     }
 }
 
 /// The free space a file system must keep for requests to be accepted on it. Segments
-/// are made ahead of need, so a full disk would not stop a request from being journaled;
-/// but its job could not store its result.
+/// are made at full size before they take requests, so a full disk would not stop a
+/// request from being journaled; but its job could not store its result.
 pub struct FreeSpaceFloor {
     pub dir: File,
     pub bytes: u64,
@@ -256,30 +229,19 @@ struct Lines {
     accepts: Vec<(StoredRequest, AcceptThen)>,
 }
 
-fn write_batches(
-    dir: &Path,
-    floor: &FreeSpaceFloor,
-    receiver: &mpsc::Receiver<(Accept, AcceptThen)>,
-) {
+fn write_batches(dir: &Path, floor: &FreeSpaceFloor, batches: &Batches<(Accept, AcceptThen)>) {
     let mut segment: Option<OpenSegment> = None;
     let mut next_capacity = SEGMENT_MIN_BYTES;
     loop {
-        let first = match &segment {
-            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(open) => {
-                receiver.recv_timeout(SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed()))
-            }
-        };
-        match first {
-            Ok(first) => {
-                let batch = std::iter::once(first)
-                    .chain(receiver.try_iter().take(MAX_BATCH - 1))
-                    .collect();
-                match floor.check() {
-                    Ok(()) => write_batch(dir, batch, &mut segment, &mut next_capacity),
-                    Err(error) => refuse_all(batch, &error),
-                }
-            }
+        // An open segment is sealed when it is old enough, even with no request coming.
+        let timeout = segment
+            .as_ref()
+            .map(|open| SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed()));
+        match batches.next(timeout) {
+            Ok(batch) => match floor.check() {
+                Ok(()) => write_batch(dir, batch, &mut segment, &mut next_capacity),
+                Err(error) => refuse_all(batch, &error),
+            },
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(sealed) = segment.take() {
                     next_capacity = sealed.next_capacity();
@@ -313,7 +275,12 @@ fn write_batch(
         return;
     }
     let mut lines = Lines::default();
+    let mut cannot_create: Option<io::Error> = None;
     for (Accept { id, request, .. }, then) in batch {
+        if let Some(error) = &cannot_create {
+            then(Err(repeat(error)));
+            continue;
+        }
         let line_len = (REQUEST_OFFSET + request.len() + JOURNAL_SUFFIX.len()) as u64;
         if !segment
             .as_ref()
@@ -326,7 +293,9 @@ fn write_batch(
             match OpenSegment::create(dir, (*next_capacity).max(line_len.next_power_of_two())) {
                 Ok(open) => *segment = Some(open),
                 Err(error) => {
-                    then(Err(error));
+                    // The rest of the batch would fail the same way.
+                    then(Err(repeat(&error)));
+                    cannot_create = Some(error);
                     continue;
                 }
             }
@@ -356,7 +325,7 @@ fn write_batch(
 
 fn refuse_all(batch: Vec<(Accept, AcceptThen)>, error: &io::Error) {
     for (_, then) in batch {
-        then(Err(io::Error::new(error.kind(), error.to_string())));
+        then(Err(repeat(error)));
     }
 }
 
@@ -376,7 +345,7 @@ fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
     for (stored, then) in lines.accepts {
         match &synced {
             Ok(()) => then(Ok(stored)),
-            Err(error) => then(Err(io::Error::new(error.kind(), error.to_string()))),
+            Err(error) => then(Err(repeat(error))),
         }
     }
     ok
@@ -466,6 +435,8 @@ pub fn read_segment(
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Seek, SeekFrom};
+    use std::sync::mpsc;
+    use std::thread;
 
     use super::*;
 

@@ -1,6 +1,7 @@
 //! Jobs: ids and states, the in-memory registry, the result store on disk, and the
 //! service that ties them to the thread pool.
 
+mod batch_thread;
 mod group_sync;
 mod id;
 mod journal;

@@ -764,8 +764,8 @@ mod tests {
     fn recovery_leaves_the_new_writer_able_to_accept() {
         let dir = tempfile::tempdir().unwrap();
         let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
-        // Time for the writer to get ready: a segment it made before its first request
-        // would be taken by the recovery below for one left over, and removed.
+        // Time for the writer to run: were it to make a segment before its first
+        // request, the recovery below would take it for one left over, and remove it.
         std::thread::sleep(std::time::Duration::from_millis(100));
         let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
         assert!(recovered.is_empty());
