@@ -33,12 +33,20 @@ fn status_line(file: &File) -> Result<Vec<u8>, StoreError> {
     Ok(line)
 }
 
-/// The state a stored result shows, or why it cannot be trusted.
+/// The state a stored result shows, or why it cannot be trusted. The layout has no
+/// length or checksum: a done job's file must end a line, after its status line.
+/// (One cut right after its work tables cannot be told from a job whose log is empty
+/// or kept in `<id>.log`; the binary layout has a trailer for that.)
 pub fn recovered_state(file: &File) -> Result<JobState, String> {
     let line = status_line(file).map_err(|error| error.to_string())?;
+    let past_status_line = file
+        .metadata()
+        .is_ok_and(|metadata| metadata.len() > line.len() as u64 + 1);
     match serde_json::from_slice::<StatusLine<IgnoredAny>>(&line) {
         Ok(StatusLine::Failed { reason }) => Ok(JobState::Failed(reason.into())),
-        Ok(StatusLine::Done { .. }) if ends_with_newline(file) => Ok(JobState::Done),
+        Ok(StatusLine::Done { .. }) if past_status_line && ends_with_newline(file) => {
+            Ok(JobState::Done)
+        }
         Ok(StatusLine::Done { .. }) => Err("its result file is incomplete".to_owned()),
         Err(error) => Err(format!("its result file is damaged: {error}")),
     }

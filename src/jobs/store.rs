@@ -1023,29 +1023,31 @@ mod tests {
         serde_json::to_writer(&mut legacy, &outcome.work).unwrap();
         legacy.push(b'\n');
         outcome.log.write_to(&mut legacy).unwrap();
-        let [done, failed] = [(); 2].map(|()| JobId::generate());
+        let [done, failed, cut] = [(); 3].map(|()| JobId::generate());
         write_result(dir.path(), done, &legacy);
         write_result(
             dir.path(),
             failed,
             b"{\"status\":\"failed\",\"reason\":\"old\"}\n",
         );
+        let status_line = legacy.iter().position(|&byte| byte == b'\n').unwrap() + 1;
+        write_result(dir.path(), cut, &legacy[..status_line]);
 
         let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
-        let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
-        let states: Vec<JobState> = recovered.iter().map(|job| job.state.clone()).collect();
-        let mut expected = vec![
-            (done, JobState::Done),
-            (failed, JobState::Failed("old".into())),
-        ];
-        expected.sort_by_key(|(id, _)| *id);
+        let mut warnings = Vec::new();
+        let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
+        let state = |id: JobId| {
+            let job = recovered.iter().find(|job| job.id == id).unwrap();
+            job.state.clone()
+        };
+        assert_eq!(state(done), JobState::Done);
+        assert_eq!(state(failed), JobState::Failed("old".into()));
         assert_eq!(
-            states,
-            expected
-                .into_iter()
-                .map(|(_, state)| state)
-                .collect::<Vec<_>>()
+            state(cut),
+            JobState::Failed("the stored result is damaged: its result file is incomplete".into()),
+            "a done job's status line alone is not a whole result"
         );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         let (summary, profiles) = store.read_summary(done, 1, 1).unwrap();
         assert_eq!(profiles, 3);
         assert_eq!(summary.profiles, outcome.summary.profiles[1..2]);
