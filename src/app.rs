@@ -155,6 +155,7 @@ impl App {
             admin,
             limits: settings.limits(),
             max_body: settings.max_body,
+            max_summary_profiles: settings.max_summary_profiles,
             request_timeout: settings.request_timeout(),
         });
         let request_logger = logger.clone();

@@ -57,6 +57,11 @@ pub struct Settings {
     /// about a third of the jobs/s on ext4).
     #[arg(long, env = "ICEWALL_TEAM_LOGS", value_enum, default_value_t = TeamLogs::Inline)]
     pub team_logs: TeamLogs,
+    /// Most per-profile rows in a `/api/get_results` summary; a wall with more profiles
+    /// gets the first ones, `profiles_total` and `profiles_truncated`, and the rest are
+    /// read with `/api/jobs/<id>/profiles`.
+    #[arg(long, env = "ICEWALL_MAX_SUMMARY_PROFILES", default_value_t = 1000, value_parser = at_least_one)]
+    pub max_summary_profiles: usize,
     /// Most sections in one job's wall.
     #[arg(long, env = "ICEWALL_MAX_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS, value_parser = at_least_one)]
     pub max_sections: usize,

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use common::{EXAMPLE_JSON, Server, count_files, wait_until};
 
+/// The trailer that ends a result file: `IWRESEND`, version, CRC-32, length.
+const RESULT_TRAILER_LEN: usize = 24;
+
 fn result_files(results: &std::path::Path) -> usize {
     count_files(results, |name| name.ends_with(".result"))
 }
@@ -191,19 +194,23 @@ fn kill_9_under_load_loses_no_accepted_job() {
     }
     let results = server.results.clone();
     assert!(server.shutdown().success());
-    // No result file is torn: each has a whole status line, then the work tables and
-    // the log. (A torn journal line is expected after a kill: never acknowledged.)
+    // No result file is torn: each is a done job's, whole to its trailer, its log
+    // inline just before it. (A torn journal line is expected after a kill: never
+    // acknowledged.)
     for entry in std::fs::read_dir(&results).unwrap() {
         let path = entry.unwrap().path();
         if path
             .extension()
             .is_some_and(|extension| extension == "result")
         {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let status: serde_json::Value = serde_json::from_str(text.lines().next().unwrap())
-                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-            assert_eq!(status["status"], "done", "{}", path.display());
-            assert!(text.ends_with("relieved\n"), "{}", path.display());
+            let bytes = std::fs::read(&path).unwrap();
+            let (body, trailer) = bytes.split_at(bytes.len() - RESULT_TRAILER_LEN);
+            assert!(bytes.starts_with(b"IWRESULT"), "{}", path.display());
+            assert_eq!(bytes[16], 1, "a done job: {}", path.display());
+            assert!(trailer.starts_with(b"IWRESEND"), "{}", path.display());
+            let length = u64::from_le_bytes(trailer[16..].try_into().unwrap());
+            assert_eq!(length, bytes.len() as u64, "{}", path.display());
+            assert!(body.ends_with(b"relieved\n"), "{}", path.display());
         }
     }
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
@@ -274,6 +281,77 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     // Every job has its result now, so the journal is gone.
     let journals = count_files(&results, |name| name.starts_with("requests-"));
     assert_eq!(journals, 0);
+}
+
+#[test]
+fn a_result_cut_short_is_refused_at_start_up_and_its_job_answers_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let whole = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&whole);
+    let results = server.results.clone();
+    let bytes = std::fs::read(results.join(format!("{whole}.result"))).unwrap();
+    let after_line = |n: usize| {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, byte)| **byte == b'\n')
+            .nth(n)
+            .map_or(1, |(at, _)| at + 1)
+    };
+    // A few bytes in, the header, the line ends a line-based reader would stop at,
+    // halfway, the trailer's start, and one byte short.
+    let len = bytes.len();
+    let cuts = [
+        1,
+        8,
+        96,
+        after_line(0),
+        after_line(1),
+        len / 2,
+        len - 24,
+        len - 1,
+    ];
+    let cut_jobs: Vec<(String, usize)> = cuts
+        .iter()
+        .map(|&cut| (server.submit_json(EXAMPLE_JSON), cut))
+        .collect();
+    for (id, _) in &cut_jobs {
+        server.wait_finished(id);
+    }
+    assert!(server.shutdown().success());
+    for (id, cut) in &cut_jobs {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(results.join(format!("{id}.result")))
+            .unwrap();
+        file.set_len(*cut as u64).unwrap();
+    }
+
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(server.wait_finished(&whole)["data"]["cost"], 32233500);
+    for (id, cut) in &cut_jobs {
+        let result = server.get(&format!("/api/get_results/{id}")).json();
+        assert_eq!(
+            result["status"], "failed",
+            "cut at {cut} of {len}: {result}"
+        );
+        let reason = result["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("the stored result is damaged"),
+            "{reason}"
+        );
+        for path in [
+            "/profiles/1/days/1",
+            "/profiles/overview",
+            "/log",
+            "/profiles",
+        ] {
+            let reply = server.get(&format!("/api/jobs/{id}{path}"));
+            assert_eq!(reply.status, 409, "cut at {cut}, {path}: {}", reply.body);
+        }
+    }
+    assert!(server.shutdown().success());
 }
 
 #[test]

@@ -86,6 +86,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What in-memory work tables answer: they cannot fail.
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> ApiError {
+        match never {}
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(_: actix_web::error::BlockingError) -> ApiError {
         ApiError::Unavailable("the server is shutting down".to_owned())

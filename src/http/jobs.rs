@@ -6,18 +6,20 @@ use std::io::Read;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState};
+use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
 const LOG_CHUNK: usize = 64 * 1024;
 
-/// Page size of `/api/jobs` when no `limit` is given, and the largest allowed.
+/// Page size of `/api/jobs` and `/api/jobs/<id>/profiles` when no `limit` is given,
+/// and the largest allowed.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
@@ -27,10 +29,23 @@ fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> 
     Ok((id, job))
 }
 
-fn json_body(body: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body)
+/// The `/api/get_results` body of a done job.
+#[derive(Serialize)]
+struct Done {
+    status: &'static str,
+    data: BoundedSummary,
+}
+
+/// A summary with at most `--max-summary-profiles` rows; when rows were left out it
+/// says how many there are, and only then, so that other answers keep their shape.
+#[derive(Serialize)]
+struct BoundedSummary {
+    #[serde(flatten)]
+    summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profiles_total: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    profiles_truncated: bool,
 }
 
 #[utoipa::path(get, path = "/api/get_results/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
@@ -52,29 +67,91 @@ pub async fn results(
         }
         JobState::Done => {
             let store = state.jobs.store().clone();
-            json_body(web::block(move || store.read_status(id)).await??)
+            let limit = state.max_summary_profiles;
+            let (summary, total) = web::block(move || store.read_summary(id, 0, limit)).await??;
+            let truncated = total > summary.profiles.len();
+            HttpResponse::Ok().json(Done {
+                status: "done",
+                data: BoundedSummary {
+                    summary,
+                    profiles_total: truncated.then_some(total),
+                    profiles_truncated: truncated,
+                },
+            })
         }
     })
 }
 
-/// Reads the work tables of a done job and answers `question`; 409 while not done.
-async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
+/// The id of a done job: 404 for an unknown one, 409 while it is not done.
+fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
     let (id, job) = known_job(state, id)?;
     match job {
-        JobState::Done => {}
-        JobState::Failed(reason) => {
-            return Err(ApiError::Conflict(format!("the job failed: {reason}")));
-        }
-        JobState::Queued | JobState::Running => {
-            return Err(ApiError::Conflict(format!(
-                "the job is {}; results are not ready",
-                job.name()
-            )));
-        }
+        JobState::Done => Ok(id),
+        JobState::Failed(reason) => Err(ApiError::Conflict(format!("the job failed: {reason}"))),
+        JobState::Queued | JobState::Running => Err(ApiError::Conflict(format!(
+            "the job is {}; results are not ready",
+            job.name()
+        ))),
     }
+}
+
+/// Answers `question` from a done job's stored work tables, reading only the few
+/// steps it needs; 409 while the job is not done.
+async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
+    let id = done_job(state, id)?;
     let store = state.jobs.store().clone();
-    let work = web::block(move || store.read_work(id)).await??;
-    Ok(HttpResponse::Ok().json(question.answer(&work)?))
+    let answer = web::block(move || question.answer(&store.open_work(id)?)).await??;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles", params(
+    ("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"),
+    ("after" = Option<u64>, Query, minimum = 0, description = "List the profiles numbered after this one; 0 by default"),
+    ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
+), responses(
+    (status = 200, description = "The summary rows of the profiles after `after`, in order", body = ProfilePage),
+    (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
+    (status = 409, description = "The job is not done", body = ErrorBody),
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+pub async fn profiles(
+    path: web::Path<String>,
+    query: web::Query<ProfilesQuery>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let after = match query.after.as_deref() {
+        None => 0,
+        Some(text) => text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+            .filter(|&after| after <= i64::MAX as u64)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "after must be a profile number (0 or more) of at most {}",
+                    i64::MAX
+                ))
+            })?,
+    };
+    let limit = page_limit(query.limit.as_deref())?;
+    let id = done_job(&state, &path)?;
+    let store = state.jobs.store().clone();
+    // Beyond the last profile there is nothing to read, however large `after` is.
+    let first = usize::try_from(after).unwrap_or(usize::MAX);
+    let (summary, total) = web::block(move || store.read_summary(id, first, limit)).await??;
+    let end = first.saturating_add(summary.profiles.len());
+    Ok(HttpResponse::Ok().json(ProfilePage {
+        profiles: summary.profiles,
+        next_after: (end < total).then_some(end),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
@@ -158,6 +235,20 @@ pub async fn log(
         .streaming(chunks))
 }
 
+/// A page size: `DEFAULT_PAGE` when absent, 400 outside `1..=MAX_PAGE`.
+fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE).contains(limit))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}"))
+            }),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ListQuery {
     limit: Option<String>,
@@ -172,16 +263,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match &query.limit {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| (1..=MAX_PAGE).contains(limit))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}"))
-            })?,
-    };
+    let limit = page_limit(query.limit.as_deref())?;
     let after = query
         .after
         .as_deref()

@@ -52,6 +52,8 @@ pub struct ApiState {
     pub admin: AdminPolicy,
     pub limits: Limits,
     pub max_body: usize,
+    /// Most per-profile rows in a summary answer (see `Settings::max_summary_profiles`).
+    pub max_summary_profiles: usize,
     pub request_timeout: Duration,
 }
 
@@ -98,6 +100,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             endpoint("/api/jobs/{id}/profiles/overview", "GET")
                 .route(web::get().to(jobs::total_cost)),
         )
+        .service(endpoint("/api/jobs/{id}/profiles", "GET").route(web::get().to(jobs::profiles)))
         .service(endpoint("/api/jobs/{id}/log", "GET").route(web::get().to(jobs::log)))
         .service(endpoint("/api/jobs/{id}", "DELETE").route(web::delete().to(jobs::delete)))
         .service(endpoint("/profiles/{p}/days/{d}", "GET").route(web::get().to(own_wall::ice)))

@@ -58,7 +58,13 @@ pub struct Summary {
     num_teams: Option<u64>,
     ice: u64,
     cost: u64,
+    /// At most `--max-summary-profiles` rows (1000 by default), the first ones; the
+    /// rest are read with `/api/jobs/{id}/profiles`.
     profiles: Vec<ProfileSummary>,
+    /// Only when rows were left out: how many profiles the wall has.
+    profiles_total: Option<u64>,
+    /// Only when rows were left out: `true`.
+    profiles_truncated: Option<bool>,
 }
 
 #[derive(ToSchema)]
@@ -69,6 +75,16 @@ pub struct ProfileSummary {
     days: u64,
     ice: u64,
     cost: u64,
+}
+
+/// A page of a done job's per-profile summary rows, in profile order.
+#[derive(ToSchema, serde::Serialize)]
+pub struct ProfilePage {
+    #[schema(value_type = Vec<ProfileSummary>)]
+    pub profiles: Vec<crate::wall::ProfileSummary>,
+    /// The `after` of the next page; `null` on the last one.
+    #[schema(nullable, minimum = 1)]
+    pub next_after: Option<usize>,
 }
 
 #[derive(ToSchema)]
@@ -185,6 +201,7 @@ impl Modify for AdminToken {
         jobs::wall_cost,
         jobs::total_cost,
         jobs::log,
+        jobs::profiles,
         own_wall::ice,
         own_wall::profile_cost,
         own_wall::wall_cost,
@@ -196,7 +213,7 @@ impl Modify for AdminToken {
         operations::healthz,
         operations::readyz,
     ),
-    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, JobList,
+    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
         JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
     modifiers(&AdminToken),
 )]

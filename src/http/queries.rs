@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::ApiError;
-use crate::wall::WorkTables;
+use crate::wall::{COST_PER_FOOT, ICE_PER_FOOT, Table, WorkSource};
 
 /// One question of API.md's query table.
 #[derive(Clone, Copy, Debug)]
@@ -48,36 +48,60 @@ impl Question {
         })
     }
 
+    /// Answers from the daily work wherever it is kept, reading O(log steps) steps.
+    ///
     /// # Errors
-    /// `NotFound` when the profile does not exist.
-    pub fn answer(self, work: &WorkTables) -> Result<Answer, ApiError> {
-        let missing = |profile| {
-            ApiError::NotFound(format!(
-                "profile {profile} does not exist; the wall has {} profiles",
-                work.profile_count()
-            ))
+    /// `NotFound` when the profile does not exist; whatever reading the steps returns;
+    /// `Internal` when the stored numbers overflow (a damaged result).
+    pub fn answer<W: WorkSource>(self, work: &W) -> Result<Answer, ApiError>
+    where
+        ApiError: From<W::Error>,
+    {
+        let profile_table = |profile: usize| {
+            let count = work.profile_count();
+            if (1..=count).contains(&profile) {
+                Ok(Table::Profile(profile))
+            } else {
+                Err(ApiError::NotFound(format!(
+                    "profile {profile} does not exist; the wall has {count} profiles"
+                )))
+            }
         };
+        let feet_through = |table, day| -> Result<u64, ApiError> {
+            work.step_on(table, day)?
+                .map_or(Some(0), |step| step.feet_through(day))
+                .ok_or_else(overflow)
+        };
+        let cost = |feet: u64| feet.checked_mul(COST_PER_FOOT).ok_or_else(overflow);
         Ok(match self {
-            Question::Ice { profile, day } => Answer::Ice {
-                day,
-                ice_amount: work.ice(profile, day).ok_or_else(|| missing(profile))?,
-            },
+            Question::Ice { profile, day } => {
+                let active = work
+                    .step_on(profile_table(profile)?, day)?
+                    .map_or(0, |step| step.active);
+                Answer::Ice {
+                    day,
+                    ice_amount: active.checked_mul(ICE_PER_FOOT).ok_or_else(overflow)?,
+                }
+            }
             Question::ProfileCost { profile, day } => Answer::Cost {
                 day: Some(day),
-                cost: work
-                    .profile_cost_through(profile, day)
-                    .ok_or_else(|| missing(profile))?,
+                cost: cost(feet_through(profile_table(profile)?, day)?)?,
             },
             Question::WallCost { day } => Answer::Cost {
                 day: Some(day),
-                cost: work.cost_through(day),
+                cost: cost(feet_through(Table::Wall, day)?)?,
             },
+            // The last step is idle: the feet through the last possible day are the total.
             Question::TotalCost => Answer::Cost {
                 day: None,
-                cost: work.total_cost(),
+                cost: cost(feet_through(Table::Wall, u64::MAX)?)?,
             },
         })
     }
+}
+
+fn overflow() -> ApiError {
+    ApiError::Internal("the stored result is damaged: its numbers overflow".to_owned())
 }
 
 /// A positive decimal integer of at most 2^63 - 1 (the range of the schema's int64,

@@ -5,7 +5,9 @@ mod batch_thread;
 mod group_sync;
 mod id;
 mod journal;
+mod legacy_result;
 mod registry;
+mod result_file;
 mod service;
 mod store;
 

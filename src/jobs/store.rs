@@ -4,10 +4,10 @@
 //! Files under the results directory (names are built only from parsed `JobId`s):
 //! - `requests-<id>.jsonl`: a journal segment of accepted requests, one line per job
 //!   (see `journal`); removed once every job in it has its result in place;
-//! - `<id>.result`: line 1 is the `/api/get_results` body (`done` with the summary,
-//!   or `failed` with the reason); a done job's file goes on with line 2, the work
-//!   tables, and then (with `TeamLogs::Inline`, the default) the team log, one event
-//!   per line;
+//! - `<id>.result`: a failed job's reason, or a done job's summary, work tables and
+//!   (with `TeamLogs::Inline`, the default) team log, in the binary layout of
+//!   `result_file`, which the questions read a few records at a time; files of the
+//!   earlier line-based layout are still read (`legacy_result`);
 //! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own.
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -32,8 +32,9 @@ use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
-use super::{JobId, JobState};
-use crate::wall::{Outcome, Summary, WorkTables};
+use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
+use super::{JobId, JobState, legacy_result};
+use crate::wall::{Outcome, Step, Summary, Table, WorkSource, WorkTables};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,26 +54,45 @@ pub enum Record<'a> {
     Failed(&'a str),
 }
 
-/// Line 1 of a result file, exactly the body `/api/get_results` answers.
-#[derive(Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum StatusLine<'a> {
-    Done { data: &'a Summary },
-    Failed { reason: &'a str },
+/// A stored result, open, in whichever layout it was written.
+enum StoredResult {
+    Indexed(ResultFile),
+    Legacy(File),
 }
 
-/// What recovery needs of line 1; the summary itself is not needed to rebuild the registry.
-#[derive(Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum StoredStatus {
-    Done {
-        #[allow(dead_code)]
-        data: serde::de::IgnoredAny,
-    },
-    Failed {
-        reason: String,
-    },
+/// A done job's work tables as the questions read them: a step at a time from a result
+/// in the binary layout, or parsed whole from one in the earlier layout.
+pub enum StoredWork {
+    Indexed(ResultFile),
+    Legacy(WorkTables),
 }
+
+impl WorkSource for StoredWork {
+    type Error = StoreError;
+
+    fn profile_count(&self) -> usize {
+        match self {
+            StoredWork::Indexed(result) => result.profile_count(),
+            StoredWork::Legacy(tables) => tables.profile_count(),
+        }
+    }
+
+    fn step_on(&self, table: Table, day: u64) -> Result<Option<Step>, StoreError> {
+        match self {
+            StoredWork::Indexed(result) => result.step_on(table, day),
+            StoredWork::Legacy(tables) => {
+                let Ok(step) = tables.step_on(table, day);
+                Ok(step)
+            }
+        }
+    }
+}
+
+/// Results up to this size have their checksum verified at start-up: reading them
+/// whole costs about what reading their first block does, and most results are a few
+/// KiB. Larger ones are checked by their header, trailer and length alone (a file cut
+/// short anywhere fails that), so that start-up does not read gigabytes.
+const CHECKSUM_AT_START_UP_MAX: u64 = 1024 * 1024;
 
 /// Where a done job's team log is kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -240,8 +260,7 @@ impl ResultStore {
     ) {
         let written = {
             let _guard = self.lock_job(id);
-            self.write_log_file(id, record)
-                .and_then(|()| self.write_temporary(id, record))
+            self.write_temporary(id, record)
         };
         let store = self.clone();
         let finish = move |stored: io::Result<()>| {
@@ -268,51 +287,40 @@ impl ResultStore {
         }
     }
 
-    /// With `TeamLogs::Files`, writes a done job's log in place (a rerun after a crash
-    /// overwrites it).
-    fn write_log_file(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
-        let (TeamLogs::Files, Record::Done(outcome)) = (self.inner.team_logs, record) else {
-            return Ok(());
-        };
+    /// Writes a done job's log in place, and returns its length (a rerun after a
+    /// crash overwrites it).
+    fn write_log_file(&self, id: JobId, outcome: &Outcome) -> io::Result<u64> {
         let mut log = BufWriter::new(File::create(self.path(id, "log"))?);
         outcome.log.write_to(&mut log)?;
-        log.into_inner().map_err(io::IntoInnerError::into_error)?;
-        Ok(())
+        let log = log.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(log.metadata()?.len())
     }
 
     fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
+        match record {
+            Record::Done(outcome) => {
+                let log = match self.inner.team_logs {
+                    TeamLogs::Inline => LogPlace::Inline(&outcome.log),
+                    TeamLogs::Files => LogPlace::File {
+                        len: self.write_log_file(id, outcome)?,
+                    },
+                };
+                result_file::write_done(self.create_temporary(id)?, outcome, log)
+            }
+            Record::Failed(reason) => result_file::write_failed(self.create_temporary(id)?, reason),
+        }
+    }
+
+    fn create_temporary(&self, id: JobId) -> io::Result<File> {
         let path = self.temporary_path(id);
-        let file = File::create(&path).or_else(|error| match (error.kind(), path.parent()) {
+        File::create(&path).or_else(|error| match (error.kind(), path.parent()) {
             // Someone removed it (or the whole results directory, then made it again).
             (io::ErrorKind::NotFound, Some(temporary_dir)) => {
                 fs::create_dir_all(temporary_dir)?;
                 File::create(&path)
             }
             _ => Err(error),
-        })?;
-        let mut result = BufWriter::new(file);
-        match record {
-            Record::Done(outcome) => {
-                let status = StatusLine::Done {
-                    data: &outcome.summary,
-                };
-                serde_json::to_writer(&mut result, &status)?;
-                result.write_all(b"\n")?;
-                serde_json::to_writer(&mut result, &outcome.work)?;
-                result.write_all(b"\n")?;
-                if self.inner.team_logs == TeamLogs::Inline {
-                    outcome.log.write_to(&mut result)?;
-                }
-            }
-            Record::Failed(reason) => {
-                serde_json::to_writer(&mut result, &StatusLine::Failed { reason })?;
-                result.write_all(b"\n")?;
-            }
-        }
-        result
-            .into_inner()
-            .map_err(io::IntoInnerError::into_error)?;
-        Ok(())
+        })
     }
 
     fn rename_into_place(&self, id: JobId) -> io::Result<()> {
@@ -320,66 +328,94 @@ impl ResultStore {
         fs::rename(self.temporary_path(id), self.path(id, "result"))
     }
 
-    /// Line 1 of the result file: the body `/api/get_results` answers for this job.
-    ///
-    /// # Errors
-    /// `Missing` when there is no result file, `Io` when it cannot be read.
-    pub fn read_status(&self, id: JobId) -> Result<Vec<u8>, StoreError> {
-        let _guard = self.lock_job(id);
-        let mut reader = BufReader::new(open_existing(&self.path(id, "result"))?);
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
-        if line.pop() != Some(b'\n') {
-            return Err(StoreError::Damaged(
-                "the status line is incomplete".to_owned(),
-            ));
-        }
-        Ok(line)
-    }
-
-    /// The work tables of a done job.
-    ///
-    /// # Errors
-    /// `Missing`, `Io`, or `Damaged` when line 2 is not valid work tables.
-    pub fn read_work(&self, id: JobId) -> Result<WorkTables, StoreError> {
-        let _guard = self.lock_job(id);
-        let mut reader = BufReader::new(open_existing(&self.path(id, "result"))?);
-        reader.skip_until(b'\n')?;
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
-        serde_json::from_slice(&line).map_err(|error| StoreError::Damaged(error.to_string()))
-    }
-
-    /// The team log of a done job, open at its start, and its length in bytes, so that
-    /// it can be streamed. It is read from `<id>.log` if there is one (whatever the
-    /// present setting: a directory may hold jobs from both), else from the result.
-    ///
-    /// # Errors
-    /// `Missing`, `Io`, or `Damaged` when neither holds it.
-    pub fn open_log(&self, id: JobId) -> Result<(File, u64), StoreError> {
-        let _guard = self.lock_job(id);
-        match File::open(self.path(id, "log")) {
-            Ok(file) => {
-                let length = file.metadata()?.len();
-                Ok((file, length))
+    /// Opens a job's result and tells its layout by its first bytes; a result in the
+    /// binary layout has its header and trailer checked. The caller holds the job's lock.
+    fn open_result(&self, id: JobId) -> Result<StoredResult, StoreError> {
+        let file = open_existing(&self.path(id, "result"))?;
+        let mut head = [0; HEADER_LEN as usize];
+        let read = result_file::read_start(&file, &mut head)?;
+        if result_file::is_this_layout(&head[..read]) {
+            if read < head.len() {
+                return Err(StoreError::Damaged("its header is cut short".to_owned()));
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => self.open_inline_log(id),
-            Err(error) => Err(StoreError::Io(error)),
+            Ok(StoredResult::Indexed(ResultFile::open(file, &head)?))
+        } else if head[..read].starts_with(b"{") {
+            Ok(StoredResult::Legacy(file))
+        } else {
+            Err(StoreError::Damaged("it is not a result file".to_owned()))
         }
     }
 
-    /// The result file positioned at the log that follows the work tables.
-    fn open_inline_log(&self, id: JobId) -> Result<(File, u64), StoreError> {
-        let mut reader = BufReader::new(open_existing(&self.path(id, "result"))?);
-        let start = reader.skip_until(b'\n')? + reader.skip_until(b'\n')?;
-        let mut file = reader.into_inner();
-        let end = file.seek(SeekFrom::End(0))?;
-        if end <= start as u64 {
-            // Every done job has a log of at least one line: it is not here.
-            return Err(StoreError::Damaged("the team log is missing".to_owned()));
+    /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`
+    /// (those that exist), and how many profiles the wall has. A result in the binary
+    /// layout is read no further than those rows.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn read_summary(
+        &self,
+        id: JobId,
+        first: usize,
+        limit: usize,
+    ) -> Result<(Summary, usize), StoreError> {
+        let _guard = self.lock_job(id);
+        match self.open_result(id)? {
+            StoredResult::Indexed(result) => result.summary(first, limit),
+            StoredResult::Legacy(file) => legacy_result::summary(&file, first, limit),
         }
-        file.seek(SeekFrom::Start(start as u64))?;
-        Ok((file, end - start as u64))
+    }
+
+    /// The work tables of a done job, ready for questions.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn open_work(&self, id: JobId) -> Result<StoredWork, StoreError> {
+        let _guard = self.lock_job(id);
+        match self.open_result(id)? {
+            StoredResult::Indexed(result) => Ok(StoredWork::Indexed(result)),
+            StoredResult::Legacy(file) => legacy_result::work(&file).map(StoredWork::Legacy),
+        }
+    }
+
+    /// The team log of a done job, readable to its end and no further, and its length
+    /// in bytes, so that it can be streamed. A wall that needed no work has an empty log.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the log is not where its result says, or not whole.
+    pub fn open_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
+        let _guard = self.lock_job(id);
+        let (file, length) = match self.open_result(id)? {
+            StoredResult::Indexed(result) => match result.log_file_len() {
+                None => result.into_inline_log()?,
+                Some(length) => {
+                    let file =
+                        File::open(self.path(id, "log")).map_err(|error| match error.kind() {
+                            io::ErrorKind::NotFound => {
+                                StoreError::Damaged("the team log file is missing".to_owned())
+                            }
+                            _ => StoreError::Io(error),
+                        })?;
+                    if file.metadata()?.len() != length {
+                        return Err(StoreError::Damaged(
+                            "the team log file is not the one written".to_owned(),
+                        ));
+                    }
+                    (file, length)
+                }
+            },
+            // Earlier versions kept it in `<id>.log` if there is one, whatever the setting.
+            StoredResult::Legacy(result) => match File::open(self.path(id, "log")) {
+                Ok(file) => {
+                    let length = file.metadata()?.len();
+                    (file, length)
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    legacy_result::inline_log(result)?
+                }
+                Err(error) => return Err(StoreError::Io(error)),
+            },
+        };
+        Ok((file.take(length), length))
     }
 
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
@@ -527,17 +563,32 @@ impl ResultStore {
         Ok(live)
     }
 
-    /// The state a stored result shows, or why it cannot be trusted.
+    /// The state a stored result shows, or why it cannot be trusted: a result in the
+    /// binary layout must have its header, trailer and length agree, its checksum match
+    /// if it is small (see `CHECKSUM_AT_START_UP_MAX`), and its team log file, if it
+    /// has one, the length it was written with.
     fn recovered_state(&self, id: JobId) -> Result<JobState, String> {
-        let line = self.read_status(id).map_err(|error| error.to_string())?;
-        match serde_json::from_slice::<StoredStatus>(&line) {
-            Ok(StoredStatus::Failed { reason }) => Ok(JobState::Failed(reason.into())),
-            Ok(StoredStatus::Done { .. }) if ends_with_newline(&self.path(id, "result")) => {
-                Ok(JobState::Done)
-            }
-            Ok(StoredStatus::Done { .. }) => Err("its result file is incomplete".to_owned()),
-            Err(error) => Err(format!("its result file is damaged: {error}")),
+        let problem = |error: StoreError| match error {
+            StoreError::Damaged(problem) => format!("its result file is damaged: {problem}"),
+            other => other.to_string(),
+        };
+        let result = match self.open_result(id).map_err(problem)? {
+            StoredResult::Legacy(file) => return legacy_result::recovered_state(&file),
+            StoredResult::Indexed(result) => result,
+        };
+        if result.len() <= CHECKSUM_AT_START_UP_MAX {
+            result.verify_checksum().map_err(problem)?;
         }
+        if let Some(length) = result.log_file_len() {
+            let found = fs::metadata(self.path(id, "log")).map(|log| log.len());
+            if found.ok() != Some(length) {
+                return Err("its team log file is missing or incomplete".to_owned());
+            }
+        }
+        Ok(match result.failure().map_err(problem)? {
+            Some(reason) => JobState::Failed(reason.into()),
+            None => JobState::Done,
+        })
     }
 
     /// Checks that the results directory has the free space it must keep, and that a
@@ -586,16 +637,6 @@ fn open_existing(path: &Path) -> Result<File, StoreError> {
         io::ErrorKind::NotFound => StoreError::Missing,
         _ => StoreError::Io(error),
     })
-}
-
-fn ends_with_newline(path: &Path) -> bool {
-    let mut last = [0u8];
-    File::open(path)
-        .and_then(|mut file| {
-            file.seek(SeekFrom::End(-1))?;
-            file.read_exact(&mut last)
-        })
-        .is_ok_and(|()| last[0] == b'\n')
 }
 
 #[cfg(test)]
@@ -661,14 +702,16 @@ mod tests {
             store.read_request(&request).unwrap(),
             format!(r#"{{"id":"{id}"}}"#).as_bytes()
         );
-        assert!(matches!(store.read_status(id), Err(StoreError::Missing)));
+        assert!(matches!(
+            store.read_summary(id, 0, 10),
+            Err(StoreError::Missing)
+        ));
         let outcome = example_outcome();
         commit(&store, id, &Record::Done(&outcome), request);
-        let status: serde_json::Value =
-            serde_json::from_slice(&store.read_status(id).unwrap()).unwrap();
-        assert_eq!(status["status"], "done");
-        assert_eq!(status["data"]["cost"], 32_233_500);
-        assert_eq!(store.read_work(id).unwrap(), outcome.work);
+        let (summary, profiles) = store.read_summary(id, 0, 10).unwrap();
+        assert_eq!((summary.clone(), profiles), (outcome.summary.clone(), 3));
+        assert_eq!(summary.cost, 32_233_500);
+        assert_same_answers(&store.open_work(id).unwrap(), &outcome.work);
         let (mut file, length) = store.open_log(id).unwrap();
         let mut log = String::new();
         file.read_to_string(&mut log).unwrap();
@@ -804,8 +847,11 @@ mod tests {
             &Record::Done(&example_outcome()),
             accept(&store, own),
         );
-        let result = fs::read_to_string(dir.path().join(format!("{own}.result"))).unwrap();
-        assert_eq!(result.lines().count(), 2, "status and work tables only");
+        let result = fs::read(dir.path().join(format!("{own}.result"))).unwrap();
+        assert!(
+            !result.windows(4).any(|bytes| bytes == b"day "),
+            "status and work tables only"
+        );
         let file = fs::read_to_string(dir.path().join(format!("{own}.log"))).unwrap();
         assert_eq!(read_log(&store, own), file);
         assert_eq!(file.lines().count(), 18);
@@ -823,6 +869,209 @@ mod tests {
         );
         store.remove_result(inline).unwrap();
         assert!(matches!(store.open_log(inline), Err(StoreError::Missing)));
+    }
+
+    /// The same step, for every table, on every day around the work and after it.
+    fn assert_same_answers(stored: &StoredWork, work: &WorkTables) {
+        assert_eq!(stored.profile_count(), work.profile_count());
+        let tables = (1..=work.profile_count())
+            .map(Table::Profile)
+            .chain([Table::Wall]);
+        for table in tables {
+            for day in (0..=work.days() + 2).chain([u64::MAX]) {
+                let Ok(expected) = work.step_on(table, day);
+                let found = stored.step_on(table, day).unwrap();
+                assert_eq!(found, expected, "{table:?} on day {day}");
+            }
+        }
+    }
+
+    fn write_result(dir: &Path, id: JobId, bytes: &[u8]) {
+        fs::write(dir.join(format!("{id}.result")), bytes).unwrap();
+    }
+
+    /// A job whose request stays in its journal, as after a crash.
+    fn accept_kept(store: &ResultStore) -> JobId {
+        let id = JobId::generate();
+        accept(store, id).journal.keep();
+        id
+    }
+
+    #[test]
+    fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let id = JobId::generate();
+        commit(
+            &store,
+            id,
+            &Record::Done(&example_outcome()),
+            accept(&store, id),
+        );
+        let whole = fs::read(dir.path().join(format!("{id}.result"))).unwrap();
+        let StoredResult::Indexed(result) = store.open_result(id).unwrap() else {
+            panic!("a new result is in the binary layout");
+        };
+        let layout = result.layout();
+        let len = whole.len() as u64;
+        let mut cuts = vec![
+            0,
+            1,
+            5,
+            8,
+            HEADER_LEN - 1,
+            HEADER_LEN,
+            HEADER_LEN + 3,
+            layout.rows,
+            layout.index,
+            layout.index + 4,
+            layout.steps,
+            layout.steps + 10,
+            layout.log,
+            layout.log + 7,
+            layout.trailer,
+            layout.trailer + 12,
+            len - 1,
+        ];
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut flipped = whole.clone();
+        flipped[layout.steps as usize + 5] ^= 1;
+        let mut longer = whole.clone();
+        longer.push(b'\n');
+        let mut damaged: Vec<Vec<u8>> = cuts
+            .iter()
+            .map(|&cut| whole[..cut as usize].to_vec())
+            .collect();
+        damaged.extend([flipped, longer]);
+
+        // Each damaged file three times: with its request kept (it runs again),
+        // without (it answers failed), and in tmp/, as a crash before the rename left it.
+        let with_request: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
+        let crashed: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
+        let without_request: Vec<JobId> = damaged.iter().map(|_| JobId::generate()).collect();
+        store.shutdown();
+        for (i, bytes) in damaged.iter().enumerate() {
+            write_result(dir.path(), with_request[i], bytes);
+            write_result(dir.path(), without_request[i], bytes);
+            fs::write(store.temporary_path(crashed[i]), bytes).unwrap();
+        }
+
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let mut warnings = Vec::new();
+        let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
+        let state = |id: JobId| {
+            let job = recovered.iter().find(|job| job.id == id).unwrap();
+            (job.state.clone(), job.request.is_some())
+        };
+        assert_eq!(state(id), (JobState::Done, false), "the whole one is done");
+        for (i, bytes) in damaged.iter().enumerate() {
+            let what = format!("a result of {} bytes of {len}", bytes.len());
+            assert_eq!(state(with_request[i]), (JobState::Queued, true), "{what}");
+            assert_eq!(state(crashed[i]), (JobState::Queued, true), "{what}");
+            match state(without_request[i]) {
+                (JobState::Failed(reason), false) => assert!(
+                    reason.starts_with("the stored result is damaged: "),
+                    "{what}: {reason}"
+                ),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        assert_eq!(warnings.len(), 2 * damaged.len(), "{warnings:#?}");
+    }
+
+    #[test]
+    fn a_team_log_file_lost_before_a_restart_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        let [whole, lost, cut] = [(); 3].map(|()| JobId::generate());
+        for id in [whole, lost, cut] {
+            commit(
+                &store,
+                id,
+                &Record::Done(&example_outcome()),
+                accept(&store, id),
+            );
+        }
+        store.shutdown();
+        fs::remove_file(dir.path().join(format!("{lost}.log"))).unwrap();
+        let log = dir.path().join(format!("{cut}.log"));
+        let text = fs::read(&log).unwrap();
+        fs::write(&log, &text[..text.len() / 2]).unwrap();
+
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        let (recovered, _) = store.recover(|_| {}).unwrap();
+        let states: Vec<(JobId, bool)> = recovered
+            .iter()
+            .map(|job| (job.id, job.state == JobState::Done))
+            .collect();
+        let mut expected = vec![(whole, true), (lost, false), (cut, false)];
+        expected.sort();
+        assert_eq!(states, expected);
+    }
+
+    #[test]
+    fn results_of_the_line_based_layout_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = example_outcome();
+        let mut legacy = serde_json::to_vec(&serde_json::json!({
+            "status": "done",
+            "data": outcome.summary,
+        }))
+        .unwrap();
+        legacy.push(b'\n');
+        serde_json::to_writer(&mut legacy, &outcome.work).unwrap();
+        legacy.push(b'\n');
+        outcome.log.write_to(&mut legacy).unwrap();
+        let [done, failed, cut] = [(); 3].map(|()| JobId::generate());
+        write_result(dir.path(), done, &legacy);
+        write_result(
+            dir.path(),
+            failed,
+            b"{\"status\":\"failed\",\"reason\":\"old\"}\n",
+        );
+        let status_line = legacy.iter().position(|&byte| byte == b'\n').unwrap() + 1;
+        write_result(dir.path(), cut, &legacy[..status_line]);
+
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let mut warnings = Vec::new();
+        let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
+        let state = |id: JobId| {
+            let job = recovered.iter().find(|job| job.id == id).unwrap();
+            job.state.clone()
+        };
+        assert_eq!(state(done), JobState::Done);
+        assert_eq!(state(failed), JobState::Failed("old".into()));
+        assert_eq!(
+            state(cut),
+            JobState::Failed("the stored result is damaged: its result file is incomplete".into()),
+            "a done job's status line alone is not a whole result"
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let (summary, profiles) = store.read_summary(done, 1, 1).unwrap();
+        assert_eq!(profiles, 3);
+        assert_eq!(summary.profiles, outcome.summary.profiles[1..2]);
+        assert_same_answers(&store.open_work(done).unwrap(), &outcome.work);
+        let mut text = Vec::new();
+        outcome.log.write_to(&mut text).unwrap();
+        assert_eq!(read_log(&store, done).as_bytes(), text);
+    }
+
+    #[test]
+    fn a_wall_that_needs_no_work_has_an_empty_log_in_either_layout() {
+        let profiles = wall::parse_text(b"30 30\n30\n", &Limits::default()).unwrap();
+        let outcome = wall::simulate(&WallConfig::try_new(profiles, None).unwrap());
+        for team_logs in [TeamLogs::Inline, TeamLogs::Files] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = ResultStore::open(dir.path(), options(team_logs)).unwrap();
+            let id = JobId::generate();
+            commit(&store, id, &Record::Done(&outcome), accept(&store, id));
+            assert_eq!(read_log(&store, id), "", "{team_logs:?}");
+            store.shutdown();
+            let store = ResultStore::open(dir.path(), options(team_logs)).unwrap();
+            let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
+            assert_eq!(recovered[0].state, JobState::Done, "{team_logs:?}");
+        }
     }
 
     #[test]

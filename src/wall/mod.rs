@@ -14,7 +14,7 @@ pub use config::{
 pub use engine::simulate;
 pub use json::parse_json;
 pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
-pub use work::{DailyWork, InvalidWorkTable, WorkTables};
+pub use work::{DailyWork, InvalidWorkTable, Step, Table, WorkSource, WorkTables, find_step};
 
 /// A section is done at this height, in feet.
 pub const MAX_HEIGHT: u8 = 30;

@@ -1,9 +1,78 @@
 //! Feet built per day as piecewise-constant functions, one per profile and one for the
-//! whole wall: what every ice and cost query is answered from, in O(log sections).
+//! whole wall: what every ice and cost query is answered from, in O(log sections),
+//! whether the steps are in memory or read one at a time from a stored result.
+
+use std::convert::Infallible;
 
 use serde::{Deserialize, Serialize};
 
 use super::{COST_PER_FOOT, ICE_PER_FOOT};
+
+/// One step of a `DailyWork`: from day `start` on, `active` sections grow one foot a
+/// day, and `feet_before` feet were built before that day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub start: u64,
+    pub active: u64,
+    pub feet_before: u64,
+}
+
+impl Step {
+    /// Feet built on days `1..=day`, for a `day` on which this step is in force;
+    /// `None` when the numbers overflow, which only a damaged stored table can make.
+    pub fn feet_through(&self, day: u64) -> Option<u64> {
+        let days = day.checked_sub(self.start)?.checked_add(1)?;
+        self.active.checked_mul(days)?.checked_add(self.feet_before)
+    }
+}
+
+/// The last of `count` steps (sorted by start) whose start is at most `day`, by binary
+/// search: O(log count) calls of `step`, each of which may read one step from disk.
+///
+/// # Errors
+/// Whatever `step` returns.
+pub fn find_step<E>(
+    count: usize,
+    day: u64,
+    mut step: impl FnMut(usize) -> Result<Step, E>,
+) -> Result<Option<Step>, E> {
+    let (mut low, mut high) = (0, count);
+    // The last step read that starts by `day` is the answer once the range is empty.
+    let mut found = None;
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let candidate = step(middle)?;
+        if candidate.start <= day {
+            found = Some(candidate);
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(found)
+}
+
+/// Which daily work a question is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// A profile, numbered from 1 (at most `WorkSource::profile_count`).
+    Profile(usize),
+    Wall,
+}
+
+/// Where the questions find a finished wall's daily work: in memory (`WorkTables`), or
+/// in a stored result, read a step at a time so that memory stays bounded by the answer.
+pub trait WorkSource {
+    type Error;
+
+    fn profile_count(&self) -> usize;
+
+    /// The step of `table` in force on `day`; `None` before work begins.
+    ///
+    /// # Errors
+    /// When the steps cannot be read.
+    fn step_on(&self, table: Table, day: u64) -> Result<Option<Step>, Self::Error>;
+}
 
 /// Feet built per day, as steps: from day `starts[i]` on, `active[i]` sections grow one
 /// foot a day, and `feet_before[i]` feet were built before that day. The last step has
@@ -107,23 +176,37 @@ impl DailyWork {
         DailyWork { steps }
     }
 
-    /// The index of the step in force on `day`, if work has begun by then.
-    fn step_on(&self, day: u64) -> Option<usize> {
-        self.steps
-            .starts
-            .partition_point(|&start| start <= day)
-            .checked_sub(1)
+    /// The steps, first day first.
+    pub fn steps(&self) -> impl ExactSizeIterator<Item = Step> + '_ {
+        (0..self.steps.starts.len()).map(|i| self.step(i))
+    }
+
+    fn step(&self, i: usize) -> Step {
+        Step {
+            start: self.steps.starts[i],
+            active: self.steps.active[i],
+            feet_before: self.steps.feet_before[i],
+        }
+    }
+
+    /// The step in force on `day`, if work has begun by then.
+    pub fn step_on(&self, day: u64) -> Option<Step> {
+        let Ok(step) = find_step(self.steps.starts.len(), day, |i| {
+            Ok::<_, Infallible>(self.step(i))
+        });
+        step
     }
 
     /// Feet built on `day` (day 0 and days after completion build nothing).
     pub fn feet_on(&self, day: u64) -> u64 {
-        self.step_on(day).map_or(0, |i| self.steps.active[i])
+        self.step_on(day).map_or(0, |step| step.active)
     }
 
     /// Feet built on days `1..=day`.
     pub fn feet_through(&self, day: u64) -> u64 {
-        self.step_on(day).map_or(0, |i| {
-            self.steps.feet_before[i] + self.steps.active[i] * (day - self.steps.starts[i] + 1)
+        self.step_on(day).map_or(0, |step| {
+            step.feet_through(day)
+                .expect("checked tables do not overflow (see `TryFrom<StepColumns>`)")
         })
     }
 
@@ -186,6 +269,26 @@ impl WorkTables {
 
     pub fn days(&self) -> u64 {
         self.wall.last_day()
+    }
+}
+
+impl WorkSource for WorkTables {
+    type Error = Infallible;
+
+    fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// # Panics
+    /// For a profile out of range: callers check it first.
+    fn step_on(&self, table: Table, day: u64) -> Result<Option<Step>, Infallible> {
+        let work = match table {
+            Table::Profile(profile) => self
+                .profile(profile)
+                .expect("the caller checked the profile number"),
+            Table::Wall => &self.wall,
+        };
+        Ok(work.step_on(day))
     }
 }
 
