@@ -81,6 +81,8 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
     pub max_profile_sections: usize,
     /// Seconds a client has to send a request's headers, and then its body (408 beyond).
+    /// The headers' clock starts when the connection opens or the previous answer is
+    /// sent, so an idle keep-alive connection lasts at most this long too.
     #[arg(
         long = "request-timeout",
         env = "ICEWALL_REQUEST_TIMEOUT",
