@@ -8,9 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
+
+use actix_http::HttpService;
+use actix_http::error::DispatchError;
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
+use actix_web::dev::{AppConfig, Server, Service};
+use actix_web::rt::net::TcpStream;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -18,7 +24,10 @@ use actix_web::web::Bytes;
 use actix_web::{HttpMessage, middleware, web};
 use slog::{Logger, info, warn};
 
-use crate::http::{self, AdminPolicy, ApiState, OwnWall, RequestId};
+use crate::http::{
+    self, AdminPolicy, ApiState, Connection, HostPolicy, OwnWall, RequestId, RequestOnConnection,
+    TimedStream,
+};
 use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention, StoreOptions};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -82,6 +91,8 @@ const FLUSH_GRACE: Duration = Duration::from_millis(50);
 struct CountedBody {
     body: BoxBody,
     _in_flight: RequestInFlight,
+    /// Starts the clock for the connection's next request headers once dropped.
+    _on_connection: Option<RequestOnConnection>,
 }
 
 impl MessageBody for CountedBody {
@@ -143,6 +154,7 @@ impl App {
         let address = listener.local_addr().map_err(bind_error)?;
         let shutdown = Shutdown::new();
         let admin = AdminPolicy::new(settings.admin_token.clone(), address.ip().is_loopback());
+        let hosts = HostPolicy::new(&settings.allowed_hosts, address.ip());
         if matches!(admin, AdminPolicy::Refused) {
             warn!(logger, "no --admin-token on a non-loopback address: admin actions are refused over HTTP; use SIGTERM to stop";
                 "address" => %address);
@@ -153,6 +165,7 @@ impl App {
             own_wall,
             shutdown: shutdown.clone(),
             admin,
+            hosts,
             limits: settings.limits(),
             max_body: settings.max_body,
             max_summary_profiles: settings.max_summary_profiles,
@@ -161,7 +174,9 @@ impl App {
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();
         let counted = requests.clone();
-        let server = actix_web::HttpServer::new(move || {
+        let request_timeout = settings.request_timeout();
+        let keep_alive = Duration::from_secs(settings.keep_alive_secs);
+        let make_app = move || {
             let logger = request_logger.clone();
             let counted = counted.clone();
             let metrics = Arc::clone(&metrics);
@@ -169,8 +184,12 @@ impl App {
                 .app_data(state.clone())
                 .configure(http::routes)
                 .wrap(middleware::NormalizePath::trim())
+                .wrap(middleware::from_fn(http::gate))
                 .wrap_fn(move |request, service| {
                     let in_flight = counted.enter();
+                    let on_connection = request
+                        .conn_data::<Rc<Connection>>()
+                        .map(Connection::request_started);
                     let started = Instant::now();
                     let method = request.method().clone();
                     let path = request.path().to_owned();
@@ -209,26 +228,46 @@ impl App {
                             BoxBody::new(CountedBody {
                                 body,
                                 _in_flight: in_flight,
+                                _on_connection: on_connection,
                             })
                         }))
                     }
                 })
-        })
-        .on_connect(|connection, _| {
-            // A response written in more than one piece (a streamed body) must not wait
-            // for the client's delayed ACK: without this, such answers took 40 ms more.
-            if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = stream.set_nodelay(true);
-            }
-        })
-        .workers(settings.http_workers)
-        .disable_signals()
-        .client_request_timeout(settings.request_timeout())
-        .keep_alive(Duration::from_secs(settings.keep_alive_secs))
-        .shutdown_timeout(settings.shutdown_timeout_secs)
-        .listen(listener)
-        .map_err(bind_error)?
-        .run();
+        };
+        // What actix-web's HttpServer assembles, but with each accepted stream wrapped:
+        // actix-http times the headers of a connection's first request only.
+        let server = actix_server::Server::build()
+            .workers(settings.http_workers)
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout_secs)
+            .listen("icewall", listener, move || {
+                let app = map_config(make_app(), move |()| {
+                    // Its host and address feed only URL generation and ConnectionInfo's
+                    // fallbacks, which icewall does not use; they have no public setter.
+                    AppConfig::default()
+                });
+                fn_service(move |stream: TcpStream| async move {
+                    // A response written in more than one piece (a streamed body) must not
+                    // wait for the client's delayed ACK: without this, such answers took
+                    // 40 ms more.
+                    let _ = stream.set_nodelay(true);
+                    let peer = stream.peer_addr().ok();
+                    Ok::<_, DispatchError>((TimedStream::new(stream, request_timeout), peer))
+                })
+                .and_then(
+                    HttpService::build()
+                        .keep_alive(keep_alive)
+                        // Every request's headers are timed by TimedStream instead.
+                        .client_request_timeout(Duration::ZERO)
+                        .local_addr(address)
+                        .on_connect_ext(|stream: &TimedStream, data| {
+                            data.insert(stream.connection());
+                        })
+                        .h1(app),
+                )
+            })
+            .map_err(bind_error)?
+            .run();
         info!(logger, "started";
             "address" => %address,
             "workers" => settings.workers,

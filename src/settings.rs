@@ -19,6 +19,23 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A host name as a `Host` header carries it (without the port), or `*`.
+fn host_name(text: &str) -> Result<String, String> {
+    let valid = text == "*"
+        || (!text.is_empty()
+            && text.len() <= 253
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if valid {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "expected a host name (letters, digits, `-`, `.`) or `*`, got `{text}`"
+        ))
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -69,6 +86,8 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
     pub max_profile_sections: usize,
     /// Seconds a client has to send a request's headers, and then its body (408 beyond).
+    /// The headers' clock starts when the connection opens or the previous answer is
+    /// sent, so an idle keep-alive connection lasts at most this long too.
     #[arg(
         long = "request-timeout",
         env = "ICEWALL_REQUEST_TIMEOUT",
@@ -97,6 +116,11 @@ pub struct Settings {
     /// one they are open on a loopback address and refused on any other.
     #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Host names (comma-separated) the server answers to besides IP addresses and, on a
+    /// loopback or every-address bind, `localhost`; `*` allows any. Other names get 421,
+    /// so a web page cannot reach the server through DNS rebinding.
+    #[arg(long, env = "ICEWALL_ALLOWED_HOSTS", value_delimiter = ',', value_parser = host_name)]
+    pub allowed_hosts: Vec<String>,
     /// Size in bytes at which logs/icewall.log is rotated.
     #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]
     pub log_max_bytes: usize,

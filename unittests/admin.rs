@@ -1,9 +1,13 @@
 //! Who may do what: admin actions need the admin token when one is set, are open on a
-//! loopback-only server without one, and are refused on a reachable server without one.
+//! loopback-only server without one, and are refused on a reachable server without one,
+//! and to other sites' web pages; requests for host names not the server's are refused.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
+use std::time::Duration;
 
 use common::Server;
 
@@ -57,4 +61,136 @@ fn a_reachable_server_without_a_token_refuses_admin_actions_but_obeys_signals() 
         log.contains("no --admin-token on a non-loopback address"),
         "{log}"
     );
+}
+
+/// A request with the given headers, whatever its status: (status, body).
+fn send(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = ureq::request(method, &server.url(path));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    match request.call() {
+        Ok(response) => (response.status(), response.into_string().unwrap()),
+        Err(ureq::Error::Status(status, response)) => (status, response.into_string().unwrap()),
+        Err(error) => panic!("no HTTP answer: {error}"),
+    }
+}
+
+#[test]
+fn another_sites_web_page_cannot_run_admin_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(common::EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let own_origin = server.base.clone();
+    let other_port = own_origin.replace(
+        &format!(":{}", server.base.rsplit(':').next().unwrap()),
+        ":1",
+    );
+    // What an <img>, a form or a fetch() from another page sends.
+    let cross_site: [&[(&str, &str)]; 6] = [
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Sec-Fetch-Site", "same-site")],
+        &[("Origin", "http://evil.example")],
+        &[("Origin", "null")],
+        &[("Origin", &other_port)],
+        &[("Sec-Fetch-Site", "cross-site"), ("Origin", &own_origin)],
+    ];
+    for headers in cross_site {
+        for (method, path) in [
+            ("GET", "/api/graceful_shutdown".to_owned()),
+            ("POST", "/api/graceful_shutdown".to_owned()),
+            ("DELETE", format!("/api/jobs/{id}")),
+        ] {
+            let (status, body) = send(&server, method, &path, headers);
+            assert_eq!(status, 403, "{method} {path} {headers:?}: {body}");
+            assert!(body.contains("another site's web page"), "{body}");
+            assert!(body.contains(r#""status":"error""#), "{body}");
+        }
+    }
+    // Nothing happened: the job is still there and the server is not shutting down.
+    assert_eq!(server.get(&format!("/api/get_results/{id}")).status, 200);
+    assert_eq!(server.get("/readyz").status, 200);
+    // The server's own page, or a typed URL, may.
+    // (409 while the job's journal segment is still needed: it is retried.)
+    let mut status = 0;
+    common::wait_until("the delete is done", || {
+        status = send(
+            &server,
+            "DELETE",
+            &format!("/api/jobs/{id}"),
+            &[("Sec-Fetch-Site", "same-origin"), ("Origin", &own_origin)],
+        )
+        .0;
+        status != 409
+    });
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &server,
+        "GET",
+        "/api/graceful_shutdown",
+        &[("Sec-Fetch-Site", "none")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(server.wait_exit().success());
+}
+
+/// A GET with this exact `Host` header, over a raw connection: its status line and body.
+fn get_with_host(server: &Server, host: &str) -> String {
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/num_jobs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn requests_for_other_host_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    for own in [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("localhost:{port}"),
+        "LocalHost".to_owned(),
+        format!("[::1]:{port}"),
+    ] {
+        let answer = get_with_host(&server, &own);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{own}: {answer}");
+    }
+    // DNS rebinding: the attacker's name now points at 127.0.0.1.
+    for other in [
+        format!("evil.example:{port}"),
+        "localhost.evil.example".to_owned(),
+    ] {
+        let answer = get_with_host(&server, &other);
+        assert!(answer.starts_with("HTTP/1.1 421"), "{other}: {answer}");
+        assert!(answer.contains("does not answer for the host"), "{answer}");
+        assert!(answer.contains(r#""status":"error""#), "{answer}");
+    }
+    for malformed in ["a b", "x:port", "[::1"] {
+        let answer = get_with_host(&server, malformed);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{malformed}: {answer}");
+        assert!(answer.contains("Host header"), "{answer}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let named = Server::start_in(dir.path(), &["--allowed-hosts", "icewall.test,Other.Test"]);
+    for allowed in ["icewall.test", "other.test:8080", "127.0.0.1"] {
+        let answer = get_with_host(&named, allowed);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{allowed}: {answer}");
+    }
+    assert!(get_with_host(&named, "evil.example").starts_with("HTTP/1.1 421"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let any = Server::start_in(dir.path(), &["--allowed-hosts", "*"]);
+    assert!(get_with_host(&any, "evil.example").starts_with("HTTP/1.1 200"));
 }

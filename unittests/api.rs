@@ -636,3 +636,57 @@ fn a_wall_that_needs_no_work_has_an_empty_team_log() {
         }
     }
 }
+
+#[test]
+fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let agent = ureq::AgentBuilder::new().build();
+    let paths = [
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/metrics".to_owned(),
+        "/api/openapi.json".to_owned(),
+        "/api/jobs".to_owned(),
+        "/api/num_jobs".to_owned(),
+        format!("/api/get_results/{id}"),
+        format!("/api/jobs/{id}/profiles/1/days/1"),
+        format!("/api/jobs/{id}/profiles/1/overview/1"),
+        format!("/api/jobs/{id}/profiles/overview/1"),
+        format!("/api/jobs/{id}/profiles/overview"),
+        format!("/api/jobs/{id}/log"),
+        "/profiles/1/days/1/".to_owned(),
+        "/profiles/1/overview/1".to_owned(),
+        "/profiles/overview/1".to_owned(),
+        "/profiles/overview".to_owned(),
+        "/profiles/config".to_owned(),
+        "/profiles/logs".to_owned(),
+    ];
+    for path in &paths {
+        let get = agent.get(&server.url(path)).call().unwrap();
+        let head = agent.head(&server.url(path)).call().unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(head.content_type(), get.content_type(), "HEAD {path}");
+        // Metrics count the requests themselves, so their length moves.
+        if path != "/metrics" {
+            assert_eq!(
+                head.header("content-length"),
+                get.header("content-length"),
+                "HEAD {path}"
+            );
+        }
+        assert_eq!(head.into_string().unwrap(), "", "HEAD {path}");
+    }
+    // Errors too, without their body.
+    let missing = agent.head(&server.url("/api/get_results/nope")).call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+    // And a wrong method's Allow names HEAD where GET is allowed.
+    let reply = server.request("PUT", "/healthz");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.allow.as_deref(), Some("GET, HEAD"));
+    // Not on the shutdown endpoint: HEAD is a safe method that tools send freely.
+    let reply = server.request("HEAD", "/api/graceful_shutdown");
+    assert_eq!(reply.status, 405);
+    assert_eq!(server.get("/readyz").status, 200);
+}

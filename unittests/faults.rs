@@ -36,7 +36,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
         .map(|_| {
             let mut stream = connect(&server);
             stream
-                .write_all(b"GET /profiles/overview HTTP/1.1\r\nHost: x\r\n")
+                .write_all(b"GET /profiles/overview HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .unwrap();
             stream
         })
@@ -62,7 +62,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     // A body trickled and never finished gets a JSON 408.
     let mut stream = connect(&server);
     stream
-        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3")
+        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3")
         .unwrap();
     let answer = read_until_closed(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -74,7 +74,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     // An idle keep-alive connection is closed after --keep-alive.
     let mut stream = connect(&server);
     stream
-        .write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let answer = read_until_closed(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
 
@@ -252,6 +252,48 @@ fn catalogue(done: &str) -> Vec<Case> {
             400,
             "num_teams",
         ),
+        // Unknown query parameters, misspelt or not, are named, never ignored.
+        post(
+            "/api/simulate?num_team=3",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "unknown query parameter `num_team`; this endpoint takes `num_teams`",
+        ),
+        post(
+            "/api/simulate?NUM_TEAMS=3",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "unknown query parameter `NUM_TEAMS`",
+        ),
+        post(
+            "/api/simulate?num_teams=3&numteams=3",
+            TEXT,
+            EXAMPLE_TEXT,
+            400,
+            "unknown query parameter `numteams`",
+        ),
+        get(
+            "/healthz?verbose=1".to_owned(),
+            400,
+            "unknown query parameter `verbose`; this endpoint takes none",
+        ),
+        get(
+            "/api/jobs?limt=5".to_owned(),
+            400,
+            "unknown query parameter `limt`; this endpoint takes `limit`, `after`",
+        ),
+        get(
+            format!("/api/jobs/{done}/profiles/1/days/1?day=2"),
+            400,
+            "unknown query parameter `day`",
+        ),
+        get(
+            "/profiles/overview/?x".to_owned(),
+            400,
+            "unknown query parameter `x`",
+        ),
         // Body size and content types.
         text(
             vec![b'1'; 100_001],
@@ -431,6 +473,11 @@ fn catalogue(done: &str) -> Vec<Case> {
             400,
             "after must be a job id",
         ),
+        get(
+            "/api/jobs?after=not-a-uuid".to_owned(),
+            400,
+            "after must be a job id",
+        ),
     ];
     // Inputs a careful user expects to work.
     for accepted in [
@@ -449,6 +496,12 @@ fn catalogue(done: &str) -> Vec<Case> {
         ),
         get(format!("/api/get_results/{}", done.to_uppercase()), 200, ""),
         get(format!("/api/jobs/{done}/profiles/1/days/1000000"), 200, ""),
+        post("/api/simulate?num_teams=2", TEXT, EXAMPLE_TEXT, 202, ""),
+        get(
+            "/api/jobs?limit=5&after=0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f".to_owned(),
+            200,
+            "",
+        ),
     ] {
         cases.push(accepted);
     }
@@ -530,7 +583,7 @@ fn an_oversized_declared_body_is_refused_before_it_is_sent() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000000000\r\n\r\n")
+        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 1000000000\r\n\r\n")
         .unwrap();
     let mut answer = vec![0u8; 4096];
     let read = stream
@@ -603,4 +656,211 @@ fn refusals_before_the_body_is_read_always_arrive() {
         }
     }
     assert_eq!(lost, 0, "{lost} of 200 clients never saw their answer");
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection (or 10 s pass without a byte).
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_request_hidden_behind_ambiguous_framing_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    // A proxy framing by Content-Length sees one POST; framed by chunks, a shutdown
+    // request follows the empty last chunk.
+    let hidden = "GET /api/graceful_shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let body = format!("0\r\n\r\n{hidden}");
+    for (version, framing) in [
+        (
+            "1.1",
+            "Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        (
+            "1.1",
+            "Transfer-Encoding: chunked\r\nContent-Length: {n}\r\n",
+        ),
+        (
+            "1.0",
+            "Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n",
+        ),
+    ] {
+        let framing = framing.replace("{n}", &body.len().to_string());
+        let mut stream = connect(&server);
+        write!(
+            stream,
+            "POST /api/simulate HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n{framing}\r\n{body}"
+        )
+        .unwrap();
+        let answer = read_until_closed(&mut stream);
+        assert!(
+            answer.starts_with(&format!("HTTP/{version} 400")),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("must not have both Content-Length and Transfer-Encoding"),
+            "{answer}"
+        );
+        assert!(!answer.contains("shutting_down"), "{answer}");
+    }
+    // The hidden shutdown never ran: the server still takes jobs.
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+}
+
+#[test]
+fn the_headers_of_every_request_on_a_connection_are_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--request-timeout", "1", "--keep-alive", "60"],
+    );
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains(r#"{"status":"ok"}"#) {
+        let read = stream.read(&mut buffer).unwrap();
+        assert!(read > 0, "closed before the first answer");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    // The next request's headers, one byte every half second, for at most 30 s; each
+    // wait is a read, so a close or an answer ends it at once.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let trickle = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter();
+    let padding = std::iter::repeat(&b'a');
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for byte in trickle.chain(padding) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the trickled headers were never cut off"
+        );
+        if stream.write_all(&[*byte]).is_err() {
+            break;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => {
+                answer.extend_from_slice(&buffer[..read]);
+                break;
+            }
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    answer.extend(read_until_closed(&mut stream).bytes());
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#""reason":"the request headers were not received within 1 s""#),
+        "{answer}"
+    );
+}
+
+#[test]
+fn unfinished_first_headers_get_a_json_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--request-timeout", "1"]);
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""status":"error""#), "{answer}");
+    assert!(
+        answer.contains("the request headers were not received"),
+        "{answer}"
+    );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn gzip_bodies_are_decoded_within_the_limit_and_other_encodings_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--max-body", "100000"]);
+    let submit = |encoding: &str, body: &[u8]| {
+        server.post_with(
+            "/api/simulate",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Content-Encoding", encoding),
+            ],
+            body,
+        )
+    };
+    for encoding in ["gzip", "GZIP", "x-gzip", "identity, gzip"] {
+        let reply = submit(encoding, &gzip(EXAMPLE_TEXT.as_bytes()));
+        assert_eq!(reply.status, 202, "{encoding}: {}", reply.body);
+        let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+        assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    }
+    let json = server.post_with(
+        "/api/simulate",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gzip(EXAMPLE_JSON.as_bytes()),
+    );
+    assert_eq!(json.status, 202, "{}", json.body);
+    assert_eq!(submit("identity", EXAMPLE_TEXT.as_bytes()).status, 202);
+
+    // A plain body labelled gzip is not taken as plain.
+    let plain = submit("gzip", b"21 25 28\n17\n17 22 17 19 17\n");
+    assert_eq!(plain.status, 400, "{}", plain.body);
+    assert!(plain.reason().contains("the body is not valid gzip"));
+    // The limit holds for the decoded bytes: a small body that inflates past it.
+    let bomb = gzip(&vec![b'1'; 1_000_000]);
+    assert!(bomb.len() < 100_000);
+    let reply = submit("gzip", &bomb);
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(
+        reply
+            .reason()
+            .contains("larger than the limit of 100000 bytes")
+    );
+    // ...and for the compressed ones.
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let reply = submit("gzip", &gzip(&noise));
+    assert_eq!(reply.status, 413, "{}", reply.body);
+
+    for (encoding, named) in [
+        ("br", "`br`"),
+        ("deflate", "`deflate`"),
+        ("gzip, gzip", "more than one"),
+    ] {
+        let reply = submit(encoding, &gzip(EXAMPLE_TEXT.as_bytes()));
+        assert_eq!(reply.status, 415, "{encoding}: {}", reply.body);
+        let reason = reply.reason();
+        assert!(
+            reason.contains("Content-Encoding") && reason.contains(named),
+            "{reason}"
+        );
+    }
 }

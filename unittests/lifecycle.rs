@@ -385,7 +385,7 @@ fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
     );
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut idle = std::net::TcpStream::connect(&address).unwrap();
-    idle.write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut answer = [0u8; 512];
     assert!(idle.read(&mut answer).unwrap() > 0);

@@ -1,5 +1,7 @@
 //! Who may run admin actions (graceful shutdown, deleting jobs): the holder of the
-//! admin token, or, when no token is set, anyone on a loopback-only server.
+//! admin token, or, when no token is set, anyone on a loopback-only server; never a
+//! web page of another site, which a browser would let trigger them (an `<img>` pointing
+//! at the shutdown URL).
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -27,8 +29,10 @@ impl AdminPolicy {
     }
 
     /// # Errors
-    /// `Unauthorized` without credentials, `Forbidden` with wrong ones or when refused.
+    /// `Unauthorized` without credentials, `Forbidden` with wrong ones, when refused, or
+    /// when the browser says another site's page sent the request.
     pub fn authorize(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        refuse_other_sites(request)?;
         match self {
             AdminPolicy::Local => Ok(()),
             AdminPolicy::Refused => Err(ApiError::Forbidden(
@@ -52,5 +56,37 @@ impl AdminPolicy {
                 }
             }
         }
+    }
+}
+
+/// Refuses a request that a browser marks as sent by another site: `Sec-Fetch-Site`
+/// `cross-site` or `same-site` (another port of the same host is the same site), or an
+/// `Origin` whose host and port are not the request's `Host`. Requests without these
+/// headers (curl, scripts, the icewall client) pass.
+fn refuse_other_sites(request: &HttpRequest) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let fetch_site = headers.get("sec-fetch-site").map(|value| value.as_bytes());
+    if matches!(fetch_site, Some(b"cross-site" | b"same-site")) {
+        return Err(ApiError::Forbidden(
+            "admin actions cannot be sent by another site's web page (Sec-Fetch-Site)".to_owned(),
+        ));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin_authority = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, authority)| authority);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    match (origin_authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "admin actions cannot be sent by another site's web page (its Origin is not this server)"
+                .to_owned(),
+        )),
     }
 }

@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("method {method} is not allowed here; allowed: {allow}")]
     MethodNotAllowed { method: String, allow: &'static str },
+    /// A `Host` this server does not answer for.
+    #[error("{0}")]
+    MisdirectedRequest(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -32,6 +35,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Content-Type must be application/json or text/plain, got {0}")]
     UnsupportedMediaType(String),
+    #[error("Content-Encoding {0} is not supported; send the body as identity or gzip")]
+    UnsupportedEncoding(String),
     #[error("the request body was not received in time")]
     RequestTimeout,
     #[error("{0}")]
@@ -107,10 +112,13 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -2,7 +2,9 @@
 //! unknown routes and wrong methods (never an HTML or empty error page).
 
 mod admin;
+mod connection;
 mod error;
+mod gate;
 mod jobs;
 mod openapi;
 mod operations;
@@ -12,10 +14,15 @@ mod submit;
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, Resource, web};
+use actix_web::body::BoxBody;
+use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{self, Next};
+use actix_web::{HttpRequest, HttpResponse, Resource, Route, guard, web};
 
 pub use admin::AdminPolicy;
+pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
+pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
 
 use std::sync::Arc;
@@ -50,6 +57,7 @@ pub struct ApiState {
     pub own_wall: OwnWall,
     pub shutdown: Shutdown,
     pub admin: AdminPolicy,
+    pub hosts: HostPolicy,
     pub limits: Limits,
     pub max_body: usize,
     /// Most per-profile rows in a summary answer (see `Settings::max_summary_profiles`).
@@ -57,63 +65,203 @@ pub struct ApiState {
     pub request_timeout: Duration,
 }
 
-/// A resource that answers other methods with a JSON 405 naming the allowed ones.
-fn endpoint(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move |request: HttpRequest| async move {
+/// A resource answering `routes`; other methods get a JSON 405 naming the `allow`ed
+/// ones, and query parameters other than `params` a 400 naming them (so a misspelt
+/// `?num_team=3` is never silently ignored).
+fn endpoint(
+    path: &str,
+    allow: &'static str,
+    params: &'static [&'static str],
+    routes: Vec<Route>,
+) -> impl HttpServiceFactory {
+    let not_allowed = move |request: HttpRequest| async move {
         Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
             method: request.method().to_string(),
             allow,
         })
-    }))
+    };
+    routes
+        .into_iter()
+        .fold(web::resource(path), Resource::route)
+        .default_service(web::to(not_allowed))
+        .wrap(middleware::from_fn(move |request, next| {
+            refuse_unknown_params(params, request, next)
+        }))
+}
+
+/// A route for reading: GET, and HEAD with the same headers (the server drops the body).
+fn read() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+async fn refuse_unknown_params(
+    params: &'static [&'static str],
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let query = request.query_string();
+    if !query.is_empty() {
+        let unknown: Vec<String> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(name, _)| !params.contains(&name.as_ref()))
+            .map(|(name, _)| format!("`{}`", crate::wall::truncate_for_message(&name)))
+            .collect();
+        if !unknown.is_empty() {
+            let takes = match params {
+                [] => "this endpoint takes none".to_owned(),
+                params => format!("this endpoint takes `{}`", params.join("`, `")),
+            };
+            let error = ApiError::BadRequest(format!(
+                "unknown query parameter {}; {takes}",
+                unknown.join(", ")
+            ));
+            return Ok(request.error_response(error).map_into_boxed_body());
+        }
+    }
+    next.call(request).await
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
+    const GET: &str = "GET, HEAD";
     config
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
-        .service(endpoint("/api/openapi.json", "GET").route(web::get().to(openapi::openapi)))
-        .service(endpoint("/metrics", "GET").route(web::get().to(operations::metrics)))
-        .service(endpoint("/healthz", "GET").route(web::get().to(operations::healthz)))
-        .service(endpoint("/readyz", "GET").route(web::get().to(operations::readyz)))
-        .service(endpoint("/api/simulate", "POST").route(web::post().to(submit::submit)))
-        .service(endpoint("/api/get_results/{id}", "GET").route(web::get().to(jobs::results)))
-        .service(endpoint("/api/jobs", "GET").route(web::get().to(jobs::list)))
-        .service(endpoint("/api/num_jobs", "GET").route(web::get().to(jobs::count)))
-        .service(
-            endpoint("/api/graceful_shutdown", "GET, POST")
-                .route(web::get().to(jobs::graceful_shutdown))
-                .route(web::post().to(jobs::graceful_shutdown)),
-        )
-        .service(
-            endpoint("/api/jobs/{id}/profiles/{p}/days/{d}", "GET").route(web::get().to(jobs::ice)),
-        )
-        .service(
-            endpoint("/api/jobs/{id}/profiles/{p}/overview/{d}", "GET")
-                .route(web::get().to(jobs::profile_cost)),
-        )
-        .service(
-            endpoint("/api/jobs/{id}/profiles/overview/{d}", "GET")
-                .route(web::get().to(jobs::wall_cost)),
-        )
-        .service(
-            endpoint("/api/jobs/{id}/profiles/overview", "GET")
-                .route(web::get().to(jobs::total_cost)),
-        )
-        .service(endpoint("/api/jobs/{id}/profiles", "GET").route(web::get().to(jobs::profiles)))
-        .service(endpoint("/api/jobs/{id}/log", "GET").route(web::get().to(jobs::log)))
-        .service(endpoint("/api/jobs/{id}", "DELETE").route(web::delete().to(jobs::delete)))
-        .service(endpoint("/profiles/{p}/days/{d}", "GET").route(web::get().to(own_wall::ice)))
-        .service(
-            endpoint("/profiles/{p}/overview/{d}", "GET")
-                .route(web::get().to(own_wall::profile_cost)),
-        )
-        .service(
-            endpoint("/profiles/overview/{d}", "GET").route(web::get().to(own_wall::wall_cost)),
-        )
-        .service(endpoint("/profiles/overview", "GET").route(web::get().to(own_wall::total_cost)))
-        .service(endpoint("/profiles/config", "GET").route(web::get().to(own_wall::config)))
-        .service(endpoint("/profiles/logs", "GET").route(web::get().to(own_wall::log)))
+        .service(endpoint(
+            "/api/openapi.json",
+            GET,
+            &[],
+            vec![read().to(openapi::openapi)],
+        ))
+        .service(endpoint(
+            "/metrics",
+            GET,
+            &[],
+            vec![read().to(operations::metrics)],
+        ))
+        .service(endpoint(
+            "/healthz",
+            GET,
+            &[],
+            vec![read().to(operations::healthz)],
+        ))
+        .service(endpoint(
+            "/readyz",
+            GET,
+            &[],
+            vec![read().to(operations::readyz)],
+        ))
+        .service(endpoint(
+            "/api/simulate",
+            "POST",
+            &["num_teams"],
+            vec![web::post().to(submit::submit)],
+        ))
+        .service(endpoint(
+            "/api/get_results/{id}",
+            GET,
+            &[],
+            vec![read().to(jobs::results)],
+        ))
+        .service(endpoint(
+            "/api/jobs",
+            GET,
+            &["limit", "after"],
+            vec![read().to(jobs::list)],
+        ))
+        .service(endpoint(
+            "/api/num_jobs",
+            GET,
+            &[],
+            vec![read().to(jobs::count)],
+        ))
+        // No HEAD: it is a safe method, and link checkers and prefetchers send it freely.
+        .service(endpoint(
+            "/api/graceful_shutdown",
+            "GET, POST",
+            &[],
+            vec![
+                web::get().to(jobs::graceful_shutdown),
+                web::post().to(jobs::graceful_shutdown),
+            ],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/profiles/{p}/days/{d}",
+            GET,
+            &[],
+            vec![read().to(jobs::ice)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/profiles/{p}/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(jobs::profile_cost)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/profiles/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(jobs::wall_cost)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/profiles/overview",
+            GET,
+            &[],
+            vec![read().to(jobs::total_cost)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/profiles",
+            GET,
+            &["after", "limit"],
+            vec![read().to(jobs::profiles)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/log",
+            GET,
+            &[],
+            vec![read().to(jobs::log)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}",
+            "DELETE",
+            &[],
+            vec![web::delete().to(jobs::delete)],
+        ))
+        .service(endpoint(
+            "/profiles/{p}/days/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::ice)],
+        ))
+        .service(endpoint(
+            "/profiles/{p}/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::profile_cost)],
+        ))
+        .service(endpoint(
+            "/profiles/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::wall_cost)],
+        ))
+        .service(endpoint(
+            "/profiles/overview",
+            GET,
+            &[],
+            vec![read().to(own_wall::total_cost)],
+        ))
+        .service(endpoint(
+            "/profiles/config",
+            GET,
+            &[],
+            vec![read().to(own_wall::config)],
+        ))
+        .service(endpoint(
+            "/profiles/logs",
+            GET,
+            &[],
+            vec![read().to(own_wall::log)],
+        ))
         .default_service(web::to(not_found));
 }
 

@@ -1,6 +1,8 @@
-//! `POST /api/simulate`: checks the content type and size, reads and parses the config,
-//! and answers 202 with the job id once the job is durably accepted.
+//! `POST /api/simulate`: checks the content type, encoding and size, reads (and
+//! gunzips) and parses the config, and answers 202 with the job id once the job is
+//! durably accepted.
 
+use std::io::Read;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
@@ -23,6 +25,12 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 enum ConfigFormat {
     Json,
     Text,
+}
+
+#[derive(Clone, Copy)]
+enum BodyEncoding {
+    Identity,
+    Gzip,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +56,7 @@ struct SubmitQuery {
         (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is being accepted", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
-        (status = 415, description = "Not application/json or text/plain", body = ErrorBody),
+        (status = 415, description = "Not application/json or text/plain, or a Content-Encoding other than gzip or identity", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used with another request", body = ErrorBody),
         (status = 503, description = "The queue is full, the server is shutting down, or the disk refuses", body = ErrorBody,
             headers(("Retry-After" = u32))),
@@ -78,7 +86,9 @@ pub async fn submit(
 fn rejection(error: &ApiError) -> Rejection {
     match error {
         ApiError::PayloadTooLarge(_) => Rejection::TooLarge,
-        ApiError::UnsupportedMediaType(_) => Rejection::UnsupportedMediaType,
+        ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+            Rejection::UnsupportedMediaType
+        }
         ApiError::RequestTimeout => Rejection::Timeout,
         ApiError::Unavailable(_) => Rejection::ShuttingDown,
         _ => Rejection::Invalid,
@@ -97,6 +107,7 @@ async fn read_submission(
         .map(|id| id.0.clone());
     let checked = (|| {
         let format = config_format(request)?;
+        let encoding = content_encoding(request)?;
         let num_teams = query_num_teams(request)?;
         let key = idempotency_key(request)?;
         if !state.jobs.is_accepting() {
@@ -104,18 +115,24 @@ async fn read_submission(
                 "the server is shutting down and accepts no new jobs".to_owned(),
             ));
         }
-        Ok((format, num_teams, key))
+        Ok((format, encoding, num_teams, key))
     })();
     let body = read_body(request, payload, state.max_body, state.request_timeout).await;
     // The body is read (within its bounds) even when the request is refused already:
     // closing with unread bytes would reset the connection before the answer is read.
-    let (format, num_teams, key) = checked?;
+    let (format, encoding, num_teams, key) = checked?;
     let body = body?;
     let limits = state.limits;
-    let config = if body.len() <= INLINE_PARSE_BYTES {
-        parse(format, &body, &limits)?
-    } else {
-        web::block(move || parse(format, &body, &limits)).await??
+    let max_body = state.max_body;
+    let config = match encoding {
+        BodyEncoding::Identity if body.len() <= INLINE_PARSE_BYTES => {
+            parse(format, &body, &limits)?
+        }
+        BodyEncoding::Identity => web::block(move || parse(format, &body, &limits)).await??,
+        // A small gzip body can grow to the limit: always off the HTTP thread.
+        BodyEncoding::Gzip => {
+            web::block(move || parse(format, &gunzip(&body, max_body)?, &limits)).await??
+        }
     };
     let config = match num_teams {
         Some(teams) => config.with_num_teams(Some(teams)),
@@ -141,6 +158,51 @@ fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {
         ))),
         None => Err(ApiError::UnsupportedMediaType("none".to_owned())),
     }
+}
+
+/// The body's `Content-Encoding`: none or `identity`, or `gzip` (also as `x-gzip`);
+/// anything else is refused rather than parsed as if it were plain.
+fn content_encoding(request: &HttpRequest) -> Result<BodyEncoding, ApiError> {
+    let mut codings = request
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.eq_ignore_ascii_case(b"identity"));
+    let encoding = match codings.next() {
+        None => BodyEncoding::Identity,
+        Some(coding)
+            if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") =>
+        {
+            BodyEncoding::Gzip
+        }
+        Some(coding) => {
+            return Err(ApiError::UnsupportedEncoding(format!(
+                "`{}`",
+                wall::truncate_for_message(&String::from_utf8_lossy(coding))
+            )));
+        }
+    };
+    if codings.next().is_some() {
+        return Err(ApiError::UnsupportedEncoding(
+            "with more than one coding".to_owned(),
+        ));
+    }
+    Ok(encoding)
+}
+
+/// Decodes a gzip body (one or more members), refusing one that decodes to more than
+/// `max_body` bytes before it has all been decoded.
+fn gunzip(body: &[u8], max_body: usize) -> Result<Vec<u8>, ApiError> {
+    let mut decoded = Vec::new();
+    flate2::read::MultiGzDecoder::new(body)
+        .take(max_body as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|error| ApiError::BadRequest(format!("the body is not valid gzip: {error}")))?;
+    if decoded.len() > max_body {
+        return Err(ApiError::PayloadTooLarge(max_body));
+    }
+    Ok(decoded)
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {

@@ -1,0 +1,167 @@
+//! One accepted TCP connection: its stream is wrapped so that every request's headers,
+//! not only the first's (all actix-http times), must arrive within `--request-timeout`,
+//! and its shared state lets the request middleware refuse the rest of a connection
+//! that sent an ambiguously framed request.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use actix_web::rt::net::TcpStream;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the stream and the requests of one connection share (it lives in the
+/// connection's `conn_data`, so every request on it can reach it).
+pub struct Connection {
+    request_timeout: Duration,
+    /// When the next request's headers must be in; `None` while a request is answered.
+    head_deadline: Cell<Option<Instant>>,
+    /// Set once the connection sent a request whose framing a proxy could read
+    /// otherwise: requests already read behind it are refused, not run.
+    refused: Cell<bool>,
+}
+
+impl Connection {
+    /// Marks a request's headers as received; the clock for the next request's headers
+    /// starts when the returned guard is dropped (its answer is sent, or abandoned).
+    pub fn request_started(self: &Rc<Self>) -> RequestOnConnection {
+        self.head_deadline.set(None);
+        RequestOnConnection(Rc::clone(self))
+    }
+
+    pub fn refuse_further_requests(&self) {
+        self.refused.set(true);
+    }
+
+    pub fn is_refused(&self) -> bool {
+        self.refused.get()
+    }
+}
+
+/// A request being answered on its connection (see [`Connection::request_started`]).
+pub struct RequestOnConnection(Rc<Connection>);
+
+impl Drop for RequestOnConnection {
+    fn drop(&mut self) {
+        let connection = &self.0;
+        connection
+            .head_deadline
+            .set(Some(Instant::now() + connection.request_timeout));
+    }
+}
+
+/// An accepted stream that ends (reads as closed) when a request's headers are not in
+/// by their deadline, and then answers a JSON 408 before it shuts down.
+pub struct TimedStream {
+    stream: TcpStream,
+    connection: Rc<Connection>,
+    /// Boxed once per connection: `Sleep` cannot move, the stream must.
+    timer: Pin<Box<Sleep>>,
+    timer_set_for: Option<Instant>,
+    /// The 408 still to write once the server shuts the connection; set on time-out.
+    unsent_answer: Option<(Vec<u8>, usize)>,
+}
+
+impl TimedStream {
+    /// The clock for the first request's headers starts now.
+    pub fn new(stream: TcpStream, request_timeout: Duration) -> TimedStream {
+        let deadline = Instant::now() + request_timeout;
+        TimedStream {
+            stream,
+            connection: Rc::new(Connection {
+                request_timeout,
+                head_deadline: Cell::new(Some(deadline)),
+                refused: Cell::new(false),
+            }),
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer_set_for: Some(deadline),
+            unsent_answer: None,
+        }
+    }
+
+    pub fn connection(&self) -> Rc<Connection> {
+        Rc::clone(&self.connection)
+    }
+
+    /// True once the awaited headers are overdue (and from then on).
+    fn is_overdue(&mut self, context: &mut Context<'_>) -> bool {
+        if self.unsent_answer.is_some() {
+            return true;
+        }
+        let Some(deadline) = self.connection.head_deadline.get() else {
+            return false;
+        };
+        if self.timer_set_for != Some(deadline) {
+            self.timer.as_mut().reset(deadline);
+            self.timer_set_for = Some(deadline);
+        }
+        if self.timer.as_mut().poll(context).is_pending() {
+            return false;
+        }
+        let body = json!({
+            "status": "error",
+            "reason": format!(
+                "the request headers were not received within {} s",
+                self.connection.request_timeout.as_secs()
+            ),
+        })
+        .to_string();
+        let answer = format!(
+            "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.unsent_answer = Some((answer.into_bytes(), 0));
+        true
+    }
+}
+
+impl AsyncRead for TimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.is_overdue(context) {
+            // Read as the end of the stream: the server then sends what it still has for
+            // earlier requests and shuts the connection down, where the 408 goes out.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for TimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(context, bytes)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some((answer, written)) = &mut this.unsent_answer {
+            while *written < answer.len() {
+                let sent =
+                    ready!(Pin::new(&mut this.stream).poll_write(context, &answer[*written..]))?;
+                if sent == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += sent;
+            }
+        }
+        Pin::new(&mut this.stream).poll_shutdown(context)
+    }
+}

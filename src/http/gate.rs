@@ -1,0 +1,224 @@
+//! The checks every request passes before it is routed: its framing must be
+//! unambiguous (request smuggling) and its `Host` one of the server's own (DNS
+//! rebinding). Refusals get the JSON error body like any other.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::rc::Rc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::{ConnectionType, Version};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+
+use super::connection::Connection;
+use super::{ApiError, ApiState};
+
+/// The names a request's `Host` may carry. IP addresses always pass: DNS rebinding
+/// needs a name the attacker controls, and a page whose origin is this server's own
+/// address is this server's.
+#[derive(Clone, Debug)]
+pub struct HostPolicy {
+    any: bool,
+    names: Vec<String>,
+    localhost: bool,
+}
+
+impl HostPolicy {
+    /// `allowed`: lowercase names from `--allowed-hosts`, where `*` allows any;
+    /// `localhost` is allowed too when the server listens on loopback or every address.
+    pub fn new(allowed: &[String], bound: IpAddr) -> HostPolicy {
+        HostPolicy {
+            any: allowed.iter().any(|name| name == "*"),
+            names: allowed.to_vec(),
+            localhost: bound.is_loopback() || bound.is_unspecified(),
+        }
+    }
+
+    /// # Errors
+    /// `BadRequest` for a missing (in HTTP/1.1), repeated or malformed `Host` (RFC 9112
+    /// 3.2 asks for 400), `MisdirectedRequest` for a well-formed name that is not ours.
+    fn check(&self, headers: &HeaderMap, version: Version) -> Result<(), ApiError> {
+        let mut hosts = headers.get_all(header::HOST);
+        let Some(host) = hosts.next() else {
+            // HTTP/1.0 may omit it; browsers, the rebinding vector, never do.
+            return if version == Version::HTTP_10 {
+                Ok(())
+            } else {
+                Err(ApiError::BadRequest(
+                    "the request has no Host header".to_owned(),
+                ))
+            };
+        };
+        if hosts.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "the request has more than one Host header".to_owned(),
+            ));
+        }
+        let malformed = || {
+            ApiError::BadRequest(format!(
+                "the Host header `{}` is not a host name or address with an optional port",
+                crate::wall::truncate_for_message(&String::from_utf8_lossy(host.as_bytes()))
+            ))
+        };
+        let name = host_name(host.to_str().map_err(|_| malformed())?).ok_or_else(malformed)?;
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let allowed = self.any
+            || name.parse::<IpAddr>().is_ok()
+            || (self.localhost && name.eq_ignore_ascii_case("localhost"))
+            || self
+                .names
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(name));
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::MisdirectedRequest(format!(
+                "this server does not answer for the host `{}`; its operator can allow it with --allowed-hosts",
+                crate::wall::truncate_for_message(name)
+            )))
+        }
+    }
+}
+
+/// The host of a `Host` value (`name`, `name:port`, `[v6]:port`), or `None` if malformed.
+fn host_name(value: &str) -> Option<&str> {
+    if let Some(rest) = value.strip_prefix('[') {
+        let (address, port) = rest.split_once(']')?;
+        address.parse::<Ipv6Addr>().ok()?;
+        let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(is_port);
+        return port_ok.then_some(address);
+    }
+    let (name, port_ok) = match value.split_once(':') {
+        Some((name, port)) => (name, is_port(port)),
+        None => (value, true),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (port_ok && name_ok).then_some(name)
+}
+
+fn is_port(text: &str) -> bool {
+    (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Refuses, before routing, what no endpoint may see: see the module docs.
+///
+/// # Errors
+/// Only those of the services behind it.
+pub async fn gate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let connection = request.conn_data::<Rc<Connection>>();
+    if connection.is_some_and(|connection| connection.is_refused()) {
+        return Ok(refuse_and_close(
+            request,
+            ApiError::BadRequest(
+                "this connection sent an ambiguously framed request; no further request is read on it"
+                    .to_owned(),
+            ),
+        ));
+    }
+    let headers = request.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        // A proxy framing by Content-Length would pass on, as this request's body, a
+        // request hidden after its last chunk: refuse both, and whatever follows.
+        if let Some(connection) = connection {
+            connection.refuse_further_requests();
+        }
+        return Ok(refuse_and_close(
+            request,
+            ApiError::BadRequest(
+                "a request must not have both Content-Length and Transfer-Encoding".to_owned(),
+            ),
+        ));
+    }
+    let hosts = &request
+        .app_data::<web::Data<ApiState>>()
+        .expect("the API state is registered with the app")
+        .hosts;
+    if let Err(error) = hosts.check(request.headers(), request.version()) {
+        return Ok(request.error_response(error).map_into_right_body());
+    }
+    Ok(next.call(request).await?.map_into_left_body())
+}
+
+fn refuse_and_close<B>(request: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
+    let mut response = error.error_response();
+    response
+        .head_mut()
+        .set_connection_type(ConnectionType::Close);
+    request.into_response(response).map_into_right_body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values_are_split_from_their_port() {
+        assert_eq!(host_name("localhost:8080"), Some("localhost"));
+        assert_eq!(host_name("127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:80"), Some("::1"));
+        assert_eq!(host_name("Example.COM."), Some("Example.COM."));
+        for malformed in [
+            "", ":80", "a:", "a:x", "a:123456", "[::1", "[x]:1", "a b", "a/b", "a:1:2",
+        ] {
+            assert_eq!(host_name(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn only_own_names_and_addresses_pass() {
+        let policy = HostPolicy::new(
+            &["icewall.example".to_owned()],
+            "127.0.0.1".parse().unwrap(),
+        );
+        let check = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            policy.check(&headers, Version::HTTP_11)
+        };
+        for good in [
+            "127.0.0.1:1",
+            "10.1.2.3",
+            "[::1]:8080",
+            "localhost",
+            "LOCALHOST.:9",
+            "icewall.example:443",
+        ] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "localhost.evil.example",
+            "icewall.example.evil",
+        ] {
+            assert!(
+                matches!(check(bad), Err(ApiError::MisdirectedRequest(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(check("a b"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            policy.check(&HeaderMap::new(), Version::HTTP_11),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(policy.check(&HeaderMap::new(), Version::HTTP_10).is_ok());
+        let remote = HostPolicy::new(&[], "10.0.0.5".parse().unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "localhost".parse().unwrap());
+        assert!(remote.check(&headers, Version::HTTP_11).is_err());
+        assert!(
+            HostPolicy::new(&["*".to_owned()], "10.0.0.5".parse().unwrap())
+                .check(&headers, Version::HTTP_11)
+                .is_ok()
+        );
+    }
+}
