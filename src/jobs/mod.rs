@@ -2,10 +2,12 @@
 //! service that ties them to the thread pool.
 
 mod batch_thread;
+mod dir_lock;
 mod group_sync;
 mod id;
 mod journal;
 mod registry;
+mod regular_file;
 mod service;
 mod store;
 
