@@ -497,3 +497,27 @@ fn a_streamed_answer_is_not_held_back_by_delayed_acks() {
         took[10]
     );
 }
+
+#[test]
+fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
+    let (server, _dir) = server(&[]);
+    let reply = server.post(
+        "/api/simulate",
+        "text/plain",
+        b"21 25 28\r17\r17 22 17 19 17\r",
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let result = server.wait_finished(&id);
+    assert_eq!(result["data"]["profiles"].as_array().unwrap().len(), 3);
+    assert_eq!(result["data"]["cost"], 32233500);
+    let refused = server.post("/api/simulate", "text/plain", b"1\r2 31\r");
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .reason()
+            .contains("line 2 (profile 2), column 2: height `31` is outside 0..=30"),
+        "{}",
+        refused.body
+    );
+}
