@@ -521,3 +521,29 @@ fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
         refused.body
     );
 }
+
+#[test]
+fn json_numbers_are_read_as_written() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(r#"{"profiles": [[21, 25, 28], [17], [17, 22, 17, 19, -0]]}"#);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    for (token, expected) in [
+        (
+            "1e1",
+            "profile 1, section 2: `1e1` is not an integer height",
+        ),
+        (
+            "-0.0",
+            "profile 1, section 2: `-0.0` is not an integer height",
+        ),
+        (
+            "18446744073709551616",
+            "`18446744073709551616` is not an integer height",
+        ),
+    ] {
+        let body = format!(r#"{{"profiles": [[1, {token}]]}}"#);
+        let reply = server.post("/api/simulate", "application/json", body.as_bytes());
+        assert_eq!(reply.status, 400, "{token}: {}", reply.body);
+        assert!(reply.reason().contains(expected), "{token}: {}", reply.body);
+    }
+}
