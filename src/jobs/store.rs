@@ -8,7 +8,9 @@
 //!   or `failed` with the reason); a done job's file goes on with line 2, the work
 //!   tables, and then (with `TeamLogs::Inline`, the default) the team log, one event
 //!   per line;
-//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own.
+//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own;
+//! - `.lock`: held (`flock`) by the one server using the directory, naming its pid and
+//!   address (see `dir_lock`). Entries of any other kind than these are left alone.
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
 //! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
