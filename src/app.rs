@@ -117,14 +117,23 @@ impl Drop for RequestInFlight {
 }
 
 impl App {
-    /// Loads the server's own wall, starts the job service (recovering jobs from disk)
-    /// and binds the listener. Must run inside an actix system.
+    /// Loads the server's own wall, binds the listener, then starts the job service
+    /// (which locks the results directory and recovers jobs from it). Must run inside
+    /// an actix system.
     ///
     /// # Errors
     /// A bad own wall, an unusable results directory, or an address that cannot be bound.
     pub fn build(settings: &Settings, logger: Logger) -> Result<App, StartupError> {
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
+        // Bound before the job service starts: a server that cannot listen must leave
+        // the results directory as it found it, with no recovery run on it.
+        let bind_error = |source| StartupError::Bind {
+            bind: settings.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
         let jobs = Jobs::start(
             &JobsSettings {
                 results_dir: settings.results_dir.clone(),
@@ -133,6 +142,7 @@ impl App {
                 store: StoreOptions {
                     min_free_space: settings.min_free_space,
                     team_logs: settings.team_logs,
+                    listening_on: Some(address),
                 },
                 retention: Retention {
                     ttl: settings.result_ttl,
@@ -146,12 +156,6 @@ impl App {
             logger.clone(),
             Arc::clone(&metrics),
         )?;
-        let bind_error = |source| StartupError::Bind {
-            bind: settings.bind.clone(),
-            source,
-        };
-        let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
-        let address = listener.local_addr().map_err(bind_error)?;
         let shutdown = Shutdown::new();
         let admin = AdminPolicy::new(settings.admin_token.clone(), address.ip().is_loopback());
         let hosts = HostPolicy::new(&settings.allowed_hosts, address.ip());

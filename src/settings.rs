@@ -36,6 +36,29 @@ fn host_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// An admin token must be something a client can send back in `Authorization: Bearer`:
+/// HTTP trims the header value, so an empty or padded token could never be matched.
+fn admin_token(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the admin token is empty: give a token, or leave the flag out".to_owned());
+    }
+    if text.trim() != text {
+        return Err(
+            "the admin token starts or ends with whitespace, which no Authorization \
+             header can carry: remove it"
+                .to_owned(),
+        );
+    }
+    if text.chars().any(char::is_control) {
+        return Err(
+            "the admin token holds a control character, which no Authorization \
+             header can carry"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -114,7 +137,7 @@ pub struct Settings {
     pub max_results: usize,
     /// Token required (as `Authorization: Bearer <token>`) for admin actions. Without
     /// one they are open on a loopback address and refused on any other.
-    #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
     pub admin_token: Option<String>,
     /// Host names (comma-separated) the server answers to besides IP addresses and, on a
     /// loopback or every-address bind, `localhost`; `*` allows any. Other names get 421,

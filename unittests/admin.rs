@@ -194,3 +194,53 @@ fn requests_for_other_host_names_are_refused() {
     let any = Server::start_in(dir.path(), &["--allowed-hosts", "*"]);
     assert!(get_with_host(&any, "evil.example").starts_with("HTTP/1.1 200"));
 }
+
+/// Runs `icewall serve` with `command`'s extra arguments and environment until it
+/// exits; a server that started runs on, so it is killed at a deadline.
+fn serve_until_exit(mut command: Command, dir: &std::path::Path) -> std::process::Output {
+    let mut child = command
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_empty_or_padded_admin_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (token, expected) in [
+        ("", "the admin token is empty"),
+        (" s3cret", "whitespace"),
+        ("s3cret ", "whitespace"),
+        ("\ts3cret\n", "whitespace"),
+        ("s3c\u{7f}ret", "control character"),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
+        command.args(["serve", "--bind", "127.0.0.1:0", "--admin-token", token]);
+        let output = serve_until_exit(command, dir.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{token:?} was taken: {stderr}"
+        );
+        assert!(
+            stderr.contains("--admin-token") && stderr.contains(expected),
+            "{token:?}: {stderr}"
+        );
+    }
+    // The same check holds for the environment variable.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("ICEWALL_ADMIN_TOKEN", "  ");
+    let output = serve_until_exit(command, dir.path());
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -690,3 +690,53 @@ fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
     assert_eq!(reply.status, 405);
     assert_eq!(server.get("/readyz").status, 200);
 }
+
+#[test]
+fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
+    let (server, _dir) = server(&[]);
+    let reply = server.post(
+        "/api/simulate",
+        "text/plain",
+        b"21 25 28\r17\r17 22 17 19 17\r",
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let result = server.wait_finished(&id);
+    assert_eq!(result["data"]["profiles"].as_array().unwrap().len(), 3);
+    assert_eq!(result["data"]["cost"], 32233500);
+    let refused = server.post("/api/simulate", "text/plain", b"1\r2 31\r");
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .reason()
+            .contains("line 2 (profile 2), column 2: height `31` is outside 0..=30"),
+        "{}",
+        refused.body
+    );
+}
+
+#[test]
+fn json_numbers_are_read_as_written() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(r#"{"profiles": [[21, 25, 28], [17], [17, 22, 17, 19, -0]]}"#);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    for (token, expected) in [
+        (
+            "1e1",
+            "profile 1, section 2: `1e1` is not an integer height",
+        ),
+        (
+            "-0.0",
+            "profile 1, section 2: `-0.0` is not an integer height",
+        ),
+        (
+            "18446744073709551616",
+            "`18446744073709551616` is not an integer height",
+        ),
+    ] {
+        let body = format!(r#"{{"profiles": [[1, {token}]]}}"#);
+        let reply = server.post("/api/simulate", "application/json", body.as_bytes());
+        assert_eq!(reply.status, 400, "{token}: {}", reply.body);
+        assert!(reply.reason().contains(expected), "{token}: {}", reply.body);
+    }
+}

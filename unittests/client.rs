@@ -80,7 +80,12 @@ fn submit_wait_query_log_and_list() {
 fn the_exit_code_tells_a_refusal_from_an_unreachable_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--admin-token", "t"]);
-    let refused = icewall(&server.base, &["status", "not-a-job"]);
+    // A well-formed id the server does not know: an id that is not a UUID is now a
+    // usage error, never sent (see below).
+    let refused = icewall(
+        &server.base,
+        &["status", "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e70"],
+    );
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(stderr(&refused).trim(), "icewall: Invalid job_id");
     let bad_wall = dir.path().join("bad.txt");
@@ -124,4 +129,46 @@ fn completions_and_version() {
         stdout(&version).trim(),
         format!("icewall {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn an_id_that_is_not_a_job_id_is_a_usage_error_and_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(common::EXAMPLE_JSON);
+    server.wait_finished(&id);
+    for bad in [
+        "../graceful_shutdown",
+        "../../api/graceful_shutdown",
+        "x/../../graceful_shutdown?",
+        "",
+        &format!("{id}/../../graceful_shutdown"),
+    ] {
+        let runs: [Vec<&str>; 4] = [
+            vec!["status", bad],
+            vec!["result", bad],
+            vec!["query", bad, "--profile", "1", "--day", "1"],
+            vec!["log", bad],
+        ];
+        for args in runs {
+            let output = icewall(&server.base, &args);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stdout(&output)
+            );
+            assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+            let message = stderr(&output);
+            assert!(
+                message.contains(&format!("'{bad}'")) && message.contains("not a job id"),
+                "{args:?}: {message}"
+            );
+        }
+    }
+    // Nothing reached the server: it is up, and the good id still works.
+    assert_eq!(server.get("/api/num_jobs").status, 200);
+    let status = icewall(&server.base, &["status", &id]);
+    assert_eq!(stdout(&status).trim(), "done", "{}", stderr(&status));
+    assert!(server.shutdown().success());
 }

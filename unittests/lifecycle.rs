@@ -241,6 +241,9 @@ fn damaged_files_in_results_are_reported_and_skipped() {
          {{\"job_id\":\"{garbage}\",\"request\":{{\"profiles\": \"x\"}}}}\n\
          {{\"job_id\":\"0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e72\",\"request\":{{\"prof"
     );
+    // At the size segments are made at: the zeros no write reached follow the tear.
+    let mut journal = journal.into_bytes();
+    journal.resize(64 * 1024, 0);
     std::fs::write(results.join(format!("requests-{unrun}.jsonl")), journal).unwrap();
     std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
     std::fs::write(results.join(format!("tmp/{unrun}.result.tmp")), b"half").unwrap();

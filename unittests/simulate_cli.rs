@@ -109,3 +109,20 @@ fn missing_file_and_bad_flag_are_errors_not_panics() {
     assert_eq!(output.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
 }
+
+#[test]
+fn bare_cr_line_ends_are_lines_not_spaces() {
+    let crlf = icewall(&["simulate", "-", "--json"], EXAMPLE);
+    let cr = icewall(
+        &["simulate", "-", "--json"],
+        b"21 25 28\r17\r17 22 17 19 17\r",
+    );
+    assert!(
+        cr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cr.stderr)
+    );
+    assert_eq!(stdout(&cr), stdout(&crlf));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&cr)).unwrap();
+    assert_eq!(summary["profiles"].as_array().unwrap().len(), 3);
+}

@@ -2,7 +2,8 @@
 //! `shutdown`): talk to a running server over HTTP and print what it says.
 //!
 //! Exit codes: 0 done; 1 the server said no (its `reason` is printed); 2 a usage or
-//! local input error; 3 the server cannot be reached.
+//! local input error (a job id that is not a UUID among them: ids go into URLs, so
+//! nothing else is ever sent); 3 the server cannot be reached.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use serde_json::Value;
 use thousands::Separable;
 
 use super::simulate::write_summary;
-use crate::wall::{Summary, is_json_config, parse_num_teams};
+use crate::jobs::JobId;
+use crate::wall::{Summary, is_json_config, parse_num_teams, truncate_for_message};
 
 /// Where the server is, for every client subcommand.
 #[derive(Clone, Debug, clap::Args)]
@@ -48,24 +50,24 @@ pub enum ClientCommand {
         idempotency_key: Option<String>,
     },
     /// Print a job's status.
-    Status { id: String },
+    Status { id: JobId },
     /// Print a finished job's summary.
     Result {
-        id: String,
+        id: JobId,
         /// The API's JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Ice used on a day by a profile, and the profile's cost up to that day.
     Query {
-        id: String,
+        id: JobId,
         #[arg(long)]
         profile: u64,
         #[arg(long)]
         day: u64,
     },
     /// Print a finished job's team log.
-    Log { id: String },
+    Log { id: JobId },
     /// List jobs, oldest first.
     Jobs {
         /// At most this many.
@@ -263,7 +265,7 @@ fn submit(
     file: &PathBuf,
     num_teams: Option<std::num::NonZeroU64>,
     key: Option<&str>,
-) -> Result<String, ClientError> {
+) -> Result<JobId, ClientError> {
     let body = if file.as_os_str() == "-" {
         let mut body = Vec::new();
         io::stdin().lock().read_to_end(&mut body).map(|_| body)
@@ -287,15 +289,21 @@ fn submit(
         .send(request, Some((content_type, &body)))?
         .into_json()
         .map_err(|error| ClientError::Input(error.to_string()))?;
+    // Checked like any id the client sends on: it goes into URLs.
     answer["job_id"]
         .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ClientError::Input("the server sent no job id".to_owned()))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| {
+            ClientError::Input(format!(
+                "the server sent no valid job id: {}",
+                truncate_for_message(&answer.to_string())
+            ))
+        })
 }
 
 /// Polls with a growing interval until the job is done or failed; a spinner shows the
 /// state and the time taken on a terminal, nothing otherwise.
-fn wait_for(client: &Client, id: &str) -> Result<Value, ClientError> {
+fn wait_for(client: &Client, id: &JobId) -> Result<Value, ClientError> {
     let spinner = if io::stderr().is_terminal() {
         let spinner = ProgressBar::new_spinner();
         spinner.set_style(
@@ -325,7 +333,7 @@ fn wait_for(client: &Client, id: &str) -> Result<Value, ClientError> {
 }
 
 fn print_result(
-    id: &str,
+    id: &JobId,
     result: &Value,
     json: bool,
     out: &mut impl Write,

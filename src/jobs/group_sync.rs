@@ -133,6 +133,7 @@ mod tests {
             journal: Arc::new(Journal::new(path)),
             offset: 0,
             len: 2,
+            damage: None,
         }
     }
 

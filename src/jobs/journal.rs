@@ -5,12 +5,14 @@
 //! into it later changes no metadata: the `fdatasync` that makes a batch durable writes
 //! the batch's data blocks and nothing else (no inode, bitmap or directory block, and on
 //! a journaled file system no journal commit). Requests are JSON, which never holds a
-//! NUL byte, so the first NUL in a segment marks where its acknowledged lines end.
+//! NUL byte or a raw newline: a NUL in a segment is either the zeros no batch reached
+//! or damage, and each line is read on its own, so damage costs only the lines it hits.
 //!
 //! A segment takes requests for at most `SEGMENT_MAX_AGE`; then it is sealed, and it is
 //! removed as soon as no job needs it any more: every job in it has its result in place
 //! (unless a result could not be stored: then it is kept for a restart to rerun).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::JobId;
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
+use super::regular_file::{open_regular, read_regular};
 
 /// How long a segment takes new requests. Short, so that a segment (and with it the
 /// right to delete its jobs' results, see `Registry::is_pinned`) is let go soon after
@@ -29,7 +32,7 @@ use super::batch_thread::{BatchThread, Batches, closed, repeat};
 const SEGMENT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The size of a new segment follows the traffic of the one before it, within these.
-const SEGMENT_MIN_BYTES: u64 = 64 * 1024;
+pub(super) const SEGMENT_MIN_BYTES: u64 = 64 * 1024;
 const SEGMENT_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A journal line is `{"job_id":"<id>","request":<request JSON>}`; the request starts
@@ -45,6 +48,13 @@ pub const KEYS_FILE: &str = "idempotency-keys.jsonl";
 /// Whether `name` is the name of a journal segment.
 pub fn is_segment_name(name: &str) -> bool {
     name.starts_with("requests-") && name.ends_with(".jsonl")
+}
+
+/// Whether a segment of `len` bytes can be whole: every segment is made at a power of
+/// two of at least `SEGMENT_MIN_BYTES` (see `OpenSegment::next_capacity` and
+/// `write_batch`), so any other length means the file was cut short.
+fn is_segment_size(len: u64) -> bool {
+    len >= SEGMENT_MIN_BYTES && len.is_power_of_two()
 }
 
 /// A journal segment file. It is removed when the last job that needs it lets go,
@@ -86,6 +96,23 @@ pub struct StoredRequest {
     pub journal: Arc<Journal>,
     pub offset: u64,
     pub len: usize,
+    /// Why the line holding it is damaged, for a line whose job id could still be read:
+    /// its job then fails with this reason instead of vanishing.
+    pub damage: Option<Arc<str>>,
+}
+
+impl StoredRequest {
+    /// # Errors
+    /// `InvalidData` with the reason when the request's journal line is damaged.
+    pub fn check_intact(&self) -> io::Result<()> {
+        match &self.damage {
+            None => Ok(()),
+            Some(damage) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                damage.to_string(),
+            )),
+        }
+    }
 }
 
 /// A request to make durable, and what else must be durable with it.
@@ -310,6 +337,7 @@ fn write_batch(
             journal: Arc::clone(&open.journal),
             offset: open.written + REQUEST_OFFSET as u64,
             len: request.len(),
+            damage: None,
         };
         open.written += line_len;
         lines.accepts.push((stored, then));
@@ -369,10 +397,11 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    // Opened per batch, so that a start-up compaction may replace the file.
-    let (mut file, created) = match OpenOptions::new().append(true).open(keys) {
+    // Opened per batch, so that a start-up compaction may replace the file; never a
+    // FIFO or a directory put in its place, which would block or fail every batch.
+    let (mut file, created) = match open_regular(keys, OpenOptions::new().append(true)) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => (
-            OpenOptions::new().append(true).create(true).open(keys)?,
+            open_regular(keys, OpenOptions::new().append(true).create(true))?,
             true,
         ),
         opened => (opened?, false),
@@ -386,50 +415,144 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
     }
 }
 
-/// The requests in a segment, up to its first NUL byte (the zeros no batch reached).
-/// A line that is not whole was never acknowledged (the process died before its sync),
-/// so it is reported and skipped.
+/// The requests in a segment. Each line is read on its own, so a damaged line costs
+/// only itself. The acknowledged lines all end at or before the last newline: after it
+/// there is at most a line a crash cut short before its sync (never acknowledged, so
+/// reported and skipped), then the zeros no batch reached. Before it, a NUL is damage:
+/// the bytes between newlines are split at runs of NULs, the part that ends at the
+/// newline is a candidate line, and every part that is not a whole line is damaged. A
+/// damaged part whose job id can be read comes back with `damage` set, so its job
+/// fails with the reason (its client holds the id); the others are reported. A segment
+/// whose length is not one the writer makes was cut short, and is reported too.
 ///
 /// # Errors
-/// When the file cannot be read.
+/// When the file cannot be read, or is not a regular file.
 pub fn read_segment(
     journal: &Arc<Journal>,
     warn: &mut impl FnMut(String),
 ) -> io::Result<Vec<(JobId, StoredRequest)>> {
-    let mut bytes = fs::read(journal.path())?;
-    if let Some(end) = bytes.iter().position(|&byte| byte == 0) {
-        bytes.truncate(end);
+    let bytes = read_regular(journal.path())?;
+    let path = journal.path().display();
+    let cut_short = !is_segment_size(bytes.len() as u64);
+    if cut_short {
+        warn(format!(
+            "{path}: it is {} bytes long, a size no segment is made at: it was cut short, \
+             and any requests after its end are lost",
+            bytes.len()
+        ));
     }
-    let mut requests = Vec::new();
-    let mut offset = 0usize;
-    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
-        let start = offset;
-        offset += line.len();
-        let parsed = line
-            .strip_suffix(JOURNAL_SUFFIX)
-            .filter(|line| line.len() > REQUEST_OFFSET)
-            .and_then(|line| line.strip_prefix(JOURNAL_PREFIX.as_bytes()))
-            .and_then(|rest| {
-                let (id, rest) = rest.split_at_checked(36)?;
-                let id = std::str::from_utf8(id).ok()?.parse::<JobId>().ok()?;
-                rest.starts_with(JOURNAL_INFIX.as_bytes()).then_some(id)
-            });
-        match parsed {
-            Some(id) => requests.push((
-                id,
-                StoredRequest {
-                    journal: Arc::clone(journal),
-                    offset: (start + REQUEST_OFFSET) as u64,
-                    len: line.len() - REQUEST_OFFSET - JOURNAL_SUFFIX.len(),
-                },
-            )),
-            None => warn(format!(
-                "{}: skipping a damaged line at byte {start}",
-                journal.path().display()
-            )),
+    let acknowledged_end = bytes
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let mut intact: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
+    let mut damaged: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
+    for part in line_parts(&bytes) {
+        let text = &bytes[part.start..part.end];
+        if part.ends_line {
+            if let Some(id) = parse_line(text) {
+                intact.insert(
+                    id,
+                    StoredRequest {
+                        journal: Arc::clone(journal),
+                        offset: (part.start + REQUEST_OFFSET) as u64,
+                        len: text.len() - REQUEST_OFFSET - JOURNAL_SUFFIX.len(),
+                        damage: None,
+                    },
+                );
+                continue;
+            }
         }
+        let start = part.start;
+        let id = readable_id(text);
+        let named = id.map_or_else(String::new, |id| format!(" (job {id})"));
+        if start >= acknowledged_end && !(cut_short && part.end == bytes.len()) {
+            warn(format!(
+                "{path}: skipping a damaged line at byte {start}{named}: it has no line \
+                 end, so a crash cut it short before it was acknowledged"
+            ));
+            continue;
+        }
+        let Some(id) = id else {
+            warn(format!(
+                "{path}: skipping a damaged line at byte {start}: its job id cannot be read"
+            ));
+            continue;
+        };
+        warn(format!(
+            "{path}: a damaged line at byte {start} (job {id}): the job is marked failed"
+        ));
+        let damage = format!(
+            "its line in the request journal was damaged on disk (byte {start} of {})",
+            journal
+                .path()
+                .file_name()
+                .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+        );
+        damaged.insert(
+            id,
+            StoredRequest {
+                journal: Arc::clone(journal),
+                offset: start as u64,
+                len: 0,
+                damage: Some(damage.into()),
+            },
+        );
     }
+    // A whole line wins over a damaged copy of it (a NUL run before a rewritten line).
+    damaged.retain(|id, _| !intact.contains_key(id));
+    let mut requests: Vec<(JobId, StoredRequest)> = intact.into_iter().chain(damaged).collect();
+    requests.sort_by_key(|(_, stored)| stored.offset);
     Ok(requests)
+}
+
+/// A stretch of a segment with no NUL and no newline in it; `end` includes the newline
+/// when the stretch ends at one.
+struct LinePart {
+    start: usize,
+    end: usize,
+    ends_line: bool,
+}
+
+/// The NUL-free stretches of `bytes`, split after each newline.
+fn line_parts(bytes: &[u8]) -> impl Iterator<Item = LinePart> + '_ {
+    let mut position = 0;
+    std::iter::from_fn(move || {
+        while bytes.get(position) == Some(&0) {
+            position += 1;
+        }
+        if position >= bytes.len() {
+            return None;
+        }
+        let start = position;
+        let stop = bytes[start..]
+            .iter()
+            .position(|&byte| byte == 0 || byte == b'\n')
+            .map_or(bytes.len(), |at| start + at);
+        let ends_line = bytes.get(stop) == Some(&b'\n');
+        let end = if ends_line { stop + 1 } else { stop };
+        position = end;
+        Some(LinePart {
+            start,
+            end,
+            ends_line,
+        })
+    })
+}
+
+/// The job id of a whole journal line, `{"job_id":"<id>","request":<request>}\n`.
+fn parse_line(line: &[u8]) -> Option<JobId> {
+    line.strip_suffix(JOURNAL_SUFFIX)
+        .filter(|line| line.len() > REQUEST_OFFSET)
+        .and_then(|_| readable_id(line))
+}
+
+/// The job id at the head of a line, if the head is intact.
+fn readable_id(line: &[u8]) -> Option<JobId> {
+    let rest = line.strip_prefix(JOURNAL_PREFIX.as_bytes())?;
+    let (id, rest) = rest.split_at_checked(36)?;
+    let id = std::str::from_utf8(id).ok()?.parse::<JobId>().ok()?;
+    rest.starts_with(JOURNAL_INFIX.as_bytes()).then_some(id)
 }
 
 #[cfg(test)]
@@ -588,7 +711,8 @@ mod tests {
         let id = JobId::generate();
         let mut bytes = format!("{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}{{\"a\":1}}}}\n").into_bytes();
         bytes.extend_from_slice(format!("{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}{{\"a\"").as_bytes());
-        bytes.extend_from_slice(&[0; 100]);
+        // The zeros of a segment as it was made, which no batch reached.
+        bytes.resize(SEGMENT_MIN_BYTES as usize, 0);
         fs::write(&path, &bytes).unwrap();
         let journal = Arc::new(Journal::new(path));
         let mut warnings = Vec::new();
@@ -597,5 +721,173 @@ mod tests {
         assert_eq!(requests[0].0, id);
         assert_eq!(read_back(&requests[0].1), br#"{"a":1}"#);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    fn line(id: JobId, request: &str) -> Vec<u8> {
+        format!("{JOURNAL_PREFIX}{id}{JOURNAL_INFIX}{request}}}\n").into_bytes()
+    }
+
+    /// Writes `lines` into a segment file of `len` bytes (zeros after them, as made).
+    fn segment_of(dir: &Path, lines: &[Vec<u8>], len: usize) -> Arc<Journal> {
+        let path = dir.join(format!("requests-{}.jsonl", JobId::generate()));
+        let mut bytes = lines.concat();
+        bytes.resize(len, 0);
+        fs::write(&path, &bytes).unwrap();
+        let journal = Arc::new(Journal::new(path));
+        journal.keep();
+        journal
+    }
+
+    fn read_all(journal: &Arc<Journal>) -> (Vec<(JobId, StoredRequest)>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let requests = read_segment(journal, &mut |warning| warnings.push(warning)).unwrap();
+        (requests, warnings)
+    }
+
+    #[test]
+    fn a_zero_byte_inside_a_line_costs_only_that_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<JobId> = (0..5).map(|_| JobId::generate()).collect();
+        let mut lines: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|&id| line(id, r#"{"profiles":[[1,2,3]]}"#))
+            .collect();
+        // Line 1: a zero inside its request; line 3: a zero inside its job id.
+        lines[1][REQUEST_OFFSET + 5] = 0;
+        lines[3][JOURNAL_PREFIX.len() + 3] = 0;
+        let journal = segment_of(dir.path(), &lines, SEGMENT_MIN_BYTES as usize);
+        let (requests, warnings) = read_all(&journal);
+        let found: Vec<(JobId, bool)> = requests
+            .iter()
+            .map(|(id, stored)| (*id, stored.damage.is_none()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (ids[0], true),
+                (ids[1], false),
+                (ids[2], true),
+                (ids[4], true)
+            ]
+        );
+        for (_, stored) in requests
+            .iter()
+            .filter(|(_, stored)| stored.damage.is_none())
+        {
+            assert_eq!(read_back(stored), br#"{"profiles":[[1,2,3]]}"#);
+        }
+        let damaged = &requests[1].1;
+        let error = damaged.check_intact().unwrap_err();
+        assert!(error.to_string().contains("damaged on disk"), "{error}");
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains(&format!("job {}", ids[1]))
+                    && warning.contains("marked failed")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains("job id cannot be read")),
+            "{warnings:?}"
+        );
+        assert!(
+            !warnings.iter().any(|warning| warning.contains("cut short")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn zeros_before_a_whole_line_do_not_hide_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (JobId::generate(), JobId::generate());
+        let mut hole = vec![0u8; 100];
+        hole.extend_from_slice(&line(second, "{}"));
+        let journal = segment_of(
+            dir.path(),
+            &[line(first, "{}"), hole],
+            SEGMENT_MIN_BYTES as usize,
+        );
+        let (requests, warnings) = read_all(&journal);
+        let ids: Vec<JobId> = requests.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [first, second]);
+        assert!(requests.iter().all(|(_, stored)| stored.damage.is_none()));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(read_back(&requests[1].1), b"{}");
+    }
+
+    #[test]
+    fn a_segment_cut_short_is_reported_and_its_cut_line_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<JobId> = (0..3).map(|_| JobId::generate()).collect();
+        let lines: Vec<Vec<u8>> = ids.iter().map(|&id| line(id, r#"{"n":1}"#)).collect();
+        let cut = lines[0].len() + lines[1].len() + REQUEST_OFFSET + 3;
+        let journal = segment_of(dir.path(), &lines, cut);
+        let (requests, warnings) = read_all(&journal);
+        let found: Vec<(JobId, bool)> = requests
+            .iter()
+            .map(|(id, stored)| (*id, stored.damage.is_none()))
+            .collect();
+        assert_eq!(found, [(ids[0], true), (ids[1], true), (ids[2], false)]);
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains(&format!("{cut} bytes long"))
+                    && warning.contains("cut short")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains(&format!("job {}", ids[2]))),
+            "{warnings:?}"
+        );
+
+        // Cut at a line end, the loss is still reported.
+        let journal = segment_of(dir.path(), &lines[..2], lines[0].len() + lines[1].len());
+        let (requests, warnings) = read_all(&journal);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("cut short"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_torn_last_line_names_its_job_and_is_not_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, torn) = (JobId::generate(), JobId::generate());
+        let mut torn_line = line(torn, r#"{"n":1}"#);
+        torn_line.truncate(REQUEST_OFFSET + 2);
+        let journal = segment_of(
+            dir.path(),
+            &[line(whole, "{}"), torn_line],
+            SEGMENT_MIN_BYTES as usize,
+        );
+        let (requests, warnings) = read_all(&journal);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].0, whole);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&format!("job {torn}"))
+                && warnings[0].contains("before it was acknowledged"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_segment_that_is_not_a_regular_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests-fifo.jsonl");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let journal = Arc::new(Journal::new(path));
+        journal.keep();
+        let error = read_segment(&journal, &mut |_| {}).err().unwrap();
+        assert!(error.to_string().contains("a FIFO"), "{error}");
     }
 }

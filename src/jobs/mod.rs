@@ -2,11 +2,13 @@
 //! service that ties them to the thread pool.
 
 mod batch_thread;
+mod dir_lock;
 mod group_sync;
 mod id;
 mod journal;
 mod legacy_result;
 mod registry;
+mod regular_file;
 mod result_file;
 mod service;
 mod store;

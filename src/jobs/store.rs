@@ -8,7 +8,9 @@
 //!   (with `TeamLogs::Inline`, the default) team log, in the binary layout of
 //!   `result_file`, which the questions read a few records at a time; files of the
 //!   earlier line-based layout are still read (`legacy_result`);
-//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own.
+//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own;
+//! - `.lock`: held (`flock`) by the one server using the directory, naming its pid and
+//!   address (see `dir_lock`). Entries of any other kind than these are left alone.
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
 //! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
@@ -19,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -27,11 +30,13 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::dir_lock::{DirectoryLock, LOCK_FILE, LockError};
 use super::group_sync::GroupSync;
 use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
+use super::regular_file::{kind_of, read_regular};
 use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
 use super::{JobId, JobState, legacy_result};
 use crate::wall::{Outcome, Step, Summary, Table, WorkSource, WorkTables};
@@ -40,6 +45,12 @@ use crate::wall::{Outcome, Step, Summary, Table, WorkSource, WorkTables};
 pub enum StoreError {
     #[error("the results directory {path} is not usable: {source}")]
     Unusable { path: PathBuf, source: io::Error },
+    #[error(
+        "the results directory {path} is in use by another icewall server ({holder}); \
+         two servers on one directory would run the same jobs twice: stop that one, or \
+         give this one another --results-dir"
+    )]
+    InUse { path: PathBuf, holder: String },
     #[error("no result is stored for this job")]
     Missing,
     #[error("the stored result is damaged: {0}")]
@@ -110,6 +121,9 @@ pub struct StoreOptions {
     /// Free bytes the file system must keep for requests to be accepted.
     pub min_free_space: u64,
     pub team_logs: TeamLogs,
+    /// Where this server listens, written beside its pid into the directory's lock so
+    /// that a second server refused the directory can name it.
+    pub listening_on: Option<SocketAddr>,
 }
 
 /// The directory, inside the results directory, of results being written.
@@ -143,6 +157,8 @@ pub struct ResultStore {
 
 struct Inner {
     dir: PathBuf,
+    /// Held for as long as the store lives: no second server may use the directory.
+    _lock: DirectoryLock,
     /// One lock per job in flight, from submission until its result is written, so
     /// no two threads touch a job's files at once; finished jobs' files never change.
     locks: DashMap<JobId, Arc<Mutex<()>>>,
@@ -153,19 +169,34 @@ struct Inner {
 }
 
 impl ResultStore {
-    /// Opens (creating if needed) the results directory and checks that it is writable.
+    /// Opens (creating if needed) the results directory, locks it for this process
+    /// before anything in it is touched, and checks that it is writable.
     ///
     /// # Errors
-    /// `Unusable` when the directory cannot be created, written or synced.
+    /// `InUse` when another server holds the directory; `Unusable` when it cannot be
+    /// created, locked, written or synced.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<ResultStore, StoreError> {
         let StoreOptions {
             min_free_space,
             team_logs,
+            listening_on,
         } = options;
         let unusable = |source| StoreError::Unusable {
             path: dir.to_owned(),
             source,
         };
+        fs::create_dir_all(dir).map_err(unusable)?;
+        let holder = match listening_on {
+            Some(address) => format!("pid {}, listening on {address}", std::process::id()),
+            None => format!("pid {}", std::process::id()),
+        };
+        let lock = DirectoryLock::acquire(dir, &holder).map_err(|error| match error {
+            LockError::Held { holder } => StoreError::InUse {
+                path: dir.to_owned(),
+                holder,
+            },
+            LockError::Io(source) => unusable(source),
+        })?;
         fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(unusable)?;
         let probe = dir.join(format!(".probe-{}", JobId::generate()));
         fs::write(&probe, b"probe")
@@ -176,6 +207,7 @@ impl ResultStore {
         Ok(ResultStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
+                _lock: lock,
                 locks: DashMap::new(),
                 journal: JournalWriter::start(dir.to_owned(), min_free_space).map_err(unusable)?,
                 floor: FreeSpaceFloor {
@@ -240,8 +272,9 @@ impl ResultStore {
     /// The stored request of a job.
     ///
     /// # Errors
-    /// When the journal cannot be read.
+    /// When the journal cannot be read, or the request's line in it is damaged.
     pub fn read_request(&self, stored: &StoredRequest) -> Result<Vec<u8>, StoreError> {
+        stored.check_intact()?;
         let mut journal = File::open(stored.journal.path())?;
         journal.seek(SeekFrom::Start(stored.offset))?;
         let mut request = vec![0; stored.len];
@@ -441,6 +474,21 @@ impl ResultStore {
                 warn(format!("skipping a file whose name is not UTF-8: {name:?}"));
                 continue;
             };
+            // The entry's own type (a symlink is not followed): opening a FIFO would
+            // block start-up, and a directory would fail it.
+            let file_type = entry.file_type()?;
+            let as_expected = if name == TEMPORARY_DIR {
+                file_type.is_dir()
+            } else {
+                file_type.is_file()
+            };
+            if !as_expected {
+                warn(format!(
+                    "skipping {name}: it is {}, which the server never makes there; left alone",
+                    kind_of(file_type)
+                ));
+                continue;
+            }
             let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
             match (stem.parse::<JobId>(), suffix) {
                 (Ok(id), "result") => results.push(id),
@@ -454,7 +502,7 @@ impl ResultStore {
                 _ if name.starts_with(".probe-") || name == format!("{KEYS_FILE}.tmp") => {
                     let _ = fs::remove_file(entry.path());
                 }
-                _ if name == KEYS_FILE => {}
+                _ if name == KEYS_FILE || name == LOCK_FILE => {}
                 _ if is_segment_name(name) => {
                     journals.push(entry.path());
                 }
@@ -528,8 +576,13 @@ impl ResultStore {
         warn: &mut impl FnMut(String),
     ) -> io::Result<Vec<KeyRecord>> {
         let path = self.inner.dir.join(KEYS_FILE);
-        let text = match fs::read(&path) {
+        let text = match read_regular(&path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
+                // Not a regular file: left alone; keyed submissions fail until it is moved.
+                warn(format!("{error}; no idempotency keys are recovered"));
+                return Ok(Vec::new());
+            }
             other => other?,
         };
         let mut lines = 0;
@@ -644,13 +697,14 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::jobs::journal::{JOURNAL_INFIX, JOURNAL_PREFIX};
+    use crate::jobs::journal::{JOURNAL_INFIX, JOURNAL_PREFIX, SEGMENT_MIN_BYTES};
     use crate::wall::{self, EXAMPLE_WALL, Limits, WallConfig};
 
     fn options(team_logs: TeamLogs) -> StoreOptions {
         StoreOptions {
             min_free_space: 0,
             team_logs,
+            listening_on: None,
         }
     }
 
@@ -759,17 +813,19 @@ mod tests {
         pending.iter().for_each(|request| request.journal.keep());
         drop(pending);
         store.shutdown();
+        // The process ends: its lock on the directory goes with it.
+        drop(store);
         let torn = dir
             .path()
             .join(format!("requests-{}.jsonl", JobId::generate()));
-        fs::write(
-            &torn,
-            format!(
-                "{JOURNAL_PREFIX}{}{JOURNAL_INFIX}{{\"prof",
-                JobId::generate()
-            ),
+        let mut torn_segment = format!(
+            "{JOURNAL_PREFIX}{}{JOURNAL_INFIX}{{\"prof",
+            JobId::generate()
         )
-        .unwrap();
+        .into_bytes();
+        // A segment is made at its full size: the zeros no write reached follow the tear.
+        torn_segment.resize(SEGMENT_MIN_BYTES as usize, 0);
+        fs::write(&torn, torn_segment).unwrap();
 
         let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
@@ -837,6 +893,7 @@ mod tests {
             accept(&store, inline),
         );
         store.shutdown();
+        drop(store);
 
         let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
         store.recover(|warning| panic!("{warning}")).unwrap();
@@ -957,6 +1014,7 @@ mod tests {
             fs::write(store.temporary_path(crashed[i]), bytes).unwrap();
         }
 
+        drop(store); // a restart: the first server is gone, and with it its lock
         let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
@@ -999,6 +1057,7 @@ mod tests {
         let text = fs::read(&log).unwrap();
         fs::write(&log, &text[..text.len() / 2]).unwrap();
 
+        drop(store); // a restart: the first server is gone, and with it its lock
         let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
         let (recovered, _) = store.recover(|_| {}).unwrap();
         let states: Vec<(JobId, bool)> = recovered
@@ -1068,6 +1127,7 @@ mod tests {
             commit(&store, id, &Record::Done(&outcome), accept(&store, id));
             assert_eq!(read_log(&store, id), "", "{team_logs:?}");
             store.shutdown();
+            drop(store); // a restart: the first server is gone, and with it its lock
             let store = ResultStore::open(dir.path(), options(team_logs)).unwrap();
             let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
             assert_eq!(recovered[0].state, JobState::Done, "{team_logs:?}");
@@ -1083,5 +1143,126 @@ mod tests {
             ResultStore::open(&file.join("results"), options(TeamLogs::Inline)),
             Err(StoreError::Unusable { .. })
         ));
+    }
+
+    #[test]
+    fn a_second_store_on_the_directory_is_refused_before_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let leftover = dir.path().join(TEMPORARY_DIR).join("leftover.result.tmp");
+        fs::write(&leftover, b"half").unwrap();
+        match ResultStore::open(dir.path(), options(TeamLogs::Inline)) {
+            Err(StoreError::InUse { holder, .. }) => {
+                assert_eq!(holder, format!("pid {}", std::process::id()));
+            }
+            Err(error) => panic!("{error}"),
+            Ok(_) => panic!("two stores on one directory"),
+        }
+        assert!(leftover.exists());
+        first.shutdown();
+        drop(first);
+        let second = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        second.recover(|warning| panic!("{warning}")).unwrap();
+        assert!(!leftover.exists(), "the holder recovers");
+    }
+
+    #[test]
+    fn entries_that_are_not_regular_files_are_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment_dir = dir
+            .path()
+            .join(format!("requests-{}.jsonl", JobId::generate()));
+        fs::create_dir(&segment_dir).unwrap();
+        let keys_dir = dir.path().join(KEYS_FILE);
+        fs::create_dir(&keys_dir).unwrap();
+        let segment_fifo = dir
+            .path()
+            .join(format!("requests-{}.jsonl", JobId::generate()));
+        let result_fifo = dir.path().join(format!("{}.result", JobId::generate()));
+        for fifo in [&segment_fifo, &result_fifo] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(fifo)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        let link = dir
+            .path()
+            .join(format!("requests-{}.jsonl", JobId::generate()));
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let mut warnings = Vec::new();
+        let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
+        assert!(recovered.is_empty() && keys.is_empty());
+        for (path, kind) in [
+            (&segment_dir, "a directory"),
+            (&keys_dir, "a directory"),
+            (&segment_fifo, "a FIFO"),
+            (&result_fifo, "a FIFO"),
+            (&link, "a symbolic link"),
+        ] {
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                warnings
+                    .iter()
+                    .any(|warning| warning.contains(&*name) && warning.contains(kind)),
+                "{name}: {warnings:?}"
+            );
+            assert!(fs::symlink_metadata(path).is_ok(), "{name} is left alone");
+        }
+        // Keyed requests are refused while the keys file is a directory, not stuck.
+        let (sender, receiver) = mpsc::channel();
+        let key = KeyRecord {
+            key: "k".to_owned(),
+            job_id: JobId::generate().to_string(),
+            fingerprint: "f".to_owned(),
+        };
+        store.accept(
+            JobId::generate(),
+            b"{}".to_vec(),
+            Some(&key),
+            move |stored| {
+                sender.send(stored.is_err()).unwrap();
+            },
+        );
+        assert!(receiver.recv().unwrap());
+    }
+
+    #[test]
+    fn a_fifo_named_like_the_keys_file_neither_blocks_recovery_nor_keyed_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys_fifo = dir.path().join(KEYS_FILE);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&keys_fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let mut warnings = Vec::new();
+        store.recover(|warning| warnings.push(warning)).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains(KEYS_FILE) && warning.contains("a FIFO")),
+            "{warnings:?}"
+        );
+        let (sender, receiver) = mpsc::channel();
+        let key = KeyRecord {
+            key: "k".to_owned(),
+            job_id: JobId::generate().to_string(),
+            fingerprint: "f".to_owned(),
+        };
+        store.accept(
+            JobId::generate(),
+            b"{}".to_vec(),
+            Some(&key),
+            move |stored| {
+                sender.send(stored.is_err()).unwrap();
+            },
+        );
+        assert!(
+            receiver.recv().unwrap(),
+            "a keyed request is refused, not stuck"
+        );
     }
 }

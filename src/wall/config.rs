@@ -194,7 +194,8 @@ pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigE
 }
 
 /// Parses the text form: one profile per line, heights separated by whitespace, blank
-/// lines skipped. A UTF-8 byte order mark and CRLF line ends are accepted.
+/// lines skipped. A UTF-8 byte order mark is accepted, and a line may end in LF, CRLF
+/// or a bare CR (old Mac editors), so a CR is never taken for a space between heights.
 ///
 /// # Errors
 /// The first rule the text breaks, with its line and column.
@@ -205,7 +206,7 @@ pub fn parse_text(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Height>>, Con
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut profiles = Vec::new();
     let mut total = 0usize;
-    for (line_index, line) in text.lines().enumerate() {
+    for (line_index, line) in lines(text).enumerate() {
         let mut tokens = line.split_ascii_whitespace().peekable();
         if tokens.peek().is_none() {
             continue;
@@ -238,6 +239,13 @@ pub fn parse_text(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Height>>, Con
         return Err(ConfigError::EmptyWall);
     }
     Ok(profiles)
+}
+
+/// The lines of `text`, each ended by LF, CRLF or a bare CR (which `str::lines` would
+/// leave inside a line).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+        .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
 }
 
 /// Only plain decimal digits make a height; a sign, a fraction or anything else is named
@@ -307,6 +315,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(feet(&parsed), vec![vec![21, 25, 28], vec![17]]);
+    }
+
+    #[test]
+    fn a_bare_cr_ends_a_line_and_line_numbers_count_it() {
+        let parsed = parse_text(b"21 25 28\r17\r17 22 17 19 17\r", &Limits::default()).unwrap();
+        assert_eq!(
+            feet(&parsed),
+            vec![vec![21, 25, 28], vec![17], vec![17, 22, 17, 19, 17]]
+        );
+        // Mixed ends: CR, CRLF, LF, and a CR before a CRLF (a blank line).
+        let parsed = parse_text(b"1\r2\r\n3\n4\r\r\n5", &Limits::default()).unwrap();
+        assert_eq!(
+            feet(&parsed),
+            vec![vec![1], vec![2], vec![3], vec![4], vec![5]]
+        );
+        let error = parse_text(b"1\r2\r\n\r3 31\r", &Limits::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 4 (profile 3), column 2: height `31` is outside 0..=30"
+        );
     }
 
     #[test]

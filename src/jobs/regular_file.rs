@@ -1,0 +1,109 @@
+//! Opening the files of the results directory without ever blocking on, or following,
+//! an entry that is not a regular file (a FIFO, a directory, a socket, a symlink put
+//! there by mistake): such an entry gets an error naming it, and is left alone.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Opens `path` as `options` say, but refuses anything that is not a regular file:
+/// `O_NONBLOCK` keeps the open of a FIFO from waiting for a peer, `O_NOFOLLOW` refuses
+/// a symlink, and the type of what was opened is checked before it is used.
+///
+/// # Errors
+/// Whatever `open` answers, or `InvalidInput` naming the path and what it is.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let file = options
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|error| {
+            use rustix::io::Errno;
+            match error.raw_os_error().map(Errno::from_raw_os_error) {
+                Some(Errno::LOOP) => not_regular(path, "a symbolic link"),
+                Some(Errno::ISDIR) => not_regular(path, "a directory"),
+                // A FIFO opened for writing, with no reader, when waiting is not allowed.
+                Some(Errno::NXIO) => not_regular(path, "a FIFO or a device"),
+                _ => error,
+            }
+        })?;
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        return Err(not_regular(path, kind_of(file_type)));
+    }
+    Ok(file)
+}
+
+/// Reads the whole of `path`, a regular file.
+///
+/// # Errors
+/// As [`open_regular`], or a read error.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = open_regular(path, OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// What a directory entry is, in words, for a message about one that is not a file.
+pub fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "an entry of an unknown type"
+    }
+}
+
+fn not_regular(path: &Path, kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} is {kind}, not a regular file", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    #[test]
+    fn a_fifo_a_directory_and_a_symlink_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let subdir = dir.path().join("subdir");
+        std::fs::create_dir(&subdir).unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"data").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for (path, kind) in [
+            (&fifo, "a FIFO"),
+            (&subdir, "a directory"),
+            (&link, "a symbolic link"),
+        ] {
+            let error = read_regular(path).unwrap_err();
+            assert!(error.to_string().contains(kind), "{error}");
+            assert!(error.to_string().contains(&*path.to_string_lossy()));
+        }
+        assert_eq!(read_regular(&file).unwrap(), b"data");
+    }
+}

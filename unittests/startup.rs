@@ -1,0 +1,303 @@
+//! Start-up on a results directory as crashes, careless operators and damage leave
+//! it: one server per directory, nothing touched by a server that cannot start, odd
+//! entries reported and left alone, and a damaged journal line costing only its job.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{EXAMPLE_JSON, Server};
+
+/// Everything under `dir`: each path with its type, and a digest of a regular file's bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
+    let mut entries = BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let entry = entry.unwrap();
+            let file_type = entry.file_type().unwrap();
+            let path = entry.path();
+            let contents = if file_type.is_file() {
+                let mut hasher = DefaultHasher::new();
+                std::fs::read(&path).unwrap().hash(&mut hasher);
+                hasher.finish()
+            } else {
+                0
+            };
+            if file_type.is_dir() {
+                pending.push(path.clone());
+            }
+            entries.insert(path, (format!("{file_type:?}"), contents));
+        }
+    }
+    entries
+}
+
+/// Runs `icewall serve` with `args` until it exits; `None` if it was still running
+/// after 30 s (it is killed then).
+fn serve_to_exit(args: &[&str], results: &Path, logs: &Path) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .arg("serve")
+        .args(args)
+        .arg("--results-dir")
+        .arg(results)
+        .arg("--logs-dir")
+        .arg(logs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// The journal segments in `results` holding `id`'s line, with the line's offset.
+fn journal_line_of(results: &Path, id: &str) -> (PathBuf, usize) {
+    for entry in std::fs::read_dir(results).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("requests-") {
+            let bytes = std::fs::read(&path).unwrap();
+            let needle = format!("{{\"job_id\":\"{id}\"");
+            if let Some(at) = bytes
+                .windows(needle.len())
+                .position(|window| window == needle.as_bytes())
+            {
+                return (path, at);
+            }
+        }
+    }
+    panic!("no journal line for {id}");
+}
+
+#[test]
+fn a_zero_byte_in_a_journal_line_costs_only_its_own_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+    );
+    // One runs (for 30 s), the others wait in the queue; then the server dies.
+    let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let results = server.results.clone();
+    server.kill9();
+
+    let (segment, line) = journal_line_of(&results, &ids[1]);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Inside the request, well past the job id.
+    bytes[line + 70] = 0;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    for (index, id) in ids.iter().enumerate() {
+        let reply = server.get(&format!("/api/get_results/{id}"));
+        assert_eq!(reply.status, 200, "job {index} {id}: {}", reply.body);
+        let result = server.wait_finished(id);
+        if index == 1 {
+            assert_eq!(result["status"], "failed", "{result}");
+            let reason = result["reason"].as_str().unwrap();
+            assert!(reason.contains("damaged on disk"), "{reason}");
+        } else {
+            assert_eq!(result["status"], "done", "job {index}: {result}");
+            assert_eq!(result["data"]["cost"], 32233500);
+        }
+    }
+    assert!(server.shutdown().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(
+        log.contains(&format!("a damaged line at byte {} (job {})", line, ids[1])),
+        "{log}"
+    );
+
+    // Its failure is stored: a second restart answers the same.
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(server.wait_finished(&ids[1])["status"], "failed");
+    assert_eq!(server.listed_jobs(), 5);
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+    );
+    let running = first.submit_json(EXAMPLE_JSON);
+    let queued = first.submit_json(EXAMPLE_JSON);
+    common::wait_until("the first job runs", || {
+        first.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
+    let before = snapshot(&first.results);
+
+    let output = serve_to_exit(
+        &["--bind", "127.0.0.1:0"],
+        &first.results,
+        &dir.path().join("second-logs"),
+    )
+    .expect("the second server refuses to start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another icewall server")
+            && stderr.contains(&format!("pid {}", first.pid()))
+            && stderr.contains(first.base.trim_start_matches("http://")),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        snapshot(&first.results),
+        before,
+        "the directory was changed"
+    );
+    assert_eq!(
+        first.get(&format!("/api/get_results/{queued}")).json()["status"],
+        "queued"
+    );
+}
+
+#[test]
+fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+    );
+    let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let results = server.results.clone();
+    server.kill9();
+    // What a crash mid-write leaves too: recovery would remove it.
+    std::fs::write(results.join("tmp/leftover.result.tmp"), b"half").unwrap();
+    let before = snapshot(&results);
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = serve_to_exit(&["--bind", &address], &results, &dir.path().join("logs"))
+        .expect("a server that cannot bind exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert_eq!(snapshot(&results), before, "the directory was changed");
+    drop(taken);
+
+    let server = Server::start_in(dir.path(), &[]);
+    for id in &queued {
+        assert_eq!(server.wait_finished(id)["status"], "done");
+    }
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn entries_that_are_not_files_are_reported_by_name_and_start_up_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+
+    let odd = [
+        ("requests-0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e70.jsonl", "dir"),
+        (
+            "requests-0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e71.jsonl",
+            "fifo",
+        ),
+        ("idempotency-keys.jsonl", "fifo"),
+        ("0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e72.result", "dir"),
+    ];
+    for (name, kind) in odd {
+        let path = results.join(name);
+        if kind == "dir" {
+            std::fs::create_dir(&path).unwrap();
+        } else {
+            assert!(
+                Command::new("mkfifo")
+                    .arg(&path)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    }
+    let mut server = start_with_deadline(dir.path());
+    assert_eq!(server.wait_finished(&done)["data"]["cost"], 32233500);
+    let keyed = server.post_with(
+        "/api/simulate",
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "odd-keys-file"),
+        ],
+        EXAMPLE_JSON.as_bytes(),
+    );
+    assert_eq!(keyed.status, 503, "{}", keyed.body);
+    let plain = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&plain)["status"], "done");
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    assert!(server.wait_exit().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    for (name, kind) in odd {
+        let kind = if kind == "dir" {
+            "a directory"
+        } else {
+            "a FIFO"
+        };
+        assert!(
+            log.contains(name)
+                && log
+                    .lines()
+                    .any(|line| line.contains(name) && line.contains(kind)),
+            "{name}: {log}"
+        );
+        let left = std::fs::symlink_metadata(results.join(name))
+            .unwrap()
+            .file_type();
+        assert!(left.is_dir() || left.is_fifo(), "{name} was left alone");
+    }
+}
+
+/// `Server::start_in`, but failing the test (and killing the server) instead of
+/// hanging when start-up blocks.
+fn start_with_deadline(dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--results-dir"])
+        .arg(dir.join("results"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let _ = sender.send(String::from_utf8_lossy(&line).into_owned());
+    });
+    let line = receiver.recv_timeout(Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("start-up blocked");
+    assert!(line.starts_with("listening on "), "{line}");
+    // It starts: now run it as the other tests do.
+    Server::start_in(dir, &[])
+}
