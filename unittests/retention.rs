@@ -142,3 +142,155 @@ fn the_oldest_finished_jobs_go_beyond_max_results() {
         404
     );
 }
+
+/// A delete that goes through at once: no 409 "retry in a moment" any more.
+fn delete(server: &Server, id: &str) -> common::Reply {
+    server.request("DELETE", &format!("/api/jobs/{id}"))
+}
+
+#[test]
+fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "1500"],
+    );
+    // Accepted together, so both lines are in one journal segment.
+    let done = server.submit_json(EXAMPLE_JSON);
+    let unstorable = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&done)["status"], "done");
+    // The second job's result cannot be written: its segment is kept for a restart.
+    let temporary = server.results.join("tmp");
+    std::fs::remove_dir_all(&temporary).unwrap();
+    std::fs::write(&temporary, b"in the way").unwrap();
+    let failed = server.wait_finished(&unstorable);
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be stored"),
+        "{failed}"
+    );
+
+    let deleted = delete(&server, &done);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(
+        deleted.json(),
+        serde_json::json!({"job_id": done, "status": "deleted"})
+    );
+    assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 404);
+    std::fs::remove_file(&temporary).unwrap();
+    std::fs::create_dir(&temporary).unwrap();
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    assert_eq!(
+        count_files(&results, |name| name.starts_with("requests-")),
+        1,
+        "the segment holding the deleted job's request is still on disk"
+    );
+
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(
+        restarted.wait_finished(&unstorable)["data"]["cost"],
+        32233500,
+        "the unstored job runs again"
+    );
+    assert_eq!(
+        restarted.get(&format!("/api/get_results/{done}")).status,
+        404,
+        "the deleted job does not come back"
+    );
+    assert_eq!(restarted.listed_jobs(), 1);
+    assert!(restarted.shutdown().success());
+    assert_eq!(count_files(&results, |name| name.starts_with(&done)), 0);
+}
+
+#[test]
+fn a_delete_that_fails_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    // `remove_file` refuses a non-empty directory, for root too (unlike permissions).
+    let result = server.results.join(format!("{id}.result"));
+    let aside = dir.path().join("aside.result");
+    std::fs::rename(&result, &aside).unwrap();
+    std::fs::create_dir(&result).unwrap();
+    std::fs::write(result.join("in-the-way"), b"").unwrap();
+
+    let mut refused = delete(&server, &id);
+    // Without tombstones a job still journaled was refused for a moment (409).
+    wait_until("an answer to the delete", || {
+        refused = delete(&server, &id);
+        refused.status != 409
+    });
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused
+            .reason()
+            .starts_with("the job could not be deleted and is unchanged: "),
+        "{}",
+        refused.reason()
+    );
+    assert_ne!(server.get(&format!("/api/get_results/{id}")).status, 404);
+    assert_eq!(server.listed_jobs(), 1);
+
+    std::fs::remove_dir_all(&result).unwrap();
+    std::fs::rename(&aside, &result).unwrap();
+    assert_eq!(
+        server.get(&format!("/api/get_results/{id}")).json()["data"]["cost"],
+        32233500,
+        "the job answers as it did before the failed delete"
+    );
+    assert_eq!(delete(&server, &id).status, 200);
+    assert!(server.shutdown().success());
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(restarted.get(&format!("/api/get_results/{id}")).status, 404);
+}
+
+#[test]
+fn reads_racing_deletes_never_answer_500() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let ids: Vec<String> = (0..100).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    // The readers all ask about the job being deleted; `ids.len()` stops them.
+    let current = AtomicUsize::new(0);
+    let errors: Vec<String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..4)
+            .map(|reader| {
+                let (server, ids, current) = (&server, &ids, &current);
+                scope.spawn(move || {
+                    let mut errors = Vec::new();
+                    while let Some(id) = ids.get(current.load(Ordering::SeqCst)) {
+                        let path = match reader % 3 {
+                            0 => format!("/api/get_results/{id}"),
+                            1 => format!("/api/jobs/{id}/profiles/1/days/1"),
+                            _ => format!("/api/jobs/{id}/log"),
+                        };
+                        let reply = server.get(&path);
+                        if reply.status != 200 && reply.status != 404 {
+                            errors.push(format!("{path}: {} {}", reply.status, reply.body));
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        for (index, id) in ids.iter().enumerate() {
+            current.store(index, Ordering::SeqCst);
+            wait_until("the delete", || delete(&server, id).status == 200);
+        }
+        current.store(ids.len(), Ordering::SeqCst);
+        readers
+            .into_iter()
+            .flat_map(|reader| reader.join().unwrap())
+            .collect()
+    });
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(server.listed_jobs(), 0);
+    assert_eq!(results_of(&server), 0);
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobState};
+use crate::jobs::{JobId, JobState, ResultStore, StoreError};
 
 /// Bytes of a team log read and sent at a time.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -25,6 +25,22 @@ fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> 
     let id: JobId = id.parse()?;
     let job = state.jobs.state(id).ok_or_else(ApiError::invalid_job_id)?;
     Ok((id, job))
+}
+
+/// Reads a finished job's files on the blocking pool. A job deleted meanwhile answers
+/// 404, as it would a moment later: its file going is no server error.
+async fn read_stored<T: Send + 'static>(
+    state: &ApiState,
+    id: JobId,
+    read: impl FnOnce(&ResultStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.jobs.store().clone();
+    match web::block(move || read(&store)).await? {
+        Err(StoreError::Missing) if state.jobs.state(id).is_none() => {
+            Err(ApiError::invalid_job_id())
+        }
+        read => Ok(read?),
+    }
 }
 
 fn json_body(body: Vec<u8>) -> HttpResponse {
@@ -51,8 +67,7 @@ pub async fn results(
             HttpResponse::Ok().json(json!({"status": "failed", "reason": &*reason}))
         }
         JobState::Done => {
-            let store = state.jobs.store().clone();
-            json_body(web::block(move || store.read_status(id)).await??)
+            json_body(read_stored(&state, id, move |store| store.read_status(id)).await?)
         }
     })
 }
@@ -72,8 +87,7 @@ async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpRespo
             )));
         }
     }
-    let store = state.jobs.store().clone();
-    let work = web::block(move || store.read_work(id)).await??;
+    let work = read_stored(state, id, move |store| store.read_work(id)).await?;
     Ok(HttpResponse::Ok().json(question.answer(&work)?))
 }
 
@@ -130,8 +144,7 @@ pub async fn log(
             job.name()
         )));
     }
-    let store = state.jobs.store().clone();
-    let (file, length) = web::block(move || store.open_log(id)).await??;
+    let (file, length) = read_stored(&state, id, move |store| store.open_log(id)).await?;
     // Streamed in chunks read on the blocking pool: a log can be tens of megabytes.
     let chunks = stream::unfold(Some(file), |file| async move {
         let mut file = file?;

@@ -8,6 +8,7 @@ mod journal;
 mod registry;
 mod service;
 mod store;
+mod tombstones;
 
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};

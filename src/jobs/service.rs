@@ -98,9 +98,7 @@ pub enum DeleteError {
     Unknown,
     #[error("the job is {0}; only a finished job can be deleted")]
     InFlight(&'static str),
-    #[error("the job's request is still needed by jobs accepted with it; retry in a moment")]
-    Pinned,
-    #[error("the result could not be removed: {0}")]
+    #[error("the job could not be deleted and is unchanged: {0}")]
     Storage(String),
 }
 
@@ -455,13 +453,11 @@ impl Jobs {
         }
     }
 
-    /// A job's state; a job past its retention answers as unknown, and goes.
+    /// A job's state; a job past its retention answers as unknown (the sweeper removes
+    /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
-        if self.is_expired(id) && self.delete(id).is_ok() {
-            return None;
-        }
-        Some(state)
+        (!self.is_expired(id)).then_some(state)
     }
 
     fn is_expired(&self, id: JobId) -> bool {
@@ -471,26 +467,40 @@ impl Jobs {
         })
     }
 
-    /// Removes a finished job: its record and its result file.
+    /// Removes a finished job: its record and its result file, for good.
     ///
     /// # Errors
-    /// `Unknown`, `InFlight`, `Pinned` (see `Registry::is_pinned`), or `Storage`.
+    /// `Unknown`, `InFlight`, or `Storage` (then the job is as it was).
     pub fn delete(&self, id: JobId) -> Result<(), DeleteError> {
-        let registry = &self.inner.registry;
-        let state = registry.state(id).ok_or(DeleteError::Unknown)?;
+        let state = self.state(id).ok_or(DeleteError::Unknown)?;
         if !state.is_finished() {
             return Err(DeleteError::InFlight(state.name()));
         }
-        if registry.is_pinned(id) {
-            return Err(DeleteError::Pinned);
-        }
-        if !registry.remove_finished(id) {
+        self.remove_finished(id)
+    }
+
+    /// Deletes a finished job. Until its result is gone it can still be restored as it
+    /// was; meanwhile it answers as unknown, so that no read finds it half removed.
+    fn remove_finished(&self, id: JobId) -> Result<(), DeleteError> {
+        let registry = &self.inner.registry;
+        if !registry.mark_deleting(id) {
             return Err(DeleteError::Unknown);
         }
-        self.inner
-            .store
-            .remove_result(id)
-            .map_err(|error| DeleteError::Storage(error.to_string()))?;
+        let store = &self.inner.store;
+        // A request still journaled would run the job again after a restart. A tombstone
+        // left by a delete that then fails is harmless: the result, kept, wins.
+        let removed = if registry.is_pinned(id) {
+            store.bury(id)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| store.remove_result(id));
+        if let Err(error) = removed {
+            registry.unmark_deleting(id);
+            warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        registry.remove_finished(id);
         info!(self.inner.logger, "job removed"; "job_id" => %id);
         Ok(())
     }
@@ -534,7 +544,7 @@ impl Jobs {
     }
 
     /// Removes the jobs past their time or beyond the count; returns how many of them
-    /// had to stay because their request is still in a journal segment in use.
+    /// had to wait because their request is still in a journal segment in use.
     fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
         self.inner
@@ -549,10 +559,12 @@ impl Jobs {
         let excess = registry.finished_beyond(retention.max_results);
         let (mut removed, mut pinned) = (0, 0);
         for id in expired.into_iter().chain(excess) {
-            match self.delete(id) {
-                Ok(()) => removed += 1,
-                Err(DeleteError::Pinned) => pinned += 1,
-                Err(_) => {}
+            // Waiting costs nothing, while a tombstone costs a sync: a segment in use
+            // goes soon. One kept for a restart stays, so its jobs are buried.
+            if registry.is_pinned_for_now(id) {
+                pinned += 1;
+            } else if self.remove_finished(id).is_ok() {
+                removed += 1;
             }
         }
         if removed > 0 {

@@ -8,7 +8,9 @@
 //!   or `failed` with the reason); a done job's file goes on with line 2, the work
 //!   tables, and then (with `TeamLogs::Inline`, the default) the team log, one event
 //!   per line;
-//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own.
+//! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own;
+//! - `deleted-jobs.txt`: ids of jobs deleted or cancelled while their request was
+//!   still journaled, so that no restart runs them again (see `tombstones`).
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
 //! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
@@ -32,6 +34,7 @@ use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
+use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
 use super::{JobId, JobState};
 use crate::wall::{Outcome, Summary, WorkTables};
 
@@ -130,6 +133,11 @@ struct Inner {
     floor: FreeSpaceFloor,
     sync: GroupSync,
     team_logs: TeamLogs,
+    tombstones: Tombstones,
+    /// Segments kept for a restart because a result could not be stored. Held so that
+    /// the jobs in them stay pinned (see `Registry::is_pinned`): deleting one of those
+    /// must leave a tombstone, or the restart would run it again.
+    kept: Mutex<Vec<Arc<Journal>>>,
 }
 
 impl ResultStore {
@@ -164,6 +172,8 @@ impl ResultStore {
                 },
                 sync: GroupSync::start(handle).map_err(unusable)?,
                 team_logs,
+                tombstones: Tombstones::new(dir),
+                kept: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -250,6 +260,7 @@ impl ResultStore {
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
+                    store.hold_kept(&request.journal);
                     let _ = fs::remove_file(store.temporary_path(id));
                     let _ = fs::remove_file(store.path(id, "log"));
                 }
@@ -313,6 +324,13 @@ impl ResultStore {
             .into_inner()
             .map_err(io::IntoInnerError::into_error)?;
         Ok(())
+    }
+
+    fn hold_kept(&self, journal: &Arc<Journal>) {
+        let mut kept = self.inner.kept.lock();
+        if !kept.iter().any(|held| Arc::ptr_eq(held, journal)) {
+            kept.push(Arc::clone(journal));
+        }
     }
 
     fn rename_into_place(&self, id: JobId) -> io::Result<()> {
@@ -415,10 +433,13 @@ impl ResultStore {
                         let _ = fs::remove_file(temporary?.path());
                     }
                 }
-                _ if name.starts_with(".probe-") || name == format!("{KEYS_FILE}.tmp") => {
+                _ if name.starts_with(".probe-")
+                    || name == format!("{KEYS_FILE}.tmp")
+                    || name == TOMBSTONES_TEMPORARY =>
+                {
                     let _ = fs::remove_file(entry.path());
                 }
-                _ if name == KEYS_FILE => {}
+                _ if name == KEYS_FILE || name == TOMBSTONES_FILE => {}
                 _ if is_segment_name(name) => {
                     journals.push(entry.path());
                 }
@@ -434,6 +455,12 @@ impl ResultStore {
         for path in journals {
             requests.extend(read_segment(&Arc::new(Journal::new(path)), &mut warn)?);
         }
+        // Deleted or cancelled: their lines stay in their segments, their jobs do not.
+        let buried = self
+            .inner
+            .tombstones
+            .recover(|id| requests.contains_key(&id), &mut warn)?;
+        requests.retain(|id, _| !buried.contains(id));
         let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
         for id in results {
             let state = match self.recovered_state(id) {
@@ -556,20 +583,35 @@ impl ResultStore {
         written
     }
 
-    /// Removes a finished job's files (the caller has checked that no journal
+    /// Records durably that a job must never run again from its journal line: for a
+    /// job deleted or cancelled while a segment on disk still holds its request.
+    ///
+    /// # Errors
+    /// When the record cannot be written and synced.
+    pub fn bury(&self, id: JobId) -> io::Result<()> {
+        self.inner.tombstones.bury(id)
+    }
+
+    /// Lets go of a cancelled (and buried) job: its lock, and its request.
+    pub fn abandon(&self, id: JobId, request: StoredRequest) {
+        self.inner.locks.remove(&id);
+        drop(request);
+    }
+
+    /// Removes a finished job's files (the caller has buried it first if a journal
     /// still holds its request, which would run it again after a restart).
     ///
     /// # Errors
-    /// When the file exists but cannot be removed.
+    /// When the result exists but cannot be removed; then nothing was removed.
     pub fn remove_result(&self, id: JobId) -> io::Result<()> {
         let _guard = self.lock_job(id);
-        // The result first: a log left without it is removed at the next start-up.
-        for suffix in ["result", "log"] {
-            match fs::remove_file(self.path(id, suffix)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
+        match fs::remove_file(self.path(id, "result")) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
         }
+        // The job is gone with its result. A log that cannot be removed now is removed
+        // at the next start-up, as any log without its result.
+        let _ = fs::remove_file(self.path(id, "log"));
         Ok(())
     }
 
