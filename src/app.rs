@@ -130,6 +130,7 @@ impl App {
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),
                     panic_on_num_teams: settings.debug_panic_on_num_teams,
+                    accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
                 },
             },
             logger.clone(),

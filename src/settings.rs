@@ -104,6 +104,9 @@ pub struct Settings {
     /// Test hook: a job with this num_teams panics.
     #[arg(long, hide = true)]
     pub debug_panic_on_num_teams: Option<u64>,
+    /// Test hook: milliseconds every accept waits once its request is journaled.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub debug_accept_delay_ms: u64,
 }
 
 impl Settings {

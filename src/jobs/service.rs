@@ -44,11 +44,14 @@ pub struct Retention {
 }
 
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
-/// tests make jobs slow (to catch a shutdown mid-queue) or panic (to check isolation).
+/// tests make jobs slow (to catch a shutdown mid-queue), panic (to check isolation), or
+/// accepts slow (to let a client go away before its answer).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DebugHooks {
     pub job_delay: Duration,
     pub panic_on_num_teams: Option<u64>,
+    /// How long an accept waits once its request is journaled, before it completes.
+    pub accept_delay: Duration,
 }
 
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -220,64 +223,98 @@ impl Jobs {
     /// `QueueFull` or `ShuttingDown` (nothing was stored), or `Storage` when the request
     /// could not be made durable.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
-        let submitted = self.accept(submission).await;
-        match &submitted {
-            Ok(Submitted {
-                replayed: false, ..
-            }) => self.inner.metrics.job_accepted(),
-            Ok(Submitted { replayed: true, .. }) => {}
-            Err(error) => self.inner.metrics.rejected(match error {
-                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-                SubmitError::QueueFull => Rejection::QueueFull,
-                SubmitError::ShuttingDown => Rejection::ShuttingDown,
-                SubmitError::Storage(_) => Rejection::Storage,
-            }),
-        }
-        submitted
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.accept(submission, move |accepted| {
+            // The client may be gone: the job is accepted (or not) all the same.
+            let _ = answer.send(accepted);
+        });
+        answered.await.unwrap_or_else(|_| {
+            Err(SubmitError::Storage(
+                "the result store stopped before answering".to_owned(),
+            ))
+        })
     }
 
-    async fn accept(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+    /// Accepts a submission and tells `then` how it went. Once the request is handed to
+    /// the journal, the rest (the job registered and queued, its key confirmed, or the
+    /// key released) runs on the journal's thread, whatever becomes of the caller: an
+    /// HTTP client that goes away must not leave a journaled job unqueued, nor jam its
+    /// Idempotency-Key.
+    fn accept(
+        &self,
+        submission: Submission,
+        then: impl FnOnce(Result<Submitted, SubmitError>) + Send + 'static,
+    ) {
         let Submission {
             config,
             key,
             request_id,
         } = submission;
+        let jobs = self.clone();
+        let answer = move |accepted: Result<Submitted, SubmitError>| {
+            jobs.count(&accepted);
+            then(accepted);
+        };
         // Counted before the check, so that `drain` either sees this accept or it sees
         // the refusal: a durable request always reaches the queue.
-        let _accepting = AcceptInProgress::enter(&self.inner.accepts_in_progress);
+        let accepting = AcceptInProgress::enter(self);
         if !self.is_accepting() {
-            return Err(SubmitError::ShuttingDown);
+            return answer(Err(SubmitError::ShuttingDown));
         }
         // The bound is checked before the request is stored; concurrent accepts may
         // pass it together, so the queue can exceed it by the accepts in flight.
         if self.inner.pool.is_full() {
-            return Err(SubmitError::QueueFull);
+            return answer(Err(SubmitError::QueueFull));
         }
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let key_record = match &key {
             None => None,
-            Some(key) => match self.claim_key(key, id, &request)? {
-                KeyClaim::Replay(earlier) => {
-                    return Ok(Submitted {
+            Some(key) => match self.claim_key(key, id, &request) {
+                Err(error) => return answer(Err(error)),
+                Ok(KeyClaim::Replay(earlier)) => {
+                    return answer(Ok(Submitted {
                         id: earlier,
                         replayed: true,
-                    });
+                    }));
                 }
-                KeyClaim::Claimed(record) => Some(record),
+                Ok(KeyClaim::Claimed(record)) => Some(record),
             },
         };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let sections = config.section_count();
+        let job = AcceptedJob {
+            id,
+            sections,
+            config: (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config),
+            key,
+            request_id,
+        };
+        let jobs = self.clone();
         self.inner
             .store
             .accept(id, request, key_record.as_ref(), move |stored| {
-                let _ = sender.send(stored);
+                let _accepting = accepting;
+                if !jobs.inner.debug.accept_delay.is_zero() {
+                    std::thread::sleep(jobs.inner.debug.accept_delay);
+                }
+                answer(jobs.enqueue(job, stored));
             });
-        let stored = receiver.await.unwrap_or_else(|_| {
-            Err(StoreError::Io(io::Error::other(
-                "the result store stopped before answering",
-            )))
-        });
+    }
+
+    /// Registers and queues a job whose request is stored, or releases its key if it
+    /// could not be.
+    fn enqueue(
+        &self,
+        job: AcceptedJob,
+        stored: Result<StoredRequest, StoreError>,
+    ) -> Result<Submitted, SubmitError> {
+        let AcceptedJob {
+            id,
+            sections,
+            config,
+            key,
+            request_id,
+        } = job;
         let stored = match stored {
             Ok(stored) => stored,
             Err(error) => {
@@ -287,12 +324,9 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-
-        let sections = config.section_count();
         self.inner
             .registry
             .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
-        let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
         let jobs = self.clone();
         let accepted_at = Instant::now();
         let logged_request_id = request_id.clone().unwrap_or_default();
@@ -302,7 +336,7 @@ impl Jobs {
                 jobs.run(QueuedJob {
                     id,
                     request: stored,
-                    config: kept,
+                    config,
                     accepted_at,
                     request_id,
                 })
@@ -319,6 +353,23 @@ impl Jobs {
             id,
             replayed: false,
         })
+    }
+
+    /// Counts an accept's outcome in the metrics.
+    fn count(&self, accepted: &Result<Submitted, SubmitError>) {
+        let metrics = &self.inner.metrics;
+        match accepted {
+            Ok(Submitted {
+                replayed: false, ..
+            }) => metrics.job_accepted(),
+            Ok(Submitted { replayed: true, .. }) => {}
+            Err(error) => metrics.rejected(match error {
+                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
+                SubmitError::QueueFull => Rejection::QueueFull,
+                SubmitError::ShuttingDown => Rejection::ShuttingDown,
+                SubmitError::Storage(_) => Rejection::Storage,
+            }),
+        }
     }
 
     /// Claims `key` for job `id`, or finds the job an earlier request with it made.
@@ -612,19 +663,22 @@ impl Jobs {
     }
 }
 
-/// Counts one submission for as long as it lives, whichever way it ends.
-struct AcceptInProgress<'a>(&'a AtomicUsize);
+/// Counts one submission for as long as it lives, whichever way it ends; owned, so
+/// that it can go with the accept to the journal's thread.
+struct AcceptInProgress(Arc<Inner>);
 
-impl<'a> AcceptInProgress<'a> {
-    fn enter(counter: &'a AtomicUsize) -> AcceptInProgress<'a> {
-        counter.fetch_add(1, Ordering::SeqCst);
-        AcceptInProgress(counter)
+impl AcceptInProgress {
+    fn enter(jobs: &Jobs) -> AcceptInProgress {
+        jobs.inner
+            .accepts_in_progress
+            .fetch_add(1, Ordering::SeqCst);
+        AcceptInProgress(Arc::clone(&jobs.inner))
     }
 }
 
-impl Drop for AcceptInProgress<'_> {
+impl Drop for AcceptInProgress {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -634,6 +688,15 @@ pub struct Submission {
     pub key: Option<IdempotencyKey>,
     /// The HTTP request's id, carried on the job's log lines.
     pub request_id: Option<String>,
+}
+
+/// A job whose request is on its way to the journal.
+struct AcceptedJob {
+    id: JobId,
+    sections: usize,
+    config: Option<WallConfig>,
+    key: Option<IdempotencyKey>,
+    request_id: Option<String>,
 }
 
 /// A job as it waits in the pool.
