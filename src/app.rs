@@ -119,6 +119,7 @@ impl App {
                 results_dir: settings.results_dir.clone(),
                 workers: settings.workers,
                 max_queue: settings.max_queue,
+                max_queue_bytes: settings.max_queue_bytes,
                 store: StoreOptions {
                     min_free_space: settings.min_free_space,
                     team_logs: settings.team_logs,

@@ -63,9 +63,10 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::KeyReused => ApiError::UnprocessableEntity(error.to_string()),
             SubmitError::KeyInProgress => ApiError::Conflict(error.to_string()),
-            SubmitError::QueueFull | SubmitError::ShuttingDown | SubmitError::Storage(_) => {
-                ApiError::Unavailable(error.to_string())
-            }
+            SubmitError::QueueFull
+            | SubmitError::QueueMemoryFull(_)
+            | SubmitError::ShuttingDown
+            | SubmitError::Storage(_) => ApiError::Unavailable(error.to_string()),
         }
     }
 }

@@ -5,6 +5,7 @@ mod batch_thread;
 mod group_sync;
 mod id;
 mod journal;
+mod queue_memory;
 mod registry;
 mod service;
 mod store;

@@ -17,20 +17,24 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::journal::StoredRequest;
+use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
-use crate::pool::JobPool;
+use crate::pool::{JobPool, Task};
 use crate::wall::{self, Limits, WallConfig};
 
-/// Configs this small ride along in the queue; larger ones are read back from their
-/// request file when they run, so a full queue of huge walls does not fill memory.
-const MAX_SECTIONS_KEPT_IN_QUEUE: usize = 10_000;
+/// Requests this small wait in the queue as the compact JSON the journal holds (a
+/// decoded wall costs some 27 times that); larger ones are read back from the journal
+/// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
+const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
 
 pub struct JobsSettings {
     pub results_dir: PathBuf,
     pub workers: usize,
     pub max_queue: usize,
+    /// The most bytes queued jobs may hold.
+    pub max_queue_bytes: usize,
     pub store: StoreOptions,
     pub retention: Retention,
     pub debug: DebugHooks,
@@ -89,6 +93,12 @@ pub enum SubmitError {
     KeyInProgress,
     #[error("the job queue is full; retry later")]
     QueueFull,
+    #[error(
+        "the queued jobs hold {} bytes, at the --max-queue-bytes limit of {} bytes; retry later",
+        .0.used,
+        .0.limit
+    )]
+    QueueMemoryFull(OverLimit),
     #[error("the server is shutting down and accepts no new jobs")]
     ShuttingDown,
     #[error("the job could not be stored on disk: {0}")]
@@ -126,6 +136,7 @@ struct Inner {
     registry: Registry,
     store: ResultStore,
     pool: JobPool,
+    queue_memory: Arc<QueueMemory>,
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
     accepts_in_progress: AtomicUsize,
@@ -157,6 +168,7 @@ impl Jobs {
                 registry: Registry::default(),
                 store,
                 pool,
+                queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
@@ -196,15 +208,20 @@ impl Jobs {
             if let Some(request) = job.request {
                 let jobs = self.clone();
                 let accepted_at = Instant::now();
+                let memory = self
+                    .inner
+                    .queue_memory
+                    .take(QueuedJob::held_bytes(None, None));
                 self.inner
                     .pool
                     .submit_unbounded(Box::new(move || {
                         jobs.run(QueuedJob {
                             id: job.id,
                             request,
-                            config: None,
+                            body: None,
                             accepted_at,
                             request_id: None,
+                            memory,
                         })
                     }))
                     .expect("the pool accepts work until shutdown begins");
@@ -268,6 +285,14 @@ impl Jobs {
         }
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
+        let sections = config.section_count();
+        drop(config);
+        let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
+        let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
+        let memory = match self.inner.queue_memory.reserve(held) {
+            Ok(memory) => memory,
+            Err(over) => return answer(Err(SubmitError::QueueMemoryFull(over))),
+        };
         let key_record = match &key {
             None => None,
             Some(key) => match self.claim_key(key, id, &request) {
@@ -281,13 +306,13 @@ impl Jobs {
                 Ok(KeyClaim::Claimed(record)) => Some(record),
             },
         };
-        let sections = config.section_count();
         let job = AcceptedJob {
             id,
             sections,
-            config: (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config),
+            body,
             key,
             request_id,
+            memory,
         };
         let jobs = self.clone();
         self.inner
@@ -311,9 +336,10 @@ impl Jobs {
         let AcceptedJob {
             id,
             sections,
-            config,
+            body,
             key,
             request_id,
+            memory,
         } = job;
         let stored = match stored {
             Ok(stored) => stored,
@@ -336,9 +362,10 @@ impl Jobs {
                 jobs.run(QueuedJob {
                     id,
                     request: stored,
-                    config,
+                    body,
                     accepted_at,
                     request_id,
+                    memory,
                 })
             }))
             .expect("the pool takes work until every accept in progress has finished");
@@ -365,7 +392,7 @@ impl Jobs {
             Ok(Submitted { replayed: true, .. }) => {}
             Err(error) => metrics.rejected(match error {
                 SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-                SubmitError::QueueFull => Rejection::QueueFull,
+                SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
                 SubmitError::ShuttingDown => Rejection::ShuttingDown,
                 SubmitError::Storage(_) => Rejection::Storage,
             }),
@@ -417,10 +444,13 @@ impl Jobs {
         let QueuedJob {
             id,
             request,
-            config,
+            body,
             accepted_at,
             request_id,
+            memory,
         } = job;
+        // Out of the queue: what it holds from here is a running job's.
+        drop(memory);
         let logger = self.inner.logger.new(slog::o!(
             "job_id" => id.to_string(),
             "request_id" => request_id.unwrap_or_default(),
@@ -430,10 +460,7 @@ impl Jobs {
         info!(logger, "job started");
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
-            let config = match config {
-                Some(config) => config,
-                None => self.load_request(&request)?,
-            };
+            let config = self.load_request(&request, body)?;
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
         }));
@@ -483,12 +510,20 @@ impl Jobs {
         });
     }
 
-    fn load_request(&self, request: &StoredRequest) -> Result<WallConfig, String> {
-        let request = self
-            .inner
-            .store
-            .read_request(request)
-            .map_err(|error| format!("the stored request cannot be read: {error}"))?;
+    /// The job's wall, from the request it carried or else from the journal.
+    fn load_request(
+        &self,
+        request: &StoredRequest,
+        body: Option<Vec<u8>>,
+    ) -> Result<WallConfig, String> {
+        let request = match body {
+            Some(body) => body,
+            None => self
+                .inner
+                .store
+                .read_request(request)
+                .map_err(|error| format!("the stored request cannot be read: {error}"))?,
+        };
         wall::parse_json(&request, &Limits::engine_bounds())
             .map_err(|error| format!("the stored request is damaged: {error}"))
     }
@@ -636,6 +671,7 @@ impl Jobs {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             queue_depth: self.inner.pool.queued(),
+            queue_bytes: self.inner.queue_memory.used(),
             in_flight: self.inner.registry.in_flight(),
             workers: self.inner.pool.live_workers(),
         }
@@ -694,19 +730,34 @@ pub struct Submission {
 struct AcceptedJob {
     id: JobId,
     sections: usize,
-    config: Option<WallConfig>,
+    body: Option<Vec<u8>>,
     key: Option<IdempotencyKey>,
     request_id: Option<String>,
+    memory: Reservation,
 }
 
 /// A job as it waits in the pool.
 struct QueuedJob {
     id: JobId,
     request: StoredRequest,
-    /// Small configs ride along; large ones are read back from the journal.
-    config: Option<WallConfig>,
+    /// A small request's JSON rides along; a large one is read back from the journal.
+    body: Option<Vec<u8>>,
     accepted_at: Instant,
     request_id: Option<String>,
+    /// Its share of `--max-queue-bytes`, given back when it leaves the queue.
+    memory: Reservation,
+}
+
+impl QueuedJob {
+    /// What a queued job holds: itself, boxed in its pool task (with the service handle
+    /// the task carries), the pool's pointer to that task, and its heap parts.
+    fn held_bytes(body: Option<&Vec<u8>>, request_id: Option<&String>) -> usize {
+        size_of::<QueuedJob>()
+            + size_of::<Jobs>()
+            + size_of::<Task>()
+            + body.map_or(0, Vec::capacity)
+            + request_id.map_or(0, String::capacity)
+    }
 }
 
 enum KeyClaim {
