@@ -77,7 +77,7 @@ impl Metrics {
             jobs: IntCounterVec::new(
                 Opts::new(
                     "icewall_jobs_total",
-                    "Jobs by outcome: accepted, done, failed",
+                    "Jobs by outcome: accepted, done, failed, cancelled",
                 ),
                 &["outcome"],
             )
@@ -167,6 +167,10 @@ impl Metrics {
         self.run_time
             .with_label_values(&[outcome])
             .observe(ran.as_secs_f64());
+    }
+
+    pub fn job_cancelled(&self) {
+        self.jobs.with_label_values(&["cancelled"]).inc();
     }
 
     pub fn store_error(&self) {

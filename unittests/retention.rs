@@ -20,6 +20,10 @@ fn delete_removes_a_finished_job_and_refuses_others() {
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
     let running = server.submit_json(EXAMPLE_JSON);
+    // A queued job would be cancelled: this one must have started.
+    wait_until("the job to start", || {
+        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
 
     let refused = server.request("DELETE", &format!("/api/jobs/{running}"));
     assert_eq!(refused.status, 409);
@@ -293,4 +297,122 @@ fn reads_racing_deletes_never_answer_500() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(server.listed_jobs(), 0);
     assert_eq!(results_of(&server), 0);
+}
+
+fn status(server: &Server, id: &str) -> String {
+    let reply = server.get(&format!("/api/get_results/{id}"));
+    if reply.status == 404 {
+        return "unknown".to_owned();
+    }
+    reply.json()["status"].as_str().unwrap().to_owned()
+}
+
+fn num_jobs(server: &Server) -> u64 {
+    server.get("/api/num_jobs").json()["num_jobs"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = ["--workers", "1", "--debug-job-delay-ms", "1500"];
+    let server = Server::start_in(dir.path(), &slow);
+    let running = server.submit_json(EXAMPLE_JSON);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    let later = server.submit_json(EXAMPLE_JSON);
+    wait_until("the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    assert_eq!(status(&server, &queued), "queued");
+    assert_eq!(num_jobs(&server), 3);
+
+    let cancelled = delete(&server, &queued);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.json(),
+        serde_json::json!({"job_id": queued, "status": "cancelled"})
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{queued}")).reason(),
+        "Invalid job_id"
+    );
+    assert_eq!(num_jobs(&server), 2);
+    assert_eq!(server.listed_jobs(), 2);
+    assert_eq!(delete(&server, &queued).status, 404);
+    let refused = delete(&server, &running);
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.reason().starts_with("the job is running;"),
+        "{}",
+        refused.reason()
+    );
+    // A crash: the journal segment with all three requests stays on disk.
+    server.kill9();
+
+    let server = Server::start_in(dir.path(), &slow);
+    wait_until("the rerun of the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    assert_eq!(
+        status(&server, &queued),
+        "unknown",
+        "a cancel survives a crash"
+    );
+    assert_eq!(status(&server, &later), "queued");
+    // A job queued again by the restart is cancelled as well; the drain then ends.
+    assert_eq!(delete(&server, &later).json()["status"], "cancelled");
+    assert_eq!(num_jobs(&server), 1);
+    assert!(
+        server
+            .get("/metrics")
+            .body
+            .lines()
+            .any(|line| line == r#"icewall_jobs_total{outcome="cancelled"} 1"#)
+    );
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(status(&server, &running), "done");
+    assert_eq!(status(&server, &queued), "unknown");
+    assert_eq!(status(&server, &later), "unknown");
+    assert_eq!(server.listed_jobs(), 1);
+    assert_eq!(num_jobs(&server), 0);
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    for cancelled in [&queued, &later] {
+        assert_eq!(
+            count_files(&results, |name| name.starts_with(cancelled.as_str())),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "1000"],
+    );
+    let running = server.submit_json(EXAMPLE_JSON);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    wait_until("the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    // The tombstone cannot be appended where a directory holds its name.
+    let tombstones = server.results.join("deleted-jobs.txt");
+    std::fs::create_dir(&tombstones).unwrap();
+    let refused = delete(&server, &queued);
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused.reason().contains("is unchanged"),
+        "{}",
+        refused.reason()
+    );
+    assert_eq!(status(&server, &queued), "queued");
+    assert_eq!(num_jobs(&server), 2);
+    assert_eq!(server.wait_finished(&queued)["data"]["cost"], 32233500);
+    std::fs::remove_dir(&tombstones).unwrap();
+    assert!(server.shutdown().success());
 }

@@ -216,14 +216,14 @@ pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"num_jobs": state.jobs.registry().in_flight()}))
 }
 
-/// Removes a finished job (an admin action).
+/// Removes a finished job, or cancels a queued one (an admin action).
 #[utoipa::path(delete, path = "/api/jobs/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), security(("admin_token" = []), ()), responses(
-    (status = 200, description = "The job and its result are removed", body = Deleted),
+    (status = 200, description = "A finished job and its result are removed (`deleted`), or a queued job is taken out before it runs (`cancelled`); neither comes back after a restart", body = Deleted),
     (status = 401, description = "The admin token is needed", body = ErrorBody, headers(("WWW-Authenticate" = String))),
     (status = 403, description = "A wrong admin token, or admin actions are disabled", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
-    (status = 409, description = "The job is not finished, or its request is still needed", body = ErrorBody),
-    (status = 500, description = "The result could not be removed", body = ErrorBody)))]
+    (status = 409, description = "The job is running", body = ErrorBody),
+    (status = 500, description = "The disk refused the delete; the job is unchanged", body = ErrorBody)))]
 pub async fn delete(
     request: HttpRequest,
     path: web::Path<String>,
@@ -232,8 +232,8 @@ pub async fn delete(
     state.admin.authorize(&request)?;
     let id: JobId = path.parse()?;
     let jobs = state.jobs.clone();
-    web::block(move || jobs.delete(id)).await??;
-    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": "deleted"})))
+    let removed = web::block(move || jobs.delete(id)).await??;
+    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": removed.name()})))
 }
 
 /// Refuses new jobs from this moment and starts the drain; answers at once.

@@ -14,7 +14,7 @@ mod tombstones;
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};
 pub use service::{
-    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError, Submission,
-    SubmitError, Submitted,
+    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
+    Submission, SubmitError, Submitted,
 };
 pub use store::{ResultStore, StoreError, StoreOptions, TeamLogs};

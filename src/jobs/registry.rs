@@ -327,6 +327,20 @@ mod tests {
     }
 
     #[test]
+    fn only_a_queued_job_is_removed_as_cancelled() {
+        let registry = Registry::default();
+        let (queued, running) = (JobId::generate(), JobId::generate());
+        insert(&registry, queued, JobState::Queued);
+        insert(&registry, running, JobState::Queued);
+        registry.set_running(running);
+        assert!(!registry.remove_queued(running));
+        assert!(registry.remove_queued(queued));
+        assert!(!registry.remove_queued(queued));
+        assert_eq!(registry.in_flight(), 1);
+        assert_eq!(registry.page(None, 10).len(), 1);
+    }
+
+    #[test]
     fn a_job_is_pinned_while_its_journal_lives() {
         let registry = Registry::default();
         let journal = Arc::new(Journal::new(std::path::PathBuf::from("/nonexistent/j")));

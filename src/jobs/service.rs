@@ -79,6 +79,25 @@ struct KeyEntry {
     accepted: bool,
 }
 
+/// What a successful `delete` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// A finished job's record and result are gone.
+    Deleted,
+    /// A queued job was taken out before it ran.
+    Cancelled,
+}
+
+impl Removed {
+    /// The `status` string of the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Removed::Deleted => "deleted",
+            Removed::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// An accepted submission: a new job, or the one an earlier request with the same key made.
 pub struct Submitted {
     pub id: JobId,
@@ -109,7 +128,7 @@ pub enum SubmitError {
 pub enum DeleteError {
     #[error("Invalid job_id")]
     Unknown,
-    #[error("the job is {0}; only a finished job can be deleted")]
+    #[error("the job is {0}; only a finished job can be deleted, or a queued one cancelled")]
     InFlight(&'static str),
     #[error("the job could not be deleted and is unchanged: {0}")]
     Storage(String),
@@ -136,6 +155,9 @@ struct Inner {
     registry: Registry,
     store: ResultStore,
     pool: JobPool,
+    /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
+    /// take the job out under the slot's lock, so exactly one of them gets it.
+    queued: DashMap<JobId, QueueSlot>,
     queue_memory: Arc<QueueMemory>,
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
@@ -168,6 +190,7 @@ impl Jobs {
                 registry: Registry::default(),
                 store,
                 pool,
+                queued: DashMap::new(),
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
@@ -206,25 +229,17 @@ impl Jobs {
                 .registry
                 .insert(job.id, job.state, job.finished_at, job.journal);
             if let Some(request) = job.request {
-                let jobs = self.clone();
-                let accepted_at = Instant::now();
-                let memory = self
-                    .inner
-                    .queue_memory
-                    .take(QueuedJob::held_bytes(None, None));
-                self.inner
-                    .pool
-                    .submit_unbounded(Box::new(move || {
-                        jobs.run(QueuedJob {
-                            id: job.id,
-                            request,
-                            body: None,
-                            accepted_at,
-                            request_id: None,
-                            memory,
-                        })
-                    }))
-                    .expect("the pool accepts work until shutdown begins");
+                self.queue(QueuedJob {
+                    id: job.id,
+                    request,
+                    body: None,
+                    accepted_at: Instant::now(),
+                    request_id: None,
+                    memory: self
+                        .inner
+                        .queue_memory
+                        .take(QueuedJob::held_bytes(None, None)),
+                });
                 requeued += 1;
             } else {
                 finished += 1;
@@ -353,22 +368,15 @@ impl Jobs {
         self.inner
             .registry
             .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
-        let jobs = self.clone();
-        let accepted_at = Instant::now();
         let logged_request_id = request_id.clone().unwrap_or_default();
-        self.inner
-            .pool
-            .submit_unbounded(Box::new(move || {
-                jobs.run(QueuedJob {
-                    id,
-                    request: stored,
-                    body,
-                    accepted_at,
-                    request_id,
-                    memory,
-                })
-            }))
-            .expect("the pool takes work until every accept in progress has finished");
+        self.queue(QueuedJob {
+            id,
+            request: stored,
+            body,
+            accepted_at: Instant::now(),
+            request_id,
+            memory,
+        });
         if let Some(key) = &key {
             if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
                 entry.accepted = true;
@@ -397,6 +405,37 @@ impl Jobs {
                 SubmitError::Storage(_) => Rejection::Storage,
             }),
         }
+    }
+
+    /// Puts a registered job in the pool. It waits in its slot, where a cancel can take
+    /// it; the pool's task only names it.
+    fn queue(&self, job: QueuedJob) {
+        let id = job.id;
+        self.inner
+            .queued
+            .insert(id, Arc::new(Mutex::new(Some(job))));
+        let jobs = self.clone();
+        self.inner
+            .pool
+            .submit_unbounded(Box::new(move || jobs.take_and_run(id)))
+            .expect("the pool takes work until every accept in progress has finished");
+    }
+
+    /// Runs on a worker: takes the job from its slot and runs it, unless it was cancelled.
+    fn take_and_run(&self, id: JobId) {
+        let Some((_, slot)) = self.inner.queued.remove(&id) else {
+            return;
+        };
+        let job = {
+            let mut slot = slot.lock();
+            let Some(job) = slot.take() else {
+                return;
+            };
+            // Under the slot's lock: a cancel sees the job queued, or running.
+            self.inner.registry.set_running(id);
+            job
+        };
+        self.run(job);
     }
 
     /// Claims `key` for job `id`, or finds the job an earlier request with it made.
@@ -455,7 +494,6 @@ impl Jobs {
             "job_id" => id.to_string(),
             "request_id" => request_id.unwrap_or_default(),
         ));
-        self.inner.registry.set_running(id);
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
@@ -553,16 +591,47 @@ impl Jobs {
         })
     }
 
-    /// Removes a finished job: its record and its result file, for good.
+    /// Removes a finished job (its record and its result file) or cancels a queued one,
+    /// for good: neither comes back after a restart.
     ///
     /// # Errors
-    /// `Unknown`, `InFlight`, or `Storage` (then the job is as it was).
-    pub fn delete(&self, id: JobId) -> Result<(), DeleteError> {
-        let state = self.state(id).ok_or(DeleteError::Unknown)?;
-        if !state.is_finished() {
-            return Err(DeleteError::InFlight(state.name()));
+    /// `Unknown`, `InFlight` for a running job, or `Storage` (then the job is as it was).
+    pub fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+        match self.state(id).ok_or(DeleteError::Unknown)? {
+            JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
+            JobState::Running => Err(DeleteError::InFlight("running")),
+            JobState::Done | JobState::Failed(_) => {
+                self.remove_finished(id).map(|()| Removed::Deleted)
+            }
         }
-        self.remove_finished(id)
+    }
+
+    /// Takes a queued job out before it runs. It is buried first, under its slot's lock
+    /// (a worker waits meanwhile): if that fails, the job stays queued as it was.
+    fn cancel(&self, id: JobId) -> Result<(), DeleteError> {
+        // No slot, or an empty one: a worker has taken the job.
+        let slot = self
+            .inner
+            .queued
+            .get(&id)
+            .map(|slot| Arc::clone(slot.value()))
+            .ok_or(DeleteError::InFlight("running"))?;
+        let mut slot = slot.lock();
+        if slot.is_none() {
+            return Err(DeleteError::InFlight("running"));
+        }
+        if let Err(error) = self.inner.store.bury(id) {
+            warn!(self.inner.logger, "job not cancelled"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        let job = slot.take().expect("the slot was checked under its lock");
+        self.inner.queued.remove(&id);
+        self.inner.registry.remove_queued(id);
+        // Its memory, its journal segment and its lock go with it.
+        self.inner.store.abandon(id, job.request);
+        self.inner.metrics.job_cancelled();
+        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+        Ok(())
     }
 
     /// Deletes a finished job. Until its result is gone it can still be restored as it
@@ -736,6 +805,9 @@ struct AcceptedJob {
     memory: Reservation,
 }
 
+/// Where a queued job waits: taken out by a worker, or by a cancel.
+type QueueSlot = Arc<Mutex<Option<QueuedJob>>>;
+
 /// A job as it waits in the pool.
 struct QueuedJob {
     id: JobId,
@@ -749,11 +821,14 @@ struct QueuedJob {
 }
 
 impl QueuedJob {
-    /// What a queued job holds: itself, boxed in its pool task (with the service handle
-    /// the task carries), the pool's pointer to that task, and its heap parts.
+    /// What a queued job holds: its slot (behind the `Arc`'s two counts), the slot's
+    /// entry in the map of queued jobs, its task in the pool (boxed, and the pool's
+    /// pointer to it), and its heap parts.
     fn held_bytes(body: Option<&Vec<u8>>, request_id: Option<&String>) -> usize {
-        size_of::<QueuedJob>()
-            + size_of::<Jobs>()
+        size_of::<Mutex<Option<QueuedJob>>>()
+            + 2 * size_of::<usize>()
+            + size_of::<(JobId, QueueSlot)>()
+            + size_of::<(Jobs, JobId)>()
             + size_of::<Task>()
             + body.map_or(0, Vec::capacity)
             + request_id.map_or(0, String::capacity)
