@@ -301,7 +301,6 @@ impl Jobs {
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
-        drop(config);
         let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
         let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
