@@ -139,6 +139,7 @@ impl App {
                 results_dir: settings.results_dir.clone(),
                 workers: settings.workers,
                 max_queue: settings.max_queue,
+                max_queue_bytes: settings.max_queue_bytes,
                 store: StoreOptions {
                     min_free_space: settings.min_free_space,
                     team_logs: settings.team_logs,
@@ -151,6 +152,7 @@ impl App {
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),
                     panic_on_num_teams: settings.debug_panic_on_num_teams,
+                    accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
                 },
             },
             logger.clone(),

@@ -23,6 +23,7 @@ pub struct Metrics {
     http: HistogramVec,
     store_errors: IntCounter,
     queue_depth: IntGauge,
+    queue_bytes: IntGauge,
     in_flight: IntGauge,
     workers: IntGauge,
 }
@@ -58,6 +59,8 @@ impl Rejection {
 /// Live values read at scrape time.
 pub struct Snapshot {
     pub queue_depth: usize,
+    /// Bytes the queued jobs hold, as counted against `--max-queue-bytes`.
+    pub queue_bytes: usize,
     pub in_flight: usize,
     pub workers: usize,
 }
@@ -74,7 +77,7 @@ impl Metrics {
             jobs: IntCounterVec::new(
                 Opts::new(
                     "icewall_jobs_total",
-                    "Jobs by outcome: accepted, done, failed",
+                    "Jobs by outcome: accepted, done, failed, cancelled",
                 ),
                 &["outcome"],
             )
@@ -115,12 +118,17 @@ impl Metrics {
             .expect("valid metric"),
             queue_depth: IntGauge::new("icewall_queue_depth", "Jobs waiting for a worker")
                 .expect("valid metric"),
+            queue_bytes: IntGauge::new(
+                "icewall_queue_bytes",
+                "Bytes held by jobs waiting for a worker (see --max-queue-bytes)",
+            )
+            .expect("valid metric"),
             in_flight: IntGauge::new("icewall_jobs_in_flight", "Jobs queued or running")
                 .expect("valid metric"),
             workers: IntGauge::new("icewall_workers", "Live worker threads").expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.rejected.clone()),
             Box::new(metrics.queue_wait.clone()),
@@ -128,6 +136,7 @@ impl Metrics {
             Box::new(metrics.http.clone()),
             Box::new(metrics.store_errors.clone()),
             Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.queue_bytes.clone()),
             Box::new(metrics.in_flight.clone()),
             Box::new(metrics.workers.clone()),
         ];
@@ -160,6 +169,10 @@ impl Metrics {
             .observe(ran.as_secs_f64());
     }
 
+    pub fn job_cancelled(&self) {
+        self.jobs.with_label_values(&["cancelled"]).inc();
+    }
+
     pub fn store_error(&self) {
         self.store_errors.inc();
     }
@@ -178,6 +191,7 @@ impl Metrics {
     /// The text exposition of every metric, after reading the live values.
     pub fn render(&self, now: &Snapshot) -> String {
         self.queue_depth.set(now.queue_depth as i64);
+        self.queue_bytes.set(now.queue_bytes as i64);
         self.in_flight.set(now.in_flight as i64);
         self.workers.set(now.workers as i64);
         let mut text = Vec::new();
@@ -208,6 +222,7 @@ mod tests {
         metrics.http_request("/api/simulate", 202, Duration::from_millis(1));
         let text = metrics.render(&Snapshot {
             queue_depth: 4,
+            queue_bytes: 1024,
             in_flight: 5,
             workers: 2,
         });
@@ -216,6 +231,7 @@ mod tests {
             "icewall_jobs_total{outcome=\"done\"} 1",
             "icewall_jobs_rejected_total{reason=\"queue_full\"} 1",
             "icewall_queue_depth 4",
+            "icewall_queue_bytes 1024",
             "icewall_jobs_in_flight 5",
             "icewall_workers 2",
             "icewall_job_queue_wait_seconds_count 1",

@@ -59,6 +59,34 @@ fn admin_token(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A size of at least one byte: a number of bytes, with an optional unit.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|number| number.checked_mul(scale))
+        .filter(|&bytes| bytes >= 1)
+        .ok_or_else(|| {
+            format!(
+                "expected a size of at least 1 byte, such as `268435456`, `256MiB` or `1GB`, got `{text}`"
+            )
+        })
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -85,6 +113,10 @@ pub struct Settings {
     /// Jobs waiting to run, beyond which submissions get 503.
     #[arg(long, env = "ICEWALL_MAX_QUEUE", default_value_t = 10_000, value_parser = at_least_one)]
     pub max_queue: usize,
+    /// Memory the queued jobs may hold, beyond which submissions get 503: bytes, or a
+    /// size with a unit (`KiB`, `MiB`, `GiB`, or `KB`, `MB`, `GB`), e.g. `256MiB`.
+    #[arg(long, env = "ICEWALL_MAX_QUEUE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_queue_bytes: usize,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "ICEWALL_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = at_least_one)]
     pub max_body: usize,
@@ -156,6 +188,9 @@ pub struct Settings {
     /// Test hook: a job with this num_teams panics.
     #[arg(long, hide = true)]
     pub debug_panic_on_num_teams: Option<u64>,
+    /// Test hook: milliseconds every accept waits once its request is journaled.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub debug_accept_delay_ms: u64,
 }
 
 impl Settings {
@@ -168,5 +203,29 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("2 KiB"), Ok(2048));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        for bad in [
+            "",
+            "0",
+            "MiB",
+            "1.5MiB",
+            "-1",
+            "12 parsecs",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -370,6 +370,54 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
 }
 
 #[test]
+fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
+    let (server, _dir) = server(&[
+        "--workers",
+        "1",
+        "--max-queue-bytes",
+        "2KiB",
+        "--debug-job-delay-ms",
+        "100",
+    ]);
+    let submit = || server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    let mut accepted = Vec::new();
+    let refused = loop {
+        assert!(accepted.len() < 200, "2 KiB of queue took 200 jobs");
+        let reply = submit();
+        match reply.status {
+            202 => accepted.push(reply.json()["job_id"].as_str().unwrap().to_owned()),
+            503 => break reply,
+            other => panic!("unexpected status {other}: {}", reply.body),
+        }
+    };
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    assert!(
+        refused
+            .reason()
+            .contains("at the --max-queue-bytes limit of 2048 bytes"),
+        "{}",
+        refused.reason()
+    );
+    assert!(accepted.len() >= 3, "{} accepted", accepted.len());
+    wait_until("a job accepted again", || {
+        let reply = submit();
+        assert!(reply.status == 202 || reply.status == 503, "{}", reply.body);
+        if reply.status == 202 {
+            accepted.push(reply.json()["job_id"].as_str().unwrap().to_owned());
+        }
+        reply.status == 202
+    });
+    for id in &accepted {
+        assert_eq!(server.wait_finished(id)["data"]["cost"], 32233500);
+    }
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.lines().any(|line| line == "icewall_queue_bytes 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
     let (server, _dir) = server(&[
         "--workers",

@@ -137,3 +137,47 @@ fn keys_survive_a_restart_and_a_removed_job_frees_its_key() {
     assert_eq!(keys.matches(&kept).count(), 1, "{keys}");
     assert_eq!(count_files(&results, |name| name.ends_with(".tmp")), 0);
 }
+
+#[test]
+fn a_client_gone_before_its_answer_leaves_its_key_usable() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // Every accept takes a second once its request is journaled: time to hang up.
+    let server = Server::start_in(dir.path(), &["--debug-accept-delay-ms", "1000"]);
+    let mut stream =
+        std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    // A request answered first leaves unread bytes, so hanging up resets the
+    // connection: the server then drops the keyed request's handler.
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+         POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: hung-up\r\nContent-Length: {}\r\n\r\n{EXAMPLE_JSON}",
+        EXAMPLE_JSON.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    // Hung up before the answer, while the request is being accepted.
+    wait_until("the request to be journaled", || {
+        count_files(&server.results, |name| name.starts_with("requests-")) > 0
+    });
+    drop(stream);
+
+    let mut retried = None;
+    wait_until("a retry with the key to be accepted", || {
+        let reply = submit(&server, "hung-up", "application/json", EXAMPLE_JSON);
+        assert!(
+            reply.status == 202 || reply.status == 409,
+            "{} {}",
+            reply.status,
+            reply.body
+        );
+        let accepted = reply.status == 202;
+        retried = Some(reply);
+        accepted
+    });
+    let id = job_id(&retried.unwrap());
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    assert_eq!(server.listed_jobs(), 1, "one job for the key");
+    assert!(server.shutdown().success());
+}

@@ -20,6 +20,10 @@ fn delete_removes_a_finished_job_and_refuses_others() {
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
     let running = server.submit_json(EXAMPLE_JSON);
+    // A queued job would be cancelled: this one must have started.
+    wait_until("the job to start", || {
+        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
 
     let refused = server.request("DELETE", &format!("/api/jobs/{running}"));
     assert_eq!(refused.status, 409);
@@ -141,4 +145,274 @@ fn the_oldest_finished_jobs_go_beyond_max_results() {
         server.get(&format!("/api/get_results/{}", ids[0])).status,
         404
     );
+}
+
+/// A delete that goes through at once: no 409 "retry in a moment" any more.
+fn delete(server: &Server, id: &str) -> common::Reply {
+    server.request("DELETE", &format!("/api/jobs/{id}"))
+}
+
+#[test]
+fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "1500"],
+    );
+    // Accepted together, so both lines are in one journal segment.
+    let done = server.submit_json(EXAMPLE_JSON);
+    let unstorable = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&done)["status"], "done");
+    // The second job's result cannot be written: its segment is kept for a restart.
+    let temporary = server.results.join("tmp");
+    std::fs::remove_dir_all(&temporary).unwrap();
+    std::fs::write(&temporary, b"in the way").unwrap();
+    let failed = server.wait_finished(&unstorable);
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be stored"),
+        "{failed}"
+    );
+
+    let deleted = delete(&server, &done);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(
+        deleted.json(),
+        serde_json::json!({"job_id": done, "status": "deleted"})
+    );
+    assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 404);
+    std::fs::remove_file(&temporary).unwrap();
+    std::fs::create_dir(&temporary).unwrap();
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    assert_eq!(
+        count_files(&results, |name| name.starts_with("requests-")),
+        1,
+        "the segment holding the deleted job's request is still on disk"
+    );
+
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(
+        restarted.wait_finished(&unstorable)["data"]["cost"],
+        32233500,
+        "the unstored job runs again"
+    );
+    assert_eq!(
+        restarted.get(&format!("/api/get_results/{done}")).status,
+        404,
+        "the deleted job does not come back"
+    );
+    assert_eq!(restarted.listed_jobs(), 1);
+    assert!(restarted.shutdown().success());
+    assert_eq!(count_files(&results, |name| name.starts_with(&done)), 0);
+}
+
+#[test]
+fn a_delete_that_fails_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    // `remove_file` refuses a non-empty directory, for root too (unlike permissions).
+    let result = server.results.join(format!("{id}.result"));
+    let aside = dir.path().join("aside.result");
+    std::fs::rename(&result, &aside).unwrap();
+    std::fs::create_dir(&result).unwrap();
+    std::fs::write(result.join("in-the-way"), b"").unwrap();
+
+    let mut refused = delete(&server, &id);
+    // Without tombstones a job still journaled was refused for a moment (409).
+    wait_until("an answer to the delete", || {
+        refused = delete(&server, &id);
+        refused.status != 409
+    });
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused
+            .reason()
+            .starts_with("the job could not be deleted and is unchanged: "),
+        "{}",
+        refused.reason()
+    );
+    assert_ne!(server.get(&format!("/api/get_results/{id}")).status, 404);
+    assert_eq!(server.listed_jobs(), 1);
+
+    std::fs::remove_dir_all(&result).unwrap();
+    std::fs::rename(&aside, &result).unwrap();
+    assert_eq!(
+        server.get(&format!("/api/get_results/{id}")).json()["data"]["cost"],
+        32233500,
+        "the job answers as it did before the failed delete"
+    );
+    assert_eq!(delete(&server, &id).status, 200);
+    assert!(server.shutdown().success());
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(restarted.get(&format!("/api/get_results/{id}")).status, 404);
+}
+
+#[test]
+fn reads_racing_deletes_never_answer_500() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let ids: Vec<String> = (0..100).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    // The readers all ask about the job being deleted; `ids.len()` stops them.
+    let current = AtomicUsize::new(0);
+    let errors: Vec<String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..4)
+            .map(|reader| {
+                let (server, ids, current) = (&server, &ids, &current);
+                scope.spawn(move || {
+                    let mut errors = Vec::new();
+                    while let Some(id) = ids.get(current.load(Ordering::SeqCst)) {
+                        let path = match reader % 3 {
+                            0 => format!("/api/get_results/{id}"),
+                            1 => format!("/api/jobs/{id}/profiles/1/days/1"),
+                            _ => format!("/api/jobs/{id}/log"),
+                        };
+                        let reply = server.get(&path);
+                        if reply.status != 200 && reply.status != 404 {
+                            errors.push(format!("{path}: {} {}", reply.status, reply.body));
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        for (index, id) in ids.iter().enumerate() {
+            current.store(index, Ordering::SeqCst);
+            wait_until("the delete", || delete(&server, id).status == 200);
+        }
+        current.store(ids.len(), Ordering::SeqCst);
+        readers
+            .into_iter()
+            .flat_map(|reader| reader.join().unwrap())
+            .collect()
+    });
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(server.listed_jobs(), 0);
+    assert_eq!(results_of(&server), 0);
+}
+
+fn status(server: &Server, id: &str) -> String {
+    let reply = server.get(&format!("/api/get_results/{id}"));
+    if reply.status == 404 {
+        return "unknown".to_owned();
+    }
+    reply.json()["status"].as_str().unwrap().to_owned()
+}
+
+fn num_jobs(server: &Server) -> u64 {
+    server.get("/api/num_jobs").json()["num_jobs"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = ["--workers", "1", "--debug-job-delay-ms", "1500"];
+    let server = Server::start_in(dir.path(), &slow);
+    let running = server.submit_json(EXAMPLE_JSON);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    let later = server.submit_json(EXAMPLE_JSON);
+    wait_until("the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    assert_eq!(status(&server, &queued), "queued");
+    assert_eq!(num_jobs(&server), 3);
+
+    let cancelled = delete(&server, &queued);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.json(),
+        serde_json::json!({"job_id": queued, "status": "cancelled"})
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{queued}")).reason(),
+        "Invalid job_id"
+    );
+    assert_eq!(num_jobs(&server), 2);
+    assert_eq!(server.listed_jobs(), 2);
+    assert_eq!(delete(&server, &queued).status, 404);
+    let refused = delete(&server, &running);
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.reason().starts_with("the job is running;"),
+        "{}",
+        refused.reason()
+    );
+    // A crash: the journal segment with all three requests stays on disk.
+    server.kill9();
+
+    let server = Server::start_in(dir.path(), &slow);
+    wait_until("the rerun of the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    assert_eq!(
+        status(&server, &queued),
+        "unknown",
+        "a cancel survives a crash"
+    );
+    assert_eq!(status(&server, &later), "queued");
+    // A job queued again by the restart is cancelled as well; the drain then ends.
+    assert_eq!(delete(&server, &later).json()["status"], "cancelled");
+    assert_eq!(num_jobs(&server), 1);
+    assert!(
+        server
+            .get("/metrics")
+            .body
+            .lines()
+            .any(|line| line == r#"icewall_jobs_total{outcome="cancelled"} 1"#)
+    );
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(status(&server, &running), "done");
+    assert_eq!(status(&server, &queued), "unknown");
+    assert_eq!(status(&server, &later), "unknown");
+    assert_eq!(server.listed_jobs(), 1);
+    assert_eq!(num_jobs(&server), 0);
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    for cancelled in [&queued, &later] {
+        assert_eq!(
+            count_files(&results, |name| name.starts_with(cancelled.as_str())),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "1000"],
+    );
+    let running = server.submit_json(EXAMPLE_JSON);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    wait_until("the first job to start", || {
+        status(&server, &running) == "running"
+    });
+    // The tombstone cannot be appended where a directory holds its name.
+    let tombstones = server.results.join("deleted-jobs.txt");
+    std::fs::create_dir(&tombstones).unwrap();
+    let refused = delete(&server, &queued);
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused.reason().contains("is unchanged"),
+        "{}",
+        refused.reason()
+    );
+    assert_eq!(status(&server, &queued), "queued");
+    assert_eq!(num_jobs(&server), 2);
+    assert_eq!(server.wait_finished(&queued)["data"]["cost"], 32233500);
+    std::fs::remove_dir(&tombstones).unwrap();
+    assert!(server.shutdown().success());
 }

@@ -68,9 +68,10 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::KeyReused => ApiError::UnprocessableEntity(error.to_string()),
             SubmitError::KeyInProgress => ApiError::Conflict(error.to_string()),
-            SubmitError::QueueFull | SubmitError::ShuttingDown | SubmitError::Storage(_) => {
-                ApiError::Unavailable(error.to_string())
-            }
+            SubmitError::QueueFull
+            | SubmitError::QueueMemoryFull(_)
+            | SubmitError::ShuttingDown
+            | SubmitError::Storage(_) => ApiError::Unavailable(error.to_string()),
         }
     }
 }
@@ -79,7 +80,9 @@ impl From<DeleteError> for ApiError {
     fn from(error: DeleteError) -> ApiError {
         match error {
             DeleteError::Unknown => ApiError::invalid_job_id(),
-            DeleteError::InFlight(_) | DeleteError::Pinned => ApiError::Conflict(error.to_string()),
+            DeleteError::InFlight(_) => ApiError::Conflict(error.to_string()),
+            // The file system refused (read-only, permissions): an operator must act,
+            // so it is no transient 503.
             DeleteError::Storage(_) => ApiError::Internal(error.to_string()),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobState};
+use crate::jobs::{JobId, JobState, ResultStore, StoreError};
 use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
@@ -27,6 +27,22 @@ fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> 
     let id: JobId = id.parse()?;
     let job = state.jobs.state(id).ok_or_else(ApiError::invalid_job_id)?;
     Ok((id, job))
+}
+
+/// Reads a finished job's files on the blocking pool. A job deleted meanwhile answers
+/// 404, as it would a moment later: its file going is no server error.
+async fn read_stored<T: Send + 'static>(
+    state: &ApiState,
+    id: JobId,
+    read: impl FnOnce(&ResultStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.jobs.store().clone();
+    match web::block(move || read(&store)).await? {
+        Err(StoreError::Missing) if state.jobs.state(id).is_none() => {
+            Err(ApiError::invalid_job_id())
+        }
+        read => Ok(read?),
+    }
 }
 
 /// The `/api/get_results` body of a done job.
@@ -66,9 +82,9 @@ pub async fn results(
             HttpResponse::Ok().json(json!({"status": "failed", "reason": &*reason}))
         }
         JobState::Done => {
-            let store = state.jobs.store().clone();
             let limit = state.max_summary_profiles;
-            let (summary, total) = web::block(move || store.read_summary(id, 0, limit)).await??;
+            let (summary, total) =
+                read_stored(&state, id, move |store| store.read_summary(id, 0, limit)).await?;
             let truncated = total > summary.profiles.len();
             HttpResponse::Ok().json(Done {
                 status: "done",
@@ -99,8 +115,10 @@ fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
 /// steps it needs; 409 while the job is not done.
 async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
     let id = done_job(state, id)?;
-    let store = state.jobs.store().clone();
-    let answer = web::block(move || question.answer(&store.open_work(id)?)).await??;
+    let answer = read_stored(state, id, move |store| {
+        store.open_work(id).map(|work| question.answer(&work))
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -143,10 +161,12 @@ pub async fn profiles(
     };
     let limit = page_limit(query.limit.as_deref())?;
     let id = done_job(&state, &path)?;
-    let store = state.jobs.store().clone();
     // Beyond the last profile there is nothing to read, however large `after` is.
     let first = usize::try_from(after).unwrap_or(usize::MAX);
-    let (summary, total) = web::block(move || store.read_summary(id, first, limit)).await??;
+    let (summary, total) = read_stored(&state, id, move |store| {
+        store.read_summary(id, first, limit)
+    })
+    .await?;
     let end = first.saturating_add(summary.profiles.len());
     Ok(HttpResponse::Ok().json(ProfilePage {
         profiles: summary.profiles,
@@ -207,8 +227,7 @@ pub async fn log(
             job.name()
         )));
     }
-    let store = state.jobs.store().clone();
-    let (file, length) = web::block(move || store.open_log(id)).await??;
+    let (file, length) = read_stored(&state, id, move |store| store.open_log(id)).await?;
     // Streamed in chunks read on the blocking pool: a log can be tens of megabytes.
     let chunks = stream::unfold(Some(file), |file| async move {
         let mut file = file?;
@@ -285,14 +304,14 @@ pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"num_jobs": state.jobs.registry().in_flight()}))
 }
 
-/// Removes a finished job (an admin action).
+/// Removes a finished job, or cancels a queued one (an admin action).
 #[utoipa::path(delete, path = "/api/jobs/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), security(("admin_token" = []), ()), responses(
-    (status = 200, description = "The job and its result are removed", body = Deleted),
+    (status = 200, description = "A finished job and its result are removed (`deleted`), or a queued job is taken out before it runs (`cancelled`); neither comes back after a restart", body = Deleted),
     (status = 401, description = "The admin token is needed", body = ErrorBody, headers(("WWW-Authenticate" = String))),
     (status = 403, description = "A wrong admin token, or admin actions are disabled", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
-    (status = 409, description = "The job is not finished, or its request is still needed", body = ErrorBody),
-    (status = 500, description = "The result could not be removed", body = ErrorBody)))]
+    (status = 409, description = "The job is running", body = ErrorBody),
+    (status = 500, description = "The disk refused the delete; the job is unchanged", body = ErrorBody)))]
 pub async fn delete(
     request: HttpRequest,
     path: web::Path<String>,
@@ -301,8 +320,8 @@ pub async fn delete(
     state.admin.authorize(&request)?;
     let id: JobId = path.parse()?;
     let jobs = state.jobs.clone();
-    web::block(move || jobs.delete(id)).await??;
-    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": "deleted"})))
+    let removed = web::block(move || jobs.delete(id)).await??;
+    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": removed.name()})))
 }
 
 /// Refuses new jobs from this moment and starts the drain; answers at once.

@@ -123,7 +123,7 @@ pub struct ShuttingDown {
 pub struct Deleted {
     #[schema(format = Uuid)]
     job_id: String,
-    #[schema(pattern = "^deleted$")]
+    #[schema(pattern = "^(deleted|cancelled)$")]
     status: String,
 }
 

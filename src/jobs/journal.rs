@@ -27,8 +27,8 @@ use super::batch_thread::{BatchThread, Batches, closed, repeat};
 use super::regular_file::{open_regular, read_regular};
 
 /// How long a segment takes new requests. Short, so that a segment (and with it the
-/// right to delete its jobs' results, see `Registry::is_pinned`) is let go soon after
-/// its jobs finish, even when requests trickle in.
+/// need for a tombstone when one of its jobs is deleted, see `Registry::is_pinned`) is
+/// let go soon after its jobs finish, even when requests trickle in.
 const SEGMENT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The size of a new segment follows the traffic of the one before it, within these.
@@ -79,6 +79,10 @@ impl Journal {
     /// Keeps the file past the end of this process.
     pub fn keep(&self) {
         self.keep.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_kept(&self) -> bool {
+        self.keep.load(Ordering::SeqCst)
     }
 }
 

@@ -7,16 +7,18 @@ mod group_sync;
 mod id;
 mod journal;
 mod legacy_result;
+mod queue_memory;
 mod registry;
 mod regular_file;
 mod result_file;
 mod service;
 mod store;
+mod tombstones;
 
 pub use id::{InvalidJobId, JobId};
 pub use registry::{JobState, Registry};
 pub use service::{
-    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Retention, StartError, Submission,
-    SubmitError, Submitted,
+    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
+    Submission, SubmitError, Submitted,
 };
 pub use store::{ResultStore, StoreError, StoreOptions, TeamLogs};

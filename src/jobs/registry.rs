@@ -46,6 +46,8 @@ struct JobRecord {
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
     journal: Weak<Journal>,
+    /// A delete is under way: the job answers as unknown, and comes back if it fails.
+    deleting: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ impl Registry {
                 state,
                 finished_at,
                 journal,
+                deleting: false,
             },
         );
     }
@@ -99,6 +102,36 @@ impl Registry {
         }
     }
 
+    /// Hides a finished job while it is deleted; false if it is unknown, in flight or
+    /// already being deleted.
+    pub fn mark_deleting(&self, id: JobId) -> bool {
+        self.records.get_mut(&id).is_some_and(|mut record| {
+            let free = record.state.is_finished() && !record.deleting;
+            record.deleting |= free;
+            free
+        })
+    }
+
+    /// Shows a job again whose delete failed.
+    pub fn unmark_deleting(&self, id: JobId) {
+        if let Some(mut record) = self.records.get_mut(&id) {
+            record.deleting = false;
+        }
+    }
+
+    /// Forgets a queued job (a cancelled one); false if it is not queued.
+    pub fn remove_queued(&self, id: JobId) -> bool {
+        let removed = self
+            .records
+            .remove_if(&id, |_, record| record.state == JobState::Queued)
+            .is_some();
+        if removed {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.order.write().remove(&id);
+        }
+        removed
+    }
+
     /// Forgets a finished job; false if it is unknown or still in flight.
     pub fn remove_finished(&self, id: JobId) -> bool {
         let removed = self
@@ -111,8 +144,12 @@ impl Registry {
         removed
     }
 
+    /// A job's state; `None` for a job unknown or being deleted.
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        self.records.get(&id).map(|record| record.state.clone())
+        self.records
+            .get(&id)
+            .filter(|record| !record.deleting)
+            .map(|record| record.state.clone())
     }
 
     /// When a finished job finished.
@@ -120,11 +157,22 @@ impl Registry {
         self.records.get(&id).and_then(|record| record.finished_at)
     }
 
-    /// Whether a job's request journal is still needed by other jobs.
+    /// Whether a job's request is still in a journal segment on disk (needed by other
+    /// jobs, or kept for a restart): deleting the job must then leave a tombstone.
     pub fn is_pinned(&self, id: JobId) -> bool {
         self.records
             .get(&id)
             .is_some_and(|record| record.journal.strong_count() > 0)
+    }
+
+    /// Whether a job's request is in a segment that goes once its other jobs finish
+    /// (soon), rather than one kept for a restart.
+    pub fn is_pinned_for_now(&self, id: JobId) -> bool {
+        let journal = self
+            .records
+            .get(&id)
+            .and_then(|record| record.journal.upgrade());
+        journal.is_some_and(|journal| !journal.is_kept())
     }
 
     /// Finished jobs that finished before `cutoff`.
@@ -257,6 +305,39 @@ mod tests {
         assert_eq!(registry.page(None, 10).len(), 3);
         let later = SystemTime::now() + std::time::Duration::from_secs(1);
         assert_eq!(registry.finished_before(later).len(), 2);
+    }
+
+    #[test]
+    fn a_job_being_deleted_answers_as_unknown_until_it_is_restored() {
+        let registry = Registry::default();
+        let (done, queued) = (JobId::generate(), JobId::generate());
+        insert(&registry, done, JobState::Done);
+        insert(&registry, queued, JobState::Queued);
+        assert!(
+            !registry.mark_deleting(queued),
+            "only a finished job is deleted"
+        );
+        assert!(registry.mark_deleting(done));
+        assert!(!registry.mark_deleting(done), "one delete at a time");
+        assert_eq!(registry.state(done), None);
+        assert_eq!(registry.page(None, 10).len(), 1);
+        registry.unmark_deleting(done);
+        assert_eq!(registry.state(done), Some(JobState::Done));
+        assert_eq!(registry.page(None, 10).len(), 2);
+    }
+
+    #[test]
+    fn only_a_queued_job_is_removed_as_cancelled() {
+        let registry = Registry::default();
+        let (queued, running) = (JobId::generate(), JobId::generate());
+        insert(&registry, queued, JobState::Queued);
+        insert(&registry, running, JobState::Queued);
+        registry.set_running(running);
+        assert!(!registry.remove_queued(running));
+        assert!(registry.remove_queued(queued));
+        assert!(!registry.remove_queued(queued));
+        assert_eq!(registry.in_flight(), 1);
+        assert_eq!(registry.page(None, 10).len(), 1);
     }
 
     #[test]

@@ -17,20 +17,24 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::journal::StoredRequest;
+use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
-use crate::pool::JobPool;
+use crate::pool::{JobPool, Task};
 use crate::wall::{self, Limits, WallConfig};
 
-/// Configs this small ride along in the queue; larger ones are read back from their
-/// request file when they run, so a full queue of huge walls does not fill memory.
-const MAX_SECTIONS_KEPT_IN_QUEUE: usize = 10_000;
+/// Requests this small wait in the queue as the compact JSON the journal holds (a
+/// decoded wall costs some 27 times that); larger ones are read back from the journal
+/// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
+const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
 
 pub struct JobsSettings {
     pub results_dir: PathBuf,
     pub workers: usize,
     pub max_queue: usize,
+    /// The most bytes queued jobs may hold.
+    pub max_queue_bytes: usize,
     pub store: StoreOptions,
     pub retention: Retention,
     pub debug: DebugHooks,
@@ -44,11 +48,14 @@ pub struct Retention {
 }
 
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
-/// tests make jobs slow (to catch a shutdown mid-queue) or panic (to check isolation).
+/// tests make jobs slow (to catch a shutdown mid-queue), panic (to check isolation), or
+/// accepts slow (to let a client go away before its answer).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DebugHooks {
     pub job_delay: Duration,
     pub panic_on_num_teams: Option<u64>,
+    /// How long an accept waits once its request is journaled, before it completes.
+    pub accept_delay: Duration,
 }
 
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -72,6 +79,25 @@ struct KeyEntry {
     accepted: bool,
 }
 
+/// What a successful `delete` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// A finished job's record and result are gone.
+    Deleted,
+    /// A queued job was taken out before it ran.
+    Cancelled,
+}
+
+impl Removed {
+    /// The `status` string of the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Removed::Deleted => "deleted",
+            Removed::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// An accepted submission: a new job, or the one an earlier request with the same key made.
 pub struct Submitted {
     pub id: JobId,
@@ -86,6 +112,12 @@ pub enum SubmitError {
     KeyInProgress,
     #[error("the job queue is full; retry later")]
     QueueFull,
+    #[error(
+        "the queued jobs hold {} bytes, at the --max-queue-bytes limit of {} bytes; retry later",
+        .0.used,
+        .0.limit
+    )]
+    QueueMemoryFull(OverLimit),
     #[error("the server is shutting down and accepts no new jobs")]
     ShuttingDown,
     #[error("the job could not be stored on disk: {0}")]
@@ -96,11 +128,9 @@ pub enum SubmitError {
 pub enum DeleteError {
     #[error("Invalid job_id")]
     Unknown,
-    #[error("the job is {0}; only a finished job can be deleted")]
+    #[error("the job is {0}; only a finished job can be deleted, or a queued one cancelled")]
     InFlight(&'static str),
-    #[error("the job's request is still needed by jobs accepted with it; retry in a moment")]
-    Pinned,
-    #[error("the result could not be removed: {0}")]
+    #[error("the job could not be deleted and is unchanged: {0}")]
     Storage(String),
 }
 
@@ -125,6 +155,10 @@ struct Inner {
     registry: Registry,
     store: ResultStore,
     pool: JobPool,
+    /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
+    /// take the job out under the slot's lock, so exactly one of them gets it.
+    queued: DashMap<JobId, QueueSlot>,
+    queue_memory: Arc<QueueMemory>,
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
     accepts_in_progress: AtomicUsize,
@@ -156,6 +190,8 @@ impl Jobs {
                 registry: Registry::default(),
                 store,
                 pool,
+                queued: DashMap::new(),
+                queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
@@ -193,20 +229,17 @@ impl Jobs {
                 .registry
                 .insert(job.id, job.state, job.finished_at, job.journal);
             if let Some(request) = job.request {
-                let jobs = self.clone();
-                let accepted_at = Instant::now();
-                self.inner
-                    .pool
-                    .submit_unbounded(Box::new(move || {
-                        jobs.run(QueuedJob {
-                            id: job.id,
-                            request,
-                            config: None,
-                            accepted_at,
-                            request_id: None,
-                        })
-                    }))
-                    .expect("the pool accepts work until shutdown begins");
+                self.queue(QueuedJob {
+                    id: job.id,
+                    request,
+                    body: None,
+                    accepted_at: Instant::now(),
+                    request_id: None,
+                    memory: self
+                        .inner
+                        .queue_memory
+                        .take(QueuedJob::held_bytes(None, None)),
+                });
                 requeued += 1;
             } else {
                 finished += 1;
@@ -222,64 +255,106 @@ impl Jobs {
     /// `QueueFull` or `ShuttingDown` (nothing was stored), or `Storage` when the request
     /// could not be made durable.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
-        let submitted = self.accept(submission).await;
-        match &submitted {
-            Ok(Submitted {
-                replayed: false, ..
-            }) => self.inner.metrics.job_accepted(),
-            Ok(Submitted { replayed: true, .. }) => {}
-            Err(error) => self.inner.metrics.rejected(match error {
-                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-                SubmitError::QueueFull => Rejection::QueueFull,
-                SubmitError::ShuttingDown => Rejection::ShuttingDown,
-                SubmitError::Storage(_) => Rejection::Storage,
-            }),
-        }
-        submitted
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.accept(submission, move |accepted| {
+            // The client may be gone: the job is accepted (or not) all the same.
+            let _ = answer.send(accepted);
+        });
+        answered.await.unwrap_or_else(|_| {
+            Err(SubmitError::Storage(
+                "the result store stopped before answering".to_owned(),
+            ))
+        })
     }
 
-    async fn accept(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+    /// Accepts a submission and tells `then` how it went. Once the request is handed to
+    /// the journal, the rest (the job registered and queued, its key confirmed, or the
+    /// key released) runs on the journal's thread, whatever becomes of the caller: an
+    /// HTTP client that goes away must not leave a journaled job unqueued, nor jam its
+    /// Idempotency-Key.
+    fn accept(
+        &self,
+        submission: Submission,
+        then: impl FnOnce(Result<Submitted, SubmitError>) + Send + 'static,
+    ) {
         let Submission {
             config,
             key,
             request_id,
         } = submission;
+        let jobs = self.clone();
+        let answer = move |accepted: Result<Submitted, SubmitError>| {
+            jobs.count(&accepted);
+            then(accepted);
+        };
         // Counted before the check, so that `drain` either sees this accept or it sees
         // the refusal: a durable request always reaches the queue.
-        let _accepting = AcceptInProgress::enter(&self.inner.accepts_in_progress);
+        let accepting = AcceptInProgress::enter(self);
         if !self.is_accepting() {
-            return Err(SubmitError::ShuttingDown);
+            return answer(Err(SubmitError::ShuttingDown));
         }
         // The bound is checked before the request is stored; concurrent accepts may
         // pass it together, so the queue can exceed it by the accepts in flight.
         if self.inner.pool.is_full() {
-            return Err(SubmitError::QueueFull);
+            return answer(Err(SubmitError::QueueFull));
         }
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
+        let sections = config.section_count();
+        let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
+        let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
+        let memory = match self.inner.queue_memory.reserve(held) {
+            Ok(memory) => memory,
+            Err(over) => return answer(Err(SubmitError::QueueMemoryFull(over))),
+        };
         let key_record = match &key {
             None => None,
-            Some(key) => match self.claim_key(key, id, &request)? {
-                KeyClaim::Replay(earlier) => {
-                    return Ok(Submitted {
+            Some(key) => match self.claim_key(key, id, &request) {
+                Err(error) => return answer(Err(error)),
+                Ok(KeyClaim::Replay(earlier)) => {
+                    return answer(Ok(Submitted {
                         id: earlier,
                         replayed: true,
-                    });
+                    }));
                 }
-                KeyClaim::Claimed(record) => Some(record),
+                Ok(KeyClaim::Claimed(record)) => Some(record),
             },
         };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let job = AcceptedJob {
+            id,
+            sections,
+            body,
+            key,
+            request_id,
+            memory,
+        };
+        let jobs = self.clone();
         self.inner
             .store
             .accept(id, request, key_record.as_ref(), move |stored| {
-                let _ = sender.send(stored);
+                let _accepting = accepting;
+                if !jobs.inner.debug.accept_delay.is_zero() {
+                    std::thread::sleep(jobs.inner.debug.accept_delay);
+                }
+                answer(jobs.enqueue(job, stored));
             });
-        let stored = receiver.await.unwrap_or_else(|_| {
-            Err(StoreError::Io(io::Error::other(
-                "the result store stopped before answering",
-            )))
-        });
+    }
+
+    /// Registers and queues a job whose request is stored, or releases its key if it
+    /// could not be.
+    fn enqueue(
+        &self,
+        job: AcceptedJob,
+        stored: Result<StoredRequest, StoreError>,
+    ) -> Result<Submitted, SubmitError> {
+        let AcceptedJob {
+            id,
+            sections,
+            body,
+            key,
+            request_id,
+            memory,
+        } = job;
         let stored = match stored {
             Ok(stored) => stored,
             Err(error) => {
@@ -289,27 +364,18 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-
-        let sections = config.section_count();
         self.inner
             .registry
             .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
-        let kept = (sections <= MAX_SECTIONS_KEPT_IN_QUEUE).then_some(config);
-        let jobs = self.clone();
-        let accepted_at = Instant::now();
         let logged_request_id = request_id.clone().unwrap_or_default();
-        self.inner
-            .pool
-            .submit_unbounded(Box::new(move || {
-                jobs.run(QueuedJob {
-                    id,
-                    request: stored,
-                    config: kept,
-                    accepted_at,
-                    request_id,
-                })
-            }))
-            .expect("the pool takes work until every accept in progress has finished");
+        self.queue(QueuedJob {
+            id,
+            request: stored,
+            body,
+            accepted_at: Instant::now(),
+            request_id,
+            memory,
+        });
         if let Some(key) = &key {
             if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
                 entry.accepted = true;
@@ -321,6 +387,54 @@ impl Jobs {
             id,
             replayed: false,
         })
+    }
+
+    /// Counts an accept's outcome in the metrics.
+    fn count(&self, accepted: &Result<Submitted, SubmitError>) {
+        let metrics = &self.inner.metrics;
+        match accepted {
+            Ok(Submitted {
+                replayed: false, ..
+            }) => metrics.job_accepted(),
+            Ok(Submitted { replayed: true, .. }) => {}
+            Err(error) => metrics.rejected(match error {
+                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
+                SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
+                SubmitError::ShuttingDown => Rejection::ShuttingDown,
+                SubmitError::Storage(_) => Rejection::Storage,
+            }),
+        }
+    }
+
+    /// Puts a registered job in the pool. It waits in its slot, where a cancel can take
+    /// it; the pool's task only names it.
+    fn queue(&self, job: QueuedJob) {
+        let id = job.id;
+        self.inner
+            .queued
+            .insert(id, Arc::new(Mutex::new(Some(job))));
+        let jobs = self.clone();
+        self.inner
+            .pool
+            .submit_unbounded(Box::new(move || jobs.take_and_run(id)))
+            .expect("the pool takes work until every accept in progress has finished");
+    }
+
+    /// Runs on a worker: takes the job from its slot and runs it, unless it was cancelled.
+    fn take_and_run(&self, id: JobId) {
+        let Some((_, slot)) = self.inner.queued.remove(&id) else {
+            return;
+        };
+        let job = {
+            let mut slot = slot.lock();
+            let Some(job) = slot.take() else {
+                return;
+            };
+            // Under the slot's lock: a cancel sees the job queued, or running.
+            self.inner.registry.set_running(id);
+            job
+        };
+        self.run(job);
     }
 
     /// Claims `key` for job `id`, or finds the job an earlier request with it made.
@@ -368,23 +482,22 @@ impl Jobs {
         let QueuedJob {
             id,
             request,
-            config,
+            body,
             accepted_at,
             request_id,
+            memory,
         } = job;
+        // Out of the queue: what it holds from here is a running job's.
+        drop(memory);
         let logger = self.inner.logger.new(slog::o!(
             "job_id" => id.to_string(),
             "request_id" => request_id.unwrap_or_default(),
         ));
-        self.inner.registry.set_running(id);
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
-            let config = match config {
-                Some(config) => config,
-                None => self.load_request(&request)?,
-            };
+            let config = self.load_request(&request, body)?;
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
         }));
@@ -434,12 +547,20 @@ impl Jobs {
         });
     }
 
-    fn load_request(&self, request: &StoredRequest) -> Result<WallConfig, String> {
-        let request = self
-            .inner
-            .store
-            .read_request(request)
-            .map_err(|error| format!("the stored request cannot be read: {error}"))?;
+    /// The job's wall, from the request it carried or else from the journal.
+    fn load_request(
+        &self,
+        request: &StoredRequest,
+        body: Option<Vec<u8>>,
+    ) -> Result<WallConfig, String> {
+        let request = match body {
+            Some(body) => body,
+            None => self
+                .inner
+                .store
+                .read_request(request)
+                .map_err(|error| format!("the stored request cannot be read: {error}"))?,
+        };
         wall::parse_json(&request, &Limits::engine_bounds())
             .map_err(|error| format!("the stored request is damaged: {error}"))
     }
@@ -455,13 +576,11 @@ impl Jobs {
         }
     }
 
-    /// A job's state; a job past its retention answers as unknown, and goes.
+    /// A job's state; a job past its retention answers as unknown (the sweeper removes
+    /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
-        if self.is_expired(id) && self.delete(id).is_ok() {
-            return None;
-        }
-        Some(state)
+        (!self.is_expired(id)).then_some(state)
     }
 
     fn is_expired(&self, id: JobId) -> bool {
@@ -471,26 +590,71 @@ impl Jobs {
         })
     }
 
-    /// Removes a finished job: its record and its result file.
+    /// Removes a finished job (its record and its result file) or cancels a queued one,
+    /// for good: neither comes back after a restart.
     ///
     /// # Errors
-    /// `Unknown`, `InFlight`, `Pinned` (see `Registry::is_pinned`), or `Storage`.
-    pub fn delete(&self, id: JobId) -> Result<(), DeleteError> {
+    /// `Unknown`, `InFlight` for a running job, or `Storage` (then the job is as it was).
+    pub fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+        match self.state(id).ok_or(DeleteError::Unknown)? {
+            JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
+            JobState::Running => Err(DeleteError::InFlight("running")),
+            JobState::Done | JobState::Failed(_) => {
+                self.remove_finished(id).map(|()| Removed::Deleted)
+            }
+        }
+    }
+
+    /// Takes a queued job out before it runs. It is buried first, under its slot's lock
+    /// (a worker waits meanwhile): if that fails, the job stays queued as it was.
+    fn cancel(&self, id: JobId) -> Result<(), DeleteError> {
+        // No slot, or an empty one: a worker has taken the job.
+        let slot = self
+            .inner
+            .queued
+            .get(&id)
+            .map(|slot| Arc::clone(slot.value()))
+            .ok_or(DeleteError::InFlight("running"))?;
+        let mut slot = slot.lock();
+        if slot.is_none() {
+            return Err(DeleteError::InFlight("running"));
+        }
+        if let Err(error) = self.inner.store.bury(id) {
+            warn!(self.inner.logger, "job not cancelled"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        let job = slot.take().expect("the slot was checked under its lock");
+        self.inner.queued.remove(&id);
+        self.inner.registry.remove_queued(id);
+        // Its memory, its journal segment and its lock go with it.
+        self.inner.store.abandon(id, job.request);
+        self.inner.metrics.job_cancelled();
+        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+        Ok(())
+    }
+
+    /// Deletes a finished job. Until its result is gone it can still be restored as it
+    /// was; meanwhile it answers as unknown, so that no read finds it half removed.
+    fn remove_finished(&self, id: JobId) -> Result<(), DeleteError> {
         let registry = &self.inner.registry;
-        let state = registry.state(id).ok_or(DeleteError::Unknown)?;
-        if !state.is_finished() {
-            return Err(DeleteError::InFlight(state.name()));
-        }
-        if registry.is_pinned(id) {
-            return Err(DeleteError::Pinned);
-        }
-        if !registry.remove_finished(id) {
+        if !registry.mark_deleting(id) {
             return Err(DeleteError::Unknown);
         }
-        self.inner
-            .store
-            .remove_result(id)
-            .map_err(|error| DeleteError::Storage(error.to_string()))?;
+        let store = &self.inner.store;
+        // A request still journaled would run the job again after a restart. A tombstone
+        // left by a delete that then fails is harmless: the result, kept, wins.
+        let removed = if registry.is_pinned(id) {
+            store.bury(id)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| store.remove_result(id));
+        if let Err(error) = removed {
+            registry.unmark_deleting(id);
+            warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        registry.remove_finished(id);
         info!(self.inner.logger, "job removed"; "job_id" => %id);
         Ok(())
     }
@@ -534,7 +698,7 @@ impl Jobs {
     }
 
     /// Removes the jobs past their time or beyond the count; returns how many of them
-    /// had to stay because their request is still in a journal segment in use.
+    /// had to wait because their request is still in a journal segment in use.
     fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
         self.inner
@@ -549,10 +713,12 @@ impl Jobs {
         let excess = registry.finished_beyond(retention.max_results);
         let (mut removed, mut pinned) = (0, 0);
         for id in expired.into_iter().chain(excess) {
-            match self.delete(id) {
-                Ok(()) => removed += 1,
-                Err(DeleteError::Pinned) => pinned += 1,
-                Err(_) => {}
+            // Waiting costs nothing, while a tombstone costs a sync: a segment in use
+            // goes soon. One kept for a restart stays, so its jobs are buried.
+            if registry.is_pinned_for_now(id) {
+                pinned += 1;
+            } else if self.remove_finished(id).is_ok() {
+                removed += 1;
             }
         }
         if removed > 0 {
@@ -573,6 +739,7 @@ impl Jobs {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             queue_depth: self.inner.pool.queued(),
+            queue_bytes: self.inner.queue_memory.used(),
             in_flight: self.inner.registry.in_flight(),
             workers: self.inner.pool.live_workers(),
         }
@@ -600,19 +767,22 @@ impl Jobs {
     }
 }
 
-/// Counts one submission for as long as it lives, whichever way it ends.
-struct AcceptInProgress<'a>(&'a AtomicUsize);
+/// Counts one submission for as long as it lives, whichever way it ends; owned, so
+/// that it can go with the accept to the journal's thread.
+struct AcceptInProgress(Arc<Inner>);
 
-impl<'a> AcceptInProgress<'a> {
-    fn enter(counter: &'a AtomicUsize) -> AcceptInProgress<'a> {
-        counter.fetch_add(1, Ordering::SeqCst);
-        AcceptInProgress(counter)
+impl AcceptInProgress {
+    fn enter(jobs: &Jobs) -> AcceptInProgress {
+        jobs.inner
+            .accepts_in_progress
+            .fetch_add(1, Ordering::SeqCst);
+        AcceptInProgress(Arc::clone(&jobs.inner))
     }
 }
 
-impl Drop for AcceptInProgress<'_> {
+impl Drop for AcceptInProgress {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -624,14 +794,44 @@ pub struct Submission {
     pub request_id: Option<String>,
 }
 
+/// A job whose request is on its way to the journal.
+struct AcceptedJob {
+    id: JobId,
+    sections: usize,
+    body: Option<Vec<u8>>,
+    key: Option<IdempotencyKey>,
+    request_id: Option<String>,
+    memory: Reservation,
+}
+
+/// Where a queued job waits: taken out by a worker, or by a cancel.
+type QueueSlot = Arc<Mutex<Option<QueuedJob>>>;
+
 /// A job as it waits in the pool.
 struct QueuedJob {
     id: JobId,
     request: StoredRequest,
-    /// Small configs ride along; large ones are read back from the journal.
-    config: Option<WallConfig>,
+    /// A small request's JSON rides along; a large one is read back from the journal.
+    body: Option<Vec<u8>>,
     accepted_at: Instant,
     request_id: Option<String>,
+    /// Its share of `--max-queue-bytes`, given back when it leaves the queue.
+    memory: Reservation,
+}
+
+impl QueuedJob {
+    /// What a queued job holds: its slot (behind the `Arc`'s two counts), the slot's
+    /// entry in the map of queued jobs, its task in the pool (boxed, and the pool's
+    /// pointer to it), and its heap parts.
+    fn held_bytes(body: Option<&Vec<u8>>, request_id: Option<&String>) -> usize {
+        size_of::<Mutex<Option<QueuedJob>>>()
+            + 2 * size_of::<usize>()
+            + size_of::<(JobId, QueueSlot)>()
+            + size_of::<(Jobs, JobId)>()
+            + size_of::<Task>()
+            + body.map_or(0, Vec::capacity)
+            + request_id.map_or(0, String::capacity)
+    }
 }
 
 enum KeyClaim {

@@ -11,6 +11,8 @@
 //! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own;
 //! - `.lock`: held (`flock`) by the one server using the directory, naming its pid and
 //!   address (see `dir_lock`). Entries of any other kind than these are left alone.
+//! - `deleted-jobs.txt`: ids of jobs deleted or cancelled while their request was
+//!   still journaled, so that no restart runs them again (see `tombstones`).
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
 //! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
@@ -36,8 +38,9 @@ use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
-use super::regular_file::{kind_of, read_regular};
+use super::regular_file::{kind_of, open_regular, read_regular};
 use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
+use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
 use super::{JobId, JobState, legacy_result};
 use crate::wall::{Outcome, Step, Summary, Table, WorkSource, WorkTables};
 
@@ -166,6 +169,11 @@ struct Inner {
     floor: FreeSpaceFloor,
     sync: GroupSync,
     team_logs: TeamLogs,
+    tombstones: Tombstones,
+    /// Segments kept for a restart because a result could not be stored. Held so that
+    /// the jobs in them stay pinned (see `Registry::is_pinned`): deleting one of those
+    /// must leave a tombstone, or the restart would run it again.
+    kept: Mutex<Vec<Arc<Journal>>>,
 }
 
 impl ResultStore {
@@ -216,6 +224,8 @@ impl ResultStore {
                 },
                 sync: GroupSync::start(handle).map_err(unusable)?,
                 team_logs,
+                tombstones: Tombstones::new(dir),
+                kept: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -302,6 +312,7 @@ impl ResultStore {
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
+                    store.hold_kept(&request.journal);
                     let _ = fs::remove_file(store.temporary_path(id));
                     let _ = fs::remove_file(store.path(id, "log"));
                 }
@@ -354,6 +365,13 @@ impl ResultStore {
             }
             _ => Err(error),
         })
+    }
+
+    fn hold_kept(&self, journal: &Arc<Journal>) {
+        let mut kept = self.inner.kept.lock();
+        if !kept.iter().any(|held| Arc::ptr_eq(held, journal)) {
+            kept.push(Arc::clone(journal));
+        }
     }
 
     fn rename_into_place(&self, id: JobId) -> io::Result<()> {
@@ -422,12 +440,13 @@ impl ResultStore {
                 None => result.into_inline_log()?,
                 Some(length) => {
                     let file =
-                        File::open(self.path(id, "log")).map_err(|error| match error.kind() {
-                            io::ErrorKind::NotFound => {
-                                StoreError::Damaged("the team log file is missing".to_owned())
-                            }
-                            _ => StoreError::Io(error),
-                        })?;
+                        open_regular(&self.path(id, "log"), fs::OpenOptions::new().read(true))
+                            .map_err(|error| match error.kind() {
+                                io::ErrorKind::NotFound => {
+                                    StoreError::Damaged("the team log file is missing".to_owned())
+                                }
+                                _ => StoreError::Io(error),
+                            })?;
                     if file.metadata()?.len() != length {
                         return Err(StoreError::Damaged(
                             "the team log file is not the one written".to_owned(),
@@ -437,16 +456,18 @@ impl ResultStore {
                 }
             },
             // Earlier versions kept it in `<id>.log` if there is one, whatever the setting.
-            StoredResult::Legacy(result) => match File::open(self.path(id, "log")) {
-                Ok(file) => {
-                    let length = file.metadata()?.len();
-                    (file, length)
+            StoredResult::Legacy(result) => {
+                match open_regular(&self.path(id, "log"), fs::OpenOptions::new().read(true)) {
+                    Ok(file) => {
+                        let length = file.metadata()?.len();
+                        (file, length)
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        legacy_result::inline_log(result)?
+                    }
+                    Err(error) => return Err(StoreError::Io(error)),
                 }
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    legacy_result::inline_log(result)?
-                }
-                Err(error) => return Err(StoreError::Io(error)),
-            },
+            }
         };
         Ok((file.take(length), length))
     }
@@ -499,10 +520,13 @@ impl ResultStore {
                         let _ = fs::remove_file(temporary?.path());
                     }
                 }
-                _ if name.starts_with(".probe-") || name == format!("{KEYS_FILE}.tmp") => {
+                _ if name.starts_with(".probe-")
+                    || name == format!("{KEYS_FILE}.tmp")
+                    || name == TOMBSTONES_TEMPORARY =>
+                {
                     let _ = fs::remove_file(entry.path());
                 }
-                _ if name == KEYS_FILE || name == LOCK_FILE => {}
+                _ if name == KEYS_FILE || name == LOCK_FILE || name == TOMBSTONES_FILE => {}
                 _ if is_segment_name(name) => {
                     journals.push(entry.path());
                 }
@@ -518,6 +542,12 @@ impl ResultStore {
         for path in journals {
             requests.extend(read_segment(&Arc::new(Journal::new(path)), &mut warn)?);
         }
+        // Deleted or cancelled: their lines stay in their segments, their jobs do not.
+        let buried = self
+            .inner
+            .tombstones
+            .recover(|id| requests.contains_key(&id), &mut warn)?;
+        requests.retain(|id, _| !buried.contains(id));
         let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
         for id in results {
             let state = match self.recovered_state(id) {
@@ -660,20 +690,35 @@ impl ResultStore {
         written
     }
 
-    /// Removes a finished job's files (the caller has checked that no journal
+    /// Records durably that a job must never run again from its journal line: for a
+    /// job deleted or cancelled while a segment on disk still holds its request.
+    ///
+    /// # Errors
+    /// When the record cannot be written and synced.
+    pub fn bury(&self, id: JobId) -> io::Result<()> {
+        self.inner.tombstones.bury(id)
+    }
+
+    /// Lets go of a cancelled (and buried) job: its lock, and its request.
+    pub fn abandon(&self, id: JobId, request: StoredRequest) {
+        self.inner.locks.remove(&id);
+        drop(request);
+    }
+
+    /// Removes a finished job's files (the caller has buried it first if a journal
     /// still holds its request, which would run it again after a restart).
     ///
     /// # Errors
-    /// When the file exists but cannot be removed.
+    /// When the result exists but cannot be removed; then nothing was removed.
     pub fn remove_result(&self, id: JobId) -> io::Result<()> {
         let _guard = self.lock_job(id);
-        // The result first: a log left without it is removed at the next start-up.
-        for suffix in ["result", "log"] {
-            match fs::remove_file(self.path(id, suffix)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
+        match fs::remove_file(self.path(id, "result")) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
         }
+        // The job is gone with its result. A log that cannot be removed now is removed
+        // at the next start-up, as any log without its result.
+        let _ = fs::remove_file(self.path(id, "log"));
         Ok(())
     }
 
@@ -685,8 +730,9 @@ impl ResultStore {
     }
 }
 
+/// Opens a result or log file; whatever is not a regular file is refused, never waited on.
 fn open_existing(path: &Path) -> Result<File, StoreError> {
-    File::open(path).map_err(|error| match error.kind() {
+    open_regular(path, fs::OpenOptions::new().read(true)).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => StoreError::Missing,
         _ => StoreError::Io(error),
     })
