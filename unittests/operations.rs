@@ -100,11 +100,34 @@ fn queue_wait_is_measured_from_acceptance() {
 }
 
 #[test]
+fn a_fresh_server_exports_every_job_and_rejection_series_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let fresh = metrics(&server);
+    let outcomes = ["accepted", "done", "failed"]
+        .map(|outcome| format!("icewall_jobs_total{{outcome=\"{outcome}\"}}"));
+    let reasons = [
+        "invalid",
+        "too_large",
+        "unsupported_media_type",
+        "timeout",
+        "queue_full",
+        "shutting_down",
+        "storage",
+        "idempotency",
+    ]
+    .map(|reason| format!("icewall_jobs_rejected_total{{reason=\"{reason}\"}}"));
+    for series in outcomes.iter().chain(&reasons) {
+        assert_eq!(fresh.get(series), Some(&0.0), "{series}");
+    }
+}
+
+#[test]
 fn counters_move_as_jobs_flow() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--workers", "2"]);
     let before = metrics(&server);
-    assert_eq!(before.get("icewall_jobs_total{outcome=\"done\"}"), None);
+    assert_eq!(before["icewall_jobs_total{outcome=\"done\"}"], 0.0);
     assert_eq!(before["icewall_workers"], 2.0);
     assert!(before["process_resident_memory_bytes"] > 0.0);
     assert!(before["process_open_fds"] > 0.0);
