@@ -155,7 +155,7 @@ impl App {
             admin,
             limits: settings.limits(),
             max_body: settings.max_body,
-            request_timeout: settings.request_timeout(),
+            request_timeout: settings.request_timeout,
         });
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();
@@ -222,9 +222,10 @@ impl App {
         })
         .workers(settings.http_workers)
         .disable_signals()
-        .client_request_timeout(settings.request_timeout())
-        .keep_alive(Duration::from_secs(settings.keep_alive_secs))
-        .shutdown_timeout(settings.shutdown_timeout_secs)
+        .client_request_timeout(settings.request_timeout)
+        .keep_alive(settings.keep_alive)
+        // Whole seconds here; `settle` below keeps the exact timeout.
+        .shutdown_timeout(settings.shutdown_timeout.as_secs_f64().ceil() as u64)
         .listen(listener)
         .map_err(bind_error)?
         .run();
@@ -244,7 +245,7 @@ impl App {
             shutdown,
             logger,
             requests,
-            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 

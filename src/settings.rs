@@ -19,6 +19,83 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Units a size may carry, longest first so that `MiB` is not read as `B`.
+const SIZE_UNITS: [(&str, u64); 7] = [
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("B", 1),
+];
+
+/// A size in bytes: a plain number of bytes (`1048576`) or a whole number with a unit,
+/// `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), in
+/// any case and with an optional space (`16MiB`, `16 mib`).
+///
+/// # Errors
+/// A malformed number, an unknown unit, or a size beyond `u64`, as one sentence.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let unit = unit.trim_start();
+    let expected = || {
+        format!(
+            "expected a size in bytes, or with a unit as in `16MiB` (B, KiB, MiB, GiB, KB, MB, GB), got `{text}`"
+        )
+    };
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let scale = if unit.is_empty() {
+        1
+    } else {
+        SIZE_UNITS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+            .map(|(_, scale)| *scale)
+            .ok_or_else(expected)?
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A size of at least one byte that fits in memory, for limits on what is held.
+fn nonzero_size(text: &str) -> Result<usize, String> {
+    match usize::try_from(parse_size(text)?) {
+        Ok(0) => Err(format!("expected a size of at least 1 byte, got `{text}`")),
+        Ok(bytes) => Ok(bytes),
+        Err(_) => Err(format!("`{text}` is too large")),
+    }
+}
+
+/// A duration: a unit-ful one as `humantime` reads it (`30s`, `500ms`, `7days`,
+/// `1h 30m`), or a bare number of seconds, which is what these flags took before they
+/// had units.
+///
+/// # Errors
+/// Text that is neither, as one sentence.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(trimmed).map_err(|error| {
+        format!("expected a duration as in `30s`, `500ms` or `7days` (a bare number is seconds), got `{text}`: {error}")
+    })
+}
+
+/// A duration longer than zero, for timeouts where zero would mean "never".
+fn nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("expected a duration above zero, got `{text}`")),
+        duration => Ok(duration),
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -45,12 +122,12 @@ pub struct Settings {
     /// Jobs waiting to run, beyond which submissions get 503.
     #[arg(long, env = "ICEWALL_MAX_QUEUE", default_value_t = 10_000, value_parser = at_least_one)]
     pub max_queue: usize,
-    /// Largest request body in bytes (413 beyond).
-    #[arg(long, env = "ICEWALL_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = at_least_one)]
+    /// Largest request body (413 beyond): bytes, or with a unit (`16MiB`, `500KB`).
+    #[arg(long, env = "ICEWALL_MAX_BODY", value_name = "SIZE", default_value = "16MiB", value_parser = nonzero_size)]
     pub max_body: usize,
-    /// Free bytes the results file system must keep; below it submissions get 503, as
-    /// their jobs could not store their results.
-    #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", default_value_t = 64 * 1024 * 1024)]
+    /// Free space the results file system must keep (`64MiB`; plain bytes too); below
+    /// it submissions get 503, as their jobs could not store their results.
+    #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub min_free_space: u64,
     /// Where a done job's team log is kept: `inline`, inside its result file (one file
     /// per job), or `files`, in `<id>.log` beside it (a second file per job, which costs
@@ -63,27 +140,21 @@ pub struct Settings {
     /// Most sections in one profile.
     #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
     pub max_profile_sections: usize,
-    /// Seconds a client has to send a request's headers, and then its body (408 beyond).
-    #[arg(
-        long = "request-timeout",
-        env = "ICEWALL_REQUEST_TIMEOUT",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub request_timeout_secs: u64,
-    /// Seconds an idle keep-alive connection is kept open.
-    #[arg(long = "keep-alive", env = "ICEWALL_KEEP_ALIVE", default_value_t = 5)]
-    pub keep_alive_secs: u64,
-    /// Seconds in-flight HTTP requests get to finish once the job queue has drained.
-    #[arg(
-        long = "shutdown-timeout",
-        env = "ICEWALL_SHUTDOWN_TIMEOUT",
-        default_value_t = 10
-    )]
-    pub shutdown_timeout_secs: u64,
-    /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`); then it answers
-    /// 404 like an unknown job and its file is removed.
-    #[arg(long, env = "ICEWALL_RESULT_TTL", default_value = "7days", value_parser = humantime::parse_duration)]
+    /// Time a client has to send a request's headers, and then its body (408 beyond),
+    /// above zero: `30s`, `500ms` (a bare number is seconds).
+    #[arg(long, env = "ICEWALL_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration)]
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open: `5s` (a bare number is
+    /// seconds; 0 closes each connection after its response).
+    #[arg(long, env = "ICEWALL_KEEP_ALIVE", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+    /// Time in-flight HTTP requests get to finish once the job queue has drained: `10s`
+    /// (a bare number is seconds).
+    #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`; a bare number is
+    /// seconds); then it answers 404 like an unknown job and its file is removed.
+    #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = parse_duration)]
     pub result_ttl: Duration,
     /// Most finished jobs kept; beyond it the oldest are removed.
     #[arg(long, env = "ICEWALL_MAX_RESULTS", default_value_t = 1_000_000, value_parser = at_least_one)]
@@ -92,8 +163,8 @@ pub struct Settings {
     /// one they are open on a loopback address and refused on any other.
     #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Size in bytes at which logs/icewall.log is rotated.
-    #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]
+    /// Size at which logs/icewall.log is rotated: bytes, or with a unit (`10MiB`).
+    #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", value_name = "SIZE", default_value = "10MiB", value_parser = nonzero_size)]
     pub log_max_bytes: usize,
     /// Rotated log files kept.
     #[arg(long, env = "ICEWALL_LOG_KEEP", default_value_t = 5)]
@@ -113,8 +184,69 @@ impl Settings {
             max_sections: self.max_sections,
         }
     }
+}
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_bytes_or_a_unit() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("7B", 7),
+            ("1KiB", 1024),
+            ("16MiB", 16 * 1024 * 1024),
+            ("2GiB", 2 * 1024 * 1024 * 1024),
+            ("5KB", 5_000),
+            ("64MB", 64_000_000),
+            ("3GB", 3_000_000_000),
+            ("16 mib", 16 * 1024 * 1024),
+            (" 10kb ", 10_000),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_size_without_a_known_unit_or_number_is_refused() {
+        for text in [
+            "", "MiB", "16XB", "16 M", "1.5GiB", "-1", "+1", "16MiBs", "16 MiB B",
+        ] {
+            let error = parse_size(text).unwrap_err();
+            assert!(error.contains("KiB"), "{text}: {error}");
+        }
+        assert!(
+            parse_size("20000000000GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            nonzero_size("0KiB")
+                .unwrap_err()
+                .contains("at least 1 byte")
+        );
+        assert_eq!(nonzero_size("1KiB"), Ok(1024));
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_bare_seconds() {
+        for (text, duration) in [
+            ("30", Duration::from_secs(30)),
+            ("0", Duration::ZERO),
+            ("30s", Duration::from_secs(30)),
+            ("500ms", Duration::from_millis(500)),
+            ("7days", Duration::from_secs(7 * 24 * 3600)),
+            ("1h 30m", Duration::from_secs(5400)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(duration), "{text}");
+        }
+        for text in ["", "s", "10 parsecs", "-1", "1.5"] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains("bare number is seconds"), "{text}: {error}");
+        }
+        assert!(nonzero_duration("0s").unwrap_err().contains("above zero"));
+        assert_eq!(nonzero_duration("1"), Ok(Duration::from_secs(1)));
     }
 }
