@@ -23,9 +23,14 @@ use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention, StoreOptions
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 use crate::wall::{self, ConfigError, Limits, WallConfig};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Characters of a request's path in its log line: the longest route with a whole job
+/// id and large numbers fits, so does a typo after it; a hostile path is cut.
+const LOGGED_PATH_CHARS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -200,9 +205,9 @@ impl App {
                         };
                         info!(logger, "request";
                             "method" => %method,
-                            "path" => wall::truncate_for_message(&path),
+                            "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
                             "status" => status,
-                            "elapsed_ms" => took.as_secs_f64() * 1000.0);
+                            "elapsed_ms" => telemetry::millis(took));
                         // Counted until its body is sent, not just made.
                         Ok(response.map_into_boxed_body().map_body(|_, body| {
                             BoxBody::new(CountedBody {
@@ -287,7 +292,7 @@ impl App {
         }
         info!(self.logger, "job queue drained";
             "drained" => pending,
-            "elapsed_ms" => started.elapsed().as_millis() as u64,
+            "elapsed_ms" => telemetry::millis(started.elapsed()),
             "jobs_known" => self.jobs.registry().len());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
         self.requests.settle(self.shutdown_timeout).await;

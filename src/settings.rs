@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::jobs::TeamLogs;
+use crate::telemetry::{LogFormat, LogTarget};
 use crate::wall::{self, Limits};
 
 fn cores() -> usize {
@@ -169,6 +170,14 @@ pub struct Settings {
     /// Rotated log files kept.
     #[arg(long, env = "ICEWALL_LOG_KEEP", default_value_t = 5)]
     pub log_keep: usize,
+    /// Format of the server log: `text` (`<time> <LEVEL> <message>, key: value`) or
+    /// `json` (one object a line with `ts`, `level`, `msg` and the event's keys).
+    #[arg(long, env = "ICEWALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Where the server log goes: `file` (icewall.log in --logs-dir, rotated by
+    /// --log-max-bytes) or `stdout` (for containers and systemd), after the listening line.
+    #[arg(long, env = "ICEWALL_LOG_TARGET", value_enum, default_value_t = LogTarget::File)]
+    pub log_target: LogTarget,
     /// Test hook: milliseconds every job sleeps before simulating.
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_job_delay_ms: u64,
