@@ -36,7 +36,8 @@ COPY benches ./benches
 COPY unittests ./unittests
 
 # The registry and target directories are BuildKit cache mounts (kept between builds,
-# not in the image), so the binary is copied out of target/ in the same step.
+# not in the image), so the binary is copied out of target/ in the same step. The
+# release profile strips debug info (Cargo.toml), so the image gets the small binary.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/build/target \
