@@ -36,7 +36,8 @@ COPY benches ./benches
 COPY unittests ./unittests
 
 # The registry and target directories are BuildKit cache mounts (kept between builds,
-# not in the image), so the binary is copied out of target/ in the same step.
+# not in the image), so the binary is copied out of target/ in the same step. The
+# release profile strips debug info (Cargo.toml), so the image gets the small binary.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/build/target \
@@ -60,9 +61,13 @@ RUN groupadd --system --gid 10001 icewall \
 COPY --from=builder /usr/local/bin/icewall /usr/local/bin/icewall
 
 WORKDIR /var/lib/icewall
+# The server log goes to stdout, where `docker logs` and log collectors read it
+# (`-e ICEWALL_LOG_FORMAT=json` for one JSON object a line; `-e ICEWALL_LOG_TARGET=file`
+# for the rotated file in the logs volume).
 ENV ICEWALL_BIND=0.0.0.0:8080 \
     ICEWALL_RESULTS_DIR=/var/lib/icewall/results \
-    ICEWALL_LOGS_DIR=/var/lib/icewall/logs
+    ICEWALL_LOGS_DIR=/var/lib/icewall/logs \
+    ICEWALL_LOG_TARGET=stdout
 
 # Declared after the directories are created and chowned, so that new volumes are
 # initialised with that ownership.

@@ -13,9 +13,11 @@ duration=${1:-10}
 connections=${2:-64}
 threads=${WRK_THREADS:-1}
 
-# ICEWALL_BIN picks another build (to compare two side by side in one session).
-bin=${ICEWALL_BIN:-./target/release/icewall}
-[ -n "${ICEWALL_BIN:-}" ] || cargo build --release --quiet
+# The profiling build is the release build with line tables, so that `perf` can name
+# the hot lines (the shipped release binary is stripped). ICEWALL_BIN picks another
+# build (to compare two side by side in one session).
+bin=${ICEWALL_BIN:-./target/profiling/icewall}
+[ -n "${ICEWALL_BIN:-}" ] || cargo build --profile profiling --quiet
 work=$(mktemp -d ${BENCH_TMPDIR:+-p "$BENCH_TMPDIR"})
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 

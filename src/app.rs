@@ -32,9 +32,14 @@ use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention, StoreOptions
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 use crate::wall::{self, ConfigError, Limits, WallConfig};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Characters of a request's path in its log line: the longest route with a whole job
+/// id and large numbers fits, so does a typo after it; a hostile path is cut.
+const LOGGED_PATH_CHARS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -175,13 +180,13 @@ impl App {
             limits: settings.limits(),
             max_body: settings.max_body,
             max_summary_profiles: settings.max_summary_profiles,
-            request_timeout: settings.request_timeout(),
+            request_timeout: settings.request_timeout,
         });
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();
         let counted = requests.clone();
-        let request_timeout = settings.request_timeout();
-        let keep_alive = Duration::from_secs(settings.keep_alive_secs);
+        let request_timeout = settings.request_timeout;
+        let keep_alive = settings.keep_alive;
         let make_app = move || {
             let logger = request_logger.clone();
             let counted = counted.clone();
@@ -226,9 +231,9 @@ impl App {
                         };
                         info!(logger, "request";
                             "method" => %method,
-                            "path" => wall::truncate_for_message(&path),
+                            "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
                             "status" => status,
-                            "elapsed_ms" => took.as_secs_f64() * 1000.0);
+                            "elapsed_ms" => telemetry::millis(took));
                         // Counted until its body is sent, not just made.
                         Ok(response.map_into_boxed_body().map_body(|_, body| {
                             BoxBody::new(CountedBody {
@@ -245,7 +250,8 @@ impl App {
         let server = actix_server::Server::build()
             .workers(settings.http_workers)
             .disable_signals()
-            .shutdown_timeout(settings.shutdown_timeout_secs)
+            // Whole seconds here; `settle` below keeps the exact timeout.
+            .shutdown_timeout(settings.shutdown_timeout.as_secs_f64().ceil() as u64)
             .listen("icewall", listener, move || {
                 let app = map_config(make_app(), move |()| {
                     // Its host and address feed only URL generation and ConnectionInfo's
@@ -290,7 +296,7 @@ impl App {
             shutdown,
             logger,
             requests,
-            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -332,7 +338,7 @@ impl App {
         }
         info!(self.logger, "job queue drained";
             "drained" => pending,
-            "elapsed_ms" => started.elapsed().as_millis() as u64,
+            "elapsed_ms" => telemetry::millis(started.elapsed()),
             "jobs_known" => self.jobs.registry().len());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
         self.requests.settle(self.shutdown_timeout).await;

@@ -66,11 +66,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: &Settings) -> ExitCode {
-    let (logger, _flush_on_exit) = match telemetry::file_logger(
-        &settings.logs_dir,
-        settings.log_max_bytes,
-        settings.log_keep,
-    ) {
+    let (logger, log) = match telemetry::logger(&telemetry::LogOptions {
+        format: settings.log_format,
+        target: settings.log_target,
+        dir: &settings.logs_dir,
+        max_bytes: settings.log_max_bytes,
+        keep: settings.log_keep,
+    }) {
         Ok(logger) => logger,
         Err(error) => {
             eprintln!(
@@ -82,11 +84,8 @@ fn serve(settings: &Settings) -> ExitCode {
     };
     let served = actix_web::rt::System::new().block_on(async {
         let app = App::build(settings, logger.clone()).map_err(|error| error.to_string())?;
-        let mut stdout = io::stdout().lock();
-        // Scripts and tests wait for this exact line to learn the port.
-        let _ = writeln!(stdout, "listening on http://{}", app.address());
-        let _ = stdout.flush();
-        drop(stdout);
+        // Scripts and tests wait for this line to learn the port.
+        log.announce_listening(app.address());
         app.run_until_stopped()
             .await
             .map_err(|error| error.to_string())

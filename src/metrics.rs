@@ -28,6 +28,9 @@ pub struct Metrics {
     workers: IntGauge,
 }
 
+/// The `outcome` labels of `icewall_jobs_total`.
+const JOB_OUTCOMES: [&str; 4] = ["accepted", "done", "failed", "cancelled"];
+
 /// Why a submission was refused, as a metric label.
 #[derive(Clone, Copy, Debug)]
 pub enum Rejection {
@@ -42,6 +45,18 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every reason, so each series is exported (at 0) from start-up.
+    const ALL: [Rejection; 8] = [
+        Rejection::Invalid,
+        Rejection::TooLarge,
+        Rejection::UnsupportedMediaType,
+        Rejection::Timeout,
+        Rejection::QueueFull,
+        Rejection::ShuttingDown,
+        Rejection::Storage,
+        Rejection::Idempotency,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Rejection::Invalid => "invalid",
@@ -146,6 +161,13 @@ impl Metrics {
                 .register(collector)
                 .expect("each metric is registered once");
         }
+        // Rates and alerts need a series before its first event: start each at 0.
+        for outcome in JOB_OUTCOMES {
+            metrics.jobs.with_label_values(&[outcome]);
+        }
+        for why in Rejection::ALL {
+            metrics.rejected.with_label_values(&[why.label()]);
+        }
         // RSS, open fds, CPU time where the platform has them (Linux).
         let _ = metrics.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -211,6 +233,30 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_job_and_rejection_series_starts_at_zero() {
+        let text = Metrics::new().render(&Snapshot {
+            queue_depth: 0,
+            queue_bytes: 0,
+            in_flight: 0,
+            workers: 0,
+        });
+        let reasons = Rejection::ALL.map(Rejection::label);
+        assert_eq!(reasons.len(), 8);
+        for (name, label, value) in JOB_OUTCOMES
+            .iter()
+            .map(|outcome| ("icewall_jobs_total", "outcome", *outcome))
+            .chain(
+                reasons
+                    .iter()
+                    .map(|reason| ("icewall_jobs_rejected_total", "reason", *reason)),
+            )
+        {
+            let line = format!("{name}{{{label}=\"{value}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn counters_and_histograms_render_with_their_labels() {

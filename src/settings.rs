@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::jobs::TeamLogs;
+use crate::telemetry::{LogFormat, LogTarget};
 use crate::wall::{self, Limits};
 
 fn cores() -> usize {
@@ -59,32 +60,81 @@ fn admin_token(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// A size of at least one byte: a number of bytes, with an optional unit.
-fn parse_bytes(text: &str) -> Result<usize, String> {
-    let digits = text
+/// Units a size may carry, longest first so that `MiB` is not read as `B`.
+const SIZE_UNITS: [(&str, u64); 7] = [
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("B", 1),
+];
+
+/// A size in bytes: a plain number of bytes (`1048576`) or a whole number with a unit,
+/// `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), in
+/// any case and with an optional space (`16MiB`, `16 mib`).
+///
+/// # Errors
+/// A malformed number, an unknown unit, or a size beyond `u64`, as one sentence.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
         .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1000,
-        "MB" => 1000 * 1000,
-        "GB" => 1000 * 1000 * 1000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => 0,
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let unit = unit.trim_start();
+    let expected = || {
+        format!(
+            "expected a size in bytes, or with a unit as in `16MiB` (B, KiB, MiB, GiB, KB, MB, GB), got `{text}`"
+        )
+    };
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let scale = if unit.is_empty() {
+        1
+    } else {
+        SIZE_UNITS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+            .map(|(_, scale)| *scale)
+            .ok_or_else(expected)?
     };
     number
-        .parse::<usize>()
-        .ok()
-        .and_then(|number| number.checked_mul(scale))
-        .filter(|&bytes| bytes >= 1)
-        .ok_or_else(|| {
-            format!(
-                "expected a size of at least 1 byte, such as `268435456`, `256MiB` or `1GB`, got `{text}`"
-            )
-        })
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A size of at least one byte that fits in memory, for limits on what is held.
+fn nonzero_size(text: &str) -> Result<usize, String> {
+    match usize::try_from(parse_size(text)?) {
+        Ok(0) => Err(format!("expected a size of at least 1 byte, got `{text}`")),
+        Ok(bytes) => Ok(bytes),
+        Err(_) => Err(format!("`{text}` is too large")),
+    }
+}
+
+/// A duration: a unit-ful one as `humantime` reads it (`30s`, `500ms`, `7days`,
+/// `1h 30m`), or a bare number of seconds, which is what these flags took before they
+/// had units.
+///
+/// # Errors
+/// Text that is neither, as one sentence.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(trimmed).map_err(|error| {
+        format!("expected a duration as in `30s`, `500ms` or `7days` (a bare number is seconds), got `{text}`: {error}")
+    })
+}
+
+/// A duration longer than zero, for timeouts where zero would mean "never".
+fn nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("expected a duration above zero, got `{text}`")),
+        duration => Ok(duration),
+    }
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -115,14 +165,14 @@ pub struct Settings {
     pub max_queue: usize,
     /// Memory the queued jobs may hold, beyond which submissions get 503: bytes, or a
     /// size with a unit (`KiB`, `MiB`, `GiB`, or `KB`, `MB`, `GB`), e.g. `256MiB`.
-    #[arg(long, env = "ICEWALL_MAX_QUEUE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "ICEWALL_MAX_QUEUE_BYTES", value_name = "SIZE", default_value = "256MiB", value_parser = nonzero_size)]
     pub max_queue_bytes: usize,
-    /// Largest request body in bytes (413 beyond).
-    #[arg(long, env = "ICEWALL_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = at_least_one)]
+    /// Largest request body (413 beyond): bytes, or with a unit (`16MiB`, `500KB`).
+    #[arg(long, env = "ICEWALL_MAX_BODY", value_name = "SIZE", default_value = "16MiB", value_parser = nonzero_size)]
     pub max_body: usize,
-    /// Free bytes the results file system must keep; below it submissions get 503, as
-    /// their jobs could not store their results.
-    #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", default_value_t = 64 * 1024 * 1024)]
+    /// Free space the results file system must keep (`64MiB`; plain bytes too); below
+    /// it submissions get 503, as their jobs could not store their results.
+    #[arg(long, env = "ICEWALL_MIN_FREE_SPACE", value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub min_free_space: u64,
     /// Where a done job's team log is kept: `inline`, inside its result file (one file
     /// per job), or `files`, in `<id>.log` beside it (a second file per job, which costs
@@ -140,29 +190,23 @@ pub struct Settings {
     /// Most sections in one profile.
     #[arg(long, env = "ICEWALL_MAX_PROFILE_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS_PER_PROFILE, value_parser = at_least_one)]
     pub max_profile_sections: usize,
-    /// Seconds a client has to send a request's headers, and then its body (408 beyond).
-    /// The headers' clock starts when the connection opens or the previous answer is
-    /// sent, so an idle keep-alive connection lasts at most this long too.
-    #[arg(
-        long = "request-timeout",
-        env = "ICEWALL_REQUEST_TIMEOUT",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub request_timeout_secs: u64,
-    /// Seconds an idle keep-alive connection is kept open.
-    #[arg(long = "keep-alive", env = "ICEWALL_KEEP_ALIVE", default_value_t = 5)]
-    pub keep_alive_secs: u64,
-    /// Seconds in-flight HTTP requests get to finish once the job queue has drained.
-    #[arg(
-        long = "shutdown-timeout",
-        env = "ICEWALL_SHUTDOWN_TIMEOUT",
-        default_value_t = 10
-    )]
-    pub shutdown_timeout_secs: u64,
-    /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`); then it answers
-    /// 404 like an unknown job and its file is removed.
-    #[arg(long, env = "ICEWALL_RESULT_TTL", default_value = "7days", value_parser = humantime::parse_duration)]
+    /// Time a client has to send a request's headers, and then its body (408 beyond),
+    /// above zero: `30s`, `500ms` (a bare number is seconds). The headers' clock starts
+    /// when the connection opens or the previous answer is sent, so an idle keep-alive
+    /// connection lasts at most this long too.
+    #[arg(long, env = "ICEWALL_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration)]
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open: `5s` (a bare number is
+    /// seconds; 0 closes each connection after its response).
+    #[arg(long, env = "ICEWALL_KEEP_ALIVE", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+    /// Time in-flight HTTP requests get to finish once the job queue has drained: `10s`
+    /// (a bare number is seconds).
+    #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`; a bare number is
+    /// seconds); then it answers 404 like an unknown job and its file is removed.
+    #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = parse_duration)]
     pub result_ttl: Duration,
     /// Most finished jobs kept; beyond it the oldest are removed.
     #[arg(long, env = "ICEWALL_MAX_RESULTS", default_value_t = 1_000_000, value_parser = at_least_one)]
@@ -176,12 +220,20 @@ pub struct Settings {
     /// so a web page cannot reach the server through DNS rebinding.
     #[arg(long, env = "ICEWALL_ALLOWED_HOSTS", value_delimiter = ',', value_parser = host_name)]
     pub allowed_hosts: Vec<String>,
-    /// Size in bytes at which logs/icewall.log is rotated.
-    #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = at_least_one)]
+    /// Size at which logs/icewall.log is rotated: bytes, or with a unit (`10MiB`).
+    #[arg(long, env = "ICEWALL_LOG_MAX_BYTES", value_name = "SIZE", default_value = "10MiB", value_parser = nonzero_size)]
     pub log_max_bytes: usize,
     /// Rotated log files kept.
     #[arg(long, env = "ICEWALL_LOG_KEEP", default_value_t = 5)]
     pub log_keep: usize,
+    /// Format of the server log: `text` (`<time> <LEVEL> <message>, key: value`) or
+    /// `json` (one object a line with `ts`, `level`, `msg` and the event's keys).
+    #[arg(long, env = "ICEWALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Where the server log goes: `file` (icewall.log in --logs-dir, rotated by
+    /// --log-max-bytes) or `stdout` (for containers and systemd), after the listening line.
+    #[arg(long, env = "ICEWALL_LOG_TARGET", value_enum, default_value_t = LogTarget::File)]
+    pub log_target: LogTarget,
     /// Test hook: milliseconds every job sleeps before simulating.
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_job_delay_ms: u64,
@@ -200,32 +252,69 @@ impl Settings {
             max_sections: self.max_sections,
         }
     }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::*;
 
     #[test]
-    fn sizes_take_binary_and_decimal_units() {
-        assert_eq!(parse_bytes("512"), Ok(512));
-        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_bytes("2 KiB"), Ok(2048));
-        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
-        for bad in [
-            "",
-            "0",
-            "MiB",
-            "1.5MiB",
-            "-1",
-            "12 parsecs",
-            "99999999999999999999GiB",
+    fn sizes_take_bytes_or_a_unit() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("7B", 7),
+            ("1KiB", 1024),
+            ("16MiB", 16 * 1024 * 1024),
+            ("2GiB", 2 * 1024 * 1024 * 1024),
+            ("5KB", 5_000),
+            ("64MB", 64_000_000),
+            ("3GB", 3_000_000_000),
+            ("16 mib", 16 * 1024 * 1024),
+            (" 10kb ", 10_000),
         ] {
-            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
+    }
+
+    #[test]
+    fn a_size_without_a_known_unit_or_number_is_refused() {
+        for text in [
+            "", "MiB", "16XB", "16 M", "1.5GiB", "-1", "+1", "16MiBs", "16 MiB B",
+        ] {
+            let error = parse_size(text).unwrap_err();
+            assert!(error.contains("KiB"), "{text}: {error}");
+        }
+        assert!(
+            parse_size("20000000000GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            nonzero_size("0KiB")
+                .unwrap_err()
+                .contains("at least 1 byte")
+        );
+        assert_eq!(nonzero_size("1KiB"), Ok(1024));
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_bare_seconds() {
+        for (text, duration) in [
+            ("30", Duration::from_secs(30)),
+            ("0", Duration::ZERO),
+            ("30s", Duration::from_secs(30)),
+            ("500ms", Duration::from_millis(500)),
+            ("7days", Duration::from_secs(7 * 24 * 3600)),
+            ("1h 30m", Duration::from_secs(5400)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(duration), "{text}");
+        }
+        for text in ["", "s", "10 parsecs", "-1", "1.5"] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains("bare number is seconds"), "{text}: {error}");
+        }
+        assert!(nonzero_duration("0s").unwrap_err().contains("above zero"));
+        assert_eq!(nonzero_duration("1"), Ok(Duration::from_secs(1)));
     }
 }

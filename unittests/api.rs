@@ -522,6 +522,38 @@ fn the_openapi_document_describes_every_endpoint() {
 }
 
 #[test]
+fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
+    let (server, _dir) = server(&[]);
+    let document = server.get("/api/openapi.json").json();
+    let methods = [
+        "get", "head", "post", "put", "patch", "delete", "options", "trace",
+    ];
+    let mut owners: std::collections::HashMap<String, String> = Default::default();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in methods.iter().filter(|method| item.get(**method).is_some()) {
+            let operation = format!("{method} {path}");
+            let id = item[*method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{operation} has no operationId"))
+                .to_owned();
+            if let Some(first) = owners.insert(id.clone(), operation.clone()) {
+                panic!("operationId {id} is used by both {first} and {operation}");
+            }
+        }
+    }
+    assert!(owners.len() >= 22, "too few operations: {owners:?}");
+    // The ids are stable names a generated client can keep.
+    for (id, operation) in [
+        ("graceful_shutdown", "get /api/graceful_shutdown"),
+        ("graceful_shutdown_post", "post /api/graceful_shutdown"),
+        ("job_ice", "get /api/jobs/{id}/profiles/{p}/days/{d}"),
+        ("own_wall_ice", "get /profiles/{p}/days/{d}"),
+    ] {
+        assert_eq!(owners.get(id).map(String::as_str), Some(operation), "{id}");
+    }
+}
+
+#[test]
 fn a_streamed_answer_is_not_held_back_by_delayed_acks() {
     let (server, _dir) = server(&[]);
     let id = server.submit_json(EXAMPLE_JSON);

@@ -77,9 +77,73 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
 
 #[test]
 fn a_request_timeout_of_zero_is_refused_at_start() {
+    let stderr = refused_at_start(&["--request-timeout", "0"]);
+    assert!(stderr.contains("--request-timeout"), "{stderr}");
+}
+
+#[test]
+fn sizes_and_durations_with_units_are_taken_by_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &[
+            "--max-body",
+            "1KiB",
+            "--request-timeout",
+            "2s",
+            "--keep-alive",
+            "1500ms",
+            "--shutdown-timeout",
+            "2s",
+            "--min-free-space",
+            "1MiB",
+            "--log-max-bytes",
+            "1MiB",
+            "--result-ttl",
+            "1h",
+        ],
+    );
+    let too_large = server.post("/api/simulate", "text/plain", &[b'1'; 1025]);
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+    assert!(
+        too_large.reason().contains("1024 bytes"),
+        "{}",
+        too_large.body
+    );
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn a_size_or_duration_with_a_bad_unit_is_a_usage_error_naming_the_flag() {
+    // The message names the flag and the value, and shows the units that would do.
+    const SIZE: &str = "(B, KiB, MiB, GiB, KB, MB, GB)";
+    const DURATION: &str = "(a bare number is seconds)";
+    for (flag, value, hint) in [
+        ("--max-body", "16XB", SIZE),
+        ("--min-free-space", "64 parsecs", SIZE),
+        ("--log-max-bytes", "1.5MiB", SIZE),
+        ("--request-timeout", "30 fortnights", DURATION),
+        ("--keep-alive", "5x", DURATION),
+        ("--shutdown-timeout", "soon", DURATION),
+        ("--result-ttl", "7dayz", DURATION),
+    ] {
+        let stderr = refused_at_start(&[flag, value]);
+        assert!(
+            stderr.contains(flag) && stderr.contains(value) && stderr.contains(hint),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
+/// Runs `icewall serve` with `args`, which must make it refuse to start with a usage
+/// error (exit 2); returns what it printed on stderr.
+fn refused_at_start(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_icewall"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--request-timeout", "0"])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -98,9 +162,12 @@ fn a_request_timeout_of_zero_is_refused_at_start() {
         child.kill().unwrap();
     }
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(2), "the server started");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--request-timeout"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the server started with {args:?}"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

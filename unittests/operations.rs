@@ -4,6 +4,9 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Read;
+
+use serde_json::Value;
 
 use common::{EXAMPLE_JSON, Server};
 
@@ -100,11 +103,34 @@ fn queue_wait_is_measured_from_acceptance() {
 }
 
 #[test]
+fn a_fresh_server_exports_every_job_and_rejection_series_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let fresh = metrics(&server);
+    let outcomes = ["accepted", "done", "failed", "cancelled"]
+        .map(|outcome| format!("icewall_jobs_total{{outcome=\"{outcome}\"}}"));
+    let reasons = [
+        "invalid",
+        "too_large",
+        "unsupported_media_type",
+        "timeout",
+        "queue_full",
+        "shutting_down",
+        "storage",
+        "idempotency",
+    ]
+    .map(|reason| format!("icewall_jobs_rejected_total{{reason=\"{reason}\"}}"));
+    for series in outcomes.iter().chain(&reasons) {
+        assert_eq!(fresh.get(series), Some(&0.0), "{series}");
+    }
+}
+
+#[test]
 fn counters_move_as_jobs_flow() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--workers", "2"]);
     let before = metrics(&server);
-    assert_eq!(before.get("icewall_jobs_total{outcome=\"done\"}"), None);
+    assert_eq!(before["icewall_jobs_total{outcome=\"done\"}"], 0.0);
     assert_eq!(before["icewall_workers"], 2.0);
     assert!(before["process_resident_memory_bytes"] > 0.0);
     assert!(before["process_open_fds"] > 0.0);
@@ -229,5 +255,155 @@ fn request_ids_are_echoed_and_carried_to_the_job_log() {
                 .any(|line| line.contains(event) && line.contains("request_id: trace-4711")),
             "no `{event}` line with the request id in\n{log}"
         );
+    }
+}
+
+/// Every line of a server's stdout after its listening line, once it has exited.
+fn stdout_after_exit(mut server: Server) -> String {
+    let mut stdout = server.take_stdout();
+    assert!(server.shutdown().success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    rest
+}
+
+/// The JSON records of a JSON log, each checked for the keys every record has.
+fn json_records(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+            for key in ["ts", "level", "msg"] {
+                assert!(record[key].is_string(), "no {key} in {line}");
+            }
+            record
+        })
+        .collect()
+}
+
+/// A duration as logged: a number of milliseconds with at most three decimals.
+fn is_clean_millis(text: &str) -> bool {
+    text.parse::<f64>().is_ok()
+        && text
+            .split_once('.')
+            .is_none_or(|(_, decimals)| decimals.len() <= 3)
+}
+
+/// A path with a whole job id and a typo after it, longer than 40 characters.
+const TYPO_PATH: &str = "/api/get_results/0190a0b2-aaaa-7bbb-8ccc-0123456789ab-typo";
+
+#[test]
+fn json_logs_on_stdout_follow_a_json_listening_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--log-target", "stdout", "--log-format", "json"],
+    );
+    let first: Value = serde_json::from_str(&server.listening_line).unwrap();
+    assert_eq!(first["msg"], format!("listening on {}", server.base));
+    assert_eq!(first["level"], "INFO");
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    assert_eq!(server.get(TYPO_PATH).status, 404);
+    let records = json_records(&stdout_after_exit(server));
+
+    let finished = records
+        .iter()
+        .find(|record| record["msg"] == "job finished" && record["job_id"] == id.as_str())
+        .expect("a `job finished` record");
+    assert!(
+        is_clean_millis(&finished["elapsed_ms"].to_string()),
+        "{finished}"
+    );
+    let typo = records
+        .iter()
+        .find(|record| record["msg"] == "request" && record["status"] == 404)
+        .expect("the 404's request record");
+    assert_eq!(typo["path"], TYPO_PATH);
+    assert!(is_clean_millis(&typo["elapsed_ms"].to_string()), "{typo}");
+    assert!(records.iter().any(|record| record["msg"] == "stopped"));
+    // All of it went to stdout: no log file was made.
+    assert!(!dir.path().join("logs/icewall.log").exists());
+}
+
+#[test]
+fn the_text_log_keeps_whole_paths_and_durations_without_float_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    for _ in 0..20 {
+        assert_eq!(server.get(TYPO_PATH).status, 404);
+    }
+    assert!(server.shutdown().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(&format!("path: {TYPO_PATH},"))),
+        "{log}"
+    );
+    let durations: Vec<&str> = log
+        .split("elapsed_ms: ")
+        .skip(1)
+        .map(|rest| rest.split([',', '\n']).next().unwrap())
+        .collect();
+    assert!(durations.len() >= 23, "{log}");
+    for duration in durations {
+        assert!(
+            is_clean_millis(duration),
+            "elapsed_ms: {duration} in\n{log}"
+        );
+    }
+}
+
+#[test]
+fn the_repositorys_gitkeep_is_not_an_unknown_file_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::write(results.join(".gitkeep"), "").unwrap();
+    std::fs::write(results.join("notes.txt"), "mine").unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    assert!(server.shutdown().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    let unknown: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("unknown file"))
+        .collect();
+    // Another stray file is still reported, so the log is the one that would say it.
+    assert_eq!(unknown.len(), 1, "{log}");
+    assert!(unknown[0].contains("notes.txt"), "{log}");
+}
+
+#[test]
+fn a_recovered_job_logs_no_empty_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-delay-ms", "60000"],
+    );
+    let id = crashed.submit_json(EXAMPLE_JSON);
+    crashed.kill9();
+    let server = Server::start_in(
+        dir.path(),
+        &["--log-target", "stdout", "--log-format", "json"],
+    );
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    let records = json_records(&stdout_after_exit(server));
+    let of_the_job: Vec<&Value> = records
+        .iter()
+        .filter(|record| record["job_id"] == id.as_str())
+        .collect();
+    assert!(
+        of_the_job
+            .iter()
+            .any(|record| record["msg"] == "job started")
+            && of_the_job
+                .iter()
+                .any(|record| record["msg"] == "job finished"),
+        "{of_the_job:?}"
+    );
+    for record in of_the_job {
+        assert!(record.get("request_id").is_none(), "{record}");
     }
 }

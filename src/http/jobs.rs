@@ -174,7 +174,7 @@ pub async fn profiles(
     }))
 }
 
-#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", operation_id = "job_ice", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Ice used by the profile on the day", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn ice(
     path: web::Path<(String, String, String)>,
@@ -184,7 +184,7 @@ pub async fn ice(
     ask(&state, &id, Question::ice(&profile, &day)?).await
 }
 
-#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", operation_id = "job_profile_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn profile_cost(
     path: web::Path<(String, String, String)>,
@@ -194,7 +194,7 @@ pub async fn profile_cost(
     ask(&state, &id, Question::profile_cost(&profile, &day)?).await
 }
 
-#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview/{d}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview/{d}", operation_id = "job_wall_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn wall_cost(
     path: web::Path<(String, String)>,
@@ -204,7 +204,7 @@ pub async fn wall_cost(
     ask(&state, &id, Question::wall_cost(&day)?).await
 }
 
-#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+#[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview", operation_id = "job_total_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
     (status = 200, description = "Cost of the whole wall", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn total_cost(
     path: web::Path<String>,
@@ -213,7 +213,7 @@ pub async fn total_cost(
     ask(&state, &path, Question::TotalCost).await
 }
 
-#[utoipa::path(get, path = "/api/jobs/{id}/log", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+#[utoipa::path(get, path = "/api/jobs/{id}/log", operation_id = "job_log", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
     (status = 200, description = "The team log, one event per line", body = String, content_type = "text/plain"),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn log(

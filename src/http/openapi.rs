@@ -2,6 +2,7 @@
 //! from the `#[utoipa::path]` annotations on the handlers, the bodies from the schema
 //! types here (which mirror what the handlers send; schemathesis checks that they do).
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
@@ -186,6 +187,40 @@ impl Modify for AdminToken {
     }
 }
 
+/// One annotation serving several methods (`method(get, post)`) gives each of them the
+/// same operationId, which client generators refuse: every method after the first keeps
+/// the id with its own name appended (`graceful_shutdown_post`), so ids stay stable.
+struct DistinctOperationIds;
+
+impl Modify for DistinctOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let mut taken = HashSet::new();
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("head", &mut item.head),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+                ("options", &mut item.options),
+                ("trace", &mut item.trace),
+            ] {
+                let Some(id) = operation
+                    .as_mut()
+                    .and_then(|operation| operation.operation_id.as_mut())
+                else {
+                    continue;
+                };
+                if !taken.insert(id.clone()) {
+                    id.push('_');
+                    id.push_str(method);
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "icewall", description = "A job server that simulates building the Wall."),
@@ -215,7 +250,7 @@ impl Modify for AdminToken {
     ),
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
         JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;
 

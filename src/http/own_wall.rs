@@ -44,7 +44,7 @@ fn own(state: &ApiState) -> &OwnWall {
     &state.own_wall
 }
 
-#[utoipa::path(get, path = "/profiles/{p}/days/{d}", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/profiles/{p}/days/{d}", operation_id = "own_wall_ice", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Ice used by the profile on the day, for the server's own wall", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
 pub async fn ice(
     path: web::Path<(String, String)>,
@@ -54,7 +54,7 @@ pub async fn ice(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
-#[utoipa::path(get, path = "/profiles/{p}/overview/{d}", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/profiles/{p}/overview/{d}", operation_id = "own_wall_profile_cost", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
 pub async fn profile_cost(
     path: web::Path<(String, String)>,
@@ -64,7 +64,7 @@ pub async fn profile_cost(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
-#[utoipa::path(get, path = "/profiles/overview/{d}", params(("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
+#[utoipa::path(get, path = "/profiles/overview/{d}", operation_id = "own_wall_cost", params(("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day is not a positive integer", body = ErrorBody)))]
 pub async fn wall_cost(
     path: web::Path<String>,
@@ -74,7 +74,7 @@ pub async fn wall_cost(
     Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
 }
 
-#[utoipa::path(get, path = "/profiles/overview", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
+#[utoipa::path(get, path = "/profiles/overview", operation_id = "own_wall_total_cost", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
 pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -88,7 +88,7 @@ pub async fn config(state: web::Data<ApiState>) -> HttpResponse {
         .body(own(&state).config_body.clone())
 }
 
-#[utoipa::path(get, path = "/profiles/logs", responses((status = 200, description = "Its team log", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/profiles/logs", operation_id = "own_wall_log", responses((status = 200, description = "Its team log", body = String, content_type = "text/plain")))]
 pub async fn log(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

@@ -489,10 +489,12 @@ impl Jobs {
         } = job;
         // Out of the queue: what it holds from here is a running job's.
         drop(memory);
-        let logger = self.inner.logger.new(slog::o!(
-            "job_id" => id.to_string(),
-            "request_id" => request_id.unwrap_or_default(),
-        ));
+        let logger = self.inner.logger.new(slog::o!("job_id" => id.to_string()));
+        // A recovered job has no request id: no empty key for it.
+        let logger = match request_id {
+            Some(request_id) => logger.new(slog::o!("request_id" => request_id)),
+            None => logger,
+        };
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
@@ -518,7 +520,7 @@ impl Jobs {
         let registry_jobs = self.clone();
         let journal = Arc::downgrade(&request.journal);
         self.inner.store.commit(id, &record, request, move |stored| {
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed_ms = crate::telemetry::millis(started.elapsed());
             let metrics = &registry_jobs.inner.metrics;
             if stored.is_err() {
                 metrics.store_error();

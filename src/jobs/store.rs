@@ -527,6 +527,8 @@ impl ResultStore {
                     let _ = fs::remove_file(entry.path());
                 }
                 _ if name == KEYS_FILE || name == LOCK_FILE || name == TOMBSTONES_FILE => {}
+                // The repository's placeholder that keeps its `results/` in git.
+                _ if name == ".gitkeep" => {}
                 _ if is_segment_name(name) => {
                     journals.push(entry.path());
                 }

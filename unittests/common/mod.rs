@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -34,6 +34,9 @@ pub fn count_files(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
 /// A running server; killed on drop if the test did not stop it.
 pub struct Server {
     child: Child,
+    /// The server's stdout after its first line, the listening line.
+    stdout: Option<BufReader<ChildStdout>>,
+    pub listening_line: String,
     pub base: String,
     pub results: PathBuf,
     agent: ureq::Agent,
@@ -89,10 +92,14 @@ impl Server {
             .spawn()
             .expect("the icewall binary starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(base) = line.trim().strip_prefix("listening on ") else {
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // A plain line, or with `--log-format json --log-target stdout` a JSON record.
+        let listening = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|record| record["msg"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| line.trim().to_owned());
+        let Some(base) = listening.strip_prefix("listening on ") else {
             let mut stderr = String::new();
             child
                 .stderr
@@ -106,6 +113,8 @@ impl Server {
             // A server bound to every address is reached here on loopback.
             base: base.replace("0.0.0.0", "127.0.0.1"),
             child,
+            stdout: Some(stdout),
+            listening_line: line,
             results,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(30))
@@ -218,6 +227,11 @@ impl Server {
             assert!(Instant::now() < deadline, "the server did not exit");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The rest of the server's stdout, to read once it has exited.
+    pub fn take_stdout(&mut self) -> BufReader<ChildStdout> {
+        self.stdout.take().expect("stdout is taken once")
     }
 
     pub fn pid(&self) -> u32 {
