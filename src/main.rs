@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use icewall::app::App;
-use icewall::cli::client::{self, ClientCommand, ServerArgs};
+use icewall::cli::client::{self, ClientCommand};
+use icewall::cli::printable;
 use icewall::cli::simulate::{self, SimulateArgs};
 use icewall::settings::Settings;
 use icewall::telemetry;
@@ -15,8 +16,6 @@ use icewall::telemetry;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,7 +27,10 @@ enum Command {
     #[command(flatten)]
     Client(ClientCommand),
     /// Print a shell completion script.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,20 +42,20 @@ fn main() -> ExitCode {
             match simulate::run(&args, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    eprintln!("icewall: {error}");
-                    ExitCode::FAILURE
+                    eprintln!("icewall: {}", printable(&error.to_string()));
+                    ExitCode::from(error.exit_code())
                 }
             }
         }
         Command::Client(command) => {
             let mut out = BufWriter::new(io::stdout().lock());
-            let ran = client::run(command, &cli.server, &mut out);
+            let ran = client::run(command, &mut out);
             let flushed = out.flush();
             match ran {
                 Ok(()) if flushed.is_ok() => ExitCode::SUCCESS,
                 Ok(()) => ExitCode::from(2),
                 Err(error) => {
-                    eprintln!("icewall: {error}");
+                    eprintln!("icewall: {}", printable(&error.to_string()));
                     ExitCode::from(error.exit_code())
                 }
             }

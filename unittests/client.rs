@@ -114,10 +114,18 @@ fn the_exit_code_tells_a_refusal_from_an_unreachable_server() {
     );
 }
 
+/// The binary with no `--server`, for the subcommands that have none.
+fn icewall_local(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(args)
+        .output()
+        .expect("the icewall binary runs")
+}
+
 #[test]
 fn completions_and_version() {
     for shell in ["bash", "zsh", "fish"] {
-        let output = icewall("http://127.0.0.1:1", &["completions", shell]);
+        let output = icewall_local(&["completions", shell]);
         assert!(output.status.success());
         assert!(stdout(&output).contains("icewall"), "{shell}");
     }
@@ -171,4 +179,355 @@ fn an_id_that_is_not_a_job_id_is_a_usage_error_and_never_sent() {
     let status = icewall(&server.base, &["status", &id]);
     assert_eq!(stdout(&status).trim(), "done", "{}", stderr(&status));
     assert!(server.shutdown().success());
+}
+
+#[test]
+fn server_flag_is_on_the_client_subcommands_only_and_every_argument_has_help() {
+    let serve = stdout(&icewall_local(&["serve", "--help"]));
+    assert!(serve.contains("--bind"), "{serve}");
+    assert!(!serve.contains("--server"), "{serve}");
+    let simulate = stdout(&icewall_local(&["simulate", "--help"]));
+    assert!(!simulate.contains("--server"), "{simulate}");
+    let refused = icewall_local(&["serve", "--server", "http://127.0.0.1:1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    for command in [
+        "submit", "status", "result", "query", "log", "jobs", "cancel", "delete", "health",
+        "shutdown",
+    ] {
+        let help = stdout(&icewall_local(&[command, "--help"]));
+        assert!(help.contains("--server <URL>"), "{command}: {help}");
+    }
+    let query = stdout(&icewall_local(&["query", "--help"]));
+    for argument in ["<ID>", "--profile <PROFILE>", "--day <DAY>"] {
+        let line = query
+            .lines()
+            .find(|line| line.trim_start().starts_with(argument))
+            .unwrap_or_else(|| panic!("{argument} in {query}"));
+        assert!(
+            line.trim_start().len() > argument.len() + 10,
+            "{argument} has no help: {line}"
+        );
+    }
+}
+
+/// A TLS endpoint on loopback with a certificate from a private CA; it answers every
+/// request as a healthy, ready server would, then closes the connection.
+struct TlsEndpoint {
+    base: String,
+    ca_pem: String,
+}
+
+fn tls_endpoint(connections: usize) -> TlsEndpoint {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use ureq::rustls;
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream.unwrap());
+            let mut head = Vec::new();
+            let mut reader = BufReader::new(&mut tls);
+            // A client that refuses the certificate ends the handshake: nothing to answer.
+            while reader
+                .read_until(b'\n', &mut head)
+                .is_ok_and(|read| read > 2)
+            {}
+            if head.is_empty() {
+                continue;
+            }
+            let body = r#"{"status":"ready"}"#;
+            let _ = write!(
+                tls,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    TlsEndpoint {
+        base,
+        ca_pem: ca.pem(),
+    }
+}
+
+#[test]
+fn https_reaches_a_server_whose_ca_is_given_and_refuses_one_it_does_not_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = tls_endpoint(3);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &endpoint.ca_pem).unwrap();
+    let trusted = icewall(
+        &endpoint.base,
+        &["health", "--ca-cert", ca.to_str().unwrap()],
+    );
+    assert_eq!(trusted.status.code(), Some(0), "{}", stderr(&trusted));
+    assert_eq!(stdout(&trusted).trim(), "ready");
+    let untrusted = icewall(&endpoint.base, &["health"]);
+    assert_eq!(untrusted.status.code(), Some(3), "{}", stderr(&untrusted));
+    assert!(
+        stderr(&untrusted).contains("UnknownIssuer"),
+        "{}",
+        stderr(&untrusted)
+    );
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let bad_ca = icewall(
+        &endpoint.base,
+        &["health", "--ca-cert", not_pem.to_str().unwrap()],
+    );
+    assert_eq!(bad_ca.status.code(), Some(2), "{}", stderr(&bad_ca));
+    assert!(stderr(&bad_ca).contains("not.pem"), "{}", stderr(&bad_ca));
+}
+
+#[test]
+fn a_body_over_the_limit_is_reported_with_the_servers_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    // Far past the limit and the server's drain allowance: it answers 413 on the
+    // declared length and closes while the client is still writing.
+    let wall = dir.path().join("huge.txt");
+    std::fs::write(&wall, "1 2\n".repeat(8 * 1024 * 1024)).unwrap();
+    let output = icewall(&server.base, &["submit", wall.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output).trim(),
+        "icewall: the request body is larger than the limit of 1000 bytes"
+    );
+    assert_eq!(server.listed_jobs(), 0);
+}
+
+#[test]
+fn a_malformed_server_url_is_a_usage_error_naming_it() {
+    for url in [
+        "127.0.0.1:8080",
+        "htp://127.0.0.1:8080",
+        "http://",
+        "not a url",
+    ] {
+        let output = icewall(url, &["jobs"]);
+        assert_eq!(output.status.code(), Some(2), "{url}: {}", stderr(&output));
+        assert!(stderr(&output).contains(url), "{url}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn local_mistakes_exit_2_in_every_subcommand_and_control_bytes_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let directory = dir.path().to_str().unwrap();
+    for file in ["/nonexistent/wall.txt", directory] {
+        let submitted = icewall(&server.base, &["submit", file]);
+        let simulated = icewall_local(&["simulate", file]);
+        for output in [&submitted, &simulated] {
+            assert_eq!(output.status.code(), Some(2), "{file}: {}", stderr(output));
+            assert!(
+                stderr(output).starts_with(&format!("icewall: cannot read {file}: ")),
+                "{}",
+                stderr(output)
+            );
+        }
+    }
+    let hostile = dir.path().join("hostile.txt");
+    std::fs::write(&hostile, "1 2\x1b[31mX\n").unwrap();
+    let hostile = hostile.to_str().unwrap();
+    let submitted = icewall(&server.base, &["submit", hostile]);
+    let simulated = icewall_local(&["simulate", hostile]);
+    for output in [&submitted, &simulated] {
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+        assert!(!output.stderr.contains(&0x1b), "{:?}", stderr(output));
+        assert!(
+            stderr(output).contains(r"`2\u{1b}[31mX`"),
+            "{}",
+            stderr(output)
+        );
+    }
+}
+
+#[test]
+fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| server.submit_json(common::EXAMPLE_JSON))
+        .collect();
+    for limit in ["0", "1001"] {
+        let output = icewall(&server.base, &["jobs", "--limit", limit]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{limit}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("1..=1000"), "{}", stderr(&output));
+    }
+    let first = stdout(&icewall(&server.base, &["jobs", "--limit", "1"]));
+    assert!(
+        first.starts_with(&ids[0]) && first.lines().count() == 1,
+        "{first}"
+    );
+    let rest = stdout(&icewall(&server.base, &["jobs", "--after", &ids[0]]));
+    let listed: Vec<&str> = rest.lines().map(|line| &line[..36]).collect();
+    assert_eq!(listed, [ids[1].as_str(), ids[2].as_str()]);
+    let json = icewall(&server.base, &["jobs", "--json", "--limit", "2"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(printed, server.get("/api/jobs?limit=2").json()["data"]);
+    // Not a job id: refused before anything is sent, like every id the client takes.
+    let bad_after = icewall(&server.base, &["jobs", "--after", "x&limit=5"]);
+    assert_eq!(bad_after.status.code(), Some(2), "{}", stderr(&bad_after));
+}
+
+#[test]
+fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let kept = server.submit_json(common::EXAMPLE_JSON);
+    let deleted = server.submit_json(common::EXAMPLE_JSON);
+    server.wait_finished(&kept);
+    server.wait_finished(&deleted);
+
+    let cancel = icewall(&server.base, &["cancel", &kept]);
+    assert_eq!(cancel.status.code(), Some(1), "{}", stderr(&cancel));
+    assert!(stderr(&cancel).contains("is done; there is nothing to cancel"));
+    assert_eq!(
+        stdout(&icewall(&server.base, &["status", &kept])).trim(),
+        "done"
+    );
+
+    // A job's request may share a journal file with others for a moment after it is
+    // done; the server answers 409 "retry in a moment" until then.
+    let mut delete = icewall(&server.base, &["delete", &deleted]);
+    common::wait_until("the job can be deleted", || {
+        if stderr(&delete).contains("retry in a moment") {
+            delete = icewall(&server.base, &["delete", &deleted]);
+        }
+        !stderr(&delete).contains("retry in a moment")
+    });
+    assert!(delete.status.success(), "{}", stderr(&delete));
+    assert_eq!(stdout(&delete).trim(), format!("deleted {deleted}"));
+    let gone = icewall(&server.base, &["status", &deleted]);
+    assert_eq!(gone.status.code(), Some(1));
+    let again = icewall(&server.base, &["delete", &deleted]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(stderr(&again).trim(), "icewall: Invalid job_id");
+}
+
+#[test]
+fn health_tells_ready_from_not_ready_from_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "2000"]);
+    let ready = icewall(&server.base, &["health"]);
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    assert_eq!(stdout(&ready).trim(), "ready");
+    // A job in flight keeps a draining server up, and not ready.
+    server.submit_json(common::EXAMPLE_JSON);
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    let draining = icewall(&server.base, &["health"]);
+    assert_eq!(draining.status.code(), Some(1), "{}", stderr(&draining));
+    assert!(
+        stderr(&draining).starts_with("icewall: not ready: "),
+        "{}",
+        stderr(&draining)
+    );
+    assert!(server.wait_exit().success());
+    let gone = icewall(&server.base, &["health"]);
+    assert_eq!(gone.status.code(), Some(3), "{}", stderr(&gone));
+}
+
+#[test]
+fn submit_retries_after_a_full_queue_and_makes_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &[
+            "--workers",
+            "1",
+            "--max-queue",
+            "1",
+            "--debug-job-delay-ms",
+            "1500",
+        ],
+    );
+    let running = server.submit_json(common::EXAMPLE_JSON);
+    common::wait_until("the first job runs", || {
+        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
+    server.submit_json(common::EXAMPLE_JSON);
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let wall = wall.to_str().unwrap();
+
+    let no_retry = icewall(&server.base, &["submit", wall, "--retries", "0"]);
+    assert_eq!(no_retry.status.code(), Some(1), "{}", stderr(&no_retry));
+    assert_eq!(server.listed_jobs(), 2);
+
+    let retried = icewall(&server.base, &["submit", wall, "--retry-for", "30s"]);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    assert!(
+        stderr(&retried).contains("retrying in 1s"),
+        "{}",
+        stderr(&retried)
+    );
+    let id = stdout(&retried).trim().to_owned();
+    assert_eq!(server.listed_jobs(), 3);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+}
+
+#[test]
+fn the_summary_json_is_the_same_from_the_api_result_submit_wait_and_simulate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let wall = wall.to_str().unwrap();
+
+    let waited = icewall(&server.base, &["submit", wall, "--wait", "--json"]);
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    let id = stdout(&icewall(&server.base, &["submit", wall]))
+        .trim()
+        .to_owned();
+    server.wait_finished(&id);
+    let result = icewall(&server.base, &["result", &id, "--json"]);
+    let simulated = icewall_local(&["simulate", wall, "--json"]);
+    #[derive(serde::Deserialize)]
+    struct Done<'a> {
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let api = server.get(&format!("/api/get_results/{id}")).body;
+    let api: Done = serde_json::from_str(&api).unwrap();
+    let api = api.data.get();
+    assert!(
+        api.starts_with(r#"{"days":13,"num_teams":null,"ice":"#),
+        "{api}"
+    );
+    assert_eq!(stdout(&waited).trim(), api);
+    assert_eq!(stdout(&result).trim(), api);
+    assert_eq!(stdout(&simulated).trim(), api);
 }

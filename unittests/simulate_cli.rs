@@ -103,7 +103,7 @@ fn bad_config_exits_non_zero_with_the_location() {
 #[test]
 fn missing_file_and_bad_flag_are_errors_not_panics() {
     let output = icewall(&["simulate", "/nonexistent/wall.txt"], b"");
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
     let output = icewall(&["simulate", "-", "--num-teams", "0"], EXAMPLE);
     assert_eq!(output.status.code(), Some(2));
@@ -125,4 +125,18 @@ fn bare_cr_line_ends_are_lines_not_spaces() {
     assert_eq!(stdout(&cr), stdout(&crlf));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&cr)).unwrap();
     assert_eq!(summary["profiles"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn input_past_max_body_stops_with_a_clear_error() {
+    let output = icewall(&["simulate", "/dev/zero", "--max-body", "1000"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "icewall: /dev/zero: the input is larger than the limit of 1000 bytes (--max-body)"
+    );
+    let output = icewall(&["simulate", "-", "--max-body", "10"], EXAMPLE);
+    assert_eq!(output.status.code(), Some(1));
+    let output = icewall(&["simulate", "-", "--max-body", "28"], EXAMPLE);
+    assert!(output.status.success());
 }

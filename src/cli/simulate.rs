@@ -32,6 +32,10 @@ pub struct SimulateArgs {
     /// Most sections in the whole wall.
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_SECTIONS)]
     pub max_sections: usize,
+    /// Largest input, as the server's --max-body (bytes, or with a unit: `16MiB`);
+    /// reading stops past it.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::parse_size)]
+    pub max_body: u64,
 }
 
 /// Why `simulate` could not print a result.
@@ -39,10 +43,23 @@ pub struct SimulateArgs {
 pub enum SimulateError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: io::Error },
+    #[error("{path}: the input is larger than the limit of {limit} bytes (--max-body)")]
+    TooLarge { path: String, limit: u64 },
     #[error("{path}: {source}")]
     Config { path: String, source: ConfigError },
     #[error("cannot write output: {0}")]
     Write(#[from] io::Error),
+}
+
+impl SimulateError {
+    /// As the client's: 1 for a config that is refused (too large or invalid), 2 for a
+    /// file that cannot be read or an output that cannot be written.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SimulateError::TooLarge { .. } | SimulateError::Config { .. } => 1,
+            SimulateError::Read { .. } | SimulateError::Write(_) => 2,
+        }
+    }
 }
 
 /// Runs the command, writing to `out`.
@@ -55,6 +72,12 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
         path: path.clone(),
         source,
     })?;
+    if input.len() as u64 > args.max_body {
+        return Err(SimulateError::TooLarge {
+            path,
+            limit: args.max_body,
+        });
+    }
     let limits = Limits {
         max_sections_per_profile: args.max_profile_sections,
         max_sections: args.max_sections,
@@ -83,14 +106,19 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
     }
 }
 
+/// At most one byte past `--max-body`, which is enough to tell that the input is too
+/// large without reading the rest of an endless one (`/dev/zero`, a pipe).
 fn read_input(args: &SimulateArgs) -> io::Result<Vec<u8>> {
-    if args.file.as_os_str() == "-" {
-        let mut input = Vec::new();
-        io::stdin().lock().read_to_end(&mut input)?;
-        Ok(input)
+    let source: Box<dyn Read> = if args.file.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
     } else {
-        fs::read(&args.file)
-    }
+        Box::new(fs::File::open(&args.file)?)
+    };
+    let mut input = Vec::new();
+    source
+        .take(args.max_body.saturating_add(1))
+        .read_to_end(&mut input)?;
+    Ok(input)
 }
 
 /// The readable summary: totals with thousands separators, then a row per profile.
