@@ -8,11 +8,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobState, ResultStore, StoreError};
+use crate::jobs::{JobId, JobInfo, JobState, ResultStore, StoreError};
 use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
@@ -96,6 +97,87 @@ pub async fn results(
             })
         }
     })
+}
+
+/// A job's record, from memory (no disk read). Times are RFC 3339 in UTC, `null` while
+/// unknown: a job recovered at start-up has no `started_at`, nor a size from a large
+/// or failed result.
+#[derive(Serialize, ToSchema)]
+pub struct JobDetails {
+    #[schema(format = Uuid)]
+    job_id: String,
+    #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
+    status: &'static str,
+    /// From the job id (a v7 UUID holds its creation time).
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// Milliseconds between creation and start.
+    queue_ms: Option<u64>,
+    /// Milliseconds between start and the result written.
+    run_ms: Option<u64>,
+    #[schema(minimum = 1)]
+    profiles: Option<u32>,
+    #[schema(minimum = 1)]
+    sections: Option<u32>,
+    /// `null`: unlimited crews (or not known yet, when `profiles` is `null` too).
+    #[schema(minimum = 1)]
+    num_teams: Option<u64>,
+    /// Why a failed job failed.
+    reason: Option<String>,
+    /// Whether a request with the job's Idempotency-Key was answered with this job
+    /// (since the server started).
+    replayed: bool,
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the millisecond.
+fn rfc3339(epoch_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl JobDetails {
+    fn new(id: JobId, info: JobInfo) -> JobDetails {
+        let created_ms = id.created_ms();
+        let shape = info.shape;
+        JobDetails {
+            job_id: id.to_string(),
+            status: info.state.name(),
+            created_at: created_ms.map(rfc3339),
+            started_at: info.started_ms.map(rfc3339),
+            finished_at: info.finished_ms.map(rfc3339),
+            queue_ms: created_ms
+                .zip(info.started_ms)
+                .map(|(created, started)| started.saturating_sub(created)),
+            run_ms: info
+                .started_ms
+                .zip(info.finished_ms)
+                .map(|(started, finished)| finished.saturating_sub(started)),
+            profiles: shape.map(|shape| shape.profiles.get()),
+            sections: shape.and_then(|shape| shape.sections).map(|n| n.get()),
+            num_teams: shape.and_then(|shape| shape.num_teams).map(|n| n.get()),
+            reason: match info.state {
+                JobState::Failed(reason) => Some(reason.to_string()),
+                _ => None,
+            },
+            replayed: info.replayed,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/jobs/{id}", operation_id = "job_details", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+    (status = 200, description = "The job's record, from memory", body = JobDetails),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody)))]
+pub async fn details(
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: JobId = path.parse()?;
+    let info = state.jobs.info(id).ok_or_else(ApiError::invalid_job_id)?;
+    Ok(HttpResponse::Ok().json(JobDetails::new(id, info)))
 }
 
 /// The id of a done job: 404 for an unknown one, 409 while it is not done.

@@ -222,9 +222,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         ))
         .service(endpoint(
             "/api/jobs/{id}",
-            "DELETE",
+            "GET, HEAD, DELETE",
             &[],
-            vec![web::delete().to(jobs::delete)],
+            vec![read().to(jobs::details), web::delete().to(jobs::delete)],
         ))
         .service(endpoint(
             "/profiles/{p}/days/{d}",

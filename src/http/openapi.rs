@@ -227,6 +227,7 @@ impl Modify for DistinctOperationIds {
     paths(
         submit::submit,
         jobs::results,
+        jobs::details,
         jobs::list,
         jobs::count,
         jobs::graceful_shutdown,
@@ -249,7 +250,7 @@ impl Modify for DistinctOperationIds {
         operations::readyz,
     ),
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
-        JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
+        JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
     modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;

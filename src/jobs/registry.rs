@@ -2,16 +2,18 @@
 //! ids for listing, all in memory so status questions never touch the disk.
 
 use std::collections::BTreeSet;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
 use super::journal::Journal;
+use crate::wall::WallConfig;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,16 +40,131 @@ impl JobState {
     }
 }
 
-/// What the registry keeps of a job: a small, fixed-size record.
+/// The size of a job's wall, known from its request, or from its result's header
+/// after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallShape {
+    pub profiles: NonZeroU32,
+    /// `None` when not known cheaply (a result recovered from a large file).
+    pub sections: Option<NonZeroU32>,
+    pub num_teams: Option<NonZeroU64>,
+}
+
+impl WallShape {
+    pub fn of(config: &WallConfig) -> Option<WallShape> {
+        Some(WallShape {
+            profiles: count(config.profiles().len())?,
+            sections: count(config.section_count()),
+            num_teams: config.num_teams(),
+        })
+    }
+}
+
+/// A count as the record keeps it: every wall has at least one profile and section, and
+/// no wall that fits in memory has 2^32 of them.
+pub fn count(n: usize) -> Option<NonZeroU32> {
+    u32::try_from(n).ok().and_then(NonZeroU32::new)
+}
+
+/// What a new record starts with.
+pub struct NewRecord {
+    pub state: JobState,
+    /// When a recovered job's result was written.
+    pub finished_at: Option<SystemTime>,
+    pub shape: Option<WallShape>,
+    pub journal: Weak<Journal>,
+}
+
+/// What the registry knows of a job, as `GET /api/jobs/<id>` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    pub state: JobState,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub shape: Option<WallShape>,
+    pub replayed: bool,
+}
+
+/// What the registry keeps of a job: a small, fixed-size record (see the test that
+/// measures it), as a million finished jobs may be kept. Its creation time is in its id.
 struct JobRecord {
-    state: JobState,
+    status: Status,
+    /// A delete is under way: the job answers as unknown, and comes back if it fails.
+    deleting: bool,
+    /// A request with the job's Idempotency-Key was answered with it.
+    replayed: bool,
+    /// A failed job's reason, boxed: a thin pointer keeps every other record 8 bytes
+    /// smaller, for one more allocation per failed job.
+    reason: Option<Box<Arc<str>>>,
+    /// Milliseconds since the Unix epoch; `None` while not known.
+    started_ms: Option<NonZeroU64>,
     /// When the result was written (for retention); `None` while in flight.
-    finished_at: Option<SystemTime>,
+    finished_ms: Option<NonZeroU64>,
+    profiles: Option<NonZeroU32>,
+    sections: Option<NonZeroU32>,
+    num_teams: Option<NonZeroU64>,
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
     journal: Weak<Journal>,
-    /// A delete is under way: the job answers as unknown, and comes back if it fails.
-    deleting: bool,
+}
+
+/// A job's status in one byte; a failed job's reason is kept beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobRecord {
+    fn state(&self) -> JobState {
+        match (self.status, &self.reason) {
+            (Status::Queued, _) => JobState::Queued,
+            (Status::Running, _) => JobState::Running,
+            (Status::Done, _) => JobState::Done,
+            (Status::Failed, reason) => JobState::Failed(
+                reason
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| "no reason given".into()),
+            ),
+        }
+    }
+
+    fn set_state(&mut self, state: JobState) {
+        (self.status, self.reason) = match state {
+            JobState::Queued => (Status::Queued, None),
+            JobState::Running => (Status::Running, None),
+            JobState::Done => (Status::Done, None),
+            JobState::Failed(reason) => (Status::Failed, Some(Box::new(reason))),
+        };
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.status, Status::Done | Status::Failed)
+    }
+
+    fn set_shape(&mut self, shape: WallShape) {
+        self.profiles = Some(shape.profiles);
+        self.sections = shape.sections;
+        self.num_teams = shape.num_teams;
+    }
+
+    fn shape(&self) -> Option<WallShape> {
+        Some(WallShape {
+            profiles: self.profiles?,
+            sections: self.sections,
+            num_teams: self.num_teams,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch; a time before it (a clock set wrong) as `None`.
+fn epoch_ms(time: SystemTime) -> Option<NonZeroU64> {
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    NonZeroU64::new(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Default)]
@@ -61,31 +178,57 @@ pub struct Registry {
 
 impl Registry {
     /// Records a job, counting it in flight unless it is already finished.
-    pub fn insert(
-        &self,
-        id: JobId,
-        state: JobState,
-        finished_at: Option<SystemTime>,
-        journal: Weak<Journal>,
-    ) {
+    pub fn insert(&self, id: JobId, new: NewRecord) {
+        let NewRecord {
+            state,
+            finished_at,
+            shape,
+            journal,
+        } = new;
         if !state.is_finished() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
+        let mut record = JobRecord {
+            status: Status::Queued,
+            deleting: false,
+            replayed: false,
+            reason: None,
+            started_ms: None,
+            finished_ms: finished_at.and_then(epoch_ms),
+            profiles: None,
+            sections: None,
+            num_teams: None,
+            journal,
+        };
+        record.set_state(state);
+        if let Some(shape) = shape {
+            record.set_shape(shape);
+        }
         self.order.write().insert(id);
-        self.records.insert(
-            id,
-            JobRecord {
-                state,
-                finished_at,
-                journal,
-                deleting: false,
-            },
-        );
+        self.records.insert(id, record);
     }
 
     pub fn set_running(&self, id: JobId) {
         if let Some(mut record) = self.records.get_mut(&id) {
-            record.state = JobState::Running;
+            record.status = Status::Running;
+            record.started_ms = epoch_ms(SystemTime::now());
+        }
+    }
+
+    /// Fills in the size of a job's wall if it is not known yet (a job recovered from
+    /// its journal, once its request is read to run it).
+    pub fn describe(&self, id: JobId, shape: WallShape) {
+        if let Some(mut record) = self.records.get_mut(&id) {
+            if record.profiles.is_none() {
+                record.set_shape(shape);
+            }
+        }
+    }
+
+    /// Notes that a request with the job's Idempotency-Key was answered with it.
+    pub fn mark_replayed(&self, id: JobId) {
+        if let Some(mut record) = self.records.get_mut(&id) {
+            record.replayed = true;
         }
     }
 
@@ -93,11 +236,11 @@ impl Registry {
     pub fn finish(&self, id: JobId, outcome: JobState, journal: Weak<Journal>) {
         debug_assert!(outcome.is_finished());
         if let Some(mut record) = self.records.get_mut(&id) {
-            if !record.state.is_finished() {
+            if !record.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
-            record.state = outcome;
-            record.finished_at = Some(SystemTime::now());
+            record.set_state(outcome);
+            record.finished_ms = epoch_ms(SystemTime::now());
             record.journal = journal;
         }
     }
@@ -106,7 +249,7 @@ impl Registry {
     /// already being deleted.
     pub fn mark_deleting(&self, id: JobId) -> bool {
         self.records.get_mut(&id).is_some_and(|mut record| {
-            let free = record.state.is_finished() && !record.deleting;
+            let free = record.is_finished() && !record.deleting;
             record.deleting |= free;
             free
         })
@@ -123,7 +266,7 @@ impl Registry {
     pub fn remove_queued(&self, id: JobId) -> bool {
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.state == JobState::Queued)
+            .remove_if(&id, |_, record| record.status == Status::Queued)
             .is_some();
         if removed {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -136,7 +279,7 @@ impl Registry {
     pub fn remove_finished(&self, id: JobId) -> bool {
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.state.is_finished())
+            .remove_if(&id, |_, record| record.is_finished())
             .is_some();
         if removed {
             self.order.write().remove(&id);
@@ -149,12 +292,27 @@ impl Registry {
         self.records
             .get(&id)
             .filter(|record| !record.deleting)
-            .map(|record| record.state.clone())
+            .map(|record| record.state())
+    }
+
+    /// What is known of a job; `None` for a job unknown or being deleted.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        self.records
+            .get(&id)
+            .filter(|record| !record.deleting)
+            .map(|record| JobInfo {
+                state: record.state(),
+                started_ms: record.started_ms.map(NonZeroU64::get),
+                finished_ms: record.finished_ms.map(NonZeroU64::get),
+                shape: record.shape(),
+                replayed: record.replayed,
+            })
     }
 
     /// When a finished job finished.
     pub fn finished_at(&self, id: JobId) -> Option<SystemTime> {
-        self.records.get(&id).and_then(|record| record.finished_at)
+        let finished_ms = self.records.get(&id)?.finished_ms?;
+        Some(UNIX_EPOCH + Duration::from_millis(finished_ms.get()))
     }
 
     /// Whether a job's request is still in a journal segment on disk (needed by other
@@ -177,9 +335,10 @@ impl Registry {
 
     /// Finished jobs that finished before `cutoff`.
     pub fn finished_before(&self, cutoff: SystemTime) -> Vec<JobId> {
+        let cutoff = epoch_ms(cutoff).map_or(0, NonZeroU64::get);
         self.records
             .iter()
-            .filter(|record| record.finished_at.is_some_and(|at| at < cutoff))
+            .filter(|record| record.finished_ms.is_some_and(|at| at.get() < cutoff))
             .map(|record| *record.key())
             .collect()
     }
@@ -239,7 +398,60 @@ mod tests {
 
     fn insert(registry: &Registry, id: JobId, state: JobState) {
         let finished_at = state.is_finished().then(SystemTime::now);
-        registry.insert(id, state, finished_at, Weak::new());
+        registry.insert(
+            id,
+            NewRecord {
+                state,
+                finished_at,
+                shape: None,
+                journal: Weak::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_record_is_small() {
+        // A million finished jobs may be kept: each costs this, its id (16 bytes) and
+        // its place in the index.
+        assert!(size_of::<JobRecord>() <= 64, "{}", size_of::<JobRecord>());
+    }
+
+    #[test]
+    fn a_record_tells_when_its_job_started_and_finished_and_its_size() {
+        let registry = Registry::default();
+        let id = JobId::generate();
+        let shape = WallShape {
+            profiles: NonZeroU32::new(2).unwrap(),
+            sections: NonZeroU32::new(5),
+            num_teams: NonZeroU64::new(3),
+        };
+        registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape: Some(shape),
+                journal: Weak::new(),
+            },
+        );
+        let queued = registry.info(id).unwrap();
+        assert_eq!((queued.started_ms, queued.finished_ms), (None, None));
+        assert_eq!(queued.shape, Some(shape));
+        registry.set_running(id);
+        let started = registry.info(id).unwrap().started_ms.unwrap();
+        assert!(started >= id.created_ms().unwrap());
+        registry.mark_replayed(id);
+        registry.finish(id, JobState::Failed("why".into()), Weak::new());
+        let failed = registry.info(id).unwrap();
+        assert_eq!(failed.state, JobState::Failed("why".into()));
+        assert!(failed.finished_ms.unwrap() >= started);
+        assert!(failed.replayed);
+        // A job recovered from its journal learns its size when it runs.
+        let recovered = JobId::generate();
+        insert(&registry, recovered, JobState::Queued);
+        assert_eq!(registry.info(recovered).unwrap().shape, None);
+        registry.describe(recovered, shape);
+        assert_eq!(registry.info(recovered).unwrap().shape, Some(shape));
     }
 
     #[test]
@@ -348,9 +560,12 @@ mod tests {
         let id = JobId::generate();
         registry.insert(
             id,
-            JobState::Done,
-            Some(SystemTime::now()),
-            Arc::downgrade(&journal),
+            NewRecord {
+                state: JobState::Done,
+                finished_at: Some(SystemTime::now()),
+                shape: None,
+                journal: Arc::downgrade(&journal),
+            },
         );
         assert!(registry.is_pinned(id));
         drop(journal);

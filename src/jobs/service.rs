@@ -18,6 +18,7 @@ use slog::{Logger, error, info, warn};
 
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
+use super::registry::{JobInfo, NewRecord, WallShape};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -225,9 +226,15 @@ impl Jobs {
         }
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            self.inner
-                .registry
-                .insert(job.id, job.state, job.finished_at, job.journal);
+            self.inner.registry.insert(
+                job.id,
+                NewRecord {
+                    state: job.state,
+                    finished_at: job.finished_at,
+                    shape: job.shape,
+                    journal: job.journal,
+                },
+            );
             if let Some(request) = job.request {
                 self.queue(QueuedJob {
                     id: job.id,
@@ -301,6 +308,7 @@ impl Jobs {
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
+        let shape = WallShape::of(&config);
         let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
         let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
@@ -312,6 +320,7 @@ impl Jobs {
             Some(key) => match self.claim_key(key, id, &request) {
                 Err(error) => return answer(Err(error)),
                 Ok(KeyClaim::Replay(earlier)) => {
+                    self.inner.registry.mark_replayed(earlier);
                     return answer(Ok(Submitted {
                         id: earlier,
                         replayed: true,
@@ -323,6 +332,7 @@ impl Jobs {
         let job = AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -350,6 +360,7 @@ impl Jobs {
         let AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -364,9 +375,15 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        self.inner
-            .registry
-            .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
+        self.inner.registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape,
+                journal: Arc::downgrade(&stored.journal),
+            },
+        );
         let logged_request_id = request_id.clone().unwrap_or_default();
         self.queue(QueuedJob {
             id,
@@ -500,6 +517,9 @@ impl Jobs {
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
             let config = self.load_request(&request, body)?;
+            if let Some(shape) = WallShape::of(&config) {
+                self.inner.registry.describe(id, shape);
+            }
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
         }));
@@ -583,6 +603,12 @@ impl Jobs {
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
         (!self.is_expired(id)).then_some(state)
+    }
+
+    /// What is known of a job, from memory; a job past its retention answers as unknown.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        let info = self.inner.registry.info(id)?;
+        (!self.is_expired(id)).then_some(info)
     }
 
     fn is_expired(&self, id: JobId) -> bool {
@@ -800,6 +826,7 @@ pub struct Submission {
 struct AcceptedJob {
     id: JobId,
     sections: usize,
+    shape: Option<WallShape>,
     body: Option<Vec<u8>>,
     key: Option<IdempotencyKey>,
     request_id: Option<String>,

@@ -1,0 +1,153 @@
+//! A job's record (`GET /api/jobs/<id>`), waiting for a result (`?wait=`), and the
+//! filtered, ordered job list, against the real server on port 0.
+
+mod common;
+
+use common::{EXAMPLE_JSON, Server};
+use serde_json::Value;
+
+fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Server::start_in(dir.path(), args), dir)
+}
+
+fn record(server: &Server, id: &str) -> Value {
+    let reply = server.get(&format!("/api/jobs/{id}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// An RFC 3339 time in UTC as the server writes it, to the millisecond.
+fn assert_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    let bytes = text.as_bytes();
+    assert!(
+        text.len() == 24 && text.ends_with('Z') && bytes[10] == b'T' && bytes[19] == b'.',
+        "{text}"
+    );
+}
+
+#[test]
+fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
+    let (server, _dir) = server(&[]);
+    let submit = |key: &str| {
+        let reply = server.post_with(
+            "/api/simulate",
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            EXAMPLE_JSON.as_bytes(),
+        );
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.json()["job_id"].as_str().unwrap().to_owned()
+    };
+    let id = submit("record-1");
+    let fresh = record(&server, &id);
+    assert_eq!(fresh["job_id"], id.as_str());
+    assert_timestamp(&fresh["created_at"]);
+    assert_eq!(
+        (&fresh["profiles"], &fresh["sections"], &fresh["num_teams"]),
+        (&Value::from(3), &Value::from(9), &Value::from(3))
+    );
+    assert_eq!(fresh["replayed"], false);
+    assert_eq!(fresh["reason"], Value::Null);
+
+    server.wait_finished(&id);
+    let done = record(&server, &id);
+    assert_eq!(done["status"], "done");
+    for key in ["created_at", "started_at", "finished_at"] {
+        assert_timestamp(&done[key]);
+    }
+    // The same format throughout: the strings order as the times do.
+    let time = |key: &str| done[key].as_str().unwrap().to_owned();
+    assert!(time("created_at") <= time("started_at"), "{done}");
+    assert!(time("started_at") <= time("finished_at"), "{done}");
+    assert!(
+        done["queue_ms"].is_u64() && done["run_ms"].is_u64(),
+        "{done}"
+    );
+    assert_eq!(done["replayed"], false);
+
+    assert_eq!(submit("record-1"), id);
+    assert_eq!(record(&server, &id)["replayed"], true);
+
+    let mut fields: Vec<&str> = done
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    let mut expected = [
+        "job_id",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "queue_ms",
+        "run_ms",
+        "profiles",
+        "sections",
+        "num_teams",
+        "reason",
+        "replayed",
+    ];
+    expected.sort_unstable();
+    assert_eq!(fields, expected);
+}
+
+#[test]
+fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404() {
+    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let id = server.submit_json(r#"{"profiles": [[1, 2]], "num_teams": 7}"#);
+    server.wait_finished(&id);
+    let failed = record(&server, &id);
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the simulation panicked"),
+        "{failed}"
+    );
+    assert_eq!(failed["num_teams"], 7);
+    for unknown in ["0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7f", "not-a-uuid"] {
+        let reply = server.get(&format!("/api/jobs/{unknown}"));
+        assert_eq!(reply.status, 404, "{unknown}");
+        assert_eq!(reply.reason(), "Invalid job_id");
+    }
+    let reply = server.get(&format!("/api/jobs/{id}?verbose=1"));
+    assert_eq!(reply.status, 400);
+}
+
+#[test]
+fn a_recovered_jobs_record_keeps_what_its_result_tells() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let before = record(&server, &id);
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &[]);
+    let after = record(&server, &id);
+    for key in [
+        "job_id",
+        "status",
+        "created_at",
+        "profiles",
+        "sections",
+        "num_teams",
+    ] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    // The result file's time, which is the finish to within the rename.
+    assert_timestamp(&after["finished_at"]);
+    // Not kept on disk: unknown after a restart.
+    for key in ["started_at", "queue_ms", "run_ms"] {
+        assert_eq!(after[key], Value::Null, "{key}");
+    }
+}
