@@ -151,3 +151,142 @@ fn a_recovered_jobs_record_keeps_what_its_result_tells() {
         assert_eq!(after[key], Value::Null, "{key}");
     }
 }
+
+/// The ids of a `/api/jobs` page, checking each row's shape on the way.
+fn listed(server: &Server, query: &str) -> Vec<String> {
+    let reply = server.get(&format!("/api/jobs{query}"));
+    assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "done");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            assert_timestamp(&row["created_at"]);
+            let finished = ["done", "failed"].contains(&row["status"].as_str().unwrap());
+            assert_eq!(row["finished_at"].is_string(), finished, "{row}");
+            if finished {
+                assert_timestamp(&row["finished_at"]);
+            }
+            row["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every page of a listing, `limit` at a time, each page's last id the next `after`.
+fn page_through(server: &Server, query: &str, limit: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    loop {
+        let after = all
+            .last()
+            .map(|id| format!("&after={id}"))
+            .unwrap_or_default();
+        let page = listed(server, &format!("?limit={limit}{query}{after}"));
+        assert!(page.len() <= limit);
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+#[test]
+fn finished_jobs_are_listed_by_status_either_way_and_paged() {
+    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for n in 0..7 {
+        if n % 3 == 1 {
+            failed.push(server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#));
+            server.wait_finished(failed.last().unwrap());
+        } else {
+            done.push(server.submit_json(EXAMPLE_JSON));
+            server.wait_finished(done.last().unwrap());
+        }
+    }
+    let mut all: Vec<String> = listed(&server, "");
+    assert_eq!(all.len(), 7);
+    let reversed = |ids: &[String]| ids.iter().rev().cloned().collect::<Vec<_>>();
+    assert_eq!(listed(&server, "?order=oldest"), all);
+    assert_eq!(listed(&server, "?order=newest"), reversed(&all));
+    assert_eq!(listed(&server, "?status=done"), done);
+    assert_eq!(listed(&server, "?status=failed"), failed);
+    assert_eq!(
+        listed(&server, "?status=done&order=newest"),
+        reversed(&done)
+    );
+    assert_eq!(
+        listed(&server, "?order=newest&status=failed"),
+        reversed(&failed)
+    );
+    assert!(listed(&server, "?status=queued").is_empty());
+    assert!(listed(&server, "?status=running&order=newest").is_empty());
+    // Paging: oldest and newest, filtered or not, pages of 2 and of 1.
+    assert_eq!(page_through(&server, "", 2), all);
+    assert_eq!(page_through(&server, "&order=newest", 2), reversed(&all));
+    assert_eq!(page_through(&server, "&status=done", 2), done);
+    assert_eq!(
+        page_through(&server, "&status=done&order=newest", 2),
+        reversed(&done)
+    );
+    assert_eq!(
+        page_through(&server, "&status=failed&order=newest", 1),
+        reversed(&failed)
+    );
+    // `after` with newest: strictly older than the cursor, whatever its status.
+    let cursor = &failed[1];
+    let older_done: Vec<String> = done
+        .iter()
+        .filter(|id| id.as_str() < cursor.as_str())
+        .rev()
+        .cloned()
+        .collect();
+    assert!(!older_done.is_empty());
+    assert_eq!(
+        listed(
+            &server,
+            &format!("?status=done&order=newest&after={cursor}")
+        ),
+        older_done
+    );
+    all.retain(|id| id.as_str() < cursor.as_str());
+    assert_eq!(
+        listed(&server, &format!("?order=newest&after={cursor}&limit=1000")),
+        reversed(&all)
+    );
+    for (bad, names) in [
+        ("?status=finished", "status must be one of"),
+        ("?status=", "status must be one of"),
+        ("?status=DONE", "status must be one of"),
+        ("?order=sideways", "order must be oldest or newest"),
+        ("?order=", "order must be oldest or newest"),
+        ("?sort=newest", "unknown query parameter `sort`"),
+        ("?status=done&after=nope", "after must be a job id"),
+    ] {
+        let reply = server.get(&format!("/api/jobs{bad}"));
+        assert_eq!(reply.status, 400, "{bad}");
+        assert!(reply.reason().contains(names), "{bad}: {}", reply.body);
+    }
+}
+
+#[test]
+fn queued_and_running_jobs_are_listed_by_status() {
+    // One worker and slow jobs: the first runs for a minute, the others wait behind it.
+    let (server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "60000"]);
+    let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    common::wait_until("the first job runs", || {
+        listed(&server, "?status=running") == ids[..1]
+    });
+    assert_eq!(listed(&server, "?status=queued"), ids[1..]);
+    assert_eq!(
+        listed(&server, "?status=queued&order=newest&limit=2"),
+        [ids[3].clone(), ids[2].clone()]
+    );
+    assert_eq!(
+        listed(&server, &format!("?status=queued&after={}", ids[2])),
+        ids[3..]
+    );
+    assert!(listed(&server, "?status=done").is_empty());
+    assert_eq!(listed(&server, "?order=newest&limit=1"), ids[3..]);
+}

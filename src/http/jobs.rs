@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobInfo, JobState, ResultStore, StoreError};
+use crate::jobs::{JobId, JobInfo, JobState, Order, ResultStore, Status, StoreError};
 use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
@@ -354,12 +354,16 @@ fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
 pub struct ListQuery {
     limit: Option<String>,
     after: Option<String>,
+    status: Option<String>,
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/jobs", params(
     ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
-    ("after" = Option<String>, Query, format = Uuid, description = "List jobs after this one"),
-), responses((status = 200, description = "Jobs, oldest first", body = JobList), (status = 400, description = "A bad limit or after", body = ErrorBody)))]
+    ("after" = Option<String>, Query, format = Uuid, description = "List jobs after this one in the order asked (older with `newest`); the last id of the previous page"),
+    ("status" = Option<String>, Query, pattern = "^(queued|running|done|failed)$", description = "Only jobs in this state"),
+    ("order" = Option<String>, Query, pattern = "^(oldest|newest)$", description = "`oldest` first (the default) or `newest` first"),
+), responses((status = 200, description = "Jobs in the order asked", body = JobList), (status = 400, description = "A bad limit, after, status or order, or an unknown parameter", body = ErrorBody)))]
 pub async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<ApiState>,
@@ -371,12 +375,37 @@ pub async fn list(
         .map(str::parse::<JobId>)
         .transpose()
         .map_err(|_| ApiError::BadRequest("after must be a job id".to_owned()))?;
-    let jobs: Vec<_> = state
+    let one_status: [Status; 1];
+    let statuses: &[Status] = match query.status.as_deref() {
+        None => &Status::ALL,
+        Some(name) => {
+            one_status = [Status::parse(name).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "status must be one of queued, running, done, failed".to_owned(),
+                )
+            })?];
+            &one_status
+        }
+    };
+    let order = match query.order.as_deref() {
+        None | Some("oldest") => Order::Oldest,
+        Some("newest") => Order::Newest,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "order must be oldest or newest".to_owned(),
+            ));
+        }
+    };
+    let jobs: Vec<JobListEntry> = state
         .jobs
-        .registry()
-        .page(after, limit)
+        .page(statuses, order, after, limit)
         .into_iter()
-        .map(|(id, job)| json!({"job_id": id.to_string(), "status": job.name()}))
+        .map(|(id, job)| JobListEntry {
+            job_id: id.to_string(),
+            status: job.state.name(),
+            created_at: id.created_ms().map(rfc3339),
+            finished_at: job.finished_ms.map(rfc3339),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"status": "done", "data": jobs})))
 }

@@ -165,7 +165,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(endpoint(
             "/api/jobs",
             GET,
-            &["limit", "after"],
+            &["limit", "after", "status", "order"],
             vec![read().to(jobs::list)],
         ))
         .service(endpoint(

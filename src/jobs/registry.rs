@@ -1,5 +1,5 @@
-//! The job registry: every known job's state in a `DashMap`, and an ordered index of
-//! ids for listing, all in memory so status questions never touch the disk.
+//! The job registry: every known job's state in a `DashMap`, and the ids of each state
+//! in order for listing, all in memory so status questions never touch the disk.
 
 use std::collections::BTreeSet;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -109,13 +109,94 @@ struct JobRecord {
     journal: Weak<Journal>,
 }
 
-/// A job's status in one byte; a failed job's reason is kept beside it.
+/// A job's status in one byte (a failed job's reason is kept beside it), as the job
+/// list filters by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
+pub enum Status {
     Queued,
     Running,
     Done,
     Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Queued,
+        Status::Running,
+        Status::Done,
+        Status::Failed,
+    ];
+
+    /// The status named as the API names it.
+    pub fn parse(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Which end of the list a page starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Oldest,
+    Newest,
+}
+
+/// The ids of each status in creation order (v7 UUIDs sort by time). One set per status,
+/// so that a filtered page walks only matching ids, and the whole list is their merge:
+/// each id is kept once, which costs less than a set of all ids beside them.
+#[derive(Default)]
+struct Index {
+    by_status: [BTreeSet<JobId>; 4],
+}
+
+impl Index {
+    fn set(&mut self, status: Status) -> &mut BTreeSet<JobId> {
+        &mut self.by_status[status as usize]
+    }
+
+    /// The ids of `statuses` in `order`, strictly beyond `after`: each set is read from
+    /// the cursor on, and the next id is the first of their heads.
+    fn walk(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+    ) -> impl Iterator<Item = JobId> + '_ {
+        let mut heads: Vec<_> = statuses
+            .iter()
+            .map(|&status| {
+                let set = &self.by_status[status as usize];
+                let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
+                    (Order::Oldest, None) => Box::new(set.iter()),
+                    (Order::Oldest, Some(after)) => {
+                        Box::new(set.range((Bound::Excluded(after), Bound::Unbounded)))
+                    }
+                    (Order::Newest, None) => Box::new(set.iter().rev()),
+                    (Order::Newest, Some(after)) => Box::new(set.range(..after).rev()),
+                };
+                ids.copied().peekable()
+            })
+            .collect();
+        std::iter::from_fn(move || {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(at, ids)| ids.peek().map(|&id| (at, id)))
+                .reduce(|first, other| match (order, other.1 < first.1) {
+                    (Order::Oldest, true) | (Order::Newest, false) => other,
+                    _ => first,
+                })?;
+            heads[next.0].next()
+        })
+    }
 }
 
 impl JobRecord {
@@ -152,6 +233,16 @@ impl JobRecord {
         self.num_teams = shape.num_teams;
     }
 
+    fn info(&self) -> JobInfo {
+        JobInfo {
+            state: self.state(),
+            started_ms: self.started_ms.map(NonZeroU64::get),
+            finished_ms: self.finished_ms.map(NonZeroU64::get),
+            shape: self.shape(),
+            replayed: self.replayed,
+        }
+    }
+
     fn shape(&self) -> Option<WallShape> {
         Some(WallShape {
             profiles: self.profiles?,
@@ -170,8 +261,10 @@ fn epoch_ms(time: SystemTime) -> Option<NonZeroU64> {
 #[derive(Default)]
 pub struct Registry {
     records: DashMap<JobId, JobRecord>,
-    /// Ids in creation order (v7 UUIDs sort by time), for oldest-first paging.
-    order: RwLock<BTreeSet<JobId>>,
+    /// A job's status changes in its record and its place in the index together, under
+    /// this lock, taken before the record's (never while a record is held): a page sees
+    /// every job once, in the list of the status it shows.
+    index: RwLock<Index>,
     /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
     in_flight: AtomicUsize,
 }
@@ -204,15 +297,29 @@ impl Registry {
         if let Some(shape) = shape {
             record.set_shape(shape);
         }
-        self.order.write().insert(id);
+        let mut index = self.index.write();
+        index.set(record.status).insert(id);
         self.records.insert(id, record);
     }
 
-    pub fn set_running(&self, id: JobId) {
+    /// Changes a job's record, moving it in the index if its status changed.
+    fn update(&self, id: JobId, change: impl FnOnce(&mut JobRecord)) {
+        let mut index = self.index.write();
         if let Some(mut record) = self.records.get_mut(&id) {
+            let before = record.status;
+            change(&mut record);
+            if record.status != before {
+                index.set(before).remove(&id);
+                index.set(record.status).insert(id);
+            }
+        }
+    }
+
+    pub fn set_running(&self, id: JobId) {
+        self.update(id, |record| {
             record.status = Status::Running;
             record.started_ms = epoch_ms(SystemTime::now());
-        }
+        });
     }
 
     /// Fills in the size of a job's wall if it is not known yet (a job recovered from
@@ -235,14 +342,14 @@ impl Registry {
     /// Marks a job done or failed now; it leaves the in-flight count once.
     pub fn finish(&self, id: JobId, outcome: JobState, journal: Weak<Journal>) {
         debug_assert!(outcome.is_finished());
-        if let Some(mut record) = self.records.get_mut(&id) {
+        self.update(id, |record| {
             if !record.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             record.set_state(outcome);
             record.finished_ms = epoch_ms(SystemTime::now());
             record.journal = journal;
-        }
+        });
     }
 
     /// Hides a finished job while it is deleted; false if it is unknown, in flight or
@@ -264,27 +371,28 @@ impl Registry {
 
     /// Forgets a queued job (a cancelled one); false if it is not queued.
     pub fn remove_queued(&self, id: JobId) -> bool {
+        let mut index = self.index.write();
         let removed = self
             .records
             .remove_if(&id, |_, record| record.status == Status::Queued)
             .is_some();
         if removed {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.order.write().remove(&id);
+            index.set(Status::Queued).remove(&id);
         }
         removed
     }
 
     /// Forgets a finished job; false if it is unknown or still in flight.
     pub fn remove_finished(&self, id: JobId) -> bool {
+        let mut index = self.index.write();
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.is_finished())
-            .is_some();
-        if removed {
-            self.order.write().remove(&id);
+            .remove_if(&id, |_, record| record.is_finished());
+        if let Some((_, record)) = &removed {
+            index.set(record.status).remove(&id);
         }
-        removed
+        removed.is_some()
     }
 
     /// A job's state; `None` for a job unknown or being deleted.
@@ -300,13 +408,7 @@ impl Registry {
         self.records
             .get(&id)
             .filter(|record| !record.deleting)
-            .map(|record| JobInfo {
-                state: record.state(),
-                started_ms: record.started_ms.map(NonZeroU64::get),
-                finished_ms: record.finished_ms.map(NonZeroU64::get),
-                shape: record.shape(),
-                replayed: record.replayed,
-            })
+            .map(|record| record.info())
     }
 
     /// When a finished job finished.
@@ -355,10 +457,9 @@ impl Registry {
         if excess == 0 {
             return Vec::new();
         }
-        // Copy the ids first: no DashMap access while the index lock is held.
-        let ids: Vec<JobId> = self.order.read().iter().copied().collect();
-        ids.into_iter()
-            .filter(|&id| self.state(id).is_some_and(|state| state.is_finished()))
+        self.index
+            .read()
+            .walk(&[Status::Done, Status::Failed], Order::Oldest, None)
             .take(excess)
             .collect()
     }
@@ -375,19 +476,22 @@ impl Registry {
         self.records.is_empty()
     }
 
-    /// Up to `limit` jobs, oldest first, strictly after `after` when given.
-    pub fn page(&self, after: Option<JobId>, limit: usize) -> Vec<(JobId, JobState)> {
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        // Copy the ids first: no DashMap access while the index lock is held.
-        let ids: Vec<JobId> = self
-            .order
-            .read()
-            .range((start, Bound::Unbounded))
+    /// Up to `limit` jobs of `statuses` in `order`, strictly beyond `after` when given.
+    /// Only ids of those statuses are walked, whatever the others number.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        // Records are read under the index lock, which a status change takes first: each
+        // row shows the status it was listed under.
+        let index = self.index.read();
+        index
+            .walk(statuses, order, after)
+            .filter_map(|id| Some((id, self.info(id)?)))
             .take(limit)
-            .copied()
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| self.state(id).map(|state| (id, state)))
             .collect()
     }
 }
@@ -488,17 +592,104 @@ mod tests {
             insert(&registry, id, JobState::Queued);
         }
         let first: Vec<JobId> = registry
-            .page(None, 2)
+            .page(&Status::ALL, Order::Oldest, None, 2)
             .into_iter()
             .map(|(id, _)| id)
             .collect();
         assert_eq!(first, ids[..2]);
         let rest: Vec<JobId> = registry
-            .page(Some(ids[1]), 10)
+            .page(&Status::ALL, Order::Oldest, Some(ids[1]), 10)
             .into_iter()
             .map(|(id, _)| id)
             .collect();
         assert_eq!(rest, ids[2..]);
+    }
+
+    fn ids_of(page: Vec<(JobId, JobInfo)>) -> Vec<JobId> {
+        page.into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[test]
+    fn pages_filter_by_status_and_run_either_way_from_a_cursor() {
+        let registry = Registry::default();
+        let ids: Vec<JobId> = (0..8).map(|_| JobId::generate()).collect();
+        let states = [
+            JobState::Done,
+            JobState::Queued,
+            JobState::Failed("x".into()),
+            JobState::Done,
+            JobState::Queued,
+            JobState::Done,
+            JobState::Queued,
+            JobState::Failed("y".into()),
+        ];
+        for (&id, state) in ids.iter().zip(states.clone()) {
+            insert(&registry, id, state);
+        }
+        registry.set_running(ids[4]);
+        let page = |statuses: &[Status], order, after, limit| {
+            ids_of(registry.page(statuses, order, after, limit))
+        };
+        let (oldest, newest) = (Order::Oldest, Order::Newest);
+        let all: Vec<JobId> = ids.iter().rev().copied().collect();
+        assert_eq!(page(&Status::ALL, newest, None, 100), all);
+        assert_eq!(page(&Status::ALL, newest, Some(ids[5]), 3), all[3..6]);
+        assert_eq!(page(&Status::ALL, oldest, Some(ids[5]), 3), ids[6..]);
+        let done = [ids[0], ids[3], ids[5]];
+        assert_eq!(page(&[Status::Done], oldest, None, 2), done[..2]);
+        assert_eq!(page(&[Status::Done], oldest, Some(ids[3]), 2), done[2..]);
+        assert_eq!(page(&[Status::Done], newest, None, 2), [ids[5], ids[3]]);
+        // A cursor need not be of the status listed: strictly older than it.
+        assert_eq!(
+            page(&[Status::Done], newest, Some(ids[4]), 9),
+            [ids[3], ids[0]]
+        );
+        assert_eq!(page(&[Status::Queued], oldest, None, 9), [ids[1], ids[6]]);
+        assert_eq!(page(&[Status::Running], newest, None, 9), [ids[4]]);
+        assert_eq!(page(&[Status::Failed], newest, None, 9), [ids[7], ids[2]]);
+        let rows = registry.page(&[Status::Failed], oldest, None, 1);
+        assert_eq!(rows[0].1.state, JobState::Failed("x".into()));
+        // A status change moves the job between the lists at once.
+        registry.finish(ids[4], JobState::Done, Weak::new());
+        assert!(page(&[Status::Running], oldest, None, 9).is_empty());
+        assert_eq!(page(&[Status::Done], newest, None, 1), [ids[5]]);
+        assert_eq!(page(&[Status::Done], oldest, None, 9).len(), 4);
+    }
+
+    #[test]
+    fn a_filtered_page_walks_only_the_ids_of_its_status() {
+        let registry = Registry::default();
+        let mut failed = Vec::new();
+        for n in 0..100_000 {
+            let id = JobId::generate();
+            if n % 25_000 == 0 {
+                insert(&registry, id, JobState::Failed("x".into()));
+                failed.push(id);
+            } else {
+                insert(&registry, id, JobState::Done);
+            }
+        }
+        let index = registry.index.read();
+        let visited: Vec<JobId> = index.walk(&[Status::Failed], Order::Newest, None).collect();
+        // Four ids visited of 100,000: no done job is walked past.
+        assert_eq!(visited, failed.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(
+            index.walk(&[Status::Queued], Order::Oldest, None).count(),
+            0
+        );
+        // The whole list visits as many ids as it lists, plus none.
+        assert_eq!(
+            index
+                .walk(&Status::ALL, Order::Oldest, None)
+                .take(10)
+                .count(),
+            10
+        );
+        drop(index);
+        assert_eq!(
+            ids_of(registry.page(&[Status::Failed], Order::Oldest, Some(failed[1]), 10)),
+            failed[2..]
+        );
     }
 
     #[test]
@@ -514,7 +705,10 @@ mod tests {
         assert!(!registry.remove_finished(ids[1]));
         assert!(registry.remove_finished(ids[0]));
         assert_eq!(registry.state(ids[0]), None);
-        assert_eq!(registry.page(None, 10).len(), 3);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            3
+        );
         let later = SystemTime::now() + std::time::Duration::from_secs(1);
         assert_eq!(registry.finished_before(later).len(), 2);
     }
@@ -532,10 +726,16 @@ mod tests {
         assert!(registry.mark_deleting(done));
         assert!(!registry.mark_deleting(done), "one delete at a time");
         assert_eq!(registry.state(done), None);
-        assert_eq!(registry.page(None, 10).len(), 1);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            1
+        );
         registry.unmark_deleting(done);
         assert_eq!(registry.state(done), Some(JobState::Done));
-        assert_eq!(registry.page(None, 10).len(), 2);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            2
+        );
     }
 
     #[test]
@@ -549,7 +749,10 @@ mod tests {
         assert!(registry.remove_queued(queued));
         assert!(!registry.remove_queued(queued));
         assert_eq!(registry.in_flight(), 1);
-        assert_eq!(registry.page(None, 10).len(), 1);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            1
+        );
     }
 
     #[test]

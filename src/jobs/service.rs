@@ -18,7 +18,7 @@ use slog::{Logger, error, info, warn};
 
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
-use super::registry::{JobInfo, NewRecord, WallShape};
+use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -603,6 +603,18 @@ impl Jobs {
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
         (!self.is_expired(id)).then_some(state)
+    }
+
+    /// A page of the job list (see `Registry::page`); jobs past their retention are
+    /// listed until the sweeper removes them, as before.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        self.inner.registry.page(statuses, order, after, limit)
     }
 
     /// What is known of a job, from memory; a job past its retention answers as unknown.
