@@ -181,6 +181,7 @@ impl App {
             max_body: settings.max_body,
             max_summary_profiles: settings.max_summary_profiles,
             request_timeout: settings.request_timeout,
+            max_wait: settings.max_wait,
         });
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();

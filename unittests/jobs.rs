@@ -290,3 +290,90 @@ fn queued_and_running_jobs_are_listed_by_status() {
     assert!(listed(&server, "?status=done").is_empty());
     assert_eq!(listed(&server, "?order=newest&limit=1"), ids[3..]);
 }
+
+#[test]
+fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
+    let (server, _dir) = server(&["--debug-job-delay-ms", "1500"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let asked = std::time::Instant::now();
+    // Far longer than the job: an answer before it passes came from the finish.
+    let reply = server.get(&format!("/api/get_results/{id}?wait=25"));
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "done", "{body}");
+    assert_eq!(body["data"]["cost"], 32233500);
+    assert!(took < std::time::Duration::from_secs(25), "{took:?}");
+    // A finished job answers at once, waiting or not.
+    let again = server.get(&format!("/api/get_results/{id}?wait=25"));
+    assert_eq!(
+        again.body,
+        server.get(&format!("/api/get_results/{id}")).body
+    );
+}
+
+#[test]
+fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
+    let (server, _dir) = server(&["--debug-job-delay-ms", "60000", "--max-wait", "5s"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    // The job takes a minute: these come back when their time is up.
+    for wait in ["0", "0.2", "1"] {
+        let reply = server.get(&format!("/api/get_results/{id}?wait={wait}"));
+        assert_eq!(reply.status, 200, "{wait}");
+        let status = reply.json()["status"].clone();
+        assert!(
+            status == "queued" || status == "running",
+            "{wait}: {status}"
+        );
+    }
+    let unknown = "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7f";
+    let reply = server.get(&format!("/api/get_results/{unknown}?wait=5"));
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.reason(), "Invalid job_id");
+    for bad in [
+        "abc", "", "-1", "+1", "1e2", "inf", "NaN", "1.2.3", ".", "5.001", "6",
+    ] {
+        let reply = server.get(&format!("/api/get_results/{id}?wait={bad}"));
+        assert_eq!(reply.status, 400, "{bad:?}");
+        let reason = reply.reason();
+        assert!(
+            reason.contains("wait must be a number of seconds from 0 to 5")
+                && reason.contains("--max-wait"),
+            "{bad:?}: {reason}"
+        );
+    }
+    assert_eq!(
+        server
+            .get(&format!("/api/get_results/{id}?wait=0&wiat=1"))
+            .status,
+        400
+    );
+}
+
+#[test]
+fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
+    // The job runs for 3 s, the waiters would wait 20: an answer that is not `done`
+    // came from the shutdown.
+    let (mut server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "3000"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let url = server.url(&format!("/api/get_results/{id}?wait=20"));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let reply = ureq::get(&url).call().unwrap();
+                reply.into_json::<Value>().unwrap()
+            })
+        })
+        .collect();
+    // Give the waiters a moment to be in; one that comes later is answered at once too.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    for waiter in waiters {
+        let body = waiter.join().unwrap();
+        let status = body["status"].as_str().unwrap().to_owned();
+        assert!(status == "queued" || status == "running", "{body}");
+    }
+    assert!(server.wait_exit().success());
+}

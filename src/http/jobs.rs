@@ -2,6 +2,7 @@
 //! and the team log of a finished job (read from disk on demand).
 
 use std::io::Read;
+use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -65,16 +66,63 @@ struct BoundedSummary {
     profiles_truncated: bool,
 }
 
-#[utoipa::path(get, path = "/api/get_results/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    wait: Option<String>,
+}
+
+/// The `wait` of `/api/get_results`: seconds (a fraction allowed, as in `0.5`) from 0
+/// to `--max-wait`; absent, 0.
+fn wait_time(text: Option<&str>, max_wait: Duration) -> Result<Duration, ApiError> {
+    let Some(text) = text else {
+        return Ok(Duration::ZERO);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "wait must be a number of seconds from 0 to {} (the server's --max-wait), got `{}`",
+            max_wait.as_secs_f64(),
+            crate::wall::truncate_for_message(text)
+        ))
+    };
+    // Digits and at most one point: no sign, exponent, `inf` or `NaN`.
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || byte == b'.')
+        && text.bytes().filter(|&byte| byte == b'.').count() <= 1
+        && text.bytes().any(|byte| byte.is_ascii_digit());
+    let seconds: f64 = if plain {
+        text.parse().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|wait| *wait <= max_wait)
+        .ok_or_else(bad)
+}
+
+#[utoipa::path(get, path = "/api/get_results/{id}", params(
+    ("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"),
+    ("wait" = Option<f64>, Query, minimum = 0, description = "Hold the answer until the job is done or failed, or this many seconds pass (at most the server's --max-wait, 60 by default); a graceful shutdown answers at once"),
+), responses(
     (status = 200, description = "The job's status, with the summary when done", body = JobResult),
+    (status = 400, description = "A bad wait, or one over --max-wait", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody),
 ))]
 pub async fn results(
     path: web::Path<String>,
+    query: web::Query<ResultsQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, job) = known_job(&state, &path)?;
+    let wait = wait_time(query.wait.as_deref(), state.max_wait)?;
+    let id: JobId = path.parse()?;
+    let job = state
+        .jobs
+        .wait(id, wait, state.shutdown.triggered())
+        .await
+        .ok_or_else(ApiError::invalid_job_id)?;
     Ok(match job {
         JobState::Queued | JobState::Running => {
             HttpResponse::Ok().json(json!({"status": job.name()}))

@@ -63,6 +63,8 @@ pub struct ApiState {
     /// Most per-profile rows in a summary answer (see `Settings::max_summary_profiles`).
     pub max_summary_profiles: usize,
     pub request_timeout: Duration,
+    /// The longest `?wait=` of `/api/get_results`.
+    pub max_wait: Duration,
 }
 
 /// A resource answering `routes`; other methods get a JSON 405 naming the `allow`ed
@@ -159,7 +161,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(endpoint(
             "/api/get_results/{id}",
             GET,
-            &[],
+            &["wait"],
             vec![read().to(jobs::results)],
         ))
         .service(endpoint(

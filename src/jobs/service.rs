@@ -3,6 +3,7 @@
 //! Restart recovery and the drain at shutdown live here too.
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
+use tokio::sync::Notify;
 
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
@@ -165,6 +167,10 @@ struct Inner {
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
     keys: DashMap<String, KeyEntry>,
+    /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
+    /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
+    /// any number of them cost no thread.
+    waiters: DashMap<JobId, Arc<Notify>>,
     logger: Logger,
     metrics: Arc<Metrics>,
     retention: Retention,
@@ -196,6 +202,7 @@ impl Jobs {
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
+                waiters: DashMap::new(),
                 logger,
                 metrics,
                 retention: settings.retention,
@@ -563,6 +570,7 @@ impl Jobs {
             };
             let registry = &registry_jobs.inner.registry;
             registry.finish(id, state, journal);
+            registry_jobs.wake_waiters(id);
             if registry.finished() > registry_jobs.inner.retention.max_results {
                 registry_jobs.nudge_sweeper();
             }
@@ -603,6 +611,46 @@ impl Jobs {
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
         (!self.is_expired(id)).then_some(state)
+    }
+
+    /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
+    /// whichever comes first; `None` for a job unknown (or cancelled meanwhile).
+    pub async fn wait(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<JobState> {
+        let state = self.state(id)?;
+        if state.is_finished() || timeout.is_zero() {
+            return Some(state);
+        }
+        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Listening before the second look: a finish after it is heard.
+        notified.as_mut().enable();
+        let state = self.state(id)?;
+        if state.is_finished() {
+            // It finished before the waiter was in: no finish will remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return Some(state);
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(timeout) => {}
+            () = stop => {}
+        }
+        self.state(id)
+    }
+
+    /// Answers every request waiting for a job that finished or left the queue.
+    fn wake_waiters(&self, id: JobId) {
+        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
+            notify.notify_waiters();
+        }
     }
 
     /// A page of the job list (see `Registry::page`); jobs past their retention are
@@ -666,6 +714,7 @@ impl Jobs {
         let job = slot.take().expect("the slot was checked under its lock");
         self.inner.queued.remove(&id);
         self.inner.registry.remove_queued(id);
+        self.wake_waiters(id);
         // Its memory, its journal segment and its lock go with it.
         self.inner.store.abandon(id, job.request);
         self.inner.metrics.job_cancelled();
