@@ -153,6 +153,7 @@ impl App {
                 retention: Retention {
                     ttl: settings.result_ttl,
                     max_results: settings.max_results,
+                    max_bytes: settings.max_results_bytes as u64,
                 },
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,8 @@ pub struct NewRecord {
     /// When a recovered job's result was written.
     pub finished_at: Option<SystemTime>,
     pub shape: Option<WallShape>,
+    /// What a recovered job's result takes on disk.
+    pub result_bytes: u64,
     pub journal: Weak<Journal>,
 }
 
@@ -104,6 +106,8 @@ struct JobRecord {
     profiles: Option<NonZeroU32>,
     sections: Option<NonZeroU32>,
     num_teams: Option<NonZeroU64>,
+    /// What a finished job's result (and log file) take on disk, for retention by size.
+    result_bytes: u64,
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
     journal: Weak<Journal>,
@@ -267,6 +271,8 @@ pub struct Registry {
     index: RwLock<Index>,
     /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
     in_flight: AtomicUsize,
+    /// The bytes the finished jobs' results take, changed with their records.
+    stored_bytes: AtomicU64,
 }
 
 impl Registry {
@@ -276,6 +282,7 @@ impl Registry {
             state,
             finished_at,
             shape,
+            result_bytes,
             journal,
         } = new;
         if !state.is_finished() {
@@ -291,6 +298,7 @@ impl Registry {
             profiles: None,
             sections: None,
             num_teams: None,
+            result_bytes,
             journal,
         };
         record.set_state(state);
@@ -299,6 +307,7 @@ impl Registry {
         }
         let mut index = self.index.write();
         index.set(record.status).insert(id);
+        self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
         self.records.insert(id, record);
     }
 
@@ -339,12 +348,15 @@ impl Registry {
         }
     }
 
-    /// Marks a job done or failed now; it leaves the in-flight count once.
-    pub fn finish(&self, id: JobId, outcome: JobState, journal: Weak<Journal>) {
+    /// Marks a job done or failed now, its result taking `result_bytes`; it leaves the
+    /// in-flight count once.
+    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: Weak<Journal>) {
         debug_assert!(outcome.is_finished());
         self.update(id, |record| {
             if !record.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
+                record.result_bytes = result_bytes;
             }
             record.set_state(outcome);
             record.finished_ms = epoch_ms(SystemTime::now());
@@ -391,6 +403,8 @@ impl Registry {
             .remove_if(&id, |_, record| record.is_finished());
         if let Some((_, record)) = &removed {
             index.set(record.status).remove(&id);
+            self.stored_bytes
+                .fetch_sub(record.result_bytes, Ordering::SeqCst);
         }
         removed.is_some()
     }
@@ -464,6 +478,32 @@ impl Registry {
             .collect()
     }
 
+    /// The bytes the finished jobs' results take on disk.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The oldest finished jobs whose results, removed, bring the bytes stored down to
+    /// `max_bytes`.
+    pub fn finished_over_bytes(&self, max_bytes: u64) -> Vec<JobId> {
+        let mut excess = self.stored_bytes().saturating_sub(max_bytes);
+        let mut oldest = Vec::new();
+        // Records are read under the index lock, as a status change takes it first.
+        let index = self.index.read();
+        for id in index.walk(&[Status::Done, Status::Failed], Order::Oldest, None) {
+            if excess == 0 {
+                break;
+            }
+            let bytes = self
+                .records
+                .get(&id)
+                .map_or(0, |record| record.result_bytes);
+            excess = excess.saturating_sub(bytes);
+            oldest.push(id);
+        }
+        oldest
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
@@ -508,6 +548,7 @@ mod tests {
                 state,
                 finished_at,
                 shape: None,
+                result_bytes: 0,
                 journal: Weak::new(),
             },
         );
@@ -517,7 +558,7 @@ mod tests {
     fn a_record_is_small() {
         // A million finished jobs may be kept: each costs this, its id (16 bytes) and
         // its place in the index.
-        assert!(size_of::<JobRecord>() <= 64, "{}", size_of::<JobRecord>());
+        assert_eq!(size_of::<JobRecord>(), 64);
     }
 
     #[test]
@@ -535,6 +576,7 @@ mod tests {
                 state: JobState::Queued,
                 finished_at: None,
                 shape: Some(shape),
+                result_bytes: 0,
                 journal: Weak::new(),
             },
         );
@@ -545,7 +587,7 @@ mod tests {
         let started = registry.info(id).unwrap().started_ms.unwrap();
         assert!(started >= id.created_ms().unwrap());
         registry.mark_replayed(id);
-        registry.finish(id, JobState::Failed("why".into()), Weak::new());
+        registry.finish(id, JobState::Failed("why".into()), 0, Weak::new());
         let failed = registry.info(id).unwrap();
         assert_eq!(failed.state, JobState::Failed("why".into()));
         assert!(failed.finished_ms.unwrap() >= started);
@@ -577,10 +619,10 @@ mod tests {
         assert_eq!(registry.in_flight(), 2);
         registry.set_running(a);
         assert_eq!(registry.in_flight(), 2);
-        registry.finish(a, JobState::Done, Weak::new());
-        registry.finish(a, JobState::Done, Weak::new());
+        registry.finish(a, JobState::Done, 0, Weak::new());
+        registry.finish(a, JobState::Done, 0, Weak::new());
         assert_eq!(registry.in_flight(), 1);
-        registry.finish(b, JobState::Failed("no".into()), Weak::new());
+        registry.finish(b, JobState::Failed("no".into()), 0, Weak::new());
         assert_eq!(registry.in_flight(), 0);
     }
 
@@ -650,7 +692,7 @@ mod tests {
         let rows = registry.page(&[Status::Failed], oldest, None, 1);
         assert_eq!(rows[0].1.state, JobState::Failed("x".into()));
         // A status change moves the job between the lists at once.
-        registry.finish(ids[4], JobState::Done, Weak::new());
+        registry.finish(ids[4], JobState::Done, 0, Weak::new());
         assert!(page(&[Status::Running], oldest, None, 9).is_empty());
         assert_eq!(page(&[Status::Done], newest, None, 1), [ids[5]]);
         assert_eq!(page(&[Status::Done], oldest, None, 9).len(), 4);
@@ -714,6 +756,40 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_finished_jobs_go_until_the_stored_bytes_fit() {
+        let registry = Registry::default();
+        let ids: Vec<JobId> = (0..5).map(|_| JobId::generate()).collect();
+        for &id in &ids {
+            insert(&registry, id, JobState::Queued);
+        }
+        registry.finish(ids[0], JobState::Done, 100, Weak::new());
+        registry.finish(ids[2], JobState::Failed("x".into()), 40, Weak::new());
+        registry.finish(ids[3], JobState::Done, 70, Weak::new());
+        registry.finish(ids[3], JobState::Done, 70, Weak::new());
+        assert_eq!(registry.stored_bytes(), 210);
+        assert!(registry.finished_over_bytes(210).is_empty());
+        assert_eq!(registry.finished_over_bytes(200), [ids[0]]);
+        assert_eq!(registry.finished_over_bytes(110), [ids[0]]);
+        assert_eq!(registry.finished_over_bytes(109), [ids[0], ids[2]]);
+        assert_eq!(registry.finished_over_bytes(0), [ids[0], ids[2], ids[3]]);
+        assert!(registry.remove_finished(ids[0]));
+        assert_eq!(registry.stored_bytes(), 110);
+        // Recovered with their size.
+        let recovered = JobId::generate();
+        registry.insert(
+            recovered,
+            NewRecord {
+                state: JobState::Done,
+                finished_at: Some(SystemTime::now()),
+                shape: None,
+                result_bytes: 5,
+                journal: Weak::new(),
+            },
+        );
+        assert_eq!(registry.stored_bytes(), 115);
+    }
+
+    #[test]
     fn a_job_being_deleted_answers_as_unknown_until_it_is_restored() {
         let registry = Registry::default();
         let (done, queued) = (JobId::generate(), JobId::generate());
@@ -767,6 +843,7 @@ mod tests {
                 state: JobState::Done,
                 finished_at: Some(SystemTime::now()),
                 shape: None,
+                result_bytes: 0,
                 journal: Arc::downgrade(&journal),
             },
         );

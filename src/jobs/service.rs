@@ -43,11 +43,13 @@ pub struct JobsSettings {
     pub debug: DebugHooks,
 }
 
-/// How long and how many finished jobs are kept.
+/// How long, how many and how many bytes of finished jobs are kept.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     pub ttl: Duration,
     pub max_results: usize,
+    /// The most bytes the finished jobs' results may take on disk together.
+    pub max_bytes: u64,
 }
 
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
@@ -212,6 +214,8 @@ impl Jobs {
         };
         jobs.recover().map_err(StoreError::from)?;
         jobs.start_sweeper()?;
+        // Limits may have been lowered since the jobs on disk were kept: apply them now.
+        jobs.nudge_sweeper();
         Ok(jobs)
     }
 
@@ -239,6 +243,7 @@ impl Jobs {
                     state: job.state,
                     finished_at: job.finished_at,
                     shape: job.shape,
+                    result_bytes: job.result_bytes,
                     journal: job.journal,
                 },
             );
@@ -388,6 +393,7 @@ impl Jobs {
                 state: JobState::Queued,
                 finished_at: None,
                 shape,
+                result_bytes: 0,
                 journal: Arc::downgrade(&stored.journal),
             },
         );
@@ -552,13 +558,15 @@ impl Jobs {
             if stored.is_err() {
                 metrics.store_error();
             }
+            // A result that could not be stored takes nothing.
+            let result_bytes = *stored.as_ref().unwrap_or(&0);
             metrics.job_finished(stored.is_ok() && failure.is_none(), started.elapsed());
             let state = match (stored, failure) {
-                (Ok(()), None) => {
+                (Ok(_), None) => {
                     info!(logger, "job finished"; "elapsed_ms" => elapsed_ms);
                     JobState::Done
                 }
-                (Ok(()), Some(reason)) => {
+                (Ok(_), Some(reason)) => {
                     warn!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
                     JobState::Failed(reason)
                 }
@@ -569,9 +577,12 @@ impl Jobs {
                 }
             };
             let registry = &registry_jobs.inner.registry;
-            registry.finish(id, state, journal);
+            registry.finish(id, state, result_bytes, journal);
             registry_jobs.wake_waiters(id);
-            if registry.finished() > registry_jobs.inner.retention.max_results {
+            let retention = registry_jobs.inner.retention;
+            if registry.finished() > retention.max_results
+                || registry.stored_bytes() > retention.max_bytes
+            {
                 registry_jobs.nudge_sweeper();
             }
         });
@@ -748,7 +759,8 @@ impl Jobs {
         Ok(())
     }
 
-    /// Removes expired jobs, and the oldest beyond `max_results`, every so often.
+    /// Removes expired jobs, and the oldest beyond `max_results` or `max_bytes`, every
+    /// so often.
     fn start_sweeper(&self) -> io::Result<()> {
         let (stop, stopped) = mpsc::channel::<()>();
         let interval = (self.inner.retention.ttl / 10)
@@ -786,7 +798,7 @@ impl Jobs {
         }
     }
 
-    /// Removes the jobs past their time or beyond the count; returns how many of them
+    /// Removes the jobs past their time or beyond the count or the bytes; returns how many of them
     /// had to wait because their request is still in a journal segment in use.
     fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
@@ -800,8 +812,9 @@ impl Jobs {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let expired = registry.finished_before(cutoff);
         let excess = registry.finished_beyond(retention.max_results);
+        let oversize = registry.finished_over_bytes(retention.max_bytes);
         let (mut removed, mut pinned) = (0, 0);
-        for id in expired.into_iter().chain(excess) {
+        for id in expired.into_iter().chain(excess).chain(oversize) {
             // Waiting costs nothing, while a tombstone costs a sync: a segment in use
             // goes soon. One kept for a restart stays, so its jobs are buried.
             if registry.is_pinned_for_now(id) {

@@ -150,6 +150,8 @@ pub struct Recovered {
     /// A done job's wall as its result's header tells it (sections only from a small
     /// result, whose rows are read anyway); `None` for others.
     pub shape: Option<WallShape>,
+    /// What a finished job's result (and log file) take on disk.
+    pub result_bytes: u64,
     /// The request of a job still to run.
     pub request: Option<StoredRequest>,
     /// The journal that still holds a finished job's request, if any.
@@ -297,22 +299,23 @@ impl ResultStore {
     }
 
     /// Writes a finished job's result, then (after the next group sync) renames it into
-    /// place, releases the job's lock and its request, and calls `then`.
+    /// place, releases the job's lock and its request, and calls `then` with the bytes
+    /// the job's files take.
     pub fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
         request: StoredRequest,
-        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) {
         let written = {
             let _guard = self.lock_job(id);
             self.write_temporary(id, record)
         };
         let store = self.clone();
-        let finish = move |stored: io::Result<()>| {
+        let finish = move |stored: io::Result<u64>| {
             match &stored {
-                Ok(()) => store.inner.sync.release(request),
+                Ok(_) => store.inner.sync.release(request),
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
@@ -326,11 +329,15 @@ impl ResultStore {
         };
         match written {
             Err(error) => finish(Err(error)),
-            Ok(()) => {
+            Ok(bytes) => {
                 let store = self.clone();
-                self.inner
-                    .sync
-                    .sync(move |synced| finish(synced.and_then(|()| store.rename_into_place(id))));
+                self.inner.sync.sync(move |synced| {
+                    finish(
+                        synced
+                            .and_then(|()| store.rename_into_place(id))
+                            .map(|()| bytes),
+                    )
+                });
             }
         }
     }
@@ -344,16 +351,19 @@ impl ResultStore {
         Ok(log.metadata()?.len())
     }
 
-    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
+    /// Writes the result (and a log file) and returns the bytes they take.
+    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<u64> {
         match record {
             Record::Done(outcome) => {
-                let log = match self.inner.team_logs {
-                    TeamLogs::Inline => LogPlace::Inline(&outcome.log),
-                    TeamLogs::Files => LogPlace::File {
-                        len: self.write_log_file(id, outcome)?,
-                    },
+                let (log, log_len) = match self.inner.team_logs {
+                    TeamLogs::Inline => (LogPlace::Inline(&outcome.log), 0),
+                    TeamLogs::Files => {
+                        let len = self.write_log_file(id, outcome)?;
+                        (LogPlace::File { len }, len)
+                    }
                 };
-                result_file::write_done(self.create_temporary(id)?, outcome, log)
+                let result_len = result_file::write_done(self.create_temporary(id)?, outcome, log)?;
+                Ok(result_len + log_len)
             }
             Record::Failed(reason) => result_file::write_failed(self.create_temporary(id)?, reason),
         }
@@ -541,7 +551,11 @@ impl ResultStore {
         }
         // A log without its result was left by a job that runs again, or was removed.
         let with_result: std::collections::HashSet<JobId> = results.iter().copied().collect();
-        for id in logs.into_iter().filter(|id| !with_result.contains(id)) {
+        let (with_log, orphans): (
+            std::collections::HashSet<JobId>,
+            std::collections::HashSet<JobId>,
+        ) = logs.into_iter().partition(|id| with_result.contains(id));
+        for id in orphans {
             let _ = fs::remove_file(self.path(id, "log"));
         }
         let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
@@ -572,9 +586,16 @@ impl ResultStore {
             let journal = requests
                 .remove(&id)
                 .map_or_else(Weak::new, |request| Arc::downgrade(&request.journal));
-            let finished_at = fs::metadata(self.path(id, "result"))
-                .and_then(|metadata| metadata.modified())
-                .ok();
+            let metadata = fs::metadata(self.path(id, "result")).ok();
+            let finished_at = metadata
+                .as_ref()
+                .and_then(|metadata| metadata.modified().ok());
+            let log_len = if with_log.contains(&id) {
+                fs::metadata(self.path(id, "log")).map_or(0, |log| log.len())
+            } else {
+                0
+            };
+            let result_bytes = metadata.map_or(0, |metadata| metadata.len()) + log_len;
             jobs.insert(
                 id,
                 Recovered {
@@ -582,6 +603,7 @@ impl ResultStore {
                     state,
                     finished_at,
                     shape,
+                    result_bytes,
                     request: None,
                     journal,
                 },
@@ -598,6 +620,7 @@ impl ResultStore {
                     state: JobState::Queued,
                     finished_at: None,
                     shape: None,
+                    result_bytes: 0,
                     request: Some(request),
                     journal,
                 },
