@@ -153,6 +153,7 @@ impl App {
                 retention: Retention {
                     ttl: settings.result_ttl,
                     max_results: settings.max_results,
+                    max_bytes: settings.max_results_bytes as u64,
                 },
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),
@@ -181,6 +182,7 @@ impl App {
             max_body: settings.max_body,
             max_summary_profiles: settings.max_summary_profiles,
             request_timeout: settings.request_timeout,
+            max_wait: settings.max_wait,
         });
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();

@@ -204,6 +204,11 @@ pub struct Settings {
     /// (a bare number is seconds).
     #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Longest `?wait=` a `/api/get_results` request may ask for (`60s`, `2m`; a bare
+    /// number is seconds; 0 allows no waiting); a longer one gets 400. Each waiting
+    /// request holds a connection, not a thread.
+    #[arg(long, env = "ICEWALL_MAX_WAIT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_wait: Duration,
     /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`; a bare number is
     /// seconds); then it answers 404 like an unknown job and its file is removed.
     #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = parse_duration)]
@@ -211,6 +216,11 @@ pub struct Settings {
     /// Most finished jobs kept; beyond it the oldest are removed.
     #[arg(long, env = "ICEWALL_MAX_RESULTS", default_value_t = 1_000_000, value_parser = at_least_one)]
     pub max_results: usize,
+    /// Most bytes the finished jobs' results (and team log files) may take on disk;
+    /// beyond it the oldest are removed (`10GiB`, `500MB`; plain bytes too). A result
+    /// larger than this alone is removed at the next sweep.
+    #[arg(long, env = "ICEWALL_MAX_RESULTS_BYTES", value_name = "SIZE", default_value = "10GiB", value_parser = nonzero_size)]
+    pub max_results_bytes: usize,
     /// Token required (as `Authorization: Bearer <token>`) for admin actions. Without
     /// one they are open on a loopback address and refused on any other.
     #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]

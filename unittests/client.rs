@@ -385,15 +385,29 @@ fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
         );
         assert!(stderr(&output).contains("1..=1000"), "{}", stderr(&output));
     }
-    let first = stdout(&icewall(&server.base, &["jobs", "--limit", "1"]));
+    // Oldest first asked for: the default is newest first.
+    let first = stdout(&icewall(
+        &server.base,
+        &["jobs", "--limit", "1", "--order", "oldest"],
+    ));
     assert!(
         first.starts_with(&ids[0]) && first.lines().count() == 1,
         "{first}"
     );
-    let rest = stdout(&icewall(&server.base, &["jobs", "--after", &ids[0]]));
+    let rest = stdout(&icewall(
+        &server.base,
+        &["jobs", "--after", &ids[0], "--order", "oldest"],
+    ));
     let listed: Vec<&str> = rest.lines().map(|line| &line[..36]).collect();
     assert_eq!(listed, [ids[1].as_str(), ids[2].as_str()]);
-    let json = icewall(&server.base, &["jobs", "--json", "--limit", "2"]);
+    // Rows carry finished_at: finished, so that both reads see the same rows.
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    let json = icewall(
+        &server.base,
+        &["jobs", "--json", "--limit", "2", "--order", "oldest"],
+    );
     assert!(json.status.success(), "{}", stderr(&json));
     let printed: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(printed, server.get("/api/jobs?limit=2").json()["data"]);
@@ -530,4 +544,142 @@ fn the_summary_json_is_the_same_from_the_api_result_submit_wait_and_simulate() {
     assert_eq!(stdout(&waited).trim(), api);
     assert_eq!(stdout(&result).trim(), api);
     assert_eq!(stdout(&simulated).trim(), api);
+}
+
+#[test]
+fn jobs_lists_the_newest_first_and_filters_by_status_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--debug-panic-on-num-teams", "7"]);
+    let done: Vec<String> = (0..3)
+        .map(|_| server.submit_json(common::EXAMPLE_JSON))
+        .collect();
+    let failed = server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#);
+    for id in done.iter().chain([&failed]) {
+        server.wait_finished(id);
+    }
+    let ids_of = |args: &[&str]| -> Vec<String> {
+        let output = icewall(&server.base, args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+            .lines()
+            .map(|line| {
+                // id, creation time (RFC 3339), status
+                let fields: Vec<&str> = line.split("  ").collect();
+                assert_eq!(fields.len(), 3, "{line}");
+                assert!(
+                    fields[1].ends_with('Z') && fields[1].contains('T'),
+                    "{line}"
+                );
+                fields[0].to_owned()
+            })
+            .collect()
+    };
+    let newest_first = [
+        failed.clone(),
+        done[2].clone(),
+        done[1].clone(),
+        done[0].clone(),
+    ];
+    assert_eq!(ids_of(&["jobs"]), newest_first);
+    assert_eq!(ids_of(&["jobs", "--status", "failed"]), [failed.as_str()]);
+    assert_eq!(
+        ids_of(&["jobs", "--status", "done", "--limit", "2"]),
+        done[1..].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids_of(&[
+            "jobs", "--status", "done", "--order", "oldest", "--after", &done[0]
+        ]),
+        done[1..]
+    );
+    assert_eq!(ids_of(&["jobs", "--after", &done[1]]), [done[0].clone()]);
+    assert!(ids_of(&["jobs", "--status", "queued"]).is_empty());
+    for bad in [["--status", "finished"], ["--order", "sideways"]] {
+        let output = icewall(&server.base, &["jobs", bad[0], bad[1]]);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&output).contains(bad[1]), "{}", stderr(&output));
+    }
+}
+
+/// How many `/api/get_results` requests the server has answered.
+fn results_requests(server: &Server) -> u64 {
+    let metrics = server.get("/metrics").body;
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with(
+                "icewall_http_request_duration_seconds_count{route=\"/api/get_results/{id}\"",
+            )
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "2000"]);
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let waited = icewall(
+        &server.base,
+        &[
+            "submit",
+            wall.to_str().unwrap(),
+            "--wait",
+            "--json",
+            "--timeout",
+            "50s",
+        ],
+    );
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&waited)).unwrap();
+    assert_eq!(summary["cost"], 32233500);
+    // The job took 2 s: polling would have asked many times, the held request once.
+    assert_eq!(results_requests(&server), 1);
+}
+
+#[test]
+fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "60000"]);
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let waited = icewall(
+        &server.base,
+        &[
+            "submit",
+            wall.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(waited.status.code(), Some(4), "{}", stderr(&waited));
+    let message = stderr(&waited);
+    assert!(
+        message.contains("is still") && message.contains("after 1s"),
+        "{message}"
+    );
+    let listed = server.get("/api/jobs").json()["data"].clone();
+    let id = listed[0]["job_id"].as_str().unwrap();
+    assert!(message.contains(id), "{message}");
+    let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
+    assert!(status == "queued" || status == "running", "{status}");
+    // --timeout goes with --wait only.
+    let output = icewall(
+        &server.base,
+        &["submit", wall.to_str().unwrap(), "--timeout", "1s"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn status_waits_for_the_job_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "1500"]);
+    let id = server.submit_json(common::EXAMPLE_JSON);
+    let output = icewall(&server.base, &["status", &id, "--wait", "30s"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "done");
 }

@@ -416,3 +416,68 @@ fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
     std::fs::remove_dir(&tombstones).unwrap();
     assert!(server.shutdown().success());
 }
+
+/// The ids `/api/jobs` lists, oldest first.
+fn listed_ids(server: &Server) -> Vec<String> {
+    server.get("/api/jobs?limit=1000").json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_oldest_finished_jobs_go_beyond_max_results_bytes_counted_at_finish_and_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let mut ids: Vec<String> = (0..5)
+        .map(|_| {
+            let id = server.submit_json(EXAMPLE_JSON);
+            server.wait_finished(&id);
+            id
+        })
+        .collect();
+    // The same wall makes results of the same size.
+    let size = std::fs::metadata(server.results.join(format!("{}.result", ids[0])))
+        .unwrap()
+        .len();
+    assert!(server.shutdown().success());
+
+    // Room for three results, and a bit: the two oldest go at start-up.
+    let limit = format!("{}B", 3 * size + size / 2);
+    let server = Server::start_in(dir.path(), &["--max-results-bytes", &limit]);
+    wait_until("the trim at start-up", || {
+        listed_ids(&server) == ids[2..] && results_of(&server) == 3
+    });
+    assert_eq!(
+        server.get(&format!("/api/get_results/{}", ids[1])).status,
+        404
+    );
+    // And as jobs finish: each new result pushes the oldest out.
+    for _ in 0..2 {
+        let id = server.submit_json(EXAMPLE_JSON);
+        server.wait_finished(&id);
+        ids.push(id);
+    }
+    wait_until("the trim as jobs finish", || {
+        listed_ids(&server) == ids[4..] && results_of(&server) == 3
+    });
+}
+
+#[test]
+fn max_results_bytes_takes_a_size_with_a_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["0", "lots", "-1MiB"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .arg(format!("--max-results-bytes={bad}"))
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--max-results-bytes"), "{bad}: {stderr}");
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! Exit codes: 0 done; 1 the server said no (its `reason` is printed); 2 a usage or
 //! local input error (a job id that is not a UUID among them: ids go into URLs, so
-//! nothing else is ever sent); 3 the server cannot be reached.
+//! nothing else is ever sent); 3 the server cannot be reached; 4 `submit --wait
+//! --timeout` ran out of time (the job goes on; the message names it and its status).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use ureq::rustls;
 use ureq::rustls::pki_types::CertificateDer;
 use ureq::rustls::pki_types::pem::PemObject;
 
+use super::printable;
 use super::simulate::write_summary;
 use crate::jobs::JobId;
 use crate::wall::{Summary, is_json_config, parse_num_teams, truncate_for_message};
@@ -87,6 +89,10 @@ pub enum ClientCommand {
         /// With --wait, print the summary as JSON.
         #[arg(long, requires = "wait")]
         json: bool,
+        /// With --wait, give up after this long (`30s`, `5m`): exit 4, the job goes on.
+        /// Waits as long as it takes if absent.
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
         /// Retries with the same key get the same job; a fresh one is made if absent.
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -99,6 +105,10 @@ pub enum ClientCommand {
     Status {
         /// The job id, as `submit` printed it.
         id: JobId,
+        /// Wait up to this long (`30s`, `5m`) for the job to be done or failed, then
+        /// print its status.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -132,12 +142,19 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List jobs, oldest first, a page at a time.
+    /// List jobs, newest first, a page at a time.
     Jobs {
+        /// Only jobs in this state.
+        #[arg(long, value_parser = ["queued", "running", "done", "failed"])]
+        status: Option<String>,
+        /// Newest or oldest first.
+        #[arg(long, default_value = "newest", value_parser = ["newest", "oldest"])]
+        order: String,
         /// At most this many, 1 to 1000.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
         limit: u16,
-        /// Start after this job id (the last one of the previous page).
+        /// Start after this job id (the last one of the previous page): older ones with
+        /// `--order newest`, newer ones with `--order oldest`.
         #[arg(long)]
         after: Option<JobId>,
         /// Print the API's list as JSON.
@@ -209,6 +226,15 @@ pub enum ClientError {
     Input(String),
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
+    #[error(
+        "job {id} is still {status} after {}; it goes on (`icewall status {id}`)",
+        humantime::format_duration(*.after)
+    )]
+    TimedOut {
+        id: String,
+        status: String,
+        after: Duration,
+    },
 }
 
 impl ClientError {
@@ -217,6 +243,7 @@ impl ClientError {
             ClientError::Refused { .. } => 1,
             ClientError::Input(_) | ClientError::Output(_) => 2,
             ClientError::Unreachable { .. } => 3,
+            ClientError::TimedOut { .. } => 4,
         }
     }
 }
@@ -229,6 +256,11 @@ struct Client {
 /// How long to wait for the server's answer to the headers of a request whose body it
 /// stopped reading (see `Client::post`).
 const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest server-side wait (`?wait=`) of one request: within the server's default
+/// `--max-wait` (60s) and this client's read timeout, and short enough that proxies
+/// keep the connection.
+const WAIT_PER_REQUEST: Duration = Duration::from_secs(10);
 
 /// The wait before retrying a 503 whose Retry-After is missing or not in seconds.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -344,12 +376,13 @@ impl Client {
         Ok(text)
     }
 
-    fn job_result(&self, id: &str) -> Result<JobResult, ClientError> {
-        let response = self.send(
-            self.agent.get(&self.url(&format!("/api/get_results/{id}"))),
-            None,
-        )?;
-        read_json(response)
+    /// A job's result, the server holding the answer up to `wait` for the job to finish.
+    fn job_result(&self, id: &str, wait: Duration) -> Result<JobResult, ClientError> {
+        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
+        if !wait.is_zero() {
+            request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
+        }
+        read_json(self.send(request, None)?)
     }
 }
 
@@ -428,6 +461,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             num_teams,
             wait,
             json,
+            timeout,
             idempotency_key,
             retry,
             server: _,
@@ -439,17 +473,24 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 writeln!(out, "{id}")?;
                 return Ok(());
             }
-            let result = wait_for(&client, &id)?;
+            let result = wait_for(&client, &id, timeout)?;
+            if !is_finished(&result) {
+                return Err(ClientError::TimedOut {
+                    id,
+                    status: result.status,
+                    after: timeout.unwrap_or_default(),
+                });
+            }
             print_result(&id, &result, json, out)
         }
-        ClientCommand::Status { id, .. } => {
-            let result = client.get_json(&format!("/api/get_results/{id}"))?;
-            writeln!(out, "{}", result["status"].as_str().unwrap_or("unknown"))?;
+        ClientCommand::Status { id, wait, .. } => {
+            let result = wait_for(&client, &id.to_string(), Some(wait.unwrap_or_default()))?;
+            writeln!(out, "{}", result.status)?;
             Ok(())
         }
         ClientCommand::Result { id, json, .. } => {
             let id = id.to_string();
-            let result = client.job_result(&id)?;
+            let result = client.job_result(&id, Duration::ZERO)?;
             print_result(&id, &result, json, out)
         }
         ClientCommand::Query {
@@ -478,14 +519,18 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             Ok(())
         }
         ClientCommand::Jobs {
-            limit, after, json, ..
-        } => list_jobs(
-            &client,
+            status,
+            order,
             limit,
-            after.map(|id| id.to_string()).as_deref(),
+            after,
             json,
-            out,
-        ),
+            ..
+        } => {
+            let mut query = vec![("limit", limit.to_string()), ("order", order)];
+            query.extend(status.map(|status| ("status", status)));
+            query.extend(after.map(|id| ("after", id.to_string())));
+            list_jobs(&client, &query, json, out)
+        }
         ClientCommand::Cancel { id, token, .. } => {
             cancel(&client, &id.to_string(), token.as_deref(), out)
         }
@@ -601,8 +646,7 @@ fn retry_after(response: &ureq::Response) -> Duration {
 /// more pairs.
 fn list_jobs(
     client: &Client,
-    limit: u16,
-    after: Option<&str>,
+    query: &[(&str, String)],
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
@@ -614,14 +658,12 @@ fn list_jobs(
     struct Row {
         job_id: String,
         status: String,
+        created_at: Option<String>,
     }
-    let mut request = client
-        .agent
-        .get(&client.url("/api/jobs"))
-        .query("limit", &limit.to_string());
-    if let Some(after) = after {
-        request = request.query("after", after);
-    }
+    let request = query.iter().fold(
+        client.agent.get(&client.url("/api/jobs")),
+        |request, (name, value)| request.query(name, value),
+    );
     let listing: Listing = read_json(client.send(request, None)?)?;
     if json {
         writeln!(out, "{}", listing.data.get())?;
@@ -633,7 +675,14 @@ fn list_jobs(
         ))
     })?;
     for row in rows {
-        writeln!(out, "{}  {}", row.job_id, row.status)?;
+        let created = row.created_at.as_deref().unwrap_or("-");
+        writeln!(
+            out,
+            "{}  {}  {}",
+            row.job_id,
+            printable(created),
+            printable(&row.status)
+        )?;
     }
     Ok(())
 }
@@ -654,7 +703,7 @@ fn cancel(
     token: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
-    let status = client.job_result(id)?.status;
+    let status = client.job_result(id, Duration::ZERO)?.status;
     if status == "done" || status == "failed" {
         return Err(ClientError::Refused {
             status: 409,
@@ -684,10 +733,20 @@ fn health(client: &Client, out: &mut impl Write) -> Result<(), ClientError> {
     }
 }
 
-/// Polls with a growing interval until the job is done or failed; a spinner shows the
-/// state and the time taken on a terminal, nothing otherwise.
-fn wait_for(client: &Client, id: &str) -> Result<JobResult, ClientError> {
-    let spinner = if io::stderr().is_terminal() {
+fn is_finished(result: &JobResult) -> bool {
+    result.status == "done" || result.status == "failed"
+}
+
+/// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
+/// and returns its last answer: the server holds each request until the job finishes
+/// (`?wait=`), so no time is lost between polls. A spinner shows the state and the time
+/// taken on a terminal, nothing otherwise.
+fn wait_for(
+    client: &Client,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<JobResult, ClientError> {
+    let spinner = if io::stderr().is_terminal() && timeout != Some(Duration::ZERO) {
         let spinner = ProgressBar::new_spinner();
         spinner.set_style(
             ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
@@ -698,20 +757,16 @@ fn wait_for(client: &Client, id: &str) -> Result<JobResult, ClientError> {
         ProgressBar::hidden()
     };
     let started = Instant::now();
-    let mut interval = Duration::from_millis(10);
     loop {
-        let result = client.job_result(id)?;
-        if result.status == "done" || result.status == "failed" {
+        let left = timeout.map_or(WAIT_PER_REQUEST, |timeout| {
+            timeout.saturating_sub(started.elapsed())
+        });
+        let result = client.job_result(id, left.min(WAIT_PER_REQUEST))?;
+        if is_finished(&result) || left.is_zero() {
             spinner.finish_and_clear();
             return Ok(result);
         }
-        spinner.set_message(format!(
-            "job {id} {}, {:.1} s",
-            result.status,
-            started.elapsed().as_secs_f64()
-        ));
-        std::thread::sleep(interval);
-        interval = (interval * 2).min(Duration::from_secs(1));
+        spinner.set_message(format!("job {id} {}", printable(&result.status)));
     }
 }
 

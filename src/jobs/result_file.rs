@@ -178,11 +178,11 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-/// Writes a done job's result to `file`.
+/// Writes a done job's result to `file`; returns its length.
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_done(file: File, outcome: &Outcome, log: LogPlace<'_>) -> io::Result<()> {
+pub fn write_done(file: File, outcome: &Outcome, log: LogPlace<'_>) -> io::Result<u64> {
     let Outcome { summary, work, .. } = outcome;
     let profile_steps: usize = work.profiles.iter().map(|work| work.steps().len()).sum();
     let header = Header {
@@ -230,11 +230,11 @@ pub fn write_done(file: File, outcome: &Outcome, log: LogPlace<'_>) -> io::Resul
     })
 }
 
-/// Writes a failed job's result to `file`.
+/// Writes a failed job's result to `file`; returns its length.
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_failed(file: File, reason: &str) -> io::Result<()> {
+pub fn write_failed(file: File, reason: &str) -> io::Result<u64> {
     let header = Header {
         kind: KIND_FAILED,
         days: 0,
@@ -253,11 +253,12 @@ pub fn write_failed(file: File, reason: &str) -> io::Result<()> {
     })
 }
 
-/// Runs `body`, buffered, then appends the trailer over everything it wrote.
+/// Runs `body`, buffered, then appends the trailer over everything it wrote; returns
+/// the file's length.
 fn write_with_trailer(
     file: File,
     body: impl FnOnce(&mut BufWriter<Checksummed<File>>) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let mut out = BufWriter::new(Checksummed {
         inner: file,
         crc: crc32fast::Hasher::new(),
@@ -274,7 +275,8 @@ fn write_with_trailer(
     trailer[8..12].copy_from_slice(&VERSION.to_le_bytes());
     trailer[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
     trailer[16..].copy_from_slice(&(len + TRAILER_LEN).to_le_bytes());
-    file.write_all(&trailer)
+    file.write_all(&trailer)?;
+    Ok(len + TRAILER_LEN)
 }
 
 /// A result in this layout, open, its header and trailer checked.
@@ -404,6 +406,28 @@ impl ResultFile {
 
     pub fn profile_count(&self) -> usize {
         self.header.profiles as usize
+    }
+
+    /// A done job's teams as its header has them (`None`: unlimited crews), or
+    /// `None` for a failed job.
+    pub fn num_teams(&self) -> Option<Option<u64>> {
+        (self.header.kind == KIND_DONE)
+            .then_some((self.header.num_teams != 0).then_some(self.header.num_teams))
+    }
+
+    /// The sections of a done job's wall, summed over its summary rows (one read of
+    /// 32 bytes a profile).
+    ///
+    /// # Errors
+    /// `Damaged` for a failed job's file, `Io` when it cannot be read.
+    pub fn section_count(&self) -> Result<u64, StoreError> {
+        self.expect_done()?;
+        let mut rows = vec![0; self.profile_count() * ROW_LEN as usize];
+        self.file.read_exact_at(&mut rows, self.layout.rows)?;
+        Ok(rows
+            .chunks_exact(ROW_LEN as usize)
+            .map(|row| u64_at(row, 0))
+            .sum())
     }
 
     /// The length of the team log kept in `<id>.log`; `None` when it is inline.

@@ -3,6 +3,7 @@
 //! Restart recovery and the drain at shutdown live here too.
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -15,9 +16,11 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
+use tokio::sync::Notify;
 
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
+use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -40,11 +43,13 @@ pub struct JobsSettings {
     pub debug: DebugHooks,
 }
 
-/// How long and how many finished jobs are kept.
+/// How long, how many and how many bytes of finished jobs are kept.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     pub ttl: Duration,
     pub max_results: usize,
+    /// The most bytes the finished jobs' results may take on disk together.
+    pub max_bytes: u64,
 }
 
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
@@ -164,6 +169,10 @@ struct Inner {
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
     keys: DashMap<String, KeyEntry>,
+    /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
+    /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
+    /// any number of them cost no thread.
+    waiters: DashMap<JobId, Arc<Notify>>,
     logger: Logger,
     metrics: Arc<Metrics>,
     retention: Retention,
@@ -195,6 +204,7 @@ impl Jobs {
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
+                waiters: DashMap::new(),
                 logger,
                 metrics,
                 retention: settings.retention,
@@ -204,6 +214,8 @@ impl Jobs {
         };
         jobs.recover().map_err(StoreError::from)?;
         jobs.start_sweeper()?;
+        // Limits may have been lowered since the jobs on disk were kept: apply them now.
+        jobs.nudge_sweeper();
         Ok(jobs)
     }
 
@@ -225,9 +237,16 @@ impl Jobs {
         }
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            self.inner
-                .registry
-                .insert(job.id, job.state, job.finished_at, job.journal);
+            self.inner.registry.insert(
+                job.id,
+                NewRecord {
+                    state: job.state,
+                    finished_at: job.finished_at,
+                    shape: job.shape,
+                    result_bytes: job.result_bytes,
+                    journal: job.journal,
+                },
+            );
             if let Some(request) = job.request {
                 self.queue(QueuedJob {
                     id: job.id,
@@ -301,6 +320,7 @@ impl Jobs {
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
+        let shape = WallShape::of(&config);
         let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
         let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
@@ -312,6 +332,7 @@ impl Jobs {
             Some(key) => match self.claim_key(key, id, &request) {
                 Err(error) => return answer(Err(error)),
                 Ok(KeyClaim::Replay(earlier)) => {
+                    self.inner.registry.mark_replayed(earlier);
                     return answer(Ok(Submitted {
                         id: earlier,
                         replayed: true,
@@ -323,6 +344,7 @@ impl Jobs {
         let job = AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -350,6 +372,7 @@ impl Jobs {
         let AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -364,9 +387,16 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        self.inner
-            .registry
-            .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
+        self.inner.registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape,
+                result_bytes: 0,
+                journal: Arc::downgrade(&stored.journal),
+            },
+        );
         let logged_request_id = request_id.clone().unwrap_or_default();
         self.queue(QueuedJob {
             id,
@@ -500,6 +530,9 @@ impl Jobs {
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
             let config = self.load_request(&request, body)?;
+            if let Some(shape) = WallShape::of(&config) {
+                self.inner.registry.describe(id, shape);
+            }
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
         }));
@@ -525,13 +558,15 @@ impl Jobs {
             if stored.is_err() {
                 metrics.store_error();
             }
+            // A result that could not be stored takes nothing.
+            let result_bytes = *stored.as_ref().unwrap_or(&0);
             metrics.job_finished(stored.is_ok() && failure.is_none(), started.elapsed());
             let state = match (stored, failure) {
-                (Ok(()), None) => {
+                (Ok(_), None) => {
                     info!(logger, "job finished"; "elapsed_ms" => elapsed_ms);
                     JobState::Done
                 }
-                (Ok(()), Some(reason)) => {
+                (Ok(_), Some(reason)) => {
                     warn!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
                     JobState::Failed(reason)
                 }
@@ -542,8 +577,12 @@ impl Jobs {
                 }
             };
             let registry = &registry_jobs.inner.registry;
-            registry.finish(id, state, journal);
-            if registry.finished() > registry_jobs.inner.retention.max_results {
+            registry.finish(id, state, result_bytes, journal);
+            registry_jobs.wake_waiters(id);
+            let retention = registry_jobs.inner.retention;
+            if registry.finished() > retention.max_results
+                || registry.stored_bytes() > retention.max_bytes
+            {
                 registry_jobs.nudge_sweeper();
             }
         });
@@ -583,6 +622,64 @@ impl Jobs {
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
         (!self.is_expired(id)).then_some(state)
+    }
+
+    /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
+    /// whichever comes first; `None` for a job unknown (or cancelled meanwhile).
+    pub async fn wait(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<JobState> {
+        let state = self.state(id)?;
+        if state.is_finished() || timeout.is_zero() {
+            return Some(state);
+        }
+        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Listening before the second look: a finish after it is heard.
+        notified.as_mut().enable();
+        let state = self.state(id)?;
+        if state.is_finished() {
+            // It finished before the waiter was in: no finish will remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return Some(state);
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(timeout) => {}
+            () = stop => {}
+        }
+        self.state(id)
+    }
+
+    /// Answers every request waiting for a job that finished or left the queue.
+    fn wake_waiters(&self, id: JobId) {
+        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// A page of the job list (see `Registry::page`); jobs past their retention are
+    /// listed until the sweeper removes them, as before.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        self.inner.registry.page(statuses, order, after, limit)
+    }
+
+    /// What is known of a job, from memory; a job past its retention answers as unknown.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        let info = self.inner.registry.info(id)?;
+        (!self.is_expired(id)).then_some(info)
     }
 
     fn is_expired(&self, id: JobId) -> bool {
@@ -628,6 +725,7 @@ impl Jobs {
         let job = slot.take().expect("the slot was checked under its lock");
         self.inner.queued.remove(&id);
         self.inner.registry.remove_queued(id);
+        self.wake_waiters(id);
         // Its memory, its journal segment and its lock go with it.
         self.inner.store.abandon(id, job.request);
         self.inner.metrics.job_cancelled();
@@ -661,7 +759,8 @@ impl Jobs {
         Ok(())
     }
 
-    /// Removes expired jobs, and the oldest beyond `max_results`, every so often.
+    /// Removes expired jobs, and the oldest beyond `max_results` or `max_bytes`, every
+    /// so often.
     fn start_sweeper(&self) -> io::Result<()> {
         let (stop, stopped) = mpsc::channel::<()>();
         let interval = (self.inner.retention.ttl / 10)
@@ -699,7 +798,7 @@ impl Jobs {
         }
     }
 
-    /// Removes the jobs past their time or beyond the count; returns how many of them
+    /// Removes the jobs past their time or beyond the count or the bytes; returns how many of them
     /// had to wait because their request is still in a journal segment in use.
     fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
@@ -713,8 +812,9 @@ impl Jobs {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let expired = registry.finished_before(cutoff);
         let excess = registry.finished_beyond(retention.max_results);
+        let oversize = registry.finished_over_bytes(retention.max_bytes);
         let (mut removed, mut pinned) = (0, 0);
-        for id in expired.into_iter().chain(excess) {
+        for id in expired.into_iter().chain(excess).chain(oversize) {
             // Waiting costs nothing, while a tombstone costs a sync: a segment in use
             // goes soon. One kept for a restart stays, so its jobs are buried.
             if registry.is_pinned_for_now(id) {
@@ -800,6 +900,7 @@ pub struct Submission {
 struct AcceptedJob {
     id: JobId,
     sections: usize,
+    shape: Option<WallShape>,
     body: Option<Vec<u8>>,
     key: Option<IdempotencyKey>,
     request_id: Option<String>,

@@ -38,6 +38,7 @@ use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
+use super::registry::{self, WallShape};
 use super::regular_file::{kind_of, open_regular, read_regular};
 use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
@@ -146,6 +147,11 @@ pub struct Recovered {
     pub state: JobState,
     /// When a finished job's result was written (its file's modification time).
     pub finished_at: Option<SystemTime>,
+    /// A done job's wall as its result's header tells it (sections only from a small
+    /// result, whose rows are read anyway); `None` for others.
+    pub shape: Option<WallShape>,
+    /// What a finished job's result (and log file) take on disk.
+    pub result_bytes: u64,
     /// The request of a job still to run.
     pub request: Option<StoredRequest>,
     /// The journal that still holds a finished job's request, if any.
@@ -293,22 +299,23 @@ impl ResultStore {
     }
 
     /// Writes a finished job's result, then (after the next group sync) renames it into
-    /// place, releases the job's lock and its request, and calls `then`.
+    /// place, releases the job's lock and its request, and calls `then` with the bytes
+    /// the job's files take.
     pub fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
         request: StoredRequest,
-        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) {
         let written = {
             let _guard = self.lock_job(id);
             self.write_temporary(id, record)
         };
         let store = self.clone();
-        let finish = move |stored: io::Result<()>| {
+        let finish = move |stored: io::Result<u64>| {
             match &stored {
-                Ok(()) => store.inner.sync.release(request),
+                Ok(_) => store.inner.sync.release(request),
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
                     request.journal.keep();
@@ -322,11 +329,15 @@ impl ResultStore {
         };
         match written {
             Err(error) => finish(Err(error)),
-            Ok(()) => {
+            Ok(bytes) => {
                 let store = self.clone();
-                self.inner
-                    .sync
-                    .sync(move |synced| finish(synced.and_then(|()| store.rename_into_place(id))));
+                self.inner.sync.sync(move |synced| {
+                    finish(
+                        synced
+                            .and_then(|()| store.rename_into_place(id))
+                            .map(|()| bytes),
+                    )
+                });
             }
         }
     }
@@ -340,16 +351,19 @@ impl ResultStore {
         Ok(log.metadata()?.len())
     }
 
-    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<()> {
+    /// Writes the result (and a log file) and returns the bytes they take.
+    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<u64> {
         match record {
             Record::Done(outcome) => {
-                let log = match self.inner.team_logs {
-                    TeamLogs::Inline => LogPlace::Inline(&outcome.log),
-                    TeamLogs::Files => LogPlace::File {
-                        len: self.write_log_file(id, outcome)?,
-                    },
+                let (log, log_len) = match self.inner.team_logs {
+                    TeamLogs::Inline => (LogPlace::Inline(&outcome.log), 0),
+                    TeamLogs::Files => {
+                        let len = self.write_log_file(id, outcome)?;
+                        (LogPlace::File { len }, len)
+                    }
                 };
-                result_file::write_done(self.create_temporary(id)?, outcome, log)
+                let result_len = result_file::write_done(self.create_temporary(id)?, outcome, log)?;
+                Ok(result_len + log_len)
             }
             Record::Failed(reason) => result_file::write_failed(self.create_temporary(id)?, reason),
         }
@@ -537,7 +551,11 @@ impl ResultStore {
         }
         // A log without its result was left by a job that runs again, or was removed.
         let with_result: std::collections::HashSet<JobId> = results.iter().copied().collect();
-        for id in logs.into_iter().filter(|id| !with_result.contains(id)) {
+        let (with_log, orphans): (
+            std::collections::HashSet<JobId>,
+            std::collections::HashSet<JobId>,
+        ) = logs.into_iter().partition(|id| with_result.contains(id));
+        for id in orphans {
             let _ = fs::remove_file(self.path(id, "log"));
         }
         let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
@@ -552,8 +570,8 @@ impl ResultStore {
         requests.retain(|id, _| !buried.contains(id));
         let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
         for id in results {
-            let state = match self.recovered_state(id) {
-                Ok(state) => state,
+            let (state, shape) = match self.recovered_state(id) {
+                Ok(recovered) => recovered,
                 Err(problem) if requests.contains_key(&id) => {
                     warn(format!("job {id}: {problem}; it will run again"));
                     continue;
@@ -561,21 +579,31 @@ impl ResultStore {
                 Err(problem) => {
                     // Nothing to rerun it from: keep the id, and say what happened.
                     warn(format!("job {id}: {problem}; it is marked failed"));
-                    JobState::Failed(format!("the stored result is damaged: {problem}").into())
+                    let reason = format!("the stored result is damaged: {problem}");
+                    (JobState::Failed(reason.into()), None)
                 }
             };
             let journal = requests
                 .remove(&id)
                 .map_or_else(Weak::new, |request| Arc::downgrade(&request.journal));
-            let finished_at = fs::metadata(self.path(id, "result"))
-                .and_then(|metadata| metadata.modified())
-                .ok();
+            let metadata = fs::metadata(self.path(id, "result")).ok();
+            let finished_at = metadata
+                .as_ref()
+                .and_then(|metadata| metadata.modified().ok());
+            let log_len = if with_log.contains(&id) {
+                fs::metadata(self.path(id, "log")).map_or(0, |log| log.len())
+            } else {
+                0
+            };
+            let result_bytes = metadata.map_or(0, |metadata| metadata.len()) + log_len;
             jobs.insert(
                 id,
                 Recovered {
                     id,
                     state,
                     finished_at,
+                    shape,
+                    result_bytes,
                     request: None,
                     journal,
                 },
@@ -591,6 +619,8 @@ impl ResultStore {
                     id,
                     state: JobState::Queued,
                     finished_at: None,
+                    shape: None,
+                    result_bytes: 0,
                     request: Some(request),
                     journal,
                 },
@@ -651,17 +681,21 @@ impl ResultStore {
     /// The state a stored result shows, or why it cannot be trusted: a result in the
     /// binary layout must have its header, trailer and length agree, its checksum match
     /// if it is small (see `CHECKSUM_AT_START_UP_MAX`), and its team log file, if it
-    /// has one, the length it was written with.
-    fn recovered_state(&self, id: JobId) -> Result<JobState, String> {
+    /// has one, the length it was written with. A done job's wall's size comes with it,
+    /// from the header (and the summary rows of a small result, read by the checksum).
+    fn recovered_state(&self, id: JobId) -> Result<(JobState, Option<WallShape>), String> {
         let problem = |error: StoreError| match error {
             StoreError::Damaged(problem) => format!("its result file is damaged: {problem}"),
             other => other.to_string(),
         };
         let result = match self.open_result(id).map_err(problem)? {
-            StoredResult::Legacy(file) => return legacy_result::recovered_state(&file),
+            StoredResult::Legacy(file) => {
+                return legacy_result::recovered_state(&file).map(|state| (state, None));
+            }
             StoredResult::Indexed(result) => result,
         };
-        if result.len() <= CHECKSUM_AT_START_UP_MAX {
+        let small = result.len() <= CHECKSUM_AT_START_UP_MAX;
+        if small {
             result.verify_checksum().map_err(problem)?;
         }
         if let Some(length) = result.log_file_len() {
@@ -670,9 +704,22 @@ impl ResultStore {
                 return Err("its team log file is missing or incomplete".to_owned());
             }
         }
+        let shape = match (registry::count(result.profile_count()), result.num_teams()) {
+            (Some(profiles), Some(num_teams)) => Some(WallShape {
+                profiles,
+                sections: if small {
+                    let sections = result.section_count().map_err(problem)?;
+                    registry::count(usize::try_from(sections).unwrap_or(usize::MAX))
+                } else {
+                    None
+                },
+                num_teams: num_teams.and_then(std::num::NonZeroU64::new),
+            }),
+            _ => None,
+        };
         Ok(match result.failure().map_err(problem)? {
-            Some(reason) => JobState::Failed(reason.into()),
-            None => JobState::Done,
+            Some(reason) => (JobState::Failed(reason.into()), None),
+            None => (JobState::Done, shape),
         })
     }
 
