@@ -290,7 +290,7 @@ impl App {
             "max_queue" => settings.max_queue,
             "max_body" => settings.max_body,
             "max_sections" => settings.max_sections,
-            "jobs_on_disk" => jobs.registry().len());
+            "jobs_on_disk" => jobs.known());
         Ok(App {
             server,
             address,
@@ -328,7 +328,7 @@ impl App {
             }
         }
         self.jobs.stop_accepting();
-        let pending = self.jobs.registry().in_flight();
+        let pending = self.jobs.in_flight();
         info!(self.logger, "shutting down: draining the job queue"; "pending" => pending);
         let started = Instant::now();
         let jobs = self.jobs.clone();
@@ -341,7 +341,7 @@ impl App {
         info!(self.logger, "job queue drained";
             "drained" => pending,
             "elapsed_ms" => telemetry::millis(started.elapsed()),
-            "jobs_known" => self.jobs.registry().len());
+            "jobs_known" => self.jobs.known());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
         self.requests.settle(self.shutdown_timeout).await;
         // A last answer's bytes may still be in a connection's buffer: let them go out.

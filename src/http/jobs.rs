@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobInfo, JobState, Order, ResultStore, Status, StoreError};
+use crate::jobs::{JobId, JobInfo, JobState, Jobs, Order, Status, StoreError};
 use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
@@ -36,10 +36,10 @@ fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> 
 async fn read_stored<T: Send + 'static>(
     state: &ApiState,
     id: JobId,
-    read: impl FnOnce(&ResultStore) -> Result<T, StoreError> + Send + 'static,
+    read: impl FnOnce(&Jobs) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = state.jobs.store().clone();
-    match web::block(move || read(&store)).await? {
+    let jobs = state.jobs.clone();
+    match web::block(move || read(&jobs)).await? {
         Err(StoreError::Missing) if state.jobs.state(id).is_none() => {
             Err(ApiError::invalid_job_id())
         }
@@ -133,7 +133,7 @@ pub async fn results(
         JobState::Done => {
             let limit = state.max_summary_profiles;
             let (summary, total) =
-                read_stored(&state, id, move |store| store.read_summary(id, 0, limit)).await?;
+                read_stored(&state, id, move |jobs| jobs.summary(id, 0, limit)).await?;
             let truncated = total > summary.profiles.len();
             HttpResponse::Ok().json(Done {
                 status: "done",
@@ -245,8 +245,8 @@ fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
 /// steps it needs; 409 while the job is not done.
 async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
     let id = done_job(state, id)?;
-    let answer = read_stored(state, id, move |store| {
-        store.open_work(id).map(|work| question.answer(&work))
+    let answer = read_stored(state, id, move |jobs| {
+        jobs.work(id).map(|work| question.answer(&work))
     })
     .await??;
     Ok(HttpResponse::Ok().json(answer))
@@ -293,9 +293,7 @@ pub async fn profiles(
     let id = done_job(&state, &path)?;
     // Beyond the last profile there is nothing to read, however large `after` is.
     let first = usize::try_from(after).unwrap_or(usize::MAX);
-    let (summary, total) = read_stored(&state, id, move |store| {
-        store.read_summary(id, first, limit)
-    })
+    let (summary, total) = read_stored(&state, id, move |jobs| jobs.summary(id, first, limit))
     .await?;
     let end = first.saturating_add(summary.profiles.len());
     Ok(HttpResponse::Ok().json(ProfilePage {
@@ -357,7 +355,7 @@ pub async fn log(
             job.name()
         )));
     }
-    let (file, length) = read_stored(&state, id, move |store| store.open_log(id)).await?;
+    let (file, length) = read_stored(&state, id, move |jobs| jobs.team_log(id)).await?;
     // Streamed in chunks read on the blocking pool: a log can be tens of megabytes.
     let chunks = stream::unfold(Some(file), |file| async move {
         let mut file = file?;
@@ -460,7 +458,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/num_jobs", responses((status = 200, description = "Jobs queued or running", body = NumJobs)))]
 pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"num_jobs": state.jobs.registry().in_flight()}))
+    HttpResponse::Ok().json(json!({"num_jobs": state.jobs.in_flight()}))
 }
 
 /// Removes a finished job, or cancels a queued one (an admin action).
@@ -497,6 +495,6 @@ pub async fn graceful_shutdown(
     state.shutdown.trigger();
     Ok(HttpResponse::Ok().json(json!({
         "status": "shutting_down",
-        "pending": state.jobs.registry().in_flight(),
+        "pending": state.jobs.in_flight(),
     })))
 }

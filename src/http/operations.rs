@@ -34,8 +34,8 @@ pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
             "the server is shutting down".to_owned(),
         ));
     }
-    let store = state.jobs.store().clone();
-    web::block(move || store.probe()).await?.map_err(|error| {
+    let jobs = state.jobs.clone();
+    web::block(move || jobs.probe_store()).await?.map_err(|error| {
         ApiError::Unavailable(format!("the result store cannot be written: {error}"))
     })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

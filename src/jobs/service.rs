@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::fs::File;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -21,8 +22,9 @@ use tokio::sync::Notify;
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
-use super::store::{KeyRecord, Record};
+use super::store::{KeyRecord, Record, StoredWork};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
+use crate::wall::Summary;
 use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::{JobPool, Task};
 use crate::wall::{self, Limits, WallConfig};
@@ -829,12 +831,53 @@ impl Jobs {
         pinned
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// How many jobs are queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.inner.registry.in_flight()
     }
 
-    pub fn store(&self) -> &ResultStore {
-        &self.inner.store
+    /// How many jobs are known, in any state.
+    pub fn known(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`,
+    /// and how many profiles the wall has (see `ResultStore::read_summary`). Blocks on
+    /// the disk: call it off the async threads.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn summary(
+        &self,
+        id: JobId,
+        first: usize,
+        limit: usize,
+    ) -> Result<(Summary, usize), StoreError> {
+        self.inner.store.read_summary(id, first, limit)
+    }
+
+    /// A done job's work tables, ready for questions. Blocks on the disk.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn work(&self, id: JobId) -> Result<StoredWork, StoreError> {
+        self.inner.store.open_work(id)
+    }
+
+    /// A done job's team log, readable to its end, and its length. Blocks on the disk.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the log is not where its result says, or not whole.
+    pub fn team_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
+        self.inner.store.open_log(id)
+    }
+
+    /// Checks that the store takes a write and keeps its free space. Blocks on the disk.
+    ///
+    /// # Errors
+    /// Whatever the file system answers.
+    pub fn probe_store(&self) -> io::Result<()> {
+        self.inner.store.probe()
     }
 
     /// The live numbers `/metrics` reports.
