@@ -307,10 +307,6 @@ impl App {
         self.address
     }
 
-    pub fn port(&self) -> u16 {
-        self.address.port()
-    }
-
     /// Serves until shutdown is triggered, then refuses new jobs, waits until every
     /// queued and running job has its result on disk, and stops the HTTP server
     /// (which keeps answering status polls during the drain).

@@ -19,8 +19,6 @@ pub type Task = Box<dyn FnOnce() + Send + 'static>;
 /// Why a task was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
-    #[error("the job queue is full")]
-    QueueFull,
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -73,30 +71,16 @@ impl JobPool {
         Ok(pool)
     }
 
-    /// Queues a task unless the queue is full or the pool is shutting down.
-    ///
-    /// # Errors
-    /// `QueueFull` or `ShuttingDown`.
-    pub fn submit(&self, task: Task) -> Result<(), PoolError> {
-        self.push(task, true)
-    }
-
-    /// Queues a task past the capacity: for work that was accepted before a restart and
-    /// must run whatever the queue's size.
+    /// Queues a task unless the pool is shutting down. The capacity is not enforced
+    /// here: the caller checks `is_full` before it makes a job durable, and a job that is
+    /// durable (or was accepted before a restart) must run whatever the queue's size.
     ///
     /// # Errors
     /// `ShuttingDown`.
-    pub fn submit_unbounded(&self, task: Task) -> Result<(), PoolError> {
-        self.push(task, false)
-    }
-
-    fn push(&self, task: Task, bounded: bool) -> Result<(), PoolError> {
+    pub fn submit(&self, task: Task) -> Result<(), PoolError> {
         let mut queue = self.shared.queue.lock();
         if !queue.accepting {
             return Err(PoolError::ShuttingDown);
-        }
-        if bounded && queue.tasks.len() >= self.shared.capacity {
-            return Err(PoolError::QueueFull);
         }
         queue.tasks.push_back(task);
         drop(queue);
@@ -237,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_refuses_bounded_submits_only() {
+    fn a_full_queue_is_reported_and_still_takes_work() {
         let pool = JobPool::start("test", 1, 2).unwrap();
         let (release, blocked) = mpsc::channel::<()>();
         let (started, is_started) = mpsc::channel();
@@ -250,8 +234,8 @@ mod tests {
         pool.submit(Box::new(|| ())).unwrap();
         pool.submit(Box::new(|| ())).unwrap();
         assert!(pool.is_full());
-        assert_eq!(pool.submit(Box::new(|| ())), Err(PoolError::QueueFull));
-        pool.submit_unbounded(Box::new(|| ())).unwrap();
+        pool.submit(Box::new(|| ())).unwrap();
+        assert!(pool.is_full(), "past its capacity the queue stays full");
         assert_eq!(pool.queued(), 3);
         release.send(()).unwrap();
         pool.shutdown();

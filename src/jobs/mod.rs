@@ -16,9 +16,11 @@ mod store;
 mod tombstones;
 
 pub use id::{InvalidJobId, JobId};
-pub use registry::{JobInfo, JobState, Order, Registry, Status, WallShape};
+use registry::Registry;
+pub use registry::{JobInfo, JobState, Order, Status, WallShape};
 pub use service::{
     DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
     Submission, SubmitError, Submitted,
 };
-pub use store::{ResultStore, StoreError, StoreOptions, TeamLogs};
+use store::ResultStore;
+pub use store::{StoreError, StoreOptions, TeamLogs};

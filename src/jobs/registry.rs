@@ -512,10 +512,6 @@ impl Registry {
         self.records.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Up to `limit` jobs of `statuses` in `order`, strictly beyond `after` when given.
     /// Only ids of those statuses are walked, whatever the others number.
     pub fn page(

@@ -448,7 +448,7 @@ impl Jobs {
         let jobs = self.clone();
         self.inner
             .pool
-            .submit_unbounded(Box::new(move || jobs.take_and_run(id)))
+            .submit(Box::new(move || jobs.take_and_run(id)))
             .expect("the pool takes work until every accept in progress has finished");
     }
 
