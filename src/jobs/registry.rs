@@ -57,6 +57,8 @@ pub struct Registry {
     order: RwLock<BTreeSet<JobId>>,
     /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
     in_flight: AtomicUsize,
+    /// Failed jobs known, so that the overview's count by state is O(1) too.
+    failed: AtomicUsize,
 }
 
 impl Registry {
@@ -70,6 +72,9 @@ impl Registry {
     ) {
         if !state.is_finished() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        if matches!(state, JobState::Failed(_)) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
         }
         self.order.write().insert(id);
         self.records.insert(
@@ -96,6 +101,12 @@ impl Registry {
             if !record.state.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
+            let was_failed = matches!(record.state, JobState::Failed(_));
+            match (was_failed, matches!(outcome, JobState::Failed(_))) {
+                (false, true) => self.failed.fetch_add(1, Ordering::SeqCst),
+                (true, false) => self.failed.fetch_sub(1, Ordering::SeqCst),
+                _ => 0,
+            };
             record.state = outcome;
             record.finished_at = Some(SystemTime::now());
             record.journal = journal;
@@ -136,12 +147,14 @@ impl Registry {
     pub fn remove_finished(&self, id: JobId) -> bool {
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.state.is_finished())
-            .is_some();
-        if removed {
+            .remove_if(&id, |_, record| record.state.is_finished());
+        if let Some((_, record)) = &removed {
+            if matches!(record.state, JobState::Failed(_)) {
+                self.failed.fetch_sub(1, Ordering::SeqCst);
+            }
             self.order.write().remove(&id);
         }
-        removed
+        removed.is_some()
     }
 
     /// A job's state; `None` for a job unknown or being deleted.
@@ -204,6 +217,11 @@ impl Registry {
             .collect()
     }
 
+    /// Failed jobs known; the other finished ones are done.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
@@ -249,6 +267,20 @@ mod tests {
         registry.in_flight.fetch_add(1, Ordering::SeqCst);
         assert_eq!(registry.finished(), 0);
         assert!(registry.finished_beyond(0).is_empty());
+    }
+
+    #[test]
+    fn failed_jobs_are_counted_until_they_are_removed() {
+        let registry = Registry::default();
+        let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
+        insert(&registry, a, JobState::Failed("recovered".into()));
+        insert(&registry, b, JobState::Queued);
+        insert(&registry, c, JobState::Done);
+        registry.finish(b, JobState::Failed("boom".into()), Weak::new());
+        assert_eq!((registry.failed(), registry.finished()), (2, 3));
+        assert!(registry.remove_finished(a));
+        assert!(registry.remove_finished(c));
+        assert_eq!((registry.failed(), registry.finished()), (1, 1));
     }
 
     #[test]
