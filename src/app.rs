@@ -183,6 +183,7 @@ impl App {
             max_chart_width: settings.max_chart_width,
             max_gantt_teams: settings.max_gantt_teams,
             request_timeout: settings.request_timeout,
+            max_wait: settings.max_wait,
         });
         let request_logger = logger.clone();
         let requests = InFlightRequests::default();

@@ -212,6 +212,11 @@ pub struct Settings {
     /// (a bare number is seconds).
     #[arg(long, env = "ICEWALL_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Longest `?wait=` a `/api/get_results` request may ask for (`60s`, `2m`; a bare
+    /// number is seconds; 0 allows no waiting); a longer one gets 400. Each waiting
+    /// request holds a connection, not a thread.
+    #[arg(long, env = "ICEWALL_MAX_WAIT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_wait: Duration,
     /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`; a bare number is
     /// seconds); then it answers 404 like an unknown job and its file is removed.
     #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = parse_duration)]

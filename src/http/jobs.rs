@@ -2,17 +2,19 @@
 //! and the team log of a finished job (read from disk on demand).
 
 use std::io::Read;
+use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobState, ResultStore, StoreError};
+use crate::jobs::{JobId, JobInfo, JobState, Order, ResultStore, Status, StoreError};
 use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
@@ -64,16 +66,63 @@ struct BoundedSummary {
     profiles_truncated: bool,
 }
 
-#[utoipa::path(get, path = "/api/get_results/{id}", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    wait: Option<String>,
+}
+
+/// The `wait` of `/api/get_results`: seconds (a fraction allowed, as in `0.5`) from 0
+/// to `--max-wait`; absent, 0.
+fn wait_time(text: Option<&str>, max_wait: Duration) -> Result<Duration, ApiError> {
+    let Some(text) = text else {
+        return Ok(Duration::ZERO);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "wait must be a number of seconds from 0 to {} (the server's --max-wait), got `{}`",
+            max_wait.as_secs_f64(),
+            crate::wall::truncate_for_message(text)
+        ))
+    };
+    // Digits and at most one point: no sign, exponent, `inf` or `NaN`.
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || byte == b'.')
+        && text.bytes().filter(|&byte| byte == b'.').count() <= 1
+        && text.bytes().any(|byte| byte.is_ascii_digit());
+    let seconds: f64 = if plain {
+        text.parse().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|wait| *wait <= max_wait)
+        .ok_or_else(bad)
+}
+
+#[utoipa::path(get, path = "/api/get_results/{id}", params(
+    ("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"),
+    ("wait" = Option<f64>, Query, minimum = 0, description = "Hold the answer until the job is done or failed, or this many seconds pass (at most the server's --max-wait, 60 by default); a graceful shutdown answers at once"),
+), responses(
     (status = 200, description = "The job's status, with the summary when done", body = JobResult),
+    (status = 400, description = "A bad wait, or one over --max-wait", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody),
 ))]
 pub async fn results(
     path: web::Path<String>,
+    query: web::Query<ResultsQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, job) = known_job(&state, &path)?;
+    let wait = wait_time(query.wait.as_deref(), state.max_wait)?;
+    let id: JobId = path.parse()?;
+    let job = state
+        .jobs
+        .wait(id, wait, state.shutdown.triggered())
+        .await
+        .ok_or_else(ApiError::invalid_job_id)?;
     Ok(match job {
         JobState::Queued | JobState::Running => {
             HttpResponse::Ok().json(json!({"status": job.name()}))
@@ -96,6 +145,87 @@ pub async fn results(
             })
         }
     })
+}
+
+/// A job's record, from memory (no disk read). Times are RFC 3339 in UTC, `null` while
+/// unknown: a job recovered at start-up has no `started_at`, nor a size from a large
+/// or failed result.
+#[derive(Serialize, ToSchema)]
+pub struct JobDetails {
+    #[schema(format = Uuid)]
+    job_id: String,
+    #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
+    status: &'static str,
+    /// From the job id (a v7 UUID holds its creation time).
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// Milliseconds between creation and start.
+    queue_ms: Option<u64>,
+    /// Milliseconds between start and the result written.
+    run_ms: Option<u64>,
+    #[schema(minimum = 1)]
+    profiles: Option<u32>,
+    #[schema(minimum = 1)]
+    sections: Option<u32>,
+    /// `null`: unlimited crews (or not known yet, when `profiles` is `null` too).
+    #[schema(minimum = 1)]
+    num_teams: Option<u64>,
+    /// Why a failed job failed.
+    reason: Option<String>,
+    /// Whether a request with the job's Idempotency-Key was answered with this job
+    /// (since the server started).
+    replayed: bool,
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the millisecond.
+fn rfc3339(epoch_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl JobDetails {
+    fn new(id: JobId, info: JobInfo) -> JobDetails {
+        let created_ms = id.created_ms();
+        let shape = info.shape;
+        JobDetails {
+            job_id: id.to_string(),
+            status: info.state.name(),
+            created_at: created_ms.map(rfc3339),
+            started_at: info.started_ms.map(rfc3339),
+            finished_at: info.finished_ms.map(rfc3339),
+            queue_ms: created_ms
+                .zip(info.started_ms)
+                .map(|(created, started)| started.saturating_sub(created)),
+            run_ms: info
+                .started_ms
+                .zip(info.finished_ms)
+                .map(|(started, finished)| finished.saturating_sub(started)),
+            profiles: shape.map(|shape| shape.profiles.get()),
+            sections: shape.and_then(|shape| shape.sections).map(|n| n.get()),
+            num_teams: shape.and_then(|shape| shape.num_teams).map(|n| n.get()),
+            reason: match info.state {
+                JobState::Failed(reason) => Some(reason.to_string()),
+                _ => None,
+            },
+            replayed: info.replayed,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/jobs/{id}", operation_id = "job_details", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
+    (status = 200, description = "The job's record, from memory", body = JobDetails),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody)))]
+pub async fn details(
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: JobId = path.parse()?;
+    let info = state.jobs.info(id).ok_or_else(ApiError::invalid_job_id)?;
+    Ok(HttpResponse::Ok().json(JobDetails::new(id, info)))
 }
 
 /// The id of a done job: 404 for an unknown one, 409 while it is not done.
@@ -272,12 +402,16 @@ fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
 pub struct ListQuery {
     limit: Option<String>,
     after: Option<String>,
+    status: Option<String>,
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/jobs", params(
     ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
-    ("after" = Option<String>, Query, format = Uuid, description = "List jobs after this one"),
-), responses((status = 200, description = "Jobs, oldest first", body = JobList), (status = 400, description = "A bad limit or after", body = ErrorBody)))]
+    ("after" = Option<String>, Query, format = Uuid, description = "List jobs after this one in the order asked (older with `newest`); the last id of the previous page"),
+    ("status" = Option<String>, Query, pattern = "^(queued|running|done|failed)$", description = "Only jobs in this state"),
+    ("order" = Option<String>, Query, pattern = "^(oldest|newest)$", description = "`oldest` first (the default) or `newest` first"),
+), responses((status = 200, description = "Jobs in the order asked", body = JobList), (status = 400, description = "A bad limit, after, status or order, or an unknown parameter", body = ErrorBody)))]
 pub async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<ApiState>,
@@ -289,12 +423,37 @@ pub async fn list(
         .map(str::parse::<JobId>)
         .transpose()
         .map_err(|_| ApiError::BadRequest("after must be a job id".to_owned()))?;
-    let jobs: Vec<_> = state
+    let one_status: [Status; 1];
+    let statuses: &[Status] = match query.status.as_deref() {
+        None => &Status::ALL,
+        Some(name) => {
+            one_status = [Status::parse(name).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "status must be one of queued, running, done, failed".to_owned(),
+                )
+            })?];
+            &one_status
+        }
+    };
+    let order = match query.order.as_deref() {
+        None | Some("oldest") => Order::Oldest,
+        Some("newest") => Order::Newest,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "order must be oldest or newest".to_owned(),
+            ));
+        }
+    };
+    let jobs: Vec<JobListEntry> = state
         .jobs
-        .registry()
-        .page(after, limit)
+        .page(statuses, order, after, limit)
         .into_iter()
-        .map(|(id, job)| json!({"job_id": id.to_string(), "status": job.name()}))
+        .map(|(id, job)| JobListEntry {
+            job_id: id.to_string(),
+            status: job.state.name(),
+            created_at: id.created_ms().map(rfc3339),
+            finished_at: job.finished_ms.map(rfc3339),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"status": "done", "data": jobs})))
 }

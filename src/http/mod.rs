@@ -69,6 +69,8 @@ pub struct ApiState {
     /// Most team rows in a chart's Gantt (see `Settings::max_gantt_teams`).
     pub max_gantt_teams: usize,
     pub request_timeout: Duration,
+    /// The longest `?wait=` of `/api/get_results`.
+    pub max_wait: Duration,
 }
 
 /// A resource answering `routes`; other methods get a JSON 405 naming the `allow`ed
@@ -178,13 +180,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(endpoint(
             "/api/get_results/{id}",
             GET,
-            &[],
+            &["wait"],
             vec![read().to(jobs::results)],
         ))
         .service(endpoint(
             "/api/jobs",
             GET,
-            &["limit", "after"],
+            &["limit", "after", "status", "order"],
             vec![read().to(jobs::list)],
         ))
         .service(endpoint(
@@ -247,9 +249,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         ))
         .service(endpoint(
             "/api/jobs/{id}",
-            "DELETE",
+            "GET, HEAD, DELETE",
             &[],
-            vec![web::delete().to(jobs::delete)],
+            vec![read().to(jobs::details), web::delete().to(jobs::delete)],
         ))
         .service(endpoint(
             "/profiles/{p}/days/{d}",

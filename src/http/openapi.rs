@@ -96,13 +96,19 @@ pub struct JobList {
     data: Vec<JobListEntry>,
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// A row of the job list.
+#[derive(ToSchema, serde::Serialize)]
 pub struct JobListEntry {
     #[schema(format = Uuid)]
-    job_id: String,
-    #[schema(pattern = "^(queued|running|done|failed)$")]
-    status: String,
+    pub job_id: String,
+    #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
+    pub status: &'static str,
+    /// RFC 3339 in UTC, from the job id.
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    /// RFC 3339 in UTC; `null` until the job is done or failed.
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -227,6 +233,7 @@ impl Modify for DistinctOperationIds {
     paths(
         submit::submit,
         jobs::results,
+        jobs::details,
         jobs::list,
         jobs::count,
         jobs::graceful_shutdown,
@@ -251,9 +258,9 @@ impl Modify for DistinctOperationIds {
         operations::readyz,
     ),
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
-        JobListEntry, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart, chart::IceSeries,
-        chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers, operations::Throughput,
-        crate::metrics::Interval, crate::metrics::Spread)),
+        JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
+        chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
+        operations::Throughput, crate::metrics::Interval, crate::metrics::Spread)),
     modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;

@@ -64,15 +64,13 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 #[utoipa::path(get, path = "/api/stats", responses((status = 200, description = "The server's numbers now", body = Stats)))]
 pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
     let now = state.jobs.snapshot();
-    let registry = state.jobs.registry();
-    let running = now.in_flight.saturating_sub(now.queue_depth);
-    let failed = registry.failed();
+    let [queued, running, done, failed] = state.jobs.registry().counts();
     let recent = state.metrics.recent();
     HttpResponse::Ok().json(Stats {
         jobs: JobCounts {
-            queued: now.queue_depth,
+            queued,
             running,
-            done: registry.finished().saturating_sub(failed),
+            done,
             failed,
         },
         queue_depth: now.queue_depth,

@@ -19,6 +19,13 @@ impl JobId {
     pub fn generate() -> JobId {
         JobId(Uuid::now_v7())
     }
+
+    /// When the id was made, in milliseconds since the Unix epoch, read from the v7
+    /// UUID itself (so no record needs to keep it); `None` for an id of another version.
+    pub fn created_ms(&self) -> Option<u64> {
+        let (seconds, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(seconds * 1000 + u64::from(nanos) / 1_000_000)
+    }
 }
 
 impl FromStr for JobId {
@@ -49,6 +56,14 @@ mod tests {
         let first = JobId::generate();
         let second = JobId::generate();
         assert!(first < second);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let created = first.created_ms().unwrap();
+        assert!(created <= now && now - created < 60_000, "{created} {now}");
+        let random: JobId = "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap();
+        assert_eq!(random.created_ms(), None);
         assert_eq!(first.to_string().parse::<JobId>(), Ok(first));
     }
 

@@ -16,7 +16,7 @@ mod store;
 mod tombstones;
 
 pub use id::{InvalidJobId, JobId};
-pub use registry::{JobState, Registry};
+pub use registry::{JobInfo, JobState, Order, Registry, Status, WallShape};
 pub use service::{
     DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
     Submission, SubmitError, Submitted,

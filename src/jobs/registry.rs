@@ -1,17 +1,19 @@
-//! The job registry: every known job's state in a `DashMap`, and an ordered index of
-//! ids for listing, all in memory so status questions never touch the disk.
+//! The job registry: every known job's state in a `DashMap`, and the ids of each state
+//! in order for listing, all in memory so status questions never touch the disk.
 
 use std::collections::BTreeSet;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
 use super::journal::Journal;
+use crate::wall::WallConfig;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,86 +40,323 @@ impl JobState {
     }
 }
 
-/// What the registry keeps of a job: a small, fixed-size record.
+/// The size of a job's wall, known from its request, or from its result's header
+/// after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallShape {
+    pub profiles: NonZeroU32,
+    /// `None` when not known cheaply (a result recovered from a large file).
+    pub sections: Option<NonZeroU32>,
+    pub num_teams: Option<NonZeroU64>,
+}
+
+impl WallShape {
+    pub fn of(config: &WallConfig) -> Option<WallShape> {
+        Some(WallShape {
+            profiles: count(config.profiles().len())?,
+            sections: count(config.section_count()),
+            num_teams: config.num_teams(),
+        })
+    }
+}
+
+/// A count as the record keeps it: every wall has at least one profile and section, and
+/// no wall that fits in memory has 2^32 of them.
+pub fn count(n: usize) -> Option<NonZeroU32> {
+    u32::try_from(n).ok().and_then(NonZeroU32::new)
+}
+
+/// What a new record starts with.
+pub struct NewRecord {
+    pub state: JobState,
+    /// When a recovered job's result was written.
+    pub finished_at: Option<SystemTime>,
+    pub shape: Option<WallShape>,
+    pub journal: Weak<Journal>,
+}
+
+/// What the registry knows of a job, as `GET /api/jobs/<id>` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    pub state: JobState,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub shape: Option<WallShape>,
+    pub replayed: bool,
+}
+
+/// What the registry keeps of a job: a small, fixed-size record (see the test that
+/// measures it), as a million finished jobs may be kept. Its creation time is in its id.
 struct JobRecord {
-    state: JobState,
+    status: Status,
+    /// A delete is under way: the job answers as unknown, and comes back if it fails.
+    deleting: bool,
+    /// A request with the job's Idempotency-Key was answered with it.
+    replayed: bool,
+    /// A failed job's reason, boxed: a thin pointer keeps every other record 8 bytes
+    /// smaller, for one more allocation per failed job.
+    reason: Option<Box<Arc<str>>>,
+    /// Milliseconds since the Unix epoch; `None` while not known.
+    started_ms: Option<NonZeroU64>,
     /// When the result was written (for retention); `None` while in flight.
-    finished_at: Option<SystemTime>,
+    finished_ms: Option<NonZeroU64>,
+    profiles: Option<NonZeroU32>,
+    sections: Option<NonZeroU32>,
+    num_teams: Option<NonZeroU64>,
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
     journal: Weak<Journal>,
-    /// A delete is under way: the job answers as unknown, and comes back if it fails.
-    deleting: bool,
+}
+
+/// A job's status in one byte (a failed job's reason is kept beside it), as the job
+/// list filters by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Queued,
+        Status::Running,
+        Status::Done,
+        Status::Failed,
+    ];
+
+    /// The status named as the API names it.
+    pub fn parse(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Which end of the list a page starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Oldest,
+    Newest,
+}
+
+/// The ids of each status in creation order (v7 UUIDs sort by time). One set per status,
+/// so that a filtered page walks only matching ids, and the whole list is their merge:
+/// each id is kept once, which costs less than a set of all ids beside them.
+#[derive(Default)]
+struct Index {
+    by_status: [BTreeSet<JobId>; 4],
+}
+
+impl Index {
+    fn set(&mut self, status: Status) -> &mut BTreeSet<JobId> {
+        &mut self.by_status[status as usize]
+    }
+
+    /// The ids of `statuses` in `order`, strictly beyond `after`: each set is read from
+    /// the cursor on, and the next id is the first of their heads.
+    fn walk(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+    ) -> impl Iterator<Item = JobId> + '_ {
+        let mut heads: Vec<_> = statuses
+            .iter()
+            .map(|&status| {
+                let set = &self.by_status[status as usize];
+                let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
+                    (Order::Oldest, None) => Box::new(set.iter()),
+                    (Order::Oldest, Some(after)) => {
+                        Box::new(set.range((Bound::Excluded(after), Bound::Unbounded)))
+                    }
+                    (Order::Newest, None) => Box::new(set.iter().rev()),
+                    (Order::Newest, Some(after)) => Box::new(set.range(..after).rev()),
+                };
+                ids.copied().peekable()
+            })
+            .collect();
+        std::iter::from_fn(move || {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(at, ids)| ids.peek().map(|&id| (at, id)))
+                .reduce(|first, other| match (order, other.1 < first.1) {
+                    (Order::Oldest, true) | (Order::Newest, false) => other,
+                    _ => first,
+                })?;
+            heads[next.0].next()
+        })
+    }
+}
+
+impl JobRecord {
+    fn state(&self) -> JobState {
+        match (self.status, &self.reason) {
+            (Status::Queued, _) => JobState::Queued,
+            (Status::Running, _) => JobState::Running,
+            (Status::Done, _) => JobState::Done,
+            (Status::Failed, reason) => JobState::Failed(
+                reason
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| "no reason given".into()),
+            ),
+        }
+    }
+
+    fn set_state(&mut self, state: JobState) {
+        (self.status, self.reason) = match state {
+            JobState::Queued => (Status::Queued, None),
+            JobState::Running => (Status::Running, None),
+            JobState::Done => (Status::Done, None),
+            JobState::Failed(reason) => (Status::Failed, Some(Box::new(reason))),
+        };
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.status, Status::Done | Status::Failed)
+    }
+
+    fn set_shape(&mut self, shape: WallShape) {
+        self.profiles = Some(shape.profiles);
+        self.sections = shape.sections;
+        self.num_teams = shape.num_teams;
+    }
+
+    fn info(&self) -> JobInfo {
+        JobInfo {
+            state: self.state(),
+            started_ms: self.started_ms.map(NonZeroU64::get),
+            finished_ms: self.finished_ms.map(NonZeroU64::get),
+            shape: self.shape(),
+            replayed: self.replayed,
+        }
+    }
+
+    fn shape(&self) -> Option<WallShape> {
+        Some(WallShape {
+            profiles: self.profiles?,
+            sections: self.sections,
+            num_teams: self.num_teams,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch; a time before it (a clock set wrong) as `None`.
+fn epoch_ms(time: SystemTime) -> Option<NonZeroU64> {
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    NonZeroU64::new(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Default)]
 pub struct Registry {
     records: DashMap<JobId, JobRecord>,
-    /// Ids in creation order (v7 UUIDs sort by time), for oldest-first paging.
-    order: RwLock<BTreeSet<JobId>>,
+    /// A job's status changes in its record and its place in the index together, under
+    /// this lock, taken before the record's (never while a record is held): a page sees
+    /// every job once, in the list of the status it shows.
+    index: RwLock<Index>,
     /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
     in_flight: AtomicUsize,
-    /// Failed jobs known, so that the overview's count by state is O(1) too.
-    failed: AtomicUsize,
 }
 
 impl Registry {
     /// Records a job, counting it in flight unless it is already finished.
-    pub fn insert(
-        &self,
-        id: JobId,
-        state: JobState,
-        finished_at: Option<SystemTime>,
-        journal: Weak<Journal>,
-    ) {
+    pub fn insert(&self, id: JobId, new: NewRecord) {
+        let NewRecord {
+            state,
+            finished_at,
+            shape,
+            journal,
+        } = new;
         if !state.is_finished() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
-        if matches!(state, JobState::Failed(_)) {
-            self.failed.fetch_add(1, Ordering::SeqCst);
+        let mut record = JobRecord {
+            status: Status::Queued,
+            deleting: false,
+            replayed: false,
+            reason: None,
+            started_ms: None,
+            finished_ms: finished_at.and_then(epoch_ms),
+            profiles: None,
+            sections: None,
+            num_teams: None,
+            journal,
+        };
+        record.set_state(state);
+        if let Some(shape) = shape {
+            record.set_shape(shape);
         }
-        self.order.write().insert(id);
-        self.records.insert(
-            id,
-            JobRecord {
-                state,
-                finished_at,
-                journal,
-                deleting: false,
-            },
-        );
+        let mut index = self.index.write();
+        index.set(record.status).insert(id);
+        self.records.insert(id, record);
+    }
+
+    /// Changes a job's record, moving it in the index if its status changed.
+    fn update(&self, id: JobId, change: impl FnOnce(&mut JobRecord)) {
+        let mut index = self.index.write();
+        if let Some(mut record) = self.records.get_mut(&id) {
+            let before = record.status;
+            change(&mut record);
+            if record.status != before {
+                index.set(before).remove(&id);
+                index.set(record.status).insert(id);
+            }
+        }
     }
 
     pub fn set_running(&self, id: JobId) {
+        self.update(id, |record| {
+            record.status = Status::Running;
+            record.started_ms = epoch_ms(SystemTime::now());
+        });
+    }
+
+    /// Fills in the size of a job's wall if it is not known yet (a job recovered from
+    /// its journal, once its request is read to run it).
+    pub fn describe(&self, id: JobId, shape: WallShape) {
         if let Some(mut record) = self.records.get_mut(&id) {
-            record.state = JobState::Running;
+            if record.profiles.is_none() {
+                record.set_shape(shape);
+            }
+        }
+    }
+
+    /// Notes that a request with the job's Idempotency-Key was answered with it.
+    pub fn mark_replayed(&self, id: JobId) {
+        if let Some(mut record) = self.records.get_mut(&id) {
+            record.replayed = true;
         }
     }
 
     /// Marks a job done or failed now; it leaves the in-flight count once.
     pub fn finish(&self, id: JobId, outcome: JobState, journal: Weak<Journal>) {
         debug_assert!(outcome.is_finished());
-        if let Some(mut record) = self.records.get_mut(&id) {
-            if !record.state.is_finished() {
+        self.update(id, |record| {
+            if !record.is_finished() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
-            let was_failed = matches!(record.state, JobState::Failed(_));
-            match (was_failed, matches!(outcome, JobState::Failed(_))) {
-                (false, true) => self.failed.fetch_add(1, Ordering::SeqCst),
-                (true, false) => self.failed.fetch_sub(1, Ordering::SeqCst),
-                _ => 0,
-            };
-            record.state = outcome;
-            record.finished_at = Some(SystemTime::now());
+            record.set_state(outcome);
+            record.finished_ms = epoch_ms(SystemTime::now());
             record.journal = journal;
-        }
+        });
     }
 
     /// Hides a finished job while it is deleted; false if it is unknown, in flight or
     /// already being deleted.
     pub fn mark_deleting(&self, id: JobId) -> bool {
         self.records.get_mut(&id).is_some_and(|mut record| {
-            let free = record.state.is_finished() && !record.deleting;
+            let free = record.is_finished() && !record.deleting;
             record.deleting |= free;
             free
         })
@@ -132,27 +371,26 @@ impl Registry {
 
     /// Forgets a queued job (a cancelled one); false if it is not queued.
     pub fn remove_queued(&self, id: JobId) -> bool {
+        let mut index = self.index.write();
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.state == JobState::Queued)
+            .remove_if(&id, |_, record| record.status == Status::Queued)
             .is_some();
         if removed {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.order.write().remove(&id);
+            index.set(Status::Queued).remove(&id);
         }
         removed
     }
 
     /// Forgets a finished job; false if it is unknown or still in flight.
     pub fn remove_finished(&self, id: JobId) -> bool {
+        let mut index = self.index.write();
         let removed = self
             .records
-            .remove_if(&id, |_, record| record.state.is_finished());
+            .remove_if(&id, |_, record| record.is_finished());
         if let Some((_, record)) = &removed {
-            if matches!(record.state, JobState::Failed(_)) {
-                self.failed.fetch_sub(1, Ordering::SeqCst);
-            }
-            self.order.write().remove(&id);
+            index.set(record.status).remove(&id);
         }
         removed.is_some()
     }
@@ -162,12 +400,21 @@ impl Registry {
         self.records
             .get(&id)
             .filter(|record| !record.deleting)
-            .map(|record| record.state.clone())
+            .map(|record| record.state())
+    }
+
+    /// What is known of a job; `None` for a job unknown or being deleted.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        self.records
+            .get(&id)
+            .filter(|record| !record.deleting)
+            .map(|record| record.info())
     }
 
     /// When a finished job finished.
     pub fn finished_at(&self, id: JobId) -> Option<SystemTime> {
-        self.records.get(&id).and_then(|record| record.finished_at)
+        let finished_ms = self.records.get(&id)?.finished_ms?;
+        Some(UNIX_EPOCH + Duration::from_millis(finished_ms.get()))
     }
 
     /// Whether a job's request is still in a journal segment on disk (needed by other
@@ -190,9 +437,10 @@ impl Registry {
 
     /// Finished jobs that finished before `cutoff`.
     pub fn finished_before(&self, cutoff: SystemTime) -> Vec<JobId> {
+        let cutoff = epoch_ms(cutoff).map_or(0, NonZeroU64::get);
         self.records
             .iter()
-            .filter(|record| record.finished_at.is_some_and(|at| at < cutoff))
+            .filter(|record| record.finished_ms.is_some_and(|at| at.get() < cutoff))
             .map(|record| *record.key())
             .collect()
     }
@@ -209,17 +457,17 @@ impl Registry {
         if excess == 0 {
             return Vec::new();
         }
-        // Copy the ids first: no DashMap access while the index lock is held.
-        let ids: Vec<JobId> = self.order.read().iter().copied().collect();
-        ids.into_iter()
-            .filter(|&id| self.state(id).is_some_and(|state| state.is_finished()))
+        self.index
+            .read()
+            .walk(&[Status::Done, Status::Failed], Order::Oldest, None)
             .take(excess)
             .collect()
     }
 
-    /// Failed jobs known; the other finished ones are done.
-    pub fn failed(&self) -> usize {
-        self.failed.load(Ordering::SeqCst)
+    /// Jobs known of each status, in `Status::ALL` order, read from the index in O(1).
+    pub fn counts(&self) -> [usize; 4] {
+        let index = self.index.read();
+        Status::ALL.map(|status| index.by_status[status as usize].len())
     }
 
     pub fn in_flight(&self) -> usize {
@@ -234,19 +482,22 @@ impl Registry {
         self.records.is_empty()
     }
 
-    /// Up to `limit` jobs, oldest first, strictly after `after` when given.
-    pub fn page(&self, after: Option<JobId>, limit: usize) -> Vec<(JobId, JobState)> {
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        // Copy the ids first: no DashMap access while the index lock is held.
-        let ids: Vec<JobId> = self
-            .order
-            .read()
-            .range((start, Bound::Unbounded))
+    /// Up to `limit` jobs of `statuses` in `order`, strictly beyond `after` when given.
+    /// Only ids of those statuses are walked, whatever the others number.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        // Records are read under the index lock, which a status change takes first: each
+        // row shows the status it was listed under.
+        let index = self.index.read();
+        index
+            .walk(statuses, order, after)
+            .filter_map(|id| Some((id, self.info(id)?)))
             .take(limit)
-            .copied()
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| self.state(id).map(|state| (id, state)))
             .collect()
     }
 }
@@ -257,7 +508,77 @@ mod tests {
 
     fn insert(registry: &Registry, id: JobId, state: JobState) {
         let finished_at = state.is_finished().then(SystemTime::now);
-        registry.insert(id, state, finished_at, Weak::new());
+        registry.insert(
+            id,
+            NewRecord {
+                state,
+                finished_at,
+                shape: None,
+                journal: Weak::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn jobs_are_counted_by_status_until_they_are_removed() {
+        let registry = Registry::default();
+        let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
+        insert(&registry, a, JobState::Failed("recovered".into()));
+        insert(&registry, b, JobState::Queued);
+        insert(&registry, c, JobState::Done);
+        assert_eq!(registry.counts(), [1, 0, 1, 1]);
+        registry.set_running(b);
+        assert_eq!(registry.counts(), [0, 1, 1, 1]);
+        registry.finish(b, JobState::Failed("boom".into()), Weak::new());
+        assert_eq!(registry.counts(), [0, 0, 1, 2]);
+        assert!(registry.remove_finished(a));
+        assert!(registry.remove_finished(c));
+        assert_eq!(registry.counts(), [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_record_is_small() {
+        // A million finished jobs may be kept: each costs this, its id (16 bytes) and
+        // its place in the index.
+        assert!(size_of::<JobRecord>() <= 64, "{}", size_of::<JobRecord>());
+    }
+
+    #[test]
+    fn a_record_tells_when_its_job_started_and_finished_and_its_size() {
+        let registry = Registry::default();
+        let id = JobId::generate();
+        let shape = WallShape {
+            profiles: NonZeroU32::new(2).unwrap(),
+            sections: NonZeroU32::new(5),
+            num_teams: NonZeroU64::new(3),
+        };
+        registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape: Some(shape),
+                journal: Weak::new(),
+            },
+        );
+        let queued = registry.info(id).unwrap();
+        assert_eq!((queued.started_ms, queued.finished_ms), (None, None));
+        assert_eq!(queued.shape, Some(shape));
+        registry.set_running(id);
+        let started = registry.info(id).unwrap().started_ms.unwrap();
+        assert!(started >= id.created_ms().unwrap());
+        registry.mark_replayed(id);
+        registry.finish(id, JobState::Failed("why".into()), Weak::new());
+        let failed = registry.info(id).unwrap();
+        assert_eq!(failed.state, JobState::Failed("why".into()));
+        assert!(failed.finished_ms.unwrap() >= started);
+        assert!(failed.replayed);
+        // A job recovered from its journal learns its size when it runs.
+        let recovered = JobId::generate();
+        insert(&registry, recovered, JobState::Queued);
+        assert_eq!(registry.info(recovered).unwrap().shape, None);
+        registry.describe(recovered, shape);
+        assert_eq!(registry.info(recovered).unwrap().shape, Some(shape));
     }
 
     #[test]
@@ -267,20 +588,6 @@ mod tests {
         registry.in_flight.fetch_add(1, Ordering::SeqCst);
         assert_eq!(registry.finished(), 0);
         assert!(registry.finished_beyond(0).is_empty());
-    }
-
-    #[test]
-    fn failed_jobs_are_counted_until_they_are_removed() {
-        let registry = Registry::default();
-        let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
-        insert(&registry, a, JobState::Failed("recovered".into()));
-        insert(&registry, b, JobState::Queued);
-        insert(&registry, c, JobState::Done);
-        registry.finish(b, JobState::Failed("boom".into()), Weak::new());
-        assert_eq!((registry.failed(), registry.finished()), (2, 3));
-        assert!(registry.remove_finished(a));
-        assert!(registry.remove_finished(c));
-        assert_eq!((registry.failed(), registry.finished()), (1, 1));
     }
 
     #[test]
@@ -308,17 +615,104 @@ mod tests {
             insert(&registry, id, JobState::Queued);
         }
         let first: Vec<JobId> = registry
-            .page(None, 2)
+            .page(&Status::ALL, Order::Oldest, None, 2)
             .into_iter()
             .map(|(id, _)| id)
             .collect();
         assert_eq!(first, ids[..2]);
         let rest: Vec<JobId> = registry
-            .page(Some(ids[1]), 10)
+            .page(&Status::ALL, Order::Oldest, Some(ids[1]), 10)
             .into_iter()
             .map(|(id, _)| id)
             .collect();
         assert_eq!(rest, ids[2..]);
+    }
+
+    fn ids_of(page: Vec<(JobId, JobInfo)>) -> Vec<JobId> {
+        page.into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[test]
+    fn pages_filter_by_status_and_run_either_way_from_a_cursor() {
+        let registry = Registry::default();
+        let ids: Vec<JobId> = (0..8).map(|_| JobId::generate()).collect();
+        let states = [
+            JobState::Done,
+            JobState::Queued,
+            JobState::Failed("x".into()),
+            JobState::Done,
+            JobState::Queued,
+            JobState::Done,
+            JobState::Queued,
+            JobState::Failed("y".into()),
+        ];
+        for (&id, state) in ids.iter().zip(states.clone()) {
+            insert(&registry, id, state);
+        }
+        registry.set_running(ids[4]);
+        let page = |statuses: &[Status], order, after, limit| {
+            ids_of(registry.page(statuses, order, after, limit))
+        };
+        let (oldest, newest) = (Order::Oldest, Order::Newest);
+        let all: Vec<JobId> = ids.iter().rev().copied().collect();
+        assert_eq!(page(&Status::ALL, newest, None, 100), all);
+        assert_eq!(page(&Status::ALL, newest, Some(ids[5]), 3), all[3..6]);
+        assert_eq!(page(&Status::ALL, oldest, Some(ids[5]), 3), ids[6..]);
+        let done = [ids[0], ids[3], ids[5]];
+        assert_eq!(page(&[Status::Done], oldest, None, 2), done[..2]);
+        assert_eq!(page(&[Status::Done], oldest, Some(ids[3]), 2), done[2..]);
+        assert_eq!(page(&[Status::Done], newest, None, 2), [ids[5], ids[3]]);
+        // A cursor need not be of the status listed: strictly older than it.
+        assert_eq!(
+            page(&[Status::Done], newest, Some(ids[4]), 9),
+            [ids[3], ids[0]]
+        );
+        assert_eq!(page(&[Status::Queued], oldest, None, 9), [ids[1], ids[6]]);
+        assert_eq!(page(&[Status::Running], newest, None, 9), [ids[4]]);
+        assert_eq!(page(&[Status::Failed], newest, None, 9), [ids[7], ids[2]]);
+        let rows = registry.page(&[Status::Failed], oldest, None, 1);
+        assert_eq!(rows[0].1.state, JobState::Failed("x".into()));
+        // A status change moves the job between the lists at once.
+        registry.finish(ids[4], JobState::Done, Weak::new());
+        assert!(page(&[Status::Running], oldest, None, 9).is_empty());
+        assert_eq!(page(&[Status::Done], newest, None, 1), [ids[5]]);
+        assert_eq!(page(&[Status::Done], oldest, None, 9).len(), 4);
+    }
+
+    #[test]
+    fn a_filtered_page_walks_only_the_ids_of_its_status() {
+        let registry = Registry::default();
+        let mut failed = Vec::new();
+        for n in 0..100_000 {
+            let id = JobId::generate();
+            if n % 25_000 == 0 {
+                insert(&registry, id, JobState::Failed("x".into()));
+                failed.push(id);
+            } else {
+                insert(&registry, id, JobState::Done);
+            }
+        }
+        let index = registry.index.read();
+        let visited: Vec<JobId> = index.walk(&[Status::Failed], Order::Newest, None).collect();
+        // Four ids visited of 100,000: no done job is walked past.
+        assert_eq!(visited, failed.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(
+            index.walk(&[Status::Queued], Order::Oldest, None).count(),
+            0
+        );
+        // The whole list visits as many ids as it lists, plus none.
+        assert_eq!(
+            index
+                .walk(&Status::ALL, Order::Oldest, None)
+                .take(10)
+                .count(),
+            10
+        );
+        drop(index);
+        assert_eq!(
+            ids_of(registry.page(&[Status::Failed], Order::Oldest, Some(failed[1]), 10)),
+            failed[2..]
+        );
     }
 
     #[test]
@@ -334,7 +728,10 @@ mod tests {
         assert!(!registry.remove_finished(ids[1]));
         assert!(registry.remove_finished(ids[0]));
         assert_eq!(registry.state(ids[0]), None);
-        assert_eq!(registry.page(None, 10).len(), 3);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            3
+        );
         let later = SystemTime::now() + std::time::Duration::from_secs(1);
         assert_eq!(registry.finished_before(later).len(), 2);
     }
@@ -352,10 +749,16 @@ mod tests {
         assert!(registry.mark_deleting(done));
         assert!(!registry.mark_deleting(done), "one delete at a time");
         assert_eq!(registry.state(done), None);
-        assert_eq!(registry.page(None, 10).len(), 1);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            1
+        );
         registry.unmark_deleting(done);
         assert_eq!(registry.state(done), Some(JobState::Done));
-        assert_eq!(registry.page(None, 10).len(), 2);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            2
+        );
     }
 
     #[test]
@@ -369,7 +772,10 @@ mod tests {
         assert!(registry.remove_queued(queued));
         assert!(!registry.remove_queued(queued));
         assert_eq!(registry.in_flight(), 1);
-        assert_eq!(registry.page(None, 10).len(), 1);
+        assert_eq!(
+            registry.page(&Status::ALL, Order::Oldest, None, 10).len(),
+            1
+        );
     }
 
     #[test]
@@ -380,9 +786,12 @@ mod tests {
         let id = JobId::generate();
         registry.insert(
             id,
-            JobState::Done,
-            Some(SystemTime::now()),
-            Arc::downgrade(&journal),
+            NewRecord {
+                state: JobState::Done,
+                finished_at: Some(SystemTime::now()),
+                shape: None,
+                journal: Arc::downgrade(&journal),
+            },
         );
         assert!(registry.is_pinned(id));
         drop(journal);

@@ -406,6 +406,28 @@ impl ResultFile {
         self.header.profiles as usize
     }
 
+    /// A done job's teams as its header has them (`None`: unlimited crews), or
+    /// `None` for a failed job.
+    pub fn num_teams(&self) -> Option<Option<u64>> {
+        (self.header.kind == KIND_DONE)
+            .then_some((self.header.num_teams != 0).then_some(self.header.num_teams))
+    }
+
+    /// The sections of a done job's wall, summed over its summary rows (one read of
+    /// 32 bytes a profile).
+    ///
+    /// # Errors
+    /// `Damaged` for a failed job's file, `Io` when it cannot be read.
+    pub fn section_count(&self) -> Result<u64, StoreError> {
+        self.expect_done()?;
+        let mut rows = vec![0; self.profile_count() * ROW_LEN as usize];
+        self.file.read_exact_at(&mut rows, self.layout.rows)?;
+        Ok(rows
+            .chunks_exact(ROW_LEN as usize)
+            .map(|row| u64_at(row, 0))
+            .sum())
+    }
+
     /// The length of the team log kept in `<id>.log`; `None` when it is inline.
     pub fn log_file_len(&self) -> Option<u64> {
         (self.header.log_file_len != LOG_INLINE).then_some(self.header.log_file_len)

@@ -3,6 +3,7 @@
 //! Restart recovery and the drain at shutdown live here too.
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -15,9 +16,11 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
+use tokio::sync::Notify;
 
 use super::journal::StoredRequest;
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
+use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
 use super::store::{KeyRecord, Record};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -164,6 +167,10 @@ struct Inner {
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
     keys: DashMap<String, KeyEntry>,
+    /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
+    /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
+    /// any number of them cost no thread.
+    waiters: DashMap<JobId, Arc<Notify>>,
     logger: Logger,
     metrics: Arc<Metrics>,
     retention: Retention,
@@ -195,6 +202,7 @@ impl Jobs {
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: DashMap::new(),
+                waiters: DashMap::new(),
                 logger,
                 metrics,
                 retention: settings.retention,
@@ -225,9 +233,15 @@ impl Jobs {
         }
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            self.inner
-                .registry
-                .insert(job.id, job.state, job.finished_at, job.journal);
+            self.inner.registry.insert(
+                job.id,
+                NewRecord {
+                    state: job.state,
+                    finished_at: job.finished_at,
+                    shape: job.shape,
+                    journal: job.journal,
+                },
+            );
             if let Some(request) = job.request {
                 self.queue(QueuedJob {
                     id: job.id,
@@ -301,6 +315,7 @@ impl Jobs {
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
+        let shape = WallShape::of(&config);
         let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
         let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
@@ -312,6 +327,7 @@ impl Jobs {
             Some(key) => match self.claim_key(key, id, &request) {
                 Err(error) => return answer(Err(error)),
                 Ok(KeyClaim::Replay(earlier)) => {
+                    self.inner.registry.mark_replayed(earlier);
                     return answer(Ok(Submitted {
                         id: earlier,
                         replayed: true,
@@ -323,6 +339,7 @@ impl Jobs {
         let job = AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -350,6 +367,7 @@ impl Jobs {
         let AcceptedJob {
             id,
             sections,
+            shape,
             body,
             key,
             request_id,
@@ -364,9 +382,15 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        self.inner
-            .registry
-            .insert(id, JobState::Queued, None, Arc::downgrade(&stored.journal));
+        self.inner.registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape,
+                journal: Arc::downgrade(&stored.journal),
+            },
+        );
         let logged_request_id = request_id.clone().unwrap_or_default();
         self.queue(QueuedJob {
             id,
@@ -500,6 +524,9 @@ impl Jobs {
         let started = Instant::now();
         let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
             let config = self.load_request(&request, body)?;
+            if let Some(shape) = WallShape::of(&config) {
+                self.inner.registry.describe(id, shape);
+            }
             self.apply_debug_hooks(&config);
             Ok(wall::simulate(&config))
         }));
@@ -543,6 +570,7 @@ impl Jobs {
             };
             let registry = &registry_jobs.inner.registry;
             registry.finish(id, state, journal);
+            registry_jobs.wake_waiters(id);
             if registry.finished() > registry_jobs.inner.retention.max_results {
                 registry_jobs.nudge_sweeper();
             }
@@ -583,6 +611,64 @@ impl Jobs {
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let state = self.inner.registry.state(id)?;
         (!self.is_expired(id)).then_some(state)
+    }
+
+    /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
+    /// whichever comes first; `None` for a job unknown (or cancelled meanwhile).
+    pub async fn wait(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<JobState> {
+        let state = self.state(id)?;
+        if state.is_finished() || timeout.is_zero() {
+            return Some(state);
+        }
+        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Listening before the second look: a finish after it is heard.
+        notified.as_mut().enable();
+        let state = self.state(id)?;
+        if state.is_finished() {
+            // It finished before the waiter was in: no finish will remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return Some(state);
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(timeout) => {}
+            () = stop => {}
+        }
+        self.state(id)
+    }
+
+    /// Answers every request waiting for a job that finished or left the queue.
+    fn wake_waiters(&self, id: JobId) {
+        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// A page of the job list (see `Registry::page`); jobs past their retention are
+    /// listed until the sweeper removes them, as before.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        self.inner.registry.page(statuses, order, after, limit)
+    }
+
+    /// What is known of a job, from memory; a job past its retention answers as unknown.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        let info = self.inner.registry.info(id)?;
+        (!self.is_expired(id)).then_some(info)
     }
 
     fn is_expired(&self, id: JobId) -> bool {
@@ -628,6 +714,7 @@ impl Jobs {
         let job = slot.take().expect("the slot was checked under its lock");
         self.inner.queued.remove(&id);
         self.inner.registry.remove_queued(id);
+        self.wake_waiters(id);
         // Its memory, its journal segment and its lock go with it.
         self.inner.store.abandon(id, job.request);
         self.inner.metrics.job_cancelled();
@@ -800,6 +887,7 @@ pub struct Submission {
 struct AcceptedJob {
     id: JobId,
     sections: usize,
+    shape: Option<WallShape>,
     body: Option<Vec<u8>>,
     key: Option<IdempotencyKey>,
     request_id: Option<String>,

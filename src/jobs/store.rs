@@ -38,6 +38,7 @@ use super::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
+use super::registry::{self, WallShape};
 use super::regular_file::{kind_of, open_regular, read_regular};
 use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
@@ -146,6 +147,9 @@ pub struct Recovered {
     pub state: JobState,
     /// When a finished job's result was written (its file's modification time).
     pub finished_at: Option<SystemTime>,
+    /// A done job's wall as its result's header tells it (sections only from a small
+    /// result, whose rows are read anyway); `None` for others.
+    pub shape: Option<WallShape>,
     /// The request of a job still to run.
     pub request: Option<StoredRequest>,
     /// The journal that still holds a finished job's request, if any.
@@ -552,8 +556,8 @@ impl ResultStore {
         requests.retain(|id, _| !buried.contains(id));
         let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
         for id in results {
-            let state = match self.recovered_state(id) {
-                Ok(state) => state,
+            let (state, shape) = match self.recovered_state(id) {
+                Ok(recovered) => recovered,
                 Err(problem) if requests.contains_key(&id) => {
                     warn(format!("job {id}: {problem}; it will run again"));
                     continue;
@@ -561,7 +565,8 @@ impl ResultStore {
                 Err(problem) => {
                     // Nothing to rerun it from: keep the id, and say what happened.
                     warn(format!("job {id}: {problem}; it is marked failed"));
-                    JobState::Failed(format!("the stored result is damaged: {problem}").into())
+                    let reason = format!("the stored result is damaged: {problem}");
+                    (JobState::Failed(reason.into()), None)
                 }
             };
             let journal = requests
@@ -576,6 +581,7 @@ impl ResultStore {
                     id,
                     state,
                     finished_at,
+                    shape,
                     request: None,
                     journal,
                 },
@@ -591,6 +597,7 @@ impl ResultStore {
                     id,
                     state: JobState::Queued,
                     finished_at: None,
+                    shape: None,
                     request: Some(request),
                     journal,
                 },
@@ -651,17 +658,21 @@ impl ResultStore {
     /// The state a stored result shows, or why it cannot be trusted: a result in the
     /// binary layout must have its header, trailer and length agree, its checksum match
     /// if it is small (see `CHECKSUM_AT_START_UP_MAX`), and its team log file, if it
-    /// has one, the length it was written with.
-    fn recovered_state(&self, id: JobId) -> Result<JobState, String> {
+    /// has one, the length it was written with. A done job's wall's size comes with it,
+    /// from the header (and the summary rows of a small result, read by the checksum).
+    fn recovered_state(&self, id: JobId) -> Result<(JobState, Option<WallShape>), String> {
         let problem = |error: StoreError| match error {
             StoreError::Damaged(problem) => format!("its result file is damaged: {problem}"),
             other => other.to_string(),
         };
         let result = match self.open_result(id).map_err(problem)? {
-            StoredResult::Legacy(file) => return legacy_result::recovered_state(&file),
+            StoredResult::Legacy(file) => {
+                return legacy_result::recovered_state(&file).map(|state| (state, None));
+            }
             StoredResult::Indexed(result) => result,
         };
-        if result.len() <= CHECKSUM_AT_START_UP_MAX {
+        let small = result.len() <= CHECKSUM_AT_START_UP_MAX;
+        if small {
             result.verify_checksum().map_err(problem)?;
         }
         if let Some(length) = result.log_file_len() {
@@ -670,9 +681,22 @@ impl ResultStore {
                 return Err("its team log file is missing or incomplete".to_owned());
             }
         }
+        let shape = match (registry::count(result.profile_count()), result.num_teams()) {
+            (Some(profiles), Some(num_teams)) => Some(WallShape {
+                profiles,
+                sections: if small {
+                    let sections = result.section_count().map_err(problem)?;
+                    registry::count(usize::try_from(sections).unwrap_or(usize::MAX))
+                } else {
+                    None
+                },
+                num_teams: num_teams.and_then(std::num::NonZeroU64::new),
+            }),
+            _ => None,
+        };
         Ok(match result.failure().map_err(problem)? {
-            Some(reason) => JobState::Failed(reason.into()),
-            None => JobState::Done,
+            Some(reason) => (JobState::Failed(reason.into()), None),
+            None => (JobState::Done, shape),
         })
     }
 

@@ -1,0 +1,379 @@
+//! A job's record (`GET /api/jobs/<id>`), waiting for a result (`?wait=`), and the
+//! filtered, ordered job list, against the real server on port 0.
+
+mod common;
+
+use common::{EXAMPLE_JSON, Server};
+use serde_json::Value;
+
+fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Server::start_in(dir.path(), args), dir)
+}
+
+fn record(server: &Server, id: &str) -> Value {
+    let reply = server.get(&format!("/api/jobs/{id}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// An RFC 3339 time in UTC as the server writes it, to the millisecond.
+fn assert_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    let bytes = text.as_bytes();
+    assert!(
+        text.len() == 24 && text.ends_with('Z') && bytes[10] == b'T' && bytes[19] == b'.',
+        "{text}"
+    );
+}
+
+#[test]
+fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
+    let (server, _dir) = server(&[]);
+    let submit = |key: &str| {
+        let reply = server.post_with(
+            "/api/simulate",
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            EXAMPLE_JSON.as_bytes(),
+        );
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.json()["job_id"].as_str().unwrap().to_owned()
+    };
+    let id = submit("record-1");
+    let fresh = record(&server, &id);
+    assert_eq!(fresh["job_id"], id.as_str());
+    assert_timestamp(&fresh["created_at"]);
+    assert_eq!(
+        (&fresh["profiles"], &fresh["sections"], &fresh["num_teams"]),
+        (&Value::from(3), &Value::from(9), &Value::from(3))
+    );
+    assert_eq!(fresh["replayed"], false);
+    assert_eq!(fresh["reason"], Value::Null);
+
+    server.wait_finished(&id);
+    let done = record(&server, &id);
+    assert_eq!(done["status"], "done");
+    for key in ["created_at", "started_at", "finished_at"] {
+        assert_timestamp(&done[key]);
+    }
+    // The same format throughout: the strings order as the times do.
+    let time = |key: &str| done[key].as_str().unwrap().to_owned();
+    assert!(time("created_at") <= time("started_at"), "{done}");
+    assert!(time("started_at") <= time("finished_at"), "{done}");
+    assert!(
+        done["queue_ms"].is_u64() && done["run_ms"].is_u64(),
+        "{done}"
+    );
+    assert_eq!(done["replayed"], false);
+
+    assert_eq!(submit("record-1"), id);
+    assert_eq!(record(&server, &id)["replayed"], true);
+
+    let mut fields: Vec<&str> = done
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    let mut expected = [
+        "job_id",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "queue_ms",
+        "run_ms",
+        "profiles",
+        "sections",
+        "num_teams",
+        "reason",
+        "replayed",
+    ];
+    expected.sort_unstable();
+    assert_eq!(fields, expected);
+}
+
+#[test]
+fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404() {
+    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let id = server.submit_json(r#"{"profiles": [[1, 2]], "num_teams": 7}"#);
+    server.wait_finished(&id);
+    let failed = record(&server, &id);
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the simulation panicked"),
+        "{failed}"
+    );
+    assert_eq!(failed["num_teams"], 7);
+    for unknown in ["0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7f", "not-a-uuid"] {
+        let reply = server.get(&format!("/api/jobs/{unknown}"));
+        assert_eq!(reply.status, 404, "{unknown}");
+        assert_eq!(reply.reason(), "Invalid job_id");
+    }
+    let reply = server.get(&format!("/api/jobs/{id}?verbose=1"));
+    assert_eq!(reply.status, 400);
+}
+
+#[test]
+fn a_recovered_jobs_record_keeps_what_its_result_tells() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let before = record(&server, &id);
+    assert!(server.shutdown().success());
+
+    let server = Server::start_in(dir.path(), &[]);
+    let after = record(&server, &id);
+    for key in [
+        "job_id",
+        "status",
+        "created_at",
+        "profiles",
+        "sections",
+        "num_teams",
+    ] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    // The result file's time, which is the finish to within the rename.
+    assert_timestamp(&after["finished_at"]);
+    // Not kept on disk: unknown after a restart.
+    for key in ["started_at", "queue_ms", "run_ms"] {
+        assert_eq!(after[key], Value::Null, "{key}");
+    }
+}
+
+/// The ids of a `/api/jobs` page, checking each row's shape on the way.
+fn listed(server: &Server, query: &str) -> Vec<String> {
+    let reply = server.get(&format!("/api/jobs{query}"));
+    assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "done");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            assert_timestamp(&row["created_at"]);
+            let finished = ["done", "failed"].contains(&row["status"].as_str().unwrap());
+            assert_eq!(row["finished_at"].is_string(), finished, "{row}");
+            if finished {
+                assert_timestamp(&row["finished_at"]);
+            }
+            row["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every page of a listing, `limit` at a time, each page's last id the next `after`.
+fn page_through(server: &Server, query: &str, limit: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    loop {
+        let after = all
+            .last()
+            .map(|id| format!("&after={id}"))
+            .unwrap_or_default();
+        let page = listed(server, &format!("?limit={limit}{query}{after}"));
+        assert!(page.len() <= limit);
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+#[test]
+fn finished_jobs_are_listed_by_status_either_way_and_paged() {
+    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for n in 0..7 {
+        if n % 3 == 1 {
+            failed.push(server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#));
+            server.wait_finished(failed.last().unwrap());
+        } else {
+            done.push(server.submit_json(EXAMPLE_JSON));
+            server.wait_finished(done.last().unwrap());
+        }
+    }
+    let mut all: Vec<String> = listed(&server, "");
+    assert_eq!(all.len(), 7);
+    let reversed = |ids: &[String]| ids.iter().rev().cloned().collect::<Vec<_>>();
+    assert_eq!(listed(&server, "?order=oldest"), all);
+    assert_eq!(listed(&server, "?order=newest"), reversed(&all));
+    assert_eq!(listed(&server, "?status=done"), done);
+    assert_eq!(listed(&server, "?status=failed"), failed);
+    assert_eq!(
+        listed(&server, "?status=done&order=newest"),
+        reversed(&done)
+    );
+    assert_eq!(
+        listed(&server, "?order=newest&status=failed"),
+        reversed(&failed)
+    );
+    assert!(listed(&server, "?status=queued").is_empty());
+    assert!(listed(&server, "?status=running&order=newest").is_empty());
+    // Paging: oldest and newest, filtered or not, pages of 2 and of 1.
+    assert_eq!(page_through(&server, "", 2), all);
+    assert_eq!(page_through(&server, "&order=newest", 2), reversed(&all));
+    assert_eq!(page_through(&server, "&status=done", 2), done);
+    assert_eq!(
+        page_through(&server, "&status=done&order=newest", 2),
+        reversed(&done)
+    );
+    assert_eq!(
+        page_through(&server, "&status=failed&order=newest", 1),
+        reversed(&failed)
+    );
+    // `after` with newest: strictly older than the cursor, whatever its status.
+    let cursor = &failed[1];
+    let older_done: Vec<String> = done
+        .iter()
+        .filter(|id| id.as_str() < cursor.as_str())
+        .rev()
+        .cloned()
+        .collect();
+    assert!(!older_done.is_empty());
+    assert_eq!(
+        listed(
+            &server,
+            &format!("?status=done&order=newest&after={cursor}")
+        ),
+        older_done
+    );
+    all.retain(|id| id.as_str() < cursor.as_str());
+    assert_eq!(
+        listed(&server, &format!("?order=newest&after={cursor}&limit=1000")),
+        reversed(&all)
+    );
+    for (bad, names) in [
+        ("?status=finished", "status must be one of"),
+        ("?status=", "status must be one of"),
+        ("?status=DONE", "status must be one of"),
+        ("?order=sideways", "order must be oldest or newest"),
+        ("?order=", "order must be oldest or newest"),
+        ("?sort=newest", "unknown query parameter `sort`"),
+        ("?status=done&after=nope", "after must be a job id"),
+    ] {
+        let reply = server.get(&format!("/api/jobs{bad}"));
+        assert_eq!(reply.status, 400, "{bad}");
+        assert!(reply.reason().contains(names), "{bad}: {}", reply.body);
+    }
+}
+
+#[test]
+fn queued_and_running_jobs_are_listed_by_status() {
+    // One worker and slow jobs: the first runs for a minute, the others wait behind it.
+    let (server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "60000"]);
+    let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    common::wait_until("the first job runs", || {
+        listed(&server, "?status=running") == ids[..1]
+    });
+    assert_eq!(listed(&server, "?status=queued"), ids[1..]);
+    assert_eq!(
+        listed(&server, "?status=queued&order=newest&limit=2"),
+        [ids[3].clone(), ids[2].clone()]
+    );
+    assert_eq!(
+        listed(&server, &format!("?status=queued&after={}", ids[2])),
+        ids[3..]
+    );
+    assert!(listed(&server, "?status=done").is_empty());
+    assert_eq!(listed(&server, "?order=newest&limit=1"), ids[3..]);
+}
+
+#[test]
+fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
+    let (server, _dir) = server(&["--debug-job-delay-ms", "1500"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let asked = std::time::Instant::now();
+    // Far longer than the job: an answer before it passes came from the finish.
+    let reply = server.get(&format!("/api/get_results/{id}?wait=25"));
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "done", "{body}");
+    assert_eq!(body["data"]["cost"], 32233500);
+    assert!(took < std::time::Duration::from_secs(25), "{took:?}");
+    // A finished job answers at once, waiting or not.
+    let again = server.get(&format!("/api/get_results/{id}?wait=25"));
+    assert_eq!(
+        again.body,
+        server.get(&format!("/api/get_results/{id}")).body
+    );
+}
+
+#[test]
+fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
+    let (server, _dir) = server(&["--debug-job-delay-ms", "60000", "--max-wait", "5s"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    // The job takes a minute: these come back when their time is up.
+    for wait in ["0", "0.2", "1"] {
+        let reply = server.get(&format!("/api/get_results/{id}?wait={wait}"));
+        assert_eq!(reply.status, 200, "{wait}");
+        let status = reply.json()["status"].clone();
+        assert!(
+            status == "queued" || status == "running",
+            "{wait}: {status}"
+        );
+    }
+    let unknown = "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7f";
+    let reply = server.get(&format!("/api/get_results/{unknown}?wait=5"));
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.reason(), "Invalid job_id");
+    for bad in [
+        "abc", "", "-1", "+1", "1e2", "inf", "NaN", "1.2.3", ".", "5.001", "6",
+    ] {
+        let reply = server.get(&format!("/api/get_results/{id}?wait={bad}"));
+        assert_eq!(reply.status, 400, "{bad:?}");
+        let reason = reply.reason();
+        assert!(
+            reason.contains("wait must be a number of seconds from 0 to 5")
+                && reason.contains("--max-wait"),
+            "{bad:?}: {reason}"
+        );
+    }
+    assert_eq!(
+        server
+            .get(&format!("/api/get_results/{id}?wait=0&wiat=1"))
+            .status,
+        400
+    );
+}
+
+#[test]
+fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
+    // The job runs for 3 s, the waiters would wait 20: an answer that is not `done`
+    // came from the shutdown.
+    let (mut server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "3000"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let url = server.url(&format!("/api/get_results/{id}?wait=20"));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let reply = ureq::get(&url).call().unwrap();
+                reply.into_json::<Value>().unwrap()
+            })
+        })
+        .collect();
+    // Give the waiters a moment to be in; one that comes later is answered at once too.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    for waiter in waiters {
+        let body = waiter.join().unwrap();
+        let status = body["status"].as_str().unwrap().to_owned();
+        assert!(status == "queued" || status == "running", "{body}");
+    }
+    assert!(server.wait_exit().success());
+}
