@@ -203,20 +203,20 @@ fn gantt(
     let (log, _) = store.open_log(id)?;
     let mut log = BufReader::with_capacity(256 * 1024, log);
     let mut builder = GanttBuilder::new(buckets, rows);
-    let mut line = String::new();
+    let mut line = Vec::with_capacity(MAX_LOG_LINE as usize);
     loop {
         line.clear();
-        let read = (&mut log).take(MAX_LOG_LINE).read_line(&mut line)?;
+        let read = (&mut log).take(MAX_LOG_LINE).read_until(b'\n', &mut line)?;
         if read == 0 {
             return Ok(builder.finish());
         }
-        if !line.ends_with('\n') && read as u64 == MAX_LOG_LINE {
+        let Some(text) = line.strip_suffix(b"\n") else {
             return Err(StoreError::Damaged(
-                "its team log has an overlong line".to_owned(),
+                "its team log has an overlong or unended line".to_owned(),
             ));
-        }
+        };
         builder
-            .line(line.trim_end())
+            .line(text)
             .map_err(|error| StoreError::Damaged(error.to_string()))?;
     }
 }

@@ -127,6 +127,28 @@ pub struct GanttBuilder {
     teams: Vec<TeamCursor>,
 }
 
+/// Takes `word` off the front of `rest`.
+fn expect(rest: &mut &[u8], word: &[u8]) -> Option<()> {
+    *rest = rest.strip_prefix(word)?;
+    Some(())
+}
+
+/// Takes a decimal number (1 to 20 digits, no sign) off the front of `rest`.
+fn number(rest: &mut &[u8]) -> Option<u64> {
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &digit in &rest[..digits] {
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
+    }
+    *rest = &rest[digits..];
+    Some(value)
+}
+
 /// Where a team is in the log: the day it started its current section, and the run of
 /// days on one profile in one bucket that is being counted.
 #[derive(Clone, Copy)]
@@ -161,38 +183,32 @@ impl GanttBuilder {
         }
     }
 
-    /// Takes one line of the log: `day D: team T finished section S of profile P` or
-    /// `day D: team T relieved`. A team works on a section from the day after it
-    /// finished the previous one (day 1 for its first).
+    /// Takes one line of the log (without its line end): `day D: team T finished
+    /// section S of profile P` or `day D: team T relieved`. A team works on a section
+    /// from the day after it finished the previous one (day 1 for its first). Parsed as
+    /// bytes, without allocating: a log can have millions of lines.
     ///
     /// # Errors
     /// `BadLogLine` for a line in neither form.
-    pub fn line(&mut self, line: &str) -> Result<(), BadLogLine> {
-        let bad = || BadLogLine(super::truncate_for_message(line));
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let number = |word: &str| word.parse::<u64>().map_err(|_| bad());
-        match words.as_slice() {
-            [
-                "day",
-                day,
-                "team",
-                team,
-                "finished",
-                "section",
-                _,
-                "of",
-                "profile",
-                profile,
-            ] => {
-                let day = number(day.strip_suffix(':').ok_or_else(bad)?)?;
-                let team = number(team)?;
-                let profile = u32::try_from(number(profile)?).map_err(|_| bad())?;
+    pub fn line(&mut self, line: &[u8]) -> Result<(), BadLogLine> {
+        let bad = || BadLogLine(super::truncate_for_message(&String::from_utf8_lossy(line)));
+        let mut rest = line;
+        let day = expect(&mut rest, b"day ").and_then(|()| number(&mut rest));
+        let team = expect(&mut rest, b": team ").and_then(|()| number(&mut rest));
+        let (Some(day), Some(team)) = (day, team) else {
+            return Err(bad());
+        };
+        if rest == b" relieved" {
+            return Ok(());
+        }
+        let profile = expect(&mut rest, b" finished section ")
+            .and_then(|()| number(&mut rest))
+            .and_then(|_| expect(&mut rest, b" of profile "))
+            .and_then(|()| number(&mut rest))
+            .and_then(|profile| u32::try_from(profile).ok());
+        match profile {
+            Some(profile) if rest.is_empty() => {
                 self.finished(day, team, profile);
-                Ok(())
-            }
-            ["day", day, "team", team, "relieved"] => {
-                number(day.strip_suffix(':').ok_or_else(bad)?)?;
-                number(team)?;
                 Ok(())
             }
             _ => Err(bad()),
@@ -321,7 +337,7 @@ mod tests {
         let buckets = Buckets::new(outcome.summary.days, max);
         let mut gantt = GanttBuilder::new(buckets, teams as usize);
         for line in outcome.log.lines() {
-            gantt.line(&line).unwrap();
+            gantt.line(line.as_bytes()).unwrap();
         }
         (buckets, gantt.finish())
     }
@@ -365,14 +381,19 @@ mod tests {
             "day x: team 1 relieved",
             "day 2 team 1 relieved",
             "hello",
+            "",
             "day 2: team 1 finished section 1 of wall 3",
+            "day 2: team 1 finished section 1 of profile 3 and more",
+            "day 2: team 1 relieved today",
+            "day 99999999999999999999: team 1 relieved",
         ] {
-            assert!(gantt.line(line).is_err(), "{line}");
+            assert!(gantt.line(line.as_bytes()).is_err(), "{line}");
         }
-        assert!(
-            gantt
-                .line("day 2: team 9 finished section 1 of profile 1")
-                .is_ok()
-        );
+        for line in [
+            "day 2: team 9 finished section 1 of profile 1",
+            "day 3: team 1 relieved",
+        ] {
+            assert!(gantt.line(line.as_bytes()).is_ok(), "{line}");
+        }
     }
 }
