@@ -21,4 +21,4 @@ pub use service::{
     DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
     Submission, SubmitError, Submitted,
 };
-pub use store::{ResultStore, StoreError, StoreOptions, TeamLogs};
+pub use store::{ResultStore, StoreError, StoreOptions, StoredWork, TeamLogs};
