@@ -181,6 +181,8 @@ impl App {
             limits: settings.limits(),
             max_body: settings.max_body,
             max_summary_profiles: settings.max_summary_profiles,
+            max_chart_width: settings.max_chart_width,
+            max_gantt_teams: settings.max_gantt_teams,
             request_timeout: settings.request_timeout,
             max_wait: settings.max_wait,
         });

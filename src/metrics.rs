@@ -1,7 +1,12 @@
 //! The one place metrics live: Prometheus counters, gauges and histograms of jobs, HTTP
-//! requests and the process, rendered in the text exposition format for `/metrics`.
+//! requests and the process, rendered in the text exposition format for `/metrics`;
+//! and the recent past the page's overview shows (`/api/stats`): jobs finished per
+//! minute over the last hour, and the latest waits and run times.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -26,6 +31,9 @@ pub struct Metrics {
     queue_bytes: IntGauge,
     in_flight: IntGauge,
     workers: IntGauge,
+    recent: Mutex<RecentJobs>,
+    /// The clock of `recent`'s minutes.
+    started: Instant,
 }
 
 /// The `outcome` labels of `icewall_jobs_total`.
@@ -141,6 +149,8 @@ impl Metrics {
             in_flight: IntGauge::new("icewall_jobs_in_flight", "Jobs queued or running")
                 .expect("valid metric"),
             workers: IntGauge::new("icewall_workers", "Live worker threads").expect("valid metric"),
+            recent: Mutex::new(RecentJobs::default()),
+            started: Instant::now(),
             registry,
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
@@ -181,9 +191,11 @@ impl Metrics {
 
     pub fn job_started(&self, waited: Duration) {
         self.queue_wait.observe(waited.as_secs_f64());
+        self.recent.lock().waited(waited);
     }
 
     pub fn job_finished(&self, done: bool, ran: Duration) {
+        self.recent.lock().finished(self.minute(), done, ran);
         let outcome = if done { "done" } else { "failed" };
         self.jobs.with_label_values(&[outcome]).inc();
         self.run_time
@@ -210,6 +222,17 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Minutes since the metrics were made: the clock of the throughput intervals.
+    fn minute(&self) -> u64 {
+        self.started.elapsed().as_secs() / 60
+    }
+
+    /// Jobs finished per minute over the last hour, and the spread of recent waits and
+    /// run times.
+    pub fn recent(&self) -> Recent {
+        self.recent.lock().read(self.minute())
+    }
+
     /// The text exposition of every metric, after reading the live values.
     pub fn render(&self, now: &Snapshot) -> String {
         self.queue_depth.set(now.queue_depth as i64);
@@ -230,9 +253,160 @@ impl Default for Metrics {
     }
 }
 
+/// Minutes of throughput kept: the last hour.
+const THROUGHPUT_MINUTES: usize = 60;
+/// Waits and run times kept for the percentiles: the latest jobs'.
+const LATEST_SAMPLES: usize = 1000;
+
+/// Jobs done and failed in one minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Interval {
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// The 50th and 95th percentiles of the latest samples, in milliseconds; `null` before
+/// the first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Spread {
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub samples: usize,
+}
+
+/// What `RecentJobs` tells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recent {
+    /// Oldest first; the last is the minute under way.
+    pub throughput: Vec<Interval>,
+    pub queue_wait: Spread,
+    pub run_time: Spread,
+}
+
+/// A ring of per-minute counts (slot `minute % 60`, stamped with its minute so that a
+/// stale slot reads as zero) and the latest waits and run times: fixed memory.
+struct RecentJobs {
+    slots: [(u64, Interval); THROUGHPUT_MINUTES],
+    waits: VecDeque<f64>,
+    runs: VecDeque<f64>,
+}
+
+fn keep_latest(samples: &mut VecDeque<f64>, sample: Duration) {
+    if samples.len() == LATEST_SAMPLES {
+        samples.pop_front();
+    }
+    // Microseconds are the finest grain worth showing.
+    samples.push_back((sample.as_secs_f64() * 1e6).round() / 1000.0);
+}
+
+fn spread(samples: &VecDeque<f64>) -> Spread {
+    let mut sorted: Vec<f64> = samples.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest sample with at least p% of them at or below it.
+    let rank = |p: f64| {
+        let index = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[index]
+    };
+    Spread {
+        p50_ms: (!sorted.is_empty()).then(|| rank(0.50)),
+        p95_ms: (!sorted.is_empty()).then(|| rank(0.95)),
+        samples: sorted.len(),
+    }
+}
+
+impl Default for RecentJobs {
+    fn default() -> Self {
+        RecentJobs {
+            slots: [(0, Interval::default()); THROUGHPUT_MINUTES],
+            waits: VecDeque::with_capacity(LATEST_SAMPLES),
+            runs: VecDeque::with_capacity(LATEST_SAMPLES),
+        }
+    }
+}
+
+impl RecentJobs {
+    fn waited(&mut self, waited: Duration) {
+        keep_latest(&mut self.waits, waited);
+    }
+
+    fn finished(&mut self, minute: u64, done: bool, ran: Duration) {
+        let (stamp, counts) = &mut self.slots[minute as usize % THROUGHPUT_MINUTES];
+        if *stamp != minute {
+            (*stamp, *counts) = (minute, Interval::default());
+        }
+        match done {
+            true => counts.done += 1,
+            false => counts.failed += 1,
+        }
+        keep_latest(&mut self.runs, ran);
+    }
+
+    fn read(&self, now: u64) -> Recent {
+        // Always a whole hour: minutes before the server started read as zero.
+        let throughput = (0..THROUGHPUT_MINUTES as u64)
+            .rev()
+            .map(|ago| match now.checked_sub(ago) {
+                Some(minute) => {
+                    let (stamp, counts) = self.slots[minute as usize % THROUGHPUT_MINUTES];
+                    if stamp == minute {
+                        counts
+                    } else {
+                        Interval::default()
+                    }
+                }
+                None => Interval::default(),
+            })
+            .collect();
+        Recent {
+            throughput,
+            queue_wait: spread(&self.waits),
+            run_time: spread(&self.runs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throughput_counts_each_minute_of_the_last_hour_and_forgets_older_ones() {
+        let mut recent = RecentJobs::default();
+        recent.finished(0, true, Duration::from_millis(1));
+        recent.finished(0, false, Duration::from_millis(1));
+        recent.finished(3, true, Duration::from_millis(1));
+        let now = recent.read(3).throughput;
+        assert_eq!(now.len(), THROUGHPUT_MINUTES);
+        assert_eq!(now[THROUGHPUT_MINUTES - 4], Interval { done: 1, failed: 1 });
+        assert_eq!(now[THROUGHPUT_MINUTES - 1], Interval { done: 1, failed: 0 });
+        // An hour on, minute 60 reuses minute 0's slot: the old counts are gone.
+        recent.finished(60, true, Duration::from_millis(1));
+        let later = recent.read(62).throughput;
+        assert_eq!(later.len(), THROUGHPUT_MINUTES);
+        assert_eq!(
+            later[THROUGHPUT_MINUTES - 3],
+            Interval { done: 1, failed: 0 }
+        );
+        assert_eq!(later.iter().map(|i| i.done + i.failed).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn percentiles_are_of_the_latest_samples() {
+        let mut recent = RecentJobs::default();
+        assert_eq!(recent.read(0).queue_wait.p50_ms, None);
+        for ms in 1..=100 {
+            recent.waited(Duration::from_millis(ms));
+        }
+        let wait = recent.read(0).queue_wait;
+        assert_eq!(
+            (wait.p50_ms, wait.p95_ms, wait.samples),
+            (Some(50.0), Some(95.0), 100)
+        );
+        for _ in 0..LATEST_SAMPLES {
+            recent.waited(Duration::from_millis(7));
+        }
+        assert_eq!(recent.read(0).queue_wait.p95_ms, Some(7.0));
+    }
 
     #[test]
     fn every_job_and_rejection_series_starts_at_zero() {

@@ -184,6 +184,14 @@ pub struct Settings {
     /// read with `/api/jobs/<id>/profiles`.
     #[arg(long, env = "ICEWALL_MAX_SUMMARY_PROFILES", default_value_t = 1000, value_parser = at_least_one)]
     pub max_summary_profiles: usize,
+    /// Most buckets per series in a `/api/jobs/<id>/chart` answer (its `width`): the
+    /// days are cut into at most this many, whatever the wall.
+    #[arg(long, env = "ICEWALL_MAX_CHART_WIDTH", default_value_t = 4000, value_parser = at_least_one)]
+    pub max_chart_width: usize,
+    /// Most team rows in a chart's Gantt (the first teams): each row holds one value
+    /// per bucket.
+    #[arg(long, env = "ICEWALL_MAX_GANTT_TEAMS", default_value_t = 100, value_parser = at_least_one)]
+    pub max_gantt_teams: usize,
     /// Most sections in one job's wall.
     #[arg(long, env = "ICEWALL_MAX_SECTIONS", default_value_t = Limits::DEFAULT_MAX_SECTIONS, value_parser = at_least_one)]
     pub max_sections: usize,

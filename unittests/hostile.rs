@@ -384,7 +384,11 @@ fn catalogue(done: &str) -> Vec<Case> {
             "Invalid job_id",
         ),
         // Unknown routes and wrong methods.
-        get("/".to_owned(), 404, "no such endpoint: GET /"),
+        get(
+            "/index.php".to_owned(),
+            404,
+            "no such endpoint: GET /index.php",
+        ),
         get("/results/".to_owned(), 404, "no such endpoint"),
         get("/logs/icewall.log".to_owned(), 404, "no such endpoint"),
         get(

@@ -25,7 +25,7 @@ const LOG_CHUNK: usize = 64 * 1024;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> {
+pub(super) fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> {
     let id: JobId = id.parse()?;
     let job = state.jobs.state(id).ok_or_else(ApiError::invalid_job_id)?;
     Ok((id, job))
@@ -33,7 +33,7 @@ fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> 
 
 /// Reads a finished job's files on the blocking pool. A job deleted meanwhile answers
 /// 404, as it would a moment later: its file going is no server error.
-async fn read_stored<T: Send + 'static>(
+pub(super) async fn read_stored<T: Send + 'static>(
     state: &ApiState,
     id: JobId,
     read: impl FnOnce(&Jobs) -> Result<T, StoreError> + Send + 'static,
@@ -229,7 +229,7 @@ pub async fn details(
 }
 
 /// The id of a done job: 404 for an unknown one, 409 while it is not done.
-fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
+pub(super) fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
     let (id, job) = known_job(state, id)?;
     match job {
         JobState::Done => Ok(id),
@@ -293,8 +293,8 @@ pub async fn profiles(
     let id = done_job(&state, &path)?;
     // Beyond the last profile there is nothing to read, however large `after` is.
     let first = usize::try_from(after).unwrap_or(usize::MAX);
-    let (summary, total) = read_stored(&state, id, move |jobs| jobs.summary(id, first, limit))
-    .await?;
+    let (summary, total) =
+        read_stored(&state, id, move |jobs| jobs.summary(id, first, limit)).await?;
     let end = first.saturating_add(summary.profiles.len());
     Ok(HttpResponse::Ok().json(ProfilePage {
         profiles: summary.profiles,

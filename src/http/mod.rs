@@ -2,6 +2,7 @@
 //! unknown routes and wrong methods (never an HTML or empty error page).
 
 mod admin;
+mod chart;
 mod connection;
 mod error;
 mod gate;
@@ -9,6 +10,7 @@ mod jobs;
 mod openapi;
 mod operations;
 mod own_wall;
+mod page;
 mod queries;
 mod submit;
 
@@ -62,6 +64,10 @@ pub struct ApiState {
     pub max_body: usize,
     /// Most per-profile rows in a summary answer (see `Settings::max_summary_profiles`).
     pub max_summary_profiles: usize,
+    /// Most buckets per chart series (see `Settings::max_chart_width`).
+    pub max_chart_width: usize,
+    /// Most team rows in a chart's Gantt (see `Settings::max_gantt_teams`).
+    pub max_gantt_teams: usize,
     pub request_timeout: Duration,
     /// The longest `?wait=` of `/api/get_results`.
     pub max_wait: Duration,
@@ -128,6 +134,19 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
+        .service(endpoint("/", GET, &[], vec![read().to(page::index)]))
+        .service(endpoint(
+            "/assets/{name}",
+            GET,
+            &[],
+            vec![read().to(page::asset)],
+        ))
+        .service(endpoint(
+            "/api/stats",
+            GET,
+            &[],
+            vec![read().to(operations::stats)],
+        ))
         .service(endpoint(
             "/api/openapi.json",
             GET,
@@ -215,6 +234,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
             GET,
             &["after", "limit"],
             vec![read().to(jobs::profiles)],
+        ))
+        .service(endpoint(
+            "/api/jobs/{id}/chart",
+            GET,
+            &["width"],
+            vec![read().to(chart::chart)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/log",

@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{jobs, operations, own_wall, submit};
+use super::{chart, jobs, operations, own_wall, submit};
 
 /// Every error: a real status code and this body.
 #[derive(ToSchema)]
@@ -244,6 +244,7 @@ impl Modify for DistinctOperationIds {
         jobs::total_cost,
         jobs::log,
         jobs::profiles,
+        chart::chart,
         own_wall::ice,
         own_wall::profile_cost,
         own_wall::wall_cost,
@@ -252,11 +253,14 @@ impl Modify for DistinctOperationIds {
         own_wall::log,
         openapi,
         operations::metrics,
+        operations::stats,
         operations::healthz,
         operations::readyz,
     ),
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
-        JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health)),
+        JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
+        chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
+        operations::Throughput, crate::metrics::Interval, crate::metrics::Spread)),
     modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;

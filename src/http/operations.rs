@@ -1,10 +1,53 @@
-//! Endpoints for operators: Prometheus metrics, liveness and readiness.
+//! Endpoints for operators: Prometheus metrics, the overview's numbers, liveness and
+//! readiness.
 
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::{ApiError, ApiState};
+use crate::metrics::{Interval, Spread};
+
+/// Jobs known, by state.
+#[derive(Serialize, ToSchema)]
+pub struct JobCounts {
+    queued: usize,
+    running: usize,
+    done: usize,
+    failed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Workers {
+    /// Workers running a job.
+    busy: usize,
+    total: usize,
+}
+
+/// Jobs finished per interval, oldest first; the last interval is the one under way.
+#[derive(Serialize, ToSchema)]
+pub struct Throughput {
+    interval_seconds: u64,
+    intervals: Vec<Interval>,
+}
+
+/// What the page's overview shows, read from memory in O(1).
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    jobs: JobCounts,
+    /// Jobs waiting for a worker.
+    queue_depth: usize,
+    workers: Workers,
+    /// False once a shutdown has begun: new jobs are refused.
+    accepting: bool,
+    throughput: Throughput,
+    /// From acceptance to the start of a run, over the latest 1000 jobs.
+    queue_wait: Spread,
+    /// From the start of a run to its stored result, over the latest 1000 jobs.
+    run_time: Spread,
+}
 
 /// The Prometheus text exposition of every metric.
 #[utoipa::path(get, path = "/metrics", responses(
@@ -14,6 +57,35 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+/// The overview: jobs by state, queue depth, busy workers, throughput over the last
+/// hour and the spread of recent waits and run times.
+#[utoipa::path(get, path = "/api/stats", responses((status = 200, description = "The server's numbers now", body = Stats)))]
+pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
+    let now = state.jobs.snapshot();
+    let [queued, running, done, failed] = state.jobs.counts();
+    let recent = state.metrics.recent();
+    HttpResponse::Ok().json(Stats {
+        jobs: JobCounts {
+            queued,
+            running,
+            done,
+            failed,
+        },
+        queue_depth: now.queue_depth,
+        workers: Workers {
+            busy: running.min(now.workers),
+            total: now.workers,
+        },
+        accepting: state.jobs.is_accepting(),
+        throughput: Throughput {
+            interval_seconds: 60,
+            intervals: recent.throughput,
+        },
+        queue_wait: recent.queue_wait,
+        run_time: recent.run_time,
+    })
 }
 
 /// Alive: the process answers HTTP.
@@ -35,8 +107,10 @@ pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         ));
     }
     let jobs = state.jobs.clone();
-    web::block(move || jobs.probe_store()).await?.map_err(|error| {
-        ApiError::Unavailable(format!("the result store cannot be written: {error}"))
-    })?;
+    web::block(move || jobs.probe_store())
+        .await?
+        .map_err(|error| {
+            ApiError::Unavailable(format!("the result store cannot be written: {error}"))
+        })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

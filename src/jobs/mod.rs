@@ -23,4 +23,4 @@ pub use service::{
     Submission, SubmitError, Submitted,
 };
 use store::ResultStore;
-pub use store::{StoreError, StoreOptions, TeamLogs};
+pub use store::{StoreError, StoreOptions, StoredWork, TeamLogs};

@@ -504,6 +504,12 @@ impl Registry {
         oldest
     }
 
+    /// Jobs known of each status, in `Status::ALL` order, read from the index in O(1).
+    pub fn counts(&self) -> [usize; 4] {
+        let index = self.index.read();
+        Status::ALL.map(|status| index.by_status[status as usize].len())
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
@@ -548,6 +554,23 @@ mod tests {
                 journal: Weak::new(),
             },
         );
+    }
+
+    #[test]
+    fn jobs_are_counted_by_status_until_they_are_removed() {
+        let registry = Registry::default();
+        let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
+        insert(&registry, a, JobState::Failed("recovered".into()));
+        insert(&registry, b, JobState::Queued);
+        insert(&registry, c, JobState::Done);
+        assert_eq!(registry.counts(), [1, 0, 1, 1]);
+        registry.set_running(b);
+        assert_eq!(registry.counts(), [0, 1, 1, 1]);
+        registry.finish(b, JobState::Failed("boom".into()), 0, Weak::new());
+        assert_eq!(registry.counts(), [0, 0, 1, 2]);
+        assert!(registry.remove_finished(a));
+        assert!(registry.remove_finished(c));
+        assert_eq!(registry.counts(), [0, 0, 0, 1]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Restart recovery and the drain at shutdown live here too.
 
 use std::any::Any;
-use std::future::Future;
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -24,9 +24,9 @@ use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
 use super::store::{KeyRecord, Record, StoredWork};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
-use crate::wall::Summary;
 use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::{JobPool, Task};
+use crate::wall::Summary;
 use crate::wall::{self, Limits, WallConfig};
 
 /// Requests this small wait in the queue as the compact JSON the journal holds (a
@@ -834,6 +834,11 @@ impl Jobs {
     /// How many jobs are queued or running.
     pub fn in_flight(&self) -> usize {
         self.inner.registry.in_flight()
+    }
+
+    /// How many jobs are queued, running, done and failed, in that order (O(1)).
+    pub fn counts(&self) -> [usize; 4] {
+        self.inner.registry.counts()
     }
 
     /// How many jobs are known, in any state.

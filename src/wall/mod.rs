@@ -1,12 +1,14 @@
 //! The domain: wall configs, the simulation engine and the questions asked of a
 //! finished simulation. Pure computation: no I/O, no locks, no HTTP.
 
+mod chart;
 mod config;
 mod engine;
 mod json;
 mod report;
 mod work;
 
+pub use chart::{BadLogLine, Buckets, GanttBuilder, GanttRow, largest_profiles};
 pub use config::{
     ConfigError, Height, Limits, Location, WallConfig, is_json_config, parse_config,
     parse_num_teams, parse_text, truncate_for_message,

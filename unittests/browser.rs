@@ -1,0 +1,401 @@
+//! The page in a real browser: the real server, driven through WebDriver
+//! (`/usr/bin/chromedriver` and headless Chromium, spoken to over HTTP with ureq).
+//! Screenshots go to `target/screenshots/`. Without chromedriver the test is skipped,
+//! unless `ICEWALL_REQUIRE_BROWSER=1` (as in CI), where that is a failure.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use common::{EXAMPLE_TEXT, Server, wait_until};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session in it; both end on drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        // A free port for chromedriver, which cannot report one it chose itself.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until("chromedriver answers", || {
+            agent
+                .get(&format!("{base}/status"))
+                .call()
+                .ok()
+                .and_then(|response| response.into_json::<Value>().ok())
+                .is_some_and(|status| status["value"]["ready"] == true)
+        });
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = Browser {
+            driver,
+            base,
+            session: String::new(),
+            agent,
+            _profile: profile,
+        };
+        let args = json!([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            format!("--user-data-dir={}", browser._profile.path().display()),
+        ]);
+        let created = browser.command(
+            "POST",
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            }}}),
+        );
+        browser.session = created["sessionId"].as_str().unwrap().to_owned();
+        browser
+    }
+
+    /// A WebDriver command; panics on an error answer, naming it.
+    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = self.agent.request(method, &url);
+        let answer = if method == "GET" || method == "DELETE" {
+            request.call()
+        } else {
+            request.send_json(body)
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => panic!("{method} {path}: {error}"),
+        };
+        let status = response.status();
+        let value: Value = response.into_json().unwrap();
+        assert!(status < 400, "{method} {path}: {status} {value}");
+        value["value"].clone()
+    }
+
+    fn session(&self, method: &str, path: &str, body: Value) -> Value {
+        self.command(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn open(&self, url: &str) {
+        self.session("POST", "/url", json!({"url": url}));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.session(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.session(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.session("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.session("POST", &format!("/element/{element}/clear"), json!({}));
+        self.session(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({"text": text}),
+        );
+    }
+
+    /// The text of the element, as the user sees it (empty when hidden).
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.session("GET", &format!("/element/{element}/text"), Value::Null)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until `script` returns something truthy, and returns it.
+    fn wait_for(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let value = self.script(script);
+            if !(value.is_null() || value == false || value == "" || value == 0) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.session(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.session("GET", "/screenshot", Value::Null);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .agent
+                .delete(&format!("{}/session/{}", self.base, self.session))
+                .call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Whether the test can run; with `ICEWALL_REQUIRE_BROWSER=1` a missing browser fails it.
+fn browser_available() -> bool {
+    let present = Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists();
+    if !present {
+        assert!(
+            std::env::var("ICEWALL_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "ICEWALL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} or {CHROMIUM} is missing: \
+             apt-get install chromium chromium-driver"
+        );
+        eprintln!(
+            "skipped: {CHROMEDRIVER} or {CHROMIUM} is missing (apt-get install chromium chromium-driver)"
+        );
+    }
+    present
+}
+
+/// How many chart series each of the job page's charts drew.
+const SERIES: &str = "return ['#chart-ice', '#chart-cost', '#chart-gantt'].map(\
+    (chart) => document.querySelectorAll(chart + ' .series').length)";
+
+#[test]
+fn the_page_submits_shows_filters_and_deletes_a_job() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let browser = Browser::start();
+    browser.resize(1280, 2200);
+
+    // Submit the example wall with 3 teams through the form.
+    browser.open(&server.url("/#/submit"));
+    browser.type_into("#config", EXAMPLE_TEXT);
+    browser.type_into("#teams", "3");
+    browser.click("#submit-button");
+    let hash = browser.wait_for(
+        "the job's page",
+        "return location.hash.startsWith('#/jobs/') && location.hash",
+    );
+    let id = hash
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#/jobs/")
+        .to_owned();
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(browser.text("#job-days"), "31");
+    let headline = browser.text("#job-result .headline");
+    assert!(headline.contains("32,233,500 Gold Dragons"), "{headline}");
+    assert!(headline.starts_with("31 days"), "{headline}");
+    // Three profiles stacked, one cost line, three teams.
+    assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
+    assert_eq!(browser.text("#job-state"), "done");
+    assert_eq!(browser.text("#job-teams"), "3");
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
+        3
+    );
+    browser.screenshot("job.png");
+
+    // A bad config: its error is shown at its line and column.
+    browser.open(&server.url("/#/submit"));
+    browser.type_into("#config", "21 25 28\n17 31\n");
+    browser.type_into("#teams", "");
+    browser.click("#submit-button");
+    browser.wait_for(
+        "the config error",
+        "return !document.getElementById('config-error').hidden",
+    );
+    let error = browser.text("#config-error");
+    assert!(error.contains("line 2"), "{error}");
+    assert!(error.contains("column 2"), "{error}");
+    assert!(error.contains("2 | 17 31"), "{error}");
+    assert_eq!(
+        browser.script(
+            "const box = document.getElementById('config-error'); \
+             return [box.dataset.line, box.dataset.column, \
+             document.getElementById('config').getAttribute('aria-invalid')]"
+        ),
+        json!(["2", "2", "true"])
+    );
+    // The offending height is selected in the text area.
+    assert_eq!(
+        browser.script(
+            "const t = document.getElementById('config'); \
+             return t.value.slice(t.selectionStart, t.selectionEnd)"
+        ),
+        "31"
+    );
+
+    // The overview counts it.
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-done').textContent === '1'",
+    );
+    assert_eq!(browser.text("#stat-failed"), "0");
+    assert!(browser.text("#stat-workers").ends_with("of 2"));
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#chart-throughput .series').length"),
+        2
+    );
+    browser.screenshot("overview.png");
+
+    // The list, filtered by state.
+    browser.open(&server.url("/#/jobs"));
+    let row_link = format!("#jobs-rows a[href='#/jobs/{id}']");
+    browser.wait_for(
+        "the job in the list",
+        &format!("return !!document.querySelector(\"{row_link}\")"),
+    );
+    browser.click("#jobs-status option[value='failed']");
+    browser.wait_for(
+        "the failed jobs",
+        "return document.getElementById('jobs-rows').textContent === 'No failed jobs.'",
+    );
+    browser.click("#jobs-status option[value='done']");
+    browser.wait_for(
+        "the done jobs",
+        &format!("return !!document.querySelector(\"{row_link}\")"),
+    );
+    browser.screenshot("jobs.png");
+
+    // Delete it from its page.
+    browser.click(&row_link);
+    browser.wait_for(
+        "the job's page again",
+        "return !!document.documentElement.dataset.chartsDrawnMs && \
+         document.getElementById('job-days').textContent === '31'",
+    );
+    browser.click("#job-delete");
+    browser.wait_for(
+        "the list after the delete",
+        "return location.hash === '#/jobs'",
+    );
+    wait_until("the job is gone", || {
+        server.get(&format!("/api/get_results/{id}")).status == 404
+    });
+}
+
+#[test]
+fn a_million_section_wall_draws_from_reduced_chart_data() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    // One team on 1,000,000 sections of 15 feet each: 15,000,000 days.
+    let profile = vec!["15"; 2000].join(" ");
+    let wall = vec![profile.as_str(); 500].join("\n");
+    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let result = server.wait_finished(&id);
+    assert_eq!(result["data"]["days"], 15_000_000);
+
+    let chart = server
+        .get(&format!("/api/jobs/{id}/chart?width=1200"))
+        .json();
+    assert_eq!(chart["buckets"], 1200);
+    assert_eq!(chart["bucket_days"], 12_500);
+    let ice: u64 = chart["ice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|series| series["ice"].as_array().unwrap())
+        .map(|ice| ice.as_u64().unwrap())
+        .sum();
+    assert_eq!(ice, result["data"]["ice"].as_u64().unwrap());
+    assert_eq!(chart["cost"][1199], result["data"]["cost"]);
+
+    let browser = Browser::start();
+    for (width, name) in [(1280, "big-wall-1280.png"), (375, "big-wall-375.png")] {
+        browser.resize(width, 2000);
+        browser.open("about:blank");
+        browser.open(&server.url(&format!("/#/jobs/{id}")));
+        let drawn = browser.wait_for(
+            "the big wall's charts",
+            "return document.documentElement.dataset.chartsDrawnMs",
+        );
+        // 8 largest profiles and the others; the cost; one team.
+        assert_eq!(browser.script(SERIES), json!([9, 1, 1]));
+        assert_eq!(browser.text("#job-days"), "15,000,000");
+        let page_width = browser.script("return document.documentElement.scrollWidth");
+        eprintln!(
+            "{width} px: navigation to charts drawn in {drawn} ms (performance.now()); page {page_width} px wide"
+        );
+        assert!(
+            page_width.as_u64().unwrap() <= u64::from(width),
+            "the page scrolls sideways at {width} px"
+        );
+        browser.screenshot(name);
+    }
+}

@@ -1,0 +1,203 @@
+//! The page's HTTP side on the real server: the embedded files with their headers, and
+//! the public JSON it reads (`/api/stats`, `/api/jobs/<id>/chart`).
+
+mod common;
+
+use std::io::Read;
+
+use common::{EXAMPLE_JSON, Server};
+use serde_json::Value;
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().build()
+}
+
+fn call(request: ureq::Request) -> ureq::Response {
+    match request.call() {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("no HTTP answer: {error}"),
+    }
+}
+
+#[test]
+fn the_page_is_served_with_its_type_an_etag_and_a_strict_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/icon.svg", "image/svg+xml"),
+    ] {
+        let response = call(agent().get(&server.url(path)));
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.content_type(), content_type, "{path}");
+        let policy = response.header("content-security-policy").unwrap();
+        assert!(policy.starts_with("default-src 'self'"), "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        assert_eq!(response.header("cache-control"), Some("no-cache"));
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        let etag = response.header("etag").unwrap().to_owned();
+        let again = call(agent().get(&server.url(path)).set("If-None-Match", &etag));
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+        // HEAD answers the same headers.
+        let head = call(agent().head(&server.url(path)));
+        assert_eq!((head.status(), head.content_type()), (200, content_type));
+    }
+    let html = call(agent().get(&server.url("/"))).into_string().unwrap();
+    assert!(html.contains("<script src=\"/assets/app.js\" defer></script>"));
+    // Gzip to a client that takes it, and the same bytes once inflated.
+    let gzipped = call(
+        agent()
+            .get(&server.url("/assets/app.js"))
+            .set("Accept-Encoding", "gzip"),
+    );
+    assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+    let mut packed = Vec::new();
+    gzipped.into_reader().read_to_end(&mut packed).unwrap();
+    let mut script = String::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_string(&mut script)
+        .unwrap();
+    assert_eq!(script, server.get("/assets/app.js").body);
+    // Unknown files and parameters are refused as everywhere else.
+    let missing = server.get("/assets/nope.js");
+    assert_eq!(missing.status, 404);
+    assert!(missing.reason().contains("no such asset"));
+    assert_eq!(server.get("/?x=1").status, 400);
+}
+
+#[test]
+fn stats_count_jobs_by_state_and_the_last_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--workers", "3"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let stats = server.get("/api/stats").json();
+    assert_eq!(stats["jobs"]["done"], 1, "{stats}");
+    assert_eq!(stats["jobs"]["failed"], 0);
+    assert_eq!(stats["jobs"]["queued"], 0);
+    assert_eq!(stats["workers"]["total"], 3);
+    assert_eq!(stats["accepting"], true);
+    let intervals = stats["throughput"]["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 60);
+    assert_eq!(intervals.last().unwrap()["done"], 1, "{stats}");
+    assert_eq!(stats["throughput"]["interval_seconds"], 60);
+    assert_eq!(stats["run_time"]["samples"], 1);
+    assert!(stats["run_time"]["p95_ms"].as_f64().unwrap() >= 0.0);
+    assert!(stats["queue_wait"]["p50_ms"].as_f64().is_some());
+}
+
+fn sum(values: &Value) -> u64 {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_chart_integrates_every_bucket_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    // One bucket a day when the screen has room: WALL.md's profile 3 with 3 teams.
+    let chart = server.get(&format!("/api/jobs/{id}/chart")).json();
+    assert_eq!(
+        (chart["days"].as_u64(), chart["buckets"].as_u64()),
+        (Some(31), Some(31))
+    );
+    let profile3: Vec<u64> = chart["ice"][2]["ice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ice| ice.as_u64().unwrap())
+        .collect();
+    let mut expected = vec![0; 5];
+    expected.extend([195; 4]);
+    expected.extend([390; 6]);
+    expected.extend([585; 13]);
+    expected.extend([195; 3]);
+    assert_eq!(profile3, expected);
+    assert_eq!(chart["cost"][30], 32_233_500);
+    assert_eq!(chart["teams"]["num_teams"], 3);
+    assert_eq!(chart["teams"]["rows"].as_array().unwrap().len(), 3);
+    // Seven buckets of five days (the last of one): the same totals.
+    let narrow = server.get(&format!("/api/jobs/{id}/chart?width=7")).json();
+    assert_eq!(
+        (narrow["buckets"].as_u64(), narrow["bucket_days"].as_u64()),
+        (Some(7), Some(5))
+    );
+    for profile in 0..3 {
+        assert_eq!(
+            sum(&narrow["ice"][profile]["ice"]),
+            sum(&chart["ice"][profile]["ice"])
+        );
+    }
+    assert_eq!(narrow["cost"][6], 32_233_500);
+    // Unlimited crews: no Gantt.
+    let crews = server.submit_json(r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]]}"#);
+    server.wait_finished(&crews);
+    let chart = server.get(&format!("/api/jobs/{crews}/chart")).json();
+    assert_eq!(chart["days"], 13);
+    assert!(chart["teams"].is_null());
+}
+
+#[test]
+fn a_wall_of_many_profiles_stacks_the_largest_and_sums_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    // Twenty profiles; profile p has p sections of height 0.
+    let profiles: Vec<String> = (1..=20).map(|p| vec!["0"; p].join(" ")).collect();
+    let reply = server.post(
+        "/api/simulate",
+        "text/plain",
+        profiles.join("\n").as_bytes(),
+    );
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let result = server.wait_finished(&id);
+    let chart = server.get(&format!("/api/jobs/{id}/chart?width=4")).json();
+    let series = chart["ice"].as_array().unwrap();
+    assert_eq!(series.len(), 9);
+    let stacked: Vec<u64> = series[..8]
+        .iter()
+        .map(|series| series["profile"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stacked, (13..=20).collect::<Vec<u64>>());
+    assert!(series[8]["profile"].is_null());
+    assert_eq!(series[8]["profiles"], 12);
+    let all: u64 = series.iter().map(|series| sum(&series["ice"])).sum();
+    assert_eq!(all, result["data"]["ice"].as_u64().unwrap());
+}
+
+#[test]
+fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &["--max-chart-width", "50", "--debug-job-delay-ms", "60000"],
+    );
+    let id = server.submit_json(EXAMPLE_JSON);
+    for width in ["0", "51", "x", "-1"] {
+        let reply = server.get(&format!("/api/jobs/{id}/chart?width={width}"));
+        assert_eq!(reply.status, 400, "{width}");
+        assert!(
+            reply
+                .reason()
+                .contains("width must be an integer in 1..=50")
+        );
+    }
+    let reply = server.get(&format!("/api/jobs/{id}/chart?wide=3"));
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("`wide`"));
+    assert_eq!(server.get(&format!("/api/jobs/{id}/chart")).status, 409);
+    let unknown = server.get("/api/jobs/01a22d96-0b83-70e9-ae0c-b5fd24c19cf9/chart");
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (404, "Invalid job_id".to_owned())
+    );
+}

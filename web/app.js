@@ -1,0 +1,582 @@
+// icewall's page: a hash router over four views (overview, jobs, a job, submit), fed by
+// the public JSON API, polling every two seconds while the tab is visible. Charts are
+// SVG drawn here from data the server already reduced to at most one value per pixel.
+'use strict';
+
+const POLL_MS = 2000;
+const SVG = 'http://www.w3.org/2000/svg';
+const PAGE = 20;
+const $ = (id) => document.getElementById(id);
+const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+
+// ---- HTTP ----------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, reason) { super(reason); this.status = status; }
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Accept: 'application/json' }, options.headers || {});
+  const token = $('admin-token').value;
+  if (options.admin && token) headers.Authorization = 'Bearer ' + token;
+  const response = await fetch(path, { method: options.method || 'GET', headers, body: options.body, cache: 'no-store' });
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
+  if (!response.ok) {
+    throw new ApiError(response.status, (body && body.reason) || ('HTTP ' + response.status));
+  }
+  return body;
+}
+
+function toast(message) {
+  const element = $('toast');
+  element.textContent = message;
+  element.classList.add('shown');
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => element.classList.remove('shown'), 4000);
+}
+
+// ---- formatting ----------------------------------------------------------------------
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return '–';
+  if (ms < 1) return ms.toFixed(3) + ' ms';
+  if (ms < 1000) return ms.toFixed(ms < 10 ? 2 : 0) + ' ms';
+  const s = ms / 1000;
+  if (s < 120) return s.toFixed(s < 10 ? 2 : 1) + ' s';
+  const m = Math.floor(s / 60);
+  if (m < 120) return m + ' min ' + Math.round(s % 60) + ' s';
+  return Math.floor(m / 60) + ' h ' + (m % 60) + ' min';
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : '–';
+}
+
+function compact(n) {
+  const units = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+  for (const [size, unit] of units) {
+    if (Math.abs(n) >= size) return +(n / size).toPrecision(3) + unit;
+  }
+  return String(+Number(n).toPrecision(3));
+}
+
+// ---- SVG charts ----------------------------------------------------------------------
+
+function el(name, attributes, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const key in attributes) node.setAttribute(key, attributes[key]);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+/** A chart frame: `width` x `height` drawing area inside margins for the axes. */
+function frame(container, label, height) {
+  const width = Math.max(280, Math.round(container.clientWidth || 600));
+  const margin = { left: 56, right: 12, top: 8, bottom: 24 };
+  const svg = el('svg', {
+    viewBox: `0 0 ${width} ${height + margin.top + margin.bottom}`,
+    role: 'img', 'aria-label': label,
+  });
+  const plot = el('g', { transform: `translate(${margin.left},${margin.top})` }, svg);
+  container.replaceChildren(svg);
+  return { svg, plot, width: width - margin.left - margin.right, height };
+}
+
+function axes(chart, yMax, yLabel, xFirst, xLast, xLabel) {
+  const { plot, width, height } = chart;
+  el('path', { class: 'axis', d: `M0,0V${height}H${width}` }, plot);
+  const tick = (x, y, text, anchor) => {
+    const t = el('text', { class: 'tick', x, y, 'text-anchor': anchor }, plot);
+    t.textContent = text;
+  };
+  tick(-6, 10, compact(yMax), 'end');
+  tick(-6, height, '0', 'end');
+  tick(0, height + 16, xLabel + ' ' + fmt(xFirst), 'start');
+  tick(width, height + 16, fmt(xLast), 'end');
+  if (yLabel) {
+    const t = el('title', {}, chart.svg);
+    t.textContent = yLabel;
+  }
+}
+
+/** Buckets' first and last days, from the chart answer. */
+function bucketDays(chart) {
+  const spans = [];
+  for (let k = 0; k < chart.buckets; k++) {
+    const first = k * chart.bucket_days + 1;
+    spans.push([first, Math.min((k + 1) * chart.bucket_days, chart.days)]);
+  }
+  return spans;
+}
+
+/** Stacked areas of ice per day (each bucket's ice over its days), one path a series. */
+function drawIce(container, legend, chart) {
+  const spans = bucketDays(chart);
+  const perDay = chart.ice.map((series) => series.ice.map((ice, k) => ice / (spans[k][1] - spans[k][0] + 1)));
+  const totals = spans.map((_, k) => perDay.reduce((sum, series) => sum + series[k], 0));
+  const yMax = Math.max(1, ...totals);
+  const c = frame(container, `Ice per day by profile over ${fmt(chart.days)} days, ${chart.ice.length} series, at most ${fmt(Math.round(yMax))} cubic yards a day`, 220);
+  const x = (k) => (k / Math.max(1, chart.buckets)) * c.width;
+  const y = (v) => c.height - (v / yMax) * c.height;
+  const below = new Array(chart.buckets).fill(0);
+  legend.replaceChildren();
+  perDay.forEach((series, s) => {
+    let top = '';
+    let bottom = '';
+    for (let k = 0; k < chart.buckets; k++) {
+      const low = below[k];
+      const high = low + series[k];
+      top += `${k ? 'L' : 'M'}${x(k).toFixed(1)},${y(high).toFixed(1)}H${x(k + 1).toFixed(1)}`;
+      bottom = `L${x(k + 1).toFixed(1)},${y(low).toFixed(1)}H${x(k).toFixed(1)}` + bottom;
+      below[k] = high;
+    }
+    const info = chart.ice[s];
+    const name = info.profile === null ? `others (${fmt(info.profiles)} profiles)` : `profile ${info.profile}`;
+    const color = 'c' + (info.profile === null ? 8 : s % 8);
+    const path = el('path', { class: 'series ' + color, d: top + bottom + 'Z' }, c.plot);
+    el('title', {}, path).textContent = `${name}: ${fmt(info.ice.reduce((a, b) => a + b, 0))} cubic yards`;
+    const item = document.createElement('li');
+    const swatch = el('svg', { viewBox: '0 0 10 10', 'aria-hidden': 'true' });
+    el('rect', { class: color, width: 10, height: 10 }, swatch);
+    item.append(swatch, name);
+    legend.appendChild(item);
+  });
+  axes(c, yMax, 'cubic yards a day', 1, chart.days, 'day');
+}
+
+/** The wall's cost through each bucket's last day, as a line. */
+function drawCost(container, chart) {
+  const yMax = Math.max(1, chart.cost[chart.cost.length - 1] || 0);
+  const c = frame(container, `Cumulative cost over ${fmt(chart.days)} days, reaching ${fmt(yMax)} Gold Dragons`, 180);
+  const x = (k) => ((k + 1) / Math.max(1, chart.buckets)) * c.width;
+  const y = (v) => c.height - (v / yMax) * c.height;
+  let d = `M0,${c.height}`;
+  chart.cost.forEach((v, k) => { d += `L${x(k).toFixed(1)},${y(v).toFixed(1)}`; });
+  el('path', { class: 'area-under', d: d + `L${c.width},${c.height}Z` }, c.plot);
+  const line = el('path', { class: 'series line', d }, c.plot);
+  el('title', {}, line).textContent = `${fmt(yMax)} Gold Dragons in all`;
+  axes(c, yMax, 'Gold Dragons', 1, chart.days, 'day');
+}
+
+/** One row per team: a bar for each run of buckets spent on one profile. */
+function drawGantt(container, chart) {
+  const rows = chart.teams.rows;
+  const rowHeight = rows.length > 30 ? 8 : 22;
+  const c = frame(container, `Gantt of ${rows.length} of ${fmt(chart.teams.num_teams)} teams over ${fmt(chart.days)} days`, rows.length * rowHeight);
+  const spans = bucketDays(chart);
+  const x = (k) => (k / Math.max(1, chart.buckets)) * c.width;
+  const profiles = chart.ice.filter((s) => s.profile !== null).map((s) => s.profile);
+  rows.forEach((row, r) => {
+    const group = el('g', { class: 'series', 'data-team': row.team }, c.plot);
+    let k = 0;
+    while (k < row.profile.length) {
+      const profile = row.profile[k];
+      let end = k;
+      let finished = 0;
+      while (end < row.profile.length && row.profile[end] === profile) finished += row.finished[end++];
+      if (profile !== 0) {
+        const index = profiles.indexOf(profile);
+        const rect = el('rect', {
+          class: 'c' + (index < 0 ? profile % 8 : index % 8),
+          x: x(k).toFixed(1), y: r * rowHeight + 1, width: Math.max(0.5, x(end) - x(k)).toFixed(1), height: rowHeight - 2,
+        }, group);
+        el('title', {}, rect).textContent =
+          `team ${row.team}, days ${fmt(spans[k][0])}–${fmt(spans[end - 1][1])}: profile ${profile}, ${fmt(finished)} sections finished`;
+      }
+      k = end;
+    }
+    if (rowHeight >= 16) {
+      const label = el('text', { class: 'tick', x: -6, y: r * rowHeight + rowHeight / 2 + 4, 'text-anchor': 'end' }, c.plot);
+      label.textContent = 'team ' + row.team;
+    }
+  });
+  el('path', { class: 'axis', d: `M0,${c.height}H${c.width}` }, c.plot);
+  const first = el('text', { class: 'tick', x: 0, y: c.height + 16 }, c.plot);
+  first.textContent = 'day 1';
+  const last = el('text', { class: 'tick', x: c.width, y: c.height + 16, 'text-anchor': 'end' }, c.plot);
+  last.textContent = fmt(chart.days);
+}
+
+/** Done and failed jobs per minute, stacked bars. */
+function drawThroughput(container, throughput) {
+  const intervals = throughput.intervals;
+  const yMax = Math.max(1, ...intervals.map((i) => i.done + i.failed));
+  const done = intervals.reduce((a, i) => a + i.done, 0);
+  const failed = intervals.reduce((a, i) => a + i.failed, 0);
+  const c = frame(container, `Jobs finished in the last hour: ${fmt(done)} done, ${fmt(failed)} failed`, 120);
+  const w = c.width / intervals.length;
+  const y = (v) => (v / yMax) * c.height;
+  const doneBars = el('g', { class: 'series bar-done' }, c.plot);
+  const failedBars = el('g', { class: 'series bar-failed' }, c.plot);
+  intervals.forEach((i, k) => {
+    const ago = intervals.length - 1 - k;
+    if (i.done) {
+      const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.done).toFixed(1) }, doneBars);
+      el('title', {}, bar).textContent = `${ago} min ago: ${i.done} done`;
+    }
+    if (i.failed) {
+      const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done + i.failed)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.failed).toFixed(1) }, failedBars);
+      el('title', {}, bar).textContent = `${ago} min ago: ${i.failed} failed`;
+    }
+  });
+  el('path', { class: 'axis', d: `M0,0V${c.height}H${c.width}` }, c.plot);
+  const labels = [[0, '60 min ago', 'start'], [c.width, 'now', 'end']];
+  for (const [x, text, anchor] of labels) {
+    el('text', { class: 'tick', x, y: c.height + 16, 'text-anchor': anchor }, c.plot).textContent = text;
+  }
+  el('text', { class: 'tick', x: -6, y: 10, 'text-anchor': 'end' }, c.plot).textContent = compact(yMax);
+}
+
+// ---- views ---------------------------------------------------------------------------
+
+const views = {};
+let current = null;
+
+views.overview = {
+  async refresh() {
+    const stats = await api('/api/stats');
+    $('stat-queued').textContent = fmt(stats.jobs.queued);
+    $('stat-running').textContent = fmt(stats.jobs.running);
+    $('stat-done').textContent = fmt(stats.jobs.done);
+    $('stat-failed').textContent = fmt(stats.jobs.failed);
+    $('stat-depth').textContent = fmt(stats.queue_depth);
+    $('stat-workers').textContent = `${fmt(stats.workers.busy)} of ${fmt(stats.workers.total)}`;
+    $('stat-wait').textContent = `${duration(stats.queue_wait.p50_ms)} / ${duration(stats.queue_wait.p95_ms)}`;
+    $('stat-run').textContent = `${duration(stats.run_time.p50_ms)} / ${duration(stats.run_time.p95_ms)}`;
+    $('overview-accepting').hidden = stats.accepting;
+    drawThroughput($('chart-throughput'), stats.throughput);
+  },
+};
+
+const jobsPaging = { stack: [], after: null, last: null };
+
+views.jobs = {
+  enter() {
+    jobsPaging.stack = [];
+    jobsPaging.after = null;
+  },
+  async refresh() {
+    const status = $('jobs-status').value;
+    const query = new URLSearchParams({ order: 'newest', limit: String(PAGE) });
+    if (status) query.set('status', status);
+    if (jobsPaging.after) query.set('after', jobsPaging.after);
+    const list = await api('/api/jobs?' + query);
+    const rows = list.data.map((job) => {
+      const tr = document.createElement('tr');
+      const link = document.createElement('a');
+      link.href = '#/jobs/' + job.job_id;
+      link.textContent = job.job_id;
+      const cells = [link, stateBadge(job.status), when(job.created_at), when(job.finished_at)];
+      for (const content of cells) {
+        const td = document.createElement('td');
+        td.append(content);
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    if (!rows.length) {
+      const tr = document.createElement('tr');
+      const td = document.createElement('td');
+      td.colSpan = 4;
+      td.textContent = status ? `No ${status} jobs.` : 'No jobs yet.';
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    $('jobs-rows').replaceChildren(...rows);
+    $('jobs-caption').textContent = (status ? `Jobs ${status}` : 'Jobs') + ', newest first' +
+      (jobsPaging.stack.length ? `, page ${jobsPaging.stack.length + 1}` : '');
+    jobsPaging.last = list.data.length === PAGE ? list.data[list.data.length - 1].job_id : null;
+    $('jobs-older').disabled = !jobsPaging.last;
+    $('jobs-newer').disabled = !jobsPaging.stack.length;
+  },
+};
+
+function stateBadge(status) {
+  const badge = document.createElement('span');
+  badge.className = 'state ' + status;
+  badge.textContent = status;
+  return badge;
+}
+
+const jobView = { id: null, drawnFor: null, profiles: { stack: [], after: 0, next: null } };
+
+views.job = {
+  enter(id) {
+    jobView.id = id;
+    jobView.drawnFor = null;
+    jobView.profiles = { stack: [], after: 0, next: null };
+    $('job-title').textContent = 'Job ' + id.slice(0, 8);
+    $('job-id').textContent = id;
+    $('job-result').hidden = true;
+    $('job-reason').hidden = true;
+    $('job-log').href = `/api/jobs/${id}/log`;
+  },
+  async refresh() {
+    const id = jobView.id;
+    const job = await api('/api/jobs/' + id);
+    if (id !== jobView.id) return;
+    $('job-state').replaceChildren(stateBadge(job.status));
+    $('job-state').className = '';
+    $('job-created').textContent = when(job.created_at);
+    $('job-started').textContent = when(job.started_at);
+    $('job-finished').textContent = when(job.finished_at);
+    $('job-queue').textContent = duration(job.queue_ms);
+    $('job-run').textContent = duration(job.run_ms);
+    const end = job.finished_at ? new Date(job.finished_at) : new Date();
+    $('job-elapsed').textContent = job.created_at ? duration(end - new Date(job.created_at)) : '–';
+    $('job-profiles').textContent = fmt(job.profiles);
+    $('job-sections').textContent = fmt(job.sections);
+    $('job-teams').textContent = job.num_teams ? fmt(job.num_teams) : 'a crew on every section';
+    $('job-replayed').textContent = job.replayed ? 'yes, it was' : 'no';
+    $('job-reason').hidden = job.status !== 'failed';
+    $('job-reason').textContent = job.reason ? 'Failed: ' + job.reason : '';
+    $('job-delete').textContent = job.status === 'queued' ? 'Cancel this job' : 'Delete this job';
+    if (job.status === 'done' && jobView.drawnFor !== id) {
+      jobView.drawnFor = id;
+      await showResult(id);
+    }
+  },
+};
+
+async function showResult(id) {
+  const width = Math.min(2000, Math.max(100, Math.round($('view-job').clientWidth || 800)));
+  const [result, chart] = await Promise.all([
+    api('/api/get_results/' + id),
+    api(`/api/jobs/${id}/chart?width=${width}`),
+  ]);
+  if (id !== jobView.id) return;
+  $('job-result').hidden = false;
+  $('job-days').textContent = fmt(result.data.days);
+  $('job-ice').textContent = fmt(result.data.ice);
+  $('job-cost').textContent = fmt(result.data.cost);
+  drawIce($('chart-ice'), $('ice-legend'), chart);
+  drawCost($('chart-cost'), chart);
+  $('gantt-figure').hidden = !chart.teams;
+  if (chart.teams) {
+    drawGantt($('chart-gantt'), chart);
+    const shown = chart.teams.rows.length;
+    $('gantt-caption').textContent = 'Teams: which team built which profile, when' +
+      (shown < chart.teams.num_teams ? ` (the first ${fmt(shown)} of ${fmt(chart.teams.num_teams)} teams)` : '');
+  }
+  document.documentElement.dataset.chartsDrawnMs = String(performance.now());
+  await showProfiles();
+}
+
+async function showProfiles() {
+  const id = jobView.id;
+  const paging = jobView.profiles;
+  const page = await api(`/api/jobs/${id}/profiles?after=${paging.after}&limit=${PAGE}`);
+  if (id !== jobView.id) return;
+  $('profiles-rows').replaceChildren(...page.profiles.map((row) => {
+    const tr = document.createElement('tr');
+    const values = [row.profile, row.sections, row.days, row.ice, row.cost];
+    values.forEach((value, i) => {
+      const cell = document.createElement(i ? 'td' : 'th');
+      if (!i) cell.scope = 'row';
+      cell.className = 'num';
+      cell.textContent = fmt(value);
+      tr.appendChild(cell);
+    });
+    return tr;
+  }));
+  paging.next = page.next_after;
+  $('profiles-next').disabled = page.next_after === null;
+  $('profiles-prev').disabled = !paging.stack.length;
+}
+
+// ---- submit --------------------------------------------------------------------------
+
+/** The line and column an error reason names (`line 2 (profile 2), column 3`, or serde's `line 1 column 5`). */
+function locate(reason) {
+  const match = /line (\d+)(?: \(profile \d+\))?,? column (\d+)/.exec(reason);
+  return match ? { line: Number(match[1]), column: Number(match[2]) } : null;
+}
+
+/** The character offset of a text config's `column`th height (or a JSON error's column) on `line`. */
+function offsetOf(text, place, json) {
+  const lines = text.split(/\r\n|\r|\n/);
+  let offset = 0;
+  for (let i = 0; i < place.line - 1 && i < lines.length; i++) offset += lines[i].length + 1;
+  const line = lines[place.line - 1] || '';
+  if (json) return { start: offset + Math.max(0, place.column - 1), end: offset + place.column, line };
+  const tokens = [...line.matchAll(/\S+/g)];
+  const token = tokens[place.column - 1];
+  if (!token) return { start: offset, end: offset + line.length, line };
+  return { start: offset + token.index, end: offset + token.index + token[0].length, line, token };
+}
+
+function showConfigError(reason, text, json) {
+  const box = $('config-error');
+  const textarea = $('config');
+  box.replaceChildren();
+  const message = document.createElement('p');
+  message.textContent = reason;
+  box.appendChild(message);
+  const place = locate(reason);
+  if (place) {
+    box.dataset.line = String(place.line);
+    box.dataset.column = String(place.column);
+    const at = offsetOf(text, place, json);
+    const heading = document.createElement('p');
+    heading.textContent = `At line ${place.line}, column ${place.column}:`;
+    const excerpt = document.createElement('pre');
+    excerpt.className = 'excerpt';
+    const lineStart = at.start - (at.token ? at.token.index : Math.max(0, place.column - 1));
+    const before = at.line.slice(0, at.start - lineStart);
+    const mark = document.createElement('mark');
+    mark.textContent = at.line.slice(at.start - lineStart, at.end - lineStart) || ' ';
+    excerpt.append(`${place.line} | ${before}`, mark, at.line.slice(at.end - lineStart));
+    box.append(heading, excerpt);
+    textarea.focus();
+    textarea.setSelectionRange(at.start, at.end);
+  } else {
+    delete box.dataset.line;
+    delete box.dataset.column;
+  }
+  box.hidden = false;
+  textarea.setAttribute('aria-invalid', 'true');
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const text = $('config').value;
+  const teams = $('teams').value.trim();
+  const json = /^\s*\{/.test(text);
+  $('config-error').hidden = true;
+  $('config').removeAttribute('aria-invalid');
+  if (teams && !/^[1-9]\d*$/.test(teams)) {
+    showConfigError('Teams must be a whole number of at least 1, or empty.', text, json);
+    $('teams').focus();
+    return;
+  }
+  const button = $('submit-button');
+  button.disabled = true;
+  try {
+    const query = teams ? '?num_teams=' + teams : '';
+    const accepted = await api('/api/simulate' + query, {
+      method: 'POST',
+      headers: { 'Content-Type': json ? 'application/json' : 'text/plain' },
+      body: text,
+    });
+    location.hash = '#/jobs/' + accepted.job_id;
+  } catch (error) {
+    if (error.status === 400) showConfigError(error.message, text, json);
+    else toast(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- actions -------------------------------------------------------------------------
+
+async function deleteJob() {
+  const id = jobView.id;
+  try {
+    const answer = await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
+    toast(`Job ${id.slice(0, 8)} ${answer.status}.`);
+    location.hash = '#/jobs';
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+async function shutDown() {
+  if (!window.confirm('Shut the server down? Queued and running jobs finish first, then it exits.')) return;
+  try {
+    const answer = await api('/api/graceful_shutdown', { method: 'POST', admin: true });
+    toast(`Shutting down; ${answer.pending} jobs still to finish.`);
+    refresh();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+// ---- routing and polling -------------------------------------------------------------
+
+function route() {
+  const hash = location.hash.replace(/^#/, '') || '/';
+  let name = 'missing';
+  let argument = null;
+  let match;
+  if (hash === '/') name = 'overview';
+  else if (hash === '/jobs') name = 'jobs';
+  else if (hash === '/submit') name = 'submit';
+  else if ((match = /^\/jobs\/([0-9a-fA-F-]{32,36})$/.exec(hash))) { name = 'job'; argument = match[1].toLowerCase(); }
+  for (const section of document.querySelectorAll('.view')) section.hidden = section.id !== 'view-' + name;
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    if (link.dataset.nav === name || (name === 'job' && link.dataset.nav === 'jobs')) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  current = views[name] || null;
+  if (current && current.enter) current.enter(argument);
+  const title = document.querySelector(`#view-${name} h1`);
+  document.title = (title ? title.textContent + ' – ' : '') + 'icewall';
+  if (route.moved && title) title.focus();
+  route.moved = true;
+  refresh();
+}
+
+async function refresh() {
+  const view = current;
+  if (!view || !view.refresh || refresh.running) return;
+  refresh.running = true;
+  try {
+    await view.refresh();
+  } catch (error) {
+    if (view === views.job && error.status === 404) toast('No such job (deleted, or never accepted).');
+    else toast(error.message);
+  } finally {
+    refresh.running = false;
+  }
+}
+
+function start() {
+  window.addEventListener('hashchange', route);
+  $('submit-form').addEventListener('submit', submit);
+  $('config-file').addEventListener('change', async (event) => {
+    const file = event.target.files[0];
+    if (file) $('config').value = await file.text();
+  });
+  $('jobs-status').addEventListener('change', () => { views.jobs.enter(); refresh(); });
+  $('jobs-filter').addEventListener('submit', (event) => event.preventDefault());
+  $('jobs-find').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const id = $('jobs-id').value.trim().toLowerCase();
+    const valid = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/.test(id);
+    $('jobs-find-error').hidden = valid;
+    $('jobs-find-error').textContent = valid ? '' : 'A job id is a UUID, such as 0190c0de-0000-7000-8000-000000000000.';
+    if (valid) location.hash = '#/jobs/' + id;
+  });
+  $('jobs-older').addEventListener('click', () => {
+    jobsPaging.stack.push(jobsPaging.after);
+    jobsPaging.after = jobsPaging.last;
+    refresh();
+  });
+  $('jobs-newer').addEventListener('click', () => {
+    jobsPaging.after = jobsPaging.stack.pop() || null;
+    refresh();
+  });
+  $('profiles-next').addEventListener('click', () => {
+    const paging = jobView.profiles;
+    if (paging.next === null) return;
+    paging.stack.push(paging.after);
+    paging.after = paging.next;
+    showProfiles().catch((error) => toast(error.message));
+  });
+  $('profiles-prev').addEventListener('click', () => {
+    const paging = jobView.profiles;
+    paging.after = paging.stack.pop() || 0;
+    showProfiles().catch((error) => toast(error.message));
+  });
+  $('job-delete').addEventListener('click', deleteJob);
+  $('shutdown').addEventListener('click', shutDown);
+  // Live: a poll every two seconds, none while the tab is hidden, one at once on return.
+  setInterval(() => { if (!document.hidden) refresh(); }, POLL_MS);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
+  route.moved = false;
+  route();
+}
+
+start();
