@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
-use super::journal::Journal;
+use super::files::journal::Journal;
 use crate::wall::WallConfig;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.

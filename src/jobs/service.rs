@@ -19,10 +19,10 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
-use super::journal::StoredRequest;
+use super::files::journal::StoredRequest;
+use super::files::{KeyRecord, Record, StoredWork};
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
-use super::store::{KeyRecord, Record, StoredWork};
 use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::{JobPool, Task};

@@ -125,7 +125,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::jobs::journal::Journal;
+    use crate::jobs::files::journal::Journal;
 
     fn stored_request(path: std::path::PathBuf) -> StoredRequest {
         fs::write(&path, b"{}").unwrap();

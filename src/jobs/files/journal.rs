@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use super::JobId;
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
 use super::regular_file::{open_regular, read_regular};
+use crate::jobs::JobId;
 
 /// How long a segment takes new requests. Short, so that a segment (and with it the
 /// need for a tombstone when one of its jobs is deleted, see `Registry::is_pinned`) is

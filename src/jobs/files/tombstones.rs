@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use super::JobId;
+use crate::jobs::JobId;
 
 /// The file of tombstones, beside the journals.
 pub const TOMBSTONES_FILE: &str = "deleted-jobs.txt";

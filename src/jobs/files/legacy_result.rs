@@ -9,7 +9,8 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{JobState, StoreError};
+use super::StoreError;
+use crate::jobs::JobState;
 use crate::wall::{Summary, WorkTables};
 
 /// Line 1, with the summary as `T` (`IgnoredAny` when only the state matters).

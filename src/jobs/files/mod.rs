@@ -20,6 +20,15 @@
 //! file is written in place before that: it is read only once the result is in place,
 //! and the sync before the rename makes it durable too, so it is whole when read.
 
+mod batch_thread;
+mod dir_lock;
+mod group_sync;
+pub(super) mod journal;
+mod legacy_result;
+mod regular_file;
+mod result_file;
+mod tombstones;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -32,17 +41,17 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::dir_lock::{DirectoryLock, LOCK_FILE, LockError};
-use super::group_sync::GroupSync;
-use super::journal::{
+use self::dir_lock::{DirectoryLock, LOCK_FILE, LockError};
+use self::group_sync::GroupSync;
+use self::journal::{
     Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
     read_segment,
 };
-use super::registry::{self, WallShape};
-use super::regular_file::{kind_of, open_regular, read_regular};
-use super::result_file::{self, HEADER_LEN, LogPlace, ResultFile};
-use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
-use super::{JobId, JobState, legacy_result};
+use self::regular_file::{kind_of, open_regular, read_regular};
+use self::result_file::{HEADER_LEN, LogPlace, ResultFile};
+use self::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY, Tombstones};
+use crate::jobs::registry::{self, WallShape};
+use crate::jobs::{JobId, JobState};
 use crate::wall::{Outcome, Step, Summary, Table, WorkSource, WorkTables};
 
 #[derive(Debug, thiserror::Error)]
@@ -791,8 +800,8 @@ fn open_existing(path: &Path) -> Result<File, StoreError> {
 mod tests {
     use std::sync::mpsc;
 
+    use super::journal::{JOURNAL_INFIX, JOURNAL_PREFIX, SEGMENT_MIN_BYTES};
     use super::*;
-    use crate::jobs::journal::{JOURNAL_INFIX, JOURNAL_PREFIX, SEGMENT_MIN_BYTES};
     use crate::wall::{self, EXAMPLE_WALL, Limits, WallConfig};
 
     fn options(team_logs: TeamLogs) -> StoreOptions {
