@@ -7,7 +7,7 @@ mod queue_memory;
 mod registry;
 mod service;
 
-use files::ResultStore;
+use files::FileStore;
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
 use registry::Registry;

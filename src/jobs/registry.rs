@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
-use super::files::journal::Journal;
+use super::files::journal::Segment;
 use crate::wall::WallConfig;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
@@ -74,7 +74,7 @@ pub struct NewRecord {
     pub shape: Option<WallShape>,
     /// What a recovered job's result takes on disk.
     pub result_bytes: u64,
-    pub journal: Weak<Journal>,
+    pub journal: Weak<Segment>,
 }
 
 /// What the registry knows of a job, as `GET /api/jobs/<id>` shows it.
@@ -110,7 +110,7 @@ struct JobRecord {
     result_bytes: u64,
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
-    journal: Weak<Journal>,
+    journal: Weak<Segment>,
 }
 
 /// A job's status in one byte (a failed job's reason is kept beside it), as the job
@@ -350,7 +350,7 @@ impl Registry {
 
     /// Marks a job done or failed now, its result taking `result_bytes`; it leaves the
     /// in-flight count once.
-    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: Weak<Journal>) {
+    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: Weak<Segment>) {
         debug_assert!(outcome.is_finished());
         self.update(id, |record| {
             if !record.is_finished() {
@@ -853,7 +853,7 @@ mod tests {
     #[test]
     fn a_job_is_pinned_while_its_journal_lives() {
         let registry = Registry::default();
-        let journal = Arc::new(Journal::new(std::path::PathBuf::from("/nonexistent/j")));
+        let journal = Arc::new(Segment::new(std::path::PathBuf::from("/nonexistent/j")));
         journal.keep();
         let id = JobId::generate();
         registry.insert(

@@ -23,7 +23,7 @@ use super::files::journal::StoredRequest;
 use super::files::{KeyRecord, Record, StoredWork};
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
-use super::{JobId, JobState, Registry, ResultStore, StoreError, StoreOptions};
+use super::{FileStore, JobId, JobState, Registry, StoreError, StoreOptions};
 use crate::metrics::{Metrics, Rejection, Snapshot};
 use crate::pool::{JobPool, Task};
 use crate::wall::Summary;
@@ -160,7 +160,7 @@ pub struct Jobs {
 
 struct Inner {
     registry: Registry,
-    store: ResultStore,
+    store: FileStore,
     pool: JobPool,
     /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
     /// take the job out under the slot's lock, so exactly one of them gets it.
@@ -194,7 +194,7 @@ impl Jobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
-        let store = ResultStore::open(&settings.results_dir, settings.store)?;
+        let store = FileStore::open(&settings.results_dir, settings.store)?;
         let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
         let jobs = Jobs {
             inner: Arc::new(Inner {
@@ -847,7 +847,7 @@ impl Jobs {
     }
 
     /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`,
-    /// and how many profiles the wall has (see `ResultStore::read_summary`). Blocks on
+    /// and how many profiles the wall has (see `FileStore::read_summary`). Blocks on
     /// the disk: call it off the async threads.
     ///
     /// # Errors

@@ -125,12 +125,12 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::jobs::files::journal::Journal;
+    use crate::jobs::files::journal::Segment;
 
     fn stored_request(path: std::path::PathBuf) -> StoredRequest {
         fs::write(&path, b"{}").unwrap();
         StoredRequest {
-            journal: Arc::new(Journal::new(path)),
+            journal: Arc::new(Segment::new(path)),
             offset: 0,
             len: 2,
             damage: None,

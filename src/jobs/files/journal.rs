@@ -59,14 +59,14 @@ fn is_segment_size(len: u64) -> bool {
 
 /// A journal segment file. It is removed when the last job that needs it lets go,
 /// unless some job's result could not be stored (then a restart reruns it).
-pub struct Journal {
+pub struct Segment {
     path: PathBuf,
     keep: AtomicBool,
 }
 
-impl Journal {
-    pub fn new(path: PathBuf) -> Journal {
-        Journal {
+impl Segment {
+    pub fn new(path: PathBuf) -> Segment {
+        Segment {
             path,
             keep: AtomicBool::new(false),
         }
@@ -86,7 +86,7 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
+impl Drop for Segment {
     fn drop(&mut self) {
         if !self.keep.load(Ordering::SeqCst) {
             let _ = fs::remove_file(&self.path);
@@ -97,7 +97,7 @@ impl Drop for Journal {
 /// Where an accepted request is on disk.
 #[derive(Clone)]
 pub struct StoredRequest {
-    pub journal: Arc<Journal>,
+    pub journal: Arc<Segment>,
     pub offset: u64,
     pub len: usize,
     /// Why the line holding it is damaged, for a line whose job id could still be read:
@@ -130,17 +130,17 @@ pub struct Accept {
 type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
 
 /// The thread that writes and syncs accepted requests.
-pub struct JournalWriter {
+pub struct Journal {
     thread: BatchThread<(Accept, AcceptThen)>,
 }
 
-impl JournalWriter {
+impl Journal {
     /// Starts the writer for segments in `dir`, refusing requests while the file
     /// system has less than `min_free_space` bytes free.
     ///
     /// # Errors
     /// When the directory cannot be opened or the thread cannot be spawned.
-    pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<JournalWriter> {
+    pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<Journal> {
         let floor = FreeSpaceFloor {
             dir: File::open(&dir)?,
             bytes: min_free_space,
@@ -148,7 +148,7 @@ impl JournalWriter {
         let thread = BatchThread::start("journal", move |batches| {
             write_batches(&dir, &floor, &batches);
         })?;
-        Ok(JournalWriter { thread })
+        Ok(Journal { thread })
     }
 
     /// Makes `accept.request` durable; `then` learns where it is stored.
@@ -198,7 +198,7 @@ impl FreeSpaceFloor {
 
 /// The segment taking requests now.
 struct OpenSegment {
-    journal: Arc<Journal>,
+    journal: Arc<Segment>,
     file: File,
     opened: Instant,
     written: u64,
@@ -208,7 +208,7 @@ struct OpenSegment {
 impl OpenSegment {
     /// Creates a segment of `capacity` zero bytes, durable with its directory entry.
     fn create(dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
-        let journal = Arc::new(Journal::new(
+        let journal = Arc::new(Segment::new(
             dir.join(format!("requests-{}.jsonl", JobId::generate())),
         ));
         // From here a failure drops `journal`, which removes the half-made file.
@@ -432,7 +432,7 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
 /// # Errors
 /// When the file cannot be read, or is not a regular file.
 pub fn read_segment(
-    journal: &Arc<Journal>,
+    journal: &Arc<Segment>,
     warn: &mut impl FnMut(String),
 ) -> io::Result<Vec<(JobId, StoredRequest)>> {
     let bytes = read_regular(journal.path())?;
@@ -577,7 +577,7 @@ mod tests {
 
     /// Accepts each request (keyed when `key` says so) and returns where each went.
     fn accept_all(
-        writer: &JournalWriter,
+        writer: &Journal,
         requests: &[Vec<u8>],
         key: impl Fn(usize) -> bool,
     ) -> Vec<StoredRequest> {
@@ -612,7 +612,7 @@ mod tests {
     #[test]
     fn accepted_requests_are_journaled_synced_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
         let requests: Vec<Vec<u8>> = (0..50)
             .map(|index| format!(r#"{{"n":{index}}}"#).into_bytes())
             .collect();
@@ -641,7 +641,7 @@ mod tests {
     #[test]
     fn a_full_segment_is_sealed_and_the_next_one_is_larger() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
         // Each line is a little over 10 KiB: six fit in the first 64 KiB segment.
         let requests: Vec<Vec<u8>> = (0..16)
             .map(|index| format!(r#"{{"n":{index},"pad":"{}"}}"#, "x".repeat(10_240)).into_bytes())
@@ -661,7 +661,7 @@ mod tests {
         let recovered: usize = paths
             .iter()
             .map(|path| {
-                let journal = Arc::new(Journal::new(path.clone()));
+                let journal = Arc::new(Segment::new(path.clone()));
                 journal.keep();
                 read_segment(&journal, &mut |warning| warnings.push(warning))
                     .unwrap()
@@ -676,7 +676,7 @@ mod tests {
     #[test]
     fn a_request_larger_than_any_segment_gets_one_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(SEGMENT_MAX_BYTES as usize)).into_bytes();
         let stored = accept_all(&writer, &[b"{}".to_vec(), big.clone()], |_| false);
         assert_eq!(read_back(&stored[1]), big);
@@ -691,7 +691,7 @@ mod tests {
     #[test]
     fn a_segment_is_sealed_when_it_is_a_second_old() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = JournalWriter::start(dir.path().to_owned(), 0).unwrap();
+        let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
         let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
         let path = first[0].journal.path().to_owned();
         drop(first);
@@ -718,7 +718,7 @@ mod tests {
         // The zeros of a segment as it was made, which no batch reached.
         bytes.resize(SEGMENT_MIN_BYTES as usize, 0);
         fs::write(&path, &bytes).unwrap();
-        let journal = Arc::new(Journal::new(path));
+        let journal = Arc::new(Segment::new(path));
         let mut warnings = Vec::new();
         let requests = read_segment(&journal, &mut |warning| warnings.push(warning)).unwrap();
         assert_eq!(requests.len(), 1);
@@ -732,17 +732,17 @@ mod tests {
     }
 
     /// Writes `lines` into a segment file of `len` bytes (zeros after them, as made).
-    fn segment_of(dir: &Path, lines: &[Vec<u8>], len: usize) -> Arc<Journal> {
+    fn segment_of(dir: &Path, lines: &[Vec<u8>], len: usize) -> Arc<Segment> {
         let path = dir.join(format!("requests-{}.jsonl", JobId::generate()));
         let mut bytes = lines.concat();
         bytes.resize(len, 0);
         fs::write(&path, &bytes).unwrap();
-        let journal = Arc::new(Journal::new(path));
+        let journal = Arc::new(Segment::new(path));
         journal.keep();
         journal
     }
 
-    fn read_all(journal: &Arc<Journal>) -> (Vec<(JobId, StoredRequest)>, Vec<String>) {
+    fn read_all(journal: &Arc<Segment>) -> (Vec<(JobId, StoredRequest)>, Vec<String>) {
         let mut warnings = Vec::new();
         let requests = read_segment(journal, &mut |warning| warnings.push(warning)).unwrap();
         (requests, warnings)
@@ -889,7 +889,7 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let journal = Arc::new(Journal::new(path));
+        let journal = Arc::new(Segment::new(path));
         journal.keep();
         let error = read_segment(&journal, &mut |_| {}).err().unwrap();
         assert!(error.to_string().contains("a FIFO"), "{error}");

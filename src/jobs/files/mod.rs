@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use self::dir_lock::{DirectoryLock, LOCK_FILE, LockError};
 use self::group_sync::GroupSync;
 use self::journal::{
-    Accept, FreeSpaceFloor, Journal, JournalWriter, KEYS_FILE, StoredRequest, is_segment_name,
+    Accept, FreeSpaceFloor, Journal, KEYS_FILE, Segment, StoredRequest, is_segment_name,
     read_segment,
 };
 use self::regular_file::{kind_of, open_regular, read_regular};
@@ -164,12 +164,12 @@ pub struct Recovered {
     /// The request of a job still to run.
     pub request: Option<StoredRequest>,
     /// The journal that still holds a finished job's request, if any.
-    pub journal: Weak<Journal>,
+    pub journal: Weak<Segment>,
 }
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
 #[derive(Clone)]
-pub struct ResultStore {
+pub struct FileStore {
     inner: Arc<Inner>,
 }
 
@@ -180,7 +180,7 @@ struct Inner {
     /// One lock per job in flight, from submission until its result is written, so
     /// no two threads touch a job's files at once; finished jobs' files never change.
     locks: DashMap<JobId, Arc<Mutex<()>>>,
-    journal: JournalWriter,
+    journal: Journal,
     floor: FreeSpaceFloor,
     sync: GroupSync,
     team_logs: TeamLogs,
@@ -188,17 +188,17 @@ struct Inner {
     /// Segments kept for a restart because a result could not be stored. Held so that
     /// the jobs in them stay pinned (see `Registry::is_pinned`): deleting one of those
     /// must leave a tombstone, or the restart would run it again.
-    kept: Mutex<Vec<Arc<Journal>>>,
+    kept: Mutex<Vec<Arc<Segment>>>,
 }
 
-impl ResultStore {
+impl FileStore {
     /// Opens (creating if needed) the results directory, locks it for this process
     /// before anything in it is touched, and checks that it is writable.
     ///
     /// # Errors
     /// `InUse` when another server holds the directory; `Unusable` when it cannot be
     /// created, locked, written or synced.
-    pub fn open(dir: &Path, options: StoreOptions) -> Result<ResultStore, StoreError> {
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<FileStore, StoreError> {
         let StoreOptions {
             min_free_space,
             team_logs,
@@ -227,12 +227,12 @@ impl ResultStore {
             .map_err(unusable)?;
         let handle = File::open(dir).map_err(unusable)?;
         rustix::fs::syncfs(&handle).map_err(|error| unusable(error.into()))?;
-        Ok(ResultStore {
+        Ok(FileStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 _lock: lock,
                 locks: DashMap::new(),
-                journal: JournalWriter::start(dir.to_owned(), min_free_space).map_err(unusable)?,
+                journal: Journal::start(dir.to_owned(), min_free_space).map_err(unusable)?,
                 floor: FreeSpaceFloor {
                     dir: File::open(dir).map_err(unusable)?,
                     bytes: min_free_space,
@@ -390,7 +390,7 @@ impl ResultStore {
         })
     }
 
-    fn hold_kept(&self, journal: &Arc<Journal>) {
+    fn hold_kept(&self, journal: &Arc<Segment>) {
         let mut kept = self.inner.kept.lock();
         if !kept.iter().any(|held| Arc::ptr_eq(held, journal)) {
             kept.push(Arc::clone(journal));
@@ -569,7 +569,7 @@ impl ResultStore {
         }
         let mut requests: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
         for path in journals {
-            requests.extend(read_segment(&Arc::new(Journal::new(path)), &mut warn)?);
+            requests.extend(read_segment(&Arc::new(Segment::new(path)), &mut warn)?);
         }
         // Deleted or cancelled: their lines stay in their segments, their jobs do not.
         let buried = self
@@ -817,7 +817,7 @@ mod tests {
         wall::simulate(&WallConfig::try_new(profiles, None).unwrap())
     }
 
-    fn accept(store: &ResultStore, id: JobId) -> StoredRequest {
+    fn accept(store: &FileStore, id: JobId) -> StoredRequest {
         let (sender, receiver) = mpsc::channel();
         store.accept(
             id,
@@ -828,7 +828,7 @@ mod tests {
         receiver.recv().unwrap()
     }
 
-    fn commit(store: &ResultStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
+    fn commit(store: &FileStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
         let (sender, receiver) = mpsc::channel();
         store.commit(id, record, request, move |outcome| {
             sender.send(outcome.is_ok()).unwrap()
@@ -853,7 +853,7 @@ mod tests {
     #[test]
     fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let id = JobId::generate();
         let request = accept(&store, id);
         assert_eq!(
@@ -888,7 +888,7 @@ mod tests {
     #[test]
     fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
         let mut requests: Vec<StoredRequest> = ids.iter().map(|&id| accept(&store, id)).collect();
         let pending = requests.split_off(2);
@@ -931,7 +931,7 @@ mod tests {
         torn_segment.resize(SEGMENT_MIN_BYTES as usize, 0);
         fs::write(&torn, torn_segment).unwrap();
 
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
         assert!(keys.is_empty());
@@ -966,7 +966,7 @@ mod tests {
     #[test]
     fn recovery_leaves_the_new_writer_able_to_accept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         // Time for the writer to run: were it to make a segment before its first
         // request, the recovery below would take it for one left over, and remove it.
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -977,7 +977,7 @@ mod tests {
         commit(&store, id, &Record::Failed("checked"), request);
     }
 
-    fn read_log(store: &ResultStore, id: JobId) -> String {
+    fn read_log(store: &FileStore, id: JobId) -> String {
         let (mut file, length) = store.open_log(id).unwrap();
         let mut log = String::new();
         file.read_to_string(&mut log).unwrap();
@@ -988,7 +988,7 @@ mod tests {
     #[test]
     fn team_log_files_sit_beside_results_and_either_layout_is_served() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let inline = JobId::generate();
         commit(
             &store,
@@ -999,7 +999,7 @@ mod tests {
         store.shutdown();
         drop(store);
 
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
         store.recover(|warning| panic!("{warning}")).unwrap();
         let own = JobId::generate();
         commit(
@@ -1052,7 +1052,7 @@ mod tests {
     }
 
     /// A job whose request stays in its journal, as after a crash.
-    fn accept_kept(store: &ResultStore) -> JobId {
+    fn accept_kept(store: &FileStore) -> JobId {
         let id = JobId::generate();
         accept(store, id).journal.keep();
         id
@@ -1061,7 +1061,7 @@ mod tests {
     #[test]
     fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let id = JobId::generate();
         commit(
             &store,
@@ -1119,7 +1119,7 @@ mod tests {
         }
 
         drop(store); // a restart: the first server is gone, and with it its lock
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
         let state = |id: JobId| {
@@ -1145,7 +1145,7 @@ mod tests {
     #[test]
     fn a_team_log_file_lost_before_a_restart_fails_the_check() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
         let [whole, lost, cut] = [(); 3].map(|()| JobId::generate());
         for id in [whole, lost, cut] {
             commit(
@@ -1162,7 +1162,7 @@ mod tests {
         fs::write(&log, &text[..text.len() / 2]).unwrap();
 
         drop(store); // a restart: the first server is gone, and with it its lock
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
         let (recovered, _) = store.recover(|_| {}).unwrap();
         let states: Vec<(JobId, bool)> = recovered
             .iter()
@@ -1196,7 +1196,7 @@ mod tests {
         let status_line = legacy.iter().position(|&byte| byte == b'\n').unwrap() + 1;
         write_result(dir.path(), cut, &legacy[..status_line]);
 
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
         let state = |id: JobId| {
@@ -1226,13 +1226,13 @@ mod tests {
         let outcome = wall::simulate(&WallConfig::try_new(profiles, None).unwrap());
         for team_logs in [TeamLogs::Inline, TeamLogs::Files] {
             let dir = tempfile::tempdir().unwrap();
-            let store = ResultStore::open(dir.path(), options(team_logs)).unwrap();
+            let store = FileStore::open(dir.path(), options(team_logs)).unwrap();
             let id = JobId::generate();
             commit(&store, id, &Record::Done(&outcome), accept(&store, id));
             assert_eq!(read_log(&store, id), "", "{team_logs:?}");
             store.shutdown();
             drop(store); // a restart: the first server is gone, and with it its lock
-            let store = ResultStore::open(dir.path(), options(team_logs)).unwrap();
+            let store = FileStore::open(dir.path(), options(team_logs)).unwrap();
             let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
             assert_eq!(recovered[0].state, JobState::Done, "{team_logs:?}");
         }
@@ -1244,7 +1244,7 @@ mod tests {
         let file = dir.path().join("a-file");
         fs::write(&file, b"").unwrap();
         assert!(matches!(
-            ResultStore::open(&file.join("results"), options(TeamLogs::Inline)),
+            FileStore::open(&file.join("results"), options(TeamLogs::Inline)),
             Err(StoreError::Unusable { .. })
         ));
     }
@@ -1252,10 +1252,10 @@ mod tests {
     #[test]
     fn a_second_store_on_the_directory_is_refused_before_touching_it() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let first = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let leftover = dir.path().join(TEMPORARY_DIR).join("leftover.result.tmp");
         fs::write(&leftover, b"half").unwrap();
-        match ResultStore::open(dir.path(), options(TeamLogs::Inline)) {
+        match FileStore::open(dir.path(), options(TeamLogs::Inline)) {
             Err(StoreError::InUse { holder, .. }) => {
                 assert_eq!(holder, format!("pid {}", std::process::id()));
             }
@@ -1265,7 +1265,7 @@ mod tests {
         assert!(leftover.exists());
         first.shutdown();
         drop(first);
-        let second = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let second = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         second.recover(|warning| panic!("{warning}")).unwrap();
         assert!(!leftover.exists(), "the holder recovers");
     }
@@ -1294,7 +1294,7 @@ mod tests {
             .path()
             .join(format!("requests-{}.jsonl", JobId::generate()));
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
         assert!(recovered.is_empty() && keys.is_empty());
@@ -1341,7 +1341,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let store = ResultStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
         let mut warnings = Vec::new();
         store.recover(|warning| warnings.push(warning)).unwrap();
         assert!(
