@@ -1,0 +1,313 @@
+//! Tests of start-up recovery: what a restart finds after a crash, damaged results,
+//! and entries of the results directory the server never makes.
+
+use std::fs;
+
+use super::*;
+
+#[test]
+fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let ids: Vec<JobId> = (0..4).map(|_| JobId::generate()).collect();
+    let mut requests: Vec<StoredRequest> = ids.iter().map(|&id| accept(&store, id)).collect();
+    let pending = requests.split_off(2);
+    commit(
+        &store,
+        ids[0],
+        &Record::Done(&example_outcome()),
+        requests.remove(0),
+    );
+    commit(
+        &store,
+        ids[1],
+        &Record::Failed("bad luck"),
+        requests.remove(0),
+    );
+    fs::write(
+        dir.path().join(format!("{}.result", ids[3])),
+        b"{\"status\":\"do",
+    )
+    .unwrap();
+    fs::write(store.temporary_path(ids[2]), b"half").unwrap();
+    // A log written before a crash, its result not.
+    fs::write(dir.path().join(format!("{}.log", ids[2])), b"day 1").unwrap();
+    fs::write(dir.path().join("notes.txt"), b"?").unwrap();
+    // A crash: the pending jobs' journals stay.
+    pending.iter().for_each(|request| request.journal.keep());
+    drop(pending);
+    store.shutdown();
+    // The process ends: its lock on the directory goes with it.
+    drop(store);
+    let torn = dir
+        .path()
+        .join(format!("requests-{}.jsonl", JobId::generate()));
+    let mut torn_segment = format!(
+        "{JOURNAL_PREFIX}{}{JOURNAL_INFIX}{{\"prof",
+        JobId::generate()
+    )
+    .into_bytes();
+    // A segment is made at its full size: the zeros no write reached follow the tear.
+    torn_segment.resize(SEGMENT_MIN_BYTES as usize, 0);
+    fs::write(&torn, torn_segment).unwrap();
+
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let mut warnings = Vec::new();
+    let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
+    assert!(keys.is_empty());
+    let states: Vec<(JobId, JobState, bool)> = recovered
+        .iter()
+        .map(|job| (job.id, job.state.clone(), job.request.is_some()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (ids[0], JobState::Done, false),
+            (ids[1], JobState::Failed("bad luck".into()), false),
+            (ids[2], JobState::Queued, true),
+            (ids[3], JobState::Queued, true),
+        ]
+    );
+    let request = recovered[2].request.as_ref().unwrap();
+    assert_eq!(
+        store.read_request(request).unwrap(),
+        format!(r#"{{"id":"{}"}}"#, ids[2]).as_bytes()
+    );
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let mut locked: Vec<JobId> = store.inner.locks.iter().map(|entry| *entry.key()).collect();
+    locked.sort();
+    assert_eq!(locked, [ids[2], ids[3]], "jobs to run again are in flight");
+    assert!(!store.temporary_path(ids[2]).exists());
+    assert!(!dir.path().join(format!("{}.log", ids[2])).exists());
+    drop(recovered);
+    assert_eq!(journals(dir.path()), 0);
+}
+
+#[test]
+fn recovery_leaves_the_new_writer_able_to_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    // Time for the writer to run: were it to make a segment before its first
+    // request, the recovery below would take it for one left over, and remove it.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (recovered, _) = store.recover(|warning| panic!("{warning}")).unwrap();
+    assert!(recovered.is_empty());
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    commit(&store, id, &Record::Failed("checked"), request);
+}
+
+#[test]
+fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let id = JobId::generate();
+    commit(
+        &store,
+        id,
+        &Record::Done(&example_outcome()),
+        accept(&store, id),
+    );
+    let whole = fs::read(dir.path().join(format!("{id}.result"))).unwrap();
+    let StoredResult::Indexed(result) = store.open_result(id).unwrap() else {
+        panic!("a new result is in the binary layout");
+    };
+    let layout = result.layout();
+    let len = whole.len() as u64;
+    let mut cuts = vec![
+        0,
+        1,
+        5,
+        8,
+        HEADER_LEN - 1,
+        HEADER_LEN,
+        HEADER_LEN + 3,
+        layout.rows,
+        layout.index,
+        layout.index + 4,
+        layout.steps,
+        layout.steps + 10,
+        layout.log,
+        layout.log + 7,
+        layout.trailer,
+        layout.trailer + 12,
+        len - 1,
+    ];
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut flipped = whole.clone();
+    flipped[layout.steps as usize + 5] ^= 1;
+    let mut longer = whole.clone();
+    longer.push(b'\n');
+    let mut damaged: Vec<Vec<u8>> = cuts
+        .iter()
+        .map(|&cut| whole[..cut as usize].to_vec())
+        .collect();
+    damaged.extend([flipped, longer]);
+
+    // Each damaged file three times: with its request kept (it runs again),
+    // without (it answers failed), and in tmp/, as a crash before the rename left it.
+    let with_request: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
+    let crashed: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
+    let without_request: Vec<JobId> = damaged.iter().map(|_| JobId::generate()).collect();
+    store.shutdown();
+    for (i, bytes) in damaged.iter().enumerate() {
+        write_result(dir.path(), with_request[i], bytes);
+        write_result(dir.path(), without_request[i], bytes);
+        fs::write(store.temporary_path(crashed[i]), bytes).unwrap();
+    }
+
+    drop(store); // a restart: the first server is gone, and with it its lock
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let mut warnings = Vec::new();
+    let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
+    let state = |id: JobId| {
+        let job = recovered.iter().find(|job| job.id == id).unwrap();
+        (job.state.clone(), job.request.is_some())
+    };
+    assert_eq!(state(id), (JobState::Done, false), "the whole one is done");
+    for (i, bytes) in damaged.iter().enumerate() {
+        let what = format!("a result of {} bytes of {len}", bytes.len());
+        assert_eq!(state(with_request[i]), (JobState::Queued, true), "{what}");
+        assert_eq!(state(crashed[i]), (JobState::Queued, true), "{what}");
+        match state(without_request[i]) {
+            (JobState::Failed(reason), false) => assert!(
+                reason.starts_with("the stored result is damaged: "),
+                "{what}: {reason}"
+            ),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(warnings.len(), 2 * damaged.len(), "{warnings:#?}");
+}
+
+#[test]
+fn a_team_log_file_lost_before_a_restart_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+    let [whole, lost, cut] = [(); 3].map(|()| JobId::generate());
+    for id in [whole, lost, cut] {
+        commit(
+            &store,
+            id,
+            &Record::Done(&example_outcome()),
+            accept(&store, id),
+        );
+    }
+    store.shutdown();
+    fs::remove_file(dir.path().join(format!("{lost}.log"))).unwrap();
+    let log = dir.path().join(format!("{cut}.log"));
+    let text = fs::read(&log).unwrap();
+    fs::write(&log, &text[..text.len() / 2]).unwrap();
+
+    drop(store); // a restart: the first server is gone, and with it its lock
+    let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+    let (recovered, _) = store.recover(|_| {}).unwrap();
+    let states: Vec<(JobId, bool)> = recovered
+        .iter()
+        .map(|job| (job.id, job.state == JobState::Done))
+        .collect();
+    let mut expected = vec![(whole, true), (lost, false), (cut, false)];
+    expected.sort();
+    assert_eq!(states, expected);
+}
+
+#[test]
+fn entries_that_are_not_regular_files_are_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_dir = dir
+        .path()
+        .join(format!("requests-{}.jsonl", JobId::generate()));
+    fs::create_dir(&segment_dir).unwrap();
+    let keys_dir = dir.path().join(KEYS_FILE);
+    fs::create_dir(&keys_dir).unwrap();
+    let segment_fifo = dir
+        .path()
+        .join(format!("requests-{}.jsonl", JobId::generate()));
+    let result_fifo = dir.path().join(format!("{}.result", JobId::generate()));
+    for fifo in [&segment_fifo, &result_fifo] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let link = dir
+        .path()
+        .join(format!("requests-{}.jsonl", JobId::generate()));
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let mut warnings = Vec::new();
+    let (recovered, keys) = store.recover(|warning| warnings.push(warning)).unwrap();
+    assert!(recovered.is_empty() && keys.is_empty());
+    for (path, kind) in [
+        (&segment_dir, "a directory"),
+        (&keys_dir, "a directory"),
+        (&segment_fifo, "a FIFO"),
+        (&result_fifo, "a FIFO"),
+        (&link, "a symbolic link"),
+    ] {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains(&*name) && warning.contains(kind)),
+            "{name}: {warnings:?}"
+        );
+        assert!(fs::symlink_metadata(path).is_ok(), "{name} is left alone");
+    }
+    // Keyed requests are refused while the keys file is a directory, not stuck.
+    let (sender, receiver) = mpsc::channel();
+    let key = KeyRecord {
+        key: "k".to_owned(),
+        job_id: JobId::generate().to_string(),
+        fingerprint: "f".to_owned(),
+    };
+    store.accept(
+        JobId::generate(),
+        b"{}".to_vec(),
+        Some(&key),
+        move |stored| {
+            sender.send(stored.is_err()).unwrap();
+        },
+    );
+    assert!(receiver.recv().unwrap());
+}
+
+#[test]
+fn a_fifo_named_like_the_keys_file_neither_blocks_recovery_nor_keyed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_fifo = dir.path().join(KEYS_FILE);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&keys_fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let mut warnings = Vec::new();
+    store.recover(|warning| warnings.push(warning)).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|warning| warning.contains(KEYS_FILE) && warning.contains("a FIFO")),
+        "{warnings:?}"
+    );
+    let (sender, receiver) = mpsc::channel();
+    let key = KeyRecord {
+        key: "k".to_owned(),
+        job_id: JobId::generate().to_string(),
+        fingerprint: "f".to_owned(),
+    };
+    store.accept(
+        JobId::generate(),
+        b"{}".to_vec(),
+        Some(&key),
+        move |stored| {
+            sender.send(stored.is_err()).unwrap();
+        },
+    );
+    assert!(
+        receiver.recv().unwrap(),
+        "a keyed request is refused, not stuck"
+    );
+}
