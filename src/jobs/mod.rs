@@ -3,6 +3,7 @@
 
 mod files;
 mod id;
+mod idempotency;
 mod queue_memory;
 mod registry;
 mod service;
@@ -10,9 +11,10 @@ mod service;
 use files::FileStore;
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
+pub use idempotency::IdempotencyKey;
 use registry::Registry;
 pub use registry::{JobInfo, JobState, Order, Status, WallShape};
 pub use service::{
-    DebugHooks, DeleteError, IdempotencyKey, Jobs, JobsSettings, Removed, Retention, StartError,
-    Submission, SubmitError, Submitted,
+    DebugHooks, DeleteError, Jobs, JobsSettings, Removed, Retention, StartError, Submission,
+    SubmitError, Submitted,
 };

@@ -14,13 +14,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
 use super::files::journal::StoredRequest;
-use super::files::{KeyRecord, Record, StoredWork};
+use super::files::{Record, StoredWork};
+use super::idempotency::{IdempotencyKey, KeyClaim, KeyConflict, Keys};
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
 use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
 use super::{FileStore, JobId, JobState, Registry, StoreError, StoreOptions};
@@ -63,27 +63,6 @@ pub struct DebugHooks {
     pub panic_on_num_teams: Option<u64>,
     /// How long an accept waits once its request is journaled, before it completes.
     pub accept_delay: Duration,
-}
-
-/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub fn parse(text: &str) -> Option<IdempotencyKey> {
-        let visible = text.bytes().all(|byte| (0x21..=0x7e).contains(&byte));
-        (visible && (1..=255).contains(&text.len())).then(|| IdempotencyKey(text.to_owned()))
-    }
-}
-
-/// What a key points at. `accepted` is false while the first request with the key is
-/// being stored: a second one then waits its turn (409) rather than get an id that
-/// might not be kept.
-#[derive(Clone)]
-struct KeyEntry {
-    id: JobId,
-    fingerprint: String,
-    accepted: bool,
 }
 
 /// What a successful `delete` did.
@@ -131,6 +110,15 @@ pub enum SubmitError {
     Storage(String),
 }
 
+impl From<KeyConflict> for SubmitError {
+    fn from(conflict: KeyConflict) -> SubmitError {
+        match conflict {
+            KeyConflict::Reused => SubmitError::KeyReused,
+            KeyConflict::InProgress => SubmitError::KeyInProgress,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteError {
     #[error("Invalid job_id")]
@@ -170,7 +158,7 @@ struct Inner {
     /// Submissions between their `accepting` check and their job being queued.
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
-    keys: DashMap<String, KeyEntry>,
+    keys: Keys,
     /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
     /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
     /// any number of them cost no thread.
@@ -205,7 +193,7 @@ impl Jobs {
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
-                keys: DashMap::new(),
+                keys: Keys::default(),
                 waiters: DashMap::new(),
                 logger,
                 metrics,
@@ -227,16 +215,7 @@ impl Jobs {
             .inner
             .store
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
-        for record in keys {
-            if let Ok(id) = record.job_id.parse() {
-                let entry = KeyEntry {
-                    id,
-                    fingerprint: record.fingerprint,
-                    accepted: true,
-                };
-                self.inner.keys.insert(record.key, entry);
-            }
-        }
+        self.inner.keys.restore(keys);
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
             self.inner.registry.insert(
@@ -331,8 +310,10 @@ impl Jobs {
         };
         let key_record = match &key {
             None => None,
-            Some(key) => match self.claim_key(key, id, &request) {
-                Err(error) => return answer(Err(error)),
+            Some(key) => match self.inner.keys.claim(key, id, &request, |earlier| {
+                self.inner.registry.state(earlier).is_some()
+            }) {
+                Err(conflict) => return answer(Err(conflict.into())),
                 Ok(KeyClaim::Replay(earlier)) => {
                     self.inner.registry.mark_replayed(earlier);
                     return answer(Ok(Submitted {
@@ -384,7 +365,7 @@ impl Jobs {
             Ok(stored) => stored,
             Err(error) => {
                 if let Some(key) = &key {
-                    self.inner.keys.remove_if(&key.0, |_, entry| entry.id == id);
+                    self.inner.keys.release(key, id);
                 }
                 return Err(SubmitError::Storage(error.to_string()));
             }
@@ -409,9 +390,7 @@ impl Jobs {
             memory,
         });
         if let Some(key) = &key {
-            if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
-                entry.accepted = true;
-            }
+            self.inner.keys.confirm(key);
         }
         info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections,
             "request_id" => logged_request_id);
@@ -467,46 +446,6 @@ impl Jobs {
             job
         };
         self.run(job);
-    }
-
-    /// Claims `key` for job `id`, or finds the job an earlier request with it made.
-    fn claim_key(
-        &self,
-        key: &IdempotencyKey,
-        id: JobId,
-        request: &[u8],
-    ) -> Result<KeyClaim, SubmitError> {
-        let fingerprint = fingerprint(request);
-        let claim = KeyEntry {
-            id,
-            fingerprint: fingerprint.clone(),
-            accepted: false,
-        };
-        match self.inner.keys.entry(key.0.clone()) {
-            Entry::Occupied(mut entry) => {
-                let earlier = entry.get().clone();
-                if !earlier.accepted {
-                    return Err(SubmitError::KeyInProgress);
-                }
-                // A key whose job was removed (expired or deleted) is free again.
-                if self.inner.registry.state(earlier.id).is_some() {
-                    return if earlier.fingerprint == fingerprint {
-                        Ok(KeyClaim::Replay(earlier.id))
-                    } else {
-                        Err(SubmitError::KeyReused)
-                    };
-                }
-                entry.insert(claim);
-            }
-            Entry::Vacant(entry) => {
-                entry.insert(claim);
-            }
-        }
-        Ok(KeyClaim::Claimed(KeyRecord {
-            key: key.0.clone(),
-            job_id: id.to_string(),
-            fingerprint,
-        }))
     }
 
     /// Runs on a worker: simulates, stores the outcome, and records it when stored.
@@ -806,7 +745,7 @@ impl Jobs {
         let registry = &self.inner.registry;
         self.inner
             .keys
-            .retain(|_, entry| !entry.accepted || registry.state(entry.id).is_some());
+            .forget_removed(|id| registry.state(id).is_some());
         let registry = &self.inner.registry;
         let retention = self.inner.retention;
         let cutoff = SystemTime::now()
@@ -983,21 +922,6 @@ impl QueuedJob {
             + body.map_or(0, Vec::capacity)
             + request_id.map_or(0, String::capacity)
     }
-}
-
-enum KeyClaim {
-    Replay(JobId),
-    Claimed(KeyRecord),
-}
-
-/// SHA-256 of the normalized request, in hex: equal for the same wall and teams,
-/// whichever form they were sent in.
-fn fingerprint(request: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(request)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -39,7 +39,6 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
@@ -48,6 +47,7 @@ use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
 use crate::jobs::JobId;
+use crate::jobs::idempotency::KeyRecord;
 use crate::wall::Outcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,14 +97,6 @@ pub struct StoreOptions {
 
 /// The directory, inside the results directory, of results being written.
 const TEMPORARY_DIR: &str = "tmp";
-
-/// An idempotency key, the job it made, and a digest of that job's request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    pub key: String,
-    pub job_id: String,
-    pub fingerprint: String,
-}
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
 #[derive(Clone)]

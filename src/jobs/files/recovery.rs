@@ -15,7 +15,8 @@ use super::journal::{KEYS_FILE, Segment, StoredRequest, is_segment_name, read_se
 use super::regular_file::{kind_of, read_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
-use super::{FileStore, KeyRecord, StoreError, TEMPORARY_DIR, legacy_result};
+use super::{FileStore, StoreError, TEMPORARY_DIR, legacy_result};
+use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::registry::{self, WallShape};
 use crate::jobs::{JobId, JobState};
 

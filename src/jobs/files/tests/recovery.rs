@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::*;
+use crate::jobs::idempotency::KeyRecord;
 
 #[test]
 fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
