@@ -8,9 +8,9 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
-use super::files::journal::StoredRequest;
+use super::files::journal::{Segment, StoredRequest};
 use super::files::{Record, StoredWork};
 use super::idempotency::{IdempotencyKey, KeyClaim, KeyConflict, Keys};
 use super::queue_memory::{OverLimit, QueueMemory, Reservation};
@@ -491,42 +491,65 @@ impl Jobs {
             .as_ref()
             .err()
             .map(|reason| reason.as_str().into());
-        let registry_jobs = self.clone();
-        let journal = Arc::downgrade(&request.journal);
-        self.inner.store.commit(id, &record, request, move |stored| {
-            let elapsed_ms = crate::telemetry::millis(started.elapsed());
-            let metrics = &registry_jobs.inner.metrics;
-            if stored.is_err() {
-                metrics.store_error();
+        let jobs = self.clone();
+        let segment = Arc::downgrade(&request.journal);
+        self.inner
+            .store
+            .commit(id, &record, request, move |stored| {
+                jobs.finish(Finished {
+                    id,
+                    logger,
+                    started,
+                    failure,
+                    stored,
+                    segment,
+                });
+            });
+    }
+
+    /// Runs on the sync thread once the job's result is durable (or could not be
+    /// stored): the job's final state, its log line and its metrics.
+    fn finish(&self, finished: Finished) {
+        let Finished {
+            id,
+            logger,
+            started,
+            failure,
+            stored,
+            segment,
+        } = finished;
+        let elapsed_ms = crate::telemetry::millis(started.elapsed());
+        let metrics = &self.inner.metrics;
+        if stored.is_err() {
+            metrics.store_error();
+        }
+        // A result that could not be stored takes nothing.
+        let result_bytes = *stored.as_ref().unwrap_or(&0);
+        metrics.job_finished(stored.is_ok() && failure.is_none(), started.elapsed());
+        let state = match (stored, failure) {
+            (Ok(_), None) => {
+                info!(logger, "job finished"; "elapsed_ms" => elapsed_ms);
+                JobState::Done
             }
-            // A result that could not be stored takes nothing.
-            let result_bytes = *stored.as_ref().unwrap_or(&0);
-            metrics.job_finished(stored.is_ok() && failure.is_none(), started.elapsed());
-            let state = match (stored, failure) {
-                (Ok(_), None) => {
-                    info!(logger, "job finished"; "elapsed_ms" => elapsed_ms);
-                    JobState::Done
-                }
-                (Ok(_), Some(reason)) => {
-                    warn!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
-                    JobState::Failed(reason)
-                }
-                (Err(error), _) => {
-                    let reason = format!("the result could not be stored on disk: {error}");
-                    error!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
-                    JobState::Failed(reason.into())
-                }
-            };
-            let registry = &registry_jobs.inner.registry;
-            registry.finish(id, state, result_bytes, journal);
-            registry_jobs.wake_waiters(id);
-            let retention = registry_jobs.inner.retention;
-            if registry.finished() > retention.max_results
-                || registry.stored_bytes() > retention.max_bytes
-            {
-                registry_jobs.nudge_sweeper();
+            (Ok(_), Some(reason)) => {
+                warn!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
+                JobState::Failed(reason)
             }
-        });
+            (Err(error), _) => {
+                let reason = format!("the result could not be stored on disk: {error}");
+                error!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
+                JobState::Failed(reason.into())
+            }
+        };
+        let registry = &self.inner.registry;
+        registry.finish(id, state, result_bytes, segment);
+        self.wake_waiters(id);
+        let retention = self.inner.retention;
+        if registry.finished() > retention.max_results
+            || registry.stored_bytes() > retention.max_bytes
+        {
+            self.nudge_sweeper();
+        }
     }
 
     /// The job's wall, from the request it carried or else from the journal.
@@ -873,6 +896,19 @@ impl Drop for AcceptInProgress {
     fn drop(&mut self) {
         self.0.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// A job whose result the store has made durable, or failed to.
+struct Finished {
+    id: JobId,
+    logger: Logger,
+    started: Instant,
+    /// Why the simulation failed, if it did.
+    failure: Option<Arc<str>>,
+    /// The bytes the result takes, or why it could not be stored.
+    stored: Result<u64, StoreError>,
+    /// The journal segment that held its request, for the registry's pin.
+    segment: Weak<Segment>,
 }
 
 /// A submission: the config, and what came with it.
