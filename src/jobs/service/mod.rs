@@ -2,143 +2,44 @@
 //! simulation on a worker, and records the outcome in the store and the registry.
 //! Restart recovery and the drain at shutdown live here too.
 
+mod queue;
+mod reads;
+mod recovery;
+mod retention;
+mod types;
+
+use self::queue::{QueueSlot, QueuedJob};
+pub use self::types::{
+    DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
+    Submitted,
+};
+
 use std::any::Any;
-use std::fs::File;
-use std::future::Future;
-use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
+use super::files::Record;
 use super::files::journal::{Segment, StoredRequest};
-use super::files::{Record, StoredWork};
-use super::idempotency::{IdempotencyKey, KeyClaim, KeyConflict, Keys};
-use super::queue_memory::{OverLimit, QueueMemory, Reservation};
-use super::registry::{JobInfo, NewRecord, Order, Status, WallShape};
-use super::{FileStore, JobId, JobState, Registry, StoreError, StoreOptions};
-use crate::metrics::{Metrics, Rejection, Snapshot};
-use crate::pool::{JobPool, Task};
-use crate::wall::Summary;
+use super::idempotency::{IdempotencyKey, KeyClaim, Keys};
+use super::queue_memory::{QueueMemory, Reservation};
+use super::registry::{NewRecord, WallShape};
+use super::{FileStore, JobId, JobState, Registry, StoreError};
+use crate::metrics::{Metrics, Rejection};
+use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
 
 /// Requests this small wait in the queue as the compact JSON the journal holds (a
 /// decoded wall costs some 27 times that); larger ones are read back from the journal
 /// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
 const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
-
-pub struct JobsSettings {
-    pub results_dir: PathBuf,
-    pub workers: usize,
-    pub max_queue: usize,
-    /// The most bytes queued jobs may hold.
-    pub max_queue_bytes: usize,
-    pub store: StoreOptions,
-    pub retention: Retention,
-    pub debug: DebugHooks,
-}
-
-/// How long, how many and how many bytes of finished jobs are kept.
-#[derive(Clone, Copy, Debug)]
-pub struct Retention {
-    pub ttl: Duration,
-    pub max_results: usize,
-    /// The most bytes the finished jobs' results may take on disk together.
-    pub max_bytes: u64,
-}
-
-/// Test-only behaviour, off by default and hidden from `--help`: lets the integration
-/// tests make jobs slow (to catch a shutdown mid-queue), panic (to check isolation), or
-/// accepts slow (to let a client go away before its answer).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DebugHooks {
-    pub job_delay: Duration,
-    pub panic_on_num_teams: Option<u64>,
-    /// How long an accept waits once its request is journaled, before it completes.
-    pub accept_delay: Duration,
-}
-
-/// What a successful `delete` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Removed {
-    /// A finished job's record and result are gone.
-    Deleted,
-    /// A queued job was taken out before it ran.
-    Cancelled,
-}
-
-impl Removed {
-    /// The `status` string of the API.
-    pub fn name(self) -> &'static str {
-        match self {
-            Removed::Deleted => "deleted",
-            Removed::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// An accepted submission: a new job, or the one an earlier request with the same key made.
-pub struct Submitted {
-    pub id: JobId,
-    pub replayed: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("this Idempotency-Key was used with a different request")]
-    KeyReused,
-    #[error("a request with this Idempotency-Key is being accepted; retry in a moment")]
-    KeyInProgress,
-    #[error("the job queue is full; retry later")]
-    QueueFull,
-    #[error(
-        "the queued jobs hold {} bytes, at the --max-queue-bytes limit of {} bytes; retry later",
-        .0.used,
-        .0.limit
-    )]
-    QueueMemoryFull(OverLimit),
-    #[error("the server is shutting down and accepts no new jobs")]
-    ShuttingDown,
-    #[error("the job could not be stored on disk: {0}")]
-    Storage(String),
-}
-
-impl From<KeyConflict> for SubmitError {
-    fn from(conflict: KeyConflict) -> SubmitError {
-        match conflict {
-            KeyConflict::Reused => SubmitError::KeyReused,
-            KeyConflict::InProgress => SubmitError::KeyInProgress,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteError {
-    #[error("Invalid job_id")]
-    Unknown,
-    #[error("the job is {0}; only a finished job can be deleted, or a queued one cancelled")]
-    InFlight(&'static str),
-    #[error("the job could not be deleted and is unchanged: {0}")]
-    Storage(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot start the worker threads: {0}")]
-    Threads(#[from] io::Error),
-}
-
-/// How soon the retention sweeper looks again at jobs it had to leave pinned.
-const PINNED_RETRY: Duration = Duration::from_millis(250);
 
 /// Cheap to clone; shared by the HTTP handlers and the workers.
 #[derive(Clone)]
@@ -207,46 +108,6 @@ impl Jobs {
         // Limits may have been lowered since the jobs on disk were kept: apply them now.
         jobs.nudge_sweeper();
         Ok(jobs)
-    }
-
-    fn recover(&self) -> io::Result<()> {
-        let logger = &self.inner.logger;
-        let (recovered, keys) = self
-            .inner
-            .store
-            .recover(|problem| warn!(logger, "results directory: {}", problem))?;
-        self.inner.keys.restore(keys);
-        let (mut finished, mut requeued) = (0, 0);
-        for job in recovered {
-            self.inner.registry.insert(
-                job.id,
-                NewRecord {
-                    state: job.state,
-                    finished_at: job.finished_at,
-                    shape: job.shape,
-                    result_bytes: job.result_bytes,
-                    journal: job.journal,
-                },
-            );
-            if let Some(request) = job.request {
-                self.queue(QueuedJob {
-                    id: job.id,
-                    request,
-                    body: None,
-                    accepted_at: Instant::now(),
-                    request_id: None,
-                    memory: self
-                        .inner
-                        .queue_memory
-                        .take(QueuedJob::held_bytes(None, None)),
-                });
-                requeued += 1;
-            } else {
-                finished += 1;
-            }
-        }
-        info!(logger, "recovered jobs from disk"; "finished" => finished, "requeued" => requeued);
-        Ok(())
     }
 
     /// Accepts a job: its request is on disk (synced) before this returns its id.
@@ -417,37 +278,6 @@ impl Jobs {
         }
     }
 
-    /// Puts a registered job in the pool. It waits in its slot, where a cancel can take
-    /// it; the pool's task only names it.
-    fn queue(&self, job: QueuedJob) {
-        let id = job.id;
-        self.inner
-            .queued
-            .insert(id, Arc::new(Mutex::new(Some(job))));
-        let jobs = self.clone();
-        self.inner
-            .pool
-            .submit(Box::new(move || jobs.take_and_run(id)))
-            .expect("the pool takes work until every accept in progress has finished");
-    }
-
-    /// Runs on a worker: takes the job from its slot and runs it, unless it was cancelled.
-    fn take_and_run(&self, id: JobId) {
-        let Some((_, slot)) = self.inner.queued.remove(&id) else {
-            return;
-        };
-        let job = {
-            let mut slot = slot.lock();
-            let Some(job) = slot.take() else {
-                return;
-            };
-            // Under the slot's lock: a cancel sees the job queued, or running.
-            self.inner.registry.set_running(id);
-            job
-        };
-        self.run(job);
-    }
-
     /// Runs on a worker: simulates, stores the outcome, and records it when stored.
     fn run(&self, job: QueuedJob) {
         let QueuedJob {
@@ -581,78 +411,6 @@ impl Jobs {
         }
     }
 
-    /// A job's state; a job past its retention answers as unknown (the sweeper removes
-    /// it: a read never writes).
-    pub fn state(&self, id: JobId) -> Option<JobState> {
-        let state = self.inner.registry.state(id)?;
-        (!self.is_expired(id)).then_some(state)
-    }
-
-    /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
-    /// whichever comes first; `None` for a job unknown (or cancelled meanwhile).
-    pub async fn wait(
-        &self,
-        id: JobId,
-        timeout: Duration,
-        stop: impl Future<Output = ()>,
-    ) -> Option<JobState> {
-        let state = self.state(id)?;
-        if state.is_finished() || timeout.is_zero() {
-            return Some(state);
-        }
-        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        // Listening before the second look: a finish after it is heard.
-        notified.as_mut().enable();
-        let state = self.state(id)?;
-        if state.is_finished() {
-            // It finished before the waiter was in: no finish will remove the entry.
-            self.inner
-                .waiters
-                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
-            return Some(state);
-        }
-        tokio::select! {
-            () = notified => {}
-            () = tokio::time::sleep(timeout) => {}
-            () = stop => {}
-        }
-        self.state(id)
-    }
-
-    /// Answers every request waiting for a job that finished or left the queue.
-    fn wake_waiters(&self, id: JobId) {
-        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
-            notify.notify_waiters();
-        }
-    }
-
-    /// A page of the job list (see `Registry::page`); jobs past their retention are
-    /// listed until the sweeper removes them, as before.
-    pub fn page(
-        &self,
-        statuses: &[Status],
-        order: Order,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Vec<(JobId, JobInfo)> {
-        self.inner.registry.page(statuses, order, after, limit)
-    }
-
-    /// What is known of a job, from memory; a job past its retention answers as unknown.
-    pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        let info = self.inner.registry.info(id)?;
-        (!self.is_expired(id)).then_some(info)
-    }
-
-    fn is_expired(&self, id: JobId) -> bool {
-        self.inner.registry.finished_at(id).is_some_and(|at| {
-            at.elapsed()
-                .is_ok_and(|age| age >= self.inner.retention.ttl)
-        })
-    }
-
     /// Removes a finished job (its record and its result file) or cancels a queued one,
     /// for good: neither comes back after a restart.
     ///
@@ -723,144 +481,6 @@ impl Jobs {
         Ok(())
     }
 
-    /// Removes expired jobs, and the oldest beyond `max_results` or `max_bytes`, every
-    /// so often.
-    fn start_sweeper(&self) -> io::Result<()> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let interval = (self.inner.retention.ttl / 10)
-            .clamp(Duration::from_millis(50), Duration::from_secs(60));
-        // A weak handle: the sweeper never keeps the service alive.
-        let jobs = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
-            .name("icewall-retention".to_owned())
-            .spawn(move || {
-                let mut wait = interval;
-                // A message asks for a sweep now; a closed channel ends the thread.
-                while !matches!(
-                    stopped.recv_timeout(wait),
-                    Err(mpsc::RecvTimeoutError::Disconnected)
-                ) {
-                    // Nudges that queued up meanwhile are served by this one sweep.
-                    while stopped.try_recv().is_ok() {}
-                    let Some(inner) = jobs.upgrade() else { return };
-                    let pinned = Jobs { inner }.sweep();
-                    // A pinned job is free once its journal segment goes, soon.
-                    wait = if pinned > 0 {
-                        interval.min(PINNED_RETRY)
-                    } else {
-                        interval
-                    };
-                }
-            })?;
-        *self.inner.sweeper.lock() = Some(stop);
-        Ok(())
-    }
-
-    fn nudge_sweeper(&self) {
-        if let Some(sweeper) = &*self.inner.sweeper.lock() {
-            let _ = sweeper.send(());
-        }
-    }
-
-    /// Removes the jobs past their time or beyond the count or the bytes; returns how many of them
-    /// had to wait because their request is still in a journal segment in use.
-    fn sweep(&self) -> usize {
-        let registry = &self.inner.registry;
-        self.inner
-            .keys
-            .forget_removed(|id| registry.state(id).is_some());
-        let registry = &self.inner.registry;
-        let retention = self.inner.retention;
-        let cutoff = SystemTime::now()
-            .checked_sub(retention.ttl)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let expired = registry.finished_before(cutoff);
-        let excess = registry.finished_beyond(retention.max_results);
-        let oversize = registry.finished_over_bytes(retention.max_bytes);
-        let (mut removed, mut pinned) = (0, 0);
-        for id in expired.into_iter().chain(excess).chain(oversize) {
-            // Waiting costs nothing, while a tombstone costs a sync: a segment in use
-            // goes soon. One kept for a restart stays, so its jobs are buried.
-            if registry.is_pinned_for_now(id) {
-                pinned += 1;
-            } else if self.remove_finished(id).is_ok() {
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
-        }
-        pinned
-    }
-
-    /// How many jobs are queued or running.
-    pub fn in_flight(&self) -> usize {
-        self.inner.registry.in_flight()
-    }
-
-    /// How many jobs are queued, running, done and failed, in that order (O(1)).
-    pub fn counts(&self) -> [usize; 4] {
-        self.inner.registry.counts()
-    }
-
-    /// How many jobs are known, in any state.
-    pub fn known(&self) -> usize {
-        self.inner.registry.len()
-    }
-
-    /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`,
-    /// and how many profiles the wall has (see `FileStore::read_summary`). Blocks on
-    /// the disk: call it off the async threads.
-    ///
-    /// # Errors
-    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
-    pub fn summary(
-        &self,
-        id: JobId,
-        first: usize,
-        limit: usize,
-    ) -> Result<(Summary, usize), StoreError> {
-        self.inner.store.read_summary(id, first, limit)
-    }
-
-    /// A done job's work tables, ready for questions. Blocks on the disk.
-    ///
-    /// # Errors
-    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
-    pub fn work(&self, id: JobId) -> Result<StoredWork, StoreError> {
-        self.inner.store.open_work(id)
-    }
-
-    /// A done job's team log, readable to its end, and its length. Blocks on the disk.
-    ///
-    /// # Errors
-    /// `Missing`, `Io`, or `Damaged` when the log is not where its result says, or not whole.
-    pub fn team_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
-        self.inner.store.open_log(id)
-    }
-
-    /// Checks that the store takes a write and keeps its free space. Blocks on the disk.
-    ///
-    /// # Errors
-    /// Whatever the file system answers.
-    pub fn probe_store(&self) -> io::Result<()> {
-        self.inner.store.probe()
-    }
-
-    /// The live numbers `/metrics` reports.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            queue_depth: self.inner.pool.queued(),
-            queue_bytes: self.inner.queue_memory.used(),
-            in_flight: self.inner.registry.in_flight(),
-            workers: self.inner.pool.live_workers(),
-        }
-    }
-
-    pub fn is_accepting(&self) -> bool {
-        self.inner.accepting.load(Ordering::SeqCst)
-    }
-
     /// Refuses new jobs from now on; true the first time.
     pub fn stop_accepting(&self) -> bool {
         self.inner.accepting.swap(false, Ordering::SeqCst)
@@ -911,14 +531,6 @@ struct Finished {
     segment: Weak<Segment>,
 }
 
-/// A submission: the config, and what came with it.
-pub struct Submission {
-    pub config: WallConfig,
-    pub key: Option<IdempotencyKey>,
-    /// The HTTP request's id, carried on the job's log lines.
-    pub request_id: Option<String>,
-}
-
 /// A job whose request is on its way to the journal.
 struct AcceptedJob {
     id: JobId,
@@ -928,36 +540,6 @@ struct AcceptedJob {
     key: Option<IdempotencyKey>,
     request_id: Option<String>,
     memory: Reservation,
-}
-
-/// Where a queued job waits: taken out by a worker, or by a cancel.
-type QueueSlot = Arc<Mutex<Option<QueuedJob>>>;
-
-/// A job as it waits in the pool.
-struct QueuedJob {
-    id: JobId,
-    request: StoredRequest,
-    /// A small request's JSON rides along; a large one is read back from the journal.
-    body: Option<Vec<u8>>,
-    accepted_at: Instant,
-    request_id: Option<String>,
-    /// Its share of `--max-queue-bytes`, given back when it leaves the queue.
-    memory: Reservation,
-}
-
-impl QueuedJob {
-    /// What a queued job holds: its slot (behind the `Arc`'s two counts), the slot's
-    /// entry in the map of queued jobs, its task in the pool (boxed, and the pool's
-    /// pointer to it), and its heap parts.
-    fn held_bytes(body: Option<&Vec<u8>>, request_id: Option<&String>) -> usize {
-        size_of::<Mutex<Option<QueuedJob>>>()
-            + 2 * size_of::<usize>()
-            + size_of::<(JobId, QueueSlot)>()
-            + size_of::<(Jobs, JobId)>()
-            + size_of::<Task>()
-            + body.map_or(0, Vec::capacity)
-            + request_id.map_or(0, String::capacity)
-    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

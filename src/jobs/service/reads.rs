@@ -1,0 +1,159 @@
+//! The read side of the job service: a job's state and record, waiting for it to
+//! finish, the listing and the counts, and a done job's stored result. Reads never
+//! write: an expired job answers as unknown until the retention sweeper removes it.
+
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Jobs;
+use crate::jobs::files::StoredWork;
+use crate::jobs::registry::{JobInfo, Order, Status};
+use crate::jobs::{JobId, JobState, StoreError};
+use crate::metrics::Snapshot;
+use crate::wall::Summary;
+
+impl Jobs {
+    /// A job's state; a job past its retention answers as unknown (the sweeper removes
+    /// it: a read never writes).
+    pub fn state(&self, id: JobId) -> Option<JobState> {
+        let state = self.inner.registry.state(id)?;
+        (!self.is_expired(id)).then_some(state)
+    }
+
+    /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
+    /// whichever comes first; `None` for a job unknown (or cancelled meanwhile).
+    pub async fn wait(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<JobState> {
+        let state = self.state(id)?;
+        if state.is_finished() || timeout.is_zero() {
+            return Some(state);
+        }
+        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Listening before the second look: a finish after it is heard.
+        notified.as_mut().enable();
+        let state = self.state(id)?;
+        if state.is_finished() {
+            // It finished before the waiter was in: no finish will remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return Some(state);
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(timeout) => {}
+            () = stop => {}
+        }
+        self.state(id)
+    }
+
+    /// Answers every request waiting for a job that finished or left the queue.
+    pub(super) fn wake_waiters(&self, id: JobId) {
+        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// A page of the job list (see `Registry::page`); jobs past their retention are
+    /// listed until the sweeper removes them, as before.
+    pub fn page(
+        &self,
+        statuses: &[Status],
+        order: Order,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<(JobId, JobInfo)> {
+        self.inner.registry.page(statuses, order, after, limit)
+    }
+
+    /// What is known of a job, from memory; a job past its retention answers as unknown.
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        let info = self.inner.registry.info(id)?;
+        (!self.is_expired(id)).then_some(info)
+    }
+
+    pub(super) fn is_expired(&self, id: JobId) -> bool {
+        self.inner.registry.finished_at(id).is_some_and(|at| {
+            at.elapsed()
+                .is_ok_and(|age| age >= self.inner.retention.ttl)
+        })
+    }
+
+    /// How many jobs are queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.inner.registry.in_flight()
+    }
+
+    /// How many jobs are queued, running, done and failed, in that order (O(1)).
+    pub fn counts(&self) -> [usize; 4] {
+        self.inner.registry.counts()
+    }
+
+    /// How many jobs are known, in any state.
+    pub fn known(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`,
+    /// and how many profiles the wall has (see `FileStore::read_summary`). Blocks on
+    /// the disk: call it off the async threads.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn summary(
+        &self,
+        id: JobId,
+        first: usize,
+        limit: usize,
+    ) -> Result<(Summary, usize), StoreError> {
+        self.inner.store.read_summary(id, first, limit)
+    }
+
+    /// A done job's work tables, ready for questions. Blocks on the disk.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
+    pub fn work(&self, id: JobId) -> Result<StoredWork, StoreError> {
+        self.inner.store.open_work(id)
+    }
+
+    /// A done job's team log, readable to its end, and its length. Blocks on the disk.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the log is not where its result says, or not whole.
+    pub fn team_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
+        self.inner.store.open_log(id)
+    }
+
+    /// Checks that the store takes a write and keeps its free space. Blocks on the disk.
+    ///
+    /// # Errors
+    /// Whatever the file system answers.
+    pub fn probe_store(&self) -> io::Result<()> {
+        self.inner.store.probe()
+    }
+
+    /// The live numbers `/metrics` reports.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            queue_depth: self.inner.pool.queued(),
+            queue_bytes: self.inner.queue_memory.used(),
+            in_flight: self.inner.registry.in_flight(),
+            workers: self.inner.pool.live_workers(),
+        }
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,53 @@
+//! Recovery at start-up: the jobs the store found on disk are registered again, those
+//! without a result queued again, and their idempotency keys restored.
+
+use std::io;
+use std::time::Instant;
+
+use slog::{info, warn};
+
+use super::Jobs;
+use super::queue::QueuedJob;
+use crate::jobs::registry::NewRecord;
+
+impl Jobs {
+    pub(super) fn recover(&self) -> io::Result<()> {
+        let logger = &self.inner.logger;
+        let (recovered, keys) = self
+            .inner
+            .store
+            .recover(|problem| warn!(logger, "results directory: {}", problem))?;
+        self.inner.keys.restore(keys);
+        let (mut finished, mut requeued) = (0, 0);
+        for job in recovered {
+            self.inner.registry.insert(
+                job.id,
+                NewRecord {
+                    state: job.state,
+                    finished_at: job.finished_at,
+                    shape: job.shape,
+                    result_bytes: job.result_bytes,
+                    journal: job.journal,
+                },
+            );
+            if let Some(request) = job.request {
+                self.queue(QueuedJob {
+                    id: job.id,
+                    request,
+                    body: None,
+                    accepted_at: Instant::now(),
+                    request_id: None,
+                    memory: self
+                        .inner
+                        .queue_memory
+                        .take(QueuedJob::held_bytes(None, None)),
+                });
+                requeued += 1;
+            } else {
+                finished += 1;
+            }
+        }
+        info!(logger, "recovered jobs from disk"; "finished" => finished, "requeued" => requeued);
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Retention: the sweeper thread that removes finished jobs past `--result-ttl`, beyond
+//! `--max-results` or over `--max-results-bytes`, oldest first, every so often and when
+//! a finish nudges it.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use slog::info;
+
+use super::Jobs;
+
+/// How soon the retention sweeper looks again at jobs it had to leave pinned.
+const PINNED_RETRY: Duration = Duration::from_millis(250);
+
+impl Jobs {
+    /// Removes expired jobs, and the oldest beyond `max_results` or `max_bytes`, every
+    /// so often.
+    pub(super) fn start_sweeper(&self) -> io::Result<()> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let interval = (self.inner.retention.ttl / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(60));
+        // A weak handle: the sweeper never keeps the service alive.
+        let jobs = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("icewall-retention".to_owned())
+            .spawn(move || {
+                let mut wait = interval;
+                // A message asks for a sweep now; a closed channel ends the thread.
+                while !matches!(
+                    stopped.recv_timeout(wait),
+                    Err(mpsc::RecvTimeoutError::Disconnected)
+                ) {
+                    // Nudges that queued up meanwhile are served by this one sweep.
+                    while stopped.try_recv().is_ok() {}
+                    let Some(inner) = jobs.upgrade() else { return };
+                    let pinned = Jobs { inner }.sweep();
+                    // A pinned job is free once its journal segment goes, soon.
+                    wait = if pinned > 0 {
+                        interval.min(PINNED_RETRY)
+                    } else {
+                        interval
+                    };
+                }
+            })?;
+        *self.inner.sweeper.lock() = Some(stop);
+        Ok(())
+    }
+
+    pub(super) fn nudge_sweeper(&self) {
+        if let Some(sweeper) = &*self.inner.sweeper.lock() {
+            let _ = sweeper.send(());
+        }
+    }
+
+    /// Removes the jobs past their time or beyond the count or the bytes; returns how many of them
+    /// had to wait because their request is still in a journal segment in use.
+    pub(super) fn sweep(&self) -> usize {
+        let registry = &self.inner.registry;
+        self.inner
+            .keys
+            .forget_removed(|id| registry.state(id).is_some());
+        let registry = &self.inner.registry;
+        let retention = self.inner.retention;
+        let cutoff = SystemTime::now()
+            .checked_sub(retention.ttl)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let expired = registry.finished_before(cutoff);
+        let excess = registry.finished_beyond(retention.max_results);
+        let oversize = registry.finished_over_bytes(retention.max_bytes);
+        let (mut removed, mut pinned) = (0, 0);
+        for id in expired.into_iter().chain(excess).chain(oversize) {
+            // Waiting costs nothing, while a tombstone costs a sync: a segment in use
+            // goes soon. One kept for a restart stays, so its jobs are buried.
+            if registry.is_pinned_for_now(id) {
+                pinned += 1;
+            } else if self.remove_finished(id).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
+        }
+        pinned
+    }
+}

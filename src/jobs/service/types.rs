@@ -1,0 +1,122 @@
+//! What goes into the job service and what comes out: its settings, a submission and
+//! its answer, and the errors of submit, delete and start.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::jobs::idempotency::{IdempotencyKey, KeyConflict};
+use crate::jobs::queue_memory::OverLimit;
+use crate::jobs::{JobId, StoreError, StoreOptions};
+use crate::wall::WallConfig;
+
+pub struct JobsSettings {
+    pub results_dir: PathBuf,
+    pub workers: usize,
+    pub max_queue: usize,
+    /// The most bytes queued jobs may hold.
+    pub max_queue_bytes: usize,
+    pub store: StoreOptions,
+    pub retention: Retention,
+    pub debug: DebugHooks,
+}
+
+/// How long, how many and how many bytes of finished jobs are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub ttl: Duration,
+    pub max_results: usize,
+    /// The most bytes the finished jobs' results may take on disk together.
+    pub max_bytes: u64,
+}
+
+/// Test-only behaviour, off by default and hidden from `--help`: lets the integration
+/// tests make jobs slow (to catch a shutdown mid-queue), panic (to check isolation), or
+/// accepts slow (to let a client go away before its answer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DebugHooks {
+    pub job_delay: Duration,
+    pub panic_on_num_teams: Option<u64>,
+    /// How long an accept waits once its request is journaled, before it completes.
+    pub accept_delay: Duration,
+}
+
+/// What a successful `delete` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// A finished job's record and result are gone.
+    Deleted,
+    /// A queued job was taken out before it ran.
+    Cancelled,
+}
+
+impl Removed {
+    /// The `status` string of the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Removed::Deleted => "deleted",
+            Removed::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// An accepted submission: a new job, or the one an earlier request with the same key made.
+pub struct Submitted {
+    pub id: JobId,
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+    #[error("a request with this Idempotency-Key is being accepted; retry in a moment")]
+    KeyInProgress,
+    #[error("the job queue is full; retry later")]
+    QueueFull,
+    #[error(
+        "the queued jobs hold {} bytes, at the --max-queue-bytes limit of {} bytes; retry later",
+        .0.used,
+        .0.limit
+    )]
+    QueueMemoryFull(OverLimit),
+    #[error("the server is shutting down and accepts no new jobs")]
+    ShuttingDown,
+    #[error("the job could not be stored on disk: {0}")]
+    Storage(String),
+}
+
+impl From<KeyConflict> for SubmitError {
+    fn from(conflict: KeyConflict) -> SubmitError {
+        match conflict {
+            KeyConflict::Reused => SubmitError::KeyReused,
+            KeyConflict::InProgress => SubmitError::KeyInProgress,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("Invalid job_id")]
+    Unknown,
+    #[error("the job is {0}; only a finished job can be deleted, or a queued one cancelled")]
+    InFlight(&'static str),
+    #[error("the job could not be deleted and is unchanged: {0}")]
+    Storage(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the worker threads: {0}")]
+    Threads(#[from] io::Error),
+}
+
+/// A submission: the config, and what came with it.
+pub struct Submission {
+    pub config: WallConfig,
+    pub key: Option<IdempotencyKey>,
+    /// The HTTP request's id, carried on the job's log lines.
+    pub request_id: Option<String>,
+}
