@@ -23,6 +23,7 @@
 mod batch_thread;
 mod dir_lock;
 mod group_sync;
+mod job_locks;
 pub(super) mod journal;
 mod legacy_result;
 mod recovery;
@@ -37,11 +38,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
+use self::job_locks::{JobGuard, JobLocks};
 use self::journal::{Accept, FreeSpaceFloor, Journal, Segment, StoredRequest};
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
@@ -108,9 +109,8 @@ struct Inner {
     dir: PathBuf,
     /// Held for as long as the store lives: no second server may use the directory.
     _lock: DirectoryLock,
-    /// One lock per job in flight, from submission until its result is written, so
-    /// no two threads touch a job's files at once; finished jobs' files never change.
-    locks: DashMap<JobId, Arc<Mutex<()>>>,
+    /// One lock per job in flight (see `job_locks` for what it guards, and the lock order).
+    locks: JobLocks,
     journal: Journal,
     floor: FreeSpaceFloor,
     sync: GroupSync,
@@ -162,7 +162,7 @@ impl FileStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 _lock: lock,
-                locks: DashMap::new(),
+                locks: JobLocks::default(),
                 journal: Journal::start(dir.to_owned(), min_free_space).map_err(unusable)?,
                 floor: FreeSpaceFloor {
                     dir: File::open(dir).map_err(unusable)?,
@@ -190,15 +190,9 @@ impl FileStore {
             .join(format!("{id}.result.tmp"))
     }
 
-    /// Holds the job's lock if the job is in flight. The map entry is cloned out at
-    /// once: no DashMap reference is held across file I/O.
-    fn lock_job(&self, id: JobId) -> Option<parking_lot::ArcMutexGuard<parking_lot::RawMutex, ()>> {
-        let lock = self
-            .inner
-            .locks
-            .get(&id)
-            .map(|entry| Arc::clone(entry.value()));
-        lock.map(|lock| lock.lock_arc())
+    /// Holds the job's lock if the job is in flight (see `job_locks`).
+    fn lock_job(&self, id: JobId) -> Option<JobGuard> {
+        self.inner.locks.lock(id)
     }
 
     /// Stores an accepted job's request durably; `then` learns where, once it is
@@ -210,7 +204,7 @@ impl FileStore {
         key: Option<&KeyRecord>,
         then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
     ) {
-        self.inner.locks.insert(id, Arc::new(Mutex::new(())));
+        self.inner.locks.hold(id);
         let store = self.clone();
         let accept = Accept {
             id,
@@ -219,7 +213,7 @@ impl FileStore {
         };
         self.inner.journal.accept(accept, move |stored| {
             if stored.is_err() {
-                store.inner.locks.remove(&id);
+                store.inner.locks.release(id);
             }
             then(stored.map_err(StoreError::from));
         });
@@ -264,7 +258,7 @@ impl FileStore {
                     let _ = fs::remove_file(store.path(id, "log"));
                 }
             }
-            store.inner.locks.remove(&id);
+            store.inner.locks.release(id);
             then(stored.map_err(StoreError::from));
         };
         match written {
@@ -360,7 +354,7 @@ impl FileStore {
 
     /// Lets go of a cancelled (and buried) job: its lock, and its request.
     pub fn abandon(&self, id: JobId, request: StoredRequest) {
-        self.inner.locks.remove(&id);
+        self.inner.locks.release(id);
         drop(request);
     }
 

@@ -8,8 +8,6 @@ use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
-
 use super::dir_lock::LOCK_FILE;
 use super::journal::{KEYS_FILE, Segment, StoredRequest, is_segment_name, read_segment};
 use super::regular_file::{kind_of, read_regular};
@@ -169,7 +167,7 @@ impl FileStore {
         }
         for (id, request) in requests {
             // In flight again: its files go through its lock until its result is written.
-            self.inner.locks.insert(id, Arc::new(Mutex::new(())));
+            self.inner.locks.hold(id);
             let journal = Arc::downgrade(&request.journal);
             jobs.insert(
                 id,

@@ -85,7 +85,7 @@ fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
     assert_eq!(log.len() as u64, length);
     assert!(log.starts_with("day 2: team 3"), "{log}");
     assert_eq!(log.lines().count(), 18);
-    assert!(store.inner.locks.is_empty());
+    assert!(store.inner.locks.held().is_empty());
     store.shutdown();
     assert_eq!(
         journals(dir.path()),

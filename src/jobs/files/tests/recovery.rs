@@ -75,8 +75,7 @@ fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
         format!(r#"{{"id":"{}"}}"#, ids[2]).as_bytes()
     );
     assert_eq!(warnings.len(), 3, "{warnings:?}");
-    let mut locked: Vec<JobId> = store.inner.locks.iter().map(|entry| *entry.key()).collect();
-    locked.sort();
+    let locked = store.inner.locks.held();
     assert_eq!(locked, [ids[2], ids[3]], "jobs to run again are in flight");
     assert!(!store.temporary_path(ids[2]).exists());
     assert!(!dir.path().join(format!("{}.log", ids[2])).exists());
