@@ -7,8 +7,8 @@ mod idempotency;
 mod queue_memory;
 mod registry;
 mod service;
+mod storage;
 
-use files::FileStore;
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::IdempotencyKey;

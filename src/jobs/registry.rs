@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use super::JobId;
-use super::files::journal::Segment;
+use super::storage::{RequestPin, StorePin};
 use crate::wall::WallConfig;
 
 /// Where a job is. The failure reason is a short sentence, so the record stays small.
@@ -74,7 +74,7 @@ pub struct NewRecord {
     pub shape: Option<WallShape>,
     /// What a recovered job's result takes on disk.
     pub result_bytes: u64,
-    pub journal: Weak<Segment>,
+    pub journal: StorePin,
 }
 
 /// What the registry knows of a job, as `GET /api/jobs/<id>` shows it.
@@ -110,7 +110,7 @@ struct JobRecord {
     result_bytes: u64,
     /// The journal holding the job's request, while jobs accepted with it still need it.
     /// Deleting the result before it is gone would make a restart run the job again.
-    journal: Weak<Segment>,
+    journal: StorePin,
 }
 
 /// A job's status in one byte (a failed job's reason is kept beside it), as the job
@@ -350,7 +350,7 @@ impl Registry {
 
     /// Marks a job done or failed now, its result taking `result_bytes`; it leaves the
     /// in-flight count once.
-    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: Weak<Segment>) {
+    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: StorePin) {
         debug_assert!(outcome.is_finished());
         self.update(id, |record| {
             if !record.is_finished() {
@@ -436,17 +436,15 @@ impl Registry {
     pub fn is_pinned(&self, id: JobId) -> bool {
         self.records
             .get(&id)
-            .is_some_and(|record| record.journal.strong_count() > 0)
+            .is_some_and(|record| record.journal.is_held())
     }
 
     /// Whether a job's request is in a segment that goes once its other jobs finish
     /// (soon), rather than one kept for a restart.
     pub fn is_pinned_for_now(&self, id: JobId) -> bool {
-        let journal = self
-            .records
+        self.records
             .get(&id)
-            .and_then(|record| record.journal.upgrade());
-        journal.is_some_and(|journal| !journal.is_kept())
+            .is_some_and(|record| record.journal.is_held_for_now())
     }
 
     /// Finished jobs that finished before `cutoff`.
@@ -540,6 +538,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Weak;
+
     use super::*;
 
     fn insert(registry: &Registry, id: JobId, state: JobState) {
@@ -853,7 +853,9 @@ mod tests {
     #[test]
     fn a_job_is_pinned_while_its_journal_lives() {
         let registry = Registry::default();
-        let journal = Arc::new(Segment::new(std::path::PathBuf::from("/nonexistent/j")));
+        let journal = Arc::new(crate::jobs::files::journal::Segment::new(
+            std::path::PathBuf::from("/nonexistent/j"),
+        ));
         journal.keep();
         let id = JobId::generate();
         registry.insert(

@@ -36,7 +36,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
@@ -49,7 +49,8 @@ pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
 use crate::jobs::JobId;
 use crate::jobs::idempotency::KeyRecord;
-use crate::wall::Outcome;
+use crate::jobs::storage::{Record, RecoveredJobs, RequestPin, Storage};
+use crate::wall::{Outcome, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,12 +68,6 @@ pub enum StoreError {
     Damaged(String),
     #[error("disk error: {0}")]
     Io(#[from] io::Error),
-}
-
-/// What a finished job leaves behind.
-pub enum Record<'a> {
-    Done(&'a Outcome),
-    Failed(&'a str),
 }
 
 /// Where a done job's team log is kept.
@@ -197,7 +192,7 @@ impl FileStore {
 
     /// Stores an accepted job's request durably; `then` learns where, once it is
     /// synced. The job's lock lives from here until its result is written.
-    pub fn accept(
+    fn accept(
         &self,
         id: JobId,
         request: Vec<u8>,
@@ -223,7 +218,7 @@ impl FileStore {
     ///
     /// # Errors
     /// When the journal cannot be read, or the request's line in it is damaged.
-    pub fn read_request(&self, stored: &StoredRequest) -> Result<Vec<u8>, StoreError> {
+    fn read_request(&self, stored: &StoredRequest) -> Result<Vec<u8>, StoreError> {
         stored.check_intact()?;
         let mut journal = File::open(stored.journal.path())?;
         journal.seek(SeekFrom::Start(stored.offset))?;
@@ -235,7 +230,7 @@ impl FileStore {
     /// Writes a finished job's result, then (after the next group sync) renames it into
     /// place, releases the job's lock and its request, and calls `then` with the bytes
     /// the job's files take.
-    pub fn commit(
+    fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
@@ -332,7 +327,7 @@ impl FileStore {
     ///
     /// # Errors
     /// Whatever the file system answers.
-    pub fn probe(&self) -> io::Result<()> {
+    fn probe(&self) -> io::Result<()> {
         self.inner.floor.check()?;
         let probe = self.inner.dir.join(format!(".probe-{}", JobId::generate()));
         let written = File::create(&probe).and_then(|mut file| {
@@ -348,12 +343,12 @@ impl FileStore {
     ///
     /// # Errors
     /// When the record cannot be written and synced.
-    pub fn bury(&self, id: JobId) -> io::Result<()> {
+    fn bury(&self, id: JobId) -> io::Result<()> {
         self.inner.tombstones.bury(id)
     }
 
     /// Lets go of a cancelled (and buried) job: its lock, and its request.
-    pub fn abandon(&self, id: JobId, request: StoredRequest) {
+    fn abandon(&self, id: JobId, request: StoredRequest) {
         self.inner.locks.release(id);
         drop(request);
     }
@@ -363,7 +358,7 @@ impl FileStore {
     ///
     /// # Errors
     /// When the result exists but cannot be removed; then nothing was removed.
-    pub fn remove_result(&self, id: JobId) -> io::Result<()> {
+    fn remove_result(&self, id: JobId) -> io::Result<()> {
         let _guard = self.lock_job(id);
         match fs::remove_file(self.path(id, "result")) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
@@ -377,7 +372,7 @@ impl FileStore {
 
     /// Writes and answers every pending accept and commit, then stops the writer and
     /// sync threads.
-    pub fn shutdown(&self) {
+    fn shutdown(&self) {
         self.inner.journal.shutdown();
         self.inner.sync.shutdown();
     }
@@ -385,3 +380,90 @@ impl FileStore {
 
 #[cfg(test)]
 mod tests;
+
+/// A finished job is pinned while the journal segment that holds its request lives.
+impl RequestPin for Weak<Segment> {
+    fn is_held(&self) -> bool {
+        self.strong_count() > 0
+    }
+
+    fn is_held_for_now(&self) -> bool {
+        self.upgrade().is_some_and(|segment| !segment.is_kept())
+    }
+}
+
+impl Storage for FileStore {
+    type Request = StoredRequest;
+    type Pin = Weak<Segment>;
+    type Work = StoredWork;
+    type Log = io::Take<File>;
+
+    fn accept(
+        &self,
+        id: JobId,
+        request: Vec<u8>,
+        key: Option<&KeyRecord>,
+        then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
+    ) {
+        FileStore::accept(self, id, request, key, then);
+    }
+
+    fn pin(request: &StoredRequest) -> Weak<Segment> {
+        Arc::downgrade(&request.journal)
+    }
+
+    fn read_request(&self, request: &StoredRequest) -> Result<Vec<u8>, StoreError> {
+        FileStore::read_request(self, request)
+    }
+
+    fn commit(
+        &self,
+        id: JobId,
+        record: &Record<'_>,
+        request: StoredRequest,
+        then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
+    ) {
+        FileStore::commit(self, id, record, request, then);
+    }
+
+    fn recover(&self, warn: impl FnMut(String)) -> io::Result<RecoveredJobs<FileStore>> {
+        FileStore::recover(self, warn)
+    }
+
+    fn bury(&self, id: JobId) -> io::Result<()> {
+        FileStore::bury(self, id)
+    }
+
+    fn abandon(&self, id: JobId, request: StoredRequest) {
+        FileStore::abandon(self, id, request);
+    }
+
+    fn remove_result(&self, id: JobId) -> io::Result<()> {
+        FileStore::remove_result(self, id)
+    }
+
+    fn read_summary(
+        &self,
+        id: JobId,
+        first: usize,
+        limit: usize,
+    ) -> Result<(Summary, usize), StoreError> {
+        FileStore::read_summary(self, id, first, limit)
+    }
+
+    fn open_work(&self, id: JobId) -> Result<StoredWork, StoreError> {
+        FileStore::open_work(self, id)
+    }
+
+    fn open_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
+        FileStore::open_log(self, id)
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        FileStore::probe(self)
+    }
+
+    fn shutdown(&self) {
+        FileStore::shutdown(self);
+    }
+}

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
 
 use super::dir_lock::LOCK_FILE;
 use super::journal::{KEYS_FILE, Segment, StoredRequest, is_segment_name, read_segment};
@@ -16,6 +15,7 @@ use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
 use super::{FileStore, StoreError, TEMPORARY_DIR, legacy_result};
 use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::registry::{self, WallShape};
+use crate::jobs::storage::{Recovered, RecoveredJobs};
 use crate::jobs::{JobId, JobState};
 
 /// Results up to this size have their checksum verified at start-up: reading them
@@ -23,23 +23,6 @@ use crate::jobs::{JobId, JobState};
 /// KiB. Larger ones are checked by their header, trailer and length alone (a file cut
 /// short anywhere fails that), so that start-up does not read gigabytes.
 const CHECKSUM_AT_START_UP_MAX: u64 = 1024 * 1024;
-
-/// A job found on disk at start-up: finished, or accepted and still to run.
-pub struct Recovered {
-    pub id: JobId,
-    pub state: JobState,
-    /// When a finished job's result was written (its file's modification time).
-    pub finished_at: Option<SystemTime>,
-    /// A done job's wall as its result's header tells it (sections only from a small
-    /// result, whose rows are read anyway); `None` for others.
-    pub shape: Option<WallShape>,
-    /// What a finished job's result (and log file) take on disk.
-    pub result_bytes: u64,
-    /// The request of a job still to run.
-    pub request: Option<StoredRequest>,
-    /// The journal that still holds a finished job's request, if any.
-    pub journal: Weak<Segment>,
-}
 
 impl FileStore {
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
@@ -51,10 +34,10 @@ impl FileStore {
     ///
     /// # Errors
     /// When the directory cannot be listed.
-    pub fn recover(
+    pub(super) fn recover(
         &self,
         mut warn: impl FnMut(String),
-    ) -> io::Result<(Vec<Recovered>, Vec<KeyRecord>)> {
+    ) -> io::Result<RecoveredJobs<FileStore>> {
         let mut results = Vec::new();
         let mut logs = Vec::new();
         let mut journals = Vec::new();
@@ -124,7 +107,7 @@ impl FileStore {
             .tombstones
             .recover(|id| requests.contains_key(&id), &mut warn)?;
         requests.retain(|id, _| !buried.contains(id));
-        let mut jobs: BTreeMap<JobId, Recovered> = BTreeMap::new();
+        let mut jobs: BTreeMap<JobId, Recovered<FileStore>> = BTreeMap::new();
         for id in results {
             let (state, shape) = match self.recovered_state(id) {
                 Ok(recovered) => recovered,
@@ -139,7 +122,7 @@ impl FileStore {
                     (JobState::Failed(reason.into()), None)
                 }
             };
-            let journal = requests
+            let pin = requests
                 .remove(&id)
                 .map_or_else(Weak::new, |request| Arc::downgrade(&request.journal));
             let metadata = fs::metadata(self.path(id, "result")).ok();
@@ -161,14 +144,14 @@ impl FileStore {
                     shape,
                     result_bytes,
                     request: None,
-                    journal,
+                    pin,
                 },
             );
         }
         for (id, request) in requests {
             // In flight again: its files go through its lock until its result is written.
             self.inner.locks.hold(id);
-            let journal = Arc::downgrade(&request.journal);
+            let pin = Arc::downgrade(&request.journal);
             jobs.insert(
                 id,
                 Recovered {
@@ -178,7 +161,7 @@ impl FileStore {
                     shape: None,
                     result_bytes: 0,
                     request: Some(request),
-                    journal,
+                    pin,
                 },
             );
         }

@@ -78,7 +78,7 @@ impl FileStore {
     ///
     /// # Errors
     /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
-    pub fn read_summary(
+    pub(super) fn read_summary(
         &self,
         id: JobId,
         first: usize,
@@ -95,7 +95,7 @@ impl FileStore {
     ///
     /// # Errors
     /// `Missing`, `Io`, or `Damaged` when the result is not a whole done job's.
-    pub fn open_work(&self, id: JobId) -> Result<StoredWork, StoreError> {
+    pub(super) fn open_work(&self, id: JobId) -> Result<StoredWork, StoreError> {
         let _guard = self.lock_job(id);
         match self.open_result(id)? {
             StoredResult::Indexed(result) => Ok(StoredWork::Indexed(result)),
@@ -108,7 +108,7 @@ impl FileStore {
     ///
     /// # Errors
     /// `Missing`, `Io`, or `Damaged` when the log is not where its result says, or not whole.
-    pub fn open_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
+    pub(super) fn open_log(&self, id: JobId) -> Result<(io::Take<File>, u64), StoreError> {
         let _guard = self.lock_job(id);
         let (file, length) = match self.open_result(id)? {
             StoredResult::Indexed(result) => match result.log_file_len() {

@@ -16,9 +16,9 @@ pub use self::types::{
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -26,12 +26,11 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
-use super::files::Record;
-use super::files::journal::{Segment, StoredRequest};
 use super::idempotency::{IdempotencyKey, KeyClaim, Keys};
 use super::queue_memory::{QueueMemory, Reservation};
 use super::registry::{NewRecord, WallShape};
-use super::{FileStore, JobId, JobState, Registry, StoreError};
+use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
+use super::{JobId, JobState, Registry, StoreError};
 use crate::metrics::{Metrics, Rejection};
 use crate::pool::JobPool;
 use crate::wall::{self, Limits, WallConfig};
@@ -49,7 +48,7 @@ pub struct Jobs {
 
 struct Inner {
     registry: Registry,
-    store: FileStore,
+    store: Store,
     pool: JobPool,
     /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
     /// take the job out under the slot's lock, so exactly one of them gets it.
@@ -83,7 +82,7 @@ impl Jobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
-        let store = FileStore::open(&settings.results_dir, settings.store)?;
+        let store = Store::open(&settings.results_dir, settings.store)?;
         let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
         let jobs = Jobs {
             inner: Arc::new(Inner {
@@ -238,7 +237,7 @@ impl Jobs {
                 finished_at: None,
                 shape,
                 result_bytes: 0,
-                journal: Arc::downgrade(&stored.journal),
+                journal: Store::pin(&stored),
             },
         );
         let logged_request_id = request_id.clone().unwrap_or_default();
@@ -322,7 +321,7 @@ impl Jobs {
             .err()
             .map(|reason| reason.as_str().into());
         let jobs = self.clone();
-        let segment = Arc::downgrade(&request.journal);
+        let pin = Store::pin(&request);
         self.inner
             .store
             .commit(id, &record, request, move |stored| {
@@ -332,7 +331,7 @@ impl Jobs {
                     started,
                     failure,
                     stored,
-                    segment,
+                    pin,
                 });
             });
     }
@@ -346,7 +345,7 @@ impl Jobs {
             started,
             failure,
             stored,
-            segment,
+            pin,
         } = finished;
         let elapsed_ms = crate::telemetry::millis(started.elapsed());
         let metrics = &self.inner.metrics;
@@ -372,7 +371,7 @@ impl Jobs {
             }
         };
         let registry = &self.inner.registry;
-        registry.finish(id, state, result_bytes, segment);
+        registry.finish(id, state, result_bytes, pin);
         self.wake_waiters(id);
         let retention = self.inner.retention;
         if registry.finished() > retention.max_results
@@ -527,8 +526,8 @@ struct Finished {
     failure: Option<Arc<str>>,
     /// The bytes the result takes, or why it could not be stored.
     stored: Result<u64, StoreError>,
-    /// The journal segment that held its request, for the registry's pin.
-    segment: Weak<Segment>,
+    /// Whether its request is still held, for the registry.
+    pin: StorePin,
 }
 
 /// A job whose request is on its way to the journal.

@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 use super::Jobs;
 use crate::jobs::JobId;
-use crate::jobs::files::journal::StoredRequest;
 use crate::jobs::queue_memory::Reservation;
+use crate::jobs::storage::StoredRequest;
 use crate::pool::Task;
 
 /// Where a queued job waits: taken out by a worker, or by a cancel.

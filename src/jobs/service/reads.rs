@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::Jobs;
 use crate::jobs::files::StoredWork;
 use crate::jobs::registry::{JobInfo, Order, Status};
+use crate::jobs::storage::Storage;
 use crate::jobs::{JobId, JobState, StoreError};
 use crate::metrics::Snapshot;
 use crate::wall::Summary;

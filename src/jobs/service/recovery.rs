@@ -9,6 +9,7 @@ use slog::{info, warn};
 use super::Jobs;
 use super::queue::QueuedJob;
 use crate::jobs::registry::NewRecord;
+use crate::jobs::storage::Storage;
 
 impl Jobs {
     pub(super) fn recover(&self) -> io::Result<()> {
@@ -27,7 +28,7 @@ impl Jobs {
                     finished_at: job.finished_at,
                     shape: job.shape,
                     result_bytes: job.result_bytes,
-                    journal: job.journal,
+                    journal: job.pin,
                 },
             );
             if let Some(request) = job.request {
