@@ -2,14 +2,12 @@
 //! loopback-only server without one, and are refused on a reachable server without one,
 //! and to other sites' web pages; requests for host names not the server's are refused.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Server;
+use crate::common::Server;
 
 #[test]
 fn shutdown_needs_the_admin_token_when_one_is_set() {
@@ -34,7 +32,7 @@ fn shutdown_needs_the_admin_token_when_one_is_set() {
         assert_eq!(reply.status, 401, "{no_bearer}");
     }
     // Refused attempts change nothing: the server still takes jobs.
-    assert_eq!(server.submit_json(common::EXAMPLE_JSON).len(), 36);
+    assert_eq!(server.submit_json(crate::common::EXAMPLE_JSON).len(), 36);
     let allowed = server.request_as("POST", "/api/graceful_shutdown", "bearer s3cret-token");
     assert_eq!(allowed.status, 200);
     assert!(server.wait_exit().success());
@@ -47,7 +45,7 @@ fn a_reachable_server_without_a_token_refuses_admin_actions_but_obeys_signals() 
     let reply = server.request("POST", "/api/graceful_shutdown");
     assert_eq!(reply.status, 403);
     assert!(reply.reason().contains("admin actions are disabled"));
-    let id = server.submit_json(common::EXAMPLE_JSON);
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
     let killed = Command::new("kill")
         .arg("-TERM")
@@ -80,7 +78,7 @@ fn send(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) -> 
 fn another_sites_web_page_cannot_run_admin_actions() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(dir.path(), &[]);
-    let id = server.submit_json(common::EXAMPLE_JSON);
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
     let own_origin = server.base.clone();
     let other_port = own_origin.replace(
@@ -114,7 +112,7 @@ fn another_sites_web_page_cannot_run_admin_actions() {
     // The server's own page, or a typed URL, may.
     // (409 while the job's journal segment is still needed: it is retried.)
     let mut status = 0;
-    common::wait_until("the delete is done", || {
+    crate::common::wait_until("the delete is done", || {
         status = send(
             &server,
             "DELETE",

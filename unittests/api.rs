@@ -1,9 +1,7 @@
 //! The HTTP contract of API.md, against the real server on port 0: the example wall
 //! through every endpoint, and every error status with its reason.
 
-mod common;
-
-use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
 
 fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,6 @@
 //! Screenshots go to `target/screenshots/`. Without chromedriver the test is skipped,
 //! unless `ICEWALL_REQUIRE_BROWSER=1` (as in CI), where that is a failure.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use common::{EXAMPLE_TEXT, Server, wait_until};
+use crate::common::{EXAMPLE_TEXT, Server, wait_until};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,10 +1,8 @@
 //! The client subcommands, run as real processes against a real server on port 0.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{EXAMPLE_TEXT, Server};
+use crate::common::{EXAMPLE_TEXT, Server};
 
 fn icewall(server: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_icewall"))
@@ -143,7 +141,7 @@ fn completions_and_version() {
 fn an_id_that_is_not_a_job_id_is_a_usage_error_and_never_sent() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    let id = server.submit_json(common::EXAMPLE_JSON);
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
     for bad in [
         "../graceful_shutdown",
@@ -373,7 +371,7 @@ fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
     let ids: Vec<String> = (0..3)
-        .map(|_| server.submit_json(common::EXAMPLE_JSON))
+        .map(|_| server.submit_json(crate::common::EXAMPLE_JSON))
         .collect();
     for limit in ["0", "1001"] {
         let output = icewall(&server.base, &["jobs", "--limit", limit]);
@@ -420,8 +418,8 @@ fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
 fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    let kept = server.submit_json(common::EXAMPLE_JSON);
-    let deleted = server.submit_json(common::EXAMPLE_JSON);
+    let kept = server.submit_json(crate::common::EXAMPLE_JSON);
+    let deleted = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&kept);
     server.wait_finished(&deleted);
 
@@ -436,7 +434,7 @@ fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
     // A job's request may share a journal file with others for a moment after it is
     // done; the server answers 409 "retry in a moment" until then.
     let mut delete = icewall(&server.base, &["delete", &deleted]);
-    common::wait_until("the job can be deleted", || {
+    crate::common::wait_until("the job can be deleted", || {
         if stderr(&delete).contains("retry in a moment") {
             delete = icewall(&server.base, &["delete", &deleted]);
         }
@@ -459,7 +457,7 @@ fn health_tells_ready_from_not_ready_from_unreachable() {
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
     assert_eq!(stdout(&ready).trim(), "ready");
     // A job in flight keeps a draining server up, and not ready.
-    server.submit_json(common::EXAMPLE_JSON);
+    server.submit_json(crate::common::EXAMPLE_JSON);
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200);
     let draining = icewall(&server.base, &["health"]);
@@ -488,11 +486,11 @@ fn submit_retries_after_a_full_queue_and_makes_one_job() {
             "1500",
         ],
     );
-    let running = server.submit_json(common::EXAMPLE_JSON);
-    common::wait_until("the first job runs", || {
+    let running = server.submit_json(crate::common::EXAMPLE_JSON);
+    crate::common::wait_until("the first job runs", || {
         server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
     });
-    server.submit_json(common::EXAMPLE_JSON);
+    server.submit_json(crate::common::EXAMPLE_JSON);
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
     let wall = wall.to_str().unwrap();
@@ -551,7 +549,7 @@ fn jobs_lists_the_newest_first_and_filters_by_status_and_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--debug-panic-on-num-teams", "7"]);
     let done: Vec<String> = (0..3)
-        .map(|_| server.submit_json(common::EXAMPLE_JSON))
+        .map(|_| server.submit_json(crate::common::EXAMPLE_JSON))
         .collect();
     let failed = server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#);
     for id in done.iter().chain([&failed]) {
@@ -678,7 +676,7 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
 fn status_waits_for_the_job_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "1500"]);
-    let id = server.submit_json(common::EXAMPLE_JSON);
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
     let output = icewall(&server.base, &["status", &id, "--wait", "30s"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "done");

@@ -2,15 +2,13 @@
 //! server, and a full disk. The server keeps answering, refuses what it cannot keep,
 //! and recovers when the fault goes away.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Server};
 
 fn connect(server: &Server) -> TcpStream {
     let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();

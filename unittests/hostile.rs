@@ -1,13 +1,11 @@
 //! The bad-input catalogue: hostile requests, each with the status it must get and a
 //! phrase its reason must contain. Afterwards the server still runs a job correctly.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
 
 const JSON: Option<&str> = Some("application/json");
 const TEXT: Option<&str> = Some("text/plain");

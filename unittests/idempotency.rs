@@ -1,11 +1,9 @@
 //! `Idempotency-Key`: a retried submission gets the job the first one made, even across
 //! a restart; the same key with another request is a 422; a removed job frees its key.
 
-mod common;
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files, wait_until};
 
-use common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files, wait_until};
-
-fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> common::Reply {
+fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> crate::common::Reply {
     server.post_with(
         "/api/simulate?num_teams=3",
         &[("Idempotency-Key", key), ("Content-Type", content_type)],
@@ -13,7 +11,7 @@ fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> common:
     )
 }
 
-fn job_id(reply: &common::Reply) -> String {
+fn job_id(reply: &crate::common::Reply) -> String {
     assert_eq!(reply.status, 202, "{}", reply.body);
     reply.json()["job_id"].as_str().unwrap().to_owned()
 }
@@ -68,7 +66,7 @@ fn bad_keys_are_refused() {
 fn concurrent_requests_with_one_key_make_one_job() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    let replies: Vec<common::Reply> = std::thread::scope(|scope| {
+    let replies: Vec<crate::common::Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| submit(&server, "same", "application/json", EXAMPLE_JSON)))
             .collect();

@@ -1,9 +1,7 @@
 //! A job's record (`GET /api/jobs/<id>`), waiting for a result (`?wait=`), and the
 //! filtered, ordered job list, against the real server on port 0.
 
-mod common;
-
-use common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Server};
 use serde_json::Value;
 
 fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
@@ -275,7 +273,7 @@ fn queued_and_running_jobs_are_listed_by_status() {
     // One worker and slow jobs: the first runs for a minute, the others wait behind it.
     let (server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "60000"]);
     let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
-    common::wait_until("the first job runs", || {
+    crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == ids[..1]
     });
     assert_eq!(listed(&server, "?status=queued"), ids[1..]);

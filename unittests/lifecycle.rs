@@ -2,15 +2,13 @@
 //! `kill -9` loses no accepted job, a restart answers from disk, damaged files are
 //! skipped, and an unusable results directory stops start-up with a clear error.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{EXAMPLE_JSON, Server, count_files, wait_until};
+use crate::common::{EXAMPLE_JSON, Server, count_files, wait_until};
 
 /// The trailer that ends a result file: `IWRESEND`, version, CRC-32, length.
 const RESULT_TRAILER_LEN: usize = 24;

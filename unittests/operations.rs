@@ -1,14 +1,12 @@
 //! The operator's side: `/healthz`, `/readyz`, `/metrics` in the Prometheus text format
 //! with counters that move as jobs flow, and request ids on responses and log lines.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Read;
 
 use serde_json::Value;
 
-use common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Server};
 
 /// Checks every line against the text exposition format; returns the samples by their
 /// name and labels as written.

@@ -1,11 +1,9 @@
 //! The page's HTTP side on the real server: the embedded files with their headers, and
 //! the public JSON it reads (`/api/stats`, `/api/jobs/<id>/chart`).
 
-mod common;
-
 use std::io::Read;
 
-use common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Server};
 use serde_json::Value;
 
 fn agent() -> ureq::Agent {

@@ -2,9 +2,7 @@
 //! `--max-results`, and `DELETE /api/jobs/<id>` removes one; a removed job answers 404
 //! like an unknown one, and its file is gone.
 
-mod common;
-
-use common::{EXAMPLE_JSON, Server, count_files, wait_until};
+use crate::common::{EXAMPLE_JSON, Server, count_files, wait_until};
 
 fn results_of(server: &Server) -> usize {
     count_files(&server.results, |name| name.ends_with(".result"))
@@ -148,7 +146,7 @@ fn the_oldest_finished_jobs_go_beyond_max_results() {
 }
 
 /// A delete that goes through at once: no 409 "retry in a moment" any more.
-fn delete(server: &Server, id: &str) -> common::Reply {
+fn delete(server: &Server, id: &str) -> crate::common::Reply {
     server.request("DELETE", &format!("/api/jobs/{id}"))
 }
 

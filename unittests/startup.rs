@@ -2,8 +2,6 @@
 //! it: one server per directory, nothing touched by a server that cannot start, odd
 //! entries reported and left alone, and a damaged journal line costing only its job.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Server};
 
 /// Everything under `dir`: each path with its type, and a digest of a regular file's bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
@@ -140,7 +138,7 @@ fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
     );
     let running = first.submit_json(EXAMPLE_JSON);
     let queued = first.submit_json(EXAMPLE_JSON);
-    common::wait_until("the first job runs", || {
+    crate::common::wait_until("the first job runs", || {
         first.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
     });
     let before = snapshot(&first.results);

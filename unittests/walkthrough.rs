@@ -2,11 +2,9 @@
 //! `walkthrough` markers is turned into a script that checks every `# =>` line, so the
 //! README cannot drift from what the server answers.
 
-mod common;
-
 use std::process::Command;
 
-use common::Server;
+use crate::common::Server;
 
 /// The shell block between `<!-- walkthrough:start -->` and `<!-- walkthrough:end -->`.
 fn walkthrough_block(readme: &str) -> Vec<&str> {

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: spawn the real `icewall serve` on port 0
 //! with temporary directories, talk HTTP to it, and wait for jobs against a deadline.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};

@@ -1,0 +1,21 @@
+//! The integration tests, one binary: each module drives the real `icewall` binary
+//! (spawned on port 0 by the helpers in `common`) over HTTP or its command line.
+
+mod common;
+
+mod admin;
+mod api;
+mod browser;
+mod client;
+mod engine_matches_naive;
+mod faults;
+mod hostile;
+mod idempotency;
+mod jobs;
+mod lifecycle;
+mod operations;
+mod page;
+mod retention;
+mod simulate_cli;
+mod startup;
+mod walkthrough;
