@@ -163,6 +163,9 @@ struct Inner {
     /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
     /// take the job out under the slot's lock, so exactly one of them gets it.
     queued: DashMap<JobId, QueueSlot>,
+    /// Most jobs waiting (`--max-queue`), counted by their slots: a cancelled job's
+    /// empty task left in the pool holds no place.
+    max_queue: usize,
     queue_memory: Arc<QueueMemory>,
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
@@ -200,6 +203,7 @@ impl Jobs {
                 store,
                 pool,
                 queued: DashMap::new(),
+                max_queue: settings.max_queue,
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
@@ -314,7 +318,7 @@ impl Jobs {
         }
         // The bound is checked before the request is stored; concurrent accepts may
         // pass it together, so the queue can exceed it by the accepts in flight.
-        if self.inner.pool.is_full() {
+        if self.inner.queued.len() >= self.inner.max_queue {
             return answer(Err(SubmitError::QueueFull));
         }
         let id = JobId::generate();
@@ -387,18 +391,10 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        self.inner.registry.insert(
-            id,
-            NewRecord {
-                state: JobState::Queued,
-                finished_at: None,
-                shape,
-                result_bytes: 0,
-                journal: Arc::downgrade(&stored.journal),
-            },
-        );
+        let journal = Arc::downgrade(&stored.journal);
         let logged_request_id = request_id.clone().unwrap_or_default();
-        self.queue(QueuedJob {
+        // The slot before the record: a cancel that finds the job queued finds its slot.
+        self.park(QueuedJob {
             id,
             request: stored,
             body,
@@ -406,6 +402,17 @@ impl Jobs {
             request_id,
             memory,
         });
+        self.inner.registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape,
+                result_bytes: 0,
+                journal,
+            },
+        );
+        self.dispatch(id);
         if let Some(key) = &key {
             if let Some(mut entry) = self.inner.keys.get_mut(&key.0) {
                 entry.accepted = true;
@@ -440,9 +447,19 @@ impl Jobs {
     /// it; the pool's task only names it.
     fn queue(&self, job: QueuedJob) {
         let id = job.id;
+        self.park(job);
+        self.dispatch(id);
+    }
+
+    /// Puts a job in its slot, where a cancel can find it.
+    fn park(&self, job: QueuedJob) {
         self.inner
             .queued
-            .insert(id, Arc::new(Mutex::new(Some(job))));
+            .insert(job.id, Arc::new(Mutex::new(Some(job))));
+    }
+
+    /// Hands a parked job to the pool, whose worker takes it from its slot.
+    fn dispatch(&self, id: JobId) {
         let jobs = self.clone();
         self.inner
             .pool
@@ -641,7 +658,13 @@ impl Jobs {
         tokio::pin!(notified);
         // Listening before the second look: a finish after it is heard.
         notified.as_mut().enable();
-        let state = self.state(id)?;
+        let Some(state) = self.state(id) else {
+            // Cancelled or removed meanwhile: nothing will ever remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return None;
+        };
         if state.is_finished() {
             // It finished before the waiter was in: no finish will remove the entry.
             self.inner
@@ -698,9 +721,9 @@ impl Jobs {
         match self.state(id).ok_or(DeleteError::Unknown)? {
             JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
             JobState::Running => Err(DeleteError::InFlight("running")),
-            JobState::Done | JobState::Failed(_) => {
-                self.remove_finished(id).map(|()| Removed::Deleted)
-            }
+            JobState::Done | JobState::Failed(_) => self
+                .remove_finished(id, Removal::Requested)
+                .map(|()| Removed::Deleted),
         }
     }
 
@@ -735,20 +758,28 @@ impl Jobs {
 
     /// Deletes a finished job. Until its result is gone it can still be restored as it
     /// was; meanwhile it answers as unknown, so that no read finds it half removed.
-    fn remove_finished(&self, id: JobId) -> Result<(), DeleteError> {
+    fn remove_finished(&self, id: JobId, removal: Removal) -> Result<(), DeleteError> {
         let registry = &self.inner.registry;
         if !registry.mark_deleting(id) {
             return Err(DeleteError::Unknown);
         }
         let store = &self.inner.store;
-        // A request still journaled would run the job again after a restart. A tombstone
-        // left by a delete that then fails is harmless: the result, kept, wins.
-        let removed = if registry.is_pinned(id) {
-            store.bury(id)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| store.remove_result(id));
+        // A request still journaled would run the job again after a restart. A DELETE
+        // that answers 200 buries the job whatever the journal's state (a segment may be
+        // on its way out, or its removal not yet durable) and syncs the result's removal:
+        // it stays deleted through a crash or a power cut. Retention only buries jobs
+        // whose segment is known to be in use. A tombstone left by a delete that then
+        // fails is harmless: the result, kept, wins.
+        let bury = removal == Removal::Requested || registry.is_pinned(id);
+        let removed = if bury { store.bury(id) } else { Ok(()) }
+            .and_then(|()| store.remove_result(id))
+            .and_then(|()| {
+                if removal == Removal::Requested {
+                    store.sync_directory()
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(error) = removed {
             registry.unmark_deleting(id);
             warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
@@ -819,7 +850,7 @@ impl Jobs {
             // goes soon. One kept for a restart stays, so its jobs are buried.
             if registry.is_pinned_for_now(id) {
                 pinned += 1;
-            } else if self.remove_finished(id).is_ok() {
+            } else if self.remove_finished(id, Removal::Retention).is_ok() {
                 removed += 1;
             }
         }
@@ -840,7 +871,7 @@ impl Jobs {
     /// The live numbers `/metrics` reports.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            queue_depth: self.inner.pool.queued(),
+            queue_depth: self.inner.queued.len(),
             queue_bytes: self.inner.queue_memory.used(),
             in_flight: self.inner.registry.in_flight(),
             workers: self.inner.pool.live_workers(),
@@ -867,6 +898,14 @@ impl Jobs {
         self.inner.pool.shutdown();
         self.inner.store.shutdown();
     }
+}
+
+/// Who removes a finished job: a client's DELETE, which must hold through any crash,
+/// or the retention sweeper, for which a job back after a power cut is only late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    Requested,
+    Retention,
 }
 
 /// Counts one submission for as long as it lives, whichever way it ends; owned, so

@@ -771,6 +771,14 @@ impl ResultStore {
         Ok(())
     }
 
+    /// Makes the removals of names in the results directory so far durable.
+    ///
+    /// # Errors
+    /// Whatever the file system answers.
+    pub fn sync_directory(&self) -> io::Result<()> {
+        File::open(&self.inner.dir)?.sync_all()
+    }
+
     /// Writes and answers every pending accept and commit, then stops the writer and
     /// sync threads.
     pub fn shutdown(&self) {
