@@ -206,13 +206,16 @@ pub fn parse_text(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Height>>, Con
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut profiles = Vec::new();
     let mut total = 0usize;
+    // One line's heights, gathered here and copied out at their exact size: growing a
+    // vector per line would allocate (and touch) up to twice the memory, piece by piece.
+    let mut heights = Vec::new();
     for (line_index, line) in lines(text).enumerate() {
         let mut tokens = line.split_ascii_whitespace().peekable();
         if tokens.peek().is_none() {
             continue;
         }
         let profile = profiles.len() + 1;
-        let mut heights = Vec::new();
+        heights.clear();
         for (column_index, token) in tokens.enumerate() {
             let at = Location {
                 line: Some(line_index + 1),
@@ -233,7 +236,7 @@ pub fn parse_text(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Height>>, Con
             heights.push(parse_height_token(token, at)?);
             total += 1;
         }
-        profiles.push(heights);
+        profiles.push(heights.as_slice().to_vec());
     }
     if profiles.is_empty() {
         return Err(ConfigError::EmptyWall);
