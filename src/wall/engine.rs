@@ -8,8 +8,9 @@ use super::{COST_PER_FOOT, ICE_PER_FOOT, MAX_HEIGHT, WallConfig};
 
 /// Simulates the building of `config`'s wall, with unlimited crews or its `num_teams`.
 ///
-/// Runs in O(sections x log teams) time and O(sections) memory, whatever the number of
-/// days; the same config always gives the same outcome.
+/// Runs in O(sections) time and memory, whatever the number of days or teams (with as
+/// many teams as unfinished sections or more, they work as crews); the same config
+/// always gives the same outcome.
 pub fn simulate(config: &WallConfig) -> Outcome {
     let mut events = Vec::new();
     let work = schedule(config, Some(&mut events));
@@ -162,7 +163,7 @@ fn schedule_teams(
         log.reserve_exact(unfinished);
     }
     let mut queue = unfinished_sections(config).peekable();
-    let mut plan = TeamPlan::new(config.profiles().len());
+    let mut plan = TeamPlan::new(config.profiles().len(), teams);
     let mut holding: Vec<Section> = (1..=teams as u32)
         .map(|team| {
             let section = queue.next().expect("fewer teams than unfinished sections");
@@ -203,12 +204,16 @@ fn schedule_teams(
 
 /// The teams' days to come and the tables so far. Every pending finish lies within the
 /// next 30 days, so a calendar of 32 day slots (a bit set marks the busy ones) finds
-/// the next day with finishes in O(1).
+/// the next day with finishes in O(1). Each slot holds its teams as a bit set, which
+/// gives them in team order without sorting: a day costs O(teams / 64) words, and the
+/// whole schedule O(sections + teams).
 struct TeamPlan {
     wall: DailyWorkBuilder,
     profiles: Vec<DailyWorkBuilder>,
-    /// The teams finishing on each day, at `day % SLOTS`.
-    calendar: [Vec<u32>; TeamPlan::SLOTS],
+    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day;
+    /// the slot's bits are `calendar[slot * words_per_slot..][..words_per_slot]`.
+    calendar: Vec<u64>,
+    words_per_slot: usize,
     busy_slots: u32,
     today: u64,
 }
@@ -218,11 +223,13 @@ const _: () = assert!(TeamPlan::SLOTS > MAX_HEIGHT as usize);
 impl TeamPlan {
     const SLOTS: usize = 32;
 
-    fn new(profiles: usize) -> TeamPlan {
+    fn new(profiles: usize, teams: usize) -> TeamPlan {
+        let words_per_slot = teams.div_ceil(64);
         TeamPlan {
             wall: DailyWorkBuilder::default(),
             profiles: vec![DailyWorkBuilder::default(); profiles],
-            calendar: Default::default(),
+            calendar: vec![0; Self::SLOTS * words_per_slot],
+            words_per_slot,
             busy_slots: 0,
             today: 0,
         }
@@ -237,7 +244,8 @@ impl TeamPlan {
         self.wall.start(day, 1);
         self.profiles[section.profile as usize].start(day, 1);
         let slot = Self::slot_of(day + u64::from(section.feet) - 1);
-        self.calendar[slot].push(team);
+        let bit = team as usize - 1;
+        self.calendar[slot * self.words_per_slot + bit / 64] |= 1 << (bit % 64);
         self.busy_slots |= 1 << slot;
     }
 
@@ -248,8 +256,7 @@ impl TeamPlan {
     }
 
     /// Moves to the next day on which teams finish, returns it and puts those teams,
-    /// by number, in `teams` (whose allocation goes back to the calendar, reused from
-    /// one slot to the next); `None` once no team is at work.
+    /// by number, in `teams`; `None` once no team is at work.
     fn next_finishes(&mut self, teams: &mut Vec<u32>) -> Option<u64> {
         if self.busy_slots == 0 {
             return None;
@@ -261,10 +268,16 @@ impl TeamPlan {
             .trailing_zeros();
         self.today += 1 + u64::from(ahead);
         let slot = Self::slot_of(self.today);
-        teams.clear();
-        std::mem::swap(teams, &mut self.calendar[slot]);
         self.busy_slots &= !(1 << slot);
-        teams.sort_unstable();
+        teams.clear();
+        let words = &mut self.calendar[slot * self.words_per_slot..][..self.words_per_slot];
+        for (index, word) in words.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                teams.push((index * 64) as u32 + bits.trailing_zeros() + 1);
+                bits &= bits - 1;
+            }
+        }
         Some(self.today)
     }
 }

@@ -225,18 +225,18 @@ impl DailyWorkBuilder {
     fn close_day(&mut self) {
         let Some(day) = self.day else { return };
         let steps = &mut self.steps;
-        let (was_active, feet_before) = match (steps.starts.last(), steps.active.last()) {
-            (Some(&start), Some(&was_active)) => (
-                was_active,
-                steps.feet_before.last().copied().unwrap_or(0) + was_active * (day - start),
-            ),
-            _ => (0, 0),
-        };
-        if self.active != was_active {
-            steps.starts.push(day);
-            steps.active.push(self.active);
-            steps.feet_before.push(feet_before);
+        if self.active == steps.active.last().copied().unwrap_or(0) {
+            return;
         }
+        let feet_before = match (steps.starts.last(), steps.active.last()) {
+            (Some(&start), Some(&was_active)) => {
+                steps.feet_before.last().copied().unwrap_or(0) + was_active * (day - start)
+            }
+            _ => 0,
+        };
+        steps.starts.push(day);
+        steps.active.push(self.active);
+        steps.feet_before.push(feet_before);
     }
 }
 
