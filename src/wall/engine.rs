@@ -162,12 +162,12 @@ fn schedule_teams(
     if let Some(log) = log.as_mut() {
         log.reserve_exact(unfinished);
     }
-    let mut queue = unfinished_sections(config).peekable();
+    let mut queue = unfinished_sections(config);
     let mut plan = TeamPlan::new(config.profiles().len(), teams);
     let mut holding: Vec<Section> = (1..=teams as u32)
         .map(|team| {
             let section = queue.next().expect("fewer teams than unfinished sections");
-            plan.begin(section, team, 1);
+            plan.begin(team, section);
             section
         })
         .collect();
@@ -175,7 +175,6 @@ fn schedule_teams(
     while let Some(today) = plan.next_finishes(&mut finishing) {
         for &team in &finishing {
             let held = &mut holding[team as usize - 1];
-            plan.end(*held, today);
             let next = queue.next();
             if let Some(log) = log.as_mut() {
                 log.push(LogEvent {
@@ -186,8 +185,8 @@ fn schedule_teams(
                     relieved: next.is_none(),
                 });
             }
+            plan.hand_over(team, *held, next, today);
             if let Some(section) = next {
-                plan.begin(section, team, today + 1);
                 *held = section;
             }
         }
@@ -239,20 +238,40 @@ impl TeamPlan {
         (day % Self::SLOTS as u64) as usize
     }
 
-    /// `team` builds `section` from `day` on.
-    fn begin(&mut self, section: Section, team: u32, day: u64) {
-        self.wall.start(day, 1);
-        self.profiles[section.profile as usize].start(day, 1);
-        let slot = Self::slot_of(day + u64::from(section.feet) - 1);
+    /// `team` builds `section` from day 1 on.
+    fn begin(&mut self, team: u32, section: Section) {
+        self.wall.start(1, 1);
+        self.profiles[section.profile as usize].start(1, 1);
+        self.mark_finish(team, u64::from(section.feet));
+    }
+
+    /// `team` finishes `done` at the end of `day` and takes `next`, if there is one, the
+    /// day after. Only the tables whose number of growing sections changes are told: a
+    /// hand-over within a profile changes none, and the wall's only when a team is
+    /// relieved.
+    fn hand_over(&mut self, team: u32, done: Section, next: Option<Section>, day: u64) {
+        let from = day + 1;
+        match next {
+            Some(next) if next.profile == done.profile => {}
+            Some(next) => {
+                self.profiles[done.profile as usize].stop(from, 1);
+                self.profiles[next.profile as usize].start(from, 1);
+            }
+            None => {
+                self.wall.stop(from, 1);
+                self.profiles[done.profile as usize].stop(from, 1);
+            }
+        }
+        if let Some(next) = next {
+            self.mark_finish(team, day + u64::from(next.feet));
+        }
+    }
+
+    fn mark_finish(&mut self, team: u32, day: u64) {
+        let slot = Self::slot_of(day);
         let bit = team as usize - 1;
         self.calendar[slot * self.words_per_slot + bit / 64] |= 1 << (bit % 64);
         self.busy_slots |= 1 << slot;
-    }
-
-    /// `section` is finished at the end of `day`.
-    fn end(&mut self, section: Section, day: u64) {
-        self.wall.stop(day + 1, 1);
-        self.profiles[section.profile as usize].stop(day + 1, 1);
     }
 
     /// Moves to the next day on which teams finish, returns it and puts those teams,
