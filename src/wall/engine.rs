@@ -29,7 +29,7 @@ pub fn simulate_without_log(config: &WallConfig) -> (Summary, WorkTables) {
     (summarize(config, &work), work)
 }
 
-/// The work tables, and the team log appended to `log` if one is asked for.
+/// The work tables, and the team log written to `log` if one is asked for.
 fn schedule(config: &WallConfig, log: Option<&mut Vec<LogEvent>>) -> WorkTables {
     let unfinished = unfinished_sections(config).count();
     match config.num_teams() {
