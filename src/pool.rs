@@ -1,5 +1,5 @@
 //! The hand-written thread pool: a fixed set of named workers taking tasks from a
-//! bounded queue behind a `parking_lot::Mutex`, woken by a `Condvar`.
+//! queue behind a `parking_lot::Mutex`, woken by a `Condvar`.
 //!
 //! A panicking task is caught and leaves its worker alive (the Book's pool would lose
 //! it); `shutdown` stops intake, lets the workers drain the queue, and joins them.
@@ -32,7 +32,6 @@ pub struct JobPool {
 struct Shared {
     queue: Mutex<Queue>,
     task_available: Condvar,
-    capacity: usize,
     /// Workers alive, so tests and metrics can see that a panic did not cost one.
     live_workers: AtomicUsize,
 }
@@ -43,18 +42,17 @@ struct Queue {
 }
 
 impl JobPool {
-    /// Starts `workers` threads named `{name}-{n}`, with room for `capacity` queued tasks.
+    /// Starts `workers` threads named `{name}-{n}`.
     ///
     /// # Errors
     /// When a thread cannot be spawned.
-    pub fn start(name: &str, workers: usize, capacity: usize) -> io::Result<JobPool> {
+    pub fn start(name: &str, workers: usize) -> io::Result<JobPool> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 tasks: VecDeque::new(),
                 accepting: true,
             }),
             task_available: Condvar::new(),
-            capacity,
             live_workers: AtomicUsize::new(0),
         });
         let pool = JobPool {
@@ -71,9 +69,9 @@ impl JobPool {
         Ok(pool)
     }
 
-    /// Queues a task unless the pool is shutting down. The capacity is not enforced
-    /// here: the caller checks `is_full` before it makes a job durable, and a job that is
-    /// durable (or was accepted before a restart) must run whatever the queue's size.
+    /// Queues a task unless the pool is shutting down. The queue has no bound of its
+    /// own: the job service bounds the jobs waiting (`--max-queue`) before it makes one
+    /// durable, and a durable job must run whatever the queue's size.
     ///
     /// # Errors
     /// `ShuttingDown`.
@@ -86,15 +84,6 @@ impl JobPool {
         drop(queue);
         self.shared.task_available.notify_one();
         Ok(())
-    }
-
-    /// Whether a bounded `submit` would be refused right now.
-    pub fn is_full(&self) -> bool {
-        self.shared.queue.lock().tasks.len() >= self.shared.capacity
-    }
-
-    pub fn queued(&self) -> usize {
-        self.shared.queue.lock().tasks.len()
     }
 
     pub fn live_workers(&self) -> usize {
@@ -155,7 +144,7 @@ mod tests {
 
     #[test]
     fn shutdown_drains_every_queued_task() {
-        let pool = JobPool::start("test", 2, 1000).unwrap();
+        let pool = JobPool::start("test", 2).unwrap();
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..200 {
             let done = Arc::clone(&done);
@@ -173,7 +162,7 @@ mod tests {
 
     #[test]
     fn no_wakeup_is_lost_with_many_producers_and_few_workers() {
-        let pool = Arc::new(JobPool::start("test", 2, usize::MAX).unwrap());
+        let pool = Arc::new(JobPool::start("test", 2).unwrap());
         let (sender, receiver) = mpsc::channel();
         let producers: Vec<_> = (0..8)
             .map(|_| {
@@ -202,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_leaves_the_pool_at_full_size() {
-        let pool = JobPool::start("test", 2, 100).unwrap();
+        let pool = JobPool::start("test", 2).unwrap();
         for _ in 0..10 {
             pool.submit(Box::new(|| panic!("a task that fails")))
                 .unwrap();
@@ -221,8 +210,8 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_is_reported_and_still_takes_work() {
-        let pool = JobPool::start("test", 1, 2).unwrap();
+    fn tasks_wait_while_the_worker_is_busy_and_shutdown_runs_them() {
+        let pool = JobPool::start("test", 1).unwrap();
         let (release, blocked) = mpsc::channel::<()>();
         let (started, is_started) = mpsc::channel();
         pool.submit(Box::new(move || {
@@ -231,14 +220,17 @@ mod tests {
         }))
         .unwrap();
         is_started.recv().unwrap();
-        pool.submit(Box::new(|| ())).unwrap();
-        pool.submit(Box::new(|| ())).unwrap();
-        assert!(pool.is_full());
-        pool.submit(Box::new(|| ())).unwrap();
-        assert!(pool.is_full(), "past its capacity the queue stays full");
-        assert_eq!(pool.queued(), 3);
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let done = Arc::clone(&done);
+            pool.submit(Box::new(move || {
+                done.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 0, "the one worker is busy");
         release.send(()).unwrap();
         pool.shutdown();
-        assert_eq!(pool.queued(), 0);
+        assert_eq!(done.load(Ordering::SeqCst), 3);
     }
 }

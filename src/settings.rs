@@ -121,13 +121,23 @@ fn nonzero_size(text: &str) -> Result<usize, String> {
 /// Text that is neither, as one sentence.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
-    if let Ok(seconds) = trimmed.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let duration = match trimmed.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(trimmed).map_err(|error| {
+            format!("expected a duration as in `30s`, `500ms` or `7days` (a bare number is seconds), got `{text}`: {error}")
+        })?,
+    };
+    // Deadlines are `now + duration`: a duration of ages would overflow the clock.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than the longest duration taken, 1000 years"
+        ));
     }
-    humantime::parse_duration(trimmed).map_err(|error| {
-        format!("expected a duration as in `30s`, `500ms` or `7days` (a bare number is seconds), got `{text}`: {error}")
-    })
+    Ok(duration)
 }
+
+/// The longest duration any flag takes: more than any deadline needs, far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(1000 * 31_557_600);
 
 /// A duration longer than zero, for timeouts where zero would mean "never".
 fn nonzero_duration(text: &str) -> Result<Duration, String> {
@@ -328,6 +338,13 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text), Ok(duration), "{text}");
         }
+        assert!(
+            parse_duration("1001years")
+                .unwrap_err()
+                .contains("1000 years")
+        );
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert!(parse_duration("1000years").is_ok());
         for text in ["", "s", "10 parsecs", "-1", "1.5"] {
             let error = parse_duration(text).unwrap_err();
             assert!(error.contains("bare number is seconds"), "{text}: {error}");

@@ -92,6 +92,9 @@ fn wall() -> impl Strategy<Value = Vec<Vec<u8>>> {
 fn check(profiles: &[Vec<u8>], num_teams: Option<u64>) -> Result<(), TestCaseError> {
     let expected = naive(profiles, num_teams);
     let outcome = wall::simulate(&config(profiles, num_teams));
+    let (summary, work) = wall::simulate_without_log(&config(profiles, num_teams));
+    prop_assert_eq!(&summary, &outcome.summary);
+    prop_assert_eq!(&work, &outcome.work);
     let days = expected.daily_feet[0].len() as u64;
     prop_assert_eq!(outcome.summary.days, days);
     prop_assert_eq!(outcome.work.days(), days);

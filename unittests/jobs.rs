@@ -375,3 +375,123 @@ fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
     }
     assert!(server.wait_exit().success());
 }
+
+#[test]
+fn cancelled_jobs_do_not_keep_the_queue_full() {
+    let (server, _dir) = server(&[
+        "--workers",
+        "1",
+        "--max-queue",
+        "2",
+        "--debug-job-delay-ms",
+        "60000",
+    ]);
+    let running = server.submit_json(EXAMPLE_JSON);
+    common::wait_until("the first job runs", || {
+        listed(&server, "?status=running") == [running.clone()]
+    });
+    let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &queued {
+        let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["status"], "cancelled");
+    }
+    // Nothing is queued any more: one job runs.
+    assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 1);
+    assert!(listed(&server, "?status=queued").is_empty());
+    let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(
+        reply.status, 202,
+        "queue is empty, yet: {} {}",
+        reply.status, reply.body
+    );
+}
+
+#[test]
+fn a_v7_id_past_year_9999_on_disk_is_listed_without_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let server = Server::start_in(dir.path(), &[]);
+        let id = server.submit_json(EXAMPLE_JSON);
+        server.wait_finished(&id);
+        assert!(server.shutdown().success());
+        id
+    };
+    let results = dir.path().join("results");
+    // A whole, valid result under another (v7) id whose timestamp is past year 9999,
+    // as a copy from elsewhere or a renamed file could leave it.
+    std::fs::copy(
+        results.join(format!("{id}.result")),
+        results.join("ffffffff-ffff-7fff-bfff-ffffffffffff.result"),
+    )
+    .unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let reply = server.get("/api/jobs");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = server.get("/api/jobs/ffffffff-ffff-7fff-bfff-ffffffffffff");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["created_at"], serde_json::Value::Null);
+}
+
+#[test]
+fn log_reads_racing_deletes_of_log_files_never_answer_500() {
+    let (server, _dir) = server(&["--team-logs", "files"]);
+    let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+    let ids: Vec<String> = (0..300).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    // Past the segment's 1 s: no job is pinned, so a delete is two unlinks, no fsync.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for id in &ids {
+        let url = format!("{}/api/jobs/{id}/log", server.base);
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let mut statuses = Vec::new();
+                    loop {
+                        let status = match ureq::get(&url).call() {
+                            Ok(response) => response.status(),
+                            Err(ureq::Error::Status(status, response)) => {
+                                if status == 500 {
+                                    eprintln!("500: {}", response.into_string().unwrap());
+                                }
+                                status
+                            }
+                            Err(error) => panic!("{error}"),
+                        };
+                        statuses.push(status);
+                        if status != 200 {
+                            return statuses;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        for reader in readers {
+            for status in reader.join().unwrap() {
+                *seen.entry(status).or_default() += 1;
+            }
+        }
+    }
+    assert!(!seen.contains_key(&500), "{seen:?}");
+}
+
+#[test]
+fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
+    let (server, _dir) = server(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    // Its journal segment is gone: the delete could skip the tombstone, and a segment
+    // whose removal had not reached the disk would then run the job again after a crash.
+    common::wait_until("the segment to go", || {
+        common::count_files(&server.results, |name| name.starts_with("requests-")) == 0
+    });
+    let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let buried = std::fs::read_to_string(server.results.join("deleted-jobs.txt")).unwrap();
+    assert!(buried.lines().any(|line| line == id), "{buried:?}");
+}

@@ -70,7 +70,7 @@ pub struct RetryArgs {
     #[arg(long, env = "ICEWALL_RETRIES", default_value_t = 5)]
     pub retries: u32,
     /// Longest time to keep retrying (e.g. `30s`, `2m`), whatever --retries allows.
-    #[arg(long, env = "ICEWALL_RETRY_FOR", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ICEWALL_RETRY_FOR", default_value = "60s", value_parser = crate::settings::parse_duration)]
     pub retry_for: Duration,
 }
 
@@ -598,7 +598,8 @@ fn submit(
     if let Some(teams) = num_teams {
         request = request.query("num_teams", &teams.to_string());
     }
-    let give_up_at = Instant::now() + retry.retry_for;
+    // `None`: a time so far that it never comes.
+    let give_up_at = Instant::now().checked_add(retry.retry_for);
     let mut retries_left = retry.retries;
     let response = loop {
         let sent = client
@@ -608,7 +609,10 @@ fn submit(
             Err(ureq::Error::Status(503, response)) if retries_left > 0 => {
                 let wait = retry_after(&response);
                 let refused = refusal(503, response);
-                if Instant::now() + wait > give_up_at {
+                // A Retry-After beyond the deadline (or beyond the clock) ends the retries.
+                let retry_at = Instant::now().checked_add(wait);
+                if retry_at.is_none() || give_up_at.is_some_and(|give_up| retry_at > Some(give_up))
+                {
                     return Err(refused);
                 }
                 retries_left -= 1;

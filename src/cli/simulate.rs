@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use thousands::Separable;
 
-use crate::wall::{self, ConfigError, Limits, Outcome, Summary};
+use crate::wall::{self, ConfigError, Limits, Summary, WorkTables};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -88,17 +88,19 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
         Some(teams) => config.with_num_teams(Some(teams)),
         None => config,
     };
-    let outcome = wall::simulate(&config);
-    let written = if args.json {
-        serde_json::to_writer(&mut *out, &outcome.summary)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else if args.log {
-        outcome.log.write_to(out)
-    } else if args.days {
-        write_day_table(&outcome, out)
+    let written = if args.log {
+        wall::simulate(&config).log.write_to(out)
     } else {
-        write_summary(&outcome.summary, out)
+        let (summary, work) = wall::simulate_without_log(&config);
+        if args.json {
+            serde_json::to_writer(&mut *out, &summary)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else if args.days {
+            write_day_table(&work, out)
+        } else {
+            write_summary(&summary, out)
+        }
     };
     match written.and_then(|()| out.flush()) {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -163,24 +165,19 @@ pub fn write_summary(summary: &Summary, out: &mut impl Write) -> io::Result<()> 
 }
 
 /// One row per day, tab-separated so it pastes into a spreadsheet.
-fn write_day_table(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
-    let profiles = outcome.work.profile_count();
+fn write_day_table(work: &WorkTables, out: &mut impl Write) -> io::Result<()> {
+    let profiles = work.profile_count();
     write!(out, "day")?;
     for profile in 1..=profiles {
         write!(out, "\tice_p{profile}")?;
     }
     writeln!(out, "\tice_total\tcost_to_date")?;
-    for day in 1..=outcome.summary.days {
+    for day in 1..=work.days() {
         write!(out, "{day}")?;
         for profile in 1..=profiles {
-            write!(out, "\t{}", outcome.work.ice(profile, day).unwrap_or(0))?;
+            write!(out, "\t{}", work.ice(profile, day).unwrap_or(0))?;
         }
-        writeln!(
-            out,
-            "\t{}\t{}",
-            outcome.work.wall_ice(day),
-            outcome.work.cost_through(day)
-        )?;
+        writeln!(out, "\t{}\t{}", work.wall_ice(day), work.cost_through(day))?;
     }
     Ok(())
 }

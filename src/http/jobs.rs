@@ -32,7 +32,7 @@ pub(super) fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState),
 }
 
 /// Reads a finished job's files on the blocking pool. A job deleted meanwhile answers
-/// 404, as it would a moment later: its file going is no server error.
+/// 404, as it would a moment later: its files going is no server error.
 pub(super) async fn read_stored<T: Send + 'static>(
     state: &ApiState,
     id: JobId,
@@ -40,9 +40,9 @@ pub(super) async fn read_stored<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let jobs = state.jobs.clone();
     match web::block(move || read(&jobs)).await? {
-        Err(StoreError::Missing) if state.jobs.state(id).is_none() => {
-            Err(ApiError::invalid_job_id())
-        }
+        // Whatever a read met while a delete took the files away (the result, or the
+        // log file after it), the job is gone: that is a 404, not a server error.
+        Err(_) if state.jobs.state(id).is_none() => Err(ApiError::invalid_job_id()),
         read => Ok(read?),
     }
 }
@@ -181,10 +181,14 @@ pub struct JobDetails {
     replayed: bool,
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the millisecond.
-fn rfc3339(epoch_ms: u64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms);
-    humantime::format_rfc3339_millis(time).to_string()
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the millisecond; `None`
+/// past year 9999, which RFC 3339 cannot write (a v7 id read from disk may claim it).
+fn rfc3339(epoch_ms: u64) -> Option<String> {
+    use std::fmt::Write;
+    let time = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(epoch_ms))?;
+    let mut text = String::new();
+    write!(text, "{}", humantime::format_rfc3339_millis(time)).ok()?;
+    Some(text)
 }
 
 impl JobDetails {
@@ -194,9 +198,9 @@ impl JobDetails {
         JobDetails {
             job_id: id.to_string(),
             status: info.state.name(),
-            created_at: created_ms.map(rfc3339),
-            started_at: info.started_ms.map(rfc3339),
-            finished_at: info.finished_ms.map(rfc3339),
+            created_at: created_ms.and_then(rfc3339),
+            started_at: info.started_ms.and_then(rfc3339),
+            finished_at: info.finished_ms.and_then(rfc3339),
             queue_ms: created_ms
                 .zip(info.started_ms)
                 .map(|(created, started)| started.saturating_sub(created)),
@@ -449,8 +453,8 @@ pub async fn list(
         .map(|(id, job)| JobListEntry {
             job_id: id.to_string(),
             status: job.state.name(),
-            created_at: id.created_ms().map(rfc3339),
-            finished_at: job.finished_ms.map(rfc3339),
+            created_at: id.created_ms().and_then(rfc3339),
+            finished_at: job.finished_ms.and_then(rfc3339),
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"status": "done", "data": jobs})))

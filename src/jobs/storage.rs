@@ -160,6 +160,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Whatever the store answers.
     fn probe(&self) -> io::Result<()>;
 
+    /// Makes the removals so far durable (a DELETE answers only after it).
+    ///
+    /// # Errors
+    /// Whatever the store answers.
+    fn sync_removals(&self) -> io::Result<()>;
+
     /// Answers every pending accept and commit, then stops the store's threads.
     fn shutdown(&self);
 }

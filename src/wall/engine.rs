@@ -1,218 +1,303 @@
 //! The simulation engine: schedules every unfinished section (a start and an end day,
-//! and the team that builds it) without walking day by day, then condenses the schedule
-//! into the summary, the work tables and the team log.
+//! and the team that builds it) without walking day by day, and condenses the schedule
+//! as it unfolds into the work tables and the team log, from which the summary follows.
 
 use super::report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
-use super::work::{DailyWork, WorkTables};
-use super::{COST_PER_FOOT, ICE_PER_FOOT, WallConfig};
+use super::work::{DailyWorkBuilder, WorkTables};
+use super::{COST_PER_FOOT, ICE_PER_FOOT, MAX_HEIGHT, WallConfig};
 
 /// Simulates the building of `config`'s wall, with unlimited crews or its `num_teams`.
 ///
-/// Runs in O(sections x log teams) time and O(sections) memory, whatever the number of
-/// days; the same config always gives the same outcome.
+/// Runs in O(sections) time and memory, whatever the number of days or teams (with as
+/// many teams as unfinished sections or more, they work as crews); the same config
+/// always gives the same outcome.
 pub fn simulate(config: &WallConfig) -> Outcome {
-    let sections = UnfinishedSections::of(config);
-    let schedule = match config.num_teams() {
-        Some(teams) if teams.get() < sections.len() as u64 => {
-            schedule_teams(&sections.remaining, teams.get() as usize)
+    let mut events = Vec::new();
+    let work = schedule(config, Some(&mut events));
+    Outcome {
+        summary: summarize(config, &work),
+        work,
+        log: TeamLog::new(events),
+    }
+}
+
+/// The summary and the work tables of [`simulate`], without the team log: the log is
+/// the one part as large as the wall, and a caller that prints only the others (as
+/// `icewall simulate` does unless asked for the log) need not build it.
+pub fn simulate_without_log(config: &WallConfig) -> (Summary, WorkTables) {
+    let work = schedule(config, None);
+    (summarize(config, &work), work)
+}
+
+/// The work tables, and the team log written to `log` if one is asked for.
+fn schedule(config: &WallConfig, log: Option<&mut Vec<LogEvent>>) -> WorkTables {
+    let unfinished = unfinished_sections(config).count();
+    match config.num_teams() {
+        Some(teams) if teams.get() < unfinished as u64 => {
+            schedule_teams(config, teams.get() as usize, unfinished, log)
         }
-        _ => schedule_crews(&sections.remaining),
-    };
-    let work = work_tables(&sections, &schedule);
-    let summary = summarize(config, &work);
-    let log = TeamLog::new(
-        schedule
-            .finish_order
-            .iter()
-            .map(|finish| {
-                let (profile, section) = sections.location[finish.section as usize];
-                LogEvent {
-                    day: schedule.end[finish.section as usize],
-                    team: finish.team,
-                    profile,
-                    section,
-                    relieved: finish.relieved,
-                }
-            })
-            .collect(),
-    );
-    Outcome { summary, work, log }
-}
-
-/// The sections that need work, in the order teams take them (profile by profile, left
-/// to right). Indices into these vectors are "unfinished section numbers".
-struct UnfinishedSections {
-    /// Feet to build, 1..=30.
-    remaining: Vec<u8>,
-    /// (profile, section), both numbered from 1 as in the config.
-    location: Vec<(u32, u32)>,
-    /// Profile p's unfinished sections are `offsets[p - 1]..offsets[p]`.
-    offsets: Vec<usize>,
-}
-
-impl UnfinishedSections {
-    fn of(config: &WallConfig) -> UnfinishedSections {
-        let mut sections = UnfinishedSections {
-            remaining: Vec::with_capacity(config.section_count()),
-            location: Vec::with_capacity(config.section_count()),
-            offsets: Vec::with_capacity(config.profiles().len() + 1),
-        };
-        sections.offsets.push(0);
-        for (profile_index, profile) in config.profiles().iter().enumerate() {
-            for (section_index, height) in profile.iter().enumerate() {
-                if height.remaining() > 0 {
-                    sections.remaining.push(height.remaining());
-                    // Limits::engine_bounds keeps both numbers within u32.
-                    sections
-                        .location
-                        .push((profile_index as u32 + 1, section_index as u32 + 1));
-                }
+        _ => {
+            if let Some(log) = log {
+                *log = crew_log(config, unfinished);
             }
-            sections.offsets.push(sections.remaining.len());
+            crew_work(config)
         }
-        sections
-    }
-
-    fn len(&self) -> usize {
-        self.remaining.len()
     }
 }
 
-/// A section reaching 30: which one, by whom, and whether that team is then relieved.
-struct Finish {
-    section: u32,
-    team: u32,
-    relieved: bool,
+/// A section that needs work, as the engine schedules it.
+#[derive(Clone, Copy, Debug)]
+struct Section {
+    /// Index into the config's profiles (from 0).
+    profile: u32,
+    /// Position in its profile, numbered from 1 as in the log.
+    number: u32,
+    /// Feet to build, 1..=30, which is also the number of days of work.
+    feet: u8,
 }
 
-/// Who builds which unfinished section when.
-struct Schedule {
-    /// First day of work on each unfinished section; non-decreasing, because sections
-    /// are taken in order and a team only takes one the day after another finishes.
-    start: Vec<u64>,
-    /// The day each unfinished section reaches 30.
-    end: Vec<u64>,
-    /// Finishes in log order: by day, then by team number.
-    finish_order: Vec<Finish>,
-}
-
-/// Unlimited crews: crew k builds unfinished section k from day 1, one foot a day, and is
-/// relieved when it is done. A counting sort by days of work gives the log order.
-fn schedule_crews(remaining: &[u8]) -> Schedule {
-    let mut first_of_length = [0usize; super::MAX_HEIGHT as usize + 2];
-    for &feet in remaining {
-        first_of_length[feet as usize + 1] += 1;
-    }
-    for length in 1..first_of_length.len() {
-        first_of_length[length] += first_of_length[length - 1];
-    }
-    let mut order: Vec<u32> = vec![0; remaining.len()];
-    for (section, &feet) in remaining.iter().enumerate() {
-        let slot = &mut first_of_length[feet as usize];
-        order[*slot] = section as u32;
-        *slot += 1;
-    }
-    Schedule {
-        start: vec![1; remaining.len()],
-        end: remaining.iter().map(|&feet| u64::from(feet)).collect(),
-        finish_order: order
-            .into_iter()
-            .map(|section| Finish {
-                section,
-                team: section + 1,
-                relieved: true,
-            })
-            .collect(),
-    }
-}
-
-/// Limited teams (`teams` < number of unfinished sections). Every pending finish lies
-/// within the next 30 days, so a calendar of 32 day slots (a bit set marks the busy
-/// ones) finds the next day with finishes in O(1); that day's teams are sorted by
-/// number, finish, and take the next sections in order.
-fn schedule_teams(remaining: &[u8], teams: usize) -> Schedule {
-    const SLOTS: u64 = 32;
-    const _: () = assert!(SLOTS > super::MAX_HEIGHT as u64);
-    let slot_of = |day: u64| (day % SLOTS) as usize;
-    let mut start = vec![0u64; remaining.len()];
-    let mut end = vec![0u64; remaining.len()];
-    let mut finish_order = Vec::with_capacity(remaining.len());
-    let mut holding: Vec<u32> = (0..teams as u32).collect();
-    let mut calendar: [Vec<u32>; SLOTS as usize] = Default::default();
-    let mut busy_slots = 0u32;
-    for section in 0..teams {
-        start[section] = 1;
-        end[section] = u64::from(remaining[section]);
-        calendar[slot_of(end[section])].push(section as u32 + 1);
-        busy_slots |= 1 << slot_of(end[section]);
-    }
-    let mut next = teams;
-    let mut today = 0u64;
-    while busy_slots != 0 {
-        // Bit i of the rotated set is the day `today + 1 + i`.
-        let ahead = busy_slots
-            .rotate_right(slot_of(today + 1) as u32)
-            .trailing_zeros();
-        today += 1 + u64::from(ahead);
-        let mut finishing = std::mem::take(&mut calendar[slot_of(today)]);
-        busy_slots &= !(1 << slot_of(today));
-        finishing.sort_unstable();
-        for &team in &finishing {
-            let relieved = next == remaining.len();
-            finish_order.push(Finish {
-                section: holding[team as usize - 1],
-                team,
-                relieved,
-            });
-            if !relieved {
-                start[next] = today + 1;
-                end[next] = today + u64::from(remaining[next]);
-                holding[team as usize - 1] = next as u32;
-                calendar[slot_of(end[next])].push(team);
-                busy_slots |= 1 << slot_of(end[next]);
-                next += 1;
-            }
-        }
-        // Keep the slot's allocation: it is reused 32 days from now.
-        finishing.clear();
-        calendar[slot_of(today)] = finishing;
-    }
-    Schedule {
-        start,
-        end,
-        finish_order,
-    }
-}
-
-/// Per-profile and whole-wall daily work. Starts are already sorted; ends come sorted in
-/// finish order, and a stable distribution by profile keeps each profile's sorted.
-fn work_tables(sections: &UnfinishedSections, schedule: &Schedule) -> WorkTables {
-    let wall_ends: Vec<u64> = schedule
-        .finish_order
+/// The sections that need work, in the order teams take them: profile by profile, left
+/// to right. Read from the config as needed, so that no copy of the wall is made.
+fn unfinished_sections(config: &WallConfig) -> impl Iterator<Item = Section> + '_ {
+    config
+        .profiles()
         .iter()
-        .map(|finish| schedule.end[finish.section as usize])
-        .collect();
-    let mut ends_by_profile = vec![0u64; sections.len()];
-    let mut cursor = sections.offsets.clone();
-    for finish in &schedule.finish_order {
-        let profile_index = sections.location[finish.section as usize].0 as usize - 1;
-        ends_by_profile[cursor[profile_index]] = schedule.end[finish.section as usize];
-        cursor[profile_index] += 1;
-    }
-    let profiles = sections
-        .offsets
-        .windows(2)
-        .map(|bounds| {
-            let range = bounds[0]..bounds[1];
-            DailyWork::from_sorted_intervals(
-                &schedule.start[range.clone()],
-                &ends_by_profile[range],
-            )
+        .enumerate()
+        .flat_map(|(profile, heights)| {
+            heights
+                .iter()
+                .enumerate()
+                .filter(|(_, height)| height.remaining() > 0)
+                // Limits::engine_bounds keeps both numbers within u32.
+                .map(move |(index, height)| Section {
+                    profile: profile as u32,
+                    number: index as u32 + 1,
+                    feet: height.remaining(),
+                })
+        })
+}
+
+/// How many sections need each number of feet (index 1..=30; index 0, the finished
+/// ones, stays 0).
+type SectionsByFeet = [u64; MAX_HEIGHT as usize + 1];
+
+/// Unlimited crews: every unfinished section is built from day 1, one foot a day, so
+/// each table follows from how many sections need each number of feet.
+fn crew_work(config: &WallConfig) -> WorkTables {
+    let mut wall = [0; MAX_HEIGHT as usize + 1];
+    let profiles = config
+        .profiles()
+        .iter()
+        .map(|heights| {
+            let mut profile: SectionsByFeet = [0; MAX_HEIGHT as usize + 1];
+            for height in heights {
+                profile[height.remaining() as usize] += 1;
+            }
+            profile[0] = 0;
+            for (total, count) in wall.iter_mut().zip(profile) {
+                *total += count;
+            }
+            crew_daily_work(&profile)
         })
         .collect();
     WorkTables {
         profiles,
-        wall: DailyWork::from_sorted_intervals(&schedule.start, &wall_ends),
+        wall: crew_daily_work(&wall),
+    }
+}
+
+fn crew_daily_work(sections: &SectionsByFeet) -> super::DailyWork {
+    let mut work = DailyWorkBuilder::default();
+    work.start(1, sections.iter().sum());
+    for (feet, &count) in sections.iter().enumerate().skip(1) {
+        work.stop(feet as u64 + 1, count);
+    }
+    work.finish()
+}
+
+/// Unlimited crews' log: crew k builds the k-th unfinished section, finishes on the day
+/// its last foot is built, and is relieved. A counting sort by days of work puts the
+/// events in log order (by day, then crew) straight into their places.
+fn crew_log(config: &WallConfig, unfinished: usize) -> Vec<LogEvent> {
+    let mut first_of_length = [0usize; MAX_HEIGHT as usize + 2];
+    for section in unfinished_sections(config) {
+        first_of_length[section.feet as usize + 1] += 1;
+    }
+    for length in 1..first_of_length.len() {
+        first_of_length[length] += first_of_length[length - 1];
+    }
+    // Every place is written once below; this value is only what the vector starts with.
+    let unwritten = LogEvent {
+        day: 0,
+        team: 0,
+        profile: 0,
+        section: 0,
+        relieved: false,
+    };
+    let mut log = vec![unwritten; unfinished];
+    for (crew, section) in unfinished_sections(config).enumerate() {
+        let place = &mut first_of_length[section.feet as usize];
+        log[*place] = LogEvent {
+            day: u64::from(section.feet),
+            team: crew as u32 + 1,
+            profile: section.profile + 1,
+            section: section.number,
+            relieved: true,
+        };
+        *place += 1;
+    }
+    log
+}
+
+/// Limited teams (`teams` < number of unfinished sections). Each day with finishes,
+/// its teams, by number, finish and take the next sections in order. Each start and
+/// finish goes straight into the tables (and the log, if kept): nothing per section is
+/// stored.
+fn schedule_teams(
+    config: &WallConfig,
+    teams: usize,
+    unfinished: usize,
+    mut log: Option<&mut Vec<LogEvent>>,
+) -> WorkTables {
+    if let Some(log) = log.as_mut() {
+        log.reserve_exact(unfinished);
+    }
+    let mut queue = unfinished_sections(config);
+    let mut plan = TeamPlan::new(config.profiles().len(), teams);
+    let mut holding: Vec<Section> = (1..=teams as u32)
+        .map(|team| {
+            let section = queue.next().expect("fewer teams than unfinished sections");
+            plan.begin(team, section);
+            section
+        })
+        .collect();
+    let mut finishing = Vec::new();
+    while let Some(today) = plan.next_finishes(&mut finishing) {
+        for &team in &finishing {
+            let held = &mut holding[team as usize - 1];
+            let next = queue.next();
+            if let Some(log) = log.as_mut() {
+                log.push(LogEvent {
+                    day: today,
+                    team,
+                    profile: held.profile + 1,
+                    section: held.number,
+                    relieved: next.is_none(),
+                });
+            }
+            plan.hand_over(team, *held, next, today);
+            if let Some(section) = next {
+                *held = section;
+            }
+        }
+    }
+    WorkTables {
+        profiles: plan
+            .profiles
+            .into_iter()
+            .map(DailyWorkBuilder::finish)
+            .collect(),
+        wall: plan.wall.finish(),
+    }
+}
+
+/// The teams' days to come and the tables so far. Every pending finish lies within the
+/// next 30 days, so a calendar of 32 day slots (a bit set marks the busy ones) finds
+/// the next day with finishes in O(1). Each slot holds its teams as a bit set, which
+/// gives them in team order without sorting: a day costs O(teams / 64) words, and the
+/// whole schedule O(sections + teams).
+struct TeamPlan {
+    wall: DailyWorkBuilder,
+    profiles: Vec<DailyWorkBuilder>,
+    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day;
+    /// the slot's bits are `calendar[slot * words_per_slot..][..words_per_slot]`.
+    calendar: Vec<u64>,
+    words_per_slot: usize,
+    busy_slots: u32,
+    today: u64,
+}
+
+const _: () = assert!(TeamPlan::SLOTS > MAX_HEIGHT as usize);
+
+impl TeamPlan {
+    const SLOTS: usize = 32;
+
+    fn new(profiles: usize, teams: usize) -> TeamPlan {
+        let words_per_slot = teams.div_ceil(64);
+        TeamPlan {
+            wall: DailyWorkBuilder::default(),
+            profiles: vec![DailyWorkBuilder::default(); profiles],
+            calendar: vec![0; Self::SLOTS * words_per_slot],
+            words_per_slot,
+            busy_slots: 0,
+            today: 0,
+        }
+    }
+
+    fn slot_of(day: u64) -> usize {
+        (day % Self::SLOTS as u64) as usize
+    }
+
+    /// `team` builds `section` from day 1 on.
+    fn begin(&mut self, team: u32, section: Section) {
+        self.wall.start(1, 1);
+        self.profiles[section.profile as usize].start(1, 1);
+        self.mark_finish(team, u64::from(section.feet));
+    }
+
+    /// `team` finishes `done` at the end of `day` and takes `next`, if there is one, the
+    /// day after. Only the tables whose number of growing sections changes are told: a
+    /// hand-over within a profile changes none, and the wall's only when a team is
+    /// relieved.
+    fn hand_over(&mut self, team: u32, done: Section, next: Option<Section>, day: u64) {
+        let from = day + 1;
+        match next {
+            Some(next) if next.profile == done.profile => {}
+            Some(next) => {
+                self.profiles[done.profile as usize].stop(from, 1);
+                self.profiles[next.profile as usize].start(from, 1);
+            }
+            None => {
+                self.wall.stop(from, 1);
+                self.profiles[done.profile as usize].stop(from, 1);
+            }
+        }
+        if let Some(next) = next {
+            self.mark_finish(team, day + u64::from(next.feet));
+        }
+    }
+
+    fn mark_finish(&mut self, team: u32, day: u64) {
+        let slot = Self::slot_of(day);
+        let bit = team as usize - 1;
+        self.calendar[slot * self.words_per_slot + bit / 64] |= 1 << (bit % 64);
+        self.busy_slots |= 1 << slot;
+    }
+
+    /// Moves to the next day on which teams finish, returns it and puts those teams,
+    /// by number, in `teams`; `None` once no team is at work.
+    fn next_finishes(&mut self, teams: &mut Vec<u32>) -> Option<u64> {
+        if self.busy_slots == 0 {
+            return None;
+        }
+        // Bit i of the rotated set is the day `today + 1 + i`.
+        let ahead = self
+            .busy_slots
+            .rotate_right(Self::slot_of(self.today + 1) as u32)
+            .trailing_zeros();
+        self.today += 1 + u64::from(ahead);
+        let slot = Self::slot_of(self.today);
+        self.busy_slots &= !(1 << slot);
+        teams.clear();
+        let words = &mut self.calendar[slot * self.words_per_slot..][..self.words_per_slot];
+        for (index, word) in words.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                teams.push((index * 64) as u32 + bits.trailing_zeros() + 1);
+                bits &= bits - 1;
+            }
+        }
+        Some(self.today)
     }
 }
 

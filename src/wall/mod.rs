@@ -13,7 +13,7 @@ pub use config::{
     ConfigError, Height, Limits, Location, WallConfig, is_json_config, parse_config,
     parse_num_teams, parse_text, truncate_for_message,
 };
-pub use engine::simulate;
+pub use engine::{simulate, simulate_without_log};
 pub use json::parse_json;
 pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
 pub use work::{DailyWork, InvalidWorkTable, Step, Table, WorkSource, WorkTables, find_step};

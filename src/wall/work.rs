@@ -138,44 +138,6 @@ impl From<DailyWork> for StepColumns {
 }
 
 impl DailyWork {
-    /// Builds the steps of a set of work intervals `[start, end]` (days, inclusive), one
-    /// foot a day each. Both sequences must be sorted ascending and of equal length.
-    pub(crate) fn from_sorted_intervals(starts: &[u64], ends: &[u64]) -> DailyWork {
-        debug_assert_eq!(starts.len(), ends.len());
-        debug_assert!(starts.is_sorted() && ends.is_sorted());
-        let mut steps = StepColumns::default();
-        let (mut next_start, mut next_end) = (0, 0);
-        let mut active = 0u64;
-        while next_end < ends.len() {
-            // A section stops adding feet the day after it ends.
-            let stop_day = ends[next_end] + 1;
-            let day = starts
-                .get(next_start)
-                .map_or(stop_day, |&start| start.min(stop_day));
-            while starts.get(next_start) == Some(&day) {
-                active += 1;
-                next_start += 1;
-            }
-            while ends.get(next_end).is_some_and(|&end| end + 1 == day) {
-                active -= 1;
-                next_end += 1;
-            }
-            if steps.active.last() == Some(&active) {
-                continue;
-            }
-            let feet_before = match (steps.starts.last(), steps.active.last()) {
-                (Some(&start), Some(&was_active)) => {
-                    steps.feet_before.last().copied().unwrap_or(0) + was_active * (day - start)
-                }
-                _ => 0,
-            };
-            steps.starts.push(day);
-            steps.active.push(active);
-            steps.feet_before.push(feet_before);
-        }
-        DailyWork { steps }
-    }
-
     /// The steps, first day first.
     pub fn steps(&self) -> impl ExactSizeIterator<Item = Step> + '_ {
         (0..self.steps.starts.len()).map(|i| self.step(i))
@@ -217,6 +179,64 @@ impl DailyWork {
     /// The last day anyone works, 0 if nobody ever does.
     pub fn last_day(&self) -> u64 {
         self.steps.starts.last().map_or(0, |&stop| stop - 1)
+    }
+}
+
+/// Builds a `DailyWork` from the changes in the number of sections under work, given
+/// in day order as a schedule unfolds, so that no list of the sections' work intervals
+/// has to be kept.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DailyWorkBuilder {
+    steps: StepColumns,
+    /// The day whose changes are being gathered; `active` counts them in.
+    day: Option<u64>,
+    active: u64,
+}
+
+impl DailyWorkBuilder {
+    /// `count` sections grow from `day` on. Days never go back.
+    pub(crate) fn start(&mut self, day: u64, count: u64) {
+        self.move_to(day);
+        self.active += count;
+    }
+
+    /// `count` of the growing sections add no feet from `day` on (the day after their
+    /// last). Days never go back.
+    pub(crate) fn stop(&mut self, day: u64, count: u64) {
+        self.move_to(day);
+        self.active -= count;
+    }
+
+    pub(crate) fn finish(mut self) -> DailyWork {
+        self.close_day();
+        DailyWork { steps: self.steps }
+    }
+
+    fn move_to(&mut self, day: u64) {
+        debug_assert!(self.day.is_none_or(|current| current <= day));
+        if self.day != Some(day) {
+            self.close_day();
+            self.day = Some(day);
+        }
+    }
+
+    /// A new step only where the number of growing sections changes, so that back to
+    /// back intervals make one step and nothing before the first start makes one.
+    fn close_day(&mut self) {
+        let Some(day) = self.day else { return };
+        let steps = &mut self.steps;
+        if self.active == steps.active.last().copied().unwrap_or(0) {
+            return;
+        }
+        let feet_before = match (steps.starts.last(), steps.active.last()) {
+            (Some(&start), Some(&was_active)) => {
+                steps.feet_before.last().copied().unwrap_or(0) + was_active * (day - start)
+            }
+            _ => 0,
+        };
+        steps.starts.push(day);
+        steps.active.push(self.active);
+        steps.feet_before.push(feet_before);
     }
 }
 
@@ -296,10 +316,29 @@ impl WorkSource for WorkTables {
 mod tests {
     use super::*;
 
+    /// The daily work of sections built over `[start, end]` (inclusive), the changes
+    /// given to the builder in day order as the engine gives them.
+    fn from_intervals(intervals: &[(u64, u64)]) -> DailyWork {
+        let mut changes: Vec<(u64, bool)> = intervals
+            .iter()
+            .flat_map(|&(start, end)| [(start, true), (end + 1, false)])
+            .collect();
+        changes.sort_unstable();
+        let mut builder = DailyWorkBuilder::default();
+        for (day, is_start) in changes {
+            if is_start {
+                builder.start(day, 1);
+            } else {
+                builder.stop(day, 1);
+            }
+        }
+        builder.finish()
+    }
+
     #[test]
     fn intervals_become_steps() {
         // [1,3] and [2,2] and [5,6]: 1,2,1,0,1,1 feet on days 1..6.
-        let work = DailyWork::from_sorted_intervals(&[1, 2, 5], &[2, 3, 6]);
+        let work = from_intervals(&[(1, 2), (2, 3), (5, 6)]);
         let daily: Vec<u64> = (0..=8).map(|day| work.feet_on(day)).collect();
         assert_eq!(daily, vec![0, 1, 2, 1, 0, 1, 1, 0, 0]);
         let cumulative: Vec<u64> = (0..=8).map(|day| work.feet_through(day)).collect();
@@ -310,14 +349,14 @@ mod tests {
 
     #[test]
     fn back_to_back_intervals_merge_into_one_step() {
-        let work = DailyWork::from_sorted_intervals(&[1, 4], &[3, 9]);
+        let work = from_intervals(&[(1, 3), (4, 9)]);
         assert_eq!(work.steps.starts, vec![1, 10]);
         assert_eq!(work.steps.active, vec![1, 0]);
     }
 
     #[test]
     fn no_intervals_means_no_work() {
-        let work = DailyWork::from_sorted_intervals(&[], &[]);
+        let work = from_intervals(&[]);
         assert_eq!(
             (work.feet_on(1), work.feet_through(100), work.last_day()),
             (0, 0, 0)
@@ -325,8 +364,30 @@ mod tests {
     }
 
     #[test]
+    fn changes_on_one_day_that_cancel_out_make_no_step() {
+        // A section ends on day 3 as another starts on day 4, and the builder is told
+        // of the start before the stop: still one step from day 1 to day 6.
+        let mut builder = DailyWorkBuilder::default();
+        builder.start(1, 2);
+        builder.start(4, 1);
+        builder.stop(4, 1);
+        builder.stop(7, 2);
+        let work = builder.finish();
+        assert_eq!(work.steps.starts, vec![1, 7]);
+        assert_eq!(work.steps.feet_before, vec![0, 12]);
+    }
+
+    #[test]
+    fn changes_of_no_sections_make_no_step() {
+        let mut builder = DailyWorkBuilder::default();
+        builder.start(1, 0);
+        builder.stop(31, 0);
+        assert_eq!(builder.finish(), DailyWork::default());
+    }
+
+    #[test]
     fn stored_tables_are_checked_on_load() {
-        let good = DailyWork::from_sorted_intervals(&[1, 2], &[3, 3]);
+        let good = from_intervals(&[(1, 3), (2, 3)]);
         let json = serde_json::to_string(&good).unwrap();
         assert_eq!(serde_json::from_str::<DailyWork>(&json).unwrap(), good);
         let bad = [

@@ -410,6 +410,9 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
         ),
         opened => (opened?, false),
     };
+    // Records start on a line of their own even after a write that failed half way
+    // left a fragment behind (empty lines are skipped).
+    file.write_all(b"\n")?;
     file.write_all(records)?;
     file.sync_data()?;
     match keys.parent() {
@@ -631,7 +634,8 @@ mod tests {
         let first: serde_json::Value = serde_json::from_slice(first_line).unwrap();
         assert_eq!(first["request"]["n"], 0);
         let keys = fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap();
-        assert_eq!(keys.lines().count(), 25);
+        // Each batch's records start on a line of their own: empty lines between them.
+        assert_eq!(keys.lines().filter(|line| !line.is_empty()).count(), 25);
         writer.shutdown();
         assert!(journal.exists(), "kept while its jobs need it");
         drop(stored);

@@ -370,6 +370,11 @@ impl FileStore {
         Ok(())
     }
 
+    /// Makes the removals of names in the results directory so far durable.
+    fn sync_directory(&self) -> io::Result<()> {
+        File::open(&self.inner.dir)?.sync_all()
+    }
+
     /// Writes and answers every pending accept and commit, then stops the writer and
     /// sync threads.
     fn shutdown(&self) {
@@ -461,6 +466,10 @@ impl Storage for FileStore {
 
     fn probe(&self) -> io::Result<()> {
         FileStore::probe(self)
+    }
+
+    fn sync_removals(&self) -> io::Result<()> {
+        self.sync_directory()
     }
 
     fn shutdown(&self) {

@@ -57,7 +57,9 @@ impl Tombstones {
             ),
             opened => (opened?, false),
         };
-        file.write_all(format!("{id}\n").as_bytes())?;
+        // A line of its own even after a write that failed half way left a fragment
+        // behind (empty lines are skipped).
+        file.write_all(format!("\n{id}\n").as_bytes())?;
         file.sync_data()?;
         if created {
             // A new file's name must be durable too.
@@ -140,5 +142,28 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
         assert_eq!(text, format!("{journaled}\n"), "compacted");
         assert!(!dir.path().join(TOMBSTONES_TEMPORARY).exists());
+    }
+
+    #[test]
+    fn a_fragment_left_by_a_failed_append_does_not_swallow_the_next_tombstone() {
+        let dir = tempfile::tempdir().unwrap();
+        let tombstones = Tombstones::new(dir.path());
+        let first = JobId::generate();
+        tombstones.bury(first).unwrap();
+        // What a write that failed part-way (ENOSPC, EIO) leaves in this process: the
+        // bury answered Err, but the bytes it wrote stay.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(TOMBSTONES_FILE))
+            .unwrap();
+        file.write_all(b"0192f0c5-7b7e").unwrap();
+        // A later cancel is answered 200 once this returns Ok.
+        let second = JobId::generate();
+        tombstones.bury(second).unwrap();
+        let live = tombstones.recover(|_| true, &mut |_| {}).unwrap();
+        assert!(
+            live.contains(&second),
+            "the later tombstone was lost: {live:?}"
+        );
     }
 }

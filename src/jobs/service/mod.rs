@@ -53,6 +53,9 @@ struct Inner {
     /// Jobs waiting in the pool, each in a slot of its own: a worker and a cancel both
     /// take the job out under the slot's lock, so exactly one of them gets it.
     queued: DashMap<JobId, QueueSlot>,
+    /// Most jobs waiting (`--max-queue`), counted by their slots: a cancelled job's
+    /// empty task left in the pool holds no place.
+    max_queue: usize,
     queue_memory: Arc<QueueMemory>,
     accepting: AtomicBool,
     /// Submissions between their `accepting` check and their job being queued.
@@ -83,13 +86,14 @@ impl Jobs {
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
         let store = Store::open(&settings.results_dir, settings.store)?;
-        let pool = JobPool::start("icewall-worker", settings.workers, settings.max_queue)?;
+        let pool = JobPool::start("icewall-worker", settings.workers)?;
         let jobs = Jobs {
             inner: Arc::new(Inner {
                 registry: Registry::default(),
                 store,
                 pool,
                 queued: DashMap::new(),
+                max_queue: settings.max_queue,
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 accepting: AtomicBool::new(true),
                 accepts_in_progress: AtomicUsize::new(0),
@@ -155,7 +159,7 @@ impl Jobs {
         }
         // The bound is checked before the request is stored; concurrent accepts may
         // pass it together, so the queue can exceed it by the accepts in flight.
-        if self.inner.pool.is_full() {
+        if self.inner.queued.len() >= self.inner.max_queue {
             return answer(Err(SubmitError::QueueFull));
         }
         let id = JobId::generate();
@@ -230,18 +234,10 @@ impl Jobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        self.inner.registry.insert(
-            id,
-            NewRecord {
-                state: JobState::Queued,
-                finished_at: None,
-                shape,
-                result_bytes: 0,
-                journal: Store::pin(&stored),
-            },
-        );
+        let pin = Store::pin(&stored);
         let logged_request_id = request_id.clone().unwrap_or_default();
-        self.queue(QueuedJob {
+        // The slot before the record: a cancel that finds the job queued finds its slot.
+        self.park(QueuedJob {
             id,
             request: stored,
             body,
@@ -249,6 +245,17 @@ impl Jobs {
             request_id,
             memory,
         });
+        self.inner.registry.insert(
+            id,
+            NewRecord {
+                state: JobState::Queued,
+                finished_at: None,
+                shape,
+                result_bytes: 0,
+                journal: pin,
+            },
+        );
+        self.dispatch(id);
         if let Some(key) = &key {
             self.inner.keys.confirm(key);
         }
@@ -419,9 +426,9 @@ impl Jobs {
         match self.state(id).ok_or(DeleteError::Unknown)? {
             JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
             JobState::Running => Err(DeleteError::InFlight("running")),
-            JobState::Done | JobState::Failed(_) => {
-                self.remove_finished(id).map(|()| Removed::Deleted)
-            }
+            JobState::Done | JobState::Failed(_) => self
+                .remove_finished(id, Removal::Requested)
+                .map(|()| Removed::Deleted),
         }
     }
 
@@ -456,20 +463,28 @@ impl Jobs {
 
     /// Deletes a finished job. Until its result is gone it can still be restored as it
     /// was; meanwhile it answers as unknown, so that no read finds it half removed.
-    fn remove_finished(&self, id: JobId) -> Result<(), DeleteError> {
+    fn remove_finished(&self, id: JobId, removal: Removal) -> Result<(), DeleteError> {
         let registry = &self.inner.registry;
         if !registry.mark_deleting(id) {
             return Err(DeleteError::Unknown);
         }
         let store = &self.inner.store;
-        // A request still journaled would run the job again after a restart. A tombstone
-        // left by a delete that then fails is harmless: the result, kept, wins.
-        let removed = if registry.is_pinned(id) {
-            store.bury(id)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| store.remove_result(id));
+        // A request still journaled would run the job again after a restart. A DELETE
+        // that answers 200 buries the job whatever the journal's state (a segment may be
+        // on its way out, or its removal not yet durable) and syncs the result's removal:
+        // it stays deleted through a crash or a power cut. Retention only buries jobs
+        // whose segment is known to be in use. A tombstone left by a delete that then
+        // fails is harmless: the result, kept, wins.
+        let bury = removal == Removal::Requested || registry.is_pinned(id);
+        let removed = if bury { store.bury(id) } else { Ok(()) }
+            .and_then(|()| store.remove_result(id))
+            .and_then(|()| {
+                if removal == Removal::Requested {
+                    store.sync_removals()
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(error) = removed {
             registry.unmark_deleting(id);
             warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
@@ -496,6 +511,14 @@ impl Jobs {
         self.inner.pool.shutdown();
         self.inner.store.shutdown();
     }
+}
+
+/// Who removes a finished job: a client's DELETE, which must hold through any crash,
+/// or the retention sweeper, for which a job back after a power cut is only late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    Requested,
+    Retention,
 }
 
 /// Counts one submission for as long as it lives, whichever way it ends; owned, so

@@ -47,9 +47,19 @@ impl Jobs {
     /// it; the pool's task only names it.
     pub(super) fn queue(&self, job: QueuedJob) {
         let id = job.id;
+        self.park(job);
+        self.dispatch(id);
+    }
+
+    /// Puts a job in its slot, where a cancel can find it.
+    pub(super) fn park(&self, job: QueuedJob) {
         self.inner
             .queued
-            .insert(id, Arc::new(Mutex::new(Some(job))));
+            .insert(job.id, Arc::new(Mutex::new(Some(job))));
+    }
+
+    /// Hands a parked job to the pool, whose worker takes it from its slot.
+    pub(super) fn dispatch(&self, id: JobId) {
         let jobs = self.clone();
         self.inner
             .pool

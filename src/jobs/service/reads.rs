@@ -42,7 +42,13 @@ impl Jobs {
         tokio::pin!(notified);
         // Listening before the second look: a finish after it is heard.
         notified.as_mut().enable();
-        let state = self.state(id)?;
+        let Some(state) = self.state(id) else {
+            // Cancelled or removed meanwhile: nothing will ever remove the entry.
+            self.inner
+                .waiters
+                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
+            return None;
+        };
         if state.is_finished() {
             // It finished before the waiter was in: no finish will remove the entry.
             self.inner
@@ -147,7 +153,7 @@ impl Jobs {
     /// The live numbers `/metrics` reports.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            queue_depth: self.inner.pool.queued(),
+            queue_depth: self.inner.queued.len(),
             queue_bytes: self.inner.queue_memory.used(),
             in_flight: self.inner.registry.in_flight(),
             workers: self.inner.pool.live_workers(),

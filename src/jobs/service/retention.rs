@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use slog::info;
 
-use super::Jobs;
+use super::{Jobs, Removal};
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
 const PINNED_RETRY: Duration = Duration::from_millis(250);
@@ -75,7 +75,7 @@ impl Jobs {
             // goes soon. One kept for a restart stays, so its jobs are buried.
             if registry.is_pinned_for_now(id) {
                 pinned += 1;
-            } else if self.remove_finished(id).is_ok() {
+            } else if self.remove_finished(id, Removal::Retention).is_ok() {
                 removed += 1;
             }
         }
