@@ -314,8 +314,9 @@ fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
 fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
     let (server, _dir) = server(&["--debug-job-delay-ms", "60000", "--max-wait", "5s"]);
     let id = server.submit_json(EXAMPLE_JSON);
-    // The job takes a minute: these come back when their time is up.
-    for wait in ["0", "0.2", "1"] {
+    // The job takes a minute: these come back when their time is up. Any number the
+    // OpenAPI document allows is taken, as a generated client may write it.
+    for wait in ["0", "0.2", "1", "1e-3", "2.5e-1"] {
         let reply = server.get(&format!("/api/get_results/{id}?wait={wait}"));
         assert_eq!(reply.status, 200, "{wait}");
         let status = reply.json()["status"].clone();
@@ -329,7 +330,7 @@ fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.reason(), "Invalid job_id");
     for bad in [
-        "abc", "", "-1", "+1", "1e2", "inf", "NaN", "1.2.3", ".", "5.001", "6",
+        "abc", "", "-1", "1e2", "inf", "NaN", "1.2.3", ".", "5.001", "6", "-inf",
     ] {
         let reply = server.get(&format!("/api/get_results/{id}?wait={bad}"));
         assert_eq!(reply.status, 400, "{bad:?}");
@@ -494,4 +495,21 @@ fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let buried = std::fs::read_to_string(server.results.join("deleted-jobs.txt")).unwrap();
     assert!(buried.lines().any(|line| line == id), "{buried:?}");
+}
+
+#[test]
+fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum() {
+    let (server, _dir) = server(&["--max-wait", "7s", "--max-chart-width", "640"]);
+    let document = server.get("/api/openapi.json").json();
+    let maximum = |path: &str, name: &str| {
+        document["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == name)
+            .unwrap()["schema"]["maximum"]
+            .as_f64()
+    };
+    assert_eq!(maximum("/api/get_results/{id}", "wait"), Some(7.0));
+    assert_eq!(maximum("/api/jobs/{id}/chart", "width"), Some(640.0));
 }

@@ -84,18 +84,12 @@ fn wait_time(text: Option<&str>, max_wait: Duration) -> Result<Duration, ApiErro
             crate::wall::truncate_for_message(text)
         ))
     };
-    // Digits and at most one point: no sign, exponent, `inf` or `NaN`.
-    let plain = !text.is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || byte == b'.')
-        && text.bytes().filter(|&byte| byte == b'.').count() <= 1
-        && text.bytes().any(|byte| byte.is_ascii_digit());
-    let seconds: f64 = if plain {
-        text.parse().map_err(|_| bad())?
-    } else {
+    // Any number a JSON or OpenAPI client may write (`0.5`, `1e-3`), but never
+    // `inf` or `NaN`, and never below 0.
+    let seconds: f64 = text.parse().map_err(|_| bad())?;
+    if !seconds.is_finite() {
         return Err(bad());
-    };
+    }
     Duration::try_from_secs_f64(seconds)
         .ok()
         .filter(|wait| *wait <= max_wait)

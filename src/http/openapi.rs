@@ -6,9 +6,12 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
+use actix_web::web;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::ApiState;
 
 use super::{chart, jobs, operations, own_wall, submit};
 
@@ -265,16 +268,40 @@ impl Modify for DistinctOperationIds {
 )]
 struct ApiDoc;
 
-/// This document.
+/// This document, with the limits this server was started with.
 #[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub async fn openapi() -> HttpResponse {
+pub async fn openapi(state: web::Data<ApiState>) -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let document = DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .expect("the document serializes")
-    });
+    let document =
+        DOCUMENT.get_or_init(|| document(state.max_wait.as_secs_f64(), state.max_chart_width));
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document.as_str())
+}
+
+/// The document, its flag-bound parameters given their maximum: a client (or a fuzzer)
+/// reading it learns which values this server takes.
+fn document(max_wait_secs: f64, max_chart_width: usize) -> String {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    for (path, name, maximum) in [
+        (
+            "/api/get_results/{id}",
+            "wait",
+            serde_json::json!(max_wait_secs),
+        ),
+        (
+            "/api/jobs/{id}/chart",
+            "width",
+            serde_json::json!(max_chart_width),
+        ),
+    ] {
+        let parameters = document["paths"][path]["get"]["parameters"].as_array_mut();
+        let parameter = parameters
+            .into_iter()
+            .flatten()
+            .find(|parameter| parameter["name"] == name)
+            .expect("the parameter is documented");
+        parameter["schema"]["maximum"] = maximum;
+    }
+    serde_json::to_string_pretty(&document).expect("the document serializes")
 }

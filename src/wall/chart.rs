@@ -279,9 +279,25 @@ mod tests {
         assert_eq!(Buckets::new(31, 1000).len(), 31);
     }
 
+    /// The work of sections growing from `starts[i]` through `last_days[i]`.
+    fn work_of_intervals(starts: &[u64], last_days: &[u64]) -> DailyWork {
+        let mut changes: Vec<(u64, bool)> = starts.iter().map(|&day| (day, true)).collect();
+        changes.extend(last_days.iter().map(|&day| (day + 1, false)));
+        changes.sort_unstable();
+        let mut builder = crate::wall::work::DailyWorkBuilder::default();
+        for (day, starts) in changes {
+            if starts {
+                builder.start(day, 1);
+            } else {
+                builder.stop(day, 1);
+            }
+        }
+        builder.finish()
+    }
+
     #[test]
     fn bucket_integration_equals_the_day_by_day_sum() {
-        let work = DailyWork::from_sorted_intervals(&[1, 2, 5, 9, 9], &[2, 6, 30, 40, 77]);
+        let work = work_of_intervals(&[1, 2, 5, 9, 9], &[2, 6, 30, 40, 77]);
         let days = work.last_day();
         for max in [1, 3, 10, 77, 100] {
             let buckets = Buckets::new(days, max);
@@ -300,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_fifteen_million_day_wall_is_integrated_exactly_in_a_thousand_buckets() {
-        let work = DailyWork::from_sorted_intervals(&[1], &[15_000_000]);
+        let work = work_of_intervals(&[1], &[15_000_000]);
         let buckets = Buckets::new(15_000_000, 1000);
         let Ok(feet) =
             buckets.integrate(|day| Ok::<_, std::convert::Infallible>(work.feet_through(day)));
