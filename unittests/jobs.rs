@@ -388,7 +388,7 @@ fn cancelled_jobs_do_not_keep_the_queue_full() {
         "60000",
     ]);
     let running = server.submit_json(EXAMPLE_JSON);
-    common::wait_until("the first job runs", || {
+    crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == [running.clone()]
     });
     let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
@@ -488,8 +488,8 @@ fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
     server.wait_finished(&id);
     // Its journal segment is gone: the delete could skip the tombstone, and a segment
     // whose removal had not reached the disk would then run the job again after a crash.
-    common::wait_until("the segment to go", || {
-        common::count_files(&server.results, |name| name.starts_with("requests-")) == 0
+    crate::common::wait_until("the segment to go", || {
+        crate::common::count_files(&server.results, |name| name.starts_with("requests-")) == 0
     });
     let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
     assert_eq!(reply.status, 200, "{}", reply.body);
