@@ -8,8 +8,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::bodies::ErrorBody;
 use super::jobs::{done_job, read_stored};
-use super::openapi::*;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, Jobs, StoreError, StoredWork};
 use crate::wall::{

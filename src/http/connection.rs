@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use super::bodies::ErrorBody;
 use actix_web::rt::net::TcpStream;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -104,14 +104,11 @@ impl TimedStream {
         if self.timer.as_mut().poll(context).is_pending() {
             return false;
         }
-        let body = json!({
-            "status": "error",
-            "reason": format!(
-                "the request headers were not received within {} s",
-                self.connection.request_timeout.as_secs()
-            ),
-        })
-        .to_string();
+        let body = serde_json::to_string(&ErrorBody::new(format!(
+            "the request headers were not received within {} s",
+            self.connection.request_timeout.as_secs()
+        )))
+        .expect("an error body serializes");
         let answer = format!(
             "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()

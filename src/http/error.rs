@@ -1,10 +1,10 @@
 //! The API error: every failure a handler can return, each mapped to its status code
 //! and to the body `{"status": "error", "reason": ".."}` in one place.
 
+use super::bodies::ErrorBody;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
 use crate::jobs::{DeleteError, InvalidJobId, StoreError, SubmitError};
 use crate::wall::ConfigError;
@@ -146,6 +146,6 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(json!({"status": "error", "reason": self.to_string()}))
+        response.json(ErrorBody::new(self.to_string()))
     }
 }

@@ -8,14 +8,15 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::openapi::*;
+use super::bodies::{
+    CostAnswer, Deleted, ErrorBody, IceAnswer, JobList, JobListEntry, JobResult, NumJobs,
+    ProfilePage, ShuttingDown, Summary,
+};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobInfo, JobState, Jobs, Order, Status, StoreError};
-use crate::wall::Summary;
 
 /// Bytes of a team log read and sent at a time.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -45,25 +46,6 @@ pub(super) async fn read_stored<T: Send + 'static>(
         Err(_) if state.jobs.state(id).is_none() => Err(ApiError::invalid_job_id()),
         read => Ok(read?),
     }
-}
-
-/// The `/api/get_results` body of a done job.
-#[derive(Serialize)]
-struct Done {
-    status: &'static str,
-    data: BoundedSummary,
-}
-
-/// A summary with at most `--max-summary-profiles` rows; when rows were left out it
-/// says how many there are, and only then, so that other answers keep their shape.
-#[derive(Serialize)]
-struct BoundedSummary {
-    #[serde(flatten)]
-    summary: Summary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    profiles_total: Option<usize>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    profiles_truncated: bool,
 }
 
 #[derive(Deserialize)]
@@ -118,24 +100,24 @@ pub async fn results(
         .await
         .ok_or_else(ApiError::invalid_job_id)?;
     Ok(match job {
-        JobState::Queued | JobState::Running => {
-            HttpResponse::Ok().json(json!({"status": job.name()}))
-        }
-        JobState::Failed(reason) => {
-            HttpResponse::Ok().json(json!({"status": "failed", "reason": &*reason}))
-        }
+        JobState::Queued | JobState::Running => HttpResponse::Ok().json(JobResult {
+            reason: None,
+            status: job.name(),
+            data: None,
+        }),
+        JobState::Failed(reason) => HttpResponse::Ok().json(JobResult {
+            reason: Some(reason.to_string()),
+            status: "failed",
+            data: None,
+        }),
         JobState::Done => {
             let limit = state.max_summary_profiles;
             let (summary, total) =
                 read_stored(&state, id, move |jobs| jobs.summary(id, 0, limit)).await?;
-            let truncated = total > summary.profiles.len();
-            HttpResponse::Ok().json(Done {
+            HttpResponse::Ok().json(JobResult {
+                reason: None,
                 status: "done",
-                data: BoundedSummary {
-                    summary,
-                    profiles_total: truncated.then_some(total),
-                    profiles_truncated: truncated,
-                },
+                data: Some(Summary::bounded(summary, total)),
             })
         }
     })
@@ -451,12 +433,17 @@ pub async fn list(
             finished_at: job.finished_ms.and_then(rfc3339),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"status": "done", "data": jobs})))
+    Ok(HttpResponse::Ok().json(JobList {
+        data: jobs,
+        status: "done",
+    }))
 }
 
 #[utoipa::path(get, path = "/api/num_jobs", responses((status = 200, description = "Jobs queued or running", body = NumJobs)))]
 pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"num_jobs": state.jobs.in_flight()}))
+    HttpResponse::Ok().json(NumJobs {
+        num_jobs: state.jobs.in_flight(),
+    })
 }
 
 /// Removes a finished job, or cancels a queued one (an admin action).
@@ -476,7 +463,10 @@ pub async fn delete(
     let id: JobId = path.parse()?;
     let jobs = state.jobs.clone();
     let removed = web::block(move || jobs.delete(id)).await??;
-    Ok(HttpResponse::Ok().json(json!({"job_id": id.to_string(), "status": removed.name()})))
+    Ok(HttpResponse::Ok().json(Deleted {
+        job_id: id.to_string(),
+        status: removed.name(),
+    }))
 }
 
 /// Refuses new jobs from this moment and starts the drain; answers at once.
@@ -491,8 +481,8 @@ pub async fn graceful_shutdown(
     state.admin.authorize(&request)?;
     state.jobs.stop_accepting();
     state.shutdown.trigger();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "shutting_down",
-        "pending": state.jobs.in_flight(),
-    })))
+    Ok(HttpResponse::Ok().json(ShuttingDown {
+        pending: state.jobs.in_flight(),
+        status: "shutting_down",
+    }))
 }

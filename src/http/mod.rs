@@ -2,6 +2,7 @@
 //! unknown routes and wrong methods (never an HTML or empty error page).
 
 mod admin;
+pub mod bodies;
 mod chart;
 mod connection;
 mod error;

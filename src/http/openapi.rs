@@ -1,188 +1,21 @@
 //! The OpenAPI 3 description of the API, served at `/api/openapi.json`: the paths come
-//! from the `#[utoipa::path]` annotations on the handlers, the bodies from the schema
-//! types here (which mirror what the handlers send; schemathesis checks that they do).
+//! from the `#[utoipa::path]` annotations on the handlers, the bodies from the types in
+//! `bodies`, which the handlers send (schemathesis checks the answers against it).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
 use actix_web::web;
-use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::ApiState;
-
+use super::bodies::{
+    CostAnswer, Deleted, ErrorBody, Health, IceAnswer, JobAccepted, JobList, JobListEntry,
+    JobResult, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody, WallConfigText,
+};
 use super::{chart, jobs, operations, own_wall, submit};
-
-/// Every error: a real status code and this body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    #[schema(pattern = "^error$")]
-    status: String,
-    /// One clear sentence; a validation error names where the input is wrong.
-    reason: String,
-}
-
-/// A wall config in the JSON form: profiles of section heights (integers 0 to 30, at
-/// most 2000 a profile), left to right.
-#[derive(ToSchema, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct WallConfigBody {
-    #[schema(schema_with = profiles_schema)]
-    profiles: Vec<Vec<u8>>,
-    #[schema(minimum = 1, nullable)]
-    num_teams: Option<i64>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct JobAccepted {
-    #[schema(format = Uuid)]
-    job_id: String,
-}
-
-/// Status of a job; `data` when done, `reason` when failed.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct JobResult {
-    #[schema(pattern = "^(queued|running|done|failed)$")]
-    status: String,
-    data: Option<Summary>,
-    reason: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Summary {
-    days: u64,
-    #[schema(nullable)]
-    num_teams: Option<u64>,
-    ice: u64,
-    cost: u64,
-    /// At most `--max-summary-profiles` rows (1000 by default), the first ones; the
-    /// rest are read with `/api/jobs/{id}/profiles`.
-    profiles: Vec<ProfileSummary>,
-    /// Only when rows were left out: how many profiles the wall has.
-    profiles_total: Option<u64>,
-    /// Only when rows were left out: `true`.
-    profiles_truncated: Option<bool>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ProfileSummary {
-    profile: u64,
-    sections: u64,
-    days: u64,
-    ice: u64,
-    cost: u64,
-}
-
-/// A page of a done job's per-profile summary rows, in profile order.
-#[derive(ToSchema, serde::Serialize)]
-pub struct ProfilePage {
-    #[schema(value_type = Vec<ProfileSummary>)]
-    pub profiles: Vec<crate::wall::ProfileSummary>,
-    /// The `after` of the next page; `null` on the last one.
-    #[schema(nullable, minimum = 1)]
-    pub next_after: Option<usize>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct JobList {
-    #[schema(pattern = "^done$")]
-    status: String,
-    data: Vec<JobListEntry>,
-}
-
-/// A row of the job list.
-#[derive(ToSchema, serde::Serialize)]
-pub struct JobListEntry {
-    #[schema(format = Uuid)]
-    pub job_id: String,
-    #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
-    pub status: &'static str,
-    /// RFC 3339 in UTC, from the job id.
-    #[schema(format = DateTime)]
-    pub created_at: Option<String>,
-    /// RFC 3339 in UTC; `null` until the job is done or failed.
-    #[schema(format = DateTime)]
-    pub finished_at: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NumJobs {
-    num_jobs: u64,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ShuttingDown {
-    #[schema(pattern = "^shutting_down$")]
-    status: String,
-    pending: u64,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Deleted {
-    #[schema(format = Uuid)]
-    job_id: String,
-    #[schema(pattern = "^(deleted|cancelled)$")]
-    status: String,
-}
-
-/// `ice(p, d)`: cubic yards of ice used on day `day`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct IceAnswer {
-    day: u64,
-    ice_amount: u64,
-}
-
-/// Gold Dragons spent on days 1..=`day` (`null`: the whole wall).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CostAnswer {
-    #[schema(nullable)]
-    day: Option<u64>,
-    cost: u64,
-}
-
-/// Profiles as the parser takes them: at least one, each of 1 to 2000 heights in 0..=30.
-fn profiles_schema() -> Array {
-    let height = ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(0))
-        .maximum(Some(30));
-    let profile = ArrayBuilder::new()
-        .items(height)
-        .min_items(Some(1))
-        .max_items(Some(2000));
-    ArrayBuilder::new()
-        .items(profile)
-        .min_items(Some(1))
-        .build()
-}
-
-/// The text form of a wall config, exactly as the parser takes it: lines of heights
-/// (plain digits, value 0 to 30) separated by ASCII blanks, at most 2000 a line.
-#[derive(ToSchema)]
-#[schema(value_type = String, pattern = r"^\uFEFF?[ \t\f\r\n]*(-0+|0*(30|[12]?[0-9]))([ \t\f\r]+(-0+|0*(30|[12]?[0-9]))){0,1999}([ \t\f\r]*\n[ \t\f\r\n]*(-0+|0*(30|[12]?[0-9]))([ \t\f\r]+(-0+|0*(30|[12]?[0-9]))){0,1999})*[ \t\f\r\n]*$")]
-#[allow(dead_code)]
-pub struct WallConfigText(String);
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    #[schema(pattern = "^(ok|ready)$")]
-    status: String,
-}
 
 struct AdminToken;
 
@@ -260,7 +93,7 @@ impl Modify for DistinctOperationIds {
         operations::healthz,
         operations::readyz,
     ),
-    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, ProfileSummary, ProfilePage, JobList,
+    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, crate::wall::ProfileSummary, ProfilePage, JobList,
         JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
         chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
         operations::Throughput, crate::metrics::Interval, crate::metrics::Spread)),

@@ -3,10 +3,9 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::openapi::*;
+use super::bodies::{ErrorBody, Health};
 use super::{ApiError, ApiState};
 use crate::metrics::{Interval, Spread};
 
@@ -91,7 +90,7 @@ pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
 /// Alive: the process answers HTTP.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The server is alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Ready for new jobs: not shutting down, the result store takes a write, and its file
@@ -112,5 +111,5 @@ pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         .map_err(|error| {
             ApiError::Unavailable(format!("the result store cannot be written: {error}"))
         })?;
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -4,7 +4,7 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
-use super::openapi::*;
+use super::bodies::{CostAnswer, ErrorBody, IceAnswer, WallConfigBody};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};

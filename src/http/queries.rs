@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::ApiError;
+use super::bodies::{CostAnswer, IceAnswer};
 use crate::wall::{COST_PER_FOOT, ICE_PER_FOOT, Table, WorkSource};
 
 /// One question of API.md's query table.
@@ -23,8 +24,8 @@ pub enum Question {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum Answer {
-    Ice { day: u64, ice_amount: u64 },
-    Cost { day: Option<u64>, cost: u64 },
+    Ice(IceAnswer),
+    Cost(CostAnswer),
 }
 
 impl Question {
@@ -78,24 +79,24 @@ impl Question {
                 let active = work
                     .step_on(profile_table(profile)?, day)?
                     .map_or(0, |step| step.active);
-                Answer::Ice {
+                Answer::Ice(IceAnswer {
                     day,
                     ice_amount: active.checked_mul(ICE_PER_FOOT).ok_or_else(overflow)?,
-                }
+                })
             }
-            Question::ProfileCost { profile, day } => Answer::Cost {
+            Question::ProfileCost { profile, day } => Answer::Cost(CostAnswer {
                 day: Some(day),
                 cost: cost(feet_through(profile_table(profile)?, day)?)?,
-            },
-            Question::WallCost { day } => Answer::Cost {
+            }),
+            Question::WallCost { day } => Answer::Cost(CostAnswer {
                 day: Some(day),
                 cost: cost(feet_through(Table::Wall, day)?)?,
-            },
+            }),
             // The last step is idle: the feet through the last possible day are the total.
-            Question::TotalCost => Answer::Cost {
+            Question::TotalCost => Answer::Cost(CostAnswer {
                 day: None,
                 cost: cost(feet_through(Table::Wall, u64::MAX)?)?,
-            },
+            }),
         })
     }
 }

@@ -10,9 +10,8 @@ use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::openapi::*;
+use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText};
 use super::{ApiError, ApiState, RequestId};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
 use crate::metrics::Rejection;
@@ -78,7 +77,9 @@ pub async fn submit(
             "Idempotent-Replayed",
             if replayed { "true" } else { "false" },
         ))
-        .json(json!({"job_id": id.to_string()}));
+        .json(JobAccepted {
+            job_id: id.to_string(),
+        });
     response.extensions_mut().insert(id);
     Ok(response)
 }

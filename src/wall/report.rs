@@ -27,7 +27,7 @@ pub struct Summary {
     pub profiles: Vec<ProfileSummary>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProfileSummary {
     pub profile: usize,
     pub sections: usize,
