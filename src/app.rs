@@ -5,41 +5,27 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use actix_http::HttpService;
 use actix_http::error::DispatchError;
 use actix_service::{ServiceFactoryExt, fn_service, map_config};
-use actix_web::dev::{AppConfig, Server, Service};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::rt::net::TcpStream;
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::web::Bytes;
-use actix_web::{HttpMessage, middleware, web};
+use actix_web::{middleware, web};
 use slog::{Logger, info, warn};
 
 use crate::http::{
-    self, AdminPolicy, ApiState, Connection, HostPolicy, OwnWall, RequestId, RequestOnConnection,
-    TimedStream,
+    self, AdminPolicy, ApiState, HostPolicy, InFlightRequests, OwnWall, RequestLog, TimedStream,
+    log_request,
 };
-use crate::jobs::{DebugHooks, JobId, Jobs, JobsSettings, Retention, StoreOptions};
+use crate::jobs::{DebugHooks, Jobs, JobsSettings, Retention, StoreOptions};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 use crate::wall::{self, ConfigError, Limits, WallConfig};
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Characters of a request's path in its log line: the longest route with a whole job
-/// id and large numbers fits, so does a typo after it; a hostile path is cut.
-const LOGGED_PATH_CHARS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -63,63 +49,9 @@ pub struct App {
     shutdown_timeout: Duration,
 }
 
-/// Requests being handled right now. Graceful stop in actix also waits for idle
-/// keep-alive connections; counting requests lets the server stop as soon as no
-/// request is being answered, instead.
-#[derive(Clone, Default)]
-struct InFlightRequests(Arc<AtomicUsize>);
-
-/// Counts one request for as long as it lives.
-struct RequestInFlight(Arc<AtomicUsize>);
-
-impl InFlightRequests {
-    fn enter(&self) -> RequestInFlight {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        RequestInFlight(Arc::clone(&self.0))
-    }
-
-    /// Waits until no request is in flight, or `timeout` has passed.
-    async fn settle(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.0.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
 /// How long the server waits, after the last response body is produced, before it
 /// closes every connection.
 const FLUSH_GRACE: Duration = Duration::from_millis(50);
-
-/// A response body that keeps its request counted in flight until it is dropped,
-/// which the HTTP server does once it has sent the body (or the client went away).
-struct CountedBody {
-    body: BoxBody,
-    _in_flight: RequestInFlight,
-    /// Starts the clock for the connection's next request headers once dropped.
-    _on_connection: Option<RequestOnConnection>,
-}
-
-impl MessageBody for CountedBody {
-    type Error = <BoxBody as MessageBody>::Error;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_next(context)
-    }
-}
-
-impl Drop for RequestInFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 impl App {
     /// Loads the server's own wall, binds the listener, then starts the job service
@@ -186,68 +118,22 @@ impl App {
             request_timeout: settings.request_timeout,
             max_wait: settings.max_wait,
         });
-        let request_logger = logger.clone();
         let requests = InFlightRequests::default();
-        let counted = requests.clone();
+        let request_log = RequestLog {
+            logger: logger.clone(),
+            metrics: Arc::clone(&metrics),
+            in_flight: requests.clone(),
+        };
         let request_timeout = settings.request_timeout;
         let keep_alive = settings.keep_alive;
         let make_app = move || {
-            let logger = request_logger.clone();
-            let counted = counted.clone();
-            let metrics = Arc::clone(&metrics);
+            let request_log = request_log.clone();
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)
                 .wrap(middleware::NormalizePath::trim())
                 .wrap(middleware::from_fn(http::gate))
-                .wrap_fn(move |request, service| {
-                    let in_flight = counted.enter();
-                    let on_connection = request
-                        .conn_data::<Rc<Connection>>()
-                        .map(Connection::request_started);
-                    let started = Instant::now();
-                    let method = request.method().clone();
-                    let path = request.path().to_owned();
-                    let request_id = RequestId::from_header(
-                        request
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|value| value.to_str().ok()),
-                    );
-                    request.extensions_mut().insert(request_id.clone());
-                    let logger = logger.new(slog::o!("request_id" => request_id.0.clone()));
-                    let metrics = Arc::clone(&metrics);
-                    let response = service.call(request);
-                    async move {
-                        let mut response = response.await?;
-                        if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-                            response.headers_mut().insert(REQUEST_ID, value);
-                        }
-                        // The matched pattern, not the path: ids would make labels unbounded.
-                        let route = response.request().match_pattern();
-                        let status = response.status().as_u16();
-                        let took = started.elapsed();
-                        metrics.http_request(route.as_deref().unwrap_or("unmatched"), status, took);
-                        let job_id = response.response().extensions().get::<JobId>().copied();
-                        let logger = match job_id {
-                            Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
-                            None => logger,
-                        };
-                        info!(logger, "request";
-                            "method" => %method,
-                            "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
-                            "status" => status,
-                            "elapsed_ms" => telemetry::millis(took));
-                        // Counted until its body is sent, not just made.
-                        Ok(response.map_into_boxed_body().map_body(|_, body| {
-                            BoxBody::new(CountedBody {
-                                body,
-                                _in_flight: in_flight,
-                                _on_connection: on_connection,
-                            })
-                        }))
-                    }
-                })
+                .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };
         // What actix-web's HttpServer assembles, but with each accepted stream wrapped:
         // actix-http times the headers of a connection's first request only.

@@ -13,6 +13,7 @@ mod operations;
 mod own_wall;
 mod page;
 mod queries;
+mod request_log;
 mod submit;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
+pub use request_log::{InFlightRequests, RequestLog, log_request};
 
 use std::sync::Arc;
 

@@ -1,0 +1,152 @@
+//! The request middleware every request passes through once routed: it gives the
+//! request its id (`X-Request-Id`), logs one line and times it in the metrics, and counts
+//! it in flight until its body is sent, so that shutdown knows when no answer is owed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage};
+use slog::{Logger, info};
+
+use super::{Connection, RequestId, RequestOnConnection};
+use crate::jobs::JobId;
+use crate::metrics::Metrics;
+use crate::telemetry;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Characters of a request's path in its log line: the longest route with a whole job
+/// id and large numbers fits, so does a typo after it; a hostile path is cut.
+const LOGGED_PATH_CHARS: usize = 256;
+
+/// What the middleware needs: cheap to clone, one per HTTP worker.
+#[derive(Clone)]
+pub struct RequestLog {
+    pub logger: Logger,
+    pub metrics: Arc<Metrics>,
+    pub in_flight: InFlightRequests,
+}
+
+/// Requests being handled right now. Graceful stop in actix also waits for idle
+/// keep-alive connections; counting requests lets the server stop as soon as no
+/// request is being answered, instead.
+#[derive(Clone, Default)]
+pub struct InFlightRequests(Arc<AtomicUsize>);
+
+/// Counts one request for as long as it lives.
+struct RequestInFlight(Arc<AtomicUsize>);
+
+impl InFlightRequests {
+    fn enter(&self) -> RequestInFlight {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        RequestInFlight(Arc::clone(&self.0))
+    }
+
+    /// Waits until no request is in flight, or `timeout` has passed.
+    pub async fn settle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.0.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is dropped,
+/// which the HTTP server does once it has sent the body (or the client went away).
+struct CountedBody {
+    body: BoxBody,
+    _in_flight: RequestInFlight,
+    /// Starts the clock for the connection's next request headers once dropped.
+    _on_connection: Option<RequestOnConnection>,
+}
+
+impl MessageBody for CountedBody {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(context)
+    }
+}
+
+/// The middleware, for `App::wrap_fn`: a named function rather than a closure, and not
+/// `middleware::from_fn`, which would box every request's future once more.
+pub fn log_request<S, B>(
+    request: ServiceRequest,
+    service: &S,
+    log: &RequestLog,
+) -> impl Future<Output = Result<ServiceResponse<BoxBody>, Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody + 'static,
+{
+    let in_flight = log.in_flight.enter();
+    let on_connection = request
+        .conn_data::<Rc<Connection>>()
+        .map(Connection::request_started);
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.path().to_owned();
+    let request_id = RequestId::from_header(
+        request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok()),
+    );
+    request.extensions_mut().insert(request_id.clone());
+    let logger = log
+        .logger
+        .new(slog::o!("request_id" => request_id.0.clone()));
+    let metrics = Arc::clone(&log.metrics);
+    let response = service.call(request);
+    async move {
+        let mut response = response.await?;
+        if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        // The matched pattern, not the path: ids would make labels unbounded.
+        let route = response.request().match_pattern();
+        let status = response.status().as_u16();
+        let took = started.elapsed();
+        metrics.http_request(route.as_deref().unwrap_or("unmatched"), status, took);
+        let job_id = response.response().extensions().get::<JobId>().copied();
+        let logger = match job_id {
+            Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
+            None => logger,
+        };
+        info!(logger, "request";
+            "method" => %method,
+            "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
+            "status" => status,
+            "elapsed_ms" => telemetry::millis(took));
+        // Counted until its body is sent, not just made.
+        Ok(response.map_into_boxed_body().map_body(|_, body| {
+            BoxBody::new(CountedBody {
+                body,
+                _in_flight: in_flight,
+                _on_connection: on_connection,
+            })
+        }))
+    }
+}
