@@ -71,6 +71,7 @@ impl App {
         };
         let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
+        let shutdown = Shutdown::new();
         let jobs = Jobs::start(
             &JobsSettings {
                 results_dir: settings.results_dir.clone(),
@@ -93,10 +94,10 @@ impl App {
                     accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
                 },
             },
+            shutdown.clone(),
             logger.clone(),
             Arc::clone(&metrics),
         )?;
-        let shutdown = Shutdown::new();
         let admin = AdminPolicy::new(settings.admin_token.clone(), address.ip().is_loopback());
         let hosts = HostPolicy::new(&settings.allowed_hosts, address.ip());
         if matches!(admin, AdminPolicy::Refused) {
@@ -211,7 +212,6 @@ impl App {
                 return finished.unwrap_or_else(|error| Err(io::Error::other(error)));
             }
         }
-        self.jobs.stop_accepting();
         let pending = self.jobs.in_flight();
         info!(self.logger, "shutting down: draining the job queue"; "pending" => pending);
         let started = Instant::now();

@@ -1,23 +1,39 @@
 //! The one shutdown trigger: `/api/graceful_shutdown`, SIGINT, SIGTERM and tests all
 //! pull it, and `App::run_until_stopped` waits on it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::watch;
 
+/// The one shutdown flag: once triggered, no new job is accepted (the job service and
+/// the handlers read it here) and the server drains and stops.
 #[derive(Clone)]
 pub struct Shutdown {
+    /// Read on every accept: an atomic load, no lock. Sequentially consistent, so that
+    /// the drain's wait for accepts in progress sees every accept that passed it.
+    triggered: Arc<AtomicBool>,
+    /// Wakes those waiting for the trigger.
     sender: watch::Sender<bool>,
 }
 
 impl Shutdown {
     pub fn new() -> Shutdown {
         Shutdown {
+            triggered: Arc::new(AtomicBool::new(false)),
             sender: watch::Sender::new(false),
         }
     }
 
     /// Asks for shutdown; later calls change nothing.
     pub fn trigger(&self) {
+        self.triggered.store(true, Ordering::SeqCst);
         self.sender.send_replace(true);
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn is_triggered(&self) -> bool {
+        self.triggered.load(Ordering::SeqCst)
     }
 
     /// Resolves once `trigger` has been called.

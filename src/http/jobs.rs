@@ -479,7 +479,6 @@ pub async fn graceful_shutdown(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request)?;
-    state.jobs.stop_accepting();
     state.shutdown.trigger();
     Ok(HttpResponse::Ok().json(ShuttingDown {
         pending: state.jobs.in_flight(),

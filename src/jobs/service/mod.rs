@@ -1,6 +1,7 @@
-//! The job service: accepts a config (durably), queues it in the pool, runs the
-//! simulation on a worker, and records the outcome in the store and the registry.
-//! Restart recovery and the drain at shutdown live here too.
+//! The job service, the one way into the jobs core, and a job's life top to bottom:
+//! `start` (recovery), `submit` -> `accept` -> `enqueue` (durable, then queued), `run`
+//! on a worker, `finish` once its result is durable, `delete` (`cancel` or
+//! `remove_finished`), and `drain` at shutdown. Reads are in `reads`.
 
 mod queue;
 mod reads;
@@ -17,7 +18,7 @@ pub use self::types::{
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
 use super::{JobId, JobState, Registry, StoreError};
 use crate::metrics::{Metrics, Rejection};
 use crate::pool::JobPool;
+use crate::shutdown::Shutdown;
 use crate::wall::{self, Limits, WallConfig};
 
 /// Requests this small wait in the queue as the compact JSON the journal holds (a
@@ -57,8 +59,9 @@ struct Inner {
     /// empty task left in the pool holds no place.
     max_queue: usize,
     queue_memory: Arc<QueueMemory>,
-    accepting: AtomicBool,
-    /// Submissions between their `accepting` check and their job being queued.
+    /// The server's one shutdown flag: no accept once it is triggered.
+    shutdown: Shutdown,
+    /// Submissions between their shutdown check and their job being queued.
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
     keys: Keys,
@@ -82,6 +85,7 @@ impl Jobs {
     /// When the results directory is unusable or threads cannot be started.
     pub fn start(
         settings: &JobsSettings,
+        shutdown: Shutdown,
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<Jobs, StartError> {
@@ -95,7 +99,7 @@ impl Jobs {
                 queued: DashMap::new(),
                 max_queue: settings.max_queue,
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
-                accepting: AtomicBool::new(true),
+                shutdown,
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: Keys::default(),
                 waiters: DashMap::new(),
@@ -495,15 +499,10 @@ impl Jobs {
         Ok(())
     }
 
-    /// Refuses new jobs from now on; true the first time.
-    pub fn stop_accepting(&self) -> bool {
-        self.inner.accepting.swap(false, Ordering::SeqCst)
-    }
-
     /// Blocks until every queued and running job has finished and its result is on
     /// disk, then stops the workers and the sync thread.
     pub fn drain(&self) {
-        self.stop_accepting();
+        self.inner.shutdown.trigger();
         self.inner.sweeper.lock().take();
         while self.inner.accepts_in_progress.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_millis(1));

@@ -6,7 +6,6 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Jobs;
@@ -161,6 +160,6 @@ impl Jobs {
     }
 
     pub fn is_accepting(&self) -> bool {
-        self.inner.accepting.load(Ordering::SeqCst)
+        !self.inner.shutdown.is_triggered()
     }
 }
