@@ -171,28 +171,6 @@ pub fn parse_num_teams(token: &str) -> Result<NonZeroU64, ConfigError> {
         })
 }
 
-/// Whether a config is in the JSON form: its first non-blank character (after a byte
-/// order mark) is `{`.
-pub fn is_json_config(input: &[u8]) -> bool {
-    let input = input.strip_prefix("\u{feff}".as_bytes()).unwrap_or(input);
-    input
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|&byte| byte == b'{')
-}
-
-/// Parses a config in either form, telling them apart with [`is_json_config`].
-///
-/// # Errors
-/// The first rule the config breaks.
-pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
-    if is_json_config(input) {
-        super::parse_json(input, limits)
-    } else {
-        WallConfig::try_new(parse_text(input, limits)?, None)
-    }
-}
-
 /// Parses the text form: one profile per line, heights separated by whitespace, blank
 /// lines skipped. A UTF-8 byte order mark is accepted, and a line may end in LF, CRLF
 /// or a bare CR (old Mac editors), so a CR is never taken for a space between heights.
@@ -352,6 +330,7 @@ pub fn truncate_for_message(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wall::{is_json_config, parse_config};
 
     fn feet(profiles: &[Vec<Height>]) -> Vec<Vec<u8>> {
         profiles

@@ -10,8 +10,8 @@ mod work;
 
 pub use chart::{BadLogLine, Buckets, GanttBuilder, GanttRow, largest_profiles};
 pub use config::{
-    ConfigError, Height, Limits, Location, WallConfig, is_json_config, parse_config,
-    parse_num_teams, parse_text, truncate_for_message,
+    ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text,
+    truncate_for_message,
 };
 pub use engine::{simulate, simulate_without_log};
 pub use json::parse_json;
@@ -29,3 +29,25 @@ pub const COST_PER_FOOT: u64 = ICE_PER_FOOT * COST_PER_CUBIC_YARD;
 
 /// The example wall of WALL.md, which the server answers for when started without one.
 pub const EXAMPLE_WALL: &str = "21 25 28\n17\n17 22 17 19 17\n";
+
+/// Whether a config is in the JSON form: its first non-blank character (after a byte
+/// order mark) is `{`.
+pub fn is_json_config(input: &[u8]) -> bool {
+    let input = input.strip_prefix("\u{feff}".as_bytes()).unwrap_or(input);
+    input
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&byte| byte == b'{')
+}
+
+/// Parses a config in either form, telling them apart with [`is_json_config`].
+///
+/// # Errors
+/// The first rule the config breaks.
+pub fn parse_config(input: &[u8], limits: &Limits) -> Result<WallConfig, ConfigError> {
+    if is_json_config(input) {
+        parse_json(input, limits)
+    } else {
+        WallConfig::try_new(parse_text(input, limits)?, None)
+    }
+}
