@@ -1,0 +1,95 @@
+//! Tests of the metrics: the exposition text and the throughput ring buffer.
+
+use super::*;
+
+#[test]
+fn throughput_counts_each_minute_of_the_last_hour_and_forgets_older_ones() {
+    let mut recent = RecentJobs::default();
+    recent.finished(0, true, Duration::from_millis(1));
+    recent.finished(0, false, Duration::from_millis(1));
+    recent.finished(3, true, Duration::from_millis(1));
+    let now = recent.read(3).throughput;
+    assert_eq!(now.len(), THROUGHPUT_MINUTES);
+    assert_eq!(now[THROUGHPUT_MINUTES - 4], Interval { done: 1, failed: 1 });
+    assert_eq!(now[THROUGHPUT_MINUTES - 1], Interval { done: 1, failed: 0 });
+    // An hour on, minute 60 reuses minute 0's slot: the old counts are gone.
+    recent.finished(60, true, Duration::from_millis(1));
+    let later = recent.read(62).throughput;
+    assert_eq!(later.len(), THROUGHPUT_MINUTES);
+    assert_eq!(
+        later[THROUGHPUT_MINUTES - 3],
+        Interval { done: 1, failed: 0 }
+    );
+    assert_eq!(later.iter().map(|i| i.done + i.failed).sum::<u64>(), 2);
+}
+
+#[test]
+fn percentiles_are_of_the_latest_samples() {
+    let mut recent = RecentJobs::default();
+    assert_eq!(recent.read(0).queue_wait.p50_ms, None);
+    for ms in 1..=100 {
+        recent.waited(Duration::from_millis(ms));
+    }
+    let wait = recent.read(0).queue_wait;
+    assert_eq!(
+        (wait.p50_ms, wait.p95_ms, wait.samples),
+        (Some(50.0), Some(95.0), 100)
+    );
+    for _ in 0..LATEST_SAMPLES {
+        recent.waited(Duration::from_millis(7));
+    }
+    assert_eq!(recent.read(0).queue_wait.p95_ms, Some(7.0));
+}
+
+#[test]
+fn every_job_and_rejection_series_starts_at_zero() {
+    let text = Metrics::new().render(&Snapshot {
+        queue_depth: 0,
+        queue_bytes: 0,
+        in_flight: 0,
+        workers: 0,
+    });
+    let reasons = Rejection::ALL.map(Rejection::label);
+    assert_eq!(reasons.len(), 8);
+    for (name, label, value) in JOB_OUTCOMES
+        .iter()
+        .map(|outcome| ("icewall_jobs_total", "outcome", *outcome))
+        .chain(
+            reasons
+                .iter()
+                .map(|reason| ("icewall_jobs_rejected_total", "reason", *reason)),
+        )
+    {
+        let line = format!("{name}{{{label}=\"{value}\"}} 0");
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+#[test]
+fn counters_and_histograms_render_with_their_labels() {
+    let metrics = Metrics::new();
+    metrics.job_accepted();
+    metrics.job_started(Duration::from_millis(2));
+    metrics.job_finished(true, Duration::from_millis(3));
+    metrics.rejected(Rejection::QueueFull);
+    metrics.http_request("/api/simulate", 202, Duration::from_millis(1));
+    let text = metrics.render(&Snapshot {
+        queue_depth: 4,
+        queue_bytes: 1024,
+        in_flight: 5,
+        workers: 2,
+    });
+    for line in [
+        "icewall_jobs_total{outcome=\"accepted\"} 1",
+        "icewall_jobs_total{outcome=\"done\"} 1",
+        "icewall_jobs_rejected_total{reason=\"queue_full\"} 1",
+        "icewall_queue_depth 4",
+        "icewall_queue_bytes 1024",
+        "icewall_jobs_in_flight 5",
+        "icewall_workers 2",
+        "icewall_job_queue_wait_seconds_count 1",
+        "icewall_http_request_duration_seconds_count{route=\"/api/simulate\",status=\"202\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
