@@ -11,8 +11,7 @@ use crate::common::Server;
 
 #[test]
 fn shutdown_needs_the_admin_token_when_one_is_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_in(dir.path(), &["--admin-token", "s3cret-token"]);
+    let mut server = Server::start(&["--admin-token", "s3cret-token"]);
     let missing = server.request("POST", "/api/graceful_shutdown");
     assert_eq!(missing.status, 401);
     assert_eq!(missing.www_authenticate.as_deref(), Some("Bearer"));
@@ -76,8 +75,7 @@ fn send(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) -> 
 
 #[test]
 fn another_sites_web_page_cannot_run_admin_actions() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_in(dir.path(), &[]);
+    let mut server = Server::start(&[]);
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
     let own_origin = server.base.clone();

@@ -226,8 +226,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
     if !browser_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let browser = Browser::start();
     browser.resize(1280, 2200);
 
@@ -348,8 +347,7 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
     if !browser_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     // One team on 1,000,000 sections of 15 feet each: 15,000,000 days.
     let profile = vec!["15"; 2000].join(" ");
     let wall = vec![profile.as_str(); 500].join("\n");

@@ -139,8 +139,7 @@ fn completions_and_version() {
 
 #[test]
 fn an_id_that_is_not_a_job_id_is_a_usage_error_and_never_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
     for bad in [
@@ -368,8 +367,7 @@ fn local_mistakes_exit_2_in_every_subcommand_and_control_bytes_are_escaped() {
 
 #[test]
 fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let ids: Vec<String> = (0..3)
         .map(|_| server.submit_json(crate::common::EXAMPLE_JSON))
         .collect();
@@ -416,8 +414,7 @@ fn jobs_pages_with_after_validates_limit_and_prints_the_apis_json() {
 
 #[test]
 fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let kept = server.submit_json(crate::common::EXAMPLE_JSON);
     let deleted = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&kept);
@@ -451,8 +448,7 @@ fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
 
 #[test]
 fn health_tells_ready_from_not_ready_from_unreachable() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "2000"]);
+    let mut server = Server::start(&["--debug-job-delay-ms", "2000"]);
     let ready = icewall(&server.base, &["health"]);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
     assert_eq!(stdout(&ready).trim(), "ready");
@@ -546,8 +542,7 @@ fn the_summary_json_is_the_same_from_the_api_result_submit_wait_and_simulate() {
 
 #[test]
 fn jobs_lists_the_newest_first_and_filters_by_status_and_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--debug-panic-on-num-teams", "7"]);
+    let server = Server::start(&["--debug-panic-on-num-teams", "7"]);
     let done: Vec<String> = (0..3)
         .map(|_| server.submit_json(crate::common::EXAMPLE_JSON))
         .collect();
@@ -674,8 +669,7 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
 
 #[test]
 fn status_waits_for_the_job_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "1500"]);
+    let server = Server::start(&["--debug-job-delay-ms", "1500"]);
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     let output = icewall(&server.base, &["status", &id, "--wait", "30s"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -27,8 +27,7 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
 
 #[test]
 fn slow_clients_are_cut_off_without_starving_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--request-timeout", "1", "--keep-alive", "1"]);
+    let server = Server::start(&["--request-timeout", "1", "--keep-alive", "1"]);
     // Headers trickled and never finished, by many connections at once.
     let mut trickling: Vec<TcpStream> = (0..50)
         .map(|_| {
@@ -80,8 +79,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
 
 #[test]
 fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--workers", "2"]);
+    let server = Server::start(&["--workers", "2"]);
     let profile = vec!["0"; 2000].join(" ");
     let wall: String = (0..500).map(|_| format!("{profile}\n")).collect();
     let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
@@ -123,8 +121,7 @@ fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
 
 #[test]
 fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
     std::fs::remove_dir_all(&server.results).unwrap();

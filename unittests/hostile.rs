@@ -512,11 +512,7 @@ fn catalogue(done: &str) -> Vec<Case> {
 
 #[test]
 fn every_hostile_request_gets_its_status_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--max-body", "100000", "--max-sections", "3000"],
-    );
+    let server = Server::start(&["--max-body", "100000", "--max-sections", "3000"]);
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
     let agent = ureq::AgentBuilder::new()
@@ -578,8 +574,7 @@ fn every_hostile_request_gets_its_status_and_reason() {
 
 #[test]
 fn an_oversized_declared_body_is_refused_before_it_is_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    let server = Server::start(&["--max-body", "1000"]);
     let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -601,8 +596,7 @@ fn an_oversized_declared_body_is_refused_before_it_is_sent() {
 
 #[test]
 fn a_chunked_body_over_the_limit_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    let server = Server::start(&["--max-body", "1000"]);
     let body = vec![b'1'; 5000];
     let reply = ureq::post(&server.url("/api/simulate"))
         .set("Content-Type", "text/plain")
@@ -617,8 +611,7 @@ fn a_chunked_body_over_the_limit_is_refused() {
 
 #[test]
 fn a_body_just_over_the_limit_always_gets_its_413() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--max-body", "1000"]);
+    let server = Server::start(&["--max-body", "1000"]);
     let body = vec![b'1'; 60_000];
     let mut lost = 0;
     for _ in 0..200 {
@@ -638,8 +631,7 @@ fn a_body_just_over_the_limit_always_gets_its_413() {
 
 #[test]
 fn refusals_before_the_body_is_read_always_arrive() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let body = vec![b'1'; 60_000];
     let mut lost = 0;
     for round in 0..200 {
@@ -677,8 +669,7 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
 
 #[test]
 fn a_request_hidden_behind_ambiguous_framing_never_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     // A proxy framing by Content-Length sees one POST; framed by chunks, a shutdown
     // request follows the empty last chunk.
     let hidden = "GET /api/graceful_shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -722,11 +713,7 @@ fn a_request_hidden_behind_ambiguous_framing_never_runs() {
 
 #[test]
 fn the_headers_of_every_request_on_a_connection_are_timed() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--request-timeout", "1", "--keep-alive", "60"],
-    );
+    let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
     let mut stream = connect(&server);
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -779,8 +766,7 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
 
 #[test]
 fn unfinished_first_headers_get_a_json_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--request-timeout", "1"]);
+    let server = Server::start(&["--request-timeout", "1"]);
     let mut stream = connect(&server);
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -802,8 +788,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn gzip_bodies_are_decoded_within_the_limit_and_other_encodings_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--max-body", "100000"]);
+    let server = Server::start(&["--max-body", "100000"]);
     let submit = |encoding: &str, body: &[u8]| {
         server.post_with(
             "/api/simulate",

@@ -18,8 +18,7 @@ fn job_id(reply: &crate::common::Reply) -> String {
 
 #[test]
 fn the_same_key_and_request_give_the_same_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let first = submit(&server, "order-42", "application/json", EXAMPLE_JSON);
     assert_eq!(first.replayed.as_deref(), Some("false"));
     let id = job_id(&first);
@@ -48,8 +47,7 @@ fn the_same_key_and_request_give_the_same_job() {
 
 #[test]
 fn bad_keys_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     for key in [
         "k".repeat(256),
         "with space".to_owned(),
@@ -64,8 +62,7 @@ fn bad_keys_are_refused() {
 
 #[test]
 fn concurrent_requests_with_one_key_make_one_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let replies: Vec<crate::common::Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| submit(&server, "same", "application/json", EXAMPLE_JSON)))
@@ -139,9 +136,8 @@ fn keys_survive_a_restart_and_a_removed_job_frees_its_key() {
 #[test]
 fn a_client_gone_before_its_answer_leaves_its_key_usable() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
     // Every accept takes a second once its request is journaled: time to hang up.
-    let server = Server::start_in(dir.path(), &["--debug-accept-delay-ms", "1000"]);
+    let server = Server::start(&["--debug-accept-delay-ms", "1000"]);
     let mut stream =
         std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
     // A request answered first leaves unread bytes, so hanging up resets the

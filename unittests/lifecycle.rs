@@ -81,26 +81,22 @@ fn a_request_timeout_of_zero_is_refused_at_start() {
 
 #[test]
 fn sizes_and_durations_with_units_are_taken_by_every_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &[
-            "--max-body",
-            "1KiB",
-            "--request-timeout",
-            "2s",
-            "--keep-alive",
-            "1500ms",
-            "--shutdown-timeout",
-            "2s",
-            "--min-free-space",
-            "1MiB",
-            "--log-max-bytes",
-            "1MiB",
-            "--result-ttl",
-            "1h",
-        ],
-    );
+    let server = Server::start(&[
+        "--max-body",
+        "1KiB",
+        "--request-timeout",
+        "2s",
+        "--keep-alive",
+        "1500ms",
+        "--shutdown-timeout",
+        "2s",
+        "--min-free-space",
+        "1MiB",
+        "--log-max-bytes",
+        "1MiB",
+        "--result-ttl",
+        "1h",
+    ]);
     let too_large = server.post("/api/simulate", "text/plain", &[b'1'; 1025]);
     assert_eq!(too_large.status, 413, "{}", too_large.body);
     assert!(
@@ -171,11 +167,7 @@ fn refused_at_start(args: &[&str]) -> String {
 #[test]
 fn sigterm_and_sigint_take_the_same_drain_path() {
     for signal in ["-TERM", "-INT"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = Server::start_in(
-            dir.path(),
-            &["--workers", "1", "--debug-job-delay-ms", "100"],
-        );
+        let mut server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "100"]);
         let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
         let killed = Command::new("kill")
             .arg(signal)
@@ -446,11 +438,7 @@ fn an_unusable_results_directory_is_a_clear_startup_error() {
 #[test]
 fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_in(
-        dir.path(),
-        &["--keep-alive", "60", "--shutdown-timeout", "60"],
-    );
+    let mut server = Server::start(&["--keep-alive", "60", "--shutdown-timeout", "60"]);
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut idle = std::net::TcpStream::connect(&address).unwrap();
     idle.write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -473,8 +461,7 @@ fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
 #[test]
 fn the_shutdown_answer_always_reaches_the_client() {
     for round in 0..30 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = Server::start_in(dir.path(), &[]);
+        let mut server = Server::start(&[]);
         let reply = ureq::post(&server.url("/api/graceful_shutdown")).call();
         assert!(reply.is_ok(), "round {round}: {reply:?}");
         assert!(server.wait_exit().success());

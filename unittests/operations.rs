@@ -81,11 +81,7 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 
 #[test]
 fn queue_wait_is_measured_from_acceptance() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "300"],
-    );
+    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "300"]);
     let ids: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     for id in &ids {
         server.wait_finished(id);
@@ -102,8 +98,7 @@ fn queue_wait_is_measured_from_acceptance() {
 
 #[test]
 fn a_fresh_server_exports_every_job_and_rejection_series_at_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let fresh = metrics(&server);
     let outcomes = ["accepted", "done", "failed", "cancelled"]
         .map(|outcome| format!("icewall_jobs_total{{outcome=\"{outcome}\"}}"));
@@ -125,8 +120,7 @@ fn a_fresh_server_exports_every_job_and_rejection_series_at_zero() {
 
 #[test]
 fn counters_move_as_jobs_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--workers", "2"]);
+    let server = Server::start(&["--workers", "2"]);
     let before = metrics(&server);
     assert_eq!(before["icewall_jobs_total{outcome=\"done\"}"], 0.0);
     assert_eq!(before["icewall_workers"], 2.0);
@@ -178,11 +172,7 @@ fn counters_move_as_jobs_flow() {
 
 #[test]
 fn health_and_readiness() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "500"],
-    );
+    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "500"]);
     assert_eq!(server.get("/healthz").json()["status"], "ok");
     assert_eq!(server.get("/readyz").json()["status"], "ready");
 

@@ -20,8 +20,7 @@ fn call(request: ureq::Request) -> ureq::Response {
 
 #[test]
 fn the_page_is_served_with_its_type_an_etag_and_a_strict_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     for (path, content_type) in [
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
@@ -69,8 +68,7 @@ fn the_page_is_served_with_its_type_an_etag_and_a_strict_policy() {
 
 #[test]
 fn stats_count_jobs_by_state_and_the_last_hour() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--workers", "3"]);
+    let server = Server::start(&["--workers", "3"]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     let stats = server.get("/api/stats").json();
@@ -99,8 +97,7 @@ fn sum(values: &Value) -> u64 {
 
 #[test]
 fn a_chart_integrates_every_bucket_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     // One bucket a day when the screen has room: WALL.md's profile 3 with 3 teams.
@@ -147,8 +144,7 @@ fn a_chart_integrates_every_bucket_exactly() {
 
 #[test]
 fn a_wall_of_many_profiles_stacks_the_largest_and_sums_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     // Twenty profiles; profile p has p sections of height 0.
     let profiles: Vec<String> = (1..=20).map(|p| vec!["0"; p].join(" ")).collect();
     let reply = server.post(
@@ -174,11 +170,7 @@ fn a_wall_of_many_profiles_stacks_the_largest_and_sums_the_others() {
 
 #[test]
 fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--max-chart-width", "50", "--debug-job-delay-ms", "60000"],
-    );
+    let server = Server::start(&["--max-chart-width", "50", "--debug-job-delay-ms", "60000"]);
     let id = server.submit_json(EXAMPLE_JSON);
     for width in ["0", "51", "x", "-1"] {
         let reply = server.get(&format!("/api/jobs/{id}/chart?width={width}"));

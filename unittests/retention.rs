@@ -75,8 +75,7 @@ fn delete_removes_a_finished_job_and_refuses_others() {
 
 #[test]
 fn delete_is_an_admin_action() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--admin-token", "t0ken"]);
+    let server = Server::start(&["--admin-token", "t0ken"]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     assert_eq!(
@@ -99,8 +98,7 @@ fn delete_is_an_admin_action() {
 
 #[test]
 fn finished_jobs_expire_after_the_ttl() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--result-ttl", "1s"]);
+    let server = Server::start(&["--result-ttl", "1s"]);
     let id = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&id)["status"], "done");
     wait_until("the expiry", || {
@@ -116,8 +114,7 @@ fn finished_jobs_expire_after_the_ttl() {
 
 #[test]
 fn the_oldest_finished_jobs_go_beyond_max_results() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--max-results", "3"]);
+    let server = Server::start(&["--max-results", "3"]);
     let ids: Vec<String> = (0..8)
         .map(|_| {
             let id = server.submit_json(EXAMPLE_JSON);
@@ -253,8 +250,7 @@ fn a_delete_that_fails_changes_nothing() {
 #[test]
 fn reads_racing_deletes_never_answer_500() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let ids: Vec<String> = (0..100).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     for id in &ids {
         server.wait_finished(id);
@@ -388,11 +384,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
 
 #[test]
 fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "1000"],
-    );
+    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "1000"]);
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     wait_until("the first job to start", || {

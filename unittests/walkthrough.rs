@@ -83,8 +83,7 @@ fn the_readme_walkthrough_runs_and_prints_what_it_says() {
             >= 10,
         "the walk-through checks its answers"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start(&[]);
     let script = checking_script(&block, &server.base);
     let ran = Command::new("bash")
         .arg("-c")

@@ -38,6 +38,8 @@ pub struct Server {
     pub base: String,
     pub results: PathBuf,
     agent: ureq::Agent,
+    /// The temporary directory of a server made by `start`, removed with it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A response, whatever its status.
@@ -68,6 +70,14 @@ impl Reply {
 }
 
 impl Server {
+    /// Starts a server in a temporary directory of its own, removed when it is dropped.
+    pub fn start(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(dir.path(), args);
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts a server whose results and logs live under `dir`.
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
         let results = dir.join("results");
@@ -117,6 +127,7 @@ impl Server {
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(30))
                 .build(),
+            _dir: None,
         }
     }
 
