@@ -90,6 +90,7 @@ impl App {
                 },
                 debug: DebugHooks {
                     job_delay: Duration::from_millis(settings.debug_job_delay_ms),
+                    job_gate: settings.debug_job_gate.clone(),
                     panic_on_num_teams: settings.debug_panic_on_num_teams,
                     accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
                 },

@@ -265,6 +265,10 @@ pub struct Settings {
     /// Test hook: milliseconds every job sleeps before simulating.
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_job_delay_ms: u64,
+    /// Test hook: every job waits, before simulating, until this file exists; a test
+    /// holds jobs for exactly as long as it needs, then creates the file.
+    #[arg(long, hide = true)]
+    pub debug_job_gate: Option<std::path::PathBuf>,
     /// Test hook: a job with this num_teams panics.
     #[arg(long, hide = true)]
     pub debug_panic_on_num_teams: Option<u64>,

@@ -3,14 +3,9 @@
 
 use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
 
-fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (Server::start_in(dir.path(), args), dir)
-}
-
 #[test]
 fn example_wall_answers_every_job_endpoint() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(reply.status, 202);
     let id = reply.json()["job_id"].as_str().unwrap().to_owned();
@@ -106,7 +101,7 @@ fn team_log_files_sit_beside_results_and_survive_a_change_of_layout() {
 
 #[test]
 fn text_configs_take_num_teams_from_the_query() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let unlimited = server.post("/api/simulate", "text/plain", EXAMPLE_TEXT.as_bytes());
     let teams = server.post(
         "/api/simulate?num_teams=2",
@@ -131,7 +126,7 @@ fn text_configs_take_num_teams_from_the_query() {
 
 #[test]
 fn own_wall_answers_with_or_without_trailing_slash() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     for slash in ["", "/"] {
         let ask = |path: &str| server.get(&format!("{path}{slash}")).json();
         assert_eq!(
@@ -176,7 +171,7 @@ fn own_wall_comes_from_profiles_and_num_teams() {
 
 #[test]
 fn bad_configs_get_400_naming_where_and_why() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let cases: [(&str, &str, &str); 6] = [
         (
             "text/plain",
@@ -225,7 +220,7 @@ fn bad_configs_get_400_naming_where_and_why() {
 
 #[test]
 fn limits_on_sections_body_and_content_type() {
-    let (server, _dir) = server(&["--max-body", "1000", "--max-sections", "5"]);
+    let server = Server::start(&["--max-body", "1000", "--max-sections", "5"]);
     let reply = server.post("/api/simulate", "text/plain", b"1 2 3\n4 5 6\n");
     assert_eq!(reply.status, 400);
     assert!(reply.reason().contains("more than 5 sections in all"));
@@ -241,7 +236,7 @@ fn limits_on_sections_body_and_content_type() {
 
 #[test]
 fn unknown_or_malformed_job_ids_get_404() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let unknown = "0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f";
     for id in [
         unknown,
@@ -266,7 +261,7 @@ fn unknown_or_malformed_job_ids_get_404() {
 
 #[test]
 fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     for bad in ["0", "-1", "x", "99999999999999999999", "1.5"] {
@@ -296,7 +291,7 @@ fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
 
 #[test]
 fn questions_on_an_unfinished_job_get_409() {
-    let (server, _dir) = server(&["--debug-job-delay-ms", "1500"]);
+    let server = Server::start(&["--debug-job-delay-ms", "1500"]);
     let id = server.submit_json(EXAMPLE_JSON);
     let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
     assert!(status == "queued" || status == "running", "{status}");
@@ -312,7 +307,7 @@ fn questions_on_an_unfinished_job_get_409() {
 
 #[test]
 fn jobs_are_listed_oldest_first_in_pages() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let page = |query: &str| -> Vec<String> {
         let reply = server.get(&format!("/api/jobs{query}")).json();
@@ -335,7 +330,7 @@ fn jobs_are_listed_oldest_first_in_pages() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
-    let (server, _dir) = server(&[
+    let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue",
@@ -369,7 +364,7 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
 
 #[test]
 fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
-    let (server, _dir) = server(&[
+    let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue-bytes",
@@ -417,7 +412,7 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
 
 #[test]
 fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
-    let (server, _dir) = server(&[
+    let server = Server::start(&[
         "--workers",
         "2",
         "--debug-panic-on-num-teams",
@@ -452,7 +447,7 @@ fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
 
 #[test]
 fn unknown_routes_and_wrong_methods_answer_json() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let reply = server.get("/nowhere");
     assert_eq!(reply.status, 404);
     assert_eq!(reply.reason(), "no such endpoint: GET /nowhere");
@@ -477,7 +472,7 @@ fn unknown_routes_and_wrong_methods_answer_json() {
 
 #[test]
 fn the_openapi_document_describes_every_endpoint() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let document = server.get("/api/openapi.json").json();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
@@ -522,7 +517,7 @@ fn the_openapi_document_describes_every_endpoint() {
 
 #[test]
 fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let document = server.get("/api/openapi.json").json();
     let methods = [
         "get", "head", "post", "put", "patch", "delete", "options", "trace",
@@ -554,7 +549,7 @@ fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
 
 #[test]
 fn a_streamed_answer_is_not_held_back_by_delayed_acks() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     // One keep-alive connection; a body sent apart from its headers used to wait for the
@@ -587,7 +582,7 @@ fn feet_of(height: u64) -> u64 {
 #[test]
 fn a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page() {
     const PROFILES: u64 = 5000;
-    let (server, _dir) = server(&[
+    let server = Server::start(&[
         "--max-summary-profiles",
         "100",
         "--debug-panic-on-num-teams",
@@ -698,7 +693,7 @@ fn a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page() {
 #[test]
 fn a_wall_that_needs_no_work_has_an_empty_team_log() {
     for layout in ["inline", "files"] {
-        let (server, _dir) = server(&["--team-logs", layout]);
+        let server = Server::start(&["--team-logs", layout]);
         for body in [
             r#"{"profiles": [[30, 30], [30]]}"#,
             r#"{"profiles": [[30, 30], [30]], "num_teams": 2}"#,
@@ -718,7 +713,7 @@ fn a_wall_that_needs_no_work_has_an_empty_team_log() {
 
 #[test]
 fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     let agent = ureq::AgentBuilder::new().build();
@@ -773,7 +768,7 @@ fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
 
 #[test]
 fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let reply = server.post(
         "/api/simulate",
         "text/plain",
@@ -797,7 +792,7 @@ fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
 
 #[test]
 fn json_numbers_are_read_as_written() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(r#"{"profiles": [[21, 25, 28], [17], [17, 22, 17, 19, -0]]}"#);
     assert_eq!(server.wait_finished(&id)["status"], "done");
     for (token, expected) in [

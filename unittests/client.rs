@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::common::{EXAMPLE_TEXT, Server};
+use crate::common::{EXAMPLE_TEXT, Gate, Server};
 
 fn icewall(server: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_icewall"))
@@ -635,7 +635,8 @@ fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
 #[test]
 fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "60000"]);
+    let gate = Gate::closed();
+    let server = Server::start_in(dir.path(), &["--debug-job-gate", &gate.path()]);
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
     let waited = icewall(

@@ -1,13 +1,8 @@
 //! A job's record (`GET /api/jobs/<id>`), waiting for a result (`?wait=`), and the
 //! filtered, ordered job list, against the real server on port 0.
 
-use crate::common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server};
 use serde_json::Value;
-
-fn server(args: &[&str]) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (Server::start_in(dir.path(), args), dir)
-}
 
 fn record(server: &Server, id: &str) -> Value {
     let reply = server.get(&format!("/api/jobs/{id}"));
@@ -29,7 +24,7 @@ fn assert_timestamp(value: &Value) {
 
 #[test]
 fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let submit = |key: &str| {
         let reply = server.post_with(
             "/api/simulate",
@@ -99,7 +94,7 @@ fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
 
 #[test]
 fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404() {
-    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let server = Server::start(&["--debug-panic-on-num-teams", "7"]);
     let id = server.submit_json(r#"{"profiles": [[1, 2]], "num_teams": 7}"#);
     server.wait_finished(&id);
     let failed = record(&server, &id);
@@ -191,7 +186,7 @@ fn page_through(server: &Server, query: &str, limit: usize) -> Vec<String> {
 
 #[test]
 fn finished_jobs_are_listed_by_status_either_way_and_paged() {
-    let (server, _dir) = server(&["--debug-panic-on-num-teams", "7"]);
+    let server = Server::start(&["--debug-panic-on-num-teams", "7"]);
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for n in 0..7 {
@@ -270,8 +265,9 @@ fn finished_jobs_are_listed_by_status_either_way_and_paged() {
 
 #[test]
 fn queued_and_running_jobs_are_listed_by_status() {
-    // One worker and slow jobs: the first runs for a minute, the others wait behind it.
-    let (server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "60000"]);
+    // One worker and held jobs: the first runs, the others wait behind it.
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == ids[..1]
@@ -291,11 +287,21 @@ fn queued_and_running_jobs_are_listed_by_status() {
 
 #[test]
 fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
-    let (server, _dir) = server(&["--debug-job-delay-ms", "1500"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let asked = std::time::Instant::now();
-    // Far longer than the job: an answer before it passes came from the finish.
-    let reply = server.get(&format!("/api/get_results/{id}?wait=25"));
+    // Far longer than the job: an answer before it passes came from the finish. The
+    // job is let go once it runs, while the request waits.
+    let reply = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            crate::common::wait_until("the job runs", || {
+                server.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
+            });
+            gate.open();
+        });
+        server.get(&format!("/api/get_results/{id}?wait=25"))
+    });
     let took = asked.elapsed();
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
@@ -312,9 +318,10 @@ fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
 
 #[test]
 fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
-    let (server, _dir) = server(&["--debug-job-delay-ms", "60000", "--max-wait", "5s"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path(), "--max-wait", "5s"]);
     let id = server.submit_json(EXAMPLE_JSON);
-    // The job takes a minute: these come back when their time is up. Any number the
+    // The job is held: these come back when their time is up. Any number the
     // OpenAPI document allows is taken, as a generated client may write it.
     for wait in ["0", "0.2", "1", "1e-3", "2.5e-1"] {
         let reply = server.get(&format!("/api/get_results/{id}?wait={wait}"));
@@ -353,7 +360,7 @@ fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
 fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
     // The job runs for 3 s, the waiters would wait 20: an answer that is not `done`
     // came from the shutdown.
-    let (mut server, _dir) = server(&["--workers", "1", "--debug-job-delay-ms", "3000"]);
+    let mut server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "3000"]);
     let id = server.submit_json(EXAMPLE_JSON);
     let url = server.url(&format!("/api/get_results/{id}?wait=20"));
     let waiters: Vec<_> = (0..3)
@@ -379,7 +386,7 @@ fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
 
 #[test]
 fn cancelled_jobs_do_not_keep_the_queue_full() {
-    let (server, _dir) = server(&[
+    let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue",
@@ -436,7 +443,7 @@ fn a_v7_id_past_year_9999_on_disk_is_listed_without_a_time() {
 
 #[test]
 fn log_reads_racing_deletes_of_log_files_never_answer_500() {
-    let (server, _dir) = server(&["--team-logs", "files"]);
+    let server = Server::start(&["--team-logs", "files"]);
     let mut seen = std::collections::BTreeMap::<u16, usize>::new();
     let ids: Vec<String> = (0..300).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     for id in &ids {
@@ -483,7 +490,7 @@ fn log_reads_racing_deletes_of_log_files_never_answer_500() {
 
 #[test]
 fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
-    let (server, _dir) = server(&[]);
+    let server = Server::start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     // Its journal segment is gone: the delete could skip the tombstone, and a segment
@@ -499,7 +506,7 @@ fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
 
 #[test]
 fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum() {
-    let (server, _dir) = server(&["--max-wait", "7s", "--max-chart-width", "640"]);
+    let server = Server::start(&["--max-wait", "7s", "--max-chart-width", "640"]);
     let document = server.get("/api/openapi.json").json();
     let maximum = |path: &str, name: &str| {
         document["paths"][path]["get"]["parameters"]

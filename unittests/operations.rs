@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use crate::common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server};
 
 /// Checks every line against the text exposition format; returns the samples by their
 /// name and labels as written.
@@ -366,9 +366,10 @@ fn the_repositorys_gitkeep_is_not_an_unknown_file_at_start_up() {
 #[test]
 fn a_recovered_job_logs_no_empty_request_id() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let crashed = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "60000"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     let id = crashed.submit_json(EXAMPLE_JSON);
     crashed.kill9();

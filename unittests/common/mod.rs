@@ -261,3 +261,28 @@ impl Drop for Server {
         }
     }
 }
+
+/// A gate the server's jobs wait at (the hidden `--debug-job-gate`): closed until the
+/// test opens it, so a test holds jobs for exactly as long as it needs, not for a delay
+/// it hopes is long enough.
+pub struct Gate {
+    dir: tempfile::TempDir,
+}
+
+impl Gate {
+    pub fn closed() -> Gate {
+        Gate {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The file the jobs wait for, as a command-line argument.
+    pub fn path(&self) -> String {
+        self.dir.path().join("open").to_str().unwrap().to_owned()
+    }
+
+    /// Lets every job waiting at the gate, and every later one, run.
+    pub fn open(&self) {
+        std::fs::write(self.path(), b"").unwrap();
+    }
+}

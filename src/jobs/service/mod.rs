@@ -107,7 +107,7 @@ impl Jobs {
                 metrics,
                 retention: settings.retention,
                 sweeper: Mutex::new(None),
-                debug: settings.debug,
+                debug: settings.debug.clone(),
             }),
         };
         jobs.recover().map_err(StoreError::from)?;
@@ -411,9 +411,14 @@ impl Jobs {
     }
 
     fn apply_debug_hooks(&self, config: &WallConfig) {
-        let debug = self.inner.debug;
+        let debug = &self.inner.debug;
         if !debug.job_delay.is_zero() {
             std::thread::sleep(debug.job_delay);
+        }
+        if let Some(gate) = &debug.job_gate {
+            while !gate.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         let teams = config.num_teams().map(|teams| teams.get());
         if debug.panic_on_num_teams.is_some() && debug.panic_on_num_teams == teams {

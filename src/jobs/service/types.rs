@@ -33,9 +33,11 @@ pub struct Retention {
 /// Test-only behaviour, off by default and hidden from `--help`: lets the integration
 /// tests make jobs slow (to catch a shutdown mid-queue), panic (to check isolation), or
 /// accepts slow (to let a client go away before its answer).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DebugHooks {
     pub job_delay: Duration,
+    /// A job waits until this file exists before it runs.
+    pub job_gate: Option<PathBuf>,
     pub panic_on_num_teams: Option<u64>,
     /// How long an accept waits once its request is journaled, before it completes.
     pub accept_delay: Duration,
