@@ -577,3 +577,6 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         "no message".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests;

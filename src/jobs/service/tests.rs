@@ -1,0 +1,154 @@
+//! Tests of the job service's logic, on a real file store in a temporary directory:
+//! submit and finish, idempotent replays, refusals at shutdown, cancel and delete.
+
+use std::time::Duration;
+
+use super::*;
+use crate::jobs::{IdempotencyKey, StoreOptions, TeamLogs};
+use crate::wall::{EXAMPLE_WALL, Limits, parse_text};
+
+struct Service {
+    jobs: Jobs,
+    shutdown: Shutdown,
+    gate: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A service with one worker whose jobs wait until `open_gate`.
+fn start() -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let settings = JobsSettings {
+        results_dir: dir.path().join("results"),
+        workers: 1,
+        max_queue: 100,
+        max_queue_bytes: 1 << 20,
+        store: StoreOptions {
+            min_free_space: 0,
+            team_logs: TeamLogs::Inline,
+            listening_on: None,
+        },
+        retention: Retention {
+            ttl: Duration::from_secs(3600),
+            max_results: 1000,
+            max_bytes: u64::MAX,
+        },
+        debug: DebugHooks {
+            job_gate: Some(gate.clone()),
+            ..DebugHooks::default()
+        },
+    };
+    let shutdown = Shutdown::new();
+    let logger = Logger::root(slog::Discard, slog::o!());
+    let jobs = Jobs::start(
+        &settings,
+        shutdown.clone(),
+        logger,
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    Service {
+        jobs,
+        shutdown,
+        gate,
+        _dir: dir,
+    }
+}
+
+impl Service {
+    fn open_gate(&self) {
+        std::fs::write(&self.gate, b"").unwrap();
+    }
+}
+
+fn submission(num_teams: u64, key: Option<&str>) -> Submission {
+    let profiles = parse_text(EXAMPLE_WALL.as_bytes(), &Limits::default()).unwrap();
+    Submission {
+        config: WallConfig::try_new(profiles, std::num::NonZeroU64::new(num_teams)).unwrap(),
+        key: key.map(|key| IdempotencyKey::parse(key).unwrap()),
+        request_id: None,
+    }
+}
+
+async fn finished(jobs: &Jobs, id: JobId) -> JobState {
+    jobs.wait(id, Duration::from_secs(30), std::future::pending())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_submitted_job_runs_and_its_summary_is_read_back() {
+    let service = start();
+    let Submitted { id, replayed } = service.jobs.submit(submission(3, None)).await.unwrap();
+    assert!(!replayed);
+    // Held at the gate: accepted, not finished.
+    assert!(matches!(
+        service.jobs.state(id),
+        Some(JobState::Queued | JobState::Running)
+    ));
+    service.open_gate();
+    assert_eq!(finished(&service.jobs, id).await, JobState::Done);
+    let (summary, profiles) = service.jobs.summary(id, 0, 10).unwrap();
+    assert_eq!((summary.cost, profiles), (32_233_500, 3));
+    assert_eq!(service.jobs.in_flight(), 0);
+    service.jobs.drain();
+}
+
+#[tokio::test]
+async fn a_key_replays_its_job_and_refuses_another_request() {
+    let service = start();
+    let first = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    let again = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.replayed), (first.id, true));
+    let other = service.jobs.submit(submission(2, Some("order-1"))).await;
+    assert!(matches!(other, Err(SubmitError::KeyReused)));
+    assert_eq!(service.jobs.known(), 1);
+    service.open_gate();
+    service.jobs.drain();
+}
+
+#[tokio::test]
+async fn after_the_shutdown_trigger_nothing_is_accepted() {
+    let service = start();
+    service.shutdown.trigger();
+    assert!(!service.jobs.is_accepting());
+    let refused = service.jobs.submit(submission(3, None)).await;
+    assert!(matches!(refused, Err(SubmitError::ShuttingDown)));
+    assert_eq!(service.jobs.known(), 0);
+    service.jobs.drain();
+}
+
+#[tokio::test]
+async fn a_queued_job_is_cancelled_a_running_one_refused_a_finished_one_deleted() {
+    let service = start();
+    // One worker, held at the gate: the first job runs, the second waits behind it.
+    let running = service.jobs.submit(submission(3, None)).await.unwrap().id;
+    let queued = service.jobs.submit(submission(2, None)).await.unwrap().id;
+    while service.jobs.state(running) != Some(JobState::Running) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(
+        service.jobs.delete(running),
+        Err(DeleteError::InFlight("running"))
+    ));
+    assert_eq!(service.jobs.delete(queued).unwrap(), Removed::Cancelled);
+    assert_eq!(service.jobs.state(queued), None);
+    service.open_gate();
+    assert_eq!(finished(&service.jobs, running).await, JobState::Done);
+    assert_eq!(service.jobs.delete(running).unwrap(), Removed::Deleted);
+    assert_eq!(service.jobs.state(running), None);
+    assert!(matches!(
+        service.jobs.delete(running),
+        Err(DeleteError::Unknown)
+    ));
+    assert_eq!(service.jobs.known(), 0);
+    service.jobs.drain();
+}
