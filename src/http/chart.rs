@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::bodies::ErrorBody;
-use super::jobs::{done_job, read_stored};
+use super::job_results::done_job;
+use super::lookup::read_stored;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, Jobs, StoreError, StoredWork};
 use crate::wall::{

@@ -7,7 +7,9 @@ mod chart;
 mod connection;
 mod error;
 mod gate;
+mod job_results;
 mod jobs;
+mod lookup;
 mod openapi;
 mod operations;
 mod own_wall;
@@ -212,31 +214,31 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/api/jobs/{id}/profiles/{p}/days/{d}",
             GET,
             &[],
-            vec![read().to(jobs::ice)],
+            vec![read().to(job_results::ice)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/profiles/{p}/overview/{d}",
             GET,
             &[],
-            vec![read().to(jobs::profile_cost)],
+            vec![read().to(job_results::profile_cost)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/profiles/overview/{d}",
             GET,
             &[],
-            vec![read().to(jobs::wall_cost)],
+            vec![read().to(job_results::wall_cost)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/profiles/overview",
             GET,
             &[],
-            vec![read().to(jobs::total_cost)],
+            vec![read().to(job_results::total_cost)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/profiles",
             GET,
             &["after", "limit"],
-            vec![read().to(jobs::profiles)],
+            vec![read().to(job_results::profiles)],
         ))
         .service(endpoint(
             "/api/jobs/{id}/chart",
@@ -248,7 +250,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/api/jobs/{id}/log",
             GET,
             &[],
-            vec![read().to(jobs::log)],
+            vec![read().to(job_results::log)],
         ))
         .service(endpoint(
             "/api/jobs/{id}",

@@ -15,7 +15,7 @@ use super::bodies::{
     CostAnswer, Deleted, ErrorBody, Health, IceAnswer, JobAccepted, JobList, JobListEntry,
     JobResult, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody, WallConfigText,
 };
-use super::{chart, jobs, operations, own_wall, submit};
+use super::{chart, job_results, jobs, operations, own_wall, submit};
 
 struct AdminToken;
 
@@ -74,12 +74,12 @@ impl Modify for DistinctOperationIds {
         jobs::count,
         jobs::graceful_shutdown,
         jobs::delete,
-        jobs::ice,
-        jobs::profile_cost,
-        jobs::wall_cost,
-        jobs::total_cost,
-        jobs::log,
-        jobs::profiles,
+        job_results::ice,
+        job_results::profile_cost,
+        job_results::wall_cost,
+        job_results::total_cost,
+        job_results::log,
+        job_results::profiles,
         chart::chart,
         own_wall::ice,
         own_wall::profile_cost,

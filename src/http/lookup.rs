@@ -1,0 +1,48 @@
+//! What the job handlers share to find a job: its id parsed and its state (404 for an
+//! unknown one), a page size, and a read of its stored result off the async threads.
+
+use actix_web::web;
+
+use super::{ApiError, ApiState};
+use crate::jobs::{JobId, JobState, Jobs, StoreError};
+
+/// Page size of `/api/jobs` and `/api/jobs/<id>/profiles` when no `limit` is given,
+/// and the largest allowed.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+pub(super) fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> {
+    let id: JobId = id.parse()?;
+    let job = state.jobs.state(id).ok_or_else(ApiError::invalid_job_id)?;
+    Ok((id, job))
+}
+
+/// A page size: `DEFAULT_PAGE` when absent, 400 outside `1..=MAX_PAGE`.
+pub(super) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE).contains(limit))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}"))
+            }),
+    }
+}
+
+/// Reads a finished job's files on the blocking pool. A job deleted meanwhile answers
+/// 404, as it would a moment later: its files going is no server error.
+pub(super) async fn read_stored<T: Send + 'static>(
+    state: &ApiState,
+    id: JobId,
+    read: impl FnOnce(&Jobs) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let jobs = state.jobs.clone();
+    match web::block(move || read(&jobs)).await? {
+        // Whatever a read met while a delete took the files away (the result, or the
+        // log file after it), the job is gone: that is a 404, not a server error.
+        Err(_) if state.jobs.state(id).is_none() => Err(ApiError::invalid_job_id()),
+        read => Ok(read?),
+    }
+}
