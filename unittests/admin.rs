@@ -200,10 +200,9 @@ fn serve_until_exit(mut command: Command, dir: &std::path::Path) -> std::process
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    crate::common::poll_until(std::time::Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
     let _ = child.kill();
     child.wait_with_output().unwrap()
 }

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -156,15 +156,13 @@ impl Browser {
 
     /// Waits until `script` returns something truthy, and returns it.
     fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let value = self.script(script);
-            if !(value.is_null() || value == false || value == "" || value == 0) {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "{what} never happened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut value = Value::Null;
+        let truthy = crate::common::poll_until(Duration::from_secs(60), || {
+            value = self.script(script);
+            !(value.is_null() || value == false || value == "" || value == 0)
+        });
+        assert!(truthy, "{what} never happened");
+        value
     }
 
     fn resize(&self, width: u32, height: u32) {

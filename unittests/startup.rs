@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{EXAMPLE_JSON, Server};
 
@@ -52,14 +52,12 @@ fn serve_to_exit(args: &[&str], results: &Path, logs: &Path) -> Option<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !crate::common::poll_until(Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    }) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        return None;
     }
     Some(child.wait_with_output().unwrap())
 }

@@ -12,13 +12,27 @@ pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
 pub const EXAMPLE_JSON: &str =
     r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
 
-/// Polls `done` every few milliseconds until it holds; fails the test after 30 s.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened");
+/// The one deadline loop: polls `done` every few milliseconds until it holds or
+/// `timeout` has passed, and says whether it held.
+pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Polls `done` until it holds; fails the test after 30 s.
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    assert!(
+        poll_until(Duration::from_secs(30), done),
+        "{what} never happened"
+    );
 }
 
 /// Files in `dir` whose name `matches`.
@@ -206,18 +220,13 @@ impl Server {
 
     /// Polls until the job is done or failed, and returns its result body.
     pub fn wait_finished(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let result = self.get(&format!("/api/get_results/{id}")).json();
-            if result["status"] == "done" || result["status"] == "failed" {
-                return result;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} never finished: {result}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut result = Value::Null;
+        let finished = poll_until(Duration::from_secs(60), || {
+            result = self.get(&format!("/api/get_results/{id}")).json();
+            result["status"] == "done" || result["status"] == "failed"
+        });
+        assert!(finished, "job {id} never finished: {result}");
+        result
     }
 
     /// Asks for a graceful shutdown and waits for the process to exit.
@@ -228,14 +237,13 @@ impl Server {
     }
 
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the server did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut status = None;
+        let exited = poll_until(Duration::from_secs(60), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "the server did not exit");
+        status.expect("polled until it exited")
     }
 
     /// The rest of the server's stdout, to read once it has exited.
