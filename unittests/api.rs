@@ -1,7 +1,7 @@
 //! The HTTP contract of API.md, against the real server on port 0: the example wall
 //! through every endpoint, and every error status with its reason.
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, wait_until};
 
 #[test]
 fn example_wall_answers_every_job_endpoint() {
@@ -291,7 +291,8 @@ fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
 
 #[test]
 fn questions_on_an_unfinished_job_get_409() {
-    let server = Server::start(&["--debug-job-delay-ms", "1500"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
     assert!(status == "queued" || status == "running", "{status}");
@@ -301,6 +302,7 @@ fn questions_on_an_unfinished_job_get_409() {
         assert!(reply.reason().contains("the job is"));
     }
     assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 1);
+    gate.open();
     server.wait_finished(&id);
     assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 0);
 }
@@ -330,13 +332,14 @@ fn jobs_are_listed_oldest_first_in_pages() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
+    let gate = Gate::closed();
     let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue",
         "10",
-        "--debug-job-delay-ms",
-        "100",
+        "--debug-job-gate",
+        &gate.path(),
     ]);
     let mut accepted = Vec::new();
     let mut refused = 0;
@@ -357,6 +360,7 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
         "{} accepted, {refused} refused",
         accepted.len()
     );
+    gate.open();
     for id in &accepted {
         assert_eq!(server.wait_finished(id)["status"], "done");
     }
@@ -364,13 +368,14 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
 
 #[test]
 fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
+    let gate = Gate::closed();
     let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue-bytes",
         "2KiB",
-        "--debug-job-delay-ms",
-        "100",
+        "--debug-job-gate",
+        &gate.path(),
     ]);
     let submit = || server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     let mut accepted = Vec::new();
@@ -392,6 +397,7 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
         refused.reason()
     );
     assert!(accepted.len() >= 3, "{} accepted", accepted.len());
+    gate.open();
     wait_until("a job accepted again", || {
         let reply = submit();
         assert!(reply.status == 202 || reply.status == 503, "{}", reply.body);
@@ -412,13 +418,14 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
 
 #[test]
 fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
+    let gate = Gate::closed();
     let server = Server::start(&[
         "--workers",
         "2",
         "--debug-panic-on-num-teams",
         "7",
-        "--debug-job-delay-ms",
-        "300",
+        "--debug-job-gate",
+        &gate.path(),
     ]);
     let panicking = r#"{"profiles": [[1, 2, 3]], "num_teams": 7}"#;
     let failed: Vec<String> = (0..4).map(|_| server.submit_json(panicking)).collect();
@@ -440,6 +447,7 @@ fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
             .iter()
             .all(|id| server.get(&format!("/api/get_results/{id}")).json()["status"] == "running")
     });
+    gate.open();
     for id in &healthy {
         assert_eq!(server.wait_finished(id)["status"], "done");
     }

@@ -412,6 +412,11 @@ impl Jobs {
 
     fn apply_debug_hooks(&self, config: &WallConfig) {
         let debug = &self.inner.debug;
+        // The panic first: a job that panics is never held.
+        let teams = config.num_teams().map(|teams| teams.get());
+        if debug.panic_on_num_teams.is_some() && debug.panic_on_num_teams == teams {
+            panic!("debug hook: panic on num_teams {teams:?}");
+        }
         if !debug.job_delay.is_zero() {
             std::thread::sleep(debug.job_delay);
         }
@@ -419,10 +424,6 @@ impl Jobs {
             while !gate.exists() {
                 std::thread::sleep(Duration::from_millis(5));
             }
-        }
-        let teams = config.num_teams().map(|teams| teams.get());
-        if debug.panic_on_num_teams.is_some() && debug.panic_on_num_teams == teams {
-            panic!("debug hook: panic on num_teams {teams:?}");
         }
     }
 
