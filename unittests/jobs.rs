@@ -358,9 +358,10 @@ fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
 
 #[test]
 fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
-    // The job runs for 3 s, the waiters would wait 20: an answer that is not `done`
-    // came from the shutdown.
-    let mut server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "3000"]);
+    // The job is held until the waiters are answered, who would wait 20 s: their
+    // answers came from the shutdown.
+    let gate = Gate::closed();
+    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let url = server.url(&format!("/api/get_results/{id}?wait=20"));
     let waiters: Vec<_> = (0..3)
@@ -381,18 +382,20 @@ fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
         let status = body["status"].as_str().unwrap().to_owned();
         assert!(status == "queued" || status == "running", "{body}");
     }
+    gate.open();
     assert!(server.wait_exit().success());
 }
 
 #[test]
 fn cancelled_jobs_do_not_keep_the_queue_full() {
+    let gate = Gate::closed();
     let server = Server::start(&[
         "--workers",
         "1",
         "--max-queue",
         "2",
-        "--debug-job-delay-ms",
-        "60000",
+        "--debug-job-gate",
+        &gate.path(),
     ]);
     let running = server.submit_json(EXAMPLE_JSON);
     crate::common::wait_until("the first job runs", || {
