@@ -44,12 +44,11 @@ use parking_lot::Mutex;
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
 use self::job_locks::{JobGuard, JobLocks};
-use self::journal::{Accept, FreeSpaceFloor, Journal, Segment, StoredRequest};
+use self::journal::{FreeSpaceFloor, Journal, Segment, StoredRequest};
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
 use crate::jobs::JobId;
-use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::storage::Record;
 use crate::wall::Outcome;
 
@@ -191,30 +190,6 @@ impl FileStore {
         self.inner.locks.lock(id)
     }
 
-    /// Stores an accepted job's request durably; `then` learns where, once it is
-    /// synced. The job's lock lives from here until its result is written.
-    fn accept(
-        &self,
-        id: JobId,
-        request: Vec<u8>,
-        key: Option<&KeyRecord>,
-        then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
-    ) {
-        self.inner.locks.hold(id);
-        let store = self.clone();
-        let accept = Accept {
-            id,
-            request,
-            key_record: key.map(|key| serde_json::to_vec(key).expect("a key record serializes")),
-        };
-        self.inner.journal.accept(accept, move |stored| {
-            if stored.is_err() {
-                store.inner.locks.release(id);
-            }
-            then(stored.map_err(StoreError::from));
-        });
-    }
-
     /// The stored request of a job.
     ///
     /// # Errors
@@ -226,50 +201,6 @@ impl FileStore {
         let mut request = vec![0; stored.len];
         journal.read_exact(&mut request)?;
         Ok(request)
-    }
-
-    /// Writes a finished job's result, then (after the next group sync) renames it into
-    /// place, releases the job's lock and its request, and calls `then` with the bytes
-    /// the job's files take.
-    fn commit(
-        &self,
-        id: JobId,
-        record: &Record<'_>,
-        request: StoredRequest,
-        then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
-    ) {
-        let written = {
-            let _guard = self.lock_job(id);
-            self.write_temporary(id, record)
-        };
-        let store = self.clone();
-        let finish = move |stored: io::Result<u64>| {
-            match &stored {
-                Ok(_) => store.inner.sync.release(request),
-                Err(_) => {
-                    // The request must outlive this process so a restart reruns the job.
-                    request.journal.keep();
-                    store.hold_kept(&request.journal);
-                    let _ = fs::remove_file(store.temporary_path(id));
-                    let _ = fs::remove_file(store.path(id, "log"));
-                }
-            }
-            store.inner.locks.release(id);
-            then(stored.map_err(StoreError::from));
-        };
-        match written {
-            Err(error) => finish(Err(error)),
-            Ok(bytes) => {
-                let store = self.clone();
-                self.inner.sync.sync(move |synced| {
-                    finish(
-                        synced
-                            .and_then(|()| store.rename_into_place(id))
-                            .map(|()| bytes),
-                    )
-                });
-            }
-        }
     }
 
     /// Writes a done job's log in place, and returns its length (a rerun after a

@@ -1,11 +1,12 @@
-//! The file store as the job service's `Storage`: each method of the seam is the file
-//! store's own, and a finished job stays pinned while its journal segment lives.
+//! The file store as the job service's `Storage`: accept and commit written here, the
+//! other methods the file store's own, and a finished job pinned while its journal
+//! segment lives.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::sync::{Arc, Weak};
 
-use super::journal::{Segment, StoredRequest};
+use super::journal::{Accept, Segment, StoredRequest};
 use super::{FileStore, StoreError, StoredWork};
 use crate::jobs::JobId;
 use crate::jobs::idempotency::KeyRecord;
@@ -36,7 +37,20 @@ impl Storage for FileStore {
         key: Option<&KeyRecord>,
         then: impl FnOnce(Result<StoredRequest, StoreError>) + Send + 'static,
     ) {
-        FileStore::accept(self, id, request, key, then);
+        // The job's lock lives from here until its result is written.
+        self.inner.locks.hold(id);
+        let store = self.clone();
+        let accept = Accept {
+            id,
+            request,
+            key_record: key.map(|key| serde_json::to_vec(key).expect("a key record serializes")),
+        };
+        self.inner.journal.accept(accept, move |stored| {
+            if stored.is_err() {
+                store.inner.locks.release(id);
+            }
+            then(stored.map_err(StoreError::from));
+        });
     }
 
     fn pin(request: &StoredRequest) -> Weak<Segment> {
@@ -54,7 +68,40 @@ impl Storage for FileStore {
         request: StoredRequest,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) {
-        FileStore::commit(self, id, record, request, then);
+        // Written under the job's lock; renamed into place, and the lock and request
+        // released, after the next group sync.
+        let written = {
+            let _guard = self.lock_job(id);
+            self.write_temporary(id, record)
+        };
+        let store = self.clone();
+        let finish = move |stored: io::Result<u64>| {
+            match &stored {
+                Ok(_) => store.inner.sync.release(request),
+                Err(_) => {
+                    // The request must outlive this process so a restart reruns the job.
+                    request.journal.keep();
+                    store.hold_kept(&request.journal);
+                    let _ = fs::remove_file(store.temporary_path(id));
+                    let _ = fs::remove_file(store.path(id, "log"));
+                }
+            }
+            store.inner.locks.release(id);
+            then(stored.map_err(StoreError::from));
+        };
+        match written {
+            Err(error) => finish(Err(error)),
+            Ok(bytes) => {
+                let store = self.clone();
+                self.inner.sync.sync(move |synced| {
+                    finish(
+                        synced
+                            .and_then(|()| store.rename_into_place(id))
+                            .map(|()| bytes),
+                    )
+                });
+            }
+        }
     }
 
     fn recover(&self, warn: impl FnMut(String)) -> io::Result<RecoveredJobs<FileStore>> {

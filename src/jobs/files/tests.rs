@@ -9,6 +9,7 @@ use super::result_file::HEADER_LEN;
 use super::results::StoredResult;
 use super::*;
 use crate::jobs::JobState;
+use crate::jobs::storage::Storage;
 use crate::wall::{self, EXAMPLE_WALL, Limits, Table, WallConfig, WorkSource, WorkTables};
 
 mod recovery;
