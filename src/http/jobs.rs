@@ -1,5 +1,5 @@
-//! Job endpoints: status, listing, counting, shutdown, and the questions, the summary
-//! and the team log of a finished job (read from disk on demand).
+//! Job endpoints: a job's status and record, the listing and the count, delete, and
+//! the graceful shutdown. A finished job's stored result is read in `job_results`.
 
 use std::time::Duration;
 

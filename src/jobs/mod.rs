@@ -1,5 +1,5 @@
-//! Jobs: ids and states, the in-memory registry, the result store on disk, and the
-//! service that ties them to the thread pool.
+//! The jobs core: the service (`Jobs`, the only way in), ids and states, the in-memory
+//! registry, idempotency keys, and the storage seam with the file store behind it.
 
 mod files;
 mod id;

@@ -1,5 +1,6 @@
-//! The result store: one set of files per job under the results directory, guarded by a
-//! per-job lock while the job is in flight, made durable by group commit.
+//! The file store, the job service's `Storage`: one set of files per job under the
+//! results directory, guarded by a per-job lock while the job is in flight (see
+//! `job_locks`), made durable by group commit.
 //!
 //! Files under the results directory (names are built only from parsed `JobId`s):
 //! - `requests-<id>.jsonl`: a journal segment of accepted requests, one line per job
