@@ -85,8 +85,8 @@ impl Browser {
         browser
     }
 
-    /// A WebDriver command; panics on an error answer, naming it.
-    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+    /// A WebDriver command: its value, or the error answer.
+    fn try_command(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let request = self.agent.request(method, &url);
         let answer = if method == "GET" || method == "DELETE" {
@@ -101,12 +101,50 @@ impl Browser {
         };
         let status = response.status();
         let value: Value = response.into_json().unwrap();
-        assert!(status < 400, "{method} {path}: {status} {value}");
-        value["value"].clone()
+        if status < 400 {
+            Ok(value["value"].clone())
+        } else {
+            Err(value)
+        }
+    }
+
+    /// A WebDriver command; panics on an error answer, naming it.
+    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_command(method, path, body)
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
     }
 
     fn session(&self, method: &str, path: &str, body: Value) -> Value {
         self.command(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    /// Runs `act` on the element `css` finds. The page re-renders as it polls, so an
+    /// element found a moment ago may be gone: then it is found again.
+    fn on_element(
+        &self,
+        css: &str,
+        act: impl Fn(&str) -> Vec<(&'static str, String, Value)>,
+    ) -> Value {
+        for _ in 0..20 {
+            let element = self.find(css);
+            let mut last = Value::Null;
+            let mut stale = false;
+            for (method, path, body) in act(&element) {
+                match self.try_command(method, &format!("/session/{}{path}", self.session), body) {
+                    Ok(value) => last = value,
+                    Err(error) if error["value"]["error"] == "stale element reference" => {
+                        stale = true;
+                        break;
+                    }
+                    Err(error) => panic!("{method} {path}: {error}"),
+                }
+            }
+            if !stale {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the element {css} kept going stale");
     }
 
     fn open(&self, url: &str) {
@@ -131,27 +169,32 @@ impl Browser {
     }
 
     fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.session("POST", &format!("/element/{element}/click"), json!({}));
+        self.on_element(css, |element| {
+            vec![("POST", format!("/element/{element}/click"), json!({}))]
+        });
     }
 
     fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css);
-        self.session("POST", &format!("/element/{element}/clear"), json!({}));
-        self.session(
-            "POST",
-            &format!("/element/{element}/value"),
-            json!({"text": text}),
-        );
+        self.on_element(css, |element| {
+            vec![
+                ("POST", format!("/element/{element}/clear"), json!({})),
+                (
+                    "POST",
+                    format!("/element/{element}/value"),
+                    json!({"text": text}),
+                ),
+            ]
+        });
     }
 
     /// The text of the element, as the user sees it (empty when hidden).
     fn text(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.session("GET", &format!("/element/{element}/text"), Value::Null)
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.on_element(css, |element| {
+            vec![("GET", format!("/element/{element}/text"), Value::Null)]
+        })
+        .as_str()
+        .unwrap()
+        .to_owned()
     }
 
     /// Waits until `script` returns something truthy, and returns it.
