@@ -8,22 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, Server};
-
-fn connect(server: &Server) -> TcpStream {
-    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
-
-/// Reads until the server closes the connection; what it said before closing.
-fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
+use crate::common::{EXAMPLE_JSON, Server, read_until_closed};
 
 #[test]
 fn slow_clients_are_cut_off_without_starving_others() {
@@ -31,7 +16,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     // Headers trickled and never finished, by many connections at once.
     let mut trickling: Vec<TcpStream> = (0..50)
         .map(|_| {
-            let mut stream = connect(&server);
+            let mut stream = server.connect();
             stream
                 .write_all(b"GET /profiles/overview HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .unwrap();
@@ -57,7 +42,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     }
 
     // A body trickled and never finished gets a JSON 408.
-    let mut stream = connect(&server);
+    let mut stream = server.connect();
     stream
         .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3")
         .unwrap();
@@ -69,7 +54,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     );
 
     // An idle keep-alive connection is closed after --keep-alive.
-    let mut stream = connect(&server);
+    let mut stream = server.connect();
     stream
         .write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();

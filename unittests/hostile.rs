@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, read_until_closed};
 
 const JSON: Option<&str> = Some("application/json");
 const TEXT: Option<&str> = Some("text/plain");
@@ -652,21 +652,6 @@ fn refusals_before_the_body_is_read_always_arrive() {
     assert_eq!(lost, 0, "{lost} of 200 clients never saw their answer");
 }
 
-fn connect(server: &Server) -> TcpStream {
-    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
-/// Reads until the server closes the connection (or 10 s pass without a byte).
-fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[test]
 fn a_request_hidden_behind_ambiguous_framing_never_runs() {
     let server = Server::start(&[]);
@@ -689,7 +674,7 @@ fn a_request_hidden_behind_ambiguous_framing_never_runs() {
         ),
     ] {
         let framing = framing.replace("{n}", &body.len().to_string());
-        let mut stream = connect(&server);
+        let mut stream = server.connect();
         write!(
             stream,
             "POST /api/simulate HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n{framing}\r\n{body}"
@@ -714,7 +699,7 @@ fn a_request_hidden_behind_ambiguous_framing_never_runs() {
 #[test]
 fn the_headers_of_every_request_on_a_connection_are_timed() {
     let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
-    let mut stream = connect(&server);
+    let mut stream = server.connect();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
@@ -767,7 +752,7 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
 #[test]
 fn unfinished_first_headers_get_a_json_408() {
     let server = Server::start(&["--request-timeout", "1"]);
-    let mut stream = connect(&server);
+    let mut stream = server.connect();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();

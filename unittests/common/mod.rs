@@ -2,6 +2,7 @@
 //! with temporary directories, talk HTTP to it, and wait for jobs against a deadline.
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -293,4 +294,24 @@ impl Gate {
     pub fn open(&self) {
         std::fs::write(self.path(), b"").unwrap();
     }
+}
+
+impl Server {
+    /// A raw connection to the server, for requests no HTTP client would send; reads
+    /// give up after 20 s without a byte.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.base.trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+}
+
+/// Reads until the server closes the connection (or a read times out); what it said
+/// before closing.
+pub fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
