@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -269,14 +269,12 @@ pub struct Registry {
     /// this lock, taken before the record's (never while a record is held): a page sees
     /// every job once, in the list of the status it shows.
     index: RwLock<Index>,
-    /// Queued plus running, kept as a counter so `/api/num_jobs` is O(1).
-    in_flight: AtomicUsize,
     /// The bytes the finished jobs' results take, changed with their records.
     stored_bytes: AtomicU64,
 }
 
 impl Registry {
-    /// Records a job, counting it in flight unless it is already finished.
+    /// Records a job in the index under its state.
     pub fn insert(&self, id: JobId, new: NewRecord) {
         let NewRecord {
             state,
@@ -285,9 +283,6 @@ impl Registry {
             result_bytes,
             journal,
         } = new;
-        if !state.is_finished() {
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-        }
         let mut record = JobRecord {
             status: Status::Queued,
             deleting: false,
@@ -348,13 +343,11 @@ impl Registry {
         }
     }
 
-    /// Marks a job done or failed now, its result taking `result_bytes`; it leaves the
-    /// in-flight count once.
+    /// Marks a job done or failed now, its result taking `result_bytes` (counted once).
     pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: StorePin) {
         debug_assert!(outcome.is_finished());
         self.update(id, |record| {
             if !record.is_finished() {
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
                 record.result_bytes = result_bytes;
             }
@@ -389,7 +382,6 @@ impl Registry {
             .remove_if(&id, |_, record| record.status == Status::Queued)
             .is_some();
         if removed {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             index.set(Status::Queued).remove(&id);
         }
         removed
@@ -457,10 +449,11 @@ impl Registry {
             .collect()
     }
 
-    /// Finished jobs known. The in-flight count is raised before a new job's record is
-    /// inserted, so for a moment it may exceed the records: never below zero.
+    /// Finished jobs known, counted by the index, like the jobs in flight: one place
+    /// says where a job is, so the counts cannot disagree.
     pub fn finished(&self) -> usize {
-        self.records.len().saturating_sub(self.in_flight())
+        let [_, _, done, failed] = self.counts();
+        done + failed
     }
 
     /// The oldest finished jobs beyond the newest `keep` of them.
@@ -508,8 +501,10 @@ impl Registry {
         Status::ALL.map(|status| index.by_status[status as usize].len())
     }
 
+    /// Queued plus running.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        let [queued, running, _, _] = self.counts();
+        queued + running
     }
 
     pub fn len(&self) -> usize {

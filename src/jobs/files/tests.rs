@@ -61,6 +61,20 @@ fn journals(dir: &Path) -> usize {
 }
 
 #[test]
+fn a_cancelled_job_lets_go_of_its_lock_and_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    // In flight: its files go through its lock, which lives in the map until then.
+    assert_eq!(store.inner.locks.held(), [id]);
+    store.abandon(id, request);
+    assert!(store.inner.locks.held().is_empty());
+    store.shutdown();
+    assert_eq!(journals(dir.path()), 0, "no job needs its segment any more");
+}
+
+#[test]
 fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
