@@ -20,7 +20,10 @@ use crate::http::{
     self, AdminPolicy, ApiState, HostPolicy, InFlightRequests, OwnWall, RequestLog, TimedStream,
     log_request,
 };
-use crate::jobs::{DebugHooks, Jobs, JobsSettings, Retention, StoreOptions};
+use crate::jobs::{
+    ClusterJobs, ClusterSettings, DebugHooks, Jobs, JobsSettings, LocalJobs, Retention,
+    StoreOptions,
+};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -61,6 +64,12 @@ impl App {
     /// # Errors
     /// A bad own wall, an unusable results directory, or an address that cannot be bound.
     pub fn build(settings: &Settings, logger: Logger) -> Result<App, StartupError> {
+        // In cluster mode every line this node logs names it.
+        let node = settings.database_url.as_ref().map(|_| uuid::Uuid::now_v7());
+        let logger = match node {
+            Some(node) => logger.new(slog::o!("node_id" => node.to_string())),
+            None => logger,
+        };
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
         // Bound before the job service starts: a server that cannot listen must leave
@@ -72,33 +81,58 @@ impl App {
         let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let shutdown = Shutdown::new();
-        let jobs = Jobs::start(
-            &JobsSettings {
-                results_dir: settings.results_dir.clone(),
-                workers: settings.workers,
-                max_queue: settings.max_queue,
-                max_queue_bytes: settings.max_queue_bytes,
-                store: StoreOptions {
-                    min_free_space: settings.min_free_space,
-                    team_logs: settings.team_logs,
-                    listening_on: Some(address),
-                },
-                retention: Retention {
-                    ttl: settings.result_ttl,
-                    max_results: settings.max_results,
-                    max_bytes: settings.max_results_bytes as u64,
-                },
-                debug: DebugHooks {
-                    job_delay: Duration::from_millis(settings.debug_job_delay_ms),
-                    job_gate: settings.debug_job_gate.clone(),
-                    panic_on_num_teams: settings.debug_panic_on_num_teams,
-                    accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
-                },
+        let jobs_settings = JobsSettings {
+            results_dir: settings.results_dir.clone(),
+            workers: settings.workers,
+            max_queue: settings.max_queue,
+            max_queue_bytes: settings.max_queue_bytes,
+            store: StoreOptions {
+                min_free_space: settings.min_free_space,
+                team_logs: settings.team_logs,
+                listening_on: Some(address),
             },
-            shutdown.clone(),
-            logger.clone(),
-            Arc::clone(&metrics),
-        )?;
+            retention: Retention {
+                ttl: settings.result_ttl,
+                max_results: settings.max_results,
+                max_bytes: settings.max_results_bytes as u64,
+            },
+            debug: DebugHooks {
+                job_delay: Duration::from_millis(settings.debug_job_delay_ms),
+                job_gate: settings.debug_job_gate.clone(),
+                panic_on_num_teams: settings.debug_panic_on_num_teams,
+                accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
+            },
+        };
+        let jobs = match (&settings.database_url, node) {
+            (Some(database_url), Some(node)) => {
+                metrics.set_node(&node.to_string());
+                let cluster = ClusterSettings {
+                    database_url: database_url.clone(),
+                    node,
+                    address: address.to_string(),
+                    pool_size: settings.database_pool_size,
+                    timeout: settings.database_timeout,
+                    lease: settings.lease,
+                    max_attempts: settings.max_attempts,
+                    claim_ahead: settings.claim_ahead,
+                    poll: settings.claim_poll,
+                    cache_bytes: settings.result_cache_bytes,
+                };
+                Jobs::Cluster(ClusterJobs::start(
+                    &jobs_settings,
+                    cluster,
+                    shutdown.clone(),
+                    logger.clone(),
+                    Arc::clone(&metrics),
+                )?)
+            }
+            _ => Jobs::Local(LocalJobs::start(
+                &jobs_settings,
+                shutdown.clone(),
+                logger.clone(),
+                Arc::clone(&metrics),
+            )?),
+        };
         let admin = AdminPolicy::new(settings.admin_token.clone(), address.ip().is_loopback());
         let hosts = HostPolicy::new(&settings.allowed_hosts, address.ip());
         if matches!(admin, AdminPolicy::Refused) {
@@ -180,7 +214,8 @@ impl App {
             "max_queue" => settings.max_queue,
             "max_body" => settings.max_body,
             "max_sections" => settings.max_sections,
-            "jobs_on_disk" => jobs.known());
+            "cluster_mode" => node.is_some(),
+            "jobs_on_disk" => jobs.known_here());
         Ok(App {
             server,
             address,
@@ -213,7 +248,7 @@ impl App {
                 return finished.unwrap_or_else(|error| Err(io::Error::other(error)));
             }
         }
-        let pending = self.jobs.in_flight();
+        let pending = self.jobs.pending_here();
         info!(self.logger, "shutting down: draining the job queue"; "pending" => pending);
         let started = Instant::now();
         let jobs = self.jobs.clone();
@@ -226,7 +261,7 @@ impl App {
         info!(self.logger, "job queue drained";
             "drained" => pending,
             "elapsed_ms" => telemetry::millis(started.elapsed()),
-            "jobs_known" => self.jobs.known());
+            "jobs_known" => self.jobs.known_here());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
         self.requests.settle(self.shutdown_timeout).await;
         // A last answer's bytes may still be in a connection's buffer: let them go out.

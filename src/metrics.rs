@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for job waits and runs, and HTTP latency: 100 us to 30 s.
@@ -31,6 +31,10 @@ pub struct Metrics {
     queue_bytes: IntGauge,
     in_flight: IntGauge,
     workers: IntGauge,
+    running_here: IntGauge,
+    claim_time: Histogram,
+    heartbeat_time: Histogram,
+    node: IntGaugeVec,
     recent: Mutex<RecentJobs>,
     /// The clock of `recent`'s minutes.
     started: Instant,
@@ -86,6 +90,8 @@ pub struct Snapshot {
     pub queue_bytes: usize,
     pub in_flight: usize,
     pub workers: usize,
+    /// Jobs this node runs (cluster mode: claimed and not yet committed).
+    pub running_here: usize,
 }
 
 impl Metrics {
@@ -149,11 +155,34 @@ impl Metrics {
             in_flight: IntGauge::new("icewall_jobs_in_flight", "Jobs queued or running")
                 .expect("valid metric"),
             workers: IntGauge::new("icewall_workers", "Live worker threads").expect("valid metric"),
+            running_here: IntGauge::new(
+                "icewall_node_running_jobs",
+                "Jobs this node runs (in cluster mode: claimed, result not yet committed)",
+            )
+            .expect("valid metric"),
+            claim_time: Histogram::with_opts(seconds(
+                "icewall_claim_seconds",
+                "Cluster mode: time of one claim of queued jobs from the database",
+            ))
+            .expect("valid metric"),
+            heartbeat_time: Histogram::with_opts(seconds(
+                "icewall_heartbeat_seconds",
+                "Cluster mode: time of one heartbeat extending this node's leases",
+            ))
+            .expect("valid metric"),
+            node: IntGaugeVec::new(
+                Opts::new(
+                    "icewall_node_info",
+                    "Cluster mode: this node's id (value 1)",
+                ),
+                &["node_id"],
+            )
+            .expect("valid metric"),
             recent: Mutex::new(RecentJobs::default()),
             started: Instant::now(),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.rejected.clone()),
             Box::new(metrics.queue_wait.clone()),
@@ -164,6 +193,10 @@ impl Metrics {
             Box::new(metrics.queue_bytes.clone()),
             Box::new(metrics.in_flight.clone()),
             Box::new(metrics.workers.clone()),
+            Box::new(metrics.running_here.clone()),
+            Box::new(metrics.claim_time.clone()),
+            Box::new(metrics.heartbeat_time.clone()),
+            Box::new(metrics.node.clone()),
         ];
         for collector in collectors {
             metrics
@@ -203,6 +236,19 @@ impl Metrics {
             .observe(ran.as_secs_f64());
     }
 
+    /// Names this node (cluster mode).
+    pub fn set_node(&self, node: &str) {
+        self.node.with_label_values(&[node]).set(1);
+    }
+
+    pub fn claimed(&self, took: Duration) {
+        self.claim_time.observe(took.as_secs_f64());
+    }
+
+    pub fn heartbeat(&self, took: Duration) {
+        self.heartbeat_time.observe(took.as_secs_f64());
+    }
+
     pub fn job_cancelled(&self) {
         self.jobs.with_label_values(&["cancelled"]).inc();
     }
@@ -239,6 +285,7 @@ impl Metrics {
         self.queue_bytes.set(now.queue_bytes as i64);
         self.in_flight.set(now.in_flight as i64);
         self.workers.set(now.workers as i64);
+        self.running_here.set(now.running_here as i64);
         let mut text = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut text)

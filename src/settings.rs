@@ -104,6 +104,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A size that fits in memory; 0 allowed.
+fn parse_size_usize(text: &str) -> Result<usize, String> {
+    usize::try_from(parse_size(text)?).map_err(|_| format!("`{text}` is too large"))
+}
+
 /// A size of at least one byte that fits in memory, for limits on what is held.
 fn nonzero_size(text: &str) -> Result<usize, String> {
     match usize::try_from(parse_size(text)?) {
@@ -239,6 +244,39 @@ pub struct Settings {
     /// larger than this alone is removed at the next sweep.
     #[arg(long, env = "ICEWALL_MAX_RESULTS_BYTES", value_name = "SIZE", default_value = "10GiB", value_parser = nonzero_size)]
     pub max_results_bytes: usize,
+    /// Cluster mode: the PostgreSQL database this node shares with the others
+    /// (`postgres://user:password@host:5432/icewall`). Without it the node runs on its
+    /// own with the file store in --results-dir. See the README's cluster section.
+    #[arg(long, env = "ICEWALL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Cluster mode: connections this node keeps to the database at most. Each node
+    /// needs about 4 for its own tasks, plus what concurrent requests use.
+    #[arg(long, env = "ICEWALL_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = at_least_one)]
+    pub database_pool_size: usize,
+    /// Cluster mode: how long a request waits for the database before it answers 503.
+    #[arg(long, env = "ICEWALL_DATABASE_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration)]
+    pub database_timeout: Duration,
+    /// Cluster mode: how long a job this node runs stays its own without a heartbeat
+    /// (heartbeats come every third of it); a job whose node stopped answering for
+    /// this long runs again on another node.
+    #[arg(long, env = "ICEWALL_LEASE", value_name = "DURATION", default_value = "30s", value_parser = nonzero_duration)]
+    pub lease: Duration,
+    /// Cluster mode: runs of a job whose node stopped answering before the job is
+    /// failed with that reason.
+    #[arg(long, env = "ICEWALL_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Cluster mode: jobs claimed beyond the free workers, so that a worker finds its
+    /// next job on the node (more: fewer claims; fewer: jobs spread more evenly).
+    #[arg(long, env = "ICEWALL_CLAIM_AHEAD", default_value_t = 8)]
+    pub claim_ahead: usize,
+    /// Cluster mode: how often an idle node looks for queued jobs when no
+    /// notification reached it.
+    #[arg(long, env = "ICEWALL_CLAIM_POLL", value_name = "DURATION", default_value = "1s", value_parser = nonzero_duration)]
+    pub claim_poll: Duration,
+    /// Cluster mode: bytes of results read from the database that a node keeps in
+    /// memory to answer repeated questions.
+    #[arg(long, env = "ICEWALL_RESULT_CACHE_BYTES", value_name = "SIZE", default_value = "256MiB", value_parser = parse_size_usize)]
+    pub result_cache_bytes: usize,
     /// Token required (as `Authorization: Bearer <token>`) for admin actions. Without
     /// one they are open on a loopback address and refused on any other.
     #[arg(long, env = "ICEWALL_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]

@@ -95,7 +95,7 @@ pub async fn chart(
                 ApiError::BadRequest(format!("width must be an integer in 1..={max}"))
             })?,
     };
-    let id = done_job(&state, &path)?;
+    let id = done_job(&state, &path).await?;
     let gantt_teams = state.max_gantt_teams;
     let chart = read_stored(&state, id, move |jobs| build(jobs, id, width, gantt_teams)).await?;
     Ok(HttpResponse::Ok().json(chart))

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::jobs::{DeleteError, InvalidJobId, StoreError, SubmitError};
+use crate::jobs::{DeleteError, InvalidJobId, StoreError, SubmitError, Unavailable};
 use crate::wall::ConfigError;
 
 /// Seconds a client is told to wait before retrying a refused submission.
@@ -84,13 +84,24 @@ impl From<DeleteError> for ApiError {
             // The file system refused (read-only, permissions): an operator must act,
             // so it is no transient 503.
             DeleteError::Storage(_) => ApiError::Internal(error.to_string()),
+            DeleteError::Unavailable(_) => ApiError::Unavailable(error.to_string()),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        ApiError::Internal(format!("the stored result cannot be read: {error}"))
+        match error {
+            StoreError::Unavailable(unavailable) => unavailable.into(),
+            error => ApiError::Internal(format!("the stored result cannot be read: {error}")),
+        }
+    }
+}
+
+/// The database of cluster mode cannot be reached: the client may retry.
+impl From<Unavailable> for ApiError {
+    fn from(error: Unavailable) -> ApiError {
+        ApiError::Unavailable(error.to_string())
     }
 }
 

@@ -18,8 +18,8 @@ use crate::jobs::{JobId, JobState};
 const LOG_CHUNK: usize = 64 * 1024;
 
 /// The id of a done job: 404 for an unknown one, 409 while it is not done.
-pub(super) fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
-    let (id, job) = known_job(state, id)?;
+pub(super) async fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
+    let (id, job) = known_job(state, id).await?;
     match job {
         JobState::Done => Ok(id),
         JobState::Failed(reason) => Err(ApiError::Conflict(format!("the job failed: {reason}"))),
@@ -33,7 +33,7 @@ pub(super) fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiError> {
 /// Answers `question` from a done job's stored work tables, reading only the few
 /// steps it needs; 409 while the job is not done.
 async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
-    let id = done_job(state, id)?;
+    let id = done_job(state, id).await?;
     let answer = read_stored(state, id, move |jobs| {
         jobs.work(id).map(|work| question.answer(&work))
     })
@@ -79,7 +79,7 @@ pub async fn profiles(
             })?,
     };
     let limit = page_limit(query.limit.as_deref())?;
-    let id = done_job(&state, &path)?;
+    let id = done_job(&state, &path).await?;
     // Beyond the last profile there is nothing to read, however large `after` is.
     let first = usize::try_from(after).unwrap_or(usize::MAX);
     let (summary, total) =
@@ -137,7 +137,7 @@ pub async fn log(
     path: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, job) = known_job(&state, &path)?;
+    let (id, job) = known_job(&state, &path).await?;
     if job != JobState::Done {
         return Err(ApiError::Conflict(format!(
             "the job is {}; it has no team log",

@@ -63,7 +63,7 @@ pub async fn results(
     let job = state
         .jobs
         .wait(id, wait, state.shutdown.triggered())
-        .await
+        .await?
         .ok_or_else(ApiError::invalid_job_id)?;
     Ok(match job {
         JobState::Queued | JobState::Running => HttpResponse::Ok().json(JobResult {
@@ -170,7 +170,11 @@ pub async fn details(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let id: JobId = path.parse()?;
-    let info = state.jobs.info(id).ok_or_else(ApiError::invalid_job_id)?;
+    let info = state
+        .jobs
+        .info(id)
+        .await?
+        .ok_or_else(ApiError::invalid_job_id)?;
     Ok(HttpResponse::Ok().json(JobDetails::new(id, info)))
 }
 
@@ -223,6 +227,7 @@ pub async fn list(
     let jobs: Vec<JobListEntry> = state
         .jobs
         .page(statuses, order, after, limit)
+        .await?
         .into_iter()
         .map(|(id, job)| JobListEntry {
             job_id: id.to_string(),
@@ -238,10 +243,10 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/num_jobs", responses((status = 200, description = "Jobs queued or running", body = NumJobs)))]
-pub async fn count(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok().json(NumJobs {
-        num_jobs: state.jobs.in_flight(),
-    })
+pub async fn count(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(NumJobs {
+        num_jobs: state.jobs.in_flight().await?,
+    }))
 }
 
 /// Removes a finished job, or cancels a queued one (an admin action).
@@ -259,8 +264,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request)?;
     let id: JobId = path.parse()?;
-    let jobs = state.jobs.clone();
-    let removed = web::block(move || jobs.delete(id)).await??;
+    let removed = state.jobs.delete(id).await?;
     Ok(HttpResponse::Ok().json(Deleted {
         job_id: id.to_string(),
         status: removed.name(),
@@ -279,7 +283,7 @@ pub async fn graceful_shutdown(
     state.admin.authorize(&request)?;
     state.shutdown.trigger();
     Ok(HttpResponse::Ok().json(ShuttingDown {
-        pending: state.jobs.in_flight(),
+        pending: state.jobs.pending_here(),
         status: "shutting_down",
     }))
 }

@@ -11,9 +11,13 @@ use crate::jobs::{JobId, JobState, Jobs, StoreError};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-pub(super) fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> {
+pub(super) async fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobState), ApiError> {
     let id: JobId = id.parse()?;
-    let job = state.jobs.state(id).ok_or_else(ApiError::invalid_job_id)?;
+    let job = state
+        .jobs
+        .state(id)
+        .await?
+        .ok_or_else(ApiError::invalid_job_id)?;
     Ok((id, job))
 }
 
@@ -42,7 +46,11 @@ pub(super) async fn read_stored<T: Send + 'static>(
     match web::block(move || read(&jobs)).await? {
         // Whatever a read met while a delete took the files away (the result, or the
         // log file after it), the job is gone: that is a 404, not a server error.
-        Err(_) if state.jobs.state(id).is_none() => Err(ApiError::invalid_job_id()),
-        read => Ok(read?),
+        Err(StoreError::Unavailable(unavailable)) => Err(unavailable.into()),
+        Err(error) => match state.jobs.state(id).await? {
+            None => Err(ApiError::invalid_job_id()),
+            Some(_) => Err(error.into()),
+        },
+        Ok(read) => Ok(read),
     }
 }

@@ -61,11 +61,11 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 /// The overview: jobs by state, queue depth, busy workers, throughput over the last
 /// hour and the spread of recent waits and run times.
 #[utoipa::path(get, path = "/api/stats", responses((status = 200, description = "The server's numbers now", body = Stats)))]
-pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
+pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let now = state.jobs.snapshot();
-    let [queued, running, done, failed] = state.jobs.counts();
+    let [queued, running, done, failed] = state.jobs.counts().await?;
     let recent = state.metrics.recent();
-    HttpResponse::Ok().json(Stats {
+    Ok(HttpResponse::Ok().json(Stats {
         jobs: JobCounts {
             queued,
             running,
@@ -74,7 +74,7 @@ pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
         },
         queue_depth: now.queue_depth,
         workers: Workers {
-            busy: running.min(now.workers),
+            busy: now.running_here.min(now.workers),
             total: now.workers,
         },
         accepting: state.jobs.is_accepting(),
@@ -84,7 +84,7 @@ pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
         },
         queue_wait: recent.queue_wait,
         run_time: recent.run_time,
-    })
+    }))
 }
 
 /// Alive: the process answers HTTP.

@@ -20,6 +20,15 @@ impl JobId {
         JobId(Uuid::now_v7())
     }
 
+    /// The id as the database keeps it (cluster mode).
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> JobId {
+        JobId(uuid)
+    }
+
     /// When the id was made, in milliseconds since the Unix epoch, read from the v7
     /// UUID itself (so no record needs to keep it); `None` for an id of another version.
     pub fn created_ms(&self) -> Option<u64> {

@@ -17,6 +17,10 @@ impl IdempotencyKey {
         let visible = text.bytes().all(|byte| (0x21..=0x7e).contains(&byte));
         (visible && (1..=255).contains(&text.len())).then(|| IdempotencyKey(text.to_owned()))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// An idempotency key, the job it made, and a digest of that job's request: what the
@@ -143,7 +147,7 @@ impl Keys {
 
 /// SHA-256 of the normalized request, in hex: equal for the same wall and teams,
 /// whichever form they were sent in.
-fn fingerprint(request: &[u8]) -> String {
+pub fn fingerprint(request: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(request)
         .iter()

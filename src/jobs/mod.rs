@@ -1,20 +1,25 @@
-//! The jobs core: the service (`Jobs`, the only way in), ids and states, the in-memory
-//! registry, idempotency keys, and the storage seam with the file store behind it.
+//! The jobs core: the service (`Jobs`, the only way in) of a node on its own or of a
+//! cluster node, ids and states, the in-memory registry, idempotency keys, and the
+//! storage seam with the file store behind it.
 
+mod cluster;
 mod files;
 mod id;
 mod idempotency;
+mod modes;
 mod queue_memory;
 mod registry;
 mod service;
 mod storage;
 
+pub use cluster::{ClusterJobs, ClusterSettings};
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::IdempotencyKey;
+pub use modes::{Jobs, TeamLogReader};
 use registry::Registry;
 pub use registry::{JobInfo, JobState, Order, Status, WallShape};
 pub use service::{
-    DebugHooks, DeleteError, Jobs, JobsSettings, Removed, Retention, StartError, Submission,
-    SubmitError, Submitted,
+    DebugHooks, DeleteError, JobsSettings, LocalJobs, Removed, Retention, StartError, Submission,
+    SubmitError, Submitted, Unavailable,
 };

@@ -48,6 +48,7 @@ fn every_job_and_rejection_series_starts_at_zero() {
         queue_bytes: 0,
         in_flight: 0,
         workers: 0,
+        running_here: 0,
     });
     let reasons = Rejection::ALL.map(Rejection::label);
     assert_eq!(reasons.len(), 8);
@@ -73,11 +74,14 @@ fn counters_and_histograms_render_with_their_labels() {
     metrics.job_finished(true, Duration::from_millis(3));
     metrics.rejected(Rejection::QueueFull);
     metrics.http_request("/api/simulate", 202, Duration::from_millis(1));
+    metrics.claimed(Duration::from_millis(1));
+    metrics.set_node("0190a4c2-0000-7000-8000-000000000000");
     let text = metrics.render(&Snapshot {
         queue_depth: 4,
         queue_bytes: 1024,
         in_flight: 5,
         workers: 2,
+        running_here: 1,
     });
     for line in [
         "icewall_jobs_total{outcome=\"accepted\"} 1",
@@ -87,7 +91,10 @@ fn counters_and_histograms_render_with_their_labels() {
         "icewall_queue_bytes 1024",
         "icewall_jobs_in_flight 5",
         "icewall_workers 2",
+        "icewall_node_running_jobs 1",
         "icewall_job_queue_wait_seconds_count 1",
+        "icewall_claim_seconds_count 1",
+        "icewall_node_info{node_id=\"0190a4c2-0000-7000-8000-000000000000\"} 1",
         "icewall_http_request_duration_seconds_count{route=\"/api/simulate\",status=\"202\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");

@@ -29,7 +29,7 @@ pub(super) mod journal;
 mod legacy_result;
 mod recovery;
 mod regular_file;
-mod result_file;
+pub(super) mod result_file;
 mod results;
 mod seam;
 mod tombstones;
@@ -69,6 +69,8 @@ pub enum StoreError {
     Damaged(String),
     #[error("disk error: {0}")]
     Io(#[from] io::Error),
+    #[error(transparent)]
+    Unavailable(#[from] crate::jobs::Unavailable),
 }
 
 /// Where a done job's team log is kept.

@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use super::StoreError;
 use crate::wall::{Outcome, ProfileSummary, Step, Summary, Table, TeamLog, find_step};
@@ -44,10 +45,49 @@ pub fn is_this_layout(start: &[u8]) -> bool {
 /// Where a done job's team log goes.
 pub enum LogPlace<'a> {
     Inline(&'a TeamLog),
-    /// Already written to `<id>.log`, this many bytes long.
+    /// Kept apart from the result (in `<id>.log`, or a database's log chunks), this
+    /// many bytes long.
     File {
         len: u64,
     },
+}
+
+/// Where a result's bytes are read from: its file, or the bytes themselves once a
+/// database has handed them over (cluster mode).
+pub trait ResultBytes {
+    /// # Errors
+    /// Whatever reading returns; `UnexpectedEof` past the end.
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()>;
+
+    /// # Errors
+    /// Whatever asking the length returns.
+    fn byte_len(&self) -> io::Result<u64>;
+}
+
+impl ResultBytes for File {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, at)
+    }
+
+    fn byte_len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+impl ResultBytes for Arc<[u8]> {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        let start = usize::try_from(at).unwrap_or(usize::MAX);
+        let bytes = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn byte_len(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
+    }
 }
 
 /// The numbers of the header; the sections' sizes follow from them.
@@ -182,7 +222,7 @@ impl<W: Write> Write for Checksummed<W> {
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_done(file: File, outcome: &Outcome, log: LogPlace<'_>) -> io::Result<u64> {
+pub fn write_done(file: impl Write, outcome: &Outcome, log: LogPlace<'_>) -> io::Result<u64> {
     let Outcome { summary, work, .. } = outcome;
     let profile_steps: usize = work.profiles.iter().map(|work| work.steps().len()).sum();
     let header = Header {
@@ -234,7 +274,7 @@ pub fn write_done(file: File, outcome: &Outcome, log: LogPlace<'_>) -> io::Resul
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_failed(file: File, reason: &str) -> io::Result<u64> {
+pub fn write_failed(file: impl Write, reason: &str) -> io::Result<u64> {
     let header = Header {
         kind: KIND_FAILED,
         days: 0,
@@ -255,9 +295,9 @@ pub fn write_failed(file: File, reason: &str) -> io::Result<u64> {
 
 /// Runs `body`, buffered, then appends the trailer over everything it wrote; returns
 /// the file's length.
-fn write_with_trailer(
-    file: File,
-    body: impl FnOnce(&mut BufWriter<Checksummed<File>>) -> io::Result<()>,
+fn write_with_trailer<W: Write>(
+    file: W,
+    body: impl FnOnce(&mut BufWriter<Checksummed<W>>) -> io::Result<()>,
 ) -> io::Result<u64> {
     let mut out = BufWriter::new(Checksummed {
         inner: file,
@@ -280,8 +320,8 @@ fn write_with_trailer(
 }
 
 /// A result in this layout, open, its header and trailer checked.
-pub struct ResultFile {
-    file: File,
+pub struct ResultFile<B = File> {
+    file: B,
     header: Header,
     layout: Layout,
 }
@@ -290,15 +330,15 @@ fn damaged(problem: impl Into<String>) -> StoreError {
     StoreError::Damaged(problem.into())
 }
 
-impl ResultFile {
+impl<B: ResultBytes> ResultFile<B> {
     /// Checks the header read from the start of `file`, and the trailer against the
     /// file's length: two small reads, which refuse a file cut short anywhere.
     ///
     /// # Errors
     /// `Damaged` when they do not agree, `Io` when they cannot be read.
-    pub fn open(file: File, head: &[u8; HEADER_LEN as usize]) -> Result<ResultFile, StoreError> {
+    pub fn open(file: B, head: &[u8; HEADER_LEN as usize]) -> Result<ResultFile<B>, StoreError> {
         let header = Header::decode(head).map_err(damaged)?;
-        let len = file.metadata()?.len();
+        let len = file.byte_len()?;
         let layout = Layout::of(&header, len)
             .ok_or_else(|| damaged("its sections do not fit its length"))?;
         let mut trailer = [0; TRAILER_LEN as usize];
@@ -435,16 +475,6 @@ impl ResultFile {
         (self.header.log_file_len != LOG_INLINE).then_some(self.header.log_file_len)
     }
 
-    /// The inline team log: the file positioned at its start, and its length.
-    ///
-    /// # Errors
-    /// `Damaged` for a failed job's file, `Io` when the file cannot be positioned.
-    pub fn into_inline_log(mut self) -> Result<(File, u64), StoreError> {
-        self.expect_done()?;
-        self.file.seek(SeekFrom::Start(self.layout.log))?;
-        Ok((self.file, self.layout.trailer - self.layout.log))
-    }
-
     /// The step of `table` in force on `day`: the table's bounds (one read for a
     /// profile), then a binary search reading one step at a time.
     ///
@@ -478,6 +508,18 @@ impl ResultFile {
                 feet_before: u64_at(&bytes, 16),
             })
         })
+    }
+}
+
+impl ResultFile<File> {
+    /// The inline team log: the file positioned at its start, and its length.
+    ///
+    /// # Errors
+    /// `Damaged` for a failed job's file, `Io` when the file cannot be positioned.
+    pub fn into_inline_log(mut self) -> Result<(File, u64), StoreError> {
+        self.expect_done()?;
+        self.file.seek(SeekFrom::Start(self.layout.log))?;
+        Ok((self.file, self.layout.trailer - self.layout.log))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::regular_file::open_regular;
 use super::result_file::{self, HEADER_LEN, ResultFile};
@@ -18,9 +19,11 @@ pub(super) enum StoredResult {
 }
 
 /// A done job's work tables as the questions read them: a step at a time from a result
-/// in the binary layout, or parsed whole from one in the earlier layout.
+/// in the binary layout (its file, or its bytes from cluster mode's database), or parsed
+/// whole from one in the earlier layout.
 pub enum StoredWork {
     Indexed(ResultFile),
+    Fetched(ResultFile<Arc<[u8]>>),
     Legacy(WorkTables),
 }
 
@@ -30,6 +33,7 @@ impl WorkSource for StoredWork {
     fn profile_count(&self) -> usize {
         match self {
             StoredWork::Indexed(result) => result.profile_count(),
+            StoredWork::Fetched(result) => result.profile_count(),
             StoredWork::Legacy(tables) => tables.profile_count(),
         }
     }
@@ -37,6 +41,7 @@ impl WorkSource for StoredWork {
     fn step_on(&self, table: Table, day: u64) -> Result<Option<Step>, StoreError> {
         match self {
             StoredWork::Indexed(result) => result.step_on(table, day),
+            StoredWork::Fetched(result) => result.step_on(table, day),
             StoredWork::Legacy(tables) => {
                 let Ok(step) = tables.step_on(table, day);
                 Ok(step)

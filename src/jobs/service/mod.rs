@@ -1,4 +1,4 @@
-//! The job service, the one way into the jobs core, and a job's life top to bottom:
+//! The job service of a node on its own (the file store), and a job's life top to bottom:
 //! `start` (recovery), `submit` -> `accept` -> `enqueue` (durable, then queued), `run`
 //! on a worker, `finish` once its result is durable, `delete` (`cancel` or
 //! `remove_finished`), and `drain` at shutdown. Reads are in `reads`.
@@ -12,7 +12,7 @@ mod types;
 use self::queue::{QueueSlot, QueuedJob};
 pub use self::types::{
     DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
-    Submitted,
+    Submitted, Unavailable,
 };
 
 use std::any::Any;
@@ -42,9 +42,10 @@ use crate::wall::{self, Limits, WallConfig};
 /// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
 const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
 
-/// Cheap to clone; shared by the HTTP handlers and the workers.
+/// The job service of one node with its own store; cheap to clone, shared by the
+/// HTTP handlers (through `Jobs`) and the workers.
 #[derive(Clone)]
-pub struct Jobs {
+pub struct LocalJobs {
     inner: Arc<Inner>,
 }
 
@@ -77,7 +78,7 @@ struct Inner {
     debug: DebugHooks,
 }
 
-impl Jobs {
+impl LocalJobs {
     /// Opens the store, starts the workers, and queues again every job accepted before
     /// a restart that has no result yet.
     ///
@@ -88,10 +89,10 @@ impl Jobs {
         shutdown: Shutdown,
         logger: Logger,
         metrics: Arc<Metrics>,
-    ) -> Result<Jobs, StartError> {
+    ) -> Result<LocalJobs, StartError> {
         let store = Store::open(&settings.results_dir, settings.store)?;
         let pool = JobPool::start("icewall-worker", settings.workers)?;
-        let jobs = Jobs {
+        let jobs = LocalJobs {
             inner: Arc::new(Inner {
                 registry: Registry::default(),
                 store,
@@ -314,7 +315,7 @@ impl Jobs {
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
-            self.apply_debug_hooks(&config);
+            self.inner.debug.apply(&config);
             Ok(wall::simulate(&config))
         }));
         let simulated = simulated.unwrap_or_else(|payload| {
@@ -408,23 +409,6 @@ impl Jobs {
         };
         wall::parse_json(&request, &Limits::engine_bounds())
             .map_err(|error| format!("the stored request is damaged: {error}"))
-    }
-
-    fn apply_debug_hooks(&self, config: &WallConfig) {
-        let debug = &self.inner.debug;
-        // The panic first: a job that panics is never held.
-        let teams = config.num_teams().map(|teams| teams.get());
-        if debug.panic_on_num_teams.is_some() && debug.panic_on_num_teams == teams {
-            panic!("debug hook: panic on num_teams {teams:?}");
-        }
-        if !debug.job_delay.is_zero() {
-            std::thread::sleep(debug.job_delay);
-        }
-        if let Some(gate) = &debug.job_gate {
-            while !gate.exists() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
     }
 
     /// Removes a finished job (its record and its result file) or cancels a queued one,
@@ -531,7 +515,7 @@ enum Removal {
 struct AcceptInProgress(Arc<Inner>);
 
 impl AcceptInProgress {
-    fn enter(jobs: &Jobs) -> AcceptInProgress {
+    fn enter(jobs: &LocalJobs) -> AcceptInProgress {
         jobs.inner
             .accepts_in_progress
             .fetch_add(1, Ordering::SeqCst);
@@ -569,7 +553,7 @@ struct AcceptedJob {
     memory: Reservation,
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

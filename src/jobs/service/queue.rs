@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::Jobs;
+use super::LocalJobs;
 use crate::jobs::JobId;
 use crate::jobs::queue_memory::Reservation;
 use crate::jobs::storage::StoredRequest;
@@ -35,14 +35,14 @@ impl QueuedJob {
         size_of::<Mutex<Option<QueuedJob>>>()
             + 2 * size_of::<usize>()
             + size_of::<(JobId, QueueSlot)>()
-            + size_of::<(Jobs, JobId)>()
+            + size_of::<(LocalJobs, JobId)>()
             + size_of::<Task>()
             + body.map_or(0, Vec::capacity)
             + request_id.map_or(0, String::capacity)
     }
 }
 
-impl Jobs {
+impl LocalJobs {
     /// Puts a registered job in the pool. It waits in its slot, where a cancel can take
     /// it; the pool's task only names it.
     pub(super) fn queue(&self, job: QueuedJob) {

@@ -8,7 +8,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Jobs;
+use super::LocalJobs;
 use crate::jobs::files::StoredWork;
 use crate::jobs::registry::{JobInfo, Order, Status};
 use crate::jobs::storage::Storage;
@@ -16,7 +16,7 @@ use crate::jobs::{JobId, JobState, StoreError};
 use crate::metrics::Snapshot;
 use crate::wall::Summary;
 
-impl Jobs {
+impl LocalJobs {
     /// A job's state; a job past its retention answers as unknown (the sweeper removes
     /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
@@ -155,6 +155,7 @@ impl Jobs {
             queue_depth: self.inner.queued.len(),
             queue_bytes: self.inner.queue_memory.used(),
             in_flight: self.inner.registry.in_flight(),
+            running_here: self.inner.registry.counts()[1],
             workers: self.inner.pool.live_workers(),
         }
     }

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use slog::{info, warn};
 
-use super::Jobs;
+use super::LocalJobs;
 use super::queue::QueuedJob;
 use crate::jobs::registry::NewRecord;
 use crate::jobs::storage::Storage;
 
-impl Jobs {
+impl LocalJobs {
     pub(super) fn recover(&self) -> io::Result<()> {
         let logger = &self.inner.logger;
         let (recovered, keys) = self

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use slog::info;
 
-use super::{Jobs, Removal};
+use super::{LocalJobs, Removal};
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
 const PINNED_RETRY: Duration = Duration::from_millis(250);
 
-impl Jobs {
+impl LocalJobs {
     /// Removes expired jobs, and the oldest beyond `max_results` or `max_bytes`, every
     /// so often.
     pub(super) fn start_sweeper(&self) -> io::Result<()> {
@@ -35,7 +35,7 @@ impl Jobs {
                     // Nudges that queued up meanwhile are served by this one sweep.
                     while stopped.try_recv().is_ok() {}
                     let Some(inner) = jobs.upgrade() else { return };
-                    let pinned = Jobs { inner }.sweep();
+                    let pinned = LocalJobs { inner }.sweep();
                     // A pinned job is free once its journal segment goes, soon.
                     wait = if pinned > 0 {
                         interval.min(PINNED_RETRY)

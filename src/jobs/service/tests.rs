@@ -8,7 +8,7 @@ use crate::jobs::{IdempotencyKey, StoreOptions, TeamLogs};
 use crate::wall::{EXAMPLE_WALL, Limits, parse_text};
 
 struct Service {
-    jobs: Jobs,
+    jobs: LocalJobs,
     shutdown: Shutdown,
     gate: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -40,7 +40,7 @@ fn start() -> Service {
     };
     let shutdown = Shutdown::new();
     let logger = Logger::root(slog::Discard, slog::o!());
-    let jobs = Jobs::start(
+    let jobs = LocalJobs::start(
         &settings,
         shutdown.clone(),
         logger,
@@ -70,7 +70,7 @@ fn submission(num_teams: u64, key: Option<&str>) -> Submission {
     }
 }
 
-async fn finished(jobs: &Jobs, id: JobId) -> JobState {
+async fn finished(jobs: &LocalJobs, id: JobId) -> JobState {
     jobs.wait(id, Duration::from_secs(30), std::future::pending())
         .await
         .unwrap()

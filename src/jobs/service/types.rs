@@ -43,6 +43,25 @@ pub struct DebugHooks {
     pub accept_delay: Duration,
 }
 
+impl DebugHooks {
+    /// Runs on a worker before a job's simulation: the panic first (a job that panics
+    /// is never held), then the delay and the gate.
+    pub fn apply(&self, config: &WallConfig) {
+        let teams = config.num_teams().map(|teams| teams.get());
+        if self.panic_on_num_teams.is_some() && self.panic_on_num_teams == teams {
+            panic!("debug hook: panic on num_teams {teams:?}");
+        }
+        if !self.job_delay.is_zero() {
+            std::thread::sleep(self.job_delay);
+        }
+        if let Some(gate) = &self.job_gate {
+            while !gate.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// What a successful `delete` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Removed {
@@ -105,7 +124,15 @@ pub enum DeleteError {
     InFlight(&'static str),
     #[error("the job could not be deleted and is unchanged: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
+
+/// The shared store (cluster mode's database) cannot be reached now: a 503, and the
+/// client may retry. A node on its own never answers it.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct Unavailable(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -113,6 +140,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot start the worker threads: {0}")]
     Threads(#[from] io::Error),
+    #[error("cannot start on the database: {0}")]
+    Database(String),
 }
 
 /// A submission: the config, and what came with it.

@@ -1,0 +1,308 @@
+//! Where a node's work comes from and how it keeps it: claiming the oldest queued jobs
+//! for its free workers in one statement, hearing of new jobs by `LISTEN` (with a poll
+//! behind it), and the heartbeat that extends the leases of the jobs it runs, requeues
+//! the jobs of nodes that stopped answering, and counts the cluster's queue.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use slog::{info, warn};
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::{ClusterJobs, ClusterSettings};
+use crate::jobs::JobId;
+
+/// A job this node claimed: its attempt and its request.
+pub(super) struct ClaimedJob {
+    pub id: JobId,
+    pub attempt: i32,
+    pub request: Vec<u8>,
+    /// How long it waited in the queue.
+    pub waited: Duration,
+}
+
+/// Most expired leases one heartbeat requeues.
+const REAP_BATCH: i64 = 1000;
+
+/// Puts this node in the nodes table, for the operators (`/api/stats`).
+pub(super) async fn register_node(
+    db: &Pool,
+    cluster: &ClusterSettings,
+    workers: usize,
+) -> Result<(), String> {
+    let client = db.get().await.map_err(|error| error.to_string())?;
+    let workers = i32::try_from(workers).unwrap_or(i32::MAX);
+    client
+        .execute(
+            "INSERT INTO icewall_nodes (id, address, workers) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+            &[&cluster.node, &cluster.address, &workers],
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(())
+}
+
+pub(super) async fn unregister_node(db: &Pool, node: Uuid) {
+    if let Ok(client) = db.get().await {
+        let _ = client
+            .execute("DELETE FROM icewall_nodes WHERE id = $1", &[&node])
+            .await;
+    }
+}
+
+/// Claims work whenever there are free workers and something may be queued: woken by
+/// a notification, a local accept or a worker set free, and every `--claim-poll`.
+pub(super) async fn run_claimer(jobs: ClusterJobs) {
+    let inner = &jobs.inner;
+    let capacity = inner.workers + inner.settings.claim_ahead;
+    loop {
+        if inner.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let free = capacity.saturating_sub(inner.claimed.load(Ordering::SeqCst));
+        let mut full = false;
+        if free > 0 {
+            let started = Instant::now();
+            match claim(&jobs, free).await {
+                Ok(claimed) => {
+                    inner.metrics.claimed(started.elapsed());
+                    full = claimed.len() == free;
+                    for job in claimed {
+                        jobs.start_claimed(job);
+                    }
+                }
+                Err(error) => {
+                    warn!(inner.logger, "cannot claim jobs"; "error" => %error);
+                }
+            }
+        }
+        if full {
+            // There may be more: look again at once (a notification may not come).
+            continue;
+        }
+        tokio::select! {
+            () = inner.wake_claimer.notified() => {}
+            () = tokio::time::sleep(inner.settings.poll) => {}
+        }
+    }
+}
+
+impl ClusterJobs {
+    /// Hands a claimed job to the worker pool.
+    fn start_claimed(&self, job: ClaimedJob) {
+        let inner = &self.inner;
+        inner.claimed.fetch_add(1, Ordering::SeqCst);
+        inner.running.insert(job.id, job.attempt);
+        let jobs = self.clone();
+        let id = job.id;
+        if inner.pool.submit(Box::new(move || jobs.run(job))).is_err() {
+            // The pool stopped (a drain): the lease runs out and another node runs it.
+            inner.claimed.fetch_sub(1, Ordering::SeqCst);
+            inner.running.remove(&id);
+        }
+    }
+}
+
+/// Claims up to `limit` of the oldest queued jobs. The ids are picked in a
+/// materialized CTE with `SKIP LOCKED`: nodes claiming at once take different jobs,
+/// and the limit holds (an `IN (subquery)` may be run again, and claim more).
+async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, String> {
+    let inner = &jobs.inner;
+    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let lease_ms = millis(inner.settings.lease);
+    let rows = client
+        .query(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM icewall_jobs WHERE state = 'queued'
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE icewall_jobs AS job
+             SET state = 'running', attempt = job.attempt + 1, lease_owner = $2,
+                 lease_expires_at = now() + $3::float8 * interval '1 millisecond',
+                 started_at = now()
+             FROM picked WHERE job.id = picked.id
+             RETURNING job.id, job.attempt,
+                 (extract(epoch FROM now() - job.accepted_at) * 1000)::int8,
+                 (SELECT body FROM icewall_requests WHERE job_id = job.id)",
+            &[&limit, &inner.settings.node, &lease_ms],
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut claimed: Vec<ClaimedJob> = rows
+        .iter()
+        .map(|row| ClaimedJob {
+            id: JobId::from_uuid(row.get(0)),
+            attempt: row.get(1),
+            waited: Duration::from_millis(row.get::<_, i64>(2).try_into().unwrap_or(0)),
+            // A request is written with its job and removed only with it.
+            request: row.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
+        })
+        .collect();
+    claimed.sort_by_key(|job| job.id);
+    Ok(claimed)
+}
+
+/// Listens for `icewall_jobs` notifications on a connection of its own, and reconnects
+/// (once a second) whenever it is lost; the claimer's poll covers the gaps.
+pub(super) async fn listen(jobs: ClusterJobs) {
+    let inner = &jobs.inner;
+    loop {
+        if inner.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok((client, mut connection)) =
+            tokio_postgres::connect(&inner.settings.database_url, NoTls).await
+        {
+            let heard = jobs.clone();
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let driver = tokio::spawn(async move {
+                while let Some(Ok(message)) = messages.next().await {
+                    if let AsyncMessage::Notification(_) = message {
+                        heard.inner.wake_claimer.notify_one();
+                    }
+                }
+            });
+            if client.batch_execute("LISTEN icewall_jobs").await.is_ok() {
+                // A job may have come while no one listened.
+                inner.wake_claimer.notify_one();
+                let _ = driver.await;
+            } else {
+                driver.abort();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Every third of a lease: extends the leases of this node's jobs, requeues (or fails,
+/// after `--max-attempts`) the jobs whose lease ran out, and counts the cluster's
+/// queued and running jobs. Every node does it: whichever comes first does the work.
+pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
+    let inner = &jobs.inner;
+    let period = (inner.settings.lease / 3).max(Duration::from_millis(50));
+    let mut beat = tokio::time::interval(period.min(inner.settings.poll));
+    let mut last_extend = Instant::now();
+    loop {
+        beat.tick().await;
+        if last_extend.elapsed() >= period {
+            let started = Instant::now();
+            match extend_leases(&jobs).await {
+                Ok(()) => inner.metrics.heartbeat(started.elapsed()),
+                Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
+            }
+            last_extend = Instant::now();
+        }
+        match reap(&jobs).await {
+            Ok(0) => {}
+            Ok(requeued) => {
+                info!(inner.logger, "jobs of a node that stopped answering requeued";
+                    "jobs" => requeued);
+                inner.wake_claimer.notify_one();
+            }
+            Err(error) => warn!(inner.logger, "cannot requeue expired leases"; "error" => %error),
+        }
+        if let Err(error) = count_in_flight(&jobs).await {
+            warn!(inner.logger, "cannot count the cluster's jobs"; "error" => %error);
+        }
+    }
+}
+
+async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
+    let inner = &jobs.inner;
+    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let ids: Vec<Uuid> = inner
+        .running
+        .iter()
+        .map(|entry| entry.key().uuid())
+        .collect();
+    let lease_ms = millis(inner.settings.lease);
+    if !ids.is_empty() {
+        client
+            .execute(
+                "UPDATE icewall_jobs SET lease_expires_at = now() + $3::float8 * interval '1 millisecond'
+                 WHERE lease_owner = $1 AND state = 'running' AND id = ANY($2)",
+                &[&inner.settings.node, &ids, &lease_ms],
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    let running = i32::try_from(ids.len()).unwrap_or(i32::MAX);
+    let updated = client
+        .execute(
+            "UPDATE icewall_nodes SET heartbeat_at = now(), running = $2 WHERE id = $1",
+            &[&inner.settings.node, &running],
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    if updated == 0 {
+        // Swept as stale during a long outage: this node is back.
+        register_node(jobs.db(), &inner.settings, inner.workers).await?;
+    }
+    Ok(())
+}
+
+/// Requeues the jobs whose lease ran out; a job at `--max-attempts` is failed instead.
+async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
+    let inner = &jobs.inner;
+    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
+    let rows = client
+        .query(
+            "WITH expired AS MATERIALIZED (
+                 SELECT id FROM icewall_jobs
+                 WHERE state = 'running' AND lease_expires_at < now()
+                 ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE icewall_jobs AS job SET
+                 state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
+                 failure = CASE WHEN job.attempt >= $1 THEN format(
+                     'the node running it stopped answering, %s times (--max-attempts)',
+                     job.attempt) END,
+                 finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
+                 lease_owner = NULL, lease_expires_at = NULL
+             FROM expired WHERE job.id = expired.id
+             RETURNING job.state",
+            &[&max_attempts, &REAP_BATCH],
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let requeued = rows
+        .iter()
+        .filter(|row| row.get::<_, &str>(0) == "queued")
+        .count() as u64;
+    if requeued > 0 {
+        client
+            .batch_execute("NOTIFY icewall_jobs")
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(requeued)
+}
+
+async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), String> {
+    let inner = &jobs.inner;
+    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'queued'),
+                    count(*) FILTER (WHERE state = 'running')
+             FROM icewall_jobs WHERE state IN ('queued', 'running')",
+            &[],
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let count = |index| usize::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+    inner.cluster_queued.store(count(0), Ordering::Relaxed);
+    inner.cluster_running.store(count(1), Ordering::Relaxed);
+    Ok(())
+}
+
+/// A duration in milliseconds, for `$n * interval '1 millisecond'`.
+pub(super) fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,437 @@
+//! Cluster mode: this node as one of many sharing a PostgreSQL database, and a job's
+//! life there top to bottom: `start` (migrate, register the node, start its tasks),
+//! `submit` (group-committed accept, in `accept`), `claim` (in `claim`), `run` on this
+//! node's own worker pool, `finish` (the result committed only while the job's lease is
+//! still this node's, in `finish`), `delete`, and `drain`. Reads are in `reads`.
+//!
+//! What lives where: the database holds every job, request, result and team log, and
+//! is the only truth; this node holds only the jobs it has claimed (`running`, the
+//! per-job map that lives while a job is in flight here), the requests waiting for an
+//! answer to their `?wait=`, and a bounded cache of results it has read.
+//!
+//! Database work runs on the node's own small Tokio runtime (`icewall-db` threads),
+//! where the connection pool lives; the HTTP handlers await it from actix's threads,
+//! the workers and the blocking reads block on it.
+
+mod accept;
+mod cache;
+mod claim;
+mod finish;
+mod reads;
+mod retention;
+mod schema;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use parking_lot::Mutex;
+use slog::{Logger, info};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use self::cache::ResultCache;
+use self::claim::ClaimedJob;
+use super::idempotency::fingerprint;
+use super::registry::WallShape;
+use super::service::{
+    DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
+    Submitted,
+};
+use super::{JobId, Unavailable};
+use crate::metrics::{Metrics, Rejection, Snapshot};
+use crate::pool::JobPool;
+use crate::shutdown::Shutdown;
+use crate::wall::{self, Limits};
+
+/// How a node joins the cluster (`--database-url` and the flags beside it).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub database_url: String,
+    /// This node's id, on each of its log lines and in the nodes table.
+    pub node: Uuid,
+    /// Where this node listens, shown to the other nodes' operators.
+    pub address: String,
+    /// Connections this node keeps to the database at most.
+    pub pool_size: usize,
+    /// How long a request waits for the database before it answers 503.
+    pub timeout: Duration,
+    /// How long a claimed job stays this node's without a heartbeat.
+    pub lease: Duration,
+    /// Runs of a job whose node stopped answering, before it is failed.
+    pub max_attempts: u32,
+    /// Jobs claimed beyond the free workers, so that a worker finds its next job here.
+    pub claim_ahead: usize,
+    /// How often an idle node looks for work when no notification reached it.
+    pub poll: Duration,
+    /// Bytes of decoded results this node keeps to answer repeated questions.
+    pub cache_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct ClusterJobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ClusterSettings,
+    db: Pool,
+    /// The runtime the database work runs on; shut down by `drain`.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    pool: JobPool,
+    workers: usize,
+    max_queue: usize,
+    retention: Retention,
+    accepts: mpsc::UnboundedSender<accept::Pending>,
+    finishes: mpsc::UnboundedSender<finish::Finished>,
+    /// Wakes the claimer: a notification from the database, a local accept, a free worker.
+    wake_claimer: Notify,
+    /// Claimed jobs not yet simulated: what holds a worker, or waits for one.
+    claimed: AtomicUsize,
+    /// Every job in flight on this node, from its claim to its committed result, with
+    /// its attempt: the heartbeat extends these leases and no other.
+    running: DashMap<JobId, i32>,
+    /// Set by `drain`: no more claims.
+    draining: AtomicBool,
+    /// Submissions between their shutdown check and their answer.
+    accepts_in_progress: AtomicUsize,
+    /// The cluster's queued and running jobs, refreshed by the claimer (for `/metrics`
+    /// and the `--max-queue` bound, which is the cluster's).
+    cluster_queued: AtomicUsize,
+    cluster_running: AtomicUsize,
+    waiters: DashMap<JobId, Arc<Notify>>,
+    cache: ResultCache,
+    shutdown: Shutdown,
+    logger: Logger,
+    metrics: Arc<Metrics>,
+    debug: DebugHooks,
+}
+
+impl ClusterJobs {
+    /// Connects to the database, brings its schema up to date, registers this node and
+    /// starts its workers and its tasks (accept, claim, listen, heartbeat, finish, sweep).
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated, or threads cannot be started.
+    pub fn start(
+        settings: &JobsSettings,
+        cluster: ClusterSettings,
+        shutdown: Shutdown,
+        logger: Logger,
+        metrics: Arc<Metrics>,
+    ) -> Result<ClusterJobs, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("icewall-db")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let db = connect(&cluster)?;
+        let applied = block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
+        info!(logger, "database schema ready"; "migrations_applied" => applied);
+        block_on_aside(
+            &handle,
+            claim::register_node(&db, &cluster, settings.workers),
+        )
+        .map_err(StartError::Database)?;
+        let (accepts, accept_queue) = mpsc::unbounded_channel();
+        let (finishes, finish_queue) = mpsc::unbounded_channel();
+        let jobs = ClusterJobs {
+            inner: Arc::new(Inner {
+                cache: ResultCache::new(cluster.cache_bytes),
+                settings: cluster,
+                db,
+                runtime: Mutex::new(Some(runtime)),
+                handle,
+                pool: JobPool::start("icewall-worker", settings.workers)?,
+                workers: settings.workers,
+                max_queue: settings.max_queue,
+                retention: settings.retention,
+                accepts,
+                finishes,
+                wake_claimer: Notify::new(),
+                claimed: AtomicUsize::new(0),
+                running: DashMap::new(),
+                draining: AtomicBool::new(false),
+                accepts_in_progress: AtomicUsize::new(0),
+                cluster_queued: AtomicUsize::new(0),
+                cluster_running: AtomicUsize::new(0),
+                waiters: DashMap::new(),
+                shutdown,
+                logger,
+                metrics,
+                debug: settings.debug.clone(),
+            }),
+        };
+        let handle = &jobs.inner.handle;
+        handle.spawn(accept::run(jobs.clone(), accept_queue));
+        handle.spawn(finish::run(jobs.clone(), finish_queue));
+        handle.spawn(claim::run_claimer(jobs.clone()));
+        handle.spawn(claim::listen(jobs.clone()));
+        handle.spawn(claim::run_heartbeat(jobs.clone()));
+        handle.spawn(retention::run(jobs.clone()));
+        Ok(jobs)
+    }
+
+    /// Accepts a job: its row and its request are committed before this returns its id.
+    /// Accepts arriving together share one transaction (see `accept`).
+    ///
+    /// # Errors
+    /// `ShuttingDown`, `QueueFull` (the cluster's queue is at `--max-queue`), `KeyReused`,
+    /// or `Storage` when the database did not commit it.
+    pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+        let inner = &self.inner;
+        inner.accepts_in_progress.fetch_add(1, Ordering::SeqCst);
+        let accepted = self.accept(submission).await;
+        inner.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
+        let metrics = &inner.metrics;
+        match &accepted {
+            Ok(Submitted {
+                id,
+                replayed: false,
+            }) => {
+                metrics.job_accepted();
+                info!(inner.logger, "job accepted"; "job_id" => %id);
+            }
+            Ok(Submitted { replayed: true, .. }) => {}
+            Err(error) => metrics.rejected(match error {
+                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
+                SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
+                SubmitError::ShuttingDown => Rejection::ShuttingDown,
+                SubmitError::Storage(_) => Rejection::Storage,
+            }),
+        }
+        accepted
+    }
+
+    async fn accept(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+        let inner = &self.inner;
+        if !self.is_accepting() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        // The cluster's queue as last counted (within a poll interval): concurrent
+        // accepts on every node may pass the bound together.
+        if inner.cluster_queued.load(Ordering::Relaxed) >= inner.max_queue {
+            return Err(SubmitError::QueueFull);
+        }
+        let Submission { config, key, .. } = submission;
+        let request = serde_json::to_vec(&config).expect("a wall config always serializes");
+        let key = key.map(|key| (key.as_str().to_owned(), fingerprint(&request)));
+        let (answer, answered) = oneshot::channel();
+        let pending = accept::Pending {
+            id: JobId::generate(),
+            shape: WallShape::of(&config),
+            request,
+            key,
+            answer,
+        };
+        inner
+            .accepts
+            .send(pending)
+            .map_err(|_| SubmitError::ShuttingDown)?;
+        // The batch commits whether or not this client is still there to hear it.
+        let accepted = answered.await.unwrap_or_else(|_| {
+            Err(SubmitError::Storage(
+                "the node stopped before the database answered".to_owned(),
+            ))
+        });
+        if matches!(
+            accepted,
+            Ok(Submitted {
+                replayed: false,
+                ..
+            })
+        ) {
+            inner.wake_claimer.notify_one();
+        }
+        accepted
+    }
+
+    /// Runs a claimed job on a worker; its result goes to the finisher.
+    fn run(&self, job: ClaimedJob) {
+        let inner = &self.inner;
+        let ClaimedJob {
+            id,
+            attempt,
+            request,
+            waited,
+        } = job;
+        let logger = inner
+            .logger
+            .new(slog::o!("job_id" => id.to_string(), "attempt" => attempt));
+        inner.metrics.job_started(waited);
+        info!(logger, "job started");
+        let started = Instant::now();
+        let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
+            let config = wall::parse_json(&request, &Limits::engine_bounds())
+                .map_err(|error| format!("the stored request is damaged: {error}"))?;
+            inner.debug.apply(&config);
+            Ok(wall::simulate(&config))
+        }))
+        .unwrap_or_else(|payload| {
+            Err(format!(
+                "the simulation panicked: {}",
+                crate::jobs::service::panic_message(&*payload)
+            ))
+        });
+        let record = finish::Encoded::of(simulated);
+        // The worker is free: another job may be claimed while this one is committed.
+        inner.claimed.fetch_sub(1, Ordering::SeqCst);
+        inner.wake_claimer.notify_one();
+        let finished = finish::Finished {
+            id,
+            attempt,
+            record,
+            started,
+            logger,
+        };
+        if let Err(unsent) = inner.finishes.send(finished) {
+            // Only after the runtime stopped: the lease runs out and another node reruns it.
+            inner.running.remove(&unsent.0.id);
+        }
+    }
+
+    /// Removes a finished job or cancels a queued one, from any node.
+    ///
+    /// # Errors
+    /// `Unknown`, `InFlight` for a running job, or `Unavailable`.
+    pub async fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+        let removed = self.on_db(reads::delete(self.db().clone(), id)).await??;
+        self.inner.cache.remove(id);
+        self.wake_waiters(id);
+        match removed {
+            Removed::Cancelled => {
+                self.inner.metrics.job_cancelled();
+                info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+            }
+            Removed::Deleted => info!(self.inner.logger, "job removed"; "job_id" => %id),
+        }
+        Ok(removed)
+    }
+
+    /// Stops claiming, refuses new jobs, finishes the jobs this node has claimed (their
+    /// results committed), leaves the queue to the other nodes, and stops its threads.
+    pub fn drain(&self) {
+        let inner = &self.inner;
+        inner.shutdown.trigger();
+        inner.draining.store(true, Ordering::SeqCst);
+        inner.wake_claimer.notify_one();
+        while inner.accepts_in_progress.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        inner.pool.shutdown();
+        // The finisher commits what the workers left, or gives a result up after a
+        // lease's time without the database (its job then runs again elsewhere).
+        while !inner.running.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = inner.handle.block_on(tokio::time::timeout(
+            inner.settings.timeout,
+            claim::unregister_node(&inner.db, inner.settings.node),
+        ));
+        if let Some(runtime) = inner.runtime.lock().take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Jobs this node has claimed and not yet finished.
+    pub fn claimed_here(&self) -> usize {
+        self.inner.running.len()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = &self.inner;
+        let queued = inner.cluster_queued.load(Ordering::Relaxed);
+        Snapshot {
+            queue_depth: queued,
+            queue_bytes: 0,
+            in_flight: queued + inner.cluster_running.load(Ordering::Relaxed),
+            workers: inner.pool.live_workers(),
+            running_here: inner.running.len(),
+        }
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        !self.inner.shutdown.is_triggered()
+    }
+
+    fn db(&self) -> &Pool {
+        &self.inner.db
+    }
+
+    /// Runs database work on the node's runtime, bounded by `--database-timeout`.
+    async fn on_db<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let timeout = self.inner.settings.timeout;
+        self.inner
+            .handle
+            .spawn(tokio::time::timeout(timeout, work))
+            .await
+            .map_err(|_| Unavailable("the node is stopping".to_owned()))?
+            .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
+    }
+
+    /// `on_db` for a caller off the async threads (a worker, a blocking read).
+    fn block_on_db<T>(&self, work: impl Future<Output = T>) -> Result<T, Unavailable> {
+        let timeout = self.inner.settings.timeout;
+        self.inner
+            .handle
+            .block_on(tokio::time::timeout(timeout, work))
+            .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
+    }
+
+    pub(super) fn wake_waiters(&self, id: JobId) {
+        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// The connection pool. Connections are made when first needed, so a database that is
+/// down at this moment fails the migration that follows, with its reason.
+fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
+    let config = tokio_postgres::Config::from_str(&cluster.database_url)
+        .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(cluster.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(cluster.timeout))
+        .create_timeout(Some(cluster.timeout))
+        .recycle_timeout(Some(cluster.timeout))
+        .build()
+        .map_err(|error| StartError::Database(error.to_string()))
+}
+
+/// Waits for `work` on the node's runtime from a thread of its own: start-up runs
+/// inside actix's system, where blocking a thread on another runtime is refused.
+fn block_on_aside<T: Send>(
+    handle: &tokio::runtime::Handle,
+    work: impl Future<Output = T> + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| handle.block_on(work))
+            .join()
+            .unwrap_or_else(|panic| panic::resume_unwind(panic))
+    })
+}
+
+/// A database error as the client sees it.
+fn unavailable(error: impl std::fmt::Display) -> Unavailable {
+    Unavailable(error.to_string())
+}

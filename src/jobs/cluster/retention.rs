@@ -1,0 +1,94 @@
+//! Retention in cluster mode: finished jobs past `--result-ttl`, beyond `--max-results`
+//! or beyond `--max-results-bytes` are removed in bounded batches, each its own
+//! transaction, by one node at a time (whichever takes the advisory lock; the others
+//! skip that round). Nodes that stopped without leaving are forgotten after an hour.
+
+use std::time::Duration;
+
+use slog::{info, warn};
+
+use super::claim::millis;
+use super::{ClusterJobs, unavailable};
+use crate::jobs::Unavailable;
+
+/// The advisory lock key of the sweep ("icewall" in ASCII, plus two).
+const SWEEP_LOCK: i64 = 0x6963_6577_616c_6c02;
+
+/// How often a node tries to sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Most jobs one batch removes.
+const BATCH: i64 = 1000;
+
+/// Each rule's batch: it removes up to `$1` jobs. `$2` is the rule's bound.
+const RULES: [&str; 3] = [
+    "DELETE FROM icewall_jobs WHERE id IN (
+         SELECT id FROM icewall_jobs
+         WHERE state IN ('done', 'failed')
+             AND finished_at <= now() - $2::float8 * interval '1 millisecond'
+         ORDER BY finished_at LIMIT $1)",
+    "DELETE FROM icewall_jobs WHERE id IN (
+         SELECT id FROM icewall_jobs WHERE state IN ('done', 'failed')
+         ORDER BY finished_at DESC, id DESC OFFSET $2::float8::int8 LIMIT $1)",
+    "DELETE FROM icewall_jobs WHERE id IN (
+         SELECT id FROM (
+             SELECT id, sum(result_bytes) OVER (ORDER BY finished_at DESC, id DESC) AS kept
+             FROM icewall_jobs WHERE state IN ('done', 'failed')) AS newest_first
+         WHERE kept > $2::float8 LIMIT $1)",
+];
+
+pub(super) async fn run(jobs: ClusterJobs) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match sweep(&jobs).await {
+            Ok(0) => {}
+            Ok(removed) => info!(jobs.inner.logger, "retention removed finished jobs";
+                "jobs" => removed),
+            Err(error) => warn!(jobs.inner.logger, "retention sweep failed"; "error" => %error),
+        }
+    }
+}
+
+/// One round: each rule's batches until a batch comes short, or another node holds
+/// the lock.
+async fn sweep(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
+    let retention = jobs.inner.retention;
+    let bounds = [
+        millis(retention.ttl),
+        retention.max_results as f64,
+        retention.max_bytes as f64,
+    ];
+    let mut client = jobs.db().get().await.map_err(unavailable)?;
+    let mut removed = 0;
+    for (rule, bound) in RULES.iter().zip(bounds) {
+        loop {
+            let transaction = client.transaction().await.map_err(unavailable)?;
+            let locked: bool = transaction
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SWEEP_LOCK])
+                .await
+                .map_err(unavailable)?
+                .get(0);
+            if !locked {
+                return Ok(removed);
+            }
+            let batch = transaction
+                .execute(*rule, &[&BATCH, &bound])
+                .await
+                .map_err(unavailable)?;
+            transaction.commit().await.map_err(unavailable)?;
+            removed += batch;
+            if batch < BATCH as u64 {
+                break;
+            }
+        }
+    }
+    client
+        .execute(
+            "DELETE FROM icewall_nodes WHERE heartbeat_at < now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(removed)
+}

@@ -1,0 +1,126 @@
+//! The cluster's tables in PostgreSQL and the migrations that make them, applied at
+//! start-up by whichever node gets there first: each runs under one transaction-level
+//! advisory lock, so nodes starting at once migrate once.
+//!
+//! The shape follows the PostgreSQL job queues (River, Oban, graphile-worker): a narrow
+//! jobs table that changes often (state, attempt, lease), write-once tables beside it
+//! for the request, the result and its team log, and partial indexes that stay as
+//! small as the queue, the running jobs and the finished jobs each are.
+
+use deadpool_postgres::Pool;
+
+/// The advisory lock key of migrations ("icewall" in ASCII, plus one).
+const MIGRATION_LOCK: i64 = 0x6963_6577_616c_6c01;
+
+/// Each migration, in order; the version of one is its place in this list, from 1.
+/// Never edit one that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE icewall_jobs (
+    id uuid PRIMARY KEY,
+    state text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempt integer NOT NULL DEFAULT 0,
+    lease_owner uuid,
+    lease_expires_at timestamptz,
+    accepted_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    idempotency_key text,
+    request_fingerprint text,
+    replayed boolean NOT NULL DEFAULT false,
+    failure text,
+    profiles integer,
+    sections integer,
+    num_teams bigint,
+    result_bytes bigint NOT NULL DEFAULT 0
+);
+-- Claiming takes the oldest queued jobs: ids are v7 UUIDs, which sort by creation.
+CREATE INDEX icewall_jobs_queued ON icewall_jobs (id) WHERE state = 'queued';
+CREATE INDEX icewall_jobs_leases ON icewall_jobs (lease_expires_at) WHERE state = 'running';
+CREATE INDEX icewall_jobs_finished ON icewall_jobs (finished_at) WHERE state IN ('done', 'failed');
+CREATE INDEX icewall_jobs_by_state ON icewall_jobs (state, id);
+CREATE UNIQUE INDEX icewall_jobs_idempotency ON icewall_jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE icewall_requests (
+    job_id uuid PRIMARY KEY REFERENCES icewall_jobs (id) ON DELETE CASCADE,
+    body bytea NOT NULL
+);
+CREATE TABLE icewall_results (
+    job_id uuid PRIMARY KEY REFERENCES icewall_jobs (id) ON DELETE CASCADE,
+    body bytea NOT NULL,
+    log_bytes bigint NOT NULL,
+    log_chunks integer NOT NULL
+);
+CREATE TABLE icewall_team_logs (
+    job_id uuid NOT NULL REFERENCES icewall_jobs (id) ON DELETE CASCADE,
+    chunk integer NOT NULL,
+    bytes bytea NOT NULL,
+    PRIMARY KEY (job_id, chunk)
+);
+-- Results and logs are binary and mostly incompressible: no time spent trying.
+ALTER TABLE icewall_results ALTER COLUMN body SET STORAGE EXTERNAL;
+ALTER TABLE icewall_team_logs ALTER COLUMN bytes SET STORAGE EXTERNAL;
+CREATE TABLE icewall_nodes (
+    id uuid PRIMARY KEY,
+    address text NOT NULL,
+    workers integer NOT NULL,
+    running integer NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+"];
+
+/// Brings the schema to this build's version.
+///
+/// # Errors
+/// When the database cannot be reached or refuses a migration, or its schema is newer
+/// than this build knows (a newer node migrated it: this one must not run on it).
+pub async fn migrate(pool: &Pool) -> Result<usize, String> {
+    let mut client = pool.get().await.map_err(|error| error.to_string())?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| error.to_string())?;
+    let sql_error = |error: tokio_postgres::Error| error.to_string();
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(sql_error)?;
+    transaction
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS icewall_schema (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(sql_error)?;
+    let current: i32 = transaction
+        .query_one("SELECT coalesce(max(version), 0) FROM icewall_schema", &[])
+        .await
+        .map_err(sql_error)?
+        .get(0);
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(format!(
+            "the database's schema is version {current}, newer than this build's {}: \
+             upgrade this node",
+            MIGRATIONS.len()
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i32::try_from(index + 1).expect("few migrations");
+        transaction
+            .batch_execute(migration)
+            .await
+            .map_err(sql_error)?;
+        transaction
+            .execute(
+                "INSERT INTO icewall_schema (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(sql_error)?;
+    }
+    transaction.commit().await.map_err(sql_error)?;
+    Ok(MIGRATIONS.len() - current)
+}
