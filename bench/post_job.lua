@@ -1,5 +1,7 @@
 -- wrk script: submit the example wall with 3 teams; prints latency percentiles and
--- how many POSTs were answered with a status other than 202.
+-- how many POSTs were answered with a status other than 202. Spread over several nodes
+-- with WRK_NODES (see nodes.lua).
+dofile("bench/nodes.lua")
 wrk.method = "POST"
 wrk.body = '{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}'
 wrk.headers["Content-Type"] = "application/json"

@@ -15,6 +15,7 @@ mod jobs;
 mod lifecycle;
 mod operations;
 mod page;
+mod postgres_harness;
 mod retention;
 mod simulate_cli;
 mod startup;

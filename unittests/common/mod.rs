@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod postgres;
+
 pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
 pub const EXAMPLE_JSON: &str =
     r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
