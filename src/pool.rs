@@ -32,7 +32,9 @@ pub struct JobPool {
 struct Shared {
     queue: Mutex<Queue>,
     task_available: Condvar,
-    /// Workers alive, so tests and metrics can see that a panic did not cost one.
+    /// Workers in their loop: each counts itself in as it starts and out as it stops at
+    /// shutdown; no task can end one (see `work`), so in between this is the pool's
+    /// size. `icewall_workers` reports it.
     live_workers: AtomicUsize,
 }
 
@@ -114,7 +116,13 @@ impl Shared {
         self.live_workers.fetch_add(1, Ordering::SeqCst);
         while let Some(task) = self.next_task() {
             // The task reports its own failure; catching here only keeps the worker.
-            let _ = panic::catch_unwind(AssertUnwindSafe(task));
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(task)) {
+                // Dropping the payload runs code the task chose (its `Drop`), which may
+                // panic too and would unwind out of the worker: that payload is leaked.
+                if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                    std::mem::forget(again);
+                }
+            }
         }
         self.live_workers.fetch_sub(1, Ordering::SeqCst);
     }
@@ -206,6 +214,30 @@ mod tests {
             receiver.recv_timeout(Duration::from_secs(10)).unwrap();
         }
         assert_eq!(pool.live_workers(), 2);
+        pool.shutdown();
+    }
+
+    /// A panic payload whose own drop panics.
+    struct PanicsOnDrop;
+
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("the payload's drop panics too");
+        }
+    }
+
+    #[test]
+    fn a_panic_whose_payload_panics_on_drop_does_not_cost_the_worker() {
+        let pool = JobPool::start("test", 1).unwrap();
+        pool.submit(Box::new(|| panic::panic_any(PanicsOnDrop)))
+            .unwrap();
+        let (sender, receiver) = mpsc::channel();
+        pool.submit(Box::new(move || sender.send(()).unwrap()))
+            .unwrap();
+        receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the only worker still runs tasks");
+        assert_eq!(pool.live_workers(), 1);
         pool.shutdown();
     }
 

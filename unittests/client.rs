@@ -1,16 +1,106 @@
 //! The client subcommands, run as real processes against a real server on port 0.
 
-use std::process::{Command, Output};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::common::{EXAMPLE_TEXT, Gate, Server};
+use crate::common::{EXAMPLE_TEXT, Gate, Server, wait_until};
 
-fn icewall(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_icewall"))
+fn client_command(server: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
+    command
         .args(args)
         .args(["--server", server])
-        .env_remove("ICEWALL_ADMIN_TOKEN")
+        .env_remove("ICEWALL_ADMIN_TOKEN");
+    command
+}
+
+fn icewall(server: &str, args: &[&str]) -> Output {
+    client_command(server, args)
         .output()
         .expect("the icewall binary runs")
+}
+
+/// The client started and left running; `wait_with_output` collects what it printed.
+fn spawn_icewall(server: &str, args: &[&str]) -> Child {
+    client_command(server, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the icewall binary runs")
+}
+
+/// A relay between a client and the server that keeps a copy of what the client sent.
+/// The server does not show that it holds a request; the relay tells a test that the
+/// client's request is on its way, so that a held job is let go only then.
+struct Relay {
+    base: String,
+    sent: Arc<Mutex<Vec<u8>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn to(server: &Server) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = server.base.trim_start_matches("http://").to_owned();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (copy, stop) = (Arc::clone(&sent), Arc::clone(&stopped));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let client = client.unwrap();
+                let server = TcpStream::connect(&upstream).unwrap();
+                relay_connection(client, server, Arc::clone(&copy));
+            }
+        });
+        Relay {
+            base,
+            sent,
+            stopped,
+        }
+    }
+
+    fn has_sent(&self, text: &str) -> bool {
+        let sent = self.sent.lock().unwrap();
+        sent.windows(text.len())
+            .any(|window| window == text.as_bytes())
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the stop.
+        let _ = TcpStream::connect(self.base.trim_start_matches("http://"));
+    }
+}
+
+/// Copies bytes both ways until either side closes, recording the client's after they
+/// are passed on.
+fn relay_connection(client: TcpStream, server: TcpStream, sent: Arc<Mutex<Vec<u8>>>) {
+    let (mut from_client, mut to_server) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut from_server, mut to_client) = (server, client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let mut buffer = [0; 8192];
+        while let Ok(read @ 1..) = from_client.read(&mut buffer) {
+            if to_server.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+            sent.lock().unwrap().extend_from_slice(&buffer[..read]);
+        }
+        let _ = to_server.shutdown(Shutdown::Write);
+    });
 }
 
 fn stdout(output: &Output) -> String {
@@ -448,7 +538,9 @@ fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
 
 #[test]
 fn health_tells_ready_from_not_ready_from_unreachable() {
-    let mut server = Server::start(&["--debug-job-delay-ms", "2000"]);
+    // The job submitted below is held, so the server is still draining when asked.
+    let gate = Gate::closed();
+    let mut server = Server::start(&["--debug-job-gate", &gate.path()]);
     let ready = icewall(&server.base, &["health"]);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
     assert_eq!(stdout(&ready).trim(), "ready");
@@ -463,6 +555,7 @@ fn health_tells_ready_from_not_ready_from_unreachable() {
         "{}",
         stderr(&draining)
     );
+    gate.open();
     assert!(server.wait_exit().success());
     let gone = icewall(&server.base, &["health"]);
     assert_eq!(gone.status.code(), Some(3), "{}", stderr(&gone));
@@ -471,6 +564,7 @@ fn health_tells_ready_from_not_ready_from_unreachable() {
 #[test]
 fn submit_retries_after_a_full_queue_and_makes_one_job() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
         &[
@@ -478,8 +572,8 @@ fn submit_retries_after_a_full_queue_and_makes_one_job() {
             "1",
             "--max-queue",
             "1",
-            "--debug-job-delay-ms",
-            "1500",
+            "--debug-job-gate",
+            &gate.path(),
         ],
     );
     let running = server.submit_json(crate::common::EXAMPLE_JSON);
@@ -495,7 +589,11 @@ fn submit_retries_after_a_full_queue_and_makes_one_job() {
     assert_eq!(no_retry.status.code(), Some(1), "{}", stderr(&no_retry));
     assert_eq!(server.listed_jobs(), 2);
 
-    let retried = icewall(&server.base, &["submit", wall, "--retry-for", "30s"]);
+    // The queue stays full until the retrying client has been refused too.
+    let retrying = spawn_icewall(&server.base, &["submit", wall, "--retry-for", "30s"]);
+    wait_until("the second refusal", || queue_full_refusals(&server) == 2);
+    gate.open();
+    let retried = retrying.wait_with_output().unwrap();
     assert!(retried.status.success(), "{}", stderr(&retried));
     assert!(
         stderr(&retried).contains("retrying in 1s"),
@@ -594,28 +692,39 @@ fn jobs_lists_the_newest_first_and_filters_by_status_and_order() {
     }
 }
 
-/// How many `/api/get_results` requests the server has answered.
-fn results_requests(server: &Server) -> u64 {
+/// The sum of the server's metric series that start with `series`.
+fn metric_sum(server: &Server, series: &str) -> u64 {
     let metrics = server.get("/metrics").body;
     metrics
         .lines()
-        .filter(|line| {
-            line.starts_with(
-                "icewall_http_request_duration_seconds_count{route=\"/api/get_results/{id}\"",
-            )
-        })
+        .filter(|line| line.starts_with(series))
         .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum()
+}
+
+/// How many `/api/get_results` requests the server has answered.
+fn results_requests(server: &Server) -> u64 {
+    metric_sum(
+        server,
+        "icewall_http_request_duration_seconds_count{route=\"/api/get_results/{id}\"",
+    )
+}
+
+/// How many submissions the server has refused with a full queue.
+fn queue_full_refusals(server: &Server) -> u64 {
+    metric_sum(server, "icewall_jobs_rejected_total{reason=\"queue_full\"}")
 }
 
 #[test]
 fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &["--debug-job-delay-ms", "2000"]);
+    let gate = Gate::closed();
+    let server = Server::start_in(dir.path(), &["--debug-job-gate", &gate.path()]);
+    let relay = Relay::to(&server);
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let waited = icewall(
-        &server.base,
+    let waiting = spawn_icewall(
+        &relay.base,
         &[
             "submit",
             wall.to_str().unwrap(),
@@ -625,10 +734,16 @@ fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
             "50s",
         ],
     );
+    wait_until("the client asks for the result", || {
+        relay.has_sent("GET /api/get_results/")
+    });
+    gate.open();
+    let waited = waiting.wait_with_output().unwrap();
     assert!(waited.status.success(), "{}", stderr(&waited));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&waited)).unwrap();
     assert_eq!(summary["cost"], 32233500);
-    // The job took 2 s: polling would have asked many times, the held request once.
+    // The job was held when the client first asked: polling would have asked again,
+    // the held request once.
     assert_eq!(results_requests(&server), 1);
 }
 
@@ -670,9 +785,17 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
 
 #[test]
 fn status_waits_for_the_job_when_asked() {
-    let server = Server::start(&["--debug-job-delay-ms", "1500"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let relay = Relay::to(&server);
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
-    let output = icewall(&server.base, &["status", &id, "--wait", "30s"]);
+    let waiting = spawn_icewall(&relay.base, &["status", &id, "--wait", "30s"]);
+    // Held until `status` has asked: it can say `done` only by waiting.
+    wait_until("status asks for the job", || {
+        relay.has_sent("GET /api/get_results/")
+    });
+    gate.open();
+    let output = waiting.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "done");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, Server, read_until_closed};
+use crate::common::{EXAMPLE_JSON, Gate, Server, read_until_closed};
 
 #[test]
 fn slow_clients_are_cut_off_without_starving_others() {
@@ -213,19 +213,23 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
         &[
             "--workers",
             "1",
-            "--debug-job-delay-ms",
-            "500",
+            "--debug-job-gate",
+            &gate.path(),
             "--min-free-space",
             "262144",
         ],
     );
+    gate.open();
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
+    // Held at the gate until the disk is full.
+    gate.close();
     let running = server.submit_json(EXAMPLE_JSON);
     let ballast = fill(&results);
 
@@ -238,6 +242,7 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
         refused.reason()
     );
     assert_eq!(server.get("/readyz").status, 503);
+    gate.open();
     let failed = server.wait_finished(&running);
     assert_eq!(failed["status"], "failed");
     let reason = failed["reason"].as_str().unwrap();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{EXAMPLE_JSON, Server, count_files, wait_until};
+use crate::common::{EXAMPLE_JSON, Gate, Server, count_files, wait_until};
 
 /// The trailer that ends a result file: `IWRESEND`, version, CRC-32, length.
 const RESULT_TRAILER_LEN: usize = 24;
@@ -20,9 +20,11 @@ fn result_files(results: &std::path::Path) -> usize {
 #[test]
 fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
+    // The jobs are held until the server has been asked during its drain.
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "100"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     let ids: Vec<String> = (0..10).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
@@ -45,6 +47,7 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
         server.get(&format!("/api/get_results/{}", ids[0])).status,
         200
     );
+    gate.open();
 
     let results = server.results.clone();
     let mut server = server;
@@ -167,7 +170,9 @@ fn refused_at_start(args: &[&str]) -> String {
 #[test]
 fn sigterm_and_sigint_take_the_same_drain_path() {
     for signal in ["-TERM", "-INT"] {
-        let mut server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "100"]);
+        // The jobs are held until the signal has started the drain: it must run them all.
+        let gate = Gate::closed();
+        let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
         let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
         let killed = Command::new("kill")
             .arg(signal)
@@ -175,6 +180,8 @@ fn sigterm_and_sigint_take_the_same_drain_path() {
             .status()
             .unwrap();
         assert!(killed.success());
+        wait_until("the drain starts", || server.get("/readyz").status == 503);
+        gate.open();
         assert!(server.wait_exit().success(), "{signal}");
         assert_eq!(result_files(&server.results), ids.len(), "{signal}");
     }

@@ -81,8 +81,13 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 
 #[test]
 fn queue_wait_is_measured_from_acceptance() {
-    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "300"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let ids: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    // Both are accepted; the second waits in the queue behind the held first one for
+    // at least this long, which its queue wait must show.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    gate.open();
     for id in &ids {
         server.wait_finished(id);
     }
@@ -172,7 +177,9 @@ fn counters_move_as_jobs_flow() {
 
 #[test]
 fn health_and_readiness() {
-    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "500"]);
+    // The job submitted below is held, so the server is still draining when asked.
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     assert_eq!(server.get("/healthz").json()["status"], "ok");
     assert_eq!(server.get("/readyz").json()["status"], "ready");
 

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use crate::common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server};
 use serde_json::Value;
 
 fn agent() -> ureq::Agent {
@@ -170,7 +170,9 @@ fn a_wall_of_many_profiles_stacks_the_largest_and_sums_the_others() {
 
 #[test]
 fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
-    let server = Server::start(&["--max-chart-width", "50", "--debug-job-delay-ms", "60000"]);
+    // The job is held, never opened: it stays unfinished for the whole test.
+    let gate = Gate::closed();
+    let server = Server::start(&["--max-chart-width", "50", "--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     for width in ["0", "51", "x", "-1"] {
         let reply = server.get(&format!("/api/jobs/{id}/chart?width={width}"));

@@ -2,7 +2,7 @@
 //! `--max-results`, and `DELETE /api/jobs/<id>` removes one; a removed job answers 404
 //! like an unknown one, and its file is gone.
 
-use crate::common::{EXAMPLE_JSON, Server, count_files, wait_until};
+use crate::common::{EXAMPLE_JSON, Gate, Server, count_files, wait_until};
 
 fn results_of(server: &Server) -> usize {
     count_files(&server.results, |name| name.ends_with(".result"))
@@ -11,12 +11,16 @@ fn results_of(server: &Server) -> usize {
 #[test]
 fn delete_removes_a_finished_job_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "300"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
+    gate.open();
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
+    // Held at the gate until it has been refused.
+    gate.close();
     let running = server.submit_json(EXAMPLE_JSON);
     // A queued job would be cancelled: this one must have started.
     wait_until("the job to start", || {
@@ -30,6 +34,7 @@ fn delete_removes_a_finished_job_and_refuses_others() {
             .reason()
             .contains("only a finished job can be deleted")
     );
+    gate.open();
 
     // A finished job may still be pinned for a moment by jobs accepted with it.
     wait_until("the delete", || {
@@ -150,18 +155,24 @@ fn delete(server: &Server, id: &str) -> crate::common::Reply {
 #[test]
 fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "1500"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     // Accepted together, so both lines are in one journal segment.
     let done = server.submit_json(EXAMPLE_JSON);
     let unstorable = server.submit_json(EXAMPLE_JSON);
+    // The second job's result cannot be written: a directory holds the name of its
+    // temporary file, so it fails and its segment is kept for a restart. Both jobs are
+    // held until the directory is in place.
+    let temporary = server
+        .results
+        .join("tmp")
+        .join(format!("{unstorable}.result.tmp"));
+    std::fs::create_dir(&temporary).unwrap();
+    gate.open();
     assert_eq!(server.wait_finished(&done)["status"], "done");
-    // The second job's result cannot be written: its segment is kept for a restart.
-    let temporary = server.results.join("tmp");
-    std::fs::remove_dir_all(&temporary).unwrap();
-    std::fs::write(&temporary, b"in the way").unwrap();
     let failed = server.wait_finished(&unstorable);
     assert!(
         failed["reason"]
@@ -178,8 +189,7 @@ fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
         serde_json::json!({"job_id": done, "status": "deleted"})
     );
     assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 404);
-    std::fs::remove_file(&temporary).unwrap();
-    std::fs::create_dir(&temporary).unwrap();
+    std::fs::remove_dir(&temporary).unwrap();
     let results = server.results.clone();
     assert!(server.shutdown().success());
     assert_eq!(
@@ -310,8 +320,10 @@ fn num_jobs(server: &Server) -> u64 {
 #[test]
 fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let slow = ["--workers", "1", "--debug-job-delay-ms", "1500"];
-    let server = Server::start_in(dir.path(), &slow);
+    // Jobs are held at the gate until the cancels are done, on both servers.
+    let gate = Gate::closed();
+    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let server = Server::start_in(dir.path(), &held);
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     let later = server.submit_json(EXAMPLE_JSON);
@@ -344,7 +356,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
     // A crash: the journal segment with all three requests stays on disk.
     server.kill9();
 
-    let server = Server::start_in(dir.path(), &slow);
+    let server = Server::start_in(dir.path(), &held);
     wait_until("the rerun of the first job to start", || {
         status(&server, &running) == "running"
     });
@@ -364,6 +376,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
             .lines()
             .any(|line| line == r#"icewall_jobs_total{outcome="cancelled"} 1"#)
     );
+    gate.open();
     assert!(server.shutdown().success());
 
     let server = Server::start_in(dir.path(), &[]);
@@ -384,7 +397,8 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
 
 #[test]
 fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
-    let server = Server::start(&["--workers", "1", "--debug-job-delay-ms", "1000"]);
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     wait_until("the first job to start", || {
@@ -402,6 +416,7 @@ fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
     );
     assert_eq!(status(&server, &queued), "queued");
     assert_eq!(num_jobs(&server), 2);
+    gate.open();
     assert_eq!(server.wait_finished(&queued)["data"]["cost"], 32233500);
     std::fs::remove_dir(&tombstones).unwrap();
     assert!(server.shutdown().success());

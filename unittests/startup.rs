@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{EXAMPLE_JSON, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server};
 
 /// Everything under `dir`: each path with its type, and a digest of a regular file's bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
@@ -84,11 +84,12 @@ fn journal_line_of(results: &Path, id: &str) -> (PathBuf, usize) {
 #[test]
 fn a_zero_byte_in_a_journal_line_costs_only_its_own_job() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
-    // One runs (for 30 s), the others wait in the queue; then the server dies.
+    // One runs (held at the gate), the others wait in the queue; then the server dies.
     let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let results = server.results.clone();
     server.kill9();
@@ -130,9 +131,10 @@ fn a_zero_byte_in_a_journal_line_costs_only_its_own_job() {
 #[test]
 fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let first = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     let running = first.submit_json(EXAMPLE_JSON);
     let queued = first.submit_json(EXAMPLE_JSON);
@@ -170,9 +172,10 @@ fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
 #[test]
 fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
     let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &["--workers", "1", "--debug-job-delay-ms", "30000"],
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let results = server.results.clone();

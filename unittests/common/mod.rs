@@ -296,6 +296,11 @@ impl Gate {
     pub fn open(&self) {
         std::fs::write(self.path(), b"").unwrap();
     }
+
+    /// Holds every job that reaches the gate from now on; a job already past it goes on.
+    pub fn close(&self) {
+        std::fs::remove_file(self.path()).unwrap();
+    }
 }
 
 impl Server {

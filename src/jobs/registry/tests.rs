@@ -1,6 +1,7 @@
 //! Tests of the registry: states, the per-status index, paging, retention queries and pins.
 
-use std::sync::Weak;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
 
 use super::*;
 

@@ -1,10 +1,13 @@
 //! Tests of the journal: batches, segments, key records, damaged lines and recovery reads.
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Instant;
 
 use super::*;
+use crate::jobs::JobId;
 
 fn read_back(stored: &StoredRequest) -> Vec<u8> {
     let mut file = File::open(stored.journal.path()).unwrap();

@@ -1,0 +1,211 @@
+//! The connection to a server: requests sent over HTTP or HTTPS, and what the server or
+//! the network answers turned into the `ClientError` the user is shown.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use ureq::rustls;
+use ureq::rustls::pki_types::CertificateDer;
+use ureq::rustls::pki_types::pem::PemObject;
+
+use super::{ClientError, ServerArgs};
+
+pub(super) struct Client {
+    base: String,
+    pub(super) agent: ureq::Agent,
+}
+
+/// How long to wait for the server's answer to the headers of a request whose body it
+/// stopped reading (see `Client::post`).
+const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer of `GET /api/get_results/<id>`; `data` is kept as the server's bytes so
+/// that `--json` prints the API's summary exactly, keys in the API's order.
+#[derive(Deserialize)]
+pub(super) struct JobResult {
+    pub(super) status: String,
+    #[serde(default)]
+    pub(super) data: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+}
+
+impl Client {
+    /// # Errors
+    /// `Input` when `--ca-cert` cannot be read or holds no certificate.
+    pub(super) fn new(server: &ServerArgs) -> Result<Client, ClientError> {
+        let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60));
+        if let Some(path) = &server.ca_cert {
+            agent = agent.tls_config(tls_config(path)?);
+        }
+        Ok(Client {
+            base: server.server.trim_end_matches('/').to_owned(),
+            agent: agent.build(),
+        })
+    }
+
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Turns what ureq says into the answer or the error the user is shown.
+    pub(super) fn answer(
+        &self,
+        sent: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ClientError> {
+        match sent {
+            Ok(response) => Ok(response),
+            Err(ureq::Error::Status(status, response)) => Err(refusal(status, response)),
+            Err(error) => Err(self.unreachable(error)),
+        }
+    }
+
+    fn unreachable(&self, error: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreachable {
+            server: self.base.clone(),
+            detail: error.to_string(),
+        }
+    }
+
+    pub(super) fn send(
+        &self,
+        request: ureq::Request,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<ureq::Response, ClientError> {
+        match body {
+            Some((content_type, bytes)) => self.answer(
+                self.post(request, content_type, bytes)
+                    .map_err(|error| *error),
+            ),
+            None => self.answer(request.call()),
+        }
+    }
+
+    /// Sends a body. A server that refuses a request on its headers (a 413 for a
+    /// declared length far over its limit) answers and closes without reading the
+    /// body; ureq, still writing, then fails with a broken pipe or a reset and drops
+    /// the answer. The same headers with the declared length but no body get that same
+    /// answer, which is what the user needs to see; they cannot make a job, as the body
+    /// never comes.
+    pub(super) fn post(
+        &self,
+        request: ureq::Request,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<ureq::Response, Box<ureq::Error>> {
+        let request = request.set("Content-Type", content_type);
+        match request.clone().send_bytes(body) {
+            Err(ureq::Error::Transport(transport)) if stopped_reading(&transport) => {
+                match request
+                    .set("Content-Length", &body.len().to_string())
+                    .timeout(REFUSAL_PROBE_TIMEOUT)
+                    .send(io::empty())
+                {
+                    Err(refused @ ureq::Error::Status(..)) => Err(Box::new(refused)),
+                    _ => Err(Box::new(ureq::Error::Transport(transport))),
+                }
+            }
+            other => other.map_err(Box::new),
+        }
+    }
+
+    pub(super) fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let response = self.send(self.agent.get(&format!("{}{path}", self.base)), None)?;
+        response.into_json().map_err(|error| {
+            ClientError::Input(format!(
+                "the server sent something that is not JSON: {error}"
+            ))
+        })
+    }
+
+    pub(super) fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let mut text = String::new();
+        self.send(self.agent.get(&format!("{}{path}", self.base)), None)?
+            .into_reader()
+            .read_to_string(&mut text)
+            .map_err(|error| ClientError::Unreachable {
+                server: self.base.clone(),
+                detail: error.to_string(),
+            })?;
+        Ok(text)
+    }
+
+    /// A job's result, the server holding the answer up to `wait` for the job to finish.
+    pub(super) fn job_result(&self, id: &str, wait: Duration) -> Result<JobResult, ClientError> {
+        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
+        if !wait.is_zero() {
+            request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
+        }
+        read_json(self.send(request, None)?)
+    }
+}
+
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+    response: ureq::Response,
+) -> Result<T, ClientError> {
+    response.into_json().map_err(|error| {
+        ClientError::Input(format!(
+            "the server sent an answer this client cannot read: {error}"
+        ))
+    })
+}
+
+pub(super) fn refusal(status: u16, response: ureq::Response) -> ClientError {
+    let text = response.into_string().unwrap_or_default();
+    let reason = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|body| body["reason"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}: {}", text.trim()));
+    ClientError::Refused { status, reason }
+}
+
+/// Whether a send failed because the server closed the connection while the body was
+/// still being written.
+fn stopped_reading(transport: &ureq::Transport) -> bool {
+    std::error::Error::source(transport)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .is_some_and(|error| {
+            matches!(
+                error.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )
+        })
+}
+
+/// TLS that trusts the bundled Mozilla roots (so a static binary in an empty container
+/// still verifies public servers) and the certificates of `ca_cert`.
+fn tls_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let unreadable = |error: &dyn std::fmt::Display| {
+        ClientError::Input(format!(
+            "cannot read CA certificates from {}: {error}",
+            ca_cert.display()
+        ))
+    };
+    let certificates = CertificateDer::pem_file_iter(ca_cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|error| unreadable(&error))?;
+    if certificates.is_empty() {
+        return Err(unreadable(&"no PEM certificate in it"));
+    }
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for certificate in certificates {
+        roots.add(certificate).map_err(|error| unreadable(&error))?;
+    }
+    // ureq's own default is the ring provider; naming it avoids relying on a process
+    // default that another dependency could make ambiguous.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the ring provider supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}

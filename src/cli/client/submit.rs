@@ -1,0 +1,96 @@
+//! `submit`: a config file sent under an Idempotency-Key, and resent under the same key
+//! when the server refuses it with 503 (queue full), so that a retry never makes two jobs.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::connection::{Client, read_json, refusal};
+use super::{ClientError, RetryArgs};
+use crate::jobs::JobId;
+use crate::wall::{is_json_config, truncate_for_message};
+
+/// The wait before retrying a 503 whose Retry-After is missing or not in seconds.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A config file or stdin, whole; the server bounds its size.
+pub(super) fn read_config(file: &Path) -> Result<Vec<u8>, ClientError> {
+    if file.as_os_str() == "-" {
+        let mut body = Vec::new();
+        io::stdin().lock().read_to_end(&mut body).map(|_| body)
+    } else {
+        std::fs::read(file)
+    }
+    .map_err(|error| ClientError::Input(format!("cannot read {}: {error}", file.display())))
+}
+
+/// Submits `body` under the Idempotency-Key `key`, retrying after a 503 as `retry`
+/// allows: the key makes a retry of an accepted request answer with the same job.
+pub(super) fn submit(
+    client: &Client,
+    body: &[u8],
+    num_teams: Option<std::num::NonZeroU64>,
+    key: &str,
+    retry: &RetryArgs,
+) -> Result<String, ClientError> {
+    let content_type = if is_json_config(body) {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let mut request = client
+        .agent
+        .post(&client.url("/api/simulate"))
+        .set("Idempotency-Key", key);
+    if let Some(teams) = num_teams {
+        request = request.query("num_teams", &teams.to_string());
+    }
+    // `None`: a time so far that it never comes.
+    let give_up_at = Instant::now().checked_add(retry.retry_for);
+    let mut retries_left = retry.retries;
+    let response = loop {
+        let sent = client
+            .post(request.clone(), content_type, body)
+            .map_err(|error| *error);
+        match sent {
+            Err(ureq::Error::Status(503, response)) if retries_left > 0 => {
+                let wait = retry_after(&response);
+                let refused = refusal(503, response);
+                // A Retry-After beyond the deadline (or beyond the clock) ends the retries.
+                let retry_at = Instant::now().checked_add(wait);
+                if retry_at.is_none() || give_up_at.is_some_and(|give_up| retry_at > Some(give_up))
+                {
+                    return Err(refused);
+                }
+                retries_left -= 1;
+                eprintln!(
+                    "icewall: {refused}; retrying in {}",
+                    humantime::format_duration(wait)
+                );
+                std::thread::sleep(wait);
+            }
+            sent => break client.answer(sent)?,
+        }
+    };
+    let answer: Value = read_json(response)?;
+    // Checked like any id the client sends on: it goes into URLs.
+    answer["job_id"]
+        .as_str()
+        .filter(|id| id.parse::<JobId>().is_ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ClientError::Input(format!(
+                "the server sent no valid job id: {}",
+                truncate_for_message(&answer.to_string())
+            ))
+        })
+}
+
+fn retry_after(response: &ureq::Response) -> Duration {
+    response
+        .header("Retry-After")
+        .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+}

@@ -1,0 +1,92 @@
+//! Waiting for a job to finish (the server holds each request with `?wait=`) and
+//! printing its result as a table or as the API's JSON.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::ClientError;
+use super::connection::{Client, JobResult};
+use crate::cli::printable;
+use crate::cli::simulate::write_summary;
+use crate::wall::Summary;
+
+/// The longest server-side wait (`?wait=`) of one request: within the server's default
+/// `--max-wait` (60s) and this client's read timeout, and short enough that proxies
+/// keep the connection.
+const WAIT_PER_REQUEST: Duration = Duration::from_secs(10);
+
+pub(super) fn is_finished(result: &JobResult) -> bool {
+    result.status == "done" || result.status == "failed"
+}
+
+/// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
+/// and returns its last answer: the server holds each request until the job finishes
+/// (`?wait=`), so no time is lost between polls. A spinner shows the state and the time
+/// taken on a terminal, nothing otherwise.
+pub(super) fn wait_for(
+    client: &Client,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<JobResult, ClientError> {
+    let spinner = if io::stderr().is_terminal() && timeout != Some(Duration::ZERO) {
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
+        );
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        spinner
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    loop {
+        let left = timeout.map_or(WAIT_PER_REQUEST, |timeout| {
+            timeout.saturating_sub(started.elapsed())
+        });
+        let result = client.job_result(id, left.min(WAIT_PER_REQUEST))?;
+        if is_finished(&result) || left.is_zero() {
+            spinner.finish_and_clear();
+            return Ok(result);
+        }
+        spinner.set_message(format!("job {id} {}", printable(&result.status)));
+    }
+}
+
+pub(super) fn print_result(
+    id: &str,
+    result: &JobResult,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    match (result.status.as_str(), &result.data) {
+        ("done", Some(data)) => {
+            if json {
+                writeln!(out, "{}", data.get())?;
+                return Ok(());
+            }
+            let summary: Summary = serde_json::from_str(data.get()).map_err(|error| {
+                ClientError::Input(format!(
+                    "the server sent a summary this client cannot read: {error}"
+                ))
+            })?;
+            write_summary(&summary, out)?;
+            Ok(())
+        }
+        ("done", None) => Err(ClientError::Input(format!(
+            "the server sent no summary for job {id}"
+        ))),
+        ("failed", _) => Err(ClientError::Refused {
+            status: 200,
+            reason: format!(
+                "job {id} failed: {}",
+                result.reason.as_deref().unwrap_or("no reason given")
+            ),
+        }),
+        (other, _) => Err(ClientError::Refused {
+            status: 409,
+            reason: format!("job {id} is {other}; its result is not ready"),
+        }),
+    }
+}

@@ -1,0 +1,321 @@
+//! The journal's writer thread: accepted requests are written into preallocated
+//! segments, synced once per batch, and each caller learns where its request is.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Instant;
+
+use super::{
+    JOURNAL_INFIX, JOURNAL_PREFIX, JOURNAL_SUFFIX, KEYS_FILE, REQUEST_OFFSET, SEGMENT_MAX_AGE,
+    SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, Segment, StoredRequest,
+};
+use crate::jobs::JobId;
+use crate::jobs::files::batch_thread::{BatchThread, Batches, closed, repeat};
+use crate::jobs::files::regular_file::open_regular;
+
+/// A request to make durable, and what else must be durable with it.
+pub struct Accept {
+    pub id: JobId,
+    pub request: Vec<u8>,
+    /// A line for the idempotency-key file, for a request that came with a key.
+    pub key_record: Option<Vec<u8>>,
+}
+
+type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
+
+/// The thread that writes and syncs accepted requests.
+pub struct Journal {
+    thread: BatchThread<(Accept, AcceptThen)>,
+}
+
+impl Journal {
+    /// Starts the writer for segments in `dir`, refusing requests while the file
+    /// system has less than `min_free_space` bytes free.
+    ///
+    /// # Errors
+    /// When the directory cannot be opened or the thread cannot be spawned.
+    pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<Journal> {
+        let floor = FreeSpaceFloor {
+            dir: File::open(&dir)?,
+            bytes: min_free_space,
+        };
+        let thread = BatchThread::start("journal", move |batches| {
+            write_batches(&dir, &floor, &batches);
+        })?;
+        Ok(Journal { thread })
+    }
+
+    /// Makes `accept.request` durable; `then` learns where it is stored.
+    pub fn accept(
+        &self,
+        accept: Accept,
+        then: impl FnOnce(io::Result<StoredRequest>) + Send + 'static,
+    ) {
+        if let Err((_, then)) = self.thread.send((accept, Box::new(then))) {
+            then(Err(closed()));
+        }
+    }
+
+    /// Writes and answers every request queued so far, then stops the thread.
+    pub fn shutdown(&self) {
+        self.thread.shutdown();
+    }
+}
+
+/// The free space a file system must keep for requests to be accepted on it. Segments
+/// are made at full size before they take requests, so a full disk would not stop a
+/// request from being journaled; but its job could not store its result.
+pub struct FreeSpaceFloor {
+    pub dir: File,
+    pub bytes: u64,
+}
+
+impl FreeSpaceFloor {
+    /// # Errors
+    /// `StorageFull` when less than the floor is free, or whatever `fstatvfs` answers.
+    pub fn check(&self) -> io::Result<()> {
+        let stats = rustix::fs::fstatvfs(&self.dir)?;
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < self.bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the results file system has {free} bytes free, below the \
+                     --min-free-space floor of {} bytes",
+                    self.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The segment taking requests now.
+struct OpenSegment {
+    journal: Arc<Segment>,
+    file: File,
+    opened: Instant,
+    written: u64,
+    capacity: u64,
+}
+
+impl OpenSegment {
+    /// Creates a segment of `capacity` zero bytes, durable with its directory entry.
+    fn create(dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
+        let journal = Arc::new(Segment::new(
+            dir.join(format!("requests-{}.jsonl", JobId::generate())),
+        ));
+        // From here a failure drops `journal`, which removes the half-made file.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(journal.path())?;
+        let zeros = vec![0u8; 64 * 1024];
+        let mut left = capacity;
+        while left > 0 {
+            let chunk = left.min(zeros.len() as u64);
+            (&file).write_all(&zeros[..chunk as usize])?;
+            left -= chunk;
+        }
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        Ok(OpenSegment {
+            journal,
+            file,
+            opened: Instant::now(),
+            written: 0,
+            capacity,
+        })
+    }
+
+    fn has_room_for(&self, bytes: u64) -> bool {
+        self.written + bytes <= self.capacity
+    }
+
+    /// The size for the segment after this one: room for what this one took in its
+    /// time, with some to spare, and doubled when it filled up early.
+    fn next_capacity(&self) -> u64 {
+        let wanted = if self.opened.elapsed() < SEGMENT_MAX_AGE {
+            self.capacity * 2
+        } else {
+            self.written + self.written / 2
+        };
+        wanted
+            .next_power_of_two()
+            .clamp(SEGMENT_MIN_BYTES, SEGMENT_MAX_BYTES)
+    }
+}
+
+/// The lines of one batch bound for one segment, and who waits for them.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    accepts: Vec<(StoredRequest, AcceptThen)>,
+}
+
+fn write_batches(dir: &Path, floor: &FreeSpaceFloor, batches: &Batches<(Accept, AcceptThen)>) {
+    let mut segment: Option<OpenSegment> = None;
+    let mut next_capacity = SEGMENT_MIN_BYTES;
+    loop {
+        // An open segment is sealed when it is old enough, even with no request coming.
+        let timeout = segment
+            .as_ref()
+            .map(|open| SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed()));
+        match batches.next(timeout) {
+            Ok(batch) => match floor.check() {
+                Ok(()) => write_batch(dir, batch, &mut segment, &mut next_capacity),
+                Err(error) => refuse_all(batch, &error),
+            },
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(sealed) = segment.take() {
+                    next_capacity = sealed.next_capacity();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Syncs the batch's key records, writes its requests into the open segment (and new
+/// ones as it fills), syncs each segment written, and answers each request.
+fn write_batch(
+    dir: &Path,
+    batch: Vec<(Accept, AcceptThen)>,
+    segment: &mut Option<OpenSegment>,
+    next_capacity: &mut u64,
+) {
+    if let Some(old) = segment.take_if(|open| open.opened.elapsed() >= SEGMENT_MAX_AGE) {
+        *next_capacity = old.next_capacity();
+    }
+    // First, so that no request is acknowledged before its key is durable. A key whose
+    // request never made it is dropped at the next start-up.
+    let key_records: Vec<u8> = batch
+        .iter()
+        .filter_map(|(accept, _)| accept.key_record.as_deref())
+        .flat_map(|record| record.iter().copied().chain([b'\n']))
+        .collect();
+    if let Err(error) = append_key_records(&dir.join(KEYS_FILE), &key_records) {
+        refuse_all(batch, &error);
+        return;
+    }
+    let mut lines = Lines::default();
+    let mut cannot_create: Option<io::Error> = None;
+    for (Accept { id, request, .. }, then) in batch {
+        if let Some(error) = &cannot_create {
+            then(Err(repeat(error)));
+            continue;
+        }
+        let line_len = (REQUEST_OFFSET + request.len() + JOURNAL_SUFFIX.len()) as u64;
+        if !segment
+            .as_ref()
+            .is_some_and(|open| open.has_room_for(line_len))
+        {
+            if let Some(full) = segment.take() {
+                *next_capacity = full.next_capacity();
+                sync_lines(&full, std::mem::take(&mut lines));
+            }
+            match OpenSegment::create(dir, (*next_capacity).max(line_len.next_power_of_two())) {
+                Ok(open) => *segment = Some(open),
+                Err(error) => {
+                    // The rest of the batch would fail the same way.
+                    then(Err(repeat(&error)));
+                    cannot_create = Some(error);
+                    continue;
+                }
+            }
+        }
+        let open = segment.as_mut().expect("a segment with room is open");
+        lines.bytes.extend_from_slice(JOURNAL_PREFIX.as_bytes());
+        lines.bytes.extend_from_slice(id.to_string().as_bytes());
+        lines.bytes.extend_from_slice(JOURNAL_INFIX.as_bytes());
+        lines.bytes.extend_from_slice(&request);
+        lines.bytes.extend_from_slice(JOURNAL_SUFFIX);
+        let stored = StoredRequest {
+            journal: Arc::clone(&open.journal),
+            offset: open.written + REQUEST_OFFSET as u64,
+            len: request.len(),
+            damage: None,
+        };
+        open.written += line_len;
+        lines.accepts.push((stored, then));
+    }
+    if segment
+        .as_ref()
+        .is_some_and(|open| !sync_lines(open, lines))
+    {
+        // After a failed write or sync the file's state is unknown: start a new one.
+        segment.take();
+    }
+}
+
+fn refuse_all(batch: Vec<(Accept, AcceptThen)>, error: &io::Error) {
+    for (_, then) in batch {
+        then(Err(repeat(error)));
+    }
+}
+
+/// Writes the lines that end at the segment's write position, syncs them, and answers
+/// their requests; false when that failed.
+fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
+    if lines.accepts.is_empty() {
+        return true;
+    }
+    let offset = segment.written - lines.bytes.len() as u64;
+    let synced = segment
+        .file
+        .write_all_at(&lines.bytes, offset)
+        .and_then(|()| segment.file.sync_data())
+        .and_then(|()| still_linked(&segment.file));
+    let ok = synced.is_ok();
+    for (stored, then) in lines.accepts {
+        match &synced {
+            Ok(()) => then(Ok(stored)),
+            Err(error) => then(Err(repeat(error))),
+        }
+    }
+    ok
+}
+
+/// Synced data in a file that was removed (say, with the whole results directory) is
+/// not kept: no restart would find it.
+fn still_linked(file: &File) -> io::Result<()> {
+    if file.metadata()?.nlink() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the journal file was removed from the results directory",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the batch's idempotency-key records and syncs them. A torn last line (a
+/// crash mid-write) belongs to a request that was never acknowledged; recovery skips it.
+fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    // Opened per batch, so that a start-up compaction may replace the file; never a
+    // FIFO or a directory put in its place, which would block or fail every batch.
+    let (mut file, created) = match open_regular(keys, OpenOptions::new().append(true)) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (
+            open_regular(keys, OpenOptions::new().append(true).create(true))?,
+            true,
+        ),
+        opened => (opened?, false),
+    };
+    // Records start on a line of their own even after a write that failed half way
+    // left a fragment behind (empty lines are skipped).
+    file.write_all(b"\n")?;
+    file.write_all(records)?;
+    file.sync_data()?;
+    match keys.parent() {
+        // A new file's name must be durable too.
+        Some(dir) if created => File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
+}
