@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod browser;
 mod client;
+mod cluster;
 mod engine_matches_naive;
 mod faults;
 mod hostile;

@@ -1,0 +1,419 @@
+//! Cluster mode against a real PostgreSQL: several nodes on one database answer for each
+//! other's jobs, migrate once, share Idempotency-Keys, pick up the jobs of a node killed
+//! between claim and result, drain without taking the queue with them, and lose no
+//! accepted job through `kill -9` of a node or a restart of the database.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::common::postgres::{PostgresServer, shared};
+use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until, wait_until};
+
+/// A node of the cluster on `url`, with `args` besides.
+fn node(url: &str, args: &[&str]) -> Server {
+    let mut all = vec!["--database-url", url];
+    all.extend_from_slice(args);
+    Server::start(&all)
+}
+
+/// The example's result, which every job of these tests must end with.
+fn assert_example_done(server: &Server, id: &str) {
+    let result = server.wait_finished(id);
+    assert_eq!(result["status"], "done", "{id}: {result}");
+    assert_eq!(result["data"]["cost"], 32_233_500, "{id}: {result}");
+    assert_eq!(result["data"]["days"], 31, "{id}: {result}");
+}
+
+fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
+    pg.psql(url, sql).unwrap().trim().to_owned()
+}
+
+#[test]
+fn three_nodes_answer_every_question_about_each_others_jobs() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let nodes: Vec<Server> = (0..3).map(|_| node(&url, &[])).collect();
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|node| node.submit_json(EXAMPLE_JSON))
+        .collect();
+    for id in &ids {
+        for node in &nodes {
+            assert_example_done(node, id);
+            assert_eq!(
+                node.get(&format!("/api/jobs/{id}/profiles/3/days/16"))
+                    .json(),
+                serde_json::json!({"day": 16, "ice_amount": 585})
+            );
+            let log = node.get(&format!("/api/jobs/{id}/log"));
+            assert_eq!(log.status, 200);
+            assert!(
+                log.body
+                    .starts_with("day 2: team 3 finished section 3 of profile 1\n"),
+                "{}",
+                log.body
+            );
+        }
+    }
+    let listed = nodes[2].get("/api/jobs?limit=10").json();
+    let listed: HashSet<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect());
+    // A delete on one node is seen by the others at once.
+    let deleted = nodes[1].request("DELETE", &format!("/api/jobs/{}", ids[0]));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    for node in &nodes {
+        assert_eq!(
+            node.get(&format!("/api/get_results/{}", ids[0])).status,
+            404
+        );
+        assert_eq!(
+            node.get(&format!("/api/jobs/{}/profiles/1/days/1", ids[0]))
+                .status,
+            404
+        );
+    }
+    let stats = nodes[0].get("/api/stats").json();
+    assert_eq!(stats["jobs"]["done"], 2, "{stats}");
+    for node in nodes {
+        assert!(node.shutdown().success());
+    }
+}
+
+#[test]
+fn nodes_starting_at_once_migrate_the_database_once() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let nodes: Vec<Server> = thread::scope(|scope| {
+        let starting: Vec<_> = (0..3).map(|_| scope.spawn(|| node(&url, &[]))).collect();
+        starting
+            .into_iter()
+            .map(|node| node.join().unwrap())
+            .collect()
+    });
+    assert_eq!(
+        one_row(pg, &url, "SELECT count(*) FROM icewall_schema"),
+        "1"
+    );
+    let id = nodes[0].submit_json(EXAMPLE_JSON);
+    assert_example_done(&nodes[2], &id);
+}
+
+#[test]
+fn two_nodes_racing_one_idempotency_key_make_one_job() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let nodes = [node(&url, &[]), node(&url, &[])];
+    let answers: Vec<(u16, String)> = thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|racer| {
+                let node = &nodes[racer % 2];
+                scope.spawn(move || {
+                    let reply = node.post_with(
+                        "/api/simulate",
+                        &[
+                            ("Content-Type", "application/json"),
+                            ("Idempotency-Key", "one-wall-please"),
+                        ],
+                        EXAMPLE_JSON.as_bytes(),
+                    );
+                    (reply.status, reply.body)
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .collect()
+    });
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert!(matches!(status, 200 | 202), "{status} {body}");
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            body["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(one_row(pg, &url, "SELECT count(*) FROM icewall_jobs"), "1");
+    // The key with another request, on either node: 422.
+    for node in &nodes {
+        let reply = node.post_with(
+            "/api/simulate",
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "one-wall-please"),
+            ],
+            br#"{"profiles": [[1]]}"#,
+        );
+        assert_eq!(reply.status, 422, "{}", reply.body);
+    }
+}
+
+#[test]
+fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let doomed = node(&url, &["--lease", "1s", "--debug-job-gate", &gate.path()]);
+    let id = doomed.submit_json(EXAMPLE_JSON);
+    wait_until("the job is claimed and held at the gate", || {
+        doomed.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
+    });
+    doomed.kill9();
+    let survivor = node(&url, &["--lease", "1s"]);
+    assert_example_done(&survivor, &id);
+    assert_eq!(
+        one_row(
+            pg,
+            &url,
+            &format!("SELECT attempt || ' ' || state FROM icewall_jobs WHERE id = '{id}'")
+        ),
+        "2 done"
+    );
+}
+
+#[test]
+fn a_job_whose_node_dies_each_time_fails_after_max_attempts() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let held = ["--lease", "1s", "--max-attempts", "1", "--debug-job-gate"];
+    let mut args = held.to_vec();
+    let gate_path = gate.path();
+    args.push(&gate_path);
+    let doomed = node(&url, &args);
+    let id = doomed.submit_json(EXAMPLE_JSON);
+    wait_until("the job is claimed", || {
+        doomed.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
+    });
+    doomed.kill9();
+    let survivor = node(&url, &["--lease", "1s", "--max-attempts", "1"]);
+    let result = survivor.wait_finished(&id);
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.contains("stopped answering"), "{reason}");
+}
+
+#[test]
+fn a_draining_node_finishes_its_own_jobs_and_leaves_the_queue_to_the_others() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let draining = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-ahead",
+            "0",
+            "--debug-job-gate",
+            &gate.path(),
+        ],
+    );
+    let ids: Vec<String> = (0..5).map(|_| draining.submit_json(EXAMPLE_JSON)).collect();
+    wait_until("one job is claimed", || {
+        draining.get(&format!("/api/get_results/{}", ids[0])).json()["status"] == "running"
+    });
+    let reply = draining.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["pending"],
+        1,
+        "only its own job: {}",
+        reply.body
+    );
+    gate.open();
+    let mut draining = draining;
+    assert!(draining.wait_exit().success());
+    assert_eq!(
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FILTER (WHERE state = 'done') || ' ' || count(*) \
+             FILTER (WHERE state = 'queued') FROM icewall_jobs"
+        ),
+        "1 4"
+    );
+    let other = node(&url, &[]);
+    for id in &ids {
+        assert_example_done(&other, id);
+    }
+}
+
+/// Submits the example to the nodes in turn until told to stop; keeps the ids that got
+/// a 202 and every status seen.
+struct Load {
+    accepted: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(bases: Arc<Mutex<Vec<String>>>) -> Load {
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (accepted, statuses, stop) = (
+                Arc::clone(&accepted),
+                Arc::clone(&statuses),
+                Arc::clone(&stop),
+            );
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build();
+            thread::spawn(move || {
+                let mut turn = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let base = {
+                        let bases = bases.lock().unwrap();
+                        turn += 1;
+                        bases[turn % bases.len()].clone()
+                    };
+                    let sent = agent
+                        .post(&format!("{base}/api/simulate"))
+                        .set("Content-Type", "application/json")
+                        .send_string(EXAMPLE_JSON);
+                    match sent {
+                        Ok(response) => {
+                            statuses.lock().unwrap().push(response.status());
+                            let body: serde_json::Value = response.into_json().unwrap();
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push(body["job_id"].as_str().unwrap().to_owned());
+                        }
+                        Err(ureq::Error::Status(status, _)) => {
+                            statuses.lock().unwrap().push(status);
+                        }
+                        // A node killed under the request: no answer, no promise.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        Load {
+            accepted,
+            statuses,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+
+    fn finish(mut self) -> (Vec<String>, Vec<u16>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        let accepted = self.accepted.lock().unwrap().clone();
+        let statuses = self.statuses.lock().unwrap().clone();
+        (accepted, statuses)
+    }
+}
+
+/// Every accepted job ends done with the example's result, once: one result row each.
+fn assert_every_accepted_job_done_once(
+    pg: &PostgresServer,
+    url: &str,
+    reader: &Server,
+    ids: &[String],
+) {
+    for id in ids {
+        assert_example_done(reader, id);
+    }
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an id was given twice");
+    assert_eq!(
+        one_row(pg, url, "SELECT count(*) FROM icewall_results"),
+        ids.len().to_string(),
+        "one result per accepted job"
+    );
+}
+
+#[test]
+fn kill_9_of_a_node_under_load_loses_no_accepted_job() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let lease = ["--lease", "1s"];
+    let mut nodes: Vec<Server> = (0..3).map(|_| node(&url, &lease)).collect();
+    let bases = Arc::new(Mutex::new(
+        nodes
+            .iter()
+            .map(|node| node.base.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let load = Load::start(Arc::clone(&bases));
+    for round in 0..3 {
+        let before = load.accepted();
+        wait_until("the load gets some jobs in", || {
+            load.accepted() >= before + 20
+        });
+        // The node killed in the middle of its work, then one started in its place.
+        let victim = nodes.remove(round % nodes.len());
+        let victim_base = victim.base.clone();
+        victim.kill9();
+        let fresh = node(&url, &lease);
+        let mut bases = bases.lock().unwrap();
+        let slot = bases.iter().position(|base| *base == victim_base).unwrap();
+        bases[slot] = fresh.base.clone();
+        nodes.push(fresh);
+    }
+    let before = load.accepted();
+    wait_until("the load goes on", || load.accepted() >= before + 20);
+    let (accepted, statuses) = load.finish();
+    assert!(
+        statuses.iter().all(|status| *status == 202),
+        "every answer given was a 202: {statuses:?}"
+    );
+    assert_every_accepted_job_done_once(pg, &url, &nodes[0], &accepted);
+}
+
+#[test]
+fn the_database_restarted_under_load_loses_no_accepted_job_and_answers_no_500() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database();
+    let args = ["--database-timeout", "2s", "--lease", "2s"];
+    let nodes = [node(&url, &args), node(&url, &args)];
+    let bases = Arc::new(Mutex::new(
+        nodes
+            .iter()
+            .map(|node| node.base.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let load = Load::start(bases);
+    wait_until("the load gets some jobs in", || load.accepted() >= 20);
+    pg.stop();
+    // While it is down: accepts and reads answer 503, and the nodes are not ready.
+    let down = nodes[0].post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(nodes[1].get("/readyz").status, 503);
+    assert_eq!(nodes[1].get("/api/jobs?limit=1").status, 503);
+    let during = load.accepted();
+    pg.start_again();
+    assert!(
+        poll_until(Duration::from_secs(20), || nodes[0].get("/readyz").status
+            == 200),
+        "the node reconnects by itself"
+    );
+    wait_until("accepts resume", || load.accepted() >= during + 20);
+    let (accepted, statuses) = load.finish();
+    assert!(
+        statuses.iter().all(|status| matches!(status, 202 | 503)),
+        "only 202 and 503: {statuses:?}"
+    );
+    assert!(statuses.contains(&503), "the outage was seen: {statuses:?}");
+    assert_every_accepted_job_done_once(&pg, &url, &nodes[1], &accepted);
+}
