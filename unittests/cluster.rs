@@ -417,3 +417,50 @@ fn the_database_restarted_under_load_loses_no_accepted_job_and_answers_no_500() 
     assert!(statuses.contains(&503), "the outage was seen: {statuses:?}");
     assert_every_accepted_job_done_once(&pg, &url, &nodes[1], &accepted);
 }
+
+#[test]
+fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let cluster = node(&url, &[]);
+    let files = Server::start(&[]);
+    // 200,000 sections for one team: a log of some 9 MB, stored in chunks of 1 MiB.
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let submit = |server: &Server| {
+        let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+        assert_eq!(server.wait_finished(&id)["status"], "done");
+        id
+    };
+    let read_log = |server: &Server, id: &str| {
+        let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
+            .call()
+            .unwrap();
+        let declared: usize = response.header("content-length").unwrap().parse().unwrap();
+        let mut log = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut log).unwrap();
+        assert_eq!(log.len(), declared);
+        log
+    };
+    let (in_cluster, in_files) = (submit(&cluster), submit(&files));
+    let log = read_log(&cluster, &in_cluster);
+    assert!(log.len() > 8 << 20, "{} bytes", log.len());
+    assert!(log == read_log(&files, &in_files), "the two stores' logs differ");
+    assert_eq!(
+        one_row(
+            pg,
+            &url,
+            &format!("SELECT count(*) FROM icewall_team_logs WHERE job_id = '{in_cluster}'")
+        ),
+        log.len().div_ceil(1 << 20).to_string()
+    );
+    let deleted = cluster.request("DELETE", &format!("/api/jobs/{in_cluster}"));
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        one_row(pg, &url, "SELECT count(*) FROM icewall_team_logs"),
+        "0",
+        "a delete takes the log's chunks with it"
+    );
+}

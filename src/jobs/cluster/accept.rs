@@ -1,10 +1,10 @@
 //! Durable accept in cluster mode, by group commit: the submissions that arrive while
 //! one transaction is being committed go together in the next, so that accepting does
-//! not stop at one commit per job. A job's row and its request are inserted in one
-//! statement each for the whole batch; an Idempotency-Key already in the table (from
-//! this node or another) makes no row, and its submission replays the earlier job or is
-//! refused. The transaction ends with an empty `NOTIFY`, which the database delivers
-//! once, at commit, to every listening node.
+//! not stop at one commit per job. The batch's rows and requests are inserted by one
+//! statement; an Idempotency-Key already in the table (from this node or another)
+//! makes no row, and its submission replays the earlier job or is refused. The
+//! statement also sends an empty notification, which the database delivers once, at
+//! commit, to every listening node.
 
 use std::collections::{HashMap, HashSet};
 
@@ -67,8 +67,7 @@ async fn store(
     jobs: &ClusterJobs,
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
-    let mut client = jobs.db().get().await.map_err(unavailable)?;
-    let transaction = client.transaction().await.map_err(unavailable)?;
+    let client = jobs.db().get().await.map_err(unavailable)?;
     let ids: Vec<Uuid> = batch.iter().map(|pending| pending.id.uuid()).collect();
     let keys: Vec<Option<&str>> = batch
         .iter()
@@ -91,38 +90,49 @@ async fn store(
             .num_teams
             .and_then(|teams| i64::try_from(teams.get()).ok())
     });
-    let inserted: HashSet<Uuid> = transaction
+    let bodies: Vec<&[u8]> = batch
+        .iter()
+        .map(|pending| pending.request.as_slice())
+        .collect();
+    // One statement, so one round trip and one commit for the whole batch: the jobs'
+    // rows, their requests (for the rows made), and the notification, sent at commit.
+    let inserted: HashSet<Uuid> = client
         .query(
-            "INSERT INTO icewall_jobs
-                 (id, state, idempotency_key, request_fingerprint, profiles, sections, num_teams)
-             SELECT id, 'queued', key, fingerprint, profiles::int4, sections::int4, num_teams
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
-                 AS t(id, key, fingerprint, profiles, sections, num_teams)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
-            &[&ids, &keys, &fingerprints, &profiles, &sections, &teams],
+            "WITH batch AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[],
+                     $5::int8[], $6::int8[], $7::bytea[])
+                     AS t(id, key, fingerprint, profiles, sections, num_teams, body)
+             ), made AS (
+                 INSERT INTO icewall_jobs
+                     (id, state, idempotency_key, request_fingerprint, profiles, sections,
+                      num_teams)
+                 SELECT id, 'queued', key, fingerprint, profiles::int4, sections::int4,
+                     num_teams
+                 FROM batch
+                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 RETURNING id
+             ), stored AS (
+                 INSERT INTO icewall_requests (job_id, body)
+                 SELECT id, body FROM batch JOIN made USING (id)
+             )
+             SELECT id, pg_notify('icewall_jobs', '')::text FROM made",
+            &[
+                &ids,
+                &keys,
+                &fingerprints,
+                &profiles,
+                &sections,
+                &teams,
+                &bodies,
+            ],
         )
         .await
         .map_err(unavailable)?
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let (stored_ids, bodies): (Vec<Uuid>, Vec<&[u8]>) = batch
-        .iter()
-        .filter(|pending| inserted.contains(&pending.id.uuid()))
-        .map(|pending| (pending.id.uuid(), pending.request.as_slice()))
-        .unzip();
-    if !stored_ids.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO icewall_requests (job_id, body)
-                 SELECT * FROM unnest($1::uuid[], $2::bytea[])",
-                &[&stored_ids, &bodies],
-            )
-            .await
-            .map_err(unavailable)?;
-    }
-    // Keys that made no row: some job has them already.
+    // Keys that made no row: a job has them already (committed: the insert waited for
+    // any transaction that held the key).
     let taken: Vec<&str> = batch
         .iter()
         .filter(|pending| !inserted.contains(&pending.id.uuid()))
@@ -131,7 +141,7 @@ async fn store(
     let holders: HashMap<String, (Uuid, Option<String>)> = if taken.is_empty() {
         HashMap::new()
     } else {
-        transaction
+        client
             .query(
                 "SELECT idempotency_key, id, request_fingerprint FROM icewall_jobs
                  WHERE idempotency_key = ANY($1)",
@@ -176,7 +186,7 @@ async fn store(
         })
         .collect();
     if !replayed.is_empty() {
-        transaction
+        client
             .execute(
                 "UPDATE icewall_jobs SET replayed = true WHERE id = ANY($1)",
                 &[&replayed],
@@ -184,12 +194,5 @@ async fn store(
             .await
             .map_err(unavailable)?;
     }
-    if !stored_ids.is_empty() {
-        transaction
-            .batch_execute("NOTIFY icewall_jobs")
-            .await
-            .map_err(unavailable)?;
-    }
-    transaction.commit().await.map_err(unavailable)?;
     Ok(answers)
 }

@@ -112,10 +112,20 @@ impl ClusterJobs {
 /// and the limit holds (an `IN (subquery)` may be run again, and claim more).
 async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, String> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let mut client = jobs.db().get().await.map_err(|error| error.to_string())?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
-    let rows = client
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| error.to_string())?;
+    // A claim the database loses in a crash only puts its jobs back in the queue (a
+    // result then finds its attempt gone, and is dropped): it need not wait for the disk.
+    transaction
+        .batch_execute("SET LOCAL synchronous_commit TO OFF")
+        .await
+        .map_err(|error| error.to_string())?;
+    let rows = transaction
         .query(
             "WITH picked AS MATERIALIZED (
                  SELECT id FROM icewall_jobs WHERE state = 'queued'
@@ -131,6 +141,10 @@ async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Stri
                  (SELECT body FROM icewall_requests WHERE job_id = job.id)",
             &[&limit, &inner.settings.node, &lease_ms],
         )
+        .await
+        .map_err(|error| error.to_string())?;
+    transaction
+        .commit()
         .await
         .map_err(|error| error.to_string())?;
     let mut claimed: Vec<ClaimedJob> = rows

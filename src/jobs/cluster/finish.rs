@@ -1,5 +1,6 @@
 //! Finishing a job in cluster mode: its result encoded on the worker (the file store's
-//! binary layout, its team log in chunks), then committed by group commit, and only
+//! binary layout, a large team log apart in chunks), then committed by group commit in
+//! one statement per batch, and only
 //! for the attempt that still holds the job's lease: a node that lost its lease (it was
 //! cut off, and the job runs elsewhere) has its result dropped, so that no job has two.
 
@@ -16,7 +17,8 @@ use crate::jobs::files::result_file::{self, LogPlace};
 use crate::jobs::{JobId, Unavailable};
 use crate::wall::Outcome;
 
-/// The team log is stored in chunks of this many bytes, and read back one at a time.
+/// A team log larger than this is stored apart, in chunks of this many bytes read back
+/// one at a time; a smaller one is inside the result (one row per job, not two).
 pub(super) const LOG_CHUNK: usize = 1024 * 1024;
 
 /// Most jobs, and about most bytes, one transaction takes.
@@ -26,10 +28,10 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// A job's outcome, ready for the database.
 pub(super) enum Encoded {
     Done {
-        /// The result in the binary layout of `result_file`, the log kept apart.
+        /// The result in the binary layout of `result_file`.
         body: Vec<u8>,
+        /// The team log in chunks, when it is not inside `body`.
         log: Vec<Vec<u8>>,
-        log_bytes: u64,
     },
     Failed(String),
 }
@@ -40,21 +42,23 @@ impl Encoded {
             Ok(outcome) => {
                 let mut log = ChunkWriter::default();
                 let written = outcome.log.write_to(&mut log).and_then(|()| {
-                    let log_bytes = log.len;
                     let mut body = Vec::new();
-                    result_file::write_done(
-                        &mut body,
-                        &outcome,
-                        LogPlace::File { len: log_bytes },
-                    )?;
-                    Ok((body, log_bytes))
+                    let log = if log.len <= LOG_CHUNK as u64 {
+                        result_file::write_done(
+                            &mut body,
+                            &outcome,
+                            LogPlace::Inline(&outcome.log),
+                        )?;
+                        Vec::new()
+                    } else {
+                        let len = log.len;
+                        result_file::write_done(&mut body, &outcome, LogPlace::File { len })?;
+                        log.chunks
+                    };
+                    Ok((body, log))
                 });
                 match written {
-                    Ok((body, log_bytes)) => Encoded::Done {
-                        body,
-                        log: log.finish(),
-                        log_bytes,
-                    },
+                    Ok((body, log)) => Encoded::Done { body, log },
                     Err(error) => Encoded::Failed(format!("the result cannot be encoded: {error}")),
                 }
             }
@@ -100,12 +104,6 @@ impl Write for ChunkWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl ChunkWriter {
-    fn finish(self) -> Vec<Vec<u8>> {
-        self.chunks
     }
 }
 
@@ -195,21 +193,13 @@ impl ClusterJobs {
     }
 }
 
-/// Stores a batch of results; returns the jobs whose attempt still held its lease
-/// (only theirs are stored).
+/// Stores a batch of results in one statement; returns the jobs whose attempt still
+/// held its lease (only theirs are stored).
 async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>, Unavailable> {
     let inner = &jobs.inner;
-    let mut client = jobs.db().get().await.map_err(unavailable)?;
-    let transaction = client.transaction().await.map_err(unavailable)?;
+    let client = jobs.db().get().await.map_err(unavailable)?;
     let ids: Vec<Uuid> = batch.iter().map(|finished| finished.id.uuid()).collect();
     let attempts: Vec<i32> = batch.iter().map(|finished| finished.attempt).collect();
-    let states: Vec<&str> = batch
-        .iter()
-        .map(|finished| match finished.record {
-            Encoded::Done { .. } => "done",
-            Encoded::Failed(_) => "failed",
-        })
-        .collect();
     let failures: Vec<Option<&str>> = batch
         .iter()
         .map(|finished| match &finished.record {
@@ -217,27 +207,63 @@ async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>,
             Encoded::Failed(reason) => Some(reason.as_str()),
         })
         .collect();
+    let bodies: Vec<Option<&[u8]>> = batch
+        .iter()
+        .map(|finished| match &finished.record {
+            Encoded::Done { body, .. } => Some(body.as_slice()),
+            Encoded::Failed(_) => None,
+        })
+        .collect();
     let sizes: Vec<i64> = batch
         .iter()
         .map(|finished| i64::try_from(finished.record.bytes()).unwrap_or(i64::MAX))
         .collect();
-    let kept: HashSet<Uuid> = transaction
+    let mut chunk_ids = Vec::new();
+    let mut chunk_numbers = Vec::new();
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    for finished in batch {
+        if let Encoded::Done { log, .. } = &finished.record {
+            for (number, chunk) in log.iter().enumerate() {
+                chunk_ids.push(finished.id.uuid());
+                chunk_numbers.push(i32::try_from(number).unwrap_or(i32::MAX));
+                chunks.push(chunk);
+            }
+        }
+    }
+    let kept = client
         .query(
-            "UPDATE icewall_jobs AS job
-             SET state = f.state, failure = f.failure, finished_at = now(),
-                 lease_owner = NULL, lease_expires_at = NULL, result_bytes = f.bytes
-             FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::int8[])
-                 AS f(id, attempt, state, failure, bytes)
-             WHERE job.id = f.id AND job.attempt = f.attempt AND job.lease_owner = $6
-                 AND job.state = 'running'
-             RETURNING job.id",
+            "WITH batch AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[], $5::bytea[])
+                     AS t(id, attempt, failure, bytes, body)
+             ), kept AS (
+                 UPDATE icewall_jobs AS job
+                 SET state = CASE WHEN batch.body IS NULL THEN 'failed' ELSE 'done' END,
+                     failure = batch.failure, finished_at = now(), lease_owner = NULL,
+                     lease_expires_at = NULL, result_bytes = batch.bytes
+                 FROM batch
+                 WHERE job.id = batch.id AND job.attempt = batch.attempt
+                     AND job.lease_owner = $6 AND job.state = 'running'
+                 RETURNING job.id
+             ), results AS (
+                 INSERT INTO icewall_results (job_id, body)
+                 SELECT id, body FROM batch JOIN kept USING (id) WHERE body IS NOT NULL
+             ), logs AS (
+                 INSERT INTO icewall_team_logs (job_id, chunk, bytes)
+                 SELECT id, chunk, bytes
+                 FROM unnest($7::uuid[], $8::int4[], $9::bytea[]) AS t(id, chunk, bytes)
+                 JOIN kept USING (id)
+             )
+             SELECT id FROM kept",
             &[
                 &ids,
                 &attempts,
-                &states,
                 &failures,
                 &sizes,
+                &bodies,
                 &inner.settings.node,
+                &chunk_ids,
+                &chunk_numbers,
+                &chunks,
             ],
         )
         .await
@@ -245,56 +271,5 @@ async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>,
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let mut result_ids = Vec::new();
-    let mut bodies: Vec<&[u8]> = Vec::new();
-    let mut log_sizes = Vec::new();
-    let mut log_counts = Vec::new();
-    let mut chunk_ids = Vec::new();
-    let mut chunk_numbers = Vec::new();
-    let mut chunks: Vec<&[u8]> = Vec::new();
-    for finished in batch {
-        let Encoded::Done {
-            body,
-            log,
-            log_bytes,
-        } = &finished.record
-        else {
-            continue;
-        };
-        let id = finished.id.uuid();
-        if !kept.contains(&id) {
-            continue;
-        }
-        result_ids.push(id);
-        bodies.push(body);
-        log_sizes.push(i64::try_from(*log_bytes).unwrap_or(i64::MAX));
-        log_counts.push(i32::try_from(log.len()).unwrap_or(i32::MAX));
-        for (number, chunk) in log.iter().enumerate() {
-            chunk_ids.push(id);
-            chunk_numbers.push(i32::try_from(number).unwrap_or(i32::MAX));
-            chunks.push(chunk);
-        }
-    }
-    if !result_ids.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO icewall_results (job_id, body, log_bytes, log_chunks)
-                 SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::int8[], $4::int4[])",
-                &[&result_ids, &bodies, &log_sizes, &log_counts],
-            )
-            .await
-            .map_err(unavailable)?;
-    }
-    if !chunk_ids.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO icewall_team_logs (job_id, chunk, bytes)
-                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::bytea[])",
-                &[&chunk_ids, &chunk_numbers, &chunks],
-            )
-            .await
-            .map_err(unavailable)?;
-    }
-    transaction.commit().await.map_err(unavailable)?;
     Ok(kept)
 }

@@ -133,7 +133,8 @@ impl ClusterJobs {
             .build()?;
         let handle = runtime.handle().clone();
         let db = connect(&cluster)?;
-        let applied = block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
+        let applied =
+            block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
         block_on_aside(
             &handle,

@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::claim::millis;
+use super::finish::LOG_CHUNK;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::files::result_file::{HEADER_LEN, ResultFile};
 use crate::jobs::modes::TeamLogReader;
@@ -21,6 +22,9 @@ use crate::jobs::registry::WallShape;
 use crate::jobs::service::{DeleteError, Removed};
 use crate::jobs::{JobId, JobInfo, JobState, Order, Status, StoreError, StoredWork, Unavailable};
 use crate::wall::Summary;
+
+/// A result read from the database, open.
+type FetchedResult = ResultFile<Arc<[u8]>>;
 
 /// How often a waiter looks at a job that another node runs (one this node runs wakes
 /// it at once).
@@ -208,33 +212,36 @@ impl ClusterJobs {
     /// # Errors
     /// `Missing`, or `Unavailable`.
     pub fn team_log(&self, id: JobId) -> Result<(TeamLogReader, u64), StoreError> {
-        let db = self.db().clone();
-        let (length, chunks) = self
-            .block_on_db(async move {
-                let client = db.get().await.map_err(unavailable)?;
-                let row = client
-                    .query_opt(
-                        "SELECT log_bytes, log_chunks FROM icewall_results WHERE job_id = $1",
-                        &[&id.uuid()],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                Ok::<_, Unavailable>(row.map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(1))))
-            })??
-            .ok_or(StoreError::Missing)?;
-        let reader = ChunkedLog {
-            jobs: self.clone(),
-            id,
-            next_chunk: 0,
-            chunks,
-            chunk: Vec::new(),
-            read: 0,
-        };
-        Ok((Box::new(reader), u64::try_from(length).unwrap_or(0)))
+        let (bytes, result) = self.result_bytes(id)?;
+        if let Some(length) = result.log_file_len() {
+            let reader = ChunkedLog {
+                jobs: self.clone(),
+                id,
+                next_chunk: 0,
+                chunks: length.div_ceil(LOG_CHUNK as u64),
+                chunk: Vec::new(),
+                read: 0,
+            };
+            return Ok((Box::new(reader), length));
+        }
+        let (start, length) = result.inline_log_span()?;
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
+        if end > bytes.len() {
+            return Err(StoreError::Damaged("its team log is cut short".to_owned()));
+        }
+        let mut log = io::Cursor::new(bytes);
+        log.set_position(start as u64);
+        Ok((Box::new(log.take(length)), length))
     }
 
     /// A done job's result, from the cache or the database, its header and trailer checked.
-    fn result(&self, id: JobId) -> Result<ResultFile<Arc<[u8]>>, StoreError> {
+    fn result(&self, id: JobId) -> Result<FetchedResult, StoreError> {
+        self.result_bytes(id).map(|(_, result)| result)
+    }
+
+    /// A done job's result and its bytes.
+    fn result_bytes(&self, id: JobId) -> Result<(Arc<[u8]>, FetchedResult), StoreError> {
         let bytes = match self.inner.cache.get(id) {
             Some(bytes) => bytes,
             None => {
@@ -262,7 +269,7 @@ impl ClusterJobs {
             .get(..head.len())
             .ok_or_else(|| StoreError::Damaged("its header is cut short".to_owned()))?;
         head.copy_from_slice(start);
-        ResultFile::open(bytes, &head)
+        Ok((Arc::clone(&bytes), ResultFile::open(bytes, &head)?))
     }
 
     /// Checks that the database answers and takes a write now (for `/readyz`). Blocks.
@@ -294,8 +301,9 @@ impl ClusterJobs {
 
 /// Deletes a finished job or cancels a queued one; a running job is left alone.
 pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> {
-    let client = db.get().await.map_err(unavailable)?;
-    let removed = client
+    let mut client = db.get().await.map_err(unavailable)?;
+    let transaction = client.transaction().await.map_err(unavailable)?;
+    let removed = transaction
         .query_opt(
             "DELETE FROM icewall_jobs WHERE id = $1 AND state <> 'running' RETURNING state",
             &[&id.uuid()],
@@ -303,12 +311,15 @@ pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> 
         .await
         .map_err(unavailable)?;
     if let Some(row) = removed {
-        return Ok(match row.get::<_, &str>(0) {
+        let removed = match row.get::<_, &str>(0) {
             "queued" => Removed::Cancelled,
             _ => Removed::Deleted,
-        });
+        };
+        remove_stored(&transaction, &[id.uuid()]).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        return Ok(removed);
     }
-    let running = client
+    let running = transaction
         .query_opt("SELECT 1 FROM icewall_jobs WHERE id = $1", &[&id.uuid()])
         .await
         .map_err(unavailable)?;
@@ -318,12 +329,31 @@ pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> 
     })
 }
 
+/// Removes what removed jobs had stored. A statement of its own, after the one that
+/// removed their rows: it sees what a result committed while that one waited for a
+/// row's lock left behind.
+pub(super) async fn remove_stored(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<(), Unavailable> {
+    transaction
+        .execute(
+            "WITH requests AS (DELETE FROM icewall_requests WHERE job_id = ANY($1)),
+                  results AS (DELETE FROM icewall_results WHERE job_id = ANY($1))
+             DELETE FROM icewall_team_logs WHERE job_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 /// A team log read from its chunks in order, one chunk in memory at a time.
 struct ChunkedLog {
     jobs: ClusterJobs,
     id: JobId,
-    next_chunk: i32,
-    chunks: i32,
+    next_chunk: u64,
+    chunks: u64,
     chunk: Vec<u8>,
     read: usize,
 }
@@ -335,7 +365,10 @@ impl Read for ChunkedLog {
                 return Ok(0);
             }
             let db = self.jobs.db().clone();
-            let (id, number) = (self.id.uuid(), self.next_chunk);
+            let (id, number) = (
+                self.id.uuid(),
+                i32::try_from(self.next_chunk).unwrap_or(i32::MAX),
+            );
             let chunk = self
                 .jobs
                 .block_on_db(async move {

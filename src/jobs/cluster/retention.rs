@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use slog::{info, warn};
 
+use uuid::Uuid;
+
 use super::claim::millis;
+use super::reads::remove_stored;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::Unavailable;
 
@@ -20,21 +23,22 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Most jobs one batch removes.
 const BATCH: i64 = 1000;
 
-/// Each rule's batch: it removes up to `$1` jobs. `$2` is the rule's bound.
+/// Each rule's batch: it removes up to `$1` jobs and returns their ids. `$2` is the
+/// rule's bound.
 const RULES: [&str; 3] = [
     "DELETE FROM icewall_jobs WHERE id IN (
          SELECT id FROM icewall_jobs
          WHERE state IN ('done', 'failed')
              AND finished_at <= now() - $2::float8 * interval '1 millisecond'
-         ORDER BY finished_at LIMIT $1)",
+         ORDER BY finished_at LIMIT $1) RETURNING id",
     "DELETE FROM icewall_jobs WHERE id IN (
          SELECT id FROM icewall_jobs WHERE state IN ('done', 'failed')
-         ORDER BY finished_at DESC, id DESC OFFSET $2::float8::int8 LIMIT $1)",
+         ORDER BY finished_at DESC, id DESC OFFSET $2::float8::int8 LIMIT $1) RETURNING id",
     "DELETE FROM icewall_jobs WHERE id IN (
          SELECT id FROM (
              SELECT id, sum(result_bytes) OVER (ORDER BY finished_at DESC, id DESC) AS kept
              FROM icewall_jobs WHERE state IN ('done', 'failed')) AS newest_first
-         WHERE kept > $2::float8 LIMIT $1)",
+         WHERE kept > $2::float8 LIMIT $1) RETURNING id",
 ];
 
 pub(super) async fn run(jobs: ClusterJobs) {
@@ -72,11 +76,16 @@ async fn sweep(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
             if !locked {
                 return Ok(removed);
             }
-            let batch = transaction
-                .execute(*rule, &[&BATCH, &bound])
+            let gone: Vec<Uuid> = transaction
+                .query(*rule, &[&BATCH, &bound])
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            remove_stored(&transaction, &gone).await?;
             transaction.commit().await.map_err(unavailable)?;
+            let batch = gone.len() as u64;
             removed += batch;
             if batch < BATCH as u64 {
                 break;

@@ -40,18 +40,21 @@ CREATE INDEX icewall_jobs_finished ON icewall_jobs (finished_at) WHERE state IN 
 CREATE INDEX icewall_jobs_by_state ON icewall_jobs (state, id);
 CREATE UNIQUE INDEX icewall_jobs_idempotency ON icewall_jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- Written once beside a job's row, removed with it (by `delete` and the sweep, in the
+-- transaction that removes the row). No foreign keys: a key check would lock the
+-- job's row for each insert, on the path every job takes.
 CREATE TABLE icewall_requests (
-    job_id uuid PRIMARY KEY REFERENCES icewall_jobs (id) ON DELETE CASCADE,
+    job_id uuid PRIMARY KEY,
     body bytea NOT NULL
 );
+-- A done job's result in the file store's binary layout, its team log inline unless
+-- it is large; a large log is in icewall_team_logs, in chunks read one at a time.
 CREATE TABLE icewall_results (
-    job_id uuid PRIMARY KEY REFERENCES icewall_jobs (id) ON DELETE CASCADE,
-    body bytea NOT NULL,
-    log_bytes bigint NOT NULL,
-    log_chunks integer NOT NULL
+    job_id uuid PRIMARY KEY,
+    body bytea NOT NULL
 );
 CREATE TABLE icewall_team_logs (
-    job_id uuid NOT NULL REFERENCES icewall_jobs (id) ON DELETE CASCADE,
+    job_id uuid NOT NULL,
     chunk integer NOT NULL,
     bytes bytea NOT NULL,
     PRIMARY KEY (job_id, chunk)

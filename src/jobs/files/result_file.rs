@@ -470,6 +470,15 @@ impl<B: ResultBytes> ResultFile<B> {
             .sum())
     }
 
+    /// Where the inline team log is: its first byte and its length.
+    ///
+    /// # Errors
+    /// `Damaged` for a failed job's result.
+    pub fn inline_log_span(&self) -> Result<(u64, u64), StoreError> {
+        self.expect_done()?;
+        Ok((self.layout.log, self.layout.trailer - self.layout.log))
+    }
+
     /// The length of the team log kept in `<id>.log`; `None` when it is inline.
     pub fn log_file_len(&self) -> Option<u64> {
         (self.header.log_file_len != LOG_INLINE).then_some(self.header.log_file_len)
@@ -517,9 +526,9 @@ impl ResultFile<File> {
     /// # Errors
     /// `Damaged` for a failed job's file, `Io` when the file cannot be positioned.
     pub fn into_inline_log(mut self) -> Result<(File, u64), StoreError> {
-        self.expect_done()?;
-        self.file.seek(SeekFrom::Start(self.layout.log))?;
-        Ok((self.file, self.layout.trailer - self.layout.log))
+        let (start, length) = self.inline_log_span()?;
+        self.file.seek(SeekFrom::Start(start))?;
+        Ok((self.file, length))
     }
 }
 
