@@ -447,7 +447,10 @@ fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
     let (in_cluster, in_files) = (submit(&cluster), submit(&files));
     let log = read_log(&cluster, &in_cluster);
     assert!(log.len() > 8 << 20, "{} bytes", log.len());
-    assert!(log == read_log(&files, &in_files), "the two stores' logs differ");
+    assert!(
+        log == read_log(&files, &in_files),
+        "the two stores' logs differ"
+    );
     assert_eq!(
         one_row(
             pg,

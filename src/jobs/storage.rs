@@ -1,9 +1,10 @@
-//! The storage seam: everything the job service needs to keep durably (the accept
-//! journal, results written once, start-up recovery, tombstones and idempotency
-//! records) behind one trait. The file store (`files/`) is its implementation; the
-//! PostgreSQL store of cluster mode is meant to be the second.
+//! The storage seam of a node on its own: everything `LocalJobs` needs to keep durably
+//! (the accept journal, results written once, start-up recovery, tombstones and
+//! idempotency records) behind one trait, with the file store (`files/`) behind it.
+//! Cluster mode is not a second `Storage`: there the database is the truth about every
+//! job, so it plugs in one level up, as a second `Jobs` (see ARCHITECTURE.md).
 //!
-//! Choices made so that a database store fits:
+//! Choices made when a database store was meant to fit here (they still hold):
 //! - **Completion callbacks, not `async fn`.** `accept` and `commit` hand their answer
 //!   to `then` on the store's own thread, once the write is durable. Each store batches
 //!   inside itself (the file store's journal and group sync; a database's one
