@@ -15,6 +15,7 @@ on_both_stores!(
     bad_days_and_profiles_get_400_and_missing_profiles_404,
     questions_on_an_unfinished_job_get_409,
     jobs_are_listed_oldest_first_in_pages,
+    a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted,
     a_panicking_job_fails_alone_and_the_pool_keeps_its_size,
     unknown_routes_and_wrong_methods_answer_json,
     the_openapi_document_describes_every_endpoint,
@@ -341,10 +342,9 @@ fn jobs_are_listed_oldest_first_in_pages(store: Store) {
     }
 }
 
-#[test]
-fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
+fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&[
+    let server = store.start(&[
         "--workers",
         "1",
         "--max-queue",
