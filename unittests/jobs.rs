@@ -14,6 +14,7 @@ on_both_stores!(
     a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values,
     a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0,
     cancelled_jobs_do_not_keep_the_queue_full,
+    a_log_read_racing_its_delete_gets_the_whole_log_or_404,
     the_openapi_document_gives_the_flag_bound_parameters_their_maximum,
 );
 
@@ -506,6 +507,46 @@ fn log_reads_racing_deletes_of_log_files_never_answer_500() {
         }
     }
     assert!(!seen.contains_key(&500), "{seen:?}");
+}
+
+fn a_log_read_racing_its_delete_gets_the_whole_log_or_404(store: Store) {
+    let server = store.start(&[]);
+    let ids: Vec<String> = (0..50).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    for id in &ids {
+        let url = server.url(&format!("/api/jobs/{id}/log"));
+        // Each reader reads the log, body and all, until the delete has taken it.
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        match ureq::get(&url).call() {
+                            Ok(response) => {
+                                let log = response
+                                    .into_string()
+                                    .unwrap_or_else(|error| panic!("{url}: cut short: {error}"));
+                                assert_eq!(log.lines().count(), 12, "{url}: {log:?}");
+                            }
+                            Err(ureq::Error::Status(status, response)) => {
+                                return (status, response.into_string().unwrap());
+                            }
+                            Err(error) => panic!("{url}: no answer: {error}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        for reader in readers {
+            let (status, body) = reader.join().unwrap();
+            assert_eq!(status, 404, "{body}");
+            assert!(body.contains("Invalid job_id"), "{body}");
+        }
+    }
 }
 
 #[test]

@@ -205,29 +205,43 @@ impl ClusterJobs {
     /// A done job's team log, read from the database a chunk at a time as it is read.
     /// Blocks, and so does reading it.
     ///
+    /// The first chunk is read with the length, in one statement, so that a delete
+    /// racing the read gives either `Missing` (a 404) or a log that can be sent: never
+    /// a length promised to the client with no bytes behind it. A log of one chunk
+    /// (1 MiB, nearly every log) is then whole; a longer one deleted while it streams
+    /// still ends early.
+    ///
     /// # Errors
     /// `Missing`, or `Unavailable`.
     pub fn team_log(&self, id: JobId) -> Result<(TeamLogReader, u64), StoreError> {
         let db = self.db().clone();
-        let (length, chunks) = self
+        let (length, chunks, first) = self
             .block_on_db(async move {
                 let client = db.get().await.map_err(unavailable)?;
                 let row = client
                     .query_opt(
-                        "SELECT log_bytes, log_chunks FROM icewall_results WHERE job_id = $1",
+                        "SELECT result.log_bytes, result.log_chunks, log.bytes
+                         FROM icewall_results AS result
+                         LEFT JOIN icewall_team_logs AS log
+                             ON log.job_id = result.job_id AND log.chunk = 0
+                         WHERE result.job_id = $1",
                         &[&id.uuid()],
                     )
                     .await
                     .map_err(unavailable)?;
-                Ok::<_, Unavailable>(row.map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(1))))
+                Ok::<_, Unavailable>(row.map(|row| {
+                    let first: Option<Vec<u8>> = row.get(2);
+                    (row.get::<_, i64>(0), row.get::<_, i32>(1), first)
+                }))
             })??
             .ok_or(StoreError::Missing)?;
         let reader = ChunkedLog {
             jobs: self.clone(),
             id,
-            next_chunk: 0,
+            next_chunk: 1,
             chunks,
-            chunk: Vec::new(),
+            // An empty log has no chunk at all.
+            chunk: first.unwrap_or_default(),
             read: 0,
         };
         Ok((Box::new(reader), u64::try_from(length).unwrap_or(0)))
