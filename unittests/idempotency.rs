@@ -10,6 +10,7 @@ on_both_stores!(
     the_same_key_and_request_give_the_same_job,
     bad_keys_are_refused,
     concurrent_requests_with_one_key_make_one_job,
+    a_removed_job_frees_its_key,
 );
 
 fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> crate::common::Reply {
@@ -93,6 +94,20 @@ fn concurrent_requests_with_one_key_make_one_job(store: Store) {
         .collect();
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(server.listed_jobs(), 1);
+}
+
+fn a_removed_job_frees_its_key(store: Store) {
+    let server = store.start(&[]);
+    let removed = job_id(&submit(&server, "reused", "application/json", EXAMPLE_JSON));
+    server.wait_finished(&removed);
+    let reply = server.request("DELETE", &format!("/api/jobs/{removed}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let fresh = submit(&server, "reused", "text/plain", "1 2 3\n");
+    assert_eq!(fresh.replayed.as_deref(), Some("false"));
+    let fresh = job_id(&fresh);
+    assert_ne!(fresh, removed);
+    assert_eq!(server.wait_finished(&fresh)["data"]["days"], 29);
     assert_eq!(server.listed_jobs(), 1);
 }
 
