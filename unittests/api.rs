@@ -1,11 +1,35 @@
 //! The HTTP contract of API.md, against the real server on port 0: the example wall
-//! through every endpoint, and every error status with its reason.
+//! through every endpoint, and every error status with its reason. Each test runs on
+//! both stores (`files::` and `postgres::`) but those about the file store's own files.
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, wait_until};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, Store, on_both_stores, wait_until};
 
-#[test]
-fn example_wall_answers_every_job_endpoint() {
-    let server = Server::start(&[]);
+on_both_stores!(
+    example_wall_answers_every_job_endpoint,
+    text_configs_take_num_teams_from_the_query,
+    own_wall_answers_with_or_without_trailing_slash,
+    own_wall_comes_from_profiles_and_num_teams,
+    bad_configs_get_400_naming_where_and_why,
+    limits_on_sections_body_and_content_type,
+    unknown_or_malformed_job_ids_get_404,
+    bad_days_and_profiles_get_400_and_missing_profiles_404,
+    questions_on_an_unfinished_job_get_409,
+    jobs_are_listed_oldest_first_in_pages,
+    a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted,
+    a_panicking_job_fails_alone_and_the_pool_keeps_its_size,
+    unknown_routes_and_wrong_methods_answer_json,
+    the_openapi_document_describes_every_endpoint,
+    every_operation_in_the_openapi_document_has_its_own_operation_id,
+    a_streamed_answer_is_not_held_back_by_delayed_acks,
+    a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page,
+    a_wall_that_needs_no_work_has_an_empty_team_log,
+    head_answers_wherever_get_does_with_the_same_headers_and_no_body,
+    a_text_config_with_bare_cr_line_ends_is_three_profiles,
+    json_numbers_are_read_as_written,
+);
+
+fn example_wall_answers_every_job_endpoint(store: Store) {
+    let server = store.start(&[]);
     let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(reply.status, 202);
     let id = reply.json()["job_id"].as_str().unwrap().to_owned();
@@ -99,9 +123,8 @@ fn team_log_files_sit_beside_results_and_survive_a_change_of_layout() {
     assert!(server.shutdown().success());
 }
 
-#[test]
-fn text_configs_take_num_teams_from_the_query() {
-    let server = Server::start(&[]);
+fn text_configs_take_num_teams_from_the_query(store: Store) {
+    let server = store.start(&[]);
     let unlimited = server.post("/api/simulate", "text/plain", EXAMPLE_TEXT.as_bytes());
     let teams = server.post(
         "/api/simulate?num_teams=2",
@@ -124,9 +147,8 @@ fn text_configs_take_num_teams_from_the_query() {
     );
 }
 
-#[test]
-fn own_wall_answers_with_or_without_trailing_slash() {
-    let server = Server::start(&[]);
+fn own_wall_answers_with_or_without_trailing_slash(store: Store) {
+    let server = store.start(&[]);
     for slash in ["", "/"] {
         let ask = |path: &str| server.get(&format!("{path}{slash}")).json();
         assert_eq!(
@@ -155,23 +177,18 @@ fn own_wall_answers_with_or_without_trailing_slash() {
     assert_eq!(logs.body.lines().count(), 18);
 }
 
-#[test]
-fn own_wall_comes_from_profiles_and_num_teams() {
+fn own_wall_comes_from_profiles_and_num_teams(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let server = Server::start_in(
-        dir.path(),
-        &["--profiles", wall.to_str().unwrap(), "--num-teams", "3"],
-    );
+    let server = store.start(&["--profiles", wall.to_str().unwrap(), "--num-teams", "3"]);
     assert_eq!(server.get("/profiles/3/days/16").json()["ice_amount"], 585);
     assert_eq!(server.get("/profiles/logs").body.lines().count(), 12);
     assert_eq!(server.get("/profiles/config").json()["num_teams"], 3);
 }
 
-#[test]
-fn bad_configs_get_400_naming_where_and_why() {
-    let server = Server::start(&[]);
+fn bad_configs_get_400_naming_where_and_why(store: Store) {
+    let server = store.start(&[]);
     let cases: [(&str, &str, &str); 6] = [
         (
             "text/plain",
@@ -218,9 +235,8 @@ fn bad_configs_get_400_naming_where_and_why() {
     assert!(reply.reason().contains("more than 2000 sections"));
 }
 
-#[test]
-fn limits_on_sections_body_and_content_type() {
-    let server = Server::start(&["--max-body", "1000", "--max-sections", "5"]);
+fn limits_on_sections_body_and_content_type(store: Store) {
+    let server = store.start(&["--max-body", "1000", "--max-sections", "5"]);
     let reply = server.post("/api/simulate", "text/plain", b"1 2 3\n4 5 6\n");
     assert_eq!(reply.status, 400);
     assert!(reply.reason().contains("more than 5 sections in all"));
@@ -234,9 +250,8 @@ fn limits_on_sections_body_and_content_type() {
     }
 }
 
-#[test]
-fn unknown_or_malformed_job_ids_get_404() {
-    let server = Server::start(&[]);
+fn unknown_or_malformed_job_ids_get_404(store: Store) {
+    let server = store.start(&[]);
     let unknown = "0192f0c5-7b7e-4c3a-9d1e-2f3b4c5d6e7f";
     for id in [
         unknown,
@@ -259,9 +274,8 @@ fn unknown_or_malformed_job_ids_get_404() {
     assert_eq!(server.get(&format!("/api/jobs/{unknown}/log")).status, 404);
 }
 
-#[test]
-fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
-    let server = Server::start(&[]);
+fn bad_days_and_profiles_get_400_and_missing_profiles_404(store: Store) {
+    let server = store.start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     for bad in ["0", "-1", "x", "99999999999999999999", "1.5"] {
@@ -289,10 +303,9 @@ fn bad_days_and_profiles_get_400_and_missing_profiles_404() {
     assert_eq!(server.get("/profiles/4/overview/1").status, 404);
 }
 
-#[test]
-fn questions_on_an_unfinished_job_get_409() {
+fn questions_on_an_unfinished_job_get_409(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let server = store.start(&["--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
     assert!(status == "queued" || status == "running", "{status}");
@@ -307,9 +320,8 @@ fn questions_on_an_unfinished_job_get_409() {
     assert_eq!(server.get("/api/num_jobs").json()["num_jobs"], 0);
 }
 
-#[test]
-fn jobs_are_listed_oldest_first_in_pages() {
-    let server = Server::start(&[]);
+fn jobs_are_listed_oldest_first_in_pages(store: Store) {
+    let server = store.start(&[]);
     let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let page = |query: &str| -> Vec<String> {
         let reply = server.get(&format!("/api/jobs{query}")).json();
@@ -330,10 +342,9 @@ fn jobs_are_listed_oldest_first_in_pages() {
     }
 }
 
-#[test]
-fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted() {
+fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&[
+    let server = store.start(&[
         "--workers",
         "1",
         "--max-queue",
@@ -416,10 +427,9 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
     );
 }
 
-#[test]
-fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
+fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&[
+    let server = store.start(&[
         "--workers",
         "2",
         "--debug-panic-on-num-teams",
@@ -453,9 +463,8 @@ fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size() {
     }
 }
 
-#[test]
-fn unknown_routes_and_wrong_methods_answer_json() {
-    let server = Server::start(&[]);
+fn unknown_routes_and_wrong_methods_answer_json(store: Store) {
+    let server = store.start(&[]);
     let reply = server.get("/nowhere");
     assert_eq!(reply.status, 404);
     assert_eq!(reply.reason(), "no such endpoint: GET /nowhere");
@@ -478,9 +487,8 @@ fn unknown_routes_and_wrong_methods_answer_json() {
     }
 }
 
-#[test]
-fn the_openapi_document_describes_every_endpoint() {
-    let server = Server::start(&[]);
+fn the_openapi_document_describes_every_endpoint(store: Store) {
+    let server = store.start(&[]);
     let document = server.get("/api/openapi.json").json();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
@@ -523,9 +531,8 @@ fn the_openapi_document_describes_every_endpoint() {
     }
 }
 
-#[test]
-fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
-    let server = Server::start(&[]);
+fn every_operation_in_the_openapi_document_has_its_own_operation_id(store: Store) {
+    let server = store.start(&[]);
     let document = server.get("/api/openapi.json").json();
     let methods = [
         "get", "head", "post", "put", "patch", "delete", "options", "trace",
@@ -555,9 +562,8 @@ fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
     }
 }
 
-#[test]
-fn a_streamed_answer_is_not_held_back_by_delayed_acks() {
-    let server = Server::start(&[]);
+fn a_streamed_answer_is_not_held_back_by_delayed_acks(store: Store) {
+    let server = store.start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     // One keep-alive connection; a body sent apart from its headers used to wait for the
@@ -587,10 +593,9 @@ fn feet_of(height: u64) -> u64 {
     30 - height
 }
 
-#[test]
-fn a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page() {
+fn a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page(store: Store) {
     const PROFILES: u64 = 5000;
-    let server = Server::start(&[
+    let server = store.start(&[
         "--max-summary-profiles",
         "100",
         "--debug-panic-on-num-teams",
@@ -698,10 +703,9 @@ fn a_wall_of_many_profiles_gets_a_bounded_summary_and_its_rows_page_by_page() {
     assert!(reply.reason().starts_with("the job failed"));
 }
 
-#[test]
-fn a_wall_that_needs_no_work_has_an_empty_team_log() {
+fn a_wall_that_needs_no_work_has_an_empty_team_log(store: Store) {
     for layout in ["inline", "files"] {
-        let server = Server::start(&["--team-logs", layout]);
+        let server = store.start(&["--team-logs", layout]);
         for body in [
             r#"{"profiles": [[30, 30], [30]]}"#,
             r#"{"profiles": [[30, 30], [30]], "num_teams": 2}"#,
@@ -719,9 +723,8 @@ fn a_wall_that_needs_no_work_has_an_empty_team_log() {
     }
 }
 
-#[test]
-fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
-    let server = Server::start(&[]);
+fn head_answers_wherever_get_does_with_the_same_headers_and_no_body(store: Store) {
+    let server = store.start(&[]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     let agent = ureq::AgentBuilder::new().build();
@@ -774,9 +777,8 @@ fn head_answers_wherever_get_does_with_the_same_headers_and_no_body() {
     assert_eq!(server.get("/readyz").status, 200);
 }
 
-#[test]
-fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
-    let server = Server::start(&[]);
+fn a_text_config_with_bare_cr_line_ends_is_three_profiles(store: Store) {
+    let server = store.start(&[]);
     let reply = server.post(
         "/api/simulate",
         "text/plain",
@@ -798,9 +800,8 @@ fn a_text_config_with_bare_cr_line_ends_is_three_profiles() {
     );
 }
 
-#[test]
-fn json_numbers_are_read_as_written() {
-    let server = Server::start(&[]);
+fn json_numbers_are_read_as_written(store: Store) {
+    let server = store.start(&[]);
     let id = server.submit_json(r#"{"profiles": [[21, 25, 28], [17], [17, 22, 17, 19, -0]]}"#);
     assert_eq!(server.wait_finished(&id)["status"], "done");
     for (token, expected) in [

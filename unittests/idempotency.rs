@@ -1,7 +1,17 @@
 //! `Idempotency-Key`: a retried submission gets the job the first one made, even across
 //! a restart; the same key with another request is a 422; a removed job frees its key.
+//! The tests without a restart or the file store's files run on both stores.
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, count_files, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, EXAMPLE_TEXT, Server, Store, count_files, on_both_stores, wait_until,
+};
+
+on_both_stores!(
+    the_same_key_and_request_give_the_same_job,
+    bad_keys_are_refused,
+    concurrent_requests_with_one_key_make_one_job,
+    a_removed_job_frees_its_key,
+);
 
 fn submit(server: &Server, key: &str, content_type: &str, body: &str) -> crate::common::Reply {
     server.post_with(
@@ -16,9 +26,8 @@ fn job_id(reply: &crate::common::Reply) -> String {
     reply.json()["job_id"].as_str().unwrap().to_owned()
 }
 
-#[test]
-fn the_same_key_and_request_give_the_same_job() {
-    let server = Server::start(&[]);
+fn the_same_key_and_request_give_the_same_job(store: Store) {
+    let server = store.start(&[]);
     let first = submit(&server, "order-42", "application/json", EXAMPLE_JSON);
     assert_eq!(first.replayed.as_deref(), Some("false"));
     let id = job_id(&first);
@@ -45,9 +54,8 @@ fn the_same_key_and_request_give_the_same_job() {
     assert_eq!(server.wait_finished(&id)["data"]["days"], 31);
 }
 
-#[test]
-fn bad_keys_are_refused() {
-    let server = Server::start(&[]);
+fn bad_keys_are_refused(store: Store) {
+    let server = store.start(&[]);
     for key in [
         "k".repeat(256),
         "with space".to_owned(),
@@ -60,9 +68,8 @@ fn bad_keys_are_refused() {
     assert_eq!(server.listed_jobs(), 0);
 }
 
-#[test]
-fn concurrent_requests_with_one_key_make_one_job() {
-    let server = Server::start(&[]);
+fn concurrent_requests_with_one_key_make_one_job(store: Store) {
+    let server = store.start(&[]);
     let replies: Vec<crate::common::Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| submit(&server, "same", "application/json", EXAMPLE_JSON)))
@@ -87,6 +94,20 @@ fn concurrent_requests_with_one_key_make_one_job() {
         .collect();
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(server.listed_jobs(), 1);
+}
+
+fn a_removed_job_frees_its_key(store: Store) {
+    let server = store.start(&[]);
+    let removed = job_id(&submit(&server, "reused", "application/json", EXAMPLE_JSON));
+    server.wait_finished(&removed);
+    let reply = server.request("DELETE", &format!("/api/jobs/{removed}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let fresh = submit(&server, "reused", "text/plain", "1 2 3\n");
+    assert_eq!(fresh.replayed.as_deref(), Some("false"));
+    let fresh = job_id(&fresh);
+    assert_ne!(fresh, removed);
+    assert_eq!(server.wait_finished(&fresh)["data"]["days"], 29);
     assert_eq!(server.listed_jobs(), 1);
 }
 

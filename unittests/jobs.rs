@@ -1,8 +1,22 @@
 //! A job's record (`GET /api/jobs/<id>`), waiting for a result (`?wait=`), and the
-//! filtered, ordered job list, against the real server on port 0.
+//! filtered, ordered job list, against the real server on port 0. Each test runs on
+//! both stores (`files::` and `postgres::`) but those about the file store's own files.
 
-use crate::common::{EXAMPLE_JSON, Gate, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server, Store, on_both_stores};
 use serde_json::Value;
+
+on_both_stores!(
+    a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed,
+    a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404,
+    finished_jobs_are_listed_by_status_either_way_and_paged,
+    queued_and_running_jobs_are_listed_by_status,
+    a_waiter_gets_the_result_as_soon_as_the_job_finishes,
+    a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values,
+    a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0,
+    cancelled_jobs_do_not_keep_the_queue_full,
+    a_log_read_racing_its_delete_gets_the_whole_log_or_404,
+    the_openapi_document_gives_the_flag_bound_parameters_their_maximum,
+);
 
 fn record(server: &Server, id: &str) -> Value {
     let reply = server.get(&format!("/api/jobs/{id}"));
@@ -22,9 +36,8 @@ fn assert_timestamp(value: &Value) {
     );
 }
 
-#[test]
-fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
-    let server = Server::start(&[]);
+fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed(store: Store) {
+    let server = store.start(&[]);
     let submit = |key: &str| {
         let reply = server.post_with(
             "/api/simulate",
@@ -92,9 +105,8 @@ fn a_jobs_record_tells_its_times_its_size_and_whether_it_was_replayed() {
     assert_eq!(fields, expected);
 }
 
-#[test]
-fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404() {
-    let server = Server::start(&["--debug-panic-on-num-teams", "7"]);
+fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404(store: Store) {
+    let server = store.start(&["--debug-panic-on-num-teams", "7"]);
     let id = server.submit_json(r#"{"profiles": [[1, 2]], "num_teams": 7}"#);
     server.wait_finished(&id);
     let failed = record(&server, &id);
@@ -184,9 +196,8 @@ fn page_through(server: &Server, query: &str, limit: usize) -> Vec<String> {
     }
 }
 
-#[test]
-fn finished_jobs_are_listed_by_status_either_way_and_paged() {
-    let server = Server::start(&["--debug-panic-on-num-teams", "7"]);
+fn finished_jobs_are_listed_by_status_either_way_and_paged(store: Store) {
+    let server = store.start(&["--debug-panic-on-num-teams", "7"]);
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for n in 0..7 {
@@ -263,11 +274,18 @@ fn finished_jobs_are_listed_by_status_either_way_and_paged() {
     }
 }
 
-#[test]
-fn queued_and_running_jobs_are_listed_by_status() {
-    // One worker and held jobs: the first runs, the others wait behind it.
+fn queued_and_running_jobs_are_listed_by_status(store: Store) {
+    // One worker and held jobs: the first runs, the others wait behind it. A cluster
+    // node claims none ahead of its free workers here: a claimed job reads `running`.
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = store.start(&[
+        "--workers",
+        "1",
+        "--claim-ahead",
+        "0",
+        "--debug-job-gate",
+        &gate.path(),
+    ]);
     let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == ids[..1]
@@ -285,10 +303,9 @@ fn queued_and_running_jobs_are_listed_by_status() {
     assert_eq!(listed(&server, "?order=newest&limit=1"), ids[3..]);
 }
 
-#[test]
-fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
+fn a_waiter_gets_the_result_as_soon_as_the_job_finishes(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let server = store.start(&["--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let asked = std::time::Instant::now();
     // Far longer than the job: an answer before it passes came from the finish. The
@@ -316,10 +333,9 @@ fn a_waiter_gets_the_result_as_soon_as_the_job_finishes() {
     );
 }
 
-#[test]
-fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
+fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values(store: Store) {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path(), "--max-wait", "5s"]);
+    let server = store.start(&["--debug-job-gate", &gate.path(), "--max-wait", "5s"]);
     let id = server.submit_json(EXAMPLE_JSON);
     // The job is held: these come back when their time is up. Any number the
     // OpenAPI document allows is taken, as a generated client may write it.
@@ -356,12 +372,11 @@ fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values() {
     );
 }
 
-#[test]
-fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
+fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0(store: Store) {
     // The job is held until the waiters are answered, who would wait 20 s: their
     // answers came from the shutdown.
     let gate = Gate::closed();
-    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let mut server = store.start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
     let url = server.url(&format!("/api/get_results/{id}?wait=20"));
     let waiters: Vec<_> = (0..3)
@@ -386,12 +401,15 @@ fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0() {
     assert!(server.wait_exit().success());
 }
 
-#[test]
-fn cancelled_jobs_do_not_keep_the_queue_full() {
+fn cancelled_jobs_do_not_keep_the_queue_full(store: Store) {
+    // A cluster node claims none ahead of its free workers here: a claimed job reads
+    // `running` and cannot be cancelled.
     let gate = Gate::closed();
-    let server = Server::start(&[
+    let server = store.start(&[
         "--workers",
         "1",
+        "--claim-ahead",
+        "0",
         "--max-queue",
         "2",
         "--debug-job-gate",
@@ -491,6 +509,46 @@ fn log_reads_racing_deletes_of_log_files_never_answer_500() {
     assert!(!seen.contains_key(&500), "{seen:?}");
 }
 
+fn a_log_read_racing_its_delete_gets_the_whole_log_or_404(store: Store) {
+    let server = store.start(&[]);
+    let ids: Vec<String> = (0..50).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    for id in &ids {
+        let url = server.url(&format!("/api/jobs/{id}/log"));
+        // Each reader reads the log, body and all, until the delete has taken it.
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        match ureq::get(&url).call() {
+                            Ok(response) => {
+                                let log = response
+                                    .into_string()
+                                    .unwrap_or_else(|error| panic!("{url}: cut short: {error}"));
+                                assert_eq!(log.lines().count(), 12, "{url}: {log:?}");
+                            }
+                            Err(ureq::Error::Status(status, response)) => {
+                                return (status, response.into_string().unwrap());
+                            }
+                            Err(error) => panic!("{url}: no answer: {error}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        for reader in readers {
+            let (status, body) = reader.join().unwrap();
+            assert_eq!(status, 404, "{body}");
+            assert!(body.contains("Invalid job_id"), "{body}");
+        }
+    }
+}
+
 #[test]
 fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
     let server = Server::start(&[]);
@@ -507,9 +565,8 @@ fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
     assert!(buried.lines().any(|line| line == id), "{buried:?}");
 }
 
-#[test]
-fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum() {
-    let server = Server::start(&["--max-wait", "7s", "--max-chart-width", "640"]);
+fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum(store: Store) {
+    let server = store.start(&["--max-wait", "7s", "--max-chart-width", "640"]);
     let document = server.get("/api/openapi.json").json();
     let maximum = |path: &str, name: &str| {
         document["paths"][path]["get"]["parameters"]

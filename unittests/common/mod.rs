@@ -46,6 +46,74 @@ pub fn count_files(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
         .count()
 }
 
+/// Where a server keeps its jobs: the file store of a node on its own, or a database of
+/// its own on the shared PostgreSQL (cluster mode, one node). The API tests take one as
+/// their argument and run once on each (see `on_both_stores!`), so the two cannot drift.
+#[derive(Clone, Copy, Debug)]
+pub enum Store {
+    Files,
+    Postgres,
+}
+
+impl Store {
+    /// Whether this store can be tested here: PostgreSQL may be missing on a developer's
+    /// machine (`postgres::shared` says so, or fails when it is required).
+    pub fn is_available(self) -> bool {
+        match self {
+            Store::Files => true,
+            Store::Postgres => postgres::shared().is_some(),
+        }
+    }
+
+    /// Starts a server on this store in a temporary directory of its own (its logs, and
+    /// its results on the file store); on PostgreSQL with `--database-url` of a fresh
+    /// database.
+    ///
+    /// # Panics
+    /// On PostgreSQL when it is not available: `on_both_stores!` skips such a test first.
+    pub fn start(self, args: &[&str]) -> Server {
+        match self {
+            Store::Files => Server::start(args),
+            Store::Postgres => {
+                let url = postgres::shared()
+                    .expect("on_both_stores! runs this test only with PostgreSQL")
+                    .create_database();
+                Server::start(&[args, &["--database-url", &url]].concat())
+            }
+        }
+    }
+}
+
+/// Runs each named test body, `fn name(store: Store)`, as two tests: `files::name` and
+/// `postgres::name` in the calling module, so that both run in one `cargo test` and
+/// either can be picked by its module (`cargo test api::postgres::`). A body left out
+/// of the list is dead code, which clippy refuses.
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        mod files {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::common::Store::Files);
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let store = $crate::common::Store::Postgres;
+                    if store.is_available() {
+                        super::$name(store);
+                    }
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_stores;
+
 /// A running server; killed on drop if the test did not stop it.
 pub struct Server {
     child: Child,

@@ -71,6 +71,7 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
                 Ok(claimed) => {
                     inner.metrics.claimed(started.elapsed());
                     full = claimed.len() == free;
+                    jobs.unqueued(claimed.len());
                     for job in claimed {
                         jobs.start_claimed(job);
                     }

@@ -101,8 +101,10 @@ struct Inner {
     draining: AtomicBool,
     /// Submissions between their shutdown check and their answer.
     accepts_in_progress: AtomicUsize,
-    /// The cluster's queued and running jobs, refreshed by the claimer (for `/metrics`
-    /// and the `--max-queue` bound, which is the cluster's).
+    /// The cluster's queued and running jobs, recounted by the heartbeat (for `/metrics`
+    /// and the `--max-queue` bound, which is the cluster's); in between, the queue count
+    /// follows this node's own accepts, claims and cancels, so that a burst on one node
+    /// meets the bound.
     cluster_queued: AtomicUsize,
     cluster_running: AtomicUsize,
     waiters: DashMap<JobId, Arc<Notify>>,
@@ -197,6 +199,7 @@ impl ClusterJobs {
                 id,
                 replayed: false,
             }) => {
+                inner.cluster_queued.fetch_add(1, Ordering::Relaxed);
                 metrics.job_accepted();
                 info!(inner.logger, "job accepted"; "job_id" => %id);
             }
@@ -216,8 +219,9 @@ impl ClusterJobs {
         if !self.is_accepting() {
             return Err(SubmitError::ShuttingDown);
         }
-        // The cluster's queue as last counted (within a poll interval): concurrent
-        // accepts on every node may pass the bound together.
+        // The cluster's queue as last counted (within a poll interval) and as this node
+        // changed it since: the other nodes' accepts since the count, and accepts in
+        // one batch, may pass the bound together.
         if inner.cluster_queued.load(Ordering::Relaxed) >= inner.max_queue {
             return Err(SubmitError::QueueFull);
         }
@@ -308,6 +312,7 @@ impl ClusterJobs {
         self.wake_waiters(id);
         match removed {
             Removed::Cancelled => {
+                self.unqueued(1);
                 self.inner.metrics.job_cancelled();
                 info!(self.inner.logger, "job cancelled"; "job_id" => %id);
             }
@@ -339,6 +344,16 @@ impl ClusterJobs {
         if let Some(runtime) = inner.runtime.lock().take() {
             runtime.shutdown_background();
         }
+    }
+
+    /// Takes jobs this node claimed or cancelled off its count of the cluster's queue,
+    /// which the heartbeat recounts from the database.
+    fn unqueued(&self, jobs: usize) {
+        let _ = self.inner.cluster_queued.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |queued| Some(queued.saturating_sub(jobs)),
+        );
     }
 
     /// Jobs this node has claimed and not yet finished.

@@ -209,12 +209,21 @@ impl ClusterJobs {
     /// A done job's team log, read from the database a chunk at a time as it is read.
     /// Blocks, and so does reading it.
     ///
+    /// The first chunk is read with the length, in one statement, so that a delete
+    /// racing the read gives either `Missing` (a 404) or a log that can be sent: never
+    /// a length promised to the client with no bytes behind it. A log of one chunk
+    /// (1 MiB, nearly every log) is then whole; a longer one deleted while it streams
+    /// still ends early.
+    ///
     /// # Errors
     /// `Missing`, or `Unavailable`.
     pub fn team_log(&self, id: JobId) -> Result<(TeamLogReader, u64), StoreError> {
         let (bytes, result) = self.result_bytes(id)?;
         if let Some(length) = result.log_file_len() {
-            let reader = ChunkedLog {
+            // The first chunk before the answer's headers: a log deleted meanwhile is a
+            // 404, not a body cut short (a long one deleted while it streams still ends
+            // early).
+            let mut reader = ChunkedLog {
                 jobs: self.clone(),
                 id,
                 next_chunk: 0,
@@ -222,6 +231,7 @@ impl ClusterJobs {
                 chunk: Vec::new(),
                 read: 0,
             };
+            reader.fetch_next().map_err(|_| StoreError::Missing)?;
             return Ok((Box::new(reader), length));
         }
         let (start, length) = result.inline_log_span()?;
@@ -358,36 +368,44 @@ struct ChunkedLog {
     read: usize,
 }
 
+impl ChunkedLog {
+    /// Reads the next chunk from the database into `chunk`.
+    fn fetch_next(&mut self) -> io::Result<()> {
+        let db = self.jobs.db().clone();
+        let (id, number) = (
+            self.id.uuid(),
+            i32::try_from(self.next_chunk).unwrap_or(i32::MAX),
+        );
+        let chunk = self
+            .jobs
+            .block_on_db(async move {
+                let client = db.get().await.map_err(unavailable)?;
+                client
+                    .query_opt(
+                        "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
+                        &[&id, &number],
+                    )
+                    .await
+                    .map_err(unavailable)
+            })
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?
+            // Deleted while it was read: the reader sees the log end early.
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        self.chunk = chunk.get(0);
+        self.read = 0;
+        self.next_chunk += 1;
+        Ok(())
+    }
+}
+
 impl Read for ChunkedLog {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read == self.chunk.len() {
             if self.next_chunk >= self.chunks {
                 return Ok(0);
             }
-            let db = self.jobs.db().clone();
-            let (id, number) = (
-                self.id.uuid(),
-                i32::try_from(self.next_chunk).unwrap_or(i32::MAX),
-            );
-            let chunk = self
-                .jobs
-                .block_on_db(async move {
-                    let client = db.get().await.map_err(unavailable)?;
-                    client
-                        .query_opt(
-                            "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
-                            &[&id, &number],
-                        )
-                        .await
-                        .map_err(unavailable)
-                })
-                .map_err(io::Error::other)?
-                .map_err(io::Error::other)?
-                // Deleted while it was read: the reader sees the log end early.
-                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            self.chunk = chunk.get(0);
-            self.read = 0;
-            self.next_chunk += 1;
+            self.fetch_next()?;
         }
         let take = buf.len().min(self.chunk.len() - self.read);
         buf[..take].copy_from_slice(&self.chunk[self.read..self.read + take]);
