@@ -16,6 +16,26 @@ use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
 use crate::jobs::{JobId, Unavailable};
 
+/// One batch of accepts (see `store`).
+const ACCEPT: &str = "WITH batch AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[],
+            $5::int8[], $6::int8[], $7::bytea[])
+            AS t(id, key, fingerprint, profiles, sections, num_teams, body)
+    ), made AS (
+        INSERT INTO icewall_jobs
+            (id, state, idempotency_key, request_fingerprint, profiles, sections,
+             num_teams)
+        SELECT id, 'queued', key, fingerprint, profiles::int4, sections::int4,
+            num_teams
+        FROM batch
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id
+    ), stored AS (
+        INSERT INTO icewall_requests (job_id, body)
+        SELECT id, body FROM batch JOIN made USING (id)
+    )
+    SELECT id, pg_notify('icewall_jobs', '')::text FROM made";
+
 /// Most submissions one transaction takes.
 const MAX_BATCH: usize = 512;
 
@@ -96,26 +116,10 @@ async fn store(
         .collect();
     // One statement, so one round trip and one commit for the whole batch: the jobs'
     // rows, their requests (for the rows made), and the notification, sent at commit.
+    let statement = client.prepare_cached(ACCEPT).await.map_err(unavailable)?;
     let inserted: HashSet<Uuid> = client
         .query(
-            "WITH batch AS (
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[],
-                     $5::int8[], $6::int8[], $7::bytea[])
-                     AS t(id, key, fingerprint, profiles, sections, num_teams, body)
-             ), made AS (
-                 INSERT INTO icewall_jobs
-                     (id, state, idempotency_key, request_fingerprint, profiles, sections,
-                      num_teams)
-                 SELECT id, 'queued', key, fingerprint, profiles::int4, sections::int4,
-                     num_teams
-                 FROM batch
-                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                 RETURNING id
-             ), stored AS (
-                 INSERT INTO icewall_requests (job_id, body)
-                 SELECT id, body FROM batch JOIN made USING (id)
-             )
-             SELECT id, pg_notify('icewall_jobs', '')::text FROM made",
+            &statement,
             &[
                 &ids,
                 &keys,

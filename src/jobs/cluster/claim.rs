@@ -113,39 +113,15 @@ impl ClusterJobs {
 /// and the limit holds (an `IN (subquery)` may be run again, and claim more).
 async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, String> {
     let inner = &jobs.inner;
-    let mut client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
-    let transaction = client
-        .transaction()
+    let statement = client
+        .prepare_cached(CLAIM)
         .await
         .map_err(|error| error.to_string())?;
-    // A claim the database loses in a crash only puts its jobs back in the queue (a
-    // result then finds its attempt gone, and is dropped): it need not wait for the disk.
-    transaction
-        .batch_execute("SET LOCAL synchronous_commit TO OFF")
-        .await
-        .map_err(|error| error.to_string())?;
-    let rows = transaction
-        .query(
-            "WITH picked AS MATERIALIZED (
-                 SELECT id FROM icewall_jobs WHERE state = 'queued'
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE icewall_jobs AS job
-             SET state = 'running', attempt = job.attempt + 1, lease_owner = $2,
-                 lease_expires_at = now() + $3::float8 * interval '1 millisecond',
-                 started_at = now()
-             FROM picked WHERE job.id = picked.id
-             RETURNING job.id, job.attempt,
-                 (extract(epoch FROM now() - job.accepted_at) * 1000)::int8,
-                 (SELECT body FROM icewall_requests WHERE job_id = job.id)",
-            &[&limit, &inner.settings.node, &lease_ms],
-        )
-        .await
-        .map_err(|error| error.to_string())?;
-    transaction
-        .commit()
+    let rows = client
+        .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
         .await
         .map_err(|error| error.to_string())?;
     let mut claimed: Vec<ClaimedJob> = rows
@@ -161,6 +137,25 @@ async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Stri
     claimed.sort_by_key(|job| job.id);
     Ok(claimed)
 }
+
+/// One claim (see `claim`), one statement and its own transaction. It commits without
+/// waiting for the disk (`synchronous_commit` off for it alone): a claim the database
+/// loses in a crash only puts its jobs back in the queue, and a result then finds its
+/// attempt gone and is dropped.
+const CLAIM: &str = "WITH no_wait AS MATERIALIZED (
+        SELECT set_config('synchronous_commit', 'off', true)
+    ), picked AS MATERIALIZED (
+        SELECT id FROM icewall_jobs, no_wait WHERE state = 'queued'
+        ORDER BY id LIMIT $1 FOR UPDATE OF icewall_jobs SKIP LOCKED
+    )
+    UPDATE icewall_jobs AS job
+    SET state = 'running', attempt = job.attempt + 1, lease_owner = $2,
+        lease_expires_at = now() + $3::float8 * interval '1 millisecond',
+        started_at = now()
+    FROM picked WHERE job.id = picked.id
+    RETURNING job.id, job.attempt,
+        (extract(epoch FROM now() - job.accepted_at) * 1000)::int8,
+        (SELECT body FROM icewall_requests WHERE job_id = job.id)";
 
 /// Listens for `icewall_jobs` notifications on a connection of its own, and reconnects
 /// (once a second) whenever it is lost; the claimer's poll covers the gaps.

@@ -17,6 +17,30 @@ use crate::jobs::files::result_file::{self, LogPlace};
 use crate::jobs::{JobId, Unavailable};
 use crate::wall::Outcome;
 
+/// One batch of results (see `commit`).
+const FINISH: &str = "WITH batch AS (
+        SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[], $5::bytea[])
+            AS t(id, attempt, failure, bytes, body)
+    ), kept AS (
+        UPDATE icewall_jobs AS job
+        SET state = CASE WHEN batch.body IS NULL THEN 'failed' ELSE 'done' END,
+            failure = batch.failure, finished_at = now(), lease_owner = NULL,
+            lease_expires_at = NULL, result_bytes = batch.bytes
+        FROM batch
+        WHERE job.id = batch.id AND job.attempt = batch.attempt
+            AND job.lease_owner = $6 AND job.state = 'running'
+        RETURNING job.id
+    ), results AS (
+        INSERT INTO icewall_results (job_id, body)
+        SELECT id, body FROM batch JOIN kept USING (id) WHERE body IS NOT NULL
+    ), logs AS (
+        INSERT INTO icewall_team_logs (job_id, chunk, bytes)
+        SELECT id, chunk, bytes
+        FROM unnest($7::uuid[], $8::int4[], $9::bytea[]) AS t(id, chunk, bytes)
+        JOIN kept USING (id)
+    )
+    SELECT id FROM kept";
+
 /// A team log larger than this is stored apart, in chunks of this many bytes read back
 /// one at a time; a smaller one is inside the result (one row per job, not two).
 pub(super) const LOG_CHUNK: usize = 1024 * 1024;
@@ -230,30 +254,10 @@ async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>,
             }
         }
     }
+    let statement = client.prepare_cached(FINISH).await.map_err(unavailable)?;
     let kept = client
         .query(
-            "WITH batch AS (
-                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[], $5::bytea[])
-                     AS t(id, attempt, failure, bytes, body)
-             ), kept AS (
-                 UPDATE icewall_jobs AS job
-                 SET state = CASE WHEN batch.body IS NULL THEN 'failed' ELSE 'done' END,
-                     failure = batch.failure, finished_at = now(), lease_owner = NULL,
-                     lease_expires_at = NULL, result_bytes = batch.bytes
-                 FROM batch
-                 WHERE job.id = batch.id AND job.attempt = batch.attempt
-                     AND job.lease_owner = $6 AND job.state = 'running'
-                 RETURNING job.id
-             ), results AS (
-                 INSERT INTO icewall_results (job_id, body)
-                 SELECT id, body FROM batch JOIN kept USING (id) WHERE body IS NOT NULL
-             ), logs AS (
-                 INSERT INTO icewall_team_logs (job_id, chunk, bytes)
-                 SELECT id, chunk, bytes
-                 FROM unnest($7::uuid[], $8::int4[], $9::bytea[]) AS t(id, chunk, bytes)
-                 JOIN kept USING (id)
-             )
-             SELECT id FROM kept",
+            &statement,
             &[
                 &ids,
                 &attempts,

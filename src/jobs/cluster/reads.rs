@@ -53,13 +53,14 @@ impl ClusterJobs {
         let ttl = self.ttl_ms();
         self.on_db(async move {
             let client = db.get().await.map_err(unavailable)?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {INFO_COLUMNS} FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"
+                ))
+                .await
+                .map_err(unavailable)?;
             let row = client
-                .query_opt(
-                    &format!(
-                        "SELECT {INFO_COLUMNS} FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"
-                    ),
-                    &[&id.uuid(), &ttl],
-                )
+                .query_opt(&statement, &[&id.uuid(), &ttl])
                 .await
                 .map_err(unavailable)?;
             Ok(row.map(|row| job_info(&row).1))
@@ -122,15 +123,23 @@ impl ClusterJobs {
             Order::Oldest => (">", "ASC"),
             Order::Newest => ("<", "DESC"),
         };
+        // One state named as a constant: the planner then walks that state's own index
+        // (see the schema), not the whole table.
+        let one_state = match states.as_slice() {
+            [state] => format!("state = '{state}' AND"),
+            _ => String::new(),
+        };
         let sql = format!(
             "SELECT {INFO_COLUMNS} FROM icewall_jobs
-             WHERE state = ANY($1) AND {NOT_EXPIRED} AND ($3::uuid IS NULL OR id {beyond} $3)
+             WHERE {one_state} state = ANY($1) AND {NOT_EXPIRED}
+                 AND ($3::uuid IS NULL OR id {beyond} $3)
              ORDER BY id {direction} LIMIT $4"
         );
         self.on_db(async move {
             let client = db.get().await.map_err(unavailable)?;
+            let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
             let rows = client
-                .query(&sql, &[&states, &ttl, &after, &limit])
+                .query(&statement, &[&states, &ttl, &after, &limit])
                 .await
                 .map_err(unavailable)?;
             Ok(rows.iter().map(job_info).collect())
@@ -259,11 +268,12 @@ impl ClusterJobs {
                 let bytes: Arc<[u8]> = self
                     .block_on_db(async move {
                         let client = db.get().await.map_err(unavailable)?;
+                        let statement = client
+                            .prepare_cached("SELECT body FROM icewall_results WHERE job_id = $1")
+                            .await
+                            .map_err(unavailable)?;
                         let row = client
-                            .query_opt(
-                                "SELECT body FROM icewall_results WHERE job_id = $1",
-                                &[&id.uuid()],
-                            )
+                            .query_opt(&statement, &[&id.uuid()])
                             .await
                             .map_err(unavailable)?;
                         Ok::<_, Unavailable>(row.map(|row| row.get::<_, Vec<u8>>(0)))

@@ -33,11 +33,16 @@ CREATE TABLE icewall_jobs (
     num_teams bigint,
     result_bytes bigint NOT NULL DEFAULT 0
 );
--- Claiming takes the oldest queued jobs: ids are v7 UUIDs, which sort by creation.
+-- Every change of state writes a new row version and an entry in each index whose
+-- predicate it meets: each index below is one a job passes through once. Claiming
+-- takes the oldest queued jobs (ids are v7 UUIDs, which sort by creation); the running
+-- jobs are few, and their leases are checked among them; retention goes by finish
+-- time; the job list walks the primary key, or one of these for one state. A lease's
+-- extension changes no indexed column, so the heartbeat's updates stay on their page.
 CREATE INDEX icewall_jobs_queued ON icewall_jobs (id) WHERE state = 'queued';
-CREATE INDEX icewall_jobs_leases ON icewall_jobs (lease_expires_at) WHERE state = 'running';
+CREATE INDEX icewall_jobs_running ON icewall_jobs (id) WHERE state = 'running';
 CREATE INDEX icewall_jobs_finished ON icewall_jobs (finished_at) WHERE state IN ('done', 'failed');
-CREATE INDEX icewall_jobs_by_state ON icewall_jobs (state, id);
+CREATE INDEX icewall_jobs_failed ON icewall_jobs (id) WHERE state = 'failed';
 CREATE UNIQUE INDEX icewall_jobs_idempotency ON icewall_jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- Written once beside a job's row, removed with it (by `delete` and the sweep, in the
