@@ -3,7 +3,8 @@
 
 use std::io::Read;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server};
+use crate::common::postgres::shared;
+use crate::common::{EXAMPLE_JSON, Gate, Server, wait_until};
 use serde_json::Value;
 
 fn agent() -> ureq::Agent {
@@ -84,6 +85,86 @@ fn stats_count_jobs_by_state_and_the_last_hour() {
     assert_eq!(stats["run_time"]["samples"], 1);
     assert!(stats["run_time"]["p95_ms"].as_f64().unwrap() >= 0.0);
     assert!(stats["queue_wait"]["p50_ms"].as_f64().is_some());
+    // A node on its own has no nodes to list.
+    assert!(stats.get("nodes").is_none(), "{stats}");
+}
+
+/// The nodes `/api/stats` lists on `server`, by address.
+fn nodes_seen_by(server: &Server) -> Vec<Value> {
+    let mut nodes = server.get("/api/stats").json()["nodes"]
+        .as_array()
+        .expect("a cluster node lists the nodes")
+        .clone();
+    nodes.sort_by_key(|node| node["address"].as_str().unwrap().to_owned());
+    nodes
+}
+
+#[test]
+fn stats_list_every_node_of_a_cluster_and_mark_a_silent_one_stale() {
+    let Some(postgres) = shared() else { return };
+    let url = postgres.create_database();
+    let args = ["--database-url", url.as_str(), "--lease", "3s"];
+    let first = Server::start(&args);
+    let second = Server::start(
+        &["--workers", "3"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let address = |server: &Server| server.base.trim_start_matches("http://").to_owned();
+    let mut addresses = vec![address(&first), address(&second)];
+    addresses.sort();
+    for server in [&first, &second] {
+        let nodes = nodes_seen_by(server);
+        let listed: Vec<&str> = nodes
+            .iter()
+            .map(|node| node["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, addresses, "{nodes:?}");
+        for node in &nodes {
+            let workers = if node["address"] == address(&second) {
+                3
+            } else {
+                2
+            };
+            assert_eq!(node["workers"], workers, "{node}");
+            assert_eq!(node["running"], 0, "{node}");
+            assert_eq!(node["stale"], false, "{node}");
+            assert!(node["heartbeat_age_ms"].is_u64(), "{node}");
+            assert_eq!(node["node_id"].as_str().unwrap().len(), 36, "{node}");
+            assert!(
+                node["started_at"].as_str().unwrap().ends_with('Z'),
+                "{node}"
+            );
+        }
+    }
+    assert_ne!(
+        nodes_seen_by(&first)[0]["node_id"],
+        nodes_seen_by(&first)[1]["node_id"]
+    );
+
+    // Killed, the second node never says goodbye: after a lease without its heartbeat
+    // the first lists it as stale, and itself as live.
+    let gone = address(&second);
+    second.kill9();
+    wait_until("the killed node is listed as stale", || {
+        nodes_seen_by(&first)
+            .iter()
+            .any(|node| node["address"] == gone.as_str() && node["stale"] == true)
+    });
+    let nodes = nodes_seen_by(&first);
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let dead = nodes
+        .iter()
+        .find(|node| node["address"] == gone.as_str())
+        .unwrap();
+    assert!(dead["heartbeat_age_ms"].as_u64().unwrap() >= 3000, "{dead}");
+    let live = nodes
+        .iter()
+        .find(|node| node["address"] != gone.as_str())
+        .unwrap();
+    assert_eq!(live["stale"], false, "{live}");
 }
 
 fn sum(values: &Value) -> u64 {

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 use super::ApiState;
 use super::bodies::{
     CostAnswer, Deleted, ErrorBody, Health, IceAnswer, JobAccepted, JobList, JobListEntry,
-    JobResult, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody, WallConfigText,
+    JobResult, Node, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody, WallConfigText,
 };
 use super::{chart, job_results, jobs, operations, own_wall, submit};
 
@@ -96,7 +96,7 @@ impl Modify for DistinctOperationIds {
     components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, crate::wall::ProfileSummary, ProfilePage, JobList,
         JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
         chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
-        operations::Throughput, crate::metrics::Interval, crate::metrics::Spread)),
+        operations::Throughput, Node, crate::metrics::Interval, crate::metrics::Spread)),
     modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::time::Duration;
 
-use super::cluster::ClusterJobs;
+use super::cluster::{ClusterJobs, ClusterNode};
 use super::service::{DeleteError, LocalJobs, Removed, Submission, SubmitError, Submitted};
 use super::{JobId, JobInfo, JobState, Order, Status, StoreError, StoredWork, Unavailable};
 use crate::metrics::Snapshot;
@@ -112,6 +112,18 @@ impl Jobs {
         match self {
             Jobs::Local(jobs) => Ok(jobs.counts()),
             Jobs::Cluster(jobs) => jobs.counts().await,
+        }
+    }
+
+    /// The cluster's nodes, each as its heartbeat last left it; `None` on a node on its
+    /// own, which has no others to show.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be asked.
+    pub async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, Unavailable> {
+        match self {
+            Jobs::Local(_) => Ok(None),
+            Jobs::Cluster(jobs) => jobs.nodes().await.map(Some),
         }
     }
 

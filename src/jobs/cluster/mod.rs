@@ -17,6 +17,7 @@ mod accept;
 mod cache;
 mod claim;
 mod finish;
+mod nodes;
 mod reads;
 mod retention;
 mod schema;
@@ -37,6 +38,7 @@ use uuid::Uuid;
 
 use self::cache::ResultCache;
 use self::claim::ClaimedJob;
+pub use self::nodes::ClusterNode;
 use super::idempotency::fingerprint;
 use super::registry::WallShape;
 use super::service::{
@@ -133,7 +135,8 @@ impl ClusterJobs {
             .build()?;
         let handle = runtime.handle().clone();
         let db = connect(&cluster)?;
-        let applied = block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
+        let applied =
+            block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
         block_on_aside(
             &handle,
