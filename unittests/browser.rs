@@ -276,6 +276,56 @@ fn browser_available() -> bool {
     present
 }
 
+/// Every visible piece of text on the page whose contrast with what is behind it is
+/// under WCAG's 4.5:1, as `[text, ratio]` pairs; an element's own opacity is blended in.
+const LOW_CONTRAST: &str = r"
+const parse = (color) => {
+  const [r, g, b, a = 1] = color.match(/[\d.]+/g).map(Number);
+  return { r, g, b, a };
+};
+const over = (top, bottom, alpha = top.a) => ({
+  r: top.r * alpha + bottom.r * (1 - alpha),
+  g: top.g * alpha + bottom.g * (1 - alpha),
+  b: top.b * alpha + bottom.b * (1 - alpha),
+  a: 1,
+});
+const luminance = ({ r, g, b }) => {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+};
+const behind = (element) => {
+  const chain = [];
+  for (let e = element.parentElement; e; e = e.parentElement) chain.unshift(e);
+  return chain.reduce((bg, e) => over(parse(getComputedStyle(e).backgroundColor), bg), { r: 255, g: 255, b: 255, a: 1 });
+};
+const low = [];
+const selectors = 'button, .hint, .note, .error, .state, .top nav a, .token label, caption, dt, td, th, .legend li, figcaption, .tick, a, label';
+for (const element of document.querySelectorAll(selectors)) {
+  if (!element.getClientRects().length || !element.textContent.trim()) continue;
+  const style = getComputedStyle(element);
+  const opacity = Number(style.opacity);
+  const under = behind(element);
+  const own = over(parse(style.backgroundColor), under);
+  const text = parse(element instanceof SVGElement ? style.fill : style.color);
+  const fg = over(over(text, own), under, opacity);
+  const bg = over(own, under, opacity);
+  const [light, dark] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+  const ratio = (light + 0.05) / (dark + 0.05);
+  if (ratio < 4.5) low.push([element.textContent.trim().slice(0, 40), Math.round(ratio * 100) / 100]);
+}
+return low;
+";
+
+/// Checks the text on the page reads in both schemes.
+fn assert_readable_light_and_dark(browser: &Browser, page: &str) {
+    for dark in [false, true] {
+        browser.prefer_dark(dark);
+        let low = browser.script(LOW_CONTRAST);
+        assert_eq!(low, json!([]), "{page}, dark: {dark}: text under 4.5:1");
+    }
+    browser.prefer_dark(false);
+}
+
 /// How many chart series each of the job page's charts drew.
 const SERIES: &str = "return ['#chart-ice', '#chart-cost', '#chart-gantt'].map(\
     (chart) => document.querySelectorAll(chart + ' .series').length)";
@@ -319,6 +369,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
         3
     );
+    assert_readable_light_and_dark(&browser, "the job's page");
     browser.screenshot("job.png");
     browser.prefer_dark(true);
     browser.screenshot("job-dark.png");
@@ -374,6 +425,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         browser.script("return document.getElementById('nodes-panel').hidden"),
         true
     );
+    assert_readable_light_and_dark(&browser, "the overview");
     browser.screenshot("overview.png");
     browser.prefer_dark(true);
     browser.screenshot("overview-dark.png");
@@ -523,6 +575,7 @@ fn the_overview_lists_a_clusters_nodes() {
         caption.ends_with("; 1 stale: silent for a whole lease, the others take back its jobs"),
         "{caption}"
     );
+    assert_readable_light_and_dark(&browser, "the overview of a cluster");
     browser.screenshot("overview-cluster-stale.png");
 }
 
