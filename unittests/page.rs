@@ -274,3 +274,103 @@ fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
         (404, "Invalid job_id".to_owned())
     );
 }
+
+#[test]
+fn a_finished_jobs_config_is_kept_with_its_result_and_read_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let args = [
+        "--debug-panic-on-num-teams",
+        "7",
+        "--debug-job-gate",
+        &gate.path(),
+    ];
+    let server = Server::start_in(dir.path(), &args);
+    let done = server.submit_json(EXAMPLE_JSON);
+    let failed = server.submit_json(r#"{"profiles": [[0, 30], [5]], "num_teams": 7}"#);
+    let held = server.get(&format!("/api/jobs/{done}/config"));
+    assert_eq!(held.status, 409, "{}", held.body);
+    assert!(held.reason().contains("its config is kept with its result"));
+    gate.open();
+    server.wait_finished(&done);
+    assert_eq!(server.wait_finished(&failed)["status"], "failed");
+
+    let example = serde_json::json!({
+        "profiles": [[21, 25, 28], [17], [17, 22, 17, 19, 17]],
+        "num_teams": 3,
+        "profiles_total": 3,
+        "next_after": null,
+    });
+    let check = |server: &Server| {
+        assert_eq!(
+            server.get(&format!("/api/jobs/{done}/config")).json(),
+            example
+        );
+        let page = server.get(&format!("/api/jobs/{done}/config?after=1&limit=1"));
+        assert_eq!(
+            page.json(),
+            serde_json::json!({"profiles": [[17]], "num_teams": 3, "profiles_total": 3, "next_after": 2})
+        );
+        let past = server
+            .get(&format!("/api/jobs/{done}/config?after=9"))
+            .json();
+        assert_eq!(
+            (
+                past["profiles"].as_array().unwrap().len(),
+                &past["next_after"]
+            ),
+            (0, &Value::Null)
+        );
+        // A failed job's config is kept too: it is what to look at to see why.
+        let failed = server.get(&format!("/api/jobs/{failed}/config")).json();
+        assert_eq!(failed["profiles"], serde_json::json!([[0, 30], [5]]));
+        assert_eq!(failed["num_teams"], 7);
+    };
+    check(&server);
+    // After a restart the journal is long gone: the config comes from the result.
+    assert!(server.shutdown().success());
+    let server = Server::start_in(dir.path(), &[]);
+    check(&server);
+    let journals =
+        crate::common::count_files(&server.results, |name| name.starts_with("requests-"));
+    assert_eq!(journals, 0);
+
+    for (query, reason) in [
+        ("limit=0", "limit must be"),
+        ("after=x", "after must be"),
+        ("width=3", "`width`"),
+    ] {
+        let reply = server.get(&format!("/api/jobs/{done}/config?{query}"));
+        assert_eq!(reply.status, 400, "{query}");
+        assert!(reply.reason().contains(reason), "{query}: {}", reply.body);
+    }
+    let unknown = server.get("/api/jobs/01a22d96-0b83-70e9-ae0c-b5fd24c19cf9/config");
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (404, "Invalid job_id".to_owned())
+    );
+}
+
+#[test]
+fn a_clusters_job_config_is_read_on_any_node() {
+    let Some(postgres) = shared() else { return };
+    let url = postgres.create_database();
+    let args = ["--database-url", url.as_str()];
+    let first = Server::start(&args);
+    let second = Server::start(&args);
+    let id = first.submit_json(EXAMPLE_JSON);
+    second.wait_finished(&id);
+    for server in [&first, &second] {
+        let config = server.get(&format!("/api/jobs/{id}/config")).json();
+        assert_eq!(
+            config["profiles"],
+            serde_json::json!([[21, 25, 28], [17], [17, 22, 17, 19, 17]])
+        );
+        assert_eq!(config["num_teams"], 3);
+    }
+    // The results in the database keep no request of their own.
+    let kept = postgres
+        .psql(&url, "SELECT get_byte(body, 8) FROM icewall_results")
+        .unwrap();
+    assert_eq!(kept, "1", "a cluster's results stay in version 1");
+}

@@ -126,6 +126,29 @@ pub struct ProfilePage {
     pub next_after: Option<usize>,
 }
 
+/// A page of a finished job's wall config: the heights of its profiles, in order.
+#[derive(Serialize, ToSchema)]
+pub struct ConfigPage {
+    /// Each profile's section heights in feet, left to right.
+    #[schema(schema_with = config_profiles_schema)]
+    pub profiles: Vec<Vec<u8>>,
+    /// `null`: unlimited crews.
+    #[schema(minimum = 1)]
+    pub num_teams: Option<u64>,
+    /// How many profiles the wall has.
+    pub profiles_total: usize,
+    /// The `after` of the next page; `null` on the last one.
+    #[schema(nullable, minimum = 1)]
+    pub next_after: Option<usize>,
+}
+
+/// A page of profiles: as many as asked, possibly none past the last one.
+fn config_profiles_schema() -> Array {
+    let mut profiles = profiles_schema();
+    profiles.min_items = None;
+    profiles
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct JobList {
     pub data: Vec<JobListEntry>,

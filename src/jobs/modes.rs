@@ -14,7 +14,7 @@ use super::cluster::{ClusterJobs, ClusterNode};
 use super::service::{DeleteError, LocalJobs, Removed, Submission, SubmitError, Submitted};
 use super::{JobId, JobInfo, JobState, Order, Status, StoreError, StoredWork, Unavailable};
 use crate::metrics::Snapshot;
-use crate::wall::Summary;
+use crate::wall::{self, Limits, Summary, WallConfig};
 
 /// A done job's team log, readable to its end.
 pub type TeamLogReader = Box<dyn Read + Send>;
@@ -160,6 +160,25 @@ impl Jobs {
             Jobs::Local(jobs) => jobs.summary(id, first, limit),
             Jobs::Cluster(jobs) => jobs.summary(id, first, limit),
         }
+    }
+
+    /// A finished job's wall config, from the request it was run from; `None` when its
+    /// result was stored without it (by a version before the request was kept). Blocks.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, `Damaged` (the kept request does not parse), or `Unavailable`.
+    pub fn config(&self, id: JobId) -> Result<Option<WallConfig>, StoreError> {
+        let request = match self {
+            Jobs::Local(jobs) => jobs.kept_request(id)?,
+            Jobs::Cluster(jobs) => jobs.kept_request(id)?,
+        };
+        request
+            .map(|request| {
+                wall::parse_json(&request, &Limits::engine_bounds()).map_err(|error| {
+                    StoreError::Damaged(format!("its kept request does not parse: {error}"))
+                })
+            })
+            .transpose()
     }
 
     /// A done job's work tables, ready for questions. Blocks.

@@ -46,6 +46,8 @@ impl Encoded {
                         &mut body,
                         &outcome,
                         LogPlace::File { len: log_bytes },
+                        // Its request stays in icewall_requests: the result keeps none.
+                        None,
                     )?;
                     Ok((body, log_bytes))
                 });

@@ -19,6 +19,7 @@ mod claim;
 mod finish;
 mod nodes;
 mod reads;
+mod requests;
 mod retention;
 mod schema;
 
