@@ -369,6 +369,18 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
         3
     );
+    // The config as the heights it was given, a row a profile.
+    browser.wait_for(
+        "the heights",
+        "return document.querySelectorAll('#heights-rows tr').length === 3",
+    );
+    assert_eq!(
+        browser.script(
+            "return [...document.querySelectorAll('#heights-rows td')].map((td) => td.textContent)"
+        ),
+        json!(["21 25 28", "17", "17 22 17 19 17"])
+    );
+    assert!(browser.text("#heights-note").is_empty());
     assert_readable_light_and_dark(&browser, "the job's page");
     browser.screenshot("job.png");
     browser.prefer_dark(true);
@@ -508,6 +520,20 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
         );
         // 8 largest profiles and the others; the cost; one team.
         assert_eq!(browser.script(SERIES), json!([9, 1, 1]));
+        // Ten profiles of its heights, each cut short, and how many are not shown.
+        browser.wait_for(
+            "the big wall's heights",
+            "return document.querySelectorAll('#heights-rows tr').length === 10",
+        );
+        let first = browser.text("#heights-rows td");
+        assert!(
+            first.starts_with("15 15 15") && first.ends_with("… and 1,960 more (2,000 sections)"),
+            "{first}"
+        );
+        assert_eq!(
+            browser.text("#heights-note"),
+            "And 490 more profiles, not shown."
+        );
         assert_eq!(browser.text("#job-days"), "15,000,000");
         let page_width = browser.script("return document.documentElement.scrollWidth");
         eprintln!(

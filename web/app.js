@@ -6,6 +6,9 @@
 const POLL_MS = 2000;
 const SVG = 'http://www.w3.org/2000/svg';
 const PAGE = 20;
+/** Profiles and heights a profile shown of a job's config: a wall may have a million sections. */
+const HEIGHT_PROFILES = 10;
+const HEIGHTS_SHOWN = 40;
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
 
@@ -364,12 +367,14 @@ function stateBadge(status) {
   return badge;
 }
 
-const jobView = { id: null, drawnFor: null, profiles: { stack: [], after: 0, next: null } };
+const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null } };
 
 views.job = {
   enter(id) {
     jobView.id = id;
     jobView.drawnFor = null;
+    jobView.configFor = null;
+    $('job-heights').hidden = true;
     jobView.profiles = { stack: [], after: 0, next: null };
     $('job-title').textContent = 'Job ' + id.slice(0, 8);
     $('job-id').textContent = id;
@@ -397,6 +402,12 @@ views.job = {
     $('job-reason').hidden = job.status !== 'failed';
     $('job-reason').textContent = job.reason ? 'Failed: ' + job.reason : '';
     $('job-delete').textContent = job.status === 'queued' ? 'Cancel this job' : 'Delete this job';
+    // Kept with the result: there once the job has finished, done or failed. Not waited
+    // for: the charts do not wait on a big wall's config.
+    if ((job.status === 'done' || job.status === 'failed') && jobView.configFor !== id) {
+      jobView.configFor = id;
+      showConfig(id).catch((error) => toast(error.message));
+    }
     if (job.status === 'done' && jobView.drawnFor !== id) {
       jobView.drawnFor = id;
       await showResult(id);
@@ -426,6 +437,44 @@ async function showResult(id) {
   }
   document.documentElement.dataset.chartsDrawnMs = String(performance.now());
   await showProfiles();
+}
+
+/** The first profiles of the job's config as rows of heights, long ones cut short with a count. */
+async function showConfig(id) {
+  let config;
+  try {
+    config = await api(`/api/jobs/${id}/config?limit=${HEIGHT_PROFILES}`);
+  } catch (error) {
+    if (error.status !== 404 || id !== jobView.id) throw error;
+    $('heights-rows').replaceChildren();
+    $('heights-note').textContent = 'The heights were not kept for this job: it finished under an earlier version of the server.';
+    $('heights-note').hidden = false;
+    $('job-heights').hidden = false;
+    return;
+  }
+  if (id !== jobView.id) return;
+  $('heights-rows').replaceChildren(...config.profiles.map((heights, i) => {
+    const tr = document.createElement('tr');
+    const number = document.createElement('th');
+    number.scope = 'row';
+    number.className = 'num';
+    number.textContent = fmt(i + 1);
+    const cell = document.createElement('td');
+    cell.className = 'heights';
+    cell.textContent = heights.slice(0, HEIGHTS_SHOWN).join(' ');
+    if (heights.length > HEIGHTS_SHOWN) {
+      const more = document.createElement('span');
+      more.className = 'hint';
+      more.textContent = ` … and ${fmt(heights.length - HEIGHTS_SHOWN)} more (${fmt(heights.length)} sections)`;
+      cell.append(more);
+    }
+    tr.append(number, cell);
+    return tr;
+  }));
+  const hidden = config.profiles_total - config.profiles.length;
+  $('heights-note').textContent = hidden ? `And ${fmt(hidden)} more profiles, not shown.` : '';
+  $('heights-note').hidden = !hidden;
+  $('job-heights').hidden = false;
 }
 
 async function showProfiles() {
