@@ -11,7 +11,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::common::{EXAMPLE_TEXT, Server, wait_until};
+use crate::common::postgres::shared;
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -216,6 +217,23 @@ impl Browser {
         );
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or the light scheme again), as a
+    /// system in a dark scheme asks, through the DevTools protocol.
+    fn prefer_dark(&self, dark: bool) {
+        let scheme = if dark { "dark" } else { "light" };
+        self.session(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}],
+            }}),
+        );
+        assert_eq!(
+            self.script("return matchMedia('(prefers-color-scheme: dark)').matches"),
+            dark
+        );
+    }
+
     fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.session("GET", "/screenshot", Value::Null);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -256,6 +274,56 @@ fn browser_available() -> bool {
         );
     }
     present
+}
+
+/// Every visible piece of text on the page whose contrast with what is behind it is
+/// under WCAG's 4.5:1, as `[text, ratio]` pairs; an element's own opacity is blended in.
+const LOW_CONTRAST: &str = r"
+const parse = (color) => {
+  const [r, g, b, a = 1] = color.match(/[\d.]+/g).map(Number);
+  return { r, g, b, a };
+};
+const over = (top, bottom, alpha = top.a) => ({
+  r: top.r * alpha + bottom.r * (1 - alpha),
+  g: top.g * alpha + bottom.g * (1 - alpha),
+  b: top.b * alpha + bottom.b * (1 - alpha),
+  a: 1,
+});
+const luminance = ({ r, g, b }) => {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+};
+const behind = (element) => {
+  const chain = [];
+  for (let e = element.parentElement; e; e = e.parentElement) chain.unshift(e);
+  return chain.reduce((bg, e) => over(parse(getComputedStyle(e).backgroundColor), bg), { r: 255, g: 255, b: 255, a: 1 });
+};
+const low = [];
+const selectors = 'button, .hint, .note, .error, .state, .top nav a, .token label, caption, dt, td, th, .legend li, figcaption, .tick, a, label';
+for (const element of document.querySelectorAll(selectors)) {
+  if (!element.getClientRects().length || !element.textContent.trim()) continue;
+  const style = getComputedStyle(element);
+  const opacity = Number(style.opacity);
+  const under = behind(element);
+  const own = over(parse(style.backgroundColor), under);
+  const text = parse(element instanceof SVGElement ? style.fill : style.color);
+  const fg = over(over(text, own), under, opacity);
+  const bg = over(own, under, opacity);
+  const [light, dark] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+  const ratio = (light + 0.05) / (dark + 0.05);
+  if (ratio < 4.5) low.push([element.textContent.trim().slice(0, 40), Math.round(ratio * 100) / 100]);
+}
+return low;
+";
+
+/// Checks the text on the page reads in both schemes.
+fn assert_readable_light_and_dark(browser: &Browser, page: &str) {
+    for dark in [false, true] {
+        browser.prefer_dark(dark);
+        let low = browser.script(LOW_CONTRAST);
+        assert_eq!(low, json!([]), "{page}, dark: {dark}: text under 4.5:1");
+    }
+    browser.prefer_dark(false);
 }
 
 /// How many chart series each of the job page's charts drew.
@@ -301,7 +369,23 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
         3
     );
+    // The config as the heights it was given, a row a profile.
+    browser.wait_for(
+        "the heights",
+        "return document.querySelectorAll('#heights-rows tr').length === 3",
+    );
+    assert_eq!(
+        browser.script(
+            "return [...document.querySelectorAll('#heights-rows td')].map((td) => td.textContent)"
+        ),
+        json!(["21 25 28", "17", "17 22 17 19 17"])
+    );
+    assert!(browser.text("#heights-note").is_empty());
+    assert_readable_light_and_dark(&browser, "the job's page");
     browser.screenshot("job.png");
+    browser.prefer_dark(true);
+    browser.screenshot("job-dark.png");
+    browser.prefer_dark(false);
 
     // A bad config: its error is shown at its line and column.
     browser.open(&server.url("/#/submit"));
@@ -332,6 +416,9 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         ),
         "31"
     );
+    browser.prefer_dark(true);
+    browser.screenshot("submit-error-dark.png");
+    browser.prefer_dark(false);
 
     // The overview counts it.
     browser.open(&server.url("/#/"));
@@ -345,7 +432,16 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         browser.script("return document.querySelectorAll('#chart-throughput .series').length"),
         2
     );
+    // A node on its own has no nodes panel.
+    assert_eq!(
+        browser.script("return document.getElementById('nodes-panel').hidden"),
+        true
+    );
+    assert_readable_light_and_dark(&browser, "the overview");
     browser.screenshot("overview.png");
+    browser.prefer_dark(true);
+    browser.screenshot("overview-dark.png");
+    browser.prefer_dark(false);
 
     // The list, filtered by state.
     browser.open(&server.url("/#/jobs"));
@@ -424,6 +520,20 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
         );
         // 8 largest profiles and the others; the cost; one team.
         assert_eq!(browser.script(SERIES), json!([9, 1, 1]));
+        // Ten profiles of its heights, each cut short, and how many are not shown.
+        browser.wait_for(
+            "the big wall's heights",
+            "return document.querySelectorAll('#heights-rows tr').length === 10",
+        );
+        let first = browser.text("#heights-rows td");
+        assert!(
+            first.starts_with("15 15 15") && first.ends_with("… and 1,960 more (2,000 sections)"),
+            "{first}"
+        );
+        assert_eq!(
+            browser.text("#heights-note"),
+            "And 490 more profiles, not shown."
+        );
         assert_eq!(browser.text("#job-days"), "15,000,000");
         let page_width = browser.script("return document.documentElement.scrollWidth");
         eprintln!(
@@ -435,4 +545,120 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
         );
         browser.screenshot(name);
     }
+}
+
+#[test]
+fn the_overview_lists_a_clusters_nodes() {
+    if !browser_available() {
+        return;
+    }
+    let Some(postgres) = shared() else { return };
+    let url = postgres.create_database();
+    let args = ["--database-url", url.as_str(), "--lease", "3s"];
+    let first = Server::start(&args);
+    let second = Server::start(&args);
+    let id = second.submit_json(EXAMPLE_JSON);
+    first.wait_finished(&id);
+
+    let browser = Browser::start();
+    browser.resize(1280, 1400);
+    browser.open(&first.url("/#/"));
+    browser.wait_for(
+        "two nodes on the overview",
+        "return document.querySelectorAll('#nodes-rows tr').length === 2",
+    );
+    assert_eq!(
+        browser.script("return document.getElementById('nodes-panel').hidden"),
+        false
+    );
+    let rows = browser.text("#nodes-rows");
+    for server in [&first, &second] {
+        let address = server.base.trim_start_matches("http://");
+        assert!(rows.contains(address), "{rows}");
+    }
+    // The node serving the page says so.
+    assert_eq!(
+        browser.script(
+            "return [...document.querySelectorAll('#nodes-rows th')]\
+             .filter((th) => th.textContent.endsWith('(this one)')).length"
+        ),
+        1
+    );
+    assert!(!rows.contains("stale"), "{rows}");
+    browser.screenshot("overview-cluster.png");
+    browser.prefer_dark(true);
+    browser.screenshot("overview-cluster-dark.png");
+    browser.prefer_dark(false);
+
+    // A node killed without a goodbye is shown stale once a lease has passed.
+    second.kill9();
+    browser.wait_for(
+        "the killed node shown stale",
+        "return document.querySelectorAll('#nodes-rows tr.stale .state.stale').length === 1",
+    );
+    let caption = browser.text("#nodes-caption");
+    assert!(
+        caption.ends_with("; 1 stale: silent for a whole lease, the others take back its jobs"),
+        "{caption}"
+    );
+    assert_readable_light_and_dark(&browser, "the overview of a cluster");
+    browser.screenshot("overview-cluster-stale.png");
+}
+
+/// The ice chart's caption and the names in its legend.
+const ICE_LEGEND: &str = "return [document.getElementById('ice-caption').textContent, \
+    [...document.querySelectorAll('#ice-legend li')].map((item) => item.textContent)]";
+
+#[test]
+fn a_wall_of_identical_profiles_draws_one_and_says_how_many() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let wall = ["0 5 10 15 20"; 10].join("\n");
+    let crews = server.post("/api/simulate", "text/plain", wall.as_bytes());
+    let crews = crews.json()["job_id"].as_str().unwrap().to_owned();
+    // With fewer teams than sections, identical profiles are built at different times.
+    let teams = server.post("/api/simulate?num_teams=12", "text/plain", wall.as_bytes());
+    let teams = teams.json()["job_id"].as_str().unwrap().to_owned();
+    server.wait_finished(&crews);
+    server.wait_finished(&teams);
+
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{crews}")));
+    browser.wait_for(
+        "the uniform wall's charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    // One profile's ice, not ten equal bands; the cost; no teams.
+    assert_eq!(browser.script(SERIES), json!([1, 1, 0]));
+    let legend = browser.script(ICE_LEGEND);
+    let caption = legend[0].as_str().unwrap();
+    assert!(caption.contains("10 identical profiles"), "{caption}");
+    assert!(caption.contains("the wall uses 10 times"), "{caption}");
+    assert_eq!(legend[1], json!(["each profile"]), "{legend}");
+    // Its top is one profile's first day: 5 sections at 195 cubic yards each.
+    let top = browser
+        .script("return document.querySelector('#chart-ice svg').getAttribute('aria-label')");
+    assert!(top.as_str().unwrap().contains("975"), "{top}");
+    browser.screenshot("job-uniform.png");
+    browser.prefer_dark(true);
+    browser.screenshot("job-uniform-dark.png");
+    browser.prefer_dark(false);
+
+    browser.open("about:blank");
+    browser.open(&server.url(&format!("/#/jobs/{teams}")));
+    browser.wait_for(
+        "the uniform wall's charts with teams",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    // Built one after another, the profiles differ by day: stacked as any wall.
+    assert_eq!(browser.script(SERIES), json!([9, 1, 12]));
+    let legend = browser.script(ICE_LEGEND);
+    assert!(
+        !legend[0].as_str().unwrap().contains("identical"),
+        "{legend}"
+    );
+    browser.screenshot("job-uniform-teams.png");
 }

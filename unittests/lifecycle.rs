@@ -259,8 +259,8 @@ fn kill_9_under_load_loses_no_accepted_job() {
     let results = server.results.clone();
     assert!(server.shutdown().success());
     // No result file is torn: each is a done job's, whole to its trailer, its log
-    // inline just before it. (A torn journal line is expected after a kill: never
-    // acknowledged.)
+    // inline, then its request and the request's length (result format version 2).
+    // (A torn journal line is expected after a kill: never acknowledged.)
     for entry in std::fs::read_dir(&results).unwrap() {
         let path = entry.unwrap().path();
         if path
@@ -274,6 +274,17 @@ fn kill_9_under_load_loses_no_accepted_job() {
             assert!(trailer.starts_with(b"IWRESEND"), "{}", path.display());
             let length = u64::from_le_bytes(trailer[16..].try_into().unwrap());
             assert_eq!(length, bytes.len() as u64, "{}", path.display());
+            assert_eq!(
+                bytes[8],
+                2,
+                "a result keeping its request: {}",
+                path.display()
+            );
+            let (body, request_len) = body.split_at(body.len() - 8);
+            let request_len = u64::from_le_bytes(request_len.try_into().unwrap()) as usize;
+            let (body, request) = body.split_at(body.len() - request_len);
+            let request: serde_json::Value = serde_json::from_slice(request).unwrap();
+            assert_eq!(request["num_teams"], 3, "{}", path.display());
             assert!(body.ends_with(b"relieved\n"), "{}", path.display());
         }
     }

@@ -3,7 +3,8 @@
 
 use std::io::Read;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server};
+use crate::common::postgres::shared;
+use crate::common::{EXAMPLE_JSON, Gate, Server, wait_until};
 use serde_json::Value;
 
 fn agent() -> ureq::Agent {
@@ -84,6 +85,86 @@ fn stats_count_jobs_by_state_and_the_last_hour() {
     assert_eq!(stats["run_time"]["samples"], 1);
     assert!(stats["run_time"]["p95_ms"].as_f64().unwrap() >= 0.0);
     assert!(stats["queue_wait"]["p50_ms"].as_f64().is_some());
+    // A node on its own has no nodes to list.
+    assert!(stats.get("nodes").is_none(), "{stats}");
+}
+
+/// The nodes `/api/stats` lists on `server`, by address.
+fn nodes_seen_by(server: &Server) -> Vec<Value> {
+    let mut nodes = server.get("/api/stats").json()["nodes"]
+        .as_array()
+        .expect("a cluster node lists the nodes")
+        .clone();
+    nodes.sort_by_key(|node| node["address"].as_str().unwrap().to_owned());
+    nodes
+}
+
+#[test]
+fn stats_list_every_node_of_a_cluster_and_mark_a_silent_one_stale() {
+    let Some(postgres) = shared() else { return };
+    let url = postgres.create_database();
+    let args = ["--database-url", url.as_str(), "--lease", "3s"];
+    let first = Server::start(&args);
+    let second = Server::start(
+        &["--workers", "3"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let address = |server: &Server| server.base.trim_start_matches("http://").to_owned();
+    let mut addresses = vec![address(&first), address(&second)];
+    addresses.sort();
+    for server in [&first, &second] {
+        let nodes = nodes_seen_by(server);
+        let listed: Vec<&str> = nodes
+            .iter()
+            .map(|node| node["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, addresses, "{nodes:?}");
+        for node in &nodes {
+            let workers = if node["address"] == address(&second) {
+                3
+            } else {
+                2
+            };
+            assert_eq!(node["workers"], workers, "{node}");
+            assert_eq!(node["running"], 0, "{node}");
+            assert_eq!(node["stale"], false, "{node}");
+            assert!(node["heartbeat_age_ms"].is_u64(), "{node}");
+            assert_eq!(node["node_id"].as_str().unwrap().len(), 36, "{node}");
+            assert!(
+                node["started_at"].as_str().unwrap().ends_with('Z'),
+                "{node}"
+            );
+        }
+    }
+    assert_ne!(
+        nodes_seen_by(&first)[0]["node_id"],
+        nodes_seen_by(&first)[1]["node_id"]
+    );
+
+    // Killed, the second node never says goodbye: after a lease without its heartbeat
+    // the first lists it as stale, and itself as live.
+    let gone = address(&second);
+    second.kill9();
+    wait_until("the killed node is listed as stale", || {
+        nodes_seen_by(&first)
+            .iter()
+            .any(|node| node["address"] == gone.as_str() && node["stale"] == true)
+    });
+    let nodes = nodes_seen_by(&first);
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let dead = nodes
+        .iter()
+        .find(|node| node["address"] == gone.as_str())
+        .unwrap();
+    assert!(dead["heartbeat_age_ms"].as_u64().unwrap() >= 3000, "{dead}");
+    let live = nodes
+        .iter()
+        .find(|node| node["address"] != gone.as_str())
+        .unwrap();
+    assert_eq!(live["stale"], false, "{live}");
 }
 
 fn sum(values: &Value) -> u64 {
@@ -192,4 +273,104 @@ fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
         (unknown.status, unknown.reason()),
         (404, "Invalid job_id".to_owned())
     );
+}
+
+#[test]
+fn a_finished_jobs_config_is_kept_with_its_result_and_read_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let args = [
+        "--debug-panic-on-num-teams",
+        "7",
+        "--debug-job-gate",
+        &gate.path(),
+    ];
+    let server = Server::start_in(dir.path(), &args);
+    let done = server.submit_json(EXAMPLE_JSON);
+    let failed = server.submit_json(r#"{"profiles": [[0, 30], [5]], "num_teams": 7}"#);
+    let held = server.get(&format!("/api/jobs/{done}/config"));
+    assert_eq!(held.status, 409, "{}", held.body);
+    assert!(held.reason().contains("its config is kept with its result"));
+    gate.open();
+    server.wait_finished(&done);
+    assert_eq!(server.wait_finished(&failed)["status"], "failed");
+
+    let example = serde_json::json!({
+        "profiles": [[21, 25, 28], [17], [17, 22, 17, 19, 17]],
+        "num_teams": 3,
+        "profiles_total": 3,
+        "next_after": null,
+    });
+    let check = |server: &Server| {
+        assert_eq!(
+            server.get(&format!("/api/jobs/{done}/config")).json(),
+            example
+        );
+        let page = server.get(&format!("/api/jobs/{done}/config?after=1&limit=1"));
+        assert_eq!(
+            page.json(),
+            serde_json::json!({"profiles": [[17]], "num_teams": 3, "profiles_total": 3, "next_after": 2})
+        );
+        let past = server
+            .get(&format!("/api/jobs/{done}/config?after=9"))
+            .json();
+        assert_eq!(
+            (
+                past["profiles"].as_array().unwrap().len(),
+                &past["next_after"]
+            ),
+            (0, &Value::Null)
+        );
+        // A failed job's config is kept too: it is what to look at to see why.
+        let failed = server.get(&format!("/api/jobs/{failed}/config")).json();
+        assert_eq!(failed["profiles"], serde_json::json!([[0, 30], [5]]));
+        assert_eq!(failed["num_teams"], 7);
+    };
+    check(&server);
+    // After a restart the journal is long gone: the config comes from the result.
+    assert!(server.shutdown().success());
+    let server = Server::start_in(dir.path(), &[]);
+    check(&server);
+    let journals =
+        crate::common::count_files(&server.results, |name| name.starts_with("requests-"));
+    assert_eq!(journals, 0);
+
+    for (query, reason) in [
+        ("limit=0", "limit must be"),
+        ("after=x", "after must be"),
+        ("width=3", "`width`"),
+    ] {
+        let reply = server.get(&format!("/api/jobs/{done}/config?{query}"));
+        assert_eq!(reply.status, 400, "{query}");
+        assert!(reply.reason().contains(reason), "{query}: {}", reply.body);
+    }
+    let unknown = server.get("/api/jobs/01a22d96-0b83-70e9-ae0c-b5fd24c19cf9/config");
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (404, "Invalid job_id".to_owned())
+    );
+}
+
+#[test]
+fn a_clusters_job_config_is_read_on_any_node() {
+    let Some(postgres) = shared() else { return };
+    let url = postgres.create_database();
+    let args = ["--database-url", url.as_str()];
+    let first = Server::start(&args);
+    let second = Server::start(&args);
+    let id = first.submit_json(EXAMPLE_JSON);
+    second.wait_finished(&id);
+    for server in [&first, &second] {
+        let config = server.get(&format!("/api/jobs/{id}/config")).json();
+        assert_eq!(
+            config["profiles"],
+            serde_json::json!([[21, 25, 28], [17], [17, 22, 17, 19, 17]])
+        );
+        assert_eq!(config["num_teams"], 3);
+    }
+    // The results in the database keep no request of their own.
+    let kept = postgres
+        .psql(&url, "SELECT get_byte(body, 8) FROM icewall_results")
+        .unwrap();
+    assert_eq!(kept, "1", "a cluster's results stay in version 1");
 }

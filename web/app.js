@@ -6,6 +6,9 @@
 const POLL_MS = 2000;
 const SVG = 'http://www.w3.org/2000/svg';
 const PAGE = 20;
+/** Profiles and heights a profile shown of a job's config: a wall may have a million sections. */
+const HEIGHT_PROFILES = 10;
+const HEIGHTS_SHOWN = 40;
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
 
@@ -111,13 +114,43 @@ function bucketDays(chart) {
   return spans;
 }
 
-/** Stacked areas of ice per day (each bucket's ice over its days), one path a series. */
-function drawIce(container, legend, chart) {
+/**
+ * How many profiles the wall has when they are all identical, else 0: their summary rows
+ * alike (sections, days, ice) and their ice in every bucket equal (the profiles not
+ * stacked on their own, in sum). Stacked, such a wall is N equal bands that say nothing.
+ */
+function identicalProfiles(chart, summary) {
+  const [first, ...rest] = chart.ice;
+  const total = chart.ice.reduce((sum, series) => sum + series.profiles, 0);
+  if (total < 2 || first.profile === null) return 0;
+  const row = summary.profiles[0];
+  const rowsAlike = summary.profiles.every((other) =>
+    other.sections === row.sections && other.days === row.days && other.ice === row.ice);
+  const seriesAlike = rest.every((series) =>
+    series.ice.every((ice, k) => ice === first.ice[k] * series.profiles));
+  return rowsAlike && seriesAlike ? total : 0;
+}
+
+/**
+ * Stacked areas of ice per day (each bucket's ice over its days), one path a series; a
+ * wall of identical profiles draws one of them, and says so.
+ */
+function drawIce(container, legend, caption, chart, summary) {
+  const alike = identicalProfiles(chart, summary);
+  const shown = alike ? [{ name: 'each profile', color: 'c0', ice: chart.ice[0].ice }] : chart.ice.map((info, s) => ({
+    name: info.profile === null ? `others (${fmt(info.profiles)} profiles)` : `profile ${info.profile}`,
+    color: 'c' + (info.profile === null ? 8 : s % 8),
+    ice: info.ice,
+  }));
+  caption.textContent = alike
+    ? `Ice per day of one profile (cubic yards): ${fmt(alike)} identical profiles, the wall uses ${fmt(alike)} times this`
+    : 'Ice per day, by profile (cubic yards)';
   const spans = bucketDays(chart);
-  const perDay = chart.ice.map((series) => series.ice.map((ice, k) => ice / (spans[k][1] - spans[k][0] + 1)));
+  const perDay = shown.map((series) => series.ice.map((ice, k) => ice / (spans[k][1] - spans[k][0] + 1)));
   const totals = spans.map((_, k) => perDay.reduce((sum, series) => sum + series[k], 0));
   const yMax = Math.max(1, ...totals);
-  const c = frame(container, `Ice per day by profile over ${fmt(chart.days)} days, ${chart.ice.length} series, at most ${fmt(Math.round(yMax))} cubic yards a day`, 220);
+  const what = alike ? `Ice per day of each of ${fmt(alike)} identical profiles` : `Ice per day by profile, ${shown.length} series,`;
+  const c = frame(container, `${what} over ${fmt(chart.days)} days, at most ${fmt(Math.round(yMax))} cubic yards a day`, 220);
   const x = (k) => (k / Math.max(1, chart.buckets)) * c.width;
   const y = (v) => c.height - (v / yMax) * c.height;
   const below = new Array(chart.buckets).fill(0);
@@ -132,11 +165,9 @@ function drawIce(container, legend, chart) {
       bottom = `L${x(k + 1).toFixed(1)},${y(low).toFixed(1)}H${x(k).toFixed(1)}` + bottom;
       below[k] = high;
     }
-    const info = chart.ice[s];
-    const name = info.profile === null ? `others (${fmt(info.profiles)} profiles)` : `profile ${info.profile}`;
-    const color = 'c' + (info.profile === null ? 8 : s % 8);
+    const { name, color, ice } = shown[s];
     const path = el('path', { class: 'series ' + color, d: top + bottom + 'Z' }, c.plot);
-    el('title', {}, path).textContent = `${name}: ${fmt(info.ice.reduce((a, b) => a + b, 0))} cubic yards`;
+    el('title', {}, path).textContent = `${name}: ${fmt(ice.reduce((a, b) => a + b, 0))} cubic yards`;
     const item = document.createElement('li');
     const swatch = el('svg', { viewBox: '0 0 10 10', 'aria-hidden': 'true' });
     el('rect', { class: color, width: 10, height: 10 }, swatch);
@@ -178,9 +209,11 @@ function drawGantt(container, chart) {
       while (end < row.profile.length && row.profile[end] === profile) finished += row.finished[end++];
       if (profile !== 0) {
         const index = profiles.indexOf(profile);
+        const width = x(end) - x(k);
         const rect = el('rect', {
-          class: 'c' + (index < 0 ? profile % 8 : index % 8),
-          x: x(k).toFixed(1), y: r * rowHeight + 1, width: Math.max(0.5, x(end) - x(k)).toFixed(1), height: rowHeight - 2,
+          // A hairline parts a bar from the next only where both are wide enough to keep their colour.
+          class: 'c' + (index < 0 ? 8 : index % 8) + (width >= 4 ? ' parted' : ''),
+          x: x(k).toFixed(1), y: r * rowHeight + 1, width: Math.max(0.5, width).toFixed(1), height: rowHeight - 2,
         }, group);
         el('title', {}, rect).textContent =
           `team ${row.team}, days ${fmt(spans[k][0])}–${fmt(spans[end - 1][1])}: profile ${profile}, ${fmt(finished)} sections finished`;
@@ -246,9 +279,43 @@ views.overview = {
     $('stat-wait').textContent = `${duration(stats.queue_wait.p50_ms)} / ${duration(stats.queue_wait.p95_ms)}`;
     $('stat-run').textContent = `${duration(stats.run_time.p50_ms)} / ${duration(stats.run_time.p95_ms)}`;
     $('overview-accepting').hidden = stats.accepting;
+    showNodes(stats.nodes);
     drawThroughput($('chart-throughput'), stats.throughput);
   },
 };
+
+/** The cluster's nodes, one row each; the panel only in cluster mode (`nodes` absent otherwise). */
+function showNodes(nodes) {
+  $('nodes-panel').hidden = !nodes;
+  if (!nodes) return;
+  const stale = nodes.filter((node) => node.stale).length;
+  $('nodes-caption').textContent = `${nodes.length} ${nodes.length === 1 ? 'node shares' : 'nodes share'} the database, in the order they joined` +
+    (stale ? `; ${stale} stale: silent for a whole lease, the others take back its jobs` : '');
+  $('nodes-rows').replaceChildren(...nodes.map((node) => {
+    const tr = document.createElement('tr');
+    if (node.stale) tr.className = 'stale';
+    const name = document.createElement('th');
+    name.scope = 'row';
+    // The whole id: v7 ids of nodes started together share their first digits.
+    const id = document.createElement('code');
+    id.textContent = node.node_id;
+    name.append(id);
+    if (node.address === location.host) name.append(' (this one)');
+    tr.appendChild(name);
+    const heartbeat = document.createElement('td');
+    if (node.stale) heartbeat.append(stateBadge('stale'), ' ');
+    heartbeat.append(duration(node.heartbeat_age_ms) + ' ago');
+    const cells = [[node.address], [fmt(node.running), 'num'], [fmt(node.workers), 'num'], [when(node.started_at)]];
+    for (const [text, className] of cells) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (className) td.className = className;
+      tr.appendChild(td);
+    }
+    tr.appendChild(heartbeat);
+    return tr;
+  }));
+}
 
 const jobsPaging = { stack: [], after: null, last: null };
 
@@ -300,12 +367,14 @@ function stateBadge(status) {
   return badge;
 }
 
-const jobView = { id: null, drawnFor: null, profiles: { stack: [], after: 0, next: null } };
+const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null } };
 
 views.job = {
   enter(id) {
     jobView.id = id;
     jobView.drawnFor = null;
+    jobView.configFor = null;
+    $('job-heights').hidden = true;
     jobView.profiles = { stack: [], after: 0, next: null };
     $('job-title').textContent = 'Job ' + id.slice(0, 8);
     $('job-id').textContent = id;
@@ -333,6 +402,12 @@ views.job = {
     $('job-reason').hidden = job.status !== 'failed';
     $('job-reason').textContent = job.reason ? 'Failed: ' + job.reason : '';
     $('job-delete').textContent = job.status === 'queued' ? 'Cancel this job' : 'Delete this job';
+    // Kept with the result: there once the job has finished, done or failed. Not waited
+    // for: the charts do not wait on a big wall's config.
+    if ((job.status === 'done' || job.status === 'failed') && jobView.configFor !== id) {
+      jobView.configFor = id;
+      showConfig(id).catch((error) => toast(error.message));
+    }
     if (job.status === 'done' && jobView.drawnFor !== id) {
       jobView.drawnFor = id;
       await showResult(id);
@@ -351,7 +426,7 @@ async function showResult(id) {
   $('job-days').textContent = fmt(result.data.days);
   $('job-ice').textContent = fmt(result.data.ice);
   $('job-cost').textContent = fmt(result.data.cost);
-  drawIce($('chart-ice'), $('ice-legend'), chart);
+  drawIce($('chart-ice'), $('ice-legend'), $('ice-caption'), chart, result.data);
   drawCost($('chart-cost'), chart);
   $('gantt-figure').hidden = !chart.teams;
   if (chart.teams) {
@@ -362,6 +437,44 @@ async function showResult(id) {
   }
   document.documentElement.dataset.chartsDrawnMs = String(performance.now());
   await showProfiles();
+}
+
+/** The first profiles of the job's config as rows of heights, long ones cut short with a count. */
+async function showConfig(id) {
+  let config;
+  try {
+    config = await api(`/api/jobs/${id}/config?limit=${HEIGHT_PROFILES}`);
+  } catch (error) {
+    if (error.status !== 404 || id !== jobView.id) throw error;
+    $('heights-rows').replaceChildren();
+    $('heights-note').textContent = 'The heights were not kept for this job: it finished under an earlier version of the server.';
+    $('heights-note').hidden = false;
+    $('job-heights').hidden = false;
+    return;
+  }
+  if (id !== jobView.id) return;
+  $('heights-rows').replaceChildren(...config.profiles.map((heights, i) => {
+    const tr = document.createElement('tr');
+    const number = document.createElement('th');
+    number.scope = 'row';
+    number.className = 'num';
+    number.textContent = fmt(i + 1);
+    const cell = document.createElement('td');
+    cell.className = 'heights';
+    cell.textContent = heights.slice(0, HEIGHTS_SHOWN).join(' ');
+    if (heights.length > HEIGHTS_SHOWN) {
+      const more = document.createElement('span');
+      more.className = 'hint';
+      more.textContent = ` … and ${fmt(heights.length - HEIGHTS_SHOWN)} more (${fmt(heights.length)} sections)`;
+      cell.append(more);
+    }
+    tr.append(number, cell);
+    return tr;
+  }));
+  const hidden = config.profiles_total - config.profiles.length;
+  $('heights-note').textContent = hidden ? `And ${fmt(hidden)} more profiles, not shown.` : '';
+  $('heights-note').hidden = !hidden;
+  $('job-heights').hidden = false;
 }
 
 async function showProfiles() {

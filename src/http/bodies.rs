@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 
+use super::jobs::rfc3339;
+use crate::jobs::ClusterNode;
 use crate::wall::{self, ProfileSummary};
 
 /// Every error: a real status code and this body.
@@ -124,6 +126,29 @@ pub struct ProfilePage {
     pub next_after: Option<usize>,
 }
 
+/// A page of a finished job's wall config: the heights of its profiles, in order.
+#[derive(Serialize, ToSchema)]
+pub struct ConfigPage {
+    /// Each profile's section heights in feet, left to right.
+    #[schema(schema_with = config_profiles_schema)]
+    pub profiles: Vec<Vec<u8>>,
+    /// `null`: unlimited crews.
+    #[schema(minimum = 1)]
+    pub num_teams: Option<u64>,
+    /// How many profiles the wall has.
+    pub profiles_total: usize,
+    /// The `after` of the next page; `null` on the last one.
+    #[schema(nullable, minimum = 1)]
+    pub next_after: Option<usize>,
+}
+
+/// A page of profiles: as many as asked, possibly none past the last one.
+fn config_profiles_schema() -> Array {
+    let mut profiles = profiles_schema();
+    profiles.min_items = None;
+    profiles
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct JobList {
     pub data: Vec<JobListEntry>,
@@ -185,4 +210,39 @@ pub struct CostAnswer {
 pub struct Health {
     #[schema(value_type = String, pattern = "^(ok|ready)$")]
     pub status: &'static str,
+}
+
+/// A node of the cluster, as its own heartbeat last left it in the database.
+#[derive(Serialize, ToSchema)]
+pub struct Node {
+    #[schema(format = Uuid)]
+    pub node_id: String,
+    /// Where the node listens, as it bound it.
+    pub address: String,
+    pub workers: u32,
+    /// Jobs it had claimed and not yet finished, at its last heartbeat.
+    pub running: u32,
+    /// When it joined, RFC 3339 in UTC.
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    /// Milliseconds since its last heartbeat, by the database's clock. A live node beats
+    /// every third of `--lease`.
+    pub heartbeat_age_ms: u64,
+    /// No heartbeat for a whole `--lease`: the node is gone or cut off, and its jobs run
+    /// again elsewhere. It is listed until an hour after its last heartbeat.
+    pub stale: bool,
+}
+
+impl Node {
+    pub fn of(node: ClusterNode) -> Node {
+        Node {
+            node_id: node.id.to_string(),
+            address: node.address,
+            workers: node.workers,
+            running: node.running,
+            started_at: rfc3339(node.started_ms),
+            heartbeat_age_ms: u64::try_from(node.heartbeat_age.as_millis()).unwrap_or(u64::MAX),
+            stale: node.is_stale,
+        }
+    }
 }

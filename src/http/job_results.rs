@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::stream;
 use serde::Deserialize;
 
-use super::bodies::{CostAnswer, ErrorBody, IceAnswer, ProfilePage};
+use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage};
 use super::lookup::{known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
@@ -63,7 +63,22 @@ pub async fn profiles(
     query: web::Query<ProfilesQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = match query.after.as_deref() {
+    let first = profile_after(query.after.as_deref())?;
+    let limit = page_limit(query.limit.as_deref())?;
+    let id = done_job(&state, &path).await?;
+    let (summary, total) =
+        read_stored(&state, id, move |jobs| jobs.summary(id, first, limit)).await?;
+    let end = first.saturating_add(summary.profiles.len());
+    Ok(HttpResponse::Ok().json(ProfilePage {
+        profiles: summary.profiles,
+        next_after: (end < total).then_some(end),
+    }))
+}
+
+/// A page's `after`: 0 when absent. Beyond the last profile there is nothing to read,
+/// however large it is.
+fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
+    let after = match text {
         None => 0,
         Some(text) => text
             .bytes()
@@ -78,16 +93,52 @@ pub async fn profiles(
                 ))
             })?,
     };
+    Ok(usize::try_from(after).unwrap_or(usize::MAX))
+}
+
+#[utoipa::path(get, path = "/api/jobs/{id}/config", operation_id = "job_config", params(
+    ("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"),
+    ("after" = Option<u64>, Query, minimum = 0, description = "List the profiles numbered after this one; 0 by default"),
+    ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
+), responses(
+    (status = 200, description = "The wall config the job was run from (as the server parsed it): the heights of the profiles after `after`, in order", body = ConfigPage),
+    (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
+    (status = 404, description = "Unknown or malformed job id, or a job whose result was stored without its config (by a version that did not keep it)", body = ErrorBody),
+    (status = 409, description = "The job is queued or running: its config is kept with its result", body = ErrorBody),
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+pub async fn config(
+    path: web::Path<String>,
+    query: web::Query<ProfilesQuery>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let first = profile_after(query.after.as_deref())?;
     let limit = page_limit(query.limit.as_deref())?;
-    let id = done_job(&state, &path).await?;
-    // Beyond the last profile there is nothing to read, however large `after` is.
-    let first = usize::try_from(after).unwrap_or(usize::MAX);
-    let (summary, total) =
-        read_stored(&state, id, move |jobs| jobs.summary(id, first, limit)).await?;
-    let end = first.saturating_add(summary.profiles.len());
-    Ok(HttpResponse::Ok().json(ProfilePage {
-        profiles: summary.profiles,
-        next_after: (end < total).then_some(end),
+    let (id, job) = known_job(&state, &path).await?;
+    if !job.is_finished() {
+        return Err(ApiError::Conflict(format!(
+            "the job is {}; its config is kept with its result",
+            job.name()
+        )));
+    }
+    let config = read_stored(&state, id, move |jobs| jobs.config(id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(
+                "this job's config was not kept: its result was stored by an earlier version"
+                    .to_owned(),
+            )
+        })?;
+    let profiles = config.profiles();
+    let first = first.min(profiles.len());
+    let end = first.saturating_add(limit).min(profiles.len());
+    Ok(HttpResponse::Ok().json(ConfigPage {
+        profiles: profiles[first..end]
+            .iter()
+            .map(|profile| profile.iter().map(|height| height.feet()).collect())
+            .collect(),
+        num_teams: config.num_teams().map(std::num::NonZeroU64::get),
+        profiles_total: profiles.len(),
+        next_after: (end < profiles.len()).then_some(end),
     }))
 }
 

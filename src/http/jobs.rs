@@ -125,7 +125,7 @@ pub struct JobDetails {
 
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the millisecond; `None`
 /// past year 9999, which RFC 3339 cannot write (a v7 id read from disk may claim it).
-fn rfc3339(epoch_ms: u64) -> Option<String> {
+pub(super) fn rfc3339(epoch_ms: u64) -> Option<String> {
     use std::fmt::Write;
     let time = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(epoch_ms))?;
     let mut text = String::new();

@@ -241,6 +241,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
             vec![read().to(job_results::profiles)],
         ))
         .service(endpoint(
+            "/api/jobs/{id}/config",
+            GET,
+            &["after", "limit"],
+            vec![read().to(job_results::config)],
+        ))
+        .service(endpoint(
             "/api/jobs/{id}/chart",
             GET,
             &["width"],

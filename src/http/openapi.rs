@@ -12,8 +12,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::ApiState;
 use super::bodies::{
-    CostAnswer, Deleted, ErrorBody, Health, IceAnswer, JobAccepted, JobList, JobListEntry,
-    JobResult, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody, WallConfigText,
+    ConfigPage, CostAnswer, Deleted, ErrorBody, Health, IceAnswer, JobAccepted, JobList,
+    JobListEntry, JobResult, Node, NumJobs, ProfilePage, ShuttingDown, Summary, WallConfigBody,
+    WallConfigText,
 };
 use super::{chart, job_results, jobs, operations, own_wall, submit};
 
@@ -80,6 +81,7 @@ impl Modify for DistinctOperationIds {
         job_results::total_cost,
         job_results::log,
         job_results::profiles,
+        job_results::config,
         chart::chart,
         own_wall::ice,
         own_wall::profile_cost,
@@ -93,10 +95,10 @@ impl Modify for DistinctOperationIds {
         operations::healthz,
         operations::readyz,
     ),
-    components(schemas(ErrorBody, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, crate::wall::ProfileSummary, ProfilePage, JobList,
+    components(schemas(ErrorBody, ConfigPage, WallConfigBody, WallConfigText, JobAccepted, JobResult, Summary, crate::wall::ProfileSummary, ProfilePage, JobList,
         JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
         chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
-        operations::Throughput, crate::metrics::Interval, crate::metrics::Spread)),
+        operations::Throughput, Node, crate::metrics::Interval, crate::metrics::Spread)),
     modifiers(&AdminToken, &DistinctOperationIds),
 )]
 struct ApiDoc;

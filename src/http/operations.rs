@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::bodies::{ErrorBody, Health};
+use super::bodies::{ErrorBody, Health, Node};
 use super::{ApiError, ApiState};
 use crate::metrics::{Interval, Spread};
 
@@ -32,7 +32,8 @@ pub struct Throughput {
     intervals: Vec<Interval>,
 }
 
-/// What the page's overview shows, read from memory in O(1).
+/// What the page's overview shows: read from memory on a node on its own, from the
+/// database in cluster mode.
 #[derive(Serialize, ToSchema)]
 pub struct Stats {
     jobs: JobCounts,
@@ -46,6 +47,10 @@ pub struct Stats {
     queue_wait: Spread,
     /// From the start of a run to its stored result, over the latest 1000 jobs.
     run_time: Spread,
+    /// Cluster mode only: every node sharing the database, in the order they joined;
+    /// absent on a node on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<Node>>,
 }
 
 /// The Prometheus text exposition of every metric.
@@ -59,12 +64,19 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// The overview: jobs by state, queue depth, busy workers, throughput over the last
-/// hour and the spread of recent waits and run times.
-#[utoipa::path(get, path = "/api/stats", responses((status = 200, description = "The server's numbers now", body = Stats)))]
+/// hour and the spread of recent waits and run times; in cluster mode, the nodes.
+#[utoipa::path(get, path = "/api/stats", responses(
+    (status = 200, description = "The server's numbers now", body = Stats),
+    (status = 503, description = "Cluster mode: the database did not answer", body = ErrorBody)))]
 pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let now = state.jobs.snapshot();
     let [queued, running, done, failed] = state.jobs.counts().await?;
     let recent = state.metrics.recent();
+    let nodes = state
+        .jobs
+        .nodes()
+        .await?
+        .map(|nodes| nodes.into_iter().map(Node::of).collect());
     Ok(HttpResponse::Ok().json(Stats {
         jobs: JobCounts {
             queued,
@@ -84,6 +96,7 @@ pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
         },
         queue_wait: recent.queue_wait,
         run_time: recent.run_time,
+        nodes,
     }))
 }
 

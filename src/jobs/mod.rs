@@ -12,7 +12,7 @@ mod registry;
 mod service;
 mod storage;
 
-pub use cluster::{ClusterJobs, ClusterSettings};
+pub use cluster::{ClusterJobs, ClusterNode, ClusterSettings};
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::IdempotencyKey;

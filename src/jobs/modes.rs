@@ -10,11 +10,11 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::time::Duration;
 
-use super::cluster::ClusterJobs;
+use super::cluster::{ClusterJobs, ClusterNode};
 use super::service::{DeleteError, LocalJobs, Removed, Submission, SubmitError, Submitted};
 use super::{JobId, JobInfo, JobState, Order, Status, StoreError, StoredWork, Unavailable};
 use crate::metrics::Snapshot;
-use crate::wall::Summary;
+use crate::wall::{self, Limits, Summary, WallConfig};
 
 /// A done job's team log, readable to its end.
 pub type TeamLogReader = Box<dyn Read + Send>;
@@ -115,6 +115,18 @@ impl Jobs {
         }
     }
 
+    /// The cluster's nodes, each as its heartbeat last left it; `None` on a node on its
+    /// own, which has no others to show.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be asked.
+    pub async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, Unavailable> {
+        match self {
+            Jobs::Local(_) => Ok(None),
+            Jobs::Cluster(jobs) => jobs.nodes().await.map(Some),
+        }
+    }
+
     /// How many jobs this node keeps (for its start-up and shutdown log lines); `None`
     /// in cluster mode, where the database keeps them.
     pub fn known_here(&self) -> Option<usize> {
@@ -148,6 +160,25 @@ impl Jobs {
             Jobs::Local(jobs) => jobs.summary(id, first, limit),
             Jobs::Cluster(jobs) => jobs.summary(id, first, limit),
         }
+    }
+
+    /// A finished job's wall config, from the request it was run from; `None` when its
+    /// result was stored without it (by a version before the request was kept). Blocks.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, `Damaged` (the kept request does not parse), or `Unavailable`.
+    pub fn config(&self, id: JobId) -> Result<Option<WallConfig>, StoreError> {
+        let request = match self {
+            Jobs::Local(jobs) => jobs.kept_request(id)?,
+            Jobs::Cluster(jobs) => jobs.kept_request(id)?,
+        };
+        request
+            .map(|request| {
+                wall::parse_json(&request, &Limits::engine_bounds()).map_err(|error| {
+                    StoreError::Damaged(format!("its kept request does not parse: {error}"))
+                })
+            })
+            .transpose()
     }
 
     /// A done job's work tables, ready for questions. Blocks.

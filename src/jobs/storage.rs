@@ -143,6 +143,13 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Summary, usize), StoreError>;
 
+    /// A finished job's request, kept with its record; `None` when the record was
+    /// written without it.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged`.
+    fn read_kept_request(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// A done job's work tables.
     ///
     /// # Errors

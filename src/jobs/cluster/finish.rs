@@ -68,15 +68,17 @@ impl Encoded {
                 let written = outcome.log.write_to(&mut log).and_then(|()| {
                     let mut body = Vec::new();
                     let log = if log.len <= LOG_CHUNK as u64 {
+                        // Its request stays in icewall_requests: the result keeps none.
                         result_file::write_done(
                             &mut body,
                             &outcome,
                             LogPlace::Inline(&outcome.log),
+                            None,
                         )?;
                         Vec::new()
                     } else {
                         let len = log.len;
-                        result_file::write_done(&mut body, &outcome, LogPlace::File { len })?;
+                        result_file::write_done(&mut body, &outcome, LogPlace::File { len }, None)?;
                         log.chunks
                     };
                     Ok((body, log))

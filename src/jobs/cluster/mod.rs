@@ -17,7 +17,9 @@ mod accept;
 mod cache;
 mod claim;
 mod finish;
+mod nodes;
 mod reads;
+mod requests;
 mod retention;
 mod schema;
 
@@ -37,6 +39,7 @@ use uuid::Uuid;
 
 use self::cache::ResultCache;
 use self::claim::ClaimedJob;
+pub use self::nodes::ClusterNode;
 use super::idempotency::fingerprint;
 use super::registry::WallShape;
 use super::service::{

@@ -6,9 +6,10 @@
 //! - `requests-<id>.jsonl`: a journal segment of accepted requests, one line per job
 //!   (see `journal`); removed once every job in it has its result in place;
 //! - `<id>.result`: a failed job's reason, or a done job's summary, work tables and
-//!   (with `TeamLogs::Inline`, the default) team log, in the binary layout of
-//!   `result_file`, which the questions read a few records at a time; files of the
-//!   earlier line-based layout are still read (`legacy_result`);
+//!   (with `TeamLogs::Inline`, the default) team log, then the job's request (its
+//!   config, shown once the journal is gone), in the binary layout of `result_file`,
+//!   which the questions read a few records at a time; files of the earlier
+//!   line-based layout are still read (`legacy_result`);
 //! - `<id>.log`: with `TeamLogs::Files`, a done job's team log, in a file of its own;
 //! - `.lock`: held (`flock`) by the one server using the directory, naming its pid and
 //!   address (see `dir_lock`). Entries of any other kind than these are left alone.
@@ -215,8 +216,18 @@ impl FileStore {
         Ok(log.metadata()?.len())
     }
 
-    /// Writes the result (and a log file) and returns the bytes they take.
-    fn write_temporary(&self, id: JobId, record: &Record<'_>) -> io::Result<u64> {
+    /// Writes the result (and a log file) and returns the bytes they take. The result
+    /// keeps the job's request, read back from its journal, where it is until this
+    /// commit lets go of it; one that cannot be read (its line damaged since it was
+    /// read to run the job) leaves a result without it, rather than no result.
+    fn write_temporary(
+        &self,
+        id: JobId,
+        record: &Record<'_>,
+        stored: &StoredRequest,
+    ) -> io::Result<u64> {
+        let request = self.read_request(stored).ok();
+        let request = request.as_deref();
         match record {
             Record::Done(outcome) => {
                 let (log, log_len) = match self.inner.team_logs {
@@ -226,10 +237,13 @@ impl FileStore {
                         (LogPlace::File { len }, len)
                     }
                 };
-                let result_len = result_file::write_done(self.create_temporary(id)?, outcome, log)?;
+                let result_len =
+                    result_file::write_done(self.create_temporary(id)?, outcome, log, request)?;
                 Ok(result_len + log_len)
             }
-            Record::Failed(reason) => result_file::write_failed(self.create_temporary(id)?, reason),
+            Record::Failed(reason) => {
+                result_file::write_failed(self.create_temporary(id)?, reason, request)
+            }
         }
     }
 

@@ -14,7 +14,15 @@
 //! | 8 × (`n` + 1) | where each profile's steps begin (in steps), then `s` |
 //! | 24 × (`s` + `w`) | steps (start day, active sections, feet before), each profile's then the wall's |
 //! | rest | the team log inline, one event per line |
+//! | `q` | version 2 only: the job's request as it was accepted (its wall config as JSON) |
+//! | 8 | version 2 only: `q` |
 //! | 24 | trailer: `IWRESEND`, version (`u32`), CRC-32 of every byte before the trailer (`u32`), the file's length |
+//!
+//! Version 2 is version 1 with the request kept after everything else, so that a
+//! finished job's config can be shown once its journal segment is gone; its length is
+//! found from the end of the file, where the trailer is read anyway. A result written
+//! without its request (cluster mode keeps requests in its database) stays version 1,
+//! byte for byte, so that nodes of the previous build read it.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -26,7 +34,11 @@ use crate::wall::{Outcome, ProfileSummary, Step, Summary, Table, TeamLog, find_s
 
 const HEAD_MAGIC: [u8; 8] = *b"IWRESULT";
 const TAIL_MAGIC: [u8; 8] = *b"IWRESEND";
-const VERSION: u32 = 1;
+/// The layout without the request, and with it.
+const VERSION_PLAIN: u32 = 1;
+const VERSION_WITH_REQUEST: u32 = 2;
+/// The length of the request, just before the trailer.
+const REQUEST_LEN_LEN: u64 = 8;
 pub const HEADER_LEN: u64 = 96;
 pub const TRAILER_LEN: u64 = 24;
 const ROW_LEN: u64 = 32;
@@ -93,6 +105,7 @@ impl ResultBytes for Arc<[u8]> {
 /// The numbers of the header; the sections' sizes follow from them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Header {
+    version: u32,
     kind: u64,
     days: u64,
     num_teams: u64,
@@ -110,7 +123,7 @@ impl Header {
         let mut bytes = [0; HEADER_LEN as usize];
         bytes[..8].copy_from_slice(&HEAD_MAGIC);
         let fields = [
-            u64::from(VERSION),
+            u64::from(self.version),
             self.kind,
             self.days,
             self.num_teams,
@@ -133,10 +146,13 @@ impl Header {
         if !is_this_layout(bytes) {
             return Err("its header is not a result header".to_owned());
         }
-        if field(1) != u64::from(VERSION) {
-            return Err(format!("its format version {} is unknown", field(1)));
-        }
+        let version = match field(1) {
+            1 => VERSION_PLAIN,
+            2 => VERSION_WITH_REQUEST,
+            unknown => return Err(format!("its format version {unknown} is unknown")),
+        };
         let header = Header {
+            version,
             kind: field(2),
             days: field(3),
             num_teams: field(4),
@@ -166,12 +182,16 @@ pub struct Layout {
     pub index: u64,
     pub steps: u64,
     pub log: u64,
+    /// Where the kept request starts (version 2), or the trailer (version 1): the end
+    /// of a failed job's reason or of an inline team log.
+    pub request: u64,
     pub trailer: u64,
 }
 
 impl Layout {
-    /// `None` when the sections cannot fit a file of `len` bytes as the header says.
-    fn of(header: &Header, len: u64) -> Option<Layout> {
+    /// `None` when the sections cannot fit a file of `len` bytes as the header says,
+    /// with a kept request of `request_len` bytes (version 2).
+    fn of(header: &Header, len: u64, request_len: Option<u64>) -> Option<Layout> {
         let rows = HEADER_LEN.checked_add(header.reason_len)?;
         let index = rows.checked_add(header.profiles.checked_mul(ROW_LEN)?)?;
         let index_len = header
@@ -182,17 +202,25 @@ impl Layout {
         let all_steps = header.profile_steps.checked_add(header.wall_steps)?;
         let log = steps.checked_add(all_steps.checked_mul(STEP_LEN)?)?;
         let trailer = len.checked_sub(TRAILER_LEN)?;
+        let request = match request_len {
+            None => trailer,
+            Some(request_len) => trailer
+                .checked_sub(REQUEST_LEN_LEN)?
+                .checked_sub(request_len)?,
+        };
         let fits = match header.kind {
-            // A failed job has no summary, steps or log: its reason ends at the trailer.
-            KIND_FAILED => rows == trailer,
-            _ if header.log_file_len != LOG_INLINE => log == trailer,
-            _ => log <= trailer,
+            // A failed job has no summary, steps or log: its reason ends where the
+            // request (or the trailer) begins.
+            KIND_FAILED => rows == request,
+            _ if header.log_file_len != LOG_INLINE => log == request,
+            _ => log <= request,
         };
         fits.then_some(Layout {
             rows,
             index,
             steps,
             log,
+            request,
             trailer,
         })
     }
@@ -218,14 +246,21 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-/// Writes a done job's result to `file`; returns its length.
+/// Writes a done job's result to `file`, keeping its `request` when given (version 2);
+/// returns its length.
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_done(file: impl Write, outcome: &Outcome, log: LogPlace<'_>) -> io::Result<u64> {
+pub fn write_done(
+    file: impl Write,
+    outcome: &Outcome,
+    log: LogPlace<'_>,
+    request: Option<&[u8]>,
+) -> io::Result<u64> {
     let Outcome { summary, work, .. } = outcome;
     let profile_steps: usize = work.profiles.iter().map(|work| work.steps().len()).sum();
     let header = Header {
+        version: version_for(request),
         kind: KIND_DONE,
         days: summary.days,
         num_teams: summary.num_teams.unwrap_or(0),
@@ -240,7 +275,7 @@ pub fn write_done(file: impl Write, outcome: &Outcome, log: LogPlace<'_>) -> io:
             LogPlace::File { len } => len,
         },
     };
-    write_with_trailer(file, |out| {
+    write_with_trailer(file, header.version, |out| {
         out.write_all(&header.encode())?;
         for row in &summary.profiles {
             for field in [row.sections as u64, row.days, row.ice, row.cost] {
@@ -264,18 +299,21 @@ pub fn write_done(file: impl Write, outcome: &Outcome, log: LogPlace<'_>) -> io:
             }
         }
         match log {
-            LogPlace::Inline(log) => log.write_to(out),
-            LogPlace::File { .. } => Ok(()),
+            LogPlace::Inline(log) => log.write_to(out)?,
+            LogPlace::File { .. } => {}
         }
+        write_request(out, request)
     })
 }
 
-/// Writes a failed job's result to `file`; returns its length.
+/// Writes a failed job's result to `file`, keeping its `request` when given (version
+/// 2); returns its length.
 ///
 /// # Errors
 /// Whatever writing returns.
-pub fn write_failed(file: impl Write, reason: &str) -> io::Result<u64> {
+pub fn write_failed(file: impl Write, reason: &str, request: Option<&[u8]>) -> io::Result<u64> {
     let header = Header {
+        version: version_for(request),
         kind: KIND_FAILED,
         days: 0,
         num_teams: 0,
@@ -287,16 +325,34 @@ pub fn write_failed(file: impl Write, reason: &str) -> io::Result<u64> {
         reason_len: reason.len() as u64,
         log_file_len: LOG_INLINE,
     };
-    write_with_trailer(file, |out| {
+    write_with_trailer(file, header.version, |out| {
         out.write_all(&header.encode())?;
-        out.write_all(reason.as_bytes())
+        out.write_all(reason.as_bytes())?;
+        write_request(out, request)
     })
 }
 
-/// Runs `body`, buffered, then appends the trailer over everything it wrote; returns
-/// the file's length.
+fn version_for(request: Option<&[u8]>) -> u32 {
+    match request {
+        None => VERSION_PLAIN,
+        Some(_) => VERSION_WITH_REQUEST,
+    }
+}
+
+/// The kept request and its length, last before the trailer; nothing without one.
+fn write_request(out: &mut impl Write, request: Option<&[u8]>) -> io::Result<()> {
+    if let Some(request) = request {
+        out.write_all(request)?;
+        out.write_all(&(request.len() as u64).to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// Runs `body`, buffered, then appends the trailer of `version` over everything it
+/// wrote; returns the file's length.
 fn write_with_trailer<W: Write>(
     file: W,
+    version: u32,
     body: impl FnOnce(&mut BufWriter<Checksummed<W>>) -> io::Result<()>,
 ) -> io::Result<u64> {
     let mut out = BufWriter::new(Checksummed {
@@ -312,7 +368,7 @@ fn write_with_trailer<W: Write>(
     } = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     let mut trailer = [0; TRAILER_LEN as usize];
     trailer[..8].copy_from_slice(&TAIL_MAGIC);
-    trailer[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    trailer[8..12].copy_from_slice(&version.to_le_bytes());
     trailer[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
     trailer[16..].copy_from_slice(&(len + TRAILER_LEN).to_le_bytes());
     file.write_all(&trailer)?;
@@ -339,14 +395,26 @@ impl<B: ResultBytes> ResultFile<B> {
     pub fn open(file: B, head: &[u8; HEADER_LEN as usize]) -> Result<ResultFile<B>, StoreError> {
         let header = Header::decode(head).map_err(damaged)?;
         let len = file.byte_len()?;
-        let layout = Layout::of(&header, len)
+        // The trailer, and in version 2 the request's length before it, in one read.
+        let end_len = match header.version {
+            VERSION_PLAIN => TRAILER_LEN,
+            _ => REQUEST_LEN_LEN + TRAILER_LEN,
+        };
+        let end_at = len
+            .checked_sub(end_len)
+            .filter(|&at| at >= HEADER_LEN)
             .ok_or_else(|| damaged("its sections do not fit its length"))?;
-        let mut trailer = [0; TRAILER_LEN as usize];
-        file.read_exact_at(&mut trailer, layout.trailer)?;
-        if trailer[..8] != TAIL_MAGIC || trailer[8..12] != VERSION.to_le_bytes() {
+        let mut end = [0; (REQUEST_LEN_LEN + TRAILER_LEN) as usize];
+        let end = &mut end[..end_len as usize];
+        file.read_exact_at(end, end_at)?;
+        let (request_len, trailer) = end.split_at(end.len() - TRAILER_LEN as usize);
+        if trailer[..8] != TAIL_MAGIC || trailer[8..12] != header.version.to_le_bytes() {
             return Err(damaged("its trailer is missing: it was cut short"));
         }
-        if u64_at(&trailer, 16) != len {
+        let request_len = (!request_len.is_empty()).then(|| u64_at(request_len, 0));
+        let layout = Layout::of(&header, len, request_len)
+            .ok_or_else(|| damaged("its sections do not fit its length"))?;
+        if u64_at(trailer, 16) != len {
             return Err(damaged("its length is not the one it was written with"));
         }
         Ok(ResultFile {
@@ -385,6 +453,22 @@ impl<B: ResultBytes> ResultFile<B> {
             return Err(damaged("its checksum does not match its content"));
         }
         Ok(())
+    }
+
+    /// The request the job was run from, as it was accepted; `None` when the result was
+    /// written without it (version 1). Read whole: it is as large as the accepted body.
+    ///
+    /// # Errors
+    /// `Io` when it cannot be read.
+    pub fn request(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.header.version == VERSION_PLAIN {
+            return Ok(None);
+        }
+        let len = self.layout.trailer - REQUEST_LEN_LEN - self.layout.request;
+        let mut request =
+            vec![0; usize::try_from(len).map_err(|_| damaged("its request is too long"))?];
+        self.file.read_exact_at(&mut request, self.layout.request)?;
+        Ok(Some(request))
     }
 
     /// The reason of a failed job; `None` for a done one.
@@ -476,7 +560,7 @@ impl<B: ResultBytes> ResultFile<B> {
     /// `Damaged` for a failed job's result.
     pub fn inline_log_span(&self) -> Result<(u64, u64), StoreError> {
         self.expect_done()?;
-        Ok((self.layout.log, self.layout.trailer - self.layout.log))
+        Ok((self.layout.log, self.layout.request - self.layout.log))
     }
 
     /// The length of the team log kept in `<id>.log`; `None` when it is inline.

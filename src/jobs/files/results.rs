@@ -108,6 +108,19 @@ impl FileStore {
         }
     }
 
+    /// A finished job's request, as its result keeps it; `None` for a result written
+    /// without it (the line-based layout, or the binary one before version 2).
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not whole.
+    pub(super) fn read_kept_request(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
+        let _guard = self.lock_job(id);
+        match self.open_result(id)? {
+            StoredResult::Indexed(result) => result.request(),
+            StoredResult::Legacy(_) => Ok(None),
+        }
+    }
+
     /// The team log of a done job, readable to its end and no further, and its length
     /// in bytes, so that it can be streamed. A wall that needed no work has an empty log.
     ///

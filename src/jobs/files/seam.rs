@@ -72,7 +72,7 @@ impl Storage for FileStore {
         // released, after the next group sync.
         let written = {
             let _guard = self.lock_job(id);
-            self.write_temporary(id, record)
+            self.write_temporary(id, record, &request)
         };
         let store = self.clone();
         let finish = move |stored: io::Result<u64>| {
@@ -127,6 +127,10 @@ impl Storage for FileStore {
         limit: usize,
     ) -> Result<(Summary, usize), StoreError> {
         FileStore::read_summary(self, id, first, limit)
+    }
+
+    fn read_kept_request(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
+        FileStore::read_kept_request(self, id)
     }
 
     fn open_work(&self, id: JobId) -> Result<StoredWork, StoreError> {

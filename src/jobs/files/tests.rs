@@ -109,6 +109,53 @@ fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
     );
 }
 
+#[test]
+fn a_finished_job_keeps_its_request_after_its_journal_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let [done, failed, before] = [(); 3].map(|()| JobId::generate());
+    let outcome = example_outcome();
+    commit(&store, done, &Record::Done(&outcome), accept(&store, done));
+    commit(
+        &store,
+        failed,
+        &Record::Failed("bad luck"),
+        accept(&store, failed),
+    );
+    // A result as the previous version (and cluster mode) writes it: no request.
+    let mut plain = Vec::new();
+    result_file::write_done(&mut plain, &outcome, LogPlace::Inline(&outcome.log), None).unwrap();
+    assert_eq!(
+        plain[8], 1,
+        "written without a request, a result stays version 1"
+    );
+    write_result(dir.path(), before, &plain);
+    store.shutdown();
+    assert_eq!(journals(dir.path()), 0);
+
+    let request = |id: JobId| format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    assert_eq!(store.read_kept_request(done).unwrap(), Some(request(done)));
+    assert_eq!(
+        store.read_kept_request(failed).unwrap(),
+        Some(request(failed))
+    );
+    assert_eq!(store.read_kept_request(before).unwrap(), None);
+    // Everything else reads as before, in either version.
+    for id in [done, before] {
+        assert_eq!(store.read_summary(id, 0, 10).unwrap().0, outcome.summary);
+        assert_same_answers(&store.open_work(id).unwrap(), &outcome.work);
+        assert_eq!(read_log(&store, id).lines().count(), 18);
+    }
+    let StoredResult::Indexed(result) = store.open_result(failed).unwrap() else {
+        panic!("a new result is in the binary layout");
+    };
+    assert_eq!(result.failure().unwrap().as_deref(), Some("bad luck"));
+    assert!(matches!(
+        store.read_kept_request(JobId::generate()),
+        Err(StoreError::Missing)
+    ));
+}
+
 fn read_log(store: &FileStore, id: JobId) -> String {
     let (mut file, length) = store.open_log(id).unwrap();
     let mut log = String::new();

@@ -125,6 +125,15 @@ impl LocalJobs {
         self.inner.store.read_summary(id, first, limit)
     }
 
+    /// A finished job's request, as its result keeps it; `None` for a result written
+    /// without it (by an earlier version). Blocks on the disk.
+    ///
+    /// # Errors
+    /// `Missing`, `Io`, or `Damaged` when the result is not whole.
+    pub fn kept_request(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.store.read_kept_request(id)
+    }
+
     /// A done job's work tables, ready for questions. Blocks on the disk.
     ///
     /// # Errors

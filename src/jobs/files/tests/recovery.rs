@@ -113,6 +113,11 @@ fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
         panic!("a new result is in the binary layout");
     };
     let layout = result.layout();
+    // The request is kept last (version 2), and its length after it.
+    assert_eq!(
+        result.request().unwrap().unwrap(),
+        format!(r#"{{"id":"{id}"}}"#).into_bytes()
+    );
     let len = whole.len() as u64;
     let mut cuts = vec![
         0,
@@ -129,6 +134,10 @@ fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
         layout.steps + 10,
         layout.log,
         layout.log + 7,
+        layout.request,
+        layout.request + 3,
+        layout.trailer - 8,
+        layout.trailer - 3,
         layout.trailer,
         layout.trailer + 12,
         len - 1,
@@ -137,13 +146,17 @@ fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
     cuts.dedup();
     let mut flipped = whole.clone();
     flipped[layout.steps as usize + 5] ^= 1;
+    let mut request_flipped = whole.clone();
+    request_flipped[layout.request as usize + 2] ^= 1;
+    let mut request_moved = whole.clone();
+    request_moved[layout.trailer as usize - 8] += 1;
     let mut longer = whole.clone();
     longer.push(b'\n');
     let mut damaged: Vec<Vec<u8>> = cuts
         .iter()
         .map(|&cut| whole[..cut as usize].to_vec())
         .collect();
-    damaged.extend([flipped, longer]);
+    damaged.extend([flipped, request_flipped, request_moved, longer]);
 
     // Each damaged file three times: with its request kept (it runs again),
     // without (it answers failed), and in tmp/, as a crash before the rename left it.
