@@ -6,16 +6,17 @@ mod config;
 mod engine;
 mod json;
 mod report;
+mod text;
 mod work;
 
 pub use chart::{BadLogLine, Buckets, GanttBuilder, GanttRow, largest_profiles};
 pub use config::{
-    ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, parse_text,
-    truncate_for_message,
+    ConfigError, Height, Limits, Location, WallConfig, parse_num_teams, truncate_for_message,
 };
 pub use engine::{simulate, simulate_without_log};
 pub use json::parse_json;
 pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
+pub use text::parse_text;
 pub use work::{DailyWork, InvalidWorkTable, Step, Table, WorkSource, WorkTables, find_step};
 
 /// A section is done at this height, in feet.

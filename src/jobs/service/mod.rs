@@ -1,22 +1,26 @@
 //! The job service of a node on its own (the file store), and a job's life top to bottom:
 //! `start` (recovery), `submit` -> `accept` -> `enqueue` (durable, then queued), `run`
-//! on a worker, `finish` once its result is durable, `delete` (`cancel` or
-//! `remove_finished`), and `drain` at shutdown. Reads are in `reads`.
+//! on a worker (see `simulation`), `finish` once its result is durable, `delete` (in
+//! `removal`: `cancel` or `remove_finished`), and `drain` at shutdown. Reads are in
+//! `reads`; what a job hands from thread to thread is in `handoff`.
 
+mod handoff;
 mod queue;
 mod reads;
 mod recovery;
+mod removal;
 mod retention;
+mod simulation;
 mod types;
 
+use self::handoff::{AcceptInProgress, AcceptedJob, Finished};
 use self::queue::{QueueSlot, QueuedJob};
+pub(crate) use self::simulation::panic_message;
 pub use self::types::{
     DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
     Submitted, Unavailable,
 };
 
-use std::any::Any;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -27,20 +31,14 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 use tokio::sync::Notify;
 
-use super::idempotency::{IdempotencyKey, KeyClaim, Keys};
-use super::queue_memory::{QueueMemory, Reservation};
+use super::idempotency::{KeyClaim, Keys};
+use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
-use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
+use super::storage::{Record, Storage, Store, StoredRequest};
 use super::{JobId, JobState, Registry, StoreError};
 use crate::metrics::{Metrics, Rejection};
 use crate::pool::JobPool;
 use crate::shutdown::Shutdown;
-use crate::wall::{self, Limits, WallConfig};
-
-/// Requests this small wait in the queue as the compact JSON the journal holds (a
-/// decoded wall costs some 27 times that); larger ones are read back from the journal
-/// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
-const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
 
 /// The job service of one node with its own store; cheap to clone, shared by the
 /// HTTP handlers (through `Jobs`) and the workers.
@@ -171,7 +169,7 @@ impl LocalJobs {
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
         let shape = WallShape::of(&config);
-        let body = (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.clone());
+        let body = QueuedJob::kept_body(&request);
         let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
             Ok(memory) => memory,
@@ -310,20 +308,7 @@ impl LocalJobs {
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
-        let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
-            let config = self.load_request(&request, body)?;
-            if let Some(shape) = WallShape::of(&config) {
-                self.inner.registry.describe(id, shape);
-            }
-            self.inner.debug.apply(&config);
-            Ok(wall::simulate(&config))
-        }));
-        let simulated = simulated.unwrap_or_else(|payload| {
-            Err(format!(
-                "the simulation panicked: {}",
-                panic_message(&*payload)
-            ))
-        });
+        let simulated = self.simulate(id, &request, body);
         let record = match &simulated {
             Ok(outcome) => Record::Done(outcome),
             Err(reason) => Record::Failed(reason),
@@ -393,102 +378,6 @@ impl LocalJobs {
         }
     }
 
-    /// The job's wall, from the request it carried or else from the journal.
-    fn load_request(
-        &self,
-        request: &StoredRequest,
-        body: Option<Vec<u8>>,
-    ) -> Result<WallConfig, String> {
-        let request = match body {
-            Some(body) => body,
-            None => self
-                .inner
-                .store
-                .read_request(request)
-                .map_err(|error| format!("the stored request cannot be read: {error}"))?,
-        };
-        wall::parse_json(&request, &Limits::engine_bounds())
-            .map_err(|error| format!("the stored request is damaged: {error}"))
-    }
-
-    /// Removes a finished job (its record and its result file) or cancels a queued one,
-    /// for good: neither comes back after a restart.
-    ///
-    /// # Errors
-    /// `Unknown`, `InFlight` for a running job, or `Storage` (then the job is as it was).
-    pub fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
-        match self.state(id).ok_or(DeleteError::Unknown)? {
-            JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
-            JobState::Running => Err(DeleteError::InFlight("running")),
-            JobState::Done | JobState::Failed(_) => self
-                .remove_finished(id, Removal::Requested)
-                .map(|()| Removed::Deleted),
-        }
-    }
-
-    /// Takes a queued job out before it runs. It is buried first, under its slot's lock
-    /// (a worker waits meanwhile): if that fails, the job stays queued as it was.
-    fn cancel(&self, id: JobId) -> Result<(), DeleteError> {
-        // No slot, or an empty one: a worker has taken the job.
-        let slot = self
-            .inner
-            .queued
-            .get(&id)
-            .map(|slot| Arc::clone(slot.value()))
-            .ok_or(DeleteError::InFlight("running"))?;
-        let mut slot = slot.lock();
-        if slot.is_none() {
-            return Err(DeleteError::InFlight("running"));
-        }
-        if let Err(error) = self.inner.store.bury(id) {
-            warn!(self.inner.logger, "job not cancelled"; "job_id" => %id, "error" => %error);
-            return Err(DeleteError::Storage(error.to_string()));
-        }
-        let job = slot.take().expect("the slot was checked under its lock");
-        self.inner.queued.remove(&id);
-        self.inner.registry.remove_queued(id);
-        self.wake_waiters(id);
-        // Its memory, its journal segment and its lock go with it.
-        self.inner.store.abandon(id, job.request);
-        self.inner.metrics.job_cancelled();
-        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
-        Ok(())
-    }
-
-    /// Deletes a finished job. Until its result is gone it can still be restored as it
-    /// was; meanwhile it answers as unknown, so that no read finds it half removed.
-    fn remove_finished(&self, id: JobId, removal: Removal) -> Result<(), DeleteError> {
-        let registry = &self.inner.registry;
-        if !registry.mark_deleting(id) {
-            return Err(DeleteError::Unknown);
-        }
-        let store = &self.inner.store;
-        // A request still journaled would run the job again after a restart. A DELETE
-        // that answers 200 buries the job whatever the journal's state (a segment may be
-        // on its way out, or its removal not yet durable) and syncs the result's removal:
-        // it stays deleted through a crash or a power cut. Retention only buries jobs
-        // whose segment is known to be in use. A tombstone left by a delete that then
-        // fails is harmless: the result, kept, wins.
-        let bury = removal == Removal::Requested || registry.is_pinned(id);
-        let removed = if bury { store.bury(id) } else { Ok(()) }
-            .and_then(|()| store.remove_result(id))
-            .and_then(|()| {
-                if removal == Removal::Requested {
-                    store.sync_removals()
-                } else {
-                    Ok(())
-                }
-            });
-        if let Err(error) = removed {
-            registry.unmark_deleting(id);
-            warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
-            return Err(DeleteError::Storage(error.to_string()));
-        }
-        registry.remove_finished(id);
-        info!(self.inner.logger, "job removed"; "job_id" => %id);
-        Ok(())
-    }
-
     /// Blocks until every queued and running job has finished and its result is on
     /// disk, then stops the workers and the sync thread.
     pub fn drain(&self) {
@@ -499,67 +388,6 @@ impl LocalJobs {
         }
         self.inner.pool.shutdown();
         self.inner.store.shutdown();
-    }
-}
-
-/// Who removes a finished job: a client's DELETE, which must hold through any crash,
-/// or the retention sweeper, for which a job back after a power cut is only late.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Removal {
-    Requested,
-    Retention,
-}
-
-/// Counts one submission for as long as it lives, whichever way it ends; owned, so
-/// that it can go with the accept to the journal's thread.
-struct AcceptInProgress(Arc<Inner>);
-
-impl AcceptInProgress {
-    fn enter(jobs: &LocalJobs) -> AcceptInProgress {
-        jobs.inner
-            .accepts_in_progress
-            .fetch_add(1, Ordering::SeqCst);
-        AcceptInProgress(Arc::clone(&jobs.inner))
-    }
-}
-
-impl Drop for AcceptInProgress {
-    fn drop(&mut self) {
-        self.0.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A job whose result the store has made durable, or failed to.
-struct Finished {
-    id: JobId,
-    logger: Logger,
-    started: Instant,
-    /// Why the simulation failed, if it did.
-    failure: Option<Arc<str>>,
-    /// The bytes the result takes, or why it could not be stored.
-    stored: Result<u64, StoreError>,
-    /// Whether its request is still held, for the registry.
-    pin: StorePin,
-}
-
-/// A job whose request is on its way to the journal.
-struct AcceptedJob {
-    id: JobId,
-    sections: usize,
-    shape: Option<WallShape>,
-    body: Option<Vec<u8>>,
-    key: Option<IdempotencyKey>,
-    request_id: Option<String>,
-    memory: Reservation,
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "no message".to_owned()
     }
 }
 

@@ -12,6 +12,11 @@ use crate::jobs::queue_memory::Reservation;
 use crate::jobs::storage::StoredRequest;
 use crate::pool::Task;
 
+/// Requests this small wait in the queue as the compact JSON the journal holds (a
+/// decoded wall costs some 27 times that); larger ones are read back from the journal
+/// when they run. Either way a queued job holds what `QueuedJob::held_bytes` counts.
+const MAX_REQUEST_BYTES_KEPT_IN_QUEUE: usize = 64 * 1024;
+
 /// Where a queued job waits: taken out by a worker, or by a cancel.
 pub(super) type QueueSlot = Arc<Mutex<Option<QueuedJob>>>;
 
@@ -28,6 +33,11 @@ pub(super) struct QueuedJob {
 }
 
 impl QueuedJob {
+    /// The request's JSON, to wait in the queue with the job, if it is small enough.
+    pub(super) fn kept_body(request: &[u8]) -> Option<Vec<u8>> {
+        (request.len() <= MAX_REQUEST_BYTES_KEPT_IN_QUEUE).then(|| request.to_vec())
+    }
+
     /// What a queued job holds: its slot (behind the `Arc`'s two counts), the slot's
     /// entry in the map of queued jobs, its task in the pool (boxed, and the pool's
     /// pointer to it), and its heap parts.

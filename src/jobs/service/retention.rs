@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use slog::info;
 
-use super::{LocalJobs, Removal};
+use super::LocalJobs;
+use super::removal::Removal;
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
 const PINNED_RETRY: Duration = Duration::from_millis(250);

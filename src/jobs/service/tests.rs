@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::jobs::{IdempotencyKey, StoreOptions, TeamLogs};
-use crate::wall::{EXAMPLE_WALL, Limits, parse_text};
+use crate::wall::{EXAMPLE_WALL, Limits, WallConfig, parse_text};
 
 struct Service {
     jobs: LocalJobs,

@@ -1,0 +1,98 @@
+//! Removing a job for good, so that it does not come back after a restart: `delete`
+//! cancels a queued job before it runs or removes a finished one, as retention does.
+
+use std::sync::Arc;
+
+use slog::{info, warn};
+
+use super::{DeleteError, LocalJobs, Removed};
+use crate::jobs::storage::Storage;
+use crate::jobs::{JobId, JobState};
+
+/// Who removes a finished job: a client's DELETE, which must hold through any crash,
+/// or the retention sweeper, for which a job back after a power cut is only late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Removal {
+    Requested,
+    Retention,
+}
+
+impl LocalJobs {
+    /// Removes a finished job (its record and its result file) or cancels a queued one,
+    /// for good: neither comes back after a restart.
+    ///
+    /// # Errors
+    /// `Unknown`, `InFlight` for a running job, or `Storage` (then the job is as it was).
+    pub fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+        match self.state(id).ok_or(DeleteError::Unknown)? {
+            JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
+            JobState::Running => Err(DeleteError::InFlight("running")),
+            JobState::Done | JobState::Failed(_) => self
+                .remove_finished(id, Removal::Requested)
+                .map(|()| Removed::Deleted),
+        }
+    }
+
+    /// Takes a queued job out before it runs. It is buried first, under its slot's lock
+    /// (a worker waits meanwhile): if that fails, the job stays queued as it was.
+    fn cancel(&self, id: JobId) -> Result<(), DeleteError> {
+        // No slot, or an empty one: a worker has taken the job.
+        let slot = self
+            .inner
+            .queued
+            .get(&id)
+            .map(|slot| Arc::clone(slot.value()))
+            .ok_or(DeleteError::InFlight("running"))?;
+        let mut slot = slot.lock();
+        if slot.is_none() {
+            return Err(DeleteError::InFlight("running"));
+        }
+        if let Err(error) = self.inner.store.bury(id) {
+            warn!(self.inner.logger, "job not cancelled"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        let job = slot.take().expect("the slot was checked under its lock");
+        self.inner.queued.remove(&id);
+        self.inner.registry.remove_queued(id);
+        self.wake_waiters(id);
+        // Its memory, its journal segment and its lock go with it.
+        self.inner.store.abandon(id, job.request);
+        self.inner.metrics.job_cancelled();
+        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+        Ok(())
+    }
+
+    /// Deletes a finished job. Until its result is gone it can still be restored as it
+    /// was; meanwhile it answers as unknown, so that no read finds it half removed.
+    pub(super) fn remove_finished(&self, id: JobId, removal: Removal) -> Result<(), DeleteError> {
+        let registry = &self.inner.registry;
+        if !registry.mark_deleting(id) {
+            return Err(DeleteError::Unknown);
+        }
+        let store = &self.inner.store;
+        // A request still journaled would run the job again after a restart. A DELETE
+        // that answers 200 buries the job whatever the journal's state (a segment may be
+        // on its way out, or its removal not yet durable) and syncs the result's removal:
+        // it stays deleted through a crash or a power cut. Retention only buries jobs
+        // whose segment is known to be in use. A tombstone left by a delete that then
+        // fails is harmless: the result, kept, wins.
+        let bury = removal == Removal::Requested || registry.is_pinned(id);
+        let removed = if bury { store.bury(id) } else { Ok(()) }
+            .and_then(|()| store.remove_result(id))
+            .and_then(|()| {
+                if removal == Removal::Requested {
+                    store.sync_removals()
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = removed {
+            registry.unmark_deleting(id);
+            warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
+            return Err(DeleteError::Storage(error.to_string()));
+        }
+        registry.remove_finished(id);
+        info!(self.inner.logger, "job removed"; "job_id" => %id);
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! A job's simulation on a worker: its wall read from the request it carried or else
+//! from the journal, and a panic caught and made the job's failure, so that the worker
+//! lives on.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+
+use super::LocalJobs;
+use crate::jobs::JobId;
+use crate::jobs::registry::WallShape;
+use crate::jobs::storage::{Storage, StoredRequest};
+use crate::wall::{self, Limits, Outcome, WallConfig};
+
+impl LocalJobs {
+    /// Simulates the job's wall; the reason it failed, if it did, panics included.
+    pub(super) fn simulate(
+        &self,
+        id: JobId,
+        request: &StoredRequest,
+        body: Option<Vec<u8>>,
+    ) -> Result<Outcome, String> {
+        let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
+            let config = self.load_request(request, body)?;
+            if let Some(shape) = WallShape::of(&config) {
+                self.inner.registry.describe(id, shape);
+            }
+            self.inner.debug.apply(&config);
+            Ok(wall::simulate(&config))
+        }));
+        simulated.unwrap_or_else(|payload| {
+            Err(format!(
+                "the simulation panicked: {}",
+                panic_message(&*payload)
+            ))
+        })
+    }
+
+    /// The job's wall, from the request it carried or else from the journal.
+    fn load_request(
+        &self,
+        request: &StoredRequest,
+        body: Option<Vec<u8>>,
+    ) -> Result<WallConfig, String> {
+        let request = match body {
+            Some(body) => body,
+            None => self
+                .inner
+                .store
+                .read_request(request)
+                .map_err(|error| format!("the stored request cannot be read: {error}"))?,
+        };
+        wall::parse_json(&request, &Limits::engine_bounds())
+            .map_err(|error| format!("the stored request is damaged: {error}"))
+    }
+}
+
+/// The text a panic was raised with, for the failure reason of the job that raised it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "no message".to_owned()
+    }
+}

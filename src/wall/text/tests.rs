@@ -1,0 +1,191 @@
+//! Tests of the text form: line ends, the quick pass against the general one, each
+//! rule's message with its line and column, and the limits.
+
+use super::*;
+
+fn feet(profiles: &[Vec<Height>]) -> Vec<Vec<u8>> {
+    profiles
+        .iter()
+        .map(|profile| profile.iter().map(|height| height.feet()).collect())
+        .collect()
+}
+
+#[test]
+fn example_wall_parses() {
+    let parsed = parse_text(b"21 25 28\n17\n17 22 17 19 17\n", &Limits::default()).unwrap();
+    assert_eq!(
+        feet(&parsed),
+        vec![vec![21, 25, 28], vec![17], vec![17, 22, 17, 19, 17]]
+    );
+}
+
+#[test]
+fn bom_crlf_tabs_blank_lines_and_trailing_spaces_are_accepted() {
+    let parsed = parse_text(
+        "\u{feff}21\t25 28  \r\n\r\n   \n17\r\n".as_bytes(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(feet(&parsed), vec![vec![21, 25, 28], vec![17]]);
+}
+
+#[test]
+fn a_bare_cr_ends_a_line_and_line_numbers_count_it() {
+    let parsed = parse_text(b"21 25 28\r17\r17 22 17 19 17\r", &Limits::default()).unwrap();
+    assert_eq!(
+        feet(&parsed),
+        vec![vec![21, 25, 28], vec![17], vec![17, 22, 17, 19, 17]]
+    );
+    // Mixed ends: CR, CRLF, LF, and a CR before a CRLF (a blank line).
+    let parsed = parse_text(b"1\r2\r\n3\n4\r\r\n5", &Limits::default()).unwrap();
+    assert_eq!(
+        feet(&parsed),
+        vec![vec![1], vec![2], vec![3], vec![4], vec![5]]
+    );
+    let error = parse_text(b"1\r2\r\n\r3 31\r", &Limits::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "line 4 (profile 3), column 2: height `31` is outside 0..=30"
+    );
+}
+
+#[test]
+fn plain_lines_take_the_quick_pass() {
+    let cases: [(&str, Option<Vec<u8>>); 8] = [
+        ("21 25 28", Some(vec![21, 25, 28])),
+        ("\t0  30\t7 ", Some(vec![0, 30, 7])),
+        ("", Some(vec![])),
+        ("31", None),
+        ("007", None),
+        ("-0", None),
+        ("5,6", None),
+        ("1 2 x", None),
+    ];
+    for (line, expected) in cases {
+        let mut heights = Vec::new();
+        let is_plain = parse_plain_line(line.as_bytes(), &mut heights);
+        let parsed = is_plain.then(|| heights.iter().map(|height| height.feet()).collect());
+        assert_eq!(parsed, expected, "line {line:?}");
+    }
+}
+
+proptest::proptest! {
+    /// The quick pass accepts only what the general one reads the same way.
+    #[test]
+    fn the_quick_pass_agrees_with_the_general_one(line in "[0-9 \t+x.-]{0,12}") {
+        let mut quick = Vec::new();
+        if parse_plain_line(line.as_bytes(), &mut quick) {
+            let at = Location { line: Some(1), profile: 1, section: 1 };
+            let mut general = Vec::new();
+            parse_line(&line, at, 0, &Limits::default(), &mut general).unwrap();
+            proptest::prop_assert_eq!(quick, general);
+        }
+    }
+}
+
+#[test]
+fn limits_are_enforced_on_plain_lines_at_the_exact_token() {
+    let limits = Limits {
+        max_sections_per_profile: 3,
+        max_sections: 5,
+    };
+    assert_eq!(
+        parse_text(b"1 2 3 4\n", &limits).unwrap_err().to_string(),
+        "line 1 (profile 1) has more than 3 sections"
+    );
+    assert_eq!(
+        parse_text(b"1 2 3\n\n4 5 6\n", &limits),
+        Err(ConfigError::WallTooLarge { limit: 5 })
+    );
+}
+
+#[test]
+fn bad_heights_name_line_column_token_and_rule() {
+    let limits = Limits::default();
+    let cases = [
+        (
+            "1 2\n\n3 31\n",
+            "line 3 (profile 2), column 2: height `31` is outside 0..=30",
+        ),
+        (
+            "-1\n",
+            "line 1 (profile 1), column 1: height `-1` is outside 0..=30",
+        ),
+        (
+            "5 abc\n",
+            "line 1 (profile 1), column 2: `abc` is not an integer height in 0..=30",
+        ),
+        (
+            "5.0\n",
+            "line 1 (profile 1), column 1: `5.0` is not an integer height in 0..=30",
+        ),
+        (
+            "+5\n",
+            "line 1 (profile 1), column 1: `+5` is not an integer height in 0..=30",
+        ),
+        (
+            "99999999999999999999999\n",
+            "line 1 (profile 1), column 1: height `99999999999999999999999` is outside 0..=30",
+        ),
+    ];
+    for (input, message) in cases {
+        let error = parse_text(input.as_bytes(), &limits).unwrap_err();
+        assert_eq!(error.to_string(), message, "input {input:?}");
+    }
+}
+
+#[test]
+fn negative_zero_and_leading_zeros_are_integers() {
+    let parsed = parse_text(b"-0 007 30\n", &Limits::default()).unwrap();
+    assert_eq!(feet(&parsed), vec![vec![0, 7, 30]]);
+}
+
+#[test]
+fn empty_and_blank_configs_are_an_empty_wall() {
+    for input in ["", "\n\n", "  \r\n\t\n"] {
+        assert_eq!(
+            parse_text(input.as_bytes(), &Limits::default()),
+            Err(ConfigError::EmptyWall)
+        );
+    }
+}
+
+#[test]
+fn profile_of_2001_sections_is_refused() {
+    let line = vec!["1"; 2001].join(" ");
+    let error = parse_text(line.as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "line 1 (profile 1) has more than 2000 sections"
+    );
+    let line = vec!["1"; 2000].join(" ");
+    assert!(parse_text(line.as_bytes(), &Limits::default()).is_ok());
+}
+
+#[test]
+fn total_section_limit_is_enforced() {
+    let limits = Limits {
+        max_sections_per_profile: 2000,
+        max_sections: 5,
+    };
+    assert!(parse_text(b"1 2 3\n4 5\n", &limits).is_ok());
+    assert_eq!(
+        parse_text(b"1 2 3\n4 5 6\n", &limits),
+        Err(ConfigError::WallTooLarge { limit: 5 })
+    );
+}
+
+#[test]
+fn invalid_utf8_is_reported_with_its_offset() {
+    assert_eq!(
+        parse_text(b"1 2\xff\n", &Limits::default()),
+        Err(ConfigError::NotUtf8 { offset: 3 })
+    );
+}
+
+#[test]
+fn long_tokens_are_truncated_in_messages() {
+    let token = "x".repeat(10_000);
+    let error = parse_text(token.as_bytes(), &Limits::default()).unwrap_err();
+    assert!(error.to_string().len() < 200);
+}
