@@ -485,3 +485,56 @@ fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
         "a delete takes the log's chunks with it"
     );
 }
+
+#[test]
+fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let node = node(&url, &["--workers", "1", "--claim-ahead", "0"]);
+    // Results cannot be written while the test holds this lock; claims still can.
+    let mut session = pg.psql_session(&url);
+    let stdin = session.stdin.as_mut().unwrap();
+    std::io::Write::write_all(
+        stdin,
+        b"BEGIN;\nLOCK TABLE icewall_results IN EXCLUSIVE MODE;\n",
+    )
+    .unwrap();
+    std::io::Write::flush(stdin).unwrap();
+    wait_until("the test holds the lock", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
+             AND relation = 'icewall_results'::regclass",
+        ) == "1"
+    });
+    let ids: Vec<String> = (0..700).map(|_| node.submit_json(EXAMPLE_JSON)).collect();
+    // One worker, none claimed ahead, two batches of 256 results waiting: 513 at most.
+    let mut counts = String::new();
+    wait_until("claiming stops at its bound", || {
+        let now = one_row(
+            pg,
+            &url,
+            "SELECT count(*) FILTER (WHERE state = 'running') || ' ' || \
+             count(*) FILTER (WHERE state = 'queued') FROM icewall_jobs",
+        );
+        let settled = now == counts;
+        counts = now;
+        std::thread::sleep(Duration::from_millis(300));
+        settled && counts.starts_with("513 ")
+    });
+    assert_eq!(counts, "513 187", "running, queued");
+    std::io::Write::write_all(session.stdin.as_mut().unwrap(), b"COMMIT;\n").unwrap();
+    drop(session.stdin.take());
+    assert!(session.wait().unwrap().success());
+    for id in ids.iter().step_by(50) {
+        assert_example_done(&node, id);
+    }
+    wait_until("every job is done", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'done'",
+        ) == "700"
+    });
+}

@@ -234,6 +234,17 @@ impl PostgresServer {
         }
     }
 
+    /// A psql session kept open on `url`, running what the test writes to its stdin
+    /// (for a test that holds a lock while the nodes work). Ends when its stdin closes.
+    pub fn psql_session(&self, url: &str) -> std::process::Child {
+        self.psql_command()
+            .args(["-d", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql runs")
+    }
+
     fn psql_command(&self) -> Command {
         let mut command = Command::new(&self.binaries.psql);
         // No ~/.psqlrc, stop at the first error, bare rows.

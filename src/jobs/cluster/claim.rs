@@ -24,6 +24,10 @@ pub(super) struct ClaimedJob {
     pub waited: Duration,
 }
 
+/// Finished jobs that may wait for their commit before this node stops claiming: two
+/// of the finisher's batches.
+const FINISH_BACKLOG: usize = 2 * super::finish::MAX_BATCH;
+
 /// Most expired leases one heartbeat requeues.
 const REAP_BATCH: i64 = 1000;
 
@@ -59,11 +63,19 @@ pub(super) async fn unregister_node(db: &Pool, node: Uuid) {
 pub(super) async fn run_claimer(jobs: ClusterJobs) {
     let inner = &jobs.inner;
     let capacity = inner.workers + inner.settings.claim_ahead;
+    // Results waiting for their commit hold their leases: when the database falls
+    // behind, claiming stops rather than pile up jobs no one will finish soon (each
+    // extra lease costs every heartbeat, and the heartbeat's locks slow the commits).
+    let most_in_flight = capacity + FINISH_BACKLOG;
     loop {
         if inner.draining.load(Ordering::SeqCst) {
             return;
         }
-        let free = capacity.saturating_sub(inner.claimed.load(Ordering::SeqCst));
+        let free = if inner.running.len() >= most_in_flight {
+            0
+        } else {
+            capacity.saturating_sub(inner.claimed.load(Ordering::SeqCst))
+        };
         let mut full = false;
         if free > 0 {
             let started = Instant::now();

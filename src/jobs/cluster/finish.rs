@@ -46,7 +46,7 @@ const FINISH: &str = "WITH batch AS (
 pub(super) const LOG_CHUNK: usize = 1024 * 1024;
 
 /// Most jobs, and about most bytes, one transaction takes.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// A job's outcome, ready for the database.
@@ -180,6 +180,8 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
         for finished in batch {
             jobs.report(finished, kept.as_ref());
         }
+        // Claiming may have stopped for the commits to catch up.
+        inner.wake_claimer.notify_one();
     }
 }
 
