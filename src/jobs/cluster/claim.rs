@@ -71,13 +71,21 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         if inner.draining.load(Ordering::SeqCst) {
             return;
         }
+        let claimed = inner.claimed.load(Ordering::SeqCst);
         let free = if inner.running.len() >= most_in_flight {
             0
         } else {
-            capacity.saturating_sub(inner.claimed.load(Ordering::SeqCst))
+            capacity.saturating_sub(claimed)
+        };
+        // While every worker has a job and more wait on the node, a claim waits until
+        // half the room is free: fewer, larger claims, for the same jobs held.
+        let worth_a_claim = if claimed < inner.workers {
+            free > 0
+        } else {
+            free > 0 && free >= capacity / 2
         };
         let mut full = false;
-        if free > 0 {
+        if worth_a_claim {
             let started = Instant::now();
             match claim(&jobs, free).await {
                 Ok(claimed) => {
