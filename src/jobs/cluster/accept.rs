@@ -16,20 +16,29 @@ use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
 use crate::jobs::{JobId, Unavailable};
 
-/// One batch of accepts (see `store`).
+/// One batch of accepts (see `store`). Rows without an Idempotency-Key are inserted
+/// plainly: `ON CONFLICT` costs a speculative insertion per row, which only keyed
+/// rows need.
 const ACCEPT: &str = "WITH batch AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[],
             $5::int8[], $6::int8[], $7::bytea[])
             AS t(id, key, fingerprint, profiles, sections, num_teams, body)
-    ), made AS (
+    ), made_plain AS (
+        INSERT INTO icewall_jobs (id, state, profiles, sections, num_teams)
+        SELECT id, 'queued', profiles::int4, sections::int4, num_teams
+        FROM batch WHERE key IS NULL
+        RETURNING id
+    ), made_keyed AS (
         INSERT INTO icewall_jobs
             (id, state, idempotency_key, request_fingerprint, profiles, sections,
              num_teams)
         SELECT id, 'queued', key, fingerprint, profiles::int4, sections::int4,
             num_teams
-        FROM batch
+        FROM batch WHERE key IS NOT NULL
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id
+    ), made AS (
+        SELECT id FROM made_plain UNION ALL SELECT id FROM made_keyed
     ), stored AS (
         INSERT INTO icewall_requests (job_id, body)
         SELECT id, body FROM batch JOIN made USING (id)
