@@ -538,3 +538,29 @@ fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
         ) == "700"
     });
 }
+
+#[test]
+fn a_node_without_its_database_stops_at_start_up_saying_why() {
+    for (url, why) in [
+        ("not a url", "a bad --database-url"),
+        (
+            "postgres://postgres@127.0.0.1:1/icewall",
+            "Connection refused",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-timeout", "2s"])
+            .args(["--database-url", url])
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .arg("--logs-dir")
+            .arg(dir.path().join("logs"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert!(stderr.contains(why), "{url}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{url}: {stderr}");
+    }
+}

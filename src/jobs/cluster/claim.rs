@@ -37,7 +37,7 @@ pub(super) async fn register_node(
     cluster: &ClusterSettings,
     workers: usize,
 ) -> Result<(), String> {
-    let client = db.get().await.map_err(|error| error.to_string())?;
+    let client = db.get().await.map_err(|error| super::describe(&error))?;
     let workers = i32::try_from(workers).unwrap_or(i32::MAX);
     client
         .execute(
@@ -46,7 +46,7 @@ pub(super) async fn register_node(
             &[&cluster.node, &cluster.address, &workers],
         )
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     Ok(())
 }
 
@@ -133,17 +133,21 @@ impl ClusterJobs {
 /// and the limit holds (an `IN (subquery)` may be run again, and claim more).
 async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, String> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let client = jobs
+        .db()
+        .get()
+        .await
+        .map_err(|error| super::describe(&error))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
     let statement = client
         .prepare_cached(CLAIM)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     let rows = client
         .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     let mut claimed: Vec<ClaimedJob> = rows
         .iter()
         .map(|row| ClaimedJob {
@@ -244,7 +248,11 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
 
 async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let client = jobs
+        .db()
+        .get()
+        .await
+        .map_err(|error| super::describe(&error))?;
     let ids: Vec<Uuid> = inner
         .running
         .iter()
@@ -259,7 +267,7 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
                 &[&inner.settings.node, &ids, &lease_ms],
             )
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| super::describe(&error))?;
     }
     let running = i32::try_from(ids.len()).unwrap_or(i32::MAX);
     let updated = client
@@ -268,7 +276,7 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
             &[&inner.settings.node, &running],
         )
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     if updated == 0 {
         // Swept as stale during a long outage: this node is back.
         register_node(jobs.db(), &inner.settings, inner.workers).await?;
@@ -279,7 +287,11 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
 /// Requeues the jobs whose lease ran out; a job at `--max-attempts` is failed instead.
 async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let client = jobs
+        .db()
+        .get()
+        .await
+        .map_err(|error| super::describe(&error))?;
     let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
     let rows = client
         .query(
@@ -300,7 +312,7 @@ async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
             &[&max_attempts, &REAP_BATCH],
         )
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     let requeued = rows
         .iter()
         .filter(|row| row.get::<_, &str>(0) == "queued")
@@ -309,14 +321,18 @@ async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
         client
             .batch_execute("NOTIFY icewall_jobs")
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| super::describe(&error))?;
     }
     Ok(requeued)
 }
 
 async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), String> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(|error| error.to_string())?;
+    let client = jobs
+        .db()
+        .get()
+        .await
+        .map_err(|error| super::describe(&error))?;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'queued'),
@@ -325,7 +341,7 @@ async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), String> {
             &[],
         )
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     let count = |index| usize::try_from(row.get::<_, i64>(index)).unwrap_or(0);
     inner.cluster_queued.store(count(0), Ordering::Relaxed);
     inner.cluster_running.store(count(1), Ordering::Relaxed);

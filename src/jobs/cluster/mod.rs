@@ -85,7 +85,7 @@ struct Inner {
     settings: ClusterSettings,
     db: Pool,
     /// The runtime the database work runs on; shut down by `drain`.
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: Mutex<DbRuntime>,
     handle: tokio::runtime::Handle,
     pool: JobPool,
     workers: usize,
@@ -131,12 +131,14 @@ impl ClusterJobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<ClusterJobs, StartError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("icewall-db")
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
+        let runtime = DbRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("icewall-db")
+                .enable_all()
+                .build()?,
+        ));
+        let handle = runtime.handle();
         let db = connect(&cluster)?;
         let applied =
             block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
@@ -153,7 +155,7 @@ impl ClusterJobs {
                 cache: ResultCache::new(cluster.cache_bytes),
                 settings: cluster,
                 db,
-                runtime: Mutex::new(Some(runtime)),
+                runtime: Mutex::new(runtime),
                 handle,
                 pool: JobPool::start("icewall-worker", settings.workers)?,
                 workers: settings.workers,
@@ -344,9 +346,7 @@ impl ClusterJobs {
             inner.settings.timeout,
             claim::unregister_node(&inner.db, inner.settings.node),
         ));
-        if let Some(runtime) = inner.runtime.lock().take() {
-            runtime.shutdown_background();
-        }
+        inner.runtime.lock().shut_down();
     }
 
     /// Takes jobs this node claimed or cancelled off its count of the cluster's queue,
@@ -436,6 +436,33 @@ fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
         .map_err(|error| StartError::Database(error.to_string()))
 }
 
+/// The node's database runtime. Dropping a Tokio runtime blocks, which panics inside
+/// actix's threads (where a failed start, or the last handle of a node, drops it): this
+/// one is shut down without waiting instead.
+struct DbRuntime(Option<tokio::runtime::Runtime>);
+
+impl DbRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("a runtime until shut down")
+            .handle()
+            .clone()
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for DbRuntime {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
 /// Waits for `work` on the node's runtime from a thread of its own: start-up runs
 /// inside actix's system, where blocking a thread on another runtime is refused.
 fn block_on_aside<T: Send>(
@@ -451,6 +478,21 @@ fn block_on_aside<T: Send>(
 }
 
 /// A database error as the client sees it.
-fn unavailable(error: impl std::fmt::Display) -> Unavailable {
-    Unavailable(error.to_string())
+fn unavailable(error: impl std::error::Error) -> Unavailable {
+    Unavailable(describe(&error))
+}
+
+/// An error with its causes ("error connecting to server: Connection refused"): the
+/// database clients' errors say little on their own.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
 }

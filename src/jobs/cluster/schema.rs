@@ -83,11 +83,11 @@ CREATE TABLE icewall_nodes (
 /// When the database cannot be reached or refuses a migration, or its schema is newer
 /// than this build knows (a newer node migrated it: this one must not run on it).
 pub async fn migrate(pool: &Pool) -> Result<usize, String> {
-    let mut client = pool.get().await.map_err(|error| error.to_string())?;
+    let mut client = pool.get().await.map_err(|error| super::describe(&error))?;
     let transaction = client
         .transaction()
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| super::describe(&error))?;
     let sql_error = |error: tokio_postgres::Error| error.to_string();
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
