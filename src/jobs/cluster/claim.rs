@@ -12,8 +12,9 @@ use slog::{info, warn};
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::{ClusterJobs, ClusterSettings};
+use super::{ClusterJobs, ClusterSettings, unavailable};
 use crate::jobs::JobId;
+use crate::jobs::Unavailable;
 
 /// A job this node claimed: its attempt and its request.
 pub(super) struct ClaimedJob {
@@ -131,23 +132,16 @@ impl ClusterJobs {
 /// Claims up to `limit` of the oldest queued jobs. The ids are picked in a
 /// materialized CTE with `SKIP LOCKED`: nodes claiming at once take different jobs,
 /// and the limit holds (an `IN (subquery)` may be run again, and claim more).
-async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, String> {
+async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs
-        .db()
-        .get()
-        .await
-        .map_err(|error| super::describe(&error))?;
+    let client = jobs.client().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
-    let statement = client
-        .prepare_cached(CLAIM)
-        .await
-        .map_err(|error| super::describe(&error))?;
+    let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
     let rows = client
         .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
         .await
-        .map_err(|error| super::describe(&error))?;
+        .map_err(unavailable)?;
     let mut claimed: Vec<ClaimedJob> = rows
         .iter()
         .map(|row| ClaimedJob {
@@ -246,13 +240,9 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
     }
 }
 
-async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
+async fn extend_leases(jobs: &ClusterJobs) -> Result<(), Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs
-        .db()
-        .get()
-        .await
-        .map_err(|error| super::describe(&error))?;
+    let client = jobs.client().await?;
     let ids: Vec<Uuid> = inner
         .running
         .iter()
@@ -267,7 +257,7 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
                 &[&inner.settings.node, &ids, &lease_ms],
             )
             .await
-            .map_err(|error| super::describe(&error))?;
+            .map_err(unavailable)?;
     }
     let running = i32::try_from(ids.len()).unwrap_or(i32::MAX);
     let updated = client
@@ -276,22 +266,20 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), String> {
             &[&inner.settings.node, &running],
         )
         .await
-        .map_err(|error| super::describe(&error))?;
+        .map_err(unavailable)?;
     if updated == 0 {
         // Swept as stale during a long outage: this node is back.
-        register_node(jobs.db(), &inner.settings, inner.workers).await?;
+        register_node(jobs.db(), &inner.settings, inner.workers)
+            .await
+            .map_err(Unavailable)?;
     }
     Ok(())
 }
 
 /// Requeues the jobs whose lease ran out; a job at `--max-attempts` is failed instead.
-async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
+async fn reap(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs
-        .db()
-        .get()
-        .await
-        .map_err(|error| super::describe(&error))?;
+    let client = jobs.client().await?;
     let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
     let rows = client
         .query(
@@ -312,7 +300,7 @@ async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
             &[&max_attempts, &REAP_BATCH],
         )
         .await
-        .map_err(|error| super::describe(&error))?;
+        .map_err(unavailable)?;
     let requeued = rows
         .iter()
         .filter(|row| row.get::<_, &str>(0) == "queued")
@@ -321,18 +309,14 @@ async fn reap(jobs: &ClusterJobs) -> Result<u64, String> {
         client
             .batch_execute("NOTIFY icewall_jobs")
             .await
-            .map_err(|error| super::describe(&error))?;
+            .map_err(unavailable)?;
     }
     Ok(requeued)
 }
 
-async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), String> {
+async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs
-        .db()
-        .get()
-        .await
-        .map_err(|error| super::describe(&error))?;
+    let client = jobs.client().await?;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'queued'),
@@ -341,7 +325,7 @@ async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), String> {
             &[],
         )
         .await
-        .map_err(|error| super::describe(&error))?;
+        .map_err(unavailable)?;
     let count = |index| usize::try_from(row.get::<_, i64>(index)).unwrap_or(0);
     inner.cluster_queued.store(count(0), Ordering::Relaxed);
     inner.cluster_running.store(count(1), Ordering::Relaxed);

@@ -47,7 +47,7 @@ use super::service::{
     Submitted,
 };
 use super::{JobId, Unavailable};
-use crate::metrics::{Metrics, Rejection, Snapshot};
+use crate::metrics::{Metrics, Snapshot};
 use crate::pool::JobPool;
 use crate::shutdown::Shutdown;
 use crate::wall::{self, Limits};
@@ -209,12 +209,7 @@ impl ClusterJobs {
                 info!(inner.logger, "job accepted"; "job_id" => %id);
             }
             Ok(Submitted { replayed: true, .. }) => {}
-            Err(error) => metrics.rejected(match error {
-                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-                SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
-                SubmitError::ShuttingDown => Rejection::ShuttingDown,
-                SubmitError::Storage(_) => Rejection::Storage,
-            }),
+            Err(error) => metrics.rejected(error.rejection()),
         }
         accepted
     }
@@ -382,6 +377,11 @@ impl ClusterJobs {
 
     fn db(&self) -> &Pool {
         &self.inner.db
+    }
+
+    /// A connection from the pool, within `--database-timeout`.
+    async fn client(&self) -> Result<deadpool_postgres::Object, Unavailable> {
+        self.db().get().await.map_err(unavailable)
     }
 
     /// Runs database work on the node's runtime, bounded by `--database-timeout`.

@@ -36,7 +36,7 @@ use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
 use super::storage::{Record, Storage, Store, StoredRequest};
 use super::{JobId, JobState, Registry, StoreError};
-use crate::metrics::{Metrics, Rejection};
+use crate::metrics::Metrics;
 use crate::pool::JobPool;
 use crate::shutdown::Shutdown;
 
@@ -278,12 +278,7 @@ impl LocalJobs {
                 replayed: false, ..
             }) => metrics.job_accepted(),
             Ok(Submitted { replayed: true, .. }) => {}
-            Err(error) => metrics.rejected(match error {
-                SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-                SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
-                SubmitError::ShuttingDown => Rejection::ShuttingDown,
-                SubmitError::Storage(_) => Rejection::Storage,
-            }),
+            Err(error) => metrics.rejected(error.rejection()),
         }
     }
 

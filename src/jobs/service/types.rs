@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::jobs::idempotency::{IdempotencyKey, KeyConflict};
 use crate::jobs::queue_memory::OverLimit;
 use crate::jobs::{JobId, StoreError, StoreOptions};
+use crate::metrics::Rejection;
 use crate::wall::WallConfig;
 
 pub struct JobsSettings {
@@ -105,6 +106,18 @@ pub enum SubmitError {
     ShuttingDown,
     #[error("the job could not be stored on disk: {0}")]
     Storage(String),
+}
+
+impl SubmitError {
+    /// The reason `/metrics` counts this refusal under.
+    pub fn rejection(&self) -> Rejection {
+        match self {
+            SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
+            SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
+            SubmitError::ShuttingDown => Rejection::ShuttingDown,
+            SubmitError::Storage(_) => Rejection::Storage,
+        }
+    }
 }
 
 impl From<KeyConflict> for SubmitError {
