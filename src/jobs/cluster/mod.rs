@@ -16,29 +16,31 @@
 mod accept;
 mod cache;
 mod claim;
+mod database;
 mod finish;
 mod nodes;
 mod reads;
+mod removal;
 mod requests;
+mod results;
 mod retention;
 mod schema;
 
 use std::panic::{self, AssertUnwindSafe};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use parking_lot::Mutex;
 use slog::{Logger, info};
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use self::cache::ResultCache;
 use self::claim::ClaimedJob;
+use self::database::{DbRuntime, block_on_aside, connect, describe, unavailable};
 pub use self::nodes::ClusterNode;
 use super::idempotency::fingerprint;
 use super::registry::WallShape;
@@ -131,13 +133,7 @@ impl ClusterJobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<ClusterJobs, StartError> {
-        let runtime = DbRuntime(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("icewall-db")
-                .enable_all()
-                .build()?,
-        ));
+        let runtime = DbRuntime::start()?;
         let handle = runtime.handle();
         let db = connect(&cluster)?;
         let applied =
@@ -307,7 +303,7 @@ impl ClusterJobs {
     /// # Errors
     /// `Unknown`, `InFlight` for a running job, or `Unavailable`.
     pub async fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
-        let removed = self.on_db(reads::delete(self.db().clone(), id)).await??;
+        let removed = self.on_db(removal::delete(self.db().clone(), id)).await??;
         self.inner.cache.remove(id);
         self.wake_waiters(id);
         match removed {
@@ -412,87 +408,4 @@ impl ClusterJobs {
             notify.notify_waiters();
         }
     }
-}
-
-/// The connection pool. Connections are made when first needed, so a database that is
-/// down at this moment fails the migration that follows, with its reason.
-fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
-    let config = tokio_postgres::Config::from_str(&cluster.database_url)
-        .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(cluster.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(cluster.timeout))
-        .create_timeout(Some(cluster.timeout))
-        .recycle_timeout(Some(cluster.timeout))
-        .build()
-        .map_err(|error| StartError::Database(error.to_string()))
-}
-
-/// The node's database runtime. Dropping a Tokio runtime blocks, which panics inside
-/// actix's threads (where a failed start, or the last handle of a node, drops it): this
-/// one is shut down without waiting instead.
-struct DbRuntime(Option<tokio::runtime::Runtime>);
-
-impl DbRuntime {
-    fn handle(&self) -> tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("a runtime until shut down")
-            .handle()
-            .clone()
-    }
-
-    fn shut_down(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for DbRuntime {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
-}
-
-/// Waits for `work` on the node's runtime from a thread of its own: start-up runs
-/// inside actix's system, where blocking a thread on another runtime is refused.
-fn block_on_aside<T: Send>(
-    handle: &tokio::runtime::Handle,
-    work: impl Future<Output = T> + Send,
-) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| handle.block_on(work))
-            .join()
-            .unwrap_or_else(|panic| panic::resume_unwind(panic))
-    })
-}
-
-/// A database error as the client sees it.
-fn unavailable(error: impl std::error::Error) -> Unavailable {
-    Unavailable(describe(&error))
-}
-
-/// An error with its causes ("error connecting to server: Connection refused"): the
-/// database clients' errors say little on their own.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        let said = next.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        cause = next.source();
-    }
-    text
 }

@@ -10,7 +10,7 @@ use slog::{info, warn};
 use uuid::Uuid;
 
 use super::claim::millis;
-use super::reads::remove_stored;
+use super::removal::remove_stored;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::Unavailable;
 

@@ -1,0 +1,107 @@
+//! The node's way to its database in cluster mode: the connection pool, the small Tokio
+//! runtime it lives on (shut down without blocking, wherever it is dropped), and the
+//! database's errors as a client of the API sees them.
+
+use std::io;
+use std::panic;
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::ClusterSettings;
+use crate::jobs::Unavailable;
+use crate::jobs::service::StartError;
+
+/// The connection pool. Connections are made when first needed, so a database that is
+/// down at this moment fails the migration that follows, with its reason.
+pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
+    let config = tokio_postgres::Config::from_str(&cluster.database_url)
+        .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(cluster.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(cluster.timeout))
+        .create_timeout(Some(cluster.timeout))
+        .recycle_timeout(Some(cluster.timeout))
+        .build()
+        .map_err(|error| StartError::Database(error.to_string()))
+}
+
+/// The node's database runtime. Dropping a Tokio runtime blocks, which panics inside
+/// actix's threads (where a failed start, or the last handle of a node, drops it): this
+/// one is shut down without waiting instead.
+pub(super) struct DbRuntime(Option<tokio::runtime::Runtime>);
+
+impl DbRuntime {
+    /// Two threads, `icewall-db`: the database work is waiting, not computing.
+    pub(super) fn start() -> io::Result<DbRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("icewall-db")
+            .enable_all()
+            .build()?;
+        Ok(DbRuntime(Some(runtime)))
+    }
+
+    pub(super) fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("a runtime until shut down")
+            .handle()
+            .clone()
+    }
+
+    pub(super) fn shut_down(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for DbRuntime {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Waits for `work` on the node's runtime from a thread of its own: start-up runs
+/// inside actix's system, where blocking a thread on another runtime is refused.
+pub(super) fn block_on_aside<T: Send>(
+    handle: &tokio::runtime::Handle,
+    work: impl Future<Output = T> + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| handle.block_on(work))
+            .join()
+            .unwrap_or_else(|panic| panic::resume_unwind(panic))
+    })
+}
+
+/// A database error as the client sees it.
+pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
+    Unavailable(describe(&error))
+}
+
+/// An error with its causes ("error connecting to server: Connection refused"): the
+/// database clients' errors say little on their own.
+pub(super) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
+}

@@ -1,0 +1,58 @@
+//! Removing jobs in cluster mode: a delete from any node (a finished job, or a queued
+//! one cancelled; a running one is left alone), and what removed jobs had stored.
+
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use super::unavailable;
+use crate::jobs::service::{DeleteError, Removed};
+use crate::jobs::{JobId, Unavailable};
+
+/// Deletes a finished job or cancels a queued one; a running job is left alone.
+pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> {
+    let mut client = db.get().await.map_err(unavailable)?;
+    let transaction = client.transaction().await.map_err(unavailable)?;
+    let removed = transaction
+        .query_opt(
+            "DELETE FROM icewall_jobs WHERE id = $1 AND state <> 'running' RETURNING state",
+            &[&id.uuid()],
+        )
+        .await
+        .map_err(unavailable)?;
+    if let Some(row) = removed {
+        let removed = match row.get::<_, &str>(0) {
+            "queued" => Removed::Cancelled,
+            _ => Removed::Deleted,
+        };
+        remove_stored(&transaction, &[id.uuid()]).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        return Ok(removed);
+    }
+    let running = transaction
+        .query_opt("SELECT 1 FROM icewall_jobs WHERE id = $1", &[&id.uuid()])
+        .await
+        .map_err(unavailable)?;
+    Err(match running {
+        Some(_) => DeleteError::InFlight("running"),
+        None => DeleteError::Unknown,
+    })
+}
+
+/// Removes what removed jobs had stored. A statement of its own, after the one that
+/// removed their rows: it sees what a result committed while that one waited for a
+/// row's lock left behind.
+pub(super) async fn remove_stored(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<(), Unavailable> {
+    transaction
+        .execute(
+            "WITH requests AS (DELETE FROM icewall_requests WHERE job_id = ANY($1)),
+                  results AS (DELETE FROM icewall_results WHERE job_id = ANY($1))
+             DELETE FROM icewall_team_logs WHERE job_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
