@@ -62,10 +62,16 @@ impl JobPool {
             workers: Mutex::new(Vec::with_capacity(workers)),
         };
         for index in 1..=workers.max(1) {
-            let shared = Arc::clone(&shared);
+            // Counted before the thread runs: the pool's size is known from `start` on,
+            // not once each thread has been scheduled.
+            shared.live_workers.fetch_add(1, Ordering::SeqCst);
+            let worker = Arc::clone(&shared);
             let handle = thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || shared.work())?;
+                .spawn(move || worker.work())
+                .inspect_err(|_| {
+                    shared.live_workers.fetch_sub(1, Ordering::SeqCst);
+                })?;
             pool.workers.lock().push(handle);
         }
         Ok(pool)
@@ -113,7 +119,6 @@ impl Drop for JobPool {
 
 impl Shared {
     fn work(&self) {
-        self.live_workers.fetch_add(1, Ordering::SeqCst);
         while let Some(task) = self.next_task() {
             // The task reports its own failure; catching here only keeps the worker.
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(task)) {
@@ -195,6 +200,14 @@ mod tests {
                 .expect("a queued task was never run");
         }
         pool.shutdown();
+    }
+
+    #[test]
+    fn the_pool_counts_its_workers_from_the_start() {
+        let pool = JobPool::start("test", 4).unwrap();
+        assert_eq!(pool.live_workers(), 4);
+        pool.shutdown();
+        assert_eq!(pool.live_workers(), 0);
     }
 
     #[test]
