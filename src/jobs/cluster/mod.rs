@@ -26,7 +26,6 @@ mod results;
 mod retention;
 mod schema;
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ use super::idempotency::fingerprint;
 use super::registry::WallShape;
 use super::service::{
     DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
-    Submitted,
+    Submitted, caught,
 };
 use super::{JobId, Unavailable};
 use crate::metrics::{Metrics, Snapshot};
@@ -269,17 +268,11 @@ impl ClusterJobs {
         inner.metrics.job_started(waited);
         info!(logger, "job started");
         let started = Instant::now();
-        let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
+        let simulated = caught(|| {
             let config = wall::parse_json(&request, &Limits::engine_bounds())
                 .map_err(|error| format!("the stored request is damaged: {error}"))?;
             inner.debug.apply(&config);
             Ok(wall::simulate(&config))
-        }))
-        .unwrap_or_else(|payload| {
-            Err(format!(
-                "the simulation panicked: {}",
-                crate::jobs::service::panic_message(&*payload)
-            ))
         });
         let record = finish::Encoded::of(simulated);
         // The worker is free: another job may be claimed while this one is committed.

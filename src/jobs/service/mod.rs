@@ -15,7 +15,7 @@ mod types;
 
 use self::handoff::{AcceptInProgress, AcceptedJob, Finished};
 use self::queue::{QueueSlot, QueuedJob};
-pub(crate) use self::simulation::panic_message;
+pub(crate) use self::simulation::caught;
 pub use self::types::{
     DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
     Submitted, Unavailable,

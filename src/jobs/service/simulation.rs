@@ -19,19 +19,13 @@ impl LocalJobs {
         request: &StoredRequest,
         body: Option<Vec<u8>>,
     ) -> Result<Outcome, String> {
-        let simulated = panic::catch_unwind(AssertUnwindSafe(|| {
+        caught(|| {
             let config = self.load_request(request, body)?;
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
             self.inner.debug.apply(&config);
             Ok(wall::simulate(&config))
-        }));
-        simulated.unwrap_or_else(|payload| {
-            Err(format!(
-                "the simulation panicked: {}",
-                panic_message(&*payload)
-            ))
         })
     }
 
@@ -54,8 +48,21 @@ impl LocalJobs {
     }
 }
 
+/// Runs a job's simulation with a panic caught and made its failure (either mode's
+/// workers use it).
+pub(crate) fn caught(
+    simulation: impl FnOnce() -> Result<Outcome, String>,
+) -> Result<Outcome, String> {
+    panic::catch_unwind(AssertUnwindSafe(simulation)).unwrap_or_else(|payload| {
+        Err(format!(
+            "the simulation panicked: {}",
+            panic_message(&*payload)
+        ))
+    })
+}
+
 /// The text a panic was raised with, for the failure reason of the job that raised it.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {
