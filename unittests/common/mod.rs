@@ -166,7 +166,11 @@ impl Server {
     /// Starts a server whose results and logs live under `dir`.
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
         let results = dir.join("results");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
+        // ICEWALL_TEST_BIN runs the same tests against another build (say, the release
+        // build's page load in browser.rs, which prints its time).
+        let binary = std::env::var("ICEWALL_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_icewall").into());
+        let mut command = Command::new(binary);
         command.args(["serve", "--http-workers", "2"]);
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
