@@ -265,9 +265,10 @@ pub struct Settings {
     /// failed with that reason.
     #[arg(long, env = "ICEWALL_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
-    /// Cluster mode: jobs claimed beyond the free workers, so that a worker finds its
-    /// next job on the node (more: fewer claims; fewer: jobs spread more evenly).
-    #[arg(long, env = "ICEWALL_CLAIM_AHEAD", default_value_t = 8)]
+    /// Cluster mode: most jobs claimed beyond the free workers, so that a worker finds
+    /// its next job on the node; fewer when jobs run long (no more than the workers
+    /// finish in about 50 ms), so that long jobs spread over the nodes.
+    #[arg(long, env = "ICEWALL_CLAIM_AHEAD", default_value_t = 32)]
     pub claim_ahead: usize,
     /// Cluster mode: how often an idle node looks for queued jobs when no
     /// notification reached it.

@@ -564,3 +564,40 @@ fn a_node_without_its_database_stops_at_start_up_saying_why() {
         assert!(!stderr.contains("panicked"), "{url}: {stderr}");
     }
 }
+
+#[test]
+fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let busy = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-poll",
+            "100ms",
+            "--debug-job-gate",
+            &gate.path(),
+        ],
+    );
+    let ids: Vec<String> = (0..6).map(|_| busy.submit_json(EXAMPLE_JSON)).collect();
+    wait_until("a job runs", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == "1"
+    });
+    // Several claim polls later, the node still holds only the job on its worker: it
+    // knows no run time yet, so it claims nothing ahead, and the other jobs stay in the
+    // queue for any node.
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = "SELECT count(*) FILTER (WHERE state = 'running') || ' ' || \
+                  count(*) FILTER (WHERE state = 'queued') FROM icewall_jobs";
+    assert_eq!(one_row(pg, &url, counts), "1 5", "running, queued");
+    gate.open();
+    for id in &ids {
+        assert_example_done(&busy, id);
+    }
+}

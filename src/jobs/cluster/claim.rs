@@ -29,6 +29,9 @@ pub(super) struct ClaimedJob {
 /// of the finisher's batches.
 const FINISH_BACKLOG: usize = 2 * super::finish::MAX_BATCH;
 
+/// How far ahead a node claims: what its workers finish in this time.
+const CLAIM_AHEAD_TIME: Duration = Duration::from_millis(50);
+
 /// Most expired leases one heartbeat requeues.
 const REAP_BATCH: i64 = 1000;
 
@@ -63,15 +66,17 @@ pub(super) async fn unregister_node(db: &Pool, node: Uuid) {
 /// a notification, a local accept or a worker set free, and every `--claim-poll`.
 pub(super) async fn run_claimer(jobs: ClusterJobs) {
     let inner = &jobs.inner;
-    let capacity = inner.workers + inner.settings.claim_ahead;
-    // Results waiting for their commit hold their leases: when the database falls
-    // behind, claiming stops rather than pile up jobs no one will finish soon (each
-    // extra lease costs every heartbeat, and the heartbeat's locks slow the commits).
-    let most_in_flight = capacity + FINISH_BACKLOG;
     loop {
-        if inner.draining.load(Ordering::SeqCst) {
+        // From the shutdown's trigger, not from the drain that follows it a moment later:
+        // a node shutting down takes no more work.
+        if inner.draining.load(Ordering::SeqCst) || inner.shutdown.is_triggered() {
             return;
         }
+        let capacity = inner.workers + jobs.claim_ahead();
+        // Results waiting for their commit hold their leases: when the database falls
+        // behind, claiming stops rather than pile up jobs no one will finish soon (each
+        // extra lease costs every heartbeat, and the heartbeat's locks slow the commits).
+        let most_in_flight = capacity + FINISH_BACKLOG;
         let claimed = inner.claimed.load(Ordering::SeqCst);
         let free = if inner.running.len() >= most_in_flight {
             0
@@ -109,11 +114,25 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         tokio::select! {
             () = inner.wake_claimer.notified() => {}
             () = tokio::time::sleep(inner.settings.poll) => {}
+            () = inner.shutdown.triggered() => {}
         }
     }
 }
 
 impl ClusterJobs {
+    /// Jobs to claim beyond the free workers: up to `--claim-ahead`, but no more than
+    /// the workers finish in `CLAIM_AHEAD_TIME` at the recent run time, so that a node
+    /// holds no long jobs that an idle node could run.
+    fn claim_ahead(&self) -> usize {
+        let run_micros = self.inner.run_micros.load(Ordering::Relaxed).max(1);
+        let finished_meanwhile =
+            self.inner.workers as u128 * CLAIM_AHEAD_TIME.as_micros() / u128::from(run_micros);
+        self.inner
+            .settings
+            .claim_ahead
+            .min(usize::try_from(finished_meanwhile).unwrap_or(usize::MAX))
+    }
+
     /// Hands a claimed job to the worker pool.
     fn start_claimed(&self, job: ClaimedJob) {
         let inner = &self.inner;

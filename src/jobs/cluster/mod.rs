@@ -27,7 +27,7 @@ mod retention;
 mod schema;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -98,6 +98,9 @@ struct Inner {
     wake_claimer: Notify,
     /// Claimed jobs not yet simulated: what holds a worker, or waits for one.
     claimed: AtomicUsize,
+    /// Microseconds a job has run lately (a moving average), for `claim_ahead`; none
+    /// known yet reads as long, so a new node claims no more than its workers.
+    run_micros: AtomicU64,
     /// Every job in flight on this node, from its claim to its committed result, with
     /// its attempt: the heartbeat extends these leases and no other.
     running: DashMap<JobId, i32>,
@@ -160,6 +163,7 @@ impl ClusterJobs {
                 finishes,
                 wake_claimer: Notify::new(),
                 claimed: AtomicUsize::new(0),
+                run_micros: AtomicU64::new(u64::MAX),
                 running: DashMap::new(),
                 draining: AtomicBool::new(false),
                 accepts_in_progress: AtomicUsize::new(0),
@@ -274,6 +278,7 @@ impl ClusterJobs {
             inner.debug.apply(&config);
             Ok(wall::simulate(&config))
         });
+        self.note_run_time(started.elapsed());
         let record = finish::Encoded::of(simulated);
         // The worker is free: another job may be claimed while this one is committed.
         inner.claimed.fetch_sub(1, Ordering::SeqCst);
@@ -341,6 +346,21 @@ impl ClusterJobs {
             Ordering::Relaxed,
             |queued| Some(queued.saturating_sub(jobs)),
         );
+    }
+
+    /// Folds a job's run time into the moving average (an eighth at a time).
+    fn note_run_time(&self, ran: Duration) {
+        let ran = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX);
+        let _ =
+            self.inner
+                .run_micros
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
+                    Some(if average == u64::MAX {
+                        ran
+                    } else {
+                        average - average / 8 + ran / 8
+                    })
+                });
     }
 
     /// Jobs this node has claimed and not yet finished.
