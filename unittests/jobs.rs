@@ -15,6 +15,7 @@ on_both_stores!(
     a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0,
     cancelled_jobs_do_not_keep_the_queue_full,
     a_log_read_racing_its_delete_gets_the_whole_log_or_404,
+    a_cached_result_is_the_stored_one_and_gone_with_its_delete,
     the_openapi_document_gives_the_flag_bound_parameters_their_maximum,
 );
 
@@ -593,4 +594,27 @@ fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum(store: Sto
     };
     assert_eq!(maximum("/api/get_results/{id}", "wait"), Some(7.0));
     assert_eq!(maximum("/api/jobs/{id}/chart", "width"), Some(640.0));
+}
+
+/// `/api/get_results` answers a done job from memory after its first read: the same
+/// answer as the stored result gives, and a 404 once the job is deleted, however often
+/// it was read before.
+fn a_cached_result_is_the_stored_one_and_gone_with_its_delete(store: Store) {
+    let server = store.start(&[]);
+    let uncached = store.start(&["--answer-cache-bytes", "0"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let stored = server.wait_finished(&id);
+    let other = uncached.submit_json(EXAMPLE_JSON);
+    let from_disk = uncached.wait_finished(&other);
+    assert_eq!(stored["status"], "done");
+    for _ in 0..3 {
+        let reply = server.get(&format!("/api/get_results/{id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json(), stored);
+        assert_eq!(reply.json(), from_disk, "the same wall, read from its file");
+    }
+    let deleted = server.request("DELETE", &format!("/api/jobs/{id}"));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let gone = server.get(&format!("/api/get_results/{id}"));
+    assert_eq!(gone.status, 404, "{}", gone.body);
 }
