@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::ContentType;
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -78,29 +76,16 @@ pub async fn results(
             status: "failed",
             data: None,
         }),
-        // Known done just now, so a deleted job never reaches its cached answer.
-        JobState::Done => match state.answers.get(id) {
-            Some(answer) => HttpResponse::Ok()
-                .content_type(ContentType::json())
-                .body(answer),
-            None => {
-                let limit = state.max_summary_profiles;
-                let (summary, total) =
-                    read_stored(&state, id, move |jobs| jobs.summary(id, 0, limit)).await?;
-                let answer = Bytes::from(
-                    serde_json::to_vec(&JobResult {
-                        reason: None,
-                        status: "done",
-                        data: Some(Summary::bounded(summary, total)),
-                    })
-                    .map_err(|error| ApiError::Internal(error.to_string()))?,
-                );
-                state.answers.insert(id, answer.clone());
-                HttpResponse::Ok()
-                    .content_type(ContentType::json())
-                    .body(answer)
-            }
-        },
+        JobState::Done => {
+            let limit = state.max_summary_profiles;
+            let (summary, total) =
+                read_stored(&state, id, move |jobs| jobs.summary(id, 0, limit)).await?;
+            HttpResponse::Ok().json(JobResult {
+                reason: None,
+                status: "done",
+                data: Some(Summary::bounded(summary, total)),
+            })
+        }
     })
 }
 
@@ -280,7 +265,6 @@ pub async fn delete(
     state.admin.authorize(&request)?;
     let id: JobId = path.parse()?;
     let removed = state.jobs.delete(id).await?;
-    state.answers.remove(id);
     Ok(HttpResponse::Ok().json(Deleted {
         job_id: id.to_string(),
         status: removed.name(),

@@ -78,7 +78,7 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The longest `?wait=` of `/api/get_results`.
     pub max_wait: Duration,
-    /// Done jobs' `/api/get_results` answers (see `Settings::answer_cache_bytes`).
+    /// Answers to questions on done jobs (see `Settings::answer_cache_bytes`).
     pub answers: AnswerCache,
 }
 
