@@ -153,6 +153,7 @@ impl App {
             max_gantt_teams: settings.max_gantt_teams,
             request_timeout: settings.request_timeout,
             max_wait: settings.max_wait,
+            answers: http::AnswerCache::new(settings.answer_cache_bytes),
         });
         let requests = InFlightRequests::default();
         let request_log = RequestLog {

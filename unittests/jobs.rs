@@ -15,6 +15,7 @@ on_both_stores!(
     a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0,
     cancelled_jobs_do_not_keep_the_queue_full,
     a_log_read_racing_its_delete_gets_the_whole_log_or_404,
+    cached_answers_are_the_stored_ones_and_gone_with_their_delete,
     the_openapi_document_gives_the_flag_bound_parameters_their_maximum,
 );
 
@@ -593,4 +594,43 @@ fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum(store: Sto
     };
     assert_eq!(maximum("/api/get_results/{id}", "wait"), Some(7.0));
     assert_eq!(maximum("/api/jobs/{id}/chart", "width"), Some(640.0));
+}
+
+/// Questions on a done job are answered from memory after their first read: the same
+/// answers as the stored result gives (and as a server without the cache gives), and
+/// a 404 once the job is deleted, however often they were read before.
+fn cached_answers_are_the_stored_ones_and_gone_with_their_delete(store: Store) {
+    let server = store.start(&[]);
+    let uncached = store.start(&["--answer-cache-bytes", "0"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let other = uncached.submit_json(EXAMPLE_JSON);
+    uncached.wait_finished(&other);
+    let questions = [
+        "profiles/3/days/16",
+        "profiles/3/days/40",
+        "profiles/1/overview/5",
+        "profiles/overview/16",
+        "profiles/overview",
+        "profiles/4/days/1",
+    ];
+    for question in questions {
+        let from_disk = uncached.get(&format!("/api/jobs/{other}/{question}"));
+        for _ in 0..3 {
+            let reply = server.get(&format!("/api/jobs/{id}/{question}"));
+            assert_eq!(reply.status, from_disk.status, "{question}: {}", reply.body);
+            assert_eq!(reply.body, from_disk.body, "{question}");
+        }
+    }
+    let day = format!("/api/jobs/{id}/profiles/3/days/16");
+    assert_eq!(
+        server.get(&day).json(),
+        serde_json::json!({"day": 16, "ice_amount": 585})
+    );
+    let deleted = server.request("DELETE", &format!("/api/jobs/{id}"));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    for question in questions {
+        let gone = server.get(&format!("/api/jobs/{id}/{question}"));
+        assert_eq!(gone.status, 404, "{question}: {}", gone.body);
+    }
 }

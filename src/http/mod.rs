@@ -2,6 +2,7 @@
 //! unknown routes and wrong methods (never an HTML or empty error page).
 
 mod admin;
+mod answer_cache;
 pub mod bodies;
 mod chart;
 mod connection;
@@ -26,6 +27,7 @@ use actix_web::middleware::{self, Next};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, guard, web};
 
 pub use admin::AdminPolicy;
+pub use answer_cache::AnswerCache;
 pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
@@ -76,6 +78,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The longest `?wait=` of `/api/get_results`.
     pub max_wait: Duration,
+    /// Answers to questions on done jobs (see `Settings::answer_cache_bytes`).
+    pub answers: AnswerCache,
 }
 
 /// A resource answering `routes`; other methods get a JSON 405 naming the `allow`ed

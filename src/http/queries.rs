@@ -9,7 +9,7 @@ use super::bodies::{CostAnswer, IceAnswer};
 use crate::wall::{COST_PER_FOOT, ICE_PER_FOOT, Table, WorkSource};
 
 /// One question of API.md's query table.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Question {
     /// `ice(p, d)`
     Ice { profile: usize, day: u64 },

@@ -1,0 +1,99 @@
+//! Answers to questions on done jobs' results (`/api/jobs/<id>/profiles/...`), kept in
+//! memory by bytes so that a repeated question is neither a hop to the blocking pool nor
+//! a file read. A done job's answers never change, and the cache is read only after the
+//! job is known done, so a deleted job answers 404 whatever the cache holds (its entries
+//! leave by eviction). `/api/get_results` is not cached: it reads the stored result
+//! every time, so that a result gone from the disk shows (a 500) however often it was read.
+
+use actix_web::web::Bytes;
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::queries::Question;
+use crate::jobs::JobId;
+
+/// What an answer is kept for: a question on a job's result.
+pub type AnswerKey = (JobId, Question);
+
+/// What an entry costs besides its body: the key, the cache's node and its slot in the
+/// hash table (a day's answer is ~25 bytes: the body alone would undercount).
+const ENTRY_BYTES: usize = 128;
+
+pub struct AnswerCache {
+    entries: Mutex<Entries>,
+    max_bytes: usize,
+}
+
+struct Entries {
+    answers: LruCache<AnswerKey, Bytes>,
+    bytes: usize,
+}
+
+impl AnswerCache {
+    /// A cache of at most `max_bytes` of answers; 0 keeps none.
+    pub fn new(max_bytes: usize) -> AnswerCache {
+        AnswerCache {
+            entries: Mutex::new(Entries {
+                answers: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    pub fn get(&self, key: AnswerKey) -> Option<Bytes> {
+        self.entries.lock().answers.get(&key).cloned()
+    }
+
+    /// Keeps an answer, the least recently read going first; one larger than the whole
+    /// cache is not kept.
+    pub fn insert(&self, key: AnswerKey, answer: Bytes) {
+        if ENTRY_BYTES + answer.len() > self.max_bytes {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        entries.bytes += ENTRY_BYTES + answer.len();
+        if let Some(earlier) = entries.answers.put(key, answer) {
+            entries.bytes -= ENTRY_BYTES + earlier.len();
+        }
+        while entries.bytes > self.max_bytes {
+            match entries.answers.pop_lru() {
+                Some((_, evicted)) => entries.bytes -= ENTRY_BYTES + evicted.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_read_answer_goes_first_when_the_bytes_are_over() {
+        let cache = AnswerCache::new(3 * ENTRY_BYTES + 10);
+        let [a, b, c] = [JobId::generate(), JobId::generate(), JobId::generate()]
+            .map(|id| (id, Question::TotalCost));
+        cache.insert(a, Bytes::from(vec![0; 4]));
+        cache.insert(b, Bytes::from(vec![0; 4]));
+        assert!(cache.get(a).is_some());
+        cache.insert(c, Bytes::from(vec![0; 4]));
+        assert!(cache.get(b).is_none(), "b was read least recently");
+        assert!(cache.get(a).is_some() && cache.get(c).is_some());
+        let other_day = (a.0, Question::WallCost { day: 1 });
+        assert!(
+            cache.get(other_day).is_none(),
+            "each question is kept apart"
+        );
+        let large = (JobId::generate(), Question::TotalCost);
+        cache.insert(large, Bytes::from(vec![0; 3 * ENTRY_BYTES]));
+        assert!(
+            cache.get(large).is_none(),
+            "an answer larger than the cache is not kept"
+        );
+        assert!(cache.get(a).is_some(), "and it evicts nothing");
+        let none = AnswerCache::new(0);
+        none.insert(a, Bytes::from(vec![0; 1]));
+        assert!(none.get(a).is_none(), "0 bytes keeps nothing");
+    }
+}
