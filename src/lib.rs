@@ -5,6 +5,7 @@
 //! the result store writes its summary, work tables and team log under `results/`.
 
 pub mod app;
+mod byte_lru;
 pub mod cli;
 pub mod http;
 pub mod jobs;

@@ -541,17 +541,29 @@ fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
 
 #[test]
 fn a_node_without_its_database_stops_at_start_up_saying_why() {
-    for (url, why) in [
-        ("not a url", "a bad --database-url"),
+    // The URL as a flag, and as ICEWALL_DATABASE_URL: either puts the node in cluster mode.
+    for (url, by_env, why) in [
+        ("not a url", false, "a bad --database-url"),
         (
             "postgres://postgres@127.0.0.1:1/icewall",
+            false,
+            "Connection refused",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:1/icewall",
+            true,
             "Connection refused",
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--database-timeout", "2s"])
-            .args(["--database-url", url])
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"));
+        command.args(["serve", "--bind", "127.0.0.1:0", "--database-timeout", "2s"]);
+        if by_env {
+            command.env("ICEWALL_DATABASE_URL", url);
+        } else {
+            command.args(["--database-url", url]);
+        }
+        let output = command
             .arg("--results-dir")
             .arg(dir.path().join("results"))
             .arg("--logs-dir")

@@ -6,10 +6,9 @@
 //! every time, so that a result gone from the disk shows (a 500) however often it was read.
 
 use actix_web::web::Bytes;
-use lru::LruCache;
-use parking_lot::Mutex;
 
 use super::queries::Question;
+use crate::byte_lru::ByteLru;
 use crate::jobs::JobId;
 
 /// What an answer is kept for: a question on a job's result.
@@ -19,49 +18,22 @@ pub type AnswerKey = (JobId, Question);
 /// hash table (a day's answer is ~25 bytes: the body alone would undercount).
 const ENTRY_BYTES: usize = 128;
 
-pub struct AnswerCache {
-    entries: Mutex<Entries>,
-    max_bytes: usize,
-}
-
-struct Entries {
-    answers: LruCache<AnswerKey, Bytes>,
-    bytes: usize,
-}
+pub struct AnswerCache(ByteLru<AnswerKey, Bytes>);
 
 impl AnswerCache {
     /// A cache of at most `max_bytes` of answers; 0 keeps none.
     pub fn new(max_bytes: usize) -> AnswerCache {
-        AnswerCache {
-            entries: Mutex::new(Entries {
-                answers: LruCache::unbounded(),
-                bytes: 0,
-            }),
-            max_bytes,
-        }
+        AnswerCache(ByteLru::new(max_bytes, ENTRY_BYTES))
     }
 
     pub fn get(&self, key: AnswerKey) -> Option<Bytes> {
-        self.entries.lock().answers.get(&key).cloned()
+        self.0.get(&key)
     }
 
     /// Keeps an answer, the least recently read going first; one larger than the whole
     /// cache is not kept.
     pub fn insert(&self, key: AnswerKey, answer: Bytes) {
-        if ENTRY_BYTES + answer.len() > self.max_bytes {
-            return;
-        }
-        let mut entries = self.entries.lock();
-        entries.bytes += ENTRY_BYTES + answer.len();
-        if let Some(earlier) = entries.answers.put(key, answer) {
-            entries.bytes -= ENTRY_BYTES + earlier.len();
-        }
-        while entries.bytes > self.max_bytes {
-            match entries.answers.pop_lru() {
-                Some((_, evicted)) => entries.bytes -= ENTRY_BYTES + evicted.len(),
-                None => break,
-            }
-        }
+        self.0.insert(key, answer);
     }
 }
 

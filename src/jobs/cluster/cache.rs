@@ -4,60 +4,29 @@
 
 use std::sync::Arc;
 
-use lru::LruCache;
-use parking_lot::Mutex;
-
+use crate::byte_lru::ByteLru;
 use crate::jobs::JobId;
 
-pub(super) struct ResultCache {
-    entries: Mutex<Entries>,
-    max_bytes: usize,
-}
-
-struct Entries {
-    results: LruCache<JobId, Arc<[u8]>>,
-    bytes: usize,
-}
+/// Results are large: their bytes are what counts.
+pub(super) struct ResultCache(ByteLru<JobId, Arc<[u8]>>);
 
 impl ResultCache {
     pub(super) fn new(max_bytes: usize) -> ResultCache {
-        ResultCache {
-            entries: Mutex::new(Entries {
-                results: LruCache::unbounded(),
-                bytes: 0,
-            }),
-            max_bytes,
-        }
+        ResultCache(ByteLru::new(max_bytes, 0))
     }
 
     pub(super) fn get(&self, id: JobId) -> Option<Arc<[u8]>> {
-        self.entries.lock().results.get(&id).cloned()
+        self.0.get(&id)
     }
 
     /// Keeps a result, the least recently read going first; one larger than the whole
     /// cache is not kept.
     pub(super) fn insert(&self, id: JobId, result: Arc<[u8]>) {
-        if result.len() > self.max_bytes {
-            return;
-        }
-        let mut entries = self.entries.lock();
-        entries.bytes += result.len();
-        if let Some(earlier) = entries.results.put(id, result) {
-            entries.bytes -= earlier.len();
-        }
-        while entries.bytes > self.max_bytes {
-            match entries.results.pop_lru() {
-                Some((_, evicted)) => entries.bytes -= evicted.len(),
-                None => break,
-            }
-        }
+        self.0.insert(id, result);
     }
 
     pub(super) fn remove(&self, id: JobId) {
-        let mut entries = self.entries.lock();
-        if let Some(removed) = entries.results.pop(&id) {
-            entries.bytes -= removed.len();
-        }
+        self.0.remove(&id);
     }
 }
 
