@@ -176,6 +176,49 @@ fn counters_move_as_jobs_flow() {
 }
 
 #[test]
+fn requests_are_timed_under_the_pattern_of_the_endpoint_that_answered() {
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    assert_eq!(server.get("/profiles/overview/").status, 200);
+    assert_eq!(server.get("/profiles/2/days/3").status, 200);
+    assert_eq!(
+        server
+            .get(&format!("/api/jobs/{id}/profiles/3/days/16"))
+            .status,
+        200
+    );
+    assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 200);
+    assert_eq!(
+        server
+            .post(&format!("/api/jobs/{id}/log"), "text/plain", b"")
+            .status,
+        405
+    );
+    assert_eq!(server.get("/api/jobs?colour=red").status, 400);
+    assert_eq!(server.get("/api/no/such/thing").status, 404);
+    assert_eq!(server.get("/profilesoverview").status, 404);
+
+    let after = metrics(&server);
+    let count = |route: &str, status: u16| {
+        let series = format!(
+            "icewall_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}}"
+        );
+        after
+            .get(&series)
+            .copied()
+            .unwrap_or_else(|| panic!("no {series}"))
+    };
+    assert_eq!(count("/profiles/overview", 200), 1.0);
+    assert_eq!(count("/profiles/{p}/days/{d}", 200), 1.0);
+    assert_eq!(count("/api/jobs/{id}/profiles/{p}/days/{d}", 200), 1.0);
+    assert_eq!(count("/api/jobs/{id}", 200), 1.0);
+    assert_eq!(count("/api/jobs/{id}/log", 405), 1.0);
+    assert_eq!(count("/api/jobs", 400), 1.0);
+    assert_eq!(count("unmatched", 404), 2.0);
+}
+
+#[test]
 fn health_and_readiness() {
     // The job submitted below is held, so the server is still draining when asked.
     let gate = Gate::closed();

@@ -6,6 +6,7 @@ mod answer_cache;
 pub mod bodies;
 mod chart;
 mod connection;
+mod endpoint;
 mod error;
 mod gate;
 mod job_results;
@@ -21,14 +22,12 @@ mod submit;
 
 use std::time::Duration;
 
-use actix_web::body::BoxBody;
-use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{self, Next};
-use actix_web::{HttpRequest, HttpResponse, Resource, Route, guard, web};
+use actix_web::{HttpRequest, HttpResponse, Scope, web};
 
 pub use admin::AdminPolicy;
 pub use answer_cache::AnswerCache;
 pub use connection::{Connection, RequestOnConnection, TimedStream};
+pub use endpoint::MatchedRoute;
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
@@ -40,6 +39,7 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wall::Limits;
+use endpoint::{endpoint, read};
 
 /// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
 /// middleware and carried on the log lines of the request and its job.
@@ -82,123 +82,86 @@ pub struct ApiState {
     pub answers: AnswerCache,
 }
 
-/// A resource answering `routes`; other methods get a JSON 405 naming the `allow`ed
-/// ones, and query parameters other than `params` a 400 naming them (so a misspelt
-/// `?num_team=3` is never silently ignored).
-fn endpoint(
-    path: &str,
-    allow: &'static str,
-    params: &'static [&'static str],
-    routes: Vec<Route>,
-) -> impl HttpServiceFactory {
-    let not_allowed = move |request: HttpRequest| async move {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-            method: request.method().to_string(),
-            allow,
-        })
-    };
-    routes
-        .into_iter()
-        .fold(web::resource(path), Resource::route)
-        .default_service(web::to(not_allowed))
-        .wrap(middleware::from_fn(move |request, next| {
-            refuse_unknown_params(params, request, next)
-        }))
-}
+/// The methods of an endpoint for reading, as its 405 names them.
+const GET: &str = "GET, HEAD";
 
-/// A route for reading: GET, and HEAD with the same headers (the server drops the body).
-fn read() -> Route {
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
-}
-
-async fn refuse_unknown_params(
-    params: &'static [&'static str],
-    request: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let query = request.query_string();
-    if !query.is_empty() {
-        let unknown: Vec<String> = form_urlencoded::parse(query.as_bytes())
-            .filter(|(name, _)| !params.contains(&name.as_ref()))
-            .map(|(name, _)| format!("`{}`", crate::wall::truncate_for_message(&name)))
-            .collect();
-        if !unknown.is_empty() {
-            let takes = match params {
-                [] => "this endpoint takes none".to_owned(),
-                params => format!("this endpoint takes `{}`", params.join("`, `")),
-            };
-            let error = ApiError::BadRequest(format!(
-                "unknown query parameter {}; {takes}",
-                unknown.join(", ")
-            ));
-            return Ok(request.error_response(error).map_into_boxed_body());
-        }
-    }
-    next.call(request).await
-}
-
+/// The routes. Every path is tried against the patterns in order, each dynamic one a
+/// regex, so they are grouped in scopes by their first segment (a prefix test) and the
+/// static ones come first in each group; no two patterns match the same path, so the
+/// order decides nothing else.
 pub fn routes(config: &mut web::ServiceConfig) {
-    const GET: &str = "GET, HEAD";
     config
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
-        .service(endpoint("/", GET, &[], vec![read().to(page::index)]))
+        .service(endpoint("", "/", GET, &[], vec![read().to(page::index)]))
+        .service(api_routes())
+        .service(own_wall_routes())
         .service(endpoint(
-            "/assets/{name}",
-            GET,
-            &[],
-            vec![read().to(page::asset)],
-        ))
-        .service(endpoint(
-            "/api/stats",
-            GET,
-            &[],
-            vec![read().to(operations::stats)],
-        ))
-        .service(endpoint(
-            "/api/openapi.json",
-            GET,
-            &[],
-            vec![read().to(openapi::openapi)],
-        ))
-        .service(endpoint(
+            "",
             "/metrics",
             GET,
             &[],
             vec![read().to(operations::metrics)],
         ))
         .service(endpoint(
+            "",
             "/healthz",
             GET,
             &[],
             vec![read().to(operations::healthz)],
         ))
         .service(endpoint(
+            "",
             "/readyz",
             GET,
             &[],
             vec![read().to(operations::readyz)],
         ))
         .service(endpoint(
+            "",
+            "/assets/{name}",
+            GET,
+            &[],
+            vec![read().to(page::asset)],
+        ))
+        .default_service(web::to(not_found));
+}
+
+/// Under `/api`: the jobs, their results, and the server's own operations.
+fn api_routes() -> Scope {
+    const PREFIX: &str = "/api";
+    web::scope(PREFIX)
+        .service(endpoint(
+            PREFIX,
+            "/api/stats",
+            GET,
+            &[],
+            vec![read().to(operations::stats)],
+        ))
+        .service(endpoint(
+            PREFIX,
+            "/api/openapi.json",
+            GET,
+            &[],
+            vec![read().to(openapi::openapi)],
+        ))
+        .service(endpoint(
+            PREFIX,
             "/api/simulate",
             "POST",
             &["num_teams"],
             vec![web::post().to(submit::submit)],
         ))
         .service(endpoint(
-            "/api/get_results/{id}",
-            GET,
-            &["wait"],
-            vec![read().to(jobs::results)],
-        ))
-        .service(endpoint(
+            PREFIX,
             "/api/jobs",
             GET,
             &["limit", "after", "status", "order"],
             vec![read().to(jobs::list)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/num_jobs",
             GET,
             &[],
@@ -206,6 +169,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         ))
         // No HEAD: it is a safe method, and link checkers and prefetchers send it freely.
         .service(endpoint(
+            PREFIX,
             "/api/graceful_shutdown",
             "GET, POST",
             &[],
@@ -215,96 +179,123 @@ pub fn routes(config: &mut web::ServiceConfig) {
             ],
         ))
         .service(endpoint(
+            PREFIX,
+            "/api/get_results/{id}",
+            GET,
+            &["wait"],
+            vec![read().to(jobs::results)],
+        ))
+        .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/profiles/{p}/days/{d}",
             GET,
             &[],
             vec![read().to(job_results::ice)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/profiles/{p}/overview/{d}",
             GET,
             &[],
             vec![read().to(job_results::profile_cost)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/profiles/overview/{d}",
             GET,
             &[],
             vec![read().to(job_results::wall_cost)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/profiles/overview",
             GET,
             &[],
             vec![read().to(job_results::total_cost)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/profiles",
             GET,
             &["after", "limit"],
             vec![read().to(job_results::profiles)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/config",
             GET,
             &["after", "limit"],
             vec![read().to(job_results::config)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/chart",
             GET,
             &["width"],
             vec![read().to(chart::chart)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}/log",
             GET,
             &[],
             vec![read().to(job_results::log)],
         ))
         .service(endpoint(
+            PREFIX,
             "/api/jobs/{id}",
             "GET, HEAD, DELETE",
             &[],
             vec![read().to(jobs::details), web::delete().to(jobs::delete)],
         ))
+}
+
+/// Under `/profiles`: the original problem's endpoints, for the server's own wall.
+fn own_wall_routes() -> Scope {
+    const PREFIX: &str = "/profiles";
+    web::scope(PREFIX)
         .service(endpoint(
-            "/profiles/{p}/days/{d}",
-            GET,
-            &[],
-            vec![read().to(own_wall::ice)],
-        ))
-        .service(endpoint(
-            "/profiles/{p}/overview/{d}",
-            GET,
-            &[],
-            vec![read().to(own_wall::profile_cost)],
-        ))
-        .service(endpoint(
-            "/profiles/overview/{d}",
-            GET,
-            &[],
-            vec![read().to(own_wall::wall_cost)],
-        ))
-        .service(endpoint(
+            PREFIX,
             "/profiles/overview",
             GET,
             &[],
             vec![read().to(own_wall::total_cost)],
         ))
         .service(endpoint(
+            PREFIX,
             "/profiles/config",
             GET,
             &[],
             vec![read().to(own_wall::config)],
         ))
         .service(endpoint(
+            PREFIX,
             "/profiles/logs",
             GET,
             &[],
             vec![read().to(own_wall::log)],
         ))
-        .default_service(web::to(not_found));
+        .service(endpoint(
+            PREFIX,
+            "/profiles/{p}/days/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::ice)],
+        ))
+        .service(endpoint(
+            PREFIX,
+            "/profiles/{p}/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::profile_cost)],
+        ))
+        .service(endpoint(
+            PREFIX,
+            "/profiles/overview/{d}",
+            GET,
+            &[],
+            vec![read().to(own_wall::wall_cost)],
+        ))
 }
 
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -17,7 +17,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage};
 use slog::{Logger, info};
 
-use super::{Connection, RequestId, RequestOnConnection};
+use super::{Connection, MatchedRoute, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
 use crate::metrics::Metrics;
 use crate::telemetry;
@@ -126,10 +126,14 @@ where
             response.headers_mut().insert(REQUEST_ID, value);
         }
         // The matched pattern, not the path: ids would make labels unbounded.
-        let route = response.request().match_pattern();
+        let route = response
+            .request()
+            .extensions()
+            .get::<MatchedRoute>()
+            .copied();
         let status = response.status().as_u16();
         let took = started.elapsed();
-        metrics.http_request(route.as_deref().unwrap_or("unmatched"), status, took);
+        metrics.http_request(route.map_or("unmatched", |route| route.0), status, took);
         let job_id = response.response().extensions().get::<JobId>().copied();
         let logger = match job_id {
             Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
