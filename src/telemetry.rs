@@ -101,7 +101,11 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
         held,
     })));
     let flusher = Flusher::start(buffer.clone())?;
-    let (drain, queue) = slog_async::Async::new(format_lines(options.format, buffer))
+    let lines = LineWriter {
+        line: Vec::with_capacity(512),
+        out: buffer,
+    };
+    let (drain, queue) = slog_async::Async::new(format_lines(options.format, lines))
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -244,6 +248,44 @@ impl io::Write for SharedBuffer {
     }
 }
 
+/// What the formatter writes into on the log thread: a line is put together here and
+/// goes into the shared buffer whole, under one lock, rather than a lock for each of
+/// the many pieces the formatter writes it in.
+struct LineWriter {
+    line: Vec<u8>,
+    out: SharedBuffer,
+}
+
+impl LineWriter {
+    fn pass_on(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            self.out.write_all(&self.line)?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+}
+
+impl io::Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(bytes);
+        if bytes.ends_with(b"\n") {
+            self.pass_on()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pass_on()
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let _ = self.pass_on();
+    }
+}
+
 struct Flusher {
     buffer: SharedBuffer,
     stop: Option<mpsc::Sender<()>>,
@@ -287,6 +329,33 @@ impl Drop for Flusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_written_in_pieces_reaches_the_buffer_whole() {
+        let buffer = SharedBuffer(Arc::new(Mutex::new(Sink {
+            output: Output::Stdout(io::stdout()),
+            pending: Vec::new(),
+            held: true,
+        })));
+        let mut lines = LineWriter {
+            line: Vec::new(),
+            out: buffer.clone(),
+        };
+        lines.write_all(b"first, ").unwrap();
+        lines.write_all(b"key: value").unwrap();
+        assert!(buffer.0.lock().pending.is_empty(), "half a line went out");
+        lines.write_all(b"\n").unwrap();
+        lines.write_all(b"second").unwrap();
+        assert_eq!(buffer.0.lock().pending, b"first, key: value\n");
+        lines.flush().unwrap();
+        lines.write_all(b"third").unwrap();
+        drop(lines);
+        assert_eq!(
+            buffer.0.lock().pending,
+            b"first, key: value\nsecondthird",
+            "a flush and the end pass on what was written"
+        );
+    }
 
     #[test]
     fn millis_have_at_most_three_decimals() {

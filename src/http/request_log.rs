@@ -15,7 +15,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage};
-use slog::{Logger, info};
+use slog::{KV, Logger, Record, Serializer, info};
 
 use super::{Connection, MatchedRoute, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
@@ -90,6 +90,23 @@ impl MessageBody for CountedBody {
     }
 }
 
+/// The ids on a request's log line: the job's only when the request named or made one.
+/// Fields of the line itself rather than of a child logger, which would cost an
+/// allocation per request.
+struct RequestIds<'a> {
+    request: &'a str,
+    job: Option<JobId>,
+}
+
+impl KV for RequestIds<'_> {
+    fn serialize(&self, _: &Record, serializer: &mut dyn Serializer) -> slog::Result {
+        if let Some(job) = self.job {
+            serializer.emit_arguments("job_id", &format_args!("{job}"))?;
+        }
+        serializer.emit_str("request_id", self.request)
+    }
+}
+
 /// The middleware, for `App::wrap_fn`: a named function rather than a closure, and not
 /// `middleware::from_fn`, which would box every request's future once more.
 pub fn log_request<S, B>(
@@ -115,9 +132,7 @@ where
             .and_then(|value| value.to_str().ok()),
     );
     request.extensions_mut().insert(request_id.clone());
-    let logger = log
-        .logger
-        .new(slog::o!("request_id" => request_id.0.clone()));
+    let logger = log.logger.clone();
     let metrics = Arc::clone(&log.metrics);
     let response = service.call(request);
     async move {
@@ -134,16 +149,16 @@ where
         let status = response.status().as_u16();
         let took = started.elapsed();
         metrics.http_request(route.map_or("unmatched", |route| route.0), status, took);
-        let job_id = response.response().extensions().get::<JobId>().copied();
-        let logger = match job_id {
-            Some(id) => logger.new(slog::o!("job_id" => id.to_string())),
-            None => logger,
+        let ids = RequestIds {
+            request: &request_id.0,
+            job: response.response().extensions().get::<JobId>().copied(),
         };
         info!(logger, "request";
             "method" => %method,
             "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
             "status" => status,
-            "elapsed_ms" => telemetry::millis(took));
+            "elapsed_ms" => telemetry::millis(took),
+            ids);
         // Counted until its body is sent, not just made.
         Ok(response.map_into_boxed_body().map_body(|_, body| {
             BoxBody::new(CountedBody {
