@@ -109,7 +109,12 @@ fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
     let server = Server::start(&[]);
     let done = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&done);
+    // Read once, so that the answers are kept in memory too.
+    let day = format!("/api/jobs/{done}/profiles/1/days/1");
+    assert_eq!(server.get(&day).status, 200);
+    assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 200);
     std::fs::remove_dir_all(&server.results).unwrap();
+    assert_eq!(server.get(&day).status, 500);
 
     let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(refused.status, 503);

@@ -3,14 +3,14 @@
 
 use std::io::Read;
 
-use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use futures_util::stream;
 use serde::Deserialize;
 
+use super::answer_cache::Asked;
 use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage};
-use super::lookup::{known_job, page_limit, read_stored};
+use super::lookup::{done_answer, known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState};
@@ -35,26 +35,10 @@ pub(super) async fn done_job(state: &ApiState, id: &str) -> Result<JobId, ApiErr
 /// steps it needs; 409 while the job is not done.
 async fn ask(state: &ApiState, id: &str, question: Question) -> Result<HttpResponse, ApiError> {
     let id = done_job(state, id).await?;
-    // Known done just now, so a deleted job never reaches its cached answers.
-    let key = (id, question);
-    let answer = match state.answers.get(key) {
-        Some(answer) => answer,
-        None => {
-            let answer = read_stored(state, id, move |jobs| {
-                jobs.work(id).map(|work| question.answer(&work))
-            })
-            .await??;
-            let answer = Bytes::from(
-                serde_json::to_vec(&answer)
-                    .map_err(|error| ApiError::Internal(error.to_string()))?,
-            );
-            state.answers.insert(key, answer.clone());
-            answer
-        }
-    };
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(answer))
+    done_answer(state, id, Asked::Question(question), move |jobs| {
+        jobs.work(id).map(|work| question.answer(&work))
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -7,10 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::answer_cache::Asked;
 use super::bodies::{
     Deleted, ErrorBody, JobList, JobListEntry, JobResult, NumJobs, ShuttingDown, Summary,
 };
-use super::lookup::{page_limit, read_stored};
+use super::lookup::{done_answer, page_limit};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobInfo, JobState, Order, Status};
 
@@ -78,13 +79,15 @@ pub async fn results(
         }),
         JobState::Done => {
             let limit = state.max_summary_profiles;
-            let (summary, total) =
-                read_stored(&state, id, move |jobs| jobs.summary(id, 0, limit)).await?;
-            HttpResponse::Ok().json(JobResult {
-                reason: None,
-                status: "done",
-                data: Some(Summary::bounded(summary, total)),
+            done_answer(&state, id, Asked::Summary, move |jobs| {
+                let (summary, total) = jobs.summary(id, 0, limit)?;
+                Ok(Ok(JobResult {
+                    reason: None,
+                    status: "done",
+                    data: Some(Summary::bounded(summary, total)),
+                }))
             })
+            .await?
         }
     })
 }

@@ -1,8 +1,13 @@
 //! What the job handlers share to find a job: its id parsed and its state (404 for an
-//! unknown one), a page size, and a read of its stored result off the async threads.
+//! unknown one), a page size, and a read of its stored result off the async threads or
+//! from the answer cache.
 
-use actix_web::web;
+use actix_web::HttpResponse;
+use actix_web::http::header::ContentType;
+use actix_web::web::{self, Bytes};
+use serde::Serialize;
 
+use super::answer_cache::Asked;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState, Jobs, StoreError};
 
@@ -53,4 +58,36 @@ pub(super) async fn read_stored<T: Send + 'static>(
         },
         Ok(read) => Ok(read),
     }
+}
+
+/// The JSON answer to what was `asked` of the result of `id`, a job known done just now
+/// (so a deleted job never reaches its kept answers): from the answer cache while the
+/// store's files are in place, or else made by `read` off the async threads, and kept.
+/// `read` answers an error of the question itself (a day out of range) inside.
+pub(super) async fn done_answer<T: Serialize + Send + 'static>(
+    state: &ApiState,
+    id: JobId,
+    asked: Asked,
+    read: impl FnOnce(&Jobs) -> Result<Result<T, ApiError>, StoreError> + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let key = (id, asked);
+    let kept = match state.jobs.results_in_place() {
+        true => state.answers.get(key),
+        false => None,
+    };
+    let answer = match kept {
+        Some(answer) => answer,
+        None => {
+            let answer = read_stored(state, id, read).await??;
+            let answer = Bytes::from(
+                serde_json::to_vec(&answer)
+                    .map_err(|error| ApiError::Internal(error.to_string()))?,
+            );
+            state.answers.insert(key, answer.clone());
+            answer
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(answer))
 }

@@ -233,6 +233,17 @@ impl Jobs {
         }
     }
 
+    /// Whether what a done job's result says may be answered from memory now: in cluster
+    /// mode always (the database keeps the results, and a job's state is read from it
+    /// first), on its own while its results directory has not been removed from under it,
+    /// so that a result gone from the disk shows however often it was read. Never blocks.
+    pub fn results_in_place(&self) -> bool {
+        match self {
+            Jobs::Local(jobs) => jobs.store_in_place(),
+            Jobs::Cluster(_) => true,
+        }
+    }
+
     /// The live numbers `/metrics` reports.
     pub fn snapshot(&self) -> Snapshot {
         match self {

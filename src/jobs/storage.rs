@@ -168,6 +168,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Whatever the store answers.
     fn probe(&self) -> io::Result<()>;
 
+    /// Whether the store's files are still where it keeps them, from a check that never
+    /// blocks: answers kept in memory are served only while they are.
+    fn in_place(&self) -> bool;
+
     /// Makes the removals so far durable (a DELETE answers only after it).
     ///
     /// # Errors

@@ -28,7 +28,7 @@ pub enum LockError {
 
 /// Held while it lives; the lock goes with the file descriptor.
 pub struct DirectoryLock {
-    _file: File,
+    file: File,
 }
 
 impl DirectoryLock {
@@ -57,7 +57,13 @@ impl DirectoryLock {
         }
         file.set_len(0)?;
         file.write_all_at(format!("{holder}\n").as_bytes(), 0)?;
-        Ok(DirectoryLock { _file: file })
+        Ok(DirectoryLock { file })
+    }
+
+    /// Whether the lock file still has a name, that is the directory was not removed
+    /// from under the server: a check on the open file that never blocks.
+    pub fn still_in_place(&self) -> bool {
+        rustix::fs::fstat(&self.file).is_ok_and(|stat| stat.st_nlink > 0)
     }
 }
 
@@ -74,9 +80,12 @@ mod tests {
             Err(error) => panic!("{error}"),
             Ok(_) => panic!("two holders of one directory"),
         }
+        assert!(first.still_in_place());
         drop(first);
         let _second = DirectoryLock::acquire(dir.path(), "pid 2").unwrap();
         let written = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
         assert_eq!(written, "pid 2\n");
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(!_second.still_in_place());
     }
 }

@@ -107,7 +107,7 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     /// Held for as long as the store lives: no second server may use the directory.
-    _lock: DirectoryLock,
+    lock: DirectoryLock,
     /// One lock per job in flight (see `job_locks` for what it guards, and the lock order).
     locks: JobLocks,
     journal: Journal,
@@ -160,7 +160,7 @@ impl FileStore {
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
-                _lock: lock,
+                lock,
                 locks: JobLocks::default(),
                 journal: Journal::start(dir.to_owned(), min_free_space).map_err(unusable)?,
                 floor: FreeSpaceFloor {

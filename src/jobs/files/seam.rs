@@ -145,6 +145,10 @@ impl Storage for FileStore {
         FileStore::probe(self)
     }
 
+    fn in_place(&self) -> bool {
+        self.inner.lock.still_in_place()
+    }
+
     fn sync_removals(&self) -> io::Result<()> {
         self.sync_directory()
     }

@@ -158,6 +158,11 @@ impl LocalJobs {
         self.inner.store.probe()
     }
 
+    /// See `Storage::in_place`.
+    pub fn store_in_place(&self) -> bool {
+        self.inner.store.in_place()
+    }
+
     /// The live numbers `/metrics` reports.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
