@@ -182,6 +182,10 @@ pub fn millis(duration: Duration) -> f64 {
 /// `text` cut to `max_chars` characters (with `...` after), for logging what a client
 /// sent without letting it fill the log.
 pub fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
+    // No more bytes than that is no more characters either, without counting them.
+    if text.len() <= max_chars {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(max_chars) {
         None => Cow::Borrowed(text),
         Some((end, _)) => Cow::Owned(format!("{}...", &text[..end])),

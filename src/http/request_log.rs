@@ -154,8 +154,8 @@ where
             job: response.response().extensions().get::<JobId>().copied(),
         };
         info!(logger, "request";
-            "method" => %method,
-            "path" => %telemetry::truncate(&path, LOGGED_PATH_CHARS),
+            "method" => method.as_str(),
+            "path" => &*telemetry::truncate(&path, LOGGED_PATH_CHARS),
             "status" => status,
             "elapsed_ms" => telemetry::millis(took),
             ids);
