@@ -22,6 +22,7 @@ mod submit;
 
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, Scope, web};
 
 pub use admin::AdminPolicy;
@@ -42,20 +43,34 @@ use crate::wall::Limits;
 use endpoint::{endpoint, read};
 
 /// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
-/// middleware and carried on the log lines of the request and its job.
+/// middleware and carried on the log lines of the request and its job. Kept as the
+/// header it is echoed in: a client's is shared with the request, not copied.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// The client's id if it is 1 to 128 visible ASCII characters; a new one otherwise.
-    pub fn from_header(value: Option<&str>) -> RequestId {
-        let valid = |id: &&str| {
-            (1..=128).contains(&id.len()) && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
+        let valid = |id: &&HeaderValue| {
+            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
         };
         match value.filter(valid) {
-            Some(id) => RequestId(id.to_owned()),
-            None => RequestId(uuid::Uuid::now_v7().simple().to_string()),
+            Some(id) => RequestId(id.clone()),
+            None => {
+                let mut text = [0; uuid::fmt::Simple::LENGTH];
+                let id = uuid::Uuid::now_v7().simple().encode_lower(&mut text);
+                RequestId(HeaderValue::from_str(id).expect("a uuid is a header value"))
+            }
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (see `from_header`).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 

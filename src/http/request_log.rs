@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::http::header::HeaderName;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage};
 use slog::{KV, Logger, Record, Serializer, info};
@@ -90,20 +91,29 @@ impl MessageBody for CountedBody {
     }
 }
 
-/// The ids on a request's log line: the job's only when the request named or made one.
-/// Fields of the line itself rather than of a child logger, which would cost an
-/// allocation per request.
-struct RequestIds<'a> {
-    request: &'a str,
-    job: Option<JobId>,
+/// A request's log line, as values a child logger owns. slog-async copies the fields of
+/// a line into its queue one allocation each; a child logger's values go as one shared
+/// node instead, and are formatted on the log thread. The job's id only when the request
+/// named or made one.
+struct RequestLine {
+    method: Method,
+    path: String,
+    status: u16,
+    took: Duration,
+    request_id: RequestId,
+    job_id: Option<JobId>,
 }
 
-impl KV for RequestIds<'_> {
+impl KV for RequestLine {
     fn serialize(&self, _: &Record, serializer: &mut dyn Serializer) -> slog::Result {
-        if let Some(job) = self.job {
+        serializer.emit_str("method", self.method.as_str())?;
+        serializer.emit_str("path", &telemetry::truncate(&self.path, LOGGED_PATH_CHARS))?;
+        serializer.emit_u16("status", self.status)?;
+        serializer.emit_f64("elapsed_ms", telemetry::millis(self.took))?;
+        if let Some(job) = self.job_id {
             serializer.emit_arguments("job_id", &format_args!("{job}"))?;
         }
-        serializer.emit_str("request_id", self.request)
+        serializer.emit_str("request_id", self.request_id.as_str())
     }
 }
 
@@ -125,21 +135,16 @@ where
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.path().to_owned();
-    let request_id = RequestId::from_header(
-        request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok()),
-    );
+    let request_id = RequestId::from_header(request.headers().get(REQUEST_ID));
     request.extensions_mut().insert(request_id.clone());
     let logger = log.logger.clone();
     let metrics = Arc::clone(&log.metrics);
     let response = service.call(request);
     async move {
         let mut response = response.await?;
-        if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-            response.headers_mut().insert(REQUEST_ID, value);
-        }
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.header_value());
         // The matched pattern, not the path: ids would make labels unbounded.
         let route = response
             .request()
@@ -149,16 +154,15 @@ where
         let status = response.status().as_u16();
         let took = started.elapsed();
         metrics.http_request(route.map_or("unmatched", |route| route.0), status, took);
-        let ids = RequestIds {
-            request: &request_id.0,
-            job: response.response().extensions().get::<JobId>().copied(),
+        let line = RequestLine {
+            method,
+            path,
+            status,
+            took,
+            request_id,
+            job_id: response.response().extensions().get::<JobId>().copied(),
         };
-        info!(logger, "request";
-            "method" => method.as_str(),
-            "path" => &*telemetry::truncate(&path, LOGGED_PATH_CHARS),
-            "status" => status,
-            "elapsed_ms" => telemetry::millis(took),
-            ids);
+        info!(logger.new(slog::o!(line)), "request");
         // Counted until its body is sent, not just made.
         Ok(response.map_into_boxed_body().map_body(|_, body| {
             BoxBody::new(CountedBody {

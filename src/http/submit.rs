@@ -105,7 +105,7 @@ async fn read_submission(
     let request_id = request
         .extensions()
         .get::<RequestId>()
-        .map(|id| id.0.clone());
+        .map(|id| id.as_str().to_owned());
     let checked = (|| {
         let format = config_format(request)?;
         let encoding = content_encoding(request)?;
