@@ -169,7 +169,7 @@ impl App {
                 .app_data(state.clone())
                 .configure(http::routes)
                 .wrap(middleware::NormalizePath::trim())
-                .wrap(middleware::from_fn(http::gate))
+                .wrap_fn(http::gate)
                 .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };
         // What actix-web's HttpServer assembles, but with each accepted stream wrapped:

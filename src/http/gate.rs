@@ -2,15 +2,17 @@
 //! unambiguous (request smuggling) and its `Host` one of the server's own (DNS
 //! rebinding). Refusals get the JSON error body like any other.
 
+use std::future::{Future, ready};
 use std::net::{IpAddr, Ipv6Addr};
 use std::rc::Rc;
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{ConnectionType, Version};
-use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{Error, ResponseError, web};
+use futures_util::TryFutureExt;
+use futures_util::future::Either;
 
 use super::connection::Connection;
 use super::{ApiError, ApiState};
@@ -105,23 +107,49 @@ fn is_port(text: &str) -> bool {
     (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Refuses, before routing, what no endpoint may see: see the module docs.
-///
-/// # Errors
-/// Only those of the services behind it.
-pub async fn gate(
+/// Refuses, before routing, what no endpoint may see: see the module docs. For
+/// `App::wrap_fn`: a named function rather than `middleware::from_fn`, which would box
+/// every request's future.
+pub fn gate<S, B>(
     request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    match refusal(&request) {
+        Some(Refusal { error, close }) => {
+            let response = match close {
+                true => refuse_and_close(request, error),
+                false => request.error_response(error).map_into_right_body(),
+            };
+            Either::Left(ready(Ok(response)))
+        }
+        None => Either::Right(
+            service
+                .call(request)
+                .map_ok(ServiceResponse::map_into_left_body),
+        ),
+    }
+}
+
+struct Refusal {
+    error: ApiError,
+    /// No further request is read on the connection.
+    close: bool,
+}
+
+fn refusal(request: &ServiceRequest) -> Option<Refusal> {
     let connection = request.conn_data::<Rc<Connection>>();
     if connection.is_some_and(|connection| connection.is_refused()) {
-        return Ok(refuse_and_close(
-            request,
-            ApiError::BadRequest(
+        return Some(Refusal {
+            error: ApiError::BadRequest(
                 "this connection sent an ambiguously framed request; no further request is read on it"
                     .to_owned(),
             ),
-        ));
+            close: true,
+        });
     }
     let headers = request.headers();
     if headers.contains_key(header::TRANSFER_ENCODING)
@@ -132,21 +160,22 @@ pub async fn gate(
         if let Some(connection) = connection {
             connection.refuse_further_requests();
         }
-        return Ok(refuse_and_close(
-            request,
-            ApiError::BadRequest(
+        return Some(Refusal {
+            error: ApiError::BadRequest(
                 "a request must not have both Content-Length and Transfer-Encoding".to_owned(),
             ),
-        ));
+            close: true,
+        });
     }
     let hosts = &request
         .app_data::<web::Data<ApiState>>()
         .expect("the API state is registered with the app")
         .hosts;
-    if let Err(error) = hosts.check(request.headers(), request.version()) {
-        return Ok(request.error_response(error).map_into_right_body());
-    }
-    Ok(next.call(request).await?.map_into_left_body())
+    let error = hosts.check(request.headers(), request.version()).err()?;
+    Some(Refusal {
+        error,
+        close: false,
+    })
 }
 
 fn refuse_and_close<B>(request: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
