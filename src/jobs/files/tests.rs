@@ -12,6 +12,7 @@ use crate::jobs::JobState;
 use crate::jobs::storage::Storage;
 use crate::wall::{self, EXAMPLE_WALL, Limits, Table, WallConfig, WorkSource, WorkTables};
 
+mod crash;
 mod recovery;
 
 fn options(team_logs: TeamLogs) -> StoreOptions {
