@@ -73,7 +73,7 @@ fn crash_while_committing(dir: &std::path::Path, path: Path, crash: CrashBefore)
     let request = accept(&store, id);
     let outcome = example_outcome();
     let (bytes, written) = store
-        .write_pending(id, &Record::Done(&outcome), &request)
+        .write_pending(id, &Record::Done(&outcome), &request, None)
         .unwrap();
     assert!(bytes > HEADER_LEN);
     let tmp_name = format!("{TEMPORARY_DIR}/{id}.result.tmp");
