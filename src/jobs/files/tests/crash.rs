@@ -215,3 +215,30 @@ fn a_job_run_again_replaces_its_damaged_result_on_either_path() {
         assert_eq!(entries(dir.path()), [format!("{id}.result")], "{path:?}");
     }
 }
+
+#[test]
+fn a_store_whose_probe_failed_says_so_once_and_stores_results_on_the_named_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    // A probe that fails, as on a file system without `O_TMPFILE`.
+    let (refusing, reason) = UnnamedResults::probe(&dir.path().join("missing"));
+    let reason = reason.expect("a failed probe gives its reason");
+    let inner = Arc::get_mut(&mut store.inner).expect("no other handle on the store yet");
+    inner.unnamed = refusing;
+    inner.unnamed_refused = Some(reason.clone());
+    let mut warnings = Vec::new();
+    store.recover(|warning| warnings.push(warning)).unwrap();
+    assert_eq!(warnings, [reason]);
+
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    let outcome = example_outcome();
+    let (_, written) = store
+        .write_pending(id, &Record::Done(&outcome), &request, None)
+        .unwrap();
+    assert!(matches!(written, WrittenResult::Named));
+    drop(written);
+    commit(&store, id, &Record::Done(&outcome), request);
+    assert_eq!(store.read_summary(id, 0, 10).unwrap().0, outcome.summary);
+    assert_eq!(entries(dir.path()), [format!("{id}.result")]);
+}
