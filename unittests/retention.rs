@@ -163,14 +163,11 @@ fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
     // Accepted together, so both lines are in one journal segment.
     let done = server.submit_json(EXAMPLE_JSON);
     let unstorable = server.submit_json(EXAMPLE_JSON);
-    // The second job's result cannot be written: a directory holds the name of its
-    // temporary file, so it fails and its segment is kept for a restart. Both jobs are
-    // held until the directory is in place.
-    let temporary = server
-        .results
-        .join("tmp")
-        .join(format!("{unstorable}.result.tmp"));
-    std::fs::create_dir(&temporary).unwrap();
+    // The second job's result cannot be put in place: a directory holds its name, so
+    // it fails and its segment is kept for a restart. Both jobs are held until the
+    // directory is in place.
+    let in_the_way = server.results.join(format!("{unstorable}.result"));
+    std::fs::create_dir(&in_the_way).unwrap();
     gate.open();
     assert_eq!(server.wait_finished(&done)["status"], "done");
     let failed = server.wait_finished(&unstorable);
@@ -189,7 +186,7 @@ fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
         serde_json::json!({"job_id": done, "status": "deleted"})
     );
     assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 404);
-    std::fs::remove_dir(&temporary).unwrap();
+    std::fs::remove_dir(&in_the_way).unwrap();
     let results = server.results.clone();
     assert!(server.shutdown().success());
     assert_eq!(

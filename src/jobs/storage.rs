@@ -100,12 +100,15 @@ pub trait Storage: Send + Sync + 'static {
     fn read_request(&self, request: &Self::Request) -> Result<Vec<u8>, StoreError>;
 
     /// Stores a finished job's record, once, and lets go of its request; `then` gets the
-    /// bytes the record takes once it is durable.
+    /// bytes the record takes once it is durable. `request_bytes` are the request's
+    /// bytes when the caller has them at hand (it ran the job from them), so that the
+    /// store need not read them back.
     fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
         request: Self::Request,
+        request_bytes: Option<&[u8]>,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     );
 

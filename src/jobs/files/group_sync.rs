@@ -1,6 +1,6 @@
 //! Group commit of results: one thread makes a batch of written results durable with
-//! a single `syncfs`, then answers each (the answer renames a result into place), and
-//! lets go of the requests whose results were renamed before that sync. Under load a
+//! a single `syncfs`, then answers each (the answer links or renames a result into
+//! place), and lets go of the requests whose results were put in place before that sync. Under load a
 //! batch holds many results, so the cost of a sync is shared instead of paid per job.
 
 use std::fs::File;
@@ -21,9 +21,9 @@ enum Pending {
     Release,
 }
 
-/// Requests whose results were renamed into place: each is dropped after the next sync,
-/// once its rename is durable. Kept apart from the channel, which closes at shutdown,
-/// so that the renames the last answers make still get their sync.
+/// Requests whose results were put in place: each is dropped after the next sync, once
+/// its result's name is durable. Kept apart from the channel, which closes at shutdown,
+/// so that the results the last answers put in place still get their sync.
 #[derive(Default)]
 struct Releases {
     waiting: Vec<StoredRequest>,
@@ -88,7 +88,7 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
                 Pending::Release => None,
             })
             .collect();
-        // Taken before the sync: their renames happened before it.
+        // Taken before the sync: their links and renames happened before it.
         let releasing = std::mem::take(&mut releases.lock().waiting);
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
         for then in syncs {
@@ -96,7 +96,7 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
         }
         settle(releasing, &synced);
     }
-    // The answers above may have renamed results since the last sync: one more.
+    // The answers above may have put results in place since the last sync: one more.
     loop {
         let releasing = {
             let mut releases = releases.lock();
@@ -111,7 +111,8 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
     }
 }
 
-/// Drops requests whose renames are now durable; keeps their journals if the sync failed.
+/// Drops requests whose results' names are now durable; keeps their journals if the sync
+/// failed.
 fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>) {
     if synced.is_err() {
         releasing.iter().for_each(|request| request.journal.keep());

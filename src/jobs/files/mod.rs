@@ -17,10 +17,12 @@
 //!   still journaled, so that no restart runs them again (see `tombstones`).
 //!
 //! By default each job makes one inode, its result: file-system metadata per job is
-//! what bounds throughput on ext4. A result is written to `tmp/<id>.result.tmp`,
-//! synced, then renamed, so a reader (or a restart) sees a whole file or none. A log
-//! file is written in place before that: it is read only once the result is in place,
-//! and the sync before the rename makes it durable too, so it is whole when read.
+//! what bounds throughput on ext4. A result is written into an unnamed file in the
+//! results directory, synced, then linked into place (see `unnamed`); where the file
+//! system refuses unnamed files, it is written to `tmp/<id>.result.tmp`, synced, then
+//! renamed. Either way a reader (or a restart) sees a whole file or none. A log file is
+//! written in place before that: it is read only once the result is in place, and the
+//! sync before the link makes it durable too, so it is whole when read.
 
 mod batch_thread;
 mod dir_lock;
@@ -34,6 +36,7 @@ pub(super) mod result_file;
 mod results;
 mod seam;
 mod tombstones;
+mod unnamed;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -50,6 +53,7 @@ use self::journal::{FreeSpaceFloor, Journal, Segment, StoredRequest};
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
+use self::unnamed::{UnnamedFile, UnnamedResults};
 use crate::jobs::JobId;
 use crate::jobs::storage::Record;
 use crate::wall::Outcome;
@@ -95,8 +99,17 @@ pub struct StoreOptions {
     pub listening_on: Option<SocketAddr>,
 }
 
-/// The directory, inside the results directory, of results being written.
+/// The directory, inside the results directory, of results being written where
+/// unnamed files cannot be (see `unnamed`).
 const TEMPORARY_DIR: &str = "tmp";
+
+/// A result written and not yet in place: it goes there after the next sync.
+enum WrittenResult {
+    /// An unnamed file, given its name by a link.
+    Unnamed(UnnamedFile),
+    /// `tmp/<id>.result.tmp`, renamed into place.
+    Named,
+}
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
 #[derive(Clone)]
@@ -114,6 +127,9 @@ struct Inner {
     floor: FreeSpaceFloor,
     sync: GroupSync,
     team_logs: TeamLogs,
+    unnamed: UnnamedResults,
+    /// Why results take the named path, if they do: said once, in the start-up log.
+    unnamed_refused: Option<String>,
     tombstones: Tombstones,
     /// Segments kept for a restart because a result could not be stored. Held so that
     /// the jobs in them stay pinned (see `Registry::is_pinned`): deleting one of those
@@ -155,6 +171,7 @@ impl FileStore {
         fs::write(&probe, b"probe")
             .and_then(|()| fs::remove_file(&probe))
             .map_err(unusable)?;
+        let (unnamed, unnamed_refused) = UnnamedResults::probe(dir);
         let handle = File::open(dir).map_err(unusable)?;
         rustix::fs::syncfs(&handle).map_err(|error| unusable(error.into()))?;
         Ok(FileStore {
@@ -169,6 +186,8 @@ impl FileStore {
                 },
                 sync: GroupSync::start(handle).map_err(unusable)?,
                 team_logs,
+                unnamed,
+                unnamed_refused,
                 tombstones: Tombstones::new(dir),
                 kept: Mutex::new(Vec::new()),
             }),
@@ -216,35 +235,42 @@ impl FileStore {
         Ok(log.metadata()?.len())
     }
 
-    /// Writes the result (and a log file) and returns the bytes they take. The result
-    /// keeps the job's request, read back from its journal, where it is until this
-    /// commit lets go of it; one that cannot be read (its line damaged since it was
-    /// read to run the job) leaves a result without it, rather than no result.
-    fn write_temporary(
+    /// Writes the result (and a log file) and returns the bytes they take and where the
+    /// result waits for its sync. The result keeps the job's request: `request_bytes`,
+    /// or else read back from its journal, where it is until this commit lets go of
+    /// it; one that cannot be read (its line damaged since it was read to run the job)
+    /// leaves a result without it, rather than no result.
+    fn write_pending(
         &self,
         id: JobId,
         record: &Record<'_>,
         stored: &StoredRequest,
-    ) -> io::Result<u64> {
-        let request = self.read_request(stored).ok();
-        let request = request.as_deref();
-        match record {
+        request_bytes: Option<&[u8]>,
+    ) -> io::Result<(u64, WrittenResult)> {
+        let read_back = match request_bytes {
+            Some(_) => None,
+            None => self.read_request(stored).ok(),
+        };
+        let request = request_bytes.or(read_back.as_deref());
+        let log_file_len = match (record, self.inner.team_logs) {
+            (Record::Done(outcome), TeamLogs::Files) => Some(self.write_log_file(id, outcome)?),
+            _ => None,
+        };
+        let write = |file: &File| match record {
             Record::Done(outcome) => {
-                let (log, log_len) = match self.inner.team_logs {
-                    TeamLogs::Inline => (LogPlace::Inline(&outcome.log), 0),
-                    TeamLogs::Files => {
-                        let len = self.write_log_file(id, outcome)?;
-                        (LogPlace::File { len }, len)
-                    }
+                let log = match log_file_len {
+                    Some(len) => LogPlace::File { len },
+                    None => LogPlace::Inline(&outcome.log),
                 };
-                let result_len =
-                    result_file::write_done(self.create_temporary(id)?, outcome, log, request)?;
-                Ok(result_len + log_len)
+                result_file::write_done(file, outcome, log, request)
             }
-            Record::Failed(reason) => {
-                result_file::write_failed(self.create_temporary(id)?, reason, request)
-            }
-        }
+            Record::Failed(reason) => result_file::write_failed(file, reason, request),
+        };
+        let (result_len, written) = match self.inner.unnamed.create(&self.inner.dir)? {
+            Some(unnamed) => (write(unnamed.file())?, WrittenResult::Unnamed(unnamed)),
+            None => (write(&self.create_temporary(id)?)?, WrittenResult::Named),
+        };
+        Ok((result_len + log_file_len.unwrap_or(0), written))
     }
 
     fn create_temporary(&self, id: JobId) -> io::Result<File> {
@@ -266,9 +292,13 @@ impl FileStore {
         }
     }
 
-    fn rename_into_place(&self, id: JobId) -> io::Result<()> {
+    /// Gives a synced result its name, under the job's lock.
+    fn put_in_place(&self, id: JobId, written: WrittenResult) -> io::Result<()> {
         let _guard = self.lock_job(id);
-        fs::rename(self.temporary_path(id), self.path(id, "result"))
+        match written {
+            WrittenResult::Unnamed(file) => file.link(&self.path(id, "result")),
+            WrittenResult::Named => fs::rename(self.temporary_path(id), self.path(id, "result")),
+        }
     }
 
     /// Checks that the results directory has the free space it must keep, and that a

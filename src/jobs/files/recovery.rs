@@ -38,6 +38,9 @@ impl FileStore {
         &self,
         mut warn: impl FnMut(String),
     ) -> io::Result<RecoveredJobs<FileStore>> {
+        if let Some(refused) = &self.inner.unnamed_refused {
+            warn(refused.clone());
+        }
         let mut results = Vec::new();
         let mut logs = Vec::new();
         let mut journals = Vec::new();
@@ -68,7 +71,8 @@ impl FileStore {
                 (Ok(id), "result") => results.push(id),
                 (Ok(id), "log") => logs.push(id),
                 _ if name == TEMPORARY_DIR => {
-                    // Results a crash left half written: their jobs run again.
+                    // Results a crash left half written on the named path: their jobs
+                    // run again (an unnamed one leaves nothing to remove).
                     for temporary in fs::read_dir(entry.path())? {
                         let _ = fs::remove_file(temporary?.path());
                     }

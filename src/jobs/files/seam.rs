@@ -66,13 +66,14 @@ impl Storage for FileStore {
         id: JobId,
         record: &Record<'_>,
         request: StoredRequest,
+        request_bytes: Option<&[u8]>,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) {
-        // Written under the job's lock; renamed into place, and the lock and request
+        // Written under the job's lock; put in place, and the lock and request
         // released, after the next group sync.
         let written = {
             let _guard = self.lock_job(id);
-            self.write_temporary(id, record, &request)
+            self.write_pending(id, record, &request, request_bytes)
         };
         let store = self.clone();
         let finish = move |stored: io::Result<u64>| {
@@ -91,14 +92,14 @@ impl Storage for FileStore {
         };
         match written {
             Err(error) => finish(Err(error)),
-            Ok(bytes) => {
+            Ok((bytes, written)) => {
                 let store = self.clone();
                 self.inner.sync.sync(move |synced| {
                     finish(
                         synced
-                            .and_then(|()| store.rename_into_place(id))
+                            .and_then(|()| store.put_in_place(id, written))
                             .map(|()| bytes),
-                    )
+                    );
                 });
             }
         }

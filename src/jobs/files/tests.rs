@@ -12,6 +12,7 @@ use crate::jobs::JobState;
 use crate::jobs::storage::Storage;
 use crate::wall::{self, EXAMPLE_WALL, Limits, Table, WallConfig, WorkSource, WorkTables};
 
+mod crash;
 mod recovery;
 
 fn options(team_logs: TeamLogs) -> StoreOptions {
@@ -40,7 +41,7 @@ fn accept(store: &FileStore, id: JobId) -> StoredRequest {
 
 fn commit(store: &FileStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
     let (sender, receiver) = mpsc::channel();
-    store.commit(id, record, request, move |outcome| {
+    store.commit(id, record, request, None, move |outcome| {
         sender.send(outcome.is_ok()).unwrap()
     });
     assert!(receiver.recv().unwrap());
@@ -332,4 +333,25 @@ fn a_second_store_on_the_directory_is_refused_before_touching_it() {
     let second = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
     second.recover(|warning| panic!("{warning}")).unwrap();
     assert!(!leftover.exists(), "the holder recovers");
+}
+
+#[test]
+fn a_commit_given_the_request_keeps_it_without_reading_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let id = JobId::generate();
+    let mut request = accept(&store, id);
+    // Were the journal read back, this line would give no request to keep.
+    request.damage = Some("damaged since the job ran".into());
+    let bytes = format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    let (sender, receiver) = mpsc::channel();
+    store.commit(
+        id,
+        &Record::Failed("bad luck"),
+        request,
+        Some(&bytes),
+        move |outcome| sender.send(outcome.is_ok()).unwrap(),
+    );
+    assert!(receiver.recv().unwrap());
+    assert_eq!(store.read_kept_request(id).unwrap(), Some(bytes));
 }

@@ -303,7 +303,7 @@ impl LocalJobs {
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
-        let simulated = self.simulate(id, &request, body);
+        let (simulated, request_bytes) = self.simulate(id, &request, body);
         let record = match &simulated {
             Ok(outcome) => Record::Done(outcome),
             Err(reason) => Record::Failed(reason),
@@ -314,9 +314,12 @@ impl LocalJobs {
             .map(|reason| reason.as_str().into());
         let jobs = self.clone();
         let pin = Store::pin(&request);
-        self.inner
-            .store
-            .commit(id, &record, request, move |stored| {
+        self.inner.store.commit(
+            id,
+            &record,
+            request,
+            request_bytes.as_deref(),
+            move |stored| {
                 jobs.finish(Finished {
                     id,
                     logger,
@@ -325,7 +328,8 @@ impl LocalJobs {
                     stored,
                     pin,
                 });
-            });
+            },
+        );
     }
 
     /// Runs on the sync thread once the job's result is durable (or could not be

@@ -1,6 +1,6 @@
 //! A job's simulation on a worker: its wall read from the request it carried or else
-//! from the journal, and a panic caught and made the job's failure, so that the worker
-//! lives on.
+//! from the journal (once: the bytes go on to the result, which keeps them), and a
+//! panic caught and made the job's failure, so that the worker lives on.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -12,40 +12,42 @@ use crate::jobs::storage::{Storage, StoredRequest};
 use crate::wall::{self, Limits, Outcome, WallConfig};
 
 impl LocalJobs {
-    /// Simulates the job's wall; the reason it failed, if it did, panics included.
+    /// Simulates the job's wall; the reason it failed, if it did, panics included, and
+    /// the request's bytes, when they could be read.
     pub(super) fn simulate(
         &self,
         id: JobId,
         request: &StoredRequest,
         body: Option<Vec<u8>>,
-    ) -> Result<Outcome, String> {
-        caught(|| {
-            let config = self.load_request(request, body)?;
+    ) -> (Result<Outcome, String>, Option<Vec<u8>>) {
+        let bytes = match body {
+            Some(body) => body,
+            None => match self.inner.store.read_request(request) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    return (
+                        Err(format!("the stored request cannot be read: {error}")),
+                        None,
+                    );
+                }
+            },
+        };
+        let simulated = caught(|| {
+            let config = parse_request(&bytes)?;
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
             self.inner.debug.apply(&config);
             Ok(wall::simulate(&config))
-        })
+        });
+        (simulated, Some(bytes))
     }
+}
 
-    /// The job's wall, from the request it carried or else from the journal.
-    fn load_request(
-        &self,
-        request: &StoredRequest,
-        body: Option<Vec<u8>>,
-    ) -> Result<WallConfig, String> {
-        let request = match body {
-            Some(body) => body,
-            None => self
-                .inner
-                .store
-                .read_request(request)
-                .map_err(|error| format!("the stored request cannot be read: {error}"))?,
-        };
-        wall::parse_json(&request, &Limits::engine_bounds())
-            .map_err(|error| format!("the stored request is damaged: {error}"))
-    }
+/// The job's wall, from its request's bytes.
+fn parse_request(bytes: &[u8]) -> Result<WallConfig, String> {
+    wall::parse_json(bytes, &Limits::engine_bounds())
+        .map_err(|error| format!("the stored request is damaged: {error}"))
 }
 
 /// Runs a job's simulation with a panic caught and made its failure (either mode's
