@@ -28,23 +28,29 @@ pub(super) fn schedule_teams(
             section
         })
         .collect();
-    let mut finishing = Vec::new();
-    while let Some(today) = plan.next_finishes(&mut finishing) {
-        for &team in &finishing {
-            let held = &mut holding[team as usize - 1];
-            let next = queue.next();
-            if let Some(log) = log.as_mut() {
-                log.push(LogEvent {
-                    day: today,
-                    team,
-                    profile: held.profile + 1,
-                    section: held.number,
-                    relieved: next.is_none(),
-                });
-            }
-            plan.hand_over(team, *held, next, today);
-            if let Some(section) = next {
-                *held = section;
+    while let Some(today) = plan.next_day() {
+        // Today's teams, by number, straight from the calendar's bits: they take their
+        // next sections on days to come, never today, so the bits read stay unchanged.
+        for word in 0..plan.words_per_slot {
+            let mut finishing = plan.take_finishing(today, word);
+            while finishing != 0 {
+                let team = (word * 64) as u32 + finishing.trailing_zeros() + 1;
+                finishing &= finishing - 1;
+                let held = &mut holding[team as usize - 1];
+                let next = queue.next();
+                if let Some(log) = log.as_mut() {
+                    log.push(LogEvent {
+                        day: today,
+                        team,
+                        profile: held.profile + 1,
+                        section: held.number,
+                        relieved: next.is_none(),
+                    });
+                }
+                plan.hand_over(team, *held, next, today);
+                if let Some(section) = next {
+                    *held = section;
+                }
             }
         }
     }
@@ -131,9 +137,9 @@ impl TeamPlan {
         self.busy_slots |= 1 << slot;
     }
 
-    /// Moves to the next day on which teams finish, returns it and puts those teams,
-    /// by number, in `teams`; `None` once no team is at work.
-    fn next_finishes(&mut self, teams: &mut Vec<u32>) -> Option<u64> {
+    /// Moves to the next day on which teams finish and returns it; `None` once no team
+    /// is at work. Its teams are then read a word at a time with `take_finishing`.
+    fn next_day(&mut self) -> Option<u64> {
         if self.busy_slots == 0 {
             return None;
         }
@@ -143,17 +149,13 @@ impl TeamPlan {
             .rotate_right(Self::slot_of(self.today + 1) as u32)
             .trailing_zeros();
         self.today += 1 + u64::from(ahead);
-        let slot = Self::slot_of(self.today);
-        self.busy_slots &= !(1 << slot);
-        teams.clear();
-        let words = &mut self.calendar[slot * self.words_per_slot..][..self.words_per_slot];
-        for (index, word) in words.iter_mut().enumerate() {
-            let mut bits = std::mem::take(word);
-            while bits != 0 {
-                teams.push((index * 64) as u32 + bits.trailing_zeros() + 1);
-                bits &= bits - 1;
-            }
-        }
+        self.busy_slots &= !(1 << Self::slot_of(self.today));
         Some(self.today)
+    }
+
+    /// Word `word` of `day`'s teams (bit i is team `word * 64 + i + 1`), cleared from
+    /// the calendar.
+    fn take_finishing(&mut self, day: u64, word: usize) -> u64 {
+        std::mem::take(&mut self.calendar[Self::slot_of(day) * self.words_per_slot + word])
     }
 }
