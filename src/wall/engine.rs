@@ -72,8 +72,10 @@ struct Section {
 /// The sections that need work, in the order teams take them: profile by profile, left
 /// to right. Read from the config as needed, so that no copy of the wall is made.
 fn unfinished_sections(config: &WallConfig) -> UnfinishedSections<'_> {
+    let mut later = config.profiles().iter();
     UnfinishedSections {
-        profiles: config.profiles(),
+        heights: later.next().map_or(&[], Vec::as_slice),
+        later,
         profile: 0,
         index: 0,
     }
@@ -82,9 +84,11 @@ fn unfinished_sections(config: &WallConfig) -> UnfinishedSections<'_> {
 /// The iterator of [`unfinished_sections`]: a place in the wall, which the teams' loop
 /// advances once per section (a chain of `flat_map` and `filter` cost it a third more).
 struct UnfinishedSections<'a> {
-    profiles: &'a [Vec<Height>],
+    /// The heights of the profile at hand, and the profiles after it.
+    heights: &'a [Height],
+    later: std::slice::Iter<'a, Vec<Height>>,
     /// The place of the next section to look at.
-    profile: usize,
+    profile: u32,
     index: usize,
 }
 
@@ -93,18 +97,18 @@ impl Iterator for UnfinishedSections<'_> {
 
     fn next(&mut self) -> Option<Section> {
         loop {
-            let heights = self.profiles.get(self.profile)?;
-            while let Some(height) = heights.get(self.index) {
+            while let Some(height) = self.heights.get(self.index) {
                 self.index += 1;
                 if height.remaining() > 0 {
                     // Limits::engine_bounds keeps both numbers within u32.
                     return Some(Section {
-                        profile: self.profile as u32,
+                        profile: self.profile,
                         number: self.index as u32,
                         feet: height.remaining(),
                     });
                 }
             }
+            self.heights = self.later.next()?;
             self.profile += 1;
             self.index = 0;
         }
