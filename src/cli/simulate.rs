@@ -109,17 +109,22 @@ pub fn run(args: &SimulateArgs, out: &mut impl Write) -> Result<(), SimulateErro
 }
 
 /// At most one byte past `--max-body`, which is enough to tell that the input is too
-/// large without reading the rest of an endless one (`/dev/zero`, a pipe).
+/// large without reading the rest of an endless one (`/dev/zero`, a pipe). A file's
+/// buffer is allocated once at its size: grown piece by piece, it would be copied and
+/// touched again (the input is the largest allocation of a run).
 fn read_input(args: &SimulateArgs) -> io::Result<Vec<u8>> {
-    let source: Box<dyn Read> = if args.file.as_os_str() == "-" {
-        Box::new(io::stdin().lock())
+    let limit = args.max_body.saturating_add(1);
+    let (source, size): (Box<dyn Read>, u64) = if args.file.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), 0)
     } else {
-        Box::new(fs::File::open(&args.file)?)
+        let file = fs::File::open(&args.file)?;
+        let size = file.metadata()?.len();
+        (Box::new(file), size)
     };
-    let mut input = Vec::new();
-    source
-        .take(args.max_body.saturating_add(1))
-        .read_to_end(&mut input)?;
+    // One byte more than the file, so that the read which finds its end needs no room.
+    let capacity = size.saturating_add(1).min(limit);
+    let mut input = Vec::with_capacity(usize::try_from(capacity).unwrap_or(usize::MAX));
+    source.take(limit).read_to_end(&mut input)?;
     Ok(input)
 }
 
