@@ -47,7 +47,15 @@ fn schedule(config: &WallConfig, log: Option<&mut Vec<LogEvent>>) -> WorkTables 
         .sum();
     match config.num_teams() {
         Some(teams) if teams.get() < unfinished as u64 => {
-            schedule_teams(config, teams.get() as usize, unfinished, log)
+            let teams = teams.get() as usize;
+            // The loop is compiled once for each: without a log, it carries nothing of it.
+            match log {
+                Some(log) => {
+                    log.reserve_exact(unfinished);
+                    schedule_teams(config, teams, |event| log.push(event))
+                }
+                None => schedule_teams(config, teams, |_| {}),
+            }
         }
         _ => {
             if let Some(log) = log {

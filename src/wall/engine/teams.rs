@@ -8,17 +8,13 @@ use crate::wall::{LogEvent, MAX_HEIGHT, WallConfig};
 
 /// Limited teams (`teams` < number of unfinished sections). Each day with finishes,
 /// its teams, by number, finish and take the next sections in order. Each start and
-/// finish goes straight into the tables (and the log, if kept): nothing per section is
-/// stored.
+/// finish goes straight into the tables, and each finish to `finished` (which keeps the
+/// log, if one is asked for): nothing per section is stored.
 pub(super) fn schedule_teams(
     config: &WallConfig,
     teams: usize,
-    unfinished: usize,
-    mut log: Option<&mut Vec<LogEvent>>,
+    mut finished: impl FnMut(LogEvent),
 ) -> WorkTables {
-    if let Some(log) = log.as_mut() {
-        log.reserve_exact(unfinished);
-    }
     let mut queue = unfinished_sections(config);
     let mut calendar = Calendar::new(teams);
     let mut changes = DailyChanges::new(config.profiles().len());
@@ -41,15 +37,13 @@ pub(super) fn schedule_teams(
                 finishing &= finishing - 1;
                 let held = &mut holding[team as usize - 1];
                 let next = queue.next();
-                if let Some(log) = log.as_mut() {
-                    log.push(LogEvent {
-                        day: today,
-                        team,
-                        profile: held.profile + 1,
-                        section: held.number,
-                        relieved: next.is_none(),
-                    });
-                }
+                finished(LogEvent {
+                    day: today,
+                    team,
+                    profile: held.profile + 1,
+                    section: held.number,
+                    relieved: next.is_none(),
+                });
                 match next {
                     Some(section) => {
                         changes.hand_over(held.profile, section.profile);
@@ -71,8 +65,9 @@ pub(super) fn schedule_teams(
 /// order without sorting: a day costs O(teams / 64) words, and the whole schedule
 /// O(sections + teams).
 struct Calendar {
-    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day;
-    /// the slot's bits are `slots[slot * words_per_slot..][..words_per_slot]`.
+    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day:
+    /// bit `(team - 1) % 64` of `slots[(team - 1) / 64 * SLOTS + slot]`, an index found
+    /// with shifts alone.
     slots: Vec<u64>,
     words_per_slot: usize,
     busy_slots: u32,
@@ -102,7 +97,7 @@ impl Calendar {
     fn mark(&mut self, team: u32, day: u64) {
         let slot = Self::slot_of(day);
         let bit = team as usize - 1;
-        self.slots[slot * self.words_per_slot + bit / 64] |= 1 << (bit % 64);
+        self.slots[bit / 64 * Self::SLOTS + slot] |= 1 << (bit % 64);
         self.busy_slots |= 1 << slot;
     }
 
@@ -125,7 +120,7 @@ impl Calendar {
     /// Word `word` of `day`'s teams (bit i is team `word * 64 + i + 1`), cleared from
     /// the calendar.
     fn take(&mut self, day: u64, word: usize) -> u64 {
-        std::mem::take(&mut self.slots[Self::slot_of(day) * self.words_per_slot + word])
+        std::mem::take(&mut self.slots[word * Self::SLOTS + Self::slot_of(day)])
     }
 }
 
