@@ -49,6 +49,13 @@ fn a_bare_cr_ends_a_line_and_line_numbers_count_it() {
     );
 }
 
+/// The quick pass over the whole of `text`: `None` if it is not plain, no profiles if
+/// it has none.
+fn parse_plain_text(text: &[u8], limits: &Limits) -> Option<Vec<Vec<Height>>> {
+    let mut quick = PlainText::new(limits);
+    quick.read(text).then(|| quick.finish().unwrap_or_default())
+}
+
 /// The heights of every profile, in order, as one list.
 fn all_feet(profiles: &[Vec<Height>]) -> Vec<u8> {
     feet(profiles).concat()
@@ -90,6 +97,39 @@ fn the_quick_pass_ends_lines_at_lf_cr_and_crlf_and_skips_blank_ones() {
 }
 
 proptest::proptest! {
+    /// Read a piece at a time, each piece ending at a line end, the text gives what it
+    /// gives read whole.
+    #[test]
+    fn the_quick_pass_reads_pieces_as_the_whole(
+        text in "(\u{feff})?[0-9 \r\nx]{0,24}",
+        cuts in proptest::collection::vec(0usize..30, 0..4),
+    ) {
+        let limits = Limits { max_sections_per_profile: 5, max_sections: 8 };
+        let bytes = text.as_bytes();
+        // Each cut moves to the next line end after it, as a reader of a file would.
+        let mut ends: Vec<usize> = cuts
+            .iter()
+            .filter_map(|&cut| {
+                let from = cut.min(bytes.len());
+                bytes[from..]
+                    .iter()
+                    .position(|&byte| byte == b'\n' || byte == b'\r')
+                    .map(|offset| from + offset + 1)
+            })
+            .collect();
+        ends.push(bytes.len());
+        ends.sort_unstable();
+        let mut quick = PlainText::new(&limits);
+        let mut start = 0;
+        let mut is_plain = true;
+        for end in ends {
+            is_plain = is_plain && quick.read(&bytes[start..end]);
+            start = end;
+        }
+        let in_pieces = is_plain.then(|| quick.finish().unwrap_or_default());
+        proptest::prop_assert_eq!(in_pieces, parse_plain_text(bytes, &limits));
+    }
+
     /// The quick pass accepts only what the general one reads the same way.
     #[test]
     fn the_quick_pass_agrees_with_the_general_one(text in "[0-9 \t\r\n+x.-]{0,16}") {
