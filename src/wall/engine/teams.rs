@@ -15,6 +15,9 @@ pub(super) fn schedule_teams(
     teams: usize,
     mut finished: impl FnMut(LogEvent),
 ) -> WorkTables {
+    if teams == 1 {
+        return schedule_one_team(config, finished);
+    }
     let mut queue = unfinished_sections(config);
     let mut calendar = Calendar::new(teams);
     let mut changes = DailyChanges::new(config.profiles().len());
@@ -57,6 +60,38 @@ pub(super) fn schedule_teams(
         changes.apply(today + 1);
     }
     changes.finish()
+}
+
+/// One team builds the sections one after another, each finished as many days after
+/// the one before as it needs feet. The calendar would give the same, but each finish
+/// would then wait on its bookkeeping of the one before, which doubles the cost of the
+/// loop.
+fn schedule_one_team(config: &WallConfig, mut finished: impl FnMut(LogEvent)) -> WorkTables {
+    let mut queue = unfinished_sections(config);
+    let mut changes = DailyChanges::new(config.profiles().len());
+    let mut held = queue.next().expect("fewer teams than unfinished sections");
+    changes.begin(held.profile);
+    changes.apply(1);
+    let mut today = 0;
+    loop {
+        today += u64::from(held.feet);
+        let next = queue.next();
+        finished(LogEvent {
+            day: today,
+            team: 1,
+            profile: held.profile + 1,
+            section: held.number,
+            relieved: next.is_none(),
+        });
+        let Some(section) = next else {
+            changes.relieve(held.profile);
+            changes.apply(today + 1);
+            return changes.finish();
+        };
+        changes.hand_over(held.profile, section.profile);
+        changes.apply(today + 1);
+        held = section;
+    }
 }
 
 /// The teams' days to come. Every pending finish lies within the next 30 days, so a
