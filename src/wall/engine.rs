@@ -35,6 +35,7 @@ pub fn simulate_without_log(config: &WallConfig) -> (Summary, WorkTables) {
 
 /// The work tables, and the team log written to `log` if one is asked for.
 fn schedule(config: &WallConfig, log: Option<&mut Vec<LogEvent>>) -> WorkTables {
+    // Counted profile by profile, a loop the compiler vectorises.
     let unfinished = config
         .profiles()
         .iter()
@@ -90,7 +91,8 @@ fn unfinished_sections(config: &WallConfig) -> UnfinishedSections<'_> {
 }
 
 /// The iterator of [`unfinished_sections`]: a place in the wall, which the teams' loop
-/// advances once per section (a chain of `flat_map` and `filter` cost it a third more).
+/// advances once per section, with less work per step than the chain of `flat_map`
+/// and `filter` it replaces.
 struct UnfinishedSections<'a> {
     /// The heights of the profile at hand, and the profiles after it.
     heights: &'a [Height],
