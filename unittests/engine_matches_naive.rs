@@ -143,6 +143,22 @@ proptest! {
     }
 }
 
+/// Walls of a few hundred sections, for team counts past one word of the calendar.
+fn larger_wall() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop::collection::vec(prop::collection::vec(height(), 40..60), 3..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// More than 64 teams and fewer than the sections: each day's teams are spread over
+    /// several words of the calendar, and most hand-overs cross into another profile.
+    #[test]
+    fn engine_matches_naive_with_many_teams(profiles in larger_wall(), teams in 65u64..140) {
+        check(&profiles, Some(teams))?;
+    }
+}
+
 #[test]
 fn naive_reference_reproduces_the_worked_example() {
     let example = vec![vec![21, 25, 28], vec![17], vec![17, 22, 17, 19, 17]];

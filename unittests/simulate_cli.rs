@@ -140,3 +140,58 @@ fn input_past_max_body_stops_with_a_clear_error() {
     let output = icewall(&["simulate", "-", "--max-body", "28"], EXAMPLE);
     assert!(output.status.success());
 }
+
+#[test]
+fn a_large_file_gives_what_its_text_gives_on_stdin_plain_or_not() {
+    // Larger than the buffer a plain file is read through, so that it takes many reads.
+    let mut plain = String::new();
+    for line in 0..120u32 {
+        let heights: Vec<String> = (0..1000u32)
+            .map(|i| ((line * 31 + i * 7) % 31).to_string())
+            .collect();
+        plain.push_str(&heights.join(" "));
+        plain.push_str(if line % 2 == 0 { "\r\n" } else { "\n" });
+    }
+    assert!(plain.len() > 300_000);
+    // The same wall with a height the quick pass leaves to the general one, late in
+    // the file: it is then read again, whole.
+    let last_seven = plain.rfind(" 7 ").unwrap();
+    let mut not_plain = plain.clone();
+    not_plain.replace_range(last_seven..last_seven + 3, " 007 ");
+    let invalid = format!("{plain}x\n");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("plain.txt", &plain),
+        ("not-plain.txt", &not_plain),
+        ("invalid.txt", &invalid),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let args = [
+            "simulate",
+            path.to_str().unwrap(),
+            "--json",
+            "--num-teams",
+            "50",
+        ];
+        let from_file = icewall(&args, b"");
+        let mut stdin_args = args;
+        stdin_args[1] = "-";
+        let from_stdin = icewall(&stdin_args, text.as_bytes());
+        assert_eq!(from_file.status.code(), from_stdin.status.code(), "{name}");
+        assert_eq!(stdout(&from_file), stdout(&from_stdin), "{name}");
+        let path_message =
+            String::from_utf8_lossy(&from_file.stderr).replace(path.to_str().unwrap(), "-");
+        assert_eq!(
+            path_message,
+            String::from_utf8_lossy(&from_stdin.stderr),
+            "{name}"
+        );
+    }
+    let plain_summary = icewall(&["simulate", "-", "--json"], plain.as_bytes());
+    let not_plain_summary = icewall(&["simulate", "-", "--json"], not_plain.as_bytes());
+    assert!(plain_summary.status.success());
+    assert_eq!(stdout(&plain_summary), stdout(&not_plain_summary));
+    let invalid = icewall(&["simulate", "-"], invalid.as_bytes());
+    assert_eq!(invalid.status.code(), Some(1));
+}

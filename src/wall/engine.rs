@@ -8,7 +8,7 @@ mod teams;
 use self::teams::schedule_teams;
 use super::report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
 use super::work::{DailyWorkBuilder, WorkTables};
-use super::{COST_PER_FOOT, ICE_PER_FOOT, MAX_HEIGHT, WallConfig};
+use super::{COST_PER_FOOT, Height, ICE_PER_FOOT, MAX_HEIGHT, WallConfig};
 
 /// Simulates the building of `config`'s wall, with unlimited crews or its `num_teams`.
 ///
@@ -35,10 +35,28 @@ pub fn simulate_without_log(config: &WallConfig) -> (Summary, WorkTables) {
 
 /// The work tables, and the team log written to `log` if one is asked for.
 fn schedule(config: &WallConfig, log: Option<&mut Vec<LogEvent>>) -> WorkTables {
-    let unfinished = unfinished_sections(config).count();
+    // Counted profile by profile, a loop the compiler vectorises.
+    let unfinished = config
+        .profiles()
+        .iter()
+        .map(|heights| {
+            heights
+                .iter()
+                .filter(|height| height.remaining() > 0)
+                .count()
+        })
+        .sum();
     match config.num_teams() {
         Some(teams) if teams.get() < unfinished as u64 => {
-            schedule_teams(config, teams.get() as usize, unfinished, log)
+            let teams = teams.get() as usize;
+            // The loop is compiled once for each: without a log, it carries nothing of it.
+            match log {
+                Some(log) => {
+                    log.reserve_exact(unfinished);
+                    schedule_teams(config, teams, |event| log.push(event))
+                }
+                None => schedule_teams(config, teams, |_| {}),
+            }
         }
         _ => {
             if let Some(log) = log {
@@ -62,23 +80,49 @@ struct Section {
 
 /// The sections that need work, in the order teams take them: profile by profile, left
 /// to right. Read from the config as needed, so that no copy of the wall is made.
-fn unfinished_sections(config: &WallConfig) -> impl Iterator<Item = Section> + '_ {
-    config
-        .profiles()
-        .iter()
-        .enumerate()
-        .flat_map(|(profile, heights)| {
-            heights
-                .iter()
-                .enumerate()
-                .filter(|(_, height)| height.remaining() > 0)
-                // Limits::engine_bounds keeps both numbers within u32.
-                .map(move |(index, height)| Section {
-                    profile: profile as u32,
-                    number: index as u32 + 1,
-                    feet: height.remaining(),
-                })
-        })
+fn unfinished_sections(config: &WallConfig) -> UnfinishedSections<'_> {
+    let mut later = config.profiles().iter();
+    UnfinishedSections {
+        heights: later.next().map_or(&[], Vec::as_slice),
+        later,
+        profile: 0,
+        index: 0,
+    }
+}
+
+/// The iterator of [`unfinished_sections`]: a place in the wall, which the teams' loop
+/// advances once per section, with less work per step than the chain of `flat_map`
+/// and `filter` it replaces.
+struct UnfinishedSections<'a> {
+    /// The heights of the profile at hand, and the profiles after it.
+    heights: &'a [Height],
+    later: std::slice::Iter<'a, Vec<Height>>,
+    /// The place of the next section to look at.
+    profile: u32,
+    index: usize,
+}
+
+impl Iterator for UnfinishedSections<'_> {
+    type Item = Section;
+
+    fn next(&mut self) -> Option<Section> {
+        loop {
+            while let Some(height) = self.heights.get(self.index) {
+                self.index += 1;
+                if height.remaining() > 0 {
+                    // Limits::engine_bounds keeps both numbers within u32.
+                    return Some(Section {
+                        profile: self.profile,
+                        number: self.index as u32,
+                        feet: height.remaining(),
+                    });
+                }
+            }
+            self.heights = self.later.next()?;
+            self.profile += 1;
+            self.index = 0;
+        }
+    }
 }
 
 /// How many sections need each number of feet (index 1..=30; index 0, the finished
@@ -93,11 +137,15 @@ fn crew_work(config: &WallConfig) -> WorkTables {
         .profiles()
         .iter()
         .map(|heights| {
-            let mut profile: SectionsByFeet = [0; MAX_HEIGHT as usize + 1];
+            // Indexed by a whole byte, so that the count needs no bounds check.
+            let mut by_height = [0u64; 256];
             for height in heights {
-                profile[height.remaining() as usize] += 1;
+                by_height[usize::from(height.feet())] += 1;
             }
-            profile[0] = 0;
+            let mut profile: SectionsByFeet = [0; MAX_HEIGHT as usize + 1];
+            for feet in 1..=MAX_HEIGHT {
+                profile[usize::from(feet)] = by_height[usize::from(MAX_HEIGHT - feet)];
+            }
             for (total, count) in wall.iter_mut().zip(profile) {
                 *total += count;
             }

@@ -16,7 +16,7 @@ pub use config::{
 pub use engine::{simulate, simulate_without_log};
 pub use json::parse_json;
 pub use report::{LogEvent, Outcome, ProfileSummary, Summary, TeamLog};
-pub use text::parse_text;
+pub use text::{PlainText, parse_text};
 pub use work::{DailyWork, InvalidWorkTable, Step, Table, WorkSource, WorkTables, find_step};
 
 /// A section is done at this height, in feet.

@@ -8,83 +8,116 @@ use crate::wall::{LogEvent, MAX_HEIGHT, WallConfig};
 
 /// Limited teams (`teams` < number of unfinished sections). Each day with finishes,
 /// its teams, by number, finish and take the next sections in order. Each start and
-/// finish goes straight into the tables (and the log, if kept): nothing per section is
-/// stored.
+/// finish goes straight into the tables, and each finish to `finished` (which keeps the
+/// log, if one is asked for): nothing per section is stored.
 pub(super) fn schedule_teams(
     config: &WallConfig,
     teams: usize,
-    unfinished: usize,
-    mut log: Option<&mut Vec<LogEvent>>,
+    mut finished: impl FnMut(LogEvent),
 ) -> WorkTables {
-    if let Some(log) = log.as_mut() {
-        log.reserve_exact(unfinished);
+    if teams == 1 {
+        return schedule_one_team(config, finished);
     }
     let mut queue = unfinished_sections(config);
-    let mut plan = TeamPlan::new(config.profiles().len(), teams);
+    let mut calendar = Calendar::new(teams);
+    let mut changes = DailyChanges::new(config.profiles().len());
     let mut holding: Vec<Section> = (1..=teams as u32)
         .map(|team| {
             let section = queue.next().expect("fewer teams than unfinished sections");
-            plan.begin(team, section);
+            changes.begin(section.profile);
+            calendar.mark(team, u64::from(section.feet));
             section
         })
         .collect();
-    let mut finishing = Vec::new();
-    while let Some(today) = plan.next_finishes(&mut finishing) {
-        for &team in &finishing {
-            let held = &mut holding[team as usize - 1];
-            let next = queue.next();
-            if let Some(log) = log.as_mut() {
-                log.push(LogEvent {
+    changes.apply(1);
+    while let Some(today) = calendar.next_day() {
+        // Today's teams, by number, straight from the calendar's bits: they take their
+        // next sections on days to come, never today, so the bits read stay unchanged.
+        for word in 0..calendar.words_per_slot {
+            let mut finishing = calendar.take(today, word);
+            while finishing != 0 {
+                let team = (word * 64) as u32 + finishing.trailing_zeros() + 1;
+                finishing &= finishing - 1;
+                let held = &mut holding[team as usize - 1];
+                let next = queue.next();
+                finished(LogEvent {
                     day: today,
                     team,
                     profile: held.profile + 1,
                     section: held.number,
                     relieved: next.is_none(),
                 });
-            }
-            plan.hand_over(team, *held, next, today);
-            if let Some(section) = next {
-                *held = section;
+                match next {
+                    Some(section) => {
+                        changes.hand_over(held.profile, section.profile);
+                        calendar.mark(team, today + u64::from(section.feet));
+                        *held = section;
+                    }
+                    None => changes.relieve(held.profile),
+                }
             }
         }
+        changes.apply(today + 1);
     }
-    WorkTables {
-        profiles: plan
-            .profiles
-            .into_iter()
-            .map(DailyWorkBuilder::finish)
-            .collect(),
-        wall: plan.wall.finish(),
+    changes.finish()
+}
+
+/// One team builds the sections one after another, each finished as many days after
+/// the one before as it needs feet. The calendar would give the same, but each finish
+/// would then wait on its bookkeeping of the one before, which doubles the cost of the
+/// loop.
+fn schedule_one_team(config: &WallConfig, mut finished: impl FnMut(LogEvent)) -> WorkTables {
+    let mut queue = unfinished_sections(config);
+    let mut changes = DailyChanges::new(config.profiles().len());
+    let mut held = queue.next().expect("fewer teams than unfinished sections");
+    changes.begin(held.profile);
+    changes.apply(1);
+    let mut today = 0;
+    loop {
+        today += u64::from(held.feet);
+        let next = queue.next();
+        finished(LogEvent {
+            day: today,
+            team: 1,
+            profile: held.profile + 1,
+            section: held.number,
+            relieved: next.is_none(),
+        });
+        let Some(section) = next else {
+            changes.relieve(held.profile);
+            changes.apply(today + 1);
+            return changes.finish();
+        };
+        changes.hand_over(held.profile, section.profile);
+        changes.apply(today + 1);
+        held = section;
     }
 }
 
-/// The teams' days to come and the tables so far. Every pending finish lies within the
-/// next 30 days, so a calendar of 32 day slots (a bit set marks the busy ones) finds
-/// the next day with finishes in O(1). Each slot holds its teams as a bit set, which
-/// gives them in team order without sorting: a day costs O(teams / 64) words, and the
-/// whole schedule O(sections + teams).
-struct TeamPlan {
-    wall: DailyWorkBuilder,
-    profiles: Vec<DailyWorkBuilder>,
-    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day;
-    /// the slot's bits are `calendar[slot * words_per_slot..][..words_per_slot]`.
-    calendar: Vec<u64>,
+/// The teams' days to come. Every pending finish lies within the next 30 days, so a
+/// calendar of 32 day slots (a bit set marks the busy ones) finds the next day with
+/// finishes in O(1). Each slot holds its teams as a bit set, which gives them in team
+/// order without sorting: a day costs O(teams / 64) words, and the whole schedule
+/// O(sections + teams).
+struct Calendar {
+    /// Bit `team - 1` of slot `day % SLOTS` is set when that team finishes on that day:
+    /// bit `(team - 1) % 64` of `slots[(team - 1) / 64 * SLOTS + slot]`, an index found
+    /// with shifts alone.
+    slots: Vec<u64>,
     words_per_slot: usize,
     busy_slots: u32,
     today: u64,
 }
 
-const _: () = assert!(TeamPlan::SLOTS > MAX_HEIGHT as usize);
+const _: () = assert!(Calendar::SLOTS > MAX_HEIGHT as usize);
 
-impl TeamPlan {
+impl Calendar {
     const SLOTS: usize = 32;
 
-    fn new(profiles: usize, teams: usize) -> TeamPlan {
+    fn new(teams: usize) -> Calendar {
         let words_per_slot = teams.div_ceil(64);
-        TeamPlan {
-            wall: DailyWorkBuilder::default(),
-            profiles: vec![DailyWorkBuilder::default(); profiles],
-            calendar: vec![0; Self::SLOTS * words_per_slot],
+        Calendar {
+            slots: vec![0; Self::SLOTS * words_per_slot],
             words_per_slot,
             busy_slots: 0,
             today: 0,
@@ -95,45 +128,17 @@ impl TeamPlan {
         (day % Self::SLOTS as u64) as usize
     }
 
-    /// `team` builds `section` from day 1 on.
-    fn begin(&mut self, team: u32, section: Section) {
-        self.wall.start(1, 1);
-        self.profiles[section.profile as usize].start(1, 1);
-        self.mark_finish(team, u64::from(section.feet));
-    }
-
-    /// `team` finishes `done` at the end of `day` and takes `next`, if there is one, the
-    /// day after. Only the tables whose number of growing sections changes are told: a
-    /// hand-over within a profile changes none, and the wall's only when a team is
-    /// relieved.
-    fn hand_over(&mut self, team: u32, done: Section, next: Option<Section>, day: u64) {
-        let from = day + 1;
-        match next {
-            Some(next) if next.profile == done.profile => {}
-            Some(next) => {
-                self.profiles[done.profile as usize].stop(from, 1);
-                self.profiles[next.profile as usize].start(from, 1);
-            }
-            None => {
-                self.wall.stop(from, 1);
-                self.profiles[done.profile as usize].stop(from, 1);
-            }
-        }
-        if let Some(next) = next {
-            self.mark_finish(team, day + u64::from(next.feet));
-        }
-    }
-
-    fn mark_finish(&mut self, team: u32, day: u64) {
+    /// `team` finishes on `day`, which is 1 to 30 days after today.
+    fn mark(&mut self, team: u32, day: u64) {
         let slot = Self::slot_of(day);
         let bit = team as usize - 1;
-        self.calendar[slot * self.words_per_slot + bit / 64] |= 1 << (bit % 64);
+        self.slots[bit / 64 * Self::SLOTS + slot] |= 1 << (bit % 64);
         self.busy_slots |= 1 << slot;
     }
 
-    /// Moves to the next day on which teams finish, returns it and puts those teams,
-    /// by number, in `teams`; `None` once no team is at work.
-    fn next_finishes(&mut self, teams: &mut Vec<u32>) -> Option<u64> {
+    /// Moves to the next day on which teams finish and returns it; `None` once no team
+    /// is at work. Its teams are then read a word at a time with `take`.
+    fn next_day(&mut self) -> Option<u64> {
         if self.busy_slots == 0 {
             return None;
         }
@@ -143,17 +148,110 @@ impl TeamPlan {
             .rotate_right(Self::slot_of(self.today + 1) as u32)
             .trailing_zeros();
         self.today += 1 + u64::from(ahead);
-        let slot = Self::slot_of(self.today);
-        self.busy_slots &= !(1 << slot);
-        teams.clear();
-        let words = &mut self.calendar[slot * self.words_per_slot..][..self.words_per_slot];
-        for (index, word) in words.iter_mut().enumerate() {
-            let mut bits = std::mem::take(word);
-            while bits != 0 {
-                teams.push((index * 64) as u32 + bits.trailing_zeros() + 1);
-                bits &= bits - 1;
-            }
-        }
+        self.busy_slots &= !(1 << Self::slot_of(self.today));
         Some(self.today)
+    }
+
+    /// Word `word` of `day`'s teams (bit i is team `word * 64 + i + 1`), cleared from
+    /// the calendar.
+    fn take(&mut self, day: u64, word: usize) -> u64 {
+        std::mem::take(&mut self.slots[word * Self::SLOTS + Self::slot_of(day)])
+    }
+}
+
+/// The tables so far, and the change a day's hand-overs make to the number of growing
+/// sections of each profile. A hand-over adds one to the profile it moves to and takes
+/// one from the profile it leaves, which within a profile cancels out without a branch;
+/// the tables are told the sums once the day is done, each at most once, and not at all
+/// on the many days (with few teams, nearly all) when every team stayed in its profile.
+struct DailyChanges {
+    wall: DailyWorkBuilder,
+    profiles: Vec<DailyWorkBuilder>,
+    /// Today's change of each profile; 0 outside `first..=last`.
+    change: Vec<i64>,
+    /// Today's change of the whole wall, where only a team's first section and its
+    /// relief count.
+    wall_change: i64,
+    /// The profiles that may have changed today: from the first section left to the
+    /// last taken. The range is never wider than what the queue passes in the 30 days a
+    /// section can last, so reading it costs O(profiles) over the whole schedule, at
+    /// most 31 times over.
+    first: usize,
+    last: usize,
+    /// Whether any team left a profile today, or began, or was relieved.
+    moved: bool,
+}
+
+impl DailyChanges {
+    fn new(profiles: usize) -> DailyChanges {
+        DailyChanges {
+            wall: DailyWorkBuilder::default(),
+            profiles: vec![DailyWorkBuilder::default(); profiles],
+            change: vec![0; profiles],
+            wall_change: 0,
+            first: usize::MAX,
+            last: 0,
+            moved: false,
+        }
+    }
+
+    /// A team takes its first section, in `profile`.
+    fn begin(&mut self, profile: u32) {
+        self.widen(profile as usize, profile as usize);
+        self.change[profile as usize] += 1;
+        self.wall_change += 1;
+        self.moved = true;
+    }
+
+    /// A team leaves a section of profile `from` for one of profile `to`, which is never
+    /// an earlier one.
+    fn hand_over(&mut self, from: u32, to: u32) {
+        self.widen(from as usize, to as usize);
+        self.change[from as usize] -= 1;
+        self.change[to as usize] += 1;
+        self.moved |= from != to;
+    }
+
+    /// A team leaves a section of `profile` with nothing left to take.
+    fn relieve(&mut self, profile: u32) {
+        self.widen(profile as usize, profile as usize);
+        self.change[profile as usize] -= 1;
+        self.wall_change -= 1;
+        self.moved = true;
+    }
+
+    fn widen(&mut self, first: usize, last: usize) {
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
+    }
+
+    /// The changes of the day just done take effect from `day`. Inlined, since with few
+    /// teams it runs once per section and nearly always only resets the range.
+    #[inline(always)]
+    fn apply(&mut self, day: u64) {
+        if self.moved {
+            self.tell_tables(day);
+        }
+        (self.first, self.last) = (usize::MAX, 0);
+    }
+
+    fn tell_tables(&mut self, day: u64) {
+        for profile in self.first..=self.last {
+            let change = std::mem::take(&mut self.change[profile]);
+            self.profiles[profile].change(day, change);
+        }
+        self.wall.change(day, std::mem::take(&mut self.wall_change));
+        self.moved = false;
+    }
+
+    fn finish(self) -> WorkTables {
+        WorkTables {
+            profiles: self
+                .profiles
+                .into_iter()
+                .map(DailyWorkBuilder::finish)
+                .collect(),
+            wall: self.wall.finish(),
+        }
     }
 }

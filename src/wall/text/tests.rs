@@ -49,6 +49,18 @@ fn a_bare_cr_ends_a_line_and_line_numbers_count_it() {
     );
 }
 
+/// The quick pass over the whole of `text`: `None` if it is not plain, no profiles if
+/// it has none.
+fn parse_plain_text(text: &[u8], limits: &Limits) -> Option<Vec<Vec<Height>>> {
+    let mut quick = PlainText::new(limits);
+    quick.read(text).then(|| quick.finish().unwrap_or_default())
+}
+
+/// The heights of every profile, in order, as one list.
+fn all_feet(profiles: &[Vec<Height>]) -> Vec<u8> {
+    feet(profiles).concat()
+}
+
 #[test]
 fn plain_lines_take_the_quick_pass() {
     let cases: [(&str, Option<Vec<u8>>); 8] = [
@@ -62,23 +74,73 @@ fn plain_lines_take_the_quick_pass() {
         ("1 2 x", None),
     ];
     for (line, expected) in cases {
-        let mut heights = Vec::new();
-        let is_plain = parse_plain_line(line.as_bytes(), &mut heights);
-        let parsed = is_plain.then(|| heights.iter().map(|height| height.feet()).collect());
-        assert_eq!(parsed, expected, "line {line:?}");
+        let parsed = parse_plain_text(line.as_bytes(), &Limits::default());
+        assert_eq!(parsed.as_deref().map(all_feet), expected, "line {line:?}");
+    }
+}
+
+#[test]
+fn the_quick_pass_ends_lines_at_lf_cr_and_crlf_and_skips_blank_ones() {
+    let parsed = parse_plain_text(b"1 2\r\n\r\n3\r4\n\n 5 \n", &Limits::default()).unwrap();
+    assert_eq!(feet(&parsed), vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+    for (input, limits) in [("1 2 3", (2, 10)), ("1 2\n3", (2, 2)), ("1 2\n3 4", (2, 3))] {
+        let limits = Limits {
+            max_sections_per_profile: limits.0,
+            max_sections: limits.1,
+        };
+        assert_eq!(
+            parse_plain_text(input.as_bytes(), &limits),
+            None,
+            "{input:?}"
+        );
     }
 }
 
 proptest::proptest! {
+    /// Read a piece at a time, each piece ending at a line end, the text gives what it
+    /// gives read whole.
+    #[test]
+    fn the_quick_pass_reads_pieces_as_the_whole(
+        text in "(\u{feff})?[0-9 \r\nx]{0,24}",
+        cuts in proptest::collection::vec(0usize..30, 0..4),
+    ) {
+        let limits = Limits { max_sections_per_profile: 5, max_sections: 8 };
+        let bytes = text.as_bytes();
+        // Each cut moves to the next line end after it, as a reader of a file would.
+        let mut ends: Vec<usize> = cuts
+            .iter()
+            .filter_map(|&cut| {
+                let from = cut.min(bytes.len());
+                bytes[from..]
+                    .iter()
+                    .position(|&byte| byte == b'\n' || byte == b'\r')
+                    .map(|offset| from + offset + 1)
+            })
+            .collect();
+        ends.push(bytes.len());
+        ends.sort_unstable();
+        let mut quick = PlainText::new(&limits);
+        let mut start = 0;
+        let mut is_plain = true;
+        for end in ends {
+            is_plain = is_plain && quick.read(&bytes[start..end]);
+            start = end;
+        }
+        let in_pieces = is_plain.then(|| quick.finish().unwrap_or_default());
+        proptest::prop_assert_eq!(in_pieces, parse_plain_text(bytes, &limits));
+    }
+
     /// The quick pass accepts only what the general one reads the same way.
     #[test]
-    fn the_quick_pass_agrees_with_the_general_one(line in "[0-9 \t+x.-]{0,12}") {
-        let mut quick = Vec::new();
-        if parse_plain_line(line.as_bytes(), &mut quick) {
-            let at = Location { line: Some(1), profile: 1, section: 1 };
-            let mut general = Vec::new();
-            parse_line(&line, at, 0, &Limits::default(), &mut general).unwrap();
-            proptest::prop_assert_eq!(quick, general);
+    fn the_quick_pass_agrees_with_the_general_one(text in "[0-9 \t\r\n+x.-]{0,16}") {
+        let limits = Limits { max_sections_per_profile: 4, max_sections: 6 };
+        if let Some(quick) = parse_plain_text(text.as_bytes(), &limits) {
+            let general = parse_any_text(text.as_bytes(), &limits);
+            if quick.is_empty() {
+                proptest::prop_assert_eq!(general, Err(ConfigError::EmptyWall));
+            } else {
+                proptest::prop_assert_eq!(general, Ok(quick));
+            }
         }
     }
 }
@@ -188,4 +250,17 @@ fn long_tokens_are_truncated_in_messages() {
     let token = "x".repeat(10_000);
     let error = parse_text(token.as_bytes(), &Limits::default()).unwrap_err();
     assert!(error.to_string().len() < 200);
+}
+
+#[test]
+fn an_invalid_byte_is_reported_before_an_earlier_bad_token() {
+    assert_eq!(
+        parse_text(b"1 x\n2 \xff\n", &Limits::default()),
+        Err(ConfigError::NotUtf8 { offset: 6 })
+    );
+    // The offset counts the byte order mark, as it is in the file.
+    assert_eq!(
+        parse_text(b"\xef\xbb\xbf1 2\xff", &Limits::default()),
+        Err(ConfigError::NotUtf8 { offset: 6 })
+    );
 }

@@ -28,6 +28,18 @@ impl DailyWorkBuilder {
         self.active -= count;
     }
 
+    /// `change` more sections grow from `day` on, or fewer if it is negative; nothing
+    /// changes for 0. Days never go back.
+    pub(crate) fn change(&mut self, day: u64, change: i64) {
+        if change != 0 {
+            self.move_to(day);
+            self.active = self
+                .active
+                .checked_add_signed(change)
+                .expect("no more sections stop than grow");
+        }
+    }
+
     pub(crate) fn finish(mut self) -> DailyWork {
         self.close_day();
         DailyWork { steps: self.steps }
