@@ -596,9 +596,9 @@ fn the_openapi_document_gives_the_flag_bound_parameters_their_maximum(store: Sto
     assert_eq!(maximum("/api/jobs/{id}/chart", "width"), Some(640.0));
 }
 
-/// Questions on a done job are answered from memory after their first read: the same
-/// answers as the stored result gives (and as a server without the cache gives), and
-/// a 404 once the job is deleted, however often they were read before.
+/// A done job's summary and the questions on it are answered from memory after their
+/// first read: the same answers as the stored result gives (and as a server without the
+/// cache gives), and a 404 once the job is deleted, however often they were read before.
 fn cached_answers_are_the_stored_ones_and_gone_with_their_delete(store: Store) {
     let server = store.start(&[]);
     let uncached = store.start(&["--answer-cache-bytes", "0"]);
@@ -622,6 +622,12 @@ fn cached_answers_are_the_stored_ones_and_gone_with_their_delete(store: Store) {
             assert_eq!(reply.body, from_disk.body, "{question}");
         }
     }
+    let summary_from_disk = uncached.get(&format!("/api/get_results/{other}"));
+    for _ in 0..3 {
+        let summary = server.get(&format!("/api/get_results/{id}"));
+        assert_eq!(summary.status, 200, "{}", summary.body);
+        assert_eq!(summary.body, summary_from_disk.body);
+    }
     let day = format!("/api/jobs/{id}/profiles/3/days/16");
     assert_eq!(
         server.get(&day).json(),
@@ -633,4 +639,6 @@ fn cached_answers_are_the_stored_ones_and_gone_with_their_delete(store: Store) {
         let gone = server.get(&format!("/api/jobs/{id}/{question}"));
         assert_eq!(gone.status, 404, "{question}: {}", gone.body);
     }
+    let gone = server.get(&format!("/api/get_results/{id}"));
+    assert_eq!(gone.status, 404, "{}", gone.body);
 }
