@@ -47,6 +47,20 @@ fn commit(store: &FileStore, id: JobId, record: &Record<'_>, request: StoredRequ
     assert!(receiver.recv().unwrap());
 }
 
+/// Commits a done job (of the example wall) and a failed one; their ids, and the outcome.
+fn commit_done_and_failed(store: &FileStore) -> (JobId, JobId, Outcome) {
+    let [done, failed] = [(); 2].map(|()| JobId::generate());
+    let outcome = example_outcome();
+    commit(store, done, &Record::Done(&outcome), accept(store, done));
+    commit(
+        store,
+        failed,
+        &Record::Failed("bad luck"),
+        accept(store, failed),
+    );
+    (done, failed, outcome)
+}
+
 fn journals(dir: &Path) -> usize {
     fs::read_dir(dir)
         .unwrap()
@@ -114,15 +128,8 @@ fn a_done_job_stores_status_work_and_log_and_releases_its_request() {
 fn a_finished_job_keeps_its_request_after_its_journal_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
-    let [done, failed, before] = [(); 3].map(|()| JobId::generate());
-    let outcome = example_outcome();
-    commit(&store, done, &Record::Done(&outcome), accept(&store, done));
-    commit(
-        &store,
-        failed,
-        &Record::Failed("bad luck"),
-        accept(&store, failed),
-    );
+    let (done, failed, outcome) = commit_done_and_failed(&store);
+    let before = JobId::generate();
     // A result as the previous version (and cluster mode) writes it: no request.
     let mut plain = Vec::new();
     result_file::write_done(&mut plain, &outcome, LogPlace::Inline(&outcome.log), None).unwrap();

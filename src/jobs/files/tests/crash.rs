@@ -160,15 +160,7 @@ fn a_crash_at_each_step_of_a_commit_leaves_no_result_or_a_whole_one() {
 fn a_store_forced_onto_named_temporaries_stores_and_recovers_results() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Path::Named);
-    let [done, failed] = [(); 2].map(|()| JobId::generate());
-    let outcome = example_outcome();
-    commit(&store, done, &Record::Done(&outcome), accept(&store, done));
-    commit(
-        &store,
-        failed,
-        &Record::Failed("bad luck"),
-        accept(&store, failed),
-    );
+    let (done, failed, outcome) = commit_done_and_failed(&store);
     let mut expected = vec![format!("{done}.result"), format!("{failed}.result")];
     expected.sort();
     assert_eq!(entries(dir.path()), expected, "tmp/ is empty again");
