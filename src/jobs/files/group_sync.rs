@@ -1,7 +1,8 @@
 //! Group commit of results: one thread makes a batch of written results durable with
 //! a single `syncfs`, then answers each (the answer links or renames a result into
-//! place), and lets go of the requests whose results were put in place before that sync. Under load a
-//! batch holds many results, so the cost of a sync is shared instead of paid per job.
+//! place), and lets go of the requests whose results were put in place before that
+//! sync. Under load a batch holds many results, so the cost of a sync is shared instead
+//! of paid per job.
 
 use std::fs::File;
 use std::io;

@@ -1,5 +1,6 @@
 //! The per-job lock map: one lock per job in flight, from its accept (or its recovery)
-//! until its result is put in place, so that no two threads touch a job's files at once. A finished job's files never change, so it needs no lock.
+//! until its result is put in place, so that no two threads touch a job's files at
+//! once. A finished job's files never change, so it needs no lock.
 //!
 //! # What it guards
 //!
