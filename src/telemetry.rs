@@ -19,6 +19,8 @@ use slog::{Drain, FnValue, Logger, PushFnValue, Record, info, o};
 
 use slog_async::AsyncGuard;
 
+mod text;
+
 /// Lines queued for the log thread before new ones are dropped (and counted): the log
 /// never blocks a request.
 const LOG_QUEUE: usize = 16_384;
@@ -101,11 +103,14 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
         held,
     })));
     let flusher = Flusher::start(buffer.clone())?;
-    let lines = LineWriter {
-        line: Vec::with_capacity(512),
-        out: buffer,
+    let lines = match options.format {
+        LogFormat::Text => text_lines(buffer),
+        LogFormat::Json => json_lines(LineWriter {
+            line: Vec::with_capacity(512),
+            out: buffer,
+        }),
     };
-    let (drain, queue) = slog_async::Async::new(format_lines(options.format, lines))
+    let (drain, queue) = slog_async::Async::new(lines)
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -119,30 +124,26 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
     Ok((Logger::root(drain.fuse(), o!()), guard))
 }
 
-/// The drain that formats each record as one line of `format`.
-fn format_lines<W: Write + Send + 'static>(
-    format: LogFormat,
+/// The drain of [`LogFormat::Text`]: each line goes into the buffer whole.
+fn text_lines(out: SharedBuffer) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
+    Box::new(text::TextLines::new(out).fuse())
+}
+
+/// The drain of [`LogFormat::Json`].
+fn json_lines<W: Write + Send + 'static>(
     out: W,
 ) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
-    match format {
-        LogFormat::Text => Box::new(
-            slog_term::FullFormat::new(slog_term::PlainDecorator::new(out))
-                .use_custom_timestamp(|out: &mut dyn Write| write!(out, "{}", timestamp()))
-                .build()
-                .fuse(),
-        ),
-        LogFormat::Json => Box::new(
-            slog_json::Json::new(out)
-                .set_newlines(true)
-                .add_key_value(o!(
-                    "ts" => FnValue(|_: &Record| timestamp().to_string()),
-                    "level" => FnValue(|record: &Record| record.level().as_str()),
-                    "msg" => PushFnValue(|record: &Record, out| out.emit(record.msg())),
-                ))
-                .build()
-                .fuse(),
-        ),
-    }
+    Box::new(
+        slog_json::Json::new(out)
+            .set_newlines(true)
+            .add_key_value(o!(
+                "ts" => FnValue(|_: &Record| timestamp().to_string()),
+                "level" => FnValue(|record: &Record| record.level().as_str()),
+                "msg" => PushFnValue(|record: &Record, out| out.emit(record.msg())),
+            ))
+            .build()
+            .fuse(),
+    )
 }
 
 fn timestamp() -> humantime::Rfc3339Timestamp {
@@ -159,10 +160,7 @@ impl LogGuard {
         // Held while the line is written: no log line can go out before it.
         let mut sink = self.flusher.buffer.0.lock();
         if self.target == LogTarget::Stdout && self.format == LogFormat::Json {
-            let first = Logger::root(
-                std::sync::Mutex::new(format_lines(LogFormat::Json, io::stdout())).fuse(),
-                o!(),
-            );
+            let first = Logger::root(std::sync::Mutex::new(json_lines(io::stdout())).fuse(), o!());
             info!(first, "{}", line; "address" => %address);
         } else {
             let _ = writeln!(io::stdout(), "{line}");
@@ -228,9 +226,9 @@ impl Sink {
     }
 }
 
-/// The log's output behind a buffer. The formatter flushes after every line; here that
-/// flush is a no-op, and the flusher thread writes the buffer out instead, so a busy
-/// server makes one write per 64 KiB or 100 ms rather than one per line.
+/// The log's output behind a buffer. The JSON formatter flushes after every line; here
+/// that flush is a no-op, and the flusher thread writes the buffer out instead, so a
+/// busy server makes one write per 64 KiB or 100 ms rather than one per line.
 #[derive(Clone)]
 struct SharedBuffer(Arc<Mutex<Sink>>);
 
@@ -252,9 +250,9 @@ impl io::Write for SharedBuffer {
     }
 }
 
-/// What the formatter writes into on the log thread: a line is put together here and
-/// goes into the shared buffer whole, under one lock, rather than a lock for each of
-/// the many pieces the formatter writes it in.
+/// What the JSON formatter writes into on the log thread: a line is put together here
+/// and goes into the shared buffer whole, under one lock, rather than a lock for each of
+/// the many pieces the formatter writes it in (the text lines come whole already).
 struct LineWriter {
     line: Vec<u8>,
     out: SharedBuffer,

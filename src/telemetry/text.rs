@@ -1,0 +1,213 @@
+//! The text log line, `<time> <LEVEL> <message>, key: value, ...`, written straight
+//! into bytes: the line slog-term's `FullFormat` writes, without its formatting
+//! machinery, as every request logs one (it was most of the log thread's time).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use slog::{Drain, KV, Key, OwnedKVList, Record, Serializer};
+
+/// A drain writing each record as one text line, with one `write_all` of the whole line.
+pub struct TextLines<W: Write> {
+    state: RefCell<LineState<W>>,
+}
+
+struct LineState<W> {
+    out: W,
+    /// The line being put together, kept to reuse its allocation.
+    line: Vec<u8>,
+    clock: SecondsCache,
+}
+
+impl<W: Write> TextLines<W> {
+    pub fn new(out: W) -> TextLines<W> {
+        TextLines {
+            state: RefCell::new(LineState {
+                out,
+                line: Vec::with_capacity(512),
+                clock: SecondsCache::default(),
+            }),
+        }
+    }
+}
+
+impl<W: Write> Drain for TextLines<W> {
+    type Ok = ();
+    type Err = io::Error;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let LineState { out, line, clock } = &mut *state;
+        line.clear();
+        clock.write(SystemTime::now(), line);
+        line.push(b' ');
+        line.extend_from_slice(record.level().as_short_str().as_bytes());
+        line.push(b' ');
+        let message_start = line.len();
+        write_arguments(line, record.msg())?;
+        let mut fields = Fields {
+            comma_needed: line.len() > message_start,
+            line,
+        };
+        record.kv().serialize(record, &mut fields)?;
+        values.serialize(record, &mut fields)?;
+        line.push(b'\n');
+        out.write_all(line)
+    }
+}
+
+/// Formatted arguments, copied as they are when they are only a literal.
+fn write_arguments(line: &mut Vec<u8>, arguments: &fmt::Arguments) -> io::Result<()> {
+    match arguments.as_str() {
+        Some(text) => {
+            line.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+        None => line.write_fmt(*arguments),
+    }
+}
+
+/// UTC RFC 3339 time with microseconds. The part up to the seconds changes once a
+/// second, so it is formatted then and copied for every line in between.
+#[derive(Default)]
+struct SecondsCache {
+    second: Option<u64>,
+    /// `2026-11-30T23:43:54.`
+    up_to_seconds: Vec<u8>,
+}
+
+impl SecondsCache {
+    fn write(&mut self, now: SystemTime, line: &mut Vec<u8>) {
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = since_epoch.as_secs();
+        if self.second != Some(second) {
+            let whole = UNIX_EPOCH + Duration::from_secs(second);
+            // `2026-11-30T23:43:54Z`: everything but the `Z`, then the decimal point.
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            self.up_to_seconds.clear();
+            self.up_to_seconds
+                .extend_from_slice(text.trim_end_matches('Z').as_bytes());
+            self.up_to_seconds.push(b'.');
+            self.second = Some(second);
+        }
+        line.extend_from_slice(&self.up_to_seconds);
+        let micros = since_epoch.subsec_micros();
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(micros);
+        line.extend(std::iter::repeat_n(b'0', 6 - digits.len()));
+        line.extend_from_slice(digits.as_bytes());
+        line.push(b'Z');
+    }
+}
+
+/// Writes `, key: value` for each field, as slog-term does: values as `Display` shows
+/// them, the first without the comma when the message is empty.
+struct Fields<'a> {
+    line: &'a mut Vec<u8>,
+    comma_needed: bool,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, key: Key) {
+        if self.comma_needed {
+            self.line.extend_from_slice(b", ");
+        }
+        self.comma_needed = true;
+        self.line.extend_from_slice(key.as_bytes());
+        self.line.extend_from_slice(b": ");
+    }
+
+    fn integer(&mut self, key: Key, value: impl itoa::Integer) -> slog::Result {
+        self.key(key);
+        self.line
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        Ok(())
+    }
+}
+
+impl Serializer for Fields<'_> {
+    fn emit_arguments(&mut self, key: Key, value: &fmt::Arguments) -> slog::Result {
+        self.key(key);
+        write_arguments(self.line, value)?;
+        Ok(())
+    }
+
+    fn emit_str(&mut self, key: Key, value: &str) -> slog::Result {
+        self.key(key);
+        self.line.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn emit_bool(&mut self, key: Key, value: bool) -> slog::Result {
+        self.emit_str(key, if value { "true" } else { "false" })
+    }
+
+    fn emit_none(&mut self, key: Key) -> slog::Result {
+        self.emit_str(key, "None")
+    }
+
+    fn emit_unit(&mut self, key: Key) -> slog::Result {
+        self.emit_str(key, "()")
+    }
+
+    fn emit_usize(&mut self, key: Key, value: usize) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_isize(&mut self, key: Key, value: isize) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_u8(&mut self, key: Key, value: u8) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_i8(&mut self, key: Key, value: i8) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_u16(&mut self, key: Key, value: u16) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_i16(&mut self, key: Key, value: i16) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_u32(&mut self, key: Key, value: u32) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_i32(&mut self, key: Key, value: i32) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_u64(&mut self, key: Key, value: u64) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_i64(&mut self, key: Key, value: i64) -> slog::Result {
+        self.integer(key, value)
+    }
+
+    fn emit_f64(&mut self, key: Key, value: f64) -> slog::Result {
+        self.key(key);
+        // Ryu and `Display` both give the shortest digits that read back as the value;
+        // they differ in spelling only: Ryu adds `.0` to a whole number and writes
+        // exponents, which `Display` never does (those go through `Display` itself).
+        let mut shortest = ryu::Buffer::new();
+        match value.is_finite().then(|| shortest.format_finite(value)) {
+            Some(digits) if !digits.contains('e') => {
+                let digits = digits.strip_suffix(".0").unwrap_or(digits);
+                self.line.extend_from_slice(digits.as_bytes());
+            }
+            _ => write!(self.line, "{value}")?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

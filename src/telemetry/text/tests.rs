@@ -1,0 +1,137 @@
+use std::sync::{Arc, Mutex};
+
+use slog::{Logger, info, o, warn};
+
+use super::*;
+
+/// What a drain wrote, shared with the test that reads it.
+#[derive(Clone, Default)]
+struct Written(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Written {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Written {
+    /// The lines without their timestamps, which differ between two drains.
+    fn lines_after_time(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n'), "{text:?}");
+        text.lines()
+            .map(|line| line.split_once(' ').expect("a time first").1.to_owned())
+            .collect()
+    }
+}
+
+/// The same events through slog-term's `FullFormat` and through `TextLines`.
+fn both(log: impl Fn(&Logger)) -> (Vec<String>, Vec<String>) {
+    let term = Written::default();
+    let format = slog_term::FullFormat::new(slog_term::PlainDecorator::new(term.clone()))
+        .use_custom_timestamp(|out: &mut dyn Write| write!(out, "time"))
+        .build();
+    log(&Logger::root(Mutex::new(format).fuse(), o!()));
+    let ours = Written::default();
+    log(&Logger::root(
+        Mutex::new(TextLines::new(ours.clone())).fuse(),
+        o!(),
+    ));
+    (term.lines_after_time(), ours.lines_after_time())
+}
+
+#[test]
+fn lines_are_the_ones_slog_term_writes() {
+    let (term, ours) = both(|logger| {
+        info!(logger, "started");
+        info!(logger, "job {} of {}", 3, 4; "id" => "abc");
+        warn!(logger, ""; "only" => "fields", "n" => 7u64);
+        let job = logger.new(o!("job_id" => "j-1", "teams" => 3usize));
+        let step = job.new(o!("step" => 2u8));
+        info!(step, "request, with a comma"; "status" => 200u16, "ok" => true);
+        info!(
+            job,
+            "every kind";
+            "i8" => -8i8, "i16" => -16i16, "i32" => -32i32, "i64" => i64::MIN,
+            "isize" => -1isize, "u32" => u32::MAX, "u64" => u64::MAX,
+            "f32" => 1.5f32, "char" => 'x', "unit" => (), "none" => None::<u8>,
+            "some" => Some(5u8), "false" => false, "display" => %"shown", "debug" => ?"quoted",
+        );
+    });
+    assert_eq!(ours, term);
+    assert_eq!(ours.len(), 5);
+}
+
+#[test]
+fn numbers_with_a_fraction_are_written_as_display_writes_them() {
+    // Durations in milliseconds (what the log mostly holds), then the edges where Ryu
+    // and `Display` spell the same value differently, then a spread of bit patterns.
+    let mut values: Vec<f64> = (0..5000u64)
+        .map(|micros| (micros * 7919 % 10_000_000) as f64 / 1000.0)
+        .collect();
+    values.extend([
+        0.0,
+        -0.0,
+        2000.0,
+        1e15,
+        1e16,
+        1e17,
+        1e21,
+        1e-5,
+        1e-6,
+        1e-7,
+        0.1 + 0.2,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -123.456,
+    ]);
+    let mut bits = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..5000 {
+        bits ^= bits << 13;
+        bits ^= bits >> 7;
+        bits ^= bits << 17;
+        values.push(f64::from_bits(bits));
+    }
+    for value in values {
+        let mut line = Vec::new();
+        Fields {
+            line: &mut line,
+            comma_needed: false,
+        }
+        .emit_f64("v", value)
+        .unwrap();
+        assert_eq!(String::from_utf8(line).unwrap(), format!("v: {value}"));
+    }
+}
+
+#[test]
+fn the_time_is_rfc_3339_utc_with_microseconds_across_seconds() {
+    let mut clock = SecondsCache::default();
+    let start = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+    for offset_micros in [
+        0,
+        1,
+        999_999,
+        1_000_000,
+        1_000_017,
+        1_999_999,
+        86_400_000_000,
+    ] {
+        let at = start + Duration::from_micros(offset_micros);
+        let mut line = Vec::new();
+        clock.write(at, &mut line);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            humantime::format_rfc3339_micros(at).to_string()
+        );
+    }
+}
