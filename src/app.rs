@@ -13,7 +13,7 @@ use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::rt::net::TcpStream;
 
-use actix_web::{middleware, web};
+use actix_web::web;
 use slog::{Logger, info, warn};
 
 use crate::http::{
@@ -168,7 +168,7 @@ impl App {
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)
-                .wrap(middleware::NormalizePath::trim())
+                .wrap_fn(http::normalize_path)
                 .wrap_fn(http::gate)
                 .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };

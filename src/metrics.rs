@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use parking_lot::Mutex;
 
 use prometheus::{
@@ -262,9 +263,9 @@ impl Metrics {
     }
 
     /// `route` is the matched pattern (bounded cardinality), not the raw path.
-    pub fn http_request(&self, route: &str, status: u16, took: Duration) {
+    pub fn http_request(&self, route: &str, status: StatusCode, took: Duration) {
         self.http
-            .with_label_values(&[route, &status.to_string()])
+            .with_label_values(&[route, status.as_str()])
             .observe(took.as_secs_f64());
     }
 

@@ -824,3 +824,26 @@ fn json_numbers_are_read_as_written(store: Store) {
         assert!(reply.reason().contains(expected), "{token}: {}", reply.body);
     }
 }
+
+#[test]
+fn extra_slashes_are_routed_as_the_plain_path_and_the_query_is_kept() {
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let plain = server.get(&format!("/api/get_results/{id}"));
+    assert_eq!(plain.status, 200);
+    for path in [
+        format!("/api/get_results/{id}/"),
+        format!("//api//get_results/{id}//"),
+        format!("/api/get_results/{id}/?wait=1"),
+    ] {
+        let reply = server.get(&path);
+        assert_eq!((reply.status, &reply.body), (200, &plain.body), "{path}");
+    }
+    // The query goes with the rewritten path: a misspelt parameter is still refused.
+    let reply = server.get(&format!("//api/get_results/{id}/?wiat=1"));
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("`wiat`"), "{}", reply.body);
+    let reply = server.get("//");
+    assert_eq!(reply.status, 200, "the page, at the root");
+}

@@ -287,6 +287,19 @@ fn request_ids_are_echoed_and_carried_to_the_job_log() {
     assert!(server.shutdown().success());
 
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    let job_id = format!("job_id: {id}");
+    assert!(
+        log.lines()
+            .any(|line| line.contains(" INFO request, method: POST")
+                && line.contains(&job_id)
+                && line.contains("request_id: trace-4711")),
+        "no request line naming the job it made in\n{log}"
+    );
+    assert!(
+        log.lines().any(|line| line.contains("path: /healthz")
+            && line.ends_with(&format!("request_id: {made}"))),
+        "no request line with the made-up id in\n{log}"
+    );
     for event in ["request", "job accepted", "job started", "job finished"] {
         assert!(
             log.lines()

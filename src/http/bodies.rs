@@ -2,6 +2,8 @@
 //! describes them, so the document cannot drift from what is sent. Fields are in the
 //! order the answers have always had (an error's `reason` before its `status`).
 
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
@@ -9,6 +11,20 @@ use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 use super::jobs::rfc3339;
 use crate::jobs::ClusterNode;
 use crate::wall::{self, ProfileSummary};
+
+/// The `Content-Type` of a JSON answer, made once: actix-web's `.json()` and
+/// `ContentType::json()` copy it into a new header value for every answer.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A 200 with `value` as its JSON body.
+pub fn ok_json(value: &impl Serialize) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, JSON))
+            .body(body),
+        Err(error) => super::ApiError::Internal(error.to_string()).error_response(),
+    }
+}
 
 /// Every error: a real status code and this body.
 #[derive(Serialize, ToSchema)]

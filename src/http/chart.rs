@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::bodies::ErrorBody;
+use super::bodies::{ErrorBody, ok_json};
 use super::job_results::done_job;
 use super::lookup::read_stored;
 use super::{ApiError, ApiState};
@@ -98,7 +98,7 @@ pub async fn chart(
     let id = done_job(&state, &path).await?;
     let gantt_teams = state.max_gantt_teams;
     let chart = read_stored(&state, id, move |jobs| build(jobs, id, width, gantt_teams)).await?;
-    Ok(HttpResponse::Ok().json(chart))
+    Ok(ok_json(&chart))
 }
 
 fn overflow() -> StoreError {

@@ -9,15 +9,11 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{
     HttpServiceFactory, Service, ServiceRequest, ServiceResponse, Transform, forward_ready,
 };
+use actix_web::http::Method;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, Resource, Route, guard, web};
 use futures_util::future::Either;
 
-use super::ApiError;
-
-/// The pattern of the endpoint that answered a request, as registered (ids in it stay
-/// `{id}`, so that metric labels are bounded).
-#[derive(Clone, Copy, Debug)]
-pub struct MatchedRoute(pub &'static str);
+use super::{ApiError, RequestTag};
 
 /// A resource at `pattern` (inside the scope `scope`, a prefix of it) answering
 /// `routes`; other methods get a JSON 405 naming the `allow`ed ones, and query
@@ -48,7 +44,18 @@ pub fn endpoint(
 
 /// A route for reading: GET, and HEAD with the same headers (the server drops the body).
 pub fn read() -> Route {
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+    web::route().guard(guard::fn_guard(|context| {
+        matches!(context.head().method, Method::GET | Method::HEAD)
+    }))
+}
+
+/// A route for `method` alone. actix-web's own method guards note each method they are
+/// tried with in the request, an allocation per request; the 405 here is the
+/// endpoint's own.
+pub fn only(method: Method) -> Route {
+    web::route().guard(guard::fn_guard(move |context| {
+        context.head().method == method
+    }))
 }
 
 /// The endpoint's middleware (a `Transform` of its own rather than
@@ -94,7 +101,9 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        request.extensions_mut().insert(MatchedRoute(self.pattern));
+        if let Some(tag) = request.extensions().get::<RequestTag>() {
+            tag.answered_by(self.pattern);
+        }
         match unknown_params(self.params, request.query_string()) {
             Some(error) => Either::Left(ready(Ok(request.error_response(error)))),
             None => Either::Right(self.service.call(request)),

@@ -9,7 +9,7 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::answer_cache::Asked;
-use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage};
+use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage, ok_json};
 use super::lookup::{done_answer, known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
@@ -69,7 +69,7 @@ pub async fn profiles(
     let (summary, total) =
         read_stored(&state, id, move |jobs| jobs.summary(id, first, limit)).await?;
     let end = first.saturating_add(summary.profiles.len());
-    Ok(HttpResponse::Ok().json(ProfilePage {
+    Ok(ok_json(&ProfilePage {
         profiles: summary.profiles,
         next_after: (end < total).then_some(end),
     }))
@@ -131,7 +131,7 @@ pub async fn config(
     let profiles = config.profiles();
     let first = first.min(profiles.len());
     let end = first.saturating_add(limit).min(profiles.len());
-    Ok(HttpResponse::Ok().json(ConfigPage {
+    Ok(ok_json(&ConfigPage {
         profiles: profiles[first..end]
             .iter()
             .map(|profile| profile.iter().map(|height| height.feet()).collect())

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::answer_cache::Asked;
 use super::bodies::{
-    Deleted, ErrorBody, JobList, JobListEntry, JobResult, NumJobs, ShuttingDown, Summary,
+    Deleted, ErrorBody, JobList, JobListEntry, JobResult, NumJobs, ShuttingDown, Summary, ok_json,
 };
 use super::lookup::{done_answer, page_limit};
 use super::{ApiError, ApiState};
@@ -67,12 +67,12 @@ pub async fn results(
         .await?
         .ok_or_else(ApiError::invalid_job_id)?;
     Ok(match job {
-        JobState::Queued | JobState::Running => HttpResponse::Ok().json(JobResult {
+        JobState::Queued | JobState::Running => ok_json(&JobResult {
             reason: None,
             status: job.name(),
             data: None,
         }),
-        JobState::Failed(reason) => HttpResponse::Ok().json(JobResult {
+        JobState::Failed(reason) => ok_json(&JobResult {
             reason: Some(reason.to_string()),
             status: "failed",
             data: None,
@@ -178,7 +178,7 @@ pub async fn details(
         .info(id)
         .await?
         .ok_or_else(ApiError::invalid_job_id)?;
-    Ok(HttpResponse::Ok().json(JobDetails::new(id, info)))
+    Ok(ok_json(&JobDetails::new(id, info)))
 }
 
 #[derive(Deserialize)]
@@ -239,7 +239,7 @@ pub async fn list(
             finished_at: job.finished_ms.and_then(rfc3339),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(JobList {
+    Ok(ok_json(&JobList {
         data: jobs,
         status: "done",
     }))
@@ -247,7 +247,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/num_jobs", responses((status = 200, description = "Jobs queued or running", body = NumJobs)))]
 pub async fn count(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(NumJobs {
+    Ok(ok_json(&NumJobs {
         num_jobs: state.jobs.in_flight().await?,
     }))
 }
@@ -268,7 +268,7 @@ pub async fn delete(
     state.admin.authorize(&request)?;
     let id: JobId = path.parse()?;
     let removed = state.jobs.delete(id).await?;
-    Ok(HttpResponse::Ok().json(Deleted {
+    Ok(ok_json(&Deleted {
         job_id: id.to_string(),
         status: removed.name(),
     }))
@@ -285,7 +285,7 @@ pub async fn graceful_shutdown(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request)?;
     state.shutdown.trigger();
-    Ok(HttpResponse::Ok().json(ShuttingDown {
+    Ok(ok_json(&ShuttingDown {
         pending: state.jobs.pending_here(),
         status: "shutting_down",
     }))

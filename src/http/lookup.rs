@@ -3,11 +3,12 @@
 //! from the answer cache.
 
 use actix_web::HttpResponse;
-use actix_web::http::header::ContentType;
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::{self, Bytes};
 use serde::Serialize;
 
 use super::answer_cache::Asked;
+use super::bodies::JSON;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState, Jobs, StoreError};
 
@@ -88,6 +89,6 @@ pub(super) async fn done_answer<T: Serialize + Send + 'static>(
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
+        .insert_header((CONTENT_TYPE, JSON))
         .body(answer))
 }

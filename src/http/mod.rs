@@ -16,23 +16,25 @@ mod openapi;
 mod operations;
 mod own_wall;
 mod page;
+mod path;
 mod queries;
 mod request_log;
 mod submit;
 
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, Scope, web};
 
 pub use admin::AdminPolicy;
 pub use answer_cache::AnswerCache;
 pub use connection::{Connection, RequestOnConnection, TimedStream};
-pub use endpoint::MatchedRoute;
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
-pub use request_log::{InFlightRequests, RequestLog, log_request};
+pub use path::normalize_path;
+pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
 
 use std::sync::Arc;
 
@@ -40,13 +42,17 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wall::Limits;
-use endpoint::{endpoint, read};
+use endpoint::{endpoint, only, read};
 
 /// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
-/// middleware and carried on the log lines of the request and its job. Kept as the
-/// header it is echoed in: a client's is shared with the request, not copied.
+/// middleware and carried on the log lines of the request and its job. A client's is
+/// the header it sent, shared with the request; a made one is kept inline, as most ids
+/// are made and each copy of a header would be an allocation.
 #[derive(Clone, Debug)]
-pub struct RequestId(HeaderValue);
+pub enum RequestId {
+    Given(HeaderValue),
+    Made([u8; uuid::fmt::Simple::LENGTH]),
+}
 
 impl RequestId {
     /// The client's id if it is 1 to 128 visible ASCII characters; a new one otherwise.
@@ -55,22 +61,30 @@ impl RequestId {
             (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
         };
         match value.filter(valid) {
-            Some(id) => RequestId(id.clone()),
+            Some(id) => RequestId::Given(id.clone()),
             None => {
                 let mut text = [0; uuid::fmt::Simple::LENGTH];
-                let id = uuid::Uuid::now_v7().simple().encode_lower(&mut text);
-                RequestId(HeaderValue::from_str(id).expect("a uuid is a header value"))
+                uuid::Uuid::now_v7().simple().encode_lower(&mut text);
+                RequestId::Made(text)
             }
         }
     }
 
     pub fn as_str(&self) -> &str {
-        // Only visible ASCII gets in (see `from_header`).
-        self.0.to_str().unwrap_or_default()
+        // Only visible ASCII gets in (see `from_header`), and a made id is hex digits.
+        match self {
+            RequestId::Given(id) => id.to_str().unwrap_or_default(),
+            RequestId::Made(text) => std::str::from_utf8(text).unwrap_or_default(),
+        }
     }
 
     pub fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+        match self {
+            RequestId::Given(id) => id.clone(),
+            RequestId::Made(text) => {
+                HeaderValue::from_bytes(text).expect("hex digits are a header value")
+            }
+        }
     }
 }
 
@@ -166,7 +180,7 @@ fn api_routes() -> Scope {
             "/api/simulate",
             "POST",
             &["num_teams"],
-            vec![web::post().to(submit::submit)],
+            vec![only(Method::POST).to(submit::submit)],
         ))
         .service(endpoint(
             PREFIX,
@@ -189,8 +203,8 @@ fn api_routes() -> Scope {
             "GET, POST",
             &[],
             vec![
-                web::get().to(jobs::graceful_shutdown),
-                web::post().to(jobs::graceful_shutdown),
+                only(Method::GET).to(jobs::graceful_shutdown),
+                only(Method::POST).to(jobs::graceful_shutdown),
             ],
         ))
         .service(endpoint(
@@ -261,7 +275,10 @@ fn api_routes() -> Scope {
             "/api/jobs/{id}",
             "GET, HEAD, DELETE",
             &[],
-            vec![read().to(jobs::details), web::delete().to(jobs::delete)],
+            vec![
+                read().to(jobs::details),
+                only(Method::DELETE).to(jobs::delete),
+            ],
         ))
 }
 

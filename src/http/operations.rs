@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::bodies::{ErrorBody, Health, Node};
+use super::bodies::{ErrorBody, Health, Node, ok_json};
 use super::{ApiError, ApiState};
 use crate::metrics::{Interval, Spread};
 
@@ -77,7 +77,7 @@ pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
         .nodes()
         .await?
         .map(|nodes| nodes.into_iter().map(Node::of).collect());
-    Ok(HttpResponse::Ok().json(Stats {
+    Ok(ok_json(&Stats {
         jobs: JobCounts {
             queued,
             running,
@@ -103,7 +103,7 @@ pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
 /// Alive: the process answers HTTP.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The server is alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok" })
+    ok_json(&Health { status: "ok" })
 }
 
 /// Ready for new jobs: not shutting down, the result store takes a write, and its file
@@ -124,5 +124,5 @@ pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         .map_err(|error| {
             ApiError::Unavailable(format!("the result store cannot be written: {error}"))
         })?;
-    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
+    Ok(ok_json(&Health { status: "ready" }))
 }

@@ -1,10 +1,11 @@
 //! The original problem's endpoints (`/profiles/...`), answered for the wall the server
 //! was started with. It is simulated once at start-up and its bodies kept ready.
 
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
-use super::bodies::{CostAnswer, ErrorBody, IceAnswer, WallConfigBody};
+use super::bodies::{CostAnswer, ErrorBody, IceAnswer, JSON, WallConfigBody, ok_json};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};
@@ -51,7 +52,7 @@ pub async fn ice(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let question = Question::ice(&path.0, &path.1)?;
-    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+    Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 
 #[utoipa::path(get, path = "/profiles/{p}/overview/{d}", operation_id = "own_wall_profile_cost", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
@@ -61,7 +62,7 @@ pub async fn profile_cost(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let question = Question::profile_cost(&path.0, &path.1)?;
-    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+    Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 
 #[utoipa::path(get, path = "/profiles/overview/{d}", operation_id = "own_wall_cost", params(("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
@@ -71,20 +72,20 @@ pub async fn wall_cost(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let question = Question::wall_cost(&path)?;
-    Ok(HttpResponse::Ok().json(question.answer(&own(&state).work)?))
+    Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 
 #[utoipa::path(get, path = "/profiles/overview", operation_id = "own_wall_total_cost", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
 pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("application/json")
+        .insert_header((CONTENT_TYPE, JSON))
         .body(own(&state).overview_body.clone())
 }
 
 #[utoipa::path(get, path = "/profiles/config", responses((status = 200, description = "The server's own wall", body = WallConfigBody)))]
 pub async fn config(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("application/json")
+        .insert_header((CONTENT_TYPE, JSON))
         .body(own(&state).config_body.clone())
 }
 

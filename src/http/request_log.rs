@@ -2,6 +2,7 @@
 //! request its id (`X-Request-Id`), logs one line and times it in the metrics, and counts
 //! it in flight until its body is sent, so that shutdown knows when no answer is owed.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -10,15 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::HeaderName;
+use actix_web::http::{Method, Uri};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage};
 use slog::{KV, Logger, Record, Serializer, info};
 
-use super::{Connection, MatchedRoute, RequestId, RequestOnConnection};
+use super::{Connection, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
 use crate::metrics::Metrics;
 use crate::telemetry;
@@ -67,17 +68,49 @@ impl Drop for RequestInFlight {
     }
 }
 
+/// What the request middleware and the handlers tell each other of a request, kept in
+/// its extensions: its id, and for its log line and metrics the endpoint that answered
+/// it and the job it named or made. One extension, as each is an allocation.
+pub struct RequestTag {
+    pub id: RequestId,
+    /// The endpoint's pattern as registered (ids in it stay `{id}`, so that metric
+    /// labels are bounded); `None` when no endpoint matched.
+    route: Cell<Option<&'static str>>,
+    job: Cell<Option<JobId>>,
+}
+
+impl RequestTag {
+    fn new(id: RequestId) -> RequestTag {
+        RequestTag {
+            id,
+            route: Cell::new(None),
+            job: Cell::new(None),
+        }
+    }
+
+    /// Set by the endpoint that takes the request.
+    pub fn answered_by(&self, pattern: &'static str) {
+        self.route.set(Some(pattern));
+    }
+
+    /// Set by a handler that made a job, so that its id is on the request's log line.
+    pub fn made(&self, job: JobId) {
+        self.job.set(Some(job));
+    }
+}
+
 /// A response body that keeps its request counted in flight until it is dropped,
 /// which the HTTP server does once it has sent the body (or the client went away).
-struct CountedBody {
-    body: BoxBody,
+/// Generic rather than boxed: a box would be an allocation per request.
+pub struct CountedBody<B> {
+    body: B,
     _in_flight: RequestInFlight,
     /// Starts the clock for the connection's next request headers once dropped.
     _on_connection: Option<RequestOnConnection>,
 }
 
-impl MessageBody for CountedBody {
-    type Error = <BoxBody as MessageBody>::Error;
+impl<B: MessageBody + Unpin> MessageBody for CountedBody<B> {
+    type Error = B::Error;
 
     fn size(&self) -> BodySize {
         self.body.size()
@@ -94,10 +127,10 @@ impl MessageBody for CountedBody {
 /// A request's log line, as values a child logger owns. slog-async copies the fields of
 /// a line into its queue one allocation each; a child logger's values go as one shared
 /// node instead, and are formatted on the log thread. The job's id only when the request
-/// named or made one.
+/// named or made one. The URI as it came, shared with the request rather than copied.
 struct RequestLine {
     method: Method,
-    path: String,
+    uri: Uri,
     status: u16,
     took: Duration,
     request_id: RequestId,
@@ -107,7 +140,10 @@ struct RequestLine {
 impl KV for RequestLine {
     fn serialize(&self, _: &Record, serializer: &mut dyn Serializer) -> slog::Result {
         serializer.emit_str("method", self.method.as_str())?;
-        serializer.emit_str("path", &telemetry::truncate(&self.path, LOGGED_PATH_CHARS))?;
+        serializer.emit_str(
+            "path",
+            &telemetry::truncate(self.uri.path(), LOGGED_PATH_CHARS),
+        )?;
         serializer.emit_u16("status", self.status)?;
         serializer.emit_f64("elapsed_ms", telemetry::millis(self.took))?;
         if let Some(job) = self.job_id {
@@ -123,10 +159,10 @@ pub fn log_request<S, B>(
     request: ServiceRequest,
     service: &S,
     log: &RequestLog,
-) -> impl Future<Output = Result<ServiceResponse<BoxBody>, Error>> + use<S, B>
+) -> impl Future<Output = Result<ServiceResponse<CountedBody<B>>, Error>> + use<S, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody + 'static,
+    B: MessageBody + Unpin + 'static,
 {
     let in_flight = log.in_flight.enter();
     let on_connection = request
@@ -134,42 +170,39 @@ where
         .map(Connection::request_started);
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.path().to_owned();
-    let request_id = RequestId::from_header(request.headers().get(REQUEST_ID));
-    request.extensions_mut().insert(request_id.clone());
+    let uri = request.uri().clone();
+    let id = RequestId::from_header(request.headers().get(REQUEST_ID));
+    request.extensions_mut().insert(RequestTag::new(id));
     let logger = log.logger.clone();
     let metrics = Arc::clone(&log.metrics);
     let response = service.call(request);
     async move {
         let mut response = response.await?;
+        let tag = response
+            .request()
+            .extensions_mut()
+            .remove::<RequestTag>()
+            .unwrap_or_else(|| RequestTag::new(RequestId::from_header(None)));
         response
             .headers_mut()
-            .insert(REQUEST_ID, request_id.header_value());
-        // The matched pattern, not the path: ids would make labels unbounded.
-        let route = response
-            .request()
-            .extensions()
-            .get::<MatchedRoute>()
-            .copied();
-        let status = response.status().as_u16();
+            .insert(REQUEST_ID, tag.id.header_value());
+        let status = response.status();
         let took = started.elapsed();
-        metrics.http_request(route.map_or("unmatched", |route| route.0), status, took);
+        metrics.http_request(tag.route.get().unwrap_or("unmatched"), status, took);
         let line = RequestLine {
             method,
-            path,
-            status,
+            uri,
+            status: status.as_u16(),
             took,
-            request_id,
-            job_id: response.response().extensions().get::<JobId>().copied(),
+            job_id: tag.job.get(),
+            request_id: tag.id,
         };
         info!(logger.new(slog::o!(line)), "request");
         // Counted until its body is sent, not just made.
-        Ok(response.map_into_boxed_body().map_body(|_, body| {
-            BoxBody::new(CountedBody {
-                body,
-                _in_flight: in_flight,
-                _on_connection: on_connection,
-            })
+        Ok(response.map_body(|_, body| CountedBody {
+            body,
+            _in_flight: in_flight,
+            _on_connection: on_connection,
         }))
     }
 }

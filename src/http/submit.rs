@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText};
-use super::{ApiError, ApiState, RequestId};
+use super::{ApiError, ApiState, RequestTag};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
 use crate::metrics::Rejection;
 use crate::wall::{self, Limits, WallConfig};
@@ -71,7 +71,7 @@ pub async fn submit(
         .await
         .inspect_err(|error| state.metrics.rejected(rejection(error)))?;
     let Submitted { id, replayed } = state.jobs.submit(submission).await?;
-    let mut response = HttpResponse::Accepted()
+    let response = HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/get_results/{id}")))
         .insert_header((
             "Idempotent-Replayed",
@@ -80,7 +80,9 @@ pub async fn submit(
         .json(JobAccepted {
             job_id: id.to_string(),
         });
-    response.extensions_mut().insert(id);
+    if let Some(tag) = request.extensions().get::<RequestTag>() {
+        tag.made(id);
+    }
     Ok(response)
 }
 
@@ -104,8 +106,8 @@ async fn read_submission(
 ) -> Result<Submission, ApiError> {
     let request_id = request
         .extensions()
-        .get::<RequestId>()
-        .map(|id| id.as_str().to_owned());
+        .get::<RequestTag>()
+        .map(|tag| tag.id.as_str().to_owned());
     let checked = (|| {
         let format = config_format(request)?;
         let encoding = content_encoding(request)?;

@@ -73,7 +73,11 @@ fn counters_and_histograms_render_with_their_labels() {
     metrics.job_started(Duration::from_millis(2));
     metrics.job_finished(true, Duration::from_millis(3));
     metrics.rejected(Rejection::QueueFull);
-    metrics.http_request("/api/simulate", 202, Duration::from_millis(1));
+    metrics.http_request(
+        "/api/simulate",
+        StatusCode::ACCEPTED,
+        Duration::from_millis(1),
+    );
     metrics.claimed(Duration::from_millis(1));
     metrics.set_node("0190a4c2-0000-7000-8000-000000000000");
     let text = metrics.render(&Snapshot {
