@@ -9,10 +9,13 @@
 //! own index of done jobs: a page of them is a binary search and a walk. Failed jobs
 //! are rare and carry their reason: they have their own map, the index of their status.
 
+mod packed;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use self::packed::{Packed, Unusual};
 use super::Order;
 use super::record::{JobInfo, JobState, WallShape};
 use crate::jobs::JobId;
@@ -63,135 +66,6 @@ struct FailedRecord {
     reason: Arc<str>,
 }
 
-/// A finished job in 40 bytes: times, size and flags packed around its journal pin.
-struct Packed {
-    finished_ms: Option<NonZeroU64>,
-    /// The result's bytes in the low 60 bits, the flags (`TOMBSTONE`...) above them.
-    bytes_and_flags: u64,
-    /// The journal holding the job's request, while jobs accepted with it still need it.
-    /// Deleting the result before it is gone would make a restart run the job again.
-    journal: StorePin,
-    profiles: Option<NonZeroU32>,
-    sections: Option<NonZeroU32>,
-    /// 0 when not known.
-    num_teams: u32,
-    /// From start to finish, plus one; 0 when the start is not known.
-    run_ms_plus_one: u32,
-}
-
-/// What a packed record has no room for: more than 2^32 - 1 teams, a run of more than
-/// 49 days or one that finished before it started (a clock set back), a result of an
-/// exabyte. Such a record has the `UNUSUAL` flag and its values here, whole.
-struct Unusual {
-    started_ms: Option<NonZeroU64>,
-    num_teams: Option<NonZeroU64>,
-    result_bytes: u64,
-}
-
-const BYTES: u64 = (1 << 60) - 1;
-const TOMBSTONE: u64 = 1 << 60;
-const DELETING: u64 = 1 << 61;
-const REPLAYED: u64 = 1 << 62;
-const UNUSUAL: u64 = 1 << 63;
-
-impl Packed {
-    fn new(job: &FinishedJob, journal: StorePin) -> (Packed, Option<Unusual>) {
-        let run_ms_plus_one = match (job.started_ms, job.finished_ms) {
-            (None, _) => Some(0),
-            (Some(started), Some(finished)) => finished
-                .get()
-                .checked_sub(started.get())
-                .and_then(|run| u32::try_from(run.checked_add(1)?).ok()),
-            (Some(_), None) => None,
-        };
-        let teams = job.shape.and_then(|shape| shape.num_teams);
-        let num_teams = teams.map_or(Some(0), |teams| u32::try_from(teams.get()).ok());
-        let fits = job.result_bytes <= BYTES;
-        let mut flags = 0;
-        if job.deleting {
-            flags |= DELETING;
-        }
-        if job.replayed {
-            flags |= REPLAYED;
-        }
-        let unusual = match (run_ms_plus_one, num_teams, fits) {
-            (Some(_), Some(_), true) => None,
-            _ => {
-                flags |= UNUSUAL;
-                Some(Unusual {
-                    started_ms: job.started_ms,
-                    num_teams: teams,
-                    result_bytes: job.result_bytes,
-                })
-            }
-        };
-        let packed = Packed {
-            finished_ms: job.finished_ms,
-            bytes_and_flags: if fits { job.result_bytes } else { 0 } | flags,
-            journal,
-            profiles: job.shape.map(|shape| shape.profiles),
-            sections: job.shape.and_then(|shape| shape.sections),
-            num_teams: num_teams.unwrap_or(0),
-            run_ms_plus_one: run_ms_plus_one.unwrap_or(0),
-        };
-        (packed, unusual)
-    }
-
-    /// The job again; `unusual` is its entry of `FinishedJobs::unusual`, if it has one.
-    fn job(&self, state: JobState, unusual: Option<&Unusual>) -> FinishedJob {
-        let (started_ms, num_teams, result_bytes) = match unusual {
-            Some(unusual) => (unusual.started_ms, unusual.num_teams, unusual.result_bytes),
-            None => (
-                self.started_ms(),
-                NonZeroU64::new(u64::from(self.num_teams)),
-                self.bytes_and_flags & BYTES,
-            ),
-        };
-        FinishedJob {
-            state,
-            started_ms,
-            finished_ms: self.finished_ms,
-            shape: self.profiles.map(|profiles| WallShape {
-                profiles,
-                sections: self.sections,
-                num_teams,
-            }),
-            result_bytes,
-            replayed: self.has(REPLAYED),
-            deleting: self.has(DELETING),
-        }
-    }
-
-    fn started_ms(&self) -> Option<NonZeroU64> {
-        let run_ms = u64::from(self.run_ms_plus_one.checked_sub(1)?);
-        NonZeroU64::new(self.finished_ms?.get() - run_ms)
-    }
-
-    fn tombstone() -> Packed {
-        Packed {
-            finished_ms: None,
-            bytes_and_flags: TOMBSTONE,
-            journal: StorePin::default(),
-            profiles: None,
-            sections: None,
-            num_teams: 0,
-            run_ms_plus_one: 0,
-        }
-    }
-
-    fn has(&self, flag: u64) -> bool {
-        self.bytes_and_flags & flag != 0
-    }
-
-    fn set(&mut self, flag: u64, on: bool) {
-        if on {
-            self.bytes_and_flags |= flag;
-        } else {
-            self.bytes_and_flags &= !flag;
-        }
-    }
-}
-
 impl FinishedJobs {
     /// Makes room for `additional` done jobs at once (start-up knows how many).
     pub(super) fn reserve(&mut self, additional: usize) {
@@ -228,7 +102,7 @@ impl FinishedJobs {
         match self.done.binary_search_by_key(&id, |(id, _)| *id) {
             Ok(at) => {
                 // The tombstone of the same id, removed and finished again.
-                if self.done[at].1.has(TOMBSTONE) {
+                if self.done[at].1.is_tombstone() {
                     self.tombstones -= 1;
                 }
                 self.done[at].1 = packed;
@@ -259,7 +133,7 @@ impl FinishedJobs {
             while self
                 .done
                 .front()
-                .is_some_and(|(_, packed)| packed.has(TOMBSTONE))
+                .is_some_and(|(_, packed)| packed.is_tombstone())
             {
                 self.done.pop_front();
                 self.tombstones -= 1;
@@ -269,7 +143,7 @@ impl FinishedJobs {
             while self
                 .done
                 .back()
-                .is_some_and(|(_, packed)| packed.has(TOMBSTONE))
+                .is_some_and(|(_, packed)| packed.is_tombstone())
             {
                 self.done.pop_back();
                 self.tombstones -= 1;
@@ -279,7 +153,7 @@ impl FinishedJobs {
             self.done[at].1 = Packed::tombstone();
             self.tombstones += 1;
             if self.tombstones * 4 > self.done.len() {
-                self.done.retain(|(_, packed)| !packed.has(TOMBSTONE));
+                self.done.retain(|(_, packed)| !packed.is_tombstone());
                 self.tombstones = 0;
             }
         }
@@ -295,39 +169,39 @@ impl FinishedJobs {
     }
 
     pub(super) fn finished_ms(&self, id: JobId) -> Option<NonZeroU64> {
-        self.packed(id)?.finished_ms
+        self.packed(id)?.finished_ms()
     }
 
     pub(super) fn result_bytes(&self, id: JobId) -> Option<u64> {
         let packed = self.packed(id)?;
         Some(match self.unusual_of(id, packed) {
             Some(unusual) => unusual.result_bytes,
-            None => packed.bytes_and_flags & BYTES,
+            None => packed.result_bytes(),
         })
     }
 
     pub(super) fn journal(&self, id: JobId) -> Option<&StorePin> {
-        Some(&self.packed(id)?.journal)
+        Some(self.packed(id)?.journal())
     }
 
     /// Marks a job as being deleted; false if it is unknown or already marked.
     pub(super) fn mark_deleting(&mut self, id: JobId) -> bool {
         self.packed_mut(id).is_some_and(|packed| {
-            let free = !packed.has(DELETING);
-            packed.set(DELETING, true);
+            let free = !packed.is_deleting();
+            packed.set_deleting(true);
             free
         })
     }
 
     pub(super) fn unmark_deleting(&mut self, id: JobId) {
         if let Some(packed) = self.packed_mut(id) {
-            packed.set(DELETING, false);
+            packed.set_deleting(false);
         }
     }
 
     pub(super) fn mark_replayed(&mut self, id: JobId) {
         if let Some(packed) = self.packed_mut(id) {
-            packed.set(REPLAYED, true);
+            packed.set_replayed();
         }
     }
 
@@ -337,7 +211,8 @@ impl FinishedJobs {
         let failed = self.failed.iter().map(|(id, failed)| (id, &failed.packed));
         done.chain(failed)
             .filter(|(_, packed)| {
-                !packed.has(TOMBSTONE) && packed.finished_ms.is_some_and(|at| at.get() < cutoff_ms)
+                !packed.is_tombstone()
+                    && packed.finished_ms().is_some_and(|at| at.get() < cutoff_ms)
             })
             .map(|(id, _)| *id)
             .collect()
@@ -349,7 +224,7 @@ impl FinishedJobs {
         order: Order,
         after: Option<JobId>,
     ) -> Box<dyn Iterator<Item = JobId> + '_> {
-        let live = |(id, packed): &(JobId, Packed)| (!packed.has(TOMBSTONE)).then_some(*id);
+        let live = |(id, packed): &(JobId, Packed)| (!packed.is_tombstone()).then_some(*id);
         match order {
             Order::Oldest => {
                 let from =
@@ -389,7 +264,7 @@ impl FinishedJobs {
 
     fn done_position(&self, id: JobId) -> Option<usize> {
         let at = self.done.binary_search_by_key(&id, |(id, _)| *id).ok()?;
-        (!self.done[at].1.has(TOMBSTONE)).then_some(at)
+        (!self.done[at].1.is_tombstone()).then_some(at)
     }
 
     fn packed(&self, id: JobId) -> Option<&Packed> {
@@ -407,7 +282,7 @@ impl FinishedJobs {
     }
 
     fn unusual_of(&self, id: JobId, packed: &Packed) -> Option<&Unusual> {
-        if packed.has(UNUSUAL) {
+        if packed.is_unusual() {
             self.unusual.get(&id)
         } else {
             None

@@ -1,6 +1,7 @@
 //! Tests of the finished jobs' store: its entry size, packing, order, cursors,
 //! tombstones and their compaction.
 
+use std::num::NonZeroU32;
 use std::sync::Weak;
 
 use super::*;
