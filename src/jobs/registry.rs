@@ -1,6 +1,9 @@
-//! The job registry: every known job's state in a `DashMap`, and the ids of each state
-//! in order for listing, all in memory so status questions never touch the disk.
+//! The job registry: every known job's state in memory, so status questions never touch
+//! the disk. The few jobs in flight, which change often, in a `DashMap`; the many
+//! finished ones, which change little, in a compact store ordered by id (`finished.rs`);
+//! the ids of each status in order for listing.
 
+mod finished;
 mod index;
 mod record;
 
@@ -11,19 +14,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
+use self::finished::FinishedJob;
 use self::index::Index;
 pub use self::index::Order;
+use self::record::{InFlightRecord, epoch_ms};
 pub use self::record::{JobInfo, JobState, NewRecord, Status, WallShape, count};
-use self::record::{JobRecord, epoch_ms};
 use super::JobId;
 use super::storage::{RequestPin, StorePin};
 
 #[derive(Default)]
 pub struct Registry {
-    records: DashMap<JobId, JobRecord>,
+    in_flight: DashMap<JobId, InFlightRecord>,
     /// A job's status changes in its record and its place in the index together, under
-    /// this lock, taken before the record's (never while a record is held): a page sees
-    /// every job once, in the list of the status it shows.
+    /// this lock, taken before an in-flight record's (never while one is held): a page
+    /// sees every job once, in the list of the status it shows. The finished jobs are
+    /// kept under it too: a job moves there from `in_flight` under the write lock, so
+    /// a lookup that misses it in `in_flight` finds it there.
     index: RwLock<Index>,
     /// The bytes the finished jobs' results take, changed with their records.
     stored_bytes: AtomicU64,
@@ -32,155 +38,196 @@ pub struct Registry {
 impl Registry {
     /// Records a job in the index under its state.
     pub fn insert(&self, id: JobId, new: NewRecord) {
-        let result_bytes = new.result_bytes;
-        let record = JobRecord::new(new);
+        let NewRecord {
+            state,
+            finished_at,
+            shape,
+            result_bytes,
+            journal,
+        } = new;
         let mut index = self.index.write();
-        index.set(record.status).insert(id);
-        self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
-        self.records.insert(id, record);
+        let running = match state {
+            JobState::Queued => false,
+            JobState::Running => true,
+            JobState::Done | JobState::Failed(_) => {
+                self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
+                let job = FinishedJob {
+                    state,
+                    started_ms: None,
+                    finished_ms: finished_at.and_then(epoch_ms),
+                    shape,
+                    result_bytes,
+                    replayed: false,
+                    deleting: false,
+                };
+                index.finished.insert(id, job, journal);
+                return;
+            }
+        };
+        // A job in flight is pinned by its queued request; `finish` brings its pin.
+        index.in_flight(running).insert(id);
+        let record = InFlightRecord {
+            running,
+            replayed: false,
+            started_ms: None,
+            shape,
+        };
+        self.in_flight.insert(id, record);
     }
 
-    /// Changes a job's record, moving it in the index if its status changed.
-    fn update(&self, id: JobId, change: impl FnOnce(&mut JobRecord)) {
-        let mut index = self.index.write();
-        if let Some(mut record) = self.records.get_mut(&id) {
-            let before = record.status;
-            change(&mut record);
-            if record.status != before {
-                index.set(before).remove(&id);
-                index.set(record.status).insert(id);
-            }
-        }
+    /// Makes room for `additional` finished jobs at once (start-up knows how many).
+    pub fn reserve_finished(&self, additional: usize) {
+        self.index.write().finished.reserve(additional);
     }
 
     pub fn set_running(&self, id: JobId) {
-        self.update(id, |record| {
-            record.status = Status::Running;
+        let mut index = self.index.write();
+        if let Some(mut record) = self.in_flight.get_mut(&id) {
+            if !record.running {
+                index.in_flight(false).remove(&id);
+                index.in_flight(true).insert(id);
+            }
+            record.running = true;
             record.started_ms = epoch_ms(SystemTime::now());
-        });
+        }
     }
 
     /// Fills in the size of a job's wall if it is not known yet (a job recovered from
     /// its journal, once its request is read to run it).
     pub fn describe(&self, id: JobId, shape: WallShape) {
-        if let Some(mut record) = self.records.get_mut(&id) {
-            if record.profiles.is_none() {
-                record.set_shape(shape);
-            }
+        if let Some(mut record) = self.in_flight.get_mut(&id) {
+            record.shape.get_or_insert(shape);
         }
     }
 
     /// Notes that a request with the job's Idempotency-Key was answered with it.
     pub fn mark_replayed(&self, id: JobId) {
-        if let Some(mut record) = self.records.get_mut(&id) {
+        if let Some(mut record) = self.in_flight.get_mut(&id) {
             record.replayed = true;
+            return;
         }
+        self.index.write().finished.mark_replayed(id);
     }
 
     /// Marks a job done or failed now, its result taking `result_bytes` (counted once).
     pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: StorePin) {
         debug_assert!(outcome.is_finished());
-        self.update(id, |record| {
-            if !record.is_finished() {
-                self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
-                record.result_bytes = result_bytes;
+        let finished_ms = epoch_ms(SystemTime::now());
+        let mut index = self.index.write();
+        let job = if let Some((_, record)) = self.in_flight.remove(&id) {
+            index.in_flight(record.running).remove(&id);
+            self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
+            FinishedJob {
+                state: outcome,
+                started_ms: record.started_ms,
+                finished_ms,
+                shape: record.shape,
+                result_bytes,
+                replayed: record.replayed,
+                deleting: false,
             }
-            record.set_state(outcome);
-            record.finished_ms = epoch_ms(SystemTime::now());
-            record.journal = journal;
-        });
+        } else if let Some(earlier) = index.finished.remove(id) {
+            FinishedJob {
+                state: outcome,
+                finished_ms,
+                ..earlier
+            }
+        } else {
+            return;
+        };
+        index.finished.insert(id, job, journal);
     }
 
     /// Hides a finished job while it is deleted; false if it is unknown, in flight or
     /// already being deleted.
     pub fn mark_deleting(&self, id: JobId) -> bool {
-        self.records.get_mut(&id).is_some_and(|mut record| {
-            let free = record.is_finished() && !record.deleting;
-            record.deleting |= free;
-            free
-        })
+        self.index.write().finished.mark_deleting(id)
     }
 
     /// Shows a job again whose delete failed.
     pub fn unmark_deleting(&self, id: JobId) {
-        if let Some(mut record) = self.records.get_mut(&id) {
-            record.deleting = false;
-        }
+        self.index.write().finished.unmark_deleting(id);
     }
 
     /// Forgets a queued job (a cancelled one); false if it is not queued.
     pub fn remove_queued(&self, id: JobId) -> bool {
         let mut index = self.index.write();
         let removed = self
-            .records
-            .remove_if(&id, |_, record| record.status == Status::Queued)
+            .in_flight
+            .remove_if(&id, |_, record| !record.running)
             .is_some();
         if removed {
-            index.set(Status::Queued).remove(&id);
+            index.in_flight(false).remove(&id);
         }
         removed
     }
 
     /// Forgets a finished job; false if it is unknown or still in flight.
     pub fn remove_finished(&self, id: JobId) -> bool {
-        let mut index = self.index.write();
-        let removed = self
-            .records
-            .remove_if(&id, |_, record| record.is_finished());
-        if let Some((_, record)) = &removed {
-            index.set(record.status).remove(&id);
+        let removed = self.index.write().finished.remove(id);
+        if let Some(job) = &removed {
             self.stored_bytes
-                .fetch_sub(record.result_bytes, Ordering::SeqCst);
+                .fetch_sub(job.result_bytes, Ordering::SeqCst);
         }
         removed.is_some()
     }
 
     /// A job's state; `None` for a job unknown or being deleted.
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        self.records
-            .get(&id)
-            .filter(|record| !record.deleting)
-            .map(|record| record.state())
+        // The map's guard goes before the index lock is taken (see `index`).
+        let in_flight = self.in_flight.get(&id).map(|record| record.state());
+        if in_flight.is_some() {
+            return in_flight;
+        }
+        let job = self.index.read().finished.get(id)?;
+        (!job.deleting).then_some(job.state)
     }
 
     /// What is known of a job; `None` for a job unknown or being deleted.
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        self.records
-            .get(&id)
-            .filter(|record| !record.deleting)
-            .map(|record| record.info())
+        self.info_in(&self.index.read(), id)
+    }
+
+    /// `info` under the index lock already held.
+    fn info_in(&self, index: &Index, id: JobId) -> Option<JobInfo> {
+        let in_flight = self.in_flight.get(&id).map(|record| record.info());
+        if in_flight.is_some() {
+            return in_flight;
+        }
+        let job = index.finished.get(id)?;
+        (!job.deleting).then(|| job.info())
     }
 
     /// When a finished job finished.
     pub fn finished_at(&self, id: JobId) -> Option<SystemTime> {
-        let finished_ms = self.records.get(&id)?.finished_ms?;
+        let finished_ms = self.index.read().finished.finished_ms(id)?;
         Some(UNIX_EPOCH + Duration::from_millis(finished_ms.get()))
     }
 
     /// Whether a job's request is still in a journal segment on disk (needed by other
     /// jobs, or kept for a restart): deleting the job must then leave a tombstone.
     pub fn is_pinned(&self, id: JobId) -> bool {
-        self.records
-            .get(&id)
-            .is_some_and(|record| record.journal.is_held())
+        self.index
+            .read()
+            .finished
+            .journal(id)
+            .is_some_and(RequestPin::is_held)
     }
 
     /// Whether a job's request is in a segment that goes once its other jobs finish
     /// (soon), rather than one kept for a restart.
     pub fn is_pinned_for_now(&self, id: JobId) -> bool {
-        self.records
-            .get(&id)
-            .is_some_and(|record| record.journal.is_held_for_now())
+        self.index
+            .read()
+            .finished
+            .journal(id)
+            .is_some_and(RequestPin::is_held_for_now)
     }
 
     /// Finished jobs that finished before `cutoff`.
     pub fn finished_before(&self, cutoff: SystemTime) -> Vec<JobId> {
         let cutoff = epoch_ms(cutoff).map_or(0, NonZeroU64::get);
-        self.records
-            .iter()
-            .filter(|record| record.finished_ms.is_some_and(|at| at.get() < cutoff))
-            .map(|record| *record.key())
-            .collect()
+        self.index.read().finished.finished_before(cutoff)
     }
 
     /// Finished jobs known, counted by the index, like the jobs in flight: one place
@@ -192,12 +239,13 @@ impl Registry {
 
     /// The oldest finished jobs beyond the newest `keep` of them.
     pub fn finished_beyond(&self, keep: usize) -> Vec<JobId> {
-        let excess = self.finished().saturating_sub(keep);
+        let index = self.index.read();
+        let [_, _, done, failed] = index.counts();
+        let excess = (done + failed).saturating_sub(keep);
         if excess == 0 {
             return Vec::new();
         }
-        self.index
-            .read()
+        index
             .walk(&[Status::Done, Status::Failed], Order::Oldest, None)
             .take(excess)
             .collect()
@@ -213,16 +261,12 @@ impl Registry {
     pub fn finished_over_bytes(&self, max_bytes: u64) -> Vec<JobId> {
         let mut excess = self.stored_bytes().saturating_sub(max_bytes);
         let mut oldest = Vec::new();
-        // Records are read under the index lock, as a status change takes it first.
         let index = self.index.read();
         for id in index.walk(&[Status::Done, Status::Failed], Order::Oldest, None) {
             if excess == 0 {
                 break;
             }
-            let bytes = self
-                .records
-                .get(&id)
-                .map_or(0, |record| record.result_bytes);
+            let bytes = index.finished.result_bytes(id).unwrap_or(0);
             excess = excess.saturating_sub(bytes);
             oldest.push(id);
         }
@@ -231,8 +275,7 @@ impl Registry {
 
     /// Jobs known of each status, in `Status::ALL` order, read from the index in O(1).
     pub fn counts(&self) -> [usize; 4] {
-        let index = self.index.read();
-        Status::ALL.map(|status| index.by_status[status as usize].len())
+        self.index.read().counts()
     }
 
     /// Queued plus running.
@@ -242,7 +285,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.counts().iter().sum()
     }
 
     /// Up to `limit` jobs of `statuses` in `order`, strictly beyond `after` when given.
@@ -259,7 +302,7 @@ impl Registry {
         let index = self.index.read();
         index
             .walk(statuses, order, after)
-            .filter_map(|id| Some((id, self.info(id)?)))
+            .filter_map(|id| Some((id, self.info_in(&index, id)?)))
             .take(limit)
             .collect()
     }

@@ -1,10 +1,11 @@
 //! The ids of each status in creation order, so that a page of the job list walks only
-//! the statuses it shows.
+//! the statuses it shows; the finished jobs' store is its own index of them.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use super::Status;
+use super::finished::FinishedJobs;
 use crate::jobs::JobId;
 
 /// Which end of the list a page starts from.
@@ -14,21 +15,38 @@ pub enum Order {
     Newest,
 }
 
-/// The ids of each status in creation order (v7 UUIDs sort by time). One set per status,
-/// so that a filtered page walks only matching ids, and the whole list is their merge:
-/// each id is kept once, which costs less than a set of all ids beside them.
+/// The ids of each status in creation order (v7 UUIDs sort by time): the jobs in flight
+/// in one set per status, the finished jobs whole (in `finished`). A filtered page walks
+/// only matching ids, and the whole list is their merge: each id is kept once.
 #[derive(Default)]
 pub(super) struct Index {
-    pub(super) by_status: [BTreeSet<JobId>; 4],
+    queued: BTreeSet<JobId>,
+    running: BTreeSet<JobId>,
+    pub(super) finished: FinishedJobs,
 }
 
 impl Index {
-    pub(super) fn set(&mut self, status: Status) -> &mut BTreeSet<JobId> {
-        &mut self.by_status[status as usize]
+    /// The ids of the jobs running, or of those queued.
+    pub(super) fn in_flight(&mut self, running: bool) -> &mut BTreeSet<JobId> {
+        if running {
+            &mut self.running
+        } else {
+            &mut self.queued
+        }
     }
 
-    /// The ids of `statuses` in `order`, strictly beyond `after`: each set is read from
-    /// the cursor on, and the next id is the first of their heads.
+    /// Jobs known of each status, in `Status::ALL` order.
+    pub(super) fn counts(&self) -> [usize; 4] {
+        [
+            self.queued.len(),
+            self.running.len(),
+            self.finished.done_len(),
+            self.finished.failed_len(),
+        ]
+    }
+
+    /// The ids of `statuses` in `order`, strictly beyond `after`: each status is read
+    /// from the cursor on, and the next id is the first of their heads.
     pub(super) fn walk(
         &self,
         statuses: &[Status],
@@ -38,16 +56,13 @@ impl Index {
         let mut heads: Vec<_> = statuses
             .iter()
             .map(|&status| {
-                let set = &self.by_status[status as usize];
-                let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
-                    (Order::Oldest, None) => Box::new(set.iter()),
-                    (Order::Oldest, Some(after)) => {
-                        Box::new(set.range((Bound::Excluded(after), Bound::Unbounded)))
-                    }
-                    (Order::Newest, None) => Box::new(set.iter().rev()),
-                    (Order::Newest, Some(after)) => Box::new(set.range(..after).rev()),
+                let ids = match status {
+                    Status::Queued => in_order(&self.queued, order, after),
+                    Status::Running => in_order(&self.running, order, after),
+                    Status::Done => self.finished.done_ids(order, after),
+                    Status::Failed => self.finished.failed_ids(order, after),
                 };
-                ids.copied().peekable()
+                ids.peekable()
             })
             .collect();
         std::iter::from_fn(move || {
@@ -62,4 +77,21 @@ impl Index {
             heads[next.0].next()
         })
     }
+}
+
+/// The ids of `set` in `order`, strictly beyond `after`.
+fn in_order(
+    set: &BTreeSet<JobId>,
+    order: Order,
+    after: Option<JobId>,
+) -> Box<dyn Iterator<Item = JobId> + '_> {
+    let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
+        (Order::Oldest, None) => Box::new(set.iter()),
+        (Order::Oldest, Some(after)) => {
+            Box::new(set.range((Bound::Excluded(after), Bound::Unbounded)))
+        }
+        (Order::Newest, None) => Box::new(set.iter().rev()),
+        (Order::Newest, Some(after)) => Box::new(set.range(..after).rev()),
+    };
+    Box::new(ids.copied())
 }

@@ -1,5 +1,5 @@
-//! What the registry keeps of a job: its state as the API names it, and the small,
-//! fixed-size record behind it.
+//! What the registry keeps of a job: its state as the API names it, and the record of a
+//! job in flight.
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -67,6 +67,7 @@ pub struct NewRecord {
     pub shape: Option<WallShape>,
     /// What a recovered job's result takes on disk.
     pub result_bytes: u64,
+    /// Kept for a finished job (see `Registry::is_pinned`).
     pub journal: StorePin,
 }
 
@@ -81,29 +82,16 @@ pub struct JobInfo {
     pub replayed: bool,
 }
 
-/// What the registry keeps of a job: a small, fixed-size record (see the test that
-/// measures it), as a million finished jobs may be kept. Its creation time is in its id.
-pub(super) struct JobRecord {
-    pub(super) status: Status,
-    /// A delete is under way: the job answers as unknown, and comes back if it fails.
-    pub(super) deleting: bool,
+/// What the registry keeps of a job in flight (queued or running); a finished job moves
+/// to the compact store of `finished.rs`.
+pub(super) struct InFlightRecord {
+    /// Running, or else queued.
+    pub(super) running: bool,
     /// A request with the job's Idempotency-Key was answered with it.
     pub(super) replayed: bool,
-    /// A failed job's reason, boxed: a thin pointer keeps every other record 8 bytes
-    /// smaller, for one more allocation per failed job.
-    reason: Option<Box<Arc<str>>>,
     /// Milliseconds since the Unix epoch; `None` while not known.
     pub(super) started_ms: Option<NonZeroU64>,
-    /// When the result was written (for retention); `None` while in flight.
-    pub(super) finished_ms: Option<NonZeroU64>,
-    pub(super) profiles: Option<NonZeroU32>,
-    sections: Option<NonZeroU32>,
-    num_teams: Option<NonZeroU64>,
-    /// What a finished job's result (and log file) take on disk, for retention by size.
-    pub(super) result_bytes: u64,
-    /// The journal holding the job's request, while jobs accepted with it still need it.
-    /// Deleting the result before it is gone would make a restart run the job again.
-    pub(super) journal: StorePin,
+    pub(super) shape: Option<WallShape>,
 }
 
 /// A job's status in one byte (a failed job's reason is kept beside it), as the job
@@ -139,84 +127,23 @@ impl Status {
     }
 }
 
-impl JobRecord {
-    pub(super) fn new(new: NewRecord) -> JobRecord {
-        let NewRecord {
-            state,
-            finished_at,
-            shape,
-            result_bytes,
-            journal,
-        } = new;
-        let mut record = JobRecord {
-            status: Status::Queued,
-            deleting: false,
-            replayed: false,
-            reason: None,
-            started_ms: None,
-            finished_ms: finished_at.and_then(epoch_ms),
-            profiles: None,
-            sections: None,
-            num_teams: None,
-            result_bytes,
-            journal,
-        };
-        record.set_state(state);
-        if let Some(shape) = shape {
-            record.set_shape(shape);
-        }
-        record
-    }
-
+impl InFlightRecord {
     pub(super) fn state(&self) -> JobState {
-        match (self.status, &self.reason) {
-            (Status::Queued, _) => JobState::Queued,
-            (Status::Running, _) => JobState::Running,
-            (Status::Done, _) => JobState::Done,
-            (Status::Failed, reason) => JobState::Failed(
-                reason
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or_else(|| "no reason given".into()),
-            ),
+        if self.running {
+            JobState::Running
+        } else {
+            JobState::Queued
         }
-    }
-
-    pub(super) fn set_state(&mut self, state: JobState) {
-        (self.status, self.reason) = match state {
-            JobState::Queued => (Status::Queued, None),
-            JobState::Running => (Status::Running, None),
-            JobState::Done => (Status::Done, None),
-            JobState::Failed(reason) => (Status::Failed, Some(Box::new(reason))),
-        };
-    }
-
-    pub(super) fn is_finished(&self) -> bool {
-        matches!(self.status, Status::Done | Status::Failed)
-    }
-
-    pub(super) fn set_shape(&mut self, shape: WallShape) {
-        self.profiles = Some(shape.profiles);
-        self.sections = shape.sections;
-        self.num_teams = shape.num_teams;
     }
 
     pub(super) fn info(&self) -> JobInfo {
         JobInfo {
             state: self.state(),
             started_ms: self.started_ms.map(NonZeroU64::get),
-            finished_ms: self.finished_ms.map(NonZeroU64::get),
-            shape: self.shape(),
+            finished_ms: None,
+            shape: self.shape,
             replayed: self.replayed,
         }
-    }
-
-    fn shape(&self) -> Option<WallShape> {
-        Some(WallShape {
-            profiles: self.profiles?,
-            sections: self.sections,
-            num_teams: self.num_teams,
-        })
     }
 }
 

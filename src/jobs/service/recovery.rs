@@ -19,9 +19,12 @@ impl LocalJobs {
             .store
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
         self.inner.keys.restore(keys);
+        // Room for the finished jobs at once: no larger copy made and left behind.
+        let registry = &self.inner.registry;
+        registry.reserve_finished(recovered.iter().filter(|job| job.request.is_none()).count());
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
-            self.inner.registry.insert(
+            registry.insert(
                 job.id,
                 NewRecord {
                     state: job.state,

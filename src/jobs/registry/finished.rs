@@ -1,0 +1,298 @@
+//! The finished jobs, kept compact: once many jobs are retained they are nearly all of
+//! the registry's memory, and they change little (a delete, a replay).
+//!
+//! Done jobs lie in one double-ended queue in id order, 56 bytes each (see the test
+//! that measures it): v7 ids are made in order and jobs finish nearly in that order, so
+//! an insert lands near the back, and retention removes the oldest from the front. A
+//! job removed from the middle leaves a tombstone, so that a delete moves nothing; the
+//! tombstones go in one pass once they are a quarter of the entries. The queue is its
+//! own index of done jobs: a page of them is a binary search and a walk. Failed jobs
+//! are rare and carry their reason: they have their own map, the index of their status.
+
+mod packed;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use self::packed::{Packed, Unusual};
+use super::Order;
+use super::record::{JobInfo, JobState, WallShape};
+use crate::jobs::JobId;
+use crate::jobs::storage::StorePin;
+
+/// What the registry knows of a finished job, unpacked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct FinishedJob {
+    /// `Done` or `Failed`.
+    pub(super) state: JobState,
+    pub(super) started_ms: Option<NonZeroU64>,
+    /// When the result was written (for retention); `None` when not known.
+    pub(super) finished_ms: Option<NonZeroU64>,
+    pub(super) shape: Option<WallShape>,
+    /// What the result (and log file) take on disk, for retention by size.
+    pub(super) result_bytes: u64,
+    /// A request with the job's Idempotency-Key was answered with it.
+    pub(super) replayed: bool,
+    /// A delete is under way: the job answers as unknown, and comes back if it fails.
+    pub(super) deleting: bool,
+}
+
+impl FinishedJob {
+    pub(super) fn info(&self) -> JobInfo {
+        JobInfo {
+            state: self.state.clone(),
+            started_ms: self.started_ms.map(NonZeroU64::get),
+            finished_ms: self.finished_ms.map(NonZeroU64::get),
+            shape: self.shape,
+            replayed: self.replayed,
+        }
+    }
+}
+
+/// Finished jobs by id, each status in id order.
+#[derive(Default)]
+pub(super) struct FinishedJobs {
+    done: VecDeque<(JobId, Packed)>,
+    /// Entries of `done` that are tombstones, never its first or last.
+    tombstones: usize,
+    failed: BTreeMap<JobId, FailedRecord>,
+    /// The values a packed record has no room for, by id: rare (see `Unusual`).
+    unusual: HashMap<JobId, Unusual>,
+}
+
+struct FailedRecord {
+    packed: Packed,
+    reason: Arc<str>,
+}
+
+impl FinishedJobs {
+    /// Makes room for `additional` done jobs at once (start-up knows how many).
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.done.reserve_exact(additional);
+    }
+
+    pub(super) fn done_len(&self) -> usize {
+        self.done.len() - self.tombstones
+    }
+
+    pub(super) fn failed_len(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// Records a finished job that is not recorded yet.
+    pub(super) fn insert(&mut self, id: JobId, job: FinishedJob, journal: StorePin) {
+        let (packed, unusual) = Packed::new(&job, journal);
+        if let Some(unusual) = unusual {
+            self.unusual.insert(id, unusual);
+        }
+        match job.state {
+            JobState::Failed(reason) => {
+                self.failed.insert(id, FailedRecord { packed, reason });
+            }
+            _ => self.insert_done(id, packed),
+        }
+    }
+
+    fn insert_done(&mut self, id: JobId, packed: Packed) {
+        if self.done.back().is_none_or(|(last, _)| *last < id) {
+            self.done.push_back((id, packed));
+            return;
+        }
+        match self.done.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => {
+                // The tombstone of the same id, removed and finished again.
+                if self.done[at].1.is_tombstone() {
+                    self.tombstones -= 1;
+                }
+                self.done[at].1 = packed;
+            }
+            Err(at) => self.done.insert(at, (id, packed)),
+        }
+    }
+
+    /// Forgets a finished job, returning what was known of it.
+    pub(super) fn remove(&mut self, id: JobId) -> Option<FinishedJob> {
+        let job = if let Some(at) = self.done_position(id) {
+            let job = self.unpack(id, &self.done[at].1, JobState::Done);
+            self.bury(at);
+            job
+        } else {
+            let failed = self.failed.remove(&id)?;
+            self.unpack(id, &failed.packed, JobState::Failed(failed.reason))
+        };
+        self.unusual.remove(&id);
+        Some(job)
+    }
+
+    /// Takes the done job at `at` out: popped at either end (with the tombstones
+    /// behind it), a tombstone elsewhere.
+    fn bury(&mut self, at: usize) {
+        if at == 0 {
+            self.done.pop_front();
+            while self
+                .done
+                .front()
+                .is_some_and(|(_, packed)| packed.is_tombstone())
+            {
+                self.done.pop_front();
+                self.tombstones -= 1;
+            }
+        } else if at + 1 == self.done.len() {
+            self.done.pop_back();
+            while self
+                .done
+                .back()
+                .is_some_and(|(_, packed)| packed.is_tombstone())
+            {
+                self.done.pop_back();
+                self.tombstones -= 1;
+            }
+        } else {
+            // The tombstone lets go of the journal's memory at once.
+            self.done[at].1 = Packed::tombstone();
+            self.tombstones += 1;
+            if self.tombstones * 4 > self.done.len() {
+                self.done.retain(|(_, packed)| !packed.is_tombstone());
+                self.tombstones = 0;
+            }
+        }
+    }
+
+    /// What is known of a finished job.
+    pub(super) fn get(&self, id: JobId) -> Option<FinishedJob> {
+        if let Some(at) = self.done_position(id) {
+            return Some(self.unpack(id, &self.done[at].1, JobState::Done));
+        }
+        let failed = self.failed.get(&id)?;
+        Some(self.unpack(id, &failed.packed, JobState::Failed(failed.reason.clone())))
+    }
+
+    pub(super) fn finished_ms(&self, id: JobId) -> Option<NonZeroU64> {
+        self.packed(id)?.finished_ms()
+    }
+
+    pub(super) fn result_bytes(&self, id: JobId) -> Option<u64> {
+        let packed = self.packed(id)?;
+        Some(match self.unusual_of(id, packed) {
+            Some(unusual) => unusual.result_bytes,
+            None => packed.result_bytes(),
+        })
+    }
+
+    pub(super) fn journal(&self, id: JobId) -> Option<&StorePin> {
+        Some(self.packed(id)?.journal())
+    }
+
+    /// Marks a job as being deleted; false if it is unknown or already marked.
+    pub(super) fn mark_deleting(&mut self, id: JobId) -> bool {
+        self.packed_mut(id).is_some_and(|packed| {
+            let free = !packed.is_deleting();
+            packed.set_deleting(true);
+            free
+        })
+    }
+
+    pub(super) fn unmark_deleting(&mut self, id: JobId) {
+        if let Some(packed) = self.packed_mut(id) {
+            packed.set_deleting(false);
+        }
+    }
+
+    pub(super) fn mark_replayed(&mut self, id: JobId) {
+        if let Some(packed) = self.packed_mut(id) {
+            packed.set_replayed();
+        }
+    }
+
+    /// Jobs that finished before `cutoff_ms`, done ones first, each in id order.
+    pub(super) fn finished_before(&self, cutoff_ms: u64) -> Vec<JobId> {
+        let done = self.done.iter().map(|(id, packed)| (id, packed));
+        let failed = self.failed.iter().map(|(id, failed)| (id, &failed.packed));
+        done.chain(failed)
+            .filter(|(_, packed)| {
+                !packed.is_tombstone()
+                    && packed.finished_ms().is_some_and(|at| at.get() < cutoff_ms)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The ids of done jobs in `order`, strictly beyond `after`.
+    pub(super) fn done_ids(
+        &self,
+        order: Order,
+        after: Option<JobId>,
+    ) -> Box<dyn Iterator<Item = JobId> + '_> {
+        let live = |(id, packed): &(JobId, Packed)| (!packed.is_tombstone()).then_some(*id);
+        match order {
+            Order::Oldest => {
+                let from =
+                    after.map_or(0, |after| self.done.partition_point(|(id, _)| *id <= after));
+                Box::new(self.done.range(from..).filter_map(live))
+            }
+            Order::Newest => {
+                let to = after.map_or(self.done.len(), |after| {
+                    self.done.partition_point(|(id, _)| *id < after)
+                });
+                Box::new(self.done.range(..to).rev().filter_map(live))
+            }
+        }
+    }
+
+    /// The ids of failed jobs in `order`, strictly beyond `after`.
+    pub(super) fn failed_ids(
+        &self,
+        order: Order,
+        after: Option<JobId>,
+    ) -> Box<dyn Iterator<Item = JobId> + '_> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
+            (Order::Oldest, None) => Box::new(self.failed.keys()),
+            (Order::Oldest, Some(after)) => Box::new(
+                self.failed
+                    .range((Excluded(after), Unbounded))
+                    .map(|(id, _)| id),
+            ),
+            (Order::Newest, None) => Box::new(self.failed.keys().rev()),
+            (Order::Newest, Some(after)) => {
+                Box::new(self.failed.range(..after).rev().map(|(id, _)| id))
+            }
+        };
+        Box::new(ids.copied())
+    }
+
+    fn done_position(&self, id: JobId) -> Option<usize> {
+        let at = self.done.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        (!self.done[at].1.is_tombstone()).then_some(at)
+    }
+
+    fn packed(&self, id: JobId) -> Option<&Packed> {
+        match self.done_position(id) {
+            Some(at) => Some(&self.done[at].1),
+            None => self.failed.get(&id).map(|failed| &failed.packed),
+        }
+    }
+
+    fn packed_mut(&mut self, id: JobId) -> Option<&mut Packed> {
+        match self.done_position(id) {
+            Some(at) => Some(&mut self.done[at].1),
+            None => self.failed.get_mut(&id).map(|failed| &mut failed.packed),
+        }
+    }
+
+    fn unusual_of(&self, id: JobId, packed: &Packed) -> Option<&Unusual> {
+        if packed.is_unusual() {
+            self.unusual.get(&id)
+        } else {
+            None
+        }
+    }
+
+    fn unpack(&self, id: JobId, packed: &Packed, state: JobState) -> FinishedJob {
+        packed.job(state, self.unusual_of(id, packed))
+    }
+}
+
+#[cfg(test)]
+mod tests;
