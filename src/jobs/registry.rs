@@ -24,7 +24,9 @@ use super::storage::{RequestPin, StorePin};
 
 #[derive(Default)]
 pub struct Registry {
-    in_flight: DashMap<JobId, InFlightRecord>,
+    /// Hashed with foldhash rather than SipHash: every read looks here first, and its
+    /// keys are ids this server made, not a client's choice.
+    in_flight: DashMap<JobId, InFlightRecord, foldhash::fast::RandomState>,
     /// A job's status changes in its record and its place in the index together, under
     /// this lock, taken before an in-flight record's (never while one is held): a page
     /// sees every job once, in the list of the status it shows. The finished jobs are
@@ -174,13 +176,22 @@ impl Registry {
 
     /// A job's state; `None` for a job unknown or being deleted.
     pub fn state(&self, id: JobId) -> Option<JobState> {
+        self.state_and_finish(id).map(|(state, _)| state)
+    }
+
+    /// A job's state and, once it is finished, when it finished, in one lookup (a read
+    /// checks both); `None` for a job unknown or being deleted.
+    pub fn state_and_finish(&self, id: JobId) -> Option<(JobState, Option<SystemTime>)> {
         // The map's guard goes before the index lock is taken (see `index`).
         let in_flight = self.in_flight.get(&id).map(|record| record.state());
-        if in_flight.is_some() {
-            return in_flight;
+        if let Some(state) = in_flight {
+            return Some((state, None));
         }
         let job = self.index.read().finished.get(id)?;
-        (!job.deleting).then_some(job.state)
+        let finished_at = job
+            .finished_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.get()));
+        (!job.deleting).then_some((job.state, finished_at))
     }
 
     /// What is known of a job; `None` for a job unknown or being deleted.

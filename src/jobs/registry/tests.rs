@@ -368,3 +368,22 @@ fn a_page_shows_each_job_once_while_jobs_move_to_the_finished_store() {
     assert_eq!(registry.counts(), [0, 0, 2_000, 1_000]);
     assert_eq!(registry.stored_bytes(), 3_000);
 }
+
+#[test]
+fn a_state_comes_with_its_finish_time_once_finished() {
+    let registry = Registry::default();
+    let (queued, done) = (JobId::generate(), JobId::generate());
+    insert(&registry, queued, JobState::Queued);
+    assert_eq!(
+        registry.state_and_finish(queued),
+        Some((JobState::Queued, None))
+    );
+    insert(&registry, done, JobState::Done);
+    let (state, finished_at) = registry.state_and_finish(done).unwrap();
+    assert_eq!(state, JobState::Done);
+    assert_eq!(finished_at, registry.finished_at(done));
+    assert!(finished_at.is_some());
+    assert!(registry.mark_deleting(done));
+    assert_eq!(registry.state_and_finish(done), None, "being deleted");
+    assert_eq!(registry.state_and_finish(JobId::generate()), None);
+}

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
@@ -20,8 +20,8 @@ impl LocalJobs {
     /// A job's state; a job past its retention answers as unknown (the sweeper removes
     /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        let state = self.inner.registry.state(id)?;
-        (!self.is_expired(id)).then_some(state)
+        let (state, finished_at) = self.inner.registry.state_and_finish(id)?;
+        (!finished_at.is_some_and(|at| self.is_past_ttl(at))).then_some(state)
     }
 
     /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
@@ -89,10 +89,16 @@ impl LocalJobs {
     }
 
     pub(super) fn is_expired(&self, id: JobId) -> bool {
-        self.inner.registry.finished_at(id).is_some_and(|at| {
-            at.elapsed()
-                .is_ok_and(|age| age >= self.inner.retention.ttl)
-        })
+        self.inner
+            .registry
+            .finished_at(id)
+            .is_some_and(|at| self.is_past_ttl(at))
+    }
+
+    fn is_past_ttl(&self, finished_at: SystemTime) -> bool {
+        finished_at
+            .elapsed()
+            .is_ok_and(|age| age >= self.inner.retention.ttl)
     }
 
     /// How many jobs are queued or running.
