@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Two icewall builds and the reference server side by side on the three reads of
+# bench/reads.sh, alternating A, reference, B every run, with the servers pinned to
+# CPU 1 and wrk to CPU 0 so that the load generator does not take the servers' core.
+# Prints each figure's req/s per run, their medians and each build's ratio to the
+# reference's median.
+# Usage: bench/ab-reads.sh A_BIN B_BIN [seconds per run, default 2] [rounds, default 9]
+# Needs wrk, curl, bc and taskset, and two cores. REFERENCE_BIN as in bench/reads.sh.
+# Writes only to a temporary directory; stops its own servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$1; B=$2; seconds=${3:-2}; rounds=${4:-9}
+reference=${REFERENCE_BIN:-./target/profiling/examples/reference}
+[ -n "${REFERENCE_BIN:-}" ] || cargo build --profile profiling --quiet --example reference
+work=$(mktemp -d)
+pids=
+trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+listening() { # file: waits for the address it prints, then prints it
+  for _ in $(seq 200); do grep -q 'http://' "$1" 2>/dev/null && break; sleep 0.05; done
+  grep -o 'http://[0-9.:]*' "$1" | head -1
+}
+start() { # bin name
+  taskset -c 1 "$1" serve --bind 127.0.0.1:0 --results-dir "$work/$2/results" \
+    --logs-dir "$work/$2/logs" > "$work/$2.out" 2>&1 &
+  pids="$pids $!"
+}
+start "$A" a
+start "$B" b
+taskset -c 1 "$reference" 127.0.0.1:0 > "$work/reference.out" 2>&1 &
+pids="$pids $!"
+a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work/reference.out")
+job() { # base url: submits the example wall, waits for it, prints its id
+  local id
+  id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt \
+    "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
+  curl -sf "$1/api/get_results/$id?wait=60" > /dev/null
+  echo "$id"
+}
+id_a=$(job "$a"); id_b=$(job "$b")
+run() { taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1" | sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p'; }
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
+for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
+  runs_a=; runs_b=; runs_r=
+  for _ in $(seq "$rounds"); do
+    runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
+    runs_r="$runs_r $(run "$r/")"
+    runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
+  done
+  ma=$(echo "$runs_a" | median); mb=$(echo "$runs_b" | median); mr=$(echo "$runs_r" | median)
+  echo "$path"
+  echo "  A:$runs_a  median $ma, $(echo "scale=2; $ma / $mr" | bc) of the reference"
+  echo "  B:$runs_b  median $mb, $(echo "scale=2; $mb / $mr" | bc) of the reference"
+  echo "  reference:$runs_r  median $mr"
+done

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Instructions per request of one read, counted by callgrind over every thread of the
+# server (user space only): the same count for the same build and path on any machine,
+# load or not, so a change of a few percent shows where req/s on a shared machine cannot.
+# Spin loops (the log thread's queue) make runs differ by about 1%: take the median.
+# The kernel's share (loopback TCP, about a third of the CPU time) is not counted.
+# Usage: bench/instructions.sh BIN PATH [requests, default 2000]
+#   BIN: an icewall build, or `reference` for the reference server
+#   PATH: e.g. /profiles/overview/; ID in it is replaced by a done job's id
+# Needs valgrind, curl and Python 3. Writes only to a temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$1; path=$2; n=${3:-2000}
+work=$(mktemp -d)
+vg=
+trap 'kill $vg 2>/dev/null || true; wait $vg 2>/dev/null || true; rm -rf "$work"' EXIT
+if [ "$bin" = reference ]; then
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+    "${REFERENCE_BIN:-./target/profiling/examples/reference}" 127.0.0.1:0 > "$work/out" 2> "$work/vg.txt" &
+else
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+    "$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" --logs-dir "$work/logs" > "$work/out" 2> "$work/vg.txt" &
+fi
+vg=$!
+for _ in $(seq 600); do grep -q 'http://' "$work/out" 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/out" | head -1)
+if [[ "$path" == *ID* ]]; then
+  id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt "$url/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
+  curl -sf "$url/api/get_results/$id?wait=60" > /dev/null
+  path=${path/ID/$id}
+fi
+get() { # count: GETs of $path on one keep-alive connection, each checked for a 200
+  python3 - "$url" "$path" "$1" <<'PY'
+import http.client, sys, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+connection = http.client.HTTPConnection(url.hostname, url.port)
+for _ in range(int(sys.argv[3])):
+    connection.request("GET", sys.argv[2])
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+PY
+}
+get 200  # warm: the answer cache, the allocator, the routes' regex caches
+sleep 1
+callgrind_control -z "$vg" > /dev/null 2>&1
+get "$n"
+sleep 1
+callgrind_control -d "$vg" > /dev/null 2>&1
+sleep 0.5
+total=$(grep -h '^summary:\|^totals:' "$work"/cg.*.1 | head -1 | awk '{print $2}')
+echo "$path: $((total / n)) instructions per request"
