@@ -14,10 +14,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
-use self::finished::FinishedJob;
+use self::finished::{FinishedJob, ScanFrom};
 use self::index::Index;
 pub use self::index::Order;
 use self::record::{InFlightRecord, epoch_ms};
+
+/// Finished jobs a retention scan looks at per hold of the registry's lock.
+const SCAN_STEP: usize = 4096;
 pub use self::record::{JobInfo, JobState, NewRecord, Status, WallShape, count};
 use super::JobId;
 use super::storage::{RequestPin, StorePin};
@@ -31,7 +34,9 @@ pub struct Registry {
     /// this lock, taken before an in-flight record's (never while one is held): a page
     /// sees every job once, in the list of the status it shows. The finished jobs are
     /// kept under it too: a job moves there from `in_flight` under the write lock, so
-    /// a lookup that misses it in `in_flight` finds it there.
+    /// a lookup that misses it in `in_flight` finds it there. A finished job's flags (a
+    /// delete under way, a replay) change under the write lock too: briefly, and rarely
+    /// beside the reads.
     index: RwLock<Index>,
     /// The bytes the finished jobs' results take, changed with their records.
     stored_bytes: AtomicU64,
@@ -77,7 +82,7 @@ impl Registry {
         self.in_flight.insert(id, record);
     }
 
-    /// Makes room for `additional` finished jobs at once (start-up knows how many).
+    /// Makes room for `additional` done jobs at once (start-up knows how many).
     pub fn reserve_finished(&self, additional: usize) {
         self.index.write().finished.reserve(additional);
     }
@@ -209,12 +214,6 @@ impl Registry {
         (!job.deleting).then(|| job.info())
     }
 
-    /// When a finished job finished.
-    pub fn finished_at(&self, id: JobId) -> Option<SystemTime> {
-        let finished_ms = self.index.read().finished.finished_ms(id)?;
-        Some(UNIX_EPOCH + Duration::from_millis(finished_ms.get()))
-    }
-
     /// Whether a job's request is still in a journal segment on disk (needed by other
     /// jobs, or kept for a restart): deleting the job must then leave a tombstone.
     pub fn is_pinned(&self, id: JobId) -> bool {
@@ -238,7 +237,19 @@ impl Registry {
     /// Finished jobs that finished before `cutoff`.
     pub fn finished_before(&self, cutoff: SystemTime) -> Vec<JobId> {
         let cutoff = epoch_ms(cutoff).map_or(0, NonZeroU64::get);
-        self.index.read().finished.finished_before(cutoff)
+        let mut found = Vec::new();
+        let mut from = Some(ScanFrom::Done(None));
+        while let Some(at) = from {
+            // The lock is taken a step at a time: a million jobs would otherwise hold a
+            // finish (and the reads queued behind its wait for the write lock) for the
+            // whole walk.
+            from = self
+                .index
+                .read()
+                .finished
+                .finished_before(cutoff, at, SCAN_STEP, &mut found);
+        }
+        found
     }
 
     /// Finished jobs known, counted by the index, like the jobs in flight: one place

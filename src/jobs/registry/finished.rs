@@ -5,7 +5,7 @@
 //! that measures it): v7 ids are made in order and jobs finish nearly in that order, so
 //! an insert lands near the back, and retention removes the oldest from the front. A
 //! job removed from the middle leaves a tombstone, so that a delete moves nothing; the
-//! tombstones go in one pass once they are a quarter of the entries. The queue is its
+//! tombstones go in one pass once they are more than a quarter of the entries. The queue is its
 //! own index of done jobs: a page of them is a binary search and a walk. Failed jobs
 //! are rare and carry their reason: they have their own map, the index of their status.
 
@@ -59,6 +59,14 @@ pub(super) struct FinishedJobs {
     failed: BTreeMap<JobId, FailedRecord>,
     /// The values a packed record has no room for, by id: rare (see `Unusual`).
     unusual: HashMap<JobId, Unusual>,
+}
+
+/// Where a scan of the finished jobs goes on from: after an id of the done jobs (or
+/// from their first), or of the failed ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ScanFrom {
+    Done(Option<JobId>),
+    Failed(Option<JobId>),
 }
 
 struct FailedRecord {
@@ -168,10 +176,6 @@ impl FinishedJobs {
         Some(self.unpack(id, &failed.packed, JobState::Failed(failed.reason.clone())))
     }
 
-    pub(super) fn finished_ms(&self, id: JobId) -> Option<NonZeroU64> {
-        self.packed(id)?.finished_ms()
-    }
-
     pub(super) fn result_bytes(&self, id: JobId) -> Option<u64> {
         let packed = self.packed(id)?;
         Some(match self.unusual_of(id, packed) {
@@ -205,17 +209,53 @@ impl FinishedJobs {
         }
     }
 
-    /// Jobs that finished before `cutoff_ms`, done ones first, each in id order.
-    pub(super) fn finished_before(&self, cutoff_ms: u64) -> Vec<JobId> {
-        let done = self.done.iter().map(|(id, packed)| (id, packed));
-        let failed = self.failed.iter().map(|(id, failed)| (id, &failed.packed));
-        done.chain(failed)
-            .filter(|(_, packed)| {
-                !packed.is_tombstone()
-                    && packed.finished_ms().is_some_and(|at| at.get() < cutoff_ms)
-            })
-            .map(|(id, _)| *id)
-            .collect()
+    /// Adds to `found` the jobs that finished before `cutoff_ms` among at most `budget`
+    /// entries from `from` on, done ones first, each in id order; returns where the scan
+    /// goes on from, `None` once it has seen every job. A scan in steps lets the caller
+    /// release the registry's lock between them: the finished jobs are not ordered by
+    /// finish time, so each scan sees them all.
+    pub(super) fn finished_before(
+        &self,
+        cutoff_ms: u64,
+        from: ScanFrom,
+        budget: usize,
+        found: &mut Vec<JobId>,
+    ) -> Option<ScanFrom> {
+        let before = |packed: &Packed| {
+            !packed.is_tombstone() && packed.finished_ms().is_some_and(|at| at.get() < cutoff_ms)
+        };
+        match from {
+            ScanFrom::Done(after) => {
+                let start =
+                    after.map_or(0, |after| self.done.partition_point(|(id, _)| *id <= after));
+                let end = self.done.len().min(start + budget.max(1));
+                let step = self.done.range(start..end);
+                found.extend(step.filter(|(_, packed)| before(packed)).map(|(id, _)| *id));
+                Some(match end < self.done.len() {
+                    true => ScanFrom::Done(Some(self.done[end - 1].0)),
+                    false => ScanFrom::Failed(None),
+                })
+            }
+            ScanFrom::Failed(after) => {
+                use std::ops::Bound::{Excluded, Unbounded};
+                let lower = after.map_or(Unbounded, Excluded);
+                let mut step = self.failed.range((lower, Unbounded)).take(budget.max(1));
+                let mut last = None;
+                for (id, failed) in step.by_ref() {
+                    last = Some(*id);
+                    if before(&failed.packed) {
+                        found.push(*id);
+                    }
+                }
+                let more = last.is_some_and(|last| {
+                    self.failed
+                        .range((Excluded(last), Unbounded))
+                        .next()
+                        .is_some()
+                });
+                more.then_some(ScanFrom::Failed(last))
+            }
+        }
     }
 
     /// The ids of done jobs in `order`, strictly beyond `after`.

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::jobs::storage::StorePin;
 use crate::wall::WallConfig;
 
-/// Where a job is. The failure reason is a short sentence, so the record stays small.
+/// Where a job is, as the API names it; a failed job with its reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
     Queued,
@@ -94,8 +94,8 @@ pub(super) struct InFlightRecord {
     pub(super) shape: Option<WallShape>,
 }
 
-/// A job's status in one byte (a failed job's reason is kept beside it), as the job
-/// list filters by it.
+/// A job's status without a failed job's reason: what the job list filters by and
+/// counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Queued,

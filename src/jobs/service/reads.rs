@@ -6,7 +6,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
@@ -85,14 +85,10 @@ impl LocalJobs {
     /// What is known of a job, from memory; a job past its retention answers as unknown.
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
         let info = self.inner.registry.info(id)?;
-        (!self.is_expired(id)).then_some(info)
-    }
-
-    pub(super) fn is_expired(&self, id: JobId) -> bool {
-        self.inner
-            .registry
-            .finished_at(id)
-            .is_some_and(|at| self.is_past_ttl(at))
+        let finished_at = info
+            .finished_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        (!finished_at.is_some_and(|at| self.is_past_ttl(at))).then_some(info)
     }
 
     fn is_past_ttl(&self, finished_at: SystemTime) -> bool {

@@ -8,7 +8,7 @@ use slog::{info, warn};
 
 use super::LocalJobs;
 use super::queue::QueuedJob;
-use crate::jobs::registry::NewRecord;
+use crate::jobs::registry::{JobState, NewRecord};
 use crate::jobs::storage::Storage;
 
 impl LocalJobs {
@@ -21,7 +21,8 @@ impl LocalJobs {
         self.inner.keys.restore(keys);
         // Room for the finished jobs at once: no larger copy made and left behind.
         let registry = &self.inner.registry;
-        registry.reserve_finished(recovered.iter().filter(|job| job.request.is_none()).count());
+        let done = recovered.iter().filter(|job| job.state == JobState::Done);
+        registry.reserve_finished(done.count());
         let (mut finished, mut requeued) = (0, 0);
         for job in recovered {
             registry.insert(

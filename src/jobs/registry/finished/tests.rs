@@ -98,7 +98,7 @@ fn a_job_comes_back_as_it_was_stored_even_with_values_too_large_to_pack() {
     for (id, job) in &stored {
         assert_eq!(store.get(*id).as_ref(), Some(job));
         assert_eq!(store.result_bytes(*id), Some(job.result_bytes));
-        assert_eq!(store.finished_ms(*id), job.finished_ms);
+        assert_eq!(store.get(*id).unwrap().finished_ms, job.finished_ms);
     }
     for (id, job) in &stored {
         assert_eq!(store.remove(*id).as_ref(), Some(job));
@@ -154,7 +154,10 @@ fn a_job_removed_from_the_middle_leaves_a_tombstone_that_no_walk_shows() {
     store.insert(ids[4], done(2_000), Weak::new());
     assert_eq!((store.tombstones, store.done.len()), (0, 10));
     assert_eq!(oldest(&store, None), ids);
-    assert_eq!(store.finished_ms(ids[4]), NonZeroU64::new(2_000));
+    assert_eq!(
+        store.get(ids[4]).unwrap().finished_ms,
+        NonZeroU64::new(2_000)
+    );
 }
 
 #[test]
@@ -249,7 +252,55 @@ fn jobs_finished_before_a_time_are_found_whatever_their_status() {
     unknown.finished_ms = None;
     unknown.started_ms = None;
     store.insert(ids[3], unknown, Weak::new());
-    assert_eq!(store.finished_before(200), [ids[0], ids[2]]);
+    for step in [1, 2, 100] {
+        assert_eq!(
+            finished_before(&store, 200, step),
+            [ids[0], ids[2]],
+            "{step}"
+        );
+    }
     store.remove(ids[0]);
-    assert_eq!(store.finished_before(200), [ids[2]]);
+    assert_eq!(finished_before(&store, 200, 1), [ids[2]]);
+}
+
+/// A whole scan, `step` entries at a time.
+fn finished_before(store: &FinishedJobs, cutoff_ms: u64, step: usize) -> Vec<JobId> {
+    let mut found = Vec::new();
+    let mut from = Some(ScanFrom::Done(None));
+    while let Some(at) = from {
+        from = store.finished_before(cutoff_ms, at, step, &mut found);
+    }
+    found
+}
+
+#[test]
+fn a_scan_in_steps_sees_every_job_once_while_jobs_come_and_go_between_steps() {
+    let ids = ids(12);
+    let mut store = FinishedJobs::default();
+    for (at, &id) in ids[..10].iter().enumerate() {
+        let mut job = done(100);
+        if at % 3 == 0 {
+            job.state = JobState::Failed("x".into());
+        }
+        store.insert(id, job, Weak::new());
+    }
+    let mut found = Vec::new();
+    let mut from = Some(ScanFrom::Done(None));
+    let mut steps = 0;
+    while let Some(at) = from {
+        from = store.finished_before(200, at, 2, &mut found);
+        steps += 1;
+        if steps == 2 {
+            // Behind the scan, ahead of it, and a tombstone in the middle.
+            store.remove(ids[1]);
+            store.insert(ids[11], done(100), Weak::new());
+            store.remove(ids[7]);
+        }
+    }
+    let mut expected: Vec<JobId> = [2, 4, 5, 8, 11, 0, 3, 6, 9].map(|at| ids[at]).to_vec();
+    expected[..5].sort();
+    expected[5..].sort();
+    assert_eq!(found[..1], [ids[1]], "seen before it went");
+    assert_eq!(found[1..], expected);
+    assert!(steps > 5, "{steps} steps");
 }
