@@ -321,6 +321,13 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     journal.resize(64 * 1024, 0);
     std::fs::write(results.join(format!("requests-{unrun}.jsonl")), journal).unwrap();
     std::fs::write(results.join("garbage.bin"), b"\xff\xfe").unwrap();
+    // Another spelling of a job's name is not the server's: never a second job.
+    let shouted = format!("{}.result", done.to_uppercase());
+    std::fs::copy(
+        results.join(format!("{done}.result")),
+        results.join(&shouted),
+    )
+    .unwrap();
     std::fs::write(results.join(format!("tmp/{unrun}.result.tmp")), b"half").unwrap();
 
     let server = Server::start_in(dir.path(), &[]);
@@ -349,6 +356,10 @@ fn damaged_files_in_results_are_reported_and_skipped() {
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
     assert!(
         log.contains("skipping an unknown file: garbage.bin"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("skipping an unknown file: {shouted}")),
         "{log}"
     );
     assert!(

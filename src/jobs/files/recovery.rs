@@ -67,9 +67,15 @@ impl FileStore {
                 continue;
             }
             let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
-            match (stem.parse::<JobId>(), suffix) {
-                (Ok(id), "result") => results.push(id),
-                (Ok(id), "log") => logs.push(id),
+            // Only the server's own spelling of an id: another (upper case) would be a
+            // second entry for one job, whose files are found by the canonical name.
+            let id = stem
+                .parse::<JobId>()
+                .ok()
+                .filter(|id| id.to_string() == stem);
+            match (id, suffix) {
+                (Some(id), "result") => results.push(id),
+                (Some(id), "log") => logs.push(id),
                 _ if name == TEMPORARY_DIR => {
                     // Results a crash left half written on the named path: their jobs
                     // run again (an unnamed one leaves nothing to remove).
