@@ -12,8 +12,8 @@ use super::jobs::rfc3339;
 use crate::jobs::ClusterNode;
 use crate::wall::{self, ProfileSummary};
 
-/// The `Content-Type` of a JSON answer, made once: actix-web's `.json()` and
-/// `ContentType::json()` copy it into a new header value for every answer.
+/// The `Content-Type` of a JSON answer, a static header value that is never copied:
+/// actix-web's `.json()` and `ContentType::json()` copy it for every answer.
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A 200 with `value` as its JSON body.

@@ -20,7 +20,8 @@ where
             None => path,
         };
         let mut parts = uri.clone().into_parts();
-        // Slashes removed from a valid path leave a valid one: these cannot fail.
+        // Slashes removed from a valid path leave a valid one, so these do not fail; if
+        // one did, the path would be routed as it came (a 404), never a panic.
         if let Ok(path_and_query) = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query)) {
             parts.path_and_query = Some(path_and_query);
             if let Ok(uri) = Uri::from_parts(parts) {

@@ -70,7 +70,7 @@ impl Drop for RequestInFlight {
 
 /// What the request middleware and the handlers tell each other of a request, kept in
 /// its extensions: its id, and for its log line and metrics the endpoint that answered
-/// it and the job it named or made. One extension, as each is an allocation.
+/// it and the job it made (a POST). One extension, as each is an allocation.
 pub struct RequestTag {
     pub id: RequestId,
     /// The endpoint's pattern as registered (ids in it stay `{id}`, so that metric
@@ -127,7 +127,7 @@ impl<B: MessageBody + Unpin> MessageBody for CountedBody<B> {
 /// A request's log line, as values a child logger owns. slog-async copies the fields of
 /// a line into its queue one allocation each; a child logger's values go as one shared
 /// node instead, and are formatted on the log thread. The job's id only when the request
-/// named or made one. The URI as it came, shared with the request rather than copied.
+/// made one. The URI as it came, shared with the request rather than copied.
 struct RequestLine {
     method: Method,
     uri: Uri,
@@ -178,11 +178,13 @@ where
     let response = service.call(request);
     async move {
         let mut response = response.await?;
-        let tag = response
-            .request()
+        let request = response.request();
+        let tag = request
             .extensions_mut()
             .remove::<RequestTag>()
-            .unwrap_or_else(|| RequestTag::new(RequestId::from_header(None)));
+            .unwrap_or_else(|| {
+                RequestTag::new(RequestId::from_header(request.headers().get(REQUEST_ID)))
+            });
         response
             .headers_mut()
             .insert(REQUEST_ID, tag.id.header_value());

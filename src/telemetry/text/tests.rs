@@ -1,3 +1,6 @@
+//! Tests of the text log line: the same lines as slog-term, numbers as `Display` writes
+//! them, the time as RFC 3339 with microseconds.
+
 use std::sync::{Arc, Mutex};
 
 use slog::{Logger, info, o, warn};
@@ -134,4 +137,40 @@ fn the_time_is_rfc_3339_utc_with_microseconds_across_seconds() {
             humantime::format_rfc3339_micros(at).to_string()
         );
     }
+}
+
+/// Counts the writes it is given.
+#[derive(Clone, Default)]
+struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Write for Writes {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().push(bytes.to_vec());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_line_goes_out_whole_in_one_write() {
+    let writes = Writes::default();
+    let logger = Logger::root(Mutex::new(TextLines::new(writes.clone())).fuse(), o!());
+    let job = logger.new(o!("job_id" => "j-1"));
+    info!(job, "request"; "status" => 200u16, "elapsed_ms" => 1.5f64);
+    warn!(logger, "second {}", 2);
+    let writes = writes.0.lock().unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    for line in writes.iter() {
+        assert_eq!(line.iter().filter(|&&byte| byte == b'\n').count(), 1);
+        assert!(line.ends_with(b"\n"));
+    }
+    // A record's own fields come last first, as slog hands them to every drain.
+    let first = String::from_utf8_lossy(&writes[0]);
+    assert!(
+        first.ends_with(" INFO request, elapsed_ms: 1.5, status: 200, job_id: j-1\n"),
+        "{first}"
+    );
 }
