@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Two icewall builds and the reference server side by side on the three reads of
-# bench/reads.sh, alternating A, reference, B every run, with the servers pinned to
+# bench/reads.sh, alternating A, reference, B (then B, reference, A) run by run, with the servers pinned to
 # CPU 1 and wrk to CPU 0 so that the load generator does not take the servers' core.
 # Prints each figure's req/s per run, their medians and each build's ratio to the
 # reference's median.
@@ -42,10 +42,17 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
 for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
   runs_a=; runs_b=; runs_r=
-  for _ in $(seq "$rounds"); do
-    runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
-    runs_r="$runs_r $(run "$r/")"
-    runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
+  for round in $(seq "$rounds"); do
+    # A first in odd rounds, B first in even ones: neither always follows the reference.
+    if [ $((round % 2)) = 1 ]; then
+      runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
+      runs_r="$runs_r $(run "$r/")"
+      runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
+    else
+      runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
+      runs_r="$runs_r $(run "$r/")"
+      runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
+    fi
   done
   ma=$(echo "$runs_a" | median); mb=$(echo "$runs_b" | median); mr=$(echo "$runs_r" | median)
   echo "$path"

@@ -2,15 +2,19 @@
 # Instructions per request of one read, counted by callgrind over every thread of the
 # server (user space only): the same count for the same build and path on any machine,
 # load or not, so a change of a few percent shows where req/s on a shared machine cannot.
-# Spin loops (the log thread's queue) make runs differ by about 1%: take the median.
+# Spin loops (the log thread's queue) make runs differ a little (0.3% here): take the median.
 # The kernel's share (loopback TCP, about a third of the CPU time) is not counted.
 # Usage: bench/instructions.sh BIN PATH [requests, default 2000]
-#   BIN: an icewall build, or `reference` for the reference server
+#   BIN: an icewall build, or `reference` for the reference server (any PATH but ID)
 #   PATH: e.g. /profiles/overview/; ID in it is replaced by a done job's id
 # Needs valgrind, curl and Python 3. Writes only to a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1; path=$2; n=${3:-2000}
+if [ "$bin" = reference ] && [[ "$path" == *ID* ]]; then
+  echo "the reference server has no jobs: give it a path without ID" >&2
+  exit 2
+fi
 work=$(mktemp -d)
 vg=
 trap 'kill $vg 2>/dev/null || true; wait $vg 2>/dev/null || true; rm -rf "$work"' EXIT
