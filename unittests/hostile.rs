@@ -750,6 +750,39 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
 }
 
 #[test]
+fn a_connection_busy_for_longer_than_the_request_timeout_is_never_cut_off() {
+    // Requests 0.3 s apart for 2.5 s, each sent whole: every one is answered, though
+    // the connection's first deadline (and the timer set for it) passed long ago.
+    let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
+    let mut stream = server.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < Duration::from_millis(2500) {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        while !String::from_utf8_lossy(&answer).contains(r#"{"status":"ok"}"#) {
+            let read = stream.read(&mut buffer).unwrap();
+            let so_far = String::from_utf8_lossy(&answer).into_owned();
+            assert!(read > 0, "closed after {answered} answers: {so_far}");
+            answer.extend_from_slice(&buffer[..read]);
+            assert!(
+                !String::from_utf8_lossy(&answer).contains("408"),
+                "cut off after {answered} answers"
+            );
+        }
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(answered >= 6, "{answered}");
+}
+
+#[test]
 fn unfinished_first_headers_get_a_json_408() {
     let server = Server::start(&["--request-timeout", "1"]);
     let mut stream = server.connect();
