@@ -2,7 +2,8 @@
 # Instructions per request of one read, counted by callgrind over every thread of the
 # server (user space only): the same count for the same build and path on any machine,
 # load or not, so a change of a few percent shows where req/s on a shared machine cannot.
-# Spin loops (the log thread's queue) make runs differ a little (0.3% here): take the median.
+# Spin loops (the log thread's queue) make runs differ a little (0.3% on a quiet machine,
+# 3% between a quiet and a busy one): compare builds in the same minutes, alternating.
 # The kernel's share (loopback TCP, about a third of the CPU time) is not counted.
 # Usage: bench/instructions.sh BIN PATH [requests, default 2000]
 #   BIN: an icewall build, or `reference` for the reference server (any PATH but ID)

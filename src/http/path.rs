@@ -39,6 +39,14 @@ fn normalized(path: &str) -> Option<String> {
     if path.len() < 2 || !(path.ends_with('/') || path.contains("//")) {
         return None;
     }
+    // The usual case, the original API's trailing slash, without taking the path apart.
+    let trimmed = path.trim_end_matches('/');
+    if !trimmed.contains("//") {
+        return Some(match trimmed {
+            "" => "/".to_owned(),
+            trimmed => trimmed.to_owned(),
+        });
+    }
     let mut normal = String::with_capacity(path.len());
     for segment in path.split('/').filter(|segment| !segment.is_empty()) {
         normal.push('/');
@@ -65,6 +73,9 @@ mod tests {
             ("///", "/"),
             ("//profiles//1///days/1//", "/profiles/1/days/1"),
             ("/api/jobs/", "/api/jobs"),
+            ("/api/jobs///", "/api/jobs"),
+            ("//api/jobs/", "/api/jobs"),
+            ("/a//b", "/a/b"),
         ] {
             assert_eq!(normalized(path).as_deref(), Some(normal), "{path}");
         }
