@@ -101,8 +101,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Stores a finished job's record, once, and lets go of its request; `then` gets the
     /// bytes the record takes once it is durable. `request_bytes` are the request's
-    /// bytes when the caller has them at hand (it ran the job from them), so that the
-    /// store need not read them back.
+    /// bytes, which the job ran from; `None` when they could not be read (the job then
+    /// failed for it), and the record keeps none.
     fn commit(
         &self,
         id: JobId,

@@ -236,22 +236,14 @@ impl FileStore {
     }
 
     /// Writes the result (and a log file) and returns the bytes they take and where the
-    /// result waits for its sync. The result keeps the job's request: `request_bytes`,
-    /// or else read back from its journal, where it is until this commit lets go of
-    /// it; one that cannot be read (its line damaged since it was read to run the job)
-    /// leaves a result without it, rather than no result.
+    /// result waits for its sync. The result keeps the job's request, `request_bytes`;
+    /// a job whose request could not be read has a result without it, rather than none.
     fn write_pending(
         &self,
         id: JobId,
         record: &Record<'_>,
-        stored: &StoredRequest,
-        request_bytes: Option<&[u8]>,
+        request: Option<&[u8]>,
     ) -> io::Result<(u64, WrittenResult)> {
-        let read_back = match request_bytes {
-            Some(_) => None,
-            None => self.read_request(stored).ok(),
-        };
-        let request = request_bytes.or(read_back.as_deref());
         let log_file_len = match (record, self.inner.team_logs) {
             (Record::Done(outcome), TeamLogs::Files) => Some(self.write_log_file(id, outcome)?),
             _ => None,

@@ -73,7 +73,7 @@ impl Storage for FileStore {
         // released, after the next group sync.
         let written = {
             let _guard = self.lock_job(id);
-            self.write_pending(id, record, &request, request_bytes)
+            self.write_pending(id, record, request_bytes)
         };
         let store = self.clone();
         let finish = move |stored: io::Result<u64>| {

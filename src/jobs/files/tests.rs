@@ -28,20 +28,22 @@ fn example_outcome() -> Outcome {
     wall::simulate(&WallConfig::try_new(profiles, None).unwrap())
 }
 
+/// The request `accept` journals for `id`.
+fn request_of(id: JobId) -> Vec<u8> {
+    format!(r#"{{"id":"{id}"}}"#).into_bytes()
+}
+
 fn accept(store: &FileStore, id: JobId) -> StoredRequest {
     let (sender, receiver) = mpsc::channel();
-    store.accept(
-        id,
-        format!(r#"{{"id":"{id}"}}"#).into_bytes(),
-        None,
-        move |stored| sender.send(stored.unwrap()).unwrap(),
-    );
+    store.accept(id, request_of(id), None, move |stored| {
+        sender.send(stored.unwrap()).unwrap()
+    });
     receiver.recv().unwrap()
 }
 
 fn commit(store: &FileStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
     let (sender, receiver) = mpsc::channel();
-    store.commit(id, record, request, None, move |outcome| {
+    store.commit(id, record, request, Some(&request_of(id)), move |outcome| {
         sender.send(outcome.is_ok()).unwrap()
     });
     assert!(receiver.recv().unwrap());

@@ -20,27 +20,24 @@ impl LocalJobs {
         request: &StoredRequest,
         body: Option<Vec<u8>>,
     ) -> (Result<Outcome, String>, Option<Vec<u8>>) {
-        let bytes = match body {
-            Some(body) => body,
-            None => match self.inner.store.read_request(request) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    return (
-                        Err(format!("the stored request cannot be read: {error}")),
-                        None,
-                    );
-                }
-            },
-        };
+        let mut bytes = None;
         let simulated = caught(|| {
-            let config = parse_request(&bytes)?;
+            let read = match body {
+                Some(body) => body,
+                None => self
+                    .inner
+                    .store
+                    .read_request(request)
+                    .map_err(|error| format!("the stored request cannot be read: {error}"))?,
+            };
+            let config = parse_request(bytes.insert(read))?;
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
             self.inner.debug.apply(&config);
             Ok(wall::simulate(&config))
         });
-        (simulated, Some(bytes))
+        (simulated, bytes)
     }
 }
 

@@ -73,7 +73,7 @@ fn crash_while_committing(dir: &std::path::Path, path: Path, crash: CrashBefore)
     let request = accept(&store, id);
     let outcome = example_outcome();
     let (bytes, written) = store
-        .write_pending(id, &Record::Done(&outcome), &request, None)
+        .write_pending(id, &Record::Done(&outcome), Some(&request_of(id)))
         .unwrap();
     assert!(bytes > HEADER_LEN);
     let tmp_name = format!("{TEMPORARY_DIR}/{id}.result.tmp");
@@ -226,7 +226,7 @@ fn a_store_whose_probe_failed_says_so_once_and_stores_results_on_the_named_path(
     let request = accept(&store, id);
     let outcome = example_outcome();
     let (_, written) = store
-        .write_pending(id, &Record::Done(&outcome), &request, None)
+        .write_pending(id, &Record::Done(&outcome), Some(&request_of(id)))
         .unwrap();
     assert!(matches!(written, WrittenResult::Named));
     drop(written);
