@@ -199,9 +199,10 @@ pub struct Settings {
     /// read with `/api/jobs/<id>/profiles`.
     #[arg(long, env = "ICEWALL_MAX_SUMMARY_PROFILES", default_value_t = 1000, value_parser = at_least_one)]
     pub max_summary_profiles: usize,
-    /// Bytes of answers to questions on done jobs' results (`/api/jobs/<id>/profiles/...`)
-    /// kept in memory, so that a repeated question needs no file read (a done job's
-    /// answers never change, and a deleted job's are never served); 0 keeps none.
+    /// Bytes of answers on done jobs' results (`/api/get_results/<id>` and the questions
+    /// of `/api/jobs/<id>/profiles/...`) kept in memory, so that a repeated one needs no
+    /// file read (a done job's answers never change, and a deleted job's are never
+    /// served); 0 keeps none.
     #[arg(long, env = "ICEWALL_ANSWER_CACHE_BYTES", value_name = "SIZE", default_value = "16MiB", value_parser = parse_size_usize)]
     pub answer_cache_bytes: usize,
     /// Most buckets per series in a `/api/jobs/<id>/chart` answer (its `width`): the

@@ -75,9 +75,10 @@ fn three_nodes_answer_every_question_about_each_others_jobs() {
             404
         );
         assert_eq!(
-            node.get(&format!("/api/jobs/{}/profiles/1/days/1", ids[0]))
+            node.get(&format!("/api/jobs/{}/profiles/3/days/16", ids[0]))
                 .status,
-            404
+            404,
+            "a question every node has answered (and kept) before the delete"
         );
     }
     let stats = nodes[0].get("/api/stats").json();

@@ -3,6 +3,7 @@
 //! order the answers have always had (an error's `reason` before its `status`).
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,16 +15,28 @@ use crate::wall::{self, ProfileSummary};
 
 /// The `Content-Type` of a JSON answer, a static header value that is never copied:
 /// actix-web's `.json()` and `ContentType::json()` copy it for every answer.
-pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A 200 with `value` as its JSON body.
 pub fn ok_json(value: &impl Serialize) -> HttpResponse {
-    match serde_json::to_vec(value) {
-        Ok(body) => HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, JSON))
-            .body(body),
-        Err(error) => super::ApiError::Internal(error.to_string()).error_response(),
+    match json_bytes(value) {
+        Ok(body) => ok_json_bytes(body),
+        Err(error) => error.error_response(),
     }
+}
+
+/// `value` as JSON, ready to send (or to keep and send again).
+pub fn json_bytes(value: &impl Serialize) -> Result<Bytes, super::ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|error| super::ApiError::Internal(error.to_string()))
+}
+
+/// A 200 with a body already made JSON.
+pub fn ok_json_bytes(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, JSON))
+        .body(body)
 }
 
 /// Every error: a real status code and this body.

@@ -3,12 +3,11 @@
 //! from the answer cache.
 
 use actix_web::HttpResponse;
-use actix_web::http::header::CONTENT_TYPE;
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use serde::Serialize;
 
 use super::answer_cache::Asked;
-use super::bodies::JSON;
+use super::bodies::{json_bytes, ok_json_bytes};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState, Jobs, StoreError};
 
@@ -72,23 +71,18 @@ pub(super) async fn done_answer<T: Serialize + Send + 'static>(
     read: impl FnOnce(&Jobs) -> Result<Result<T, ApiError>, StoreError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let key = (id, asked);
-    let kept = match state.jobs.results_in_place() {
-        true => state.answers.get(key),
-        false => None,
+    let kept = if state.jobs.results_in_place() {
+        state.answers.get(key)
+    } else {
+        None
     };
     let answer = match kept {
         Some(answer) => answer,
         None => {
-            let answer = read_stored(state, id, read).await??;
-            let answer = Bytes::from(
-                serde_json::to_vec(&answer)
-                    .map_err(|error| ApiError::Internal(error.to_string()))?,
-            );
+            let answer = json_bytes(&read_stored(state, id, read).await??)?;
             state.answers.insert(key, answer.clone());
             answer
         }
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, JSON))
-        .body(answer))
+    Ok(ok_json_bytes(answer))
 }

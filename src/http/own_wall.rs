@@ -1,11 +1,10 @@
 //! The original problem's endpoints (`/profiles/...`), answered for the wall the server
 //! was started with. It is simulated once at start-up and its bodies kept ready.
 
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
-use super::bodies::{CostAnswer, ErrorBody, IceAnswer, JSON, WallConfigBody, ok_json};
+use super::bodies::{CostAnswer, ErrorBody, IceAnswer, WallConfigBody, ok_json, ok_json_bytes};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};
@@ -77,16 +76,12 @@ pub async fn wall_cost(
 
 #[utoipa::path(get, path = "/profiles/overview", operation_id = "own_wall_total_cost", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
 pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, JSON))
-        .body(own(&state).overview_body.clone())
+    ok_json_bytes(own(&state).overview_body.clone())
 }
 
 #[utoipa::path(get, path = "/profiles/config", responses((status = 200, description = "The server's own wall", body = WallConfigBody)))]
 pub async fn config(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, JSON))
-        .body(own(&state).config_body.clone())
+    ok_json_bytes(own(&state).config_body.clone())
 }
 
 #[utoipa::path(get, path = "/profiles/logs", operation_id = "own_wall_log", responses((status = 200, description = "Its team log", body = String, content_type = "text/plain")))]

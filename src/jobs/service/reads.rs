@@ -21,7 +21,7 @@ impl LocalJobs {
     /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
         let (state, finished_at) = self.inner.registry.state_and_finish(id)?;
-        (!finished_at.is_some_and(|at| self.is_past_ttl(at))).then_some(state)
+        self.unexpired(finished_at, state)
     }
 
     /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
@@ -88,13 +88,16 @@ impl LocalJobs {
         let finished_at = info
             .finished_ms
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        (!finished_at.is_some_and(|at| self.is_past_ttl(at))).then_some(info)
+        self.unexpired(finished_at, info)
     }
 
-    fn is_past_ttl(&self, finished_at: SystemTime) -> bool {
-        finished_at
-            .elapsed()
-            .is_ok_and(|age| age >= self.inner.retention.ttl)
+    /// `known` of a job that finished at `finished_at`, unless that is past retention.
+    fn unexpired<T>(&self, finished_at: Option<SystemTime>, known: T) -> Option<T> {
+        let past_ttl = finished_at.is_some_and(|at| {
+            at.elapsed()
+                .is_ok_and(|age| age >= self.inner.retention.ttl)
+        });
+        (!past_ttl).then_some(known)
     }
 
     /// How many jobs are queued or running.
