@@ -65,3 +65,44 @@ impl<K: Hash + Eq, V: AsRef<[u8]> + Clone> ByteLru<K, V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize) -> Vec<u8> {
+        vec![0; n]
+    }
+
+    #[test]
+    fn a_replaced_or_removed_value_gives_its_bytes_back() {
+        let map = ByteLru::new(10, 0);
+        map.insert(1, bytes(4));
+        map.insert(1, bytes(8));
+        map.insert(2, bytes(2));
+        assert_eq!(
+            map.get(&1).map(|value| value.len()),
+            Some(8),
+            "counted once"
+        );
+        assert!(map.get(&2).is_some());
+        map.remove(&1);
+        map.insert(3, bytes(8));
+        assert!(
+            map.get(&2).is_some() && map.get(&3).is_some(),
+            "the removed value's bytes are free again"
+        );
+    }
+
+    #[test]
+    fn each_entry_costs_its_fixed_bytes_besides_its_value() {
+        let map = ByteLru::new(10, 3);
+        map.insert(1, bytes(4));
+        map.insert(2, bytes(4));
+        assert!(map.get(&1).is_none(), "7 + 7 bytes are over 10");
+        assert!(map.get(&2).is_some());
+        map.insert(3, bytes(8));
+        assert!(map.get(&3).is_none(), "8 + 3 bytes never fit");
+        assert!(map.get(&2).is_some(), "and evict nothing");
+    }
+}
