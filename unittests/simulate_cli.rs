@@ -139,6 +139,19 @@ fn input_past_max_body_stops_with_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     let output = icewall(&["simulate", "-", "--max-body", "28"], EXAMPLE);
     assert!(output.status.success());
+    // A regular file: its size says so before a byte is read, with the same words.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wall.txt");
+    std::fs::write(&file, EXAMPLE).unwrap();
+    let path = file.to_str().unwrap();
+    let output = icewall(&["simulate", path, "--max-body", "10"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        format!("icewall: {path}: the input is larger than the limit of 10 bytes (--max-body)")
+    );
+    let output = icewall(&["simulate", path, "--max-body", "28"], b"");
+    assert!(output.status.success());
 }
 
 #[test]

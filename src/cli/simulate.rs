@@ -133,6 +133,9 @@ fn read_config(args: &SimulateArgs, limits: &Limits) -> io::Result<Input> {
     if !metadata.is_file() {
         return read_whole(file, 0, args.max_body);
     }
+    if metadata.len() > args.max_body {
+        return Ok(Input::TooLarge);
+    }
     match read_plain(&mut file, args.max_body, limits, PIECE_BYTES)? {
         Some(input) => Ok(input),
         None => {
@@ -178,7 +181,12 @@ fn read_plain(
                 .rposition(|&byte| byte == b'\n' || byte == b'\r')
                 .map_or(0, |last| last + 1)
         };
-        if lines == 0 && filled == buffer.len() || !quick.read(&buffer[..lines]) {
+        if lines == 0 && filled == buffer.len() {
+            return Ok(None);
+        }
+        // A piece with no line end yet is kept for the next read: handed over empty,
+        // it would count as the text's start, where a byte order mark may stand.
+        if lines > 0 && !quick.read(&buffer[..lines]) {
             return Ok(None);
         }
         if is_end {

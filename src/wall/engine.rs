@@ -137,10 +137,12 @@ fn crew_work(config: &WallConfig) -> WorkTables {
         .profiles()
         .iter()
         .map(|heights| {
-            // Indexed by a whole byte, so that the count needs no bounds check.
-            let mut by_height = [0u64; 256];
+            // A height is at most 30: masked to five bits it needs no bounds check, and
+            // the counts, made anew for each profile, take 256 bytes.
+            const _: () = assert!(MAX_HEIGHT < 32);
+            let mut by_height = [0u64; 32];
             for height in heights {
-                by_height[usize::from(height.feet())] += 1;
+                by_height[usize::from(height.feet() & 31)] += 1;
             }
             let mut profile: SectionsByFeet = [0; MAX_HEIGHT as usize + 1];
             for feet in 1..=MAX_HEIGHT {

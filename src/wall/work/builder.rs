@@ -25,18 +25,19 @@ impl DailyWorkBuilder {
     /// last). Days never go back.
     pub(crate) fn stop(&mut self, day: u64, count: u64) {
         self.move_to(day);
-        self.active -= count;
+        self.active = self
+            .active
+            .checked_sub(count)
+            .expect("no more sections stop than grow");
     }
 
     /// `change` more sections grow from `day` on, or fewer if it is negative; nothing
     /// changes for 0. Days never go back.
     pub(crate) fn change(&mut self, day: u64, change: i64) {
-        if change != 0 {
-            self.move_to(day);
-            self.active = self
-                .active
-                .checked_add_signed(change)
-                .expect("no more sections stop than grow");
+        match change.cmp(&0) {
+            std::cmp::Ordering::Greater => self.start(day, change.unsigned_abs()),
+            std::cmp::Ordering::Less => self.stop(day, change.unsigned_abs()),
+            std::cmp::Ordering::Equal => {}
         }
     }
 
