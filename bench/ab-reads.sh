@@ -15,10 +15,8 @@ reference=${REFERENCE_BIN:-./target/profiling/examples/reference}
 work=$(mktemp -d)
 pids=
 trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-listening() { # file: waits for the address it prints, then prints it
-  for _ in $(seq 200); do grep -q 'http://' "$1" 2>/dev/null && break; sleep 0.05; done
-  grep -o 'http://[0-9.:]*' "$1" | head -1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 start() { # bin name
   taskset -c 1 "$1" serve --bind 127.0.0.1:0 --results-dir "$work/$2/results" \
     --logs-dir "$work/$2/logs" > "$work/$2.out" 2>&1 &
@@ -29,16 +27,8 @@ start "$B" b
 taskset -c 1 "$reference" 127.0.0.1:0 > "$work/reference.out" 2>&1 &
 pids="$pids $!"
 a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work/reference.out")
-job() { # base url: submits the example wall, waits for it, prints its id
-  local id
-  id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt \
-    "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
-  curl -sf "$1/api/get_results/$id?wait=60" > /dev/null
-  echo "$id"
-}
-id_a=$(job "$a"); id_b=$(job "$b")
-run() { taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1" | sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p'; }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+id_a=$(done_example_job "$a"); id_b=$(done_example_job "$b")
+run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
 for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
   runs_a=; runs_b=; runs_r=

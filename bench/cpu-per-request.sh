@@ -2,7 +2,9 @@
 # Two icewall builds side by side on the three reads of bench/reads.sh: req/s and the
 # server's CPU time per request (user + system of the whole process, from /proc, over a
 # wrk run, divided by its requests), A and B alternating for `rounds`. CPU per request
-# moves less than req/s on a loaded machine, where other processes take the cores.
+# moves less than req/s on a loaded machine, where other processes take the cores. A
+# diagnostic of two builds, without the reference: the figures beside their yardstick
+# are reads.sh's and ab-reads.sh's.
 # Usage: bench/cpu-per-request.sh A_BIN B_BIN [seconds, default 3] [rounds, default 3]
 # Needs wrk and curl; starts and stops its own two servers, writes only to a temporary
 # directory.
@@ -12,17 +14,17 @@ A=$1; B=$2; d=${3:-3}; rounds=${4:-3}
 work=$(mktemp -d)
 pids=
 trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-start() { "$1" serve --bind 127.0.0.1:0 --results-dir $work/$2/results --logs-dir $work/$2/logs > $work/$2.out 2>&1 & pids="$pids $!"; echo $! > $work/$2.pid
-  for _ in $(seq 100); do grep -q listening $work/$2.out 2>/dev/null && break; sleep 0.05; done; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start() { "$1" serve --bind 127.0.0.1:0 --results-dir $work/$2/results --logs-dir $work/$2/logs > $work/$2.out 2>&1 & pids="$pids $!"; echo $! > $work/$2.pid; }
 start $A a; start $B b
-a=$(sed -n 's/^listening on //p' $work/a.out); b=$(sed -n 's/^listening on //p' $work/b.out)
-job() { id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/'); curl -sf "$1/api/get_results/$id?wait=10" >/dev/null; echo $id; }
-ida=$(job $a); idb=$(job $b)
+a=$(listening $work/a.out); b=$(listening $work/b.out)
+ida=$(done_example_job $a); idb=$(done_example_job $b)
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 hz=$(getconf CLK_TCK)
 run() { # pid url -> "req/s cpu_us_per_req"
-  t0=$(ticks $1); wrk -t1 -c64 -d${d}s "$2" > $work/w.txt; t1=$(ticks $1)
-  n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' $work/w.txt); r=$(sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p' $work/w.txt)
+  t0=$(ticks $1); r=$(wrk_rate $work/w.txt wrk -t1 -c64 -d${d}s "$2"); t1=$(ticks $1)
+  n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' $work/w.txt)
   echo "$r/$(echo "scale=2; ($t1-$t0)*1000000/$hz/$n" | bc)"; }
 for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
   ra=; rb=

@@ -27,12 +27,11 @@ else
     "$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" --logs-dir "$work/logs" > "$work/out" 2> "$work/vg.txt" &
 fi
 vg=$!
-for _ in $(seq 600); do grep -q 'http://' "$work/out" 2>/dev/null && break; sleep 0.1; done
-url=$(grep -o 'http://[0-9.:]*' "$work/out" | head -1)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+url=$(listening "$work/out")
 if [[ "$path" == *ID* ]]; then
-  id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt "$url/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
-  curl -sf "$url/api/get_results/$id?wait=60" > /dev/null
-  path=${path/ID/$id}
+  path=${path/ID/$(done_example_job "$url")}
 fi
 get() { # count: GETs of $path on one keep-alive connection, each checked for a 200
   python3 - "$url" "$path" "$1" <<'PY'

@@ -45,6 +45,10 @@ empty_rss=$(rss)
 stop
 
 echo "jobs $jobs (the recovered server counts ${listed:-?} done)"
+if [ "$jobs" = 0 ] || [ "${listed:-}" != "$jobs" ]; then
+  echo "the recovered server does not hold every job written: no figure" >&2
+  exit 1
+fi
 echo "RSS KiB: empty $empty_rss, recovered $recovered_rss, the server that made them $filled_rss"
 echo "bytes_per_retained_job $(( (recovered_rss - empty_rss) * 1024 / jobs ))"
 echo "bytes_per_job_after_the_posts $(( (filled_rss - empty_rss) * 1024 / jobs ))"

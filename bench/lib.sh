@@ -1,0 +1,36 @@
+# Sourced by the read benchmarks (reads.sh, ab-reads.sh, cpu-per-request.sh,
+# instructions.sh): a server's address, a done job to read, one wrk run's req/s that
+# refuses error answers, and the median they all report. Run from the repository root.
+
+# listening FILE: waits for the address a server prints on FILE, and prints it.
+listening() {
+  for _ in $(seq 600); do grep -q 'http://' "$1" 2>/dev/null && break; sleep 0.05; done
+  grep -o 'http://[0-9.:]*' "$1" | head -1
+}
+
+# done_example_job URL: submits the example wall with 3 teams, waits until it is done,
+# and prints its id; fails if it is not done.
+done_example_job() {
+  local id
+  id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt \
+    "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
+  curl -sf "$1/api/get_results/$id?wait=60" | grep -q '"status":"done"'
+  echo "$id"
+}
+
+# wrk_rate REPORT COMMAND...: runs the wrk COMMAND with its report in REPORT, and
+# prints its req/s; fails (showing the report) if any answer was not a 2xx.
+wrk_rate() {
+  local report=$1
+  shift
+  "$@" > "$report"
+  if grep -q "Non-2xx" "$report"; then cat "$report" >&2; return 1; fi
+  sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p' "$report"
+}
+
+# median: of the numbers on stdin, the middle one (the mean of the two middle ones for
+# an even count).
+median() {
+  tr ' ' '\n' | grep . | sort -n |
+    awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'
+}
