@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use self::packed::{Packed, Unusual};
 use super::Order;
+use super::index::in_order;
 use super::record::{JobInfo, JobState, WallShape};
 use crate::jobs::JobId;
 use crate::jobs::storage::StorePin;
@@ -286,20 +287,7 @@ impl FinishedJobs {
         order: Order,
         after: Option<JobId>,
     ) -> Box<dyn Iterator<Item = JobId> + '_> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
-            (Order::Oldest, None) => Box::new(self.failed.keys()),
-            (Order::Oldest, Some(after)) => Box::new(
-                self.failed
-                    .range((Excluded(after), Unbounded))
-                    .map(|(id, _)| id),
-            ),
-            (Order::Newest, None) => Box::new(self.failed.keys().rev()),
-            (Order::Newest, Some(after)) => {
-                Box::new(self.failed.range(..after).rev().map(|(id, _)| id))
-            }
-        };
-        Box::new(ids.copied())
+        in_order(order, after, |ids| self.failed.range(ids).map(|(id, _)| id))
     }
 
     fn done_position(&self, id: JobId) -> Option<usize> {

@@ -57,8 +57,8 @@ impl Index {
             .iter()
             .map(|&status| {
                 let ids = match status {
-                    Status::Queued => in_order(&self.queued, order, after),
-                    Status::Running => in_order(&self.running, order, after),
+                    Status::Queued => in_order(order, after, |ids| self.queued.range(ids)),
+                    Status::Running => in_order(order, after, |ids| self.running.range(ids)),
                     Status::Done => self.finished.done_ids(order, after),
                     Status::Failed => self.finished.failed_ids(order, after),
                 };
@@ -79,19 +79,19 @@ impl Index {
     }
 }
 
-/// The ids of `set` in `order`, strictly beyond `after`.
-fn in_order(
-    set: &BTreeSet<JobId>,
+/// The ids of an ordered collection in `order`, strictly beyond `after`; `range` gives
+/// its ids within bounds (a set's or a map's keys).
+pub(super) fn in_order<'a, Ids>(
     order: Order,
     after: Option<JobId>,
-) -> Box<dyn Iterator<Item = JobId> + '_> {
-    let ids: Box<dyn Iterator<Item = &JobId>> = match (order, after) {
-        (Order::Oldest, None) => Box::new(set.iter()),
-        (Order::Oldest, Some(after)) => {
-            Box::new(set.range((Bound::Excluded(after), Bound::Unbounded)))
-        }
-        (Order::Newest, None) => Box::new(set.iter().rev()),
-        (Order::Newest, Some(after)) => Box::new(set.range(..after).rev()),
-    };
-    Box::new(ids.copied())
+    range: impl FnOnce((Bound<JobId>, Bound<JobId>)) -> Ids,
+) -> Box<dyn Iterator<Item = JobId> + 'a>
+where
+    Ids: DoubleEndedIterator<Item = &'a JobId> + 'a,
+{
+    let beyond = after.map_or(Bound::Unbounded, Bound::Excluded);
+    match order {
+        Order::Oldest => Box::new(range((beyond, Bound::Unbounded)).copied()),
+        Order::Newest => Box::new(range((Bound::Unbounded, beyond)).rev().copied()),
+    }
 }
