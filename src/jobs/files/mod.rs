@@ -103,6 +103,15 @@ pub struct StoreOptions {
 /// unnamed files cannot be (see `unnamed`).
 const TEMPORARY_DIR: &str = "tmp";
 
+/// The start of the names of the files that probe the directory: each is removed at
+/// once, and recovery removes any a crash left.
+const PROBE_PREFIX: &str = ".probe-";
+
+/// A new probe file's path in `dir`.
+fn probe_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{PROBE_PREFIX}{}", JobId::generate()))
+}
+
 /// A result written and not yet in place: it goes there after the next sync.
 enum WrittenResult {
     /// An unnamed file, given its name by a link.
@@ -167,7 +176,7 @@ impl FileStore {
             LockError::Io(source) => unusable(source),
         })?;
         fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(unusable)?;
-        let probe = dir.join(format!(".probe-{}", JobId::generate()));
+        let probe = probe_path(dir);
         fs::write(&probe, b"probe")
             .and_then(|()| fs::remove_file(&probe))
             .map_err(unusable)?;
@@ -300,7 +309,7 @@ impl FileStore {
     /// Whatever the file system answers.
     fn probe(&self) -> io::Result<()> {
         self.inner.floor.check()?;
-        let probe = self.inner.dir.join(format!(".probe-{}", JobId::generate()));
+        let probe = probe_path(&self.inner.dir);
         let written = File::create(&probe).and_then(|mut file| {
             file.write_all(b"probe")?;
             file.sync_all()

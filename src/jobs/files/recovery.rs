@@ -12,7 +12,7 @@ use super::journal::{KEYS_FILE, Segment, StoredRequest, is_segment_name, read_se
 use super::regular_file::{kind_of, read_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
-use super::{FileStore, StoreError, TEMPORARY_DIR, legacy_result};
+use super::{FileStore, PROBE_PREFIX, StoreError, TEMPORARY_DIR, legacy_result};
 use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::registry::{self, WallShape};
 use crate::jobs::storage::{Recovered, RecoveredJobs};
@@ -83,7 +83,7 @@ impl FileStore {
                         let _ = fs::remove_file(temporary?.path());
                     }
                 }
-                _ if name.starts_with(".probe-")
+                _ if name.starts_with(PROBE_PREFIX)
                     || name == format!("{KEYS_FILE}.tmp")
                     || name == TOMBSTONES_TEMPORARY =>
                 {

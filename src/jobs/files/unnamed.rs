@@ -48,7 +48,7 @@ impl UnnamedResults {
             open: Arc::new(AtomicUsize::new(0)),
             max_open,
         };
-        let probe = dir.join(format!(".probe-{}", crate::jobs::JobId::generate()));
+        let probe = super::probe_path(dir);
         let tried = results
             .create(dir)
             .and_then(|file| file.ok_or_else(|| io::Error::other("refused")))
