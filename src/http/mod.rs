@@ -16,7 +16,6 @@ mod openapi;
 mod operations;
 mod own_wall;
 mod page;
-mod path;
 mod queries;
 mod request_log;
 mod submit;
@@ -25,7 +24,7 @@ use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::http::header::HeaderValue;
-use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use actix_web::web;
 
 pub use admin::AdminPolicy;
 pub use answer_cache::AnswerCache;
@@ -33,7 +32,6 @@ pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
-pub use path::normalize_path;
 pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
 
 use std::sync::Arc;
@@ -42,7 +40,7 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wall::Limits;
-use endpoint::{endpoint, only, read};
+use endpoint::{Endpoint, Endpoints, endpoint, only, read};
 
 /// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
 /// middleware and carried on the log lines of the request and its job. A client's is
@@ -114,91 +112,50 @@ pub struct ApiState {
 /// The methods of an endpoint for reading, as its 405 names them.
 const GET: &str = "GET, HEAD";
 
-/// The routes. Every path is tried against the patterns in order, each dynamic one a
-/// regex, so they are grouped in scopes by their first segment (a prefix test) and the
-/// static ones come first in each group; no two patterns match the same path, so the
-/// order decides nothing else.
+/// The routes: the endpoints in one table, tried in order (see `endpoint`); no two
+/// patterns match the same path, so the order decides nothing else.
 pub fn routes(config: &mut web::ServiceConfig) {
+    let mut endpoints = vec![endpoint("/", GET, &[], vec![read().to(page::index)])];
+    endpoints.extend(api_endpoints());
+    endpoints.extend(own_wall_endpoints());
+    endpoints.extend([
+        endpoint("/metrics", GET, &[], vec![read().to(operations::metrics)]),
+        endpoint("/healthz", GET, &[], vec![read().to(operations::healthz)]),
+        endpoint("/readyz", GET, &[], vec![read().to(operations::readyz)]),
+        endpoint("/assets/{name}", GET, &[], vec![read().to(page::asset)]),
+    ]);
     config
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
-        .service(endpoint("", "/", GET, &[], vec![read().to(page::index)]))
-        .service(api_routes())
-        .service(own_wall_routes())
-        .service(endpoint(
-            "",
-            "/metrics",
-            GET,
-            &[],
-            vec![read().to(operations::metrics)],
-        ))
-        .service(endpoint(
-            "",
-            "/healthz",
-            GET,
-            &[],
-            vec![read().to(operations::healthz)],
-        ))
-        .service(endpoint(
-            "",
-            "/readyz",
-            GET,
-            &[],
-            vec![read().to(operations::readyz)],
-        ))
-        .service(endpoint(
-            "",
-            "/assets/{name}",
-            GET,
-            &[],
-            vec![read().to(page::asset)],
-        ))
-        .default_service(web::to(not_found));
+        .default_service(Endpoints::new(endpoints));
 }
 
 /// Under `/api`: the jobs, their results, and the server's own operations.
-fn api_routes() -> Scope {
-    const PREFIX: &str = "/api";
-    web::scope(PREFIX)
-        .service(endpoint(
-            PREFIX,
-            "/api/stats",
-            GET,
-            &[],
-            vec![read().to(operations::stats)],
-        ))
-        .service(endpoint(
-            PREFIX,
+fn api_endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint("/api/stats", GET, &[], vec![read().to(operations::stats)]),
+        endpoint(
             "/api/openapi.json",
             GET,
             &[],
             vec![read().to(openapi::openapi)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/simulate",
             "POST",
             &["num_teams"],
             vec![only(Method::POST).to(submit::submit)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs",
             GET,
             &["limit", "after", "status", "order"],
             vec![read().to(jobs::list)],
-        ))
-        .service(endpoint(
-            PREFIX,
-            "/api/num_jobs",
-            GET,
-            &[],
-            vec![read().to(jobs::count)],
-        ))
+        ),
+        endpoint("/api/num_jobs", GET, &[], vec![read().to(jobs::count)]),
         // No HEAD: it is a safe method, and link checkers and prefetchers send it freely.
-        .service(endpoint(
-            PREFIX,
+        endpoint(
             "/api/graceful_shutdown",
             "GET, POST",
             &[],
@@ -206,72 +163,62 @@ fn api_routes() -> Scope {
                 only(Method::GET).to(jobs::graceful_shutdown),
                 only(Method::POST).to(jobs::graceful_shutdown),
             ],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/get_results/{id}",
             GET,
             &["wait"],
             vec![read().to(jobs::results)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/profiles/{p}/days/{d}",
             GET,
             &[],
             vec![read().to(job_results::ice)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/profiles/{p}/overview/{d}",
             GET,
             &[],
             vec![read().to(job_results::profile_cost)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/profiles/overview/{d}",
             GET,
             &[],
             vec![read().to(job_results::wall_cost)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/profiles/overview",
             GET,
             &[],
             vec![read().to(job_results::total_cost)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/profiles",
             GET,
             &["after", "limit"],
             vec![read().to(job_results::profiles)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/config",
             GET,
             &["after", "limit"],
             vec![read().to(job_results::config)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/chart",
             GET,
             &["width"],
             vec![read().to(chart::chart)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}/log",
             GET,
             &[],
             vec![read().to(job_results::log)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/api/jobs/{id}",
             "GET, HEAD, DELETE",
             &[],
@@ -279,61 +226,43 @@ fn api_routes() -> Scope {
                 read().to(jobs::details),
                 only(Method::DELETE).to(jobs::delete),
             ],
-        ))
+        ),
+    ]
 }
 
 /// Under `/profiles`: the original problem's endpoints, for the server's own wall.
-fn own_wall_routes() -> Scope {
-    const PREFIX: &str = "/profiles";
-    web::scope(PREFIX)
-        .service(endpoint(
-            PREFIX,
+fn own_wall_endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint(
             "/profiles/overview",
             GET,
             &[],
             vec![read().to(own_wall::total_cost)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/profiles/config",
             GET,
             &[],
             vec![read().to(own_wall::config)],
-        ))
-        .service(endpoint(
-            PREFIX,
-            "/profiles/logs",
-            GET,
-            &[],
-            vec![read().to(own_wall::log)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint("/profiles/logs", GET, &[], vec![read().to(own_wall::log)]),
+        endpoint(
             "/profiles/{p}/days/{d}",
             GET,
             &[],
             vec![read().to(own_wall::ice)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/profiles/{p}/overview/{d}",
             GET,
             &[],
             vec![read().to(own_wall::profile_cost)],
-        ))
-        .service(endpoint(
-            PREFIX,
+        ),
+        endpoint(
             "/profiles/overview/{d}",
             GET,
             &[],
             vec![read().to(own_wall::wall_cost)],
-        ))
-}
-
-async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no such endpoint: {} {}",
-        request.method(),
-        crate::wall::truncate_for_message(request.path())
-    )))
+        ),
+    ]
 }
