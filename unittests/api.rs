@@ -840,10 +840,24 @@ fn extra_slashes_are_routed_as_the_plain_path_and_the_query_is_kept() {
         let reply = server.get(&path);
         assert_eq!((reply.status, &reply.body), (200, &plain.body), "{path}");
     }
-    // The query goes with the rewritten path: a misspelt parameter is still refused.
+    // The query is kept: a misspelt parameter is still refused.
     let reply = server.get(&format!("//api/get_results/{id}/?wiat=1"));
     assert_eq!(reply.status, 400);
     assert!(reply.reason().contains("`wiat`"), "{}", reply.body);
     let reply = server.get("//");
     assert_eq!(reply.status, 200, "the page, at the root");
+}
+
+#[test]
+fn path_parameters_are_read_with_their_percent_encoded_digits_decoded() {
+    let server = Server::start(&[]);
+    let plain = server.get("/profiles/1/days/1");
+    assert_eq!(plain.status, 200);
+    let reply = server.get("/profiles/%31/days/%31/");
+    assert_eq!((reply.status, &reply.body), (200, &plain.body));
+    // An encoded slash is no segment boundary: it stays in the parameter, which is
+    // then no number.
+    let reply = server.get("/profiles/1%2F/days/1");
+    assert_eq!(reply.status, 400);
+    assert!(reply.reason().contains("`1%2F`"), "{}", reply.body);
 }

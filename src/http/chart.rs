@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::bodies::{ErrorBody, ok_json};
+use super::endpoint::PathParams;
 use super::job_results::done_job;
 use super::lookup::read_stored;
 use super::{ApiError, ApiState};
@@ -80,7 +81,7 @@ pub struct Chart {
     (status = 409, description = "The job is not done", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn chart(
-    path: web::Path<String>,
+    path: PathParams,
     query: web::Query<ChartQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -95,7 +96,7 @@ pub async fn chart(
                 ApiError::BadRequest(format!("width must be an integer in 1..={max}"))
             })?,
     };
-    let id = done_job(&state, &path).await?;
+    let id = done_job(&state, path.get("id")).await?;
     let gantt_teams = state.max_gantt_teams;
     let chart = read_stored(&state, id, move |jobs| build(jobs, id, width, gantt_teams)).await?;
     Ok(ok_json(&chart))

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::answer_cache::Asked;
 use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage, ok_json};
+use super::endpoint::PathParams;
 use super::lookup::{done_answer, known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
@@ -59,13 +60,13 @@ pub struct ProfilesQuery {
     (status = 409, description = "The job is not done", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn profiles(
-    path: web::Path<String>,
+    path: PathParams,
     query: web::Query<ProfilesQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let first = profile_after(query.after.as_deref())?;
     let limit = page_limit(query.limit.as_deref())?;
-    let id = done_job(&state, &path).await?;
+    let id = done_job(&state, path.get("id")).await?;
     let (summary, total) =
         read_stored(&state, id, move |jobs| jobs.summary(id, first, limit)).await?;
     let end = first.saturating_add(summary.profiles.len());
@@ -107,13 +108,13 @@ fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
     (status = 409, description = "The job is queued or running: its config is kept with its result", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn config(
-    path: web::Path<String>,
+    path: PathParams,
     query: web::Query<ProfilesQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let first = profile_after(query.after.as_deref())?;
     let limit = page_limit(query.limit.as_deref())?;
-    let (id, job) = known_job(&state, &path).await?;
+    let (id, job) = known_job(&state, path.get("id")).await?;
     if !job.is_finished() {
         return Err(ApiError::Conflict(format!(
             "the job is {}; its config is kept with its result",
@@ -144,51 +145,45 @@ pub async fn config(
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", operation_id = "job_ice", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Ice used by the profile on the day", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
-pub async fn ice(
-    path: web::Path<(String, String, String)>,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let (id, profile, day) = path.into_inner();
-    ask(&state, &id, Question::ice(&profile, &day)?).await
+pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let question = Question::ice(path.get("p"), path.get("d"))?;
+    ask(&state, path.get("id"), question).await
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", operation_id = "job_profile_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn profile_cost(
-    path: web::Path<(String, String, String)>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, profile, day) = path.into_inner();
-    ask(&state, &id, Question::profile_cost(&profile, &day)?).await
+    let question = Question::profile_cost(path.get("p"), path.get("d"))?;
+    ask(&state, path.get("id"), question).await
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview/{d}", operation_id = "job_wall_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn wall_cost(
-    path: web::Path<(String, String)>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, day) = path.into_inner();
-    ask(&state, &id, Question::wall_cost(&day)?).await
+    let question = Question::wall_cost(path.get("d"))?;
+    ask(&state, path.get("id"), question).await
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview", operation_id = "job_total_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
     (status = 200, description = "Cost of the whole wall", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn total_cost(
-    path: web::Path<String>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    ask(&state, &path, Question::TotalCost).await
+    ask(&state, path.get("id"), Question::TotalCost).await
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/log", operation_id = "job_log", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
     (status = 200, description = "The team log, one event per line", body = String, content_type = "text/plain"),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
-pub async fn log(
-    path: web::Path<String>,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let (id, job) = known_job(&state, &path).await?;
+pub async fn log(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let (id, job) = known_job(&state, path.get("id")).await?;
     if job != JobState::Done {
         return Err(ApiError::Conflict(format!(
             "the job is {}; it has no team log",

@@ -11,6 +11,7 @@ use super::answer_cache::Asked;
 use super::bodies::{
     Deleted, ErrorBody, JobList, JobListEntry, JobResult, NumJobs, ShuttingDown, Summary, ok_json,
 };
+use super::endpoint::PathParams;
 use super::lookup::{done_answer, page_limit};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobInfo, JobState, Order, Status};
@@ -55,12 +56,12 @@ fn wait_time(text: Option<&str>, max_wait: Duration) -> Result<Duration, ApiErro
     (status = 500, description = "The stored result cannot be read", body = ErrorBody),
 ))]
 pub async fn results(
-    path: web::Path<String>,
+    path: PathParams,
     query: web::Query<ResultsQuery>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait_time(query.wait.as_deref(), state.max_wait)?;
-    let id: JobId = path.parse()?;
+    let id: JobId = path.get("id").parse()?;
     let job = state
         .jobs
         .wait(id, wait, state.shutdown.triggered())
@@ -169,10 +170,10 @@ impl JobDetails {
     (status = 200, description = "The job's record, from memory", body = JobDetails),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody)))]
 pub async fn details(
-    path: web::Path<String>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: JobId = path.parse()?;
+    let id: JobId = path.get("id").parse()?;
     let info = state
         .jobs
         .info(id)
@@ -262,11 +263,11 @@ pub async fn count(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
     (status = 500, description = "The disk refused the delete; the job is unchanged", body = ErrorBody)))]
 pub async fn delete(
     request: HttpRequest,
-    path: web::Path<String>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request)?;
-    let id: JobId = path.parse()?;
+    let id: JobId = path.get("id").parse()?;
     let removed = state.jobs.delete(id).await?;
     Ok(ok_json(&Deleted {
         job_id: id.to_string(),

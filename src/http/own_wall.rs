@@ -5,6 +5,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
 use super::bodies::{CostAnswer, ErrorBody, IceAnswer, WallConfigBody, ok_json, ok_json_bytes};
+use super::endpoint::PathParams;
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};
@@ -46,31 +47,28 @@ fn own(state: &ApiState) -> &OwnWall {
 
 #[utoipa::path(get, path = "/profiles/{p}/days/{d}", operation_id = "own_wall_ice", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Ice used by the profile on the day, for the server's own wall", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
-pub async fn ice(
-    path: web::Path<(String, String)>,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let question = Question::ice(&path.0, &path.1)?;
+pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let question = Question::ice(path.get("p"), path.get("d"))?;
     Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 
 #[utoipa::path(get, path = "/profiles/{p}/overview/{d}", operation_id = "own_wall_profile_cost", params(("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "No such profile", body = ErrorBody)))]
 pub async fn profile_cost(
-    path: web::Path<(String, String)>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let question = Question::profile_cost(&path.0, &path.1)?;
+    let question = Question::profile_cost(path.get("p"), path.get("d"))?;
     Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 
 #[utoipa::path(get, path = "/profiles/overview/{d}", operation_id = "own_wall_cost", params(("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
     (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day is not a positive integer", body = ErrorBody)))]
 pub async fn wall_cost(
-    path: web::Path<String>,
+    path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let question = Question::wall_cost(&path)?;
+    let question = Question::wall_cost(path.get("d"))?;
     Ok(ok_json(&question.answer(&own(&state).work)?))
 }
 

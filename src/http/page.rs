@@ -8,12 +8,13 @@ use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::endpoint::PathParams;
 
 const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
@@ -138,18 +139,15 @@ pub async fn index(request: HttpRequest) -> HttpResponse {
 }
 
 /// The page's script, style sheet and icon.
-pub async fn asset(
-    request: HttpRequest,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn asset(request: HttpRequest, path: PathParams) -> Result<HttpResponse, ApiError> {
     ASSETS[1..]
         .iter()
-        .find(|asset| asset.name == name.as_str())
+        .find(|asset| asset.name == path.get("name"))
         .map(|asset| asset.serve(&request))
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "no such asset: {}",
-                crate::wall::truncate_for_message(&name)
+                crate::wall::truncate_for_message(path.get("name"))
             ))
         })
 }
