@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::Server;
+use crate::common::{Server, read_until_closed};
 
 #[test]
 fn shutdown_needs_the_admin_token_when_one_is_set() {
@@ -189,6 +189,35 @@ fn requests_for_other_host_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let any = Server::start_in(dir.path(), &["--allowed-hosts", "*"]);
     assert!(get_with_host(&any, "evil.example").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn every_request_on_a_connection_has_its_host_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Pipelined on one keep-alive connection: an allowed host, then another name, then
+    // the allowed one twice, then the allowed one alone again.
+    for host in [
+        "Host: localhost",
+        "Host: evil.example",
+        "Host: localhost\r\nHost: localhost",
+        "Host: localhost",
+    ] {
+        write!(stream, "GET /api/num_jobs HTTP/1.1\r\n{host}\r\n\r\n").unwrap();
+    }
+    write!(stream, "GET /api/num_jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answers = read_until_closed(&mut stream);
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &answers[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "421", "400", "200", "200"], "{answers}");
+    assert!(answers.contains("more than one Host header"), "{answers}");
 }
 
 /// Runs `icewall serve` with `command`'s extra arguments and environment until it

@@ -1,9 +1,9 @@
 //! One accepted TCP connection: its stream is wrapped so that every request's headers,
 //! not only the first's (all actix-http times), must arrive within `--request-timeout`,
-//! and its shared state lets the request middleware refuse the rest of a connection
-//! that sent an ambiguously framed request.
+//! and its shared state lets the request gate refuse the rest of a connection that sent
+//! an ambiguously framed request, and skip the `Host` check it made already.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use super::bodies::ErrorBody;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::rt::net::TcpStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -25,6 +26,9 @@ pub struct Connection {
     /// Set once the connection sent a request whose framing a proxy could read
     /// otherwise: requests already read behind it are refused, not run.
     refused: Cell<bool>,
+    /// The `Host` of the connection's last request that the gate let through: a client
+    /// sends the same one on every request of a connection, and it is not checked again.
+    allowed_host: RefCell<Option<Box<[u8]>>>,
 }
 
 impl Connection {
@@ -41,6 +45,22 @@ impl Connection {
 
     pub fn is_refused(&self) -> bool {
         self.refused.get()
+    }
+
+    /// Whether `headers` hold one `Host`, the one last let through on this connection.
+    pub fn has_allowed_host(&self, headers: &HeaderMap) -> bool {
+        let mut hosts = headers.get_all(header::HOST);
+        match (hosts.next(), hosts.next(), &*self.allowed_host.borrow()) {
+            (Some(host), None, Some(allowed)) => host.as_bytes() == &allowed[..],
+            _ => false,
+        }
+    }
+
+    /// Notes the `Host` of a request the gate let through.
+    pub fn allow_host(&self, headers: &HeaderMap) {
+        if let Some(host) = headers.get(header::HOST) {
+            *self.allowed_host.borrow_mut() = Some(host.as_bytes().into());
+        }
     }
 }
 
@@ -78,6 +98,7 @@ impl TimedStream {
                 request_timeout,
                 head_deadline: Cell::new(Some(deadline)),
                 refused: Cell::new(false),
+                allowed_host: RefCell::new(None),
             }),
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             timer_set_for: Some(deadline),

@@ -167,15 +167,25 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
             close: true,
         });
     }
+    if connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
+        return None;
+    }
     let hosts = &request
         .app_data::<web::Data<ApiState>>()
         .expect("the API state is registered with the app")
         .hosts;
-    let error = hosts.check(request.headers(), request.version()).err()?;
-    Some(Refusal {
-        error,
-        close: false,
-    })
+    match hosts.check(headers, request.version()) {
+        Ok(()) => {
+            if let Some(connection) = connection {
+                connection.allow_host(headers);
+            }
+            None
+        }
+        Err(error) => Some(Refusal {
+            error,
+            close: false,
+        }),
+    }
 }
 
 fn refuse_and_close<B>(request: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
