@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, read_until_closed};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, read_until_closed, wait_until};
 
 const JSON: Option<&str> = Some("application/json");
 const TEXT: Option<&str> = Some("text/plain");
@@ -749,37 +749,132 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
     );
 }
 
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// One answer on a keep-alive connection: its head and the body its Content-Length
+/// announces, or what came before the server closed the connection (or a read failed).
+fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer);
+        let whole = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            head.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, length)| length.trim().parse::<usize>().ok())
+                .is_some_and(|length| body.len() >= length)
+        });
+        if whole {
+            return text.into_owned();
+        }
+        match stream.read(&mut buffer) {
+            Ok(read) if read > 0 => answer.extend_from_slice(&buffer[..read]),
+            _ => return String::from_utf8_lossy(&answer).into_owned(),
+        }
+    }
+}
+
 #[test]
 fn a_connection_busy_for_longer_than_the_request_timeout_is_never_cut_off() {
-    // Requests 0.3 s apart for 2.5 s, each sent whole: every one is answered, though
-    // the connection's first deadline (and the timer set for it) passed long ago.
+    // Nine requests 0.3 s apart (2.4 s at least), each sent whole: every one is
+    // answered, though the connection's first deadline (and the timer set for it)
+    // passed long ago.
     let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
+    for _ in 0..3 {
+        if keep_busy(&server, Duration::from_secs(1)) {
+            return;
+        }
+    }
+    panic!("on every connection the client was itself held up for longer than the timeout");
+}
+
+/// Sends nine requests 0.3 s apart on one connection and asserts that each is answered
+/// with a 200. False when a request went unanswered after the client itself took longer
+/// than `timeout` to send it (a loaded machine): the server was right to time it out.
+fn keep_busy(server: &Server, timeout: Duration) -> bool {
+    // A request's headers are timed from the answer before (the first's from the
+    // connection's start), which the server sends only once it has the request before:
+    // so it has waited no longer than since the client began to send that request.
+    let mut clock_started_after = Instant::now();
     let mut stream = server.connect();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let started = Instant::now();
-    let mut answered = 0;
-    let mut buffer = [0u8; 4096];
-    while started.elapsed() < Duration::from_millis(2500) {
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .unwrap();
-        let mut answer = Vec::new();
-        while !String::from_utf8_lossy(&answer).contains(r#"{"status":"ok"}"#) {
-            let read = stream.read(&mut buffer).unwrap();
-            let so_far = String::from_utf8_lossy(&answer).into_owned();
-            assert!(read > 0, "closed after {answered} answers: {so_far}");
-            answer.extend_from_slice(&buffer[..read]);
+    for answered in 0..9 {
+        let sending = Instant::now();
+        let sent = stream.write_all(HEALTHZ);
+        let waited_at_most = clock_started_after.elapsed();
+        clock_started_after = sending;
+        let answer = match sent {
+            Ok(()) => read_answer(&mut stream),
+            Err(error) => error.to_string(),
+        };
+        if !answer.starts_with("HTTP/1.1 200 ") {
             assert!(
-                !String::from_utf8_lossy(&answer).contains("408"),
-                "cut off after {answered} answers"
+                waited_at_most >= timeout,
+                "cut off after {answered} answers, though sent within {waited_at_most:?}: {answer:?}"
             );
+            return false;
         }
-        answered += 1;
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(answered >= 6, "{answered}");
+    true
+}
+
+/// Whether every thread of the process is in `state` (its letter in `/proc`).
+fn all_threads_are(pid: u32, state: char) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().all(|thread| {
+        std::fs::read_to_string(thread.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, fields)| fields.starts_with(state))
+        })
+    })
+}
+
+#[test]
+fn headers_that_wait_for_a_stalled_server_are_answered_when_it_resumes() {
+    // A loaded machine at its worst: the server does not run from before a whole
+    // request arrives, promptly, until after that request's header deadline. The
+    // headers were in on time, so the server answers them once it runs again; it does
+    // not time the client out for its own lateness.
+    let timeout = Duration::from_secs(2);
+    let server = Server::start(&["--request-timeout", "2", "--keep-alive", "60"]);
+    let pid = server.pid();
+    let signal = |signal| assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+    for _ in 0..3 {
+        let mut stream = server.connect();
+        let sending = Instant::now();
+        stream.write_all(HEALTHZ).unwrap();
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        // The next headers' clock started after the request above was sent. Stopped
+        // while it waits for events, as an idle server does.
+        wait_until("the server is idle", || all_threads_are(pid, 'S'));
+        signal(libc::SIGSTOP);
+        wait_until("the server is stopped", || all_threads_are(pid, 'T'));
+        if sending.elapsed() >= timeout {
+            // The client took so long that the deadline may have passed before the
+            // stop: this round proves nothing.
+            signal(libc::SIGCONT);
+            continue;
+        }
+        stream.write_all(HEALTHZ).unwrap();
+        let deadline_passed = sending + timeout + Duration::from_millis(500);
+        std::thread::sleep(deadline_passed.saturating_duration_since(Instant::now()));
+        signal(libc::SIGCONT);
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        // And the connection goes on.
+        stream.write_all(HEALTHZ).unwrap();
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        return;
+    }
+    panic!("the client was itself held up for longer than the timeout on every connection");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::bodies::ErrorBody;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::rt::net::TcpStream;
+use rustix::io::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -77,13 +78,17 @@ impl Drop for RequestOnConnection {
 }
 
 /// An accepted stream that ends (reads as closed) when a request's headers are not in
-/// by their deadline, and then answers a JSON 408 before it shuts down.
+/// by their deadline, and then answers a JSON 408 before it shuts down. Bytes already
+/// waiting in the socket are in, however late the server looks.
 pub struct TimedStream {
     stream: TcpStream,
     connection: Rc<Connection>,
     /// Boxed once per connection: `Sleep` cannot move, the stream must.
     timer: Pin<Box<Sleep>>,
     timer_set_for: Option<Instant>,
+    /// Bytes were read since the stream last had nothing to give: they may complete the
+    /// awaited headers, which the server parses only once it has read all there is.
+    unparsed_bytes: bool,
     /// The 408 still to write once the server shuts the connection; set on time-out.
     unsent_answer: Option<(Vec<u8>, usize)>,
 }
@@ -102,6 +107,7 @@ impl TimedStream {
             }),
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             timer_set_for: Some(deadline),
+            unparsed_bytes: false,
             unsent_answer: None,
         }
     }
@@ -110,11 +116,9 @@ impl TimedStream {
         Rc::clone(&self.connection)
     }
 
-    /// True once the awaited headers are overdue (and from then on).
-    fn is_overdue(&mut self, context: &mut Context<'_>) -> bool {
-        if self.unsent_answer.is_some() {
-            return true;
-        }
+    /// True once the awaited headers' deadline has passed; until then the timer will wake
+    /// the connection at it.
+    fn is_past_deadline(&mut self, context: &mut Context<'_>) -> bool {
         let Some(deadline) = self.connection.head_deadline.get() else {
             return false;
         };
@@ -122,9 +126,10 @@ impl TimedStream {
             self.timer.as_mut().reset(deadline);
             self.timer_set_for = Some(deadline);
         }
-        if self.timer.as_mut().poll(context).is_pending() {
-            return false;
-        }
+        self.timer.as_mut().poll(context).is_ready()
+    }
+
+    fn time_out(&mut self) {
         let body = serde_json::to_string(&ErrorBody::new(format!(
             "the request headers were not received within {} s",
             self.connection.request_timeout.as_secs()
@@ -135,7 +140,6 @@ impl TimedStream {
             body.len()
         );
         self.unsent_answer = Some((answer.into_bytes(), 0));
-        true
     }
 }
 
@@ -146,12 +150,52 @@ impl AsyncRead for TimedStream {
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.is_overdue(context) {
-            // Read as the end of the stream: the server then sends what it still has for
-            // earlier requests and shuts the connection down, where the 408 goes out.
+        if this.unsent_answer.is_some() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.stream).poll_read(context, buffer)
+        // What has arrived is read before the deadline is looked at: on a loaded machine
+        // the server can get to headers long after they came, and that lateness is its
+        // own, not the client's.
+        let filled = buffer.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(context, buffer);
+        match read {
+            Poll::Ready(Ok(())) if buffer.filled().len() > filled => {
+                this.unparsed_bytes = true;
+                read
+            }
+            Poll::Pending => {
+                let unparsed_bytes = std::mem::take(&mut this.unparsed_bytes);
+                if !this.is_past_deadline(context) {
+                    return Poll::Pending;
+                }
+                if unparsed_bytes {
+                    // Held against the headers only once the server has parsed what it
+                    // just read (and so started the request, if they are whole).
+                    context.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // Tokio can be told of a socket's bytes after its timers: a process
+                // stopped and continued has its wait for events cut short, and sees its
+                // timers before its sockets. So the socket itself is asked last.
+                match rustix::io::read(&this.stream, buffer.initialize_unfilled()) {
+                    Ok(read) => {
+                        buffer.advance(read);
+                        this.unparsed_bytes = read > 0;
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(Errno::AGAIN) => {
+                        // Read as the end of the stream: the server then sends what it
+                        // still has for earlier requests and shuts the connection down,
+                        // where the 408 goes out.
+                        this.time_out();
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(error) => Poll::Ready(Err(error.into())),
+                }
+            }
+            // The client's end of the stream, or an error.
+            Poll::Ready(_) => read,
+        }
     }
 }
 
