@@ -131,8 +131,8 @@ impl TimedStream {
 
     fn time_out(&mut self) {
         let body = serde_json::to_string(&ErrorBody::new(format!(
-            "the request headers were not received within {} s",
-            self.connection.request_timeout.as_secs()
+            "the request headers were not received within {}",
+            humantime::format_duration(self.connection.request_timeout)
         )))
         .expect("an error body serializes");
         let answer = format!(
