@@ -878,6 +878,26 @@ fn headers_that_wait_for_a_stalled_server_are_answered_when_it_resumes() {
 }
 
 #[test]
+fn a_request_target_that_is_not_a_path_is_no_endpoint() {
+    let server = Server::start(&[]);
+    // The authority form (meant for CONNECT) and the asterisk form (for OPTIONS) name
+    // no path, so no endpoint: not even the page at `/`.
+    for target in ["localhost", "127.0.0.1:80", "*"] {
+        for method in ["GET", "OPTIONS", "CONNECT"] {
+            let mut stream = server.connect();
+            write!(
+                stream,
+                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let answer = read_until_closed(&mut stream);
+            assert!(answer.starts_with("HTTP/1.1 404"), "{method} {target}: {answer}");
+            assert!(answer.contains("no such endpoint"), "{method} {target}: {answer}");
+        }
+    }
+}
+
+#[test]
 fn unfinished_first_headers_get_a_json_408() {
     // Under a second, so that the reason must not round the time-out down to 0 s.
     let server = Server::start(&["--request-timeout", "700ms"]);

@@ -89,9 +89,16 @@ impl Pattern {
             .map(|segment| match segment.strip_prefix('{') {
                 Some(name) => PatternSegment::Param(
                     name.strip_suffix('}')
-                        .expect("a parameter is a whole segment"),
+                        .filter(|name| !name.contains(['{', '}']))
+                        .unwrap_or_else(|| panic!("a parameter is a whole segment: {text}")),
                 ),
-                None => PatternSegment::Literal(segment),
+                None => {
+                    assert!(
+                        !segment.contains(['{', '}']),
+                        "a parameter is a whole segment: {text}"
+                    );
+                    PatternSegment::Literal(segment)
+                }
             })
             .collect();
         let params = segments
@@ -131,11 +138,16 @@ impl Pattern {
 
 /// A path's segments without the empty ones that repeated and trailing slashes make, so
 /// that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original API's paths end in
-/// a slash); `None` for a path longer than any pattern.
+/// a slash); `None` for a path longer than any pattern, or for a request target that is
+/// no path (`*`, or an authority alone, whose path is empty).
 fn path_segments(path: &str) -> Option<([&str; MAX_SEGMENTS], usize)> {
     let mut segments = [""; MAX_SEGMENTS];
     let mut count = 0;
-    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+    for segment in path
+        .strip_prefix('/')?
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+    {
         *segments.get_mut(count)? = segment;
         count += 1;
     }
@@ -344,6 +356,9 @@ mod tests {
         assert_eq!(params_of("/a/{p}/b/c/d/e/f/g", "/a/1/b/c/d/e/f/g/h"), None);
         assert_eq!(params_of("/api/jobs", "/api/job"), None);
         assert_eq!(params_of("/", "/api"), None);
+        // Request targets that are no path.
+        assert_eq!(params_of("/", ""), None);
+        assert_eq!(params_of("/", "*"), None);
     }
 
     #[test]
@@ -369,5 +384,17 @@ mod tests {
     #[should_panic(expected = "a parameter is a whole segment")]
     fn a_parameter_inside_a_segment_is_refused() {
         Pattern::parse("/assets/{name}.js");
+    }
+
+    #[test]
+    #[should_panic(expected = "a parameter is a whole segment")]
+    fn a_parameter_after_a_literal_in_one_segment_is_refused() {
+        Pattern::parse("/assets/app.{ext}");
+    }
+
+    #[test]
+    #[should_panic(expected = "a parameter is a whole segment")]
+    fn two_parameters_in_one_segment_are_refused() {
+        Pattern::parse("/assets/{name}{ext}");
     }
 }
