@@ -47,6 +47,19 @@ pub fn endpoint(
     }
 }
 
+/// For the test that holds the OpenAPI document to the table.
+#[cfg(test)]
+impl Endpoint {
+    pub fn pattern(&self) -> &'static str {
+        self.pattern.text
+    }
+
+    /// The methods it answers, as its 405 names them.
+    pub fn allow(&self) -> &'static str {
+        self.allow
+    }
+}
+
 /// A route for reading: GET, and HEAD with the same headers (the server drops the body).
 pub fn read() -> Route {
     web::route().guard(guard::fn_guard(|context| {

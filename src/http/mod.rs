@@ -112,9 +112,18 @@ pub struct ApiState {
 /// The methods of an endpoint for reading, as its 405 names them.
 const GET: &str = "GET, HEAD";
 
-/// The routes: the endpoints in one table, tried in order (see `endpoint`); no two
-/// patterns match the same path, so the order decides nothing else.
+/// The routes: the endpoints in one table (see `endpoint`).
 pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            ApiError::BadRequest(format!("bad query string: {error}")).into()
+        }))
+        .default_service(Endpoints::new(endpoints()));
+}
+
+/// Every endpoint, in the order they are tried; no two patterns match the same path, so
+/// the order decides nothing else.
+fn endpoints() -> Vec<Endpoint> {
     let mut endpoints = vec![endpoint("/", GET, &[], vec![read().to(page::index)])];
     endpoints.extend(api_endpoints());
     endpoints.extend(own_wall_endpoints());
@@ -124,11 +133,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         endpoint("/readyz", GET, &[], vec![read().to(operations::readyz)]),
         endpoint("/assets/{name}", GET, &[], vec![read().to(page::asset)]),
     ]);
-    config
-        .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            ApiError::BadRequest(format!("bad query string: {error}")).into()
-        }))
-        .default_service(Endpoints::new(endpoints));
+    endpoints
 }
 
 /// Under `/api`: the jobs, their results, and the server's own operations.

@@ -140,3 +140,42 @@ fn document(max_wait_secs: f64, max_chart_width: usize) -> String {
     }
     serde_json::to_string_pretty(&document).expect("the document serializes")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// The page (`/` and its assets) is for people, not part of the API.
+    const NOT_IN_THE_API: [&str; 2] = ["/", "/assets/{name}"];
+
+    #[test]
+    fn the_document_describes_exactly_the_endpoints_the_server_answers() {
+        let document: serde_json::Value = serde_json::from_str(&document(60.0, 4000)).unwrap();
+        let described: BTreeMap<String, Vec<String>> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(path, item)| {
+                let methods = item.as_object().unwrap().keys().cloned().collect();
+                (path.clone(), methods)
+            })
+            .collect();
+        let answered: BTreeMap<String, Vec<String>> = super::super::endpoints()
+            .iter()
+            .filter(|endpoint| !NOT_IN_THE_API.contains(&endpoint.pattern()))
+            .map(|endpoint| {
+                let mut methods: Vec<String> = endpoint
+                    .allow()
+                    .split(", ")
+                    .filter(|method| *method != "HEAD")
+                    .map(str::to_lowercase)
+                    .collect();
+                methods.sort();
+                (endpoint.pattern().to_owned(), methods)
+            })
+            .collect();
+        assert_eq!(described, answered);
+    }
+}
