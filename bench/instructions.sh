@@ -5,6 +5,9 @@
 # Spin loops (the log thread's queue) make runs differ a little (0.3% on a quiet machine,
 # 3% between a quiet and a busy one): compare builds in the same minutes, alternating.
 # The kernel's share (loopback TCP, about a third of the CPU time) is not counted.
+# Prints the total and, for each thread with at least 1% of it, that thread's share (the
+# HTTP worker that took the connection, the log thread). INSTRUCTIONS_KEEP=DIR keeps the
+# callgrind files there (one per thread), for callgrind_annotate.
 # Usage: bench/instructions.sh BIN PATH [requests, default 2000]
 #   BIN: an icewall build, or `reference` for the reference server (any PATH but ID)
 #   PATH: e.g. /profiles/overview/; ID in it is replaced by a done job's id
@@ -20,10 +23,10 @@ work=$(mktemp -d)
 vg=
 trap 'kill $vg 2>/dev/null || true; wait $vg 2>/dev/null || true; rm -rf "$work"' EXIT
 if [ "$bin" = reference ]; then
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.%p" \
     "${REFERENCE_BIN:-./target/profiling/examples/reference}" 127.0.0.1:0 > "$work/out" 2> "$work/vg.txt" &
 else
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.%p" \
     "$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" --logs-dir "$work/logs" > "$work/out" 2> "$work/vg.txt" &
 fi
 vg=$!
@@ -45,12 +48,22 @@ for _ in range(int(sys.argv[3])):
     assert response.status == 200, response.status
 PY
 }
-get 200  # warm: the answer cache, the allocator, the routes' regex caches
+get 200  # warm: the answer cache, the allocator
 sleep 1
 callgrind_control -z "$vg" > /dev/null 2>&1
 get "$n"
 sleep 1
 callgrind_control -d "$vg" > /dev/null 2>&1
 sleep 0.5
-total=$(grep -h '^summary:\|^totals:' "$work"/cg.*.1 | head -1 | awk '{print $2}')
-echo "$path: $((total / n)) instructions per request"
+# One file per thread of the dump: cg.<pid>.1-<thread>.
+per_thread=$(for file in "$work"/cg.*.1-*; do
+  echo "${file##*-} $(grep -h '^summary:\|^totals:' "$file" | head -1 | awk '{print $2}')"
+done)
+total=$(echo "$per_thread" | awk '{sum += $2} END {print sum}')
+shares=$(echo "$per_thread" | awk -v total="$total" -v n="$n" \
+  '$2 * 100 >= total {printf "%sthread %d: %d", sep, $1, $2 / n; sep = ", "}')
+echo "$path: $((total / n)) instructions per request ($shares)"
+if [ -n "${INSTRUCTIONS_KEEP:-}" ]; then
+  mkdir -p "$INSTRUCTIONS_KEEP"
+  cp "$work"/cg.*.1-* "$INSTRUCTIONS_KEEP"/
+fi
