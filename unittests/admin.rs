@@ -209,8 +209,11 @@ fn every_request_on_a_connection_has_its_host_checked() {
     ] {
         write!(stream, "GET /api/num_jobs HTTP/1.1\r\n{host}\r\n\r\n").unwrap();
     }
-    write!(stream, "GET /api/num_jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "GET /api/num_jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let answers = read_until_closed(&mut stream);
     let statuses: Vec<&str> = answers
         .match_indices("HTTP/1.1 ")

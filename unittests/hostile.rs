@@ -891,8 +891,14 @@ fn a_request_target_that_is_not_a_path_is_no_endpoint() {
             )
             .unwrap();
             let answer = read_until_closed(&mut stream);
-            assert!(answer.starts_with("HTTP/1.1 404"), "{method} {target}: {answer}");
-            assert!(answer.contains("no such endpoint"), "{method} {target}: {answer}");
+            assert!(
+                answer.starts_with("HTTP/1.1 404"),
+                "{method} {target}: {answer}"
+            );
+            assert!(
+                answer.contains("no such endpoint"),
+                "{method} {target}: {answer}"
+            );
         }
     }
 }
