@@ -167,6 +167,8 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
             close: true,
         });
     }
+    // The Host check comes last: a connection whose Host was let through before skips
+    // it, and would skip any check put after it.
     if connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
         return None;
     }
