@@ -17,11 +17,9 @@ use futures_util::future::{Either, LocalBoxFuture, join_all};
 
 use super::{ApiError, RequestTag};
 
-/// Most parameters in one pattern.
-const MAX_PARAMS: usize = 3;
+mod pattern;
 
-/// Most segments in a pattern; a longer path matches no endpoint.
-const MAX_SEGMENTS: usize = 8;
+use pattern::{MAX_PARAMS, Pattern, path_segments};
 
 /// One endpoint: the pattern of its path (`{name}` for a parameter, a whole segment),
 /// the routes that answer it, the methods its 405 names, and the query parameters it
@@ -74,97 +72,6 @@ pub fn only(method: Method) -> Route {
     web::route().guard(guard::fn_guard(move |context| {
         context.head().method == method
     }))
-}
-
-/// A path pattern, split into its segments once.
-struct Pattern {
-    text: &'static str,
-    segments: Vec<PatternSegment>,
-}
-
-#[derive(Debug, PartialEq)]
-enum PatternSegment {
-    Literal(&'static str),
-    Param(&'static str),
-}
-
-/// The parameters of a matched path: each name with its value, borrowed from the path.
-type Params<'p> = ([(&'static str, &'p str); MAX_PARAMS], usize);
-
-impl Pattern {
-    /// # Panics
-    /// On a pattern with a parameter inside a segment, or with too many parameters or
-    /// segments: the endpoints are fixed, and the tests build them all.
-    fn parse(text: &'static str) -> Pattern {
-        let segments: Vec<PatternSegment> = text
-            .split('/')
-            .filter(|segment| !segment.is_empty())
-            .map(|segment| match segment.strip_prefix('{') {
-                Some(name) => PatternSegment::Param(
-                    name.strip_suffix('}')
-                        .filter(|name| !name.contains(['{', '}']))
-                        .unwrap_or_else(|| panic!("a parameter is a whole segment: {text}")),
-                ),
-                None => {
-                    assert!(
-                        !segment.contains(['{', '}']),
-                        "a parameter is a whole segment: {text}"
-                    );
-                    PatternSegment::Literal(segment)
-                }
-            })
-            .collect();
-        let params = segments
-            .iter()
-            .filter(|segment| matches!(segment, PatternSegment::Param(_)))
-            .count();
-        assert!(
-            params <= MAX_PARAMS,
-            "at most {MAX_PARAMS} parameters: {text}"
-        );
-        assert!(
-            segments.len() <= MAX_SEGMENTS,
-            "at most {MAX_SEGMENTS} segments: {text}"
-        );
-        Pattern { text, segments }
-    }
-
-    /// The parameters, when a path of these segments matches.
-    fn matches<'p>(&self, path: &[&'p str]) -> Option<Params<'p>> {
-        if path.len() != self.segments.len() {
-            return None;
-        }
-        let mut found: Params<'p> = ([("", ""); MAX_PARAMS], 0);
-        for (wanted, &segment) in self.segments.iter().zip(path) {
-            match *wanted {
-                PatternSegment::Literal(literal) if literal == segment => {}
-                PatternSegment::Param(name) => {
-                    found.0[found.1] = (name, segment);
-                    found.1 += 1;
-                }
-                PatternSegment::Literal(_) => return None,
-            }
-        }
-        Some(found)
-    }
-}
-
-/// A path's segments without the empty ones that repeated and trailing slashes make, so
-/// that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original API's paths end in
-/// a slash); `None` for a path longer than any pattern, or for a request target that is
-/// no path (`*`, or an authority alone, whose path is empty).
-fn path_segments(path: &str) -> Option<([&str; MAX_SEGMENTS], usize)> {
-    let mut segments = [""; MAX_SEGMENTS];
-    let mut count = 0;
-    for segment in path
-        .strip_prefix('/')?
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-    {
-        *segments.get_mut(count)? = segment;
-        count += 1;
-    }
-    Some((segments, count))
 }
 
 /// The table of endpoints, the application's default service: every request reaches
@@ -320,94 +227,4 @@ fn unknown_params(params: &[&str], query: &str) -> Option<ApiError> {
         "unknown query parameter {}; {takes}",
         unknown.join(", ")
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params_of(
-        pattern: &'static str,
-        path: &'static str,
-    ) -> Option<Vec<(&'static str, &'static str)>> {
-        let (segments, count) = path_segments(path)?;
-        Pattern::parse(pattern)
-            .matches(&segments[..count])
-            .map(|(params, found)| params[..found].to_vec())
-    }
-
-    #[test]
-    fn a_pattern_is_split_into_literals_and_parameters() {
-        assert_eq!(
-            Pattern::parse("/api/jobs/{id}/log").segments,
-            [
-                PatternSegment::Literal("api"),
-                PatternSegment::Literal("jobs"),
-                PatternSegment::Param("id"),
-                PatternSegment::Literal("log"),
-            ]
-        );
-        assert!(Pattern::parse("/").segments.is_empty());
-    }
-
-    #[test]
-    fn parameters_take_whole_segments_and_literals_match_exactly() {
-        assert_eq!(
-            params_of(
-                "/api/jobs/{id}/profiles/{p}/days/{d}",
-                "/api/jobs/x/profiles/3/days/16"
-            ),
-            Some(vec![("id", "x"), ("p", "3"), ("d", "16")])
-        );
-        assert_eq!(params_of("/", "/"), Some(vec![]));
-        assert_eq!(params_of("/api/jobs", "/api/jobs"), Some(vec![]));
-        // One segment more or fewer, another literal, an empty parameter: no match.
-        assert_eq!(params_of("/api/jobs/{id}", "/api/jobs/x/log"), None);
-        assert_eq!(params_of("/api/jobs/{id}/log", "/api/jobs/x"), None);
-        assert_eq!(params_of("/api/jobs/{id}/log", "/api/jobs/x/logs"), None);
-        assert_eq!(params_of("/api/jobs/{id}", "/api/jobs/"), None);
-        assert_eq!(params_of("/a/{p}/b/c/d/e/f/g", "/a/1/b/c/d/e/f/g/h"), None);
-        assert_eq!(params_of("/api/jobs", "/api/job"), None);
-        assert_eq!(params_of("/", "/api"), None);
-        // Request targets that are no path.
-        assert_eq!(params_of("/", ""), None);
-        assert_eq!(params_of("/", "*"), None);
-    }
-
-    #[test]
-    fn repeated_and_trailing_slashes_are_not_segments() {
-        for path in [
-            "/profiles/1/days/1/",
-            "//profiles//1///days/1//",
-            "/profiles/1/days/1///",
-        ] {
-            assert_eq!(
-                params_of("/profiles/{p}/days/{d}", path),
-                Some(vec![("p", "1"), ("d", "1")]),
-                "{path}"
-            );
-        }
-        for path in ["//", "///"] {
-            assert_eq!(params_of("/", path), Some(vec![]), "{path}");
-        }
-        assert_eq!(params_of("/api/jobs", "//api/jobs/"), Some(vec![]));
-    }
-
-    #[test]
-    #[should_panic(expected = "a parameter is a whole segment")]
-    fn a_parameter_inside_a_segment_is_refused() {
-        Pattern::parse("/assets/{name}.js");
-    }
-
-    #[test]
-    #[should_panic(expected = "a parameter is a whole segment")]
-    fn a_parameter_after_a_literal_in_one_segment_is_refused() {
-        Pattern::parse("/assets/app.{ext}");
-    }
-
-    #[test]
-    #[should_panic(expected = "a parameter is a whole segment")]
-    fn two_parameters_in_one_segment_are_refused() {
-        Pattern::parse("/assets/{name}{ext}");
-    }
 }
