@@ -6,7 +6,7 @@
 # diagnostic of two builds, without the reference: the figures beside their yardstick
 # are reads.sh's and ab-reads.sh's.
 # Usage: bench/cpu-per-request.sh A_BIN B_BIN [seconds, default 3] [rounds, default 3]
-# Needs wrk and curl; starts and stops its own two servers, writes only to a temporary
+# Needs wrk, curl and bc; starts and stops its own two servers, writes only to a temporary
 # directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,11 @@ a=$(listening $work/a.out); b=$(listening $work/b.out)
 ida=$(done_example_job $a); idb=$(done_example_job $b)
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 hz=$(getconf CLK_TCK)
-run() { # pid url -> "req/s cpu_us_per_req"
-  t0=$(ticks $1); r=$(wrk_rate $work/w.txt wrk -t1 -c64 -d${d}s "$2"); t1=$(ticks $1)
+run() { # pid url -> "req/s cpu_us_per_req"; fails with the run (called as `$(run ...)`,
+  # without `set -e`)
+  t0=$(ticks $1); r=$(wrk_rate $work/w.txt wrk -t1 -c64 -d${d}s "$2") || return 1; t1=$(ticks $1)
   n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' $work/w.txt)
+  [ -n "$n" ] || return 1
   echo "$r/$(echo "scale=2; ($t1-$t0)*1000000/$hz/$n" | bc)"; }
 for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
   ra=; rb=

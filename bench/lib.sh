@@ -9,12 +9,15 @@ listening() {
 }
 
 # done_example_job URL: submits the example wall with 3 teams, waits until it is done,
-# and prints its id; fails if it is not done.
+# and prints its id; fails if it is not done. (Each step returns on failure itself:
+# called as `$(done_example_job ...)`, it runs without `set -e`.)
 done_example_job() {
   local id
   id=$(curl -sf -X POST -H 'Content-Type: text/plain' --data-binary @walls/example.txt \
-    "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/')
-  curl -sf "$1/api/get_results/$id?wait=60" | grep -q '"status":"done"'
+    "$1/api/simulate?num_teams=3" | sed 's/.*"job_id":"\([^"]*\)".*/\1/') || return 1
+  [ -n "$id" ] || { echo "no job id from $1" >&2; return 1; }
+  curl -sf "$1/api/get_results/$id?wait=60" | grep -q '"status":"done"' ||
+    { echo "job $id is not done" >&2; return 1; }
   echo "$id"
 }
 
