@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use super::idempotency::{KeyClaim, Keys};
 use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
-use super::storage::{Record, Storage, Store, StoredRequest};
+use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
 use super::{JobId, JobState, Registry, StoreError};
 use crate::metrics::Metrics;
 use crate::pool::JobPool;
@@ -237,7 +237,6 @@ impl LocalJobs {
                 return Err(SubmitError::Storage(error.to_string()));
             }
         };
-        let pin = Store::pin(&stored);
         let logged_request_id = request_id.clone().unwrap_or_default();
         // The slot before the record: a cancel that finds the job queued finds its slot.
         self.park(QueuedJob {
@@ -255,7 +254,8 @@ impl LocalJobs {
                 finished_at: None,
                 shape,
                 result_bytes: 0,
-                journal: pin,
+                // A queued job's record holds no pin: `finish` brings one.
+                journal: StorePin::default(),
             },
         );
         self.dispatch(id);
