@@ -8,8 +8,7 @@ mod index;
 mod record;
 
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
@@ -38,8 +37,6 @@ pub struct Registry {
     /// delete under way, a replay) change under the write lock too: briefly, and rarely
     /// beside the reads.
     index: RwLock<Index>,
-    /// The bytes the finished jobs' results take, changed with their records.
-    stored_bytes: AtomicU64,
 }
 
 impl Registry {
@@ -57,7 +54,6 @@ impl Registry {
             JobState::Queued => false,
             JobState::Running => true,
             JobState::Done | JobState::Failed(_) => {
-                self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
                 let job = FinishedJob {
                     state,
                     started_ms: None,
@@ -116,31 +112,24 @@ impl Registry {
         self.index.write().finished.mark_replayed(id);
     }
 
-    /// Marks a job done or failed now, its result taking `result_bytes` (counted once).
+    /// Marks a job in flight done or failed now, its result taking `result_bytes`; a
+    /// job already finished (or unknown) stays as it is.
     pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: StorePin) {
         debug_assert!(outcome.is_finished());
         let finished_ms = epoch_ms(SystemTime::now());
         let mut index = self.index.write();
-        let job = if let Some((_, record)) = self.in_flight.remove(&id) {
-            index.in_flight(record.running).remove(&id);
-            self.stored_bytes.fetch_add(result_bytes, Ordering::SeqCst);
-            FinishedJob {
-                state: outcome,
-                started_ms: record.started_ms,
-                finished_ms,
-                shape: record.shape,
-                result_bytes,
-                replayed: record.replayed,
-                deleting: false,
-            }
-        } else if let Some(earlier) = index.finished.remove(id) {
-            FinishedJob {
-                state: outcome,
-                finished_ms,
-                ..earlier
-            }
-        } else {
+        let Some((_, record)) = self.in_flight.remove(&id) else {
             return;
+        };
+        index.in_flight(record.running).remove(&id);
+        let job = FinishedJob {
+            state: outcome,
+            started_ms: record.started_ms,
+            finished_ms,
+            shape: record.shape,
+            result_bytes,
+            replayed: record.replayed,
+            deleting: false,
         };
         index.finished.insert(id, job, journal);
     }
@@ -171,12 +160,7 @@ impl Registry {
 
     /// Forgets a finished job; false if it is unknown or still in flight.
     pub fn remove_finished(&self, id: JobId) -> bool {
-        let removed = self.index.write().finished.remove(id);
-        if let Some(job) = &removed {
-            self.stored_bytes
-                .fetch_sub(job.result_bytes, Ordering::SeqCst);
-        }
-        removed.is_some()
+        self.index.write().finished.remove(id).is_some()
     }
 
     /// A job's state; `None` for a job unknown or being deleted.
@@ -184,32 +168,34 @@ impl Registry {
         self.state_and_finish(id).map(|(state, _)| state)
     }
 
-    /// A job's state and, once it is finished, when it finished, in one lookup (a read
-    /// checks both); `None` for a job unknown or being deleted.
-    pub fn state_and_finish(&self, id: JobId) -> Option<(JobState, Option<SystemTime>)> {
-        // The map's guard goes before the index lock is taken (see `index`).
+    /// A job's state and, once it is finished, when it finished (milliseconds since the
+    /// Unix epoch), in one lookup (a read checks both); `None` for a job unknown or
+    /// being deleted.
+    pub fn state_and_finish(&self, id: JobId) -> Option<(JobState, Option<u64>)> {
+        // The map's guard goes before the index lock is taken (see `index`): a job that
+        // moves on meanwhile is in the finished jobs by the time the lock is had.
         let in_flight = self.in_flight.get(&id).map(|record| record.state());
         if let Some(state) = in_flight {
             return Some((state, None));
         }
         let job = self.index.read().finished.get(id)?;
-        let finished_at = job
-            .finished_ms
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.get()));
-        (!job.deleting).then_some((job.state, finished_at))
+        (!job.deleting).then(|| (job.state, job.finished_ms.map(NonZeroU64::get)))
     }
 
-    /// What is known of a job; `None` for a job unknown or being deleted.
+    /// What is known of a job; `None` for a job unknown or being deleted. A job in
+    /// flight is found without the index lock, as in `state_and_finish`.
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        self.info_in(&self.index.read(), id)
+        let in_flight = self.in_flight.get(&id).map(|record| record.info());
+        in_flight.or_else(|| Self::finished_info(&self.index.read(), id))
     }
 
     /// `info` under the index lock already held.
     fn info_in(&self, index: &Index, id: JobId) -> Option<JobInfo> {
         let in_flight = self.in_flight.get(&id).map(|record| record.info());
-        if in_flight.is_some() {
-            return in_flight;
-        }
+        in_flight.or_else(|| Self::finished_info(index, id))
+    }
+
+    fn finished_info(index: &Index, id: JobId) -> Option<JobInfo> {
         let job = index.finished.get(id)?;
         (!job.deleting).then(|| job.info())
     }
@@ -275,15 +261,15 @@ impl Registry {
 
     /// The bytes the finished jobs' results take on disk.
     pub fn stored_bytes(&self) -> u64 {
-        self.stored_bytes.load(Ordering::SeqCst)
+        self.index.read().finished.bytes()
     }
 
     /// The oldest finished jobs whose results, removed, bring the bytes stored down to
     /// `max_bytes`.
     pub fn finished_over_bytes(&self, max_bytes: u64) -> Vec<JobId> {
-        let mut excess = self.stored_bytes().saturating_sub(max_bytes);
-        let mut oldest = Vec::new();
         let index = self.index.read();
+        let mut excess = index.finished.bytes().saturating_sub(max_bytes);
+        let mut oldest = Vec::new();
         for id in index.walk(&[Status::Done, Status::Failed], Order::Oldest, None) {
             if excess == 0 {
                 break;

@@ -60,6 +60,8 @@ pub(super) struct FinishedJobs {
     failed: BTreeMap<JobId, FailedRecord>,
     /// The values a packed record has no room for, by id: rare (see `Unusual`).
     unusual: HashMap<JobId, Unusual>,
+    /// The bytes the results of these jobs take on disk.
+    bytes: u64,
 }
 
 /// Where a scan of the finished jobs goes on from: after an id of the done jobs (or
@@ -89,8 +91,15 @@ impl FinishedJobs {
         self.failed.len()
     }
 
+    /// The bytes the results of these jobs take on disk.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Records a finished job that is not recorded yet.
     pub(super) fn insert(&mut self, id: JobId, job: FinishedJob, journal: StorePin) {
+        // Saturating: a size no file has (a damaged record) must not wrap the total.
+        self.bytes = self.bytes.saturating_add(job.result_bytes);
         let (packed, unusual) = Packed::new(&job, journal);
         if let Some(unusual) = unusual {
             self.unusual.insert(id, unusual);
@@ -131,40 +140,35 @@ impl FinishedJobs {
             self.unpack(id, &failed.packed, JobState::Failed(failed.reason))
         };
         self.unusual.remove(&id);
+        self.bytes = self.bytes.saturating_sub(job.result_bytes);
         Some(job)
     }
 
-    /// Takes the done job at `at` out: popped at either end (with the tombstones
-    /// behind it), a tombstone elsewhere.
+    /// Takes the done job at `at` out: it becomes a tombstone (which lets go of the
+    /// journal's memory at once), tombstones at either end are popped, and the rest are
+    /// compacted away once they pass a quarter of the entries.
     fn bury(&mut self, at: usize) {
-        if at == 0 {
+        self.done[at].1 = Packed::tombstone();
+        self.tombstones += 1;
+        while self
+            .done
+            .front()
+            .is_some_and(|(_, packed)| packed.is_tombstone())
+        {
             self.done.pop_front();
-            while self
-                .done
-                .front()
-                .is_some_and(|(_, packed)| packed.is_tombstone())
-            {
-                self.done.pop_front();
-                self.tombstones -= 1;
-            }
-        } else if at + 1 == self.done.len() {
+            self.tombstones -= 1;
+        }
+        while self
+            .done
+            .back()
+            .is_some_and(|(_, packed)| packed.is_tombstone())
+        {
             self.done.pop_back();
-            while self
-                .done
-                .back()
-                .is_some_and(|(_, packed)| packed.is_tombstone())
-            {
-                self.done.pop_back();
-                self.tombstones -= 1;
-            }
-        } else {
-            // The tombstone lets go of the journal's memory at once.
-            self.done[at].1 = Packed::tombstone();
-            self.tombstones += 1;
-            if self.tombstones * 4 > self.done.len() {
-                self.done.retain(|(_, packed)| !packed.is_tombstone());
-                self.tombstones = 0;
-            }
+            self.tombstones -= 1;
+        }
+        if self.tombstones * 4 > self.done.len() {
+            self.done.retain(|(_, packed)| !packed.is_tombstone());
+            self.tombstones = 0;
         }
     }
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
@@ -20,8 +20,8 @@ impl LocalJobs {
     /// A job's state; a job past its retention answers as unknown (the sweeper removes
     /// it: a read never writes).
     pub fn state(&self, id: JobId) -> Option<JobState> {
-        let (state, finished_at) = self.inner.registry.state_and_finish(id)?;
-        self.unexpired(finished_at, state)
+        let (state, finished_ms) = self.inner.registry.state_and_finish(id)?;
+        self.unexpired(finished_ms, state)
     }
 
     /// A job's state once it is finished, `timeout` has passed or `stop` resolves,
@@ -85,16 +85,15 @@ impl LocalJobs {
     /// What is known of a job, from memory; a job past its retention answers as unknown.
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
         let info = self.inner.registry.info(id)?;
-        let finished_at = info
-            .finished_ms
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        self.unexpired(finished_at, info)
+        self.unexpired(info.finished_ms, info)
     }
 
-    /// `known` of a job that finished at `finished_at`, unless that is past retention.
-    fn unexpired<T>(&self, finished_at: Option<SystemTime>, known: T) -> Option<T> {
-        let past_ttl = finished_at.is_some_and(|at| {
-            at.elapsed()
+    /// `known` of a job that finished at `finished_ms` (since the Unix epoch), unless
+    /// that is past retention.
+    fn unexpired<T>(&self, finished_ms: Option<u64>, known: T) -> Option<T> {
+        let past_ttl = finished_ms.is_some_and(|ms| {
+            (UNIX_EPOCH + Duration::from_millis(ms))
+                .elapsed()
                 .is_ok_and(|age| age >= self.inner.retention.ttl)
         });
         (!past_ttl).then_some(known)
