@@ -184,9 +184,7 @@ fn read_plain(
         if lines == 0 && filled == buffer.len() {
             return Ok(None);
         }
-        // A piece with no line end yet is kept for the next read: handed over empty,
-        // it would count as the text's start, where a byte order mark may stand.
-        if lines > 0 && !quick.read(&buffer[..lines]) {
+        if !quick.read(&buffer[..lines]) {
             return Ok(None);
         }
         if is_end {
@@ -303,6 +301,16 @@ mod tests {
             match read_in_pieces(&text, piece_bytes) {
                 Some(Input::Plain(profiles)) => assert_eq!(profiles, whole, "{piece_bytes}"),
                 _ => panic!("a plain text is read in pieces of {piece_bytes} bytes"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_line_file_without_a_line_end_is_plain_with_or_without_a_byte_order_mark() {
+        for text in [&b"\xef\xbb\xbf1 2 3"[..], b"1 2 3"] {
+            match read_in_pieces(text, 16) {
+                Some(Input::Plain(profiles)) => assert_eq!(profiles.len(), 1),
+                _ => panic!("{:?} is plain", String::from_utf8_lossy(text)),
             }
         }
     }

@@ -53,8 +53,11 @@ impl PlainText {
     /// Reads the next piece of the text, which ends at a line end or where the text
     /// ends. `false` when the text is not plain: it must then be parsed whole, with
     /// [`parse_text`] or `parse_config`, and no more pieces are read.
+    /// An empty piece reads nothing, not even the start of the text (where a byte
+    /// order mark may stand).
     pub fn read(&mut self, piece: &[u8]) -> bool {
-        let piece = if std::mem::take(&mut self.at_start) {
+        let piece = if self.at_start && !piece.is_empty() {
+            self.at_start = false;
             piece.strip_prefix("\u{feff}".as_bytes()).unwrap_or(piece)
         } else {
             piece

@@ -80,6 +80,14 @@ fn plain_lines_take_the_quick_pass() {
 }
 
 #[test]
+fn an_empty_piece_is_not_the_start_of_the_text() {
+    let mut quick = PlainText::new(&Limits::default());
+    assert!(quick.read(b""));
+    assert!(quick.read("\u{feff}1 2\n".as_bytes()));
+    assert_eq!(quick.finish().as_deref().map(all_feet), Some(vec![1, 2]));
+}
+
+#[test]
 fn the_quick_pass_ends_lines_at_lf_cr_and_crlf_and_skips_blank_ones() {
     let parsed = parse_plain_text(b"1 2\r\n\r\n3\r4\n\n 5 \n", &Limits::default()).unwrap();
     assert_eq!(feet(&parsed), vec![vec![1, 2], vec![3], vec![4], vec![5]]);
