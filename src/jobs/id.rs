@@ -29,6 +29,15 @@ impl JobId {
         JobId(uuid)
     }
 
+    /// An id only in the spelling this server writes (lower case), as file names hold
+    /// it: one name per job, so that another spelling is never taken for a second job.
+    pub fn parse_canonical(text: &str) -> Result<JobId, InvalidJobId> {
+        if text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            return Err(InvalidJobId);
+        }
+        text.parse()
+    }
+
     /// When the id was made, in milliseconds since the Unix epoch, read from the v7
     /// UUID itself (so no record needs to keep it); `None` for an id of another version.
     pub fn created_ms(&self) -> Option<u64> {
@@ -40,8 +49,8 @@ impl JobId {
 impl FromStr for JobId {
     type Err = InvalidJobId;
 
-    /// Only the 36-character hyphenated form: one spelling per id, which keeps file
-    /// names and map keys in step.
+    /// Only the 36-character hyphenated form, in either case (a client may spell its
+    /// id in upper case); see `parse_canonical` for file names.
     fn from_str(text: &str) -> Result<JobId, InvalidJobId> {
         if text.len() != 36 {
             return Err(InvalidJobId);
@@ -95,5 +104,8 @@ mod tests {
         }
         let upper = id.to_uppercase();
         assert_eq!(upper.parse::<JobId>().unwrap().to_string(), id);
+        assert_eq!(JobId::parse_canonical(&upper), Err(InvalidJobId));
+        assert_eq!(JobId::parse_canonical(&id).unwrap().to_string(), id);
+        assert_eq!(JobId::parse_canonical(&simple), Err(InvalidJobId));
     }
 }

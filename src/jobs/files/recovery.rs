@@ -67,12 +67,7 @@ impl FileStore {
                 continue;
             }
             let (stem, suffix) = name.split_once('.').unwrap_or((name, ""));
-            // Only the server's own spelling of an id: another (upper case) would be a
-            // second entry for one job, whose files are found by the canonical name.
-            let id = stem
-                .parse::<JobId>()
-                .ok()
-                .filter(|id| id.to_string() == stem);
+            let id = JobId::parse_canonical(stem).ok();
             match (id, suffix) {
                 (Some(id), "result") => results.push(id),
                 (Some(id), "log") => logs.push(id),
@@ -174,6 +169,8 @@ impl FileStore {
             });
         }
         jobs.sort_unstable_by_key(|job| job.id);
+        // One entry per job: the registry takes them in this order, without looking.
+        debug_assert!(jobs.windows(2).all(|pair| pair[0].id < pair[1].id));
         let keys = self.recover_keys(
             |id| jobs.binary_search_by_key(&id, |job| job.id).is_ok(),
             &mut warn,
