@@ -4,7 +4,7 @@
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
@@ -19,8 +19,13 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A 200 with `value` as its JSON body.
 pub fn ok_json(value: &impl Serialize) -> HttpResponse {
+    json_with(HttpResponse::Ok(), value)
+}
+
+/// The answer `response` (its status and headers) with `value` as its JSON body.
+pub fn json_with(mut response: HttpResponseBuilder, value: &impl Serialize) -> HttpResponse {
     match json_bytes(value) {
-        Ok(body) => ok_json_bytes(body),
+        Ok(body) => response.insert_header((CONTENT_TYPE, JSON)).body(body),
         Err(error) => error.error_response(),
     }
 }

@@ -157,6 +157,6 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(ErrorBody::new(self.to_string()))
+        super::bodies::json_with(response, &ErrorBody::new(self.to_string()))
     }
 }

@@ -11,7 +11,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText};
+use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText, json_with};
 use super::{ApiError, ApiState, RequestTag};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
 use crate::metrics::Rejection;
@@ -71,15 +71,19 @@ pub async fn submit(
         .await
         .inspect_err(|error| state.metrics.rejected(rejection(error)))?;
     let Submitted { id, replayed } = state.jobs.submit(submission).await?;
-    let response = HttpResponse::Accepted()
+    let mut accepted = HttpResponse::Accepted();
+    accepted
         .insert_header((header::LOCATION, format!("/api/get_results/{id}")))
         .insert_header((
             "Idempotent-Replayed",
             if replayed { "true" } else { "false" },
-        ))
-        .json(JobAccepted {
+        ));
+    let response = json_with(
+        accepted,
+        &JobAccepted {
             job_id: id.to_string(),
-        });
+        },
+    );
     if let Some(tag) = request.extensions().get::<RequestTag>() {
         tag.made(id);
     }
