@@ -127,7 +127,8 @@ impl<B: MessageBody + Unpin> MessageBody for CountedBody<B> {
 /// A request's log line, as values a child logger owns. slog-async copies the fields of
 /// a line into its queue one allocation each; a child logger's values go as one shared
 /// node instead, and are formatted on the log thread. The job's id only when the request
-/// made one. The URI as it came, shared with the request rather than copied.
+/// made one. The URI as it came, shared with the request: a small allocation the first
+/// time it is shared, but no copy of the path.
 struct RequestLine {
     method: Method,
     uri: Uri,
@@ -182,6 +183,7 @@ where
         let tag = request
             .extensions_mut()
             .remove::<RequestTag>()
+            // Nothing takes the tag out but this; kept as a fallback, not a panic.
             .unwrap_or_else(|| {
                 RequestTag::new(RequestId::from_header(request.headers().get(REQUEST_ID)))
             });

@@ -152,6 +152,8 @@ impl Serializer for Fields<'_> {
         self.emit_str(key, "()")
     }
 
+    // Each integer type of its own, so that it is written by `itoa`: slog's default
+    // goes through `emit_arguments`, a `format_args!` each.
     fn emit_usize(&mut self, key: Key, value: usize) -> slog::Result {
         self.integer(key, value)
     }
