@@ -247,16 +247,12 @@ impl Registry {
 
     /// The oldest finished jobs beyond the newest `keep` of them.
     pub fn finished_beyond(&self, keep: usize) -> Vec<JobId> {
-        let index = self.index.read();
-        let [_, _, done, failed] = index.counts();
-        let excess = (done + failed).saturating_sub(keep);
-        if excess == 0 {
-            return Vec::new();
-        }
-        index
-            .walk(&[Status::Done, Status::Failed], Order::Oldest, None)
-            .take(excess)
-            .collect()
+        let mut excess = self.finished().saturating_sub(keep);
+        self.oldest_finished_while(|_, _| {
+            let more = excess > 0;
+            excess = excess.saturating_sub(1);
+            more
+        })
     }
 
     /// The bytes the finished jobs' results take on disk.
@@ -267,18 +263,36 @@ impl Registry {
     /// The oldest finished jobs whose results, removed, bring the bytes stored down to
     /// `max_bytes`.
     pub fn finished_over_bytes(&self, max_bytes: u64) -> Vec<JobId> {
-        let index = self.index.read();
-        let mut excess = index.finished.bytes().saturating_sub(max_bytes);
-        let mut oldest = Vec::new();
-        for id in index.walk(&[Status::Done, Status::Failed], Order::Oldest, None) {
-            if excess == 0 {
-                break;
+        let mut excess = self.stored_bytes().saturating_sub(max_bytes);
+        self.oldest_finished_while(|index, id| {
+            let more = excess > 0;
+            excess = excess.saturating_sub(index.finished.result_bytes(id).unwrap_or(0));
+            more
+        })
+    }
+
+    /// The finished jobs, oldest first, for as long as `take` says yes to the next. The
+    /// lock is taken a step at a time, as in `finished_before`.
+    fn oldest_finished_while(&self, mut take: impl FnMut(&Index, JobId) -> bool) -> Vec<JobId> {
+        let mut taken = Vec::new();
+        loop {
+            let index = self.index.read();
+            let after = taken.last().copied();
+            let mut walked = 0;
+            for id in index.walk(&[Status::Done, Status::Failed], Order::Oldest, after) {
+                if walked == SCAN_STEP {
+                    break;
+                }
+                walked += 1;
+                if !take(&index, id) {
+                    return taken;
+                }
+                taken.push(id);
             }
-            let bytes = index.finished.result_bytes(id).unwrap_or(0);
-            excess = excess.saturating_sub(bytes);
-            oldest.push(id);
+            if walked < SCAN_STEP {
+                return taken;
+            }
         }
-        oldest
     }
 
     /// Jobs known of each status, in `Status::ALL` order, read from the index in O(1).

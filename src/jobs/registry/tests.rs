@@ -392,3 +392,26 @@ fn a_state_comes_with_its_finish_time_once_finished() {
     assert_eq!(registry.state_and_finish(done), None, "being deleted");
     assert_eq!(registry.state_and_finish(JobId::generate()), None);
 }
+
+#[test]
+fn the_jobs_over_the_limits_are_found_across_many_steps_of_the_scan() {
+    let registry = Registry::default();
+    let ids: Vec<JobId> = (0..3 * SCAN_STEP + 10).map(|_| JobId::generate()).collect();
+    for &id in &ids {
+        insert(&registry, id, JobState::Queued);
+        registry.finish(id, JobState::Done, 10, Weak::new());
+    }
+    // Exactly a step's worth kept, and none; and the bytes likewise.
+    assert_eq!(
+        registry.finished_beyond(SCAN_STEP),
+        ids[..2 * SCAN_STEP + 10]
+    );
+    assert_eq!(registry.finished_beyond(0), ids);
+    assert_eq!(registry.finished_beyond(ids.len()), []);
+    let kept_bytes = 10 * SCAN_STEP as u64;
+    assert_eq!(
+        registry.finished_over_bytes(kept_bytes),
+        ids[..2 * SCAN_STEP + 10]
+    );
+    assert_eq!(registry.finished_over_bytes(0), ids);
+}
