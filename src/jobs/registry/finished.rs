@@ -13,6 +13,8 @@ mod packed;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU64;
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
+use std::ops::Range;
 use std::sync::Arc;
 
 use self::packed::{Packed, Unusual};
@@ -229,11 +231,12 @@ impl FinishedJobs {
         let before = |packed: &Packed| {
             !packed.is_tombstone() && packed.finished_ms().is_some_and(|at| at.get() < cutoff_ms)
         };
+        let budget = budget.max(1);
+        let beyond = |after: Option<JobId>| (after.map_or(Unbounded, Excluded), Unbounded);
         match from {
             ScanFrom::Done(after) => {
-                let start =
-                    after.map_or(0, |after| self.done.partition_point(|(id, _)| *id <= after));
-                let end = self.done.len().min(start + budget.max(1));
+                let start = self.done_positions(beyond(after)).start;
+                let end = self.done.len().min(start + budget);
                 let step = self.done.range(start..end);
                 found.extend(step.filter(|(_, packed)| before(packed)).map(|(id, _)| *id));
                 Some(match end < self.done.len() {
@@ -242,23 +245,15 @@ impl FinishedJobs {
                 })
             }
             ScanFrom::Failed(after) => {
-                use std::ops::Bound::{Excluded, Unbounded};
-                let lower = after.map_or(Unbounded, Excluded);
-                let mut step = self.failed.range((lower, Unbounded)).take(budget.max(1));
-                let mut last = None;
-                for (id, failed) in step.by_ref() {
-                    last = Some(*id);
+                let (mut seen, mut last) = (0, None);
+                for (id, failed) in self.failed.range(beyond(after)).take(budget) {
+                    (seen, last) = (seen + 1, Some(*id));
                     if before(&failed.packed) {
                         found.push(*id);
                     }
                 }
-                let more = last.is_some_and(|last| {
-                    self.failed
-                        .range((Excluded(last), Unbounded))
-                        .next()
-                        .is_some()
-                });
-                more.then_some(ScanFrom::Failed(last))
+                // A full step may have more behind it (at worst, one empty step more).
+                (seen == budget).then_some(ScanFrom::Failed(last))
             }
         }
     }
@@ -269,20 +264,30 @@ impl FinishedJobs {
         order: Order,
         after: Option<JobId>,
     ) -> Box<dyn Iterator<Item = JobId> + '_> {
-        let live = |(id, packed): &(JobId, Packed)| (!packed.is_tombstone()).then_some(*id);
-        match order {
-            Order::Oldest => {
-                let from =
-                    after.map_or(0, |after| self.done.partition_point(|(id, _)| *id <= after));
-                Box::new(self.done.range(from..).filter_map(live))
-            }
-            Order::Newest => {
-                let to = after.map_or(self.done.len(), |after| {
-                    self.done.partition_point(|(id, _)| *id < after)
-                });
-                Box::new(self.done.range(..to).rev().filter_map(live))
-            }
-        }
+        in_order(order, after, |ids| {
+            self.done
+                .range(self.done_positions(ids))
+                .filter(|(_, packed)| !packed.is_tombstone())
+                .map(|(id, _)| id)
+        })
+    }
+
+    /// The positions in `done` of the ids within `bounds`.
+    fn done_positions(&self, (lower, upper): (Bound<JobId>, Bound<JobId>)) -> Range<usize> {
+        // The position of the first id at or past `at`, and of the first past it.
+        let at_or_past = |at: JobId| self.done.partition_point(|(id, _)| *id < at);
+        let past = |at: JobId| self.done.partition_point(|(id, _)| *id <= at);
+        let start = match lower {
+            Unbounded => 0,
+            Included(at) => at_or_past(at),
+            Excluded(at) => past(at),
+        };
+        let end = match upper {
+            Unbounded => self.done.len(),
+            Included(at) => past(at),
+            Excluded(at) => at_or_past(at),
+        };
+        start..end
     }
 
     /// The ids of failed jobs in `order`, strictly beyond `after`.
