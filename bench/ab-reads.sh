@@ -30,7 +30,7 @@ a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work
 id_a=$(done_example_job "$a"); id_b=$(done_example_job "$b")
 run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
-for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
+for path in "${READ_PATHS[@]}"; do
   runs_a=; runs_b=; runs_r=
   for round in $(seq "$rounds"); do
     # A first in odd rounds, B first in even ones: neither always follows the reference.

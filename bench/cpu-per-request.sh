@@ -28,7 +28,7 @@ run() { # pid url -> "req/s cpu_us_per_req"; fails with the run (called as `$(ru
   n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' $work/w.txt)
   [ -n "$n" ] || return 1
   echo "$r/$(echo "scale=2; ($t1-$t0)*1000000/$hz/$n" | bc)"; }
-for path in "/api/get_results/ID" "/profiles/overview/" "/api/jobs/ID/profiles/3/days/16"; do
+for path in "${READ_PATHS[@]}"; do
   ra=; rb=
   for _ in $(seq $rounds); do
     ra="$ra $(run $(cat $work/a.pid) $a${path/ID/$ida})"; rb="$rb $(run $(cat $work/b.pid) $b${path/ID/$idb})"

@@ -2,6 +2,11 @@
 # instructions.sh): a server's address, a done job to read, one wrk run's req/s that
 # refuses error answers, and the median they all report. Run from the repository root.
 
+# The reads the read benchmarks measure, and their names in tables; ID stands for a
+# done job's id.
+READ_PATHS=(/api/get_results/ID /profiles/overview/ /api/jobs/ID/profiles/3/days/16)
+READ_NAMES=(get_results overview day_query)
+
 # listening FILE: waits for the address a server prints on FILE, and prints it.
 listening() {
   for _ in $(seq 600); do grep -q 'http://' "$1" 2>/dev/null && break; sleep 0.05; done

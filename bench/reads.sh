@@ -44,10 +44,9 @@ id=$(done_example_job "$base")
 
 rate() { wrk_rate "$work/wrk.txt" wrk -t"$threads" -c"$connections" -d"${duration}s" "$1"; }
 
-figures=("get_results /api/get_results/$id" "overview /profiles/overview/" "day_query /api/jobs/$id/profiles/3/days/16")
 table="figure icewall_median reference_median ratio icewall_runs reference_runs"
-for figure in "${figures[@]}"; do
-  name=${figure%% *}; path=${figure#* }
+for at in "${!READ_PATHS[@]}"; do
+  name=${READ_NAMES[at]}; path=${READ_PATHS[at]/ID/$id}
   ours=; theirs=
   for round in $(seq "$rounds"); do
     # icewall first in odd rounds, the reference first in even ones.
