@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_http::HttpService;
 use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive};
 use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::rt::net::TcpStream;
@@ -190,12 +190,17 @@ impl App {
                     // 40 ms more.
                     let _ = stream.set_nodelay(true);
                     let peer = stream.peer_addr().ok();
-                    Ok::<_, DispatchError>((TimedStream::new(stream, request_timeout), peer))
+                    let stream = TimedStream::new(stream, request_timeout, keep_alive);
+                    Ok::<_, DispatchError>((stream, peer))
                 })
                 .and_then(
                     HttpService::build()
-                        .keep_alive(keep_alive)
-                        // Every request's headers are timed by TimedStream instead.
+                        // TimedStream times every request's headers, and idle connections.
+                        .keep_alive(if keep_alive.is_zero() {
+                            KeepAlive::Disabled
+                        } else {
+                            KeepAlive::Os
+                        })
                         .client_request_timeout(Duration::ZERO)
                         .local_addr(address)
                         .on_connect_ext(|stream: &TimedStream, data| {

@@ -751,6 +751,65 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
+/// Sends `HEALTHZ` on a new connection and reads its whole answer.
+fn answered_connection(server: &Server) -> TcpStream {
+    let mut stream = server.connect();
+    stream.write_all(HEALTHZ).unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_silently_after_keep_alive() {
+    let server = Server::start(&["--request-timeout", "20", "--keep-alive", "1"]);
+    let mut stream = answered_connection(&server);
+    let answered = Instant::now();
+    let rest = read_until_closed(&mut stream);
+    assert_eq!(rest, "", "an idle connection is closed without an answer");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn a_request_begun_on_an_idle_connection_has_until_the_request_timeout() {
+    let server = Server::start(&["--request-timeout", "3", "--keep-alive", "1"]);
+    let mut stream = answered_connection(&server);
+    let answered = Instant::now();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(15),
+        "timed out after {waited:?}"
+    );
+}
+
+#[test]
+fn an_idle_connection_is_timed_by_the_request_timeout_when_it_is_shorter() {
+    let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
+    let mut stream = answered_connection(&server);
+    let answered = Instant::now();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answered.elapsed() < Duration::from_secs(10));
+    // Keep-alive answers go on as long as requests keep coming within the timeouts.
+    let mut stream = answered_connection(&server);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        stream.write_all(HEALTHZ).unwrap();
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
 /// One answer on a keep-alive connection: its head and the body its Content-Length
 /// announces, or what came before the server closed the connection (or a read failed).
 fn read_answer(stream: &mut TcpStream) -> String {

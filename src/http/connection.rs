@@ -1,14 +1,15 @@
 //! One accepted TCP connection: its stream is wrapped so that every request's headers,
 //! not only the first's (all actix-http times), must arrive within `--request-timeout`,
-//! and its shared state lets the request gate refuse the rest of a connection that sent
-//! an ambiguously framed request, and skip the `Host` check it made already.
+//! and an idle keep-alive connection closes after `--keep-alive`, both on one timer; its
+//! shared state lets the request gate refuse the rest of a connection that sent an
+//! ambiguously framed request, and skip the `Host` check it made already.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use super::bodies::ErrorBody;
@@ -18,12 +19,35 @@ use rustix::io::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// What a connection is waiting for, and since when.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// A request is being answered: nothing is timed.
+    Answer,
+    /// The headers of the connection's first request, since it opened.
+    FirstRequest(Instant),
+    /// The next request, since the previous answer was sent; `started` once a byte of it
+    /// came. Until then the connection is idle, and `--keep-alive` may end it first.
+    NextRequest { since: Instant, started: bool },
+}
+
+/// What happens to a connection when its deadline passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expiry {
+    /// An idle keep-alive connection: closed without a word, as a client expects.
+    Close,
+    /// Headers not in on time: a JSON 408, then closed.
+    TimeOut,
+}
+
 /// What the stream and the requests of one connection share (it lives in the
 /// connection's `conn_data`, so every request on it can reach it).
 pub struct Connection {
     request_timeout: Duration,
-    /// When the next request's headers must be in; `None` while a request is answered.
-    head_deadline: Cell<Option<Instant>>,
+    /// actix-http's own keep-alive is off (`KeepAlive::Os`): it sets and clears a timer
+    /// of its own for every answer, where the stream's one timer serves both limits.
+    keep_alive: Duration,
+    wait: Cell<Wait>,
     /// Set once the connection sent a request whose framing a proxy could read
     /// otherwise: requests already read behind it are refused, not run.
     refused: Cell<bool>,
@@ -33,10 +57,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Marks a request's headers as received; the clock for the next request's headers
-    /// starts when the returned guard is dropped (its answer is sent, or abandoned).
+    /// Marks a request's headers as received; the clock for the next request starts when
+    /// the returned guard is dropped (its answer is sent, or abandoned).
     pub fn request_started(self: &Rc<Self>) -> RequestOnConnection {
-        self.head_deadline.set(None);
+        self.wait.set(Wait::Answer);
         RequestOnConnection(Rc::clone(self))
     }
 
@@ -63,6 +87,47 @@ impl Connection {
             *self.allowed_host.borrow_mut() = Some(host.as_bytes().into());
         }
     }
+
+    /// Bytes came in: an idle connection's next request has begun.
+    fn bytes_came(&self) {
+        if let Wait::NextRequest {
+            since,
+            started: false,
+        } = self.wait.get()
+        {
+            self.wait.set(Wait::NextRequest {
+                since,
+                started: true,
+            });
+        }
+    }
+
+    /// The shortest wait a connection can have.
+    fn shortest_wait(&self) -> Duration {
+        if self.keep_alive.is_zero() {
+            // actix-http closes the connection after its answer.
+            self.request_timeout
+        } else {
+            self.keep_alive.min(self.request_timeout)
+        }
+    }
+
+    /// When the connection's wait ends, and how; `None` while a request is answered.
+    /// An idle connection closes at `--keep-alive` when that comes first (or together);
+    /// the headers of a request are timed from the previous answer either way.
+    fn deadline(&self) -> Option<(Instant, Expiry)> {
+        match self.wait.get() {
+            Wait::Answer => None,
+            Wait::FirstRequest(since) => Some((since + self.request_timeout, Expiry::TimeOut)),
+            Wait::NextRequest { since, started } => {
+                if !started && self.keep_alive <= self.request_timeout {
+                    Some((since + self.keep_alive, Expiry::Close))
+                } else {
+                    Some((since + self.request_timeout, Expiry::TimeOut))
+                }
+            }
+        }
+    }
 }
 
 /// A request being answered on its connection (see [`Connection::request_started`]).
@@ -70,44 +135,54 @@ pub struct RequestOnConnection(Rc<Connection>);
 
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
-        let connection = &self.0;
-        connection
-            .head_deadline
-            .set(Some(Instant::now() + connection.request_timeout));
+        self.0.wait.set(Wait::NextRequest {
+            since: Instant::now(),
+            started: false,
+        });
     }
 }
 
-/// An accepted stream that ends (reads as closed) when a request's headers are not in
-/// by their deadline, and then answers a JSON 408 before it shuts down. Bytes already
-/// waiting in the socket are in, however late the server looks.
+/// An accepted stream that ends (reads as closed) when its connection's deadline passes:
+/// silently for an idle keep-alive connection, and with a JSON 408 before it shuts down
+/// for headers not in on time. Bytes already waiting in the socket are in, however late
+/// the server looks.
 pub struct TimedStream {
     stream: TcpStream,
     connection: Rc<Connection>,
     /// Boxed once per connection: `Sleep` cannot move, the stream must.
     timer: Pin<Box<Sleep>>,
-    timer_set_for: Option<Instant>,
+    /// When the timer fires: never later than the connection's deadline.
+    timer_set_for: Instant,
+    /// The waker the timer wakes; polling the timer again only registers the same one.
+    timer_waker: Option<Waker>,
     /// Bytes were read since the stream last had nothing to give: they may complete the
     /// awaited headers, which the server parses only once it has read all there is.
     unparsed_bytes: bool,
+    /// Set once the deadline ended the stream: it reads as closed from then on.
+    ended: bool,
     /// The 408 still to write once the server shuts the connection; set on time-out.
     unsent_answer: Option<(Vec<u8>, usize)>,
 }
 
 impl TimedStream {
     /// The clock for the first request's headers starts now.
-    pub fn new(stream: TcpStream, request_timeout: Duration) -> TimedStream {
-        let deadline = Instant::now() + request_timeout;
+    pub fn new(stream: TcpStream, request_timeout: Duration, keep_alive: Duration) -> TimedStream {
+        let now = Instant::now();
+        let deadline = now + request_timeout;
         TimedStream {
             stream,
             connection: Rc::new(Connection {
                 request_timeout,
-                head_deadline: Cell::new(Some(deadline)),
+                keep_alive,
+                wait: Cell::new(Wait::FirstRequest(now)),
                 refused: Cell::new(false),
                 allowed_host: RefCell::new(None),
             }),
             timer: Box::pin(tokio::time::sleep_until(deadline)),
-            timer_set_for: Some(deadline),
+            timer_set_for: deadline,
+            timer_waker: None,
             unparsed_bytes: false,
+            ended: false,
             unsent_answer: None,
         }
     }
@@ -116,17 +191,36 @@ impl TimedStream {
         Rc::clone(&self.connection)
     }
 
-    /// True once the awaited headers' deadline has passed; until then the timer will wake
-    /// the connection at it.
-    fn is_past_deadline(&mut self, context: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.connection.head_deadline.get() else {
-            return false;
-        };
-        if self.timer_set_for != Some(deadline) {
-            self.timer.as_mut().reset(deadline);
-            self.timer_set_for = Some(deadline);
+    /// How the connection ends once its deadline has passed; until then the timer will
+    /// wake the connection by then.
+    fn past_deadline(&mut self, context: &mut Context<'_>) -> Option<Expiry> {
+        let now = Instant::now();
+        let deadline = self.connection.deadline();
+        if let Some((deadline, expiry)) = deadline
+            && now >= deadline
+        {
+            return Some(expiry);
         }
-        self.timer.as_mut().poll(context).is_ready()
+        // An answer can be sent any moment, and the wait after it can end sooner than
+        // this one: the timer wakes the connection by then too. It is left alone while
+        // it is set sooner than needed, as every answer moves the deadline on.
+        let soonest = now + self.connection.shortest_wait();
+        let wake_at = deadline.map_or(soonest, |(deadline, _)| deadline.min(soonest));
+        if self.timer_set_for > wake_at || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(wake_at);
+            self.timer_set_for = wake_at;
+            self.timer_waker = None;
+        }
+        let registered =
+            (self.timer_waker.as_ref()).is_some_and(|waker| waker.will_wake(context.waker()));
+        if !registered {
+            self.timer_waker = Some(context.waker().clone());
+            if self.timer.as_mut().poll(context).is_ready() {
+                // Due within the timer's last tick: it wakes no one, so look again soon.
+                context.waker().wake_by_ref();
+            }
+        }
+        None
     }
 
     fn time_out(&mut self) {
@@ -150,7 +244,7 @@ impl AsyncRead for TimedStream {
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unsent_answer.is_some() {
+        if this.ended {
             return Poll::Ready(Ok(()));
         }
         // What has arrived is read before the deadline is looked at: on a loaded machine
@@ -161,13 +255,14 @@ impl AsyncRead for TimedStream {
         match read {
             Poll::Ready(Ok(())) if buffer.filled().len() > filled => {
                 this.unparsed_bytes = true;
+                this.connection.bytes_came();
                 read
             }
             Poll::Pending => {
                 let unparsed_bytes = std::mem::take(&mut this.unparsed_bytes);
-                if !this.is_past_deadline(context) {
+                let Some(expiry) = this.past_deadline(context) else {
                     return Poll::Pending;
-                }
+                };
                 if unparsed_bytes {
                     // Held against the headers only once the server has parsed what it
                     // just read (and so started the request, if they are whole).
@@ -181,13 +276,19 @@ impl AsyncRead for TimedStream {
                     Ok(read) => {
                         buffer.advance(read);
                         this.unparsed_bytes = read > 0;
+                        if read > 0 {
+                            this.connection.bytes_came();
+                        }
                         Poll::Ready(Ok(()))
                     }
                     Err(Errno::AGAIN) => {
                         // Read as the end of the stream: the server then sends what it
                         // still has for earlier requests and shuts the connection down,
-                        // where the 408 goes out.
-                        this.time_out();
+                        // where a 408 goes out.
+                        this.ended = true;
+                        if expiry == Expiry::TimeOut {
+                            this.time_out();
+                        }
                         Poll::Ready(Ok(()))
                     }
                     Err(error) => Poll::Ready(Err(error.into())),
