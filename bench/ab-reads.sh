@@ -3,7 +3,8 @@
 # bench/reads.sh, alternating A, reference, B (then B, reference, A) run by run, with the servers pinned to
 # CPU 1 and wrk to CPU 0 so that the load generator does not take the servers' core.
 # Prints each figure's req/s per run, their medians and each build's ratio to the
-# reference's median.
+# reference's median. The reference is sent the same request (it answers any path), so
+# that both parse the same bytes.
 # Usage: bench/ab-reads.sh A_BIN B_BIN [seconds per run, default 2] [rounds, default 9]
 # Needs wrk, curl, bc and taskset, and two cores. REFERENCE_BIN as in bench/reads.sh.
 # Writes only to a temporary directory; stops its own servers.
@@ -36,11 +37,11 @@ for path in "${READ_PATHS[@]}"; do
     # A first in odd rounds, B first in even ones: neither always follows the reference.
     if [ $((round % 2)) = 1 ]; then
       runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
-      runs_r="$runs_r $(run "$r/")"
+      runs_r="$runs_r $(run "$r${path/ID/$id_a}")"
       runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
     else
       runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
-      runs_r="$runs_r $(run "$r/")"
+      runs_r="$runs_r $(run "$r${path/ID/$id_a}")"
       runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
     fi
   done
