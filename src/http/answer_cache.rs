@@ -4,7 +4,8 @@
 //! change, and the cache is read only after the job is known done, so a deleted job
 //! answers 404 whatever the cache holds (its entries leave by eviction); and only while
 //! the store's files are in place (`Jobs::results_in_place`), so that a results directory
-//! removed from under the server shows (a 500) however often its results were read.
+//! removed from under the server shows (a 500, within 100 ms) however often its results
+//! were read.
 
 use actix_web::web::Bytes;
 

@@ -172,7 +172,8 @@ pub trait Storage: Send + Sync + 'static {
     fn probe(&self) -> io::Result<()>;
 
     /// Whether the store's files are still where it keeps them, from a check that never
-    /// blocks: answers kept in memory are served only while they are.
+    /// blocks (the file store looks at most every 100 ms): answers kept in memory are
+    /// served only while they are.
     fn in_place(&self) -> bool;
 
     /// Makes the removals so far durable (a DELETE answers only after it).

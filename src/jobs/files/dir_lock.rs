@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
 
@@ -26,9 +28,16 @@ pub enum LockError {
     Io(#[from] io::Error),
 }
 
+/// How long a look that found the directory in place stands for `lately_in_place`: it
+/// is asked on every read of an answer kept in memory, and a look is a system call.
+const IN_PLACE_FOR: Duration = Duration::from_millis(100);
+
 /// Held while it lives; the lock goes with the file descriptor.
 pub struct DirectoryLock {
     file: File,
+    taken: Instant,
+    /// When a look last found the directory in place, in nanoseconds after `taken`.
+    seen_in_place: AtomicU64,
 }
 
 impl DirectoryLock {
@@ -57,7 +66,11 @@ impl DirectoryLock {
         }
         file.set_len(0)?;
         file.write_all_at(format!("{holder}\n").as_bytes(), 0)?;
-        Ok(DirectoryLock { file })
+        Ok(DirectoryLock {
+            file,
+            taken: Instant::now(),
+            seen_in_place: AtomicU64::new(0),
+        })
     }
 
     /// Whether the lock file still has a name, that is the directory was not removed
@@ -65,6 +78,25 @@ impl DirectoryLock {
     pub fn still_in_place(&self) -> bool {
         rustix::fs::fstat(&self.file).is_ok_and(|stat| stat.st_nlink > 0)
     }
+
+    /// `still_in_place`, or true when a look found it so less than `IN_PLACE_FOR` ago:
+    /// a directory removed from under the server shows within that.
+    pub fn lately_in_place(&self) -> bool {
+        let now = nanos(self.taken.elapsed());
+        let seen = self.seen_in_place.load(Ordering::Relaxed);
+        if seen > 0 && now.saturating_sub(seen) < nanos(IN_PLACE_FOR) {
+            return true;
+        }
+        let in_place = self.still_in_place();
+        if in_place {
+            self.seen_in_place.store(now.max(1), Ordering::Relaxed);
+        }
+        in_place
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -85,7 +117,13 @@ mod tests {
         let _second = DirectoryLock::acquire(dir.path(), "pid 2").unwrap();
         let written = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
         assert_eq!(written, "pid 2\n");
+        assert!(_second.lately_in_place());
         std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
         assert!(!_second.still_in_place());
+        // A look that found it in place stands for a while, then shows the removal.
+        assert!(_second.lately_in_place());
+        std::thread::sleep(IN_PLACE_FOR);
+        assert!(!_second.lately_in_place());
+        assert!(!_second.lately_in_place());
     }
 }

@@ -147,7 +147,7 @@ impl Storage for FileStore {
     }
 
     fn in_place(&self) -> bool {
-        self.inner.lock.still_in_place()
+        self.inner.lock.lately_in_place()
     }
 
     fn sync_removals(&self) -> io::Result<()> {
