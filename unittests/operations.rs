@@ -2,7 +2,7 @@
 //! with counters that move as jobs flow, and request ids on responses and log lines.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde_json::Value;
 
@@ -251,6 +251,60 @@ fn health_and_readiness() {
     assert_eq!(draining.status, 503);
     assert!(draining.reason().contains("shutting down"));
     assert_eq!(server.get("/healthz").status, 200);
+}
+
+#[test]
+fn pipelined_requests_on_one_connection_are_logged_each_with_its_own_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let mut stream = server.connect();
+    let post = format!(
+        "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: first-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{EXAMPLE_JSON}",
+        EXAMPLE_JSON.len()
+    );
+    let rest = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: second-2\r\n\r\n\
+                GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    stream
+        .write_all(format!("{post}{rest}").as_bytes())
+        .unwrap();
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).unwrap();
+    assert_eq!(answers.matches("HTTP/1.1 ").count(), 3, "{answers}");
+    assert!(answers.contains("x-request-id: second-2"), "{answers}");
+    let series = |route: &str, status: u16| {
+        format!(
+            "icewall_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}}"
+        )
+    };
+    let counted = metrics(&server);
+    assert_eq!(counted[&series("/api/simulate", 202)], 1.0);
+    assert_eq!(counted[&series("/healthz", 200)], 1.0);
+    assert_eq!(counted[&series("unmatched", 404)], 1.0);
+    assert!(server.shutdown().success());
+
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    let line = |path: &str| {
+        log.lines()
+            .find(|line| line.contains(" INFO request, ") && line.contains(path))
+            .unwrap_or_else(|| panic!("no request line for {path} in\n{log}"))
+    };
+    let (post, healthz, nowhere) = (
+        line("path: /api/simulate"),
+        line("path: /healthz"),
+        line("path: /nowhere"),
+    );
+    assert!(
+        post.contains("job_id: ") && post.contains("request_id: first-1"),
+        "{post}"
+    );
+    assert!(
+        !healthz.contains("job_id") && healthz.contains("request_id: second-2"),
+        "{healthz}"
+    );
+    assert!(
+        !nowhere.contains("job_id") && !nowhere.contains("second-2"),
+        "{nowhere}"
+    );
 }
 
 #[test]

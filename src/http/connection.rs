@@ -13,6 +13,8 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use super::bodies::ErrorBody;
+use super::{RequestId, RequestTag};
+use crate::jobs::JobId;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::rt::net::TcpStream;
 use rustix::io::Errno;
@@ -54,14 +56,22 @@ pub struct Connection {
     /// The `Host` of the connection's last request that the gate let through: a client
     /// sends the same one on every request of a connection, and it is not checked again.
     allowed_host: RefCell<Option<Box<[u8]>>>,
+    request_tag: RequestTag,
 }
 
 impl Connection {
-    /// Marks a request's headers as received; the clock for the next request starts when
-    /// the returned guard is dropped (its answer is sent, or abandoned).
-    pub fn request_started(self: &Rc<Self>) -> RequestOnConnection {
+    /// Marks a request's headers as received, and tags it with its `id`; the clock for
+    /// the next request starts when the returned guard is dropped (its answer is sent,
+    /// or abandoned).
+    pub fn request_started(self: &Rc<Self>, id: RequestId) -> RequestOnConnection {
         self.wait.set(Wait::Answer);
+        self.request_tag.begin(id);
         RequestOnConnection(Rc::clone(self))
+    }
+
+    /// The tag of the request being answered.
+    pub fn request_tag(&self) -> &RequestTag {
+        &self.request_tag
     }
 
     pub fn refuse_further_requests(&self) {
@@ -133,6 +143,13 @@ impl Connection {
 /// A request being answered on its connection (see [`Connection::request_started`]).
 pub struct RequestOnConnection(Rc<Connection>);
 
+impl RequestOnConnection {
+    /// The endpoint that took the request and the job it made, as its handlers tagged it.
+    pub fn tagged(&self) -> (Option<&'static str>, Option<JobId>) {
+        self.0.request_tag.tagged()
+    }
+}
+
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
         self.0.wait.set(Wait::NextRequest {
@@ -177,6 +194,7 @@ impl TimedStream {
                 wait: Cell::new(Wait::FirstRequest(now)),
                 refused: Cell::new(false),
                 allowed_host: RefCell::new(None),
+                request_tag: RequestTag::default(),
             }),
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             timer_set_for: deadline,

@@ -12,10 +12,10 @@ use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, Route, guard, web};
+use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::{ApiError, RequestTag};
+use super::{ApiError, Tagged};
 
 mod pattern;
 
@@ -156,7 +156,7 @@ impl Service<ServiceRequest> for EndpointsService {
             request.match_info_mut().add_static(name, value);
         }
         let endpoint = &self.endpoints[index];
-        if let Some(tag) = request.extensions().get::<RequestTag>() {
+        if let Some(tag) = request.tag() {
             tag.answered_by(endpoint.pattern.text);
         }
         if let Some(error) = unknown_params(endpoint.params, request.query_string()) {

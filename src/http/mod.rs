@@ -32,7 +32,7 @@ pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
-pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
+pub use request_log::{InFlightRequests, RequestLog, RequestTag, Tagged, log_request};
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! request its id (`X-Request-Id`), logs one line and times it in the metrics, and counts
 //! it in flight until its body is sent, so that shutdown knows when no answer is owed.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderName;
 use actix_web::http::{Method, Uri};
 use actix_web::web::Bytes;
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpRequest};
 use slog::{KV, Logger, Record, Serializer, info};
 
 use super::{Connection, RequestId, RequestOnConnection};
@@ -68,11 +68,15 @@ impl Drop for RequestInFlight {
     }
 }
 
-/// What the request middleware and the handlers tell each other of a request, kept in
-/// its extensions: its id, and for its log line and metrics the endpoint that answered
-/// it and the job it made (a POST). One extension, as each is an allocation.
+/// What the request middleware and the handlers tell each other of the request a
+/// connection is answering: its id, and for its log line and metrics the endpoint that
+/// answered it and the job it made (a POST). It lives on the connection (see
+/// [`Tagged`]): actix-http answers a connection's requests one at a time, reading
+/// the next only once the previous answer is sent, and a request's own extensions would
+/// cost an allocation and a hash table insert per request.
+#[derive(Default)]
 pub struct RequestTag {
-    pub id: RequestId,
+    id: RefCell<Option<RequestId>>,
     /// The endpoint's pattern as registered (ids in it stay `{id}`, so that metric
     /// labels are bounded); `None` when no endpoint matched.
     route: Cell<Option<&'static str>>,
@@ -80,12 +84,15 @@ pub struct RequestTag {
 }
 
 impl RequestTag {
-    fn new(id: RequestId) -> RequestTag {
-        RequestTag {
-            id,
-            route: Cell::new(None),
-            job: Cell::new(None),
-        }
+    pub(super) fn begin(&self, id: RequestId) {
+        *self.id.borrow_mut() = Some(id);
+        self.route.set(None);
+        self.job.set(None);
+    }
+
+    /// The request's id, as its log lines carry it.
+    pub fn id(&self) -> Option<String> {
+        self.id.borrow().as_ref().map(|id| id.as_str().to_owned())
     }
 
     /// Set by the endpoint that takes the request.
@@ -96,6 +103,30 @@ impl RequestTag {
     /// Set by a handler that made a job, so that its id is on the request's log line.
     pub fn made(&self, job: JobId) {
         self.job.set(Some(job));
+    }
+
+    pub(super) fn tagged(&self) -> (Option<&'static str>, Option<JobId>) {
+        (self.route.get(), self.job.get())
+    }
+}
+
+/// A request (as the endpoint table or a handler holds it) whose tag can be reached.
+pub trait Tagged {
+    /// The tag of the request being answered on this request's connection.
+    fn tag(&self) -> Option<&RequestTag>;
+}
+
+impl Tagged for ServiceRequest {
+    fn tag(&self) -> Option<&RequestTag> {
+        self.conn_data::<Rc<Connection>>()
+            .map(|connection| connection.request_tag())
+    }
+}
+
+impl Tagged for HttpRequest {
+    fn tag(&self) -> Option<&RequestTag> {
+        self.conn_data::<Rc<Connection>>()
+            .map(|connection| connection.request_tag())
     }
 }
 
@@ -166,40 +197,34 @@ where
     B: MessageBody + Unpin + 'static,
 {
     let in_flight = log.in_flight.enter();
+    let id = RequestId::from_header(request.headers().get(REQUEST_ID));
+    // Every connection has one (see `TimedStream`); a request without one (none is
+    // served so) is logged with its id but no endpoint.
     let on_connection = request
         .conn_data::<Rc<Connection>>()
-        .map(Connection::request_started);
+        .map(|connection| connection.request_started(id.clone()));
     let started = Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let id = RequestId::from_header(request.headers().get(REQUEST_ID));
-    request.extensions_mut().insert(RequestTag::new(id));
     let logger = log.logger.clone();
     let metrics = Arc::clone(&log.metrics);
     let response = service.call(request);
     async move {
         let mut response = response.await?;
-        let request = response.request();
-        let tag = request
-            .extensions_mut()
-            .remove::<RequestTag>()
-            // Nothing takes the tag out but this; kept as a fallback, not a panic.
-            .unwrap_or_else(|| {
-                RequestTag::new(RequestId::from_header(request.headers().get(REQUEST_ID)))
-            });
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, tag.id.header_value());
+        let (route, job_id) = on_connection
+            .as_ref()
+            .map_or((None, None), RequestOnConnection::tagged);
+        response.headers_mut().insert(REQUEST_ID, id.header_value());
         let status = response.status();
         let took = started.elapsed();
-        metrics.http_request(tag.route.get().unwrap_or("unmatched"), status, took);
+        metrics.http_request(route.unwrap_or("unmatched"), status, took);
         let line = RequestLine {
             method,
             uri,
             status: status.as_u16(),
             took,
-            job_id: tag.job.get(),
-            request_id: tag.id,
+            job_id,
+            request_id: id,
         };
         info!(logger.new(slog::o!(line)), "request");
         // Counted until its body is sent, not just made.
