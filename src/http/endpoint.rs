@@ -8,6 +8,7 @@
 //! does the same work for these patterns, where a parameter is always a whole segment.
 
 use std::future::{Ready, ready};
+use std::ops::Range;
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -15,7 +16,7 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::{ApiError, Tagged};
+use super::{ApiError, RequestTag, Tagged};
 
 mod pattern;
 
@@ -144,20 +145,22 @@ impl Service<ServiceRequest> for EndpointsService {
                         Some((index, endpoint.pattern.matches(&segments[..count])?))
                     })
             });
-        let Some((index, (params, found))) = matched else {
+        let Some((index, (params, _))) = matched else {
             let error = not_found(&request);
             return Either::Left(ready(Ok(request.error_response(error))));
         };
-        // Owned, as the request's match info holds `'static` values only (an empty
-        // string, for the parameters a pattern does not have, is no allocation).
-        let owned: [(&'static str, String); MAX_PARAMS] =
-            std::array::from_fn(|at| (params[at].0, params[at].1.to_owned()));
-        for (name, value) in owned.into_iter().take(found) {
-            request.match_info_mut().add_static(name, value);
-        }
         let endpoint = &self.endpoints[index];
         if let Some(tag) = request.tag() {
-            tag.answered_by(endpoint.pattern.text);
+            // Where each parameter is in the path, for `PathParams` to read it from there.
+            let path = request.match_info().as_str().as_ptr().addr();
+            tag.answered_by(
+                endpoint.pattern.text,
+                params.map(|(name, value)| {
+                    // An unused place's empty value is not in the path.
+                    let start = value.as_ptr().addr().checked_sub(path);
+                    (name, start.map_or(0..0, |start| start..start + value.len()))
+                }),
+            );
         }
         if let Some(error) = unknown_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));
@@ -179,14 +182,22 @@ impl Service<ServiceRequest> for EndpointsService {
 }
 
 /// The parameters of a request's path, by the names in its endpoint's pattern: read
-/// where the endpoint table put them, where `web::Path` would copy and decode each
+/// where the endpoint table found them, where `web::Path` would copy and decode each
 /// one again (an eighth of a day query's instructions, for three of them).
-pub struct PathParams(HttpRequest);
+pub struct PathParams(HttpRequest, ParamSpans);
+
+/// Each parameter's name and where its value is in the request's path (as the endpoint
+/// table matched it: `match_info().as_str()`); unused places have an empty name.
+pub type ParamSpans = [(&'static str, Range<usize>); MAX_PARAMS];
 
 impl PathParams {
     /// The parameter `name`; empty if the pattern has none of that name.
     pub fn get(&self, name: &str) -> &str {
-        self.0.match_info().get(name).unwrap_or_default()
+        self.1
+            .iter()
+            .find(|(param, _)| *param == name)
+            .and_then(|(_, span)| self.0.match_info().as_str().get(span.clone()))
+            .unwrap_or_default()
     }
 }
 
@@ -195,7 +206,12 @@ impl FromRequest for PathParams {
     type Future = Ready<Result<PathParams, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(Ok(PathParams(request.clone())))
+        // Every connection has a tag (see `TimedStream`); without one, no parameter is
+        // found, and the handler answers as for an empty one.
+        let spans = request
+            .tag()
+            .map_or_else(|| std::array::from_fn(|_| ("", 0..0)), RequestTag::params);
+        ready(Ok(PathParams(request.clone(), spans)))
     }
 }
 

@@ -19,6 +19,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest};
 use slog::{KV, Logger, Record, Serializer, info};
 
+use super::endpoint::ParamSpans;
 use super::{Connection, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
 use crate::metrics::Metrics;
@@ -80,6 +81,7 @@ pub struct RequestTag {
     /// The endpoint's pattern as registered (ids in it stay `{id}`, so that metric
     /// labels are bounded); `None` when no endpoint matched.
     route: Cell<Option<&'static str>>,
+    params: RefCell<ParamSpans>,
     job: Cell<Option<JobId>>,
 }
 
@@ -95,9 +97,15 @@ impl RequestTag {
         self.id.borrow().as_ref().map(|id| id.as_str().to_owned())
     }
 
-    /// Set by the endpoint that takes the request.
-    pub fn answered_by(&self, pattern: &'static str) {
+    /// Set by the endpoint that takes the request, with its path's parameters.
+    pub fn answered_by(&self, pattern: &'static str, params: ParamSpans) {
         self.route.set(Some(pattern));
+        *self.params.borrow_mut() = params;
+    }
+
+    /// Where the request's path parameters are (see `PathParams`).
+    pub fn params(&self) -> ParamSpans {
+        self.params.borrow().clone()
     }
 
     /// Set by a handler that made a job, so that its id is on the request's log line.
