@@ -17,13 +17,13 @@ mod operations;
 mod own_wall;
 mod page;
 mod queries;
+mod request_id;
 mod request_log;
 mod submit;
 
 use std::time::Duration;
 
 use actix_web::http::Method;
-use actix_web::http::header::HeaderValue;
 use actix_web::web;
 
 pub use admin::AdminPolicy;
@@ -32,6 +32,7 @@ pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::{HostPolicy, gate};
 pub use own_wall::OwnWall;
+pub use request_id::RequestId;
 pub use request_log::{InFlightRequests, RequestLog, RequestTag, Tagged, log_request};
 
 use std::sync::Arc;
@@ -41,50 +42,6 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wall::Limits;
 use endpoint::{Endpoint, Endpoints, endpoint, only, read};
-
-/// The id of an HTTP request, from its `X-Request-Id` or made up, set by the request
-/// middleware and carried on the log lines of the request and its job. A client's is
-/// the header it sent, shared with the request; a made one is kept inline, as most ids
-/// are made and each copy of a header would be an allocation.
-#[derive(Clone, Debug)]
-pub enum RequestId {
-    Given(HeaderValue),
-    Made([u8; uuid::fmt::Simple::LENGTH]),
-}
-
-impl RequestId {
-    /// The client's id if it is 1 to 128 visible ASCII characters; a new one otherwise.
-    pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
-        let valid = |id: &&HeaderValue| {
-            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
-        };
-        match value.filter(valid) {
-            Some(id) => RequestId::Given(id.clone()),
-            None => {
-                let mut text = [0; uuid::fmt::Simple::LENGTH];
-                uuid::Uuid::now_v7().simple().encode_lower(&mut text);
-                RequestId::Made(text)
-            }
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only visible ASCII gets in (see `from_header`), and a made id is hex digits.
-        match self {
-            RequestId::Given(id) => id.to_str().unwrap_or_default(),
-            RequestId::Made(text) => std::str::from_utf8(text).unwrap_or_default(),
-        }
-    }
-
-    pub fn header_value(&self) -> HeaderValue {
-        match self {
-            RequestId::Given(id) => id.clone(),
-            RequestId::Made(text) => {
-                HeaderValue::from_bytes(text).expect("hex digits are a header value")
-            }
-        }
-    }
-}
 
 /// What every handler can reach, shared through `web::Data`.
 pub struct ApiState {
