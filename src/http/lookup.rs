@@ -79,7 +79,8 @@ pub(super) async fn done_answer<T: Serialize + Send + 'static>(
     let answer = match kept {
         Some(answer) => answer,
         None => {
-            let answer = json_bytes(&read_stored(state, id, read).await??)?;
+            // Boxed: inline, the read's state would size every cached answer's future.
+            let answer = json_bytes(&Box::pin(read_stored(state, id, read)).await??)?;
             state.answers.insert(key, answer.clone());
             answer
         }

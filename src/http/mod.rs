@@ -228,3 +228,39 @@ fn own_wall_endpoints() -> Vec<Endpoint> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `handler` returns, the future actix-web boxes for every request.
+    fn future_size<Handler, A, B, C, Answer>(_: &Handler) -> usize
+    where
+        Handler: Fn(A, B, C) -> Answer,
+    {
+        std::mem::size_of::<Answer>()
+    }
+
+    fn future_size_2<Handler, A, B, Answer>(_: &Handler) -> usize
+    where
+        Handler: Fn(A, B) -> Answer,
+    {
+        std::mem::size_of::<Answer>()
+    }
+
+    /// A read's future is allocated and moved for every request: the state of rare paths
+    /// (a wait, a disk read, a cluster node's database round trip) is boxed where it is
+    /// taken, so that it does not size the common one (`get_results` was 3 KiB, past the
+    /// allocator's fast sizes).
+    #[test]
+    fn the_reads_futures_stay_small() {
+        for (read, size) in [
+            ("get_results", future_size(&jobs::results)),
+            ("day query", future_size_2(&job_results::ice)),
+            ("a job's overview", future_size_2(&job_results::total_cost)),
+            ("a job's details", future_size_2(&jobs::details)),
+        ] {
+            assert!(size <= 1024, "{read}: {size} bytes");
+        }
+    }
+}

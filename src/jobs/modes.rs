@@ -5,6 +5,9 @@
 //! The reads are `async` and may answer `Unavailable`: a node on its own answers them
 //! from memory and never fails, a cluster node asks its database. Reads of a finished
 //! job's stored result block (files or database): callers run them off the async threads.
+//! A cluster node's calls are boxed futures: inline, a database round trip's state would
+//! size every caller's future, a local read's too (a read's handler was 3 KiB, allocated
+//! and copied per request).
 
 use std::future::Future;
 use std::io::{self, Read};
@@ -34,7 +37,7 @@ impl Jobs {
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
         match self {
             Jobs::Local(jobs) => jobs.submit(submission).await,
-            Jobs::Cluster(jobs) => jobs.submit(submission).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.submit(submission)).await,
         }
     }
 
@@ -45,7 +48,7 @@ impl Jobs {
     pub async fn state(&self, id: JobId) -> Result<Option<JobState>, Unavailable> {
         match self {
             Jobs::Local(jobs) => Ok(jobs.state(id)),
-            Jobs::Cluster(jobs) => jobs.state(id).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.state(id)).await,
         }
     }
 
@@ -60,8 +63,15 @@ impl Jobs {
         stop: impl Future<Output = ()>,
     ) -> Result<Option<JobState>, Unavailable> {
         match self {
-            Jobs::Local(jobs) => Ok(jobs.wait(id, timeout, stop).await),
-            Jobs::Cluster(jobs) => jobs.wait(id, timeout, stop).await,
+            Jobs::Local(jobs) => match jobs.state(id) {
+                // Boxed only when it waits: inline, what a wait holds (a timer, a
+                // notification) would size every read's future.
+                Some(state) if !state.is_finished() && !timeout.is_zero() => {
+                    Ok(Box::pin(jobs.wait(id, timeout, stop)).await)
+                }
+                state => Ok(state),
+            },
+            Jobs::Cluster(jobs) => Box::pin(jobs.wait(id, timeout, stop)).await,
         }
     }
 
@@ -78,7 +88,7 @@ impl Jobs {
     ) -> Result<Vec<(JobId, JobInfo)>, Unavailable> {
         match self {
             Jobs::Local(jobs) => Ok(jobs.page(statuses, order, after, limit)),
-            Jobs::Cluster(jobs) => jobs.page(statuses, order, after, limit).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.page(statuses, order, after, limit)).await,
         }
     }
 
@@ -89,7 +99,7 @@ impl Jobs {
     pub async fn info(&self, id: JobId) -> Result<Option<JobInfo>, Unavailable> {
         match self {
             Jobs::Local(jobs) => Ok(jobs.info(id)),
-            Jobs::Cluster(jobs) => jobs.info(id).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.info(id)).await,
         }
     }
 
@@ -100,7 +110,7 @@ impl Jobs {
     pub async fn in_flight(&self) -> Result<usize, Unavailable> {
         match self {
             Jobs::Local(jobs) => Ok(jobs.in_flight()),
-            Jobs::Cluster(jobs) => jobs.in_flight().await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.in_flight()).await,
         }
     }
 
@@ -111,7 +121,7 @@ impl Jobs {
     pub async fn counts(&self) -> Result<[usize; 4], Unavailable> {
         match self {
             Jobs::Local(jobs) => Ok(jobs.counts()),
-            Jobs::Cluster(jobs) => jobs.counts().await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.counts()).await,
         }
     }
 
@@ -123,7 +133,7 @@ impl Jobs {
     pub async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, Unavailable> {
         match self {
             Jobs::Local(_) => Ok(None),
-            Jobs::Cluster(jobs) => jobs.nodes().await.map(Some),
+            Jobs::Cluster(jobs) => Box::pin(jobs.nodes()).await.map(Some),
         }
     }
 
@@ -218,7 +228,7 @@ impl Jobs {
                     .await
                     .map_err(|_| DeleteError::Storage("the delete was interrupted".to_owned()))?
             }
-            Jobs::Cluster(jobs) => jobs.delete(id).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.delete(id)).await,
         }
     }
 
