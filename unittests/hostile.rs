@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, read_until_closed, wait_until};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, read_until_closed, wait_until};
 
 const JSON: Option<&str> = Some("application/json");
 const TEXT: Option<&str> = Some("text/plain");
@@ -789,6 +789,76 @@ fn a_request_begun_on_an_idle_connection_has_until_the_request_timeout() {
     assert!(
         waited >= Duration::from_millis(2900) && waited < Duration::from_secs(15),
         "timed out after {waited:?}"
+    );
+}
+
+#[test]
+fn a_keep_alive_of_zero_closes_each_connection_after_its_answer() {
+    let server = Server::start(&["--keep-alive", "0"]);
+    let mut stream = server.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(HEALTHZ).unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn requests_keep_a_connection_open_past_a_short_keep_alive() {
+    let server = Server::start(&["--request-timeout", "20", "--keep-alive", "1"]);
+    let mut stream = answered_connection(&server);
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(400));
+        stream.write_all(HEALTHZ).unwrap();
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
+#[test]
+fn an_answer_longer_than_the_keep_alive_is_whole_and_the_idle_clock_starts_after_it() {
+    // A job held running, so that a read with `?wait=2` takes two seconds.
+    let gate = Gate::closed();
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--debug-job-gate",
+        &gate.path(),
+        "--keep-alive",
+        "1",
+        "--request-timeout",
+        "20",
+    ]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let mut stream = answered_connection(&server);
+    let asked = Instant::now();
+    stream
+        .write_all(
+            format!("GET /api/get_results/{id}?wait=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""status":"running""#), "{answer}");
+    let answered = Instant::now();
+    assert!(
+        answered - asked >= Duration::from_millis(1900),
+        "{:?}",
+        answered - asked
+    );
+    assert_eq!(read_until_closed(&mut stream), "");
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(10),
+        "closed {idle:?} after the answer"
     );
 }
 

@@ -232,10 +232,13 @@ impl TimedStream {
         let registered =
             (self.timer_waker.as_ref()).is_some_and(|waker| waker.will_wake(context.waker()));
         if !registered {
-            self.timer_waker = Some(context.waker().clone());
             if self.timer.as_mut().poll(context).is_ready() {
                 // Due within the timer's last tick: it wakes no one, so look again soon.
                 context.waker().wake_by_ref();
+            } else if tokio::task::coop::has_budget_remaining() {
+                // The timer took the waker; with the task's budget spent, it would have
+                // answered without taking it (and it is polled again next time).
+                self.timer_waker = Some(context.waker().clone());
             }
         }
         None

@@ -70,8 +70,7 @@ struct IdMaker {
 impl IdMaker {
     fn new() -> IdMaker {
         let mut random = [0; 6];
-        // A UUIDv7's last bytes are random.
-        random.copy_from_slice(&uuid::Uuid::now_v7().as_bytes()[10..]);
+        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..6]);
         IdMaker {
             random,
             counter: 0,

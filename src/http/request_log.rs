@@ -72,9 +72,9 @@ impl Drop for RequestInFlight {
 /// What the request middleware and the handlers tell each other of the request a
 /// connection is answering: its id, and for its log line and metrics the endpoint that
 /// answered it and the job it made (a POST). It lives on the connection (see
-/// [`Tagged`]): actix-http answers a connection's requests one at a time, reading
-/// the next only once the previous answer is sent, and a request's own extensions would
-/// cost an allocation and a hash table insert per request.
+/// [`Tagged`]): actix-http may read pipelined requests ahead, but calls the service for
+/// the next only once the previous answer's body (a `CountedBody`) is dropped; a
+/// request's own extensions would cost an allocation and a hash table insert each.
 #[derive(Default)]
 pub struct RequestTag {
     id: RefCell<Option<RequestId>>,
@@ -89,6 +89,7 @@ impl RequestTag {
     pub(super) fn begin(&self, id: RequestId) {
         *self.id.borrow_mut() = Some(id);
         self.route.set(None);
+        *self.params.borrow_mut() = ParamSpans::default();
         self.job.set(None);
     }
 

@@ -7,7 +7,7 @@
 //! job's stored result block (files or database): callers run them off the async threads.
 //! A cluster node's calls are boxed futures: inline, a database round trip's state would
 //! size every caller's future, a local read's too (a read's handler was 3 KiB, allocated
-//! and copied per request).
+//! and copied per request; `LocalJobs::wait` boxes its waiting likewise).
 
 use std::future::Future;
 use std::io::{self, Read};
@@ -63,14 +63,7 @@ impl Jobs {
         stop: impl Future<Output = ()>,
     ) -> Result<Option<JobState>, Unavailable> {
         match self {
-            Jobs::Local(jobs) => match jobs.state(id) {
-                // Boxed only when it waits: inline, what a wait holds (a timer, a
-                // notification) would size every read's future.
-                Some(state) if !state.is_finished() && !timeout.is_zero() => {
-                    Ok(Box::pin(jobs.wait(id, timeout, stop)).await)
-                }
-                state => Ok(state),
-            },
+            Jobs::Local(jobs) => Ok(jobs.wait(id, timeout, stop).await),
             Jobs::Cluster(jobs) => Box::pin(jobs.wait(id, timeout, stop)).await,
         }
     }

@@ -36,6 +36,17 @@ impl LocalJobs {
         if state.is_finished() || timeout.is_zero() {
             return Some(state);
         }
+        // Boxed: inline, what a wait holds (a timer, a notification) would size every
+        // read's future, most of which do not wait.
+        Box::pin(self.wait_for_finish(id, timeout, stop)).await
+    }
+
+    async fn wait_for_finish(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<JobState> {
         let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
         let notified = notify.notified();
         tokio::pin!(notified);
