@@ -168,7 +168,6 @@ impl App {
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)
-                .wrap_fn(http::gate)
                 .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };
         // What actix-web's HttpServer assembles, but with each accepted stream wrapped:

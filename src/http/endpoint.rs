@@ -16,7 +16,7 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::{ApiError, RequestTag, Tagged};
+use super::{ApiError, RequestTag, Tagged, gate};
 
 mod pattern;
 
@@ -135,7 +135,14 @@ impl Service<ServiceRequest> for EndpointsService {
 
     actix_web::dev::always_ready!();
 
-    fn call(&self, mut request: ServiceRequest) -> Self::Future {
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        // The gate's checks come before routing: a refused request learns nothing of
+        // which endpoints exist. Here rather than in a middleware of their own, which
+        // would be one more layer of futures and bodies on every request.
+        let mut request = match gate::refused(request) {
+            Ok(request) => request,
+            Err(refusal) => return Either::Left(ready(Ok(refusal))),
+        };
         let matched =
             path_segments(request.match_info().unprocessed()).and_then(|(segments, count)| {
                 self.endpoints

@@ -2,17 +2,13 @@
 //! unambiguous (request smuggling) and its `Host` one of the server's own (DNS
 //! rebinding). Refusals get the JSON error body like any other.
 
-use std::future::{Future, ready};
 use std::net::{IpAddr, Ipv6Addr};
 use std::rc::Rc;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{ConnectionType, Version};
-use actix_web::{Error, ResponseError, web};
-use futures_util::TryFutureExt;
-use futures_util::future::Either;
+use actix_web::{ResponseError, web};
 
 use super::connection::Connection;
 use super::{ApiError, ApiState};
@@ -107,30 +103,16 @@ fn is_port(text: &str) -> bool {
     (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Refuses, before routing, what no endpoint may see: see the module docs. For
-/// `App::wrap_fn`: a named function rather than `middleware::from_fn`, which would box
-/// every request's future.
-pub fn gate<S, B>(
-    request: ServiceRequest,
-    service: &S,
-) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>> + use<S, B>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
-{
+/// What no endpoint may see (see the module docs), answered before the request is
+/// routed: `Ok` gives the request back to be routed, `Err` is its refusal.
+pub fn refused(request: ServiceRequest) -> Result<ServiceRequest, ServiceResponse> {
     match refusal(&request) {
-        Some(Refusal { error, close }) => {
-            let response = match close {
-                true => refuse_and_close(request, error),
-                false => request.error_response(error).map_into_right_body(),
-            };
-            Either::Left(ready(Ok(response)))
-        }
-        None => Either::Right(
-            service
-                .call(request)
-                .map_ok(ServiceResponse::map_into_left_body),
-        ),
+        None => Ok(request),
+        Some(Refusal { error, close: true }) => Err(refuse_and_close(request, error)),
+        Some(Refusal {
+            error,
+            close: false,
+        }) => Err(request.error_response(error)),
     }
 }
 
@@ -190,12 +172,12 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
     }
 }
 
-fn refuse_and_close<B>(request: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
+fn refuse_and_close(request: ServiceRequest, error: ApiError) -> ServiceResponse {
     let mut response = error.error_response();
     response
         .head_mut()
         .set_connection_type(ConnectionType::Close);
-    request.into_response(response).map_into_right_body()
+    request.into_response(response)
 }
 
 #[cfg(test)]

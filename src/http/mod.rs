@@ -30,7 +30,7 @@ pub use admin::AdminPolicy;
 pub use answer_cache::AnswerCache;
 pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
-pub use gate::{HostPolicy, gate};
+pub use gate::HostPolicy;
 pub use own_wall::OwnWall;
 pub use request_id::RequestId;
 pub use request_log::{InFlightRequests, RequestLog, RequestTag, Tagged, log_request};
