@@ -196,6 +196,10 @@ impl Serializer for Fields<'_> {
 
     fn emit_f64(&mut self, key: Key, value: f64) -> slog::Result {
         self.key(key);
+        if let Some(thousandths) = whole_thousandths(value) {
+            write_thousandths(self.line, thousandths);
+            return Ok(());
+        }
         // Ryu and `Display` both give the shortest digits that read back as the value;
         // they differ in spelling only: Ryu adds `.0` to a whole number and writes
         // exponents, which `Display` never does (those go through `Display` itself).
@@ -208,6 +212,42 @@ impl Serializer for Fields<'_> {
             _ => write!(self.line, "{value}")?,
         }
         Ok(())
+    }
+}
+
+/// `value` in thousandths when it is a whole number of them under a billion, as
+/// `telemetry::millis` makes of a duration (most of the log's numbers). Its shortest
+/// digits are then those thousandths with the point put back: no other decimal that
+/// short is within a rounding step of it, so Ryu's search (a fifth of a request's line)
+/// is not needed.
+fn whole_thousandths(value: f64) -> Option<u64> {
+    // NaN fails the comparison; -0.0 is written `-0`.
+    if !(value.is_sign_positive() && value < 1e9) {
+        return None;
+    }
+    let thousandths = (value * 1000.0).round();
+    (thousandths / 1000.0 == value).then_some(thousandths as u64)
+}
+
+/// `thousandths` as a decimal, without trailing zeros (nor a point for a whole number),
+/// as `Display` writes it.
+fn write_thousandths(line: &mut Vec<u8>, thousandths: u64) {
+    line.extend_from_slice(itoa::Buffer::new().format(thousandths / 1000).as_bytes());
+    let fraction = thousandths % 1000;
+    if fraction > 0 {
+        let digit = |value: u64| b'0' + (value % 10) as u8;
+        let written = [
+            b'.',
+            digit(fraction / 100),
+            digit(fraction / 10),
+            digit(fraction),
+        ];
+        let zeros = written
+            .iter()
+            .rev()
+            .take_while(|&&byte| byte == b'0')
+            .count();
+        line.extend_from_slice(&written[..written.len() - zeros]);
     }
 }
 

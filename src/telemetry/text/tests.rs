@@ -76,11 +76,22 @@ fn numbers_with_a_fraction_are_written_as_display_writes_them() {
     // and `Display` spell the same value differently, then a spread of bit patterns.
     let mut values: Vec<f64> = (0..5000u64)
         .map(|micros| (micros * 7919 % 10_000_000) as f64 / 1000.0)
+        .chain((0..200_000u64).map(|micros| micros as f64 / 1000.0))
+        .chain(
+            [999_999_999_999u64, 1_000_000_000_000, 123_456_789_012]
+                .map(|micros| micros as f64 / 1000.0),
+        )
         .collect();
     values.extend([
         0.0,
         -0.0,
         2000.0,
+        0.0005,
+        1.0005,
+        999_999_999.999,
+        1e9,
+        0.1,
+        0.3,
         1e15,
         1e16,
         1e17,
