@@ -26,11 +26,10 @@ use tokio::time::{Instant, Sleep};
 enum Wait {
     /// A request is being answered: nothing is timed.
     Answer,
-    /// The headers of the connection's first request, since it opened.
-    FirstRequest(Instant),
-    /// The next request, since the previous answer was sent; `started` once a byte of it
-    /// came. Until then the connection is idle, and `--keep-alive` may end it first.
-    NextRequest { since: Instant, started: bool },
+    /// The next request's headers, since the connection opened or the previous answer
+    /// was sent. `idle` after an answer until a byte of the next request comes: then
+    /// `--keep-alive` may end the connection first.
+    Request { since: Instant, idle: bool },
 }
 
 /// What happens to a connection when its deadline passes.
@@ -100,15 +99,8 @@ impl Connection {
 
     /// Bytes came in: an idle connection's next request has begun.
     fn bytes_came(&self) {
-        if let Wait::NextRequest {
-            since,
-            started: false,
-        } = self.wait.get()
-        {
-            self.wait.set(Wait::NextRequest {
-                since,
-                started: true,
-            });
+        if let Wait::Request { since, idle: true } = self.wait.get() {
+            self.wait.set(Wait::Request { since, idle: false });
         }
     }
 
@@ -128,9 +120,8 @@ impl Connection {
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         match self.wait.get() {
             Wait::Answer => None,
-            Wait::FirstRequest(since) => Some((since + self.request_timeout, Expiry::TimeOut)),
-            Wait::NextRequest { since, started } => {
-                if !started && self.keep_alive <= self.request_timeout {
+            Wait::Request { since, idle } => {
+                if idle && self.keep_alive <= self.request_timeout {
                     Some((since + self.keep_alive, Expiry::Close))
                 } else {
                     Some((since + self.request_timeout, Expiry::TimeOut))
@@ -152,9 +143,9 @@ impl RequestOnConnection {
 
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
-        self.0.wait.set(Wait::NextRequest {
+        self.0.wait.set(Wait::Request {
             since: Instant::now(),
-            started: false,
+            idle: true,
         });
     }
 }
@@ -191,7 +182,10 @@ impl TimedStream {
             connection: Rc::new(Connection {
                 request_timeout,
                 keep_alive,
-                wait: Cell::new(Wait::FirstRequest(now)),
+                wait: Cell::new(Wait::Request {
+                    since: now,
+                    idle: false,
+                }),
                 refused: Cell::new(false),
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),

@@ -8,7 +8,6 @@
 //! does the same work for these patterns, where a parameter is always a whole segment.
 
 use std::future::{Ready, ready};
-use std::ops::Range;
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -16,11 +15,12 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::{ApiError, RequestTag, Tagged, gate};
+use super::{ApiError, RequestTag, gate};
 
 mod pattern;
 
-use pattern::{MAX_PARAMS, Pattern, path_segments};
+pub use pattern::ParamSpans;
+use pattern::{Pattern, path_segments};
 
 /// One endpoint: the pattern of its path (`{name}` for a parameter, a whole segment),
 /// the routes that answer it, the methods its 405 names, and the query parameters it
@@ -143,31 +143,22 @@ impl Service<ServiceRequest> for EndpointsService {
             Ok(request) => request,
             Err(refusal) => return Either::Left(ready(Ok(refusal))),
         };
-        let matched =
-            path_segments(request.match_info().unprocessed()).and_then(|(segments, count)| {
-                self.endpoints
-                    .iter()
-                    .enumerate()
-                    .find_map(|(index, endpoint)| {
-                        Some((index, endpoint.pattern.matches(&segments[..count])?))
-                    })
-            });
-        let Some((index, (params, _))) = matched else {
+        let path = request.match_info().as_str();
+        let matched = path_segments(path).and_then(|segments| {
+            self.endpoints
+                .iter()
+                .enumerate()
+                .find_map(|(index, endpoint)| {
+                    Some((index, endpoint.pattern.matches(path, &segments)?))
+                })
+        });
+        let Some((index, params)) = matched else {
             let error = not_found(&request);
             return Either::Left(ready(Ok(request.error_response(error))));
         };
         let endpoint = &self.endpoints[index];
-        if let Some(tag) = request.tag() {
-            // Where each parameter is in the path, for `PathParams` to read it from there.
-            let path = request.match_info().as_str().as_ptr().addr();
-            tag.answered_by(
-                endpoint.pattern.text,
-                params.map(|(name, value)| {
-                    // An unused place's empty value is not in the path.
-                    let start = value.as_ptr().addr().checked_sub(path);
-                    (name, start.map_or(0..0, |start| start..start + value.len()))
-                }),
-            );
+        if let Some(tag) = RequestTag::of(request.request()) {
+            tag.answered_by(endpoint.pattern.text, params);
         }
         if let Some(error) = unknown_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));
@@ -189,13 +180,9 @@ impl Service<ServiceRequest> for EndpointsService {
 }
 
 /// The parameters of a request's path, by the names in its endpoint's pattern: read
-/// where the endpoint table found them, where `web::Path` would copy and decode each
+/// where the endpoint table found them in `match_info().as_str()`, where `web::Path` would copy and decode each
 /// one again (an eighth of a day query's instructions, for three of them).
 pub struct PathParams(HttpRequest, ParamSpans);
-
-/// Each parameter's name and where its value is in the request's path (as the endpoint
-/// table matched it: `match_info().as_str()`); unused places have an empty name.
-pub type ParamSpans = [(&'static str, Range<usize>); MAX_PARAMS];
 
 impl PathParams {
     /// The parameter `name`; empty if the pattern has none of that name.
@@ -215,9 +202,9 @@ impl FromRequest for PathParams {
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         // Every connection has a tag (see `TimedStream`); without one, no parameter is
         // found, and the handler answers as for an empty one.
-        let spans = request
-            .tag()
-            .map_or_else(|| std::array::from_fn(|_| ("", 0..0)), RequestTag::params);
+        let spans = RequestTag::of(request)
+            .map(RequestTag::params)
+            .unwrap_or_default();
         ready(Ok(PathParams(request.clone(), spans)))
     }
 }

@@ -33,7 +33,7 @@ pub use error::ApiError;
 pub use gate::HostPolicy;
 pub use own_wall::OwnWall;
 pub use request_id::RequestId;
-pub use request_log::{InFlightRequests, RequestLog, RequestTag, Tagged, log_request};
+pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
 
 use std::sync::Arc;
 

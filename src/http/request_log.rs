@@ -72,7 +72,7 @@ impl Drop for RequestInFlight {
 /// What the request middleware and the handlers tell each other of the request a
 /// connection is answering: its id, and for its log line and metrics the endpoint that
 /// answered it and the job it made (a POST). It lives on the connection (see
-/// [`Tagged`]): actix-http may read pipelined requests ahead, but calls the service for
+/// [`RequestTag::of`]): actix-http may read pipelined requests ahead, but calls the service for
 /// the next only once the previous answer's body (a `CountedBody`) is dropped; a
 /// request's own extensions would cost an allocation and a hash table insert each.
 #[derive(Default)]
@@ -86,6 +86,13 @@ pub struct RequestTag {
 }
 
 impl RequestTag {
+    /// The tag of the request being answered on `request`'s connection.
+    pub fn of(request: &HttpRequest) -> Option<&RequestTag> {
+        request
+            .conn_data::<Rc<Connection>>()
+            .map(|connection| connection.request_tag())
+    }
+
     pub(super) fn begin(&self, id: RequestId) {
         *self.id.borrow_mut() = Some(id);
         self.route.set(None);
@@ -116,26 +123,6 @@ impl RequestTag {
 
     pub(super) fn tagged(&self) -> (Option<&'static str>, Option<JobId>) {
         (self.route.get(), self.job.get())
-    }
-}
-
-/// A request (as the endpoint table or a handler holds it) whose tag can be reached.
-pub trait Tagged {
-    /// The tag of the request being answered on this request's connection.
-    fn tag(&self) -> Option<&RequestTag>;
-}
-
-impl Tagged for ServiceRequest {
-    fn tag(&self) -> Option<&RequestTag> {
-        self.conn_data::<Rc<Connection>>()
-            .map(|connection| connection.request_tag())
-    }
-}
-
-impl Tagged for HttpRequest {
-    fn tag(&self) -> Option<&RequestTag> {
-        self.conn_data::<Rc<Connection>>()
-            .map(|connection| connection.request_tag())
     }
 }
 

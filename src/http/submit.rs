@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText, json_with};
-use super::{ApiError, ApiState, RequestTag, Tagged};
+use super::{ApiError, ApiState, RequestTag};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
 use crate::metrics::Rejection;
 use crate::wall::{self, Limits, WallConfig};
@@ -84,7 +84,7 @@ pub async fn submit(
             job_id: id.to_string(),
         },
     );
-    if let Some(tag) = request.tag() {
+    if let Some(tag) = RequestTag::of(&request) {
         tag.made(id);
     }
     Ok(response)
@@ -108,7 +108,7 @@ async fn read_submission(
     payload: web::Payload,
     state: &ApiState,
 ) -> Result<Submission, ApiError> {
-    let request_id = request.tag().and_then(RequestTag::id);
+    let request_id = RequestTag::of(request).and_then(RequestTag::id);
     let checked = (|| {
         let format = config_format(request)?;
         let encoding = content_encoding(request)?;

@@ -1,6 +1,8 @@
 //! A path pattern (`/api/jobs/{id}/log`) and the segments of a request's path, matched
 //! segment by segment: a parameter is always a whole segment.
 
+use std::ops::Range;
+
 /// Most parameters in one pattern.
 pub const MAX_PARAMS: usize = 3;
 
@@ -19,8 +21,12 @@ enum PatternSegment {
     Param(&'static str),
 }
 
-/// The parameters of a matched path: each name with its value, borrowed from the path.
-pub type Params<'p> = ([(&'static str, &'p str); MAX_PARAMS], usize);
+/// The parameters of a matched path: each name with where its value is in the path;
+/// unused places have an empty name.
+pub type ParamSpans = [(&'static str, Range<usize>); MAX_PARAMS];
+
+/// Where a path's segments are in it (see `path_segments`), and how many there are.
+pub type Segments = ([Range<usize>; MAX_SEGMENTS], usize);
 
 impl Pattern {
     /// # Panics
@@ -60,18 +66,18 @@ impl Pattern {
         Pattern { text, segments }
     }
 
-    /// The parameters, when a path of these segments matches.
-    pub fn matches<'p>(&self, path: &[&'p str]) -> Option<Params<'p>> {
-        if path.len() != self.segments.len() {
+    /// The parameters, when `path`, of these segments, matches.
+    pub fn matches(&self, path: &str, (segments, count): &Segments) -> Option<ParamSpans> {
+        if *count != self.segments.len() {
             return None;
         }
-        let mut found: Params<'p> = ([("", ""); MAX_PARAMS], 0);
-        for (wanted, &segment) in self.segments.iter().zip(path) {
+        let mut found = ParamSpans::default();
+        let mut params = found.iter_mut();
+        for (wanted, segment) in self.segments.iter().zip(segments) {
             match *wanted {
-                PatternSegment::Literal(literal) if literal == segment => {}
+                PatternSegment::Literal(literal) if literal == &path[segment.clone()] => {}
                 PatternSegment::Param(name) => {
-                    found.0[found.1] = (name, segment);
-                    found.1 += 1;
+                    *params.next()? = (name, segment.clone());
                 }
                 PatternSegment::Literal(_) => return None,
             }
@@ -80,22 +86,22 @@ impl Pattern {
     }
 }
 
-/// A path's segments without the empty ones that repeated and trailing slashes make, so
-/// that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original API's paths end in
-/// a slash); `None` for a path longer than any pattern, or for a request target that is
-/// no path (`*`, or an authority alone, whose path is empty).
-pub fn path_segments(path: &str) -> Option<([&str; MAX_SEGMENTS], usize)> {
-    let mut segments = [""; MAX_SEGMENTS];
-    let mut count = 0;
-    for segment in path
-        .strip_prefix('/')?
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-    {
-        *segments.get_mut(count)? = segment;
-        count += 1;
+/// Where a path's segments are, without the empty ones that repeated and trailing
+/// slashes make, so that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original
+/// API's paths end in a slash); `None` for a path longer than any pattern, or for a
+/// request target that is no path (`*`, or an authority alone, whose path is empty).
+pub fn path_segments(path: &str) -> Option<Segments> {
+    let mut segments: Segments = Default::default();
+    let rest = path.strip_prefix('/')?;
+    let mut start = 1;
+    for segment in rest.split('/') {
+        if !segment.is_empty() {
+            *segments.0.get_mut(segments.1)? = start..start + segment.len();
+            segments.1 += 1;
+        }
+        start += segment.len() + 1;
     }
-    Some((segments, count))
+    Some(segments)
 }
 
 #[cfg(test)]
@@ -106,10 +112,15 @@ mod tests {
         pattern: &'static str,
         path: &'static str,
     ) -> Option<Vec<(&'static str, &'static str)>> {
-        let (segments, count) = path_segments(path)?;
-        Pattern::parse(pattern)
-            .matches(&segments[..count])
-            .map(|(params, found)| params[..found].to_vec())
+        let segments = path_segments(path)?;
+        let params = Pattern::parse(pattern).matches(path, &segments)?;
+        Some(
+            params
+                .into_iter()
+                .filter(|(name, _)| !name.is_empty())
+                .map(|(name, span)| (name, &path[span]))
+                .collect(),
+        )
     }
 
     #[test]
@@ -167,6 +178,10 @@ mod tests {
             assert_eq!(params_of("/", path), Some(vec![]), "{path}");
         }
         assert_eq!(params_of("/api/jobs", "//api/jobs/"), Some(vec![]));
+        assert_eq!(
+            params_of("/a/{p}/b", "//a/ünï✓//b/"),
+            Some(vec![("p", "ünï✓")])
+        );
     }
 
     #[test]
