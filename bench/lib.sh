@@ -27,13 +27,18 @@ done_example_job() {
 }
 
 # wrk_rate REPORT COMMAND...: runs the wrk COMMAND with its report in REPORT, and
-# prints its req/s; fails (showing the report) if any answer was not a 2xx.
+# prints its req/s; fails (showing the report) if wrk failed, gave no rate, met a socket
+# error or any answer that was not a 2xx, so that a broken run is never a missing one.
 wrk_rate() {
-  local report=$1
+  local report=$1 rate
   shift
-  "$@" > "$report"
-  if grep -q "Non-2xx" "$report"; then cat "$report" >&2; return 1; fi
-  sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p' "$report"
+  "$@" > "$report" || { cat "$report" >&2; return 1; }
+  rate=$(sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p' "$report")
+  if [ -z "$rate" ] || grep -q "Non-2xx\|Socket errors" "$report"; then
+    cat "$report" >&2
+    return 1
+  fi
+  echo "$rate"
 }
 
 # median: of the numbers on stdin, the middle one (the mean of the two middle ones for

@@ -25,9 +25,14 @@ pub fn ok_json(value: &impl Serialize) -> HttpResponse {
 /// The answer `response` (its status and headers) with `value` as its JSON body.
 pub fn json_with(mut response: HttpResponseBuilder, value: &impl Serialize) -> HttpResponse {
     match json_bytes(value) {
-        Ok(body) => response.insert_header((CONTENT_TYPE, JSON)).body(body),
+        Ok(body) => json_body(&mut response, body),
         Err(error) => error.error_response(),
     }
+}
+
+/// The answer `response` with `body`, already JSON.
+fn json_body(response: &mut HttpResponseBuilder, body: Bytes) -> HttpResponse {
+    response.insert_header((CONTENT_TYPE, JSON)).body(body)
 }
 
 /// `value` as JSON, ready to send (or to keep and send again).
@@ -39,9 +44,7 @@ pub fn json_bytes(value: &impl Serialize) -> Result<Bytes, super::ApiError> {
 
 /// A 200 with a body already made JSON.
 pub fn ok_json_bytes(body: Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, JSON))
-        .body(body)
+    json_body(&mut HttpResponse::Ok(), body)
 }
 
 /// Every error: a real status code and this body.

@@ -113,13 +113,25 @@ impl Registry {
     }
 
     /// Marks a job in flight done or failed now, its result taking `result_bytes`; a
-    /// job already finished (or unknown) stays as it is.
-    pub fn finish(&self, id: JobId, outcome: JobState, result_bytes: u64, journal: StorePin) {
+    /// job already finished (or unknown) stays as it is. Answers how many jobs are
+    /// finished then and the bytes their results take (for the retention limits),
+    /// read under the same lock.
+    pub fn finish(
+        &self,
+        id: JobId,
+        outcome: JobState,
+        result_bytes: u64,
+        journal: StorePin,
+    ) -> (usize, u64) {
         debug_assert!(outcome.is_finished());
         let finished_ms = epoch_ms(SystemTime::now());
         let mut index = self.index.write();
+        let finished = |index: &Index| {
+            let [_, _, done, failed] = index.counts();
+            (done + failed, index.finished.bytes())
+        };
         let Some((_, record)) = self.in_flight.remove(&id) else {
-            return;
+            return finished(&index);
         };
         index.in_flight(record.running).remove(&id);
         let job = FinishedJob {
@@ -132,6 +144,7 @@ impl Registry {
             deleting: false,
         };
         index.finished.insert(id, job, journal);
+        finished(&index)
     }
 
     /// Hides a finished job while it is deleted; false if it is unknown, in flight or

@@ -157,7 +157,6 @@ impl FileStore {
         for (id, request) in requests {
             // In flight again: its files go through its lock until its result is written.
             self.inner.locks.hold(id);
-            let pin = Arc::downgrade(&request.journal);
             jobs.push(Recovered {
                 id,
                 state: JobState::Queued,
@@ -165,7 +164,8 @@ impl FileStore {
                 shape: None,
                 result_bytes: 0,
                 request: Some(request),
-                pin,
+                // A queued job's record holds no pin: `finish` brings one.
+                pin: Weak::new(),
             });
         }
         jobs.sort_unstable_by_key(|job| job.id);

@@ -121,10 +121,12 @@ impl FinishedJobs {
         }
         match self.done.binary_search_by_key(&id, |(id, _)| *id) {
             Ok(at) => {
-                // The tombstone of the same id, removed and finished again.
-                if self.done[at].1.is_tombstone() {
-                    self.tombstones -= 1;
-                }
+                // Only the tombstone of the same id, removed and finished again: `insert`
+                // takes jobs not recorded yet, and a live entry's bytes would be counted
+                // twice.
+                let tombstone = self.done[at].1.is_tombstone();
+                debug_assert!(tombstone, "{id} is recorded already");
+                self.tombstones -= usize::from(tombstone);
                 self.done[at].1 = packed;
             }
             Err(at) => self.done.insert(at, (id, packed)),

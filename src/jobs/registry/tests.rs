@@ -397,9 +397,20 @@ fn a_state_comes_with_its_finish_time_once_finished() {
 fn the_jobs_over_the_limits_are_found_across_many_steps_of_the_scan() {
     let registry = Registry::default();
     let ids: Vec<JobId> = (0..3 * SCAN_STEP + 10).map(|_| JobId::generate()).collect();
-    for &id in &ids {
+    // Every third failed: the scan walks the done and the failed jobs together, in id
+    // order, and its steps end on either.
+    for (n, &id) in ids.iter().enumerate() {
         insert(&registry, id, JobState::Queued);
-        registry.finish(id, JobState::Done, 10, Weak::new());
+        let outcome = match n % 3 {
+            2 => JobState::Failed("why".into()),
+            _ => JobState::Done,
+        };
+        // What the retention limits are checked against, from the same lock.
+        let finished = n + 1;
+        assert_eq!(
+            registry.finish(id, outcome, 10, Weak::new()),
+            (finished, 10 * finished as u64)
+        );
     }
     // Exactly a step's worth kept, and none; and the bytes likewise.
     assert_eq!(

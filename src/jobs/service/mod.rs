@@ -366,13 +366,10 @@ impl LocalJobs {
                 JobState::Failed(reason.into())
             }
         };
-        let registry = &self.inner.registry;
-        registry.finish(id, state, result_bytes, pin);
+        let (finished, stored_bytes) = (self.inner.registry).finish(id, state, result_bytes, pin);
         self.wake_waiters(id);
         let retention = self.inner.retention;
-        if registry.finished() > retention.max_results
-            || registry.stored_bytes() > retention.max_bytes
-        {
+        if finished > retention.max_results || stored_bytes > retention.max_bytes {
             self.nudge_sweeper();
         }
     }
