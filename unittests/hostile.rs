@@ -674,13 +674,9 @@ fn a_request_hidden_behind_ambiguous_framing_never_runs() {
         ),
     ] {
         let framing = framing.replace("{n}", &body.len().to_string());
-        let mut stream = server.connect();
-        write!(
-            stream,
+        let answer = server.exchange(&format!(
             "POST /api/simulate HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n{framing}\r\n{body}"
-        )
-        .unwrap();
-        let answer = read_until_closed(&mut stream);
+        ));
         assert!(
             answer.starts_with(&format!("HTTP/{version} 400")),
             "{answer}"
@@ -758,9 +754,6 @@ fn answered_connection(server: &Server) -> TcpStream {
     let answer = read_answer(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 /// What `stream` sends until the server closes it, which must happen `within` this long
@@ -801,9 +794,6 @@ fn a_request_begun_on_an_idle_connection_has_until_the_request_timeout() {
 fn a_keep_alive_of_zero_closes_each_connection_after_its_answer() {
     let server = Server::start(&["--keep-alive", "0"]);
     let mut stream = server.connect();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let started = Instant::now();
     stream.write_all(HEALTHZ).unwrap();
     let within = Duration::ZERO..Duration::from_secs(5);
@@ -1010,13 +1000,9 @@ fn a_request_target_that_is_not_a_path_is_no_endpoint() {
     // no path, so no endpoint: not even the page at `/`.
     for target in ["localhost", "127.0.0.1:80", "*"] {
         for method in ["GET", "OPTIONS", "CONNECT"] {
-            let mut stream = server.connect();
-            write!(
-                stream,
+            let answer = server.exchange(&format!(
                 "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let answer = read_until_closed(&mut stream);
+            ));
             assert!(
                 answer.starts_with("HTTP/1.1 404"),
                 "{method} {target}: {answer}"

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: spawn the real `icewall serve` on port 0
 //! with temporary directories, talk HTTP to it, and wait for jobs against a deadline.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -384,6 +384,13 @@ impl Server {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         stream
+    }
+
+    /// Sends `raw` on a new connection and reads until the server closes it.
+    pub fn exchange(&self, raw: &str) -> String {
+        let mut stream = self.connect();
+        stream.write_all(raw.as_bytes()).unwrap();
+        read_until_closed(&mut stream)
     }
 }
 
