@@ -148,9 +148,7 @@ impl Service<ServiceRequest> for EndpointsService {
             self.endpoints
                 .iter()
                 .enumerate()
-                .find_map(|(index, endpoint)| {
-                    Some((index, endpoint.pattern.matches(path, &segments)?))
-                })
+                .find_map(|(index, endpoint)| Some((index, endpoint.pattern.matches(&segments)?)))
         });
         let Some((index, params)) = matched else {
             let error = not_found(&request);

@@ -25,8 +25,9 @@ enum PatternSegment {
 /// unused places have an empty name.
 pub type ParamSpans = [(&'static str, Range<usize>); MAX_PARAMS];
 
-/// Where a path's segments are in it (see `path_segments`), and how many there are.
-pub type Segments = ([Range<usize>; MAX_SEGMENTS], usize);
+/// A path's segments (see `path_segments`), each with where it starts in the path, and
+/// how many there are.
+pub type Segments<'p> = ([(usize, &'p str); MAX_SEGMENTS], usize);
 
 impl Pattern {
     /// # Panics
@@ -66,18 +67,18 @@ impl Pattern {
         Pattern { text, segments }
     }
 
-    /// The parameters, when `path`, of these segments, matches.
-    pub fn matches(&self, path: &str, (segments, count): &Segments) -> Option<ParamSpans> {
+    /// The parameters, when a path of these segments matches.
+    pub fn matches(&self, (segments, count): &Segments) -> Option<ParamSpans> {
         if *count != self.segments.len() {
             return None;
         }
         let mut found = ParamSpans::default();
         let mut params = found.iter_mut();
-        for (wanted, segment) in self.segments.iter().zip(segments) {
+        for (wanted, &(start, segment)) in self.segments.iter().zip(segments) {
             match *wanted {
-                PatternSegment::Literal(literal) if literal == &path[segment.clone()] => {}
+                PatternSegment::Literal(literal) if literal == segment => {}
                 PatternSegment::Param(name) => {
-                    *params.next()? = (name, segment.clone());
+                    *params.next()? = (name, start..start + segment.len());
                 }
                 PatternSegment::Literal(_) => return None,
             }
@@ -86,17 +87,17 @@ impl Pattern {
     }
 }
 
-/// Where a path's segments are, without the empty ones that repeated and trailing
-/// slashes make, so that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original
-/// API's paths end in a slash); `None` for a path longer than any pattern, or for a
+/// A path's segments, without the empty ones that repeated and trailing slashes make,
+/// so that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original API's paths end
+/// in a slash); `None` for a path longer than any pattern, or for a
 /// request target that is no path (`*`, or an authority alone, whose path is empty).
-pub fn path_segments(path: &str) -> Option<Segments> {
-    let mut segments: Segments = Default::default();
+pub fn path_segments(path: &str) -> Option<Segments<'_>> {
+    let mut segments: Segments = ([(0, ""); MAX_SEGMENTS], 0);
     let rest = path.strip_prefix('/')?;
     let mut start = 1;
     for segment in rest.split('/') {
         if !segment.is_empty() {
-            *segments.0.get_mut(segments.1)? = start..start + segment.len();
+            *segments.0.get_mut(segments.1)? = (start, segment);
             segments.1 += 1;
         }
         start += segment.len() + 1;
@@ -113,7 +114,7 @@ mod tests {
         path: &'static str,
     ) -> Option<Vec<(&'static str, &'static str)>> {
         let segments = path_segments(path)?;
-        let params = Pattern::parse(pattern).matches(path, &segments)?;
+        let params = Pattern::parse(pattern).matches(&segments)?;
         Some(
             params
                 .into_iter()
