@@ -3,6 +3,7 @@
 # (a loop-mounted image), so that runs compare fairly: on a reused file system, ext4
 # slows inode allocation near recently deleted inodes, which an earlier run leaves.
 # Needs root and a loop device. Usage: sudo bench/fresh-ext4.sh [load.sh arguments]
+# FRESH_EXT4_RUN="command" runs that instead of bench/load.sh (bench/disk-floor.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image=$(mktemp /var/tmp/icewall-bench-XXXXXX.img)
@@ -14,4 +15,5 @@ truncate -s 8G "$image"
 # shellcheck disable=SC2086
 mkfs.ext4 -q -F ${BENCH_MKFS_OPTS:-} "$image"
 mount -o loop "$image" "$mountpoint"
-BENCH_TMPDIR="$mountpoint" bash bench/load.sh "$@"
+# shellcheck disable=SC2086
+BENCH_TMPDIR="$mountpoint" ${FRESH_EXT4_RUN:-bash bench/load.sh} "$@"

@@ -29,20 +29,26 @@ base=$(sed -n 's/^listening on //p' "$work/stdout")
 echo "server $base (pid $server), wrk -t$threads -c$connections -d${duration}s"
 
 num_jobs() { curl -sf "$base/api/num_jobs" | sed 's/[^0-9]//g'; }
+# Clock ticks every CPU spent busy (not idle, not waiting for I/O) since boot: over a run,
+# the whole machine's CPU time (server, wrk, the kernel's threads), set beside the jobs.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 echo "server RSS idle: $(ps -o rss= -p "$server") KiB"
 
 echo "== jobs end to end: POST /api/simulate, then wait until all are done"
 start=$(date +%s.%N)
+busy_before=$(busy_ticks)
 wrk -t"$threads" -c"$connections" -d"${duration}s" -s bench/post_job.lua "$base/api/simulate" \
   > "$work/post.txt"
 while [ "$(num_jobs)" != "0" ]; do sleep 0.01; done
 end=$(date +%s.%N)
+busy_after=$(busy_ticks)
 grep -E "Requests/sec|Non-2xx|post_" "$work/post.txt"
 posts=$(sed -n 's/^posts //p' "$work/post.txt")
 refused=$(sed -n 's/.*Non-2xx or 3xx responses: //p' "$work/post.txt")
 done_jobs=$((posts - ${refused:-0}))
 echo "jobs_done $done_jobs in $(echo "$end - $start" | bc) s"
 echo "jobs_per_second_end_to_end $(echo "$done_jobs / ($end - $start)" | bc)"
+echo "machine_cpu_us_per_job $(echo "scale=1; ($busy_after - $busy_before) * 1000000 / $(getconf CLK_TCK) / $done_jobs" | bc)"
 
 echo "== GET /profiles/overview/"
 wrk -t"$threads" -c"$connections" -d"${duration}s" "$base/profiles/overview/" | grep -E "Requests/sec|Non-2xx|Latency"

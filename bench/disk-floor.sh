@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The disk yardstick: examples/disk_floor.rs, the file store's durable work per job with
+# no server around it (journal lines and one fdatasync per batch, a result per job in an
+# unnamed file, one syncfs per batch, a link per job), on a freshly made journaled ext4
+# (bench/fresh-ext4.sh) and on tmpfs, alternating round by round. Prints each run, then
+# the medians: jobs/s and the whole machine's CPU time per job on each, their ratio, and
+# what ext4 adds per job. That addition bounds the ratio any server storing results this
+# way can reach: a server spending C per job on tmpfs reaches at most C / (C + added).
+# Usage: sudo bench/disk-floor.sh [rounds (3)] [jobs (100000)] [batch (64)]
+# Needs root and a loop device (for the ext4), like fresh-ext4.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}; jobs=${2:-100000}; batch=${3:-64}
+floor=${DISK_FLOOR_BIN:-./target/profiling/examples/disk_floor}
+[ -n "${DISK_FLOOR_BIN:-}" ] || cargo build --profile profiling --quiet --example disk_floor
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/run.sh" <<RUN
+#!/usr/bin/env bash
+exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch"
+RUN
+chmod +x "$work/run.sh"
+field() { sed -n "s/^$1 //p" "$2"; }
+ext4_rates=; ext4_cpu=; tmpfs_rates=; tmpfs_cpu=
+echo "disk_floor $jobs jobs, batches of $batch, $rounds rounds: fresh ext4, then tmpfs"
+for round in $(seq "$rounds"); do
+  FRESH_EXT4_RUN="$work/run.sh" bash bench/fresh-ext4.sh > "$work/ext4.txt"
+  shm=$(mktemp -d -p /dev/shm)
+  BENCH_TMPDIR=$shm "$work/run.sh" > "$work/tmpfs.txt"
+  rm -rf "$shm"
+  ext4_rates="$ext4_rates $(field jobs_per_second "$work/ext4.txt")"
+  ext4_cpu="$ext4_cpu $(field machine_cpu_us_per_job "$work/ext4.txt")"
+  tmpfs_rates="$tmpfs_rates $(field jobs_per_second "$work/tmpfs.txt")"
+  tmpfs_cpu="$tmpfs_cpu $(field machine_cpu_us_per_job "$work/tmpfs.txt")"
+  echo "round $round: ext4 $(field jobs_per_second "$work/ext4.txt") jobs/s," \
+    "$(field machine_cpu_us_per_job "$work/ext4.txt") us CPU/job;" \
+    "tmpfs $(field jobs_per_second "$work/tmpfs.txt") jobs/s," \
+    "$(field machine_cpu_us_per_job "$work/tmpfs.txt") us CPU/job"
+done
+# CPU times have a decimal: the medians of tenths.
+tenths() { tr ' ' '\n' | grep . | awk '{printf "%d ", $1 * 10}'; }
+ext4_rate=$(echo "$ext4_rates" | median); tmpfs_rate=$(echo "$tmpfs_rates" | median)
+ext4_us=$(echo "$ext4_cpu" | tenths | median); tmpfs_us=$(echo "$tmpfs_cpu" | tenths | median)
+echo "median jobs/s: ext4 $ext4_rate, tmpfs $tmpfs_rate, ratio $(echo "scale=2; $ext4_rate / $tmpfs_rate" | bc)"
+echo "median machine CPU per job: ext4 $(echo "scale=1; $ext4_us / 10" | bc) us," \
+  "tmpfs $(echo "scale=1; $tmpfs_us / 10" | bc) us; ext4 adds $(echo "scale=1; ($ext4_us - $tmpfs_us) / 10" | bc) us"

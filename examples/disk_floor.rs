@@ -1,0 +1,133 @@
+//! The disk yardstick of `bench/disk-floor.sh`: the file store's durable work per job
+//! done by a bare loop, with no server, no HTTP and no simulation, so that what a file
+//! system charges for it shows on its own.
+//!
+//! Each batch does what the file store does for a batch of jobs, with the same system
+//! calls: the batch's journal lines written into a preallocated, zero-filled and synced
+//! segment and made durable by one `fdatasync`; per job, a result of the same size
+//! written into an unnamed file (`O_TMPFILE`); one `syncfs`; per job, a link into place
+//! through `/proc/self/fd`.
+//!
+//! Usage: `disk_floor DIR [jobs (100000)] [batch (64)] [result bytes (1145)] [results per
+//! sync (the batch)]`; `DIR` must not exist. Prints `key value` lines: jobs per second, and the CPU time per job of this
+//! process and of the whole machine (`/proc/stat`: the file system's own threads, the
+//! writeback and the loop device's included).
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::Instant;
+
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+
+/// A journal line of the benchmark's job (`bench/post_job.lua`), 122 bytes.
+const JOURNAL_LINE: &[u8] = br#"{"job_id":"01a23033-8ea5-77a0-8de1-f2a88c7051fa","request":{"profiles":[[21,25,28],[17],[17,22,17,19,17]],"num_teams":3}}
+"#;
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = args
+        .next()
+        .ok_or_else(|| io::Error::other("usage: disk_floor DIR [jobs] [batch] [result bytes]"))?;
+    let mut number = |default: usize| -> io::Result<usize> {
+        args.next().map_or(Ok(default), |arg| {
+            arg.parse()
+                .map_err(|_| io::Error::other(format!("not a number: {arg}")))
+        })
+    };
+    let jobs = number(100_000)?;
+    let batch = number(64)?.max(1);
+    let result = vec![b'r'; number(1145)?];
+    let per_sync = number(batch)?.max(1);
+    let dir = Path::new(&dir);
+    fs::create_dir(dir)?;
+
+    let segment = File::create_new(dir.join("requests-floor.jsonl"))?;
+    segment.write_all_at(&vec![0; jobs * JOURNAL_LINE.len()], 0)?;
+    segment.sync_all()?;
+    let directory = File::open(dir)?;
+    rustix::fs::syncfs(&directory)?;
+
+    let machine_before = machine_busy_ticks()?;
+    let process_before = process_cpu_seconds();
+    let started = Instant::now();
+    let lines = JOURNAL_LINE.repeat(batch);
+    let mut unnamed = Vec::with_capacity(per_sync + batch);
+    let mut linked = 0;
+    for first in (0..jobs).step_by(batch) {
+        let count = batch.min(jobs - first);
+        segment.write_all_at(
+            &lines[..count * JOURNAL_LINE.len()],
+            (first * JOURNAL_LINE.len()) as u64,
+        )?;
+        segment.sync_data()?;
+        for _ in 0..count {
+            let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+            let file = File::from(rustix::fs::openat(
+                CWD,
+                dir,
+                flags,
+                Mode::from_raw_mode(0o644),
+            )?);
+            io::Write::write_all(&mut &file, &result)?;
+            unnamed.push(file);
+        }
+        if unnamed.len() >= per_sync || first + count == jobs {
+            rustix::fs::syncfs(&directory)?;
+            for file in unnamed.drain(..) {
+                let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let name = dir.join(format!("{linked:08}-floor.result"));
+                rustix::fs::linkat(CWD, &*source, CWD, &name, AtFlags::SYMLINK_FOLLOW)?;
+                linked += 1;
+            }
+        }
+    }
+    // The links of the last batch, made durable as the file store's release sync does.
+    rustix::fs::syncfs(&directory)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let process_seconds = process_cpu_seconds() - process_before;
+    let machine_seconds = (machine_busy_ticks()? - machine_before) as f64 / ticks_per_second();
+
+    let per_job_us = |seconds: f64| seconds / jobs as f64 * 1e6;
+    println!("jobs {jobs}");
+    println!("batch {batch}");
+    println!("results_per_sync {per_sync}");
+    println!("jobs_per_second {:.0}", jobs as f64 / seconds);
+    println!("process_cpu_us_per_job {:.1}", per_job_us(process_seconds));
+    println!("machine_cpu_us_per_job {:.1}", per_job_us(machine_seconds));
+    Ok(())
+}
+
+/// Clock ticks every CPU spent on anything but idling and waiting for I/O, since boot.
+fn machine_busy_ticks() -> io::Result<u64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .ok_or_else(|| io::Error::other("/proc/stat has no cpu line"))?
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: leave out idle and iowait.
+    Ok(fields.iter().sum::<u64>() - fields.get(3).unwrap_or(&0) - fields.get(4).unwrap_or(&0))
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// User and system time of this process so far.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
