@@ -90,7 +90,11 @@ fn a_full_segment_is_sealed_and_the_next_one_is_larger() {
         .map(|index| format!(r#"{{"n":{index},"pad":"{}"}}"#, "x".repeat(10_240)).into_bytes())
         .collect();
     let stored = accept_all(&writer, &requests, |_| false);
-    let paths = segments(dir.path());
+    let mut paths: Vec<PathBuf> = stored
+        .iter()
+        .map(|location| location.journal.path().to_owned())
+        .collect();
+    paths.dedup();
     assert_eq!(paths.len(), 2, "{paths:?}");
     assert_eq!(fs::metadata(&paths[0]).unwrap().len(), SEGMENT_MIN_BYTES);
     assert_eq!(
@@ -149,6 +153,65 @@ fn a_segment_is_sealed_when_it_is_a_second_old() {
     let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     assert_ne!(second[0].journal.path(), path);
     writer.shutdown();
+}
+
+#[test]
+fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
+    let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    let open = first[0].journal.path().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spare = loop {
+        let made_ahead: Vec<PathBuf> = segments(dir.path())
+            .into_iter()
+            .filter(|path| *path != open)
+            .collect();
+        if let [spare] = &made_ahead[..]
+            && fs::metadata(spare).unwrap().len() == SEGMENT_MIN_BYTES
+        {
+            break spare.clone();
+        }
+        assert!(Instant::now() < deadline, "no segment made ahead");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(fs::read(&spare).unwrap().iter().all(|&byte| byte == 0));
+    // A spare that a crash leaves behind holds nothing for start-up to run or report.
+    let read_as_leftover = Arc::new(Segment::new(spare.clone()));
+    read_as_leftover.keep();
+    let (recovered, warnings) = read_all(&read_as_leftover);
+    assert!(recovered.is_empty() && warnings.is_empty(), "{warnings:?}");
+    thread::sleep(SEGMENT_MAX_AGE + Duration::from_millis(100));
+    let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    assert_eq!(
+        second[0].journal.path(),
+        spare,
+        "the sealed segment is followed by the one made ahead"
+    );
+    drop(first);
+    // The next spare is let go a second after the segment is sealed, when nothing came.
+    let deadline = Instant::now() + SEGMENT_MAX_AGE * 10;
+    while segments(dir.path()) != [spare.clone()] {
+        assert!(Instant::now() < deadline, "{:?}", segments(dir.path()));
+        thread::sleep(Duration::from_millis(20));
+    }
+    writer.shutdown();
+    drop(second);
+    assert_eq!(segments(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_spare_waiting_at_shutdown_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
+    let stored = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segments(dir.path()).len() < 2 {
+        assert!(Instant::now() < deadline, "no segment made ahead");
+        thread::sleep(Duration::from_millis(10));
+    }
+    writer.shutdown();
+    assert_eq!(segments(dir.path()), [stored[0].journal.path().to_owned()]);
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
+use parking_lot::Mutex;
+
 use super::{
     JOURNAL_INFIX, JOURNAL_PREFIX, JOURNAL_SUFFIX, KEYS_FILE, REQUEST_OFFSET, SEGMENT_MAX_AGE,
     SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, Segment, StoredRequest,
@@ -43,8 +45,9 @@ impl Journal {
             dir: File::open(&dir)?,
             bytes: min_free_space,
         };
+        let spares = Spares::start(dir.clone())?;
         let thread = BatchThread::start("journal", move |batches| {
-            write_batches(&dir, &floor, &batches);
+            write_batches(&dir, &floor, &spares, &batches);
         })?;
         Ok(Journal { thread })
     }
@@ -151,6 +154,65 @@ impl OpenSegment {
     }
 }
 
+/// Segments made ahead of need, on a thread of their own, so that a full or old segment
+/// is replaced by a ready one: making one (up to 4 MiB of zeros, then two syncs: tens of
+/// milliseconds on a busy disk) would hold up its batch and every accept behind it.
+/// A spare is asked for each time a segment is taken, and let go after a second with no
+/// segment open.
+/// The first is asked for when the first segment is made, after start-up's recovery,
+/// which takes every segment it finds for a leftover.
+struct Spares {
+    /// At most one: a spare made while another waits replaces it (and removes its file).
+    ready: Arc<Mutex<Option<OpenSegment>>>,
+    /// The capacity of the next spare to make, or `None` to let go of the one waiting.
+    maker: BatchThread<Option<u64>>,
+}
+
+impl Spares {
+    fn start(dir: PathBuf) -> io::Result<Spares> {
+        let ready = Arc::new(Mutex::new(None));
+        let made = Arc::clone(&ready);
+        let maker = BatchThread::start("journal-spare", move |wishes| {
+            while let Ok(wishes) = wishes.next(None) {
+                // Only the latest wish counts. A spare that cannot be made now is made by
+                // the journal thread when needed, which reports why it failed.
+                let spare = match wishes.last() {
+                    Some(&Some(capacity)) => OpenSegment::create(&dir, capacity).ok(),
+                    _ => None,
+                };
+                // The one it replaces is removed outside the lock.
+                let replaced = std::mem::replace(&mut *made.lock(), spare);
+                drop(replaced);
+            }
+        })?;
+        Ok(Spares { ready, maker })
+    }
+
+    /// A segment of `capacity` bytes to take requests from now on: the spare when it is
+    /// at least that big, or one made now. A spare of the same size is made next (of
+    /// the largest usual size after a request that needed more).
+    fn take(&self, dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
+        let spare = self.ready.lock().take();
+        let taken = match spare {
+            // One removed from under the server (with the whole results directory, say)
+            // would lose what it took.
+            Some(mut spare) if spare.capacity >= capacity && still_linked(&spare.file).is_ok() => {
+                spare.opened = Instant::now();
+                Ok(spare)
+            }
+            // Traffic grew past it, or it is gone: one of the size wanted is made now.
+            _ => OpenSegment::create(dir, capacity),
+        };
+        let _ = self.maker.send(Some(capacity.min(SEGMENT_MAX_BYTES)));
+        taken
+    }
+
+    /// Removes the spare: requests have stopped coming.
+    fn let_go(&self) {
+        let _ = self.maker.send(None);
+    }
+}
+
 /// The lines of one batch bound for one segment, and who waits for them.
 #[derive(Default)]
 struct Lines {
@@ -158,24 +220,37 @@ struct Lines {
     accepts: Vec<(StoredRequest, AcceptThen)>,
 }
 
-fn write_batches(dir: &Path, floor: &FreeSpaceFloor, batches: &Batches<(Accept, AcceptThen)>) {
+fn write_batches(
+    dir: &Path,
+    floor: &FreeSpaceFloor,
+    spares: &Spares,
+    batches: &Batches<(Accept, AcceptThen)>,
+) {
     let mut segment: Option<OpenSegment> = None;
     let mut next_capacity = SEGMENT_MIN_BYTES;
+    // Whether a spare may be waiting: it is let go after a second with no segment open.
+    let mut spare_wanted = false;
     loop {
         // An open segment is sealed when it is old enough, even with no request coming.
-        let timeout = segment
-            .as_ref()
-            .map(|open| SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed()));
+        let timeout = match &segment {
+            Some(open) => Some(SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed())),
+            None => spare_wanted.then_some(SEGMENT_MAX_AGE),
+        };
         match batches.next(timeout) {
             Ok(batch) => match floor.check() {
-                Ok(()) => write_batch(dir, batch, &mut segment, &mut next_capacity),
+                Ok(()) => {
+                    write_batch(dir, spares, batch, &mut segment, &mut next_capacity);
+                    spare_wanted |= segment.is_some();
+                }
                 Err(error) => refuse_all(batch, &error),
             },
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(sealed) = segment.take() {
-                    next_capacity = sealed.next_capacity();
+            Err(RecvTimeoutError::Timeout) => match segment.take() {
+                Some(sealed) => next_capacity = sealed.next_capacity(),
+                None => {
+                    spares.let_go();
+                    spare_wanted = false;
                 }
-            }
+            },
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
@@ -185,6 +260,7 @@ fn write_batches(dir: &Path, floor: &FreeSpaceFloor, batches: &Batches<(Accept, 
 /// ones as it fills), syncs each segment written, and answers each request.
 fn write_batch(
     dir: &Path,
+    spares: &Spares,
     batch: Vec<(Accept, AcceptThen)>,
     segment: &mut Option<OpenSegment>,
     next_capacity: &mut u64,
@@ -219,7 +295,8 @@ fn write_batch(
                 *next_capacity = full.next_capacity();
                 sync_lines(&full, std::mem::take(&mut lines));
             }
-            match OpenSegment::create(dir, (*next_capacity).max(line_len.next_power_of_two())) {
+            let capacity = (*next_capacity).max(line_len.next_power_of_two());
+            match spares.take(dir, capacity) {
                 Ok(open) => *segment = Some(open),
                 Err(error) => {
                     // The rest of the batch would fail the same way.
