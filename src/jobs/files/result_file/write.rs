@@ -2,7 +2,7 @@
 //! tables and team log, or a failed job's reason, then the kept request, checksummed
 //! on the way to the file and sealed by the trailer.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 use super::{
     Header, KIND_DONE, KIND_FAILED, LOG_INLINE, LogPlace, TAIL_MAGIC, TRAILER_LEN, VERSION_PLAIN,
@@ -10,22 +10,71 @@ use super::{
 };
 use crate::wall::Outcome;
 
-/// Counts and checksums the bytes on their way to the file.
-struct Checksummed<W> {
+/// Buffers the bytes on their way to the file, counts them and checksums each full
+/// buffer, and puts the trailer after the last: a result that fits the buffer (nearly
+/// all) goes to the file in one `write`. Each `write` to a new file costs a file
+/// system like ext4 a metadata update of its own, besides the copy.
+struct TrailedWriter<W> {
     inner: W,
+    buffer: Vec<u8>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
-impl<W: Write> Write for Checksummed<W> {
+/// Bytes buffered before a write: results up to this size take one.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+impl<W: Write> TrailedWriter<W> {
+    fn new(inner: W) -> TrailedWriter<W> {
+        TrailedWriter {
+            inner,
+            buffer: Vec::with_capacity(WRITE_BUFFER),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        self.crc.update(&self.buffer);
+        self.len += self.buffer.len() as u64;
+        self.inner.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Appends the trailer of `version` over everything written, and writes what is
+    /// left; returns the file's length.
+    fn finish(mut self, version: u32) -> io::Result<u64> {
+        self.crc.update(&self.buffer);
+        let len = self.len + self.buffer.len() as u64 + TRAILER_LEN;
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.buffer.extend_from_slice(&TAIL_MAGIC);
+        self.buffer.extend_from_slice(&version.to_le_bytes());
+        self.buffer.extend_from_slice(&crc.to_le_bytes());
+        self.buffer.extend_from_slice(&len.to_le_bytes());
+        self.inner.write_all(&self.buffer)?;
+        Ok(len)
+    }
+}
+
+impl<W: Write> Write for TrailedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.crc.update(&buf[..written]);
-        self.len += written as u64;
-        Ok(written)
+        if self.buffer.len() + buf.len() > WRITE_BUFFER {
+            self.write_buffer()?;
+        }
+        if buf.len() >= WRITE_BUFFER {
+            // Larger than a buffer: straight through, checksummed on the way.
+            let written = self.inner.write(buf)?;
+            self.crc.update(&buf[..written]);
+            self.len += written as u64;
+            return Ok(written);
+        }
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_buffer()?;
         self.inner.flush()
     }
 }
@@ -137,24 +186,77 @@ fn write_request(out: &mut impl Write, request: Option<&[u8]>) -> io::Result<()>
 fn write_with_trailer<W: Write>(
     file: W,
     version: u32,
-    body: impl FnOnce(&mut BufWriter<Checksummed<W>>) -> io::Result<()>,
+    body: impl FnOnce(&mut TrailedWriter<W>) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let mut out = BufWriter::new(Checksummed {
-        inner: file,
-        crc: crc32fast::Hasher::new(),
-        len: 0,
-    });
+    let mut out = TrailedWriter::new(file);
     body(&mut out)?;
-    let Checksummed {
-        inner: mut file,
-        crc,
-        len,
-    } = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    let mut trailer = [0; TRAILER_LEN as usize];
-    trailer[..8].copy_from_slice(&TAIL_MAGIC);
-    trailer[8..12].copy_from_slice(&version.to_le_bytes());
-    trailer[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
-    trailer[16..].copy_from_slice(&(len + TRAILER_LEN).to_le_bytes());
-    file.write_all(&trailer)?;
-    Ok(len + TRAILER_LEN)
+    out.finish(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::HEADER_LEN;
+    use super::*;
+
+    /// Keeps what it is given, at most `most_per_write` bytes a call, and counts calls.
+    struct CountedWrites {
+        bytes: Vec<u8>,
+        writes: usize,
+        most_per_write: usize,
+    }
+
+    impl CountedWrites {
+        fn new(most_per_write: usize) -> CountedWrites {
+            CountedWrites {
+                bytes: Vec::new(),
+                writes: 0,
+                most_per_write,
+            }
+        }
+    }
+
+    impl Write for CountedWrites {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            let taken = buf.len().min(self.most_per_write);
+            self.bytes.extend_from_slice(&buf[..taken]);
+            Ok(taken)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn assert_sealed(bytes: &[u8], len: u64) {
+        assert_eq!(len, bytes.len() as u64);
+        let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN as usize);
+        assert_eq!(trailer[..8], TAIL_MAGIC);
+        assert_eq!(trailer[12..16], crc32fast::hash(body).to_le_bytes());
+        assert_eq!(trailer[16..], len.to_le_bytes());
+    }
+
+    #[test]
+    fn a_result_that_fits_the_buffer_reaches_the_file_in_one_write() {
+        let mut out = CountedWrites::new(usize::MAX);
+        let len = write_failed(&mut out, "a reason", Some(b"{}")).unwrap();
+        assert_eq!(out.writes, 1, "the trailer goes with the rest");
+        assert_sealed(&out.bytes, len);
+    }
+
+    #[test]
+    fn a_result_larger_than_the_buffer_is_checksummed_whole_through_short_writes() {
+        let reason = "x".repeat(3 * WRITE_BUFFER + 17);
+        let request = vec![b'r'; WRITE_BUFFER - 5];
+        for most_per_write in [usize::MAX, 1000] {
+            let mut out = CountedWrites::new(most_per_write);
+            let len = write_failed(&mut out, &reason, Some(&request)).unwrap();
+            assert!(out.writes > 1);
+            assert_sealed(&out.bytes, len);
+            assert_eq!(
+                &out.bytes[HEADER_LEN as usize..][..reason.len()],
+                reason.as_bytes()
+            );
+        }
+    }
 }
