@@ -3,7 +3,8 @@
 # bench/reads.sh, alternating A, reference, B (then B, reference, A) run by run, with the servers pinned to
 # CPU 1 and wrk to CPU 0 so that the load generator does not take the servers' core.
 # Prints each figure's req/s per run, their medians and each build's ratio to the
-# reference's median. The reference is sent the same request (it answers any path), so
+# reference's median, and the median of the ratios round by round (each run against the
+# reference's run beside it, so that a slow minute slows both sides of a ratio). The reference is sent the same request (it answers any path), so
 # that both parse the same bytes.
 # Usage: bench/ab-reads.sh A_BIN B_BIN [seconds per run, default 2] [rounds, default 9]
 # Needs wrk, curl, bc and taskset, and two cores. REFERENCE_BIN as in bench/reads.sh.
@@ -29,6 +30,11 @@ taskset -c 1 "$reference" 127.0.0.1:0 > "$work/reference.out" 2>&1 &
 pids="$pids $!"
 a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work/reference.out")
 id_a=$(done_example_job "$a"); id_b=$(done_example_job "$b")
+# paired_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i, in hundredths.
+paired_ratio() {
+  paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
+    awk '{printf "%d\n", 100 * $1 / $2}' | median | awk '{printf "%.2f", $1 / 100}'
+}
 run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
 for path in "${READ_PATHS[@]}"; do
@@ -47,7 +53,9 @@ for path in "${READ_PATHS[@]}"; do
   done
   ma=$(echo "$runs_a" | median); mb=$(echo "$runs_b" | median); mr=$(echo "$runs_r" | median)
   echo "$path"
-  echo "  A:$runs_a  median $ma, $(echo "scale=2; $ma / $mr" | bc) of the reference"
-  echo "  B:$runs_b  median $mb, $(echo "scale=2; $mb / $mr" | bc) of the reference"
+  echo "  A:$runs_a  median $ma, $(echo "scale=2; $ma / $mr" | bc) of the reference;" \
+    "round by round, median $(paired_ratio "$runs_a" "$runs_r")"
+  echo "  B:$runs_b  median $mb, $(echo "scale=2; $mb / $mr" | bc) of the reference;" \
+    "round by round, median $(paired_ratio "$runs_b" "$runs_r")"
   echo "  reference:$runs_r  median $mr"
 done
