@@ -6,11 +6,12 @@
 # the medians: jobs/s and the whole machine's CPU time per job on each, their ratio, and
 # what ext4 adds per job. That addition bounds the ratio any server storing results this
 # way can reach: a server spending C per job on tmpfs reaches at most C / (C + added).
-# Usage: sudo bench/disk-floor.sh [rounds (3)] [jobs (100000)] [batch (64)]
+# Usage: sudo bench/disk-floor.sh [rounds (3)] [jobs (100000)] [batch (64)] [results per
+# sync (the batch)]: a batch is the journal lines of one fdatasync.
 # Needs root and a loop device (for the ext4), like fresh-ext4.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-3}; jobs=${2:-100000}; batch=${3:-64}
+rounds=${1:-3}; jobs=${2:-100000}; batch=${3:-64}; per_sync=${4:-$batch}
 floor=${DISK_FLOOR_BIN:-./target/profiling/examples/disk_floor}
 [ -n "${DISK_FLOOR_BIN:-}" ] || cargo build --profile profiling --quiet --example disk_floor
 # shellcheck source=bench/lib.sh
@@ -19,12 +20,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat > "$work/run.sh" <<RUN
 #!/usr/bin/env bash
-exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch"
+exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch" 1145 "$per_sync"
 RUN
 chmod +x "$work/run.sh"
 field() { sed -n "s/^$1 //p" "$2"; }
 ext4_rates=; ext4_cpu=; tmpfs_rates=; tmpfs_cpu=
-echo "disk_floor $jobs jobs, batches of $batch, $rounds rounds: fresh ext4, then tmpfs"
+echo "disk_floor $jobs jobs, batches of $batch, $per_sync results per sync, $rounds rounds: fresh ext4, then tmpfs"
 for round in $(seq "$rounds"); do
   FRESH_EXT4_RUN="$work/run.sh" bash bench/fresh-ext4.sh > "$work/ext4.txt"
   shm=$(mktemp -d -p /dev/shm)
