@@ -41,6 +41,9 @@ pub const JOURNAL_INFIX: &str = r#"","request":"#;
 pub const REQUEST_OFFSET: usize = JOURNAL_PREFIX.len() + 36 + JOURNAL_INFIX.len();
 const JOURNAL_SUFFIX: &[u8] = b"}\n";
 
+/// The start of the name of a segment being made: start-up removes it without a word.
+pub const UNFINISHED_SEGMENT_PREFIX: &str = ".requests-";
+
 /// The file of idempotency keys, one JSON record per line, beside the journals.
 pub const KEYS_FILE: &str = "idempotency-keys.jsonl";
 

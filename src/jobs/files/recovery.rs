@@ -8,7 +8,9 @@ use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Weak};
 
 use super::dir_lock::LOCK_FILE;
-use super::journal::{KEYS_FILE, Segment, StoredRequest, is_segment_name, read_segment};
+use super::journal::{
+    KEYS_FILE, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX, is_segment_name, read_segment,
+};
 use super::regular_file::{kind_of, read_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
@@ -79,6 +81,7 @@ impl FileStore {
                     }
                 }
                 _ if name.starts_with(PROBE_PREFIX)
+                    || name.starts_with(UNFINISHED_SEGMENT_PREFIX)
                     || name == format!("{KEYS_FILE}.tmp")
                     || name == TOMBSTONES_TEMPORARY =>
                 {

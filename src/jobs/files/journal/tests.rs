@@ -168,7 +168,7 @@ fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
             .filter(|path| *path != open)
             .collect();
         if let [spare] = &made_ahead[..]
-            && fs::metadata(spare).unwrap().len() == SEGMENT_MIN_BYTES
+            && fs::metadata(spare).unwrap().len() == 2 * SEGMENT_MIN_BYTES
         {
             break spare.clone();
         }
@@ -198,6 +198,76 @@ fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     writer.shutdown();
     drop(second);
     assert_eq!(segments(dir.path()), Vec::<PathBuf>::new());
+}
+
+/// Waits until the journal in `dir` has a spare besides the segment `open`, and
+/// returns its path.
+fn wait_for_spare(dir: &Path, open: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let made_ahead: Vec<PathBuf> = segments(dir)
+            .into_iter()
+            .filter(|path| path != open)
+            .collect();
+        if let [spare] = &made_ahead[..] {
+            return spare.clone();
+        }
+        assert!(Instant::now() < deadline, "no segment made ahead");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_spare_removed_or_left_in_a_directory_moved_aside_is_not_taken() {
+    for moved_aside in [false, true] {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("results");
+        fs::create_dir(&dir).unwrap();
+        let writer = Journal::start(dir.clone(), 0).unwrap();
+        let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+        let spare = wait_for_spare(&dir, first[0].journal.path());
+        first[0].journal.keep();
+        drop(first);
+        if moved_aside {
+            fs::rename(&dir, parent.path().join("results.old")).unwrap();
+            fs::create_dir(&dir).unwrap();
+        } else {
+            fs::remove_file(&spare).unwrap();
+        }
+        thread::sleep(SEGMENT_MAX_AGE + Duration::from_millis(100));
+        let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+        assert!(
+            second[0].journal.path().exists(),
+            "accepted into a segment a restart would not find (moved aside: {moved_aside})"
+        );
+        assert_eq!(read_back(&second[0]), b"{}");
+        writer.shutdown();
+    }
+}
+
+#[test]
+fn a_spare_is_let_go_a_second_after_the_last_segment_even_while_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
+    let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    wait_for_spare(dir.path(), first[0].journal.path());
+    drop(first);
+    // A directory where the keys file goes: every keyed batch is refused.
+    fs::create_dir(dir.path().join(KEYS_FILE)).unwrap();
+    let deadline = Instant::now() + SEGMENT_MAX_AGE * 6;
+    while !segments(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", segments(dir.path()));
+        let (sender, receiver) = mpsc::channel();
+        let accept = Accept {
+            id: JobId::generate(),
+            request: b"{}".to_vec(),
+            key_record: Some(b"key".to_vec()),
+        };
+        writer.accept(accept, move |stored| sender.send(stored.is_err()).unwrap());
+        assert!(receiver.recv().unwrap(), "a keyed batch is refused");
+        thread::sleep(Duration::from_millis(200));
+    }
+    writer.shutdown();
 }
 
 #[test]

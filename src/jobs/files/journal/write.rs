@@ -1,7 +1,7 @@
 //! The journal's writer thread: accepted requests are written into preallocated
 //! segments, synced once per batch, and each caller learns where its request is.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::{
     JOURNAL_INFIX, JOURNAL_PREFIX, JOURNAL_SUFFIX, KEYS_FILE, REQUEST_OFFSET, SEGMENT_MAX_AGE,
-    SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, Segment, StoredRequest,
+    SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX,
 };
 use crate::jobs::JobId;
 use crate::jobs::files::batch_thread::{BatchThread, Batches, closed, repeat};
@@ -107,25 +107,20 @@ struct OpenSegment {
 }
 
 impl OpenSegment {
-    /// Creates a segment of `capacity` zero bytes, durable with its directory entry.
+    /// Creates a segment of `capacity` zero bytes, durable with its directory entry. It
+    /// is made under a name start-up removes without a word, and takes a segment's name
+    /// once whole: a crash while it is filled leaves nothing that reads as a segment
+    /// cut short.
     fn create(dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
-        let journal = Arc::new(Segment::new(
-            dir.join(format!("requests-{}.jsonl", JobId::generate())),
-        ));
-        // From here a failure drops `journal`, which removes the half-made file.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(journal.path())?;
-        let zeros = vec![0u8; 64 * 1024];
-        let mut left = capacity;
-        while left > 0 {
-            let chunk = left.min(zeros.len() as u64);
-            (&file).write_all(&zeros[..chunk as usize])?;
-            left -= chunk;
-        }
-        file.sync_all()?;
+        let name = format!("requests-{}.jsonl", JobId::generate());
+        let unfinished = dir.join(format!("{UNFINISHED_SEGMENT_PREFIX}{name}"));
+        let made = fill_with_zeros(&unfinished, capacity)
+            .and_then(|file| fs::rename(&unfinished, dir.join(&name)).map(|()| file));
+        let file = made.inspect_err(|_| {
+            let _ = fs::remove_file(&unfinished);
+        })?;
+        // From here a failure drops `journal`, which removes the file.
+        let journal = Arc::new(Segment::new(dir.join(name)));
         File::open(dir)?.sync_all()?;
         Ok(OpenSegment {
             journal,
@@ -134,6 +129,15 @@ impl OpenSegment {
             written: 0,
             capacity,
         })
+    }
+
+    /// Whether the file is still the one its name gives in the results directory: not
+    /// removed, nor left in a directory moved aside, where no restart would look.
+    fn is_in_place(&self) -> bool {
+        match (self.file.metadata(), fs::metadata(self.journal.path())) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
     }
 
     fn has_room_for(&self, bytes: u64) -> bool {
@@ -170,14 +174,20 @@ struct Spares {
 
 impl Spares {
     fn start(dir: PathBuf) -> io::Result<Spares> {
-        let ready = Arc::new(Mutex::new(None));
+        let ready: Arc<Mutex<Option<OpenSegment>>> = Arc::new(Mutex::new(None));
         let made = Arc::clone(&ready);
         let maker = BatchThread::start("journal-spare", move |wishes| {
             while let Ok(wishes) = wishes.next(None) {
                 // Only the latest wish counts. A spare that cannot be made now is made by
                 // the journal thread when needed, which reports why it failed.
                 let spare = match wishes.last() {
-                    Some(&Some(capacity)) => OpenSegment::create(&dir, capacity).ok(),
+                    Some(&Some(capacity)) => {
+                        let waiting = made.lock().as_ref().map(|spare| spare.capacity);
+                        if waiting.is_some_and(|waiting| waiting >= capacity) {
+                            continue;
+                        }
+                        OpenSegment::create(&dir, capacity).ok()
+                    }
                     _ => None,
                 };
                 // The one it replaces is removed outside the lock.
@@ -189,21 +199,22 @@ impl Spares {
     }
 
     /// A segment of `capacity` bytes to take requests from now on: the spare when it is
-    /// at least that big, or one made now. A spare of the same size is made next (of
-    /// the largest usual size after a request that needed more).
+    /// at least that big and still in place, or one made now. The next spare is made
+    /// twice as big (at most the largest usual size), as big as the segment after this
+    /// one can want.
     fn take(&self, dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
         let spare = self.ready.lock().take();
         let taken = match spare {
-            // One removed from under the server (with the whole results directory, say)
-            // would lose what it took.
-            Some(mut spare) if spare.capacity >= capacity && still_linked(&spare.file).is_ok() => {
+            Some(mut spare) if spare.capacity >= capacity && spare.is_in_place() => {
                 spare.opened = Instant::now();
                 Ok(spare)
             }
-            // Traffic grew past it, or it is gone: one of the size wanted is made now.
+            // A request larger than usual, or the spare is gone: made now.
             _ => OpenSegment::create(dir, capacity),
         };
-        let _ = self.maker.send(Some(capacity.min(SEGMENT_MAX_BYTES)));
+        let _ = self
+            .maker
+            .send(Some(capacity.saturating_mul(2).min(SEGMENT_MAX_BYTES)));
         taken
     }
 
@@ -211,6 +222,24 @@ impl Spares {
     fn let_go(&self) {
         let _ = self.maker.send(None);
     }
+}
+
+/// A new file at `path` of `len` zero bytes, synced.
+fn fill_with_zeros(path: &Path, len: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(zeros.len() as u64);
+        (&file).write_all(&zeros[..chunk as usize])?;
+        left -= chunk;
+    }
+    file.sync_all()?;
+    Ok(file)
 }
 
 /// The lines of one batch bound for one segment, and who waits for them.
@@ -228,32 +257,44 @@ fn write_batches(
 ) {
     let mut segment: Option<OpenSegment> = None;
     let mut next_capacity = SEGMENT_MIN_BYTES;
-    // Whether a spare may be waiting: it is let go after a second with no segment open.
-    let mut spare_wanted = false;
+    // Since when no segment has been open while a spare may wait: it is let go a
+    // second later, whatever batches came meanwhile (refused ones open none).
+    let mut spare_idle_since: Option<Instant> = None;
     loop {
         // An open segment is sealed when it is old enough, even with no request coming.
-        let timeout = match &segment {
-            Some(open) => Some(SEGMENT_MAX_AGE.saturating_sub(open.opened.elapsed())),
-            None => spare_wanted.then_some(SEGMENT_MAX_AGE),
-        };
+        let timeout = match (&segment, spare_idle_since) {
+            (Some(open), _) => Some(open.opened),
+            (None, since) => since,
+        }
+        .map(|since| SEGMENT_MAX_AGE.saturating_sub(since.elapsed()));
         match batches.next(timeout) {
             Ok(batch) => match floor.check() {
-                Ok(()) => {
-                    write_batch(dir, spares, batch, &mut segment, &mut next_capacity);
-                    spare_wanted |= segment.is_some();
-                }
+                Ok(()) => write_batch(dir, spares, batch, &mut segment, &mut next_capacity),
                 Err(error) => refuse_all(batch, &error),
             },
             Err(RecvTimeoutError::Timeout) => match segment.take() {
-                Some(sealed) => next_capacity = sealed.next_capacity(),
+                Some(sealed) => {
+                    next_capacity = sealed.next_capacity();
+                    spare_idle_since = Some(Instant::now());
+                    continue;
+                }
                 None => {
                     spares.let_go();
-                    spare_wanted = false;
+                    spare_idle_since = None;
+                    continue;
                 }
             },
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if segment.is_some() {
+            spare_idle_since = Some(Instant::now());
+        } else if spare_idle_since.is_some_and(|since| since.elapsed() >= SEGMENT_MAX_AGE) {
+            spares.let_go();
+            spare_idle_since = None;
+        }
     }
+    // Whatever spare is still wished for is not made only to be removed.
+    spares.let_go();
 }
 
 /// Syncs the batch's key records, writes its requests into the open segment (and new

@@ -6,6 +6,7 @@
 use std::fs;
 
 use super::*;
+use crate::jobs::files::journal::UNFINISHED_SEGMENT_PREFIX;
 
 /// Which way results go to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +41,8 @@ fn open(dir: &std::path::Path, path: Path) -> FileStore {
     store
 }
 
-/// The names in the results directory and in `tmp/`, but for the lock and journals.
+/// The names in the results directory and in `tmp/`, but for the lock and journals
+/// (those taking requests, and the spare being made).
 fn entries(dir: &std::path::Path) -> Vec<String> {
     let names = |dir: &std::path::Path| -> Vec<String> {
         fs::read_dir(dir)
@@ -50,7 +52,12 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
     };
     let mut found: Vec<String> = names(dir)
         .into_iter()
-        .filter(|name| name != ".lock" && name != TEMPORARY_DIR && !name.starts_with("requests-"))
+        .filter(|name| {
+            name != ".lock"
+                && name != TEMPORARY_DIR
+                && !name.starts_with("requests-")
+                && !name.starts_with(UNFINISHED_SEGMENT_PREFIX)
+        })
         .chain(
             names(&dir.join(TEMPORARY_DIR))
                 .into_iter()

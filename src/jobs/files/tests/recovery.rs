@@ -84,6 +84,25 @@ fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
 }
 
 #[test]
+fn a_segment_a_crash_left_half_made_is_removed_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let half_made = [(4096, "a"), (0, "b")].map(|(len, tag)| {
+        let path = dir.path().join(format!(
+            ".requests-0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e7{tag}.jsonl"
+        ));
+        fs::write(&path, vec![0; len]).unwrap();
+        path
+    });
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let mut warnings = Vec::new();
+    let (recovered, _) = store.recover(|warning| warnings.push(warning)).unwrap();
+    assert!(recovered.is_empty());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(half_made.iter().all(|path| !path.exists()));
+    store.shutdown();
+}
+
+#[test]
 fn recovery_leaves_the_new_writer_able_to_accept() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
