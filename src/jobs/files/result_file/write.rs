@@ -2,7 +2,7 @@
 //! tables and team log, or a failed job's reason, then the kept request, checksummed
 //! on the way to the file and sealed by the trailer.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 
 use super::{
     Header, KIND_DONE, KIND_FAILED, LOG_INLINE, LogPlace, TAIL_MAGIC, TRAILER_LEN, VERSION_PLAIN,
@@ -10,74 +10,30 @@ use super::{
 };
 use crate::wall::Outcome;
 
-/// Buffers the bytes on their way to the file, counts them and checksums each full
-/// buffer, and puts the trailer after the last: a result that fits the buffer (nearly
-/// all) goes to the file in one `write`. Each `write` to a new file costs a file
-/// system like ext4 a metadata update of its own, besides the copy.
-struct TrailedWriter<W> {
+/// Counts and checksums the bytes on their way to the file.
+struct Checksummed<W> {
     inner: W,
-    buffer: Vec<u8>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
-/// Bytes buffered before a write: results up to this size take one.
-const WRITE_BUFFER: usize = 64 * 1024;
-
-impl<W: Write> TrailedWriter<W> {
-    fn new(inner: W) -> TrailedWriter<W> {
-        TrailedWriter {
-            inner,
-            buffer: Vec::with_capacity(WRITE_BUFFER),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        }
-    }
-
-    fn write_buffer(&mut self) -> io::Result<()> {
-        self.crc.update(&self.buffer);
-        self.len += self.buffer.len() as u64;
-        self.inner.write_all(&self.buffer)?;
-        self.buffer.clear();
-        Ok(())
-    }
-
-    /// Appends the trailer of `version` over everything written, and writes what is
-    /// left; returns the file's length.
-    fn finish(mut self, version: u32) -> io::Result<u64> {
-        self.crc.update(&self.buffer);
-        let len = self.len + self.buffer.len() as u64 + TRAILER_LEN;
-        let crc = std::mem::take(&mut self.crc).finalize();
-        self.buffer.extend_from_slice(&TAIL_MAGIC);
-        self.buffer.extend_from_slice(&version.to_le_bytes());
-        self.buffer.extend_from_slice(&crc.to_le_bytes());
-        self.buffer.extend_from_slice(&len.to_le_bytes());
-        self.inner.write_all(&self.buffer)?;
-        Ok(len)
-    }
-}
-
-impl<W: Write> Write for TrailedWriter<W> {
+impl<W: Write> Write for Checksummed<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.buffer.len() + buf.len() > WRITE_BUFFER {
-            self.write_buffer()?;
-        }
-        if buf.len() >= WRITE_BUFFER {
-            // Larger than a buffer: straight through, checksummed on the way.
-            let written = self.inner.write(buf)?;
-            self.crc.update(&buf[..written]);
-            self.len += written as u64;
-            return Ok(written);
-        }
-        self.buffer.extend_from_slice(buf);
-        Ok(buf.len())
+        let written = self.inner.write(buf)?;
+        self.crc.update(&buf[..written]);
+        self.len += written as u64;
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.write_buffer()?;
         self.inner.flush()
     }
 }
+
+/// Bytes buffered before a write: a result up to this size (nearly all) reaches the
+/// file in one `write`, its trailer with it. Each `write` to a new file costs a file
+/// system like ext4 a metadata update of its own, besides the copy.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Writes a done job's result to `file`, keeping its `request` when given (version 2);
 /// returns its length.
@@ -186,11 +142,30 @@ fn write_request(out: &mut impl Write, request: Option<&[u8]>) -> io::Result<()>
 fn write_with_trailer<W: Write>(
     file: W,
     version: u32,
-    body: impl FnOnce(&mut TrailedWriter<W>) -> io::Result<()>,
+    body: impl FnOnce(&mut BufWriter<Checksummed<W>>) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let mut out = TrailedWriter::new(file);
+    let capacity = WRITE_BUFFER + TRAILER_LEN as usize;
+    let mut out = BufWriter::with_capacity(
+        capacity,
+        Checksummed {
+            inner: file,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        },
+    );
     body(&mut out)?;
-    out.finish(version)
+    // What the file has, and what waits in the buffer: the bytes the trailer covers.
+    let mut crc = out.get_ref().crc.clone();
+    crc.update(out.buffer());
+    let len = out.get_ref().len + out.buffer().len() as u64 + TRAILER_LEN;
+    let mut trailer = [0; TRAILER_LEN as usize];
+    trailer[..8].copy_from_slice(&TAIL_MAGIC);
+    trailer[8..12].copy_from_slice(&version.to_le_bytes());
+    trailer[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
+    trailer[16..].copy_from_slice(&len.to_le_bytes());
+    out.write_all(&trailer)?;
+    out.flush()?;
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -242,6 +217,27 @@ mod tests {
         let len = write_failed(&mut out, "a reason", Some(b"{}")).unwrap();
         assert_eq!(out.writes, 1, "the trailer goes with the rest");
         assert_sealed(&out.bytes, len);
+    }
+
+    #[test]
+    fn results_about_the_buffer_s_size_are_sealed_in_as_few_writes_as_fit() {
+        // A failed result without a request: the header, then the reason.
+        let body_of = |reason_len: usize| HEADER_LEN as usize + reason_len;
+        for (body, writes) in [
+            (WRITE_BUFFER - 1, 1),
+            (WRITE_BUFFER, 1),
+            (WRITE_BUFFER + 1, 2),
+        ] {
+            let reason = "x".repeat(body - body_of(0));
+            let mut out = CountedWrites::new(usize::MAX);
+            let len = write_failed(&mut out, &reason, None).unwrap();
+            assert_eq!(
+                out.bytes.len(),
+                body_of(reason.len()) + TRAILER_LEN as usize
+            );
+            assert_eq!(out.writes, writes, "a body of {body} bytes");
+            assert_sealed(&out.bytes, len);
+        }
     }
 
     #[test]
