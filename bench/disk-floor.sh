@@ -17,7 +17,8 @@ floor=${DISK_FLOOR_BIN:-./target/profiling/examples/disk_floor}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+shm=
+trap 'rm -rf "$work" ${shm:+"$shm"}' EXIT
 cat > "$work/run.sh" <<RUN
 #!/usr/bin/env bash
 exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch" 1145 "$per_sync"
@@ -31,6 +32,7 @@ for round in $(seq "$rounds"); do
   shm=$(mktemp -d -p /dev/shm)
   BENCH_TMPDIR=$shm "$work/run.sh" > "$work/tmpfs.txt"
   rm -rf "$shm"
+  shm=
   ext4_rates="$ext4_rates $(field jobs_per_second "$work/ext4.txt")"
   ext4_cpu="$ext4_cpu $(field machine_cpu_us_per_job "$work/ext4.txt")"
   tmpfs_rates="$tmpfs_rates $(field jobs_per_second "$work/tmpfs.txt")"

@@ -15,5 +15,8 @@ truncate -s 8G "$image"
 # shellcheck disable=SC2086
 mkfs.ext4 -q -F ${BENCH_MKFS_OPTS:-} "$image"
 mount -o loop "$image" "$mountpoint"
-# shellcheck disable=SC2086
-BENCH_TMPDIR="$mountpoint" ${FRESH_EXT4_RUN:-bash bench/load.sh} "$@"
+if [ -n "${FRESH_EXT4_RUN:-}" ]; then
+  BENCH_TMPDIR="$mountpoint" "$FRESH_EXT4_RUN" "$@"
+else
+  BENCH_TMPDIR="$mountpoint" bash bench/load.sh "$@"
+fi

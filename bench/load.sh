@@ -29,9 +29,10 @@ base=$(sed -n 's/^listening on //p' "$work/stdout")
 echo "server $base (pid $server), wrk -t$threads -c$connections -d${duration}s"
 
 num_jobs() { curl -sf "$base/api/num_jobs" | sed 's/[^0-9]//g'; }
-# Clock ticks every CPU spent busy (not idle, not waiting for I/O) since boot: over a run,
-# the whole machine's CPU time (server, wrk, the kernel's threads), set beside the jobs.
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+# Clock ticks every CPU spent working since boot (user, nice, system, irq, softirq; not
+# idle, I/O wait, or steal, the time the hypervisor gave other machines): over a run, the
+# whole machine's CPU time (server, wrk, the kernel's threads), set beside the jobs.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
 echo "server RSS idle: $(ps -o rss= -p "$server") KiB"
 
 echo "== jobs end to end: POST /api/simulate, then wait until all are done"
