@@ -51,6 +51,23 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Waits until the journal in `dir` has a spare besides the segment `open`, and
+/// returns its path.
+fn wait_for_spare(dir: &Path, open: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let made_ahead: Vec<PathBuf> = segments(dir)
+            .into_iter()
+            .filter(|path| path != open)
+            .collect();
+        if let [spare] = &made_ahead[..] {
+            return spare.clone();
+        }
+        assert!(Instant::now() < deadline, "no segment made ahead");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn accepted_requests_are_journaled_synced_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,21 +177,9 @@ fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
-    let open = first[0].journal.path().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let spare = loop {
-        let made_ahead: Vec<PathBuf> = segments(dir.path())
-            .into_iter()
-            .filter(|path| *path != open)
-            .collect();
-        if let [spare] = &made_ahead[..]
-            && fs::metadata(spare).unwrap().len() == 2 * SEGMENT_MIN_BYTES
-        {
-            break spare.clone();
-        }
-        assert!(Instant::now() < deadline, "no segment made ahead");
-        thread::sleep(Duration::from_millis(10));
-    };
+    // Renamed into a segment's name only once whole: twice the size of the one taken.
+    let spare = wait_for_spare(dir.path(), first[0].journal.path());
+    assert_eq!(fs::metadata(&spare).unwrap().len(), 2 * SEGMENT_MIN_BYTES);
     assert!(fs::read(&spare).unwrap().iter().all(|&byte| byte == 0));
     // A spare that a crash leaves behind holds nothing for start-up to run or report.
     let read_as_leftover = Arc::new(Segment::new(spare.clone()));
@@ -198,23 +203,6 @@ fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     writer.shutdown();
     drop(second);
     assert_eq!(segments(dir.path()), Vec::<PathBuf>::new());
-}
-
-/// Waits until the journal in `dir` has a spare besides the segment `open`, and
-/// returns its path.
-fn wait_for_spare(dir: &Path, open: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let made_ahead: Vec<PathBuf> = segments(dir)
-            .into_iter()
-            .filter(|path| path != open)
-            .collect();
-        if let [spare] = &made_ahead[..] {
-            return spare.clone();
-        }
-        assert!(Instant::now() < deadline, "no segment made ahead");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -275,11 +263,7 @@ fn a_spare_waiting_at_shutdown_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
     let stored = accept_all(&writer, &[b"{}".to_vec()], |_| false);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while segments(dir.path()).len() < 2 {
-        assert!(Instant::now() < deadline, "no segment made ahead");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_spare(dir.path(), stored[0].journal.path());
     writer.shutdown();
     assert_eq!(segments(dir.path()), [stored[0].journal.path().to_owned()]);
 }
