@@ -234,6 +234,36 @@ fn a_spare_removed_or_left_in_a_directory_moved_aside_is_not_taken() {
 }
 
 #[test]
+fn a_batch_for_a_segment_in_a_directory_moved_aside_fails_and_the_next_finds_a_new_one() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("results");
+    fs::create_dir(&dir).unwrap();
+    let writer = Journal::start(dir.clone(), 0).unwrap();
+    let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    fs::rename(&dir, parent.path().join("results.old")).unwrap();
+    fs::create_dir(&dir).unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let accept = Accept {
+        id: JobId::generate(),
+        request: b"{}".to_vec(),
+        key_record: None,
+    };
+    writer.accept(accept, move |stored| sender.send(stored.err()).unwrap());
+    let refused = receiver.recv().unwrap().expect("not acknowledged");
+    assert!(
+        refused
+            .to_string()
+            .contains("no longer in the results directory"),
+        "{refused}"
+    );
+    let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
+    assert!(second[0].journal.path().exists());
+    assert_ne!(second[0].journal.path(), first[0].journal.path());
+    first[0].journal.keep();
+    writer.shutdown();
+}
+
+#[test]
 fn a_spare_is_let_go_a_second_after_the_last_segment_even_while_batches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let writer = Journal::start(dir.path().to_owned(), 0).unwrap();

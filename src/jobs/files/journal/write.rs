@@ -140,6 +140,19 @@ impl OpenSegment {
         }
     }
 
+    /// Synced data in a file no restart would find (removed, say with the whole results
+    /// directory, or in a directory moved aside) is not kept.
+    fn check_in_place(&self) -> io::Result<()> {
+        if self.is_in_place() {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the journal file is no longer in the results directory (removed, or the \
+             directory moved)",
+        ))
+    }
+
     fn has_room_for(&self, bytes: u64) -> bool {
         self.written + bytes <= self.capacity
     }
@@ -388,7 +401,7 @@ fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
         .file
         .write_all_at(&lines.bytes, offset)
         .and_then(|()| segment.file.sync_data())
-        .and_then(|()| still_linked(&segment.file));
+        .and_then(|()| segment.check_in_place());
     let ok = synced.is_ok();
     for (stored, then) in lines.accepts {
         match &synced {
@@ -397,18 +410,6 @@ fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
         }
     }
     ok
-}
-
-/// Synced data in a file that was removed (say, with the whole results directory) is
-/// not kept: no restart would find it.
-fn still_linked(file: &File) -> io::Result<()> {
-    if file.metadata()?.nlink() == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the journal file was removed from the results directory",
-        ));
-    }
-    Ok(())
 }
 
 /// Appends the batch's idempotency-key records and syncs them. A torn last line (a
