@@ -51,6 +51,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+fn sleep_until(deadline: Instant) {
+    thread::sleep(deadline.saturating_duration_since(Instant::now()));
+}
+
 /// Waits until the journal in `dir` has a spare besides the segment `open`, and
 /// returns its path.
 fn wait_for_spare(dir: &Path, open: &Path) -> PathBuf {
@@ -176,6 +180,7 @@ fn a_segment_is_sealed_when_it_is_a_second_old() {
 fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let writer = Journal::start(dir.path().to_owned(), 0).unwrap();
+    let opened = Instant::now();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     // Renamed into a segment's name only once whole: twice the size of the one taken.
     let spare = wait_for_spare(dir.path(), first[0].journal.path());
@@ -186,7 +191,9 @@ fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     read_as_leftover.keep();
     let (recovered, warnings) = read_all(&read_as_leftover);
     assert!(recovered.is_empty() && warnings.is_empty(), "{warnings:?}");
-    thread::sleep(SEGMENT_MAX_AGE + Duration::from_millis(100));
+    // Past the first segment's second (it is sealed), well before the spare's (it is
+    // let go a second after the seal).
+    sleep_until(opened + SEGMENT_MAX_AGE + Duration::from_millis(100));
     let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     assert_eq!(
         second[0].journal.path(),
@@ -212,6 +219,7 @@ fn a_spare_removed_or_left_in_a_directory_moved_aside_is_not_taken() {
         let dir = parent.path().join("results");
         fs::create_dir(&dir).unwrap();
         let writer = Journal::start(dir.clone(), 0).unwrap();
+        let opened = Instant::now();
         let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
         let spare = wait_for_spare(&dir, first[0].journal.path());
         first[0].journal.keep();
@@ -222,7 +230,14 @@ fn a_spare_removed_or_left_in_a_directory_moved_aside_is_not_taken() {
         } else {
             fs::remove_file(&spare).unwrap();
         }
-        thread::sleep(SEGMENT_MAX_AGE + Duration::from_millis(100));
+        sleep_until(opened + SEGMENT_MAX_AGE + Duration::from_millis(100));
+        if moved_aside {
+            let left_behind = parent
+                .path()
+                .join("results.old")
+                .join(spare.file_name().unwrap());
+            assert!(left_behind.exists(), "the spare still waits, to be refused");
+        }
         let second = accept_all(&writer, &[b"{}".to_vec()], |_| false);
         assert!(
             second[0].journal.path().exists(),

@@ -131,26 +131,24 @@ impl OpenSegment {
         })
     }
 
-    /// Whether the file is still the one its name gives in the results directory: not
-    /// removed, nor left in a directory moved aside, where no restart would look.
-    fn is_in_place(&self) -> bool {
-        match (self.file.metadata(), fs::metadata(self.journal.path())) {
-            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-            _ => false,
-        }
-    }
-
-    /// Synced data in a file no restart would find (removed, say with the whole results
+    /// Checks that the file is still the one its name gives in the results directory:
+    /// synced data in a file no restart would find (removed, say with the whole results
     /// directory, or in a directory moved aside) is not kept.
     fn check_in_place(&self) -> io::Result<()> {
-        if self.is_in_place() {
-            return Ok(());
+        let open = self.file.metadata()?;
+        let moved = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the journal file is no longer in the results directory (removed, or the \
+                 directory moved)",
+            )
+        };
+        match fs::metadata(self.journal.path()) {
+            Ok(named) if named.dev() == open.dev() && named.ino() == open.ino() => Ok(()),
+            Ok(_) => Err(moved()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(moved()),
+            Err(error) => Err(error),
         }
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the journal file is no longer in the results directory (removed, or the \
-             directory moved)",
-        ))
     }
 
     fn has_room_for(&self, bytes: u64) -> bool {
@@ -218,7 +216,7 @@ impl Spares {
     fn take(&self, dir: &Path, capacity: u64) -> io::Result<OpenSegment> {
         let spare = self.ready.lock().take();
         let taken = match spare {
-            Some(mut spare) if spare.capacity >= capacity && spare.is_in_place() => {
+            Some(mut spare) if spare.capacity >= capacity && spare.check_in_place().is_ok() => {
                 spare.opened = Instant::now();
                 Ok(spare)
             }
@@ -282,7 +280,14 @@ fn write_batches(
         .map(|since| SEGMENT_MAX_AGE.saturating_sub(since.elapsed()));
         match batches.next(timeout) {
             Ok(batch) => match floor.check() {
-                Ok(()) => write_batch(dir, spares, batch, &mut segment, &mut next_capacity),
+                Ok(()) => {
+                    write_batch(dir, spares, batch, &mut segment, &mut next_capacity);
+                    // A batch may have asked for a spare and still left no segment open
+                    // (a segment that could not be made or synced): the clock runs.
+                    if segment.is_none() {
+                        spare_idle_since.get_or_insert_with(Instant::now);
+                    }
+                }
                 Err(error) => refuse_all(batch, &error),
             },
             Err(RecvTimeoutError::Timeout) => match segment.take() {
