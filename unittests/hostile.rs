@@ -805,10 +805,15 @@ fn a_keep_alive_of_zero_closes_each_connection_after_its_answer() {
 fn requests_keep_a_connection_open_past_a_short_keep_alive() {
     let server = Server::start(&["--request-timeout", "20", "--keep-alive", "1"]);
     let mut stream = answered_connection(&server);
-    for _ in 0..4 {
+    ask_every_400_ms(&mut stream, 4);
+}
+
+/// Asks for `/healthz` `times` times on `stream`, 400 ms apart, each answered 200.
+fn ask_every_400_ms(stream: &mut TcpStream, times: usize) {
+    for _ in 0..times {
         std::thread::sleep(Duration::from_millis(400));
         stream.write_all(HEALTHZ).unwrap();
-        let answer = read_answer(&mut stream);
+        let answer = read_answer(stream);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }
@@ -859,12 +864,7 @@ fn an_idle_connection_is_timed_by_the_request_timeout_when_it_is_shorter() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // Keep-alive answers go on as long as requests keep coming within the timeouts.
     let mut stream = answered_connection(&server);
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(400));
-        stream.write_all(HEALTHZ).unwrap();
-        let answer = read_answer(&mut stream);
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    }
+    ask_every_400_ms(&mut stream, 3);
 }
 
 /// One answer on a keep-alive connection: its head and the body its Content-Length

@@ -178,8 +178,9 @@ impl Service<ServiceRequest> for EndpointsService {
 }
 
 /// The parameters of a request's path, by the names in its endpoint's pattern: read
-/// where the endpoint table found them in `match_info().as_str()`, where `web::Path` would copy and decode each
-/// one again (an eighth of a day query's instructions, for three of them).
+/// where the endpoint table found them in `match_info().as_str()`, where `web::Path`
+/// would copy and decode each one again (an eighth of a day query's instructions, for
+/// three of them).
 pub struct PathParams(HttpRequest, ParamSpans);
 
 impl PathParams {

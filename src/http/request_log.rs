@@ -72,9 +72,10 @@ impl Drop for RequestInFlight {
 /// What the request middleware and the handlers tell each other of the request a
 /// connection is answering: its id, and for its log line and metrics the endpoint that
 /// answered it and the job it made (a POST). It lives on the connection (see
-/// [`RequestTag::of`]): actix-http may read pipelined requests ahead, but calls the service for
-/// the next only once the previous answer's body (a `CountedBody`) is dropped; a
-/// request's own extensions would cost an allocation and a hash table insert each.
+/// [`RequestTag::of`]): actix-http may read pipelined requests ahead, but calls the
+/// service for the next only once the previous answer's body (a `CountedBody`) is
+/// dropped; a request's own extensions would cost an allocation and a hash table insert
+/// each.
 #[derive(Default)]
 pub struct RequestTag {
     id: RefCell<Option<RequestId>>,

@@ -89,8 +89,8 @@ impl Pattern {
 
 /// A path's segments, without the empty ones that repeated and trailing slashes make,
 /// so that `/profiles//1/days/1/` is `/profiles/1/days/1` (the original API's paths end
-/// in a slash); `None` for a path longer than any pattern, or for a
-/// request target that is no path (`*`, or an authority alone, whose path is empty).
+/// in a slash); `None` for a path longer than any pattern, or for a request target that
+/// is no path (`*`, or an authority alone, whose path is empty).
 pub fn path_segments(path: &str) -> Option<Segments<'_>> {
     let mut segments: Segments = ([(0, ""); MAX_SEGMENTS], 0);
     let rest = path.strip_prefix('/')?;

@@ -41,6 +41,18 @@ fn accept_all(
     stored.into_iter().map(|(_, stored)| stored).collect()
 }
 
+/// Accepts one request (with a key record when given) and returns what its batch got.
+fn accept_one(writer: &Journal, key_record: Option<&[u8]>) -> io::Result<StoredRequest> {
+    let (sender, receiver) = mpsc::channel();
+    let accept = Accept {
+        id: JobId::generate(),
+        request: b"{}".to_vec(),
+        key_record: key_record.map(<[u8]>::to_vec),
+    };
+    writer.accept(accept, move |stored| sender.send(stored).unwrap());
+    receiver.recv().unwrap()
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -257,14 +269,7 @@ fn a_batch_for_a_segment_in_a_directory_moved_aside_fails_and_the_next_finds_a_n
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     fs::rename(&dir, parent.path().join("results.old")).unwrap();
     fs::create_dir(&dir).unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let accept = Accept {
-        id: JobId::generate(),
-        request: b"{}".to_vec(),
-        key_record: None,
-    };
-    writer.accept(accept, move |stored| sender.send(stored.err()).unwrap());
-    let refused = receiver.recv().unwrap().expect("not acknowledged");
+    let refused = accept_one(&writer, None).err().expect("not acknowledged");
     assert!(
         refused
             .to_string()
@@ -290,14 +295,8 @@ fn a_spare_is_let_go_a_second_after_the_last_segment_even_while_batches_are_refu
     let deadline = Instant::now() + SEGMENT_MAX_AGE * 6;
     while !segments(dir.path()).is_empty() {
         assert!(Instant::now() < deadline, "{:?}", segments(dir.path()));
-        let (sender, receiver) = mpsc::channel();
-        let accept = Accept {
-            id: JobId::generate(),
-            request: b"{}".to_vec(),
-            key_record: Some(b"key".to_vec()),
-        };
-        writer.accept(accept, move |stored| sender.send(stored.is_err()).unwrap());
-        assert!(receiver.recv().unwrap(), "a keyed batch is refused");
+        let refused = accept_one(&writer, Some(b"key")).is_err();
+        assert!(refused, "a keyed batch is refused");
         thread::sleep(Duration::from_millis(200));
     }
     writer.shutdown();

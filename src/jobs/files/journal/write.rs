@@ -173,9 +173,8 @@ impl OpenSegment {
 /// is replaced by a ready one: making one (up to 4 MiB of zeros, then two syncs: tens of
 /// milliseconds on a busy disk) would hold up its batch and every accept behind it.
 /// A spare is asked for each time a segment is taken, and let go after a second with no
-/// segment open.
-/// The first is asked for when the first segment is made, after start-up's recovery,
-/// which takes every segment it finds for a leftover.
+/// segment open. The first is asked for when the first segment is made, after
+/// start-up's recovery, which takes every segment it finds for a leftover.
 struct Spares {
     /// At most one: a spare made while another waits replaces it (and removes its file).
     ready: Arc<Mutex<Option<OpenSegment>>>,
