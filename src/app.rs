@@ -27,7 +27,7 @@ use crate::jobs::{
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::telemetry;
+use crate::telemetry::{self, RequestLines};
 use crate::wall::{self, ConfigError, Limits, WallConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +63,19 @@ impl App {
     ///
     /// # Errors
     /// A bad own wall, an unusable results directory, or an address that cannot be bound.
-    pub fn build(settings: &Settings, logger: Logger) -> Result<App, StartupError> {
+    pub fn build(
+        settings: &Settings,
+        logger: Logger,
+        request_lines: RequestLines,
+    ) -> Result<App, StartupError> {
         // In cluster mode every line this node logs names it.
         let node = settings.database_url.as_ref().map(|_| uuid::Uuid::now_v7());
-        let logger = match node {
-            Some(node) => logger.new(slog::o!("node_id" => node.to_string())),
+        let node_name = node.map(|node| node.to_string());
+        let named = move |logger: Logger| match &node_name {
+            Some(node) => logger.new(slog::o!("node_id" => node.clone())),
             None => logger,
         };
+        let logger = named(logger.clone());
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
         // Bound before the job service starts: a server that cannot listen must leave
@@ -156,15 +162,18 @@ impl App {
             answers: http::AnswerCache::new(settings.answer_cache_bytes),
         });
         let requests = InFlightRequests::default();
-        let request_log = RequestLog {
-            logger: logger.clone(),
-            metrics: Arc::clone(&metrics),
-            in_flight: requests.clone(),
+        let request_metrics = Arc::clone(&metrics);
+        let in_flight = requests.clone();
+        // Each HTTP worker its own logger of request lines (see `RequestLines`).
+        let request_log = move || RequestLog {
+            logger: named(request_lines.logger()),
+            metrics: Arc::clone(&request_metrics),
+            in_flight: in_flight.clone(),
         };
         let request_timeout = settings.request_timeout;
         let keep_alive = settings.keep_alive;
         let make_app = move || {
-            let request_log = request_log.clone();
+            let request_log = request_log();
             actix_web::App::new()
                 .app_data(state.clone())
                 .configure(http::routes)

@@ -85,7 +85,8 @@ fn serve(settings: &Settings) -> ExitCode {
         }
     };
     let served = actix_web::rt::System::new().block_on(async {
-        let app = App::build(settings, logger.clone()).map_err(|error| error.to_string())?;
+        let app = App::build(settings, logger.clone(), log.request_lines())
+            .map_err(|error| error.to_string())?;
         // Scripts and tests wait for this line to learn the port.
         log.announce_listening(app.address());
         app.run_until_stopped()

@@ -1,5 +1,5 @@
-//! The one place logging is wired: an asynchronous slog drain writing text or JSON
-//! lines, with UTC RFC 3339 timestamps, to a size-rotated file or to stdout; and the
+//! The one place logging is wired: slog drains writing text or JSON lines, with UTC RFC
+//! 3339 timestamps, to a size-rotated file or to stdout (through `sink`); and the
 //! listening line that tells scripts and tests the port.
 
 use std::borrow::Cow;
@@ -7,33 +7,23 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, mpsc};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
-use parking_lot::Mutex;
-use slog::{Drain, FnValue, Logger, PushFnValue, Record, info, o};
+use slog::{Drain, FnValue, Logger, PushFnValue, Record, info, o, warn};
 
 use slog_async::AsyncGuard;
 
+mod sink;
 mod text;
+
+use sink::{Flusher, LineWriter, Output, SharedBuffer};
 
 /// Lines queued for the log thread before new ones are dropped (and counted): the log
 /// never blocks a request.
 const LOG_QUEUE: usize = 16_384;
-
-/// How long a log line may wait in the buffer before it is written out.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Bytes buffered before they are written out without waiting for the flusher.
-const BUFFER_BYTES: usize = 64 * 1024;
-
-/// Bytes held back for the listening line at most: a start-up with more to say (a
-/// recovery warning about each of many files) says it first rather than hold it all.
-const HELD_BYTES: usize = 8 * 1024 * 1024;
 
 /// How each log line is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -73,7 +63,8 @@ pub struct LogGuard {
     target: LogTarget,
 }
 
-/// A logger as `options` say. Keep the guard alive until exit, and call
+/// A logger as `options` say, for the server's events: its lines are formatted on a
+/// thread of their own (slog-async). Keep the guard alive until exit, and call
 /// [`LogGuard::announce_listening`] once the server listens.
 ///
 /// # Errors
@@ -96,21 +87,16 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
         LogTarget::Stdout => Output::Stdout(io::stdout()),
     };
     // On stdout, lines logged while starting wait for the listening line to go first.
-    let held = options.target == LogTarget::Stdout;
-    let buffer = SharedBuffer(Arc::new(Mutex::new(Sink {
-        output,
-        pending: Vec::with_capacity(BUFFER_BYTES),
-        held,
-    })));
-    let flusher = Flusher::start(buffer.clone())?;
-    let lines = match options.format {
-        LogFormat::Text => text_lines(buffer),
-        LogFormat::Json => json_lines(LineWriter {
-            line: Vec::with_capacity(512),
-            out: buffer,
-        }),
-    };
-    let (drain, queue) = slog_async::Async::new(lines)
+    let buffer = SharedBuffer::new(output, options.target == LogTarget::Stdout);
+    let reporter = RequestLines {
+        format: options.format,
+        buffer: buffer.clone(),
+    }
+    .logger();
+    let flusher = Flusher::start(buffer.clone(), move |lines| {
+        warn!(reporter, "log lines dropped: the log output did not keep up"; "lines" => lines);
+    })?;
+    let (drain, queue) = slog_async::Async::new(lines_into(options.format, buffer))
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -122,6 +108,38 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
         target: options.target,
     };
     Ok((Logger::root(drain.fuse(), o!()), guard))
+}
+
+/// Makes loggers that format each line on the thread that logs it, straight into the
+/// log's buffer: for the request lines, one logger per HTTP worker. A line of every
+/// request through slog-async's queue cost that request more than formatting it where
+/// it is (an allocation for the logger of its fields, the record's copy into the queue
+/// and the wake-up of the log thread, each line crossing between cores). The buffer
+/// never waits for the output (see `sink`), so neither does a request.
+#[derive(Clone)]
+pub struct RequestLines {
+    format: LogFormat,
+    buffer: SharedBuffer,
+}
+
+impl RequestLines {
+    /// A logger of its own: each has its own line being formatted, under a lock that
+    /// only its own thread takes.
+    pub fn logger(&self) -> Logger {
+        let lines = std::sync::Mutex::new(lines_into(self.format, self.buffer.clone()));
+        Logger::root(lines.fuse(), o!())
+    }
+}
+
+/// The drain of `format`, writing into `buffer`.
+fn lines_into(
+    format: LogFormat,
+    buffer: SharedBuffer,
+) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
+    match format {
+        LogFormat::Text => text_lines(buffer),
+        LogFormat::Json => json_lines(LineWriter::new(buffer)),
+    }
 }
 
 /// The drain of [`LogFormat::Text`]: each line goes into the buffer whole.
@@ -157,16 +175,23 @@ impl LogGuard {
     /// logged while starting follow it.
     pub fn announce_listening(&self, address: SocketAddr) {
         let line = format!("listening on http://{address}");
-        // Held while the line is written: no log line can go out before it.
-        let mut sink = self.flusher.buffer.0.lock();
-        if self.target == LogTarget::Stdout && self.format == LogFormat::Json {
-            let first = Logger::root(std::sync::Mutex::new(json_lines(io::stdout())).fuse(), o!());
-            info!(first, "{}", line; "address" => %address);
-        } else {
-            let _ = writeln!(io::stdout(), "{line}");
+        self.flusher.buffer().release_after(|| {
+            if self.target == LogTarget::Stdout && self.format == LogFormat::Json {
+                let first =
+                    Logger::root(std::sync::Mutex::new(json_lines(io::stdout())).fuse(), o!());
+                info!(first, "{}", line; "address" => %address);
+            } else {
+                let _ = writeln!(io::stdout(), "{line}");
+            }
+        });
+    }
+
+    /// The loggers of request lines, writing into this log.
+    pub fn request_lines(&self) -> RequestLines {
+        RequestLines {
+            format: self.format,
+            buffer: self.flusher.buffer().clone(),
         }
-        sink.held = false;
-        sink.write_out();
     }
 }
 
@@ -190,174 +215,9 @@ pub fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
-enum Output {
-    File(FileRotate<AppendCount>),
-    Stdout(io::Stdout),
-}
-
-impl Output {
-    fn as_write(&mut self) -> &mut dyn Write {
-        match self {
-            Output::File(file) => file,
-            Output::Stdout(stdout) => stdout,
-        }
-    }
-}
-
-/// Formatted lines on their way out. `held` keeps them back (they are only buffered)
-/// until the listening line has gone first.
-struct Sink {
-    output: Output,
-    pending: Vec<u8>,
-    held: bool,
-}
-
-impl Sink {
-    fn write_out(&mut self) {
-        if self.held {
-            return;
-        }
-        let out = self.output.as_write();
-        // A log that cannot be written (a full disk, a closed stdout) must not stop the
-        // server: the lines are dropped.
-        let _ = out.write_all(&self.pending);
-        let _ = out.flush();
-        self.pending.clear();
-    }
-}
-
-/// The log's output behind a buffer. The JSON formatter flushes after every line; here
-/// that flush is a no-op, and the flusher thread writes the buffer out instead, so a
-/// busy server makes one write per 64 KiB or 100 ms rather than one per line.
-#[derive(Clone)]
-struct SharedBuffer(Arc<Mutex<Sink>>);
-
-impl io::Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut sink = self.0.lock();
-        sink.pending.extend_from_slice(bytes);
-        if sink.pending.len() >= HELD_BYTES {
-            sink.held = false;
-        }
-        if sink.pending.len() >= BUFFER_BYTES {
-            sink.write_out();
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What the JSON formatter writes into on the log thread: a line is put together here
-/// and goes into the shared buffer whole, under one lock, rather than a lock for each of
-/// the many pieces the formatter writes it in (the text lines come whole already).
-struct LineWriter {
-    line: Vec<u8>,
-    out: SharedBuffer,
-}
-
-impl LineWriter {
-    fn pass_on(&mut self) -> io::Result<()> {
-        if !self.line.is_empty() {
-            self.out.write_all(&self.line)?;
-            self.line.clear();
-        }
-        Ok(())
-    }
-}
-
-impl io::Write for LineWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.line.extend_from_slice(bytes);
-        if bytes.ends_with(b"\n") {
-            self.pass_on()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.pass_on()
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        let _ = self.pass_on();
-    }
-}
-
-struct Flusher {
-    buffer: SharedBuffer,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(buffer: SharedBuffer) -> io::Result<Flusher> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let flushed = buffer.clone();
-        let thread = thread::Builder::new()
-            .name("icewall-log-flush".to_owned())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(FLUSH_INTERVAL)
-                {
-                    flushed.0.lock().write_out();
-                }
-            })?;
-        Ok(Flusher {
-            buffer,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        // Lines logged by a server that never listened still go out.
-        let mut sink = self.buffer.0.lock();
-        sink.held = false;
-        sink.write_out();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_line_written_in_pieces_reaches_the_buffer_whole() {
-        let buffer = SharedBuffer(Arc::new(Mutex::new(Sink {
-            output: Output::Stdout(io::stdout()),
-            pending: Vec::new(),
-            held: true,
-        })));
-        let mut lines = LineWriter {
-            line: Vec::new(),
-            out: buffer.clone(),
-        };
-        lines.write_all(b"first, ").unwrap();
-        lines.write_all(b"key: value").unwrap();
-        assert!(buffer.0.lock().pending.is_empty(), "half a line went out");
-        lines.write_all(b"\n").unwrap();
-        lines.write_all(b"second").unwrap();
-        assert_eq!(buffer.0.lock().pending, b"first, key: value\n");
-        lines.flush().unwrap();
-        lines.write_all(b"third").unwrap();
-        drop(lines);
-        assert_eq!(
-            buffer.0.lock().pending,
-            b"first, key: value\nsecondthird",
-            "a flush and the end pass on what was written"
-        );
-    }
 
     #[test]
     fn millis_have_at_most_three_decimals() {

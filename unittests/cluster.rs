@@ -89,6 +89,34 @@ fn three_nodes_answer_every_question_about_each_others_jobs() {
 }
 
 #[test]
+fn every_line_a_node_logs_names_the_node_its_request_lines_too() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let mut server = node(&url, &["--log-target", "stdout", "--log-format", "json"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_example_done(&server, &id);
+    let mut stdout = server.take_stdout();
+    assert!(server.shutdown().success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut log).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let requests = records
+        .iter()
+        .filter(|record| record["msg"] == "request")
+        .count();
+    assert!(requests >= 2, "the POST and the polls: {log}");
+    let nodes: HashSet<&str> = records
+        .iter()
+        .map(|record| record["node_id"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(nodes.len(), 1, "{log}");
+    assert_eq!(nodes.iter().next().unwrap().len(), 36, "{log}");
+}
+
+#[test]
 fn nodes_starting_at_once_migrate_the_database_once() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::HeaderName;
-use actix_web::http::{Method, Uri};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest};
 use slog::{KV, Logger, Record, Serializer, info};
@@ -31,7 +31,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// id and large numbers fits, so does a typo after it; a hostile path is cut.
 const LOGGED_PATH_CHARS: usize = 256;
 
-/// What the middleware needs: cheap to clone, one per HTTP worker.
+/// What the middleware needs, one per HTTP worker: its own logger of request lines (see
+/// `telemetry::RequestLines`), the metrics and the count of requests in flight.
 #[derive(Clone)]
 pub struct RequestLog {
     pub logger: Logger,
@@ -152,27 +153,20 @@ impl<B: MessageBody + Unpin> MessageBody for CountedBody<B> {
     }
 }
 
-/// A request's log line, as values a child logger owns. slog-async copies the fields of
-/// a line into its queue one allocation each; a child logger's values go as one shared
-/// node instead, and are formatted on the log thread. The job's id only when the request
-/// made one. The URI as it came, shared with the request: a small allocation the first
-/// time it is shared, but no copy of the path.
-struct RequestLine {
-    method: Method,
-    uri: Uri,
+/// A request's fields on its log line: the job's id only when the request made one.
+struct RequestLine<'a> {
+    method: &'a Method,
+    path: &'a str,
     status: u16,
     took: Duration,
-    request_id: RequestId,
+    request_id: &'a RequestId,
     job_id: Option<JobId>,
 }
 
-impl KV for RequestLine {
+impl KV for RequestLine<'_> {
     fn serialize(&self, _: &Record, serializer: &mut dyn Serializer) -> slog::Result {
         serializer.emit_str("method", self.method.as_str())?;
-        serializer.emit_str(
-            "path",
-            &telemetry::truncate(self.uri.path(), LOGGED_PATH_CHARS),
-        )?;
+        serializer.emit_str("path", &telemetry::truncate(self.path, LOGGED_PATH_CHARS))?;
         serializer.emit_u16("status", self.status)?;
         serializer.emit_f64("elapsed_ms", telemetry::millis(self.took))?;
         if let Some(job) = self.job_id {
@@ -201,8 +195,6 @@ where
         .conn_data::<Rc<Connection>>()
         .map(|connection| connection.request_started(id.clone()));
     let started = Instant::now();
-    let method = request.method().clone();
-    let uri = request.uri().clone();
     let logger = log.logger.clone();
     let metrics = Arc::clone(&log.metrics);
     let response = service.call(request);
@@ -215,15 +207,16 @@ where
         let status = response.status();
         let took = started.elapsed();
         metrics.http_request(route.unwrap_or("unmatched"), status, took);
+        let request = response.request();
         let line = RequestLine {
-            method,
-            uri,
+            method: request.method(),
+            path: request.path(),
             status: status.as_u16(),
             took,
             job_id,
-            request_id: id,
+            request_id: &id,
         };
-        info!(logger.new(slog::o!(line)), "request");
+        info!(logger, "request"; line);
         // Counted until its body is sent, not just made.
         Ok(response.map_body(|_, body| CountedBody {
             body,
