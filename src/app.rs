@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::jobs::{
     ClusterJobs, ClusterSettings, DebugHooks, Jobs, JobsSettings, LocalJobs, Retention,
     StoreOptions,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestTimes};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{self, RequestLines};
@@ -167,7 +168,7 @@ impl App {
         // Each HTTP worker its own logger of request lines (see `RequestLines`).
         let request_log = move || RequestLog {
             logger: named(request_lines.logger()),
-            metrics: Arc::clone(&request_metrics),
+            times: Rc::new(RequestTimes::new(Arc::clone(&request_metrics))),
             in_flight: in_flight.clone(),
         };
         let request_timeout = settings.request_timeout;

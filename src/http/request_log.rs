@@ -22,7 +22,7 @@ use slog::{KV, Logger, Record, Serializer, info};
 use super::endpoint::ParamSpans;
 use super::{Connection, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
-use crate::metrics::Metrics;
+use crate::metrics::RequestTimes;
 use crate::telemetry;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -36,7 +36,7 @@ const LOGGED_PATH_CHARS: usize = 256;
 #[derive(Clone)]
 pub struct RequestLog {
     pub logger: Logger,
-    pub metrics: Arc<Metrics>,
+    pub times: Rc<RequestTimes>,
     pub in_flight: InFlightRequests,
 }
 
@@ -196,7 +196,7 @@ where
         .map(|connection| connection.request_started(id.clone()));
     let started = Instant::now();
     let logger = log.logger.clone();
-    let metrics = Arc::clone(&log.metrics);
+    let times = Rc::clone(&log.times);
     let response = service.call(request);
     async move {
         let mut response = response.await?;
@@ -206,7 +206,7 @@ where
         response.headers_mut().insert(REQUEST_ID, id.header_value());
         let status = response.status();
         let took = started.elapsed();
-        metrics.http_request(route.unwrap_or("unmatched"), status, took);
+        times.observe(route.unwrap_or("unmatched"), status, took);
         let request = response.request();
         let line = RequestLine {
             method: request.method(),

@@ -104,3 +104,48 @@ fn counters_and_histograms_render_with_their_labels() {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
 }
+
+#[test]
+fn a_workers_request_times_reach_the_shared_histograms_kept_or_not() {
+    let metrics = Arc::new(Metrics::new());
+    let times = RequestTimes::new(Arc::clone(&metrics));
+    // More label pairs than a worker keeps handles for: the last are looked up each time.
+    let routes: Vec<&'static str> = (0..KEPT_REQUEST_HISTOGRAMS + 2)
+        .map(|n| &*format!("/route/{n}").leak())
+        .collect();
+    for _ in 0..3 {
+        for route in &routes {
+            times.observe(route, StatusCode::OK, Duration::from_millis(1));
+        }
+        times.observe(
+            "/api/simulate",
+            StatusCode::ACCEPTED,
+            Duration::from_millis(2),
+        );
+    }
+    metrics.http_request(
+        "/api/simulate",
+        StatusCode::ACCEPTED,
+        Duration::from_millis(1),
+    );
+    let text = metrics.render(&Snapshot {
+        queue_depth: 0,
+        queue_bytes: 0,
+        in_flight: 0,
+        workers: 1,
+        running_here: 0,
+    });
+    let count = |route: &str, status: &str| {
+        let prefix = format!(
+            "icewall_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_owned()
+    };
+    assert_eq!(count("/route/0", "200"), "3");
+    assert_eq!(count(routes.last().unwrap(), "200"), "3");
+    assert_eq!(count("/api/simulate", "202"), "4");
+    assert_eq!(times.kept.borrow().len(), KEPT_REQUEST_HISTOGRAMS);
+}
