@@ -7,6 +7,7 @@
 pub mod app;
 mod byte_lru;
 pub mod cli;
+mod coarse_clock;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

@@ -3,7 +3,6 @@
 //! one needs one.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::{Bytes, BytesMut};
@@ -84,9 +83,8 @@ impl IdMaker {
             // 2^32 ids in: new random bits, so that no id comes twice.
             *self = IdMaker::new();
         }
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+        // To the tick: the counter orders the ids of one millisecond, or of one tick.
+        let millis = crate::coarse_clock::unix_millis();
         let mut random = [0; 10];
         random[..6].copy_from_slice(&self.random);
         random[6..].copy_from_slice(&self.counter.to_be_bytes());

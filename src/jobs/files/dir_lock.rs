@@ -8,7 +8,6 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
 
@@ -30,13 +29,13 @@ pub enum LockError {
 
 /// How long a look that found the directory in place stands for `lately_in_place`: it
 /// is asked on every read of an answer kept in memory, and a look is a system call.
-const IN_PLACE_FOR: Duration = Duration::from_millis(100);
+const IN_PLACE_FOR_MS: u64 = 100;
 
 /// Held while it lives; the lock goes with the file descriptor.
 pub struct DirectoryLock {
     file: File,
-    taken: Instant,
-    /// When a look last found the directory in place, in nanoseconds after `taken`.
+    /// When a look last found the directory in place, in `coarse_clock::monotonic_millis`
+    /// (0: never).
     seen_in_place: AtomicU64,
 }
 
@@ -68,7 +67,6 @@ impl DirectoryLock {
         file.write_all_at(format!("{holder}\n").as_bytes(), 0)?;
         Ok(DirectoryLock {
             file,
-            taken: Instant::now(),
             seen_in_place: AtomicU64::new(0),
         })
     }
@@ -79,12 +77,12 @@ impl DirectoryLock {
         rustix::fs::fstat(&self.file).is_ok_and(|stat| stat.st_nlink > 0)
     }
 
-    /// `still_in_place`, or true when a look found it so less than `IN_PLACE_FOR` ago:
+    /// `still_in_place`, or true when a look found it so less than `IN_PLACE_FOR_MS` ago:
     /// a directory removed from under the server shows within that.
     pub fn lately_in_place(&self) -> bool {
-        let now = nanos(self.taken.elapsed());
+        let now = crate::coarse_clock::monotonic_millis();
         let seen = self.seen_in_place.load(Ordering::Relaxed);
-        if seen > 0 && now.saturating_sub(seen) < nanos(IN_PLACE_FOR) {
+        if seen > 0 && now.saturating_sub(seen) < IN_PLACE_FOR_MS {
             return true;
         }
         let in_place = self.still_in_place();
@@ -95,16 +93,14 @@ impl DirectoryLock {
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_second_holder_is_refused_and_told_who_holds_it() {
+        use std::time::Duration;
+
         let dir = tempfile::tempdir().unwrap();
         let first = DirectoryLock::acquire(dir.path(), "pid 1, listening on a").unwrap();
         match DirectoryLock::acquire(dir.path(), "pid 2") {
@@ -122,7 +118,8 @@ mod tests {
         assert!(!_second.still_in_place());
         // A look that found it in place stands for a while, then shows the removal.
         assert!(_second.lately_in_place());
-        std::thread::sleep(IN_PLACE_FOR);
+        // A tick more: the coarse clock reads up to one behind.
+        std::thread::sleep(Duration::from_millis(IN_PLACE_FOR_MS + 20));
         assert!(!_second.lately_in_place());
         assert!(!_second.lately_in_place());
     }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
@@ -102,10 +102,11 @@ impl LocalJobs {
     /// `known` of a job that finished at `finished_ms` (since the Unix epoch), unless
     /// that is past retention.
     fn unexpired<T>(&self, finished_ms: Option<u64>, known: T) -> Option<T> {
+        // To the tick: asked on every read, and a job a tick late to expire is no harm.
+        let now = crate::coarse_clock::unix_millis();
         let past_ttl = finished_ms.is_some_and(|ms| {
-            (UNIX_EPOCH + Duration::from_millis(ms))
-                .elapsed()
-                .is_ok_and(|age| age >= self.inner.retention.ttl)
+            now.checked_sub(ms)
+                .is_some_and(|age| u128::from(age) >= self.inner.retention.ttl.as_millis())
         });
         (!past_ttl).then_some(known)
     }
