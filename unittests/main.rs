@@ -20,4 +20,5 @@ mod postgres_harness;
 mod retention;
 mod simulate_cli;
 mod startup;
+mod under_valgrind;
 mod walkthrough;

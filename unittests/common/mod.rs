@@ -165,12 +165,26 @@ impl Server {
 
     /// Starts a server whose results and logs live under `dir`.
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+        Server::start_under(&[], dir, args)
+    }
+
+    /// Starts a server under `wrapper` (a program and its arguments, before the
+    /// server's own; none runs the server itself) whose results and logs live under
+    /// `dir`.
+    pub fn start_under(wrapper: &[&str], dir: &Path, args: &[&str]) -> Server {
         let results = dir.join("results");
         // ICEWALL_TEST_BIN runs the same tests against another build (say, the release
         // build's page load in browser.rs, which prints its time).
         let binary = std::env::var("ICEWALL_TEST_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_icewall").into());
-        let mut command = Command::new(binary);
+        let mut command = match wrapper {
+            [] => Command::new(binary),
+            [program, wrapper_args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+        };
         command.args(["serve", "--http-workers", "2"]);
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
