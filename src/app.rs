@@ -60,23 +60,17 @@ const FLUSH_GRACE: Duration = Duration::from_millis(50);
 impl App {
     /// Loads the server's own wall, binds the listener, then starts the job service
     /// (which locks the results directory and recovers jobs from it). Must run inside
-    /// an actix system.
+    /// an actix system. `node` is the node's id in cluster mode (the loggers name it
+    /// already), `None` on the file store.
     ///
     /// # Errors
     /// A bad own wall, an unusable results directory, or an address that cannot be bound.
     pub fn build(
         settings: &Settings,
+        node: Option<uuid::Uuid>,
         logger: Logger,
         request_lines: RequestLines,
     ) -> Result<App, StartupError> {
-        // In cluster mode every line this node logs names it.
-        let node = settings.database_url.as_ref().map(|_| uuid::Uuid::now_v7());
-        let node_name = node.map(|node| node.to_string());
-        let named = move |logger: Logger| match &node_name {
-            Some(node) => logger.new(slog::o!("node_id" => node.clone())),
-            None => logger,
-        };
-        let logger = named(logger.clone());
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
         // Bound before the job service starts: a server that cannot listen must leave
@@ -165,9 +159,10 @@ impl App {
         let requests = InFlightRequests::default();
         let request_metrics = Arc::clone(&metrics);
         let in_flight = requests.clone();
-        // Each HTTP worker its own logger of request lines (see `RequestLines`).
+        // Per worker, so that a request line is formatted under a lock no other thread
+        // takes (see `RequestLines`).
         let request_log = move || RequestLog {
-            logger: named(request_lines.logger()),
+            logger: request_lines.logger(),
             times: Rc::new(RequestTimes::new(Arc::clone(&request_metrics))),
             in_flight: in_flight.clone(),
         };

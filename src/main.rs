@@ -68,12 +68,15 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: &Settings) -> ExitCode {
+    // In cluster mode the node has an id, which every line it logs names.
+    let node = settings.database_url.as_ref().map(|_| uuid::Uuid::now_v7());
     let (logger, log) = match telemetry::logger(&telemetry::LogOptions {
         format: settings.log_format,
         target: settings.log_target,
         dir: &settings.logs_dir,
         max_bytes: settings.log_max_bytes,
         keep: settings.log_keep,
+        node_id: node.map(|node| node.to_string()),
     }) {
         Ok(logger) => logger,
         Err(error) => {
@@ -85,7 +88,7 @@ fn serve(settings: &Settings) -> ExitCode {
         }
     };
     let served = actix_web::rt::System::new().block_on(async {
-        let app = App::build(settings, logger.clone(), log.request_lines())
+        let app = App::build(settings, node, logger.clone(), log.request_lines())
             .map_err(|error| error.to_string())?;
         // Scripts and tests wait for this line to learn the port.
         log.announce_listening(app.address());

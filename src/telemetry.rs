@@ -7,12 +7,13 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
-use slog::{Drain, FnValue, Logger, PushFnValue, Record, info, o, warn};
+use slog::{Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record, info, o, warn};
 
 use slog_async::AsyncGuard;
 
@@ -52,6 +53,8 @@ pub struct LogOptions<'a> {
     pub dir: &'a Path,
     pub max_bytes: usize,
     pub keep: usize,
+    /// The node's id in cluster mode, which every line then names.
+    pub node_id: Option<String>,
 }
 
 /// Keeps the log running; dropping it writes out every queued line, then flushes.
@@ -59,7 +62,7 @@ pub struct LogGuard {
     // Field order is drop order: drain the queue into the buffer, then flush it.
     _queue: AsyncGuard,
     flusher: Flusher,
-    format: LogFormat,
+    request_lines: RequestLines,
     target: LogTarget,
 }
 
@@ -76,7 +79,7 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
             let path = options.dir.join("icewall.log");
             // FileRotate does not report an unusable path, so try it first.
             OpenOptions::new().create(true).append(true).open(&path)?;
-            Output::File(FileRotate::new(
+            Output::new(FileRotate::new(
                 path,
                 AppendCount::new(options.keep),
                 ContentLimit::BytesSurpassed(options.max_bytes),
@@ -84,19 +87,35 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
                 None,
             ))
         }
-        LogTarget::Stdout => Output::Stdout(io::stdout()),
+        LogTarget::Stdout => Output::new(io::stdout()),
     };
+    logger_into(
+        output,
+        options.format,
+        options.target,
+        options.node_id.clone(),
+    )
+}
+
+/// [`logger`] writing into `output`.
+fn logger_into(
+    output: Output,
+    format: LogFormat,
+    target: LogTarget,
+    node_id: Option<String>,
+) -> io::Result<(Logger, LogGuard)> {
     // On stdout, lines logged while starting wait for the listening line to go first.
-    let buffer = SharedBuffer::new(output, options.target == LogTarget::Stdout);
-    let reporter = RequestLines {
-        format: options.format,
+    let buffer = SharedBuffer::new(output, target == LogTarget::Stdout);
+    let request_lines = RequestLines {
+        format,
         buffer: buffer.clone(),
-    }
-    .logger();
+        node_id: node_id.clone(),
+    };
+    let reporter = request_lines.logger();
     let flusher = Flusher::start(buffer.clone(), move |lines| {
         warn!(reporter, "log lines dropped: the log output did not keep up"; "lines" => lines);
     })?;
-    let (drain, queue) = slog_async::Async::new(lines_into(options.format, buffer))
+    let (drain, queue) = slog_async::Async::new(lines_into(format, buffer))
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -104,10 +123,10 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
     let guard = LogGuard {
         _queue: queue,
         flusher,
-        format: options.format,
-        target: options.target,
+        request_lines,
+        target,
     };
-    Ok((Logger::root(drain.fuse(), o!()), guard))
+    Ok((named(Logger::root(drain.fuse(), o!()), &node_id), guard))
 }
 
 /// Makes loggers that format each line on the thread that logs it, straight into the
@@ -120,14 +139,39 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
 pub struct RequestLines {
     format: LogFormat,
     buffer: SharedBuffer,
+    node_id: Option<String>,
 }
 
 impl RequestLines {
     /// A logger of its own: each has its own line being formatted, under a lock that
     /// only its own thread takes.
     pub fn logger(&self) -> Logger {
-        let lines = std::sync::Mutex::new(lines_into(self.format, self.buffer.clone()));
-        Logger::root(lines.fuse(), o!())
+        let lines = Locked(Mutex::new(lines_into(self.format, self.buffer.clone())));
+        named(Logger::root(lines.fuse(), o!()), &self.node_id)
+    }
+}
+
+/// A drain behind a lock that a panic while logging leaves usable: a poisoned lock
+/// would fail every later line, and slog's `fuse` turns that into a panic of each
+/// request the HTTP worker answers.
+struct Locked<D>(Mutex<D>);
+
+impl<D: Drain> Drain for Locked<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
+        (self.0.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .log(record, values)
+    }
+}
+
+/// `logger` naming the node, in cluster mode.
+fn named(logger: Logger, node_id: &Option<String>) -> Logger {
+    match node_id {
+        Some(node_id) => logger.new(o!("node_id" => node_id.clone())),
+        None => logger,
     }
 }
 
@@ -176,9 +220,8 @@ impl LogGuard {
     pub fn announce_listening(&self, address: SocketAddr) {
         let line = format!("listening on http://{address}");
         self.flusher.buffer().release_after(|| {
-            if self.target == LogTarget::Stdout && self.format == LogFormat::Json {
-                let first =
-                    Logger::root(std::sync::Mutex::new(json_lines(io::stdout())).fuse(), o!());
+            if self.target == LogTarget::Stdout && self.request_lines.format == LogFormat::Json {
+                let first = Logger::root(Locked(Mutex::new(json_lines(io::stdout()))).fuse(), o!());
                 info!(first, "{}", line; "address" => %address);
             } else {
                 let _ = writeln!(io::stdout(), "{line}");
@@ -188,10 +231,7 @@ impl LogGuard {
 
     /// The loggers of request lines, writing into this log.
     pub fn request_lines(&self) -> RequestLines {
-        RequestLines {
-            format: self.format,
-            buffer: self.flusher.buffer().clone(),
-        }
+        self.request_lines.clone()
     }
 }
 
@@ -217,6 +257,8 @@ pub fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use std::thread::JoinHandle;
+
     use super::*;
 
     #[test]
@@ -233,5 +275,80 @@ mod tests {
         assert_eq!(truncate("abcdef", 6), "abcdef");
         assert_eq!(truncate("abcdef", 3), "abc...");
         assert_eq!(truncate("ééé", 2), "éé...");
+    }
+
+    /// A JSON log of node `node-7` into a pipe, and the pipe's other end.
+    fn node_log() -> (Logger, LogGuard, io::PipeReader) {
+        let (reader, writer) = io::pipe().unwrap();
+        let node = Some("node-7".to_owned());
+        let (events, guard) =
+            logger_into(Output::new(writer), LogFormat::Json, LogTarget::File, node).unwrap();
+        (events, guard, reader)
+    }
+
+    /// The lines that come through `reader`, read from now until every writer is gone.
+    fn lines_read_later(mut reader: io::PipeReader) -> JoinHandle<Vec<serde_json::Value>> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut reader, &mut text).unwrap();
+            text.lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn in_cluster_mode_events_and_request_lines_name_the_node() {
+        let (events, guard, reader) = node_log();
+        let lines = lines_read_later(reader);
+        info!(events, "an event");
+        info!(guard.request_lines().logger(), "a request");
+        drop((events, guard));
+        let lines = lines.join().unwrap();
+        // Events pass through the log thread, request lines do not: in either order.
+        let mut messages: Vec<_> = lines.iter().map(|line| line["msg"].to_string()).collect();
+        messages.sort();
+        assert_eq!(messages, [r#""a request""#, r#""an event""#]);
+        assert!(lines.iter().all(|line| line["node_id"] == "node-7"));
+    }
+
+    #[test]
+    fn the_report_of_lines_dropped_names_the_node_and_counts_every_line_not_written() {
+        let (events, guard, reader) = node_log();
+        let requests = guard.request_lines().logger();
+        // Nobody reads the pipe yet: more lines than the log holds back, so some drop.
+        for request in 0..200_000 {
+            info!(requests, "request"; "request" => request);
+        }
+        let lines = lines_read_later(reader);
+        drop((events, requests, guard));
+        let lines = lines.join().unwrap();
+        let report = lines
+            .iter()
+            .find(|line| line["msg"] == "log lines dropped: the log output did not keep up")
+            .expect("the drop is reported");
+        assert_eq!(report["node_id"], "node-7");
+        let written = lines.len() - 1;
+        assert!(written < 200_000, "nothing was dropped");
+        assert_eq!(report["lines"].as_u64().unwrap(), 200_000 - written as u64);
+    }
+
+    #[test]
+    fn a_panic_while_logging_leaves_the_lock_usable_for_the_next_line() {
+        struct PanicsOnce(std::cell::Cell<bool>);
+        impl Drain for PanicsOnce {
+            type Ok = ();
+            type Err = slog::Never;
+            fn log(&self, _: &Record, _: &OwnedKVList) -> Result<(), slog::Never> {
+                assert!(!self.0.replace(false), "a value that cannot be formatted");
+                Ok(())
+            }
+        }
+        let logger = Logger::root(Locked(Mutex::new(PanicsOnce(true.into()))).fuse(), o!());
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            info!(logger, "first");
+        }));
+        assert!(first.is_err());
+        info!(logger, "second");
     }
 }

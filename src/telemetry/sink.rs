@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use file_rotate::FileRotate;
-use file_rotate::suffix::AppendCount;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// How long a log line may wait in the buffer before it is written out.
@@ -21,25 +19,26 @@ const BUFFER_BYTES: usize = 64 * 1024;
 /// recovery warning about each of many files) says it first rather than hold it all.
 const HELD_BYTES: usize = 8 * 1024 * 1024;
 
-/// Bytes waiting for the flusher at most. An output that stalls (a full disk, a
-/// stdout nobody reads) costs this much memory; lines past it are dropped and counted.
+/// Bytes of lines on their way out at most, those buffered and those the flusher is
+/// writing together. An output that stalls (a full disk, a stdout nobody reads) costs
+/// this much memory; lines past it are dropped and counted.
 const PENDING_LIMIT: usize = 16 * 1024 * 1024;
 
-pub(super) enum Output {
-    File(FileRotate<AppendCount>),
-    Stdout(io::Stdout),
-}
+/// The log file or stdout. A write that fails (a full disk, a closed stdout) must not
+/// stop the server: its lines are dropped.
+pub(super) struct Output(Box<dyn Write + Send>);
 
 impl Output {
+    pub(super) fn new(out: impl Write + Send + 'static) -> Output {
+        Output(Box::new(out))
+    }
+
     fn write_all(&mut self, bytes: &[u8]) {
-        let out: &mut dyn Write = match self {
-            Output::File(file) => file,
-            Output::Stdout(stdout) => stdout,
-        };
-        // A log that cannot be written (a full disk, a closed stdout) must not stop the
-        // server: the lines are dropped.
-        let _ = out.write_all(bytes);
-        let _ = out.flush();
+        if bytes.is_empty() {
+            return;
+        }
+        let _ = self.0.write_all(bytes);
+        let _ = self.0.flush();
     }
 }
 
@@ -48,17 +47,23 @@ impl Output {
 struct Pending {
     bytes: Vec<u8>,
     held: bool,
+    /// Bytes the flusher took out and has not written yet: they count to the limit.
+    writing: usize,
     /// Lines dropped since the flusher last reported it, the buffer being full.
     dropped: u64,
+    /// Asks the flusher to write out what is left and end.
     closing: bool,
+    /// The flusher has ended: a line is written straight out by whoever logs it, so
+    /// that what is logged last (the drop report, a line at exit) is not lost.
+    closed: bool,
 }
 
 struct Shared {
     pending: Mutex<Pending>,
     /// Wakes the flusher: a full buffer, or the end.
     wake: Condvar,
-    /// Taken after `pending` when both are: by the flusher to write a batch it took out,
-    /// and by the listening line to go before everything.
+    /// Taken after `pending` when both are held, and never held by a writer of lines
+    /// while it holds `pending`: so that no line waits for the output.
     output: Mutex<Output>,
 }
 
@@ -75,8 +80,10 @@ impl SharedBuffer {
             pending: Mutex::new(Pending {
                 bytes: Vec::with_capacity(BUFFER_BYTES),
                 held,
+                writing: 0,
                 dropped: 0,
                 closing: false,
+                closed: false,
             }),
             wake: Condvar::new(),
             output: Mutex::new(output),
@@ -84,14 +91,18 @@ impl SharedBuffer {
     }
 
     /// Writes `first` out, then everything buffered, and lets later lines follow.
-    /// Nothing else can go out in between.
+    /// Nothing else can go out in between; lines logged meanwhile are buffered, not
+    /// kept waiting for the output.
     pub(super) fn release_after(&self, first: impl FnOnce()) {
         let mut pending = self.0.pending.lock();
-        let mut output = self.0.output.lock();
-        first();
         pending.held = false;
-        output.write_all(&pending.bytes);
-        pending.bytes.clear();
+        let held = mem::take(&mut pending.bytes);
+        // Taken before `pending` is let go, so that no batch of a later line can go
+        // out first; the flusher holds it only while it writes.
+        let mut output = self.0.output.lock();
+        drop(pending);
+        first();
+        output.write_all(&held);
     }
 
     /// Takes what is buffered, unless it is held; with the lines dropped meanwhile.
@@ -100,6 +111,7 @@ impl SharedBuffer {
             return 0;
         }
         mem::swap(&mut pending.bytes, batch);
+        pending.writing = batch.len();
         mem::take(&mut pending.dropped)
     }
 }
@@ -107,13 +119,16 @@ impl SharedBuffer {
 impl io::Write for SharedBuffer {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut pending = self.0.pending.lock();
-        if pending.held {
+        if pending.closed {
+            drop(pending);
+            self.0.output.lock().write_all(bytes);
+        } else if pending.held {
             pending.bytes.extend_from_slice(bytes);
             if pending.bytes.len() >= HELD_BYTES {
                 pending.held = false;
                 self.0.wake.notify_one();
             }
-        } else if pending.bytes.len() + bytes.len() > PENDING_LIMIT {
+        } else if pending.writing + pending.bytes.len() + bytes.len() > PENDING_LIMIT {
             pending.dropped += 1;
         } else {
             let was_short = pending.bytes.len() < BUFFER_BYTES;
@@ -177,7 +192,8 @@ impl Drop for LineWriter {
 
 /// The thread that writes the buffer out: every 64 KiB or 100 ms, so that a busy
 /// server makes one write per 64 KiB rather than one per line. Dropping it writes out
-/// what is left, held or not (lines of a server that never listened still go out).
+/// what is left, held or not (lines of a server that never listened still go out), and
+/// from then on each line is written out as it is logged.
 pub(super) struct Flusher {
     buffer: SharedBuffer,
     thread: Option<JoinHandle<()>>,
@@ -193,32 +209,7 @@ impl Flusher {
         let shared = Arc::clone(&buffer.0);
         let thread = thread::Builder::new()
             .name("icewall-log-flush".to_owned())
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(BUFFER_BYTES);
-                loop {
-                    let (dropped, closing) = {
-                        let mut pending = shared.pending.lock();
-                        if !pending.closing && (pending.held || pending.bytes.len() < BUFFER_BYTES)
-                        {
-                            shared.wake.wait_for(&mut pending, FLUSH_INTERVAL);
-                        }
-                        (
-                            SharedBuffer::take(&mut pending, &mut batch),
-                            pending.closing,
-                        )
-                    };
-                    if !batch.is_empty() {
-                        shared.output.lock().write_all(&batch);
-                        batch.clear();
-                    }
-                    if dropped > 0 {
-                        report_dropped(dropped);
-                    }
-                    if closing {
-                        return;
-                    }
-                }
-            })?;
+            .spawn(move || flush_until_closed(&shared, report_dropped))?;
         Ok(Flusher {
             buffer,
             thread: Some(thread),
@@ -230,6 +221,47 @@ impl Flusher {
     }
 }
 
+fn flush_until_closed(shared: &Shared, report_dropped: impl Fn(u64)) {
+    let mut batch = Vec::with_capacity(BUFFER_BYTES);
+    loop {
+        let mut pending = shared.pending.lock();
+        if !pending.closing && (pending.held || pending.bytes.len() < BUFFER_BYTES) {
+            shared.wake.wait_for(&mut pending, FLUSH_INTERVAL);
+        }
+        let closing = pending.closing;
+        if closing {
+            pending.held = false;
+            pending.closed = true;
+        }
+        let dropped = SharedBuffer::take(&mut pending, &mut batch);
+        // The last batch takes the output before lines can be written straight to it,
+        // so that they follow it; any other does not keep a line waiting for it.
+        let mut output = if closing {
+            let output = shared.output.lock();
+            drop(pending);
+            output
+        } else {
+            drop(pending);
+            shared.output.lock()
+        };
+        output.write_all(&batch);
+        drop(output);
+        // A burst's worth of memory is given back, not kept for the next.
+        if batch.capacity() > 2 * BUFFER_BYTES {
+            batch = Vec::with_capacity(BUFFER_BYTES);
+        } else {
+            batch.clear();
+        }
+        shared.pending.lock().writing = 0;
+        if dropped > 0 {
+            report_dropped(dropped);
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.buffer.0.pending.lock().closing = true;
@@ -237,16 +269,25 @@ impl Drop for Flusher {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.buffer.release_after(|| {});
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc;
+
+    use file_rotate::FileRotate;
+    use file_rotate::suffix::AppendCount;
+
     use super::*;
 
+    /// Longer than any write into memory takes; a line kept waiting for a stalled
+    /// output waits for ever.
+    const PROMPTLY: Duration = Duration::from_secs(10);
+
     fn held_buffer() -> SharedBuffer {
-        SharedBuffer::new(Output::Stdout(io::stdout()), true)
+        SharedBuffer::new(Output::new(io::stdout()), true)
     }
 
     fn pending(buffer: &SharedBuffer) -> Vec<u8> {
@@ -288,6 +329,13 @@ mod tests {
         let mut batch = Vec::new();
         let dropped = SharedBuffer::take(&mut buffer.0.pending.lock(), &mut batch);
         assert_eq!((batch.len(), dropped), (PENDING_LIMIT, 2));
+        writer.write_all(b"still being written\n").unwrap();
+        assert!(
+            pending(&buffer).is_empty(),
+            "a batch being written did not count"
+        );
+        // As the flusher does once it has written the batch out.
+        buffer.0.pending.lock().writing = 0;
         writer.write_all(b"room again\n").unwrap();
         assert_eq!(pending(&buffer), b"room again\n");
     }
@@ -303,7 +351,7 @@ mod tests {
             file_rotate::compression::Compression::None,
             None,
         );
-        let buffer = SharedBuffer::new(Output::File(file), true);
+        let buffer = SharedBuffer::new(Output::new(file), true);
         let flusher = Flusher::start(buffer.clone(), |_| {}).unwrap();
         buffer.clone().write_all(b"early\n").unwrap();
         let mut batch = Vec::new();
@@ -320,5 +368,83 @@ mod tests {
         buffer.clone().write_all(b"late\n").unwrap();
         drop(flusher);
         assert_eq!(std::fs::read(&path).unwrap(), b"listening\nearly\nlate\n");
+    }
+
+    /// Reads all that comes through `reader` until every writer is gone.
+    fn read_to_end_later(mut reader: io::PipeReader) -> JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+            bytes
+        })
+    }
+
+    #[test]
+    fn a_line_logged_while_the_held_lines_go_out_to_a_stalled_output_is_not_kept_waiting() {
+        let (reader, writer) = io::pipe().unwrap();
+        let buffer = SharedBuffer::new(Output::new(writer), true);
+        // More than a pipe takes before a write waits for its reader.
+        buffer.clone().write_all(&vec![b'x'; 1024 * 1024]).unwrap();
+        let (first_went, first_gone) = mpsc::channel();
+        let releasing = {
+            let buffer = buffer.clone();
+            thread::spawn(move || buffer.release_after(|| first_went.send(()).unwrap()))
+        };
+        first_gone.recv().unwrap();
+        let (logged, logged_seen) = mpsc::channel();
+        let logging = {
+            let mut buffer = buffer.clone();
+            thread::spawn(move || {
+                buffer.write_all(b"meanwhile\n").unwrap();
+                logged.send(()).unwrap();
+            })
+        };
+        let waited = logged_seen.recv_timeout(PROMPTLY);
+        let output = read_to_end_later(reader);
+        releasing.join().unwrap();
+        logging.join().unwrap();
+        assert!(waited.is_ok(), "a line waited for the output");
+        assert_eq!(pending(&buffer), b"meanwhile\n");
+        drop(buffer);
+        assert_eq!(output.join().unwrap().len(), 1024 * 1024);
+    }
+
+    #[test]
+    fn a_stalled_output_holds_the_limit_in_all_and_the_drop_is_reported_before_the_end() {
+        let (reader, writer) = io::pipe().unwrap();
+        let buffer = SharedBuffer::new(Output::new(writer), false);
+        let reported = Arc::new(AtomicU64::new(0));
+        let flusher = {
+            let (reported, report) = (Arc::clone(&reported), buffer.clone());
+            Flusher::start(buffer.clone(), move |lines| {
+                reported.fetch_add(lines, Ordering::Relaxed);
+                writeln!(report.clone(), "{lines} dropped").unwrap();
+            })
+            .unwrap()
+        };
+        let line = vec![b'x'; 1024 * 1024];
+        let mut writer = buffer.clone();
+        writer.write_all(&line).unwrap();
+        // The flusher takes that line out and waits for the pipe's reader, and the
+        // line still counts.
+        while !pending(&buffer).is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..PENDING_LIMIT / line.len() {
+            writer.write_all(&line).unwrap();
+        }
+        writer.write_all(b"one more\n").unwrap();
+        let output = read_to_end_later(reader);
+        drop(flusher);
+        writer.write_all(b"after the end\n").unwrap();
+        drop((writer, buffer));
+        let output = output.join().unwrap();
+        assert_eq!(
+            reported.load(Ordering::Relaxed),
+            2,
+            "the 17th MiB and one more"
+        );
+        let tail = &output[PENDING_LIMIT..];
+        assert_eq!(tail, b"2 dropped\nafter the end\n");
     }
 }
