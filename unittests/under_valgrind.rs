@@ -27,8 +27,10 @@ fn the_server_answers_requests_and_stops_cleanly_under_valgrind() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Valgrind's own tool-less run: the program's instructions as they are, slowed
-    // down but not checked, as callgrind runs them.
+    // Valgrind's own tool-less run: the program's instructions translated as callgrind
+    // translates them, so a crash of the kind rustix's was (valgrind's core refusing a
+    // memory access, whatever the tool) shows here too, at a fraction of callgrind's
+    // slow-down, which counting every instruction of a whole test would multiply.
     let server = Server::start_under(&["valgrind", "--tool=none", "-q"], dir.path(), &[]);
     // Every request takes a request id, whose clock read was the one that crashed.
     let id = server.submit_json(EXAMPLE_JSON);
