@@ -6,8 +6,9 @@ use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use file_rotate::compression::Compression;
@@ -146,24 +147,44 @@ impl RequestLines {
     /// A logger of its own: each has its own line being formatted, under a lock that
     /// only its own thread takes.
     pub fn logger(&self) -> Logger {
-        let lines = Locked(Mutex::new(lines_into(self.format, self.buffer.clone())));
+        let (format, buffer) = (self.format, self.buffer.clone());
+        let lines = Locked::new(move || lines_into(format, buffer.clone()));
         named(Logger::root(lines.fuse(), o!()), &self.node_id)
     }
 }
 
 /// A drain behind a lock that a panic while logging leaves usable: a poisoned lock
 /// would fail every later line, and slog's `fuse` turns that into a panic of each
-/// request the HTTP worker answers.
-struct Locked<D>(Mutex<D>);
+/// request the HTTP worker answers. The drain is made anew then, as what it was in the
+/// middle of (half a JSON line) must not begin the next line.
+struct Locked<D> {
+    drain: Mutex<D>,
+    // Unwind safe: it holds a format and a handle on the buffer, nothing a panic can
+    // leave half done.
+    remake: AssertUnwindSafe<Box<dyn Fn() -> D + Send + Sync>>,
+}
+
+impl<D> Locked<D> {
+    fn new(make: impl Fn() -> D + Send + Sync + 'static) -> Locked<D> {
+        Locked {
+            drain: Mutex::new(make()),
+            remake: AssertUnwindSafe(Box::new(make)),
+        }
+    }
+}
 
 impl<D: Drain> Drain for Locked<D> {
     type Ok = D::Ok;
     type Err = D::Err;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
-        (self.0.lock())
-            .unwrap_or_else(PoisonError::into_inner)
-            .log(record, values)
+        let drain = self.drain.lock().unwrap_or_else(|poisoned| {
+            let mut drain = poisoned.into_inner();
+            *drain = (self.remake.0)();
+            self.drain.clear_poison();
+            drain
+        });
+        drain.log(record, values)
     }
 }
 
@@ -221,7 +242,7 @@ impl LogGuard {
         let line = format!("listening on http://{address}");
         self.flusher.buffer().release_after(|| {
             if self.target == LogTarget::Stdout && self.request_lines.format == LogFormat::Json {
-                let first = Logger::root(Locked(Mutex::new(json_lines(io::stdout()))).fuse(), o!());
+                let first = Logger::root(Locked::new(|| json_lines(io::stdout())).fuse(), o!());
                 info!(first, "{}", line; "address" => %address);
             } else {
                 let _ = writeln!(io::stdout(), "{line}");
@@ -323,32 +344,43 @@ mod tests {
         let lines = lines_read_later(reader);
         drop((events, requests, guard));
         let lines = lines.join().unwrap();
-        let report = lines
+        let (reports, requests): (Vec<_>, Vec<_>) = lines
             .iter()
-            .find(|line| line["msg"] == "log lines dropped: the log output did not keep up")
-            .expect("the drop is reported");
-        assert_eq!(report["node_id"], "node-7");
-        let written = lines.len() - 1;
-        assert!(written < 200_000, "nothing was dropped");
-        assert_eq!(report["lines"].as_u64().unwrap(), 200_000 - written as u64);
+            .partition(|line| line["msg"] == "log lines dropped: the log output did not keep up");
+        assert!(!reports.is_empty(), "the drop is reported");
+        assert!(reports.iter().all(|report| report["node_id"] == "node-7"));
+        let dropped: u64 = reports
+            .iter()
+            .map(|report| report["lines"].as_u64().unwrap())
+            .sum();
+        assert!(requests.len() < 200_000, "nothing was dropped");
+        assert_eq!(dropped, 200_000 - requests.len() as u64);
     }
 
     #[test]
-    fn a_panic_while_logging_leaves_the_lock_usable_for_the_next_line() {
-        struct PanicsOnce(std::cell::Cell<bool>);
-        impl Drain for PanicsOnce {
-            type Ok = ();
-            type Err = slog::Never;
-            fn log(&self, _: &Record, _: &OwnedKVList) -> Result<(), slog::Never> {
-                assert!(!self.0.replace(false), "a value that cannot be formatted");
-                Ok(())
+    fn a_panic_while_logging_leaves_the_logger_usable_and_no_half_line_behind() {
+        struct Unformattable;
+        impl slog::Value for Unformattable {
+            fn serialize(
+                &self,
+                _: &Record,
+                _: slog::Key,
+                _: &mut dyn slog::Serializer,
+            ) -> slog::Result {
+                panic!("a value that cannot be formatted")
             }
         }
-        let logger = Logger::root(Locked(Mutex::new(PanicsOnce(true.into()))).fuse(), o!());
-        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            info!(logger, "first");
+        let (events, guard, reader) = node_log();
+        let lines = lines_read_later(reader);
+        let requests = guard.request_lines().logger();
+        let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            info!(requests, "cut short"; "fine" => 1, "broken" => Unformattable);
         }));
-        assert!(first.is_err());
-        info!(logger, "second");
+        assert!(panicked.is_err());
+        info!(requests, "the next line");
+        drop((events, requests, guard));
+        let lines = lines.join().unwrap();
+        let messages: Vec<_> = lines.iter().map(|line| line["msg"].clone()).collect();
+        assert_eq!(messages, ["the next line"]);
     }
 }

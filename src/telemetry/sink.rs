@@ -62,8 +62,9 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Wakes the flusher: a full buffer, or the end.
     wake: Condvar,
-    /// Taken after `pending` when both are held, and never held by a writer of lines
-    /// while it holds `pending`: so that no line waits for the output.
+    /// Taken before `pending` when both are held (the listening line's release, the
+    /// last batch), and never while a writer of lines holds `pending`: so that no line
+    /// waits for the output until the flusher has ended.
     output: Mutex<Output>,
 }
 
@@ -94,15 +95,41 @@ impl SharedBuffer {
     /// Nothing else can go out in between; lines logged meanwhile are buffered, not
     /// kept waiting for the output.
     pub(super) fn release_after(&self, first: impl FnOnce()) {
-        let mut pending = self.0.pending.lock();
-        pending.held = false;
-        let held = mem::take(&mut pending.bytes);
-        // Taken before `pending` is let go, so that no batch of a later line can go
-        // out first; the flusher holds it only while it writes.
+        // The output first, so that no later batch can go out before these lines;
+        // `pending` only for a moment inside it (the one order both are taken in).
         let mut output = self.0.output.lock();
-        drop(pending);
+        let held = {
+            let mut pending = self.0.pending.lock();
+            if pending.held {
+                pending.held = false;
+                let held = mem::take(&mut pending.bytes);
+                pending.writing += held.len();
+                held
+            } else {
+                // Let go already, the held lines having grown too many: they went out
+                // first, and the flusher writes what followed.
+                Vec::new()
+            }
+        };
         first();
         output.write_all(&held);
+        drop(output);
+        self.0.pending.lock().writing -= held.len();
+    }
+
+    /// Writes out what is left, held or not, and makes every later line go straight
+    /// out; the lines dropped and not yet reported. Once more does nothing.
+    fn close(&self, batch: &mut Vec<u8>) -> u64 {
+        let mut output = self.0.output.lock();
+        let dropped = {
+            let mut pending = self.0.pending.lock();
+            pending.held = false;
+            pending.closed = true;
+            Self::take(&mut pending, batch)
+        };
+        output.write_all(batch);
+        batch.clear();
+        dropped
     }
 
     /// Takes what is buffered, unless it is held; with the lines dropped meanwhile.
@@ -186,7 +213,11 @@ impl io::Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let _ = self.pass_on();
+        // A record ends with its newline and a flush, so what is left is half a record,
+        // from a panic while it was written: not a line to begin another one.
+        if self.line.ends_with(b"\n") {
+            let _ = self.pass_on();
+        }
     }
 }
 
@@ -206,10 +237,10 @@ impl Flusher {
         buffer: SharedBuffer,
         report_dropped: impl Fn(u64) + Send + 'static,
     ) -> io::Result<Flusher> {
-        let shared = Arc::clone(&buffer.0);
+        let flushed = buffer.clone();
         let thread = thread::Builder::new()
             .name("icewall-log-flush".to_owned())
-            .spawn(move || flush_until_closed(&shared, report_dropped))?;
+            .spawn(move || flush_until_closed(&flushed, report_dropped))?;
         Ok(Flusher {
             buffer,
             thread: Some(thread),
@@ -221,43 +252,36 @@ impl Flusher {
     }
 }
 
-fn flush_until_closed(shared: &Shared, report_dropped: impl Fn(u64)) {
+fn flush_until_closed(buffer: &SharedBuffer, report_dropped: impl Fn(u64)) {
+    let shared = &buffer.0;
     let mut batch = Vec::with_capacity(BUFFER_BYTES);
     loop {
         let mut pending = shared.pending.lock();
         if !pending.closing && (pending.held || pending.bytes.len() < BUFFER_BYTES) {
             shared.wake.wait_for(&mut pending, FLUSH_INTERVAL);
         }
-        let closing = pending.closing;
-        if closing {
-            pending.held = false;
-            pending.closed = true;
+        if pending.closing {
+            drop(pending);
+            let dropped = buffer.close(&mut batch);
+            if dropped > 0 {
+                report_dropped(dropped);
+            }
+            return;
         }
         let dropped = SharedBuffer::take(&mut pending, &mut batch);
-        // The last batch takes the output before lines can be written straight to it,
-        // so that they follow it; any other does not keep a line waiting for it.
-        let mut output = if closing {
-            let output = shared.output.lock();
-            drop(pending);
-            output
-        } else {
-            drop(pending);
-            shared.output.lock()
-        };
-        output.write_all(&batch);
-        drop(output);
-        // A burst's worth of memory is given back, not kept for the next.
-        if batch.capacity() > 2 * BUFFER_BYTES {
-            batch = Vec::with_capacity(BUFFER_BYTES);
-        } else {
-            batch.clear();
+        drop(pending);
+        if !batch.is_empty() {
+            shared.output.lock().write_all(&batch);
+            // A burst's worth of memory is given back, not kept for the next.
+            if batch.capacity() > 2 * BUFFER_BYTES {
+                batch = Vec::with_capacity(BUFFER_BYTES);
+            } else {
+                batch.clear();
+            }
+            shared.pending.lock().writing = 0;
         }
-        shared.pending.lock().writing = 0;
         if dropped > 0 {
             report_dropped(dropped);
-        }
-        if closing {
-            return;
         }
     }
 }
@@ -269,6 +293,8 @@ impl Drop for Flusher {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        // Done by the thread, unless it died: then here, without its report.
+        self.buffer.close(&mut Vec::new());
     }
 }
 
@@ -305,12 +331,13 @@ mod tests {
         lines.write_all(b"second").unwrap();
         assert_eq!(pending(&buffer), b"first, key: value\n");
         lines.flush().unwrap();
-        lines.write_all(b"third").unwrap();
+        lines.write_all(b"third\n").unwrap();
+        lines.write_all(b"half a four").unwrap();
         drop(lines);
         assert_eq!(
             pending(&buffer),
-            b"first, key: value\nsecondthird",
-            "a flush and the end pass on what was written"
+            b"first, key: value\nsecondthird\n",
+            "a flush passes on what was written, the end all but half a line"
         );
     }
 
@@ -407,6 +434,43 @@ mod tests {
         assert_eq!(pending(&buffer), b"meanwhile\n");
         drop(buffer);
         assert_eq!(output.join().unwrap().len(), 1024 * 1024);
+    }
+
+    #[test]
+    fn the_release_waiting_for_a_stalled_output_keeps_no_line_waiting() {
+        let (reader, writer) = io::pipe().unwrap();
+        let buffer = SharedBuffer::new(Output::new(writer), true);
+        let flusher = Flusher::start(buffer.clone(), |_| {}).unwrap();
+        // A start-up that logs more than is held back: the flusher writes it out
+        // before the listening line, into a pipe nobody reads yet.
+        buffer.clone().write_all(&vec![b'x'; HELD_BYTES]).unwrap();
+        while !pending(&buffer).is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let releasing = {
+            let buffer = buffer.clone();
+            thread::spawn(move || buffer.release_after(|| {}))
+        };
+        // Time for the release to wait on the output (the test cannot see it wait:
+        // without it, the line below may pass as before; it never fails wrongly).
+        thread::sleep(Duration::from_millis(200));
+        let (logged, logged_seen) = mpsc::channel();
+        let logging = {
+            let mut buffer = buffer.clone();
+            thread::spawn(move || {
+                buffer.write_all(b"meanwhile\n").unwrap();
+                logged.send(()).unwrap();
+            })
+        };
+        let waited = logged_seen.recv_timeout(PROMPTLY);
+        let output = read_to_end_later(reader);
+        releasing.join().unwrap();
+        logging.join().unwrap();
+        drop((flusher, buffer));
+        assert!(waited.is_ok(), "a line waited for the output");
+        let output = output.join().unwrap();
+        assert_eq!(output.len(), HELD_BYTES + b"meanwhile\n".len());
+        assert!(output.ends_with(b"xmeanwhile\n"), "the lines out of order");
     }
 
     #[test]
