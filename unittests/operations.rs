@@ -513,3 +513,35 @@ fn a_recovered_job_logs_no_empty_request_id() {
         assert!(record.get("request_id").is_none(), "{record}");
     }
 }
+
+#[test]
+fn a_stdout_nobody_reads_keeps_no_request_waiting_and_loses_no_line_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), &["--log-target", "stdout"]);
+    // Nobody reads the server's stdout from here on: its pipe is full after 64 KiB,
+    // some 400 request lines. Every request is still answered (the client gives up
+    // after its timeout, failing the test, if one waits for the log).
+    const REQUESTS: usize = 1_000;
+    for _ in 0..REQUESTS {
+        assert_eq!(server.get("/profiles/overview/").status, 200);
+    }
+    let mut stdout = server.take_stdout();
+    let reading = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        rest
+    });
+    assert!(server.shutdown().success());
+    let log = reading.join().unwrap();
+    let answered = log
+        .lines()
+        .filter(|line| {
+            line.contains(" request, method: GET, path: /profiles/overview/, status: 200")
+        })
+        .count();
+    assert_eq!(
+        answered, REQUESTS,
+        "every request's line, in far less than the bound"
+    );
+    assert!(!log.contains("log lines dropped"));
+}
