@@ -201,14 +201,14 @@ fn submit_until_stopped(server: &Server, stop: &AtomicBool, accepted: &Mutex<Vec
                         .set("Content-Type", "application/json")
                         .send_string(EXAMPLE_JSON);
                     // A connection cut by the kill is fine: that job was never acknowledged.
-                    if let Ok(response) = reply {
-                        if response.status() == 202 {
-                            let body: serde_json::Value = response.into_json().unwrap();
-                            accepted
-                                .lock()
-                                .unwrap()
-                                .push(body["job_id"].as_str().unwrap().to_owned());
-                        }
+                    if let Ok(response) = reply
+                        && response.status() == 202
+                    {
+                        let body: serde_json::Value = response.into_json().unwrap();
+                        accepted
+                            .lock()
+                            .unwrap()
+                            .push(body["job_id"].as_str().unwrap().to_owned());
                     }
                 }
             });

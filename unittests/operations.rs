@@ -33,22 +33,22 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
             .unwrap_or_else(|| panic!("bad sample: {line}"));
         let name = series.split('{').next().unwrap();
         assert!(valid_name(name), "bad metric name in: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels: {line}"
+            );
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (label, value) = pair
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(valid_name(label), "bad label name: {line}");
                 assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels: {line}"
+                    !value.trim_end_matches('"').contains('"'),
+                    "bad label value: {line}"
                 );
-                for pair in labels[1..labels.len() - 1].split("\",") {
-                    let (label, value) = pair
-                        .split_once("=\"")
-                        .unwrap_or_else(|| panic!("bad label: {line}"));
-                    assert!(valid_name(label), "bad label name: {line}");
-                    assert!(
-                        !value.trim_end_matches('"').contains('"'),
-                        "bad label value: {line}"
-                    );
-                }
             }
         }
         let value: f64 = match value {

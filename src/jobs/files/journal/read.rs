@@ -53,19 +53,19 @@ pub fn read_segment(
     let mut damaged: BTreeMap<JobId, StoredRequest> = BTreeMap::new();
     for part in line_parts(&bytes) {
         let text = &bytes[part.start..part.end];
-        if part.ends_line {
-            if let Some(id) = parse_line(text) {
-                intact.insert(
-                    id,
-                    StoredRequest {
-                        journal: Arc::clone(journal),
-                        offset: (part.start + REQUEST_OFFSET) as u64,
-                        len: text.len() - REQUEST_OFFSET - JOURNAL_SUFFIX.len(),
-                        damage: None,
-                    },
-                );
-                continue;
-            }
+        if part.ends_line
+            && let Some(id) = parse_line(text)
+        {
+            intact.insert(
+                id,
+                StoredRequest {
+                    journal: Arc::clone(journal),
+                    offset: (part.start + REQUEST_OFFSET) as u64,
+                    len: text.len() - REQUEST_OFFSET - JOURNAL_SUFFIX.len(),
+                    damage: None,
+                },
+            );
+            continue;
         }
         let start = part.start;
         let id = readable_id(text);
