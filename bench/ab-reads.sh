@@ -6,6 +6,10 @@
 # reference's median, and the median of the ratios round by round (each run against the
 # reference's run beside it, so that a slow minute slows both sides of a ratio). The reference is sent the same request (it answers any path), so
 # that both parse the same bytes.
+# At the end, how quiet the machine was: the share of CPU time the hypervisor stole and
+# the load average. Noise slows both sides of a ratio by the same time per request,
+# which pulls the ratio towards 1: compare ratios only of quiet runs (the reference near
+# its best rate, little steal).
 # Usage: bench/ab-reads.sh A_BIN B_BIN [seconds per run, default 2] [rounds, default 9]
 # Needs wrk, curl, bc and taskset, and two cores. REFERENCE_BIN as in bench/reads.sh.
 # Writes only to a temporary directory; stops its own servers.
@@ -36,6 +40,9 @@ paired_ratio() {
     awk '{printf "%d\n", 100 * $1 / $2}' | median | awk '{printf "%.2f", $1 / 100}'
 }
 run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
+# The machine's CPU ticks since boot, all and stolen (/proc/stat's first line).
+ticks() { awk '/^cpu / {for (i = 2; i <= NF; i++) all += $i; print all, $9}' /proc/stat; }
+read -r all_before steal_before < <(ticks)
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
 for path in "${READ_PATHS[@]}"; do
   runs_a=; runs_b=; runs_r=
@@ -59,3 +66,5 @@ for path in "${READ_PATHS[@]}"; do
     "round by round, median $(paired_ratio "$runs_b" "$runs_r")"
   echo "  reference:$runs_r  median $mr"
 done
+read -r all_after steal_after < <(ticks)
+echo "machine: $(echo "scale=1; 100 * ($steal_after - $steal_before) / ($all_after - $all_before)" | bc)% of CPU time stolen by the hypervisor; load average $(cut -d' ' -f1-3 /proc/loadavg)"
