@@ -406,6 +406,18 @@ mod tests {
         })
     }
 
+    /// Logs `meanwhile` on a thread of its own: whether that returned promptly, and the
+    /// thread, which may still be waiting.
+    fn log_meanwhile(buffer: &SharedBuffer) -> (bool, JoinHandle<()>) {
+        let (logged, logged_seen) = mpsc::channel();
+        let mut buffer = buffer.clone();
+        let logging = thread::spawn(move || {
+            buffer.write_all(b"meanwhile\n").unwrap();
+            logged.send(()).unwrap();
+        });
+        (logged_seen.recv_timeout(PROMPTLY).is_ok(), logging)
+    }
+
     #[test]
     fn a_line_logged_while_the_held_lines_go_out_to_a_stalled_output_is_not_kept_waiting() {
         let (reader, writer) = io::pipe().unwrap();
@@ -418,19 +430,11 @@ mod tests {
             thread::spawn(move || buffer.release_after(|| first_went.send(()).unwrap()))
         };
         first_gone.recv().unwrap();
-        let (logged, logged_seen) = mpsc::channel();
-        let logging = {
-            let mut buffer = buffer.clone();
-            thread::spawn(move || {
-                buffer.write_all(b"meanwhile\n").unwrap();
-                logged.send(()).unwrap();
-            })
-        };
-        let waited = logged_seen.recv_timeout(PROMPTLY);
+        let (prompt, logging) = log_meanwhile(&buffer);
         let output = read_to_end_later(reader);
         releasing.join().unwrap();
         logging.join().unwrap();
-        assert!(waited.is_ok(), "a line waited for the output");
+        assert!(prompt, "a line waited for the output");
         assert_eq!(pending(&buffer), b"meanwhile\n");
         drop(buffer);
         assert_eq!(output.join().unwrap().len(), 1024 * 1024);
@@ -454,20 +458,12 @@ mod tests {
         // Time for the release to wait on the output (the test cannot see it wait:
         // without it, the line below may pass as before; it never fails wrongly).
         thread::sleep(Duration::from_millis(200));
-        let (logged, logged_seen) = mpsc::channel();
-        let logging = {
-            let mut buffer = buffer.clone();
-            thread::spawn(move || {
-                buffer.write_all(b"meanwhile\n").unwrap();
-                logged.send(()).unwrap();
-            })
-        };
-        let waited = logged_seen.recv_timeout(PROMPTLY);
+        let (prompt, logging) = log_meanwhile(&buffer);
         let output = read_to_end_later(reader);
         releasing.join().unwrap();
         logging.join().unwrap();
         drop((flusher, buffer));
-        assert!(waited.is_ok(), "a line waited for the output");
+        assert!(prompt, "a line waited for the output");
         let output = output.join().unwrap();
         assert_eq!(output.len(), HELD_BYTES + b"meanwhile\n".len());
         assert!(output.ends_with(b"xmeanwhile\n"), "the lines out of order");
