@@ -26,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     jobs: IntCounterVec,
     rejected: IntCounterVec,
+    accept_time: Histogram,
     queue_wait: Histogram,
     run_time: HistogramVec,
     http: HistogramVec,
@@ -122,6 +123,12 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            accept_time: Histogram::with_opts(seconds(
+                "icewall_accept_seconds",
+                "Time a submission waits for its request to be durable: the journal's \
+                 fdatasync on the file store, the database's commit in cluster mode",
+            ))
+            .expect("valid metric"),
             queue_wait: Histogram::with_opts(seconds(
                 "icewall_job_queue_wait_seconds",
                 "Time from acceptance to the start of a run",
@@ -185,9 +192,10 @@ impl Metrics {
             started: Instant::now(),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.rejected.clone()),
+            Box::new(metrics.accept_time.clone()),
             Box::new(metrics.queue_wait.clone()),
             Box::new(metrics.run_time.clone()),
             Box::new(metrics.http.clone()),
@@ -223,6 +231,11 @@ impl Metrics {
 
     pub fn job_accepted(&self) {
         self.jobs.with_label_values(&["accepted"]).inc();
+    }
+
+    /// A submission's request became durable, `took` after it was handed to the store.
+    pub fn request_stored(&self, took: Duration) {
+        self.accept_time.observe(took.as_secs_f64());
     }
 
     pub fn job_started(&self, waited: Duration) {

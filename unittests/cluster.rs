@@ -83,6 +83,14 @@ fn three_nodes_answer_every_question_about_each_others_jobs() {
     }
     let stats = nodes[0].get("/api/stats").json();
     assert_eq!(stats["jobs"]["done"], 2, "{stats}");
+    for node in &nodes {
+        // Each node took one submission, durable once the database committed it.
+        let metrics = node.get("/metrics").body;
+        assert!(
+            metrics.contains("\nicewall_accept_seconds_count 1\n"),
+            "{metrics}"
+        );
+    }
     for node in nodes {
         assert!(node.shutdown().success());
     }

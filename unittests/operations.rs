@@ -102,6 +102,22 @@ fn queue_wait_is_measured_from_acceptance() {
 }
 
 #[test]
+fn the_wait_for_a_durable_accept_is_measured_for_each_submission() {
+    let server = Server::start(&[]);
+    assert_eq!(metrics(&server)["icewall_accept_seconds_count"], 0.0);
+    for _ in 0..3 {
+        server.submit_json(EXAMPLE_JSON);
+    }
+    let after = metrics(&server);
+    assert_eq!(after["icewall_accept_seconds_count"], 3.0);
+    // Each waited for a write and an fdatasync at least.
+    assert!(after["icewall_accept_seconds_sum"] > 0.0);
+    let invalid = server.post("/api/simulate", "application/json", b"{\"profiles\": 3}");
+    assert_eq!(invalid.status, 400);
+    assert_eq!(metrics(&server)["icewall_accept_seconds_count"], 3.0);
+}
+
+#[test]
 fn a_fresh_server_exports_every_job_and_rejection_series_at_zero() {
     let server = Server::start(&[]);
     let fresh = metrics(&server);

@@ -195,6 +195,7 @@ impl ClusterJobs {
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         inner.accepts_in_progress.fetch_add(1, Ordering::SeqCst);
+        let storing = Instant::now();
         let accepted = self.accept(submission).await;
         inner.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
         let metrics = &inner.metrics;
@@ -204,6 +205,7 @@ impl ClusterJobs {
                 replayed: false,
             }) => {
                 inner.cluster_queued.fetch_add(1, Ordering::Relaxed);
+                metrics.request_stored(storing.elapsed());
                 metrics.job_accepted();
                 info!(inner.logger, "job accepted"; "job_id" => %id);
             }

@@ -201,10 +201,14 @@ impl LocalJobs {
             memory,
         };
         let jobs = self.clone();
+        let storing = Instant::now();
         self.inner
             .store
             .accept(id, request, key_record.as_ref(), move |stored| {
                 let _accepting = accepting;
+                if stored.is_ok() {
+                    jobs.inner.metrics.request_stored(storing.elapsed());
+                }
                 if !jobs.inner.debug.accept_delay.is_zero() {
                     std::thread::sleep(jobs.inner.debug.accept_delay);
                 }
