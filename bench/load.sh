@@ -52,6 +52,17 @@ done_jobs=$((posts - ${refused:-0}))
 echo "jobs_done $done_jobs in $(echo "$end - $start" | bc) s"
 echo "jobs_per_second_end_to_end $(echo "$done_jobs / ($end - $start)" | bc)"
 echo "machine_cpu_us_per_job $(echo "scale=1; ($busy_after - $busy_before) * 1000000 / $(getconf CLK_TCK) / $done_jobs" | bc)"
+# The part of a POST's latency spent waiting for its request to be durable (the
+# server's icewall_accept_seconds; nothing for a build without it): the mean, and the
+# share of POSTs that waited at most 1, 2.5, 5 and 10 ms.
+curl -sf "$base/metrics" | awk '
+  /^icewall_accept_seconds_bucket/ {
+    match($0, /le="[^"]*"/); bucket[substr($0, RSTART + 4, RLENGTH - 5)] = $2 }
+  /^icewall_accept_seconds_sum/ { sum = $2 }
+  /^icewall_accept_seconds_count/ { count = $2 }
+  END { if (count > 0) printf "accept_wait_mean_ms %.3f\naccept_wait_within_1_2.5_5_10_ms %.3f %.3f %.3f %.3f\n",
+    1000 * sum / count, bucket["0.001"] / count, bucket["0.0025"] / count,
+    bucket["0.005"] / count, bucket["0.01"] / count }'
 
 echo "== GET /profiles/overview/"
 wrk -t"$threads" -c"$connections" -d"${duration}s" "$base/profiles/overview/" | grep -E "Requests/sec|Non-2xx|Latency"
