@@ -229,12 +229,10 @@ impl Metrics {
         metrics
     }
 
-    pub fn job_accepted(&self) {
+    /// A new job accepted, its request durable `took` after the submission reached
+    /// the job service.
+    pub fn job_accepted(&self, took: Duration) {
         self.jobs.with_label_values(&["accepted"]).inc();
-    }
-
-    /// A submission's request became durable, `took` after it was handed to the store.
-    pub fn request_stored(&self, took: Duration) {
         self.accept_time.observe(took.as_secs_f64());
     }
 

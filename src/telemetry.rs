@@ -307,25 +307,31 @@ mod tests {
         (events, guard, reader)
     }
 
-    /// The lines that come through `reader`, read from now until every writer is gone.
-    fn lines_read_later(mut reader: io::PipeReader) -> JoinHandle<Vec<serde_json::Value>> {
+    /// All that comes through `reader`, read from now until every writer is gone.
+    pub(super) fn read_to_end_later(mut reader: io::PipeReader) -> JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
-            let mut text = String::new();
-            io::Read::read_to_string(&mut reader, &mut text).unwrap();
-            text.lines()
-                .map(|line| serde_json::from_str(line).unwrap())
-                .collect()
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+            bytes
         })
+    }
+
+    /// The JSON lines of a log's `output`.
+    fn json_lines_of(output: &[u8]) -> Vec<serde_json::Value> {
+        (output.split(|&byte| byte == b'\n'))
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_slice(line).unwrap())
+            .collect()
     }
 
     #[test]
     fn in_cluster_mode_events_and_request_lines_name_the_node() {
         let (events, guard, reader) = node_log();
-        let lines = lines_read_later(reader);
+        let output = read_to_end_later(reader);
         info!(events, "an event");
         info!(guard.request_lines().logger(), "a request");
         drop((events, guard));
-        let lines = lines.join().unwrap();
+        let lines = json_lines_of(&output.join().unwrap());
         // Events pass through the log thread, request lines do not: in either order.
         let mut messages: Vec<_> = lines.iter().map(|line| line["msg"].to_string()).collect();
         messages.sort();
@@ -341,9 +347,9 @@ mod tests {
         for request in 0..200_000 {
             info!(requests, "request"; "request" => request);
         }
-        let lines = lines_read_later(reader);
+        let output = read_to_end_later(reader);
         drop((events, requests, guard));
-        let lines = lines.join().unwrap();
+        let lines = json_lines_of(&output.join().unwrap());
         let (reports, requests): (Vec<_>, Vec<_>) = lines
             .iter()
             .partition(|line| line["msg"] == "log lines dropped: the log output did not keep up");
@@ -371,7 +377,7 @@ mod tests {
             }
         }
         let (events, guard, reader) = node_log();
-        let lines = lines_read_later(reader);
+        let output = read_to_end_later(reader);
         let requests = guard.request_lines().logger();
         let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
             info!(requests, "cut short"; "fine" => 1, "broken" => Unformattable);
@@ -379,7 +385,7 @@ mod tests {
         assert!(panicked.is_err());
         info!(requests, "the next line");
         drop((events, requests, guard));
-        let lines = lines.join().unwrap();
+        let lines = json_lines_of(&output.join().unwrap());
         let messages: Vec<_> = lines.iter().map(|line| line["msg"].clone()).collect();
         assert_eq!(messages, ["the next line"]);
     }

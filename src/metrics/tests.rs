@@ -69,7 +69,7 @@ fn every_job_and_rejection_series_starts_at_zero() {
 #[test]
 fn counters_and_histograms_render_with_their_labels() {
     let metrics = Metrics::new();
-    metrics.job_accepted();
+    metrics.job_accepted(Duration::from_millis(2));
     metrics.job_started(Duration::from_millis(2));
     metrics.job_finished(true, Duration::from_millis(3));
     metrics.rejected(Rejection::QueueFull);

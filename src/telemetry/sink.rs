@@ -307,6 +307,7 @@ mod tests {
     use file_rotate::suffix::AppendCount;
 
     use super::*;
+    use crate::telemetry::tests::read_to_end_later;
 
     /// Longer than any write into memory takes; a line kept waiting for a stalled
     /// output waits for ever.
@@ -395,15 +396,6 @@ mod tests {
         buffer.clone().write_all(b"late\n").unwrap();
         drop(flusher);
         assert_eq!(std::fs::read(&path).unwrap(), b"listening\nearly\nlate\n");
-    }
-
-    /// Reads all that comes through `reader` until every writer is gone.
-    fn read_to_end_later(mut reader: io::PipeReader) -> JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
-            bytes
-        })
     }
 
     /// Logs `meanwhile` on a thread of its own: whether that returned promptly, and the

@@ -205,8 +205,7 @@ impl ClusterJobs {
                 replayed: false,
             }) => {
                 inner.cluster_queued.fetch_add(1, Ordering::Relaxed);
-                metrics.request_stored(storing.elapsed());
-                metrics.job_accepted();
+                metrics.job_accepted(storing.elapsed());
                 info!(inner.logger, "job accepted"; "job_id" => %id);
             }
             Ok(Submitted { replayed: true, .. }) => {}

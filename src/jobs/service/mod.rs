@@ -150,8 +150,9 @@ impl LocalJobs {
             request_id,
         } = submission;
         let jobs = self.clone();
+        let started = Instant::now();
         let answer = move |accepted: Result<Submitted, SubmitError>| {
-            jobs.count(&accepted);
+            jobs.count(&accepted, started.elapsed());
             then(accepted);
         };
         // Counted before the check, so that `drain` either sees this accept or it sees
@@ -201,14 +202,10 @@ impl LocalJobs {
             memory,
         };
         let jobs = self.clone();
-        let storing = Instant::now();
         self.inner
             .store
             .accept(id, request, key_record.as_ref(), move |stored| {
                 let _accepting = accepting;
-                if stored.is_ok() {
-                    jobs.inner.metrics.request_stored(storing.elapsed());
-                }
                 if !jobs.inner.debug.accept_delay.is_zero() {
                     std::thread::sleep(jobs.inner.debug.accept_delay);
                 }
@@ -274,13 +271,13 @@ impl LocalJobs {
         })
     }
 
-    /// Counts an accept's outcome in the metrics.
-    fn count(&self, accepted: &Result<Submitted, SubmitError>) {
+    /// Counts an accept's outcome in the metrics; `took` since the submission came.
+    fn count(&self, accepted: &Result<Submitted, SubmitError>, took: Duration) {
         let metrics = &self.inner.metrics;
         match accepted {
             Ok(Submitted {
                 replayed: false, ..
-            }) => metrics.job_accepted(),
+            }) => metrics.job_accepted(took),
             Ok(Submitted { replayed: true, .. }) => {}
             Err(error) => metrics.rejected(error.rejection()),
         }
