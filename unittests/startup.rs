@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crate::common::{EXAMPLE_JSON, Gate, Server};
 
-/// Everything under `dir`: each path with its type, and a digest of a regular file's bytes.
+/// Everything under `dir`: each path with its type, and a digest of a regular file's bytes
+/// (a file removed while it is looked at is left out).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
     let mut entries = BTreeMap::new();
     let mut pending = vec![dir.to_owned()];
@@ -24,7 +25,11 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
             let path = entry.path();
             let contents = if file_type.is_file() {
                 let mut hasher = DefaultHasher::new();
-                std::fs::read(&path).unwrap().hash(&mut hasher);
+                match std::fs::read(&path) {
+                    Ok(bytes) => bytes.hash(&mut hasher),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => panic!("{}: {error}", path.display()),
+                }
                 hasher.finish()
             } else {
                 0
@@ -36,6 +41,22 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
         }
     }
     entries
+}
+
+/// A snapshot of a running server's `dir` once the server has stopped changing it:
+/// the journal's segments made ahead are let go about two seconds after the last
+/// submission, so two snapshots longer apart than that must agree.
+fn settled_snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64)> {
+    let mut last = snapshot(dir);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = snapshot(dir);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("{} did not settle", dir.display());
 }
 
 /// Runs `icewall serve` with `args` until it exits; `None` if it was still running
@@ -141,7 +162,7 @@ fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
     crate::common::wait_until("the first job runs", || {
         first.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
     });
-    let before = snapshot(&first.results);
+    let before = settled_snapshot(&first.results);
 
     let output = serve_to_exit(
         &["--bind", "127.0.0.1:0"],
