@@ -120,11 +120,24 @@ impl FileStore {
         // twice the memory at start-up's peak.
         let mut jobs: Vec<Recovered<FileStore>> =
             Vec::with_capacity(results.len() + requests.len());
+        let mut damaged_removed = false;
         for id in results {
             let (state, shape) = match self.recovered_state(id) {
                 Ok(recovered) => recovered,
                 Err(problem) if requests.contains_key(&id) => {
-                    warn(format!("job {id}: {problem}; it will run again"));
+                    // Removed before it runs again: were the rerun cancelled, a later
+                    // start-up would find the damaged result without its request, and
+                    // bring the job back as failed.
+                    match self.remove_result(id) {
+                        Ok(()) => {
+                            damaged_removed = true;
+                            warn(format!("job {id}: {problem}; it will run again"));
+                        }
+                        Err(error) => warn(format!(
+                            "job {id}: {problem}; it will run again (the damaged result \
+                             could not be removed: {error})"
+                        )),
+                    }
                     continue;
                 }
                 Err(problem) => {
@@ -156,6 +169,9 @@ impl FileStore {
                 request: None,
                 pin,
             });
+        }
+        if damaged_removed {
+            self.sync_directory()?;
         }
         for (id, request) in requests {
             // In flight again: its files go through its lock until its result is written.

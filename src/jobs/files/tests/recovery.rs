@@ -343,3 +343,40 @@ fn a_fifo_named_like_the_keys_file_neither_blocks_recovery_nor_keyed_requests() 
         "a keyed request is refused, not stuck"
     );
 }
+
+#[test]
+fn a_cancelled_rerun_of_a_damaged_result_stays_cancelled_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    // A damaged result on disk, its request still journaled (as after a crash).
+    fs::write(dir.path().join(format!("{id}.result")), b"{\"status\":\"do").unwrap();
+    request.journal.keep();
+    drop(request);
+    store.shutdown();
+    drop(store);
+
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let (mut recovered, _) = store.recover(|_| {}).unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].state, JobState::Queued, "it runs again");
+    assert!(
+        !dir.path().join(format!("{id}.result")).exists(),
+        "the damaged result is removed before the rerun"
+    );
+    // Cancelled while queued, as the service cancels: buried, then let go of.
+    let request = recovered.remove(0).request.unwrap();
+    store.bury(id).unwrap();
+    store.abandon(id, request);
+    store.shutdown();
+    drop(store);
+
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let (recovered, _) = store.recover(|_| {}).unwrap();
+    let back: Vec<_> = recovered
+        .iter()
+        .map(|job| (job.id, job.state.clone()))
+        .collect();
+    assert!(back.is_empty(), "a cancelled job came back: {back:?}");
+}
