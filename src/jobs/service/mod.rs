@@ -178,9 +178,13 @@ impl LocalJobs {
         };
         let key_record = match &key {
             None => None,
-            Some(key) => match self.inner.keys.claim(key, id, &request, |earlier| {
-                self.inner.registry.state(earlier).is_some()
-            }) {
+            // The earlier job as reads see it: past its TTL it answers 404 even before
+            // the sweeper removes it, and is not replayed.
+            Some(key) => match self
+                .inner
+                .keys
+                .claim(key, id, &request, |earlier| self.state(earlier).is_some())
+            {
                 Err(conflict) => return answer(Err(conflict.into())),
                 Ok(KeyClaim::Replay(earlier)) => {
                     self.inner.registry.mark_replayed(earlier);

@@ -16,6 +16,11 @@ struct Service {
 
 /// A service with one worker whose jobs wait until `open_gate`.
 fn start() -> Service {
+    start_with_ttl(Duration::from_secs(3600))
+}
+
+/// As `start`, keeping finished jobs for `ttl`.
+fn start_with_ttl(ttl: Duration) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate");
     let settings = JobsSettings {
@@ -29,7 +34,7 @@ fn start() -> Service {
             listening_on: None,
         },
         retention: Retention {
-            ttl: Duration::from_secs(3600),
+            ttl,
             max_results: 1000,
             max_bytes: u64::MAX,
         },
@@ -112,6 +117,34 @@ async fn a_key_replays_its_job_and_refuses_another_request() {
     assert!(matches!(other, Err(SubmitError::KeyReused)));
     assert_eq!(service.jobs.known(), 1);
     service.open_gate();
+    service.jobs.drain();
+}
+
+#[tokio::test]
+async fn a_key_whose_job_is_past_its_ttl_makes_a_new_job() {
+    let service = start_with_ttl(Duration::from_millis(200));
+    service.open_gate();
+    let first = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    assert_eq!(finished(&service.jobs, first.id).await, JobState::Done);
+    // Past its TTL it answers as unknown; the sweeper leaves it in the registry for
+    // now, as its journal segment (open for a second) pins it.
+    while service.jobs.state(first.id).is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let retry = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    assert!(
+        !retry.replayed && retry.id != first.id,
+        "the key replayed a job that answers 404"
+    );
+    assert_eq!(finished(&service.jobs, retry.id).await, JobState::Done);
     service.jobs.drain();
 }
 
