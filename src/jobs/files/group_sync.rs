@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
-use super::journal::StoredRequest;
+use super::journal::{Segment, StoredRequest};
 
 type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
 
@@ -28,6 +28,10 @@ enum Pending {
 #[derive(Default)]
 struct Releases {
     waiting: Vec<StoredRequest>,
+    /// Segments kept for a restart because a sync failed, held for as long as the store
+    /// lives: while held, a job in one is pinned, and deleting or retiring it leaves a
+    /// tombstone (without, the restart would run it again).
+    kept: Vec<Arc<Segment>>,
     /// The thread has ended: nothing will sync any more.
     stopped: bool,
 }
@@ -65,7 +69,7 @@ impl GroupSync {
         let mut releases = self.releases.lock();
         if releases.stopped {
             // No sync will follow: keep the journal for the restart.
-            request.journal.keep();
+            releases.keep(&request);
             return;
         }
         releases.waiting.push(request);
@@ -95,7 +99,7 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
         for then in syncs {
             then(synced.as_ref().map(|_| ()).map_err(repeat));
         }
-        settle(releasing, &synced);
+        settle(releasing, &synced, releases);
     }
     // The answers above may have put results in place since the last sync: one more.
     loop {
@@ -108,21 +112,36 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
             std::mem::take(&mut releases.waiting)
         };
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
-        settle(releasing, &synced);
+        settle(releasing, &synced, releases);
     }
 }
 
 /// Drops requests whose results' names are now durable; keeps their journals if the sync
 /// failed.
-fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>) {
+fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>, releases: &Mutex<Releases>) {
     if synced.is_err() {
-        releasing.iter().for_each(|request| request.journal.keep());
+        let mut releases = releases.lock();
+        releasing.iter().for_each(|request| releases.keep(request));
+    }
+}
+
+impl Releases {
+    fn keep(&mut self, request: &StoredRequest) {
+        request.journal.keep();
+        if !self
+            .kept
+            .iter()
+            .any(|held| Arc::ptr_eq(held, &request.journal))
+        {
+            self.kept.push(Arc::clone(&request.journal));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::os::unix::fs::OpenOptionsExt;
     use std::sync::Arc;
     use std::sync::mpsc;
 
@@ -151,6 +170,27 @@ mod tests {
         assert!(receiver.recv().unwrap());
         sync.shutdown();
         assert!(!path.exists(), "a journal nobody needs is removed");
+    }
+
+    #[test]
+    fn a_journal_kept_after_a_failed_sync_stays_held() {
+        let dir = tempfile::tempdir().unwrap();
+        // `syncfs` refuses a descriptor opened only for its path.
+        let path_only = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(dir.path())
+            .unwrap();
+        let sync = GroupSync::start(path_only).unwrap();
+        let request = stored_request(dir.path().join("requests-c.jsonl"));
+        let journal = Arc::downgrade(&request.journal);
+        sync.release(request);
+        let (sender, receiver) = mpsc::channel();
+        sync.sync(move |synced| sender.send(synced.is_err()).unwrap());
+        assert!(receiver.recv().unwrap(), "the sync failed");
+        let journal = journal.upgrade().expect("held: its jobs stay pinned");
+        assert!(journal.is_kept() && journal.path().exists());
+        sync.shutdown();
     }
 
     #[test]
