@@ -102,6 +102,7 @@ impl App {
                 job_gate: settings.debug_job_gate.clone(),
                 panic_on_num_teams: settings.debug_panic_on_num_teams,
                 accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
+                claim_delay: Duration::from_millis(settings.debug_claim_delay_ms),
             },
         };
         let jobs = match (&settings.database_url, node) {

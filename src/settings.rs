@@ -320,6 +320,10 @@ pub struct Settings {
     /// Test hook: milliseconds every accept waits once its request is journaled.
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_accept_delay_ms: u64,
+    /// Test hook: milliseconds a cluster node's claim waits between taking jobs and
+    /// handing them to its workers.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub debug_claim_delay_ms: u64,
 }
 
 impl Settings {

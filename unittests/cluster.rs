@@ -650,3 +650,35 @@ fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
         assert_example_done(&busy, id);
     }
 }
+
+#[test]
+fn a_claim_under_way_when_a_node_drains_runs_its_job_before_the_node_stops() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // The claim holds the job it took for a while: the drain begins meanwhile.
+    let mut draining = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-ahead",
+            "0",
+            "--debug-claim-delay-ms",
+            "1500",
+        ],
+    );
+    let id = draining.submit_json(EXAMPLE_JSON);
+    thread::sleep(Duration::from_millis(300));
+    let reply = draining.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    assert!(draining.wait_exit().success());
+    let row = one_row(
+        pg,
+        &url,
+        &format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'"),
+    );
+    assert_eq!(
+        row, "done 1",
+        "the job the claim took was left running under the stopped node's lease"
+    );
+}

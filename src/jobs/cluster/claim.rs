@@ -161,6 +161,9 @@ async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Unav
         .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
         .await
         .map_err(unavailable)?;
+    if !rows.is_empty() && !inner.debug.claim_delay.is_zero() {
+        tokio::time::sleep(inner.debug.claim_delay).await;
+    }
     let mut claimed: Vec<ClaimedJob> = rows
         .iter()
         .map(|row| ClaimedJob {

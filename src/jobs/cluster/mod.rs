@@ -106,6 +106,9 @@ struct Inner {
     running: DashMap<JobId, i32>,
     /// Set by `drain`: no more claims.
     draining: AtomicBool,
+    /// The claimer task, which `drain` waits for: a claim under way when the drain
+    /// began has committed its jobs to this node, which must run them.
+    claimer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Submissions between their shutdown check and their answer.
     accepts_in_progress: AtomicUsize,
     /// The cluster's queued and running jobs, recounted by the heartbeat (for `/metrics`
@@ -166,6 +169,7 @@ impl ClusterJobs {
                 run_micros: AtomicU64::new(u64::MAX),
                 running: DashMap::new(),
                 draining: AtomicBool::new(false),
+                claimer: Mutex::new(None),
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
@@ -179,7 +183,7 @@ impl ClusterJobs {
         let handle = &jobs.inner.handle;
         handle.spawn(accept::run(jobs.clone(), accept_queue));
         handle.spawn(finish::run(jobs.clone(), finish_queue));
-        handle.spawn(claim::run_claimer(jobs.clone()));
+        *jobs.inner.claimer.lock() = Some(handle.spawn(claim::run_claimer(jobs.clone())));
         handle.spawn(claim::listen(jobs.clone()));
         handle.spawn(claim::run_heartbeat(jobs.clone()));
         handle.spawn(retention::run(jobs.clone()));
@@ -325,6 +329,15 @@ impl ClusterJobs {
         inner.wake_claimer.notify_one();
         while inner.accepts_in_progress.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        // A claim under way has marked its jobs running under this node's lease: they
+        // reach the workers before the pool stops, instead of waiting out the lease
+        // (an attempt spent) for another node. Bounded as every database call is.
+        let claimer = inner.claimer.lock().take();
+        if let Some(claimer) = claimer {
+            let _ = inner
+                .handle
+                .block_on(tokio::time::timeout(inner.settings.timeout, claimer));
         }
         inner.pool.shutdown();
         // The finisher commits what the workers left, or gives a result up after a

@@ -42,6 +42,9 @@ pub struct DebugHooks {
     pub panic_on_num_teams: Option<u64>,
     /// How long an accept waits once its request is journaled, before it completes.
     pub accept_delay: Duration,
+    /// How long a cluster node's claim holds the jobs it took before it hands them to
+    /// the workers.
+    pub claim_delay: Duration,
 }
 
 impl DebugHooks {
