@@ -682,3 +682,35 @@ fn a_claim_under_way_when_a_node_drains_runs_its_job_before_the_node_stops() {
         "the job the claim took was left running under the stopped node's lease"
     );
 }
+
+#[test]
+fn a_database_error_reading_a_team_log_is_a_503_not_a_500() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let cluster = node(&url, &[]);
+    // A log of some 9 MB, stored in chunks apart from the result.
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let reply = cluster.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(cluster.wait_finished(&id)["status"], "done");
+    // The chunks cannot be read, the job and its result still can.
+    one_row(
+        pg,
+        &url,
+        "ALTER TABLE icewall_team_logs RENAME TO icewall_team_logs_away",
+    );
+    let refused = cluster.get(&format!("/api/jobs/{id}/log"));
+    one_row(
+        pg,
+        &url,
+        "ALTER TABLE icewall_team_logs_away RENAME TO icewall_team_logs",
+    );
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.retry_after.is_some());
+    let again = ureq::get(&cluster.url(&format!("/api/jobs/{id}/log")))
+        .call()
+        .unwrap();
+    assert_eq!(again.status(), 200, "once the database answers again");
+}

@@ -63,7 +63,9 @@ impl ClusterJobs {
                 chunk: Vec::new(),
                 read: 0,
             };
-            reader.fetch_next().map_err(|_| StoreError::Missing)?;
+            // Gone is a 404; a database that cannot answer is a 503, as for every read.
+            let first = reader.fetch_chunk()?.ok_or(StoreError::Missing)?;
+            reader.take_chunk(first);
             return Ok((Box::new(reader), length));
         }
         let (start, length) = result.inline_log_span()?;
@@ -128,31 +130,39 @@ struct ChunkedLog {
 
 impl ChunkedLog {
     /// Reads the next chunk from the database into `chunk`.
-    fn fetch_next(&mut self) -> io::Result<()> {
+    /// The next chunk; `None` when it is gone (the job deleted meanwhile).
+    fn fetch_chunk(&self) -> Result<Option<Vec<u8>>, Unavailable> {
         let db = self.jobs.db().clone();
         let (id, number) = (
             self.id.uuid(),
             i32::try_from(self.next_chunk).unwrap_or(i32::MAX),
         );
+        let row = self.jobs.block_on_db(async move {
+            let client = db.get().await.map_err(unavailable)?;
+            client
+                .query_opt(
+                    "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
+                    &[&id, &number],
+                )
+                .await
+                .map_err(unavailable)
+        })??;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn take_chunk(&mut self, chunk: Vec<u8>) {
+        self.chunk = chunk;
+        self.read = 0;
+        self.next_chunk += 1;
+    }
+
+    fn fetch_next(&mut self) -> io::Result<()> {
         let chunk = self
-            .jobs
-            .block_on_db(async move {
-                let client = db.get().await.map_err(unavailable)?;
-                client
-                    .query_opt(
-                        "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
-                        &[&id, &number],
-                    )
-                    .await
-                    .map_err(unavailable)
-            })
-            .map_err(io::Error::other)?
+            .fetch_chunk()
             .map_err(io::Error::other)?
             // Deleted while it was read: the reader sees the log end early.
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        self.chunk = chunk.get(0);
-        self.read = 0;
-        self.next_chunk += 1;
+        self.take_chunk(chunk);
         Ok(())
     }
 }
