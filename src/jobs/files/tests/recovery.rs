@@ -348,12 +348,9 @@ fn a_fifo_named_like_the_keys_file_neither_blocks_recovery_nor_keyed_requests() 
 fn a_cancelled_rerun_of_a_damaged_result_stays_cancelled_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
-    let id = JobId::generate();
-    let request = accept(&store, id);
     // A damaged result on disk, its request still journaled (as after a crash).
-    fs::write(dir.path().join(format!("{id}.result")), b"{\"status\":\"do").unwrap();
-    request.journal.keep();
-    drop(request);
+    let id = accept_kept(&store);
+    write_result(dir.path(), id, b"{\"status\":\"do");
     store.shutdown();
     drop(store);
 
