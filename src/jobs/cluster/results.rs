@@ -129,8 +129,8 @@ struct ChunkedLog {
 }
 
 impl ChunkedLog {
-    /// Reads the next chunk from the database into `chunk`.
-    /// The next chunk; `None` when it is gone (the job deleted meanwhile).
+    /// The next chunk, from the database; `None` when it is gone (the job deleted
+    /// meanwhile).
     fn fetch_chunk(&self) -> Result<Option<Vec<u8>>, Unavailable> {
         let db = self.jobs.db().clone();
         let (id, number) = (
@@ -156,6 +156,7 @@ impl ChunkedLog {
         self.next_chunk += 1;
     }
 
+    /// Reads the next chunk into `chunk`.
     fn fetch_next(&mut self) -> io::Result<()> {
         let chunk = self
             .fetch_chunk()
