@@ -204,6 +204,13 @@ impl<'de> Visitor<'de> for ProfileSeed<'_> {
                 notes: self.notes,
             };
             let Some(height) = seq.next_element_seed(seed)? else {
+                if heights.is_empty() {
+                    // Refused where it ends: empty profiles count toward no limit, and
+                    // a body of millions of them would otherwise all be built first.
+                    return Err(de::Error::custom(ConfigError::EmptyProfile {
+                        profile: self.profile,
+                    }));
+                }
                 return Ok(heights);
             };
             if heights.len() == self.limits.max_sections_per_profile {

@@ -224,3 +224,13 @@ fn num_teams_errors_quote_the_token_as_written() {
     }
     assert!(reason(r#"{"profiles": [[1]], "num_teams": 1e309}"#).contains("number out of range"));
 }
+
+#[test]
+fn an_empty_profile_is_refused_where_it_ends_before_the_rest_is_read() {
+    // What follows is not even JSON: the empty profile is the answer, with its place.
+    let message = reason(r#"{"profiles": [[1], [], [2, 3"#);
+    assert!(
+        message.contains("profile 2 has no sections at line 1 column 21"),
+        "{message}"
+    );
+}
