@@ -1039,6 +1039,23 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn the_largest_max_body_the_flag_takes_is_no_limit_at_all() {
+    let server = Server::start(&["--max-body", &u64::MAX.to_string()]);
+    let gzipped = server.post_with(
+        "/api/simulate",
+        &[("Content-Type", "text/plain"), ("Content-Encoding", "gzip")],
+        &gzip(EXAMPLE_TEXT.as_bytes()),
+    );
+    assert_eq!(gzipped.status, 202, "{}", gzipped.body);
+    // Over a MiB of plain text: 375 profiles of 2,000 sections.
+    let profile = vec!["1"; 2000].join(" ");
+    let wall: String = (0..375).map(|_| format!("{profile}\n")).collect();
+    assert!(wall.len() > 1 << 20);
+    let large = server.post("/api/simulate", "text/plain", wall.as_bytes());
+    assert_eq!(large.status, 202, "{}", large.body);
+}
+
+#[test]
 fn gzip_bodies_are_decoded_within_the_limit_and_other_encodings_refused() {
     let server = Server::start(&["--max-body", "100000"]);
     let submit = |encoding: &str, body: &[u8]| {

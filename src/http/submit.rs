@@ -200,7 +200,7 @@ fn content_encoding(request: &HttpRequest) -> Result<BodyEncoding, ApiError> {
 fn gunzip(body: &[u8], max_body: usize) -> Result<Vec<u8>, ApiError> {
     let mut decoded = Vec::new();
     flate2::read::MultiGzDecoder::new(body)
-        .take(max_body as u64 + 1)
+        .take((max_body as u64).saturating_add(1))
         .read_to_end(&mut decoded)
         .map_err(|error| ApiError::BadRequest(format!("the body is not valid gzip: {error}")))?;
     if decoded.len() > max_body {
@@ -255,7 +255,8 @@ async fn read_body(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let limit = max_body as u64;
-    if declared.is_some_and(|length| length > limit + DRAIN_BYTES) {
+    // Saturating: `--max-body` may be as large as the flag takes.
+    if declared.is_some_and(|length| length > limit.saturating_add(DRAIN_BYTES)) {
         return Err(ApiError::PayloadTooLarge(max_body));
     }
     let capacity = declared.map_or(0, |length| length.min(limit) as usize);
@@ -266,7 +267,7 @@ async fn read_body(
             let chunk = chunk
                 .map_err(|error| ApiError::BadRequest(format!("bad request body: {error}")))?;
             seen += chunk.len() as u64;
-            if seen > limit + DRAIN_BYTES {
+            if seen > limit.saturating_add(DRAIN_BYTES) {
                 break;
             }
             if seen <= limit {
