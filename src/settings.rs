@@ -57,6 +57,12 @@ fn admin_token(text: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
+    if let Some(other) = text.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "the admin token holds `{other}`: use visible ASCII only, as an \
+             Authorization header is read as ASCII"
+        ));
+    }
     Ok(text.to_owned())
 }
 

@@ -240,7 +240,7 @@ fn serve_until_exit(mut command: Command, dir: &std::path::Path) -> std::process
 }
 
 #[test]
-fn an_empty_or_padded_admin_token_is_refused_at_start() {
+fn an_admin_token_no_header_can_carry_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     for (token, expected) in [
         ("", "the admin token is empty"),
@@ -248,6 +248,7 @@ fn an_empty_or_padded_admin_token_is_refused_at_start() {
         ("s3cret ", "whitespace"),
         ("\ts3cret\n", "whitespace"),
         ("s3c\u{7f}ret", "control character"),
+        ("pässwörd", "visible ASCII only"),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
         command.args(["serve", "--bind", "127.0.0.1:0", "--admin-token", token]);
