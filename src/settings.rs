@@ -29,7 +29,13 @@ fn host_name(text: &str) -> Result<String, String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
     if valid {
-        Ok(text.to_ascii_lowercase())
+        // A fully qualified `example.com.` is the same name; requests' hosts are
+        // matched without their trailing dot too.
+        let name = text
+            .strip_suffix('.')
+            .filter(|name| !name.is_empty())
+            .unwrap_or(text);
+        Ok(name.to_ascii_lowercase())
     } else {
         Err(format!(
             "expected a host name (letters, digits, `-`, `.`) or `*`, got `{text}`"

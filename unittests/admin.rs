@@ -179,8 +179,17 @@ fn requests_for_other_host_names_are_refused() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let named = Server::start_in(dir.path(), &["--allowed-hosts", "icewall.test,Other.Test"]);
-    for allowed in ["icewall.test", "other.test:8080", "127.0.0.1"] {
+    let named = Server::start_in(
+        dir.path(),
+        &["--allowed-hosts", "icewall.test,Other.Test,fqdn.test."],
+    );
+    for allowed in [
+        "icewall.test",
+        "other.test:8080",
+        "127.0.0.1",
+        "fqdn.test",
+        "fqdn.test.",
+    ] {
         let answer = get_with_host(&named, allowed);
         assert!(answer.starts_with("HTTP/1.1 200"), "{allowed}: {answer}");
     }
