@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
-use super::journal::{Segment, StoredRequest};
+use super::journal::{KeptSegments, StoredRequest};
 
 type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
 
@@ -28,10 +28,6 @@ enum Pending {
 #[derive(Default)]
 struct Releases {
     waiting: Vec<StoredRequest>,
-    /// Segments kept for a restart because a sync failed, held for as long as the store
-    /// lives: while held, a job in one is pinned, and deleting or retiring it leaves a
-    /// tombstone (without, the restart would run it again).
-    kept: Vec<Arc<Segment>>,
     /// The thread has ended: nothing will sync any more.
     stopped: bool,
 }
@@ -39,20 +35,28 @@ struct Releases {
 pub struct GroupSync {
     thread: BatchThread<Pending>,
     releases: Arc<Mutex<Releases>>,
+    /// Where the journals of results a failed sync left unsettled are held.
+    kept: Arc<KeptSegments>,
 }
 
 impl GroupSync {
-    /// Starts the sync thread for the file system that holds the open `handle`.
+    /// Starts the sync thread for the file system that holds the open `handle`; the
+    /// journals it must keep for a restart are held in `kept`.
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn start(handle: File) -> io::Result<GroupSync> {
+    pub fn start(handle: File, kept: Arc<KeptSegments>) -> io::Result<GroupSync> {
         let releases = Arc::new(Mutex::new(Releases::default()));
         let thread_releases = Arc::clone(&releases);
+        let thread_kept = Arc::clone(&kept);
         let thread = BatchThread::start("group-sync", move |batches| {
-            sync_batches(&handle, &batches, &thread_releases);
+            sync_batches(&handle, &batches, &thread_releases, &thread_kept);
         })?;
-        Ok(GroupSync { thread, releases })
+        Ok(GroupSync {
+            thread,
+            releases,
+            kept,
+        })
     }
 
     /// Syncs everything written so far; `then` learns whether it is durable.
@@ -69,7 +73,7 @@ impl GroupSync {
         let mut releases = self.releases.lock();
         if releases.stopped {
             // No sync will follow: keep the journal for the restart.
-            releases.keep(&request);
+            self.kept.hold(&request.journal);
             return;
         }
         releases.waiting.push(request);
@@ -84,7 +88,12 @@ impl GroupSync {
     }
 }
 
-fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Releases>) {
+fn sync_batches(
+    handle: &File,
+    batches: &Batches<Pending>,
+    releases: &Mutex<Releases>,
+    kept: &KeptSegments,
+) {
     while let Ok(batch) = batches.next(None) {
         let syncs: Vec<SyncThen> = batch
             .into_iter()
@@ -99,7 +108,7 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
         for then in syncs {
             then(synced.as_ref().map(|_| ()).map_err(repeat));
         }
-        settle(releasing, &synced, releases);
+        settle(releasing, &synced, kept);
     }
     // The answers above may have put results in place since the last sync: one more.
     loop {
@@ -112,29 +121,17 @@ fn sync_batches(handle: &File, batches: &Batches<Pending>, releases: &Mutex<Rele
             std::mem::take(&mut releases.waiting)
         };
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
-        settle(releasing, &synced, releases);
+        settle(releasing, &synced, kept);
     }
 }
 
 /// Drops requests whose results' names are now durable; keeps their journals if the sync
 /// failed.
-fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>, releases: &Mutex<Releases>) {
+fn settle(releasing: Vec<StoredRequest>, synced: &io::Result<()>, kept: &KeptSegments) {
     if synced.is_err() {
-        let mut releases = releases.lock();
-        releasing.iter().for_each(|request| releases.keep(request));
-    }
-}
-
-impl Releases {
-    fn keep(&mut self, request: &StoredRequest) {
-        request.journal.keep();
-        if !self
-            .kept
+        releasing
             .iter()
-            .any(|held| Arc::ptr_eq(held, &request.journal))
-        {
-            self.kept.push(Arc::clone(&request.journal));
-        }
+            .for_each(|request| kept.hold(&request.journal));
     }
 }
 
@@ -161,7 +158,7 @@ mod tests {
     #[test]
     fn a_release_lets_go_of_the_journal_after_the_next_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
+        let sync = GroupSync::start(File::open(dir.path()).unwrap(), Arc::default()).unwrap();
         let request = stored_request(dir.path().join("requests-a.jsonl"));
         let path = request.journal.path().to_owned();
         sync.release(request);
@@ -181,7 +178,7 @@ mod tests {
             .custom_flags(libc::O_PATH)
             .open(dir.path())
             .unwrap();
-        let sync = GroupSync::start(path_only).unwrap();
+        let sync = GroupSync::start(path_only, Arc::default()).unwrap();
         let request = stored_request(dir.path().join("requests-c.jsonl"));
         let journal = Arc::downgrade(&request.journal);
         sync.release(request);
@@ -196,7 +193,7 @@ mod tests {
     #[test]
     fn after_shutdown_a_release_keeps_the_journal_and_a_sync_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
+        let sync = GroupSync::start(File::open(dir.path()).unwrap(), Arc::default()).unwrap();
         sync.shutdown();
         let request = stored_request(dir.path().join("requests-b.jsonl"));
         let path = request.journal.path().to_owned();

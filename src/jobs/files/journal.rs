@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 pub use self::read::read_segment;
 pub use self::write::{Accept, FreeSpaceFloor, Journal};
 
@@ -85,6 +87,24 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if !self.keep.load(Ordering::SeqCst) {
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Segments kept for a restart (a result could not be stored, or a sync failed), held
+/// for as long as the store lives: while held, the jobs in them stay pinned (see
+/// `Registry::is_pinned`), so deleting or retiring one leaves a tombstone, or the
+/// restart would run it again.
+#[derive(Default)]
+pub struct KeptSegments(Mutex<Vec<Arc<Segment>>>);
+
+impl KeptSegments {
+    /// Keeps `segment` past the end of this process, and holds it.
+    pub fn hold(&self, segment: &Arc<Segment>) {
+        segment.keep();
+        let mut held = self.0.lock();
+        if !held.iter().any(|kept| Arc::ptr_eq(kept, segment)) {
+            held.push(Arc::clone(segment));
         }
     }
 }

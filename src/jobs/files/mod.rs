@@ -44,12 +44,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
 use self::job_locks::{JobGuard, JobLocks};
-use self::journal::{FreeSpaceFloor, Journal, Segment, StoredRequest};
+use self::journal::{FreeSpaceFloor, Journal, KeptSegments, StoredRequest};
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
@@ -140,10 +138,8 @@ struct Inner {
     /// Why results take the named path, if they do: said once, in the start-up log.
     unnamed_refused: Option<String>,
     tombstones: Tombstones,
-    /// Segments kept for a restart because a result could not be stored. Held so that
-    /// the jobs in them stay pinned (see `Registry::is_pinned`): deleting one of those
-    /// must leave a tombstone, or the restart would run it again.
-    kept: Mutex<Vec<Arc<Segment>>>,
+    /// Segments kept for a restart; the group sync holds there those it keeps.
+    kept: Arc<KeptSegments>,
 }
 
 impl FileStore {
@@ -183,6 +179,7 @@ impl FileStore {
         let (unnamed, unnamed_refused) = UnnamedResults::probe(dir);
         let handle = File::open(dir).map_err(unusable)?;
         rustix::fs::syncfs(&handle).map_err(|error| unusable(error.into()))?;
+        let kept = Arc::new(KeptSegments::default());
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -193,12 +190,12 @@ impl FileStore {
                     dir: File::open(dir).map_err(unusable)?,
                     bytes: min_free_space,
                 },
-                sync: GroupSync::start(handle).map_err(unusable)?,
+                sync: GroupSync::start(handle, Arc::clone(&kept)).map_err(unusable)?,
                 team_logs,
                 unnamed,
                 unnamed_refused,
                 tombstones: Tombstones::new(dir),
-                kept: Mutex::new(Vec::new()),
+                kept,
             }),
         })
     }
@@ -284,13 +281,6 @@ impl FileStore {
             }
             _ => Err(error),
         })
-    }
-
-    fn hold_kept(&self, journal: &Arc<Segment>) {
-        let mut kept = self.inner.kept.lock();
-        if !kept.iter().any(|held| Arc::ptr_eq(held, journal)) {
-            kept.push(Arc::clone(journal));
-        }
     }
 
     /// Gives a synced result its name, under the job's lock.

@@ -81,8 +81,7 @@ impl Storage for FileStore {
                 Ok(_) => store.inner.sync.release(request),
                 Err(_) => {
                     // The request must outlive this process so a restart reruns the job.
-                    request.journal.keep();
-                    store.hold_kept(&request.journal);
+                    store.inner.kept.hold(&request.journal);
                     let _ = fs::remove_file(store.temporary_path(id));
                     let _ = fs::remove_file(store.path(id, "log"));
                 }
