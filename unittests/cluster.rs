@@ -714,3 +714,41 @@ fn a_database_error_reading_a_team_log_is_a_503_not_a_500() {
         .unwrap();
     assert_eq!(again.status(), 200, "once the database answers again");
 }
+
+#[test]
+fn a_key_whose_job_is_past_its_ttl_is_not_replayed() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let node = node(&url, &["--result-ttl", "1s"]);
+    let submit = || {
+        node.post_with(
+            "/api/simulate",
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "order-1"),
+            ],
+            EXAMPLE_JSON.as_bytes(),
+        )
+    };
+    let first = submit();
+    assert_eq!(first.status, 202, "{}", first.body);
+    let first = first.json()["job_id"].as_str().unwrap().to_owned();
+    node.wait_finished(&first);
+    wait_until("the job is past its TTL", || {
+        node.get(&format!("/api/get_results/{first}")).status == 404
+    });
+    // A 409 (the key being let go) may come first; never the job that answers 404.
+    let mut retry = submit();
+    if retry.status == 409 {
+        retry = submit();
+    }
+    assert_eq!(retry.status, 202, "{}", retry.body);
+    assert_eq!(
+        retry.replayed.as_deref(),
+        Some("false"),
+        "replayed a job past its TTL"
+    );
+    let second = retry.json()["job_id"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(node.wait_finished(&second)["status"], "done");
+}

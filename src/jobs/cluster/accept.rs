@@ -151,14 +151,25 @@ async fn store(
         .filter(|pending| !inserted.contains(&pending.id.uuid()))
         .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
         .collect();
+    // Each key's job, unless it is past its TTL: reads answer 404 for it already (the
+    // sweeper removes it later), so its key is let go, as with a job deleted meanwhile.
     let holders: HashMap<String, (Uuid, Option<String>)> = if taken.is_empty() {
         HashMap::new()
     } else {
         client
             .query(
-                "SELECT idempotency_key, id, request_fingerprint FROM icewall_jobs
-                 WHERE idempotency_key = ANY($1)",
-                &[&taken],
+                "WITH holder AS (
+                    SELECT idempotency_key, id, request_fingerprint,
+                        finished_at <= now() - $2::float8 * interval '1 millisecond'
+                            AS expired
+                    FROM icewall_jobs WHERE idempotency_key = ANY($1)
+                 ), released AS (
+                    UPDATE icewall_jobs SET idempotency_key = NULL
+                    WHERE id IN (SELECT id FROM holder WHERE expired)
+                 )
+                 SELECT idempotency_key, id, request_fingerprint FROM holder
+                 WHERE expired IS NOT TRUE",
+                &[&taken, &jobs.ttl_ms()],
             )
             .await
             .map_err(unavailable)?
@@ -186,7 +197,8 @@ async fn store(
                     replayed: true,
                 }),
                 Some(_) => Err(SubmitError::KeyReused),
-                // Its job was deleted between the insert and the look: try again.
+                // Its job was deleted between the insert and the look, or is past its
+                // TTL (its key now let go): try again.
                 None => Err(SubmitError::KeyInProgress),
             }
         })

@@ -205,7 +205,7 @@ impl ClusterJobs {
         .map_err(io::Error::other)
     }
 
-    fn ttl_ms(&self) -> f64 {
+    pub(super) fn ttl_ms(&self) -> f64 {
         millis(self.inner.retention.ttl)
     }
 }
