@@ -470,6 +470,8 @@ fn catalogue(done: &str) -> Vec<Case> {
         // Listing.
         get("/api/jobs?limit=0".to_owned(), 400, "limit must be"),
         get("/api/jobs?limit=-1".to_owned(), 400, "limit must be"),
+        // `%2B5` is `+5`, which Rust's integer parsing takes as 5.
+        get("/api/jobs?limit=%2B5".to_owned(), 400, "limit must be"),
         get(
             "/api/jobs?after=../../etc".to_owned(),
             400,

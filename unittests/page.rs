@@ -255,7 +255,8 @@ fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
     let gate = Gate::closed();
     let server = Server::start(&["--max-chart-width", "50", "--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
-    for width in ["0", "51", "x", "-1"] {
+    // `%2B5` is `+5`: a sign is no digit, here as in every integer parameter.
+    for width in ["0", "51", "x", "-1", "%2B5", "+5"] {
         let reply = server.get(&format!("/api/jobs/{id}/chart?width={width}"));
         assert_eq!(reply.status, 400, "{width}");
         assert!(

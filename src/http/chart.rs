@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::bodies::{ErrorBody, ok_json};
 use super::endpoint::PathParams;
 use super::job_results::done_job;
-use super::lookup::read_stored;
+use super::lookup::{decimal, read_stored};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, Jobs, StoreError, StoredWork};
 use crate::wall::{
@@ -88,9 +88,8 @@ pub async fn chart(
     let max = state.max_chart_width;
     let width = match query.width.as_deref() {
         None => max.min(1000),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
+        Some(text) => decimal(text)
+            .and_then(|width| usize::try_from(width).ok())
             .filter(|width| (1..=max).contains(width))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!("width must be an integer in 1..={max}"))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::answer_cache::Asked;
 use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage, ok_json};
 use super::endpoint::PathParams;
-use super::lookup::{done_answer, known_job, page_limit, read_stored};
+use super::lookup::{decimal, done_answer, known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState};
@@ -81,11 +81,7 @@ pub async fn profiles(
 fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
     let after = match text {
         None => 0,
-        Some(text) => text
-            .bytes()
-            .all(|byte| byte.is_ascii_digit())
-            .then(|| text.parse::<u64>().ok())
-            .flatten()
+        Some(text) => decimal(text)
             .filter(|&after| after <= i64::MAX as u64)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(

@@ -26,13 +26,22 @@ pub(super) async fn known_job(state: &ApiState, id: &str) -> Result<(JobId, JobS
     Ok((id, job))
 }
 
+/// An unsigned integer written in decimal digits only: Rust's own parsing also takes a
+/// leading `+`, which no parameter of the API allows.
+pub(super) fn decimal(text: &str) -> Option<u64> {
+    if text.bytes().all(|byte| byte.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
 /// A page size: `DEFAULT_PAGE` when absent, 400 outside `1..=MAX_PAGE`.
 pub(super) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
     match text {
         None => Ok(DEFAULT_PAGE),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
+        Some(text) => decimal(text)
+            .and_then(|limit| usize::try_from(limit).ok())
             .filter(|limit| (1..=MAX_PAGE).contains(limit))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}"))

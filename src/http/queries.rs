@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::ApiError;
 use super::bodies::{CostAnswer, IceAnswer};
+use super::lookup::decimal;
 use crate::wall::{COST_PER_FOOT, ICE_PER_FOOT, Table, WorkSource};
 
 /// One question of API.md's query table.
@@ -108,11 +109,7 @@ fn overflow() -> ApiError {
 /// A positive decimal integer of at most 2^63 - 1 (the range of the schema's int64,
 /// far beyond any wall); anything else is a 400 naming it.
 fn positive<T: TryFrom<u64>>(name: &str, text: &str) -> Result<T, ApiError> {
-    let value = text
-        .bytes()
-        .all(|byte| byte.is_ascii_digit())
-        .then(|| text.parse::<u64>().ok())
-        .flatten()
+    let value = decimal(text)
         .filter(|value| (1..=i64::MAX as u64).contains(value))
         .and_then(|value| T::try_from(value).ok());
     value.ok_or_else(|| {
