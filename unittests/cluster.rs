@@ -752,3 +752,119 @@ fn a_key_whose_job_is_past_its_ttl_is_not_replayed() {
     assert_ne!(second, first);
     assert_eq!(node.wait_finished(&second)["status"], "done");
 }
+
+#[test]
+fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_one_ends() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // One worker, and room to claim ahead: the job's second attempt waits on this node
+    // behind its first. Each run lasts two leases.
+    let server = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-ahead",
+            "4",
+            "--lease",
+            "1s",
+            "--claim-poll",
+            "100ms",
+            "--debug-job-delay-ms",
+            "2000",
+        ],
+    );
+    let id = server.submit_json(EXAMPLE_JSON);
+    let state = format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'");
+    wait_until("the job's first run", || {
+        one_row(pg, &url, &state) == "running 1"
+    });
+    // What the heartbeat's reaper does to a job whose node missed its heartbeats: the
+    // node claims it again while its first run goes on.
+    one_row(
+        pg,
+        &url,
+        &format!(
+            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
+             lease_expires_at = NULL WHERE id = '{id}'"
+        ),
+    );
+    assert_example_done(&server, &id);
+    // The first run's end must not drop the second run from the node's own jobs: its
+    // lease would go unrenewed, run out, and the job run a third time.
+    assert_eq!(one_row(pg, &url, &state), "done 2");
+}
+
+#[test]
+fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let server = node(
+        &url,
+        &[
+            "--workers",
+            "3",
+            "--claim-ahead",
+            "0",
+            "--lease",
+            "2s",
+            "--claim-poll",
+            "100ms",
+            "--debug-job-gate",
+            &gate.path(),
+            "--debug-panic-on-num-teams",
+            "7",
+        ],
+    );
+    // Two runs of one job at the gate: the second claimed as the reaper would leave it.
+    let id = server.submit_json(EXAMPLE_JSON);
+    let state = format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'");
+    wait_until("the job's first run", || one_row(pg, &url, &state) == "running 1");
+    one_row(
+        pg,
+        &url,
+        &format!(
+            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
+             lease_expires_at = NULL WHERE id = '{id}'"
+        ),
+    );
+    wait_until("the job's second run", || one_row(pg, &url, &state) == "running 2");
+    // Results wait while the test holds this lock: the first batch, a job that fails
+    // at once, waits on it, and both runs' results queue up behind it.
+    let mut session = pg.psql_session(&url);
+    let stdin = session.stdin.as_mut().unwrap();
+    std::io::Write::write_all(
+        stdin,
+        b"BEGIN;\nLOCK TABLE icewall_results IN EXCLUSIVE MODE;\n",
+    )
+    .unwrap();
+    std::io::Write::flush(stdin).unwrap();
+    wait_until("the test holds the lock", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
+             AND relation = 'icewall_results'::regclass",
+        ) == "1"
+    });
+    let failing = server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#);
+    wait_until("the first batch waits on the lock", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        ) == "1"
+    });
+    gate.open();
+    thread::sleep(Duration::from_millis(1000));
+    drop(session.stdin.take());
+    assert!(session.wait().unwrap().success());
+    assert_eq!(server.wait_finished(&failing)["status"], "failed");
+    assert_example_done(&server, &id);
+    assert_eq!(
+        one_row(pg, &url, &state),
+        "done 2",
+        "the batch holding both runs was refused, and the job ran a third time"
+    );
+}

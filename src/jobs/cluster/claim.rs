@@ -139,11 +139,11 @@ impl ClusterJobs {
         inner.claimed.fetch_add(1, Ordering::SeqCst);
         inner.running.insert(job.id, job.attempt);
         let jobs = self.clone();
-        let id = job.id;
+        let (id, attempt) = (job.id, job.attempt);
         if inner.pool.submit(Box::new(move || jobs.run(job))).is_err() {
             // The pool stopped (a drain): the lease runs out and another node runs it.
             inner.claimed.fetch_sub(1, Ordering::SeqCst);
-            inner.running.remove(&id);
+            inner.forget_attempt(id, attempt);
         }
     }
 }

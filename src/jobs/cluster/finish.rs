@@ -29,17 +29,18 @@ const FINISH: &str = "WITH batch AS (
         FROM batch
         WHERE job.id = batch.id AND job.attempt = batch.attempt
             AND job.lease_owner = $6 AND job.state = 'running'
-        RETURNING job.id
+        RETURNING job.id, job.attempt
     ), results AS (
         INSERT INTO icewall_results (job_id, body)
-        SELECT id, body FROM batch JOIN kept USING (id) WHERE body IS NOT NULL
+        SELECT id, body FROM batch JOIN kept USING (id, attempt) WHERE body IS NOT NULL
     ), logs AS (
         INSERT INTO icewall_team_logs (job_id, chunk, bytes)
         SELECT id, chunk, bytes
-        FROM unnest($7::uuid[], $8::int4[], $9::bytea[]) AS t(id, chunk, bytes)
-        JOIN kept USING (id)
+        FROM unnest($7::uuid[], $10::int4[], $8::int4[], $9::bytea[])
+            AS t(id, attempt, chunk, bytes)
+        JOIN kept USING (id, attempt)
     )
-    SELECT id FROM kept";
+    SELECT id, attempt FROM kept";
 
 /// A team log larger than this is stored apart, in chunks of this many bytes read back
 /// one at a time; a smaller one is inside the result (one row per job, not two).
@@ -187,20 +188,20 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
 
 impl ClusterJobs {
     /// The job's end on this node: its log line, its metrics, its waiters woken.
-    fn report(&self, finished: Finished, kept: Option<&HashSet<Uuid>>) {
+    fn report(&self, finished: Finished, kept: Option<&HashSet<(Uuid, i32)>>) {
         let inner = &self.inner;
         let Finished {
             id,
+            attempt,
             record,
             started,
             logger,
-            ..
         } = finished;
-        inner.running.remove(&id);
+        inner.forget_attempt(id, attempt);
         let elapsed_ms = crate::telemetry::millis(started.elapsed());
         match kept {
             None => inner.metrics.store_error(),
-            Some(kept) if !kept.contains(&id.uuid()) => {
+            Some(kept) if !kept.contains(&(id.uuid(), attempt)) => {
                 warn!(logger, "result dropped: the job's lease passed to another node";
                     "elapsed_ms" => elapsed_ms);
             }
@@ -221,9 +222,13 @@ impl ClusterJobs {
     }
 }
 
-/// Stores a batch of results in one statement; returns the jobs whose attempt still
-/// held its lease (only theirs are stored).
-async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>, Unavailable> {
+/// Stores a batch of results in one statement; returns the attempts that still held
+/// their job's lease (only theirs are stored). Two attempts of one job may be in a
+/// batch, when this node claimed the job again while its first run went on.
+async fn commit(
+    jobs: &ClusterJobs,
+    batch: &[Finished],
+) -> Result<HashSet<(Uuid, i32)>, Unavailable> {
     let inner = &jobs.inner;
     let client = jobs.db().get().await.map_err(unavailable)?;
     let ids: Vec<Uuid> = batch.iter().map(|finished| finished.id.uuid()).collect();
@@ -247,12 +252,14 @@ async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>,
         .map(|finished| i64::try_from(finished.record.bytes()).unwrap_or(i64::MAX))
         .collect();
     let mut chunk_ids = Vec::new();
+    let mut chunk_attempts = Vec::new();
     let mut chunk_numbers = Vec::new();
     let mut chunks: Vec<&[u8]> = Vec::new();
     for finished in batch {
         if let Encoded::Done { log, .. } = &finished.record {
             for (number, chunk) in log.iter().enumerate() {
                 chunk_ids.push(finished.id.uuid());
+                chunk_attempts.push(finished.attempt);
                 chunk_numbers.push(i32::try_from(number).unwrap_or(i32::MAX));
                 chunks.push(chunk);
             }
@@ -272,12 +279,13 @@ async fn commit(jobs: &ClusterJobs, batch: &[Finished]) -> Result<HashSet<Uuid>,
                 &chunk_ids,
                 &chunk_numbers,
                 &chunks,
+                &chunk_attempts,
             ],
         )
         .await
         .map_err(unavailable)?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
     Ok(kept)
 }

@@ -125,6 +125,16 @@ struct Inner {
     debug: DebugHooks,
 }
 
+impl Inner {
+    /// Lets go of `attempt` of job `id`. The node may have claimed the job again
+    /// meanwhile (its lease ran out while this attempt ran): the newer attempt is kept,
+    /// or its lease would go unrenewed.
+    fn forget_attempt(&self, id: JobId, attempt: i32) {
+        self.running
+            .remove_if(&id, |_, running| *running == attempt);
+    }
+}
+
 impl ClusterJobs {
     /// Connects to the database, brings its schema up to date, registers this node and
     /// starts its workers and its tasks (accept, claim, listen, heartbeat, finish, sweep).
@@ -297,7 +307,7 @@ impl ClusterJobs {
         };
         if let Err(unsent) = inner.finishes.send(finished) {
             // Only after the runtime stopped: the lease runs out and another node reruns it.
-            inner.running.remove(&unsent.0.id);
+            inner.forget_attempt(unsent.0.id, unsent.0.attempt);
         }
     }
 
