@@ -820,7 +820,9 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
     // Two runs of one job at the gate: the second claimed as the reaper would leave it.
     let id = server.submit_json(EXAMPLE_JSON);
     let state = format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'");
-    wait_until("the job's first run", || one_row(pg, &url, &state) == "running 1");
+    wait_until("the job's first run", || {
+        one_row(pg, &url, &state) == "running 1"
+    });
     one_row(
         pg,
         &url,
@@ -829,7 +831,9 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
              lease_expires_at = NULL WHERE id = '{id}'"
         ),
     );
-    wait_until("the job's second run", || one_row(pg, &url, &state) == "running 2");
+    wait_until("the job's second run", || {
+        one_row(pg, &url, &state) == "running 2"
+    });
     // Results wait while the test holds this lock: the first batch, a job that fails
     // at once, waits on it, and both runs' results queue up behind it.
     let mut session = pg.psql_session(&url);

@@ -11,6 +11,7 @@ mod queue_memory;
 mod registry;
 mod service;
 mod storage;
+mod waiters;
 
 pub use cluster::{ClusterJobs, ClusterNode, ClusterSettings};
 pub use files::{StoreError, StoreOptions, StoredWork, TeamLogs};

@@ -47,6 +47,7 @@ use super::service::{
     DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
     Submitted, caught,
 };
+use super::waiters::Waiters;
 use super::{JobId, Unavailable};
 use crate::metrics::{Metrics, Snapshot};
 use crate::pool::JobPool;
@@ -117,7 +118,7 @@ struct Inner {
     /// meets the bound.
     cluster_queued: AtomicUsize,
     cluster_running: AtomicUsize,
-    waiters: DashMap<JobId, Arc<Notify>>,
+    waiters: Waiters,
     cache: ResultCache,
     shutdown: Shutdown,
     logger: Logger,
@@ -183,7 +184,7 @@ impl ClusterJobs {
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
-                waiters: DashMap::new(),
+                waiters: Waiters::default(),
                 shutdown,
                 logger,
                 metrics,
@@ -441,8 +442,6 @@ impl ClusterJobs {
     }
 
     pub(super) fn wake_waiters(&self, id: JobId) {
-        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
-            notify.notify_waiters();
-        }
+        self.inner.waiters.wake(id);
     }
 }

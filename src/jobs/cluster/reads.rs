@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::io;
 use std::num::{NonZeroU32, NonZeroU64};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::Row;
@@ -71,16 +70,14 @@ impl ClusterJobs {
         let deadline = tokio::time::Instant::now() + timeout;
         tokio::pin!(stop);
         loop {
-            let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
-            let notified = notify.notified();
+            // Listened to anew each time round: a wake ends the listening it reaches.
+            let listener = self.inner.waiters.listen(id);
+            let notified = listener.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let state = self.state(id).await?;
             let waiting = state.as_ref().is_some_and(|state| !state.is_finished());
             if !waiting || tokio::time::Instant::now() >= deadline {
-                self.inner
-                    .waiters
-                    .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
                 return Ok(state);
             }
             let next_look = (tokio::time::Instant::now() + WAIT_POLL).min(deadline);

@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::waiters::Waiters;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
-use tokio::sync::Notify;
 
 use super::idempotency::{KeyClaim, Keys};
 use super::queue_memory::QueueMemory;
@@ -67,7 +67,7 @@ struct Inner {
     /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
     /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
     /// any number of them cost no thread.
-    waiters: DashMap<JobId, Arc<Notify>>,
+    waiters: Waiters,
     logger: Logger,
     metrics: Arc<Metrics>,
     retention: Retention,
@@ -101,7 +101,7 @@ impl LocalJobs {
                 shutdown,
                 accepts_in_progress: AtomicUsize::new(0),
                 keys: Keys::default(),
-                waiters: DashMap::new(),
+                waiters: Waiters::default(),
                 logger,
                 metrics,
                 retention: settings.retention,

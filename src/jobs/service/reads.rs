@@ -5,7 +5,6 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::LocalJobs;
@@ -47,23 +46,13 @@ impl LocalJobs {
         timeout: Duration,
         stop: impl Future<Output = ()>,
     ) -> Option<JobState> {
-        let notify = Arc::clone(self.inner.waiters.entry(id).or_default().value());
-        let notified = notify.notified();
+        let listener = self.inner.waiters.listen(id);
+        let notified = listener.notified();
         tokio::pin!(notified);
         // Listening before the second look: a finish after it is heard.
         notified.as_mut().enable();
-        let Some(state) = self.state(id) else {
-            // Cancelled or removed meanwhile: nothing will ever remove the entry.
-            self.inner
-                .waiters
-                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
-            return None;
-        };
+        let state = self.state(id)?;
         if state.is_finished() {
-            // It finished before the waiter was in: no finish will remove the entry.
-            self.inner
-                .waiters
-                .remove_if(&id, |_, entry| Arc::ptr_eq(entry, &notify));
             return Some(state);
         }
         tokio::select! {
@@ -76,9 +65,7 @@ impl LocalJobs {
 
     /// Answers every request waiting for a job that finished or left the queue.
     pub(super) fn wake_waiters(&self, id: JobId) {
-        if let Some((_, notify)) = self.inner.waiters.remove(&id) {
-            notify.notify_waiters();
-        }
+        self.inner.waiters.wake(id);
     }
 
     /// A page of the job list (see `Registry::page`); jobs past their retention are
