@@ -872,3 +872,77 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
         "the batch holding both runs was refused, and the job ran a third time"
     );
 }
+
+#[test]
+fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &[]);
+    let submit = |key: Option<&str>| {
+        let mut headers = vec![("Content-Type", "application/json")];
+        headers.extend(key.map(|key| ("Idempotency-Key", key)));
+        server.post_with("/api/simulate", &headers, EXAMPLE_JSON.as_bytes())
+    };
+    let first = submit(Some("order-1"));
+    assert_eq!(first.status, 202, "{}", first.body);
+    let first = first.json()["job_id"].as_str().unwrap().to_owned();
+    server.wait_finished(&first);
+    // The look for the job holding a key (after the batch's commit) fails from now on.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER icewall_test_refuse BEFORE UPDATE OF idempotency_key ON icewall_jobs
+             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_refuse()",
+    );
+    // A key held by the test's open transaction stops the accepts behind a first
+    // batch: the next two submissions then go in one batch.
+    let mut session = pg.psql_session(&url);
+    let stdin = session.stdin.as_mut().unwrap();
+    std::io::Write::write_all(
+        stdin,
+        b"BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
+          VALUES (gen_random_uuid(), 'queued', 'blocker');\n",
+    )
+    .unwrap();
+    std::io::Write::flush(stdin).unwrap();
+    let (plain, keyed) = thread::scope(|scope| {
+        wait_until("the test holds the key", || {
+            one_row(
+                pg,
+                &url,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE state = 'idle in transaction' AND query LIKE 'INSERT%'",
+            ) == "1"
+        });
+        let blocked = scope.spawn(|| submit(Some("blocker")));
+        wait_until("the first batch waits for the key", || {
+            one_row(
+                pg,
+                &url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            ) == "1"
+        });
+        let plain = scope.spawn(|| submit(None));
+        let keyed = scope.spawn(|| submit(Some("order-1")));
+        thread::sleep(Duration::from_millis(1000));
+        std::io::Write::write_all(session.stdin.as_mut().unwrap(), b"ROLLBACK;\n").unwrap();
+        drop(session.stdin.take());
+        assert_eq!(blocked.join().unwrap().status, 202);
+        (plain.join().unwrap(), keyed.join().unwrap())
+    });
+    assert!(session.wait().unwrap().success());
+    // The job without a key was committed: answering 503 would invite a retry that
+    // makes it twice.
+    assert_eq!(plain.status, 202, "{}", plain.body);
+    let made = plain.json()["job_id"].as_str().unwrap().to_owned();
+    assert_example_done(&server, &made);
+    // The keyed one is answered 503: its retry finds its job.
+    assert_eq!(keyed.status, 503, "{}", keyed.body);
+    one_row(pg, &url, "DROP TRIGGER icewall_test_refuse ON icewall_jobs");
+    let retry = submit(Some("order-1"));
+    assert_eq!(retry.status, 202, "{}", retry.body);
+    assert_eq!(retry.replayed.as_deref(), Some("true"));
+    assert_eq!(retry.json()["job_id"], first.as_str());
+}

@@ -7,7 +7,10 @@
 //! commit, to every listening node.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
+use deadpool_postgres::Client;
+use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -60,7 +63,6 @@ pub(super) struct Pending {
 
 /// Takes the submissions as they come, one transaction at a time.
 pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let timeout = jobs.inner.settings.timeout;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -69,10 +71,7 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
                 Err(_) => break,
             }
         }
-        let answers = tokio::time::timeout(timeout, store(&jobs, &batch))
-            .await
-            .unwrap_or_else(|_| Err(Unavailable(format!("no answer within {timeout:?}"))));
-        match answers {
+        match store(&jobs, &batch).await {
             Ok(answers) => {
                 for (pending, answer) in batch.into_iter().zip(answers) {
                     let _ = pending.answer.send(answer);
@@ -91,12 +90,76 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
     }
 }
 
-/// Commits a batch; returns each submission's answer, in order.
+/// Commits a batch; returns each submission's answer, in order. An error means no
+/// job of the batch is known to be committed; after the commit, what fails is
+/// answered submission by submission.
 async fn store(
     jobs: &ClusterJobs,
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
-    let client = jobs.db().get().await.map_err(unavailable)?;
+    let timeout = jobs.inner.settings.timeout;
+    let client = within(timeout, async {
+        jobs.db().get().await.map_err(unavailable)
+    })
+    .await?;
+    let inserted = within(timeout, insert(&client, batch)).await?;
+    // Keys that made no row: a job has them already (committed: the insert waited for
+    // any transaction that held the key).
+    let taken: Vec<&str> = batch
+        .iter()
+        .filter(|pending| !inserted.contains(&pending.id.uuid()))
+        .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
+        .collect();
+    let holders = if taken.is_empty() {
+        Ok(HashMap::new())
+    } else {
+        within(timeout, key_holders(&client, &taken, jobs.ttl_ms())).await
+    };
+    let answers: Vec<Result<Submitted, SubmitError>> = batch
+        .iter()
+        .map(|pending| answer(pending, &inserted, holders.as_ref()))
+        .collect();
+    let replayed: Vec<Uuid> = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            Ok(Submitted { id, replayed: true }) => Some(id.uuid()),
+            _ => None,
+        })
+        .collect();
+    if !replayed.is_empty() {
+        let marked = within(timeout, async {
+            client
+                .execute(
+                    "UPDATE icewall_jobs SET replayed = true WHERE id = ANY($1)",
+                    &[&replayed],
+                )
+                .await
+                .map_err(unavailable)
+        })
+        .await;
+        // The answers stand: the mark only shows on the job's record.
+        if let Err(error) = marked {
+            warn!(jobs.inner.logger, "cannot mark replayed jobs"; "jobs" => replayed.len(),
+                "error" => %error);
+        }
+    }
+    Ok(answers)
+}
+
+/// `work`, or `Unavailable` once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    work: impl Future<Output = Result<T, Unavailable>>,
+) -> Result<T, Unavailable> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(Unavailable(format!("no answer within {timeout:?}"))))
+}
+
+/// Inserts the batch's jobs and requests in one statement, so one round trip and one
+/// commit for the whole batch, with the notification sent at commit; returns the jobs
+/// made (a key already held makes none).
+async fn insert(client: &Client, batch: &[Pending]) -> Result<HashSet<Uuid>, Unavailable> {
     let ids: Vec<Uuid> = batch.iter().map(|pending| pending.id.uuid()).collect();
     let keys: Vec<Option<&str>> = batch
         .iter()
@@ -123,10 +186,8 @@ async fn store(
         .iter()
         .map(|pending| pending.request.as_slice())
         .collect();
-    // One statement, so one round trip and one commit for the whole batch: the jobs'
-    // rows, their requests (for the rows made), and the notification, sent at commit.
     let statement = client.prepare_cached(ACCEPT).await.map_err(unavailable)?;
-    let inserted: HashSet<Uuid> = client
+    let rows = client
         .query(
             &statement,
             &[
@@ -140,84 +201,68 @@ async fn store(
             ],
         )
         .await
-        .map_err(unavailable)?
+        .map_err(unavailable)?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The job holding each key, with its request's fingerprint, unless it is past its
+/// TTL: reads answer 404 for it already (the sweeper removes it later), so its key is
+/// let go, as with a job deleted meanwhile.
+async fn key_holders(
+    client: &Client,
+    keys: &[&str],
+    ttl_ms: f64,
+) -> Result<HashMap<String, (Uuid, Option<String>)>, Unavailable> {
+    let rows = client
+        .query(
+            "WITH holder AS (
+                SELECT idempotency_key, id, request_fingerprint,
+                    finished_at <= now() - $2::float8 * interval '1 millisecond'
+                        AS expired
+                FROM icewall_jobs WHERE idempotency_key = ANY($1)
+             ), released AS (
+                UPDATE icewall_jobs SET idempotency_key = NULL
+                WHERE id IN (SELECT id FROM holder WHERE expired)
+             )
+             SELECT idempotency_key, id, request_fingerprint FROM holder
+             WHERE expired IS NOT TRUE",
+            &[&keys, &ttl_ms],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(rows
         .iter()
-        .map(|row| row.get(0))
-        .collect();
-    // Keys that made no row: a job has them already (committed: the insert waited for
-    // any transaction that held the key).
-    let taken: Vec<&str> = batch
-        .iter()
-        .filter(|pending| !inserted.contains(&pending.id.uuid()))
-        .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
-        .collect();
-    // Each key's job, unless it is past its TTL: reads answer 404 for it already (the
-    // sweeper removes it later), so its key is let go, as with a job deleted meanwhile.
-    let holders: HashMap<String, (Uuid, Option<String>)> = if taken.is_empty() {
-        HashMap::new()
-    } else {
-        client
-            .query(
-                "WITH holder AS (
-                    SELECT idempotency_key, id, request_fingerprint,
-                        finished_at <= now() - $2::float8 * interval '1 millisecond'
-                            AS expired
-                    FROM icewall_jobs WHERE idempotency_key = ANY($1)
-                 ), released AS (
-                    UPDATE icewall_jobs SET idempotency_key = NULL
-                    WHERE id IN (SELECT id FROM holder WHERE expired)
-                 )
-                 SELECT idempotency_key, id, request_fingerprint FROM holder
-                 WHERE expired IS NOT TRUE",
-                &[&taken, &jobs.ttl_ms()],
-            )
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(|row| (row.get(0), (row.get(1), row.get(2))))
-            .collect()
-    };
-    let answers: Vec<Result<Submitted, SubmitError>> = batch
-        .iter()
-        .map(|pending| {
-            if inserted.contains(&pending.id.uuid()) {
-                return Ok(Submitted {
-                    id: pending.id,
-                    replayed: false,
-                });
-            }
-            let Some((key, print)) = &pending.key else {
-                return Err(SubmitError::Storage(
-                    "the database refused the job".to_owned(),
-                ));
-            };
-            match holders.get(key) {
-                Some((holder, Some(held))) if held == print => Ok(Submitted {
-                    id: JobId::from_uuid(*holder),
-                    replayed: true,
-                }),
-                Some(_) => Err(SubmitError::KeyReused),
-                // Its job was deleted between the insert and the look, or is past its
-                // TTL (its key now let go): try again.
-                None => Err(SubmitError::KeyInProgress),
-            }
-        })
-        .collect();
-    let replayed: Vec<Uuid> = answers
-        .iter()
-        .filter_map(|answer| match answer {
-            Ok(Submitted { id, replayed: true }) => Some(id.uuid()),
-            _ => None,
-        })
-        .collect();
-    if !replayed.is_empty() {
-        client
-            .execute(
-                "UPDATE icewall_jobs SET replayed = true WHERE id = ANY($1)",
-                &[&replayed],
-            )
-            .await
-            .map_err(unavailable)?;
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect())
+}
+
+/// One submission's answer, once its batch is committed.
+fn answer(
+    pending: &Pending,
+    inserted: &HashSet<Uuid>,
+    holders: Result<&HashMap<String, (Uuid, Option<String>)>, &Unavailable>,
+) -> Result<Submitted, SubmitError> {
+    if inserted.contains(&pending.id.uuid()) {
+        return Ok(Submitted {
+            id: pending.id,
+            replayed: false,
+        });
     }
-    Ok(answers)
+    let Some((key, print)) = &pending.key else {
+        return Err(SubmitError::Storage(
+            "the database refused the job".to_owned(),
+        ));
+    };
+    // The key's holder is not known: the retry that the error asks for finds it.
+    let holders = holders.map_err(|error| SubmitError::Storage(error.to_string()))?;
+    match holders.get(key) {
+        Some((holder, Some(held))) if held == print => Ok(Submitted {
+            id: JobId::from_uuid(*holder),
+            replayed: true,
+        }),
+        Some(_) => Err(SubmitError::KeyReused),
+        // Its job was deleted between the insert and the look, or is past its TTL (its
+        // key now let go): try again.
+        None => Err(SubmitError::KeyInProgress),
+    }
 }
