@@ -177,6 +177,25 @@ fn requests_for_other_host_names_are_refused() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{malformed}: {answer}");
         assert!(answer.contains("Host header"), "{answer}");
     }
+    // A target in absolute form names the host, and `Host` is then ignored (RFC 9112
+    // 3.2.2): also on a connection whose earlier request passed the check.
+    let absolute = |target_host: &str| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+             GET http://{target_host}/api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    let answer = server.exchange(&absolute(&format!("evil.example:{port}")));
+    let second = answer.split("HTTP/1.1 ").nth(2).unwrap_or_default();
+    assert!(second.starts_with("421"), "{answer}");
+    assert!(
+        second.contains("does not answer for the host `evil.example`"),
+        "{answer}"
+    );
+    let answer = server.exchange(&absolute(&format!("localhost:{port}")));
+    let second = answer.split("HTTP/1.1 ").nth(2).unwrap_or_default();
+    assert!(second.starts_with("200"), "{answer}");
 
     let dir = tempfile::tempdir().unwrap();
     let named = Server::start_in(

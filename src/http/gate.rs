@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::http::{ConnectionType, Version};
+use actix_web::http::{ConnectionType, Uri, Version};
 use actix_web::{ResponseError, web};
 
 use super::connection::Connection;
@@ -34,10 +34,17 @@ impl HostPolicy {
         }
     }
 
+    /// The request's host, from its target when that is in absolute form
+    /// (`GET http://name/path`), where RFC 9112 3.2.2 has the server ignore `Host`, or
+    /// else from `Host`.
+    ///
     /// # Errors
     /// `BadRequest` for a missing (in HTTP/1.1), repeated or malformed `Host` (RFC 9112
     /// 3.2 asks for 400), `MisdirectedRequest` for a well-formed name that is not ours.
-    fn check(&self, headers: &HeaderMap, version: Version) -> Result<(), ApiError> {
+    fn check(&self, headers: &HeaderMap, version: Version, uri: &Uri) -> Result<(), ApiError> {
+        if let Some(authority) = uri.authority() {
+            return self.judge(authority.as_str(), "the request target's host");
+        }
         let mut hosts = headers.get_all(header::HOST);
         let Some(host) = hosts.next() else {
             // HTTP/1.0 may omit it; browsers, the rebinding vector, never do.
@@ -54,13 +61,19 @@ impl HostPolicy {
                 "the request has more than one Host header".to_owned(),
             ));
         }
-        let malformed = || {
-            ApiError::BadRequest(format!(
-                "the Host header `{}` is not a host name or address with an optional port",
-                crate::wall::truncate_for_message(&String::from_utf8_lossy(host.as_bytes()))
-            ))
-        };
-        let name = host_name(host.to_str().map_err(|_| malformed())?).ok_or_else(malformed)?;
+        match host.to_str() {
+            Ok(host) => self.judge(host, "the Host header"),
+            Err(_) => Err(malformed(
+                &String::from_utf8_lossy(host.as_bytes()),
+                "the Host header",
+            )),
+        }
+    }
+
+    /// Whether `value` (`name`, `name:port`, `[v6]:port`), which `what` names in an
+    /// error, is one of the server's own.
+    fn judge(&self, value: &str, what: &str) -> Result<(), ApiError> {
+        let name = host_name(value).ok_or_else(|| malformed(value, what))?;
         let name = name.strip_suffix('.').unwrap_or(name);
         let allowed = self.any
             || name.parse::<IpAddr>().is_ok()
@@ -78,6 +91,13 @@ impl HostPolicy {
             )))
         }
     }
+}
+
+fn malformed(value: &str, what: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{what} `{}` is not a host name or address with an optional port",
+        crate::wall::truncate_for_message(value)
+    ))
 }
 
 /// The host of a `Host` value (`name`, `name:port`, `[v6]:port`), or `None` if malformed.
@@ -150,17 +170,19 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
         });
     }
     // The Host check comes last: a connection whose Host was let through before skips
-    // it, and would skip any check put after it.
-    if connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
+    // it, and would skip any check put after it. A target in absolute form names its
+    // host itself, and is checked each time.
+    let absolute_form = request.uri().authority().is_some();
+    if !absolute_form && connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
         return None;
     }
     let hosts = &request
         .app_data::<web::Data<ApiState>>()
         .expect("the API state is registered with the app")
         .hosts;
-    match hosts.check(headers, request.version()) {
+    match hosts.check(headers, request.version(), request.uri()) {
         Ok(()) => {
-            if let Some(connection) = connection {
+            if let Some(connection) = connection.filter(|_| !absolute_form) {
                 connection.allow_host(headers);
             }
             None
@@ -206,7 +228,7 @@ mod tests {
         let check = |host: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::HOST, host.parse().unwrap());
-            policy.check(&headers, Version::HTTP_11)
+            policy.check(&headers, Version::HTTP_11, &Uri::from_static("/"))
         };
         for good in [
             "127.0.0.1:1",
@@ -230,17 +252,25 @@ mod tests {
         }
         assert!(matches!(check("a b"), Err(ApiError::BadRequest(_))));
         assert!(matches!(
-            policy.check(&HeaderMap::new(), Version::HTTP_11),
+            policy.check(&HeaderMap::new(), Version::HTTP_11, &Uri::from_static("/")),
             Err(ApiError::BadRequest(_))
         ));
-        assert!(policy.check(&HeaderMap::new(), Version::HTTP_10).is_ok());
+        assert!(
+            policy
+                .check(&HeaderMap::new(), Version::HTTP_10, &Uri::from_static("/"))
+                .is_ok()
+        );
         let remote = HostPolicy::new(&[], "10.0.0.5".parse().unwrap());
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, "localhost".parse().unwrap());
-        assert!(remote.check(&headers, Version::HTTP_11).is_err());
+        assert!(
+            remote
+                .check(&headers, Version::HTTP_11, &Uri::from_static("/"))
+                .is_err()
+        );
         assert!(
             HostPolicy::new(&["*".to_owned()], "10.0.0.5".parse().unwrap())
-                .check(&headers, Version::HTTP_11)
+                .check(&headers, Version::HTTP_11, &Uri::from_static("/"))
                 .is_ok()
         );
     }
