@@ -561,3 +561,32 @@ fn a_stdout_nobody_reads_keeps_no_request_waiting_and_loses_no_line_within_the_b
     );
     assert!(!log.contains("log lines dropped"));
 }
+
+#[test]
+fn a_jobs_events_are_logged_in_the_order_they_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let ids: Vec<String> = (0..100).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    assert!(server.shutdown().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    for id in &ids {
+        let events: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(&format!("job_id: {id}")) && !line.contains(" request,"))
+            .map(|line| {
+                ["job accepted", "job started", "job finished"]
+                    .into_iter()
+                    .find(|event| line.contains(event))
+                    .unwrap_or(line)
+            })
+            .collect();
+        assert_eq!(
+            events,
+            ["job accepted", "job started", "job finished"],
+            "{id}"
+        );
+    }
+}

@@ -263,12 +263,13 @@ impl LocalJobs {
                 journal: StorePin::default(),
             },
         );
+        // Logged before a worker can take it: its start is logged after.
+        info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections,
+            "request_id" => logged_request_id);
         self.dispatch(id);
         if let Some(key) = &key {
             self.inner.keys.confirm(key);
         }
-        info!(self.inner.logger, "job accepted"; "job_id" => %id, "sections" => sections,
-            "request_id" => logged_request_id);
         Ok(Submitted {
             id,
             replayed: false,
