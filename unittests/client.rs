@@ -799,3 +799,66 @@ fn status_waits_for_the_job_when_asked() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "done");
 }
+
+#[test]
+fn a_wait_answered_early_is_not_asked_again_at_once() {
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path(), "--workers", "1"]);
+    let held = server.submit_json(crate::common::EXAMPLE_JSON);
+    let queued = server.submit_json(crate::common::EXAMPLE_JSON);
+    // A draining server answers every wait at once: the queued job waits for the held
+    // one, which waits at the gate.
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    let before = results_requests(&server);
+    let output = icewall(&server.base, &["status", &queued, "--wait", "3s"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "queued");
+    let asked = results_requests(&server) - before;
+    assert!(
+        (2..=10).contains(&asked),
+        "asked {asked} times in 3 s for a job whose waits came back at once"
+    );
+    gate.open();
+    assert_eq!(server.wait_finished(&held)["status"], "done");
+}
+
+#[test]
+fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let server = Server::start_in(
+        dir.path(),
+        &["--debug-job-gate", &gate.path(), "--max-wait", "1s"],
+    );
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let waiting = spawn_icewall(
+        &server.base,
+        &["submit", wall.to_str().unwrap(), "--wait", "--json"],
+    );
+    wait_until("the job is submitted", || {
+        server.get("/api/jobs").json()["data"][0]["job_id"].is_string()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    gate.open();
+    let waited = waiting.wait_with_output().unwrap();
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&waited)).unwrap();
+    assert_eq!(summary["cost"], 32233500);
+
+    // The server goes away while the client waits: the job was made, and the error
+    // names it.
+    gate.close();
+    let waiting = spawn_icewall(&server.base, &["submit", wall.to_str().unwrap(), "--wait"]);
+    let mut id = String::new();
+    wait_until("the second job is submitted", || {
+        let listed = server.get("/api/jobs?order=newest").json()["data"].clone();
+        id = listed[0]["job_id"].as_str().unwrap_or_default().to_owned();
+        listed.as_array().is_some_and(|jobs| jobs.len() == 2)
+    });
+    server.kill9();
+    let waited = waiting.wait_with_output().unwrap();
+    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
+    assert!(stderr(&waited).contains(&id), "{}", stderr(&waited));
+}

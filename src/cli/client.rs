@@ -48,6 +48,25 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error of a wait for job `id`, which was made: the message names it, so that
+    /// the job is not made again.
+    fn while_waiting_for(self, id: &str) -> ClientError {
+        let made =
+            |what: String| format!("job {id} was submitted, but waiting for it failed: {what}");
+        match self {
+            ClientError::Refused { status, reason } => ClientError::Refused {
+                status,
+                reason: made(reason),
+            },
+            ClientError::Unreachable { server, detail } => ClientError::Unreachable {
+                server,
+                detail: made(detail),
+            },
+            ClientError::Input(reason) => ClientError::Input(made(reason)),
+            other => other,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Refused { .. } => 1,
@@ -82,7 +101,8 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 writeln!(out, "{id}")?;
                 return Ok(());
             }
-            let result = wait_for(&client, &id, timeout)?;
+            let result =
+                wait_for(&client, &id, timeout).map_err(|error| error.while_waiting_for(&id))?;
             if !is_finished(&result) {
                 return Err(ClientError::TimedOut {
                     id,

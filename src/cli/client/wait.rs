@@ -21,10 +21,16 @@ pub(super) fn is_finished(result: &JobResult) -> bool {
     result.status == "done" || result.status == "failed"
 }
 
+/// How long to pause before asking again when the server answered before the wait
+/// asked for was up (a draining server answers every held request at once), or when it
+/// holds no request at all.
+const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
+
 /// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
 /// and returns its last answer: the server holds each request until the job finishes
-/// (`?wait=`), so no time is lost between polls. A spinner shows the state and the time
-/// taken on a terminal, nothing otherwise.
+/// (`?wait=`), so no time is lost between polls. A server that refuses the wait (its
+/// `--max-wait` is shorter) is asked without one, every `EARLY_ANSWER_PAUSE`. A spinner
+/// shows the state and the time taken on a terminal, nothing otherwise.
 pub(super) fn wait_for(
     client: &Client,
     id: &str,
@@ -41,16 +47,35 @@ pub(super) fn wait_for(
         ProgressBar::hidden()
     };
     let started = Instant::now();
+    let mut holding = true;
     loop {
         let left = timeout.map_or(WAIT_PER_REQUEST, |timeout| {
             timeout.saturating_sub(started.elapsed())
         });
-        let result = client.job_result(id, left.min(WAIT_PER_REQUEST))?;
+        let wait = if holding {
+            left.min(WAIT_PER_REQUEST)
+        } else {
+            Duration::ZERO
+        };
+        let asked = Instant::now();
+        let result = match client.job_result(id, wait) {
+            Err(ClientError::Refused { status: 400, .. }) if !wait.is_zero() => {
+                holding = false;
+                continue;
+            }
+            answer => answer?,
+        };
         if is_finished(&result) || left.is_zero() {
             spinner.finish_and_clear();
             return Ok(result);
         }
         spinner.set_message(format!("job {id} {}", printable(&result.status)));
+        if asked.elapsed() < wait || !holding {
+            let left = timeout.map_or(EARLY_ANSWER_PAUSE, |timeout| {
+                timeout.saturating_sub(started.elapsed())
+            });
+            std::thread::sleep(EARLY_ANSWER_PAUSE.min(left));
+        }
     }
 }
 
