@@ -45,7 +45,7 @@ fn host_name(text: &str) -> Result<String, String> {
 
 /// An admin token must be something a client can send back in `Authorization: Bearer`:
 /// HTTP trims the header value, so an empty or padded token could never be matched.
-fn admin_token(text: &str) -> Result<String, String> {
+pub(crate) fn admin_token(text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err("the admin token is empty: give a token, or leave the flag out".to_owned());
     }

@@ -399,7 +399,11 @@ fn a_body_over_the_limit_is_reported_with_the_servers_reason() {
     // declared length and closes while the client is still writing.
     let wall = dir.path().join("huge.txt");
     std::fs::write(&wall, "1 2\n".repeat(8 * 1024 * 1024)).unwrap();
-    let output = icewall(&server.base, &["submit", wall.to_str().unwrap()]);
+    // The client's own limit is higher: the server's refusal is what it prints.
+    let output = icewall(
+        &server.base,
+        &["submit", wall.to_str().unwrap(), "--max-body", "64MiB"],
+    );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(
         stderr(&output).trim(),
@@ -861,4 +865,68 @@ fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_f
     let waited = waiting.wait_with_output().unwrap();
     assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
     assert!(stderr(&waited).contains(&id), "{}", stderr(&waited));
+}
+
+#[test]
+fn header_values_no_request_can_carry_are_usage_errors_and_the_token_is_not_shown() {
+    let server = Server::start(&[]);
+    let wall = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wall.path(), EXAMPLE_TEXT).unwrap();
+    let wall = wall.path().to_str().unwrap();
+    for key in ["é", "a b", "line\nbreak", ""] {
+        let output = icewall(&server.base, &["submit", wall, "--idempotency-key", key]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{key:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("Idempotency-Key"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
+    for (command, token) in [
+        (vec!["shutdown"], "sékret"),
+        (vec!["delete", &id], "line\nhidden"),
+        (vec!["cancel", &id], " padded-hidden"),
+    ] {
+        let mut args = command.clone();
+        args.extend(["--token", token]);
+        let output = icewall(&server.base, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let said = stderr(&output);
+        assert!(said.contains("admin token"), "{said}");
+        assert!(
+            !said.contains("kret") && !said.contains("hidden"),
+            "the token is shown: {said}"
+        );
+    }
+    assert_eq!(server.get("/healthz").status, 200, "nothing was sent");
+    // Durations take a bare number of seconds, as every other flag does.
+    let output = icewall(&server.base, &["status", &id, "--wait", "1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn submit_reads_no_more_than_the_largest_body() {
+    let server = Server::start(&[]);
+    let output = icewall(&server.base, &["submit", "/dev/zero", "--max-body", "1MiB"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("larger than --max-body (1048576 bytes)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        server.get("/api/jobs").json()["data"],
+        serde_json::json!([])
+    );
 }

@@ -82,6 +82,10 @@ impl ClientError {
 /// # Errors
 /// See the module documentation for what each error means.
 pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientError> {
+    // Checked here rather than by clap, whose error would show the token.
+    if let Some(token) = command.token() {
+        crate::settings::admin_token(token).map_err(ClientError::Input)?;
+    }
     let client = Client::new(command.server())?;
     match command {
         ClientCommand::Submit {
@@ -91,10 +95,11 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             json,
             timeout,
             idempotency_key,
+            max_body,
             retry,
             server: _,
         } => {
-            let body = read_config(&file)?;
+            let body = read_config(&file, max_body)?;
             let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             let id = submit(&client, &body, num_teams, &key, &retry)?;
             if !wait {

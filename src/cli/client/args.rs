@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::jobs::JobId;
+use crate::jobs::{IdempotencyKey, JobId};
 use crate::wall::parse_num_teams;
 
 /// Where the server is and how to trust it, for every client subcommand.
@@ -71,11 +71,16 @@ pub enum ClientCommand {
         json: bool,
         /// With --wait, give up after this long (`30s`, `5m`): exit 4, the job goes on.
         /// Waits as long as it takes if absent.
-        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = crate::settings::parse_duration)]
         timeout: Option<Duration>,
         /// Retries with the same key get the same job; a fresh one is made if absent.
-        #[arg(long)]
+        /// 1 to 255 visible ASCII characters.
+        #[arg(long, value_parser = idempotency_key)]
         idempotency_key: Option<String>,
+        /// Largest config, as the server's --max-body (bytes, or with a unit: `16MiB`);
+        /// reading stops past it.
+        #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::parse_size)]
+        max_body: u64,
         #[command(flatten)]
         retry: RetryArgs,
         #[command(flatten)]
@@ -87,7 +92,7 @@ pub enum ClientCommand {
         id: JobId,
         /// Wait up to this long (`30s`, `5m`) for the job to be done or failed, then
         /// print its status.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::settings::parse_duration)]
         wait: Option<Duration>,
         #[command(flatten)]
         server: ServerArgs,
@@ -179,7 +184,26 @@ pub enum ClientCommand {
     },
 }
 
+/// A key the server takes, so that a bad one is a usage error before anything is sent.
+fn idempotency_key(text: &str) -> Result<String, String> {
+    IdempotencyKey::parse(text)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| {
+            "an Idempotency-Key is 1 to 255 visible ASCII characters, without spaces".to_owned()
+        })
+}
+
 impl ClientCommand {
+    /// The admin token given, for the subcommands that take one.
+    pub(super) fn token(&self) -> Option<&str> {
+        match self {
+            ClientCommand::Cancel { token, .. }
+            | ClientCommand::Delete { token, .. }
+            | ClientCommand::Shutdown { token, .. } => token.as_deref(),
+            _ => None,
+        }
+    }
+
     pub(super) fn server(&self) -> &ServerArgs {
         match self {
             ClientCommand::Submit { server, .. }

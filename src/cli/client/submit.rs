@@ -15,15 +15,27 @@ use crate::wall::{is_json_config, truncate_for_message};
 /// The wait before retrying a 503 whose Retry-After is missing or not in seconds.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// A config file or stdin, whole; the server bounds its size.
-pub(super) fn read_config(file: &Path) -> Result<Vec<u8>, ClientError> {
+/// A config file or stdin, whole, up to `max_body` bytes: past it, what the server
+/// would refuse is not read on (an endless input, `/dev/zero` or a pipe, included).
+pub(super) fn read_config(file: &Path, max_body: u64) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    let limit = max_body.saturating_add(1);
     if file.as_os_str() == "-" {
-        let mut body = Vec::new();
-        io::stdin().lock().read_to_end(&mut body).map(|_| body)
+        io::stdin().lock().take(limit).read_to_end(&mut body)
     } else {
-        std::fs::read(file)
+        std::fs::File::open(file).and_then(|file| file.take(limit).read_to_end(&mut body))
     }
-    .map_err(|error| ClientError::Input(format!("cannot read {}: {error}", file.display())))
+    .map_err(|error| ClientError::Input(format!("cannot read {}: {error}", file.display())))?;
+    if body.len() as u64 > max_body {
+        return Err(ClientError::Refused {
+            status: 413,
+            reason: format!(
+                "{} is larger than --max-body ({max_body} bytes), as the server's limit",
+                file.display()
+            ),
+        });
+    }
+    Ok(body)
 }
 
 /// Submits `body` under the Idempotency-Key `key`, retrying after a 503 as `retry`
