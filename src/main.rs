@@ -49,11 +49,16 @@ fn main() -> ExitCode {
         }
         Command::Client(command) => {
             let mut out = BufWriter::new(io::stdout().lock());
-            let ran = client::run(command, &mut out);
-            let flushed = out.flush();
+            let ran = client::run(command, &mut out)
+                .and_then(|()| out.flush().map_err(client::ClientError::Output));
             match ran {
-                Ok(()) if flushed.is_ok() => ExitCode::SUCCESS,
-                Ok(()) => ExitCode::from(2),
+                Ok(()) => ExitCode::SUCCESS,
+                // A reader that took what it wanted (`icewall log ID | head`).
+                Err(client::ClientError::Output(error))
+                    if error.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    ExitCode::SUCCESS
+                }
                 Err(error) => {
                     eprintln!("icewall: {}", printable(&error.to_string()));
                     ExitCode::from(error.exit_code())

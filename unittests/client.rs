@@ -930,3 +930,103 @@ fn submit_reads_no_more_than_the_largest_body() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_is_no_error_and_a_full_output_is_named() {
+    let server = Server::start(&[]);
+    // A team log of some 100 KB, more than a pipe holds.
+    let profile = vec!["0"; 2000].join(" ");
+    let reply = server.post(
+        "/api/simulate?num_teams=1",
+        "text/plain",
+        profile.as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    server.wait_finished(&id);
+    let mut log = spawn_icewall(&server.base, &["log", &id]);
+    let mut first = [0; 10];
+    log.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // Its stdout is closed now, as `icewall log ID | head -c 10` closes it.
+    let output = log.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+
+    let output = client_command(&server.base, &["status", &id])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot write output: No space left on device"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A server that answers every request with `body` as JSON: what a wrong server, or a
+/// hostile one, sends.
+fn answering(body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn odd_answers_are_errors_and_control_bytes_from_the_server_are_escaped() {
+    let id = "01a22fb2-0a75-714d-8ce2-6e75ec9a9742";
+    let empty = answering("{}");
+    for args in [
+        vec!["query", id, "--profile", "1", "--day", "1"],
+        vec!["delete", id],
+        vec!["cancel", id],
+        vec!["shutdown"],
+        vec!["health"],
+    ] {
+        let output = icewall(&empty, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+        assert!(
+            stderr(&output).contains("the server sent an answer this client cannot read"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let colouring = answering(
+        r#"{"status":"do\u001b[31mne","data":[{"job_id":"x\u001b[2Jy","status":"done"}]}"#,
+    );
+    for args in [vec!["status", id], vec!["jobs"]] {
+        let output = icewall(&colouring, &args);
+        assert!(
+            !output.stdout.contains(&0x1b),
+            "{args:?}: {:?}",
+            stdout(&output)
+        );
+        assert!(
+            stdout(&output).contains(r"\u{1b}"),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+}

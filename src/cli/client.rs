@@ -119,7 +119,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         }
         ClientCommand::Status { id, wait, .. } => {
             let result = wait_for(&client, &id.to_string(), Some(wait.unwrap_or_default()))?;
-            writeln!(out, "{}", result.status)?;
+            writeln!(out, "{}", printable(&result.status))?;
             Ok(())
         }
         ClientCommand::Result { id, json, .. } => {
@@ -133,19 +133,16 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             let ice = client.get_json(&format!("/api/jobs/{id}/profiles/{profile}/days/{day}"))?;
             let cost =
                 client.get_json(&format!("/api/jobs/{id}/profiles/{profile}/overview/{day}"))?;
-            let number =
-                |value: &Value, key: &str| value[key].as_u64().unwrap_or(0).separate_with_commas();
+            let number = |value: &Value, key: &str| {
+                value[key]
+                    .as_u64()
+                    .map(|number| number.separate_with_commas())
+                    .ok_or_else(|| unreadable(&format!("no `{key}` in its answer")))
+            };
+            let (ice, cost) = (number(&ice, "ice_amount")?, number(&cost, "cost")?);
             writeln!(out, "profile {profile}, day {day}")?;
-            writeln!(
-                out,
-                "ice on the day: {} cubic yards",
-                number(&ice, "ice_amount")
-            )?;
-            writeln!(
-                out,
-                "cost to date:   {} Gold Dragons",
-                number(&cost, "cost")
-            )?;
+            writeln!(out, "ice on the day: {ice} cubic yards")?;
+            writeln!(out, "cost to date:   {cost} Gold Dragons")?;
             Ok(())
         }
         ClientCommand::Log { id, .. } => {
@@ -170,7 +167,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         }
         ClientCommand::Delete { id, token, .. } => {
             let answer = delete_job(&client, &id.to_string(), token.as_deref())?;
-            writeln!(out, "{} {id}", answer["status"].as_str().unwrap_or("?"))?;
+            writeln!(out, "{} {id}", removal_status(&answer)?)?;
             Ok(())
         }
         ClientCommand::Health { .. } => health(&client, out),
@@ -183,11 +180,10 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 .send(request, None)?
                 .into_json()
                 .map_err(|error| ClientError::Input(error.to_string()))?;
-            writeln!(
-                out,
-                "shutting down; {} jobs still to finish",
-                answer["pending"]
-            )?;
+            let pending = answer["pending"]
+                .as_u64()
+                .ok_or_else(|| unreadable("no `pending` in its answer"))?;
+            writeln!(out, "shutting down; {pending} jobs still to finish")?;
             Ok(())
         }
     }
@@ -237,7 +233,7 @@ fn list_jobs(
         writeln!(
             out,
             "{}  {}  {}",
-            row.job_id,
+            printable(&row.job_id),
             printable(created),
             printable(&row.status)
         )?;
@@ -271,15 +267,34 @@ fn cancel(
         });
     }
     let answer = delete_job(client, id, token)?;
-    writeln!(out, "{} {id}", answer["status"].as_str().unwrap_or("?"))?;
+    writeln!(out, "{} {id}", removal_status(&answer)?)?;
     Ok(())
+}
+
+/// `deleted` or `cancelled`, from the answer to a `DELETE`.
+fn removal_status(answer: &Value) -> Result<String, ClientError> {
+    answer["status"]
+        .as_str()
+        .map(printable)
+        .ok_or_else(|| unreadable("no `status` in its answer"))
+}
+
+fn unreadable(what: &str) -> ClientError {
+    ClientError::Input(format!(
+        "the server sent an answer this client cannot read: {what}"
+    ))
 }
 
 /// Alive (`/healthz`) and then ready for jobs (`/readyz`).
 fn health(client: &Client, out: &mut impl Write) -> Result<(), ClientError> {
     client.send(client.agent.get(&client.url("/healthz")), None)?;
     match client.send(client.agent.get(&client.url("/readyz")), None) {
-        Ok(_) => {
+        Ok(answer) => {
+            // Any web server answers 200: only icewall's readiness counts.
+            let answer: Value = read_json(answer)?;
+            if answer["status"] != "ready" {
+                return Err(unreadable("its /readyz is not icewall's"));
+            }
             writeln!(out, "ready")?;
             Ok(())
         }

@@ -78,7 +78,8 @@ pub(super) fn submit(
                 }
                 retries_left -= 1;
                 eprintln!(
-                    "icewall: {refused}; retrying in {}",
+                    "icewall: {}; retrying in {}",
+                    crate::cli::printable(&refused.to_string()),
                     humantime::format_duration(wait)
                 );
                 std::thread::sleep(wait);
