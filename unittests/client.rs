@@ -854,13 +854,13 @@ fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_f
     // The server goes away while the client waits: the job was made, and the error
     // names it.
     gate.close();
-    let waiting = spawn_icewall(&server.base, &["submit", wall.to_str().unwrap(), "--wait"]);
-    let mut id = String::new();
-    wait_until("the second job is submitted", || {
-        let listed = server.get("/api/jobs?order=newest").json()["data"].clone();
-        id = listed[0]["job_id"].as_str().unwrap_or_default().to_owned();
-        listed.as_array().is_some_and(|jobs| jobs.len() == 2)
+    let relay = Relay::to(&server);
+    let waiting = spawn_icewall(&relay.base, &["submit", wall.to_str().unwrap(), "--wait"]);
+    wait_until("the client waits for its job", || {
+        relay.has_sent("GET /api/get_results/")
     });
+    let listed = server.get("/api/jobs?order=newest").json()["data"].clone();
+    let id = listed[0]["job_id"].as_str().unwrap().to_owned();
     server.kill9();
     let waited = waiting.wait_with_output().unwrap();
     assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
@@ -1029,4 +1029,29 @@ fn odd_answers_are_errors_and_control_bytes_from_the_server_are_escaped() {
             stdout(&output)
         );
     }
+}
+
+#[test]
+fn a_result_longer_than_the_servers_summary_is_read_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--max-summary-profiles", "2"]);
+    // Five profiles, more than a summary holds and more than one page of 2.
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, "21 25 28\n17\n17 22 17 19 17\n5\n29 0\n").unwrap();
+    let wall = wall.to_str().unwrap();
+    let id = stdout(&icewall(&server.base, &["submit", wall]))
+        .trim()
+        .to_owned();
+    server.wait_finished(&id);
+    let summary = server.get(&format!("/api/get_results/{id}")).json();
+    assert_eq!(summary["data"]["profiles_truncated"], true, "{summary}");
+
+    let result = icewall(&server.base, &["result", &id, "--json"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let simulated = icewall_local(&["simulate", wall, "--json"]);
+    assert_eq!(stdout(&result), stdout(&simulated));
+    let table = icewall(&server.base, &["result", &id]);
+    let local = icewall_local(&["simulate", wall]);
+    assert_eq!(stdout(&table), stdout(&local));
+    assert!(stdout(&table).contains("\n       5 "), "{}", stdout(&table));
 }

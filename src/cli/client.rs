@@ -115,7 +115,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                     after: timeout.unwrap_or_default(),
                 });
             }
-            print_result(&id, &result, json, out)
+            print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Status { id, wait, .. } => {
             let result = wait_for(&client, &id.to_string(), Some(wait.unwrap_or_default()))?;
@@ -125,7 +125,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         ClientCommand::Result { id, json, .. } => {
             let id = id.to_string();
             let result = client.job_result(&id, Duration::ZERO)?;
-            print_result(&id, &result, json, out)
+            print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Query {
             id, profile, day, ..

@@ -10,7 +10,8 @@ use super::ClientError;
 use super::connection::{Client, JobResult};
 use crate::cli::printable;
 use crate::cli::simulate::write_summary;
-use crate::wall::Summary;
+use crate::wall::{ProfileSummary, Summary};
+use serde::Deserialize;
 
 /// The longest server-side wait (`?wait=`) of one request: within the server's default
 /// `--max-wait` (60s) and this client's read timeout, and short enough that proxies
@@ -79,7 +80,11 @@ pub(super) fn wait_for(
     }
 }
 
+/// A done job's summary as a table, or as the API's JSON; the rows a summary leaves
+/// out on a server's `--max-summary-profiles` are read page by page, so that the whole
+/// result is printed, as `simulate` prints it.
 pub(super) fn print_result(
+    client: &Client,
     id: &str,
     result: &JobResult,
     json: bool,
@@ -87,16 +92,30 @@ pub(super) fn print_result(
 ) -> Result<(), ClientError> {
     match (result.status.as_str(), &result.data) {
         ("done", Some(data)) => {
-            if json {
-                writeln!(out, "{}", data.get())?;
-                return Ok(());
-            }
-            let summary: Summary = serde_json::from_str(data.get()).map_err(|error| {
+            let cannot_read = |error: serde_json::Error| {
                 ClientError::Input(format!(
                     "the server sent a summary this client cannot read: {error}"
                 ))
-            })?;
-            write_summary(&summary, out)?;
+            };
+            let cut: Truncation = serde_json::from_str(data.get()).map_err(cannot_read)?;
+            if json && !cut.profiles_truncated {
+                // The server's own bytes, keys in the API's order.
+                writeln!(out, "{}", data.get())?;
+                return Ok(());
+            }
+            let mut summary: Summary = serde_json::from_str(data.get()).map_err(cannot_read)?;
+            if cut.profiles_truncated {
+                read_left_out_rows(client, id, &mut summary)?;
+            }
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&summary).map_err(cannot_read)?
+                )?;
+            } else {
+                write_summary(&summary, out)?;
+            }
             Ok(())
         }
         ("done", None) => Err(ClientError::Input(format!(
@@ -113,5 +132,40 @@ pub(super) fn print_result(
             status: 409,
             reason: format!("job {id} is {other}; its result is not ready"),
         }),
+    }
+}
+
+/// Whether a summary left rows out (only then does it say so).
+#[derive(Deserialize)]
+struct Truncation {
+    #[serde(default)]
+    profiles_truncated: bool,
+}
+
+/// The rows after those of `summary`, from `/api/jobs/<id>/profiles`, a page at a time.
+fn read_left_out_rows(client: &Client, id: &str, summary: &mut Summary) -> Result<(), ClientError> {
+    #[derive(Deserialize)]
+    struct Page {
+        profiles: Vec<ProfileSummary>,
+        next_after: Option<usize>,
+    }
+    loop {
+        let after = summary.profiles.len();
+        let page = client.get_json(&format!("/api/jobs/{id}/profiles?after={after}&limit=1000"))?;
+        let page: Page = serde_json::from_value(page).map_err(|error| {
+            ClientError::Input(format!(
+                "the server sent a page of profiles this client cannot read: {error}"
+            ))
+        })?;
+        // A page that brings nothing would be asked for again and again.
+        if page.profiles.is_empty() && page.next_after.is_some() {
+            return Err(ClientError::Input(
+                "the server sent an empty page of profiles that says more follow".to_owned(),
+            ));
+        }
+        summary.profiles.extend(page.profiles);
+        if page.next_after.is_none() {
+            return Ok(());
+        }
     }
 }
