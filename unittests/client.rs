@@ -1055,3 +1055,40 @@ fn a_result_longer_than_the_servers_summary_is_read_page_by_page() {
     assert_eq!(stdout(&table), stdout(&local));
     assert!(stdout(&table).contains("\n       5 "), "{}", stdout(&table));
 }
+
+#[test]
+fn a_team_log_is_printed_as_it_comes() {
+    // A server that sends 200 KB of a log, then nothing for a while, then the rest.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let part = "day 1: team 1 finished section 1 of profile 1\n".repeat(4500);
+    let sender = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{part}",
+            part.len() * 2
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        let _ = stream.write_all(part.as_bytes());
+    });
+    let started = std::time::Instant::now();
+    let mut log = spawn_icewall(&base, &["log", "01a22fb2-0a75-714d-8ce2-6e75ec9a9742"]);
+    let mut first = vec![0; 100_000];
+    log.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the first part came out only after the whole log, {:?}",
+        started.elapsed()
+    );
+    let output = log.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(first.len() + output.stdout.len(), 2 * 4500 * 46);
+    sender.join().unwrap();
+}

@@ -145,10 +145,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             writeln!(out, "cost to date:   {cost} Gold Dragons")?;
             Ok(())
         }
-        ClientCommand::Log { id, .. } => {
-            write!(out, "{}", client.get_text(&format!("/api/jobs/{id}/log"))?)?;
-            Ok(())
-        }
+        ClientCommand::Log { id, .. } => client.copy_body(&format!("/api/jobs/{id}/log"), out),
         ClientCommand::Jobs {
             status,
             order,

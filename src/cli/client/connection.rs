@@ -1,7 +1,7 @@
 //! The connection to a server: requests sent over HTTP or HTTPS, and what the server or
 //! the network answers turned into the `ClientError` the user is shown.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,10 @@ pub(super) struct Client {
     base: String,
     pub(super) agent: ureq::Agent,
 }
+
+/// How long the server may say nothing (to a connect, or between bytes) before the
+/// client gives up.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long to wait for the server's answer to the headers of a request whose body it
 /// stopped reading (see `Client::post`).
@@ -39,7 +43,12 @@ impl Client {
     /// # Errors
     /// `Input` when `--ca-cert` cannot be read or holds no certificate.
     pub(super) fn new(server: &ServerArgs) -> Result<Client, ClientError> {
-        let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60));
+        // Silence, not length, is what ends a request: a long download that keeps coming
+        // goes on.
+        let mut agent = ureq::AgentBuilder::new()
+            .timeout_connect(SILENCE_TIMEOUT)
+            .timeout_read(SILENCE_TIMEOUT)
+            .timeout_write(SILENCE_TIMEOUT);
         if let Some(path) = &server.ca_cert {
             agent = agent.tls_config(tls_config(path)?);
         }
@@ -123,16 +132,22 @@ impl Client {
         })
     }
 
-    pub(super) fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let mut text = String::new();
-        self.send(self.agent.get(&format!("{}{path}", self.base)), None)?
-            .into_reader()
-            .read_to_string(&mut text)
-            .map_err(|error| ClientError::Unreachable {
-                server: self.base.clone(),
-                detail: error.to_string(),
-            })?;
-        Ok(text)
+    /// Copies the answer's body to `out` as it comes: a team log may be tens of MB,
+    /// and a slow link may take minutes over it.
+    pub(super) fn copy_body(&self, path: &str, out: &mut impl Write) -> Result<(), ClientError> {
+        let mut body = self
+            .send(self.agent.get(&format!("{}{path}", self.base)), None)?
+            .into_reader();
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let read = match body.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(self.unreachable(error)),
+            };
+            out.write_all(&buffer[..read])?;
+        }
     }
 
     /// A job's result, the server holding the answer up to `wait` for the job to finish.
