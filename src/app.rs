@@ -251,7 +251,8 @@ impl App {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
-        actix_web::rt::spawn(self.shutdown.clone().on_signals());
+        let (impatient, mut signalled_again) = tokio::sync::oneshot::channel();
+        actix_web::rt::spawn(self.shutdown.clone().on_signals(impatient));
         tokio::select! {
             () = self.shutdown.triggered() => {}
             finished = &mut server => {
@@ -262,11 +263,31 @@ impl App {
         info!(self.logger, "shutting down: draining the job queue"; "pending" => pending);
         let started = Instant::now();
         let jobs = self.jobs.clone();
-        if actix_web::rt::task::spawn_blocking(move || jobs.drain())
-            .await
-            .is_err()
-        {
-            warn!(self.logger, "the drain did not complete");
+        let (drained, drain_done) = tokio::sync::oneshot::channel();
+        // A thread of its own, not the runtime's blocking pool, whose end the runtime's
+        // would wait for: a second signal leaves the drain behind.
+        std::thread::Builder::new()
+            .name("drain".to_owned())
+            .spawn(move || {
+                jobs.drain();
+                let _ = drained.send(());
+            })?;
+        tokio::select! {
+            done = drain_done => {
+                if done.is_err() {
+                    warn!(self.logger, "the drain did not complete");
+                }
+            }
+            Ok(()) = &mut signalled_again => {
+                // Every accepted job is journaled: the next start runs what is left.
+                warn!(self.logger, "a second signal: stopping without finishing the queue; \
+                    its jobs run at the next start"; "pending" => self.jobs.pending_here());
+                handle.stop(false).await;
+                let _ = server.await;
+                return Err(io::Error::other(
+                    "stopped by a second signal before the job queue was drained",
+                ));
+            }
         }
         info!(self.logger, "job queue drained";
             "drained" => pending,

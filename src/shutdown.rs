@@ -1,5 +1,5 @@
 //! The one shutdown trigger: `/api/graceful_shutdown`, SIGINT, SIGTERM and tests all
-//! pull it, and `App::run_until_stopped` waits on it.
+//! pull it, and `App::run_until_stopped` waits on it (a signal after it stops the wait).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +43,9 @@ impl Shutdown {
         let _ = receiver.wait_for(|&triggered| triggered).await;
     }
 
-    /// Triggers on SIGINT or SIGTERM.
-    pub async fn on_signals(self) {
+    /// Triggers on SIGINT or SIGTERM, and sends `impatient` on the next one: the
+    /// operator will not wait for the drain.
+    pub async fn on_signals(self, impatient: tokio::sync::oneshot::Sender<()>) {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut interrupt), Ok(mut terminate)) = (
             signal(SignalKind::interrupt()),
@@ -52,11 +53,17 @@ impl Shutdown {
         ) else {
             return;
         };
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        for _ in 0..2 {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if self.is_triggered() {
+                let _ = impatient.send(());
+                return;
+            }
+            self.trigger();
         }
-        self.trigger();
     }
 }
 

@@ -496,3 +496,40 @@ fn the_shutdown_answer_always_reaches_the_client() {
         assert!(server.wait_exit().success());
     }
 }
+
+#[test]
+fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let mut server = Server::start_in(
+        dir.path(),
+        &["--workers", "1", "--debug-job-gate", &gate.path()],
+    );
+    let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let signal = |server: &Server| {
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(server.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    signal(&server);
+    wait_until("the drain starts", || server.get("/readyz").status == 503);
+    // The drain waits at the gate; the operator does not.
+    signal(&server);
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(
+        log.contains("a second signal: stopping without finishing the queue"),
+        "{log}"
+    );
+    assert_eq!(result_files(&server.results), 0);
+    // Nothing accepted is lost: the next start runs every job.
+    gate.open();
+    let server = Server::start_in(dir.path(), &[]);
+    for id in &ids {
+        assert_eq!(server.wait_finished(id)["status"], "done", "{id}");
+    }
+}
