@@ -30,6 +30,9 @@ struct Asset {
 
 struct Prepared {
     etag: HeaderValue,
+    /// The gzipped bytes are another representation, with a tag of their own (RFC 9110
+    /// 8.8.3: a strong tag names one representation).
+    etag_gzipped: HeaderValue,
     gzipped: Vec<u8>,
 }
 
@@ -64,6 +67,8 @@ impl Asset {
                 .expect("compressing to memory cannot fail");
             Prepared {
                 etag: HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header"),
+                etag_gzipped: HeaderValue::from_str(&format!("\"{hex}-gzip\""))
+                    .expect("hex is a valid header"),
                 gzipped: gzip.finish().expect("compressing to memory cannot fail"),
             }
         })
@@ -71,14 +76,20 @@ impl Asset {
 
     fn serve(&self, request: &HttpRequest) -> HttpResponse {
         let prepared = self.prepared();
-        let status = if matches_etag(request, &prepared.etag) {
+        let gzipped = takes_gzip(request);
+        let etag = if gzipped {
+            &prepared.etag_gzipped
+        } else {
+            &prepared.etag
+        };
+        let status = if matches_etag(request, etag) {
             StatusCode::NOT_MODIFIED
         } else {
             StatusCode::OK
         };
         let mut response = HttpResponse::build(status);
         response
-            .insert_header((header::ETAG, prepared.etag.clone()))
+            .insert_header((header::ETAG, etag.clone()))
             // Always revalidated (a 304 is a few bytes): a new binary's page shows at once.
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header((header::VARY, "Accept-Encoding"))
@@ -89,7 +100,7 @@ impl Asset {
             return response.finish();
         }
         response.content_type(self.content_type);
-        if takes_gzip(request) {
+        if gzipped {
             response
                 .insert_header((header::CONTENT_ENCODING, "gzip"))
                 .body(prepared.gzipped.clone())
@@ -113,24 +124,31 @@ fn matches_etag(request: &HttpRequest, etag: &HeaderValue) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// `Accept-Encoding` lists gzip (or `*`) with a quality above zero.
+/// `Accept-Encoding` takes gzip: it lists gzip with a quality above zero, or does not
+/// name gzip and lists `*` so (RFC 9110 12.5.3: `gzip;q=0, *` refuses gzip).
 fn takes_gzip(request: &HttpRequest) -> bool {
-    request
+    let (mut gzip, mut any) = (None, None);
+    for coding in request
         .headers()
         .get_all(header::ACCEPT_ENCODING)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default();
-            let refused = parts.any(|parameter| {
-                parameter
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts.any(|parameter| {
+            parameter
+                .strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(!refused);
+        } else if name == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// The page itself.
@@ -190,6 +208,9 @@ mod tests {
         assert!(takes_gzip(&with("gzip, deflate, br")));
         assert!(takes_gzip(&with("br;q=1, *;q=0.5")));
         assert!(!takes_gzip(&with("gzip;q=0, br")));
+        assert!(!takes_gzip(&with("gzip;q=0, *")));
+        assert!(!takes_gzip(&with("*, gzip;q=0")));
+        assert!(takes_gzip(&with("br;q=0, *")));
         assert!(!takes_gzip(&with("identity")));
         assert!(!takes_gzip(&TestRequest::default().to_http_request()));
     }
@@ -205,5 +226,34 @@ mod tests {
             .insert_header((header::IF_NONE_MATCH, "\"x\""))
             .to_http_request();
         assert_eq!(ASSETS[1].serve(&other).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_gzipped_bytes_have_a_tag_of_their_own() {
+        let plain = ASSETS[1].serve(&TestRequest::default().to_http_request());
+        let gzip = TestRequest::default()
+            .insert_header((header::ACCEPT_ENCODING, "gzip"))
+            .to_http_request();
+        let gzipped = ASSETS[1].serve(&gzip);
+        let tag = |response: &HttpResponse| response.headers().get(header::ETAG).unwrap().clone();
+        assert_ne!(tag(&plain), tag(&gzipped));
+        // Each tag revalidates its own representation only.
+        let asking = |accept: &str, tag: &HeaderValue| {
+            TestRequest::default()
+                .insert_header((header::ACCEPT_ENCODING, accept))
+                .insert_header((header::IF_NONE_MATCH, tag.clone()))
+                .to_http_request()
+        };
+        let status = |request| ASSETS[1].serve(&request).status();
+        assert_eq!(
+            status(asking("gzip", &tag(&gzipped))),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(
+            status(asking("identity", &tag(&plain))),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(status(asking("identity", &tag(&gzipped))), StatusCode::OK);
+        assert_eq!(status(asking("gzip", &tag(&plain))), StatusCode::OK);
     }
 }
