@@ -1122,3 +1122,31 @@ fn gzip_bodies_are_decoded_within_the_limit_and_other_encodings_refused() {
         );
     }
 }
+
+#[test]
+fn a_request_head_over_128_kib_or_with_too_many_fields_gets_431() {
+    let server = Server::start(&[]);
+    let with_header = |bytes: usize| {
+        server.exchange(&format!(
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "x".repeat(bytes)
+        ))
+    };
+    let answer = with_header(120 * 1024);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..40.min(answer.len())]
+    );
+    let answer = with_header(130 * 1024);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..40.min(answer.len())]
+    );
+    let fields: String = (0..97).map(|n| format!("X-{n}: 1\r\n")).collect();
+    let answer = server.exchange(&format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{fields}Connection: close\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
