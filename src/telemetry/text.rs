@@ -53,8 +53,30 @@ impl<W: Write> Drain for TextLines<W> {
         };
         record.kv().serialize(record, &mut fields)?;
         values.serialize(record, &mut fields)?;
+        escape_controls(line, message_start);
         line.push(b'\n');
         out.write_all(line)
+    }
+}
+
+/// Escapes the control characters of `line` from `start` on (as `\n`, `\u{1b}`; a tab
+/// is left), so that no value (a file name met at start-up, say) can end the line and
+/// write one of its own, or reach a terminal that shows the log.
+fn escape_controls(line: &mut Vec<u8>, start: usize) {
+    let is_control = |byte: u8| (byte < 0x20 && byte != b'\t') || byte == 0x7f;
+    let Some(first) = line[start..].iter().position(|&byte| is_control(byte)) else {
+        return;
+    };
+    let rest = line.split_off(start + first);
+    for byte in rest {
+        match byte {
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            byte if is_control(byte) => {
+                let _ = write!(line, "\\u{{{byte:x}}}");
+            }
+            byte => line.push(byte),
+        }
     }
 }
 

@@ -185,3 +185,18 @@ fn each_line_goes_out_whole_in_one_write() {
         "{first}"
     );
 }
+
+#[test]
+fn a_value_cannot_end_its_line_and_write_another() {
+    let written = Written::default();
+    let logger = Logger::root(Mutex::new(TextLines::new(written.clone())).fuse(), o!());
+    let forged = "x\n2026-12-02T00:00:00.000000Z INFO request, path: FAKE\r\u{1b}[2J\u{7f}";
+    warn!(logger, "skipping an unknown file: {}", forged; "name" => forged, "tab" => "a\tb");
+    let lines = written.lines_after_time();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let escaped = r"x\n2026-12-02T00:00:00.000000Z INFO request, path: FAKE\r\u{1b}[2J\u{7f}";
+    assert_eq!(
+        lines[0],
+        format!("WARN skipping an unknown file: {escaped}, tab: a\tb, name: {escaped}")
+    );
+}
