@@ -289,8 +289,9 @@ impl App {
                 ));
             }
         }
+        // No count of jobs here: submissions under way when the drain began may have
+        // added some to `pending`.
         info!(self.logger, "job queue drained";
-            "drained" => pending,
             "elapsed_ms" => telemetry::millis(started.elapsed()),
             "jobs_known" => self.jobs.known_here());
         // Requests still being answered get `shutdown_timeout`; idle connections none.
