@@ -516,7 +516,11 @@ fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
 
     let cancel = icewall(&server.base, &["cancel", &kept]);
     assert_eq!(cancel.status.code(), Some(1), "{}", stderr(&cancel));
-    assert!(stderr(&cancel).contains("is done; there is nothing to cancel"));
+    assert!(
+        stderr(&cancel).contains("the job is done; only a queued job can be cancelled"),
+        "{}",
+        stderr(&cancel)
+    );
     assert_eq!(
         stdout(&icewall(&server.base, &["status", &kept])).trim(),
         "done"

@@ -946,3 +946,60 @@ fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() 
     assert_eq!(retry.replayed.as_deref(), Some("true"));
     assert_eq!(retry.json()["job_id"], first.as_str());
 }
+
+#[test]
+fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let busy = [
+        "--workers",
+        "1",
+        "--claim-ahead",
+        "0",
+        "--debug-job-gate",
+        &gate.path(),
+    ];
+    let nodes = [node(&url, &busy), node(&url, &busy)];
+    // Both nodes' one worker held: a third job stays queued.
+    let held: Vec<String> = nodes
+        .iter()
+        .map(|node| node.submit_json(EXAMPLE_JSON))
+        .collect();
+    wait_until("both jobs run", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == "2"
+    });
+    let queued = nodes[0].submit_json(EXAMPLE_JSON);
+    let cancel = |id: &str| nodes[1].request("POST", &format!("/api/jobs/{id}/cancel"));
+    let refused = cancel(&held[0]);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(
+        refused.reason(),
+        "the job is running; only a queued job can be cancelled"
+    );
+    let cancelled = cancel(&queued);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    assert_eq!(
+        nodes[0].get(&format!("/api/get_results/{queued}")).status,
+        404
+    );
+    gate.open();
+    assert_example_done(&nodes[1], &held[0]);
+    let refused = cancel(&held[0]);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(
+        refused.reason(),
+        "the job is done; only a queued job can be cancelled"
+    );
+    assert_eq!(
+        nodes[1]
+            .get(&format!("/api/get_results/{}", held[0]))
+            .status,
+        200
+    );
+}

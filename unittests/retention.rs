@@ -483,3 +483,47 @@ fn max_results_bytes_takes_a_size_with_a_unit() {
         assert!(stderr.contains("--max-results-bytes"), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn cancel_takes_a_queued_job_out_and_leaves_running_and_finished_ones_alone() {
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    gate.open();
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    gate.close();
+    let running = server.submit_json(EXAMPLE_JSON);
+    wait_until("the job to start", || {
+        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
+    let queued = server.submit_json(EXAMPLE_JSON);
+    let cancel = |id: &str| server.request("POST", &format!("/api/jobs/{id}/cancel"));
+
+    for (id, state) in [(&done, "done"), (&running, "running")] {
+        let refused = cancel(id);
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(
+            refused.reason(),
+            format!("the job is {state}; only a queued job can be cancelled")
+        );
+    }
+    // Unlike a DELETE, a cancel never removes a finished job.
+    assert_eq!(server.get(&format!("/api/get_results/{done}")).status, 200);
+    let cancelled = cancel(&queued);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.json(),
+        serde_json::json!({"job_id": queued, "status": "cancelled"})
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{queued}")).status,
+        404
+    );
+    assert_eq!(cancel(&queued).status, 404);
+    assert_eq!(
+        server.get(&format!("/api/jobs/{running}/cancel")).status,
+        405
+    );
+    gate.open();
+    assert_eq!(server.wait_finished(&running)["status"], "done");
+}

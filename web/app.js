@@ -401,7 +401,8 @@ views.job = {
     $('job-replayed').textContent = job.replayed ? 'yes, it was' : 'no';
     $('job-reason').hidden = job.status !== 'failed';
     $('job-reason').textContent = job.reason ? 'Failed: ' + job.reason : '';
-    $('job-delete').textContent = job.status === 'queued' ? 'Cancel this job' : 'Delete this job';
+    jobView.queued = job.status === 'queued';
+    $('job-delete').textContent = jobView.queued ? 'Cancel this job' : 'Delete this job';
     // Kept with the result: there once the job has finished, done or failed. Not waited
     // for: the charts do not wait on a big wall's config.
     if ((job.status === 'done' || job.status === 'failed') && jobView.configFor !== id) {
@@ -587,7 +588,11 @@ async function submit(event) {
 async function deleteJob() {
   const id = jobView.id;
   try {
-    const answer = await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
+    // A cancel leaves a job that finished since the page last looked: a DELETE would
+    // remove its result.
+    const answer = jobView.queued
+      ? await api('/api/jobs/' + id + '/cancel', { method: 'POST', admin: true })
+      : await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
     toast(`Job ${id.slice(0, 8)} ${answer.status}.`);
     location.hash = '#/jobs';
   } catch (error) {

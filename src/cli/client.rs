@@ -246,29 +246,38 @@ fn delete_job(client: &Client, id: &str, token: Option<&str>) -> Result<Value, C
     read_json(client.send(request, None)?)
 }
 
-/// `DELETE` cancels a queued job but also removes a finished one: a finished job is
-/// refused here instead, so that `cancel` never deletes a result.
+/// `POST /api/jobs/<id>/cancel`, which leaves a running or finished job as it is, even
+/// one that finished a moment ago (a `DELETE` would remove its result).
 fn cancel(
     client: &Client,
     id: &str,
     token: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
-    let status = client.job_result(id, Duration::ZERO)?.status;
-    if status == "done" || status == "failed" {
-        return Err(ClientError::Refused {
+    let request = with_token(
+        client
+            .agent
+            .post(&client.url(&format!("/api/jobs/{id}/cancel"))),
+        token,
+    );
+    let answer: Value = match client.send(request, None) {
+        Ok(answer) => read_json(answer)?,
+        Err(ClientError::Refused {
             status: 409,
-            reason: format!(
-                "job {id} is {status}; there is nothing to cancel (`icewall delete` removes it)"
-            ),
-        });
-    }
-    let answer = delete_job(client, id, token)?;
+            reason,
+        }) => {
+            return Err(ClientError::Refused {
+                status: 409,
+                reason: format!("job {id}: {reason} (`icewall delete` removes a finished job)"),
+            });
+        }
+        Err(error) => return Err(error),
+    };
     writeln!(out, "{} {id}", removal_status(&answer)?)?;
     Ok(())
 }
 
-/// `deleted` or `cancelled`, from the answer to a `DELETE`.
+/// `deleted` or `cancelled`, from the answer to a `DELETE` or a cancel.
 fn removal_status(answer: &Value) -> Result<String, ClientError> {
     answer["status"]
         .as_str()

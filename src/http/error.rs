@@ -80,7 +80,9 @@ impl From<DeleteError> for ApiError {
     fn from(error: DeleteError) -> ApiError {
         match error {
             DeleteError::Unknown => ApiError::invalid_job_id(),
-            DeleteError::InFlight(_) => ApiError::Conflict(error.to_string()),
+            DeleteError::InFlight(_) | DeleteError::NotQueued(_) => {
+                ApiError::Conflict(error.to_string())
+            }
             // The file system refused (read-only, permissions): an operator must act,
             // so it is no transient 503.
             DeleteError::Storage(_) => ApiError::Internal(error.to_string()),

@@ -14,7 +14,7 @@ use super::bodies::{
 use super::endpoint::PathParams;
 use super::lookup::{done_answer, page_limit};
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobInfo, JobState, Order, Status};
+use crate::jobs::{JobId, JobInfo, JobState, Order, Removed, Status};
 
 #[derive(Deserialize)]
 pub struct ResultsQuery {
@@ -272,6 +272,29 @@ pub async fn delete(
     Ok(ok_json(&Deleted {
         job_id: id.to_string(),
         status: removed.name(),
+    }))
+}
+
+/// Cancels a queued job; unlike `DELETE`, never removes a finished one (an admin
+/// action).
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), security(("admin_token" = []), ()), responses(
+    (status = 200, description = "The queued job is taken out before it runs (`cancelled`), and does not come back after a restart", body = Deleted),
+    (status = 401, description = "The admin token is needed", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    (status = 403, description = "A wrong admin token, or admin actions are disabled", body = ErrorBody),
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
+    (status = 409, description = "The job is running, done or failed: it is left as it is", body = ErrorBody),
+    (status = 500, description = "The disk refused the cancel; the job is unchanged", body = ErrorBody)))]
+pub async fn cancel(
+    request: HttpRequest,
+    path: PathParams,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request)?;
+    let id: JobId = path.get("id").parse()?;
+    state.jobs.cancel_queued(id).await?;
+    Ok(ok_json(&Deleted {
+        job_id: id.to_string(),
+        status: Removed::Cancelled.name(),
     }))
 }
 

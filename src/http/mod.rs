@@ -181,6 +181,12 @@ fn api_endpoints() -> Vec<Endpoint> {
             vec![read().to(job_results::log)],
         ),
         endpoint(
+            "/api/jobs/{id}/cancel",
+            "POST",
+            &[],
+            vec![only(Method::POST).to(jobs::cancel)],
+        ),
+        endpoint(
             "/api/jobs/{id}",
             "GET, HEAD, DELETE",
             &[],

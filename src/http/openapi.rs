@@ -75,6 +75,7 @@ impl Modify for DistinctOperationIds {
         jobs::count,
         jobs::graceful_shutdown,
         jobs::delete,
+        jobs::cancel,
         job_results::ice,
         job_results::profile_cost,
         job_results::wall_cost,

@@ -225,6 +225,22 @@ impl Jobs {
         }
     }
 
+    /// Cancels a queued job; a running or finished one is left as it is.
+    ///
+    /// # Errors
+    /// `Unknown`, `NotQueued`, `Storage` or `Unavailable`.
+    pub async fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
+        match self {
+            Jobs::Local(jobs) => {
+                let jobs = jobs.clone();
+                actix_web::rt::task::spawn_blocking(move || jobs.cancel_queued(id))
+                    .await
+                    .map_err(|_| DeleteError::Storage("the cancel was interrupted".to_owned()))?
+            }
+            Jobs::Cluster(jobs) => Box::pin(jobs.cancel_queued(id)).await,
+        }
+    }
+
     /// Checks that the store takes a write now (for `/readyz`). Blocks.
     ///
     /// # Errors

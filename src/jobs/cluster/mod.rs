@@ -312,6 +312,20 @@ impl ClusterJobs {
         }
     }
 
+    /// Cancels a queued job, from any node; a running or finished one is left alone.
+    ///
+    /// # Errors
+    /// `Unknown`, `NotQueued`, or `Unavailable`.
+    pub async fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
+        self.on_db(removal::cancel_queued(self.db().clone(), id))
+            .await??;
+        self.wake_waiters(id);
+        self.unqueued(1);
+        self.inner.metrics.job_cancelled();
+        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+        Ok(())
+    }
+
     /// Removes a finished job or cancels a queued one, from any node.
     ///
     /// # Errors

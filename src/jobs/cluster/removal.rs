@@ -38,6 +38,37 @@ pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> 
     })
 }
 
+/// Cancels a queued job; a running or finished one is left as it is.
+pub(super) async fn cancel_queued(db: Pool, id: JobId) -> Result<(), DeleteError> {
+    let mut client = db.get().await.map_err(unavailable)?;
+    let transaction = client.transaction().await.map_err(unavailable)?;
+    let cancelled = transaction
+        .query_opt(
+            "DELETE FROM icewall_jobs WHERE id = $1 AND state = 'queued' RETURNING 1",
+            &[&id.uuid()],
+        )
+        .await
+        .map_err(unavailable)?;
+    if cancelled.is_some() {
+        remove_stored(&transaction, &[id.uuid()]).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        return Ok(());
+    }
+    let state = transaction
+        .query_opt(
+            "SELECT state FROM icewall_jobs WHERE id = $1",
+            &[&id.uuid()],
+        )
+        .await
+        .map_err(unavailable)?;
+    Err(match state.as_ref().map(|row| row.get::<_, &str>(0)) {
+        None => DeleteError::Unknown,
+        Some("running") => DeleteError::NotQueued("running"),
+        Some("failed") => DeleteError::NotQueued("failed"),
+        Some(_) => DeleteError::NotQueued("done"),
+    })
+}
+
 /// Removes what removed jobs had stored. A statement of its own, after the one that
 /// removed their rows: it sees what a result committed while that one waited for a
 /// row's lock left behind.

@@ -33,6 +33,25 @@ impl LocalJobs {
         }
     }
 
+    /// Cancels a queued job; a running or finished one is left as it is, whatever
+    /// happened since the caller last looked at it.
+    ///
+    /// # Errors
+    /// `Unknown`, `NotQueued` for a running or finished job, or `Storage` (then the job
+    /// is as it was).
+    pub fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
+        match self.state(id).ok_or(DeleteError::Unknown)? {
+            JobState::Queued => self.cancel(id).map_err(|error| match error {
+                // It left the queue meanwhile: a worker took it.
+                DeleteError::InFlight(state) => DeleteError::NotQueued(state),
+                other => other,
+            }),
+            JobState::Running => Err(DeleteError::NotQueued("running")),
+            JobState::Done => Err(DeleteError::NotQueued("done")),
+            JobState::Failed(_) => Err(DeleteError::NotQueued("failed")),
+        }
+    }
+
     /// Takes a queued job out before it runs. It is buried first, under its slot's lock
     /// (a worker waits meanwhile): if that fails, the job stays queued as it was.
     fn cancel(&self, id: JobId) -> Result<(), DeleteError> {

@@ -138,6 +138,9 @@ pub enum DeleteError {
     Unknown,
     #[error("the job is {0}; only a finished job can be deleted, or a queued one cancelled")]
     InFlight(&'static str),
+    /// A cancel found the job running or finished: it is left as it is.
+    #[error("the job is {0}; only a queued job can be cancelled")]
+    NotQueued(&'static str),
     #[error("the job could not be deleted and is unchanged: {0}")]
     Storage(String),
     #[error(transparent)]
