@@ -142,7 +142,7 @@ pub enum ClientCommand {
         /// `--order newest`, newer ones with `--order oldest`.
         #[arg(long)]
         after: Option<JobId>,
-        /// Print the API's list as JSON.
+        /// Print the page's jobs as JSON: the `data` array of the API's answer.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
