@@ -44,7 +44,8 @@ impl Shutdown {
     }
 
     /// Triggers on SIGINT or SIGTERM, and sends `impatient` on the next one: the
-    /// operator will not wait for the drain.
+    /// operator will not wait for the drain. Counted by signals, so that the first one
+    /// after a shutdown asked over HTTP (`docker stop` after a preStop hook) still waits.
     pub async fn on_signals(self, impatient: tokio::sync::oneshot::Sender<()>) {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut interrupt), Ok(mut terminate)) = (
@@ -53,17 +54,16 @@ impl Shutdown {
         ) else {
             return;
         };
-        for _ in 0..2 {
+        let mut next = async || {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            if self.is_triggered() {
-                let _ = impatient.send(());
-                return;
-            }
-            self.trigger();
-        }
+        };
+        next().await;
+        self.trigger();
+        next().await;
+        let _ = impatient.send(());
     }
 }
 

@@ -533,3 +533,23 @@ fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
         assert_eq!(server.wait_finished(id)["status"], "done", "{id}");
     }
 }
+
+#[test]
+fn a_signal_after_a_shutdown_asked_over_http_still_waits_for_the_drain() {
+    let gate = Gate::closed();
+    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    // What `docker stop` sends after a preStop hook asked for the shutdown.
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(500));
+    gate.open();
+    assert!(server.wait_exit().success());
+    assert_eq!(result_files(&server.results), ids.len());
+}

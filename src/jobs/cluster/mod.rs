@@ -362,7 +362,7 @@ impl ClusterJobs {
         if let Some(claimer) = claimer {
             let _ = inner
                 .handle
-                .block_on(tokio::time::timeout(inner.settings.timeout, claimer));
+                .block_on(async { tokio::time::timeout(inner.settings.timeout, claimer).await });
         }
         inner.pool.shutdown();
         // The finisher commits what the workers left, or gives a result up after a
@@ -370,10 +370,13 @@ impl ClusterJobs {
         while !inner.running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let _ = inner.handle.block_on(tokio::time::timeout(
-            inner.settings.timeout,
-            claim::unregister_node(&inner.db, inner.settings.node),
-        ));
+        let _ = inner.handle.block_on(async {
+            tokio::time::timeout(
+                inner.settings.timeout,
+                claim::unregister_node(&inner.db, inner.settings.node),
+            )
+            .await
+        });
         inner.runtime.lock().shut_down();
     }
 
@@ -433,6 +436,9 @@ impl ClusterJobs {
     }
 
     /// Runs database work on the node's runtime, bounded by `--database-timeout`.
+    // Each timeout is made inside the database runtime (an async block), whose timer it
+    // then uses: made on the calling thread it needs that thread's runtime, which a
+    // plain thread (the drain's) does not have.
     async fn on_db<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
@@ -440,7 +446,7 @@ impl ClusterJobs {
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .spawn(tokio::time::timeout(timeout, work))
+            .spawn(async move { tokio::time::timeout(timeout, work).await })
             .await
             .map_err(|_| Unavailable("the node is stopping".to_owned()))?
             .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
@@ -451,7 +457,7 @@ impl ClusterJobs {
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .block_on(tokio::time::timeout(timeout, work))
+            .block_on(async { tokio::time::timeout(timeout, work).await })
             .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
     }
 
