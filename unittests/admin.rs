@@ -196,6 +196,22 @@ fn requests_for_other_host_names_are_refused() {
     let answer = server.exchange(&absolute(&format!("localhost:{port}")));
     let second = answer.split("HTTP/1.1 ").nth(2).unwrap_or_default();
     assert!(second.starts_with("200"), "{answer}");
+    // Its Host is still checked for what HTTP asks of every request; an HTTP/1.0
+    // request without one is judged by its target.
+    for (request, status) in [
+        ("GET http://localhost/healthz HTTP/1.1\r\n", "400"),
+        (
+            "GET http://localhost/healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+            "400",
+        ),
+        ("GET http://evil.example/healthz HTTP/1.0\r\n", "421"),
+    ] {
+        let answer = server.exchange(&format!("{request}Connection: close\r\n\r\n"));
+        assert!(
+            answer.contains(&format!(" {status} ")),
+            "{request}: {answer}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let named = Server::start_in(

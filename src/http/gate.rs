@@ -42,25 +42,25 @@ impl HostPolicy {
     /// `BadRequest` for a missing (in HTTP/1.1), repeated or malformed `Host` (RFC 9112
     /// 3.2 asks for 400), `MisdirectedRequest` for a well-formed name that is not ours.
     fn check(&self, headers: &HeaderMap, version: Version, uri: &Uri) -> Result<(), ApiError> {
-        if let Some(authority) = uri.authority() {
-            return self.judge(authority.as_str(), "the request target's host");
-        }
         let mut hosts = headers.get_all(header::HOST);
-        let Some(host) = hosts.next() else {
-            // HTTP/1.0 may omit it; browsers, the rebinding vector, never do.
-            return if version == Version::HTTP_10 {
-                Ok(())
-            } else {
-                Err(ApiError::BadRequest(
-                    "the request has no Host header".to_owned(),
-                ))
-            };
-        };
+        let host = hosts.next();
         if hosts.next().is_some() {
             return Err(ApiError::BadRequest(
                 "the request has more than one Host header".to_owned(),
             ));
         }
+        // HTTP/1.0 may omit it; browsers, the rebinding vector, never do.
+        if host.is_none() && version != Version::HTTP_10 {
+            return Err(ApiError::BadRequest(
+                "the request has no Host header".to_owned(),
+            ));
+        }
+        if let Some(authority) = uri.authority() {
+            return self.judge(authority.as_str(), "the request target's host");
+        }
+        let Some(host) = host else {
+            return Ok(());
+        };
         match host.to_str() {
             Ok(host) => self.judge(host, "the Host header"),
             Err(_) => Err(malformed(
