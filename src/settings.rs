@@ -63,10 +63,12 @@ pub(crate) fn admin_token(text: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
-    if let Some(other) = text.chars().find(|c| !c.is_ascii()) {
+    // Its place, not the character: the token is a secret.
+    if let Some(place) = text.chars().position(|c| !c.is_ascii()) {
         return Err(format!(
-            "the admin token holds `{other}`: use visible ASCII only, as an \
-             Authorization header is read as ASCII"
+            "the admin token holds a character that is not ASCII (character {}): use \
+             visible ASCII only, as an Authorization header is read as ASCII",
+            place + 1
         ));
     }
     Ok(text.to_owned())

@@ -372,6 +372,7 @@ const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: 
 views.job = {
   enter(id) {
     jobView.id = id;
+    jobView.queued = false;
     jobView.drawnFor = null;
     jobView.configFor = null;
     $('job-heights').hidden = true;

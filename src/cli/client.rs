@@ -266,9 +266,14 @@ fn cancel(
             status: 409,
             reason,
         }) => {
+            let finished = !reason.contains("running");
             return Err(ClientError::Refused {
                 status: 409,
-                reason: format!("job {id}: {reason} (`icewall delete` removes a finished job)"),
+                reason: if finished {
+                    format!("job {id}: {reason} (`icewall delete` removes a finished job)")
+                } else {
+                    format!("job {id}: {reason}")
+                },
             });
         }
         Err(error) => return Err(error),

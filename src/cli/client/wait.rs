@@ -22,6 +22,10 @@ pub(super) fn is_finished(result: &JobResult) -> bool {
     result.status == "done" || result.status == "failed"
 }
 
+/// The wait asked of a server that refused `WAIT_PER_REQUEST` (its `--max-wait` is
+/// shorter), before it is asked without one.
+const SHORT_WAIT: Duration = Duration::from_secs(1);
+
 /// How long to pause before asking again when the server answered before the wait
 /// asked for was up (a draining server answers every held request at once), or when it
 /// holds no request at all.
@@ -30,7 +34,8 @@ const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
 /// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
 /// and returns its last answer: the server holds each request until the job finishes
 /// (`?wait=`), so no time is lost between polls. A server that refuses the wait (its
-/// `--max-wait` is shorter) is asked without one, every `EARLY_ANSWER_PAUSE`. A spinner
+/// `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it refuses that too,
+/// without a wait, every `EARLY_ANSWER_PAUSE`. A spinner
 /// shows the state and the time taken on a terminal, nothing otherwise.
 pub(super) fn wait_for(
     client: &Client,
@@ -48,24 +53,26 @@ pub(super) fn wait_for(
         ProgressBar::hidden()
     };
     let started = Instant::now();
-    let mut holding = true;
+    // The longest wait the server takes: 10 s, then 1 s, then none, as it refuses them.
+    let mut longest_wait = WAIT_PER_REQUEST;
     loop {
         let left = timeout.map_or(WAIT_PER_REQUEST, |timeout| {
             timeout.saturating_sub(started.elapsed())
         });
-        let wait = if holding {
-            left.min(WAIT_PER_REQUEST)
-        } else {
-            Duration::ZERO
-        };
+        let wait = left.min(longest_wait);
         let asked = Instant::now();
         let result = match client.job_result(id, wait) {
             Err(ClientError::Refused { status: 400, .. }) if !wait.is_zero() => {
-                holding = false;
+                longest_wait = if longest_wait > SHORT_WAIT {
+                    SHORT_WAIT
+                } else {
+                    Duration::ZERO
+                };
                 continue;
             }
             answer => answer?,
         };
+        let holding = !longest_wait.is_zero();
         if is_finished(&result) || left.is_zero() {
             spinner.finish_and_clear();
             return Ok(result);
