@@ -46,12 +46,7 @@ fn a_reachable_server_without_a_token_refuses_admin_actions_but_obeys_signals() 
     assert!(reply.reason().contains("admin actions are disabled"));
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     server.wait_finished(&id);
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.signal("TERM");
     assert!(server.wait_exit().success());
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
     assert!(

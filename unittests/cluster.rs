@@ -31,6 +31,28 @@ fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
     pg.psql(url, sql).unwrap().trim().to_owned()
 }
 
+/// The query of a job's state and attempt, as `running 1`.
+fn state_and_attempt(id: &str) -> String {
+    format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'")
+}
+
+/// Waits for the job's first run, then does to it what the heartbeat's reaper does to a
+/// job whose node missed its heartbeats: queued again, its lease gone, while that run
+/// goes on.
+fn requeue_its_first_run(pg: &PostgresServer, url: &str, id: &str) {
+    wait_until("the job's first run", || {
+        one_row(pg, url, &state_and_attempt(id)) == "running 1"
+    });
+    one_row(
+        pg,
+        url,
+        &format!(
+            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
+             lease_expires_at = NULL WHERE id = '{id}'"
+        ),
+    );
+}
+
 #[test]
 fn three_nodes_answer_every_question_about_each_others_jobs() {
     let Some(pg) = shared() else { return };
@@ -775,20 +797,9 @@ fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_
         ],
     );
     let id = server.submit_json(EXAMPLE_JSON);
-    let state = format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'");
-    wait_until("the job's first run", || {
-        one_row(pg, &url, &state) == "running 1"
-    });
-    // What the heartbeat's reaper does to a job whose node missed its heartbeats: the
-    // node claims it again while its first run goes on.
-    one_row(
-        pg,
-        &url,
-        &format!(
-            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
-             lease_expires_at = NULL WHERE id = '{id}'"
-        ),
-    );
+    let state = state_and_attempt(&id);
+    // The node claims it again while its first run goes on.
+    requeue_its_first_run(pg, &url, &id);
     assert_example_done(&server, &id);
     // The first run's end must not drop the second run from the node's own jobs: its
     // lease would go unrenewed, run out, and the job run a third time.
@@ -819,18 +830,8 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
     );
     // Two runs of one job at the gate: the second claimed as the reaper would leave it.
     let id = server.submit_json(EXAMPLE_JSON);
-    let state = format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'");
-    wait_until("the job's first run", || {
-        one_row(pg, &url, &state) == "running 1"
-    });
-    one_row(
-        pg,
-        &url,
-        &format!(
-            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
-             lease_expires_at = NULL WHERE id = '{id}'"
-        ),
-    );
+    let state = state_and_attempt(&id);
+    requeue_its_first_run(pg, &url, &id);
     wait_until("the job's second run", || {
         one_row(pg, &url, &state) == "running 2"
     });

@@ -169,17 +169,12 @@ fn refused_at_start(args: &[&str]) -> String {
 
 #[test]
 fn sigterm_and_sigint_take_the_same_drain_path() {
-    for signal in ["-TERM", "-INT"] {
+    for signal in ["TERM", "INT"] {
         // The jobs are held until the signal has started the drain: it must run them all.
         let gate = Gate::closed();
         let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
         let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
-        let killed = Command::new("kill")
-            .arg(signal)
-            .arg(server.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        server.signal(signal);
         wait_until("the drain starts", || server.get("/readyz").status == 503);
         gate.open();
         assert!(server.wait_exit().success(), "{signal}");
@@ -229,12 +224,7 @@ fn kill_9_under_load_loses_no_accepted_job() {
             wait_until("the first accepts", || accepted.lock().unwrap().len() >= 5);
             // A different moment of the load each round.
             std::thread::sleep(Duration::from_millis(20 + 60 * round));
-            let killed = Command::new("kill")
-                .arg("-9")
-                .arg(server.pid().to_string())
-                .status()
-                .unwrap();
-            assert!(killed.success());
+            server.signal("9");
             std::thread::sleep(Duration::from_millis(50));
             stop.store(true, Ordering::SeqCst);
         });
@@ -506,18 +496,10 @@ fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
         &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
     let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
-    let signal = |server: &Server| {
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(server.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
-    };
-    signal(&server);
+    server.signal("TERM");
     wait_until("the drain starts", || server.get("/readyz").status == 503);
     // The drain waits at the gate; the operator does not.
-    signal(&server);
+    server.signal("TERM");
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
@@ -542,12 +524,7 @@ fn a_signal_after_a_shutdown_asked_over_http_still_waits_for_the_drain() {
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200);
     // What `docker stop` sends after a preStop hook asked for the shutdown.
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.signal("TERM");
     std::thread::sleep(Duration::from_millis(500));
     gate.open();
     assert!(server.wait_exit().success());

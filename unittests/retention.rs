@@ -8,6 +8,20 @@ fn results_of(server: &Server) -> usize {
     count_files(&server.results, |name| name.ends_with(".result"))
 }
 
+/// A done job, and a running one held at the (closed) gate, on a server of one worker.
+fn done_and_running(server: &Server, gate: &Gate) -> (String, String) {
+    gate.open();
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    gate.close();
+    let running = server.submit_json(EXAMPLE_JSON);
+    // A queued job would be cancelled: this one must have started.
+    wait_until("the job to start", || {
+        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
+    });
+    (done, running)
+}
+
 #[test]
 fn delete_removes_a_finished_job_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -16,16 +30,8 @@ fn delete_removes_a_finished_job_and_refuses_others() {
         dir.path(),
         &["--workers", "1", "--debug-job-gate", &gate.path()],
     );
-    gate.open();
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
-    // Held at the gate until it has been refused.
-    gate.close();
-    let running = server.submit_json(EXAMPLE_JSON);
-    // A queued job would be cancelled: this one must have started.
-    wait_until("the job to start", || {
-        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
-    });
+    // The running one is held at the gate until it has been refused.
+    let (done, running) = done_and_running(&server, &gate);
 
     let refused = server.request("DELETE", &format!("/api/jobs/{running}"));
     assert_eq!(refused.status, 409);
@@ -488,14 +494,7 @@ fn max_results_bytes_takes_a_size_with_a_unit() {
 fn cancel_takes_a_queued_job_out_and_leaves_running_and_finished_ones_alone() {
     let gate = Gate::closed();
     let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
-    gate.open();
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
-    gate.close();
-    let running = server.submit_json(EXAMPLE_JSON);
-    wait_until("the job to start", || {
-        server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
-    });
+    let (done, running) = done_and_running(&server, &gate);
     let queued = server.submit_json(EXAMPLE_JSON);
     let cancel = |id: &str| server.request("POST", &format!("/api/jobs/{id}/cancel"));
 

@@ -344,6 +344,16 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends the server a signal, as `kill -TERM` does (`name` is `TERM`, `INT`, `9`).
+    pub fn signal(&self, name: &str) {
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
