@@ -31,6 +31,28 @@ fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
     pg.psql(url, sql).unwrap().trim().to_owned()
 }
 
+/// A psql session that holds `icewall_results` locked (no result can be written; claims
+/// still can) until its stdin is closed.
+fn lock_results(pg: &PostgresServer, url: &str) -> std::process::Child {
+    let mut session = pg.psql_session(url);
+    let stdin = session.stdin.as_mut().unwrap();
+    std::io::Write::write_all(
+        stdin,
+        b"BEGIN;\nLOCK TABLE icewall_results IN EXCLUSIVE MODE;\n",
+    )
+    .unwrap();
+    std::io::Write::flush(stdin).unwrap();
+    wait_until("the test holds the lock", || {
+        one_row(
+            pg,
+            url,
+            "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
+             AND relation = 'icewall_results'::regclass",
+        ) == "1"
+    });
+    session
+}
+
 /// The query of a job's state and attempt, as `running 1`.
 fn state_and_attempt(id: &str) -> String {
     format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'")
@@ -551,22 +573,7 @@ fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
     let url = pg.create_database();
     let node = node(&url, &["--workers", "1", "--claim-ahead", "0"]);
     // Results cannot be written while the test holds this lock; claims still can.
-    let mut session = pg.psql_session(&url);
-    let stdin = session.stdin.as_mut().unwrap();
-    std::io::Write::write_all(
-        stdin,
-        b"BEGIN;\nLOCK TABLE icewall_results IN EXCLUSIVE MODE;\n",
-    )
-    .unwrap();
-    std::io::Write::flush(stdin).unwrap();
-    wait_until("the test holds the lock", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
-             AND relation = 'icewall_results'::regclass",
-        ) == "1"
-    });
+    let mut session = lock_results(pg, &url);
     let ids: Vec<String> = (0..700).map(|_| node.submit_json(EXAMPLE_JSON)).collect();
     // One worker, none claimed ahead, two batches of 256 results waiting: 513 at most.
     let mut counts = String::new();
@@ -837,22 +844,7 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
     });
     // Results wait while the test holds this lock: the first batch, a job that fails
     // at once, waits on it, and both runs' results queue up behind it.
-    let mut session = pg.psql_session(&url);
-    let stdin = session.stdin.as_mut().unwrap();
-    std::io::Write::write_all(
-        stdin,
-        b"BEGIN;\nLOCK TABLE icewall_results IN EXCLUSIVE MODE;\n",
-    )
-    .unwrap();
-    std::io::Write::flush(stdin).unwrap();
-    wait_until("the test holds the lock", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
-             AND relation = 'icewall_results'::regclass",
-        ) == "1"
-    });
+    let mut session = lock_results(pg, &url);
     let failing = server.submit_json(r#"{"profiles": [[1]], "num_teams": 7}"#);
     wait_until("the first batch waits on the lock", || {
         one_row(
