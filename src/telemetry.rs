@@ -116,7 +116,7 @@ fn logger_into(
     let flusher = Flusher::start(buffer.clone(), move |lines| {
         warn!(reporter, "log lines dropped: the log output did not keep up"; "lines" => lines);
     })?;
-    let (drain, queue) = slog_async::Async::new(lines_into(format, buffer))
+    let (drain, queue) = slog_async::Async::new(lines_into(format, buffer, text::Values::Any))
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -148,7 +148,11 @@ impl RequestLines {
     /// only its own thread takes.
     pub fn logger(&self) -> Logger {
         let (format, buffer) = (self.format, self.buffer.clone());
-        let lines = Locked::new(move || lines_into(format, buffer.clone()));
+        // A request line's values are the method, the path (which the HTTP parser takes
+        // without a control character), numbers and the request id (visible ASCII):
+        // nothing to escape, and a look for it would cost every request.
+        let lines =
+            Locked::new(move || lines_into(format, buffer.clone(), text::Values::FreeOfControls));
         named(Logger::root(lines.fuse(), o!()), &self.node_id)
     }
 }
@@ -200,16 +204,12 @@ fn named(logger: Logger, node_id: &Option<String>) -> Logger {
 fn lines_into(
     format: LogFormat,
     buffer: SharedBuffer,
+    values: text::Values,
 ) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
     match format {
-        LogFormat::Text => text_lines(buffer),
+        LogFormat::Text => Box::new(text::TextLines::new(buffer, values).fuse()),
         LogFormat::Json => json_lines(LineWriter::new(buffer)),
     }
-}
-
-/// The drain of [`LogFormat::Text`]: each line goes into the buffer whole.
-fn text_lines(out: SharedBuffer) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
-    Box::new(text::TextLines::new(out).fuse())
 }
 
 /// The drain of [`LogFormat::Json`].

@@ -12,6 +12,16 @@ use slog::{Drain, KV, Key, OwnedKVList, Record, Serializer};
 /// A drain writing each record as one text line, with one `write_all` of the whole line.
 pub struct TextLines<W: Write> {
     state: RefCell<LineState<W>>,
+    values: Values,
+}
+
+/// What the values of a drain's lines may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Values {
+    /// Anything: control characters are escaped.
+    Any,
+    /// Nothing that needs escaping, as every value is checked where it comes from.
+    FreeOfControls,
 }
 
 struct LineState<W> {
@@ -22,13 +32,14 @@ struct LineState<W> {
 }
 
 impl<W: Write> TextLines<W> {
-    pub fn new(out: W) -> TextLines<W> {
+    pub fn new(out: W, values: Values) -> TextLines<W> {
         TextLines {
             state: RefCell::new(LineState {
                 out,
                 line: Vec::with_capacity(512),
                 clock: SecondsCache::default(),
             }),
+            values,
         }
     }
 }
@@ -53,7 +64,9 @@ impl<W: Write> Drain for TextLines<W> {
         };
         record.kv().serialize(record, &mut fields)?;
         values.serialize(record, &mut fields)?;
-        escape_controls(line, message_start);
+        if self.values == Values::Any {
+            escape_controls(line, message_start);
+        }
         line.push(b'\n');
         out.write_all(line)
     }

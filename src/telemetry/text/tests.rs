@@ -42,7 +42,7 @@ fn both(log: impl Fn(&Logger)) -> (Vec<String>, Vec<String>) {
     log(&Logger::root(Mutex::new(format).fuse(), o!()));
     let ours = Written::default();
     log(&Logger::root(
-        Mutex::new(TextLines::new(ours.clone())).fuse(),
+        Mutex::new(TextLines::new(ours.clone(), Values::Any)).fuse(),
         o!(),
     ));
     (term.lines_after_time(), ours.lines_after_time())
@@ -168,7 +168,10 @@ impl Write for Writes {
 #[test]
 fn each_line_goes_out_whole_in_one_write() {
     let writes = Writes::default();
-    let logger = Logger::root(Mutex::new(TextLines::new(writes.clone())).fuse(), o!());
+    let logger = Logger::root(
+        Mutex::new(TextLines::new(writes.clone(), Values::Any)).fuse(),
+        o!(),
+    );
     let job = logger.new(o!("job_id" => "j-1"));
     info!(job, "request"; "status" => 200u16, "elapsed_ms" => 1.5f64);
     warn!(logger, "second {}", 2);
@@ -189,7 +192,10 @@ fn each_line_goes_out_whole_in_one_write() {
 #[test]
 fn a_value_cannot_end_its_line_and_write_another() {
     let written = Written::default();
-    let logger = Logger::root(Mutex::new(TextLines::new(written.clone())).fuse(), o!());
+    let logger = Logger::root(
+        Mutex::new(TextLines::new(written.clone(), Values::Any)).fuse(),
+        o!(),
+    );
     let forged = "x\n2026-12-02T00:00:00.000000Z INFO request, path: FAKE\r\u{1b}[2J\u{7f}";
     warn!(logger, "skipping an unknown file: {}", forged; "name" => forged, "tab" => "a\tb");
     let lines = written.lines_after_time();
