@@ -996,3 +996,43 @@ fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
         200
     );
 }
+
+#[test]
+fn a_job_past_its_ttl_is_unknown_to_delete_and_cancel_as_to_reads() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--result-ttl", "1s"]);
+    // The sweeper, which would remove the job's row, is kept out while the test runs:
+    // it takes this lock first.
+    let mut sweeper_kept_out = pg.psql_session(&url);
+    let stdin = sweeper_kept_out.stdin.as_mut().unwrap();
+    std::io::Write::write_all(stdin, b"SELECT pg_advisory_lock(7594024960086797314);\n").unwrap();
+    std::io::Write::flush(stdin).unwrap();
+    wait_until("the test holds the sweeper's lock", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        ) == "1"
+    });
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_example_done(&server, &id);
+    wait_until("the job is past its TTL", || {
+        server.get(&format!("/api/get_results/{id}")).status == 404
+    });
+    let cancelled = server.request("POST", &format!("/api/jobs/{id}/cancel"));
+    assert_eq!(cancelled.status, 404, "{}", cancelled.body);
+    let deleted = server.request("DELETE", &format!("/api/jobs/{id}"));
+    assert_eq!(deleted.status, 404, "{}", deleted.body);
+    assert_eq!(
+        one_row(
+            pg,
+            &url,
+            &format!("SELECT count(*) FROM icewall_jobs WHERE id = '{id}'")
+        ),
+        "1",
+        "the row waits for the sweeper"
+    );
+    drop(sweeper_kept_out.stdin.take());
+    let _ = sweeper_kept_out.wait();
+}

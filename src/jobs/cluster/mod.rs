@@ -317,7 +317,7 @@ impl ClusterJobs {
     /// # Errors
     /// `Unknown`, `NotQueued`, or `Unavailable`.
     pub async fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
-        self.on_db(removal::cancel_queued(self.db().clone(), id))
+        self.on_db(removal::cancel_queued(self.db().clone(), id, self.ttl_ms()))
             .await??;
         self.wake_waiters(id);
         self.unqueued(1);
@@ -331,7 +331,9 @@ impl ClusterJobs {
     /// # Errors
     /// `Unknown`, `InFlight` for a running job, or `Unavailable`.
     pub async fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
-        let removed = self.on_db(removal::delete(self.db().clone(), id)).await??;
+        let removed = self
+            .on_db(removal::delete(self.db().clone(), id, self.ttl_ms()))
+            .await??;
         self.inner.cache.remove(id);
         self.wake_waiters(id);
         match removed {

@@ -25,7 +25,7 @@ const INFO_COLUMNS: &str = "id, state, failure,
     (extract(epoch FROM started_at) * 1000)::int8,
     (extract(epoch FROM finished_at) * 1000)::int8,
     profiles, sections, num_teams, replayed";
-const NOT_EXPIRED: &str =
+pub(super) const NOT_EXPIRED: &str =
     "(finished_at IS NULL OR finished_at > now() - $2::float8 * interval '1 millisecond')";
 
 impl ClusterJobs {

@@ -4,18 +4,23 @@
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
+use super::reads::NOT_EXPIRED;
 use super::unavailable;
 use crate::jobs::service::{DeleteError, Removed};
 use crate::jobs::{JobId, Unavailable};
 
-/// Deletes a finished job or cancels a queued one; a running job is left alone.
-pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> {
+/// Deletes a finished job or cancels a queued one; a running job is left alone. A job
+/// past its TTL (`ttl_ms`) is unknown, as reads answer, and left to the sweeper.
+pub(super) async fn delete(db: Pool, id: JobId, ttl_ms: f64) -> Result<Removed, DeleteError> {
     let mut client = db.get().await.map_err(unavailable)?;
     let transaction = client.transaction().await.map_err(unavailable)?;
     let removed = transaction
         .query_opt(
-            "DELETE FROM icewall_jobs WHERE id = $1 AND state <> 'running' RETURNING state",
-            &[&id.uuid()],
+            &format!(
+                "DELETE FROM icewall_jobs WHERE id = $1 AND state <> 'running' AND {NOT_EXPIRED}
+                 RETURNING state"
+            ),
+            &[&id.uuid(), &ttl_ms],
         )
         .await
         .map_err(unavailable)?;
@@ -29,7 +34,10 @@ pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> 
         return Ok(removed);
     }
     let running = transaction
-        .query_opt("SELECT 1 FROM icewall_jobs WHERE id = $1", &[&id.uuid()])
+        .query_opt(
+            &format!("SELECT 1 FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"),
+            &[&id.uuid(), &ttl_ms],
+        )
         .await
         .map_err(unavailable)?;
     Err(match running {
@@ -38,8 +46,9 @@ pub(super) async fn delete(db: Pool, id: JobId) -> Result<Removed, DeleteError> 
     })
 }
 
-/// Cancels a queued job; a running or finished one is left as it is.
-pub(super) async fn cancel_queued(db: Pool, id: JobId) -> Result<(), DeleteError> {
+/// Cancels a queued job; a running or finished one is left as it is, and one past its
+/// TTL (`ttl_ms`) is unknown.
+pub(super) async fn cancel_queued(db: Pool, id: JobId, ttl_ms: f64) -> Result<(), DeleteError> {
     let mut client = db.get().await.map_err(unavailable)?;
     let transaction = client.transaction().await.map_err(unavailable)?;
     let cancelled = transaction
@@ -56,8 +65,8 @@ pub(super) async fn cancel_queued(db: Pool, id: JobId) -> Result<(), DeleteError
     }
     let state = transaction
         .query_opt(
-            "SELECT state FROM icewall_jobs WHERE id = $1",
-            &[&id.uuid()],
+            &format!("SELECT state FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"),
+            &[&id.uuid(), &ttl_ms],
         )
         .await
         .map_err(unavailable)?;
