@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::common::postgres::shared;
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Server, wait_until};
+use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, wait_until};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -661,4 +661,52 @@ fn a_wall_of_identical_profiles_draws_one_and_says_how_many() {
         "{legend}"
     );
     browser.screenshot("job-uniform-teams.png");
+}
+
+#[test]
+fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let running = server.submit_json(EXAMPLE_JSON);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    let finishing = server.submit_json(EXAMPLE_JSON);
+    let browser = Browser::start();
+    let cancel_shown =
+        "return document.getElementById('job-delete').textContent === 'Cancel this job'";
+    browser.open(&server.url(&format!("/#/jobs/{queued}")));
+    browser.wait_for("the cancel button", cancel_shown);
+    browser.click("#job-delete");
+    browser.wait_for(
+        "the list after the cancel",
+        "return location.hash === '#/jobs'",
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{queued}")).status,
+        404
+    );
+
+    // A job the page saw queued, finished by the time of the click, keeps its result.
+    browser.open(&server.url(&format!("/#/jobs/{finishing}")));
+    browser.wait_for("the cancel button again", cancel_shown);
+    // The page's look is kept, its next one held back: it shows a queued job.
+    browser.script(
+        "window.heldFetch = window.fetch; window.fetch = () => new Promise(() => {}); \
+         return null",
+    );
+    gate.open();
+    server.wait_finished(&running);
+    assert_eq!(server.wait_finished(&finishing)["status"], "done");
+    browser.script("window.fetch = window.heldFetch; return null");
+    browser.click("#job-delete");
+    browser.wait_for(
+        "the refusal",
+        "return document.body.textContent.includes('only a queued job can be cancelled')",
+    );
+    assert_eq!(
+        server.get(&format!("/api/get_results/{finishing}")).status,
+        200
+    );
 }
