@@ -342,7 +342,7 @@ impl FileStore {
 
     /// Makes the removals of names in the results directory so far durable.
     fn sync_directory(&self) -> io::Result<()> {
-        File::open(&self.inner.dir)?.sync_all()
+        sync_directory(&self.inner.dir)
     }
 
     /// Writes and answers every pending accept and commit, then stops the writer and
@@ -351,6 +351,19 @@ impl FileStore {
         self.inner.journal.shutdown();
         self.inner.sync.shutdown();
     }
+}
+
+/// Makes the names made, renamed or removed in `dir` so far durable.
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    DIRECTORY_SYNCS.with(|syncs| syncs.set(syncs.get() + 1));
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The directory syncs of this thread, for the tests of when they happen.
+    static DIRECTORY_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]

@@ -241,6 +241,9 @@ impl FileStore {
                 .map_err(io::IntoInnerError::into_error)?
                 .sync_all()?;
             fs::rename(&temporary, &path)?;
+            // Later keys go to the new file: the old one back after a power cut would be
+            // without them.
+            self.sync_directory()?;
         }
         Ok(live)
     }

@@ -63,7 +63,7 @@ impl Tombstones {
         file.sync_data()?;
         if created {
             // A new file's name must be durable too.
-            File::open(&self.dir)?.sync_all()?;
+            super::sync_directory(&self.dir)?;
         }
         Ok(())
     }
@@ -111,6 +111,9 @@ impl Tombstones {
                 .map_err(io::IntoInnerError::into_error)?
                 .sync_all()?;
             fs::rename(&temporary, &path)?;
+            // Later tombstones go to the new file: the old one back after a power cut
+            // would be without them.
+            super::sync_directory(&self.dir)?;
         }
         Ok(live)
     }

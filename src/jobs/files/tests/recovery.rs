@@ -377,3 +377,39 @@ fn a_cancelled_rerun_of_a_damaged_result_stays_cancelled_after_a_restart() {
         .collect();
     assert!(back.is_empty(), "a cancelled job came back: {back:?}");
 }
+
+#[test]
+fn files_rewritten_at_start_up_have_their_new_names_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    // A tombstone and a key of jobs no segment holds: both files are rewritten without
+    // them at the next start-up.
+    store.inner.tombstones.bury(JobId::generate()).unwrap();
+    let key = KeyRecord {
+        key: "k".to_owned(),
+        job_id: JobId::generate().to_string(),
+        fingerprint: "f".to_owned(),
+    };
+    fs::write(
+        dir.path().join(KEYS_FILE),
+        format!("{}\n", serde_json::to_string(&key).unwrap()),
+    )
+    .unwrap();
+    store.shutdown();
+    drop(store);
+
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    DIRECTORY_SYNCS.with(|syncs| syncs.set(0));
+    let (recovered, keys) = store.recover(|_| {}).unwrap();
+    assert!(recovered.is_empty() && keys.is_empty());
+    // A later append (a cancel's tombstone, a new key) goes to the new file: were its
+    // rename not durable, a power cut would bring the old file back without it.
+    assert_eq!(DIRECTORY_SYNCS.with(std::cell::Cell::get), 2);
+    DIRECTORY_SYNCS.with(|syncs| syncs.set(0));
+    drop(store.recover(|_| {}).unwrap());
+    assert_eq!(
+        DIRECTORY_SYNCS.with(std::cell::Cell::get),
+        0,
+        "nothing was rewritten"
+    );
+}
