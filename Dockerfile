@@ -8,8 +8,8 @@
 #   docker stop -t 300 icewall
 #
 # The server binds 0.0.0.0:8080 inside the container. Bound beyond loopback and without
-# ICEWALL_ADMIN_TOKEN, the admin endpoints (GET/POST /api/graceful_shutdown and
-# DELETE /api/jobs/<id>) answer 403: set the token (then send
+# ICEWALL_ADMIN_TOKEN, the admin endpoints (GET/POST /api/graceful_shutdown,
+# DELETE /api/jobs/<id> and POST /api/jobs/<id>/cancel) answer 403: set the token (then send
 # `Authorization: Bearer <token>`) to enable graceful shutdown and deletion over HTTP.
 # `docker stop` sends SIGTERM, which always works and drains the queue (queued and
 # running jobs finish, then exit 0); its default grace period is only 10 s before
@@ -32,6 +32,8 @@ WORKDIR /build
 # manifest only parses if those files exist, even though only the binary is built.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The page's files, which the binary embeds.
+COPY web ./web
 COPY benches ./benches
 COPY unittests ./unittests
 

@@ -1,7 +1,7 @@
-//! Who may run admin actions (graceful shutdown, deleting jobs): the holder of the
-//! admin token, or, when no token is set, anyone on a loopback-only server; never a
-//! web page of another site, which a browser would let trigger them (an `<img>` pointing
-//! at the shutdown URL).
+//! Who may run admin actions (graceful shutdown, deleting or cancelling jobs): the
+//! holder of the admin token, or, when no token is set, anyone on a loopback-only
+//! server; never a web page of another site, which a browser would let trigger them (an
+//! `<img>` pointing at the shutdown URL).
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
