@@ -30,6 +30,44 @@ impl Modify for AdminToken {
     }
 }
 
+/// Every route refuses unknown query parameters with 400: an operation whose annotation
+/// names no 400 of its own gets that one.
+struct UnknownParameters;
+
+impl Modify for UnknownParameters {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let refusal = ResponseBuilder::new()
+            .description("An unknown query parameter, named in the reason")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.head,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| refusal.clone().into());
+            }
+        }
+    }
+}
+
 /// One annotation serving several methods (`method(get, post)`) gives each of them the
 /// same operationId, which client generators refuse: every method after the first keeps
 /// the id with its own name appended (`graceful_shutdown_post`), so ids stay stable.
@@ -100,7 +138,7 @@ impl Modify for DistinctOperationIds {
         JobListEntry, jobs::JobDetails, NumJobs, ShuttingDown, Deleted, IceAnswer, CostAnswer, Health, chart::Chart,
         chart::IceSeries, chart::TeamChart, crate::wall::GanttRow, operations::Stats, operations::JobCounts, operations::Workers,
         operations::Throughput, Node, crate::metrics::Interval, crate::metrics::Spread)),
-    modifiers(&AdminToken, &DistinctOperationIds),
+    modifiers(&AdminToken, &DistinctOperationIds, &UnknownParameters),
 )]
 struct ApiDoc;
 
@@ -178,5 +216,18 @@ mod tests {
             })
             .collect();
         assert_eq!(described, answered);
+    }
+
+    #[test]
+    fn every_operation_documents_the_400_of_an_unknown_parameter() {
+        let document: serde_json::Value = serde_json::from_str(&document(60.0, 4000)).unwrap();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                assert!(
+                    operation["responses"]["400"].is_object(),
+                    "{method} {path} has no 400"
+                );
+            }
+        }
     }
 }
