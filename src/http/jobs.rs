@@ -14,7 +14,7 @@ use super::bodies::{
 use super::endpoint::PathParams;
 use super::lookup::{done_answer, page_limit};
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobInfo, JobState, Order, Removed, Status};
+use crate::jobs::{JobId, JobInfo, JobState, Order, Removable, Status};
 
 #[derive(Deserialize)]
 pub struct ResultsQuery {
@@ -266,13 +266,7 @@ pub async fn delete(
     path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request)?;
-    let id: JobId = path.get("id").parse()?;
-    let removed = state.jobs.delete(id).await?;
-    Ok(ok_json(&Deleted {
-        job_id: id.to_string(),
-        status: removed.name(),
-    }))
+    remove(&request, &path, &state, Removable::FinishedOrQueued).await
 }
 
 /// Cancels a queued job; unlike `DELETE`, never removes a finished one (an admin
@@ -289,12 +283,22 @@ pub async fn cancel(
     path: PathParams,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request)?;
+    remove(&request, &path, &state, Removable::QueuedOnly).await
+}
+
+/// The admin action of `DELETE` and of a cancel.
+async fn remove(
+    request: &HttpRequest,
+    path: &PathParams,
+    state: &ApiState,
+    what: Removable,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(request)?;
     let id: JobId = path.get("id").parse()?;
-    state.jobs.cancel_queued(id).await?;
+    let removed = state.jobs.remove(id, what).await?;
     Ok(ok_json(&Deleted {
         job_id: id.to_string(),
-        status: Removed::Cancelled.name(),
+        status: removed.name(),
     }))
 }
 

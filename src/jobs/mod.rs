@@ -21,6 +21,6 @@ pub use modes::{Jobs, TeamLogReader};
 use registry::Registry;
 pub use registry::{JobInfo, JobState, Order, Status, WallShape};
 pub use service::{
-    DebugHooks, DeleteError, JobsSettings, LocalJobs, Removed, Retention, StartError, Submission,
-    SubmitError, Submitted, Unavailable,
+    DebugHooks, DeleteError, JobsSettings, LocalJobs, Removable, Removed, Retention, StartError,
+    Submission, SubmitError, Submitted, Unavailable,
 };

@@ -14,7 +14,9 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use super::cluster::{ClusterJobs, ClusterNode};
-use super::service::{DeleteError, LocalJobs, Removed, Submission, SubmitError, Submitted};
+use super::service::{
+    DeleteError, LocalJobs, Removable, Removed, Submission, SubmitError, Submitted,
+};
 use super::{JobId, JobInfo, JobState, Order, Status, StoreError, StoredWork, Unavailable};
 use crate::metrics::Snapshot;
 use crate::wall::{self, Limits, Summary, WallConfig};
@@ -209,35 +211,20 @@ impl Jobs {
         }
     }
 
-    /// Removes a finished job or cancels a queued one, for good.
+    /// Removes a finished job or cancels a queued one, for good, as far as `what` allows
+    /// (a cancel leaves a running or finished job as it is).
     ///
     /// # Errors
     /// See `DeleteError`.
-    pub async fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+    pub async fn remove(&self, id: JobId, what: Removable) -> Result<Removed, DeleteError> {
         match self {
             Jobs::Local(jobs) => {
                 let jobs = jobs.clone();
-                actix_web::rt::task::spawn_blocking(move || jobs.delete(id))
+                actix_web::rt::task::spawn_blocking(move || jobs.remove(id, what))
                     .await
-                    .map_err(|_| DeleteError::Storage("the delete was interrupted".to_owned()))?
+                    .map_err(|_| DeleteError::Storage("the removal was interrupted".to_owned()))?
             }
-            Jobs::Cluster(jobs) => Box::pin(jobs.delete(id)).await,
-        }
-    }
-
-    /// Cancels a queued job; a running or finished one is left as it is.
-    ///
-    /// # Errors
-    /// `Unknown`, `NotQueued`, `Storage` or `Unavailable`.
-    pub async fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
-        match self {
-            Jobs::Local(jobs) => {
-                let jobs = jobs.clone();
-                actix_web::rt::task::spawn_blocking(move || jobs.cancel_queued(id))
-                    .await
-                    .map_err(|_| DeleteError::Storage("the cancel was interrupted".to_owned()))?
-            }
-            Jobs::Cluster(jobs) => Box::pin(jobs.cancel_queued(id)).await,
+            Jobs::Cluster(jobs) => Box::pin(jobs.remove(id, what)).await,
         }
     }
 

@@ -7,13 +7,13 @@
 //! commit, to every listening node.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use deadpool_postgres::Client;
 use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::database::within;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -144,16 +144,6 @@ async fn store(
         }
     }
     Ok(answers)
-}
-
-/// `work`, or `Unavailable` once `timeout` has passed.
-async fn within<T>(
-    timeout: Duration,
-    work: impl Future<Output = Result<T, Unavailable>>,
-) -> Result<T, Unavailable> {
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(Unavailable(format!("no answer within {timeout:?}"))))
 }
 
 /// Inserts the batch's jobs and requests in one statement, so one round trip and one

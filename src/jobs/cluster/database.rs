@@ -2,9 +2,11 @@
 //! runtime it lives on (shut down without blocking, wherever it is dropped), and the
 //! database's errors as a client of the API sees them.
 
+use std::future::Future;
 use std::io;
 use std::panic;
 use std::str::FromStr;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
@@ -89,6 +91,17 @@ pub(super) fn block_on_aside<T: Send>(
 /// A database error as the client sees it.
 pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
     Unavailable(describe(&error))
+}
+
+/// `work`, or `Unavailable` once `timeout` (`--database-timeout`) has passed. To be
+/// awaited on the database runtime, whose timer it then uses.
+pub(super) async fn within<T>(
+    timeout: Duration,
+    work: impl Future<Output = Result<T, Unavailable>>,
+) -> Result<T, Unavailable> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(Unavailable(format!("no answer within {timeout:?}"))))
 }
 
 /// An error with its causes ("error connecting to server: Connection refused"): the

@@ -39,13 +39,13 @@ use uuid::Uuid;
 
 use self::cache::ResultCache;
 use self::claim::ClaimedJob;
-use self::database::{DbRuntime, block_on_aside, connect, describe, unavailable};
+use self::database::{DbRuntime, block_on_aside, connect, describe, unavailable, within};
 pub use self::nodes::ClusterNode;
 use super::idempotency::fingerprint;
 use super::registry::WallShape;
 use super::service::{
-    DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
-    Submitted, caught,
+    DebugHooks, DeleteError, JobsSettings, Removable, Removed, Retention, StartError, Submission,
+    SubmitError, Submitted, caught,
 };
 use super::waiters::Waiters;
 use super::{JobId, Unavailable};
@@ -312,27 +312,15 @@ impl ClusterJobs {
         }
     }
 
-    /// Cancels a queued job, from any node; a running or finished one is left alone.
+    /// Removes a finished job or cancels a queued one, from any node, as far as `what`
+    /// allows.
     ///
     /// # Errors
-    /// `Unknown`, `NotQueued`, or `Unavailable`.
-    pub async fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
-        self.on_db(removal::cancel_queued(self.db().clone(), id, self.ttl_ms()))
-            .await??;
-        self.wake_waiters(id);
-        self.unqueued(1);
-        self.inner.metrics.job_cancelled();
-        info!(self.inner.logger, "job cancelled"; "job_id" => %id);
-        Ok(())
-    }
-
-    /// Removes a finished job or cancels a queued one, from any node.
-    ///
-    /// # Errors
-    /// `Unknown`, `InFlight` for a running job, or `Unavailable`.
-    pub async fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
+    /// `Unknown`, `InFlight` for a running job (`NotQueued` for any but a queued one, to
+    /// a cancel), or `Unavailable`.
+    pub async fn remove(&self, id: JobId, what: Removable) -> Result<Removed, DeleteError> {
         let removed = self
-            .on_db(removal::delete(self.db().clone(), id, self.ttl_ms()))
+            .on_db(removal::remove(self.db().clone(), id, what, self.ttl_ms()))
             .await??;
         self.inner.cache.remove(id);
         self.wake_waiters(id);
@@ -362,9 +350,7 @@ impl ClusterJobs {
         // (an attempt spent) for another node. Bounded as every database call is.
         let claimer = inner.claimer.lock().take();
         if let Some(claimer) = claimer {
-            let _ = inner
-                .handle
-                .block_on(async { tokio::time::timeout(inner.settings.timeout, claimer).await });
+            let _ = self.block_on_db(claimer);
         }
         inner.pool.shutdown();
         // The finisher commits what the workers left, or gives a result up after a
@@ -372,13 +358,7 @@ impl ClusterJobs {
         while !inner.running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let _ = inner.handle.block_on(async {
-            tokio::time::timeout(
-                inner.settings.timeout,
-                claim::unregister_node(&inner.db, inner.settings.node),
-            )
-            .await
-        });
+        let _ = self.block_on_db(claim::unregister_node(&inner.db, inner.settings.node));
         inner.runtime.lock().shut_down();
     }
 
@@ -448,10 +428,9 @@ impl ClusterJobs {
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .spawn(async move { tokio::time::timeout(timeout, work).await })
+            .spawn(async move { within(timeout, async { Ok(work.await) }).await })
             .await
             .map_err(|_| Unavailable("the node is stopping".to_owned()))?
-            .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
     }
 
     /// `on_db` for a caller off the async threads (a worker, a blocking read).
@@ -459,8 +438,7 @@ impl ClusterJobs {
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .block_on(async { tokio::time::timeout(timeout, work).await })
-            .map_err(|_| Unavailable(format!("no answer within {timeout:?}")))
+            .block_on(within(timeout, async { Ok(work.await) }))
     }
 
     pub(super) fn wake_waiters(&self, id: JobId) {

@@ -17,8 +17,8 @@ use self::handoff::{AcceptInProgress, AcceptedJob, Finished};
 use self::queue::{QueueSlot, QueuedJob};
 pub(crate) use self::simulation::caught;
 pub use self::types::{
-    DebugHooks, DeleteError, JobsSettings, Removed, Retention, StartError, Submission, SubmitError,
-    Submitted, Unavailable,
+    DebugHooks, DeleteError, JobsSettings, Removable, Removed, Retention, StartError, Submission,
+    SubmitError, Submitted, Unavailable,
 };
 
 use std::sync::Arc;
@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::waiters::Waiters;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
@@ -35,6 +34,7 @@ use super::idempotency::{KeyClaim, Keys};
 use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
 use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
+use super::waiters::Waiters;
 use super::{JobId, JobState, Registry, StoreError};
 use crate::metrics::Metrics;
 use crate::pool::JobPool;
@@ -64,9 +64,8 @@ struct Inner {
     accepts_in_progress: AtomicUsize,
     /// Idempotency keys of the jobs that still exist.
     keys: Keys,
-    /// Wakes the requests waiting for a job in flight (`?wait=`): made by the first
-    /// waiter, removed when the job finishes or is cancelled. Waiters are futures, so
-    /// any number of them cost no thread.
+    /// Wakes the requests waiting for a job in flight (`?wait=`). Waiters are futures,
+    /// so any number of them cost no thread.
     waiters: Waiters,
     logger: Logger,
     metrics: Arc<Metrics>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use slog::{info, warn};
 
-use super::{DeleteError, LocalJobs, Removed};
+use super::{DeleteError, LocalJobs, Removable, Removed};
 use crate::jobs::storage::Storage;
 use crate::jobs::{JobId, JobState};
 
@@ -33,23 +33,33 @@ impl LocalJobs {
         }
     }
 
-    /// Cancels a queued job; a running or finished one is left as it is, whatever
-    /// happened since the caller last looked at it.
+    /// Removes what `what` may take, as `delete` does, but for a cancel a running or
+    /// finished job is left as it is, whatever happened since the caller last looked.
     ///
     /// # Errors
-    /// `Unknown`, `NotQueued` for a running or finished job, or `Storage` (then the job
-    /// is as it was).
-    pub fn cancel_queued(&self, id: JobId) -> Result<(), DeleteError> {
-        match self.state(id).ok_or(DeleteError::Unknown)? {
-            JobState::Queued => self.cancel(id).map_err(|error| match error {
-                // It left the queue meanwhile: a worker took it.
-                DeleteError::InFlight(state) => DeleteError::NotQueued(state),
-                other => other,
-            }),
-            JobState::Running => Err(DeleteError::NotQueued("running")),
-            JobState::Done => Err(DeleteError::NotQueued("done")),
-            JobState::Failed(_) => Err(DeleteError::NotQueued("failed")),
+    /// As `delete`; a cancel answers `NotQueued` for a running or finished job.
+    pub fn remove(&self, id: JobId, what: Removable) -> Result<Removed, DeleteError> {
+        if what == Removable::FinishedOrQueued {
+            return self.delete(id);
         }
+        let not_queued = match self.state(id).ok_or(DeleteError::Unknown)? {
+            JobState::Queued => {
+                return self
+                    .cancel(id)
+                    .map(|()| Removed::Cancelled)
+                    .map_err(|error| {
+                        match error {
+                            // It left the queue meanwhile: a worker took it.
+                            DeleteError::InFlight(state) => DeleteError::NotQueued(state),
+                            other => other,
+                        }
+                    });
+            }
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed(_) => "failed",
+        };
+        Err(DeleteError::NotQueued(not_queued))
     }
 
     /// Takes a queued job out before it runs. It is buried first, under its slot's lock

@@ -75,6 +75,14 @@ pub enum Removed {
     Cancelled,
 }
 
+/// What a removal may take: a `DELETE` a finished or a queued job, a cancel a queued one
+/// only, so that a job that finished since its caller looked keeps its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removable {
+    FinishedOrQueued,
+    QueuedOnly,
+}
+
 impl Removed {
     /// The `status` string of the API.
     pub fn name(self) -> &'static str {
