@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use thousands::Separable;
 
 pub use self::args::{ClientCommand, RetryArgs, ServerArgs};
-use self::connection::{Client, read_json};
+use self::connection::{Client, read_json, unreadable};
 use self::submit::{read_config, submit};
 use self::wait::{is_finished, print_result, wait_for};
 use super::printable;
@@ -159,13 +159,17 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             query.extend(after.map(|id| ("after", id.to_string())));
             list_jobs(&client, &query, json, out)
         }
+        // A cancel leaves a job that finished since it was looked at (a `DELETE` would
+        // remove its result).
         ClientCommand::Cancel { id, token, .. } => {
-            cancel(&client, &id.to_string(), token.as_deref(), out)
+            let request = client
+                .agent
+                .post(&client.url(&format!("/api/jobs/{id}/cancel")));
+            remove_job(&client, request, token.as_deref(), &id.to_string(), out)
         }
         ClientCommand::Delete { id, token, .. } => {
-            let answer = delete_job(&client, &id.to_string(), token.as_deref())?;
-            writeln!(out, "{} {id}", removal_status(&answer)?)?;
-            Ok(())
+            let request = client.agent.delete(&client.url(&format!("/api/jobs/{id}")));
+            remove_job(&client, request, token.as_deref(), &id.to_string(), out)
         }
         ClientCommand::Health { .. } => health(&client, out),
         ClientCommand::Shutdown { token, .. } => {
@@ -238,62 +242,21 @@ fn list_jobs(
     Ok(())
 }
 
-fn delete_job(client: &Client, id: &str, token: Option<&str>) -> Result<Value, ClientError> {
-    let request = with_token(
-        client.agent.delete(&client.url(&format!("/api/jobs/{id}"))),
-        token,
-    );
-    read_json(client.send(request, None)?)
-}
-
-/// `POST /api/jobs/<id>/cancel`, which leaves a running or finished job as it is, even
-/// one that finished a moment ago (a `DELETE` would remove its result).
-fn cancel(
+/// Sends a `DELETE` or a cancel of job `id`, and prints what became of it (`deleted`
+/// or `cancelled`).
+fn remove_job(
     client: &Client,
-    id: &str,
+    request: ureq::Request,
     token: Option<&str>,
+    id: &str,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
-    let request = with_token(
-        client
-            .agent
-            .post(&client.url(&format!("/api/jobs/{id}/cancel"))),
-        token,
-    );
-    let answer: Value = match client.send(request, None) {
-        Ok(answer) => read_json(answer)?,
-        Err(ClientError::Refused {
-            status: 409,
-            reason,
-        }) => {
-            let finished = !reason.contains("running");
-            return Err(ClientError::Refused {
-                status: 409,
-                reason: if finished {
-                    format!("job {id}: {reason} (`icewall delete` removes a finished job)")
-                } else {
-                    format!("job {id}: {reason}")
-                },
-            });
-        }
-        Err(error) => return Err(error),
-    };
-    writeln!(out, "{} {id}", removal_status(&answer)?)?;
-    Ok(())
-}
-
-/// `deleted` or `cancelled`, from the answer to a `DELETE` or a cancel.
-fn removal_status(answer: &Value) -> Result<String, ClientError> {
-    answer["status"]
+    let answer: Value = read_json(client.send(with_token(request, token), None)?)?;
+    let status = answer["status"]
         .as_str()
-        .map(printable)
-        .ok_or_else(|| unreadable("no `status` in its answer"))
-}
-
-fn unreadable(what: &str) -> ClientError {
-    ClientError::Input(format!(
-        "the server sent an answer this client cannot read: {what}"
-    ))
+        .ok_or_else(|| unreadable("no `status` in its answer"))?;
+    writeln!(out, "{} {id}", printable(status))?;
+    Ok(())
 }
 
 /// Alive (`/healthz`) and then ready for jobs (`/readyz`).

@@ -163,11 +163,16 @@ impl Client {
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(
     response: ureq::Response,
 ) -> Result<T, ClientError> {
-    response.into_json().map_err(|error| {
-        ClientError::Input(format!(
-            "the server sent an answer this client cannot read: {error}"
-        ))
-    })
+    response
+        .into_json()
+        .map_err(|error| unreadable(&error.to_string()))
+}
+
+/// An answer without what the client needs from it: another server's, or a wrong one.
+pub(super) fn unreadable(what: &str) -> ClientError {
+    ClientError::Input(format!(
+        "the server sent an answer this client cannot read: {what}"
+    ))
 }
 
 pub(super) fn refusal(status: u16, response: ureq::Response) -> ClientError {

@@ -104,14 +104,14 @@ pub(super) fn print_result(
                     "the server sent a summary this client cannot read: {error}"
                 ))
             };
-            let cut: Truncation = serde_json::from_str(data.get()).map_err(cannot_read)?;
-            if json && !cut.profiles_truncated {
+            let done: DoneSummary = serde_json::from_str(data.get()).map_err(cannot_read)?;
+            if json && !done.profiles_truncated {
                 // The server's own bytes, keys in the API's order.
                 writeln!(out, "{}", data.get())?;
                 return Ok(());
             }
-            let mut summary: Summary = serde_json::from_str(data.get()).map_err(cannot_read)?;
-            if cut.profiles_truncated {
+            let mut summary = done.summary;
+            if done.profiles_truncated {
                 read_left_out_rows(client, id, &mut summary)?;
             }
             if json {
@@ -142,9 +142,11 @@ pub(super) fn print_result(
     }
 }
 
-/// Whether a summary left rows out (only then does it say so).
+/// A done job's summary, and whether it left rows out (only then does it say so).
 #[derive(Deserialize)]
-struct Truncation {
+struct DoneSummary {
+    #[serde(flatten)]
+    summary: Summary,
     #[serde(default)]
     profiles_truncated: bool,
 }
