@@ -35,8 +35,8 @@ const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
 /// and returns its last answer: the server holds each request until the job finishes
 /// (`?wait=`), so no time is lost between polls. A server that refuses the wait (its
 /// `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it refuses that too,
-/// without a wait, every `EARLY_ANSWER_PAUSE`. A spinner
-/// shows the state and the time taken on a terminal, nothing otherwise.
+/// without a wait, every `EARLY_ANSWER_PAUSE`. A spinner shows the state and the time
+/// taken on a terminal, nothing otherwise.
 pub(super) fn wait_for(
     client: &Client,
     id: &str,
@@ -72,13 +72,13 @@ pub(super) fn wait_for(
             }
             answer => answer?,
         };
-        let holding = !longest_wait.is_zero();
         if is_finished(&result) || left.is_zero() {
             spinner.finish_and_clear();
             return Ok(result);
         }
         spinner.set_message(format!("job {id} {}", printable(&result.status)));
-        if asked.elapsed() < wait || !holding {
+        // Answered before its wait was up, or asked without one.
+        if wait.is_zero() || asked.elapsed() < wait {
             let left = timeout.map_or(EARLY_ANSWER_PAUSE, |timeout| {
                 timeout.saturating_sub(started.elapsed())
             });
