@@ -341,6 +341,16 @@ fn damaged_files_in_results_are_reported_and_skipped() {
             .contains("stored request is damaged"),
         "{failed}"
     );
+    // Its config is the failure too, as for every other read of it, not a server error.
+    for id in [garbage, torn.as_str()] {
+        let config = server.get(&format!("/api/jobs/{id}/config"));
+        assert_eq!(config.status, 409, "{}", config.body);
+        assert!(
+            config.reason().contains("the job failed: "),
+            "{}",
+            config.body
+        );
+    }
     assert_eq!(server.listed_jobs(), 4);
     assert!(server.shutdown().success());
     let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();

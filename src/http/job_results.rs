@@ -14,7 +14,7 @@ use super::endpoint::PathParams;
 use super::lookup::{decimal, done_answer, known_job, page_limit, read_stored};
 use super::queries::Question;
 use super::{ApiError, ApiState};
-use crate::jobs::{JobId, JobState};
+use crate::jobs::{JobId, JobState, StoreError};
 
 /// Bytes of a team log read and sent at a time.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -101,7 +101,7 @@ fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
     (status = 200, description = "The wall config the job was run from (as the server parsed it): the heights of the profiles after `after`, in order", body = ConfigPage),
     (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id, or a job whose result was stored without its config (by a version that did not keep it)", body = ErrorBody),
-    (status = 409, description = "The job is queued or running: its config is kept with its result", body = ErrorBody),
+    (status = 409, description = "The job is queued or running (its config is kept with its result), or it failed and has no config to show (its request or its result is damaged)", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn config(
     path: PathParams,
@@ -117,14 +117,25 @@ pub async fn config(
             job.name()
         )));
     }
-    let config = read_stored(&state, id, move |jobs| jobs.config(id))
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(
-                "this job's config was not kept: its result was stored by an earlier version"
-                    .to_owned(),
-            )
-        })?;
+    // A failed job may have no config to show: its request did not parse (a damaged
+    // journal line), or its result is damaged. Then that failure is the answer, as for
+    // every other read of the job.
+    let failure = match &job {
+        JobState::Failed(reason) => Some(reason.to_string()),
+        _ => None,
+    };
+    let config = read_stored(&state, id, move |jobs| match (jobs.config(id), failure) {
+        (Ok(Some(config)), _) => Ok(Ok(config)),
+        (Ok(None) | Err(StoreError::Damaged(_)), Some(reason)) => Ok(Err(ApiError::Conflict(
+            format!("the job failed: {reason}; it has no config to show"),
+        ))),
+        (Ok(None), None) => Ok(Err(ApiError::NotFound(
+            "this job's config was not kept: its result was stored by an earlier version"
+                .to_owned(),
+        ))),
+        (Err(error), _) => Err(error),
+    })
+    .await??;
     let profiles = config.profiles();
     let first = first.min(profiles.len());
     let end = first.saturating_add(limit).min(profiles.len());
