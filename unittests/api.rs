@@ -403,7 +403,7 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
     assert!(
         refused
             .reason()
-            .contains("at the --max-queue-bytes limit of 2048 bytes"),
+            .contains("would take them past the --max-queue-bytes limit of 2048 bytes"),
         "{}",
         refused.reason()
     );

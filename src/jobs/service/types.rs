@@ -108,7 +108,7 @@ pub enum SubmitError {
     #[error("the job queue is full; retry later")]
     QueueFull,
     #[error(
-        "the queued jobs hold {} bytes, at the --max-queue-bytes limit of {} bytes; retry later",
+        "the queued jobs hold {} bytes, and this job would take them past the --max-queue-bytes limit of {} bytes; retry later",
         .0.used,
         .0.limit
     )]
