@@ -140,17 +140,18 @@ fn a_recovered_jobs_record_keeps_what_its_result_tells() {
 
     let server = Server::start_in(dir.path(), &[]);
     let after = record(&server, &id);
+    // The finish is the result file's time, which is set to it.
     for key in [
         "job_id",
         "status",
         "created_at",
+        "finished_at",
         "profiles",
         "sections",
         "num_teams",
     ] {
         assert_eq!(after[key], before[key], "{key}");
     }
-    // The result file's time, which is the finish to within the rename.
     assert_timestamp(&after["finished_at"]);
     // Not kept on disk: unknown after a restart.
     for key in ["started_at", "queue_ms", "run_ms"] {

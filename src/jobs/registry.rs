@@ -112,7 +112,7 @@ impl Registry {
         self.index.write().finished.mark_replayed(id);
     }
 
-    /// Marks a job in flight done or failed now, its result taking `result_bytes`; a
+    /// Marks a job in flight done or failed at `finished_at`, its result taking `result_bytes`; a
     /// job already finished (or unknown) stays as it is. Answers how many jobs are
     /// finished then and the bytes their results take (for the retention limits),
     /// read under the same lock.
@@ -120,11 +120,12 @@ impl Registry {
         &self,
         id: JobId,
         outcome: JobState,
+        finished_at: SystemTime,
         result_bytes: u64,
         journal: StorePin,
     ) -> (usize, u64) {
         debug_assert!(outcome.is_finished());
-        let finished_ms = epoch_ms(SystemTime::now());
+        let finished_ms = epoch_ms(finished_at);
         let mut index = self.index.write();
         let finished = |index: &Index| {
             let [_, _, done, failed] = index.counts();

@@ -102,11 +102,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a finished job's record, once, and lets go of its request; `then` gets the
     /// bytes the record takes once it is durable. `request_bytes` are the request's
     /// bytes, which the job ran from; `None` when they could not be read (the job then
-    /// failed for it), and the record keeps none.
+    /// failed for it), and the record keeps none. The record carries `finished_at`, so
+    /// that a restart finds the time the job's record showed.
     fn commit(
         &self,
         id: JobId,
         record: &Record<'_>,
+        finished_at: SystemTime,
         request: Self::Request,
         request_bytes: Option<&[u8]>,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,

@@ -43,6 +43,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
@@ -244,25 +245,33 @@ impl FileStore {
     /// Writes the result (and a log file) and returns the bytes they take and where the
     /// result waits for its sync. The result keeps the job's request, `request_bytes`;
     /// a job whose request could not be read has a result without it, rather than none.
+    /// Its modification time is `finished_at`, which a restart reads back as the job's.
     fn write_pending(
         &self,
         id: JobId,
         record: &Record<'_>,
+        finished_at: SystemTime,
         request: Option<&[u8]>,
     ) -> io::Result<(u64, WrittenResult)> {
         let log_file_len = match (record, self.inner.team_logs) {
             (Record::Done(outcome), TeamLogs::Files) => Some(self.write_log_file(id, outcome)?),
             _ => None,
         };
-        let write = |file: &File| match record {
-            Record::Done(outcome) => {
-                let log = match log_file_len {
-                    Some(len) => LogPlace::File { len },
-                    None => LogPlace::Inline(&outcome.log),
-                };
-                result_file::write_done(file, outcome, log, request)
-            }
-            Record::Failed(reason) => result_file::write_failed(file, reason, request),
+        let write = |file: &File| {
+            let len = match record {
+                Record::Done(outcome) => {
+                    let log = match log_file_len {
+                        Some(len) => LogPlace::File { len },
+                        None => LogPlace::Inline(&outcome.log),
+                    };
+                    result_file::write_done(file, outcome, log, request)
+                }
+                Record::Failed(reason) => result_file::write_failed(file, reason, request),
+            }?;
+            // Set, not left to the writes: the file system's clock is coarse, and may
+            // lag the job's start by a tick.
+            file.set_modified(finished_at)?;
+            Ok::<_, io::Error>(len)
         };
         let (result_len, written) = match self.inner.unnamed.create(&self.inner.dir)? {
             Some(unnamed) => (write(unnamed.file())?, WrittenResult::Unnamed(unnamed)),

@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use super::journal::{Accept, Segment, StoredRequest};
 use super::{FileStore, StoreError, StoredWork};
@@ -65,6 +66,7 @@ impl Storage for FileStore {
         &self,
         id: JobId,
         record: &Record<'_>,
+        finished_at: SystemTime,
         request: StoredRequest,
         request_bytes: Option<&[u8]>,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
@@ -73,7 +75,7 @@ impl Storage for FileStore {
         // released, after the next group sync.
         let written = {
             let _guard = self.lock_job(id);
-            self.write_pending(id, record, request_bytes)
+            self.write_pending(id, record, finished_at, request_bytes)
         };
         let store = self.clone();
         let finish = move |stored: io::Result<u64>| {

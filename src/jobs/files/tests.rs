@@ -2,6 +2,7 @@
 //! directory refused when unusable, and what recovery finds after a crash.
 
 use std::sync::mpsc;
+use std::time::SystemTime;
 
 use super::journal::KEYS_FILE;
 use super::journal::{JOURNAL_INFIX, JOURNAL_PREFIX, SEGMENT_MIN_BYTES};
@@ -43,9 +44,14 @@ fn accept(store: &FileStore, id: JobId) -> StoredRequest {
 
 fn commit(store: &FileStore, id: JobId, record: &Record<'_>, request: StoredRequest) {
     let (sender, receiver) = mpsc::channel();
-    store.commit(id, record, request, Some(&request_of(id)), move |outcome| {
-        sender.send(outcome.is_ok()).unwrap()
-    });
+    store.commit(
+        id,
+        record,
+        SystemTime::now(),
+        request,
+        Some(&request_of(id)),
+        move |outcome| sender.send(outcome.is_ok()).unwrap(),
+    );
     assert!(receiver.recv().unwrap());
 }
 
@@ -357,6 +363,7 @@ fn a_commit_given_the_request_keeps_it_without_reading_the_journal() {
     store.commit(
         id,
         &Record::Failed("bad luck"),
+        SystemTime::now(),
         request,
         Some(&bytes),
         move |outcome| sender.send(outcome.is_ok()).unwrap(),

@@ -29,7 +29,13 @@ fn jobs_are_counted_by_status_until_they_are_removed() {
     assert_eq!(registry.counts(), [1, 0, 1, 1]);
     registry.set_running(b);
     assert_eq!(registry.counts(), [0, 1, 1, 1]);
-    registry.finish(b, JobState::Failed("boom".into()), 0, Weak::new());
+    registry.finish(
+        b,
+        JobState::Failed("boom".into()),
+        SystemTime::now(),
+        0,
+        Weak::new(),
+    );
     assert_eq!(registry.counts(), [0, 0, 1, 2]);
     assert!(registry.remove_finished(a));
     assert!(registry.remove_finished(c));
@@ -62,7 +68,13 @@ fn a_record_tells_when_its_job_started_and_finished_and_its_size() {
     let started = registry.info(id).unwrap().started_ms.unwrap();
     assert!(started >= id.created_ms().unwrap());
     registry.mark_replayed(id);
-    registry.finish(id, JobState::Failed("why".into()), 0, Weak::new());
+    registry.finish(
+        id,
+        JobState::Failed("why".into()),
+        SystemTime::now(),
+        0,
+        Weak::new(),
+    );
     let failed = registry.info(id).unwrap();
     assert_eq!(failed.state, JobState::Failed("why".into()));
     assert!(failed.finished_ms.unwrap() >= started);
@@ -95,10 +107,16 @@ fn in_flight_counts_queued_and_running_only() {
     assert_eq!(registry.in_flight(), 2);
     registry.set_running(a);
     assert_eq!(registry.in_flight(), 2);
-    registry.finish(a, JobState::Done, 0, Weak::new());
-    registry.finish(a, JobState::Done, 0, Weak::new());
+    registry.finish(a, JobState::Done, SystemTime::now(), 0, Weak::new());
+    registry.finish(a, JobState::Done, SystemTime::now(), 0, Weak::new());
     assert_eq!(registry.in_flight(), 1);
-    registry.finish(b, JobState::Failed("no".into()), 0, Weak::new());
+    registry.finish(
+        b,
+        JobState::Failed("no".into()),
+        SystemTime::now(),
+        0,
+        Weak::new(),
+    );
     assert_eq!(registry.in_flight(), 0);
 }
 
@@ -168,7 +186,7 @@ fn pages_filter_by_status_and_run_either_way_from_a_cursor() {
     let rows = registry.page(&[Status::Failed], oldest, None, 1);
     assert_eq!(rows[0].1.state, JobState::Failed("x".into()));
     // A status change moves the job between the lists at once.
-    registry.finish(ids[4], JobState::Done, 0, Weak::new());
+    registry.finish(ids[4], JobState::Done, SystemTime::now(), 0, Weak::new());
     assert!(page(&[Status::Running], oldest, None, 9).is_empty());
     assert_eq!(page(&[Status::Done], newest, None, 1), [ids[5]]);
     assert_eq!(page(&[Status::Done], oldest, None, 9).len(), 4);
@@ -238,10 +256,16 @@ fn the_oldest_finished_jobs_go_until_the_stored_bytes_fit() {
     for &id in &ids {
         insert(&registry, id, JobState::Queued);
     }
-    registry.finish(ids[0], JobState::Done, 100, Weak::new());
-    registry.finish(ids[2], JobState::Failed("x".into()), 40, Weak::new());
-    registry.finish(ids[3], JobState::Done, 70, Weak::new());
-    registry.finish(ids[3], JobState::Done, 70, Weak::new());
+    registry.finish(ids[0], JobState::Done, SystemTime::now(), 100, Weak::new());
+    registry.finish(
+        ids[2],
+        JobState::Failed("x".into()),
+        SystemTime::now(),
+        40,
+        Weak::new(),
+    );
+    registry.finish(ids[3], JobState::Done, SystemTime::now(), 70, Weak::new());
+    registry.finish(ids[3], JobState::Done, SystemTime::now(), 70, Weak::new());
     assert_eq!(registry.stored_bytes(), 210);
     assert!(registry.finished_over_bytes(210).is_empty());
     assert_eq!(registry.finished_over_bytes(200), [ids[0]]);
@@ -348,7 +372,7 @@ fn a_page_shows_each_job_once_while_jobs_move_to_the_finished_store() {
                 } else {
                     JobState::Done
                 };
-                registry.finish(id, outcome, 1, Weak::new());
+                registry.finish(id, outcome, SystemTime::now(), 1, Weak::new());
             }
         })
     };
@@ -408,7 +432,7 @@ fn the_jobs_over_the_limits_are_found_across_many_steps_of_the_scan() {
         // What the retention limits are checked against, from the same lock.
         let finished = n + 1;
         assert_eq!(
-            registry.finish(id, outcome, 10, Weak::new()),
+            registry.finish(id, outcome, SystemTime::now(), 10, Weak::new()),
             (finished, 10 * finished as u64)
         );
     }

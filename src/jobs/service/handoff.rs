@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use slog::Logger;
 
@@ -48,6 +48,8 @@ pub(super) struct AcceptedJob {
 /// A job whose result the store has made durable, or failed to.
 pub(super) struct Finished {
     pub(super) id: JobId,
+    /// When it finished running, as its record and its stored result show.
+    pub(super) finished_at: SystemTime,
     pub(super) logger: Logger,
     pub(super) started: Instant,
     /// Why the simulation failed, if it did.

@@ -24,7 +24,7 @@ pub use self::types::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -319,14 +319,17 @@ impl LocalJobs {
             .map(|reason| reason.as_str().into());
         let jobs = self.clone();
         let pin = Store::pin(&request);
+        let finished_at = SystemTime::now();
         self.inner.store.commit(
             id,
             &record,
+            finished_at,
             request,
             request_bytes.as_deref(),
             move |stored| {
                 jobs.finish(Finished {
                     id,
+                    finished_at,
                     logger,
                     started,
                     failure,
@@ -342,6 +345,7 @@ impl LocalJobs {
     fn finish(&self, finished: Finished) {
         let Finished {
             id,
+            finished_at,
             logger,
             started,
             failure,
@@ -371,7 +375,8 @@ impl LocalJobs {
                 JobState::Failed(reason.into())
             }
         };
-        let (finished, stored_bytes) = (self.inner.registry).finish(id, state, result_bytes, pin);
+        let (finished, stored_bytes) =
+            (self.inner.registry).finish(id, state, finished_at, result_bytes, pin);
         self.wake_waiters(id);
         let retention = self.inner.retention;
         if finished > retention.max_results || stored_bytes > retention.max_bytes {

@@ -4,6 +4,7 @@
 //! finds a whole one.
 
 use std::fs;
+use std::time::SystemTime;
 
 use super::*;
 use crate::jobs::files::journal::UNFINISHED_SEGMENT_PREFIX;
@@ -80,7 +81,12 @@ fn crash_while_committing(dir: &std::path::Path, path: Path, crash: CrashBefore)
     let request = accept(&store, id);
     let outcome = example_outcome();
     let (bytes, written) = store
-        .write_pending(id, &Record::Done(&outcome), Some(&request_of(id)))
+        .write_pending(
+            id,
+            &Record::Done(&outcome),
+            SystemTime::now(),
+            Some(&request_of(id)),
+        )
         .unwrap();
     assert!(bytes > HEADER_LEN);
     let tmp_name = format!("{TEMPORARY_DIR}/{id}.result.tmp");
@@ -233,7 +239,12 @@ fn a_store_whose_probe_failed_says_so_once_and_stores_results_on_the_named_path(
     let request = accept(&store, id);
     let outcome = example_outcome();
     let (_, written) = store
-        .write_pending(id, &Record::Done(&outcome), Some(&request_of(id)))
+        .write_pending(
+            id,
+            &Record::Done(&outcome),
+            SystemTime::now(),
+            Some(&request_of(id)),
+        )
         .unwrap();
     assert!(matches!(written, WrittenResult::Named));
     drop(written);
