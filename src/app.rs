@@ -302,6 +302,7 @@ impl App {
         let stopped = server
             .await
             .unwrap_or_else(|error| Err(io::Error::other(error)));
+        self.jobs.close();
         info!(self.logger, "stopped");
         stopped
     }

@@ -13,7 +13,7 @@ use crate::common::postgres::{PostgresServer, shared};
 use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until, wait_until};
 
 /// A node of the cluster on `url`, with `args` besides.
-fn node(url: &str, args: &[&str]) -> Server {
+pub fn node(url: &str, args: &[&str]) -> Server {
     let mut all = vec!["--database-url", url];
     all.extend_from_slice(args);
     Server::start(&all)
@@ -27,7 +27,7 @@ fn assert_example_done(server: &Server, id: &str) {
     assert_eq!(result["data"]["days"], 31, "{id}: {result}");
 }
 
-fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
+pub fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
     pg.psql(url, sql).unwrap().trim().to_owned()
 }
 
@@ -54,7 +54,7 @@ fn lock_results(pg: &PostgresServer, url: &str) -> std::process::Child {
 }
 
 /// The query of a job's state and attempt, as `running 1`.
-fn state_and_attempt(id: &str) -> String {
+pub fn state_and_attempt(id: &str) -> String {
     format!("SELECT state || ' ' || attempt FROM icewall_jobs WHERE id = '{id}'")
 }
 

@@ -8,6 +8,7 @@ mod api;
 mod browser;
 mod client;
 mod cluster;
+mod cluster_faults;
 mod engine_matches_naive;
 mod faults;
 mod hostile;

@@ -265,11 +265,19 @@ impl Jobs {
         }
     }
 
-    /// Refuses new jobs, finishes this node's own, and stops its threads. Blocks.
+    /// Refuses new jobs and finishes this node's own; reads go on until `close`. Blocks.
     pub fn drain(&self) {
         match self {
             Jobs::Local(jobs) => jobs.drain(),
             Jobs::Cluster(jobs) => jobs.drain(),
+        }
+    }
+
+    /// Lets go of what reads need after the drain (the database's threads), once the
+    /// HTTP server has stopped.
+    pub fn close(&self) {
+        if let Jobs::Cluster(jobs) = self {
+            jobs.close();
         }
     }
 }

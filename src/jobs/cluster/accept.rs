@@ -7,14 +7,15 @@
 //! commit, to every listening node.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use deadpool_postgres::Client;
 use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::within;
-use super::{ClusterJobs, unavailable};
+use super::database::{abandon, timed_out, within};
+use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
 use crate::jobs::{JobId, Unavailable};
@@ -59,6 +60,8 @@ pub(super) struct Pending {
     /// The Idempotency-Key and the fingerprint of the request it came with.
     pub key: Option<(String, String)>,
     pub answer: oneshot::Sender<Result<Submitted, SubmitError>>,
+    pub arrived: Instant,
+    pub _in_progress: AcceptInProgress,
 }
 
 /// Takes the submissions as they come, one transaction at a time.
@@ -71,21 +74,18 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
                 Err(_) => break,
             }
         }
-        match store(&jobs, &batch).await {
-            Ok(answers) => {
-                for (pending, answer) in batch.into_iter().zip(answers) {
-                    let _ = pending.answer.send(answer);
-                }
-            }
+        let answers = match store(&jobs, &batch).await {
+            Ok(answers) => answers,
             // Nothing of the batch was committed (or its commit was not confirmed, in
             // which case a retry with the same Idempotency-Key finds the job).
-            Err(error) => {
-                for pending in batch {
-                    let _ = pending
-                        .answer
-                        .send(Err(SubmitError::Storage(error.to_string())));
-                }
-            }
+            Err(error) => batch
+                .iter()
+                .map(|_| Err(SubmitError::Storage(error.to_string())))
+                .collect(),
+        };
+        for (pending, answer) in batch.into_iter().zip(answers) {
+            jobs.answered(pending.arrived, &answer);
+            let _ = pending.answer.send(answer);
         }
     }
 }
@@ -98,11 +98,19 @@ async fn store(
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
     let timeout = jobs.inner.settings.timeout;
-    let client = within(timeout, async {
+    let client = within(jobs.db(), timeout, async {
         jobs.db().get().await.map_err(unavailable)
     })
     .await?;
-    let inserted = within(timeout, insert(&client, batch)).await?;
+    // A statement given up is cancelled: a batch answered 503 must not be committed
+    // after its answer, when a client may have made its job again.
+    let inserted = match tokio::time::timeout(timeout, insert(&client, batch)).await {
+        Ok(inserted) => inserted?,
+        Err(_) => {
+            abandon(client);
+            return Err(timed_out(timeout));
+        }
+    };
     // Keys that made no row: a job has them already (committed: the insert waited for
     // any transaction that held the key).
     let taken: Vec<&str> = batch
@@ -113,7 +121,12 @@ async fn store(
     let holders = if taken.is_empty() {
         Ok(HashMap::new())
     } else {
-        within(timeout, key_holders(&client, &taken, jobs.ttl_ms())).await
+        within(
+            jobs.db(),
+            timeout,
+            key_holders(&client, &taken, jobs.ttl_ms()),
+        )
+        .await
     };
     let answers: Vec<Result<Submitted, SubmitError>> = batch
         .iter()
@@ -127,7 +140,7 @@ async fn store(
         })
         .collect();
     if !replayed.is_empty() {
-        let marked = within(timeout, async {
+        let marked = within(jobs.db(), timeout, async {
             client
                 .execute(
                     "UPDATE icewall_jobs SET replayed = true WHERE id = ANY($1)",

@@ -12,6 +12,7 @@ use slog::{info, warn};
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
+use super::database::{abandon, timed_out, within};
 use super::{ClusterJobs, ClusterSettings, unavailable};
 use crate::jobs::JobId;
 use crate::jobs::Unavailable;
@@ -60,6 +61,28 @@ pub(super) async fn unregister_node(db: &Pool, node: Uuid) {
             .execute("DELETE FROM icewall_nodes WHERE id = $1", &[&node])
             .await;
     }
+}
+
+/// Queues again the jobs running under this node's lease once it runs none (a drain's
+/// end): a claim committed after it was given up. Their attempt is given back.
+pub(super) async fn release_unrun(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
+    let client = jobs.client().await?;
+    let released = client
+        .execute(
+            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
+                 lease_expires_at = NULL, attempt = attempt - 1
+             WHERE lease_owner = $1 AND state = 'running'",
+            &[&jobs.inner.settings.node],
+        )
+        .await
+        .map_err(unavailable)?;
+    if released > 0 {
+        client
+            .batch_execute("NOTIFY icewall_jobs")
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(released)
 }
 
 /// Claims work whenever there are free workers and something may be queued: woken by
@@ -156,11 +179,24 @@ async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Unav
     let client = jobs.client().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
-    let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
-    let rows = client
-        .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
-        .await
-        .map_err(unavailable)?;
+    let timeout = inner.settings.timeout;
+    let claimed = async {
+        let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
+        client
+            .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
+            .await
+            .map_err(unavailable)
+    };
+    // A claim given up is cancelled: committed later, it would leave its jobs running
+    // under this node's lease with no worker on them (see `drain` for the cancel that
+    // comes too late).
+    let rows = match tokio::time::timeout(timeout, claimed).await {
+        Ok(rows) => rows?,
+        Err(_) => {
+            abandon(client);
+            return Err(timed_out(timeout));
+        }
+    };
     if !rows.is_empty() && !inner.debug.claim_delay.is_zero() {
         tokio::time::sleep(inner.debug.claim_delay).await;
     }
@@ -235,19 +271,20 @@ pub(super) async fn listen(jobs: ClusterJobs) {
 pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
     let inner = &jobs.inner;
     let period = (inner.settings.lease / 3).max(Duration::from_millis(50));
+    let timeout = inner.settings.timeout;
     let mut beat = tokio::time::interval(period.min(inner.settings.poll));
     let mut last_extend = Instant::now();
     loop {
         beat.tick().await;
         if last_extend.elapsed() >= period {
             let started = Instant::now();
-            match extend_leases(&jobs).await {
+            match within(jobs.db(), timeout, extend_leases(&jobs)).await {
                 Ok(()) => inner.metrics.heartbeat(started.elapsed()),
                 Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
             }
             last_extend = Instant::now();
         }
-        match reap(&jobs).await {
+        match within(jobs.db(), timeout, reap(&jobs)).await {
             Ok(0) => {}
             Ok(requeued) => {
                 info!(inner.logger, "jobs of a node that stopped answering requeued";
@@ -256,7 +293,7 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
             }
             Err(error) => warn!(inner.logger, "cannot requeue expired leases"; "error" => %error),
         }
-        if let Err(error) = count_in_flight(&jobs).await {
+        if let Err(error) = within(jobs.db(), timeout, count_in_flight(&jobs)).await {
             warn!(inner.logger, "cannot count the cluster's jobs"; "error" => %error);
         }
     }

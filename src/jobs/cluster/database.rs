@@ -8,7 +8,7 @@ use std::panic;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::ClusterSettings;
@@ -18,8 +18,14 @@ use crate::jobs::service::StartError;
 /// The connection pool. Connections are made when first needed, so a database that is
 /// down at this moment fails the migration that follows, with its reason.
 pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
-    let config = tokio_postgres::Config::from_str(&cluster.database_url)
+    let mut config = tokio_postgres::Config::from_str(&cluster.database_url)
         .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
+    // A connection whose sent bytes go unacknowledged that long (a route gone) is
+    // closed by the kernel, and the pool makes a new one, instead of waiting for TCP's
+    // retries (some 15 minutes). The URL's own `tcp_user_timeout` wins.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(cluster.lease);
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -95,13 +101,39 @@ pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
 
 /// `work`, or `Unavailable` once `timeout` (`--database-timeout`) has passed. To be
 /// awaited on the database runtime, whose timer it then uses.
+///
+/// A connection `work` held goes back to the pool when it is given up, though it may
+/// be silent (a route gone, a failover behind the same address) or still busy with the
+/// statement: the pool's idle connections are closed then, and made anew as needed.
+/// Without that, a silent connection would be handed out again and again.
 pub(super) async fn within<T>(
+    db: &Pool,
     timeout: Duration,
     work: impl Future<Output = Result<T, Unavailable>>,
 ) -> Result<T, Unavailable> {
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(Unavailable(format!("no answer within {timeout:?}"))))
+    match tokio::time::timeout(timeout, work).await {
+        Ok(done) => done,
+        Err(_) => {
+            db.retain(|_, _| false);
+            Err(timed_out(timeout))
+        }
+    }
+}
+
+/// The error of a database call given up after `timeout`.
+pub(super) fn timed_out(timeout: Duration) -> Unavailable {
+    Unavailable(format!("no answer within {timeout:?}"))
+}
+
+/// Gives up `client`, whose statement ran out of time: the statement is cancelled (the
+/// database may still be running it, and would commit it), and the connection closed
+/// rather than pooled. A cancel that comes too late finds the statement committed.
+pub(super) fn abandon(client: Object) {
+    let cancel = client.cancel_token();
+    drop(Object::take(client));
+    tokio::spawn(async move {
+        let _ = cancel.cancel_query(NoTls).await;
+    });
 }
 
 /// An error with its causes ("error connecting to server: Connection refused"): the

@@ -12,6 +12,7 @@ use slog::{Logger, error, info, warn};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::database::within;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::files::result_file::{self, LogPlace};
 use crate::jobs::{JobId, Unavailable};
@@ -163,7 +164,9 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
         let first_try = Instant::now();
         let mut pause = Duration::from_millis(50);
         let kept = loop {
-            match commit(&jobs, &batch).await {
+            // A lease's time at most (a large result may take a while), so that a
+            // silent connection gives the batch up rather than hold it for ever.
+            match within(jobs.db(), inner.settings.lease, commit(&jobs, &batch)).await {
                 Ok(kept) => break Some(kept),
                 Err(error) if first_try.elapsed() < inner.settings.lease => {
                     warn!(inner.logger, "cannot store results yet; retrying";

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use deadpool_postgres::Pool;
 use parking_lot::Mutex;
-use slog::{Logger, info};
+use slog::{Logger, info, warn};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -110,7 +110,8 @@ struct Inner {
     /// The claimer task, which `drain` waits for: a claim under way when the drain
     /// began has committed its jobs to this node, which must run them.
     claimer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Submissions between their shutdown check and their answer.
+    /// Submissions from their shutdown check until their batch has answered them,
+    /// whether or not their clients are still there (see `AcceptInProgress`).
     accepts_in_progress: AtomicUsize,
     /// The cluster's queued and running jobs, recounted by the heartbeat (for `/metrics`
     /// and the `--max-queue` bound, which is the cluster's); in between, the queue count
@@ -124,6 +125,24 @@ struct Inner {
     logger: Logger,
     metrics: Arc<Metrics>,
     debug: DebugHooks,
+}
+
+/// Counts a submission from its arrival until its batch has answered it: owned, so
+/// that it goes into the batch with the submission, and the drain waits for the batch
+/// (whose jobs it must see committed or refused) even when the client has gone.
+pub(super) struct AcceptInProgress(Arc<Inner>);
+
+impl AcceptInProgress {
+    fn enter(inner: &Arc<Inner>) -> AcceptInProgress {
+        inner.accepts_in_progress.fetch_add(1, Ordering::SeqCst);
+        AcceptInProgress(Arc::clone(inner))
+    }
+}
+
+impl Drop for AcceptInProgress {
+    fn drop(&mut self) {
+        self.0.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Inner {
@@ -208,28 +227,23 @@ impl ClusterJobs {
     /// `ShuttingDown`, `QueueFull` (the cluster's queue is at `--max-queue`), `KeyReused`,
     /// or `Storage` when the database did not commit it.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
-        let inner = &self.inner;
-        inner.accepts_in_progress.fetch_add(1, Ordering::SeqCst);
-        let storing = Instant::now();
-        let accepted = self.accept(submission).await;
-        inner.accepts_in_progress.fetch_sub(1, Ordering::SeqCst);
-        let metrics = &inner.metrics;
-        match &accepted {
-            Ok(Submitted {
-                id,
-                replayed: false,
-            }) => {
-                inner.cluster_queued.fetch_add(1, Ordering::Relaxed);
-                metrics.job_accepted(storing.elapsed());
-                info!(inner.logger, "job accepted"; "job_id" => %id);
+        // Counted before the shutdown check, which `drain` makes after its trigger.
+        let in_progress = AcceptInProgress::enter(&self.inner);
+        let accepted = self.accept(submission, in_progress).await;
+        if let Err(error) = &accepted {
+            // Those of a batch are counted with its answers (see `answered`).
+            if matches!(error, SubmitError::ShuttingDown | SubmitError::QueueFull) {
+                self.inner.metrics.rejected(error.rejection());
             }
-            Ok(Submitted { replayed: true, .. }) => {}
-            Err(error) => metrics.rejected(error.rejection()),
         }
         accepted
     }
 
-    async fn accept(&self, submission: Submission) -> Result<Submitted, SubmitError> {
+    async fn accept(
+        &self,
+        submission: Submission,
+        in_progress: AcceptInProgress,
+    ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         if !self.is_accepting() {
             return Err(SubmitError::ShuttingDown);
@@ -250,6 +264,8 @@ impl ClusterJobs {
             request,
             key,
             answer,
+            arrived: Instant::now(),
+            _in_progress: in_progress,
         };
         inner
             .accepts
@@ -336,7 +352,8 @@ impl ClusterJobs {
     }
 
     /// Stops claiming, refuses new jobs, finishes the jobs this node has claimed (their
-    /// results committed), leaves the queue to the other nodes, and stops its threads.
+    /// results committed), and leaves the queue to the other nodes. Reads go on until
+    /// `close`.
     pub fn drain(&self) {
         let inner = &self.inner;
         inner.shutdown.trigger();
@@ -347,10 +364,14 @@ impl ClusterJobs {
         }
         // A claim under way has marked its jobs running under this node's lease: they
         // reach the workers before the pool stops, instead of waiting out the lease
-        // (an attempt spent) for another node. Bounded as every database call is.
+        // (an attempt spent) for another node. A claim gives up after a connection's
+        // wait and a statement's, each `--database-timeout`.
         let claimer = inner.claimer.lock().take();
         if let Some(claimer) = claimer {
-            let _ = self.block_on_db(claimer);
+            let bound = inner.settings.timeout * 3;
+            let _ = inner
+                .handle
+                .block_on(async { tokio::time::timeout(bound, claimer).await });
         }
         inner.pool.shutdown();
         // The finisher commits what the workers left, or gives a result up after a
@@ -358,8 +379,45 @@ impl ClusterJobs {
         while !inner.running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
+        // A claim given up whose cancel came too late committed jobs to this node that
+        // no worker here runs: back to the queue, their attempt not spent.
+        match self.block_on_db(claim::release_unrun(self)) {
+            Ok(Ok(0)) => {}
+            Ok(Ok(released)) => {
+                warn!(inner.logger, "jobs claimed too late to run here are queued again";
+                    "jobs" => released);
+            }
+            Ok(Err(error)) | Err(error) => {
+                warn!(inner.logger, "cannot look for jobs claimed too late to run here";
+                    "error" => %error);
+            }
+        }
         let _ = self.block_on_db(claim::unregister_node(&inner.db, inner.settings.node));
-        inner.runtime.lock().shut_down();
+    }
+
+    /// Stops the database's threads, once the requests still being answered after the
+    /// drain have had their time: a team log being sent reads its chunks until then.
+    pub fn close(&self) {
+        self.inner.runtime.lock().shut_down();
+    }
+
+    /// What a batch answered a submission, in the node's count of the cluster's queue,
+    /// its log and its metrics: here, not where the client waits, as a client gone
+    /// meanwhile leaves the job made all the same.
+    fn answered(&self, arrived: Instant, answer: &Result<Submitted, SubmitError>) {
+        let inner = &self.inner;
+        match answer {
+            Ok(Submitted {
+                id,
+                replayed: false,
+            }) => {
+                inner.cluster_queued.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.job_accepted(arrived.elapsed());
+                info!(inner.logger, "job accepted"; "job_id" => %id);
+            }
+            Ok(Submitted { replayed: true, .. }) => {}
+            Err(error) => inner.metrics.rejected(error.rejection()),
+        }
     }
 
     /// Takes jobs this node claimed or cancelled off its count of the cluster's queue,
@@ -425,10 +483,10 @@ impl ClusterJobs {
         &self,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, Unavailable> {
-        let timeout = self.inner.settings.timeout;
+        let (db, timeout) = (self.db().clone(), self.inner.settings.timeout);
         self.inner
             .handle
-            .spawn(async move { within(timeout, async { Ok(work.await) }).await })
+            .spawn(async move { within(&db, timeout, async { Ok(work.await) }).await })
             .await
             .map_err(|_| Unavailable("the node is stopping".to_owned()))?
     }
@@ -438,7 +496,7 @@ impl ClusterJobs {
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .block_on(within(timeout, async { Ok(work.await) }))
+            .block_on(within(self.db(), timeout, async { Ok(work.await) }))
     }
 
     pub(super) fn wake_waiters(&self, id: JobId) {

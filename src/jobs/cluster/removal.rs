@@ -25,49 +25,48 @@ pub(super) async fn remove(
     };
     let mut client = db.get().await.map_err(unavailable)?;
     let transaction = client.transaction().await.map_err(unavailable)?;
-    let removed = transaction
+    // The row locked first, then judged from what the lock found: a finish or a requeue
+    // committed meanwhile is seen, and nothing changes the row before it is removed.
+    // (A DELETE and a look after it would each see their own snapshot, and could
+    // refuse a job as done.)
+    let found = transaction
         .query_opt(
-            &format!(
-                "DELETE FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED} AND state = ANY($3)
-                 RETURNING state"
-            ),
-            &[&id.uuid(), &ttl_ms, &states],
-        )
-        .await
-        .map_err(unavailable)?;
-    if let Some(row) = removed {
-        let removed = match row.get::<_, &str>(0) {
-            "queued" => Removed::Cancelled,
-            _ => Removed::Deleted,
-        };
-        remove_stored(&transaction, &[id.uuid()]).await?;
-        transaction.commit().await.map_err(unavailable)?;
-        return Ok(removed);
-    }
-    let left = transaction
-        .query_opt(
-            &format!("SELECT state FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"),
+            &format!("SELECT state FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED} FOR UPDATE"),
             &[&id.uuid(), &ttl_ms],
         )
         .await
         .map_err(unavailable)?;
-    let Some(left) = left else {
+    let Some(found) = found else {
         return Err(DeleteError::Unknown);
     };
-    let state = match left.get::<_, &str>(0) {
+    let state = match found.get::<_, &str>(0) {
+        "queued" => "queued",
         "running" => "running",
-        "failed" => "failed",
-        _ => "done",
+        "done" => "done",
+        _ => "failed",
     };
-    Err(match what {
-        Removable::FinishedOrQueued => DeleteError::InFlight(state),
-        Removable::QueuedOnly => DeleteError::NotQueued(state),
+    if !states.contains(&state) {
+        return Err(match what {
+            Removable::FinishedOrQueued => DeleteError::InFlight(state),
+            Removable::QueuedOnly => DeleteError::NotQueued(state),
+        });
+    }
+    transaction
+        .execute("DELETE FROM icewall_jobs WHERE id = $1", &[&id.uuid()])
+        .await
+        .map_err(unavailable)?;
+    remove_stored(&transaction, &[id.uuid()]).await?;
+    transaction.commit().await.map_err(unavailable)?;
+    Ok(if state == "queued" {
+        Removed::Cancelled
+    } else {
+        Removed::Deleted
     })
 }
 
 /// Removes what removed jobs had stored. A statement of its own, after the one that
-/// removed their rows: it sees what a result committed while that one waited for a
-/// row's lock left behind.
+/// removed their rows (or locked them): it sees what a result committed while that one
+/// waited for a row's lock left behind.
 pub(super) async fn remove_stored(
     transaction: &deadpool_postgres::Transaction<'_>,
     ids: &[Uuid],

@@ -10,6 +10,7 @@ use slog::{info, warn};
 use uuid::Uuid;
 
 use super::claim::millis;
+use super::database::within;
 use super::removal::remove_stored;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::Unavailable;
@@ -45,7 +46,8 @@ pub(super) async fn run(jobs: ClusterJobs) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
-        match sweep(&jobs).await {
+        // A lease's time at most: a backlog of batches may take a while.
+        match within(jobs.db(), jobs.inner.settings.lease, sweep(&jobs)).await {
             Ok(0) => {}
             Ok(removed) => info!(jobs.inner.logger, "retention removed finished jobs";
                 "jobs" => removed),

@@ -1,0 +1,524 @@
+//! Cluster mode when its database is slow or silent, or when a node drains or removes a
+//! job while the database changes under it: no submission answered 503 becomes a job
+//! afterwards, no drain waits for ever or leaves a claimed job behind, a node recovers
+//! on new connections, and a removal names the state it acted on.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::cluster::{node, one_row, state_and_attempt};
+use crate::common::postgres::{PostgresServer, shared};
+use crate::common::{EXAMPLE_JSON, Gate, Reply, Server, poll_until, wait_until};
+
+/// Whether the server's process has exited (a zombie nobody reaped yet counts).
+fn has_exited(server: &Server) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// A psql session that ran `sql` and keeps its transaction open until `finish`.
+struct Session(std::process::Child);
+
+impl Session {
+    fn open(pg: &PostgresServer, url: &str, sql: &str) -> Session {
+        let mut child = pg.psql_session(url);
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(sql.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        Session(child)
+    }
+
+    fn finish(mut self, last: &str) {
+        let mut stdin = self.0.stdin.take().unwrap();
+        stdin.write_all(last.as_bytes()).unwrap();
+        drop(stdin);
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
+/// Sessions of this database waiting for a lock, whose query contains `like`.
+fn lock_waits(pg: &PostgresServer, url: &str, like: &str) -> String {
+    one_row(
+        pg,
+        url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database() AND query LIKE '%{like}%'"
+        ),
+    )
+}
+
+#[test]
+fn a_client_gone_during_its_accept_does_not_stop_the_node_from_draining() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &[]);
+    // A key held by the test's open transaction: the accept's insert waits for it.
+    let session = Session::open(
+        pg,
+        &url,
+        "BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
+         VALUES (gen_random_uuid(), 'queued', 'blocker');\n",
+    );
+    wait_until("the test holds the key", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction' AND query LIKE 'INSERT%'",
+        ) == "1"
+    });
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    // A request answered first leaves unread bytes, so hanging up resets the
+    // connection: the server then drops the POST's handler (as in idempotency.rs).
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+         POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: blocker\r\nContent-Length: {}\r\n\r\n{EXAMPLE_JSON}",
+        EXAMPLE_JSON.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    wait_until("the accept waits for the key", || {
+        lock_waits(pg, &url, "WITH batch") == "1"
+    });
+    drop(stream);
+    thread::sleep(Duration::from_millis(500));
+    session.finish("ROLLBACK;\n");
+    // The batch commits whether or not its client is there.
+    wait_until("the hung-up client's job is committed", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE idempotency_key = 'blocker'",
+        ) == "1"
+    });
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        poll_until(Duration::from_secs(20), || has_exited(&server)),
+        "the node did not exit 20 s after its graceful shutdown: the drain waits for an \
+         accept whose client left"
+    );
+}
+
+#[test]
+fn an_accept_answered_503_is_not_committed_after_its_answer() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--database-timeout", "1s"]);
+    // A first job: the accept's statement is prepared on the node's connections.
+    let first = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&first)["status"], "done");
+    // The database is slow to take the insert: longer than the node waits (a commit
+    // waiting for a synchronous standby, a stalled disk; a pause in a trigger here).
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
+         CREATE TRIGGER icewall_test_pause BEFORE INSERT ON icewall_requests
+             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
+    );
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    one_row(
+        pg,
+        &url,
+        "DROP TRIGGER icewall_test_pause ON icewall_requests",
+    );
+    thread::sleep(Duration::from_millis(2500));
+    let jobs = one_row(
+        pg,
+        &url,
+        &format!(
+            "SELECT count(*) || ' ' || coalesce(string_agg(state, ','), '') FROM icewall_jobs \
+             WHERE id <> '{first}'"
+        ),
+    );
+    // The client was told 503 (retry): a retry without a key would make a second job.
+    let retried = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(
+        jobs, "0",
+        "a submission answered 503 ({}) was committed afterwards; its retry made {retried}, \
+         a second job",
+        refused.body
+    );
+}
+
+/// A TCP proxy on 127.0.0.1 in front of PostgreSQL that can make the connections it
+/// carries go silent (nothing forwarded, nothing closed), as a network that dropped
+/// them without a reset; connections made after that are carried normally.
+struct Proxy {
+    port: u16,
+    carried: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let carried: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (carried, stop) = (Arc::clone(&carried), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((client, _)) = listener.accept() else {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        continue;
+                    };
+                    let silent = Arc::new(AtomicBool::new(false));
+                    carried.lock().unwrap().push(Arc::clone(&silent));
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let (silent, stop) = (Arc::clone(&silent), Arc::clone(&stop));
+                        thread::spawn(move || pump(from, to, &silent, &stop));
+                    }
+                }
+            });
+        }
+        Proxy {
+            port,
+            carried,
+            stop,
+        }
+    }
+
+    fn silence_every_connection_so_far(&self) {
+        for silent in self.carried.lock().unwrap().iter() {
+            silent.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, stop: &AtomicBool) {
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buffer = vec![0; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if silent.load(Ordering::SeqCst) {
+            // Held open, never answered: what a dropped route looks like.
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => {
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_node_whose_database_connections_went_silent_recovers_on_new_ones() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let (head, tail) = url.rsplit_once(':').unwrap();
+    let (port, database) = tail.split_once('/').unwrap();
+    let proxy = Proxy::start(port.parse().unwrap());
+    let via_proxy = format!("{head}:{}/{database}", proxy.port);
+    let server = node(&via_proxy, &["--database-timeout", "1s", "--lease", "3s"]);
+    let before = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&before)["status"], "done");
+    assert_eq!(server.get("/readyz").status, 200);
+
+    proxy.silence_every_connection_so_far();
+    // The database is up and takes new connections all along. Requests answer 503 for
+    // a --database-timeout or so; after that the node is expected to work again.
+    thread::sleep(Duration::from_secs(3));
+    let ready = poll_until(Duration::from_secs(20), || {
+        server.get("/readyz").status == 200
+    });
+    let read = poll_until(Duration::from_secs(20), || {
+        server.get(&format!("/api/get_results/{before}")).status == 200
+    });
+    let mut after = None;
+    let accepted = poll_until(Duration::from_secs(20), || {
+        let reply = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+        if reply.status == 202 {
+            after = Some(reply.json()["job_id"].as_str().unwrap().to_owned());
+        }
+        reply.status == 202
+    });
+    let ran = after.as_ref().is_some_and(|after| {
+        poll_until(Duration::from_secs(20), || {
+            one_row(
+                pg,
+                &url,
+                &format!("SELECT state FROM icewall_jobs WHERE id = '{after}'"),
+            ) == "done"
+        })
+    });
+    let stuck = one_row(
+        pg,
+        &url,
+        "SELECT count(*) FILTER (WHERE state = 'queued') || ' queued, ' || \
+         count(*) FILTER (WHERE state = 'running') || ' running' FROM icewall_jobs",
+    );
+    assert!(
+        ready && read && accepted && ran,
+        "40+ s after its connections went silent: /readyz 200: {ready}, a read 200: \
+         {read}, an accept 202: {accepted}, the new job run: {ran} (jobs: {stuck})"
+    );
+}
+
+#[test]
+fn a_drain_leaves_no_job_claimed_by_a_slow_claim_behind() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let draining = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-ahead",
+            "0",
+            "--database-timeout",
+            "1s",
+            "--lease",
+            "2s",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    // The database is slow to answer a claim (a pause in a trigger, here): longer than
+    // --database-timeout, well within a lease.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NEW; END $$;
+         CREATE TRIGGER icewall_test_pause BEFORE UPDATE ON icewall_jobs FOR EACH ROW
+             WHEN (OLD.state = 'queued' AND NEW.state = 'running')
+             EXECUTE FUNCTION icewall_test_pause()",
+    );
+    let id = draining.submit_json(EXAMPLE_JSON);
+    wait_until("the claim is under way", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+             AND query LIKE '%no_wait%'",
+        ) == "1"
+    });
+    let reply = draining.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200);
+    wait_until("the draining node exits", || has_exited(&draining));
+    // The claim the node stopped waiting for commits.
+    let committed = poll_until(Duration::from_secs(5), || {
+        one_row(pg, &url, &state_and_attempt(&id)) != "queued 0"
+    });
+    let left = one_row(
+        pg,
+        &url,
+        &format!(
+            "SELECT state || ' ' || attempt || ' lease_owner ' || \
+             coalesce(lease_owner::text, 'none') FROM icewall_jobs WHERE id = '{id}'"
+        ),
+    );
+    eprintln!("row after the drain (claim committed: {committed}): {left}");
+    one_row(pg, &url, "DROP TRIGGER icewall_test_pause ON icewall_jobs");
+    let other = node(&url, &["--lease", "2s", "--max-attempts", "1"]);
+    let result = other.wait_finished(&id);
+    assert_eq!(
+        result["status"], "done",
+        "a job that no node ever lost, only a graceful drain: {result} (its row after the \
+         drain: {left})"
+    );
+}
+
+/// Pauses every statement that deletes job rows for 1.5 s, even one that deletes none:
+/// a removal that deletes first and looks at the job after has a window between the
+/// two, where the job can change.
+fn pause_each_delete_of_a_job(pg: &PostgresServer, url: &str) {
+    one_row(
+        pg,
+        url,
+        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+         CREATE TRIGGER icewall_test_pause AFTER DELETE ON icewall_jobs
+             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
+    );
+}
+
+/// `removal`'s reply; if it pauses in a delete that found nothing to delete (see
+/// `pause_each_delete_of_a_job`), `meanwhile` changes the job first.
+fn removal_racing(
+    pg: &PostgresServer,
+    url: &str,
+    removal: impl FnOnce() -> Reply + Send,
+    meanwhile: impl FnOnce(),
+) -> Reply {
+    thread::scope(|scope| {
+        let removing = scope.spawn(removal);
+        let paused = || {
+            one_row(
+                pg,
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+            ) == "1"
+        };
+        wait_until("the removal is answered or pauses", || {
+            removing.is_finished() || paused()
+        });
+        if !removing.is_finished() {
+            meanwhile();
+        }
+        removing.join().unwrap()
+    })
+}
+
+#[test]
+fn a_delete_racing_the_jobs_finish_never_refuses_it_as_done() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let server = node(&url, &["--debug-job-gate", &gate.path()]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    wait_until("the job runs", || {
+        one_row(pg, &url, &state_and_attempt(&id)) == "running 1"
+    });
+    pause_each_delete_of_a_job(pg, &url);
+    let reply = removal_racing(
+        pg,
+        &url,
+        || server.request("DELETE", &format!("/api/jobs/{id}")),
+        || {
+            gate.open();
+            wait_until("the job is done", || {
+                one_row(pg, &url, &state_and_attempt(&id)) == "done 1"
+            });
+        },
+    );
+    // Deleted, or refused as running: never refused as done, which a DELETE takes.
+    assert!(
+        reply.status == 200 || reply.reason().contains("running"),
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    gate.open();
+}
+
+#[test]
+fn a_cancel_racing_the_reaper_never_calls_a_queued_job_done() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    // One worker, held by the job's first run: nothing here claims it again.
+    let server = node(
+        &url,
+        &[
+            "--workers",
+            "1",
+            "--claim-ahead",
+            "0",
+            "--debug-job-gate",
+            &gate.path(),
+        ],
+    );
+    let id = server.submit_json(EXAMPLE_JSON);
+    wait_until("the job runs", || {
+        one_row(pg, &url, &state_and_attempt(&id)) == "running 1"
+    });
+    pause_each_delete_of_a_job(pg, &url);
+    let reply = removal_racing(
+        pg,
+        &url,
+        || server.request("POST", &format!("/api/jobs/{id}/cancel")),
+        || {
+            // What the reaper does to a job whose node missed its heartbeats.
+            one_row(
+                pg,
+                &url,
+                &format!(
+                    "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE id = '{id}'"
+                ),
+            );
+        },
+    );
+    let now = one_row(pg, &url, &state_and_attempt(&id));
+    assert!(
+        !reply.reason().contains("done"),
+        "{} {} (the job is {now})",
+        reply.status,
+        reply.body
+    );
+    gate.open();
+}
+
+#[test]
+fn a_team_log_streaming_when_the_node_drains_is_sent_whole() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    log_streaming_through_a_drain(&node(&url, &[]));
+}
+
+/// The control: the same on the file store passes.
+#[test]
+fn a_team_log_streaming_when_a_file_store_server_drains_is_sent_whole_too() {
+    log_streaming_through_a_drain(&Server::start(&[]));
+}
+
+fn log_streaming_through_a_drain(server: &Server) {
+    // A log of some 9 MB, in 1 MiB chunks read from the database as the client reads.
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
+        .call()
+        .unwrap();
+    let declared: usize = response.header("content-length").unwrap().parse().unwrap();
+    let mut reader = response.into_reader();
+    let mut first = vec![0; 64 * 1024];
+    reader.read_exact(&mut first).unwrap();
+    // A drain with nothing to finish: it ends at once; the server then gives requests
+    // still being answered --shutdown-timeout (10 s).
+    let shutdown = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(shutdown.status, 200);
+    thread::sleep(Duration::from_millis(500));
+    let mut rest = Vec::new();
+    let ended = reader.read_to_end(&mut rest);
+    let got = first.len() + rest.len();
+    assert!(
+        ended.is_ok() && got == declared,
+        "{got} of {declared} bytes, then {ended:?}"
+    );
+}
