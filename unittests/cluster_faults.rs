@@ -401,16 +401,25 @@ fn removal_racing(
     })
 }
 
+/// A node with `flags`, and its job, running until the gate opens.
+fn a_held_job(pg: &PostgresServer, url: &str, flags: &[&str]) -> (Server, Gate, String) {
+    let gate = Gate::closed();
+    let gate_path = gate.path();
+    let mut all = flags.to_vec();
+    all.extend(["--debug-job-gate", &gate_path]);
+    let server = node(url, &all);
+    let id = server.submit_json(EXAMPLE_JSON);
+    wait_until("the job runs", || {
+        one_row(pg, url, &state_and_attempt(&id)) == "running 1"
+    });
+    (server, gate, id)
+}
+
 #[test]
 fn a_delete_racing_the_jobs_finish_never_refuses_it_as_done() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let gate = Gate::closed();
-    let server = node(&url, &["--debug-job-gate", &gate.path()]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    wait_until("the job runs", || {
-        one_row(pg, &url, &state_and_attempt(&id)) == "running 1"
-    });
+    let (server, gate, id) = a_held_job(pg, &url, &[]);
     pause_each_delete_of_a_job(pg, &url);
     let reply = removal_racing(
         pg,
@@ -437,23 +446,8 @@ fn a_delete_racing_the_jobs_finish_never_refuses_it_as_done() {
 fn a_cancel_racing_the_reaper_never_calls_a_queued_job_done() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let gate = Gate::closed();
     // One worker, held by the job's first run: nothing here claims it again.
-    let server = node(
-        &url,
-        &[
-            "--workers",
-            "1",
-            "--claim-ahead",
-            "0",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
-    let id = server.submit_json(EXAMPLE_JSON);
-    wait_until("the job runs", || {
-        one_row(pg, &url, &state_and_attempt(&id)) == "running 1"
-    });
+    let (server, gate, id) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
     pause_each_delete_of_a_job(pg, &url);
     let reply = removal_racing(
         pg,
