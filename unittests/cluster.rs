@@ -1036,3 +1036,57 @@ fn a_job_past_its_ttl_is_unknown_to_delete_and_cancel_as_to_reads() {
     drop(sweeper_kept_out.stdin.take());
     let _ = sweeper_kept_out.wait();
 }
+
+#[test]
+fn retention_keeps_the_newest_jobs_within_max_results_and_within_max_results_bytes() {
+    let Some(pg) = shared() else { return };
+    let finished = |url: &str| {
+        one_row(
+            pg,
+            url,
+            "SELECT coalesce(string_agg(id::text, ',' ORDER BY finished_at, id), '') \
+             FROM icewall_jobs WHERE state = 'done'",
+        )
+    };
+    let submit_five = |server: &Server| -> Vec<String> {
+        (0..5)
+            .map(|_| {
+                let id = server.submit_json(EXAMPLE_JSON);
+                assert_example_done(server, &id);
+                id
+            })
+            .collect()
+    };
+    // Under the bound the sweeps keep everything; past it, the oldest go.
+    let url = pg.create_database();
+    let server = node(&url, &["--max-results", "3"]);
+    let ids = submit_five(&server);
+    wait_until("the trim to 3 jobs", || {
+        finished(&url) == ids[2..].join(",")
+    });
+
+    // The same wall makes results of the same size: room for three, and a bit.
+    let url = pg.create_database();
+    let sizing = node(&url, &[]);
+    let first = submit_five(&sizing);
+    let size: u64 = one_row(
+        pg,
+        &url,
+        &format!(
+            "SELECT result_bytes FROM icewall_jobs WHERE id = '{}'",
+            first[0]
+        ),
+    )
+    .parse()
+    .unwrap();
+    assert!(sizing.shutdown().success());
+    let limit = format!("{}B", 3 * size + size / 2);
+    let server = node(&url, &["--max-results-bytes", &limit]);
+    wait_until("the trim to 3 results' bytes", || {
+        finished(&url) == first[2..].join(",")
+    });
+    let more = submit_five(&server);
+    wait_until("the trim as jobs finish", || {
+        finished(&url) == more[2..].join(",")
+    });
+}

@@ -516,3 +516,102 @@ fn log_streaming_through_a_drain(server: &Server) {
         "{got} of {declared} bytes, then {ended:?}"
     );
 }
+
+/// Between the drain's unregister and `close` (a team log still being sent), a
+/// heartbeat would find no row for the node and register it again: a node that
+/// stopped cleanly would be listed, stale, for an hour.
+#[test]
+fn a_drained_node_is_not_registered_again_while_its_last_requests_finish() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "1s"]);
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    assert_eq!(one_row(pg, &url, "SELECT count(*) FROM icewall_nodes"), "1");
+    let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
+        .call()
+        .unwrap();
+    let mut reader = response.into_reader();
+    let mut first = vec![0; 64 * 1024];
+    reader.read_exact(&mut first).unwrap();
+    let shutdown = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(shutdown.status, 200);
+    // The drain ends at once (nothing to finish); the log is still being sent.
+    thread::sleep(Duration::from_millis(2500));
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(
+        poll_until(Duration::from_secs(20), || has_exited(&server)),
+        "the node did not exit"
+    );
+    let left = one_row(
+        pg,
+        &url,
+        "SELECT count(*) || ' ' || coalesce(string_agg(id::text, ','), '') FROM icewall_nodes",
+    );
+    assert_eq!(
+        left, "0",
+        "a node that stopped cleanly left its row: {left}"
+    );
+}
+
+/// A request given up while its statement still runs (here: waiting for a row lock)
+/// gives its connection up: its statement is cancelled, so that its backend ends
+/// before the pool makes another, and the node holds no more than its pool.
+#[test]
+fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(
+        &url,
+        &["--database-pool-size", "8", "--database-timeout", "1s"],
+    );
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    let session = Session::open(
+        pg,
+        &url,
+        &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{id}' FOR UPDATE;\n"),
+    );
+    wait_until("the test holds the row", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction' AND query LIKE 'SELECT id%'",
+        ) == "1"
+    });
+    let backends = || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND backend_type = 'client backend' AND application_name <> 'psql' \
+             AND query NOT LIKE 'SELECT id FROM icewall_jobs%'",
+        )
+        .parse::<usize>()
+        .unwrap()
+    };
+    let mut most = 0;
+    for _ in 0..4 {
+        thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    let reply = server.request("DELETE", &format!("/api/jobs/{id}"));
+                    assert_eq!(reply.status, 503, "{}", reply.body);
+                });
+            }
+        });
+        most = most.max(backends());
+    }
+    eprintln!("most backends of the node seen: {most}");
+    session.finish("ROLLBACK;\n");
+    assert!(
+        most <= 9,
+        "the node held {most} connections, with --database-pool-size 8 (+1 LISTEN)"
+    );
+}

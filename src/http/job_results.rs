@@ -100,8 +100,8 @@ fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
 ), responses(
     (status = 200, description = "The wall config the job was run from (as the server parsed it): the heights of the profiles after `after`, in order", body = ConfigPage),
     (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
-    (status = 404, description = "Unknown or malformed job id, or a job whose result was stored without its config (by a version that did not keep it)", body = ErrorBody),
-    (status = 409, description = "The job is queued or running (its config is kept with its result), or it failed and has no config to show (its request or its result is damaged)", body = ErrorBody),
+    (status = 404, description = "Unknown or malformed job id, or a done job whose result was stored without its config (by a version that did not keep it)", body = ErrorBody),
+    (status = 409, description = "The job is queued or running (its config is kept with its result), or it failed and has no config to show (its request or its result is damaged, or its result was stored by an earlier version)", body = ErrorBody),
     (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
 pub async fn config(
     path: PathParams,
@@ -118,8 +118,8 @@ pub async fn config(
         )));
     }
     // A failed job may have no config to show: its request did not parse (a damaged
-    // journal line), or its result is damaged. Then that failure is the answer, as for
-    // every other read of the job.
+    // journal line), its result is damaged, or an earlier version stored it. Then that
+    // failure is the answer, as for every other read of the job.
     let failure = match &job {
         JobState::Failed(reason) => Some(reason.to_string()),
         _ => None,

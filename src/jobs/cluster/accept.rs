@@ -14,7 +14,7 @@ use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::{abandon, timed_out, within};
+use super::database::{abandon, settle, timed_out, within};
 use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -98,19 +98,19 @@ async fn store(
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
     let timeout = jobs.inner.settings.timeout;
-    let client = within(jobs.db(), timeout, async {
+    let client = within(timeout, async {
         jobs.db().get().await.map_err(unavailable)
     })
     .await?;
-    // A statement given up is cancelled: a batch answered 503 must not be committed
-    // after its answer, when a client may have made its job again.
-    let inserted = match tokio::time::timeout(timeout, insert(&client, batch)).await {
-        Ok(inserted) => inserted?,
-        Err(_) => {
-            abandon(client);
-            return Err(timed_out(timeout));
-        }
+    // Each statement given up is cancelled, and its connection given up (`abandon`): a
+    // batch answered 503 must not be committed after its answer, when a client may
+    // have made its job again.
+    let outcome = tokio::time::timeout(timeout, insert(&client, batch)).await;
+    let Ok(inserted) = outcome else {
+        abandon(client);
+        return Err(timed_out(timeout));
     };
+    let inserted = inserted?;
     // Keys that made no row: a job has them already (committed: the insert waited for
     // any transaction that held the key).
     let taken: Vec<&str> = batch
@@ -121,12 +121,18 @@ async fn store(
     let holders = if taken.is_empty() {
         Ok(HashMap::new())
     } else {
-        within(
-            jobs.db(),
-            timeout,
-            key_holders(&client, &taken, jobs.ttl_ms()),
-        )
-        .await
+        let outcome =
+            tokio::time::timeout(timeout, key_holders(&client, &taken, jobs.ttl_ms())).await;
+        let Ok(holders) = outcome else {
+            abandon(client);
+            // No key's job is known, so none is replayed, and nothing is to be marked.
+            let holders = Err(timed_out(timeout));
+            return Ok(batch
+                .iter()
+                .map(|pending| answer(pending, &inserted, holders.as_ref()))
+                .collect());
+        };
+        holders
     };
     let answers: Vec<Result<Submitted, SubmitError>> = batch
         .iter()
@@ -140,7 +146,7 @@ async fn store(
         })
         .collect();
     if !replayed.is_empty() {
-        let marked = within(jobs.db(), timeout, async {
+        let mark = async {
             client
                 .execute(
                     "UPDATE icewall_jobs SET replayed = true WHERE id = ANY($1)",
@@ -148,8 +154,9 @@ async fn store(
                 )
                 .await
                 .map_err(unavailable)
-        })
-        .await;
+        };
+        let outcome = tokio::time::timeout(timeout, mark).await;
+        let marked = settle(client, outcome, timeout);
         // The answers stand: the mark only shows on the job's record.
         if let Err(error) = marked {
             warn!(jobs.inner.logger, "cannot mark replayed jobs"; "jobs" => replayed.len(),

@@ -6,13 +6,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use futures_util::StreamExt;
 use slog::{info, warn};
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::database::{abandon, timed_out, within};
+use super::database::{abandon, on_connection, timed_out};
 use super::{ClusterJobs, ClusterSettings, unavailable};
 use crate::jobs::JobId;
 use crate::jobs::Unavailable;
@@ -55,24 +55,24 @@ pub(super) async fn register_node(
     Ok(())
 }
 
-pub(super) async fn unregister_node(db: &Pool, node: Uuid) {
-    if let Ok(client) = db.get().await {
-        let _ = client
-            .execute("DELETE FROM icewall_nodes WHERE id = $1", &[&node])
-            .await;
-    }
+pub(super) async fn unregister_node(client: &Object, node: Uuid) -> Result<(), Unavailable> {
+    client
+        .execute("DELETE FROM icewall_nodes WHERE id = $1", &[&node])
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 /// Queues again the jobs running under this node's lease once it runs none (a drain's
-/// end): a claim committed after it was given up. Their attempt is given back.
-pub(super) async fn release_unrun(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
-    let client = jobs.client().await?;
+/// end, its heartbeat stopped): a claim committed after it was given up, or a result
+/// the finisher gave up. Their attempt stays counted, as the reaper would count it.
+pub(super) async fn release_unrun(client: &Object, node: Uuid) -> Result<u64, Unavailable> {
     let released = client
         .execute(
             "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
-                 lease_expires_at = NULL, attempt = attempt - 1
+                 lease_expires_at = NULL
              WHERE lease_owner = $1 AND state = 'running'",
-            &[&jobs.inner.settings.node],
+            &[&node],
         )
         .await
         .map_err(unavailable)?;
@@ -241,9 +241,12 @@ pub(super) async fn listen(jobs: ClusterJobs) {
         if inner.draining.load(Ordering::SeqCst) {
             return;
         }
-        if let Ok((client, mut connection)) =
-            tokio_postgres::connect(&inner.settings.database_url, NoTls).await
-        {
+        let config = super::database::config(&inner.settings);
+        let connected = match config {
+            Ok(config) => config.connect(NoTls).await.ok(),
+            Err(_) => None,
+        };
+        if let Some((client, mut connection)) = connected {
             let heard = jobs.clone();
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             let driver = tokio::spawn(async move {
@@ -278,13 +281,21 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
         beat.tick().await;
         if last_extend.elapsed() >= period {
             let started = Instant::now();
-            match within(jobs.db(), timeout, extend_leases(&jobs)).await {
+            let beat = jobs.clone();
+            let extended = on_connection(jobs.db(), timeout, move |client| {
+                Box::pin(async move { extend_leases(&beat, client).await })
+            });
+            match extended.await {
                 Ok(()) => inner.metrics.heartbeat(started.elapsed()),
                 Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
             }
             last_extend = Instant::now();
         }
-        match within(jobs.db(), timeout, reap(&jobs)).await {
+        let beat = jobs.clone();
+        let reaped = on_connection(jobs.db(), timeout, move |client| {
+            Box::pin(async move { reap(&beat, client).await })
+        });
+        match reaped.await {
             Ok(0) => {}
             Ok(requeued) => {
                 info!(inner.logger, "jobs of a node that stopped answering requeued";
@@ -293,15 +304,18 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
             }
             Err(error) => warn!(inner.logger, "cannot requeue expired leases"; "error" => %error),
         }
-        if let Err(error) = within(jobs.db(), timeout, count_in_flight(&jobs)).await {
+        let beat = jobs.clone();
+        let counted = on_connection(jobs.db(), timeout, move |client| {
+            Box::pin(async move { count_in_flight(&beat, client).await })
+        });
+        if let Err(error) = counted.await {
             warn!(inner.logger, "cannot count the cluster's jobs"; "error" => %error);
         }
     }
 }
 
-async fn extend_leases(jobs: &ClusterJobs) -> Result<(), Unavailable> {
+async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs.client().await?;
     let ids: Vec<Uuid> = inner
         .running
         .iter()
@@ -336,9 +350,8 @@ async fn extend_leases(jobs: &ClusterJobs) -> Result<(), Unavailable> {
 }
 
 /// Requeues the jobs whose lease ran out; a job at `--max-attempts` is failed instead.
-async fn reap(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
+async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs.client().await?;
     let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
     let rows = client
         .query(
@@ -373,9 +386,8 @@ async fn reap(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
     Ok(requeued)
 }
 
-async fn count_in_flight(jobs: &ClusterJobs) -> Result<(), Unavailable> {
+async fn count_in_flight(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs.client().await?;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'queued'),

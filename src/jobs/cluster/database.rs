@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures_util::future::BoxFuture;
 use tokio_postgres::NoTls;
 
 use super::ClusterSettings;
@@ -18,16 +19,8 @@ use crate::jobs::service::StartError;
 /// The connection pool. Connections are made when first needed, so a database that is
 /// down at this moment fails the migration that follows, with its reason.
 pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
-    let mut config = tokio_postgres::Config::from_str(&cluster.database_url)
-        .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
-    // A connection whose sent bytes go unacknowledged that long (a route gone) is
-    // closed by the kernel, and the pool makes a new one, instead of waiting for TCP's
-    // retries (some 15 minutes). The URL's own `tcp_user_timeout` wins.
-    if config.get_tcp_user_timeout().is_none() {
-        config.tcp_user_timeout(cluster.lease);
-    }
     let manager = Manager::from_config(
-        config,
+        config(cluster)?,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -41,6 +34,27 @@ pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
         .recycle_timeout(Some(cluster.timeout))
         .build()
         .map_err(|error| StartError::Database(error.to_string()))
+}
+
+/// How the node connects: `--database-url`, and a connection whose route is gone is
+/// closed by the kernel, so that a new one is made, instead of waiting for TCP's
+/// retries (some 15 minutes): one whose sent bytes go unacknowledged for a lease
+/// (`tcp_user_timeout`), and an idle one (the `LISTEN` connection) whose keepalive
+/// probes go unanswered. What the URL sets itself wins.
+pub(super) fn config(cluster: &ClusterSettings) -> Result<tokio_postgres::Config, StartError> {
+    let mut config = tokio_postgres::Config::from_str(&cluster.database_url)
+        .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(cluster.lease);
+    }
+    if !cluster.database_url.contains("keepalives") {
+        config
+            .keepalives(true)
+            .keepalives_idle((cluster.lease / 3).max(Duration::from_secs(1)))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+    }
+    Ok(config)
 }
 
 /// The node's database runtime. Dropping a Tokio runtime blocks, which panics inside
@@ -100,24 +114,51 @@ pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
 }
 
 /// `work`, or `Unavailable` once `timeout` (`--database-timeout`) has passed. To be
-/// awaited on the database runtime, whose timer it then uses.
-///
-/// A connection `work` held goes back to the pool when it is given up, though it may
-/// be silent (a route gone, a failover behind the same address) or still busy with the
-/// statement: the pool's idle connections are closed then, and made anew as needed.
-/// Without that, a silent connection would be handed out again and again.
+/// awaited on the database runtime, whose timer it then uses. For work that holds no
+/// connection when it is given up (a connection's work goes through `on_connection`).
 pub(super) async fn within<T>(
-    db: &Pool,
     timeout: Duration,
     work: impl Future<Output = Result<T, Unavailable>>,
 ) -> Result<T, Unavailable> {
-    match tokio::time::timeout(timeout, work).await {
-        Ok(done) => done,
-        Err(_) => {
-            db.retain(|_, _| false);
-            Err(timed_out(timeout))
-        }
-    }
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(timeout)))
+}
+
+/// Work on one connection: a future that borrows it.
+pub(super) type ConnectionWork<'c, T> = BoxFuture<'c, Result<T, Unavailable>>;
+
+/// `work` on a connection of `db`, the wait for the connection and the work within
+/// `timeout` together. Past it, the connection is given up (see `abandon`): it may be
+/// silent (a route gone, a failover behind one address), or busy with the statement
+/// for a while yet, and back in the pool it would be handed out again. To be awaited
+/// on the database runtime.
+pub(super) async fn on_connection<T>(
+    db: &Pool,
+    timeout: Duration,
+    work: impl for<'c> FnOnce(&'c mut Object) -> ConnectionWork<'c, T>,
+) -> Result<T, Unavailable> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut client = tokio::time::timeout_at(deadline, db.get())
+        .await
+        .map_err(|_| timed_out(timeout))?
+        .map_err(unavailable)?;
+    // Its own statement, so that the work's borrow of the connection ends here.
+    let outcome = tokio::time::timeout_at(deadline, work(&mut client)).await;
+    settle(client, outcome, timeout)
+}
+
+/// What a connection's work bounded by `timeout` came to: its own answer, or, once
+/// it ran out of time, `Unavailable`, and the connection given up.
+pub(super) fn settle<T>(
+    client: Object,
+    outcome: Result<Result<T, Unavailable>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+) -> Result<T, Unavailable> {
+    outcome.unwrap_or_else(|_| {
+        abandon(client);
+        Err(timed_out(timeout))
+    })
 }
 
 /// The error of a database call given up after `timeout`.
@@ -126,8 +167,10 @@ pub(super) fn timed_out(timeout: Duration) -> Unavailable {
 }
 
 /// Gives up `client`, whose statement ran out of time: the statement is cancelled (the
-/// database may still be running it, and would commit it), and the connection closed
-/// rather than pooled. A cancel that comes too late finds the statement committed.
+/// database may still be running it, and would commit it, or hold its backend busy),
+/// and the connection is closed rather than pooled, the pool making a new one when
+/// needed. A cancel that comes too late finds the statement committed. To be called on
+/// the database runtime.
 pub(super) fn abandon(client: Object) {
     let cancel = client.cancel_token();
     drop(Object::take(client));

@@ -12,7 +12,9 @@ use slog::{Logger, error, info, warn};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::database::within;
+use deadpool_postgres::Object;
+
+use super::database::settle;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::files::result_file::{self, LogPlace};
 use crate::jobs::{JobId, Unavailable};
@@ -164,9 +166,15 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
         let first_try = Instant::now();
         let mut pause = Duration::from_millis(50);
         let kept = loop {
-            // A lease's time at most (a large result may take a while), so that a
-            // silent connection gives the batch up rather than hold it for ever.
-            match within(jobs.db(), inner.settings.lease, commit(&jobs, &batch)).await {
+            // Four leases at most (a large result may take a while), so that a silent
+            // connection gives the batch up rather than hold it for ever.
+            let bound = inner.settings.lease * 4;
+            let committed = async {
+                let client = jobs.client().await?;
+                let outcome = tokio::time::timeout(bound, commit(&jobs, &client, &batch)).await;
+                settle(client, outcome, bound)
+            };
+            match committed.await {
                 Ok(kept) => break Some(kept),
                 Err(error) if first_try.elapsed() < inner.settings.lease => {
                     warn!(inner.logger, "cannot store results yet; retrying";
@@ -230,10 +238,10 @@ impl ClusterJobs {
 /// batch, when this node claimed the job again while its first run went on.
 async fn commit(
     jobs: &ClusterJobs,
+    client: &Object,
     batch: &[Finished],
 ) -> Result<HashSet<(Uuid, i32)>, Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs.db().get().await.map_err(unavailable)?;
     let ids: Vec<Uuid> = batch.iter().map(|finished| finished.id.uuid()).collect();
     let attempts: Vec<i32> = batch.iter().map(|finished| finished.attempt).collect();
     let failures: Vec<Option<&str>> = batch

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use parking_lot::Mutex;
 use slog::{Logger, info, warn};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -39,7 +39,9 @@ use uuid::Uuid;
 
 use self::cache::ResultCache;
 use self::claim::ClaimedJob;
-use self::database::{DbRuntime, block_on_aside, connect, describe, unavailable, within};
+use self::database::{
+    ConnectionWork, DbRuntime, block_on_aside, connect, describe, on_connection, unavailable,
+};
 pub use self::nodes::ClusterNode;
 use super::idempotency::fingerprint;
 use super::registry::WallShape;
@@ -107,9 +109,15 @@ struct Inner {
     running: DashMap<JobId, i32>,
     /// Set by `drain`: no more claims.
     draining: AtomicBool,
+    /// Set by `close`: the database's threads are stopped.
+    closed: AtomicBool,
     /// The claimer task, which `drain` waits for: a claim under way when the drain
     /// began has committed its jobs to this node, which must run them.
     claimer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The tasks that work for the node as a whole (listening, the heartbeat, the
+    /// sweeps), which `drain` stops once its jobs are done: a heartbeat after the
+    /// node has left would register it again.
+    rounds: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Submissions from their shutdown check until their batch has answered them,
     /// whether or not their clients are still there (see `AcceptInProgress`).
     accepts_in_progress: AtomicUsize,
@@ -125,6 +133,11 @@ struct Inner {
     logger: Logger,
     metrics: Arc<Metrics>,
     debug: DebugHooks,
+}
+
+/// A database call asked of a node whose database threads have stopped.
+fn stopping() -> Unavailable {
+    Unavailable("the node is stopping".to_owned())
 }
 
 /// Counts a submission from its arrival until its batch has answered it: owned, so
@@ -199,7 +212,9 @@ impl ClusterJobs {
                 run_micros: AtomicU64::new(u64::MAX),
                 running: DashMap::new(),
                 draining: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
                 claimer: Mutex::new(None),
+                rounds: Mutex::new(Vec::new()),
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
@@ -214,9 +229,11 @@ impl ClusterJobs {
         handle.spawn(accept::run(jobs.clone(), accept_queue));
         handle.spawn(finish::run(jobs.clone(), finish_queue));
         *jobs.inner.claimer.lock() = Some(handle.spawn(claim::run_claimer(jobs.clone())));
-        handle.spawn(claim::listen(jobs.clone()));
-        handle.spawn(claim::run_heartbeat(jobs.clone()));
-        handle.spawn(retention::run(jobs.clone()));
+        *jobs.inner.rounds.lock() = vec![
+            handle.spawn(claim::listen(jobs.clone())),
+            handle.spawn(claim::run_heartbeat(jobs.clone())),
+            handle.spawn(retention::run(jobs.clone())),
+        ];
         Ok(jobs)
     }
 
@@ -335,8 +352,11 @@ impl ClusterJobs {
     /// `Unknown`, `InFlight` for a running job (`NotQueued` for any but a queued one, to
     /// a cancel), or `Unavailable`.
     pub async fn remove(&self, id: JobId, what: Removable) -> Result<Removed, DeleteError> {
+        let ttl = self.ttl_ms();
         let removed = self
-            .on_db(removal::remove(self.db().clone(), id, what, self.ttl_ms()))
+            .on_db(move |client| {
+                Box::pin(async move { Ok(removal::remove(client, id, what, ttl).await) })
+            })
             .await??;
         self.inner.cache.remove(id);
         self.wake_waiters(id);
@@ -379,25 +399,30 @@ impl ClusterJobs {
         while !inner.running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
+        for task in inner.rounds.lock().drain(..) {
+            task.abort();
+        }
         // A claim given up whose cancel came too late committed jobs to this node that
         // no worker here runs: back to the queue, their attempt not spent.
-        match self.block_on_db(claim::release_unrun(self)) {
-            Ok(Ok(0)) => {}
-            Ok(Ok(released)) => {
+        let node = inner.settings.node;
+        match self.block_on_db(move |client| Box::pin(claim::release_unrun(client, node))) {
+            Ok(0) => {}
+            Ok(released) => {
                 warn!(inner.logger, "jobs claimed too late to run here are queued again";
                     "jobs" => released);
             }
-            Ok(Err(error)) | Err(error) => {
+            Err(error) => {
                 warn!(inner.logger, "cannot look for jobs claimed too late to run here";
                     "error" => %error);
             }
         }
-        let _ = self.block_on_db(claim::unregister_node(&inner.db, inner.settings.node));
+        let _ = self.block_on_db(move |client| Box::pin(claim::unregister_node(client, node)));
     }
 
     /// Stops the database's threads, once the requests still being answered after the
     /// drain have had their time: a team log being sent reads its chunks until then.
     pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.runtime.lock().shut_down();
     }
 
@@ -471,32 +496,41 @@ impl ClusterJobs {
     }
 
     /// A connection from the pool, within `--database-timeout`.
-    async fn client(&self) -> Result<deadpool_postgres::Object, Unavailable> {
+    async fn client(&self) -> Result<Object, Unavailable> {
         self.db().get().await.map_err(unavailable)
     }
 
-    /// Runs database work on the node's runtime, bounded by `--database-timeout`.
+    /// Runs `work` on one of the pool's connections, on the node's runtime, within
+    /// `--database-timeout` (see `on_connection`).
     // Each timeout is made inside the database runtime (an async block), whose timer it
     // then uses: made on the calling thread it needs that thread's runtime, which a
     // plain thread (the drain's) does not have.
     async fn on_db<T: Send + 'static>(
         &self,
-        work: impl Future<Output = T> + Send + 'static,
+        work: impl for<'c> FnOnce(&'c mut Object) -> ConnectionWork<'c, T> + Send + 'static,
     ) -> Result<T, Unavailable> {
         let (db, timeout) = (self.db().clone(), self.inner.settings.timeout);
         self.inner
             .handle
-            .spawn(async move { within(&db, timeout, async { Ok(work.await) }).await })
+            .spawn(async move { on_connection(&db, timeout, work).await })
             .await
-            .map_err(|_| Unavailable("the node is stopping".to_owned()))?
+            .map_err(|_| stopping())?
     }
 
-    /// `on_db` for a caller off the async threads (a worker, a blocking read).
-    fn block_on_db<T>(&self, work: impl Future<Output = T>) -> Result<T, Unavailable> {
+    /// `on_db` for a caller off the async threads (a worker, a blocking read, the
+    /// drain).
+    fn block_on_db<T>(
+        &self,
+        work: impl for<'c> FnOnce(&'c mut Object) -> ConnectionWork<'c, T>,
+    ) -> Result<T, Unavailable> {
+        // The runtime's timers are gone once it is shut down.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(stopping());
+        }
         let timeout = self.inner.settings.timeout;
         self.inner
             .handle
-            .block_on(within(self.db(), timeout, async { Ok(work.await) }))
+            .block_on(on_connection(self.db(), timeout, work))
     }
 
     pub(super) fn wake_waiters(&self, id: JobId) {

@@ -34,10 +34,8 @@ impl ClusterJobs {
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
     pub async fn nodes(&self) -> Result<Vec<ClusterNode>, Unavailable> {
-        let db = self.db().clone();
         let lease = self.inner.settings.lease;
-        self.on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
+        self.on_db(move |client| Box::pin(async move {
             let rows = client
                 .query(
                     "SELECT id, address, workers, running,
@@ -66,7 +64,7 @@ impl ClusterJobs {
                 })
                 .collect();
             Ok(nodes)
-        })
-        .await?
+        }))
+        .await
     }
 }

@@ -38,23 +38,23 @@ impl ClusterJobs {
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
     pub async fn info(&self, id: JobId) -> Result<Option<JobInfo>, Unavailable> {
-        let db = self.db().clone();
         let ttl = self.ttl_ms();
-        self.on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            let statement = client
-                .prepare_cached(&format!(
-                    "SELECT {INFO_COLUMNS} FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"
-                ))
-                .await
-                .map_err(unavailable)?;
-            let row = client
-                .query_opt(&statement, &[&id.uuid(), &ttl])
-                .await
-                .map_err(unavailable)?;
-            Ok(row.map(|row| job_info(&row).1))
+        self.on_db(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "SELECT {INFO_COLUMNS} FROM icewall_jobs WHERE id = $1 AND {NOT_EXPIRED}"
+                    ))
+                    .await
+                    .map_err(unavailable)?;
+                let row = client
+                    .query_opt(&statement, &[&id.uuid(), &ttl])
+                    .await
+                    .map_err(unavailable)?;
+                Ok(row.map(|row| job_info(&row).1))
+            })
         })
-        .await?
+        .await
     }
 
     /// A job's state once it is finished, `timeout` has passed or `stop` resolves.
@@ -100,7 +100,6 @@ impl ClusterJobs {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<(JobId, JobInfo)>, Unavailable> {
-        let db = self.db().clone();
         let ttl = self.ttl_ms();
         let states: Vec<&'static str> =
             statuses.iter().map(|status| status_name(*status)).collect();
@@ -122,62 +121,63 @@ impl ClusterJobs {
                  AND ($3::uuid IS NULL OR id {beyond} $3)
              ORDER BY id {direction} LIMIT $4"
         );
-        self.on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
-            let rows = client
-                .query(&statement, &[&states, &ttl, &after, &limit])
-                .await
-                .map_err(unavailable)?;
-            Ok(rows.iter().map(job_info).collect())
+        self.on_db(move |client| {
+            Box::pin(async move {
+                let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+                let rows = client
+                    .query(&statement, &[&states, &ttl, &after, &limit])
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows.iter().map(job_info).collect())
+            })
         })
-        .await?
+        .await
     }
 
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
     pub async fn counts(&self) -> Result<[usize; 4], Unavailable> {
-        let db = self.db().clone();
-        self.on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            let rows = client
-                .query(
-                    "SELECT state, count(*) FROM icewall_jobs GROUP BY state",
-                    &[],
-                )
-                .await
-                .map_err(unavailable)?;
-            let mut counts = [0; 4];
-            for row in rows {
-                let slot = match row.get::<_, &str>(0) {
-                    "queued" => 0,
-                    "running" => 1,
-                    "done" => 2,
-                    _ => 3,
-                };
-                counts[slot] = usize::try_from(row.get::<_, i64>(1)).unwrap_or(0);
-            }
-            Ok(counts)
+        self.on_db(move |client| {
+            Box::pin(async move {
+                let rows = client
+                    .query(
+                        "SELECT state, count(*) FROM icewall_jobs GROUP BY state",
+                        &[],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let mut counts = [0; 4];
+                for row in rows {
+                    let slot = match row.get::<_, &str>(0) {
+                        "queued" => 0,
+                        "running" => 1,
+                        "done" => 2,
+                        _ => 3,
+                    };
+                    counts[slot] = usize::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+                }
+                Ok(counts)
+            })
         })
-        .await?
+        .await
     }
 
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
     pub async fn in_flight(&self) -> Result<usize, Unavailable> {
-        let db = self.db().clone();
-        self.on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM icewall_jobs WHERE state IN ('queued', 'running')",
-                    &[],
-                )
-                .await
-                .map_err(unavailable)?;
-            Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        self.on_db(move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM icewall_jobs WHERE state IN ('queued', 'running')",
+                        &[],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            })
         })
-        .await?
+        .await
     }
 
     /// Checks that the database answers and takes a write now (for `/readyz`). Blocks.
@@ -185,19 +185,18 @@ impl ClusterJobs {
     /// # Errors
     /// When it does not.
     pub fn probe_store(&self) -> io::Result<()> {
-        let db = self.db().clone();
         let node = self.inner.settings.node;
-        self.block_on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            client
-                .execute(
-                    "UPDATE icewall_nodes SET heartbeat_at = now() WHERE id = $1",
-                    &[&node],
-                )
-                .await
-                .map_err(unavailable)
+        self.block_on_db(move |client| {
+            Box::pin(async move {
+                client
+                    .execute(
+                        "UPDATE icewall_nodes SET heartbeat_at = now() WHERE id = $1",
+                        &[&node],
+                    )
+                    .await
+                    .map_err(unavailable)
+            })
         })
-        .map_err(io::Error::other)?
         .map(drop)
         .map_err(io::Error::other)
     }

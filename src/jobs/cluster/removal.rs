@@ -2,7 +2,7 @@
 //! a queued one cancelled; a running one is left alone), and what removed jobs had
 //! stored.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::Object;
 use uuid::Uuid;
 
 use super::reads::NOT_EXPIRED;
@@ -14,7 +14,7 @@ use crate::jobs::{JobId, Unavailable};
 /// job is left alone. A job past its TTL (`ttl_ms`) is unknown, as reads answer, and left
 /// to the sweeper.
 pub(super) async fn remove(
-    db: Pool,
+    client: &mut Object,
     id: JobId,
     what: Removable,
     ttl_ms: f64,
@@ -23,7 +23,6 @@ pub(super) async fn remove(
         Removable::FinishedOrQueued => &["queued", "done", "failed"],
         Removable::QueuedOnly => &["queued"],
     };
-    let mut client = db.get().await.map_err(unavailable)?;
     let transaction = client.transaction().await.map_err(unavailable)?;
     // The row locked first, then judged from what the lock found: a finish or a requeue
     // committed meanwhile is seen, and nothing changes the row before it is removed.

@@ -11,18 +11,18 @@ impl ClusterJobs {
     /// # Errors
     /// `Missing` when the job is gone, or `Unavailable`.
     pub fn kept_request(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
-        let db = self.db().clone();
-        let request = self.block_on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            let row = client
-                .query_opt(
-                    "SELECT body FROM icewall_requests WHERE job_id = $1",
-                    &[&id.uuid()],
-                )
-                .await
-                .map_err(unavailable)?;
-            Ok::<_, Unavailable>(row.map(|row| row.get::<_, Vec<u8>>(0)))
-        })??;
+        let request = self.block_on_db(move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_opt(
+                        "SELECT body FROM icewall_requests WHERE job_id = $1",
+                        &[&id.uuid()],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok::<_, Unavailable>(row.map(|row| row.get::<_, Vec<u8>>(0)))
+            })
+        })?;
         request.map(Some).ok_or(StoreError::Missing)
     }
 }

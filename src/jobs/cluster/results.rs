@@ -89,20 +89,22 @@ impl ClusterJobs {
         let bytes = match self.inner.cache.get(id) {
             Some(bytes) => bytes,
             None => {
-                let db = self.db().clone();
                 let bytes: Arc<[u8]> = self
-                    .block_on_db(async move {
-                        let client = db.get().await.map_err(unavailable)?;
-                        let statement = client
-                            .prepare_cached("SELECT body FROM icewall_results WHERE job_id = $1")
-                            .await
-                            .map_err(unavailable)?;
-                        let row = client
-                            .query_opt(&statement, &[&id.uuid()])
-                            .await
-                            .map_err(unavailable)?;
-                        Ok::<_, Unavailable>(row.map(|row| row.get::<_, Vec<u8>>(0)))
-                    })??
+                    .block_on_db(move |client| {
+                        Box::pin(async move {
+                            let statement = client
+                                .prepare_cached(
+                                    "SELECT body FROM icewall_results WHERE job_id = $1",
+                                )
+                                .await
+                                .map_err(unavailable)?;
+                            let row = client
+                                .query_opt(&statement, &[&id.uuid()])
+                                .await
+                                .map_err(unavailable)?;
+                            Ok::<_, Unavailable>(row.map(|row| row.get::<_, Vec<u8>>(0)))
+                        })
+                    })?
                     .ok_or(StoreError::Missing)?
                     .into();
                 self.inner.cache.insert(id, Arc::clone(&bytes));
@@ -132,21 +134,21 @@ impl ChunkedLog {
     /// The next chunk, from the database; `None` when it is gone (the job deleted
     /// meanwhile).
     fn fetch_chunk(&self) -> Result<Option<Vec<u8>>, Unavailable> {
-        let db = self.jobs.db().clone();
         let (id, number) = (
             self.id.uuid(),
             i32::try_from(self.next_chunk).unwrap_or(i32::MAX),
         );
-        let row = self.jobs.block_on_db(async move {
-            let client = db.get().await.map_err(unavailable)?;
-            client
-                .query_opt(
-                    "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
-                    &[&id, &number],
-                )
-                .await
-                .map_err(unavailable)
-        })??;
+        let row = self.jobs.block_on_db(move |client| {
+            Box::pin(async move {
+                client
+                    .query_opt(
+                        "SELECT bytes FROM icewall_team_logs WHERE job_id = $1 AND chunk = $2",
+                        &[&id, &number],
+                    )
+                    .await
+                    .map_err(unavailable)
+            })
+        })?;
         Ok(row.map(|row| row.get(0)))
     }
 

@@ -10,7 +10,9 @@ use slog::{info, warn};
 use uuid::Uuid;
 
 use super::claim::millis;
-use super::database::within;
+use deadpool_postgres::Object;
+
+use super::database::on_connection;
 use super::removal::remove_stored;
 use super::{ClusterJobs, unavailable};
 use crate::jobs::Unavailable;
@@ -47,7 +49,11 @@ pub(super) async fn run(jobs: ClusterJobs) {
     loop {
         every.tick().await;
         // A lease's time at most: a backlog of batches may take a while.
-        match within(jobs.db(), jobs.inner.settings.lease, sweep(&jobs)).await {
+        let sweeping = jobs.clone();
+        let swept = on_connection(jobs.db(), jobs.inner.settings.lease, move |client| {
+            Box::pin(async move { sweep(&sweeping, client).await })
+        });
+        match swept.await {
             Ok(0) => {}
             Ok(removed) => info!(jobs.inner.logger, "retention removed finished jobs";
                 "jobs" => removed),
@@ -56,18 +62,40 @@ pub(super) async fn run(jobs: ClusterJobs) {
     }
 }
 
+/// Whether the finished jobs are more than `max_results`, or take more than `max_bytes`.
+async fn over_count_or_bytes(
+    client: &Object,
+    max_results: f64,
+    max_bytes: f64,
+) -> Result<bool, Unavailable> {
+    let row = client
+        .query_one(
+            "SELECT count(*)::float8 > $1 OR coalesce(sum(result_bytes), 0)::float8 > $2
+             FROM icewall_jobs WHERE state IN ('done', 'failed')",
+            &[&max_results, &max_bytes],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(row.get(0))
+}
+
 /// One round: each rule's batches until a batch comes short, or another node holds
 /// the lock.
-async fn sweep(jobs: &ClusterJobs) -> Result<u64, Unavailable> {
+async fn sweep(jobs: &ClusterJobs, client: &mut Object) -> Result<u64, Unavailable> {
     let retention = jobs.inner.retention;
     let bounds = [
         millis(retention.ttl),
         retention.max_results as f64,
         retention.max_bytes as f64,
     ];
-    let mut client = jobs.db().get().await.map_err(unavailable)?;
     let mut removed = 0;
-    for (rule, bound) in RULES.iter().zip(bounds) {
+    for (index, (rule, bound)) in RULES.iter().zip(bounds).enumerate() {
+        // The bounds on count and bytes rank every finished job, newest first: a
+        // sort of them all. One sum, after the TTL's removals, tells whether either
+        // bound is passed at all (most rounds, neither is).
+        if index == 1 && !over_count_or_bytes(client, bounds[1], bounds[2]).await? {
+            break;
+        }
         loop {
             let transaction = client.transaction().await.map_err(unavailable)?;
             let locked: bool = transaction
