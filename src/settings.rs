@@ -270,7 +270,7 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Cluster mode: connections this node keeps to the database at most. Each node
-    /// needs about 4 for its own tasks, plus what concurrent requests use.
+    /// needs about 5 for its own tasks, plus what concurrent requests use.
     #[arg(long, env = "ICEWALL_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = at_least_one)]
     pub database_pool_size: usize,
     /// Cluster mode: how long a request waits for the database before it answers 503.

@@ -615,3 +615,32 @@ fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
         "the node held {most} connections, with --database-pool-size 8 (+1 LISTEN)"
     );
 }
+
+#[test]
+fn a_swept_node_registers_again_even_with_a_pool_of_one() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let _server = node(
+        &url,
+        &[
+            "--database-pool-size",
+            "1",
+            "--database-timeout",
+            "1s",
+            "--lease",
+            "1s",
+        ],
+    );
+    wait_until("the node is registered", || {
+        one_row(pg, &url, "SELECT count(*) FROM icewall_nodes") == "1"
+    });
+    // What the sweeper does to a node silent for an hour.
+    one_row(pg, &url, "DELETE FROM icewall_nodes");
+    let back = poll_until(Duration::from_secs(8), || {
+        one_row(pg, &url, "SELECT count(*) FROM icewall_nodes") == "1"
+    });
+    assert!(
+        back,
+        "8 s after its row was swept, the heartbeat has not registered the node again"
+    );
+}

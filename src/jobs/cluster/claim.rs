@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Object;
 use futures_util::StreamExt;
 use slog::{info, warn};
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -38,11 +38,10 @@ const REAP_BATCH: i64 = 1000;
 
 /// Puts this node in the nodes table, for the operators (`/api/stats`).
 pub(super) async fn register_node(
-    db: &Pool,
+    client: &Object,
     cluster: &ClusterSettings,
     workers: usize,
 ) -> Result<(), String> {
-    let client = db.get().await.map_err(|error| super::describe(&error))?;
     let workers = i32::try_from(workers).unwrap_or(i32::MAX);
     client
         .execute(
@@ -179,7 +178,8 @@ async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Unav
     let client = jobs.client().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = millis(inner.settings.lease);
-    let timeout = inner.settings.timeout;
+    // A lease at most: a claim brings its jobs' requests, up to --max-body each.
+    let timeout = inner.settings.lease;
     let claimed = async {
         let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
         client
@@ -249,7 +249,7 @@ pub(super) async fn listen(jobs: ClusterJobs) {
         if let Some((client, mut connection)) = connected {
             let heard = jobs.clone();
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            let driver = tokio::spawn(async move {
+            let mut driver = tokio::spawn(async move {
                 while let Some(Ok(message)) = messages.next().await {
                     if let AsyncMessage::Notification(_) = message {
                         heard.inner.wake_claimer.notify_one();
@@ -259,7 +259,11 @@ pub(super) async fn listen(jobs: ClusterJobs) {
             if client.batch_execute("LISTEN icewall_jobs").await.is_ok() {
                 // A job may have come while no one listened.
                 inner.wake_claimer.notify_one();
-                let _ = driver.await;
+                let listened = inner.unless_leaving(&mut driver).await;
+                if listened.is_none() {
+                    driver.abort();
+                    return;
+                }
             } else {
                 driver.abort();
             }
@@ -278,7 +282,9 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
     let mut beat = tokio::time::interval(period.min(inner.settings.poll));
     let mut last_extend = Instant::now();
     loop {
-        beat.tick().await;
+        if inner.unless_leaving(beat.tick()).await.is_none() {
+            return;
+        }
         if last_extend.elapsed() >= period {
             let started = Instant::now();
             let beat = jobs.clone();
@@ -341,8 +347,9 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
         .await
         .map_err(unavailable)?;
     if updated == 0 {
-        // Swept as stale during a long outage: this node is back.
-        register_node(jobs.db(), &inner.settings, inner.workers)
+        // Swept as stale during a long outage: this node is back. On this connection,
+        // as a second one may not come (a pool of one).
+        register_node(client, &inner.settings, inner.workers)
             .await
             .map_err(Unavailable)?;
     }

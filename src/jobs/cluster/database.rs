@@ -36,7 +36,8 @@ pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
         .map_err(|error| StartError::Database(error.to_string()))
 }
 
-/// How the node connects: `--database-url`, and a connection whose route is gone is
+/// How the node connects: `--database-url`, within `--database-timeout` (unless the
+/// URL says otherwise), and a connection whose route is gone is
 /// closed by the kernel, so that a new one is made, instead of waiting for TCP's
 /// retries (some 15 minutes): one whose sent bytes go unacknowledged for a lease
 /// (`tcp_user_timeout`), and an idle one (the `LISTEN` connection) whose keepalive
@@ -46,6 +47,9 @@ pub(super) fn config(cluster: &ClusterSettings) -> Result<tokio_postgres::Config
         .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(cluster.lease);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(cluster.timeout);
     }
     if !cluster.database_url.contains("keepalives") {
         config

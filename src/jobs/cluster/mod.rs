@@ -118,6 +118,9 @@ struct Inner {
     /// sweeps), which `drain` stops once its jobs are done: a heartbeat after the
     /// node has left would register it again.
     rounds: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set, and notified, by `drain` when the rounds are to end.
+    leaving: AtomicBool,
+    left: Notify,
     /// Submissions from their shutdown check until their batch has answered them,
     /// whether or not their clients are still there (see `AcceptInProgress`).
     accepts_in_progress: AtomicUsize,
@@ -159,6 +162,22 @@ impl Drop for AcceptInProgress {
 }
 
 impl Inner {
+    /// `work`, or `None` once the node is leaving (see `drain`): how the node's rounds
+    /// wait, between their statements.
+    async fn unless_leaving<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let left = self.left.notified();
+        tokio::pin!(left);
+        // Listening before the flag is read: a leave in between is not missed.
+        left.as_mut().enable();
+        if self.leaving.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            done = work => Some(done),
+            () = left => None,
+        }
+    }
+
     /// Lets go of `attempt` of job `id`. The node may have claimed the job again
     /// meanwhile (its lease ran out while this attempt ran): the newer attempt is kept,
     /// or its lease would go unrenewed.
@@ -187,10 +206,10 @@ impl ClusterJobs {
         let applied =
             block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
-        block_on_aside(
-            &handle,
-            claim::register_node(&db, &cluster, settings.workers),
-        )
+        block_on_aside(&handle, async {
+            let client = db.get().await.map_err(|error| describe(&error))?;
+            claim::register_node(&client, &cluster, settings.workers).await
+        })
         .map_err(StartError::Database)?;
         let (accepts, accept_queue) = mpsc::unbounded_channel();
         let (finishes, finish_queue) = mpsc::unbounded_channel();
@@ -215,6 +234,8 @@ impl ClusterJobs {
                 closed: AtomicBool::new(false),
                 claimer: Mutex::new(None),
                 rounds: Mutex::new(Vec::new()),
+                leaving: AtomicBool::new(false),
+                left: Notify::new(),
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
@@ -385,10 +406,10 @@ impl ClusterJobs {
         // A claim under way has marked its jobs running under this node's lease: they
         // reach the workers before the pool stops, instead of waiting out the lease
         // (an attempt spent) for another node. A claim gives up after a connection's
-        // wait and a statement's, each `--database-timeout`.
+        // wait (`--database-timeout`) and a statement's (a lease).
         let claimer = inner.claimer.lock().take();
         if let Some(claimer) = claimer {
-            let bound = inner.settings.timeout * 3;
+            let bound = inner.settings.lease + inner.settings.timeout * 2;
             let _ = inner
                 .handle
                 .block_on(async { tokio::time::timeout(bound, claimer).await });
@@ -399,11 +420,23 @@ impl ClusterJobs {
         while !inner.running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
-        for task in inner.rounds.lock().drain(..) {
-            task.abort();
+        // The rounds end between two statements, not in one (a statement cut off would
+        // leave its connection busy in the pool); what does not end in time is cut off
+        // (the `LISTEN`, which waits on a connection of its own).
+        inner.leaving.store(true, Ordering::SeqCst);
+        inner.left.notify_waiters();
+        let rounds: Vec<_> = inner.rounds.lock().drain(..).collect();
+        let aborts: Vec<_> = rounds.iter().map(|round| round.abort_handle()).collect();
+        let bound = inner.settings.lease + inner.settings.timeout;
+        let _ = inner.handle.block_on(async {
+            tokio::time::timeout(bound, futures_util::future::join_all(rounds)).await
+        });
+        for round in aborts {
+            round.abort();
         }
         // A claim given up whose cancel came too late committed jobs to this node that
-        // no worker here runs: back to the queue, their attempt not spent.
+        // no worker here runs, and a result given up left its job running: back to the
+        // queue, rather than wait for their lease.
         let node = inner.settings.node;
         match self.block_on_db(move |client| Box::pin(claim::release_unrun(client, node))) {
             Ok(0) => {}

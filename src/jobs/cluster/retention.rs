@@ -47,7 +47,9 @@ const RULES: [&str; 3] = [
 pub(super) async fn run(jobs: ClusterJobs) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
-        every.tick().await;
+        if jobs.inner.unless_leaving(every.tick()).await.is_none() {
+            return;
+        }
         // A lease's time at most: a backlog of batches may take a while.
         let sweeping = jobs.clone();
         let swept = on_connection(jobs.db(), jobs.inner.settings.lease, move |client| {
