@@ -1,11 +1,25 @@
-# Sourced by the read benchmarks (reads.sh, ab-reads.sh, cpu-per-request.sh,
-# instructions.sh): a server's address, a done job to read, one wrk run's req/s that
-# refuses error answers, and the median they all report. Run from the repository root.
+# Sourced by the benchmarks (reads.sh, ab-reads.sh, cpu-per-request.sh, instructions.sh,
+# load.sh, post-rate.sh): a server started for a load and its address, a done job to
+# read, one wrk run's req/s that refuses error answers, and the median they all report.
+# Run from the repository root.
 
 # The reads the read benchmarks measure, and their names in tables; ID stands for a
 # done job's id.
 READ_PATHS=(/api/get_results/ID /profiles/overview/ /api/jobs/ID/profiles/3/days/16)
 READ_NAMES=(get_results overview day_query)
+
+# start_loaded_server WORK: starts ICEWALL_BIN (by default the profiling build, built
+# first) on 127.0.0.1, its results and logs in WORK, its queue unbounded for a load
+# (ICEWALL_FLAGS adds flags); sets `server` (its pid) and `base` (its URL).
+start_loaded_server() {
+  local bin=${ICEWALL_BIN:-./target/profiling/icewall}
+  [ -n "${ICEWALL_BIN:-}" ] || cargo build --profile profiling --quiet
+  # shellcheck disable=SC2086 # ICEWALL_FLAGS is a list of flags
+  "$bin" serve --bind 127.0.0.1:0 --results-dir "$1/results" \
+    --logs-dir "$1/logs" --max-queue 10000000 ${ICEWALL_FLAGS:-} > "$1/stdout" &
+  server=$!
+  base=$(listening "$1/stdout")
+}
 
 # listening FILE: waits for the address a server prints on FILE, and prints it.
 listening() {

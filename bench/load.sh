@@ -16,16 +16,12 @@ threads=${WRK_THREADS:-1}
 # The profiling build is the release build with line tables, so that `perf` can name
 # the hot lines (the shipped release binary is stripped). ICEWALL_BIN picks another
 # build (to compare two side by side in one session).
-bin=${ICEWALL_BIN:-./target/profiling/icewall}
-[ -n "${ICEWALL_BIN:-}" ] || cargo build --profile profiling --quiet
 work=$(mktemp -d ${BENCH_TMPDIR:+-p "$BENCH_TMPDIR"})
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-"$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" \
-  --logs-dir "$work/logs" --max-queue 10000000 ${ICEWALL_FLAGS:-} > "$work/stdout" &
-server=$!
-for _ in $(seq 100); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.05; done
-base=$(sed -n 's/^listening on //p' "$work/stdout")
+server=
+trap '[ -z "$server" ] || { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; }; rm -rf "$work"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_loaded_server "$work"
 echo "server $base (pid $server), wrk -t$threads -c$connections -d${duration}s"
 
 num_jobs() { curl -sf "$base/api/num_jobs" | sed 's/[^0-9]//g'; }

@@ -19,17 +19,13 @@ connections=${2:-64}
 shift 2 2>/dev/null || shift $#
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(2000 4000 8000)
-bin=${ICEWALL_BIN:-./target/profiling/icewall}
-[ -n "${ICEWALL_BIN:-}" ] || cargo build --profile profiling --quiet
 command -v oha > /dev/null || { echo "needs oha: cargo install oha" >&2; exit 1; }
 work=$(mktemp -d ${BENCH_TMPDIR:+-p "$BENCH_TMPDIR"})
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-"$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" \
-  --logs-dir "$work/logs" --max-queue 10000000 ${ICEWALL_FLAGS:-} > "$work/stdout" &
-server=$!
-for _ in $(seq 100); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.05; done
-base=$(sed -n 's/^listening on //p' "$work/stdout")
+server=
+trap '[ -z "$server" ] || { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; }; rm -rf "$work"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_loaded_server "$work"
 echo "server $base (pid $server), $duration s per rate, up to $connections connections"
 
 # The accept histogram's sum and count, to take the mean wait of one rate's POSTs.
