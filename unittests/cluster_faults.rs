@@ -644,3 +644,60 @@ fn a_swept_node_registers_again_even_with_a_pool_of_one() {
         "8 s after its row was swept, the heartbeat has not registered the node again"
     );
 }
+
+#[test]
+fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // The one worker held by a first job: a second one stays queued.
+    let (server, gate, _running) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
+    let queued = server.submit_json(EXAMPLE_JSON);
+    // The test locks the queued job's row: the cancel waits for it.
+    let session = Session::open(
+        pg,
+        &url,
+        &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{queued}' FOR UPDATE;\n"),
+    );
+    wait_until("the test holds the row", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction' AND query LIKE 'SELECT id%'",
+        ) == "1"
+    });
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    // A request answered first leaves unread bytes, so hanging up resets the
+    // connection: the server then drops the cancel's handler.
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+         POST /api/jobs/{queued}/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    wait_until("the cancel waits for the row", || {
+        lock_waits(pg, &url, "FOR UPDATE") == "1"
+    });
+    drop(stream);
+    thread::sleep(Duration::from_millis(500));
+    session.finish("ROLLBACK;\n");
+    wait_until("the job is gone", || {
+        one_row(
+            pg,
+            &url,
+            &format!("SELECT count(*) FROM icewall_jobs WHERE id = '{queued}'"),
+        ) == "0"
+    });
+    let counted = || {
+        server
+            .get("/metrics")
+            .body
+            .contains("icewall_jobs_total{outcome=\"cancelled\"} 1")
+    };
+    assert!(
+        poll_until(Duration::from_secs(5), counted),
+        "the cancel is not in the node's metrics"
+    );
+    gate.open();
+}

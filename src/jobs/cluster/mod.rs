@@ -374,11 +374,24 @@ impl ClusterJobs {
     /// a cancel), or `Unavailable`.
     pub async fn remove(&self, id: JobId, what: Removable) -> Result<Removed, DeleteError> {
         let ttl = self.ttl_ms();
-        let removed = self
-            .on_db(move |client| {
-                Box::pin(async move { Ok(removal::remove(client, id, what, ttl).await) })
+        let jobs = self.clone();
+        self.on_db(move |client| {
+            Box::pin(async move {
+                let removed = removal::remove(client, id, what, ttl).await;
+                // Here, with the removal: a client gone meanwhile leaves the job
+                // removed all the same.
+                if let Ok(removed) = removed {
+                    jobs.removed(id, removed);
+                }
+                Ok(removed)
             })
-            .await??;
+        })
+        .await?
+    }
+
+    /// What a removal changes on this node: its cached result, its waiters, its count
+    /// of the cluster's queue, its log and its metrics.
+    fn removed(&self, id: JobId, removed: Removed) {
         self.inner.cache.remove(id);
         self.wake_waiters(id);
         match removed {
@@ -389,7 +402,6 @@ impl ClusterJobs {
             }
             Removed::Deleted => info!(self.inner.logger, "job removed"; "job_id" => %id),
         }
-        Ok(removed)
     }
 
     /// Stops claiming, refuses new jobs, finishes the jobs this node has claimed (their
