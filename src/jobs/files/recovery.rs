@@ -3,7 +3,7 @@
 //! removed), read once before the first accept.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Weak};
 
@@ -11,7 +11,7 @@ use super::dir_lock::LOCK_FILE;
 use super::journal::{
     KEYS_FILE, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX, is_segment_name, read_segment,
 };
-use super::regular_file::{kind_of, read_regular};
+use super::regular_file::{create_fresh, kind_of, read_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
 use super::{FileStore, PROBE_PREFIX, StoreError, TEMPORARY_DIR, legacy_result};
@@ -232,7 +232,7 @@ impl FileStore {
         }
         if live.len() < lines {
             let temporary = self.inner.dir.join(format!("{KEYS_FILE}.tmp"));
-            let mut out = BufWriter::new(File::create(&temporary)?);
+            let mut out = BufWriter::new(create_fresh(&temporary)?);
             for record in &live {
                 serde_json::to_writer(&mut out, record)?;
                 out.write_all(b"\n")?;

@@ -35,6 +35,39 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> 
     Ok(file)
 }
 
+/// Opens `path` for appending, made if missing, as `open_regular` opens; and whether its
+/// name may not be durable yet: it was made here, or is empty (made by an append that
+/// failed before its name was synced). The caller syncs the directory then, once what
+/// it appended is synced.
+///
+/// # Errors
+/// As `open_regular`.
+pub fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
+    let (file, created) = match open_regular(path, OpenOptions::new().append(true)) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (
+            open_regular(path, OpenOptions::new().append(true).create(true))?,
+            true,
+        ),
+        opened => (opened?, false),
+    };
+    let name_maybe_unsynced = created || file.metadata()?.len() == 0;
+    Ok((file, name_maybe_unsynced))
+}
+
+/// Makes `path` anew for writing: whatever has its name is removed first (a symlink
+/// itself, not what it points to), and the file is made with `O_EXCL`, which follows
+/// no symlink put there meanwhile.
+///
+/// # Errors
+/// Whatever the file system answers (a directory of that name cannot be removed).
+pub fn create_fresh(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
 /// Reads the whole of `path`, a regular file.
 ///
 /// # Errors
@@ -72,23 +105,25 @@ fn not_regular(path: &Path, kind: &str) -> io::Error {
     )
 }
 
+/// Makes a FIFO at `path`, for the tests of entries the server never makes. Not by
+/// running `mkfifo`: a child forked meanwhile holds every open file of the tests'
+/// process until it runs the program, a results directory's lock among them, which
+/// another test then finds held.
+#[cfg(test)]
+pub fn make_fifo(path: &Path) {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0).expect("a FIFO is made");
+}
+
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     use super::*;
 
     #[test]
     fn a_fifo_a_directory_and_a_symlink_are_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        assert!(
-            Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        make_fifo(&fifo);
         let subdir = dir.path().join("subdir");
         std::fs::create_dir(&subdir).unwrap();
         let file = dir.path().join("file");

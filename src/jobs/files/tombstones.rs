@@ -7,9 +7,9 @@
 //! mentions any more (their segments are gone, so nothing could bring them back).
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 
-use super::regular_file::{open_regular, read_regular};
+use super::regular_file::{create_fresh, open_for_append, read_regular};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -50,18 +50,12 @@ impl Tombstones {
         let _appending = self.appending.lock();
         let path = self.path();
         // Never blocks on, or follows, an entry that is not a regular file.
-        let (mut file, created) = match open_regular(&path, OpenOptions::new().append(true)) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => (
-                open_regular(&path, OpenOptions::new().append(true).create(true))?,
-                true,
-            ),
-            opened => (opened?, false),
-        };
+        let (mut file, name_maybe_unsynced) = open_for_append(&path)?;
         // A line of its own even after a write that failed half way left a fragment
         // behind (empty lines are skipped).
         file.write_all(format!("\n{id}\n").as_bytes())?;
         file.sync_data()?;
-        if created {
+        if name_maybe_unsynced {
             // A new file's name must be durable too.
             super::sync_directory(&self.dir)?;
         }
@@ -81,6 +75,19 @@ impl Tombstones {
         let path = self.path();
         let text = match read_regular(&path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            // Unlike the keys file, left alone at a cost to retries: without its
+            // tombstones a restart would run cancelled and deleted jobs again.
+            Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!(
+                        "{error}: it keeps the jobs that must never run again (cancelled or \
+                         deleted), and the server does not start without it; put the regular \
+                         file back, or remove the entry if no job was ever cancelled or \
+                         deleted here"
+                    ),
+                ));
+            }
             other => other?,
         };
         let mut lines = 0;
@@ -103,7 +110,7 @@ impl Tombstones {
         }
         if live.len() < lines {
             let temporary = self.dir.join(TOMBSTONES_TEMPORARY);
-            let mut out = BufWriter::new(File::create(&temporary)?);
+            let mut out = BufWriter::new(create_fresh(&temporary)?);
             for id in &live {
                 writeln!(out, "{id}")?;
             }
@@ -121,6 +128,8 @@ impl Tombstones {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     #[test]

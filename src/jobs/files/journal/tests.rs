@@ -486,13 +486,7 @@ fn a_torn_last_line_names_its_job_and_is_not_rerun() {
 fn a_segment_that_is_not_a_regular_file_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("requests-fifo.jsonl");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::jobs::files::regular_file::make_fifo(&path);
     let journal = Arc::new(Segment::new(path));
     journal.keep();
     let error = read_segment(&journal, &mut |_| {}).err().unwrap();

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::jobs::JobId;
 use crate::jobs::files::batch_thread::{BatchThread, Batches, closed, repeat};
-use crate::jobs::files::regular_file::open_regular;
+use crate::jobs::files::regular_file::open_for_append;
 
 /// A request to make durable, and what else must be durable with it.
 pub struct Accept {
@@ -424,13 +424,7 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
     }
     // Opened per batch, so that a start-up compaction may replace the file; never a
     // FIFO or a directory put in its place, which would block or fail every batch.
-    let (mut file, created) = match open_regular(keys, OpenOptions::new().append(true)) {
-        Err(error) if error.kind() == io::ErrorKind::NotFound => (
-            open_regular(keys, OpenOptions::new().append(true).create(true))?,
-            true,
-        ),
-        opened => (opened?, false),
-    };
+    let (mut file, name_maybe_unsynced) = open_for_append(keys)?;
     // Records start on a line of their own even after a write that failed half way
     // left a fragment behind (empty lines are skipped).
     file.write_all(b"\n")?;
@@ -438,7 +432,7 @@ fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
     file.sync_data()?;
     match keys.parent() {
         // A new file's name must be durable too.
-        Some(dir) if created => File::open(dir)?.sync_all(),
+        Some(dir) if name_maybe_unsynced => crate::jobs::files::sync_directory(dir),
         _ => Ok(()),
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fs;
 
+use super::regular_file::make_fifo;
+use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
 use super::*;
 use crate::jobs::idempotency::KeyRecord;
 
@@ -258,11 +260,7 @@ fn entries_that_are_not_regular_files_are_reported_and_left_alone() {
         .join(format!("requests-{}.jsonl", JobId::generate()));
     let result_fifo = dir.path().join(format!("{}.result", JobId::generate()));
     for fifo in [&segment_fifo, &result_fifo] {
-        let made = std::process::Command::new("mkfifo")
-            .arg(fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        make_fifo(fifo);
     }
     let link = dir
         .path()
@@ -310,11 +308,7 @@ fn entries_that_are_not_regular_files_are_reported_and_left_alone() {
 fn a_fifo_named_like_the_keys_file_neither_blocks_recovery_nor_keyed_requests() {
     let dir = tempfile::tempdir().unwrap();
     let keys_fifo = dir.path().join(KEYS_FILE);
-    let made = std::process::Command::new("mkfifo")
-        .arg(&keys_fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    make_fifo(&keys_fifo);
     let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
     let mut warnings = Vec::new();
     store.recover(|warning| warnings.push(warning)).unwrap();
@@ -412,4 +406,89 @@ fn files_rewritten_at_start_up_have_their_new_names_synced() {
         0,
         "nothing was rewritten"
     );
+}
+
+/// What a start-up compaction writes goes into the results directory, never through a
+/// symlink put where its temporary file goes (found by a review: it truncated the file
+/// the link pointed to, then renamed the link over the real file).
+#[test]
+fn start_up_compactions_never_write_through_a_symlink() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    for temporary in [TOMBSTONES_TEMPORARY.to_owned(), format!("{KEYS_FILE}.tmp")] {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(&victim, b"precious data\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(&temporary)).unwrap();
+        // A tombstone and a key no job needs: the next start-up compacts both files.
+        let gone = JobId::generate();
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        store.bury(gone).unwrap();
+        store.shutdown();
+        drop(store);
+        let key = KeyRecord {
+            key: "k".to_owned(),
+            job_id: gone.to_string(),
+            fingerprint: "f".to_owned(),
+        };
+        fs::write(
+            dir.path().join(KEYS_FILE),
+            format!("{}\n", serde_json::to_string(&key).unwrap()),
+        )
+        .unwrap();
+
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        store.recover(|_| {}).unwrap();
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"precious data\n",
+            "{temporary}"
+        );
+        for file in [TOMBSTONES_FILE, KEYS_FILE] {
+            let kind = fs::symlink_metadata(dir.path().join(file))
+                .unwrap()
+                .file_type();
+            assert!(
+                kind.is_file(),
+                "{file} after compacting through {temporary}"
+            );
+        }
+        // And the files work on: a cancel, a restart.
+        store.bury(JobId::generate()).unwrap();
+        store.shutdown();
+        drop(store);
+        let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+        store.recover(|_| {}).unwrap();
+    }
+}
+
+/// A tombstones file that is not a regular file stops start-up, saying why: without it a
+/// restart would run cancelled and deleted jobs again.
+#[test]
+fn a_tombstones_file_that_is_not_a_regular_file_stops_start_up_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join(TOMBSTONES_FILE)).unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let refused = store.recover(|_| {}).map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains("is a directory"), "{refused}");
+    assert!(
+        refused.contains("must never run again") && refused.contains("does not start"),
+        "{refused}"
+    );
+}
+
+/// A first cancel that made the tombstones file and then failed leaves the file empty,
+/// its name never synced: the next cancel syncs it (found by a review; a power cut could
+/// otherwise take the file, and the cancel with it).
+#[test]
+fn a_cancel_after_a_failed_first_one_syncs_the_tombstones_files_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    fs::write(dir.path().join(TOMBSTONES_FILE), b"").unwrap();
+    DIRECTORY_SYNCS.with(|syncs| syncs.set(0));
+    store.bury(JobId::generate()).unwrap();
+    assert_eq!(DIRECTORY_SYNCS.with(std::cell::Cell::get), 1);
+    // Once it holds a line, its name was synced: no more directory syncs.
+    store.bury(JobId::generate()).unwrap();
+    assert_eq!(DIRECTORY_SYNCS.with(std::cell::Cell::get), 1);
+    store.shutdown();
 }
