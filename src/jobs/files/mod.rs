@@ -49,6 +49,7 @@ use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
 use self::job_locks::{JobGuard, JobLocks};
 use self::journal::{FreeSpaceFloor, Journal, KeptSegments, StoredRequest};
+use self::regular_file::create_fresh;
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
@@ -236,7 +237,7 @@ impl FileStore {
     /// Writes a done job's log in place, and returns its length (a rerun after a
     /// crash overwrites it).
     fn write_log_file(&self, id: JobId, outcome: &Outcome) -> io::Result<u64> {
-        let mut log = BufWriter::new(File::create(self.path(id, "log"))?);
+        let mut log = BufWriter::new(create_fresh(&self.path(id, "log"))?);
         outcome.log.write_to(&mut log)?;
         let log = log.into_inner().map_err(io::IntoInnerError::into_error)?;
         Ok(log.metadata()?.len())
@@ -283,11 +284,11 @@ impl FileStore {
 
     fn create_temporary(&self, id: JobId) -> io::Result<File> {
         let path = self.temporary_path(id);
-        File::create(&path).or_else(|error| match (error.kind(), path.parent()) {
+        create_fresh(&path).or_else(|error| match (error.kind(), path.parent()) {
             // Someone removed it (or the whole results directory, then made it again).
             (io::ErrorKind::NotFound, Some(temporary_dir)) => {
                 fs::create_dir_all(temporary_dir)?;
-                File::create(&path)
+                create_fresh(&path)
             }
             _ => Err(error),
         })

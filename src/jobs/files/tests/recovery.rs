@@ -492,3 +492,23 @@ fn a_cancel_after_a_failed_first_one_syncs_the_tombstones_files_name() {
     assert_eq!(DIRECTORY_SYNCS.with(std::cell::Cell::get), 1);
     store.shutdown();
 }
+
+/// A job's files are made anew, never written through a symlink left at their name
+/// (found by a review: `<id>.log`, and the fallback's temporary result, followed one).
+#[test]
+fn a_jobs_log_file_is_never_written_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    fs::write(&victim, b"precious data\n").unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    std::os::unix::fs::symlink(&victim, dir.path().join(format!("{id}.log"))).unwrap();
+    commit(&store, id, &Record::Done(&example_outcome()), request);
+    assert_eq!(fs::read(&victim).unwrap(), b"precious data\n");
+    let log = dir.path().join(format!("{id}.log"));
+    assert!(fs::symlink_metadata(&log).unwrap().file_type().is_file());
+    assert!(!fs::read(&log).unwrap().is_empty());
+    store.shutdown();
+}
