@@ -26,6 +26,23 @@ fn has_exited(server: &Server) -> bool {
 struct Session(std::process::Child);
 
 impl Session {
+    /// A session that ran `sql`, once the database shows it idle in its transaction
+    /// after a statement starting with `last`.
+    fn holding(pg: &PostgresServer, url: &str, sql: &str, last: &str) -> Session {
+        let session = Session::open(pg, url, sql);
+        wait_until("the test's session holds its transaction", || {
+            one_row(
+                pg,
+                url,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE state = 'idle in transaction' AND query LIKE '{last}%'"
+                ),
+            ) == "1"
+        });
+        session
+    }
+
     fn open(pg: &PostgresServer, url: &str, sql: &str) -> Session {
         let mut child = pg.psql_session(url);
         let stdin = child.stdin.as_mut().unwrap();
@@ -40,6 +57,20 @@ impl Session {
         drop(stdin);
         assert!(self.0.wait().unwrap().success());
     }
+}
+
+/// Sends `request` and hangs up once `waiting` holds (the request is under way). A
+/// request answered first leaves unread bytes, so hanging up resets the connection: the
+/// server then drops the request's handler (as in idempotency.rs).
+fn hang_up_once(server: &Server, request: &str, waiting: impl FnMut() -> bool) {
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n{request}"
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    wait_until("the request is under way", waiting);
 }
 
 /// Sessions of this database waiting for a lock, whose query contains `like`.
@@ -60,36 +91,23 @@ fn a_client_gone_during_its_accept_does_not_stop_the_node_from_draining() {
     let url = pg.create_database();
     let server = node(&url, &[]);
     // A key held by the test's open transaction: the accept's insert waits for it.
-    let session = Session::open(
+    let session = Session::holding(
         pg,
         &url,
         "BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
          VALUES (gen_random_uuid(), 'queued', 'blocker');\n",
+        "INSERT",
     );
-    wait_until("the test holds the key", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE state = 'idle in transaction' AND query LIKE 'INSERT%'",
-        ) == "1"
-    });
-    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
-    // A request answered first leaves unread bytes, so hanging up resets the
-    // connection: the server then drops the POST's handler (as in idempotency.rs).
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
-         POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Idempotency-Key: blocker\r\nContent-Length: {}\r\n\r\n{EXAMPLE_JSON}",
-        EXAMPLE_JSON.len()
-    )
-    .unwrap();
-    stream.flush().unwrap();
-    wait_until("the accept waits for the key", || {
-        lock_waits(pg, &url, "WITH batch") == "1"
-    });
-    drop(stream);
+    hang_up_once(
+        &server,
+        &format!(
+            "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nIdempotency-Key: blocker\r\n\
+             Content-Length: {}\r\n\r\n{EXAMPLE_JSON}",
+            EXAMPLE_JSON.len()
+        ),
+        || lock_waits(pg, &url, "WITH batch") == "1",
+    );
     thread::sleep(Duration::from_millis(500));
     session.finish("ROLLBACK;\n");
     // The batch commits whether or not its client is there.
@@ -572,19 +590,12 @@ fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
     );
     let id = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&id)["status"], "done");
-    let session = Session::open(
+    let session = Session::holding(
         pg,
         &url,
         &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{id}' FOR UPDATE;\n"),
+        "SELECT id",
     );
-    wait_until("the test holds the row", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE state = 'idle in transaction' AND query LIKE 'SELECT id%'",
-        ) == "1"
-    });
     let backends = || {
         one_row(
             pg,
@@ -653,33 +664,20 @@ fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
     let (server, gate, _running) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
     let queued = server.submit_json(EXAMPLE_JSON);
     // The test locks the queued job's row: the cancel waits for it.
-    let session = Session::open(
+    let session = Session::holding(
         pg,
         &url,
         &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{queued}' FOR UPDATE;\n"),
+        "SELECT id",
     );
-    wait_until("the test holds the row", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE state = 'idle in transaction' AND query LIKE 'SELECT id%'",
-        ) == "1"
-    });
-    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
-    // A request answered first leaves unread bytes, so hanging up resets the
-    // connection: the server then drops the cancel's handler.
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
-         POST /api/jobs/{queued}/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    stream.flush().unwrap();
-    wait_until("the cancel waits for the row", || {
-        lock_waits(pg, &url, "FOR UPDATE") == "1"
-    });
-    drop(stream);
+    hang_up_once(
+        &server,
+        &format!(
+            "POST /api/jobs/{queued}/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Length: 0\r\n\r\n"
+        ),
+        || lock_waits(pg, &url, "FOR UPDATE") == "1",
+    );
     thread::sleep(Duration::from_millis(500));
     session.finish("ROLLBACK;\n");
     wait_until("the job is gone", || {
