@@ -367,7 +367,12 @@ impl FileStore {
 /// Makes the names made, renamed or removed in `dir` so far durable.
 fn sync_directory(dir: &Path) -> io::Result<()> {
     #[cfg(test)]
-    DIRECTORY_SYNCS.with(|syncs| syncs.set(syncs.get() + 1));
+    {
+        DIRECTORY_SYNCS.with(|syncs| syncs.set(syncs.get() + 1));
+        if REFUSE_DIRECTORY_SYNCS.with(std::cell::Cell::get) {
+            return Err(io::Error::other("a directory sync refused by the test"));
+        }
+    }
     File::open(dir)?.sync_all()
 }
 
@@ -375,6 +380,9 @@ fn sync_directory(dir: &Path) -> io::Result<()> {
 thread_local! {
     /// The directory syncs of this thread, for the tests of when they happen.
     static DIRECTORY_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Set by a test: this thread's directory syncs fail, as a failing disk's would.
+    pub(crate) static REFUSE_DIRECTORY_SYNCS: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ impl LocalJobs {
     /// for good: neither comes back after a restart.
     ///
     /// # Errors
-    /// `Unknown`, `InFlight` for a running job, or `Storage` (then the job is as it was).
+    /// `Unknown`, `InFlight` for a running job, or `Storage`: then the job is as it was,
+    /// unless only making its removal durable failed; then it is gone, as the error says.
     pub fn delete(&self, id: JobId) -> Result<Removed, DeleteError> {
         match self.state(id).ok_or(DeleteError::Unknown)? {
             JobState::Queued => self.cancel(id).map(|()| Removed::Cancelled),
@@ -106,21 +107,25 @@ impl LocalJobs {
         // whose segment is known to be in use. A tombstone left by a delete that then
         // fails is harmless: the result, kept, wins.
         let bury = removal == Removal::Requested || registry.is_pinned(id);
-        let removed = if bury { store.bury(id) } else { Ok(()) }
-            .and_then(|()| store.remove_result(id))
-            .and_then(|()| {
-                if removal == Removal::Requested {
-                    store.sync_removals()
-                } else {
-                    Ok(())
-                }
-            });
+        let removed =
+            if bury { store.bury(id) } else { Ok(()) }.and_then(|()| store.remove_result(id));
         if let Err(error) = removed {
             registry.unmark_deleting(id);
             warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);
             return Err(DeleteError::Storage(error.to_string()));
         }
+        // Its result is gone: the job is, whether or not that is durable yet.
         registry.remove_finished(id);
+        if removal == Removal::Requested
+            && let Err(error) = store.sync_removals()
+        {
+            warn!(self.inner.logger, "job removed, but not durably"; "job_id" => %id,
+                "error" => %error);
+            return Err(DeleteError::Storage(format!(
+                "the job was removed, but its removal could not be made durable (a power cut \
+                 may bring it back): {error}"
+            )));
+        }
         info!(self.inner.logger, "job removed"; "job_id" => %id);
         Ok(())
     }

@@ -185,3 +185,35 @@ async fn a_queued_job_is_cancelled_a_running_one_refused_a_finished_one_deleted(
     assert_eq!(service.jobs.known(), 0);
     service.jobs.drain();
 }
+
+#[tokio::test]
+async fn a_delete_whose_removal_cannot_be_made_durable_says_so_and_leaves_no_job_without_its_result()
+ {
+    let service = start();
+    service.open_gate();
+    let ids = [
+        service.jobs.submit(submission(3, None)).await.unwrap().id,
+        service.jobs.submit(submission(3, None)).await.unwrap().id,
+    ];
+    for &id in &ids {
+        assert_eq!(finished(&service.jobs, id).await, JobState::Done);
+    }
+    // The tombstones file made (and its name synced) by a first delete.
+    assert_eq!(service.jobs.delete(ids[0]).unwrap(), Removed::Deleted);
+    crate::jobs::files::REFUSE_DIRECTORY_SYNCS.with(|refuse| refuse.set(true));
+    let refused = service.jobs.delete(ids[1]);
+    crate::jobs::files::REFUSE_DIRECTORY_SYNCS.with(|refuse| refuse.set(false));
+    match refused {
+        Err(DeleteError::Storage(reason)) => {
+            assert!(reason.contains("removed, but"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its result went with the unlink: not shown again as a done job without it.
+    assert_eq!(service.jobs.state(ids[1]), None);
+    assert!(matches!(
+        service.jobs.delete(ids[1]),
+        Err(DeleteError::Unknown)
+    ));
+    service.jobs.drain();
+}
