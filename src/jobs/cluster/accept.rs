@@ -14,7 +14,7 @@ use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::{abandon, settle, timed_out, within};
+use super::database::{abandon, settle, timed_out};
 use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -98,10 +98,7 @@ async fn store(
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
     let timeout = jobs.inner.settings.timeout;
-    let client = within(timeout, async {
-        jobs.db().get().await.map_err(unavailable)
-    })
-    .await?;
+    let client = jobs.client().await?;
     // Each statement given up is cancelled, and its connection given up (`abandon`): a
     // batch answered 503 must not be committed after its answer, when a client may
     // have made its job again.

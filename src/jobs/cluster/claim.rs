@@ -12,7 +12,7 @@ use slog::{info, warn};
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::database::{abandon, on_connection, timed_out};
+use super::database::on_connection;
 use super::{ClusterJobs, ClusterSettings, unavailable};
 use crate::jobs::JobId;
 use crate::jobs::Unavailable;
@@ -175,28 +175,21 @@ impl ClusterJobs {
 /// and the limit holds (an `IN (subquery)` may be run again, and claim more).
 async fn claim(jobs: &ClusterJobs, limit: usize) -> Result<Vec<ClaimedJob>, Unavailable> {
     let inner = &jobs.inner;
-    let client = jobs.client().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let lease_ms = millis(inner.settings.lease);
-    // A lease at most: a claim brings its jobs' requests, up to --max-body each.
-    let timeout = inner.settings.lease;
-    let claimed = async {
-        let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
-        client
-            .query(&statement, &[&limit, &inner.settings.node, &lease_ms])
-            .await
-            .map_err(unavailable)
-    };
-    // A claim given up is cancelled: committed later, it would leave its jobs running
-    // under this node's lease with no worker on them (see `drain` for the cancel that
-    // comes too late).
-    let rows = match tokio::time::timeout(timeout, claimed).await {
-        Ok(rows) => rows?,
-        Err(_) => {
-            abandon(client);
-            return Err(timed_out(timeout));
-        }
-    };
+    let (node, lease_ms) = (inner.settings.node, millis(inner.settings.lease));
+    // A lease at most: a claim brings its jobs' requests, up to --max-body each. A claim
+    // given up is cancelled: committed later, it would leave its jobs running under
+    // this node's lease with no worker on them (see `drain` for a cancel too late).
+    let rows = on_connection(jobs.db(), inner.settings.lease, move |client| {
+        Box::pin(async move {
+            let statement = client.prepare_cached(CLAIM).await.map_err(unavailable)?;
+            client
+                .query(&statement, &[&limit, &node, &lease_ms])
+                .await
+                .map_err(unavailable)
+        })
+    })
+    .await?;
     if !rows.is_empty() && !inner.debug.claim_delay.is_zero() {
         tokio::time::sleep(inner.debug.claim_delay).await;
     }

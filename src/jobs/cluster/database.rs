@@ -117,18 +117,6 @@ pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
     Unavailable(describe(&error))
 }
 
-/// `work`, or `Unavailable` once `timeout` (`--database-timeout`) has passed. To be
-/// awaited on the database runtime, whose timer it then uses. For work that holds no
-/// connection when it is given up (a connection's work goes through `on_connection`).
-pub(super) async fn within<T>(
-    timeout: Duration,
-    work: impl Future<Output = Result<T, Unavailable>>,
-) -> Result<T, Unavailable> {
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(timed_out(timeout)))
-}
-
 /// Work on one connection: a future that borrows it.
 pub(super) type ConnectionWork<'c, T> = BoxFuture<'c, Result<T, Unavailable>>;
 

@@ -8,11 +8,10 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Object;
 use slog::{Logger, error, info, warn};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-use deadpool_postgres::Object;
 
 use super::database::settle;
 use super::{ClusterJobs, unavailable};

@@ -265,32 +265,23 @@ impl ClusterJobs {
     /// `ShuttingDown`, `QueueFull` (the cluster's queue is at `--max-queue`), `KeyReused`,
     /// or `Storage` when the database did not commit it.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, SubmitError> {
-        // Counted before the shutdown check, which `drain` makes after its trigger.
-        let in_progress = AcceptInProgress::enter(&self.inner);
-        let accepted = self.accept(submission, in_progress).await;
-        if let Err(error) = &accepted {
-            // Those of a batch are counted with its answers (see `answered`).
-            if matches!(error, SubmitError::ShuttingDown | SubmitError::QueueFull) {
-                self.inner.metrics.rejected(error.rejection());
-            }
-        }
-        accepted
-    }
-
-    async fn accept(
-        &self,
-        submission: Submission,
-        in_progress: AcceptInProgress,
-    ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
+        // Counted before the shutdown check, which `drain` makes after its trigger.
+        let in_progress = AcceptInProgress::enter(inner);
+        // Refusals before the batch are counted here, the batch's with its answers
+        // (see `answered`).
+        let refused = |error: SubmitError| {
+            inner.metrics.rejected(error.rejection());
+            Err(error)
+        };
         if !self.is_accepting() {
-            return Err(SubmitError::ShuttingDown);
+            return refused(SubmitError::ShuttingDown);
         }
         // The cluster's queue as last counted (within a poll interval) and as this node
         // changed it since: the other nodes' accepts since the count, and accepts in
         // one batch, may pass the bound together.
         if inner.cluster_queued.load(Ordering::Relaxed) >= inner.max_queue {
-            return Err(SubmitError::QueueFull);
+            return refused(SubmitError::QueueFull);
         }
         let Submission { config, key, .. } = submission;
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
@@ -305,10 +296,9 @@ impl ClusterJobs {
             arrived: Instant::now(),
             _in_progress: in_progress,
         };
-        inner
-            .accepts
-            .send(pending)
-            .map_err(|_| SubmitError::ShuttingDown)?;
+        if inner.accepts.send(pending).is_err() {
+            return refused(SubmitError::ShuttingDown);
+        }
         // The batch commits whether or not this client is still there to hear it.
         let accepted = answered.await.unwrap_or_else(|_| {
             Err(SubmitError::Storage(

@@ -26,14 +26,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Most jobs one batch removes.
 const BATCH: i64 = 1000;
 
-/// Each rule's batch: it removes up to `$1` jobs and returns their ids. `$2` is the
-/// rule's bound.
-const RULES: [&str; 3] = [
-    "DELETE FROM icewall_jobs WHERE id IN (
+/// A rule's batch: it removes up to `$1` jobs and returns their ids. `$2` is the
+/// rule's bound. The TTL's, then those of the count and the bytes, which rank every
+/// finished job, newest first.
+const TTL_RULE: &str = "DELETE FROM icewall_jobs WHERE id IN (
          SELECT id FROM icewall_jobs
          WHERE state IN ('done', 'failed')
              AND finished_at <= now() - $2::float8 * interval '1 millisecond'
-         ORDER BY finished_at LIMIT $1) RETURNING id",
+         ORDER BY finished_at LIMIT $1) RETURNING id";
+const RANKING_RULES: [&str; 2] = [
     "DELETE FROM icewall_jobs WHERE id IN (
          SELECT id FROM icewall_jobs WHERE state IN ('done', 'failed')
          ORDER BY finished_at DESC, id DESC OFFSET $2::float8::int8 LIMIT $1) RETURNING id",
@@ -81,46 +82,56 @@ async fn over_count_or_bytes(
     Ok(row.get(0))
 }
 
+/// `rule`'s batches, each its own transaction under the sweep's lock, until one comes
+/// short; how many jobs they removed, or `None` if another node holds the lock.
+async fn remove_batches(
+    client: &mut Object,
+    rule: &str,
+    bound: f64,
+) -> Result<Option<u64>, Unavailable> {
+    let mut removed = 0;
+    loop {
+        let transaction = client.transaction().await.map_err(unavailable)?;
+        let locked: bool = transaction
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SWEEP_LOCK])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        if !locked {
+            return Ok(None);
+        }
+        let gone: Vec<Uuid> = transaction
+            .query(rule, &[&BATCH, &bound])
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        remove_stored(&transaction, &gone).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        let batch = gone.len() as u64;
+        removed += batch;
+        if batch < BATCH as u64 {
+            return Ok(Some(removed));
+        }
+    }
+}
+
 /// One round: each rule's batches until a batch comes short, or another node holds
 /// the lock.
 async fn sweep(jobs: &ClusterJobs, client: &mut Object) -> Result<u64, Unavailable> {
     let retention = jobs.inner.retention;
-    let bounds = [
-        millis(retention.ttl),
-        retention.max_results as f64,
-        retention.max_bytes as f64,
-    ];
-    let mut removed = 0;
-    for (index, (rule, bound)) in RULES.iter().zip(bounds).enumerate() {
-        // The bounds on count and bytes rank every finished job, newest first: a
-        // sort of them all. One sum, after the TTL's removals, tells whether either
-        // bound is passed at all (most rounds, neither is).
-        if index == 1 && !over_count_or_bytes(client, bounds[1], bounds[2]).await? {
-            break;
-        }
-        loop {
-            let transaction = client.transaction().await.map_err(unavailable)?;
-            let locked: bool = transaction
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SWEEP_LOCK])
-                .await
-                .map_err(unavailable)?
-                .get(0);
-            if !locked {
-                return Ok(removed);
-            }
-            let gone: Vec<Uuid> = transaction
-                .query(*rule, &[&BATCH, &bound])
-                .await
-                .map_err(unavailable)?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            remove_stored(&transaction, &gone).await?;
-            transaction.commit().await.map_err(unavailable)?;
-            let batch = gone.len() as u64;
-            removed += batch;
-            if batch < BATCH as u64 {
-                break;
+    let Some(mut removed) = remove_batches(client, TTL_RULE, millis(retention.ttl)).await? else {
+        return Ok(0);
+    };
+    // A ranking is a sort of every finished job; one sum, after the TTL's removals,
+    // tells whether either bound is passed at all (most rounds, neither is).
+    let (max_results, max_bytes) = (retention.max_results as f64, retention.max_bytes as f64);
+    if over_count_or_bytes(client, max_results, max_bytes).await? {
+        for (rule, bound) in RANKING_RULES.iter().zip([max_results, max_bytes]) {
+            match remove_batches(client, rule, bound).await? {
+                Some(batches) => removed += batches,
+                None => return Ok(removed),
             }
         }
     }

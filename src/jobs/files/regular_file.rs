@@ -43,14 +43,14 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> 
 /// # Errors
 /// As `open_regular`.
 pub fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
-    let (file, created) = match open_regular(path, OpenOptions::new().append(true)) {
-        Err(error) if error.kind() == io::ErrorKind::NotFound => (
-            open_regular(path, OpenOptions::new().append(true).create(true))?,
-            true,
-        ),
-        opened => (opened?, false),
+    let file = match open_regular(path, OpenOptions::new().append(true)) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            open_regular(path, OpenOptions::new().append(true).create(true))?
+        }
+        opened => opened?,
     };
-    let name_maybe_unsynced = created || file.metadata()?.len() == 0;
+    // One made here is empty too.
+    let name_maybe_unsynced = file.metadata()?.len() == 0;
     Ok((file, name_maybe_unsynced))
 }
 
