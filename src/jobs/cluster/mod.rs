@@ -407,11 +407,12 @@ impl ClusterJobs {
         }
         // A claim under way has marked its jobs running under this node's lease: they
         // reach the workers before the pool stops, instead of waiting out the lease
-        // (an attempt spent) for another node. A claim gives up after a connection's
-        // wait (`--database-timeout`) and a statement's (a lease).
+        // (an attempt spent) for another node. A claim gives up after a lease (its
+        // connection's wait and its statement together), the margin beyond it the time
+        // its jobs take to reach the workers.
         let claimer = inner.claimer.lock().take();
         if let Some(claimer) = claimer {
-            let bound = inner.settings.lease + inner.settings.timeout * 2;
+            let bound = inner.settings.lease + inner.settings.timeout;
             let _ = inner
                 .handle
                 .block_on(async { tokio::time::timeout(bound, claimer).await });
