@@ -289,3 +289,58 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
     assert_eq!(restarted.wait_finished(&running)["data"]["cost"], 32233500);
     assert!(restarted.shutdown().success());
 }
+
+#[test]
+fn a_job_whose_request_cannot_be_read_for_now_runs_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let gate = Gate::closed();
+    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    // Two jobs journaled and never run: after the kill, both are read from the journal.
+    let server = Server::start_in(dir.path(), &held);
+    let (first, second) = (
+        server.submit_json(EXAMPLE_JSON),
+        server.submit_json(EXAMPLE_JSON),
+    );
+    server.kill9();
+    let segments: Vec<PathBuf> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_str().unwrap().ends_with(".jsonl"))
+        .collect();
+
+    let server = Server::start_in(dir.path(), &held);
+    let result_of = |id: &str| server.get(&format!("/api/get_results/{id}")).json();
+    wait_until("the first job at the gate", || {
+        result_of(&first)["status"] == "running"
+    });
+    // The second job's journal is gone when its turn comes: a disk error, not damage.
+    let aside = dir.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    // The start-up removed the spare segment; the one holding the requests stays.
+    let segments: Vec<PathBuf> = segments.into_iter().filter(|path| path.exists()).collect();
+    assert!(!segments.is_empty());
+    for segment in &segments {
+        std::fs::rename(segment, aside.join(segment.file_name().unwrap())).unwrap();
+    }
+    gate.open();
+    assert_eq!(server.wait_finished(&first)["data"]["cost"], 32233500);
+    let failed = server.wait_finished(&second);
+    assert_eq!(failed["status"], "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("its request could not be read from disk")
+            && reason.contains("runs again after a restart"),
+        "{reason}"
+    );
+    for segment in &segments {
+        std::fs::rename(aside.join(segment.file_name().unwrap()), segment).unwrap();
+    }
+    assert!(server.shutdown().success());
+
+    // Failed for now only: the restart runs it from its kept request.
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(restarted.wait_finished(&second)["data"]["cost"], 32233500);
+    assert_eq!(restarted.wait_finished(&first)["data"]["cost"], 32233500);
+    assert!(restarted.shutdown().success());
+}

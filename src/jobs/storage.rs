@@ -96,8 +96,13 @@ pub trait Storage: Send + Sync + 'static {
     /// The bytes of a stored request.
     ///
     /// # Errors
-    /// When the request cannot be read, or is damaged.
+    /// `Damaged` when the stored request is damaged for good; another error when it
+    /// cannot be read now (a later read may succeed).
     fn read_request(&self, request: &Self::Request) -> Result<Vec<u8>, StoreError>;
+
+    /// Keeps the request of a job that could not read it, storing no record, so that a
+    /// restart runs the job again.
+    fn set_aside(&self, id: JobId, request: Self::Request);
 
     /// Stores a finished job's record, once, and lets go of its request; `then` gets the
     /// bytes the record takes once it is durable. `request_bytes` are the request's

@@ -16,7 +16,6 @@ mod read;
 mod write;
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,20 +117,6 @@ pub struct StoredRequest {
     /// Why the line holding it is damaged, for a line whose job id could still be read:
     /// its job then fails with this reason instead of vanishing.
     pub damage: Option<Arc<str>>,
-}
-
-impl StoredRequest {
-    /// # Errors
-    /// `InvalidData` with the reason when the request's journal line is damaged.
-    pub fn check_intact(&self) -> io::Result<()> {
-        match &self.damage {
-            None => Ok(()),
-            Some(damage) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                damage.to_string(),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

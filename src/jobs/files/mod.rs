@@ -224,14 +224,30 @@ impl FileStore {
     /// The stored request of a job.
     ///
     /// # Errors
-    /// When the journal cannot be read, or the request's line in it is damaged.
+    /// `Damaged` when the request's line in the journal is damaged or cut short (no
+    /// later read would do better); `Io` when the journal cannot be read now.
     fn read_request(&self, stored: &StoredRequest) -> Result<Vec<u8>, StoreError> {
-        stored.check_intact()?;
+        if let Some(damage) = &stored.damage {
+            return Err(StoreError::Damaged(damage.to_string()));
+        }
         let mut journal = File::open(stored.journal.path())?;
         journal.seek(SeekFrom::Start(stored.offset))?;
         let mut request = vec![0; stored.len];
-        journal.read_exact(&mut request)?;
+        journal.read_exact(&mut request).map_err(|error| {
+            if error.kind() == io::ErrorKind::UnexpectedEof {
+                StoreError::Damaged("the journal ends inside it".to_owned())
+            } else {
+                StoreError::Io(error)
+            }
+        })?;
         Ok(request)
+    }
+
+    /// Keeps a job's request for a restart to run it again, with no result stored:
+    /// the request could not be read for now.
+    fn set_aside(&self, id: JobId, request: StoredRequest) {
+        self.inner.kept.hold(&request.journal);
+        self.inner.locks.release(id);
     }
 
     /// Writes a done job's log in place, and returns its length (a rerun after a

@@ -62,6 +62,10 @@ impl Storage for FileStore {
         FileStore::read_request(self, request)
     }
 
+    fn set_aside(&self, id: JobId, request: StoredRequest) {
+        FileStore::set_aside(self, id, request);
+    }
+
     fn commit(
         &self,
         id: JobId,

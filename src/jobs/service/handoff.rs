@@ -9,11 +9,11 @@ use std::time::{Instant, SystemTime};
 use slog::Logger;
 
 use super::{Inner, LocalJobs};
+use crate::jobs::JobId;
 use crate::jobs::idempotency::IdempotencyKey;
 use crate::jobs::queue_memory::Reservation;
 use crate::jobs::registry::WallShape;
 use crate::jobs::storage::StorePin;
-use crate::jobs::{JobId, StoreError};
 
 /// Counts one submission for as long as it lives, whichever way it ends; owned, so
 /// that it can go with the accept to the journal's thread.
@@ -54,8 +54,9 @@ pub(super) struct Finished {
     pub(super) started: Instant,
     /// Why the simulation failed, if it did.
     pub(super) failure: Option<Arc<str>>,
-    /// The bytes the result takes, or why it could not be stored.
-    pub(super) stored: Result<u64, StoreError>,
+    /// The bytes the result takes, or why none was stored (its request is then kept,
+    /// and a restart runs the job again).
+    pub(super) stored: Result<u64, String>,
     /// Whether its request is still held, for the registry.
     pub(super) pin: StorePin,
 }

@@ -15,6 +15,7 @@ mod types;
 
 use self::handoff::{AcceptInProgress, AcceptedJob, Finished};
 use self::queue::{QueueSlot, QueuedJob};
+use self::simulation::Simulation;
 pub(crate) use self::simulation::caught;
 pub use self::types::{
     DebugHooks, DeleteError, JobsSettings, Removable, Removed, Retention, StartError, Submission,
@@ -308,7 +309,23 @@ impl LocalJobs {
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
-        let (simulated, request_bytes) = self.simulate(id, &request, body);
+        let (simulated, request_bytes) = match self.simulate(id, &request, body) {
+            Simulation::Ran { outcome, request } => (outcome, request),
+            Simulation::Unread(error) => {
+                let pin = Store::pin(&request);
+                self.inner.store.set_aside(id, request);
+                self.finish(Finished {
+                    id,
+                    finished_at: SystemTime::now(),
+                    logger,
+                    started,
+                    failure: None,
+                    stored: Err(format!("its request could not be read from disk: {error}")),
+                    pin,
+                });
+                return;
+            }
+        };
         let record = match &simulated {
             Ok(outcome) => Record::Done(outcome),
             Err(reason) => Record::Failed(reason),
@@ -333,7 +350,9 @@ impl LocalJobs {
                     logger,
                     started,
                     failure,
-                    stored,
+                    stored: stored.map_err(|error| {
+                        format!("the result could not be stored on disk: {error}")
+                    }),
                     pin,
                 });
             },
@@ -369,8 +388,8 @@ impl LocalJobs {
                 warn!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
                 JobState::Failed(reason)
             }
-            (Err(error), _) => {
-                let reason = format!("the result could not be stored on disk: {error}");
+            (Err(why), _) => {
+                let reason = format!("{why}; it runs again after a restart");
                 error!(logger, "job failed"; "reason" => %reason, "elapsed_ms" => elapsed_ms);
                 JobState::Failed(reason.into())
             }

@@ -1,43 +1,63 @@
 //! A job's simulation on a worker: its wall read from the request it carried or else
-//! from the journal (once: the bytes go on to the result, which keeps them), and a
-//! panic caught and made the job's failure, so that the worker lives on.
+//! from the journal (once: the bytes go on to the result, which keeps them), a journal
+//! that cannot be read now told from a damaged one, and a panic caught and made the
+//! job's failure, so that the worker lives on.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::LocalJobs;
-use crate::jobs::JobId;
 use crate::jobs::registry::WallShape;
 use crate::jobs::storage::{Storage, StoredRequest};
+use crate::jobs::{JobId, StoreError};
 use crate::wall::{self, Limits, Outcome, WallConfig};
 
+/// What became of a job on its worker.
+pub(super) enum Simulation {
+    /// It ran, or failed for good: the outcome, and the request's bytes when they
+    /// could be read (the result keeps them).
+    Ran {
+        outcome: Result<Outcome, String>,
+        request: Option<Vec<u8>>,
+    },
+    /// Its request could not be read now (a disk error, not damage): it did not run,
+    /// and a restart runs it again.
+    Unread(StoreError),
+}
+
 impl LocalJobs {
-    /// Simulates the job's wall; the reason it failed, if it did, panics included, and
-    /// the request's bytes, when they could be read.
+    /// Simulates the job's wall, from `body` or else from its stored request.
     pub(super) fn simulate(
         &self,
         id: JobId,
         request: &StoredRequest,
         body: Option<Vec<u8>>,
-    ) -> (Result<Outcome, String>, Option<Vec<u8>>) {
-        let mut bytes = None;
-        let simulated = caught(|| {
-            let read = match body {
-                Some(body) => body,
-                None => self
-                    .inner
-                    .store
-                    .read_request(request)
-                    .map_err(|error| format!("the stored request cannot be read: {error}"))?,
-            };
-            let config = parse_request(bytes.insert(read))?;
+    ) -> Simulation {
+        let bytes = match body {
+            Some(body) => body,
+            None => match self.inner.store.read_request(request) {
+                Ok(bytes) => bytes,
+                Err(StoreError::Damaged(damage)) => {
+                    return Simulation::Ran {
+                        outcome: Err(format!("the stored request is damaged: {damage}")),
+                        request: None,
+                    };
+                }
+                Err(error) => return Simulation::Unread(error),
+            },
+        };
+        let outcome = caught(|| {
+            let config = parse_request(&bytes)?;
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
             self.inner.debug.apply(&config);
             Ok(wall::simulate(&config))
         });
-        (simulated, bytes)
+        Simulation::Ran {
+            outcome,
+            request: Some(bytes),
+        }
     }
 }
 
