@@ -196,3 +196,61 @@ fn a_client_gone_before_its_answer_leaves_its_key_usable() {
     assert_eq!(server.listed_jobs(), 1, "one job for the key");
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn the_keys_file_drops_removed_jobs_keys_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rewritten past 4 KiB (about 40 records); five jobs kept, the others retired.
+    let flags = [
+        "--debug-keys-compaction-bytes",
+        "4096",
+        "--max-results",
+        "5",
+    ];
+    let server = Server::start_in(dir.path(), &flags);
+    let keyed = |n: usize| {
+        let id = job_id(&submit(
+            &server,
+            &format!("order-{n}"),
+            "application/json",
+            EXAMPLE_JSON,
+        ));
+        server.wait_finished(&id);
+        id
+    };
+    let mut ids: Vec<String> = (0..60).map(keyed).collect();
+    wait_until("retention of all but five", || server.listed_jobs() == 5);
+    let keys_file = server.results.join("idempotency-keys.jsonl");
+    let len = || std::fs::metadata(&keys_file).unwrap().len();
+    // Without a rewrite the file only grows: a few hundred more keys bring one.
+    let mut last = (59, len());
+    let rewritten = (60..400).any(|n| {
+        let id = keyed(n);
+        let now = len();
+        let shrank = now < last.1;
+        last = (n, now);
+        ids.push(id);
+        shrank
+    });
+    assert!(rewritten, "no rewrite: {} bytes", last.1);
+    let text = std::fs::read_to_string(&keys_file).unwrap();
+    for id in &ids[..60] {
+        assert!(!text.contains(id.as_str()), "{id} kept: {text}");
+    }
+    // The newest job's key still replays, and a retired job's key is free.
+    let newest = format!("order-{}", last.0);
+    let again = submit(&server, &newest, "application/json", EXAMPLE_JSON);
+    assert_eq!(again.replayed.as_deref(), Some("true"));
+    assert_eq!(&job_id(&again), ids.last().unwrap());
+    let fresh = submit(&server, "order-0", "application/json", EXAMPLE_JSON);
+    assert_eq!(fresh.replayed.as_deref(), Some("false"));
+    assert_ne!(job_id(&fresh), ids[0]);
+    assert!(server.shutdown().success());
+
+    // What the rewrites kept is what a restart finds.
+    let server = Server::start_in(dir.path(), &flags);
+    let again = submit(&server, &newest, "application/json", EXAMPLE_JSON);
+    assert_eq!(again.replayed.as_deref(), Some("true"));
+    assert_eq!(&job_id(&again), ids.last().unwrap());
+    assert!(server.shutdown().success());
+}

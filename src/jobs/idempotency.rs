@@ -138,6 +138,20 @@ impl Keys {
         self.entries.remove_if(&key.0, |_, entry| entry.id == id);
     }
 
+    /// The record of every key held, claims under way included (a claim whose request
+    /// is never stored leaves a record for a job that does not exist, which the store's
+    /// next start-up drops).
+    pub fn records(&self) -> Vec<KeyRecord> {
+        self.entries
+            .iter()
+            .map(|entry| KeyRecord {
+                key: entry.key().clone(),
+                job_id: entry.id.to_string(),
+                fingerprint: entry.fingerprint.clone(),
+            })
+            .collect()
+    }
+
     /// Forgets the keys of jobs that no longer exist (claims in progress stay).
     pub fn forget_removed(&self, exists: impl Fn(JobId) -> bool) {
         self.entries
@@ -210,5 +224,27 @@ mod tests {
             keys.claim(&key("a"), first, b"wall", |_| true),
             Ok(KeyClaim::Claimed(_))
         ));
+    }
+
+    #[test]
+    fn the_records_are_those_claimed_and_not_forgotten_as_they_were_claimed() {
+        let keys = Keys::default();
+        let (kept, claimed, removed) = (JobId::generate(), JobId::generate(), JobId::generate());
+        let mut made = Vec::new();
+        for (text, id) in [("kept", kept), ("claimed", claimed), ("removed", removed)] {
+            match keys.claim(&key(text), id, text.as_bytes(), |_| true) {
+                Ok(KeyClaim::Claimed(record)) => made.push(record),
+                _ => panic!("{text} not claimed"),
+            }
+        }
+        keys.confirm(&key("kept"));
+        keys.confirm(&key("removed"));
+        // A claim under way stays whatever the check says: its job is not stored yet.
+        keys.forget_removed(|id| id == kept);
+        let mut records = keys.records();
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        made.sort_by(|a, b| a.key.cmp(&b.key));
+        made.retain(|record| record.key != "removed");
+        assert_eq!(records, made);
     }
 }

@@ -43,6 +43,10 @@ pub type StorePin = <Store as Storage>::Pin;
 /// Where `Store` keeps an accepted request.
 pub type StoredRequest = <Store as Storage>::Request;
 
+/// The idempotency-key records of the jobs that still exist (and of claims under way),
+/// for a store to drop the others from its own while it runs.
+pub type LiveKeys = Box<dyn Fn() -> Vec<KeyRecord> + Send + Sync>;
+
 /// Whether a finished job's request is still held where a restart would run it again.
 pub trait RequestPin: Default + Send + Sync {
     /// The request is still held: deleting the job must `bury` it first.
@@ -125,6 +129,10 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// When the store cannot be read.
     fn recover(&self, warn: impl FnMut(String)) -> io::Result<RecoveredJobs<Self>>;
+
+    /// From now on the store may drop from its idempotency-key records those that
+    /// `live` does not give (called once, after `recover`).
+    fn track_keys(&self, live: LiveKeys);
 
     /// Records durably that a job must never run again from its stored request.
     ///

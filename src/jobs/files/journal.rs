@@ -12,6 +12,7 @@
 //! removed as soon as no job needs it any more: every job in it has its result in place
 //! (unless a result could not be stored: then it is kept for a restart to rerun).
 
+mod keys;
 mod read;
 mod write;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use self::keys::{KEYS_COMPACTION_FLOOR, replace_keys_file};
 pub use self::read::read_segment;
 pub use self::write::{Accept, FreeSpaceFloor, Journal};
 

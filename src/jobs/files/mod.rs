@@ -48,6 +48,7 @@ use std::time::SystemTime;
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
 use self::job_locks::{JobGuard, JobLocks};
+pub use self::journal::KEYS_COMPACTION_FLOOR;
 use self::journal::{FreeSpaceFloor, Journal, KeptSegments, StoredRequest};
 use self::regular_file::create_fresh;
 use self::result_file::LogPlace;
@@ -97,6 +98,9 @@ pub struct StoreOptions {
     /// Where this server listens, written beside its pid into the directory's lock so
     /// that a second server refused the directory can name it.
     pub listening_on: Option<SocketAddr>,
+    /// How large the idempotency-key file may grow before the records of removed jobs
+    /// are dropped from it while the server runs.
+    pub keys_compaction_floor: u64,
 }
 
 /// The directory, inside the results directory, of results being written where
@@ -156,6 +160,7 @@ impl FileStore {
             min_free_space,
             team_logs,
             listening_on,
+            keys_compaction_floor,
         } = options;
         let unusable = |source| StoreError::Unusable {
             path: dir.to_owned(),
@@ -187,7 +192,8 @@ impl FileStore {
                 dir: dir.to_owned(),
                 lock,
                 locks: JobLocks::default(),
-                journal: Journal::start(dir.to_owned(), min_free_space).map_err(unusable)?,
+                journal: Journal::start(dir.to_owned(), min_free_space, keys_compaction_floor)
+                    .map_err(unusable)?,
                 floor: FreeSpaceFloor {
                     dir: File::open(dir).map_err(unusable)?,
                     bytes: min_free_space,

@@ -3,15 +3,16 @@
 //! removed), read once before the first accept.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader};
 use std::sync::{Arc, Weak};
 
 use super::dir_lock::LOCK_FILE;
 use super::journal::{
     KEYS_FILE, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX, is_segment_name, read_segment,
+    replace_keys_file,
 };
-use super::regular_file::{create_fresh, kind_of, read_regular};
+use super::regular_file::{kind_of, open_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
 use super::{FileStore, PROBE_PREFIX, StoreError, TEMPORARY_DIR, legacy_result};
@@ -205,7 +206,7 @@ impl FileStore {
         warn: &mut impl FnMut(String),
     ) -> io::Result<Vec<KeyRecord>> {
         let path = self.inner.dir.join(KEYS_FILE);
-        let text = match read_regular(&path) {
+        let file = match open_regular(&path, OpenOptions::new().read(true)) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
                 // Not a regular file: left alone; keyed submissions fail until it is moved.
@@ -214,12 +215,20 @@ impl FileStore {
             }
             other => other?,
         };
+        // A line at a time: the file may hold the records of many removed jobs.
+        let mut text = BufReader::new(file);
+        let mut line = Vec::new();
         let mut lines = 0;
         let mut live = Vec::new();
-        for line in text
-            .split(|&byte| byte == b'\n')
-            .filter(|line| !line.is_empty())
-        {
+        loop {
+            line.clear();
+            if text.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            if line.is_empty() {
+                continue;
+            }
             lines += 1;
             match serde_json::from_slice::<KeyRecord>(line) {
                 Ok(record) => {
@@ -231,19 +240,9 @@ impl FileStore {
             }
         }
         if live.len() < lines {
-            let temporary = self.inner.dir.join(format!("{KEYS_FILE}.tmp"));
-            let mut out = BufWriter::new(create_fresh(&temporary)?);
-            for record in &live {
-                serde_json::to_writer(&mut out, record)?;
-                out.write_all(b"\n")?;
-            }
-            out.into_inner()
-                .map_err(io::IntoInnerError::into_error)?
-                .sync_all()?;
-            fs::rename(&temporary, &path)?;
             // Later keys go to the new file: the old one back after a power cut would be
             // without them.
-            self.sync_directory()?;
+            replace_keys_file(&path, &live)?.directory_synced?;
         }
         Ok(live)
     }

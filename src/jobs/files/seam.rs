@@ -11,7 +11,7 @@ use super::journal::{Accept, Segment, StoredRequest};
 use super::{FileStore, StoreError, StoredWork};
 use crate::jobs::JobId;
 use crate::jobs::idempotency::KeyRecord;
-use crate::jobs::storage::{Record, RecoveredJobs, RequestPin, Storage};
+use crate::jobs::storage::{LiveKeys, Record, RecoveredJobs, RequestPin, Storage};
 use crate::wall::Summary;
 
 /// A finished job is pinned while the journal segment that holds its request lives.
@@ -112,6 +112,10 @@ impl Storage for FileStore {
 
     fn recover(&self, warn: impl FnMut(String)) -> io::Result<RecoveredJobs<FileStore>> {
         FileStore::recover(self, warn)
+    }
+
+    fn track_keys(&self, live: LiveKeys) {
+        self.inner.journal.track_keys(live);
     }
 
     fn bury(&self, id: JobId) -> io::Result<()> {

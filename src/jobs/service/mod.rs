@@ -63,8 +63,9 @@ struct Inner {
     shutdown: Shutdown,
     /// Submissions between their shutdown check and their job being queued.
     accepts_in_progress: AtomicUsize,
-    /// Idempotency keys of the jobs that still exist.
-    keys: Keys,
+    /// Idempotency keys of the jobs that still exist; the store's rewrites of its key
+    /// records read them too.
+    keys: Arc<Keys>,
     /// Wakes the requests waiting for a job in flight (`?wait=`). Waiters are futures,
     /// so any number of them cost no thread.
     waiters: Waiters,
@@ -100,7 +101,7 @@ impl LocalJobs {
                 queue_memory: QueueMemory::new(settings.max_queue_bytes),
                 shutdown,
                 accepts_in_progress: AtomicUsize::new(0),
-                keys: Keys::default(),
+                keys: Arc::default(),
                 waiters: Waiters::default(),
                 logger,
                 metrics,
@@ -110,6 +111,8 @@ impl LocalJobs {
             }),
         };
         jobs.recover().map_err(StoreError::from)?;
+        let keys = Arc::clone(&jobs.inner.keys);
+        (jobs.inner.store).track_keys(Box::new(move || keys.records()));
         jobs.start_sweeper()?;
         // Limits may have been lowered since the jobs on disk were kept: apply them now.
         jobs.nudge_sweeper();

@@ -59,10 +59,6 @@ impl LocalJobs {
     /// had to wait because their request is still in a journal segment in use.
     pub(super) fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
-        self.inner
-            .keys
-            .forget_removed(|id| registry.state(id).is_some());
-        let registry = &self.inner.registry;
         let retention = self.inner.retention;
         let cutoff = SystemTime::now()
             .checked_sub(retention.ttl)
@@ -83,6 +79,11 @@ impl LocalJobs {
         if removed > 0 {
             info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
         }
+        // After the removals, so that their keys go now (with those of jobs deleted
+        // since the last sweep), not a sweep later.
+        self.inner
+            .keys
+            .forget_removed(|id| registry.state(id).is_some());
         pinned
     }
 }

@@ -5,19 +5,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::keys::KeysFile;
 use super::{
-    JOURNAL_INFIX, JOURNAL_PREFIX, JOURNAL_SUFFIX, KEYS_FILE, REQUEST_OFFSET, SEGMENT_MAX_AGE,
+    JOURNAL_INFIX, JOURNAL_PREFIX, JOURNAL_SUFFIX, REQUEST_OFFSET, SEGMENT_MAX_AGE,
     SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX,
 };
 use crate::jobs::JobId;
 use crate::jobs::files::batch_thread::{BatchThread, Batches, closed, repeat};
-use crate::jobs::files::regular_file::open_for_append;
+use crate::jobs::storage::LiveKeys;
 
 /// A request to make durable, and what else must be durable with it.
 pub struct Accept {
@@ -32,24 +33,37 @@ type AcceptThen = Box<dyn FnOnce(io::Result<StoredRequest>) + Send>;
 /// The thread that writes and syncs accepted requests.
 pub struct Journal {
     thread: BatchThread<(Accept, AcceptThen)>,
+    live_keys: Arc<OnceLock<LiveKeys>>,
 }
 
 impl Journal {
     /// Starts the writer for segments in `dir`, refusing requests while the file
-    /// system has less than `min_free_space` bytes free.
+    /// system has less than `min_free_space` bytes free; the key file is rewritten
+    /// when it has grown past `keys_compaction_floor` bytes (see `KeysFile`).
     ///
     /// # Errors
     /// When the directory cannot be opened or the thread cannot be spawned.
-    pub fn start(dir: PathBuf, min_free_space: u64) -> io::Result<Journal> {
+    pub fn start(
+        dir: PathBuf,
+        min_free_space: u64,
+        keys_compaction_floor: u64,
+    ) -> io::Result<Journal> {
         let floor = FreeSpaceFloor {
             dir: File::open(&dir)?,
             bytes: min_free_space,
         };
         let spares = Spares::start(dir.clone())?;
+        let live_keys = Arc::default();
+        let mut keys = KeysFile::new(&dir, Arc::clone(&live_keys), keys_compaction_floor);
         let thread = BatchThread::start("journal", move |batches| {
-            write_batches(&dir, &floor, &spares, &batches);
+            write_batches(&dir, &mut keys, &floor, &spares, &batches);
         })?;
-        Ok(Journal { thread })
+        Ok(Journal { thread, live_keys })
+    }
+
+    /// From now on the key file keeps, when it is rewritten, the records `live` gives.
+    pub fn track_keys(&self, live: LiveKeys) {
+        let _ = self.live_keys.set(live);
     }
 
     /// Makes `accept.request` durable; `then` learns where it is stored.
@@ -261,6 +275,7 @@ struct Lines {
 
 fn write_batches(
     dir: &Path,
+    keys: &mut KeysFile,
     floor: &FreeSpaceFloor,
     spares: &Spares,
     batches: &Batches<(Accept, AcceptThen)>,
@@ -280,7 +295,7 @@ fn write_batches(
         match batches.next(timeout) {
             Ok(batch) => match floor.check() {
                 Ok(()) => {
-                    write_batch(dir, spares, batch, &mut segment, &mut next_capacity);
+                    write_batch(dir, keys, spares, batch, &mut segment, &mut next_capacity);
                     // A batch may have asked for a spare and still left no segment open
                     // (a segment that could not be made or synced): the clock runs.
                     if segment.is_none() {
@@ -318,6 +333,7 @@ fn write_batches(
 /// ones as it fills), syncs each segment written, and answers each request.
 fn write_batch(
     dir: &Path,
+    keys: &mut KeysFile,
     spares: &Spares,
     batch: Vec<(Accept, AcceptThen)>,
     segment: &mut Option<OpenSegment>,
@@ -333,7 +349,7 @@ fn write_batch(
         .filter_map(|(accept, _)| accept.key_record.as_deref())
         .flat_map(|record| record.iter().copied().chain([b'\n']))
         .collect();
-    if let Err(error) = append_key_records(&dir.join(KEYS_FILE), &key_records) {
+    if let Err(error) = keys.append(&key_records) {
         refuse_all(batch, &error);
         return;
     }
@@ -386,6 +402,9 @@ fn write_batch(
         // After a failed write or sync the file's state is unknown: start a new one.
         segment.take();
     }
+    // After the batch is answered, so that no request of it waits for the rewrite. One
+    // that failed left the file whole, and the file's next doubling tries again.
+    let _ = keys.rewrite_if_grown();
 }
 
 fn refuse_all(batch: Vec<(Accept, AcceptThen)>, error: &io::Error) {
@@ -414,25 +433,4 @@ fn sync_lines(segment: &OpenSegment, lines: Lines) -> bool {
         }
     }
     ok
-}
-
-/// Appends the batch's idempotency-key records and syncs them. A torn last line (a
-/// crash mid-write) belongs to a request that was never acknowledged; recovery skips it.
-fn append_key_records(keys: &Path, records: &[u8]) -> io::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    // Opened per batch, so that a start-up compaction may replace the file; never a
-    // FIFO or a directory put in its place, which would block or fail every batch.
-    let (mut file, name_maybe_unsynced) = open_for_append(keys)?;
-    // Records start on a line of their own even after a write that failed half way
-    // left a fragment behind (empty lines are skipped).
-    file.write_all(b"\n")?;
-    file.write_all(records)?;
-    file.sync_data()?;
-    match keys.parent() {
-        // A new file's name must be durable too.
-        Some(dir) if name_maybe_unsynced => crate::jobs::files::sync_directory(dir),
-        _ => Ok(()),
-    }
 }

@@ -1,0 +1,145 @@
+//! The idempotency-key file: each batch's key records appended and synced before its
+//! requests are acknowledged, and the file rewritten with the live records alone once
+//! it has doubled since the last rewrite, so that it does not grow for as long as the
+//! server runs with the records of jobs long removed.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use super::KEYS_FILE;
+use crate::jobs::files::regular_file::{create_fresh, open_for_append};
+use crate::jobs::files::sync_directory;
+use crate::jobs::idempotency::KeyRecord;
+use crate::jobs::storage::LiveKeys;
+
+/// Below this the file is never rewritten while the server runs (start-up still drops
+/// the records of removed jobs): a small file costs nothing worth a rewrite.
+pub const KEYS_COMPACTION_FLOOR: u64 = 8 * 1024 * 1024;
+
+/// The key file as the journal's writer thread sees it; appends and rewrites both run
+/// there, so a rewrite never races an append.
+pub struct KeysFile {
+    path: PathBuf,
+    /// Set once the server's table of keys is filled from what start-up found; until
+    /// then nothing is rewritten.
+    live: Arc<OnceLock<LiveKeys>>,
+    floor: u64,
+    /// The file's length after the last append.
+    len: u64,
+    /// Twice the length the last rewrite left: growth past it calls for the next.
+    rewrite_at: u64,
+    /// A rewrite's new name may not be durable: the next append syncs the directory
+    /// before its records count as kept.
+    name_unsynced: bool,
+}
+
+impl KeysFile {
+    pub fn new(dir: &Path, live: Arc<OnceLock<LiveKeys>>, floor: u64) -> KeysFile {
+        KeysFile {
+            path: dir.join(KEYS_FILE),
+            live,
+            floor,
+            len: 0,
+            rewrite_at: 0,
+            name_unsynced: false,
+        }
+    }
+
+    /// Appends a batch's key records and syncs them. A torn last line (a crash
+    /// mid-write) belongs to a request that was never acknowledged; start-up skips it.
+    ///
+    /// # Errors
+    /// Whatever the file system answers; then no record of the batch counts as kept.
+    pub fn append(&mut self, records: &[u8]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Opened per batch, so that a rewrite may replace the file; never a FIFO or a
+        // directory put in its place, which would block or fail every batch.
+        let (mut file, name_maybe_unsynced) = open_for_append(&self.path)?;
+        // Records start on a line of their own even after a write that failed half way
+        // left a fragment behind (empty lines are skipped).
+        file.write_all(b"\n")?;
+        file.write_all(records)?;
+        file.sync_data()?;
+        if name_maybe_unsynced || self.name_unsynced {
+            sync_directory(self.directory())?;
+            self.name_unsynced = false;
+        }
+        self.len = file.metadata()?.len();
+        Ok(())
+    }
+
+    /// Rewrites the file with the live records alone once it has grown past the floor
+    /// and to twice what the last rewrite left: each record is written at most about
+    /// twice more, however long the server runs.
+    ///
+    /// # Errors
+    /// When the rewrite failed; the file is then whole as it was, and the next growth
+    /// to twice its length tries again.
+    pub fn rewrite_if_grown(&mut self) -> io::Result<()> {
+        let Some(live) = self.live.get() else {
+            return Ok(());
+        };
+        if self.len < self.floor.max(self.rewrite_at) {
+            return Ok(());
+        }
+        self.rewrite_at = self.len.saturating_mul(2);
+        let replaced = replace_keys_file(&self.path, &live())?;
+        self.len = replaced.len;
+        self.rewrite_at = replaced.len.saturating_mul(2);
+        self.name_unsynced = replaced.directory_synced.is_err();
+        Ok(())
+    }
+
+    fn directory(&self) -> &Path {
+        self.path
+            .parent()
+            .expect("the key file is in the results directory")
+    }
+}
+
+/// What `replace_keys_file` left.
+pub struct Replaced {
+    pub len: u64,
+    /// Whether the directory was synced after the rename; if not, after a power cut
+    /// the old file (every record the new one has, and more) may be back.
+    pub directory_synced: io::Result<()>,
+}
+
+/// Replaces the key file at `path` with `records`, durably: written under a temporary
+/// name, synced, renamed over it, and the directory synced.
+///
+/// # Errors
+/// When the new file could not be written, synced or renamed; the old one is then as
+/// it was.
+pub fn replace_keys_file(path: &Path, records: &[KeyRecord]) -> io::Result<Replaced> {
+    let temporary = path.with_file_name(format!("{KEYS_FILE}.tmp"));
+    let written = write_synced(&temporary, records).and_then(|len| {
+        fs::rename(&temporary, path)?;
+        Ok(len)
+    });
+    let len = written.inspect_err(|_| {
+        let _ = fs::remove_file(&temporary);
+    })?;
+    let directory = path.parent().expect("the key file is in a directory");
+    Ok(Replaced {
+        len,
+        directory_synced: sync_directory(directory),
+    })
+}
+
+/// Writes `records`, a JSON line each, into a new file at `path` and syncs it; its
+/// length.
+fn write_synced(path: &Path, records: &[KeyRecord]) -> io::Result<u64> {
+    let mut out = BufWriter::new(create_fresh(path)?);
+    for record in records {
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok(file.metadata()?.len())
+}
