@@ -1150,3 +1150,53 @@ fn a_request_head_over_128_kib_or_with_too_many_fields_gets_431() {
     ));
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
+
+#[test]
+fn an_answer_before_the_body_is_in_keeps_the_connection_or_says_it_closes_it() {
+    let server = Server::start(&["--max-body", "1000"]);
+    let body = "1 2 3\n";
+    // Each is answered from its head alone: an unknown parameter, an unknown path, a
+    // method the path does not take, a length over the limit.
+    for path in [
+        "/api/simulate?NUM_TEAMS=3",
+        "/api/nothing",
+        "/profiles/overview",
+        "/api/simulate",
+    ] {
+        let length = if path == "/api/simulate" {
+            1500
+        } else {
+            body.len()
+        };
+        let mut stream = server.connect();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+             Content-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        // The body comes late, as it may behind a client's or a proxy's second write.
+        std::thread::sleep(Duration::from_millis(200));
+        stream
+            .write_all(&body.as_bytes().repeat(length / body.len()))
+            .unwrap();
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 4"), "{path}: {answer}");
+        assert!(!answer.contains("connection: close"), "{path}: {answer}");
+        // The connection takes the next request, as a client that was not told
+        // otherwise sends it.
+        stream.write_all(HEALTHZ).unwrap();
+        let next = read_answer(&mut stream);
+        assert!(next.starts_with("HTTP/1.1 200 "), "{path}: {next:?}");
+    }
+    // A body declared far over the limit is not read: the answer says the connection
+    // ends, so no client sends another request on it.
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            b"POST /api/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n",
+        )
+        .unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+}

@@ -15,7 +15,8 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::{ApiError, RequestTag, gate};
+use super::unread_body::{DRAIN_BYTES, Unread};
+use super::{ApiError, ApiState, RequestTag, gate};
 
 mod pattern;
 
@@ -135,11 +136,30 @@ impl Service<ServiceRequest> for EndpointsService {
 
     actix_web::dev::always_ready!();
 
-    fn call(&self, request: ServiceRequest) -> Self::Future {
+    fn call(&self, mut request: ServiceRequest) -> Self::Future {
+        let Some(unread) = Unread::watch(&mut request) else {
+            return self.route(request);
+        };
+        let state = request
+            .app_data::<web::Data<ApiState>>()
+            .expect("the API state is registered with the app");
+        let limit = (state.max_body as u64).saturating_add(DRAIN_BYTES);
+        let timeout = state.request_timeout;
+        let answer = self.route(request);
+        Either::Right(Box::pin(async move {
+            Ok(unread.finish(answer.await?, limit, timeout).await)
+        }))
+    }
+}
+
+impl EndpointsService {
+    /// Answers `request` by the endpoint its path and method match.
+    fn route(&self, request: ServiceRequest) -> <Self as Service<ServiceRequest>>::Future {
+        let mut request = request;
         // The gate's checks come before routing: a refused request learns nothing of
         // which endpoints exist. Here rather than in a middleware of their own, which
         // would be one more layer of futures and bodies on every request.
-        let mut request = match gate::refused(request) {
+        request = match gate::refused(request) {
             Ok(request) => request,
             Err(refusal) => return Either::Left(ready(Ok(refusal))),
         };

@@ -20,6 +20,7 @@ mod queries;
 mod request_id;
 mod request_log;
 mod submit;
+mod unread_body;
 
 use std::time::Duration;
 

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText, json_with};
+use super::unread_body::DRAIN_BYTES;
 use super::{ApiError, ApiState, RequestTag};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
 use crate::metrics::Rejection;
@@ -235,11 +236,6 @@ fn query_num_teams(request: &HttpRequest) -> Result<Option<NonZeroU64>, ApiError
         .transpose()
         .map_err(ApiError::from)
 }
-
-/// Past the body limit, up to this many more bytes are read and dropped before the 413
-/// is sent: closing a connection with unread bytes makes the kernel reset it, and the
-/// client may then lose the answer. Beyond this, the 413 is sent without reading.
-const DRAIN_BYTES: u64 = 1024 * 1024;
 
 /// Reads the body within `max_body` bytes and `timeout`; a declared length far over the
 /// limit is refused before reading anything.
