@@ -689,22 +689,29 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     );
 
     // A job the page saw queued, finished by the time of the click, keeps its result.
-    browser.open(&server.url(&format!("/#/jobs/{finishing}")));
+    // Every look the page takes from here is counted, and can be held back: a look
+    // answered after the job finished would show it done, and make the click a DELETE.
+    browser.script(&format!(
+        "window.inFlight = 0; window.held = false; const fetchNow = window.fetch; \
+         window.fetch = (...request) => {{ \
+           if (window.held) return new Promise(() => {{}}); \
+           window.inFlight += 1; \
+           return fetchNow(...request).finally(() => {{ window.inFlight -= 1; }}); \
+         }}; \
+         location.hash = '#/jobs/{finishing}'; return null"
+    ));
     browser.wait_for("the cancel button again", cancel_shown);
-    // The page's look is kept, its next one held back: it shows a queued job.
-    browser.script(
-        "window.heldFetch = window.fetch; window.fetch = () => new Promise(() => {}); \
-         return null",
-    );
+    // The page's looks so far all answered while the job was queued: it shows a
+    // queued job, and looks no more.
+    browser.script("window.held = true; return null");
+    browser.wait_for("the page's looks to end", "return window.inFlight === 0");
     gate.open();
     server.wait_finished(&running);
     assert_eq!(server.wait_finished(&finishing)["status"], "done");
     // Let go of and clicked in one script: a poll in between (one every 2 s) would show
     // the job done, and the click would then be a DELETE.
-    browser.script(
-        "window.fetch = window.heldFetch; \
-         document.getElementById('job-delete').click(); return null",
-    );
+    browser
+        .script("window.held = false; document.getElementById('job-delete').click(); return null");
     browser.wait_for(
         "the refusal",
         "return document.body.textContent.includes('only a queued job can be cancelled')",
