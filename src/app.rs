@@ -91,7 +91,7 @@ impl App {
                 min_free_space: settings.min_free_space,
                 team_logs: settings.team_logs,
                 listening_on: Some(address),
-                keys_compaction_floor: settings.debug_keys_compaction_bytes,
+                compaction_floor: settings.debug_compaction_bytes,
             },
             retention: Retention {
                 ttl: settings.result_ttl,

@@ -336,8 +336,8 @@ pub struct Settings {
     pub debug_accept_delay_ms: u64,
     /// Test hook: the size past which the idempotency-key file is rewritten without the
     /// records of removed jobs while the server runs (and at each doubling after).
-    #[arg(long, hide = true, default_value_t = crate::jobs::KEYS_COMPACTION_FLOOR)]
-    pub debug_keys_compaction_bytes: u64,
+    #[arg(long, hide = true, default_value_t = crate::jobs::COMPACTION_FLOOR)]
+    pub debug_compaction_bytes: u64,
     /// Test hook: milliseconds a cluster node's claim waits between taking jobs and
     /// handing them to its workers.
     #[arg(long, hide = true, default_value_t = 0)]

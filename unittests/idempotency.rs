@@ -201,12 +201,7 @@ fn a_client_gone_before_its_answer_leaves_its_key_usable() {
 fn the_keys_file_drops_removed_jobs_keys_while_the_server_runs() {
     let dir = tempfile::tempdir().unwrap();
     // Rewritten past 4 KiB (about 40 records); five jobs kept, the others retired.
-    let flags = [
-        "--debug-keys-compaction-bytes",
-        "4096",
-        "--max-results",
-        "5",
-    ];
+    let flags = ["--debug-compaction-bytes", "4096", "--max-results", "5"];
     let server = Server::start_in(dir.path(), &flags);
     let keyed = |n: usize| {
         let id = job_id(&submit(

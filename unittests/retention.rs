@@ -526,3 +526,74 @@ fn cancel_takes_a_queued_job_out_and_leaves_running_and_finished_ones_alone() {
     gate.open();
     assert_eq!(server.wait_finished(&running)["status"], "done");
 }
+
+#[test]
+fn the_tombstones_file_keeps_only_what_a_kept_segment_needs_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    // Rewritten past 1 KiB, some 27 tombstones.
+    let server = Server::start_in(
+        dir.path(),
+        &[
+            "--workers",
+            "1",
+            "--debug-job-gate",
+            &gate.path(),
+            "--debug-compaction-bytes",
+            "1024",
+        ],
+    );
+    // As above: the deleted job's request stays journaled, in a segment kept for the
+    // job whose result could not be stored.
+    let done = server.submit_json(EXAMPLE_JSON);
+    let unstorable = server.submit_json(EXAMPLE_JSON);
+    let in_the_way = server.results.join(format!("{unstorable}.result"));
+    std::fs::create_dir(&in_the_way).unwrap();
+    gate.open();
+    server.wait_finished(&done);
+    assert_eq!(server.wait_finished(&unstorable)["status"], "failed");
+    assert_eq!(delete(&server, &done).status, 200);
+    // Every DELETE adds a tombstone, needed while the job's segment is on disk: these
+    // go a second after they last took a request.
+    let delete_one = || {
+        let id = server.submit_json(EXAMPLE_JSON);
+        server.wait_finished(&id);
+        assert_eq!(delete(&server, &id).status, 200);
+        id
+    };
+    let sealed = || std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Not in the kept segment either.
+    sealed();
+    let mut deleted: Vec<String> = (0..30).map(|_| delete_one()).collect();
+    sealed();
+    let tombstones = server.results.join("deleted-jobs.txt");
+    let len = || std::fs::metadata(&tombstones).unwrap().len();
+    // Without a rewrite the file only grows: a hundred more bring one.
+    let mut last = len();
+    let rewritten = (0..100).any(|_| {
+        deleted.push(delete_one());
+        let now = len();
+        let shrank = now < last;
+        last = now;
+        shrank
+    });
+    assert!(rewritten, "no rewrite: {last} bytes");
+    let text = std::fs::read_to_string(&tombstones).unwrap();
+    assert!(text.contains(&done), "{text}");
+    for id in &deleted[..30] {
+        assert!(!text.contains(id.as_str()), "{id} kept: {text}");
+    }
+    std::fs::remove_dir(&in_the_way).unwrap();
+    assert!(server.shutdown().success());
+
+    let restarted = Server::start_in(dir.path(), &[]);
+    assert_eq!(
+        restarted.wait_finished(&unstorable)["data"]["cost"],
+        32233500
+    );
+    for id in deleted.iter().chain([&done]) {
+        assert_eq!(restarted.get(&format!("/api/get_results/{id}")).status, 404);
+    }
+    assert_eq!(restarted.listed_jobs(), 1);
+    assert!(restarted.shutdown().success());
+}

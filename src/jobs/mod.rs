@@ -14,7 +14,7 @@ mod storage;
 mod waiters;
 
 pub use cluster::{ClusterJobs, ClusterNode, ClusterSettings};
-pub use files::{KEYS_COMPACTION_FLOOR, StoreError, StoreOptions, StoredWork, TeamLogs};
+pub use files::{COMPACTION_FLOOR, StoreError, StoreOptions, StoredWork, TeamLogs};
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::IdempotencyKey;
 pub use modes::{Jobs, TeamLogReader};

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use self::keys::{KEYS_COMPACTION_FLOOR, replace_keys_file};
-pub use self::read::read_segment;
+pub use self::keys::replace_keys_file;
+pub use self::read::{mentioned_ids, read_segment};
 pub use self::write::{Accept, FreeSpaceFloor, Journal};
 
 /// How long a segment takes new requests. Short, so that a segment (and with it the

@@ -48,7 +48,6 @@ use std::time::SystemTime;
 use self::dir_lock::{DirectoryLock, LockError};
 use self::group_sync::GroupSync;
 use self::job_locks::{JobGuard, JobLocks};
-pub use self::journal::KEYS_COMPACTION_FLOOR;
 use self::journal::{FreeSpaceFloor, Journal, KeptSegments, StoredRequest};
 use self::regular_file::create_fresh;
 use self::result_file::LogPlace;
@@ -100,8 +99,13 @@ pub struct StoreOptions {
     pub listening_on: Option<SocketAddr>,
     /// How large the idempotency-key file may grow before the records of removed jobs
     /// are dropped from it while the server runs.
-    pub keys_compaction_floor: u64,
+    pub compaction_floor: u64,
 }
+
+/// Below this size the idempotency-key file and the tombstones are never rewritten while
+/// the server runs (start-up still drops what they no longer need): a small file costs
+/// nothing worth a rewrite. Past it, each is rewritten whenever it has doubled since.
+pub const COMPACTION_FLOOR: u64 = 8 * 1024 * 1024;
 
 /// The directory, inside the results directory, of results being written where
 /// unnamed files cannot be (see `unnamed`).
@@ -160,7 +164,7 @@ impl FileStore {
             min_free_space,
             team_logs,
             listening_on,
-            keys_compaction_floor,
+            compaction_floor,
         } = options;
         let unusable = |source| StoreError::Unusable {
             path: dir.to_owned(),
@@ -192,7 +196,7 @@ impl FileStore {
                 dir: dir.to_owned(),
                 lock,
                 locks: JobLocks::default(),
-                journal: Journal::start(dir.to_owned(), min_free_space, keys_compaction_floor)
+                journal: Journal::start(dir.to_owned(), min_free_space, compaction_floor)
                     .map_err(unusable)?,
                 floor: FreeSpaceFloor {
                     dir: File::open(dir).map_err(unusable)?,
@@ -202,7 +206,7 @@ impl FileStore {
                 team_logs,
                 unnamed,
                 unnamed_refused,
-                tombstones: Tombstones::new(dir),
+                tombstones: Tombstones::new(dir, compaction_floor),
                 kept,
             }),
         })

@@ -21,7 +21,7 @@ fn options(team_logs: TeamLogs) -> StoreOptions {
         min_free_space: 0,
         team_logs,
         listening_on: None,
-        keys_compaction_floor: super::journal::KEYS_COMPACTION_FLOOR,
+        compaction_floor: super::COMPACTION_FLOOR,
     }
 }
 

@@ -3,37 +3,53 @@
 //!
 //! The file `deleted-jobs.txt` in the results directory holds one job id per line, each
 //! appended and synced before the delete or cancel is answered. Recovery skips the
-//! journal lines of these ids, and rewrites the file without the ids that no segment
-//! mentions any more (their segments are gone, so nothing could bring them back).
+//! journal lines of these ids. The file is rewritten without the ids that no segment
+//! mentions any more (their segments are gone, so nothing could bring them back): at
+//! start-up, and while the server runs whenever it has doubled past a floor, since
+//! every `DELETE` adds a line.
 
 use std::collections::HashSet;
-use std::fs;
-
-use super::regular_file::{create_fresh, open_for_append, read_regular};
-use std::io::{self, BufWriter, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
+use super::journal::{is_segment_name, mentioned_ids};
+use super::regular_file::{create_fresh, open_for_append, open_regular};
 use crate::jobs::JobId;
 
 /// The file of tombstones, beside the journals.
 pub const TOMBSTONES_FILE: &str = "deleted-jobs.txt";
 
-/// The temporary name the file is compacted under at start-up.
+/// The temporary name the file is rewritten under.
 pub const TOMBSTONES_TEMPORARY: &str = "deleted-jobs.txt.tmp";
 
 pub struct Tombstones {
     dir: PathBuf,
-    /// One append (and its sync) at a time, so lines never interleave.
-    appending: Mutex<()>,
+    /// One append or rewrite at a time, so lines never interleave and none is lost.
+    appending: Mutex<Growth>,
+    /// The length below which the file is not rewritten while the server runs.
+    floor: u64,
+}
+
+/// How long the file is, and how long it may grow before the next rewrite.
+#[derive(Default)]
+struct Growth {
+    len: u64,
+    /// Twice the length the last rewrite (or look that found nothing to drop) left.
+    rewrite_at: u64,
+    /// A rewrite failed, maybe after its rename: the next append syncs the directory,
+    /// or a power cut could bring back the old file without that append's tombstone.
+    directory_unsynced: bool,
 }
 
 impl Tombstones {
-    pub fn new(dir: &Path) -> Tombstones {
+    pub fn new(dir: &Path, floor: u64) -> Tombstones {
         Tombstones {
             dir: dir.to_owned(),
-            appending: Mutex::new(()),
+            appending: Mutex::default(),
+            floor,
         }
     }
 
@@ -47,7 +63,7 @@ impl Tombstones {
     /// Whatever the file system answers; then nothing durable was recorded that matters
     /// (a torn line is skipped at start-up).
     pub fn bury(&self, id: JobId) -> io::Result<()> {
-        let _appending = self.appending.lock();
+        let mut growth = self.appending.lock();
         let path = self.path();
         // Never blocks on, or follows, an entry that is not a regular file.
         let (mut file, name_maybe_unsynced) = open_for_append(&path)?;
@@ -55,11 +71,52 @@ impl Tombstones {
         // behind (empty lines are skipped).
         file.write_all(format!("\n{id}\n").as_bytes())?;
         file.sync_data()?;
-        if name_maybe_unsynced {
+        if name_maybe_unsynced || growth.directory_unsynced {
             // A new file's name must be durable too.
             super::sync_directory(&self.dir)?;
+            growth.directory_unsynced = false;
+        }
+        // The tombstone is durable: a rewrite that fails now costs only the space.
+        if let Ok(metadata) = file.metadata() {
+            growth.len = metadata.len();
+        }
+        if growth.len >= self.floor.max(growth.rewrite_at) {
+            match self.rewrite_while_running() {
+                Ok(len) => {
+                    growth.len = len;
+                    growth.rewrite_at = len.saturating_mul(2);
+                }
+                Err(_) => {
+                    growth.rewrite_at = growth.len.saturating_mul(2);
+                    growth.directory_unsynced = true;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Rewrites the file with the ids that a segment on disk still mentions; its new
+    /// length. Called with the appends held off. A segment not seen in the directory
+    /// may only have been unlinked, not durably: the directory is synced after the
+    /// look, so that none comes back after a power cut to run a job whose tombstone
+    /// went. A segment made after the look holds no request of a buried job.
+    fn rewrite_while_running(&self) -> io::Result<u64> {
+        let mut journaled = HashSet::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if !entry.file_name().to_str().is_some_and(is_segment_name) {
+                continue;
+            }
+            match mentioned_ids(&entry.path()) {
+                Ok(ids) => journaled.extend(ids),
+                // Removed since the look: the sync below makes that durable.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        super::sync_directory(&self.dir)?;
+        self.keep_only(|id| journaled.contains(&id), &mut |_| {})
+            .map(|(_, len)| len)
     }
 
     /// The buried ids that `is_journaled` still finds in a segment; the file is rewritten
@@ -72,9 +129,24 @@ impl Tombstones {
         is_journaled: impl Fn(JobId) -> bool,
         warn: &mut impl FnMut(String),
     ) -> io::Result<HashSet<JobId>> {
+        let mut growth = self.appending.lock();
+        let (live, len) = self.keep_only(is_journaled, warn)?;
+        growth.len = len;
+        Ok(live)
+    }
+
+    /// Rewrites the file with the ids `keep` keeps, if it holds others; those ids, and
+    /// the file's length.
+    fn keep_only(
+        &self,
+        keep: impl Fn(JobId) -> bool,
+        warn: &mut impl FnMut(String),
+    ) -> io::Result<(HashSet<JobId>, u64)> {
         let path = self.path();
-        let text = match read_regular(&path) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        let file = match open_regular(&path, OpenOptions::new().read(true)) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok((HashSet::new(), 0));
+            }
             // Unlike the keys file, left alone at a cost to retries: without its
             // tombstones a restart would run cancelled and deleted jobs again.
             Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
@@ -90,39 +162,49 @@ impl Tombstones {
             }
             other => other?,
         };
+        let len = file.metadata()?.len();
+        // A line at a time: every DELETE adds one.
+        let mut text = BufReader::new(file);
+        let mut line = Vec::new();
         let mut lines = 0;
         let mut live = HashSet::new();
-        for line in text
-            .split(|&byte| byte == b'\n')
-            .filter(|line| !line.is_empty())
-        {
+        loop {
+            line.clear();
+            if text.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            if line.is_empty() {
+                continue;
+            }
             lines += 1;
             match std::str::from_utf8(line)
                 .ok()
                 .and_then(|id| id.parse().ok())
             {
-                Some(id) if is_journaled(id) => {
+                Some(id) if keep(id) => {
                     live.insert(id);
                 }
                 Some(_) => {}
                 None => warn(format!("{TOMBSTONES_FILE}: skipping a damaged line")),
             }
         }
-        if live.len() < lines {
-            let temporary = self.dir.join(TOMBSTONES_TEMPORARY);
-            let mut out = BufWriter::new(create_fresh(&temporary)?);
-            for id in &live {
-                writeln!(out, "{id}")?;
-            }
-            out.into_inner()
-                .map_err(io::IntoInnerError::into_error)?
-                .sync_all()?;
-            fs::rename(&temporary, &path)?;
-            // Later tombstones go to the new file: the old one back after a power cut
-            // would be without them.
-            super::sync_directory(&self.dir)?;
+        if live.len() == lines {
+            return Ok((live, len));
         }
-        Ok(live)
+        let temporary = self.dir.join(TOMBSTONES_TEMPORARY);
+        let mut out = BufWriter::new(create_fresh(&temporary)?);
+        for id in &live {
+            writeln!(out, "{id}")?;
+        }
+        let written = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        written.sync_all()?;
+        let len = written.metadata()?.len();
+        fs::rename(&temporary, &path)?;
+        // Later tombstones go to the new file: the old one back after a power cut
+        // would be without them.
+        super::sync_directory(&self.dir)?;
+        Ok((live, len))
     }
 }
 
@@ -135,7 +217,7 @@ mod tests {
     #[test]
     fn buried_ids_survive_while_a_segment_mentions_them() {
         let dir = tempfile::tempdir().unwrap();
-        let tombstones = Tombstones::new(dir.path());
+        let tombstones = Tombstones::new(dir.path(), super::super::COMPACTION_FLOOR);
         let (journaled, forgotten) = (JobId::generate(), JobId::generate());
         tombstones.bury(journaled).unwrap();
         tombstones.bury(forgotten).unwrap();
@@ -159,7 +241,7 @@ mod tests {
     #[test]
     fn a_fragment_left_by_a_failed_append_does_not_swallow_the_next_tombstone() {
         let dir = tempfile::tempdir().unwrap();
-        let tombstones = Tombstones::new(dir.path());
+        let tombstones = Tombstones::new(dir.path(), super::super::COMPACTION_FLOOR);
         let first = JobId::generate();
         tombstones.bury(first).unwrap();
         // What a write that failed part-way (ENOSPC, EIO) leaves in this process: the
@@ -177,5 +259,44 @@ mod tests {
             live.contains(&second),
             "the later tombstone was lost: {live:?}"
         );
+    }
+
+    #[test]
+    fn while_running_a_grown_file_keeps_only_the_ids_a_segment_still_mentions() {
+        let dir = tempfile::tempdir().unwrap();
+        // A segment on disk with one job's request in it, the zeros after its line.
+        let journaled = JobId::generate();
+        let mut segment =
+            format!(r#"{{"job_id":"{journaled}","request":{{"profiles":[[1]]}}}}"#).into_bytes();
+        segment.push(b'\n');
+        segment.resize(64 * 1024, 0);
+        let segment_path = dir
+            .path()
+            .join(format!("requests-{}.jsonl", JobId::generate()));
+        fs::write(&segment_path, segment).unwrap();
+        // Each tombstone takes 38 bytes: the fourth passes the floor.
+        let tombstones = Tombstones::new(dir.path(), 150);
+        tombstones.bury(journaled).unwrap();
+        let forgotten: Vec<JobId> = (0..3).map(|_| JobId::generate()).collect();
+        for id in &forgotten {
+            tombstones.bury(*id).unwrap();
+        }
+        let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
+        assert_eq!(text, format!("{journaled}\n"), "rewritten");
+        assert!(!dir.path().join(TOMBSTONES_TEMPORARY).exists());
+        // Below twice what the rewrite left, appends only append.
+        let later = JobId::generate();
+        tombstones.bury(later).unwrap();
+        let live = tombstones.recover(|_| true, &mut |_| {}).unwrap();
+        assert_eq!(live, HashSet::from([journaled, later]));
+        // A segment gone, its ids go at the next rewrite; the segment is never removed
+        // by the look.
+        assert!(segment_path.exists());
+        fs::remove_file(&segment_path).unwrap();
+        for _ in 0..4 {
+            tombstones.bury(JobId::generate()).unwrap();
+        }
+        let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
+        assert!(!text.contains(&journaled.to_string()), "{text}");
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::jobs::{IdempotencyKey, KEYS_COMPACTION_FLOOR, StoreOptions, TeamLogs};
+use crate::jobs::{COMPACTION_FLOOR, IdempotencyKey, StoreOptions, TeamLogs};
 use crate::wall::{EXAMPLE_WALL, Limits, WallConfig, parse_text};
 
 struct Service {
@@ -32,7 +32,7 @@ fn start_with_ttl(ttl: Duration) -> Service {
             min_free_space: 0,
             team_logs: TeamLogs::Inline,
             listening_on: None,
-            keys_compaction_floor: KEYS_COMPACTION_FLOOR,
+            compaction_floor: COMPACTION_FLOOR,
         },
         retention: Retention {
             ttl,

@@ -14,10 +14,6 @@ use crate::jobs::files::sync_directory;
 use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::storage::LiveKeys;
 
-/// Below this the file is never rewritten while the server runs (start-up still drops
-/// the records of removed jobs): a small file costs nothing worth a rewrite.
-pub const KEYS_COMPACTION_FLOOR: u64 = 8 * 1024 * 1024;
-
 /// The key file as the journal's writer thread sees it; appends and rewrites both run
 /// there, so a rewrite never races an append.
 pub struct KeysFile {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{
@@ -108,6 +109,18 @@ pub fn read_segment(
     let mut requests: Vec<(JobId, StoredRequest)> = intact.into_iter().chain(damaged).collect();
     requests.sort_by_key(|(_, stored)| stored.offset);
     Ok(requests)
+}
+
+/// Every job id a start-up could find in the segment at `path`, whole line or damaged:
+/// read without taking the segment in hand, which would remove its file once let go.
+///
+/// # Errors
+/// When the file cannot be read, or is not a regular file.
+pub fn mentioned_ids(path: &Path) -> io::Result<Vec<JobId>> {
+    let bytes = read_regular(path)?;
+    Ok(line_parts(&bytes)
+        .filter_map(|part| readable_id(&bytes[part.start..part.end]))
+        .collect())
 }
 
 /// A stretch of a segment with no NUL and no newline in it; `end` includes the newline

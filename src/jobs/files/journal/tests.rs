@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::jobs::JobId;
+use crate::jobs::files::COMPACTION_FLOOR;
 
 fn read_back(stored: &StoredRequest) -> Vec<u8> {
     let mut file = File::open(stored.journal.path()).unwrap();
@@ -87,7 +88,7 @@ fn wait_for_spare(dir: &Path, open: &Path) -> PathBuf {
 #[test]
 fn accepted_requests_are_journaled_synced_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let requests: Vec<Vec<u8>> = (0..50)
         .map(|index| format!(r#"{{"n":{index}}}"#).into_bytes())
         .collect();
@@ -117,7 +118,7 @@ fn accepted_requests_are_journaled_synced_and_read_back() {
 #[test]
 fn a_full_segment_is_sealed_and_the_next_one_is_larger() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     // Each line is a little over 10 KiB: six fit in the first 64 KiB segment.
     let requests: Vec<Vec<u8>> = (0..16)
         .map(|index| format!(r#"{{"n":{index},"pad":"{}"}}"#, "x".repeat(10_240)).into_bytes())
@@ -156,7 +157,7 @@ fn a_full_segment_is_sealed_and_the_next_one_is_larger() {
 #[test]
 fn a_request_larger_than_any_segment_gets_one_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(SEGMENT_MAX_BYTES as usize)).into_bytes();
     let stored = accept_all(&writer, &[b"{}".to_vec(), big.clone()], |_| false);
     assert_eq!(read_back(&stored[1]), big);
@@ -171,7 +172,7 @@ fn a_request_larger_than_any_segment_gets_one_of_its_own() {
 #[test]
 fn a_segment_is_sealed_when_it_is_a_second_old() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     let path = first[0].journal.path().to_owned();
     drop(first);
@@ -191,7 +192,7 @@ fn a_segment_is_sealed_when_it_is_a_second_old() {
 #[test]
 fn the_next_segment_is_made_ahead_and_taken_when_the_open_one_is_sealed() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let opened = Instant::now();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     // Renamed into a segment's name only once whole: twice the size of the one taken.
@@ -230,7 +231,7 @@ fn a_spare_removed_or_left_in_a_directory_moved_aside_is_not_taken() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("results");
         fs::create_dir(&dir).unwrap();
-        let writer = Journal::start(dir.clone(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+        let writer = Journal::start(dir.clone(), 0, COMPACTION_FLOOR).unwrap();
         let opened = Instant::now();
         let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
         let spare = wait_for_spare(&dir, first[0].journal.path());
@@ -265,7 +266,7 @@ fn a_batch_for_a_segment_in_a_directory_moved_aside_fails_and_the_next_finds_a_n
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("results");
     fs::create_dir(&dir).unwrap();
-    let writer = Journal::start(dir.clone(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.clone(), 0, COMPACTION_FLOOR).unwrap();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     fs::rename(&dir, parent.path().join("results.old")).unwrap();
     fs::create_dir(&dir).unwrap();
@@ -286,7 +287,7 @@ fn a_batch_for_a_segment_in_a_directory_moved_aside_fails_and_the_next_finds_a_n
 #[test]
 fn a_spare_is_let_go_a_second_after_the_last_segment_even_while_batches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let first = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     wait_for_spare(dir.path(), first[0].journal.path());
     drop(first);
@@ -305,7 +306,7 @@ fn a_spare_is_let_go_a_second_after_the_last_segment_even_while_batches_are_refu
 #[test]
 fn a_spare_waiting_at_shutdown_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Journal::start(dir.path().to_owned(), 0, KEYS_COMPACTION_FLOOR).unwrap();
+    let writer = Journal::start(dir.path().to_owned(), 0, COMPACTION_FLOOR).unwrap();
     let stored = accept_all(&writer, &[b"{}".to_vec()], |_| false);
     wait_for_spare(dir.path(), stored[0].journal.path());
     writer.shutdown();

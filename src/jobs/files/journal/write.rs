@@ -39,22 +39,18 @@ pub struct Journal {
 impl Journal {
     /// Starts the writer for segments in `dir`, refusing requests while the file
     /// system has less than `min_free_space` bytes free; the key file is rewritten
-    /// when it has grown past `keys_compaction_floor` bytes (see `KeysFile`).
+    /// when it has grown past `compaction_floor` bytes (see `KeysFile`).
     ///
     /// # Errors
     /// When the directory cannot be opened or the thread cannot be spawned.
-    pub fn start(
-        dir: PathBuf,
-        min_free_space: u64,
-        keys_compaction_floor: u64,
-    ) -> io::Result<Journal> {
+    pub fn start(dir: PathBuf, min_free_space: u64, compaction_floor: u64) -> io::Result<Journal> {
         let floor = FreeSpaceFloor {
             dir: File::open(&dir)?,
             bytes: min_free_space,
         };
         let spares = Spares::start(dir.clone())?;
         let live_keys = Arc::default();
-        let mut keys = KeysFile::new(&dir, Arc::clone(&live_keys), keys_compaction_floor);
+        let mut keys = KeysFile::new(&dir, Arc::clone(&live_keys), compaction_floor);
         let thread = BatchThread::start("journal", move |batches| {
             write_batches(&dir, &mut keys, &floor, &spares, &batches);
         })?;
