@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,10 +42,16 @@ pub enum StartupError {
     Jobs(#[from] crate::jobs::StartError),
     #[error("cannot listen on {bind}: {source}")]
     Bind { bind: String, source: io::Error },
+    #[error("cannot take SIGINT and SIGTERM: {0}")]
+    Signals(io::Error),
 }
 
 pub struct App {
     server: Server,
+    /// Triggers the shutdown on SIGINT or SIGTERM; taken before the app is built.
+    signals: Pin<Box<dyn Future<Output = ()>>>,
+    /// A second signal: the drain is not waited for.
+    signalled_again: tokio::sync::oneshot::Receiver<()>,
     address: SocketAddr,
     jobs: Jobs,
     shutdown: Shutdown,
@@ -227,8 +234,19 @@ impl App {
             "max_sections" => settings.max_sections,
             "cluster_mode" => node.is_some(),
             "jobs_on_disk" => jobs.known_here());
+        // Taken once the start-up's recovery is done (a signal during it stops the
+        // process at once: every accepted job is journaled), and before the server
+        // says it listens.
+        let (impatient, signalled_again) = tokio::sync::oneshot::channel();
+        let signals = Box::pin(
+            (shutdown.clone())
+                .on_signals(impatient)
+                .map_err(StartupError::Signals)?,
+        );
         Ok(App {
             server,
+            signals,
+            signalled_again,
             address,
             jobs,
             shutdown,
@@ -252,8 +270,8 @@ impl App {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
-        let (impatient, mut signalled_again) = tokio::sync::oneshot::channel();
-        actix_web::rt::spawn(self.shutdown.clone().on_signals(impatient));
+        let mut signalled_again = self.signalled_again;
+        actix_web::rt::spawn(self.signals);
         tokio::select! {
             () = self.shutdown.triggered() => {}
             finished = &mut server => {

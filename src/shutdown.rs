@@ -43,27 +43,33 @@ impl Shutdown {
         let _ = receiver.wait_for(|&triggered| triggered).await;
     }
 
-    /// Triggers on SIGINT or SIGTERM, and sends `impatient` on the next one: the
+    /// Takes SIGINT and SIGTERM from now on (called in a runtime, before the server
+    /// says it listens: a signal sent the moment it does must drain it, not kill it).
+    /// The future triggers on the first, and sends `impatient` on the next one: the
     /// operator will not wait for the drain. Counted by signals, so that the first one
     /// after a shutdown asked over HTTP (`docker stop` after a preStop hook) still waits.
-    pub async fn on_signals(self, impatient: tokio::sync::oneshot::Sender<()>) {
+    ///
+    /// # Errors
+    /// When the signals cannot be taken.
+    pub fn on_signals(
+        self,
+        impatient: tokio::sync::oneshot::Sender<()>,
+    ) -> std::io::Result<impl Future<Output = ()>> {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        let mut next = async || {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        };
-        next().await;
-        self.trigger();
-        next().await;
-        let _ = impatient.send(());
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            let mut next = async || {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            };
+            next().await;
+            self.trigger();
+            next().await;
+            let _ = impatient.send(());
+        })
     }
 }
 
