@@ -249,3 +249,39 @@ fn the_keys_file_drops_removed_jobs_keys_while_the_server_runs() {
     assert_eq!(&job_id(&again), ids.last().unwrap());
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn the_first_keyed_accept_after_a_restart_does_not_rewrite_a_file_of_live_keys() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--debug-compaction-bytes", "4096"];
+    let server = Server::start_in(dir.path(), &flags);
+    for n in 0..60 {
+        job_id(&submit(
+            &server,
+            &format!("live-{n}"),
+            "application/json",
+            EXAMPLE_JSON,
+        ));
+    }
+    let keys_file = server.results.join("idempotency-keys.jsonl");
+    assert!(server.shutdown().success());
+    let server = Server::start_in(dir.path(), &flags);
+    let before = std::fs::metadata(&keys_file).unwrap();
+    assert!(before.len() > 4096, "{} bytes", before.len());
+    job_id(&submit(
+        &server,
+        "one-more",
+        "application/json",
+        EXAMPLE_JSON,
+    ));
+    // A rewrite comes after the batch's answer: the shutdown waits for it.
+    assert!(server.shutdown().success());
+    let after = std::fs::metadata(&keys_file).unwrap();
+    assert_eq!(
+        before.ino(),
+        after.ino(),
+        "{} live bytes rewritten",
+        before.len()
+    );
+}

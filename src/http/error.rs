@@ -154,8 +154,10 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
             }
             ApiError::RequestTimeout | ApiError::PayloadTooLarge(_) => {
-                // The rest of the body is unread: the connection cannot be reused.
-                response.insert_header((header::CONNECTION, "close"));
+                // The rest of the body is unread: the connection cannot be reused. A
+                // `Connection` header set here would be dropped by actix-http, which
+                // closes only by the response head's own flag.
+                response.force_close();
             }
             _ => {}
         }

@@ -66,8 +66,11 @@ impl Unread {
         let Some(rest) = self.left.borrow_mut().take() else {
             return response;
         };
-        let head = response.response_mut().head_mut();
         // A connection that ends anyway needs nothing read.
+        if response.request().head().connection_type() == ConnectionType::Close {
+            return response;
+        }
+        let head = response.response_mut().head_mut();
         if head.connection_type() == ConnectionType::Close {
             return response;
         }

@@ -177,7 +177,14 @@ impl Registry {
         self.index.write().finished.remove(id).is_some()
     }
 
+    /// Whether the registry holds the job, a job being deleted included (the delete may
+    /// still fail and leave it as it was).
+    pub fn holds(&self, id: JobId) -> bool {
+        self.in_flight.contains_key(&id) || self.index.read().finished.get(id).is_some()
+    }
+
     /// A job's state; `None` for a job unknown or being deleted.
+    #[cfg(test)]
     pub fn state(&self, id: JobId) -> Option<JobState> {
         self.state_and_finish(id).map(|(state, _)| state)
     }

@@ -131,7 +131,9 @@ impl Tombstones {
     ) -> io::Result<HashSet<JobId>> {
         let mut growth = self.appending.lock();
         let (live, len) = self.keep_only(is_journaled, warn)?;
+        // All of it is needed now: it is not looked at again before it has doubled.
         growth.len = len;
+        growth.rewrite_at = len.saturating_mul(2);
         Ok(live)
     }
 
@@ -298,5 +300,28 @@ mod tests {
         }
         let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
         assert!(!text.contains(&journaled.to_string()), "{text}");
+    }
+
+    #[test]
+    fn after_start_up_a_file_of_needed_ids_is_not_looked_at_again_before_it_doubles() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let buried: Vec<JobId> = (0..5).map(|_| JobId::generate()).collect();
+        for id in &buried {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.path().join(TOMBSTONES_FILE))
+                .unwrap()
+                .write_all(format!("{id}\n").as_bytes())
+                .unwrap();
+        }
+        // Past the floor at start-up, and every id needed.
+        let restarted = Tombstones::new(dir.path(), 150);
+        assert_eq!(restarted.recover(|_| true, &mut |_| {}).unwrap().len(), 5);
+        let path = dir.path().join(TOMBSTONES_FILE);
+        let before = fs::metadata(&path).unwrap().ino();
+        restarted.bury(JobId::generate()).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), before, "rewritten");
     }
 }

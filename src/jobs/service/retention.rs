@@ -80,10 +80,9 @@ impl LocalJobs {
             info!(self.inner.logger, "retention removed jobs"; "removed" => removed);
         }
         // After the removals, so that their keys go now (with those of jobs deleted
-        // since the last sweep), not a sweep later.
-        self.inner
-            .keys
-            .forget_removed(|id| registry.state(id).is_some());
+        // since the last sweep), not a sweep later. A job being deleted keeps its key:
+        // the delete may fail and leave the job as it was.
+        self.inner.keys.forget_removed(|id| registry.holds(id));
         pinned
     }
 }

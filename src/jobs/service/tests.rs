@@ -218,3 +218,28 @@ async fn a_delete_whose_removal_cannot_be_made_durable_says_so_and_leaves_no_job
     ));
     service.jobs.drain();
 }
+
+#[tokio::test]
+async fn a_sweep_during_a_delete_keeps_the_jobs_key_for_when_the_delete_fails() {
+    let service = start();
+    service.open_gate();
+    let first = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    assert_eq!(finished(&service.jobs, first.id).await, JobState::Done);
+    // A delete under way: the job answers as unknown until it is gone or back.
+    let registry = &service.jobs.inner.registry;
+    assert!(registry.mark_deleting(first.id));
+    service.jobs.sweep();
+    // The delete failed: the job is as it was, and so is its key.
+    registry.unmark_deleting(first.id);
+    let again = service
+        .jobs
+        .submit(submission(3, Some("order-1")))
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.replayed), (first.id, true));
+    service.jobs.drain();
+}

@@ -24,8 +24,9 @@ pub struct KeysFile {
     floor: u64,
     /// The file's length after the last append.
     len: u64,
-    /// Twice the length the last rewrite left: growth past it calls for the next.
-    rewrite_at: u64,
+    /// Twice the length the last rewrite left (or the file had when this process first
+    /// appended to it): growth past it calls for the next.
+    rewrite_at: Option<u64>,
     /// A rewrite's new name may not be durable: the next append syncs the directory
     /// before its records count as kept.
     name_unsynced: bool,
@@ -38,7 +39,7 @@ impl KeysFile {
             live,
             floor,
             len: 0,
-            rewrite_at: 0,
+            rewrite_at: None,
             name_unsynced: false,
         }
     }
@@ -55,6 +56,10 @@ impl KeysFile {
         // Opened per batch, so that a rewrite may replace the file; never a FIFO or a
         // directory put in its place, which would block or fail every batch.
         let (mut file, name_maybe_unsynced) = open_for_append(&self.path)?;
+        if self.rewrite_at.is_none() {
+            // What start-up left is live: it is not rewritten before it has doubled.
+            self.rewrite_at = Some(file.metadata()?.len().saturating_mul(2));
+        }
         // Records start on a line of their own even after a write that failed half way
         // left a fragment behind (empty lines are skipped).
         file.write_all(b"\n")?;
@@ -79,13 +84,13 @@ impl KeysFile {
         let Some(live) = self.live.get() else {
             return Ok(());
         };
-        if self.len < self.floor.max(self.rewrite_at) {
+        if self.len < self.floor.max(self.rewrite_at.unwrap_or(0)) {
             return Ok(());
         }
-        self.rewrite_at = self.len.saturating_mul(2);
+        self.rewrite_at = Some(self.len.saturating_mul(2));
         let replaced = replace_keys_file(&self.path, &live())?;
         self.len = replaced.len;
-        self.rewrite_at = replaced.len.saturating_mul(2);
+        self.rewrite_at = Some(replaced.len.saturating_mul(2));
         self.name_unsynced = replaced.directory_synced.is_err();
         Ok(())
     }
