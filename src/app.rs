@@ -60,6 +60,23 @@ pub struct App {
     shutdown_timeout: Duration,
 }
 
+/// Raises the soft limit of open files to the hard one, and returns the limit now
+/// (`None`: unlimited). Every connection and every result being written takes a
+/// descriptor, and the soft limit a shell or systemd hands down (often 1024) is far
+/// below what the process may have.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
+        && soft < hard
+    {
+        limit.current = Some(hard);
+        // Refused (a sandbox, say): the server runs within the limit it was given.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// How long the server waits, after the last response body is produced, before it
 /// closes every connection.
 const FLUSH_GRACE: Duration = Duration::from_millis(50);
@@ -78,6 +95,7 @@ impl App {
         logger: Logger,
         request_lines: RequestLines,
     ) -> Result<App, StartupError> {
+        let open_files = raise_open_files_limit();
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
         // Bound before the job service starts: a server that cannot listen must leave
@@ -233,6 +251,7 @@ impl App {
             "max_body" => settings.max_body,
             "max_sections" => settings.max_sections,
             "cluster_mode" => node.is_some(),
+            "open_files_limit" => open_files.map_or_else(|| "unlimited".to_owned(), |limit| limit.to_string()),
             "jobs_on_disk" => jobs.known_here());
         // Taken once the start-up's recovery is done (a signal during it stops the
         // process at once: every accepted job is journaled), and before the server

@@ -321,3 +321,18 @@ fn start_with_deadline(dir: &Path) -> Server {
     // It starts: now run it as the other tests do.
     Server::start_in(dir, &[])
 }
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // A soft limit of 256 as a shell might hand it down, a hard one of 4096.
+    let server = Server::start_under(&["prlimit", "--nofile=256:4096", "--"], dir.path(), &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{open_files}");
+    assert_eq!(server.get("/healthz").status, 200);
+}
