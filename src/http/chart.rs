@@ -79,7 +79,7 @@ pub struct Chart {
     (status = 400, description = "A bad width, or an unknown parameter", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
     (status = 409, description = "The job is not done", body = ErrorBody),
-    (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn chart(
     path: PathParams,
     query: web::Query<ChartQuery>,

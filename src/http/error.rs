@@ -95,9 +95,22 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable(unavailable) => unavailable.into(),
+            StoreError::Io(error) if is_passing(&error) => ApiError::Unavailable(format!(
+                "the stored result cannot be read now: {error}; retry in a moment"
+            )),
             error => ApiError::Internal(format!("the stored result cannot be read: {error}")),
         }
     }
+}
+
+/// Whether a read failed for want of what the process will have again soon (file
+/// descriptors, memory), not for the state of the disk.
+fn is_passing(error: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(error),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::AGAIN)
+    )
 }
 
 /// The database of cluster mode cannot be reached: the client may retry.
@@ -162,5 +175,24 @@ impl ResponseError for ApiError {
             _ => {}
         }
         super::bodies::json_with(response, &ErrorBody::new(self.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_unreadable_for_want_of_descriptors_is_a_503_to_retry_and_a_disk_error_a_500() {
+        let passing = ApiError::from(StoreError::Io(std::io::Error::from_raw_os_error(
+            rustix::io::Errno::MFILE.raw_os_error(),
+        )));
+        assert_eq!(passing.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = passing.error_response();
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        let disk = ApiError::from(StoreError::Io(std::io::Error::from_raw_os_error(
+            rustix::io::Errno::IO.raw_os_error(),
+        )));
+        assert_eq!(disk.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

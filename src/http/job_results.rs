@@ -58,7 +58,7 @@ pub struct ProfilesQuery {
     (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
     (status = 409, description = "The job is not done", body = ErrorBody),
-    (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn profiles(
     path: PathParams,
     query: web::Query<ProfilesQuery>,
@@ -102,7 +102,7 @@ fn profile_after(text: Option<&str>) -> Result<usize, ApiError> {
     (status = 400, description = "A bad after or limit, or an unknown parameter", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id, or a done job whose result was stored without its config (by a version that did not keep it)", body = ErrorBody),
     (status = 409, description = "The job is queued or running (its config is kept with its result), or it failed and has no config to show (its request or its result is damaged, or its result was stored by an earlier version)", body = ErrorBody),
-    (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn config(
     path: PathParams,
     query: web::Query<ProfilesQuery>,
@@ -151,14 +151,14 @@ pub async fn config(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/days/{d}", operation_id = "job_ice", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
-    (status = 200, description = "Ice used by the profile on the day", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 200, description = "Ice used by the profile on the day", body = IceAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let question = Question::ice(path.get("p"), path.get("d"))?;
     ask(&state, path.get("id"), question).await
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", operation_id = "job_profile_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
-    (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 200, description = "Cost of the profile up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn profile_cost(
     path: PathParams,
     state: web::Data<ApiState>,
@@ -168,7 +168,7 @@ pub async fn profile_cost(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview/{d}", operation_id = "job_wall_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(
-    (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 200, description = "Cost of the wall up to the day", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn wall_cost(
     path: PathParams,
     state: web::Data<ApiState>,
@@ -178,7 +178,7 @@ pub async fn wall_cost(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/overview", operation_id = "job_total_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
-    (status = 200, description = "Cost of the whole wall", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 200, description = "Cost of the whole wall", body = CostAnswer), (status = 400, description = "The day or profile is not a positive integer", body = ErrorBody), (status = 404, description = "Unknown or malformed job id, or no such profile", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn total_cost(
     path: PathParams,
     state: web::Data<ApiState>,
@@ -188,7 +188,7 @@ pub async fn total_cost(
 
 #[utoipa::path(get, path = "/api/jobs/{id}/log", operation_id = "job_log", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it")), responses(
     (status = 200, description = "The team log, one event per line", body = String, content_type = "text/plain"),
-    (status = 404, description = "Unknown or malformed job id", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody)))]
+    (status = 404, description = "Unknown or malformed job id", body = ErrorBody), (status = 409, description = "The job is not done", body = ErrorBody), (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody)))]
 pub async fn log(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let (id, job) = known_job(&state, path.get("id")).await?;
     if job != JobState::Done {

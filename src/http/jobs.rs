@@ -53,7 +53,7 @@ fn wait_time(text: Option<&str>, max_wait: Duration) -> Result<Duration, ApiErro
     (status = 200, description = "The job's status, with the summary when done", body = JobResult),
     (status = 400, description = "A bad wait, or one over --max-wait", body = ErrorBody),
     (status = 404, description = "Unknown or malformed job id", body = ErrorBody),
-    (status = 500, description = "The stored result cannot be read", body = ErrorBody),
+    (status = 500, description = "The stored result cannot be read", body = ErrorBody), (status = 503, description = "The stored result cannot be read now (out of file descriptors or memory; in cluster mode, the database did not answer): retry", body = ErrorBody),
 ))]
 pub async fn results(
     path: PathParams,
