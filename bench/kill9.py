@@ -121,6 +121,10 @@ class Server:
                 "--logs-dir", os.path.join(work, "logs")]
         if job_delay_ms:
             args += ["--debug-job-delay-ms", str(job_delay_ms)]
+        # More flags for every start, as the other benchmarks take them (say
+        # "--debug-compaction-bytes 4096": the key file and the tombstones rewritten
+        # while running, every few dozen lines, kills among the rewrites).
+        args += os.environ.get("ICEWALL_FLAGS", "").split()
         self.started = time.monotonic()
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(args, stdout=out, stderr=err)
