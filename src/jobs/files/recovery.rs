@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::sync::{Arc, Weak};
 
 use super::dir_lock::LOCK_FILE;
@@ -12,7 +12,7 @@ use super::journal::{
     KEYS_FILE, Segment, StoredRequest, UNFINISHED_SEGMENT_PREFIX, is_segment_name, read_segment,
     replace_keys_file,
 };
-use super::regular_file::{kind_of, open_regular};
+use super::regular_file::{for_each_line, kind_of, open_regular};
 use super::results::StoredResult;
 use super::tombstones::{TOMBSTONES_FILE, TOMBSTONES_TEMPORARY};
 use super::{FileStore, PROBE_PREFIX, StoreError, TEMPORARY_DIR, legacy_result};
@@ -215,20 +215,9 @@ impl FileStore {
             }
             other => other?,
         };
-        // A line at a time: the file may hold the records of many removed jobs.
-        let mut text = BufReader::new(file);
-        let mut line = Vec::new();
         let mut lines = 0;
         let mut live = Vec::new();
-        loop {
-            line.clear();
-            if text.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            if line.is_empty() {
-                continue;
-            }
+        for_each_line(file, |line| {
             lines += 1;
             match serde_json::from_slice::<KeyRecord>(line) {
                 Ok(record) => {
@@ -238,7 +227,7 @@ impl FileStore {
                 }
                 Err(error) => warn(format!("{KEYS_FILE}: skipping a damaged line: {error}")),
             }
-        }
+        })?;
         if live.len() < lines {
             // Later keys go to the new file: the old one back after a power cut would be
             // without them.

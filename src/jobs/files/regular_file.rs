@@ -79,6 +79,26 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Calls `each` with every non-empty line of `file`, without its newline, a line at a
+/// time (the files read so may hold many lines no longer needed).
+///
+/// # Errors
+/// A read error.
+pub fn for_each_line(file: std::fs::File, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut text = io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if io::BufRead::read_until(&mut text, b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !line.is_empty() {
+            each(line);
+        }
+    }
+}
+
 /// What a directory entry is, in words, for a message about one that is not a file.
 pub fn kind_of(file_type: std::fs::FileType) -> &'static str {
     if file_type.is_file() {

@@ -10,13 +10,13 @@
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
 use super::journal::{is_segment_name, mentioned_ids};
-use super::regular_file::{create_fresh, open_for_append, open_regular};
+use super::regular_file::{create_fresh, for_each_line, open_for_append, open_regular};
 use crate::jobs::JobId;
 
 /// The file of tombstones, beside the journals.
@@ -165,20 +165,10 @@ impl Tombstones {
             other => other?,
         };
         let len = file.metadata()?.len();
-        // A line at a time: every DELETE adds one.
-        let mut text = BufReader::new(file);
-        let mut line = Vec::new();
+        // Every DELETE adds a line: read one at a time.
         let mut lines = 0;
         let mut live = HashSet::new();
-        loop {
-            line.clear();
-            if text.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            if line.is_empty() {
-                continue;
-            }
+        for_each_line(file, |line| {
             lines += 1;
             match std::str::from_utf8(line)
                 .ok()
@@ -190,7 +180,7 @@ impl Tombstones {
                 Some(_) => {}
                 None => warn(format!("{TOMBSTONES_FILE}: skipping a damaged line")),
             }
-        }
+        })?;
         if live.len() == lines {
             return Ok((live, len));
         }
