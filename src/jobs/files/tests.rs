@@ -372,3 +372,31 @@ fn a_commit_given_the_request_keeps_it_without_reading_the_journal() {
     assert!(receiver.recv().unwrap());
     assert_eq!(store.read_kept_request(id).unwrap(), Some(bytes));
 }
+
+#[test]
+fn a_cancel_the_disk_refused_does_not_bury_the_job_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    store.recover(|warning| panic!("{warning}")).unwrap();
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    // The tombstones file is new: its name's sync fails after its line is written.
+    REFUSE_DIRECTORY_SYNCS.with(|refuse| refuse.set(true));
+    let refused = store.bury(id);
+    REFUSE_DIRECTORY_SYNCS.with(|refuse| refuse.set(false));
+    assert!(
+        refused.is_err(),
+        "the cancel is refused: the job stays queued"
+    );
+    // A crash while it is still queued.
+    request.journal.keep();
+    store.shutdown();
+    drop(store);
+    drop(request);
+    let restarted = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
+    let (jobs, _) = restarted.recover(|_| {}).unwrap();
+    assert!(
+        jobs.iter().any(|job| job.id == id),
+        "a job whose cancel was refused is gone after a restart"
+    );
+}

@@ -60,21 +60,30 @@ impl Tombstones {
     /// Records that `id` must never run again; durable when this returns.
     ///
     /// # Errors
-    /// Whatever the file system answers; then nothing durable was recorded that matters
-    /// (a torn line is skipped at start-up).
+    /// Whatever the file system answers; then the line is taken out again, so that a
+    /// refused cancel does not take effect at the next start after all. (Should that
+    /// fail too, the disk refusing twice in a row, the line may stay.)
     pub fn bury(&self, id: JobId) -> io::Result<()> {
         let mut growth = self.appending.lock();
         let path = self.path();
         // Never blocks on, or follows, an entry that is not a regular file.
         let (mut file, name_maybe_unsynced) = open_for_append(&path)?;
-        // A line of its own even after a write that failed half way left a fragment
-        // behind (empty lines are skipped).
-        file.write_all(format!("\n{id}\n").as_bytes())?;
-        file.sync_data()?;
-        if name_maybe_unsynced || growth.directory_unsynced {
-            // A new file's name must be durable too.
-            super::sync_directory(&self.dir)?;
-            growth.directory_unsynced = false;
+        let before = file.metadata()?.len();
+        let recorded = (|| {
+            // A line of its own even after a write that failed half way left a fragment
+            // behind (empty lines are skipped).
+            file.write_all(format!("\n{id}\n").as_bytes())?;
+            file.sync_data()?;
+            if name_maybe_unsynced || growth.directory_unsynced {
+                // A new file's name must be durable too.
+                super::sync_directory(&self.dir)?;
+                growth.directory_unsynced = false;
+            }
+            Ok(())
+        })();
+        if let Err(error) = recorded {
+            let _ = file.set_len(before).and_then(|()| file.sync_data());
+            return Err(error);
         }
         // The tombstone is durable: a rewrite that fails now costs only the space.
         if let Ok(metadata) = file.metadata() {
