@@ -344,3 +344,83 @@ fn a_job_whose_request_cannot_be_read_for_now_runs_again_after_a_restart() {
     assert_eq!(restarted.wait_finished(&first)["data"]["cost"], 32233500);
     assert!(restarted.shutdown().success());
 }
+
+#[test]
+fn a_server_starts_on_a_full_disk_answers_reads_and_takes_jobs_once_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let Some(_tmpfs) = Tmpfs::mount(&results, "2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let flags = ["--min-free-space", "262144", "--max-results", "2"];
+    let server = Server::start_in(dir.path(), &flags);
+    let keyed = |key: &str| {
+        let reply = server.post_with(
+            "/api/simulate",
+            &[
+                ("Idempotency-Key", key),
+                ("Content-Type", "application/json"),
+            ],
+            EXAMPLE_JSON.as_bytes(),
+        );
+        let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+        server.wait_finished(&id);
+        id
+    };
+    // The oldest of three goes by retention, its key's record left in the key file: the
+    // start-up would rewrite the file without it, and the live record needs room.
+    let gone = keyed("gone");
+    let done = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&done);
+    let kept = keyed("kept");
+    wait_until("retention of the oldest", || {
+        server.get(&format!("/api/get_results/{gone}")).status == 404
+    });
+    assert!(server.shutdown().success());
+    let ballast = fill(&results);
+
+    // Started on the full disk: the job is read back, submissions wait for room.
+    let server = Server::start_in(dir.path(), &flags);
+    assert_eq!(
+        server.get(&format!("/api/get_results/{done}")).json()["data"]["cost"],
+        32233500
+    );
+    assert_eq!(server.get("/readyz").status, 503);
+    let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    std::fs::remove_file(ballast).unwrap();
+    assert_eq!(server.get("/readyz").status, 200);
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["data"]["cost"], 32233500);
+    assert!(server.shutdown().success());
+    // The full disk at start-up did not send results the long way (a temporary name
+    // and a rename) for the rest of the run.
+    let log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap();
+    assert!(!log.contains("renamed into place"), "{log}");
+    assert!(
+        log.contains("idempotency-keys.jsonl is left as it is"),
+        "{log}"
+    );
+    // The key of the retired job is free, the kept one's replays, as before.
+    let fresh = Server::start_in(dir.path(), &flags);
+    let replayed = fresh.post_with(
+        "/api/simulate",
+        &[
+            ("Idempotency-Key", "kept"),
+            ("Content-Type", "application/json"),
+        ],
+        EXAMPLE_JSON.as_bytes(),
+    );
+    assert_eq!(replayed.json()["job_id"], kept.as_str());
+    let again = fresh.post_with(
+        "/api/simulate",
+        &[
+            ("Idempotency-Key", "gone"),
+            ("Content-Type", "application/json"),
+        ],
+        EXAMPLE_JSON.as_bytes(),
+    );
+    assert_ne!(again.json()["job_id"], gone.as_str());
+    assert!(fresh.shutdown().success());
+}

@@ -184,9 +184,20 @@ impl FileStore {
         })?;
         fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(unusable)?;
         let probe = probe_path(dir);
-        fs::write(&probe, b"probe")
-            .and_then(|()| fs::remove_file(&probe))
-            .map_err(unusable)?;
+        // A full disk is a state the server runs through (submissions refused until
+        // space is freed, reads answered), not a directory it cannot use.
+        match fs::write(&probe, b"probe") {
+            Err(error) if error.kind() != io::ErrorKind::StorageFull => {
+                return Err(unusable(error));
+            }
+            _ => {}
+        }
+        match fs::remove_file(&probe) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(unusable(error));
+            }
+            _ => {}
+        }
         let (unnamed, unnamed_refused) = UnnamedResults::probe(dir);
         let handle = File::open(dir).map_err(unusable)?;
         rustix::fs::syncfs(&handle).map_err(|error| unusable(error.into()))?;

@@ -231,7 +231,15 @@ impl FileStore {
         if live.len() < lines {
             // Later keys go to the new file: the old one back after a power cut would be
             // without them.
-            replace_keys_file(&path, &live)?.directory_synced?;
+            match replace_keys_file(&path, &live) {
+                Ok(replaced) => replaced.directory_synced?,
+                // The old file has every live record and more: it serves until there
+                // is room to rewrite it.
+                Err(error) if error.kind() == io::ErrorKind::StorageFull => {
+                    warn(format!("{KEYS_FILE} is left as it is: {error}"));
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(live)
     }

@@ -194,19 +194,35 @@ impl Tombstones {
             return Ok((live, len));
         }
         let temporary = self.dir.join(TOMBSTONES_TEMPORARY);
-        let mut out = BufWriter::new(create_fresh(&temporary)?);
-        for id in &live {
-            writeln!(out, "{id}")?;
-        }
-        let written = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        written.sync_all()?;
-        let len = written.metadata()?.len();
+        let written = write_synced(&temporary, &live);
+        let new_len = match written {
+            Ok(new_len) => new_len,
+            // The old file has every id still needed and more: it serves until there
+            // is room to rewrite it.
+            Err(error) if error.kind() == io::ErrorKind::StorageFull => {
+                let _ = fs::remove_file(&temporary);
+                warn(format!("{TOMBSTONES_FILE} is left as it is: {error}"));
+                return Ok((live, len));
+            }
+            Err(error) => return Err(error),
+        };
         fs::rename(&temporary, &path)?;
         // Later tombstones go to the new file: the old one back after a power cut
         // would be without them.
         super::sync_directory(&self.dir)?;
-        Ok((live, len))
+        Ok((live, new_len))
     }
+}
+
+/// Writes `ids`, one a line, into a new file at `path` and syncs it; its length.
+fn write_synced(path: &Path, ids: &HashSet<JobId>) -> io::Result<u64> {
+    let mut out = BufWriter::new(create_fresh(path)?);
+    for id in ids {
+        writeln!(out, "{id}")?;
+    }
+    let written = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    written.sync_all()?;
+    written.metadata().map(|metadata| metadata.len())
 }
 
 #[cfg(test)]
@@ -214,11 +230,12 @@ mod tests {
     use std::fs::OpenOptions;
 
     use super::*;
+    use crate::jobs::files::COMPACTION_FLOOR;
 
     #[test]
     fn buried_ids_survive_while_a_segment_mentions_them() {
         let dir = tempfile::tempdir().unwrap();
-        let tombstones = Tombstones::new(dir.path(), super::super::COMPACTION_FLOOR);
+        let tombstones = Tombstones::new(dir.path(), COMPACTION_FLOOR);
         let (journaled, forgotten) = (JobId::generate(), JobId::generate());
         tombstones.bury(journaled).unwrap();
         tombstones.bury(forgotten).unwrap();
@@ -242,7 +259,7 @@ mod tests {
     #[test]
     fn a_fragment_left_by_a_failed_append_does_not_swallow_the_next_tombstone() {
         let dir = tempfile::tempdir().unwrap();
-        let tombstones = Tombstones::new(dir.path(), super::super::COMPACTION_FLOOR);
+        let tombstones = Tombstones::new(dir.path(), COMPACTION_FLOOR);
         let first = JobId::generate();
         tombstones.bury(first).unwrap();
         // What a write that failed part-way (ENOSPC, EIO) leaves in this process: the
@@ -322,5 +339,40 @@ mod tests {
         let before = fs::metadata(&path).unwrap().ino();
         restarted.bury(JobId::generate()).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().ino(), before, "rewritten");
+    }
+
+    #[test]
+    fn on_a_full_disk_the_file_is_left_as_it_is_and_its_needed_ids_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        let (needed, forgotten) = (JobId::generate(), JobId::generate());
+        let tombstones = Tombstones::new(dir.path(), COMPACTION_FLOOR);
+        tombstones.bury(needed).unwrap();
+        tombstones.bury(forgotten).unwrap();
+        // Every page taken: the rewrite's one line has no room.
+        let mut ballast = fs::File::create(dir.path().join("ballast")).unwrap();
+        while ballast.write_all(&[0; 4096]).is_ok() {}
+        let mut warnings = Vec::new();
+        let live = Tombstones::new(dir.path(), COMPACTION_FLOOR)
+            .recover(|id| id == needed, &mut |warning| warnings.push(warning));
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(dir.path())
+            .status();
+        assert_eq!(live.unwrap(), HashSet::from([needed]));
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.contains("left as it is")),
+            "{warnings:?}"
+        );
     }
 }

@@ -58,7 +58,13 @@ impl UnnamedResults {
                 std::fs::remove_file(&probe)
             });
         match tried {
+            // A full disk tells nothing of unnamed files: they are tried with the first
+            // result, which takes the named path if they are refused then.
             Ok(()) => (results, None),
+            Err(error) if error.kind() == io::ErrorKind::StorageFull => {
+                let _ = std::fs::remove_file(&probe);
+                (results, None)
+            }
             Err(error) => {
                 results.usable.store(false, Ordering::Relaxed);
                 let note = format!(
