@@ -19,10 +19,9 @@ use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::web::Bytes;
 use futures_util::{Stream, StreamExt};
 
-/// Bytes read past `--max-body` to reach the end of a body before its answer is sent
-/// (a 413 too):
-/// closing a connection with unread bytes makes the kernel reset it, and the client
-/// may then lose the answer. Beyond this, the answer closes the connection.
+/// Bytes read past `--max-body` to reach the end of a body before its answer (a 413
+/// too) is sent: closing a connection with unread bytes makes the kernel reset it, and
+/// the client may then lose the answer. Beyond this, the answer closes the connection.
 pub const DRAIN_BYTES: u64 = 1024 * 1024;
 
 /// A request's body, watched: what its handler left unread comes back here.
