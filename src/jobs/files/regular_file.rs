@@ -35,23 +35,61 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> 
     Ok(file)
 }
 
-/// Opens `path` for appending, made if missing, as `open_regular` opens; and whether its
-/// name may not be durable yet: it was made here, or is empty (made by an append that
-/// failed before its name was synced). The caller syncs the directory then, once what
+/// Opens `path` for appending, made if missing, as `open_regular` opens; and its length.
+/// An empty file's name may not be durable yet (it was made here, or by an append that
+/// failed before its name was synced): the caller syncs the directory then, once what
 /// it appended is synced.
 ///
 /// # Errors
 /// As `open_regular`.
-pub fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
+pub fn open_for_append(path: &Path) -> io::Result<(File, u64)> {
     let file = match open_regular(path, OpenOptions::new().append(true)) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             open_regular(path, OpenOptions::new().append(true).create(true))?
         }
         opened => opened?,
     };
-    // One made here is empty too.
-    let name_maybe_unsynced = file.metadata()?.len() == 0;
-    Ok((file, name_maybe_unsynced))
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
+/// What `replace_durably` left.
+pub struct Replaced {
+    /// The new file's length.
+    pub len: u64,
+    /// Whether the directory was synced after the rename; if not, after a power cut
+    /// the old file may be back.
+    pub directory_synced: io::Result<()>,
+}
+
+/// Replaces `path` with what `write` writes: into `temporary`, made anew, synced, then
+/// renamed over it, and the directory synced.
+///
+/// # Errors
+/// When the new file could not be written, synced or renamed; the old one is then as
+/// it was, and the temporary file is gone.
+pub fn replace_durably(
+    path: &Path,
+    temporary: &Path,
+    write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> io::Result<Replaced> {
+    let written = (|| -> io::Result<u64> {
+        let mut out = io::BufWriter::new(create_fresh(temporary)?);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        std::fs::rename(temporary, path)?;
+        Ok(len)
+    })();
+    let len = written.inspect_err(|_| {
+        let _ = std::fs::remove_file(temporary);
+    })?;
+    let directory = path.parent().expect("a file is in a directory");
+    Ok(Replaced {
+        len,
+        directory_synced: super::sync_directory(directory),
+    })
 }
 
 /// Makes `path` anew for writing: whatever has its name is removed first (a symlink

@@ -10,13 +10,13 @@
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
 use super::journal::{is_segment_name, mentioned_ids};
-use super::regular_file::{create_fresh, for_each_line, open_for_append, open_regular};
+use super::regular_file::{for_each_line, open_for_append, open_regular, replace_durably};
 use crate::jobs::JobId;
 
 /// The file of tombstones, beside the journals.
@@ -67,14 +67,14 @@ impl Tombstones {
         let mut growth = self.appending.lock();
         let path = self.path();
         // Never blocks on, or follows, an entry that is not a regular file.
-        let (mut file, name_maybe_unsynced) = open_for_append(&path)?;
-        let before = file.metadata()?.len();
+        let (mut file, before) = open_for_append(&path)?;
+        // A line of its own even after a write that failed half way left a fragment
+        // behind (empty lines are skipped).
+        let line = format!("\n{id}\n");
         let recorded = (|| {
-            // A line of its own even after a write that failed half way left a fragment
-            // behind (empty lines are skipped).
-            file.write_all(format!("\n{id}\n").as_bytes())?;
+            file.write_all(line.as_bytes())?;
             file.sync_data()?;
-            if name_maybe_unsynced || growth.directory_unsynced {
+            if before == 0 || growth.directory_unsynced {
                 // A new file's name must be durable too.
                 super::sync_directory(&self.dir)?;
                 growth.directory_unsynced = false;
@@ -86,9 +86,7 @@ impl Tombstones {
             return Err(error);
         }
         // The tombstone is durable: a rewrite that fails now costs only the space.
-        if let Ok(metadata) = file.metadata() {
-            growth.len = metadata.len();
-        }
+        growth.len = before + line.len() as u64;
         if growth.len >= self.floor.max(growth.rewrite_at) {
             match self.rewrite_while_running() {
                 Ok(len) => {
@@ -193,36 +191,25 @@ impl Tombstones {
         if live.len() == lines {
             return Ok((live, len));
         }
-        let temporary = self.dir.join(TOMBSTONES_TEMPORARY);
-        let written = write_synced(&temporary, &live);
-        let new_len = match written {
-            Ok(new_len) => new_len,
+        let replaced = replace_durably(&path, &self.dir.join(TOMBSTONES_TEMPORARY), |out| {
+            live.iter().try_for_each(|id| writeln!(out, "{id}"))
+        });
+        match replaced {
+            Ok(replaced) => {
+                // Later tombstones go to the new file: the old one back after a power
+                // cut would be without them.
+                replaced.directory_synced?;
+                Ok((live, replaced.len))
+            }
             // The old file has every id still needed and more: it serves until there
             // is room to rewrite it.
             Err(error) if error.kind() == io::ErrorKind::StorageFull => {
-                let _ = fs::remove_file(&temporary);
                 warn(format!("{TOMBSTONES_FILE} is left as it is: {error}"));
-                return Ok((live, len));
+                Ok((live, len))
             }
-            Err(error) => return Err(error),
-        };
-        fs::rename(&temporary, &path)?;
-        // Later tombstones go to the new file: the old one back after a power cut
-        // would be without them.
-        super::sync_directory(&self.dir)?;
-        Ok((live, new_len))
+            Err(error) => Err(error),
+        }
     }
-}
-
-/// Writes `ids`, one a line, into a new file at `path` and syncs it; its length.
-fn write_synced(path: &Path, ids: &HashSet<JobId>) -> io::Result<u64> {
-    let mut out = BufWriter::new(create_fresh(path)?);
-    for id in ids {
-        writeln!(out, "{id}")?;
-    }
-    let written = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    written.sync_all()?;
-    written.metadata().map(|metadata| metadata.len())
 }
 
 #[cfg(test)]

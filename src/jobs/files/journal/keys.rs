@@ -3,13 +3,12 @@
 //! it has doubled since the last rewrite, so that it does not grow for as long as the
 //! server runs with the records of jobs long removed.
 
-use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::KEYS_FILE;
-use crate::jobs::files::regular_file::{create_fresh, open_for_append};
+use crate::jobs::files::regular_file::{Replaced, open_for_append, replace_durably};
 use crate::jobs::files::sync_directory;
 use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::storage::LiveKeys;
@@ -55,21 +54,20 @@ impl KeysFile {
         }
         // Opened per batch, so that a rewrite may replace the file; never a FIFO or a
         // directory put in its place, which would block or fail every batch.
-        let (mut file, name_maybe_unsynced) = open_for_append(&self.path)?;
-        if self.rewrite_at.is_none() {
-            // What start-up left is live: it is not rewritten before it has doubled.
-            self.rewrite_at = Some(file.metadata()?.len().saturating_mul(2));
-        }
+        let (mut file, len_before) = open_for_append(&self.path)?;
+        // What start-up left is live: it is not rewritten before it has doubled.
+        self.rewrite_at.get_or_insert(len_before.saturating_mul(2));
         // Records start on a line of their own even after a write that failed half way
         // left a fragment behind (empty lines are skipped).
         file.write_all(b"\n")?;
         file.write_all(records)?;
         file.sync_data()?;
-        if name_maybe_unsynced || self.name_unsynced {
+        if len_before == 0 || self.name_unsynced {
+            // The file's name must be durable too.
             sync_directory(self.directory())?;
             self.name_unsynced = false;
         }
-        self.len = file.metadata()?.len();
+        self.len = len_before + 1 + records.len() as u64;
         Ok(())
     }
 
@@ -102,45 +100,21 @@ impl KeysFile {
     }
 }
 
-/// What `replace_keys_file` left.
-pub struct Replaced {
-    pub len: u64,
-    /// Whether the directory was synced after the rename; if not, after a power cut
-    /// the old file (every record the new one has, and more) may be back.
-    pub directory_synced: io::Result<()>,
-}
-
-/// Replaces the key file at `path` with `records`, durably: written under a temporary
-/// name, synced, renamed over it, and the directory synced.
+/// Replaces the key file at `path` with `records`, a JSON line each, durably.
 ///
 /// # Errors
 /// When the new file could not be written, synced or renamed; the old one is then as
 /// it was.
 pub fn replace_keys_file(path: &Path, records: &[KeyRecord]) -> io::Result<Replaced> {
-    let temporary = path.with_file_name(format!("{KEYS_FILE}.tmp"));
-    let written = write_synced(&temporary, records).and_then(|len| {
-        fs::rename(&temporary, path)?;
-        Ok(len)
-    });
-    let len = written.inspect_err(|_| {
-        let _ = fs::remove_file(&temporary);
-    })?;
-    let directory = path.parent().expect("the key file is in a directory");
-    Ok(Replaced {
-        len,
-        directory_synced: sync_directory(directory),
-    })
-}
-
-/// Writes `records`, a JSON line each, into a new file at `path` and syncs it; its
-/// length.
-fn write_synced(path: &Path, records: &[KeyRecord]) -> io::Result<u64> {
-    let mut out = BufWriter::new(create_fresh(path)?);
-    for record in records {
-        serde_json::to_writer(&mut out, record)?;
-        out.write_all(b"\n")?;
-    }
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
-    Ok(file.metadata()?.len())
+    replace_durably(
+        path,
+        &path.with_file_name(format!("{KEYS_FILE}.tmp")),
+        |out| {
+            for record in records {
+                serde_json::to_writer(&mut *out, record)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        },
+    )
 }
