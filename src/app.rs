@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,8 +47,6 @@ pub enum StartupError {
 
 pub struct App {
     server: Server,
-    /// Triggers the shutdown on SIGINT or SIGTERM; taken before the app is built.
-    signals: Pin<Box<dyn Future<Output = ()>>>,
     /// A second signal: the drain is not waited for.
     signalled_again: tokio::sync::oneshot::Receiver<()>,
     address: SocketAddr,
@@ -257,14 +254,12 @@ impl App {
         // process at once: every accepted job is journaled), and before the server
         // says it listens.
         let (impatient, signalled_again) = tokio::sync::oneshot::channel();
-        let signals = Box::pin(
-            (shutdown.clone())
-                .on_signals(impatient)
-                .map_err(StartupError::Signals)?,
-        );
+        let signals = (shutdown.clone())
+            .on_signals(impatient)
+            .map_err(StartupError::Signals)?;
+        actix_web::rt::spawn(signals);
         Ok(App {
             server,
-            signals,
             signalled_again,
             address,
             jobs,
@@ -290,7 +285,6 @@ impl App {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
         let mut signalled_again = self.signalled_again;
-        actix_web::rt::spawn(self.signals);
         tokio::select! {
             () = self.shutdown.triggered() => {}
             finished = &mut server => {

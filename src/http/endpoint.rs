@@ -155,11 +155,10 @@ impl Service<ServiceRequest> for EndpointsService {
 impl EndpointsService {
     /// Answers `request` by the endpoint its path and method match.
     fn route(&self, request: ServiceRequest) -> <Self as Service<ServiceRequest>>::Future {
-        let mut request = request;
         // The gate's checks come before routing: a refused request learns nothing of
         // which endpoints exist. Here rather than in a middleware of their own, which
         // would be one more layer of futures and bodies on every request.
-        request = match gate::refused(request) {
+        let mut request = match gate::refused(request) {
             Ok(request) => request,
             Err(refusal) => return Either::Left(ready(Ok(refusal))),
         };

@@ -115,21 +115,17 @@ async fn store(
         .filter(|pending| !inserted.contains(&pending.id.uuid()))
         .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
         .collect();
+    let mut client = Some(client);
     let holders = if taken.is_empty() {
         Ok(HashMap::new())
     } else {
-        let outcome =
-            tokio::time::timeout(timeout, key_holders(&client, &taken, jobs.ttl_ms())).await;
-        let Ok(holders) = outcome else {
-            abandon(client);
+        let held = client.as_ref().expect("the connection is still held");
+        let outcome = tokio::time::timeout(timeout, key_holders(held, &taken, jobs.ttl_ms())).await;
+        outcome.unwrap_or_else(|_| {
             // No key's job is known, so none is replayed, and nothing is to be marked.
-            let holders = Err(timed_out(timeout));
-            return Ok(batch
-                .iter()
-                .map(|pending| answer(pending, &inserted, holders.as_ref()))
-                .collect());
-        };
-        holders
+            abandon(client.take().expect("the connection is still held"));
+            Err(timed_out(timeout))
+        })
     };
     let answers: Vec<Result<Submitted, SubmitError>> = batch
         .iter()
@@ -142,7 +138,9 @@ async fn store(
             _ => None,
         })
         .collect();
-    if !replayed.is_empty() {
+    if let Some(client) = client
+        && !replayed.is_empty()
+    {
         let mark = async {
             client
                 .execute(

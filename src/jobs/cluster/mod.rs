@@ -118,9 +118,9 @@ struct Inner {
     /// sweeps), which `drain` stops once its jobs are done: a heartbeat after the
     /// node has left would register it again.
     rounds: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Set, and notified, by `drain` when the rounds are to end.
-    leaving: AtomicBool,
-    left: Notify,
+    /// Triggered by `drain` when the rounds are to end (a flag of its own: the server's
+    /// shutdown comes before the drain, while the rounds must go on through it).
+    leaving: Shutdown,
     /// Submissions from their shutdown check until their batch has answered them,
     /// whether or not their clients are still there (see `AcceptInProgress`).
     accepts_in_progress: AtomicUsize,
@@ -165,16 +165,11 @@ impl Inner {
     /// `work`, or `None` once the node is leaving (see `drain`): how the node's rounds
     /// wait, between their statements.
     async fn unless_leaving<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let left = self.left.notified();
-        tokio::pin!(left);
-        // Listening before the flag is read: a leave in between is not missed.
-        left.as_mut().enable();
-        if self.leaving.load(Ordering::SeqCst) {
-            return None;
-        }
         tokio::select! {
+            // First: a node that is leaving starts no more work.
+            biased;
+            () = self.leaving.triggered() => None,
             done = work => Some(done),
-            () = left => None,
         }
     }
 
@@ -234,8 +229,7 @@ impl ClusterJobs {
                 closed: AtomicBool::new(false),
                 claimer: Mutex::new(None),
                 rounds: Mutex::new(Vec::new()),
-                leaving: AtomicBool::new(false),
-                left: Notify::new(),
+                leaving: Shutdown::new(),
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
@@ -410,9 +404,11 @@ impl ClusterJobs {
         // (an attempt spent) for another node. A claim gives up after a lease (its
         // connection's wait and its statement together), the margin beyond it the time
         // its jobs take to reach the workers.
+        // How long the drain waits for a task of the node's to end: a lease (a claim's
+        // connection and statement, or a round's), and a statement's time beyond it.
+        let bound = inner.settings.lease + inner.settings.timeout;
         let claimer = inner.claimer.lock().take();
         if let Some(claimer) = claimer {
-            let bound = inner.settings.lease + inner.settings.timeout;
             let _ = inner
                 .handle
                 .block_on(async { tokio::time::timeout(bound, claimer).await });
@@ -426,11 +422,9 @@ impl ClusterJobs {
         // The rounds end between two statements, not in one (a statement cut off would
         // leave its connection busy in the pool); what does not end in time is cut off
         // (the `LISTEN`, which waits on a connection of its own).
-        inner.leaving.store(true, Ordering::SeqCst);
-        inner.left.notify_waiters();
+        inner.leaving.trigger();
         let rounds: Vec<_> = inner.rounds.lock().drain(..).collect();
         let aborts: Vec<_> = rounds.iter().map(|round| round.abort_handle()).collect();
-        let bound = inner.settings.lease + inner.settings.timeout;
         let _ = inner.handle.block_on(async {
             tokio::time::timeout(bound, futures_util::future::join_all(rounds)).await
         });

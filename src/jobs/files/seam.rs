@@ -84,15 +84,17 @@ impl Storage for FileStore {
         let store = self.clone();
         let finish = move |stored: io::Result<u64>| {
             match &stored {
-                Ok(_) => store.inner.sync.release(request),
+                Ok(_) => {
+                    store.inner.sync.release(request);
+                    store.inner.locks.release(id);
+                }
                 Err(_) => {
-                    // The request must outlive this process so a restart reruns the job.
-                    store.inner.kept.hold(&request.journal);
                     let _ = fs::remove_file(store.temporary_path(id));
                     let _ = fs::remove_file(store.path(id, "log"));
+                    // The request must outlive this process so a restart reruns the job.
+                    store.set_aside(id, request);
                 }
             }
-            store.inner.locks.release(id);
             then(stored.map_err(StoreError::from));
         };
         match written {

@@ -312,14 +312,16 @@ impl LocalJobs {
         self.inner.metrics.job_started(accepted_at.elapsed());
         info!(logger, "job started");
         let started = Instant::now();
-        let (simulated, request_bytes) = match self.simulate(id, &request, body) {
+        let pin = Store::pin(&request);
+        let simulation = self.simulate(id, &request, body);
+        let finished_at = SystemTime::now();
+        let (simulated, request_bytes) = match simulation {
             Simulation::Ran { outcome, request } => (outcome, request),
             Simulation::Unread(error) => {
-                let pin = Store::pin(&request);
                 self.inner.store.set_aside(id, request);
                 self.finish(Finished {
                     id,
-                    finished_at: SystemTime::now(),
+                    finished_at,
                     logger,
                     started,
                     failure: None,
@@ -338,8 +340,6 @@ impl LocalJobs {
             .err()
             .map(|reason| reason.as_str().into());
         let jobs = self.clone();
-        let pin = Store::pin(&request);
-        let finished_at = SystemTime::now();
         self.inner.store.commit(
             id,
             &record,
