@@ -140,6 +140,17 @@ pub trait Storage: Send + Sync + 'static {
     /// When the record cannot be made durable.
     fn bury(&self, id: JobId) -> io::Result<()>;
 
+    /// Whether the records `bury` adds to have grown past what a rewrite would keep: a
+    /// cheap look, so that the request that made them so hands the rewrite to the
+    /// retention sweeper instead of waiting for it.
+    fn rewrite_due(&self) -> bool;
+
+    /// Rewrites the records that `rewrite_due` found grown; the retention sweeper's work.
+    ///
+    /// # Errors
+    /// Whatever the store answers; the records are then as they were.
+    fn rewrite_grown(&self) -> io::Result<()>;
+
     /// Lets go of a cancelled (and buried) job's request.
     fn abandon(&self, id: JobId, request: Self::Request);
 

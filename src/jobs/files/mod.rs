@@ -27,6 +27,7 @@
 mod batch_thread;
 mod dir_lock;
 mod group_sync;
+mod growth;
 mod job_locks;
 pub(super) mod journal;
 mod legacy_result;

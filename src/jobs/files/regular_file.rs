@@ -3,9 +3,9 @@
 //! there by mistake): such an entry gets an error naming it, and is left alone.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opens `path` as `options` say, but refuses anything that is not a regular file:
 /// `O_NONBLOCK` keeps the open of a FIFO from waiting for a peer, `O_NOFOLLOW` refuses
@@ -73,23 +73,75 @@ pub fn replace_durably(
     temporary: &Path,
     write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<Replaced> {
-    let written = (|| -> io::Result<u64> {
-        let mut out = io::BufWriter::new(create_fresh(temporary)?);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    let mut replacement = Replacement::begin(path, temporary)?;
+    write(replacement.writer())?;
+    replacement.finish()
+}
+
+/// A file written under a temporary name to take the place of another, durably, in
+/// steps: what is written first may be synced before the caller holds off the
+/// appends to the old file, and the lines appended meanwhile written after.
+pub struct Replacement {
+    out: io::BufWriter<File>,
+    path: PathBuf,
+    temporary: PathBuf,
+    /// Renamed into place: the temporary name is gone.
+    finished: bool,
+}
+
+impl Replacement {
+    /// Makes `temporary` anew, to replace `path`.
+    ///
+    /// # Errors
+    /// As [`create_fresh`].
+    pub fn begin(path: &Path, temporary: &Path) -> io::Result<Replacement> {
+        Ok(Replacement {
+            out: io::BufWriter::new(create_fresh(temporary)?),
+            path: path.to_owned(),
+            temporary: temporary.to_owned(),
+            finished: false,
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut io::BufWriter<File> {
+        &mut self.out
+    }
+
+    /// Makes what is written so far durable, so that `finish` has little left to sync.
+    ///
+    /// # Errors
+    /// A write or sync error.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+
+    /// Syncs the new file, renames it over the old one and syncs the directory.
+    ///
+    /// # Errors
+    /// When the new file could not be written, synced or renamed; the old one is then
+    /// as it was, and the temporary file is gone.
+    pub fn finish(mut self) -> io::Result<Replaced> {
+        self.out.flush()?;
+        let file = self.out.get_ref();
         file.sync_all()?;
         let len = file.metadata()?.len();
-        std::fs::rename(temporary, path)?;
-        Ok(len)
-    })();
-    let len = written.inspect_err(|_| {
-        let _ = std::fs::remove_file(temporary);
-    })?;
-    let directory = path.parent().expect("a file is in a directory");
-    Ok(Replaced {
-        len,
-        directory_synced: super::sync_directory(directory),
-    })
+        std::fs::rename(&self.temporary, &self.path)?;
+        self.finished = true;
+        let directory = self.path.parent().expect("a file is in a directory");
+        Ok(Replaced {
+            len,
+            directory_synced: super::sync_directory(directory),
+        })
+    }
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
 }
 
 /// Makes `path` anew for writing: whatever has its name is removed first (a symlink
@@ -117,12 +169,13 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Calls `each` with every non-empty line of `file`, without its newline, a line at a
-/// time (the files read so may hold many lines no longer needed).
+/// Calls `each` with every non-empty line of `file` (or of what it reads of a file),
+/// without its newline, a line at a time (the files read so may hold many lines no
+/// longer needed).
 ///
 /// # Errors
 /// A read error.
-pub fn for_each_line(file: std::fs::File, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+pub fn for_each_line(file: impl io::Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     let mut text = io::BufReader::new(file);
     let mut line = Vec::new();
     loop {

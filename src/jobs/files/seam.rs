@@ -124,6 +124,14 @@ impl Storage for FileStore {
         FileStore::bury(self, id)
     }
 
+    fn rewrite_due(&self) -> bool {
+        self.inner.tombstones.rewrite_due()
+    }
+
+    fn rewrite_grown(&self) -> io::Result<()> {
+        self.inner.tombstones.rewrite_if_due()
+    }
+
     fn abandon(&self, id: JobId, request: StoredRequest) {
         FileStore::abandon(self, id, request);
     }

@@ -6,17 +6,21 @@
 //! journal lines of these ids. The file is rewritten without the ids that no segment
 //! mentions any more (their segments are gone, so nothing could bring them back): at
 //! start-up, and while the server runs whenever it has doubled past a floor, since
-//! every `DELETE` adds a line.
+//! every `DELETE` adds a line. That rewrite runs on a thread that answers no request
+//! (the retention sweeper's), and holds off the appends only at its end.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
+use super::growth::Growth;
 use super::journal::{is_segment_name, mentioned_ids};
-use super::regular_file::{for_each_line, open_for_append, open_regular, replace_durably};
+use super::regular_file::{
+    Replaced, Replacement, for_each_line, open_for_append, open_regular, replace_durably,
+};
 use crate::jobs::JobId;
 
 /// The file of tombstones, beside the journals.
@@ -27,29 +31,27 @@ pub const TOMBSTONES_TEMPORARY: &str = "deleted-jobs.txt.tmp";
 
 pub struct Tombstones {
     dir: PathBuf,
-    /// One append or rewrite at a time, so lines never interleave and none is lost.
+    /// One append at a time, so lines never interleave and none is lost; a rewrite
+    /// holds it only to take in the lines appended while it looked.
     appending: Mutex<Growth>,
-    /// The length below which the file is not rewritten while the server runs.
-    floor: u64,
+    /// One rewrite at a time.
+    rewriting: Mutex<()>,
 }
 
-/// How long the file is, and how long it may grow before the next rewrite.
-#[derive(Default)]
-struct Growth {
-    len: u64,
-    /// Twice the length the last rewrite (or look that found nothing to drop) left.
-    rewrite_at: u64,
-    /// A rewrite failed, maybe after its rename: the next append syncs the directory,
-    /// or a power cut could bring back the old file without that append's tombstone.
-    directory_unsynced: bool,
+/// What a rewrite found with the appends going on: the ids buried before it began
+/// that a segment still mentions, in the new file and synced there.
+pub struct Look {
+    replacement: Replacement,
+    /// Where the lines it read end: those after it came meanwhile, and are all kept.
+    read_to: u64,
 }
 
 impl Tombstones {
     pub fn new(dir: &Path, floor: u64) -> Tombstones {
         Tombstones {
             dir: dir.to_owned(),
-            appending: Mutex::default(),
-            floor,
+            appending: Mutex::new(Growth::new(floor)),
+            rewriting: Mutex::new(()),
         }
     }
 
@@ -57,7 +59,8 @@ impl Tombstones {
         self.dir.join(TOMBSTONES_FILE)
     }
 
-    /// Records that `id` must never run again; durable when this returns.
+    /// Records that `id` must never run again; durable when this returns. Every call
+    /// adds a line: see `rewrite_due`.
     ///
     /// # Errors
     /// Whatever the file system answers; then the line is taken out again, so that a
@@ -68,46 +71,65 @@ impl Tombstones {
         let path = self.path();
         // Never blocks on, or follows, an entry that is not a regular file.
         let (mut file, before) = open_for_append(&path)?;
+        let sync_name = growth.appending(before);
         // A line of its own even after a write that failed half way left a fragment
         // behind (empty lines are skipped).
         let line = format!("\n{id}\n");
         let recorded = (|| {
             file.write_all(line.as_bytes())?;
             file.sync_data()?;
-            if before == 0 || growth.directory_unsynced {
-                // A new file's name must be durable too.
-                super::sync_directory(&self.dir)?;
-                growth.directory_unsynced = false;
+            if sync_name {
+                super::sync_directory(&self.dir)
+            } else {
+                Ok(())
             }
-            Ok(())
         })();
         if let Err(error) = recorded {
             let _ = file.set_len(before).and_then(|()| file.sync_data());
             return Err(error);
         }
-        // The tombstone is durable: a rewrite that fails now costs only the space.
-        growth.len = before + line.len() as u64;
-        if growth.len >= self.floor.max(growth.rewrite_at) {
-            match self.rewrite_while_running() {
-                Ok(len) => {
-                    growth.len = len;
-                    growth.rewrite_at = len.saturating_mul(2);
-                }
-                Err(_) => {
-                    growth.rewrite_at = growth.len.saturating_mul(2);
-                    growth.directory_unsynced = true;
-                }
-            }
-        }
+        growth.appended(before, line.len() as u64);
         Ok(())
     }
 
-    /// Rewrites the file with the ids that a segment on disk still mentions; its new
-    /// length. Called with the appends held off. A segment not seen in the directory
-    /// may only have been unlinked, not durably: the directory is synced after the
-    /// look, so that none comes back after a power cut to run a job whose tombstone
-    /// went. A segment made after the look holds no request of a buried job.
-    fn rewrite_while_running(&self) -> io::Result<u64> {
+    /// Whether the file has grown enough to be rewritten (past the floor, and twice
+    /// what the last rewrite left): a cheap look, for the `bury` callers to hand the
+    /// rewrite to a thread that answers no request.
+    pub fn rewrite_due(&self) -> bool {
+        self.appending.lock().due()
+    }
+
+    /// Rewrites the file without the ids that no segment on disk mentions any more, if
+    /// it is due. The appends wait only while the lines they added meanwhile are
+    /// copied and the new file renamed into place, not while the results directory is
+    /// listed and the segments read.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be read, or the new file written; the old
+    /// one is then as it was, and the next try waits until it has doubled again.
+    pub fn rewrite_if_due(&self) -> io::Result<()> {
+        let _rewriting = self.rewriting.lock();
+        let read_to = {
+            let growth = self.appending.lock();
+            if !growth.due() {
+                return Ok(());
+            }
+            growth.len()
+        };
+        let look = self.look(read_to);
+        let mut growth = self.appending.lock();
+        let replaced = look.and_then(|look| self.replace(look, &growth));
+        growth.rewritten(replaced)
+    }
+
+    /// Writes, into the new file, the ids of the first `read_to` bytes of the file that
+    /// a segment on disk mentions. A segment not seen in the directory may only have
+    /// been unlinked, not durably: the directory is synced after the look, so that
+    /// none comes back after a power cut to run a job whose tombstone went. A segment
+    /// made after the look holds no request of a job buried before it: a job is
+    /// journaled before it can be deleted or cancelled, and no segment is written
+    /// again.
+    fn look(&self, read_to: u64) -> io::Result<Look> {
         let mut journaled = HashSet::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -122,8 +144,38 @@ impl Tombstones {
             }
         }
         super::sync_directory(&self.dir)?;
-        self.keep_only(|id| journaled.contains(&id), &mut |_| {})
-            .map(|(_, len)| len)
+        let mut replacement =
+            Replacement::begin(&self.path(), &self.dir.join(TOMBSTONES_TEMPORARY))?;
+        // Bytes up to `read_to` are not written again before the rename: the appends
+        // go after them.
+        let file = open_regular(&self.path(), OpenOptions::new().read(true))?;
+        let mut kept = HashSet::new();
+        for_each_line(file.take(read_to), |line| {
+            kept.extend(parse_id(line).filter(|id| journaled.contains(id)));
+        })?;
+        let out = replacement.writer();
+        kept.iter().try_for_each(|id| writeln!(out, "{id}"))?;
+        replacement.sync()?;
+        Ok(Look {
+            replacement,
+            read_to,
+        })
+    }
+
+    /// Adds to the new file the lines appended since `look` read the old one, then
+    /// renames it into place. Called with the appends held off (`growth`).
+    fn replace(&self, mut look: Look, growth: &Growth) -> io::Result<Replaced> {
+        let mut file = open_regular(&self.path(), OpenOptions::new().read(true))?;
+        file.seek(SeekFrom::Start(look.read_to))?;
+        let mut buried_since = Vec::new();
+        for_each_line(file.take(growth.len() - look.read_to), |line| {
+            buried_since.extend(parse_id(line));
+        })?;
+        let out = look.replacement.writer();
+        buried_since
+            .iter()
+            .try_for_each(|id| writeln!(out, "{id}"))?;
+        look.replacement.finish()
     }
 
     /// The buried ids that `is_journaled` still finds in a segment; the file is rewritten
@@ -139,8 +191,7 @@ impl Tombstones {
         let mut growth = self.appending.lock();
         let (live, len) = self.keep_only(is_journaled, warn)?;
         // All of it is needed now: it is not looked at again before it has doubled.
-        growth.len = len;
-        growth.rewrite_at = len.saturating_mul(2);
+        growth.found(len);
         Ok(live)
     }
 
@@ -177,10 +228,7 @@ impl Tombstones {
         let mut live = HashSet::new();
         for_each_line(file, |line| {
             lines += 1;
-            match std::str::from_utf8(line)
-                .ok()
-                .and_then(|id| id.parse().ok())
-            {
+            match parse_id(line) {
                 Some(id) if keep(id) => {
                     live.insert(id);
                 }
@@ -210,6 +258,10 @@ impl Tombstones {
             Err(error) => Err(error),
         }
     }
+}
+
+fn parse_id(line: &[u8]) -> Option<JobId> {
+    std::str::from_utf8(line).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -266,43 +318,84 @@ mod tests {
         );
     }
 
+    /// A segment in `dir` holding the request of `id`, the zeros after its line.
+    fn journal(dir: &Path, id: JobId) -> PathBuf {
+        let mut segment =
+            format!(r#"{{"job_id":"{id}","request":{{"profiles":[[1]]}}}}"#).into_bytes();
+        segment.push(b'\n');
+        segment.resize(64 * 1024, 0);
+        let path = dir.join(format!("requests-{}.jsonl", JobId::generate()));
+        fs::write(&path, segment).unwrap();
+        path
+    }
+
     #[test]
     fn while_running_a_grown_file_keeps_only_the_ids_a_segment_still_mentions() {
         let dir = tempfile::tempdir().unwrap();
-        // A segment on disk with one job's request in it, the zeros after its line.
         let journaled = JobId::generate();
-        let mut segment =
-            format!(r#"{{"job_id":"{journaled}","request":{{"profiles":[[1]]}}}}"#).into_bytes();
-        segment.push(b'\n');
-        segment.resize(64 * 1024, 0);
-        let segment_path = dir
-            .path()
-            .join(format!("requests-{}.jsonl", JobId::generate()));
-        fs::write(&segment_path, segment).unwrap();
+        let segment = journal(dir.path(), journaled);
         // Each tombstone takes 38 bytes: the fourth passes the floor.
         let tombstones = Tombstones::new(dir.path(), 150);
         tombstones.bury(journaled).unwrap();
         let forgotten: Vec<JobId> = (0..3).map(|_| JobId::generate()).collect();
         for id in &forgotten {
+            assert!(!tombstones.rewrite_due());
             tombstones.bury(*id).unwrap();
         }
-        let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
+        // The bury that made it due left the rewrite to its caller's sweeper.
+        assert!(tombstones.rewrite_due());
+        let path = dir.path().join(TOMBSTONES_FILE);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 8);
+        tombstones.rewrite_if_due().unwrap();
+        assert!(!tombstones.rewrite_due());
+        let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("{journaled}\n"), "rewritten");
         assert!(!dir.path().join(TOMBSTONES_TEMPORARY).exists());
         // Below twice what the rewrite left, appends only append.
         let later = JobId::generate();
         tombstones.bury(later).unwrap();
+        assert!(!tombstones.rewrite_due());
         let live = tombstones.recover(|_| true, &mut |_| {}).unwrap();
         assert_eq!(live, HashSet::from([journaled, later]));
         // A segment gone, its ids go at the next rewrite; the segment is never removed
         // by the look.
-        assert!(segment_path.exists());
-        fs::remove_file(&segment_path).unwrap();
+        assert!(segment.exists());
+        fs::remove_file(&segment).unwrap();
         for _ in 0..4 {
             tombstones.bury(JobId::generate()).unwrap();
         }
-        let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
+        tombstones.rewrite_if_due().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&journaled.to_string()), "{text}");
+    }
+
+    #[test]
+    fn a_tombstone_added_while_a_rewrite_looks_is_kept_without_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let journaled = JobId::generate();
+        journal(dir.path(), journaled);
+        let tombstones = Tombstones::new(dir.path(), 150);
+        tombstones.bury(journaled).unwrap();
+        for _ in 0..3 {
+            tombstones.bury(JobId::generate()).unwrap();
+        }
+        let read_to = tombstones.appending.lock().len();
+        let look = tombstones.look(read_to).unwrap();
+        // Buried after the look listed the segments, its segment maybe not yet seen
+        // (or, as here, one the look did not find): a rewrite must not drop it.
+        let meanwhile = JobId::generate();
+        tombstones.bury(meanwhile).unwrap();
+        let mut growth = tombstones.appending.lock();
+        let replaced = tombstones.replace(look, &growth);
+        growth.rewritten(replaced).unwrap();
+        drop(growth);
+        let text = fs::read_to_string(dir.path().join(TOMBSTONES_FILE)).unwrap();
+        assert_eq!(text, format!("{journaled}\n{meanwhile}\n"));
+        // The next append goes after the new file's lines.
+        let next = JobId::generate();
+        tombstones.bury(next).unwrap();
+        let live = tombstones.recover(|_| true, &mut |_| {}).unwrap();
+        assert_eq!(live, HashSet::from([journaled, meanwhile, next]));
     }
 
     #[test]
@@ -325,6 +418,8 @@ mod tests {
         let path = dir.path().join(TOMBSTONES_FILE);
         let before = fs::metadata(&path).unwrap().ino();
         restarted.bury(JobId::generate()).unwrap();
+        assert!(!restarted.rewrite_due());
+        restarted.rewrite_if_due().unwrap();
         assert_eq!(fs::metadata(&path).unwrap().ino(), before, "rewritten");
     }
 

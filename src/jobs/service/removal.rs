@@ -1,6 +1,7 @@
 //! Removing a job for good, so that it does not come back after a restart: `delete`
 //! cancels a queued job before it runs or removes a finished one, as retention does.
 
+use std::io;
 use std::sync::Arc;
 
 use slog::{info, warn};
@@ -77,7 +78,7 @@ impl LocalJobs {
         if slot.is_none() {
             return Err(DeleteError::InFlight("running"));
         }
-        if let Err(error) = self.inner.store.bury(id) {
+        if let Err(error) = self.bury(id) {
             warn!(self.inner.logger, "job not cancelled"; "job_id" => %id, "error" => %error);
             return Err(DeleteError::Storage(error.to_string()));
         }
@@ -89,6 +90,17 @@ impl LocalJobs {
         self.inner.store.abandon(id, job.request);
         self.inner.metrics.job_cancelled();
         info!(self.inner.logger, "job cancelled"; "job_id" => %id);
+        Ok(())
+    }
+
+    /// Records durably that `id` must never run again from its stored request. The
+    /// records' rewrite, once they have grown, waits for the sweeper: a request never
+    /// waits for it.
+    fn bury(&self, id: JobId) -> io::Result<()> {
+        self.inner.store.bury(id)?;
+        if self.inner.store.rewrite_due() {
+            self.nudge_sweeper();
+        }
         Ok(())
     }
 
@@ -108,7 +120,7 @@ impl LocalJobs {
         // fails is harmless: the result, kept, wins.
         let bury = removal == Removal::Requested || registry.is_pinned(id);
         let removed =
-            if bury { store.bury(id) } else { Ok(()) }.and_then(|()| store.remove_result(id));
+            if bury { self.bury(id) } else { Ok(()) }.and_then(|()| store.remove_result(id));
         if let Err(error) = removed {
             registry.unmark_deleting(id);
             warn!(self.inner.logger, "job not removed"; "job_id" => %id, "error" => %error);

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use slog::info;
+use slog::{info, warn};
 
 use super::LocalJobs;
 use super::removal::Removal;
+use crate::jobs::storage::Storage;
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
 const PINNED_RETRY: Duration = Duration::from_millis(250);
@@ -83,6 +84,12 @@ impl LocalJobs {
         // since the last sweep), not a sweep later. A job being deleted keeps its key:
         // the delete may fail and leave the job as it was.
         self.inner.keys.forget_removed(|id| registry.holds(id));
+        if self.inner.store.rewrite_due()
+            && let Err(error) = self.inner.store.rewrite_grown()
+        {
+            warn!(self.inner.logger, "the tombstones were not rewritten; they are tried \
+                again once they have doubled"; "error" => %error);
+        }
         pinned
     }
 }

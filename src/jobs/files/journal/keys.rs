@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::KEYS_FILE;
+use crate::jobs::files::growth::Growth;
 use crate::jobs::files::regular_file::{Replaced, open_for_append, replace_durably};
 use crate::jobs::files::sync_directory;
 use crate::jobs::idempotency::KeyRecord;
@@ -20,15 +21,9 @@ pub struct KeysFile {
     /// Set once the server's table of keys is filled from what start-up found; until
     /// then nothing is rewritten.
     live: Arc<OnceLock<LiveKeys>>,
-    floor: u64,
-    /// The file's length after the last append.
-    len: u64,
-    /// Twice the length the last rewrite left (or the file had when this process first
-    /// appended to it): growth past it calls for the next.
-    rewrite_at: Option<u64>,
-    /// A rewrite's new name may not be durable: the next append syncs the directory
-    /// before its records count as kept.
-    name_unsynced: bool,
+    /// What start-up left, as the first append finds it, is live: it is not rewritten
+    /// before it has doubled.
+    growth: Growth,
 }
 
 impl KeysFile {
@@ -36,10 +31,7 @@ impl KeysFile {
         KeysFile {
             path: dir.join(KEYS_FILE),
             live,
-            floor,
-            len: 0,
-            rewrite_at: None,
-            name_unsynced: false,
+            growth: Growth::new(floor),
         }
     }
 
@@ -55,19 +47,16 @@ impl KeysFile {
         // Opened per batch, so that a rewrite may replace the file; never a FIFO or a
         // directory put in its place, which would block or fail every batch.
         let (mut file, len_before) = open_for_append(&self.path)?;
-        // What start-up left is live: it is not rewritten before it has doubled.
-        self.rewrite_at.get_or_insert(len_before.saturating_mul(2));
+        let sync_name = self.growth.appending(len_before);
         // Records start on a line of their own even after a write that failed half way
         // left a fragment behind (empty lines are skipped).
         file.write_all(b"\n")?;
         file.write_all(records)?;
         file.sync_data()?;
-        if len_before == 0 || self.name_unsynced {
-            // The file's name must be durable too.
+        if sync_name {
             sync_directory(self.directory())?;
-            self.name_unsynced = false;
         }
-        self.len = len_before + 1 + records.len() as u64;
+        self.growth.appended(len_before, 1 + records.len() as u64);
         Ok(())
     }
 
@@ -82,15 +71,11 @@ impl KeysFile {
         let Some(live) = self.live.get() else {
             return Ok(());
         };
-        if self.len < self.floor.max(self.rewrite_at.unwrap_or(0)) {
+        if !self.growth.due() {
             return Ok(());
         }
-        self.rewrite_at = Some(self.len.saturating_mul(2));
-        let replaced = replace_keys_file(&self.path, &live())?;
-        self.len = replaced.len;
-        self.rewrite_at = Some(replaced.len.saturating_mul(2));
-        self.name_unsynced = replaced.directory_synced.is_err();
-        Ok(())
+        let replaced = replace_keys_file(&self.path, &live());
+        self.growth.rewritten(replaced)
     }
 
     fn directory(&self) -> &Path {
