@@ -699,3 +699,101 @@ fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
     );
     gate.open();
 }
+
+#[test]
+fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attempt() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
+    let first = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&first)["status"], "done");
+    // The database takes claims but no result, as when its disk is full.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_full() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'no room' USING ERRCODE = 'disk_full'; END $$;
+         CREATE TRIGGER icewall_test_full BEFORE INSERT ON icewall_results
+             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_full()",
+    );
+    let refused = server.submit_json(EXAMPLE_JSON);
+    wait_until("the node says it is not ready", || {
+        server.get("/readyz").status == 503
+    });
+    let queued: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    // Four leases: given up after one, the job would have run again, an attempt more.
+    thread::sleep(Duration::from_millis(4000));
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&refused)), "running 1");
+    for id in &queued {
+        assert_eq!(
+            one_row(pg, &url, &state_and_attempt(id)),
+            "queued 0",
+            "a node whose results are refused claimed more jobs"
+        );
+    }
+    let readyz = server.get("/readyz");
+    assert_eq!(readyz.status, 503);
+    assert!(readyz.body.contains("refuses"), "{}", readyz.body);
+    one_row(
+        pg,
+        &url,
+        "DROP TRIGGER icewall_test_full ON icewall_results",
+    );
+    for id in queued.iter().chain([&refused]) {
+        assert_eq!(server.wait_finished(id)["status"], "done");
+    }
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&refused)), "done 1");
+    assert_eq!(server.get("/readyz").status, 200);
+}
+
+#[test]
+fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let server = node(
+        &url,
+        &[
+            "--lease",
+            "1s",
+            "--workers",
+            "2",
+            "--debug-job-gate",
+            &gate.path(),
+        ],
+    );
+    let first = server.submit_json(EXAMPLE_JSON);
+    let second = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 1}"#);
+    wait_until("both jobs run", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == "2"
+    });
+    // The first job's result alone breaks a rule of the database: a refusal that no
+    // retry mends. Both results go in one batch.
+    one_row(
+        pg,
+        &url,
+        &format!(
+            "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN IF NEW.job_id = '{first}' THEN
+                     RAISE EXCEPTION 'not this one' USING ERRCODE = 'check_violation';
+                 END IF; RETURN NEW; END $$;
+             CREATE TRIGGER icewall_test_refuse BEFORE INSERT ON icewall_results
+                 FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse()"
+        ),
+    );
+    gate.open();
+    let failed = server.wait_finished(&first);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the database refused its result") && reason.contains("not this one"),
+        "{reason}"
+    );
+    assert_eq!(server.wait_finished(&second)["status"], "done");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&first)), "failed 1");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&second)), "done 1");
+}

@@ -99,8 +99,11 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         // behind, claiming stops rather than pile up jobs no one will finish soon (each
         // extra lease costs every heartbeat, and the heartbeat's locks slow the commits).
         let most_in_flight = capacity + FINISH_BACKLOG;
+        // Nor while the database refuses results: a job claimed now would only wait
+        // for it on this node, where it cannot be cancelled, rather than in the queue.
+        let refusing = inner.results_refused.lock().is_some();
         let claimed = inner.claimed.load(Ordering::SeqCst);
-        let free = if inner.running.len() >= most_in_flight {
+        let free = if refusing || inner.running.len() >= most_in_flight {
             0
         } else {
             capacity.saturating_sub(claimed)

@@ -13,7 +13,9 @@ use slog::{Logger, error, info, warn};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::database::settle;
+use std::sync::atomic::Ordering;
+
+use super::database::{abandon, timed_out};
 use super::{ClusterJobs, unavailable};
 use crate::jobs::files::result_file::{self, LogPlace};
 use crate::jobs::{JobId, Unavailable};
@@ -145,9 +147,15 @@ pub(super) struct Finished {
     pub logger: Logger,
 }
 
-/// Commits finished jobs as they come, batched. A batch the database refuses is tried
-/// again (the database may be restarting) for as long as a lease lasts; after that its
-/// jobs' leases have run out and other nodes run them again, so it is given up.
+/// Commits finished jobs as they come, batched. A batch the database refuses for a
+/// while (it is restarting, out of disk, out of connections) is tried again until it
+/// takes it: its jobs stay this node's, their leases extended by the heartbeat, and
+/// the node claims no more meanwhile. Were it given up, its jobs would run again
+/// elsewhere after their lease, each time charged an attempt, until `--max-attempts`
+/// failed them for a node that "stopped answering". Two cases are given up after a
+/// lease of tries: a node leaving (its drain must end; the jobs run again after their
+/// lease), and a refusal of the statement itself, which no retry mends: the batch's
+/// jobs are then failed with the database's reason.
 pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Finished>) {
     let inner = &jobs.inner;
     while let Some(first) = queue.recv().await {
@@ -162,38 +170,127 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
                 Err(_) => break,
             }
         }
-        let first_try = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        let kept = loop {
-            // Four leases at most (a large result may take a while), so that a silent
-            // connection gives the batch up rather than hold it for ever.
-            let bound = inner.settings.lease * 4;
-            let committed = async {
-                let client = jobs.client().await?;
-                let outcome = tokio::time::timeout(bound, commit(&jobs, &client, &batch)).await;
-                settle(client, outcome, bound)
-            };
-            match committed.await {
-                Ok(kept) => break Some(kept),
-                Err(error) if first_try.elapsed() < inner.settings.lease => {
-                    warn!(inner.logger, "cannot store results yet; retrying";
-                        "jobs" => batch.len(), "error" => %error);
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(error) => {
-                    error!(inner.logger, "results given up: their jobs run again after their lease";
-                        "jobs" => batch.len(), "error" => %error);
-                    break None;
+        match store(&jobs, &mut batch).await {
+            Stored::Split => {
+                // One job's result may be what the statement refused: each alone, so
+                // that only that one fails for it.
+                for finished in batch {
+                    let mut alone = vec![finished];
+                    let Stored::Kept(kept) = store(&jobs, &mut alone).await else {
+                        unreachable!("a job alone is never split")
+                    };
+                    jobs.report(alone.pop().expect("one job"), kept.as_ref());
                 }
             }
-        };
-        for finished in batch {
-            jobs.report(finished, kept.as_ref());
+            Stored::Kept(kept) => {
+                for finished in batch {
+                    jobs.report(finished, kept.as_ref());
+                }
+            }
         }
+        *inner.results_refused.lock() = None;
         // Claiming may have stopped for the commits to catch up.
         inner.wake_claimer.notify_one();
     }
+}
+
+/// What became of a batch of results.
+enum Stored {
+    /// The attempts that still held their job's lease were stored; `None`: the batch
+    /// was given up (the node is leaving), its jobs run again after their lease.
+    Kept(Option<HashSet<(Uuid, i32)>>),
+    /// The statement was refused for good: its jobs are to be stored one by one.
+    Split,
+}
+
+/// Commits `batch` (see `run`).
+async fn store(jobs: &ClusterJobs, batch: &mut [Finished]) -> Stored {
+    let inner = &jobs.inner;
+    let first_try = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    let mut failed_for_it = false;
+    loop {
+        // Four leases at most (a large result may take a while), so that a silent
+        // connection gives the batch up rather than hold it for ever.
+        let bound = inner.settings.lease * 4;
+        let committed = async {
+            let client = jobs.client().await.map_err(Refusal::passing)?;
+            let outcome = tokio::time::timeout(bound, commit(jobs, &client, batch)).await;
+            outcome.unwrap_or_else(|_| {
+                abandon(client);
+                Err(Refusal::passing(timed_out(bound)))
+            })
+        };
+        let refusal = match committed.await {
+            Ok(kept) => return Stored::Kept(Some(kept)),
+            Err(refusal) => refusal,
+        };
+        if refusal.lasting && batch.len() > 1 {
+            return Stored::Split;
+        }
+        *inner.results_refused.lock() = Some(refusal.error.to_string());
+        let leaving = inner.draining.load(Ordering::SeqCst) || inner.shutdown.is_triggered();
+        if first_try.elapsed() < inner.settings.lease || !(leaving || refusal.lasting) {
+            warn!(inner.logger, "cannot store results yet; retrying";
+                "jobs" => batch.len(), "error" => %refusal.error);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        if refusal.lasting
+            && !failed_for_it
+            && let [finished] = batch
+        {
+            // The refusal was of this job's result (or reason): failed with the
+            // database's reason, it takes a few bytes of the database's own text.
+            error!(finished.logger, "result refused: the job is failed"; "error" => %refusal.error);
+            finished.record = Encoded::Failed(format!(
+                "the database refused its result: {}",
+                refusal.error
+            ));
+            failed_for_it = true;
+            continue;
+        }
+        error!(inner.logger, "results given up: their jobs run again after their lease";
+            "jobs" => batch.len(), "error" => %refusal.error);
+        return Stored::Kept(None);
+    }
+}
+
+/// Why the database did not take a batch of results.
+struct Refusal {
+    error: Unavailable,
+    /// The statement itself was refused (a data error, a constraint, a limit), which
+    /// trying again will not mend, unlike a lost connection, a timeout, a full disk or
+    /// a restart.
+    lasting: bool,
+}
+
+impl Refusal {
+    fn passing(error: Unavailable) -> Refusal {
+        Refusal {
+            error,
+            lasting: false,
+        }
+    }
+
+    fn of(error: &tokio_postgres::Error) -> Refusal {
+        Refusal {
+            error: unavailable(error),
+            lasting: error.code().is_some_and(|code| !is_passing(code.code())),
+        }
+    }
+}
+
+/// Whether an SQLSTATE names a condition that passes: a connection lost (class 08),
+/// resources short (53: a full disk, too many connections), an operator's
+/// intervention (57: a shutdown, a cancel), a conflict with another transaction (40,
+/// 55P03), a system error (58: I/O), a standby not yet promoted (25006).
+fn is_passing(sqlstate: &str) -> bool {
+    ["08", "40", "53", "57", "58"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+        || matches!(sqlstate, "55P03" | "25006")
 }
 
 impl ClusterJobs {
@@ -239,7 +336,7 @@ async fn commit(
     jobs: &ClusterJobs,
     client: &Object,
     batch: &[Finished],
-) -> Result<HashSet<(Uuid, i32)>, Unavailable> {
+) -> Result<HashSet<(Uuid, i32)>, Refusal> {
     let inner = &jobs.inner;
     let ids: Vec<Uuid> = batch.iter().map(|finished| finished.id.uuid()).collect();
     let attempts: Vec<i32> = batch.iter().map(|finished| finished.attempt).collect();
@@ -275,7 +372,10 @@ async fn commit(
             }
         }
     }
-    let statement = client.prepare_cached(FINISH).await.map_err(unavailable)?;
+    let statement = client
+        .prepare_cached(FINISH)
+        .await
+        .map_err(|error| Refusal::of(&error))?;
     let kept = client
         .query(
             &statement,
@@ -293,7 +393,7 @@ async fn commit(
             ],
         )
         .await
-        .map_err(unavailable)?
+        .map_err(|error| Refusal::of(&error))?
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();

@@ -109,6 +109,9 @@ struct Inner {
     running: DashMap<JobId, i32>,
     /// Set by `drain`: no more claims.
     draining: AtomicBool,
+    /// While the database refuses a batch of results that the finisher keeps trying:
+    /// the last refusal. Meanwhile the node claims nothing and is not ready.
+    results_refused: Mutex<Option<String>>,
     /// Set by `close`: the database's threads are stopped.
     closed: AtomicBool,
     /// The claimer task, which `drain` waits for: a claim under way when the drain
@@ -226,6 +229,7 @@ impl ClusterJobs {
                 run_micros: AtomicU64::new(u64::MAX),
                 running: DashMap::new(),
                 draining: AtomicBool::new(false),
+                results_refused: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 claimer: Mutex::new(None),
                 rounds: Mutex::new(Vec::new()),

@@ -185,6 +185,11 @@ impl ClusterJobs {
     /// # Errors
     /// When it does not.
     pub fn probe_store(&self) -> io::Result<()> {
+        if let Some(refused) = &*self.inner.results_refused.lock() {
+            return Err(io::Error::other(format!(
+                "the database refuses this node's results: {refused}"
+            )));
+        }
         let node = self.inner.settings.node;
         self.block_on_db(move |client| {
             Box::pin(async move {
