@@ -797,3 +797,44 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
     assert_eq!(one_row(pg, &url, &state_and_attempt(&first)), "failed 1");
     assert_eq!(one_row(pg, &url, &state_and_attempt(&second)), "done 1");
 }
+
+#[test]
+fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--database-timeout", "1s"]);
+    let first = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&first)["status"], "done");
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
+         CREATE TRIGGER icewall_test_pause BEFORE INSERT ON icewall_requests
+             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
+    );
+    // Each arrives while the batch before it waits for the database.
+    let waits: Vec<(u16, Duration)> = thread::scope(|scope| {
+        let posts: Vec<_> = (0..4)
+            .map(|n| {
+                let server = &server;
+                scope.spawn(move || {
+                    thread::sleep(Duration::from_millis(300 * n));
+                    let began = std::time::Instant::now();
+                    let reply =
+                        server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
+                    (reply.status, began.elapsed())
+                })
+            })
+            .collect();
+        posts.into_iter().map(|post| post.join().unwrap()).collect()
+    });
+    for (status, waited) in &waits {
+        assert_eq!(*status, 503);
+        assert!(
+            *waited < Duration::from_millis(1500),
+            "a submission waited {waited:?} for its 503, past the 1 s --database-timeout: \
+             {waits:?}"
+        );
+    }
+}

@@ -92,17 +92,24 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
 
 /// Commits a batch; returns each submission's answer, in order. An error means no
 /// job of the batch is known to be committed; after the commit, what fails is
-/// answered submission by submission.
+/// answered submission by submission. The whole of it is bounded by
+/// `--database-timeout` from its oldest submission's arrival, the wait for the batch
+/// before it included: each step bounded alone, a submission could wait for a
+/// connection, the insert and the look for keys, one timeout each, behind a batch
+/// that took as long.
 async fn store(
     jobs: &ClusterJobs,
     batch: &[Pending],
 ) -> Result<Vec<Result<Submitted, SubmitError>>, Unavailable> {
     let timeout = jobs.inner.settings.timeout;
-    let client = jobs.client().await?;
+    let deadline = tokio::time::Instant::from_std(batch[0].arrived) + timeout;
+    let client = tokio::time::timeout_at(deadline, jobs.client())
+        .await
+        .map_err(|_| timed_out(timeout))??;
     // Each statement given up is cancelled, and its connection given up (`abandon`): a
     // batch answered 503 must not be committed after its answer, when a client may
     // have made its job again.
-    let outcome = tokio::time::timeout(timeout, insert(&client, batch)).await;
+    let outcome = tokio::time::timeout_at(deadline, insert(&client, batch)).await;
     let Ok(inserted) = outcome else {
         abandon(client);
         return Err(timed_out(timeout));
@@ -120,7 +127,8 @@ async fn store(
         Ok(HashMap::new())
     } else {
         let held = client.as_ref().expect("the connection is still held");
-        let outcome = tokio::time::timeout(timeout, key_holders(held, &taken, jobs.ttl_ms())).await;
+        let outcome =
+            tokio::time::timeout_at(deadline, key_holders(held, &taken, jobs.ttl_ms())).await;
         outcome.unwrap_or_else(|_| {
             // No key's job is known, so none is replayed, and nothing is to be marked.
             abandon(client.take().expect("the connection is still held"));
@@ -150,7 +158,7 @@ async fn store(
                 .await
                 .map_err(unavailable)
         };
-        let outcome = tokio::time::timeout(timeout, mark).await;
+        let outcome = tokio::time::timeout_at(deadline, mark).await;
         let marked = settle(client, outcome, timeout);
         // The answers stand: the mark only shows on the job's record.
         if let Err(error) = marked {
