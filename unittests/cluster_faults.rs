@@ -838,3 +838,46 @@ fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
         );
     }
 }
+
+#[test]
+fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let timing = ["--lease", "3s", "--database-timeout", "1s"];
+    let mut flags = timing.to_vec();
+    flags.extend(["--database-pool-size", "2"]);
+    let (server, gate, id) = a_held_job(pg, &url, &flags);
+    // A node that would run the job again were its lease to run out.
+    let other = node(&url, &timing);
+    // Requests for the nodes' table wait on this lock until their timeout, and take
+    // every connection of the node's pool meanwhile.
+    let session = Session::holding(
+        pg,
+        &url,
+        "BEGIN;\nLOCK TABLE icewall_nodes IN ACCESS EXCLUSIVE MODE;\n",
+        "LOCK",
+    );
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = server.get("/api/stats");
+                }
+            });
+        }
+        // Two leases and more.
+        thread::sleep(Duration::from_millis(7000));
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(
+        one_row(pg, &url, &state_and_attempt(&id)),
+        "running 1",
+        "the job's lease ran out on a node that was busy, not gone"
+    );
+    session.finish("COMMIT;\n");
+    gate.open();
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&id)), "done 1");
+    drop(other);
+}

@@ -1,7 +1,7 @@
 //! Where a node's work comes from and how it keeps it: claiming the oldest queued jobs
 //! for its free workers in one statement, hearing of new jobs by `LISTEN` (with a poll
-//! behind it), and the heartbeat that extends the leases of the jobs it runs, requeues
-//! the jobs of nodes that stopped answering, and counts the cluster's queue.
+//! behind it), extending the leases of the jobs it runs, and the heartbeat that
+//! requeues the jobs of nodes that stopped answering and counts the cluster's queue.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -268,30 +268,44 @@ pub(super) async fn listen(jobs: ClusterJobs) {
     }
 }
 
-/// Every third of a lease: extends the leases of this node's jobs, requeues (or fails,
-/// after `--max-attempts`) the jobs whose lease ran out, and counts the cluster's
-/// queued and running jobs. Every node does it: whichever comes first does the work.
-pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
+/// The lease period: how often a node extends its leases.
+fn lease_period(settings: &ClusterSettings) -> Duration {
+    (settings.lease / 3).max(Duration::from_millis(50))
+}
+
+/// Every third of a lease, on a connection of its own (whatever the requests take of
+/// the pool) and on a task of its own (however long the reaper takes): extends the
+/// leases of this node's jobs, and marks the node alive.
+pub(super) async fn keep_leases(jobs: ClusterJobs) {
     let inner = &jobs.inner;
-    let period = (inner.settings.lease / 3).max(Duration::from_millis(50));
-    let timeout = inner.settings.timeout;
-    let mut beat = tokio::time::interval(period.min(inner.settings.poll));
-    let mut last_extend = Instant::now();
+    let mut beat = tokio::time::interval(lease_period(&inner.settings));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if inner.unless_leaving(beat.tick()).await.is_none() {
             return;
         }
-        if last_extend.elapsed() >= period {
-            let started = Instant::now();
-            let beat = jobs.clone();
-            let extended = on_connection(jobs.db(), timeout, move |client| {
-                Box::pin(async move { extend_leases(&beat, client).await })
-            });
-            match extended.await {
-                Ok(()) => inner.metrics.heartbeat(started.elapsed()),
-                Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
-            }
-            last_extend = Instant::now();
+        let started = Instant::now();
+        let beat = jobs.clone();
+        let extended = on_connection(&inner.leases, inner.settings.timeout, move |client| {
+            Box::pin(async move { extend_leases(&beat, client).await })
+        });
+        match extended.await {
+            Ok(()) => inner.metrics.heartbeat(started.elapsed()),
+            Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
+        }
+    }
+}
+
+/// Every third of a lease (or `--claim-poll`, if sooner): requeues (or fails, after
+/// `--max-attempts`) the jobs whose lease ran out, and counts the cluster's queued and
+/// running jobs. Every node does it: whichever comes first does the work.
+pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
+    let inner = &jobs.inner;
+    let timeout = inner.settings.timeout;
+    let mut beat = tokio::time::interval(lease_period(&inner.settings).min(inner.settings.poll));
+    loop {
+        if inner.unless_leaving(beat.tick()).await.is_none() {
+            return;
         }
         let beat = jobs.clone();
         let reaped = on_connection(jobs.db(), timeout, move |client| {

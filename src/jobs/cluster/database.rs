@@ -16,9 +16,9 @@ use super::ClusterSettings;
 use crate::jobs::Unavailable;
 use crate::jobs::service::StartError;
 
-/// The connection pool. Connections are made when first needed, so a database that is
-/// down at this moment fails the migration that follows, with its reason.
-pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
+/// A connection pool of `size`. Connections are made when first needed, so a database
+/// that is down at this moment fails the migration that follows, with its reason.
+pub(super) fn connect(cluster: &ClusterSettings, size: usize) -> Result<Pool, StartError> {
     let manager = Manager::from_config(
         config(cluster)?,
         NoTls,
@@ -27,7 +27,7 @@ pub(super) fn connect(cluster: &ClusterSettings) -> Result<Pool, StartError> {
         },
     );
     Pool::builder(manager)
-        .max_size(cluster.pool_size)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(cluster.timeout))
         .create_timeout(Some(cluster.timeout))

@@ -88,6 +88,10 @@ pub struct ClusterJobs {
 struct Inner {
     settings: ClusterSettings,
     db: Pool,
+    /// A connection of its own for extending this node's leases: requests that hold
+    /// every connection of `db` must not let the leases run out, and the jobs run
+    /// again elsewhere, on a node that is alive.
+    leases: Pool,
     /// The runtime the database work runs on; shut down by `drain`.
     runtime: Mutex<DbRuntime>,
     handle: tokio::runtime::Handle,
@@ -200,7 +204,8 @@ impl ClusterJobs {
     ) -> Result<ClusterJobs, StartError> {
         let runtime = DbRuntime::start()?;
         let handle = runtime.handle();
-        let db = connect(&cluster)?;
+        let db = connect(&cluster, cluster.pool_size)?;
+        let leases = connect(&cluster, 1)?;
         let applied =
             block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
@@ -216,6 +221,7 @@ impl ClusterJobs {
                 cache: ResultCache::new(cluster.cache_bytes),
                 settings: cluster,
                 db,
+                leases,
                 runtime: Mutex::new(runtime),
                 handle,
                 pool: JobPool::start("icewall-worker", settings.workers)?,
@@ -250,6 +256,7 @@ impl ClusterJobs {
         *jobs.inner.claimer.lock() = Some(handle.spawn(claim::run_claimer(jobs.clone())));
         *jobs.inner.rounds.lock() = vec![
             handle.spawn(claim::listen(jobs.clone())),
+            handle.spawn(claim::keep_leases(jobs.clone())),
             handle.spawn(claim::run_heartbeat(jobs.clone())),
             handle.spawn(retention::run(jobs.clone())),
         ];
