@@ -43,6 +43,16 @@ pub enum StartupError {
     Bind { bind: String, source: io::Error },
     #[error("cannot take SIGINT and SIGTERM: {0}")]
     Signals(io::Error),
+    #[error(
+        "the limit of open files is {limit}, below the {needed} a server with {http_workers} \
+         HTTP workers needs to start and take a few connections: raise it (`ulimit -n`), \
+         or lower --http-workers"
+    )]
+    TooFewOpenFiles {
+        limit: u64,
+        needed: u64,
+        http_workers: usize,
+    },
 }
 
 pub struct App {
@@ -55,6 +65,14 @@ pub struct App {
     logger: Logger,
     requests: InFlightRequests,
     shutdown_timeout: Duration,
+}
+
+/// The descriptors a server needs before its first connection, and room for a few:
+/// its files, logs and listener, and each HTTP worker's poller and wakers (measured:
+/// 19, and 4 a worker). Below it the server cannot start, or starts with a worker
+/// that panics at its first descriptor refused.
+fn open_files_needed(http_workers: usize) -> u64 {
+    24 + 4 * http_workers as u64 + 16
 }
 
 /// Raises the soft limit of open files to the hard one, and returns the limit now
@@ -93,6 +111,14 @@ impl App {
         request_lines: RequestLines,
     ) -> Result<App, StartupError> {
         let open_files = raise_open_files_limit();
+        let needed = open_files_needed(settings.http_workers);
+        if let Some(limit) = open_files.filter(|limit| *limit < needed) {
+            return Err(StartupError::TooFewOpenFiles {
+                limit,
+                needed,
+                http_workers: settings.http_workers,
+            });
+        }
         let own_wall = OwnWall::build(&load_own_wall(settings)?);
         let metrics = Arc::new(Metrics::new());
         // Bound before the job service starts: a server that cannot listen must leave

@@ -336,3 +336,41 @@ fn the_open_files_limit_is_raised_to_the_hard_one() {
     assert_eq!(numbers, ["4096", "4096"], "{open_files}");
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+#[test]
+fn a_limit_of_open_files_too_low_to_serve_is_refused_at_start_up_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("prlimit")
+        .arg("--nofile=30:30")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--http-workers", "2"])
+        .arg("--results-dir")
+        .arg(dir.path().join("results"))
+        .arg("--logs-dir")
+        .arg(dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = output;
+    if !crate::common::poll_until(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    }) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the server started under a limit of 30 open files");
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("the limit of open files is 30") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !dir.path().join("results").exists(),
+        "the results directory was touched"
+    );
+}
