@@ -218,11 +218,12 @@ impl App {
         };
         let request_timeout = settings.request_timeout;
         let keep_alive = settings.keep_alive;
+        let body_drain = http::BodyDrain::new(settings.max_body, settings.request_timeout);
         let make_app = move || {
             let request_log = request_log();
             actix_web::App::new()
                 .app_data(state.clone())
-                .configure(http::routes)
+                .configure(|config| http::routes(config, body_drain))
                 .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };
         // What actix-web's HttpServer assembles, but with each accepted stream wrapped:

@@ -15,8 +15,8 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
-use super::unread_body::{DRAIN_BYTES, Unread};
-use super::{ApiError, ApiState, RequestTag, gate};
+use super::unread_body::{BodyDrain, Unread};
+use super::{ApiError, RequestTag, gate};
 
 mod pattern;
 
@@ -80,12 +80,14 @@ pub fn only(method: Method) -> Route {
 /// it, as no route is registered with actix-web's router.
 pub struct Endpoints {
     endpoints: Rc<[Endpoint]>,
+    drain: BodyDrain,
 }
 
 impl Endpoints {
-    pub fn new(endpoints: Vec<Endpoint>) -> Endpoints {
+    pub fn new(endpoints: Vec<Endpoint>, drain: BodyDrain) -> Endpoints {
         Endpoints {
             endpoints: endpoints.into(),
+            drain,
         }
     }
 }
@@ -99,7 +101,7 @@ impl ServiceFactory<ServiceRequest> for Endpoints {
     type Future = LocalBoxFuture<'static, Result<EndpointsService, ()>>;
 
     fn new_service(&self, (): ()) -> Self::Future {
-        let endpoints = Rc::clone(&self.endpoints);
+        let (endpoints, drain) = (Rc::clone(&self.endpoints), self.drain);
         let routes = endpoints
             .iter()
             .map(|endpoint| join_all(endpoint.routes.iter().map(|route| route.new_service(()))))
@@ -116,6 +118,7 @@ impl ServiceFactory<ServiceRequest> for Endpoints {
             Ok(EndpointsService {
                 endpoints,
                 services,
+                drain,
             })
         })
     }
@@ -125,6 +128,7 @@ pub struct EndpointsService {
     endpoints: Rc<[Endpoint]>,
     /// Each endpoint's routes, ready to answer.
     services: Vec<Vec<<Route as ServiceFactory<ServiceRequest>>::Service>>,
+    drain: BodyDrain,
 }
 
 type Answer = Result<ServiceResponse, Error>;
@@ -140,14 +144,10 @@ impl Service<ServiceRequest> for EndpointsService {
         let Some(unread) = Unread::watch(&mut request) else {
             return self.route(request);
         };
-        let state = request
-            .app_data::<web::Data<ApiState>>()
-            .expect("the API state is registered with the app");
-        let limit = (state.max_body as u64).saturating_add(DRAIN_BYTES);
-        let timeout = state.request_timeout;
+        let drain = self.drain;
         let answer = self.route(request);
         Either::Right(Box::pin(async move {
-            Ok(unread.finish(answer.await?, limit, timeout).await)
+            Ok(unread.finish(answer.await?, drain).await)
         }))
     }
 }

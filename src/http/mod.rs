@@ -35,6 +35,7 @@ pub use gate::HostPolicy;
 pub use own_wall::OwnWall;
 pub use request_id::RequestId;
 pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
+pub use unread_body::BodyDrain;
 
 use std::sync::Arc;
 
@@ -70,13 +71,14 @@ pub struct ApiState {
 /// The methods of an endpoint for reading, as its 405 names them.
 const GET: &str = "GET, HEAD";
 
-/// The routes: the endpoints in one table (see `endpoint`).
-pub fn routes(config: &mut web::ServiceConfig) {
+/// The routes: the endpoints in one table (see `endpoint`), which reads what a handler
+/// left of a body as `drain` bounds.
+pub fn routes(config: &mut web::ServiceConfig, drain: BodyDrain) {
     config
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
-        .default_service(Endpoints::new(endpoints()));
+        .default_service(Endpoints::new(endpoints(), drain));
 }
 
 /// Every endpoint, in the order they are tried; no two patterns match the same path, so

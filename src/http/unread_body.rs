@@ -24,6 +24,23 @@ use futures_util::{Stream, StreamExt};
 /// the client may then lose the answer. Beyond this, the answer closes the connection.
 pub const DRAIN_BYTES: u64 = 1024 * 1024;
 
+/// How far a body left unread is read before its answer goes: `--max-body` and
+/// `DRAIN_BYTES` more, within `--request-timeout`.
+#[derive(Clone, Copy)]
+pub struct BodyDrain {
+    limit: u64,
+    timeout: Duration,
+}
+
+impl BodyDrain {
+    pub fn new(max_body: usize, request_timeout: Duration) -> BodyDrain {
+        BodyDrain {
+            limit: (max_body as u64).saturating_add(DRAIN_BYTES),
+            timeout: request_timeout,
+        }
+    }
+}
+
 /// A request's body, watched: what its handler left unread comes back here.
 pub struct Unread {
     left: Rc<RefCell<Option<Payload>>>,
@@ -56,12 +73,7 @@ impl Unread {
     /// Reads what is left of the body, if any was left, before `response` goes; if the
     /// body is longer than `limit` bytes, or does not end well within `timeout`, the
     /// connection is closed after the answer, and the answer says so.
-    pub async fn finish(
-        self,
-        mut response: ServiceResponse,
-        limit: u64,
-        timeout: Duration,
-    ) -> ServiceResponse {
+    pub async fn finish(self, mut response: ServiceResponse, drain: BodyDrain) -> ServiceResponse {
         let Some(rest) = self.left.borrow_mut().take() else {
             return response;
         };
@@ -73,8 +85,8 @@ impl Unread {
         if head.connection_type() == ConnectionType::Close {
             return response;
         }
-        let read_to_end = self.declared.is_none_or(|declared| declared <= limit)
-            && tokio::time::timeout(timeout, read_to_end(rest, limit))
+        let read_to_end = self.declared.is_none_or(|declared| declared <= drain.limit)
+            && tokio::time::timeout(drain.timeout, read_to_end(rest, drain.limit))
                 .await
                 .unwrap_or(false);
         if !read_to_end {
