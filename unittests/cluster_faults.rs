@@ -127,24 +127,31 @@ fn a_client_gone_during_its_accept_does_not_stop_the_node_from_draining() {
     );
 }
 
-#[test]
-fn an_accept_answered_503_is_not_committed_after_its_answer() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
-    let server = node(&url, &["--database-timeout", "1s"]);
+/// A node waiting 1 s for its database (`--database-timeout`), and a first job it ran;
+/// from then on the database takes 2.5 s to insert a request: longer than the node
+/// waits (a commit waiting for a synchronous standby, a stalled disk; a pause in a
+/// trigger here).
+fn a_node_slow_to_accept(pg: &PostgresServer, url: &str) -> (Server, String) {
+    let server = node(url, &["--database-timeout", "1s"]);
     // A first job: the accept's statement is prepared on the node's connections.
     let first = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&first)["status"], "done");
-    // The database is slow to take the insert: longer than the node waits (a commit
-    // waiting for a synchronous standby, a stalled disk; a pause in a trigger here).
     one_row(
         pg,
-        &url,
+        url,
         "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
              $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
          CREATE TRIGGER icewall_test_pause BEFORE INSERT ON icewall_requests
              FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
     );
+    (server, first)
+}
+
+#[test]
+fn an_accept_answered_503_is_not_committed_after_its_answer() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let (server, first) = a_node_slow_to_accept(pg, &url);
     let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(refused.status, 503, "{}", refused.body);
     one_row(
@@ -802,17 +809,7 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
 fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let server = node(&url, &["--database-timeout", "1s"]);
-    let first = server.submit_json(EXAMPLE_JSON);
-    assert_eq!(server.wait_finished(&first)["status"], "done");
-    one_row(
-        pg,
-        &url,
-        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
-         CREATE TRIGGER icewall_test_pause BEFORE INSERT ON icewall_requests
-             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
-    );
+    let (server, _) = a_node_slow_to_accept(pg, &url);
     // Each arrives while the batch before it waits for the database.
     let waits: Vec<(u16, Duration)> = thread::scope(|scope| {
         let posts: Vec<_> = (0..4)
