@@ -837,6 +837,87 @@ fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
 }
 
 #[test]
+fn submissions_left_little_time_by_a_slow_batch_are_not_committed_after_their_503() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--database-timeout", "1s"]);
+    let first = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&first)["status"], "done");
+    // Only a job whose key is marked is slow to insert: the batch behind it is quick,
+    // but starts with little of its submissions' time left.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_pause_marked() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN
+                 IF NEW.idempotency_key LIKE 'slow-%' THEN PERFORM pg_sleep(2.5); END IF;
+                 RETURN NEW;
+             END $$;
+         CREATE TRIGGER icewall_test_pause_marked BEFORE INSERT ON icewall_jobs
+             FOR EACH ROW EXECUTE FUNCTION icewall_test_pause_marked()",
+    );
+    let mut accepted = 0;
+    let mut refused = 0;
+    for round in 0..12u64 {
+        let statuses: Vec<u16> = thread::scope(|scope| {
+            let server = &server;
+            let slow = scope.spawn(move || {
+                let key = format!("slow-{round}");
+                let headers = [
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", key.as_str()),
+                ];
+                server
+                    .post_with("/api/simulate", &headers, EXAMPLE_JSON.as_bytes())
+                    .status
+            });
+            // Some just behind the slow one, with little time left when it is over; some
+            // later, with time enough.
+            let quick: Vec<_> = (0..24)
+                .map(|n| {
+                    let after = if n < 16 { 5 + round } else { 400 };
+                    scope.spawn(move || {
+                        thread::sleep(Duration::from_millis(after));
+                        server
+                            .post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes())
+                            .status
+                    })
+                })
+                .collect();
+            assert_eq!(slow.join().unwrap(), 503);
+            quick.into_iter().map(|post| post.join().unwrap()).collect()
+        });
+        for status in statuses {
+            match status {
+                202 => accepted += 1,
+                503 => refused += 1,
+                other => panic!("a submission was answered {other}"),
+            }
+        }
+    }
+    assert!(
+        accepted > 0,
+        "no submission was accepted: {refused} answered 503"
+    );
+    // What was given up has had the time to land, were it to.
+    thread::sleep(Duration::from_millis(1500));
+    let made = one_row(
+        pg,
+        &url,
+        &format!(
+            "SELECT count(*) FROM icewall_jobs WHERE id <> '{first}' \
+             AND idempotency_key IS NULL"
+        ),
+    );
+    assert_eq!(
+        made,
+        accepted.to_string(),
+        "{accepted} submissions were answered 202 and {refused} 503, but {made} jobs were \
+         made: a submission answered 503 was committed"
+    );
+}
+
+#[test]
 fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

@@ -14,7 +14,7 @@ use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::{abandon, settle, timed_out};
+use super::database::{abandon, cancel_grace, cancelled_before, settle, timed_out};
 use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -74,6 +74,21 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
                 Err(_) => break,
             }
         }
+        // Too late to be sent: its statement would be cancelled (or given up) before it
+        // could finish, and a cancel that comes too late finds it committed.
+        let timeout = jobs.inner.settings.timeout;
+        let now = Instant::now();
+        let (late, batch): (Vec<Pending>, Vec<Pending>) = batch
+            .into_iter()
+            .partition(|pending| !in_time_to_send(pending.arrived, now, timeout));
+        for pending in late {
+            let answer = Err(SubmitError::Storage(timed_out(timeout).to_string()));
+            jobs.answered(pending.arrived, &answer);
+            let _ = pending.answer.send(answer);
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let answers = match store(&jobs, &batch).await {
             Ok(answers) => answers,
             // Nothing of the batch was committed (or its commit was not confirmed, in
@@ -88,6 +103,13 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
             let _ = pending.answer.send(answer);
         }
     }
+}
+
+/// Whether a submission that arrived at `arrived` still has the time for its insert to
+/// run and, if it must be cancelled, for the cancel's answer to come back.
+fn in_time_to_send(arrived: Instant, now: Instant, timeout: std::time::Duration) -> bool {
+    let waited = now.saturating_duration_since(arrived);
+    timeout.saturating_sub(waited) >= 2 * cancel_grace(timeout)
 }
 
 /// Commits a batch; returns each submission's answer, in order. An error means no
@@ -106,15 +128,26 @@ async fn store(
     let client = tokio::time::timeout_at(deadline, jobs.client())
         .await
         .map_err(|_| timed_out(timeout))??;
-    // Each statement given up is cancelled, and its connection given up (`abandon`): a
-    // batch answered 503 must not be committed after its answer, when a client may
-    // have made its job again.
-    let outcome = tokio::time::timeout_at(deadline, insert(&client, batch)).await;
-    let Ok(inserted) = outcome else {
-        abandon(client);
+    // A batch answered 503 must not be committed after its answer, when a client may
+    // have made its job again: the insert is cancelled while there is time for the
+    // database to say whether it committed, and is not sent without that time.
+    if !in_time_to_send(batch[0].arrived, Instant::now(), timeout) {
         return Err(timed_out(timeout));
+    }
+    let cancel_at = deadline - cancel_grace(timeout);
+    let outcome = cancelled_before(&client, cancel_at, deadline, insert(&client, batch)).await;
+    let inserted = match outcome {
+        Ok(Ok(inserted)) => inserted,
+        // The cancel's own error, most likely: the database says the batch is not made.
+        Ok(Err(_)) if tokio::time::Instant::now() >= cancel_at => {
+            return Err(timed_out(timeout));
+        }
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            abandon(client);
+            return Err(timed_out(timeout));
+        }
     };
-    let inserted = inserted?;
     // Keys that made no row: a job has them already (committed: the insert waited for
     // any transaction that held the key).
     let taken: Vec<&str> = batch

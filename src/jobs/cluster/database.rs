@@ -153,6 +153,34 @@ pub(super) fn settle<T>(
     })
 }
 
+/// How long before its deadline a statement that could commit is cancelled, so that
+/// the database's own answer (committed, or cancelled) still comes back in time. A
+/// statement given up without that answer may commit after a 503 was sent for it.
+pub(super) fn cancel_grace(timeout: Duration) -> Duration {
+    (timeout / 4).min(Duration::from_millis(500))
+}
+
+/// `work` on `client` until `deadline`, its statement cancelled at `cancel_at` if it
+/// still runs: what the database then answers (its rows, or the cancel's error) says
+/// whether it committed. Elapsed means no answer came at all, and the connection is to
+/// be given up (`settle`). To be awaited on the database runtime.
+pub(super) async fn cancelled_before<T>(
+    client: &Object,
+    cancel_at: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    work: impl Future<Output = Result<T, Unavailable>>,
+) -> Result<Result<T, Unavailable>, tokio::time::error::Elapsed> {
+    let cancel = client.cancel_token();
+    let mut work = std::pin::pin!(work);
+    if let Ok(answered) = tokio::time::timeout_at(cancel_at, &mut work).await {
+        return Ok(answered);
+    }
+    tokio::spawn(async move {
+        let _ = cancel.cancel_query(NoTls).await;
+    });
+    tokio::time::timeout_at(deadline, work).await
+}
+
 /// The error of a database call given up after `timeout`.
 pub(super) fn timed_out(timeout: Duration) -> Unavailable {
     Unavailable(format!("no answer within {timeout:?}"))
