@@ -806,6 +806,91 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
 }
 
 #[test]
+fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
+    // The result of a job of 7 teams is cancelled every time, as by a statement_timeout
+    // it always runs past: slowness of this result, not a database that is down.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_cancel() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN
+                 IF (SELECT num_teams FROM icewall_jobs WHERE id = NEW.job_id) = 7 THEN
+                     RAISE EXCEPTION 'too slow' USING ERRCODE = 'query_canceled';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+         CREATE TRIGGER icewall_test_cancel BEFORE INSERT ON icewall_results
+             FOR EACH ROW EXECUTE FUNCTION icewall_test_cancel()",
+    );
+    let cancelled = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
+    let failed = server.wait_finished(&cancelled);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not take its result in time") && reason.contains("too slow"),
+        "{reason}"
+    );
+    let next = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&next)["status"], "done");
+    assert_eq!(
+        one_row(pg, &url, &state_and_attempt(&cancelled)),
+        "failed 1"
+    );
+    assert_eq!(server.get("/readyz").status, 200);
+}
+
+#[test]
+fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let server = node(
+        &url,
+        &[
+            "--lease",
+            "3s",
+            "--workers",
+            "4",
+            "--debug-job-gate",
+            &gate.path(),
+        ],
+    );
+    let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    wait_until("the jobs run", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == "4"
+    });
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_refuse_all() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'none of these' USING ERRCODE = 'check_violation'; END $$;
+         CREATE TRIGGER icewall_test_refuse_all BEFORE INSERT ON icewall_results
+             FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse_all()",
+    );
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let began = std::time::Instant::now();
+    gate.open();
+    assert!(
+        poll_until(Duration::from_secs(30), || has_exited(&server)),
+        "the node did not exit 30 s after its graceful shutdown"
+    );
+    let took = began.elapsed();
+    // Failing a job refused for good needs no wait: a lease each, it took 12 s.
+    assert!(took < Duration::from_secs(6), "the drain took {took:?}");
+    for id in &ids {
+        assert_eq!(one_row(pg, &url, &state_and_attempt(id)), "failed 1");
+    }
+}
+
+#[test]
 fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

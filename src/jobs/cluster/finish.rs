@@ -147,17 +147,18 @@ pub(super) struct Finished {
     pub logger: Logger,
 }
 
-/// Commits finished jobs as they come, batched. A batch the database refuses for a
+/// Commits finished jobs as they come, batched. A batch the database cannot take for a
 /// while (it is restarting, out of disk, out of connections) is tried again until it
 /// takes it: its jobs stay this node's, their leases extended by the heartbeat, and
 /// the node claims no more meanwhile. Were it given up, its jobs would run again
 /// elsewhere after their lease, each time charged an attempt, until `--max-attempts`
-/// failed them for a node that "stopped answering". Two cases are given up after a
-/// lease of tries: a node leaving (its drain must end; the jobs run again after their
-/// lease), and a refusal of the statement itself, which no retry mends: the batch's
-/// jobs are then failed with the database's reason.
+/// failed them for a node that "stopped answering". A batch the database refuses, or
+/// is too slow to take, is stored job by job, so that only the job at fault fails (see
+/// `store`). A node that is leaving gives up what it still holds a lease after it began
+/// to leave: its drain must end, and those jobs run again after their lease.
 pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Finished>) {
     let inner = &jobs.inner;
+    let mut leaving = Leaving::default();
     while let Some(first) = queue.recv().await {
         let mut bytes = first.record.bytes();
         let mut batch = vec![first];
@@ -170,13 +171,11 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
                 Err(_) => break,
             }
         }
-        match store(&jobs, &mut batch).await {
+        match store(&jobs, &mut batch, &mut leaving).await {
             Stored::Split => {
-                // One job's result may be what the statement refused: each alone, so
-                // that only that one fails for it.
                 for finished in batch {
                     let mut alone = vec![finished];
-                    let Stored::Kept(kept) = store(&jobs, &mut alone).await else {
+                    let Stored::Kept(kept) = store(&jobs, &mut alone, &mut leaving).await else {
                         unreachable!("a job alone is never split")
                     };
                     jobs.report(alone.pop().expect("one job"), kept.as_ref());
@@ -197,100 +196,149 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
 /// What became of a batch of results.
 enum Stored {
     /// The attempts that still held their job's lease were stored; `None`: the batch
-    /// was given up (the node is leaving), its jobs run again after their lease.
+    /// was given up, its jobs run again after their lease.
     Kept(Option<HashSet<(Uuid, i32)>>),
-    /// The statement was refused for good: its jobs are to be stored one by one.
+    /// The statement was refused, or too slow: its jobs are to be stored one by one.
     Split,
 }
 
-/// Commits `batch` (see `run`).
-async fn store(jobs: &ClusterJobs, batch: &mut [Finished]) -> Stored {
+/// Since when the finisher has known that its node is leaving.
+#[derive(Default)]
+struct Leaving(Option<Instant>);
+
+impl Leaving {
+    /// Whether the node has been leaving for longer than `patience`.
+    fn for_longer_than(&mut self, jobs: &ClusterJobs, patience: Duration) -> bool {
+        let inner = &jobs.inner;
+        if self.0.is_none()
+            && (inner.draining.load(Ordering::SeqCst) || inner.shutdown.is_triggered())
+        {
+            self.0 = Some(Instant::now());
+        }
+        self.0.is_some_and(|since| since.elapsed() >= patience)
+    }
+}
+
+/// Tries of a job alone that the database is too slow to take, before its job is failed.
+const SLOW_TRIES: u32 = 3;
+
+/// Commits `batch` (see `run`). A database that is down is waited for; a batch of
+/// several it refuses or is too slow for is split; a job alone that it refuses, or is
+/// too slow for `SLOW_TRIES` times, is failed with the reason, and given up (to run
+/// again after its lease) if even that is not taken.
+async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving) -> Stored {
     let inner = &jobs.inner;
-    let first_try = Instant::now();
     let mut pause = Duration::from_millis(50);
+    let mut slow_tries = 0;
     let mut failed_for_it = false;
     loop {
-        // Four leases at most (a large result may take a while), so that a silent
-        // connection gives the batch up rather than hold it for ever.
+        // Four leases at most (a large result may take a while), so that a statement
+        // the database does not finish does not hold the batch for ever.
         let bound = inner.settings.lease * 4;
         let committed = async {
-            let client = jobs.client().await.map_err(Refusal::passing)?;
+            let client = jobs.client().await.map_err(Refusal::down)?;
             let outcome = tokio::time::timeout(bound, commit(jobs, &client, batch)).await;
             outcome.unwrap_or_else(|_| {
                 abandon(client);
-                Err(Refusal::passing(timed_out(bound)))
+                Err(Refusal {
+                    error: timed_out(bound),
+                    kind: RefusalKind::Slow,
+                })
             })
         };
         let refusal = match committed.await {
             Ok(kept) => return Stored::Kept(Some(kept)),
             Err(refusal) => refusal,
         };
-        if refusal.lasting && batch.len() > 1 {
+        if refusal.kind != RefusalKind::Down && batch.len() > 1 {
             return Stored::Split;
         }
-        *inner.results_refused.lock() = Some(refusal.error.to_string());
-        let leaving = inner.draining.load(Ordering::SeqCst) || inner.shutdown.is_triggered();
-        if first_try.elapsed() < inner.settings.lease || !(leaving || refusal.lasting) {
-            warn!(inner.logger, "cannot store results yet; retrying";
-                "jobs" => batch.len(), "error" => %refusal.error);
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-            continue;
+        if refusal.kind == RefusalKind::Slow {
+            slow_tries += 1;
         }
-        if refusal.lasting
+        let at_fault = refusal.kind == RefusalKind::Refused || slow_tries >= SLOW_TRIES;
+        if at_fault
             && !failed_for_it
             && let [finished] = batch
         {
-            // The refusal was of this job's result (or reason): failed with the
-            // database's reason, it takes a few bytes of the database's own text.
-            error!(finished.logger, "result refused: the job is failed"; "error" => %refusal.error);
-            finished.record = Encoded::Failed(format!(
-                "the database refused its result: {}",
-                refusal.error
-            ));
+            // The database will not take this job's result: failed with its reason, the
+            // job takes a few bytes of the database's own text.
+            error!(finished.logger, "result not taken: the job is failed"; "error" => %refusal.error);
+            let why = match refusal.kind {
+                RefusalKind::Refused => "the database refused its result",
+                _ => "the database did not take its result in time",
+            };
+            finished.record = Encoded::Failed(format!("{why}: {}", refusal.error));
             failed_for_it = true;
             continue;
         }
-        error!(inner.logger, "results given up: their jobs run again after their lease";
+        if (at_fault && failed_for_it) || leaving.for_longer_than(jobs, inner.settings.lease) {
+            error!(inner.logger, "results given up: their jobs run again after their lease";
+                "jobs" => batch.len(), "error" => %refusal.error);
+            return Stored::Kept(None);
+        }
+        *inner.results_refused.lock() = Some(refusal.error.to_string());
+        warn!(inner.logger, "cannot store results yet; retrying";
             "jobs" => batch.len(), "error" => %refusal.error);
-        return Stored::Kept(None);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
 /// Why the database did not take a batch of results.
 struct Refusal {
     error: Unavailable,
+    kind: RefusalKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RefusalKind {
+    /// The database cannot take anything now (a connection lost, a restart, a full
+    /// disk, no free connection): waited for, however long.
+    Down,
+    /// The statement ran out of time, was cancelled, or met another transaction (a
+    /// lock, a deadlock): tried again a few times, since it may be this batch's.
+    Slow,
     /// The statement itself was refused (a data error, a constraint, a limit), which
-    /// trying again will not mend, unlike a lost connection, a timeout, a full disk or
-    /// a restart.
-    lasting: bool,
+    /// trying again will not mend.
+    Refused,
 }
 
 impl Refusal {
-    fn passing(error: Unavailable) -> Refusal {
+    fn down(error: Unavailable) -> Refusal {
         Refusal {
             error,
-            lasting: false,
+            kind: RefusalKind::Down,
         }
     }
 
     fn of(error: &tokio_postgres::Error) -> Refusal {
         Refusal {
             error: unavailable(error),
-            lasting: error.code().is_some_and(|code| !is_passing(code.code())),
+            kind: error
+                .code()
+                .map_or(RefusalKind::Down, |code| refusal_kind(code.code())),
         }
     }
 }
 
-/// Whether an SQLSTATE names a condition that passes: a connection lost (class 08),
-/// resources short (53: a full disk, too many connections), an operator's
-/// intervention (57: a shutdown, a cancel), a conflict with another transaction (40,
-/// 55P03), a system error (58: I/O), a standby not yet promoted (25006).
-fn is_passing(sqlstate: &str) -> bool {
-    ["08", "40", "53", "57", "58"]
+/// What an SQLSTATE says of a refusal: the database down is a connection lost (class
+/// 08), resources short (53: a full disk, too many connections), its shutdown or
+/// restart (57000, 57P01-57P05), a system error (58: I/O), or a standby not yet promoted
+/// (25006); a cancel (57014, a `statement_timeout`), a conflict with another
+/// transaction (40) or a lock not to be had (55P03) is slowness.
+fn refusal_kind(sqlstate: &str) -> RefusalKind {
+    if ["08", "53", "57000", "57P", "58"]
         .iter()
         .any(|class| sqlstate.starts_with(class))
-        || matches!(sqlstate, "55P03" | "25006")
+        || sqlstate == "25006"
+    {
+        RefusalKind::Down
+    } else if sqlstate.starts_with("40") || matches!(sqlstate, "57014" | "55P03") {
+        RefusalKind::Slow
+    } else {
+        RefusalKind::Refused
+    }
 }
 
 impl ClusterJobs {
@@ -398,4 +446,24 @@ async fn commit(
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RefusalKind, refusal_kind};
+
+    #[test]
+    fn a_database_down_is_waited_for_and_a_cancel_is_slowness_not_downtime() {
+        for down in [
+            "08006", "53100", "53300", "57P01", "57P03", "58030", "25006",
+        ] {
+            assert_eq!(refusal_kind(down), RefusalKind::Down, "{down}");
+        }
+        for slow in ["57014", "40001", "40P01", "55P03"] {
+            assert_eq!(refusal_kind(slow), RefusalKind::Slow, "{slow}");
+        }
+        for refused in ["23514", "22001", "54000", "XX000", "42501"] {
+            assert_eq!(refusal_kind(refused), RefusalKind::Refused, "{refused}");
+        }
+    }
 }
