@@ -269,8 +269,9 @@ pub struct Settings {
     /// own with the file store in --results-dir. See the README's cluster section.
     #[arg(long, env = "ICEWALL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Cluster mode: connections this node keeps to the database at most. Each node
-    /// needs about 5 for its own tasks, plus what concurrent requests use.
+    /// Cluster mode: the node's pool of connections to the database: about four go to
+    /// its own tasks, the rest to concurrent requests. It keeps two more beside the
+    /// pool (one to LISTEN, one to extend its leases).
     #[arg(long, env = "ICEWALL_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = at_least_one)]
     pub database_pool_size: usize,
     /// Cluster mode: how long a request waits for the database before it answers 503.

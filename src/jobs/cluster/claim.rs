@@ -339,10 +339,20 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
         .collect();
     let lease_ms = millis(inner.settings.lease);
     if !ids.is_empty() {
+        // A row locked by another transaction (this node's result being stored, a
+        // removal) is skipped rather than waited for, which would keep every other
+        // lease from being extended meanwhile; the reapers skip it too while it is
+        // locked, and the next beat extends it.
         client
             .execute(
-                "UPDATE icewall_jobs SET lease_expires_at = now() + $3::float8 * interval '1 millisecond'
-                 WHERE lease_owner = $1 AND state = 'running' AND id = ANY($2)",
+                "WITH mine AS (
+                     SELECT id FROM icewall_jobs
+                     WHERE lease_owner = $1 AND state = 'running' AND id = ANY($2)
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE icewall_jobs AS job
+                 SET lease_expires_at = now() + $3::float8 * interval '1 millisecond'
+                 FROM mine WHERE job.id = mine.id",
                 &[&inner.settings.node, &ids, &lease_ms],
             )
             .await
