@@ -326,7 +326,8 @@ impl Refusal {
 /// 08), resources short (53: a full disk, too many connections), its shutdown or
 /// restart (57000, 57P01-57P05), a system error (58: I/O), or a standby not yet promoted
 /// (25006); a cancel (57014, a `statement_timeout`), a conflict with another
-/// transaction (40) or a lock not to be had (55P03) is slowness.
+/// transaction (40) or a lock not to be had (55P03) is slowness, and so is an internal
+/// error (XX), which may not come again: both are tried a few times.
 fn refusal_kind(sqlstate: &str) -> RefusalKind {
     if ["08", "53", "57000", "57P", "58"]
         .iter()
@@ -334,7 +335,9 @@ fn refusal_kind(sqlstate: &str) -> RefusalKind {
         || sqlstate == "25006"
     {
         RefusalKind::Down
-    } else if sqlstate.starts_with("40") || matches!(sqlstate, "57014" | "55P03") {
+    } else if ["40", "XX"].iter().any(|class| sqlstate.starts_with(class))
+        || matches!(sqlstate, "57014" | "55P03")
+    {
         RefusalKind::Slow
     } else {
         RefusalKind::Refused
@@ -459,10 +462,10 @@ mod tests {
         ] {
             assert_eq!(refusal_kind(down), RefusalKind::Down, "{down}");
         }
-        for slow in ["57014", "40001", "40P01", "55P03"] {
+        for slow in ["57014", "40001", "40P01", "55P03", "XX000"] {
             assert_eq!(refusal_kind(slow), RefusalKind::Slow, "{slow}");
         }
-        for refused in ["23514", "22001", "54000", "XX000", "42501"] {
+        for refused in ["23514", "22001", "54000", "42501"] {
             assert_eq!(refusal_kind(refused), RefusalKind::Refused, "{refused}");
         }
     }
