@@ -31,6 +31,7 @@ pub struct Metrics {
     run_time: HistogramVec,
     http: HistogramVec,
     store_errors: IntCounter,
+    store_retries: IntCounter,
     queue_depth: IntGauge,
     queue_bytes: IntGauge,
     in_flight: IntGauge,
@@ -155,6 +156,11 @@ impl Metrics {
                 "Results that could not be stored",
             )
             .expect("valid metric"),
+            store_retries: IntCounter::new(
+                "icewall_store_retries_total",
+                "Cluster mode: stores of results the database did not take, tried again",
+            )
+            .expect("valid metric"),
             queue_depth: IntGauge::new("icewall_queue_depth", "Jobs waiting for a worker")
                 .expect("valid metric"),
             queue_bytes: IntGauge::new(
@@ -192,7 +198,7 @@ impl Metrics {
             started: Instant::now(),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.rejected.clone()),
             Box::new(metrics.accept_time.clone()),
@@ -200,6 +206,7 @@ impl Metrics {
             Box::new(metrics.run_time.clone()),
             Box::new(metrics.http.clone()),
             Box::new(metrics.store_errors.clone()),
+            Box::new(metrics.store_retries.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.queue_bytes.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -269,6 +276,10 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.store_errors.inc();
+    }
+
+    pub fn store_retried(&self) {
+        self.store_retries.inc();
     }
 
     pub fn rejected(&self, why: Rejection) {

@@ -754,6 +754,12 @@ fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attem
     let readyz = server.get("/readyz");
     assert_eq!(readyz.status, 503);
     assert!(readyz.body.contains("refuses"), "{}", readyz.body);
+    let metrics = server.get("/metrics").body;
+    let retries = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("icewall_store_retries_total "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(retries.is_some_and(|count| count > 0), "{metrics}");
     one_row(
         pg,
         &url,

@@ -278,6 +278,7 @@ async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving
             return Stored::Kept(None);
         }
         *inner.results_refused.lock() = Some(refusal.error.to_string());
+        inner.metrics.store_retried();
         warn!(inner.logger, "cannot store results yet; retrying";
             "jobs" => batch.len(), "error" => %refusal.error);
         tokio::time::sleep(pause).await;
