@@ -721,3 +721,29 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
         200
     );
 }
+
+#[test]
+fn a_screen_wider_than_the_servers_widest_chart_still_draws_it() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&["--max-chart-width", "300"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
+    let asked = browser.script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name)\
+         .filter((name) => name.includes('/chart?'))",
+    );
+    assert!(
+        asked[0].as_str().unwrap().ends_with("/chart?width=300"),
+        "{asked}"
+    );
+}

@@ -375,3 +375,10 @@ fn a_clusters_job_config_is_read_on_any_node() {
         .unwrap();
     assert_eq!(kept, "1", "a cluster's results stay in version 1");
 }
+
+#[test]
+fn stats_name_the_widest_chart_the_server_draws() {
+    let server = Server::start(&["--max-chart-width", "300"]);
+    let stats = server.get("/api/stats").json();
+    assert_eq!(stats["max_chart_width"], 300, "{stats}");
+}

@@ -418,7 +418,9 @@ views.job = {
 };
 
 async function showResult(id) {
-  const width = Math.min(2000, Math.max(100, Math.round($('view-job').clientWidth || 800)));
+  // Asked each time: a server restarted with a smaller --max-chart-width refuses a wider chart.
+  const { max_chart_width: widest } = await api('/api/stats');
+  const width = Math.min(widest, Math.max(100, Math.round($('view-job').clientWidth || 800)));
   const [result, chart] = await Promise.all([
     api('/api/get_results/' + id),
     api(`/api/jobs/${id}/chart?width=${width}`),

@@ -219,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn the_overviews_numbers_name_the_widest_chart() {
+        let document: serde_json::Value = serde_json::from_str(&document(60.0, 4000)).unwrap();
+        let stats = &document["components"]["schemas"]["Stats"];
+        assert!(
+            stats["properties"]["max_chart_width"].is_object(),
+            "{stats}"
+        );
+        assert!(
+            stats["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"max_chart_width".into()),
+            "{stats}"
+        );
+    }
+
+    #[test]
     fn every_operation_documents_the_400_of_an_unknown_parameter() {
         let document: serde_json::Value = serde_json::from_str(&document(60.0, 4000)).unwrap();
         for (path, item) in document["paths"].as_object().unwrap() {

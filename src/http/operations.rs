@@ -51,6 +51,9 @@ pub struct Stats {
     /// absent on a node on its own.
     #[serde(skip_serializing_if = "Option::is_none")]
     nodes: Option<Vec<Node>>,
+    /// The widest `/api/jobs/<id>/chart` this server draws (`--max-chart-width`): the
+    /// page asks for no more, as a wider screen would be refused.
+    max_chart_width: usize,
 }
 
 /// The Prometheus text exposition of every metric.
@@ -97,6 +100,7 @@ pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
         queue_wait: recent.queue_wait,
         run_time: recent.run_time,
         nodes,
+        max_chart_width: state.max_chart_width,
     }))
 }
 
