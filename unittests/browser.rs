@@ -747,3 +747,45 @@ fn a_screen_wider_than_the_servers_widest_chart_still_draws_it() {
         "{asked}"
     );
 }
+
+/// Wraps the page's `fetch` so that a test can hold its requests: while `window.holding`
+/// they wait, unanswered, until `window.release()` sends them. A held request honours
+/// its abort signal, as a request to a server that never answers does.
+const HOLD_FETCH: &str = "window.holding = false; window.waiting = []; \
+    const fetchNow = window.fetch; \
+    window.fetch = (path, options = {}) => { \
+      if (!window.holding) return fetchNow(path, options); \
+      return new Promise((resolve, reject) => { \
+        window.waiting.push(() => resolve(fetchNow(path, options))); \
+        if (options.signal) options.signal.addEventListener('abort', () => reject(options.signal.reason)); \
+      }); \
+    }; \
+    window.release = () => { window.holding = false; window.waiting.splice(0).forEach((send) => send()); };";
+
+#[test]
+fn a_request_that_is_never_answered_does_not_stop_the_polling() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let browser = Browser::start();
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-done').textContent === '0'",
+    );
+    // The next poll goes to a server that never answers (a dropped connection).
+    browser.script(&format!(
+        "{HOLD_FETCH} window.holding = true; \
+         const hold = window.fetch; \
+         window.fetch = (...request) => {{ const held = hold(...request); window.holding = false; return held; }}; \
+         return null"
+    ));
+    browser.wait_for("the held poll", "return window.waiting.length === 1");
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    browser.wait_for(
+        "the overview after the lost poll",
+        "return document.getElementById('stat-done').textContent === '1'",
+    );
+}

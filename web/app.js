@@ -4,6 +4,8 @@
 'use strict';
 
 const POLL_MS = 2000;
+/** A request not answered by then is given up: a connection lost without a word would hold the polling for ever. */
+const REQUEST_MS = 10000;
 const SVG = 'http://www.w3.org/2000/svg';
 const PAGE = 20;
 /** Profiles and heights a profile shown of a job's config: a wall may have a million sections. */
@@ -14,6 +16,7 @@ const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleSt
 
 // ---- HTTP ----------------------------------------------------------------------------
 
+/** An error answer (`status` its HTTP status), or none at all (`status` 0). */
 class ApiError extends Error {
   constructor(status, reason) { super(reason); this.status = status; }
 }
@@ -22,12 +25,25 @@ async function api(path, options = {}) {
   const headers = Object.assign({ Accept: 'application/json' }, options.headers || {});
   const token = $('admin-token').value;
   if (options.admin && token) headers.Authorization = 'Bearer ' + token;
-  const response = await fetch(path, { method: options.method || 'GET', headers, body: options.body, cache: 'no-store' });
-  const text = await response.text();
+  let response;
+  let text;
+  try {
+    response = await fetch(path, {
+      method: options.method || 'GET', headers, body: options.body, cache: 'no-store',
+      signal: AbortSignal.timeout(REQUEST_MS),
+    });
+    text = await response.text();
+  } catch (error) {
+    throw new ApiError(0, error.name === 'TimeoutError'
+      ? `The server did not answer within ${REQUEST_MS / 1000} s.`
+      : 'The server cannot be reached: it is stopped or restarting, or the network is down.');
+  }
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
   if (!response.ok) {
-    throw new ApiError(response.status, (body && body.reason) || ('HTTP ' + response.status));
+    // A proxy in front of a stopped server answers in HTML: its status is all there is to say.
+    const reason = (body && body.reason) || `The server answered ${response.status} ${response.statusText}`.trim() + '.';
+    throw new ApiError(response.status, reason);
   }
   return body;
 }
