@@ -789,3 +789,29 @@ fn a_request_that_is_never_answered_does_not_stop_the_polling() {
         "return document.getElementById('stat-done').textContent === '1'",
     );
 }
+
+#[test]
+fn a_refresh_asked_for_during_another_is_not_dropped() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.open(&server.url("/#/jobs"));
+    let row = format!("return !!document.querySelector(\"#jobs-rows a[href='#/jobs/{id}']\")");
+    browser.wait_for("the job in the list", &row);
+    // No polls (the tab looks hidden): only what the user does refreshes the list. The
+    // filter is changed twice, the second time while the first list is on its way.
+    browser.script(&format!(
+        "{HOLD_FETCH} Object.defineProperty(document, 'hidden', {{ value: true, configurable: true }}); \
+         window.holding = true; \
+         const filter = document.getElementById('jobs-status'); \
+         filter.value = 'failed'; filter.dispatchEvent(new Event('change')); \
+         filter.value = 'done'; filter.dispatchEvent(new Event('change')); \
+         window.release(); return null"
+    ));
+    browser.wait_for("the done jobs", &row);
+    assert_eq!(browser.text("#jobs-caption"), "Jobs done, newest first");
+}

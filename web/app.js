@@ -655,9 +655,17 @@ function route() {
   refresh();
 }
 
+/**
+ * One refresh at a time, so that slow answers do not pile up; one asked for meanwhile (a
+ * new view, filter or page) runs when it ends, as what is on its way may be out of date.
+ */
 async function refresh() {
+  if (refresh.running) {
+    refresh.again = true;
+    return;
+  }
   const view = current;
-  if (!view || !view.refresh || refresh.running) return;
+  if (!view || !view.refresh) return;
   refresh.running = true;
   try {
     await view.refresh();
@@ -666,6 +674,10 @@ async function refresh() {
     else toast(error.message);
   } finally {
     refresh.running = false;
+    if (refresh.again) {
+      refresh.again = false;
+      refresh();
+    }
   }
 }
 
