@@ -815,3 +815,41 @@ fn a_refresh_asked_for_during_another_is_not_dropped() {
     browser.wait_for("the done jobs", &row);
     assert_eq!(browser.text("#jobs-caption"), "Jobs done, newest first");
 }
+
+#[test]
+fn a_server_that_stops_answering_is_said_so_until_it_is_back() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-done').textContent === '1'",
+    );
+    let page = server.url("/#/");
+    server.kill9();
+    let trouble = browser.wait_for(
+        "the trouble said",
+        "const note = document.getElementById('trouble'); \
+         return note && !note.hidden && note.textContent",
+    );
+    assert!(
+        trouble.as_str().unwrap().contains("cannot be reached"),
+        "{trouble}"
+    );
+    // The numbers still shown are the last ones known.
+    assert_eq!(browser.text("#stat-done"), "1");
+    let again = Server::start_in(dir.path(), &["--bind", &address]);
+    assert_eq!(again.url("/#/"), page);
+    browser.wait_for(
+        "the trouble over",
+        "return document.getElementById('trouble').hidden",
+    );
+    assert_eq!(browser.text("#stat-done"), "1");
+}

@@ -48,6 +48,22 @@ async function api(path, options = {}) {
   return body;
 }
 
+/** Whether an error may pass by itself: no answer, or the server's own trouble. */
+const isPassing = (error) => error.status === 0 || error.status >= 500;
+
+/** Says, until the next refresh succeeds, that what is shown is not live and why. */
+function showTrouble(error) {
+  const note = $('trouble');
+  if (!error) {
+    note.hidden = true;
+    showTrouble.since = null;
+    return;
+  }
+  showTrouble.since = showTrouble.since || new Date();
+  note.textContent = `${error.message} What is shown is as of ${showTrouble.since.toLocaleTimeString()}; trying again every ${POLL_MS / 1000} s.`;
+  note.hidden = false;
+}
+
 function toast(message) {
   const element = $('toast');
   element.textContent = message;
@@ -669,8 +685,11 @@ async function refresh() {
   refresh.running = true;
   try {
     await view.refresh();
+    showTrouble(null);
   } catch (error) {
-    if (view === views.job && error.status === 404) toast('No such job (deleted, or never accepted).');
+    // A poll failing for want of the server says so once, in place, not in a toast every 2 s.
+    if (isPassing(error)) showTrouble(error);
+    else if (view === views.job && error.status === 404) toast('No such job (deleted, or never accepted).');
     else toast(error.message);
   } finally {
     refresh.running = false;
