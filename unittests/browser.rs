@@ -853,3 +853,31 @@ fn a_server_that_stops_answering_is_said_so_until_it_is_back() {
     );
     assert_eq!(browser.text("#stat-done"), "1");
 }
+
+#[test]
+fn charts_that_failed_to_load_are_asked_for_again() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url("/#/"));
+    // The first request for the charts is lost, as on a network that drops for a moment.
+    browser.script(&format!(
+        "window.lost = 0; const fetchNow = window.fetch; \
+         window.fetch = (path, ...rest) => {{ \
+           if (String(path).includes('/chart?') && !window.lost++) return Promise.reject(new TypeError('Failed to fetch')); \
+           return fetchNow(path, ...rest); \
+         }}; \
+         location.hash = '#/jobs/{id}'; return null"
+    ));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
+    assert_eq!(browser.text("#job-days"), "31");
+}

@@ -440,11 +440,20 @@ views.job = {
     // for: the charts do not wait on a big wall's config.
     if ((job.status === 'done' || job.status === 'failed') && jobView.configFor !== id) {
       jobView.configFor = id;
-      showConfig(id).catch((error) => toast(error.message));
+      showConfig(id).catch((error) => {
+        // Asked for again at the next poll when the failure may pass; a refusal stays.
+        if (id === jobView.id && isPassing(error)) jobView.configFor = null;
+        toast(error.message);
+      });
     }
     if (job.status === 'done' && jobView.drawnFor !== id) {
       jobView.drawnFor = id;
-      await showResult(id);
+      try {
+        await showResult(id);
+      } catch (error) {
+        if (id === jobView.id) jobView.drawnFor = null;
+        throw error;
+      }
     }
   },
 };
