@@ -881,3 +881,50 @@ fn charts_that_failed_to_load_are_asked_for_again() {
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
     assert_eq!(browser.text("#job-days"), "31");
 }
+
+#[test]
+fn a_job_opened_after_another_does_not_show_the_others_state() {
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    gate.open();
+    let first = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&first);
+    gate.close();
+    let later = server.submit_json(EXAMPLE_JSON);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{first}")));
+    browser.wait_for(
+        "the first job's charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(browser.text("#job-state"), "done");
+    // The next job's answers are held: until they come, nothing of the first is shown.
+    browser.script(&format!(
+        "{HOLD_FETCH} window.holding = true; location.hash = '#/jobs/{later}'; return null"
+    ));
+    browser.wait_for(
+        "the next job's page",
+        &format!("return document.getElementById('job-id').textContent === '{later}'"),
+    );
+    assert_eq!(
+        browser.script(
+            "return ['job-state', 'job-created', 'job-finished', 'job-sections']\
+             .map((id) => document.getElementById(id).textContent)"
+        ),
+        json!(["", "–", "–", "–"])
+    );
+    browser.script("window.release(); return null");
+    // Held at the gate, it has not finished.
+    browser.wait_for(
+        "the next job shown",
+        "return ['queued', 'running'].includes(document.getElementById('job-state').textContent)",
+    );
+    assert_ne!(browser.text("#job-created"), "–");
+    assert_eq!(browser.text("#job-finished"), "–");
+    gate.open();
+    server.wait_finished(&later);
+}

@@ -401,24 +401,37 @@ function stateBadge(status) {
 
 const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null } };
 
+/** The fields of a job's page that say something of one job: blank until its record comes. */
+const JOB_FIELDS = ['job-created', 'job-started', 'job-finished', 'job-queue', 'job-run', 'job-elapsed',
+  'job-profiles', 'job-sections', 'job-teams', 'job-replayed'];
+
+/** Forgets what the page showed of a job, and draws everything again for the next record. */
+function clearJob() {
+  jobView.queued = false;
+  jobView.drawnFor = null;
+  jobView.configFor = null;
+  jobView.profiles = { stack: [], after: 0, next: null };
+  $('job-state').replaceChildren();
+  for (const field of JOB_FIELDS) $(field).textContent = '–';
+  $('job-result').hidden = true;
+  $('job-heights').hidden = true;
+  $('job-reason').hidden = true;
+  $('job-actions').hidden = true;
+}
+
 views.job = {
   enter(id) {
     jobView.id = id;
-    jobView.queued = false;
-    jobView.drawnFor = null;
-    jobView.configFor = null;
-    $('job-heights').hidden = true;
-    jobView.profiles = { stack: [], after: 0, next: null };
+    clearJob();
     $('job-title').textContent = 'Job ' + id.slice(0, 8);
     $('job-id').textContent = id;
-    $('job-result').hidden = true;
-    $('job-reason').hidden = true;
     $('job-log').href = `/api/jobs/${id}/log`;
   },
   async refresh() {
     const id = jobView.id;
     const job = await api('/api/jobs/' + id);
     if (id !== jobView.id) return;
+    $('job-actions').hidden = false;
     $('job-state').replaceChildren(stateBadge(job.status));
     $('job-state').className = '';
     $('job-created').textContent = when(job.created_at);
