@@ -928,3 +928,38 @@ fn a_job_opened_after_another_does_not_show_the_others_state() {
     gate.open();
     server.wait_finished(&later);
 }
+
+#[test]
+fn a_job_deleted_elsewhere_is_shown_gone() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(
+        server.request("DELETE", &format!("/api/jobs/{id}")).status,
+        200
+    );
+    browser.wait_for(
+        "the job shown gone",
+        "return document.getElementById('job-result').hidden",
+    );
+    assert!(browser.text("#job-reason").contains("deleted"));
+    assert_eq!(browser.text("#job-state"), "gone");
+    // Neither its old config nor a button to delete it again.
+    assert_eq!(
+        browser.script(
+            "return [document.getElementById('job-heights').hidden, \
+             document.getElementById('job-actions').hidden]"
+        ),
+        json!([true, true])
+    );
+}

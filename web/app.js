@@ -429,7 +429,19 @@ views.job = {
   },
   async refresh() {
     const id = jobView.id;
-    const job = await api('/api/jobs/' + id);
+    let job;
+    try {
+      job = await api('/api/jobs/' + id);
+    } catch (error) {
+      if (error.status !== 404 || id !== jobView.id) throw error;
+      // Deleted or cancelled since (here or elsewhere), or never accepted: nothing of it is
+      // left to show or act on. Still asked for: a job just accepted by another node appears.
+      clearJob();
+      $('job-state').replaceChildren(stateBadge('gone'));
+      $('job-reason').textContent = 'There is no such job: it was deleted or cancelled, or never accepted.';
+      $('job-reason').hidden = false;
+      return;
+    }
     if (id !== jobView.id) return;
     $('job-actions').hidden = false;
     $('job-state').replaceChildren(stateBadge(job.status));
@@ -711,7 +723,6 @@ async function refresh() {
   } catch (error) {
     // A poll failing for want of the server says so once, in place, not in a toast every 2 s.
     if (isPassing(error)) showTrouble(error);
-    else if (view === views.job && error.status === 404) toast('No such job (deleted, or never accepted).');
     else toast(error.message);
   } finally {
     refresh.running = false;
