@@ -963,3 +963,35 @@ fn a_job_deleted_elsewhere_is_shown_gone() {
         json!([true, true])
     );
 }
+
+#[test]
+fn a_number_of_teams_the_field_cannot_read_is_refused_with_a_message() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let browser = Browser::start();
+    browser.open(&server.url("/#/submit"));
+    browser.type_into("#config", EXAMPLE_TEXT);
+    // A number field reads "3e" as empty: it must not become a crew on every section.
+    browser.type_into("#teams", "3e");
+    browser.click("#submit-button");
+    let message = browser.wait_for(
+        "the teams error",
+        "const box = document.getElementById('teams-error'); \
+         return box && !box.hidden && box.textContent",
+    );
+    assert!(
+        message.as_str().unwrap().contains("whole number"),
+        "{message}"
+    );
+    assert_eq!(
+        browser.script(
+            "return [document.getElementById('teams').getAttribute('aria-invalid'), \
+             document.getElementById('config').getAttribute('aria-invalid'), \
+             document.activeElement.id, location.hash]"
+        ),
+        json!(["true", null, "teams", "#/submit"])
+    );
+    assert_eq!(server.listed_jobs(), 0);
+}

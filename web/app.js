@@ -629,8 +629,13 @@ async function submit(event) {
   const json = /^\s*\{/.test(text);
   $('config-error').hidden = true;
   $('config').removeAttribute('aria-invalid');
-  if (teams && !/^[1-9]\d*$/.test(teams)) {
-    showConfigError('Teams must be a whole number of at least 1, or empty.', text, json);
+  $('teams-error').hidden = true;
+  $('teams').removeAttribute('aria-invalid');
+  // A number field reads what it cannot parse ("3e", "-") as empty: that is not "no teams".
+  if ($('teams').validity.badInput || (teams && !/^[1-9]\d*$/.test(teams))) {
+    $('teams-error').textContent = 'Teams must be a whole number of at least 1, or empty.';
+    $('teams-error').hidden = false;
+    $('teams').setAttribute('aria-invalid', 'true');
     $('teams').focus();
     return;
   }
