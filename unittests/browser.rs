@@ -995,3 +995,26 @@ fn a_number_of_teams_the_field_cannot_read_is_refused_with_a_message() {
     );
     assert_eq!(server.listed_jobs(), 0);
 }
+
+#[test]
+fn the_skip_link_moves_to_the_content_and_stays_on_the_view() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let browser = Browser::start();
+    browser.open(&server.url("/#/jobs"));
+    browser.wait_for(
+        "the list",
+        "return document.getElementById('jobs-rows').textContent === 'No jobs yet.'",
+    );
+    browser.script("document.querySelector('.skip').focus(); return null");
+    browser.click(".skip");
+    assert_eq!(
+        browser.script(
+            "return [location.hash, document.getElementById('view-jobs').hidden, \
+             document.getElementById('view-missing').hidden, document.activeElement.id]"
+        ),
+        json!(["#/jobs", false, true, "main"])
+    );
+}

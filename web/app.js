@@ -740,6 +740,11 @@ async function refresh() {
 
 function start() {
   window.addEventListener('hashchange', route);
+  // Its href would be a route of its own (#main, not found): it moves the focus only.
+  document.querySelector('.skip').addEventListener('click', (event) => {
+    event.preventDefault();
+    $('main').focus();
+  });
   $('submit-form').addEventListener('submit', submit);
   $('config-file').addEventListener('change', async (event) => {
     const file = event.target.files[0];
