@@ -1018,3 +1018,34 @@ fn the_skip_link_moves_to_the_content_and_stays_on_the_view() {
         json!(["#/jobs", false, true, "main"])
     );
 }
+
+#[test]
+fn charts_that_take_longer_than_a_poll_may_are_waited_for() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url("/#/"));
+    // The charts come after 11 s, as a big wall's may from a slow disk (a poll is given
+    // up after 10 s).
+    browser.script(&format!(
+        "const fetchNow = window.fetch; \
+         window.fetch = (path, options = {{}}) => {{ \
+           if (!String(path).includes('/chart?')) return fetchNow(path, options); \
+           return new Promise((resolve, reject) => {{ \
+             const timer = setTimeout(() => resolve(fetchNow(path, options)), 11000); \
+             if (options.signal) options.signal.addEventListener('abort', () => {{ clearTimeout(timer); reject(options.signal.reason); }}); \
+           }}); \
+         }}; \
+         location.hash = '#/jobs/{id}'; return null"
+    ));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
+}

@@ -6,6 +6,8 @@
 const POLL_MS = 2000;
 /** A request not answered by then is given up: a connection lost without a word would hold the polling for ever. */
 const REQUEST_MS = 10000;
+/** A big wall's charts are read from disk and reduced on request: seconds, not milliseconds. */
+const CHART_MS = 60000;
 const SVG = 'http://www.w3.org/2000/svg';
 const PAGE = 20;
 /** Profiles and heights a profile shown of a job's config: a wall may have a million sections. */
@@ -25,17 +27,18 @@ async function api(path, options = {}) {
   const headers = Object.assign({ Accept: 'application/json' }, options.headers || {});
   const token = $('admin-token').value;
   if (options.admin && token) headers.Authorization = 'Bearer ' + token;
+  const timeout = options.timeout || REQUEST_MS;
   let response;
   let text;
   try {
     response = await fetch(path, {
       method: options.method || 'GET', headers, body: options.body, cache: 'no-store',
-      signal: AbortSignal.timeout(REQUEST_MS),
+      signal: AbortSignal.timeout(timeout),
     });
     text = await response.text();
   } catch (error) {
     throw new ApiError(0, error.name === 'TimeoutError'
-      ? `The server did not answer within ${REQUEST_MS / 1000} s.`
+      ? `The server did not answer within ${timeout / 1000} s.`
       : 'The server cannot be reached: it is stopped or restarting, or the network is down.');
   }
   let body = null;
@@ -489,7 +492,7 @@ async function showResult(id) {
   const width = Math.min(widest, Math.max(100, Math.round($('view-job').clientWidth || 800)));
   const [result, chart] = await Promise.all([
     api('/api/get_results/' + id),
-    api(`/api/jobs/${id}/chart?width=${width}`),
+    api(`/api/jobs/${id}/chart?width=${width}`, { timeout: CHART_MS }),
   ]);
   if (id !== jobView.id) return;
   $('job-result').hidden = false;
