@@ -1096,3 +1096,5 @@ fn a_team_log_is_printed_as_it_comes() {
     assert_eq!(first.len() + output.stdout.len(), 2 * 4500 * 46);
     sender.join().unwrap();
 }
+
+mod misbehaving_servers;

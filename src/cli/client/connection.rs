@@ -46,6 +46,9 @@ impl Client {
         // Silence, not length, is what ends a request: a long download that keeps coming
         // goes on.
         let mut agent = ureq::AgentBuilder::new()
+            // An icewall server never redirects: following one would send the request,
+            // its config or admin token included, where --server does not point.
+            .redirects(0)
             .timeout_connect(SILENCE_TIMEOUT)
             .timeout_read(SILENCE_TIMEOUT)
             .timeout_write(SILENCE_TIMEOUT);
@@ -68,6 +71,7 @@ impl Client {
         sent: Result<ureq::Response, ureq::Error>,
     ) -> Result<ureq::Response, ClientError> {
         match sent {
+            Ok(response) if (300..400).contains(&response.status()) => Err(redirected(&response)),
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => Err(refusal(status, response)),
             Err(error) => Err(self.unreachable(error)),
@@ -182,6 +186,21 @@ pub(super) fn refusal(status: u16, response: ureq::Response) -> ClientError {
         .and_then(|body| body["reason"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("HTTP {status}: {}", text.trim()));
     ClientError::Refused { status, reason }
+}
+
+/// A redirect, reported and not followed (see `Client::new`); it names where it
+/// points, since a wrong --server (`http://` for `https://`, a missing path) is the
+/// usual cause.
+fn redirected(response: &ureq::Response) -> ClientError {
+    let status = response.status();
+    let location = response.header("Location").unwrap_or("nowhere");
+    ClientError::Refused {
+        status,
+        reason: format!(
+            "the server answered HTTP {status}, a redirect to {location}, which an icewall \
+             server never sends; it was not followed (is --server right?)"
+        ),
+    }
 }
 
 /// Whether a send failed because the server closed the connection while the body was

@@ -1,0 +1,134 @@
+//! The client against fake servers on loopback that misbehave as no icewall server
+//! does (a redirect, a stall, an endless or garbled answer), as a proxy, a wrong
+//! `--server` or a hostile host may.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{icewall, stderr};
+
+const ID: &str = "01a22fb2-0a75-714d-8ce2-6e75ec9a9742";
+
+/// Reads one request from `stream`: its head is returned, its body (by Content-Length)
+/// read and dropped; `None` once the client closes.
+fn read_request(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .unwrap_or(0);
+    std::io::copy(&mut stream.take(length), &mut std::io::sink()).ok()?;
+    Some(head)
+}
+
+/// A fake server: `answer` is given each request's head and the connection, and says
+/// whether to read another request on it (keep-alive) or close it. Each connection
+/// has a thread, so that one held silent does not hold the others.
+fn fake_server(answer: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let answer = Arc::clone(&answer);
+            std::thread::spawn(move || {
+                while let Some(head) = read_request(&mut stream) {
+                    if !answer(&head, &mut stream) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+/// Writes a whole answer, keeping the connection open for another request.
+fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &[u8]) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+}
+
+fn wall_file(dir: &tempfile::TempDir) -> String {
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, crate::common::EXAMPLE_TEXT).unwrap();
+    wall.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
+    let followed = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&followed);
+    // What the other host would answer, were it asked: enough for every subcommand.
+    let elsewhere = fake_server(move |_, stream| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            r#"{{"status":"done","data":[],"pending":0,"job_id":"{ID}","ice_amount":1,"cost":1}}"#
+        );
+        respond(
+            stream,
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            body.as_bytes(),
+        );
+        false
+    });
+    let location = format!("{elsewhere}/api/elsewhere");
+    let to = location.clone();
+    let redirecting = fake_server(move |head, stream| {
+        let status = if head.starts_with("GET") {
+            "302 Found"
+        } else {
+            "307 Temporary Redirect"
+        };
+        respond(stream, status, &format!("Location: {to}\r\n"), b"");
+        false
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    for args in [
+        vec!["jobs"],
+        vec!["status", ID],
+        vec!["submit", &wall],
+        vec!["shutdown", "--token", "secret"],
+        vec!["delete", ID, "--token", "secret"],
+    ] {
+        let output = icewall(&redirecting, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("redirect to {location}"))
+                && message.contains("not followed"),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+}
