@@ -159,7 +159,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 const MAX_DURATION: Duration = Duration::from_secs(1000 * 31_557_600);
 
 /// A duration longer than zero, for timeouts where zero would mean "never".
-fn nonzero_duration(text: &str) -> Result<Duration, String> {
+///
+/// # Errors
+/// A message naming `text` when it is not a duration, or is zero.
+pub fn nonzero_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err(format!("expected a duration above zero, got `{text}`")),
         duration => Ok(duration),

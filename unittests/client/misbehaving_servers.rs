@@ -7,7 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{icewall, stderr};
+use std::time::{Duration, Instant};
+
+use super::{icewall, spawn_icewall, stderr};
 
 const ID: &str = "01a22fb2-0a75-714d-8ce2-6e75ec9a9742";
 
@@ -131,4 +133,82 @@ fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
         0,
         "a redirect was followed"
     );
+}
+
+/// A server that accepts connections and never says a word on them.
+fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    base
+}
+
+/// Runs each of `runs` at once, each given `limit` to end before it is killed, and
+/// returns what each printed.
+fn run_all_within(base: &str, runs: &[Vec<&str>], limit: Duration) -> Vec<std::process::Output> {
+    let started = Instant::now();
+    let mut children: Vec<_> = runs.iter().map(|args| spawn_icewall(base, args)).collect();
+    let ended = crate::common::poll_until(limit, || {
+        children
+            .iter_mut()
+            .all(|child| child.try_wait().unwrap().is_some())
+    });
+    if !ended {
+        for child in &mut children {
+            let _ = child.kill();
+        }
+    }
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    assert!(
+        ended,
+        "still running after {:?}: {:?}",
+        started.elapsed(),
+        runs.iter()
+            .zip(&outputs)
+            .filter(|(_, output)| output.status.code().is_none())
+            .map(|(args, _)| args)
+            .collect::<Vec<_>>()
+    );
+    outputs
+}
+
+#[test]
+fn a_server_that_says_nothing_is_given_up_on_after_the_silence_timeout_with_exit_3() {
+    let silent = silent_server();
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    let quick = ["--debug-silence-timeout", "1s"];
+    let runs: Vec<Vec<&str>> = [
+        vec!["jobs"],
+        vec!["status", ID],
+        vec!["status", ID, "--wait", "1s"],
+        vec!["log", ID],
+        vec!["submit", &wall, "--wait"],
+    ]
+    .into_iter()
+    .map(|args| [args, quick.to_vec()].concat())
+    .collect();
+    let outputs = run_all_within(&silent, &runs, Duration::from_secs(20));
+    for (args, output) in runs.iter().zip(&outputs) {
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            stderr(output)
+        );
+        assert!(
+            stderr(output).contains("nothing came from it for 1s; giving up"),
+            "{args:?}: {}",
+            stderr(output)
+        );
+    }
+    // A flag for tests only: it is not offered to users.
+    let help = super::stdout(&super::icewall_local(&["status", "--help"]));
+    assert!(!help.contains("silence"), "{help}");
 }

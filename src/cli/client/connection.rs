@@ -18,11 +18,10 @@ use super::{ClientError, ServerArgs};
 pub(super) struct Client {
     base: String,
     pub(super) agent: ureq::Agent,
+    /// How long the server may say nothing (to a connect, or between bytes) before the
+    /// client gives up: `--debug-silence-timeout`, a minute unless a test shortens it.
+    silence: Duration,
 }
-
-/// How long the server may say nothing (to a connect, or between bytes) before the
-/// client gives up.
-const SILENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long to wait for the server's answer to the headers of a request whose body it
 /// stopped reading (see `Client::post`).
@@ -45,19 +44,21 @@ impl Client {
     pub(super) fn new(server: &ServerArgs) -> Result<Client, ClientError> {
         // Silence, not length, is what ends a request: a long download that keeps coming
         // goes on.
+        let silence = server.debug_silence_timeout;
         let mut agent = ureq::AgentBuilder::new()
             // An icewall server never redirects: following one would send the request,
             // its config or admin token included, where --server does not point.
             .redirects(0)
-            .timeout_connect(SILENCE_TIMEOUT)
-            .timeout_read(SILENCE_TIMEOUT)
-            .timeout_write(SILENCE_TIMEOUT);
+            .timeout_connect(silence)
+            .timeout_read(silence)
+            .timeout_write(silence);
         if let Some(path) = &server.ca_cert {
             agent = agent.tls_config(tls_config(path)?);
         }
         Ok(Client {
             base: server.server.trim_end_matches('/').to_owned(),
             agent: agent.build(),
+            silence,
         })
     }
 
@@ -74,14 +75,25 @@ impl Client {
             Ok(response) if (300..400).contains(&response.status()) => Err(redirected(&response)),
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => Err(refusal(status, response)),
-            Err(error) => Err(self.unreachable(error)),
+            Err(error) => Err(self.unreachable(&error)),
         }
     }
 
-    fn unreachable(&self, error: impl std::fmt::Display) -> ClientError {
+    /// A failure of the network or of the server's side of it; one that ran out of time
+    /// says so plainly, as ureq's own words for it (`Error encountered in the status
+    /// line`) do not tell a stalled server from a garbled answer.
+    fn unreachable(&self, error: &(dyn std::error::Error + 'static)) -> ClientError {
+        let detail = if is_timeout(error) {
+            format!(
+                "nothing came from it for {}; giving up",
+                humantime::format_duration(self.silence)
+            )
+        } else {
+            error.to_string()
+        };
         ClientError::Unreachable {
             server: self.base.clone(),
-            detail: error.to_string(),
+            detail,
         }
     }
 
@@ -148,7 +160,7 @@ impl Client {
                 Ok(0) => return Ok(()),
                 Ok(read) => read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(self.unreachable(error)),
+                Err(error) => return Err(self.unreachable(&error)),
             };
             out.write_all(&buffer[..read])?;
         }
@@ -201,6 +213,19 @@ fn redirected(response: &ureq::Response) -> ClientError {
              server never sends; it was not followed (is --server right?)"
         ),
     }
+}
+
+/// Whether `error`, or one it came from, is a timeout (on Unix a socket's read timeout
+/// shows as `WouldBlock`).
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |error| error.source()).any(|error| {
+        error.downcast_ref::<io::Error>().is_some_and(|error| {
+            matches!(
+                error.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            )
+        })
+    })
 }
 
 /// Whether a send failed because the server closed the connection while the body was
