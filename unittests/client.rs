@@ -1098,3 +1098,30 @@ fn a_team_log_is_printed_as_it_comes() {
 }
 
 mod misbehaving_servers;
+
+#[test]
+fn a_wait_the_server_holds_longer_than_the_silence_timeout_is_not_given_up() {
+    let gate = Gate::closed();
+    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let id = server.submit_json(crate::common::EXAMPLE_JSON);
+    // The server says nothing for the 2 s it holds the request: silence it was asked for.
+    let output = icewall(
+        &server.base,
+        &[
+            "status",
+            &id,
+            "--wait",
+            "2s",
+            "--debug-silence-timeout",
+            "1s",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let status = stdout(&output);
+    assert!(
+        status.trim() == "queued" || status.trim() == "running",
+        "{status}"
+    );
+    gate.open();
+    server.wait_finished(&id);
+}

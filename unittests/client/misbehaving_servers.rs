@@ -212,3 +212,55 @@ fn a_server_that_says_nothing_is_given_up_on_after_the_silence_timeout_with_exit
     let help = super::stdout(&super::icewall_local(&["status", "--help"]));
     assert!(!help.contains("silence"), "{help}");
 }
+
+/// A server that takes a job, refuses waits (as one with a short --max-wait does), says
+/// once that the job is running, and then, on the same kept-alive connection or a new
+/// one, says nothing more.
+fn server_that_stalls_after_one_answer() -> String {
+    let answered = AtomicUsize::new(0);
+    fake_server(move |head, stream| {
+        let json = "Content-Type: application/json\r\n";
+        if head.starts_with("POST") {
+            let body = format!(r#"{{"job_id":"{ID}"}}"#);
+            respond(stream, "202 Accepted", json, body.as_bytes());
+        } else if head.contains("wait=") {
+            let body = br#"{"status":"error","reason":"wait is over --max-wait"}"#;
+            respond(stream, "400 Bad Request", json, body);
+        } else if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+            respond(stream, "200 OK", json, br#"{"status":"running"}"#);
+        }
+        // Silent from now on, the connection kept open.
+        true
+    })
+}
+
+#[test]
+fn a_wait_on_a_server_that_stalls_on_a_kept_alive_connection_gives_up_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    let quick = ["--debug-silence-timeout", "1s"];
+    for args in [
+        vec!["status", ID, "--wait", "1h"],
+        vec!["submit", &wall, "--wait"],
+    ] {
+        let args = [args, quick.to_vec()].concat();
+        let stalling = server_that_stalls_after_one_answer();
+        let output = run_all_within(
+            &stalling,
+            std::slice::from_ref(&args),
+            Duration::from_secs(20),
+        );
+        let output = &output[0];
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            stderr(output)
+        );
+        assert!(
+            stderr(output).contains("nothing came from it for 1s; giving up"),
+            "{args:?}: {}",
+            stderr(output)
+        );
+    }
+}

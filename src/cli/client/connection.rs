@@ -49,6 +49,11 @@ impl Client {
             // An icewall server never redirects: following one would send the request,
             // its config or admin token included, where --server does not point.
             .redirects(0)
+            // ureq clears a connection's timeouts when it goes back to the pool, and sets
+            // them again only on a new one: a request on a kept-alive connection would
+            // wait for a stalled server for ever. A new connection per request is cheap
+            // at the client's pace (one per held wait, one per page).
+            .max_idle_connections(0)
             .timeout_connect(silence)
             .timeout_read(silence)
             .timeout_write(silence);
@@ -170,7 +175,11 @@ impl Client {
     pub(super) fn job_result(&self, id: &str, wait: Duration) -> Result<JobResult, ClientError> {
         let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
         if !wait.is_zero() {
-            request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
+            // The server says nothing while it holds the request: that silence was asked
+            // for, and only what follows it counts.
+            request = request
+                .query("wait", &format!("{:.3}", wait.as_secs_f64()))
+                .timeout(wait.saturating_add(self.silence));
         }
         read_json(self.send(request, None)?)
     }
