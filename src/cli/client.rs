@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use thousands::Separable;
 
 pub use self::args::{ClientCommand, RetryArgs, ServerArgs};
-use self::connection::{Client, read_json, unreadable};
+use self::connection::{Client, unreadable};
 use self::submit::{read_config, submit};
 use self::wait::{is_finished, print_result, wait_for};
 use super::printable;
@@ -178,10 +178,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 client.agent.post(&client.url("/api/graceful_shutdown")),
                 token.as_deref(),
             );
-            let answer: Value = client
-                .send(request, None)?
-                .into_json()
-                .map_err(|error| ClientError::Input(error.to_string()))?;
+            let answer: Value = client.read_json(client.send(request, None)?)?;
             let pending = answer["pending"]
                 .as_u64()
                 .ok_or_else(|| unreadable("no `pending` in its answer"))?;
@@ -220,7 +217,7 @@ fn list_jobs(
         client.agent.get(&client.url("/api/jobs")),
         |request, (name, value)| request.query(name, value),
     );
-    let listing: Listing = read_json(client.send(request, None)?)?;
+    let listing: Listing = client.read_json(client.send(request, None)?)?;
     if json {
         writeln!(out, "{}", listing.data.get())?;
         return Ok(());
@@ -252,7 +249,7 @@ fn remove_job(
     id: &str,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
-    let answer: Value = read_json(client.send(with_token(request, token), None)?)?;
+    let answer: Value = client.read_json(client.send(with_token(request, token), None)?)?;
     let status = answer["status"]
         .as_str()
         .ok_or_else(|| unreadable("no `status` in its answer"))?;
@@ -266,7 +263,7 @@ fn health(client: &Client, out: &mut impl Write) -> Result<(), ClientError> {
     match client.send(client.agent.get(&client.url("/readyz")), None) {
         Ok(answer) => {
             // Any web server answers 200: only icewall's readiness counts.
-            let answer: Value = read_json(answer)?;
+            let answer: Value = client.read_json(answer)?;
             if answer["status"] != "ready" {
                 return Err(unreadable("its /readyz is not icewall's"));
             }

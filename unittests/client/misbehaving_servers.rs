@@ -264,3 +264,122 @@ fn a_wait_on_a_server_that_stalls_on_a_kept_alive_connection_gives_up_with_exit_
         );
     }
 }
+
+#[test]
+fn an_answer_over_16_mib_is_refused_not_read_on() {
+    // Valid JSON, and a valid answer but for its size.
+    let padded = fake_server(|_, stream| {
+        let mut body = br#"{"status":"running","padding":""#.to_vec();
+        body.resize(body.len() + 17 * 1024 * 1024, b'a');
+        body.extend_from_slice(br#""}"#);
+        respond(
+            stream,
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            &body,
+        );
+        false
+    });
+    // An answer that never ends, until the client stops reading it.
+    let endless = fake_server(|_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+              {\"status\":\"running\",\"padding\":\"",
+        );
+        let chunk = vec![b'a'; 64 * 1024];
+        while stream.write_all(&chunk).is_ok() {}
+        false
+    });
+    for base in [&padded, &endless] {
+        let runs = [vec!["status", ID], vec!["jobs"], vec!["health"]];
+        let outputs = run_all_within(base, &runs, Duration::from_secs(20));
+        for (args, output) in runs.iter().zip(&outputs) {
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stderr(output)
+            );
+            assert!(
+                stderr(output).contains("larger than 16 MiB"),
+                "{args:?}: {}",
+                stderr(output)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_answer_cut_off_or_stalled_midway_is_a_failure_to_reach_the_server() {
+    let cut_off = fake_server(|_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n\
+              {\"status\":",
+        );
+        false
+    });
+    let stalled = fake_server(|_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n\
+              {\"status\":",
+        );
+        // Held open, silent, until the client gives up.
+        true
+    });
+    let runs: Vec<Vec<&str>> = [vec!["status", ID], vec!["jobs"], vec!["shutdown"]]
+        .into_iter()
+        .map(|args| [args, vec!["--debug-silence-timeout", "1s"]].concat())
+        .collect();
+    for (base, detail) in [
+        (&cut_off, "closed before"),
+        (&stalled, "nothing came from it for 1s"),
+    ] {
+        let outputs = run_all_within(base, &runs, Duration::from_secs(20));
+        for (args, output) in runs.iter().zip(&outputs) {
+            assert_eq!(
+                output.status.code(),
+                Some(3),
+                "{args:?}: {}",
+                stderr(output)
+            );
+            let message = stderr(output);
+            assert!(
+                message.contains("cannot reach the server") && message.contains(detail),
+                "{args:?}: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_answer_that_is_not_json_is_named_as_such_by_every_subcommand() {
+    let html = fake_server(|_, stream| {
+        respond(
+            stream,
+            "200 OK",
+            "Content-Type: text/html\r\n",
+            b"<html>hello</html>",
+        );
+        false
+    });
+    for args in [
+        vec!["shutdown"],
+        vec!["query", ID, "--profile", "1", "--day", "1"],
+        vec!["status", ID],
+        vec!["jobs"],
+    ] {
+        let output = icewall(&html, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output)
+                .starts_with("icewall: the server sent an answer this client cannot read: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -23,6 +23,11 @@ pub(super) struct Client {
     silence: Duration,
 }
 
+/// The largest JSON answer read: an icewall answer is far smaller (a summary holds
+/// `--max-summary-profiles` rows, 1000 by default, a page at most 1000), and a wrong or
+/// hostile server must not make the client read until memory runs out.
+const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How long to wait for the server's answer to the headers of a request whose body it
 /// stopped reading (see `Client::post`).
 const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -146,11 +151,27 @@ impl Client {
 
     pub(super) fn get_json(&self, path: &str) -> Result<Value, ClientError> {
         let response = self.send(self.agent.get(&format!("{}{path}", self.base)), None)?;
-        response.into_json().map_err(|error| {
-            ClientError::Input(format!(
-                "the server sent something that is not JSON: {error}"
-            ))
-        })
+        self.read_json(response)
+    }
+
+    /// The answer's body as JSON, read whole up to `MAX_JSON_BYTES`. A body that is cut
+    /// off or stalls is the network's failure (exit 3), not an answer to read.
+    pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: ureq::Response,
+    ) -> Result<T, ClientError> {
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_JSON_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|error| self.unreachable(&error))?;
+        if body.len() as u64 > MAX_JSON_BYTES {
+            return Err(unreadable(
+                "it is larger than 16 MiB, more than any icewall answer, and was not read on",
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|error| unreadable(&error.to_string()))
     }
 
     /// Copies the answer's body to `out` as it comes: a team log may be tens of MB,
@@ -181,16 +202,8 @@ impl Client {
                 .query("wait", &format!("{:.3}", wait.as_secs_f64()))
                 .timeout(wait.saturating_add(self.silence));
         }
-        read_json(self.send(request, None)?)
+        self.read_json(self.send(request, None)?)
     }
-}
-
-pub(super) fn read_json<T: serde::de::DeserializeOwned>(
-    response: ureq::Response,
-) -> Result<T, ClientError> {
-    response
-        .into_json()
-        .map_err(|error| unreadable(&error.to_string()))
 }
 
 /// An answer without what the client needs from it: another server's, or a wrong one.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::connection::{Client, read_json, refusal};
+use super::connection::{Client, refusal};
 use super::{ClientError, RetryArgs};
 use crate::jobs::JobId;
 use crate::wall::{is_json_config, truncate_for_message};
@@ -87,7 +87,7 @@ pub(super) fn submit(
             sent => break client.answer(sent)?,
         }
     };
-    let answer: Value = read_json(response)?;
+    let answer: Value = client.read_json(response)?;
     // Checked like any id the client sends on: it goes into URLs.
     answer["job_id"]
         .as_str()
