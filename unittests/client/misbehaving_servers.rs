@@ -383,3 +383,88 @@ fn an_answer_that_is_not_json_is_named_as_such_by_every_subcommand() {
         );
     }
 }
+
+/// A row of a summary or of a page of profiles.
+fn profile_row(number: usize) -> String {
+    format!(r#"{{"profile":{number},"sections":1,"days":1,"ice":195,"cost":370500}}"#)
+}
+
+/// A server whose job's summary leaves rows out, with a total of `total`, and whose
+/// pages of profiles are made by `page` from the `after` asked for.
+fn paging_server(total: usize, page: fn(usize) -> String) -> String {
+    fake_server(move |head, stream| {
+        let json = "Content-Type: application/json\r\n";
+        let body = if head.contains("/profiles?") {
+            let after = head
+                .split("after=")
+                .nth(1)
+                .and_then(|rest| rest.split('&').next())
+                .and_then(|after| after.parse().ok())
+                .unwrap_or(0);
+            page(after)
+        } else {
+            format!(
+                r#"{{"status":"done","data":{{"days":1,"num_teams":null,"ice":195,"cost":370500,"profiles":[{}],"profiles_total":{total},"profiles_truncated":true}}}}"#,
+                profile_row(1)
+            )
+        };
+        respond(stream, "200 OK", json, body.as_bytes());
+        false
+    })
+}
+
+#[test]
+fn pages_of_a_result_end_at_the_total_its_summary_gives() {
+    // Each page brings the next row and says more follow, for ever.
+    let endless = paging_server(3, |after| {
+        format!(
+            r#"{{"profiles":[{}],"next_after":{}}}"#,
+            profile_row(after + 1),
+            after + 1
+        )
+    });
+    // The same row, again and again.
+    let repeating = paging_server(3, |_| {
+        format!(r#"{{"profiles":[{}],"next_after":2}}"#, profile_row(2))
+    });
+    // Ends short of the total.
+    let short = paging_server(3, |after| {
+        format!(
+            r#"{{"profiles":[{}],"next_after":null}}"#,
+            profile_row(after + 1)
+        )
+    });
+    // Brings nothing, and says more follow from where it was asked.
+    let empty = paging_server(3, |after| {
+        format!(r#"{{"profiles":[],"next_after":{after}}}"#)
+    });
+    // Counts more profiles than any wall a client reads has.
+    let vast = paging_server(100_000_000, |after| {
+        format!(
+            r#"{{"profiles":[{}],"next_after":{}}}"#,
+            profile_row(after + 1),
+            after + 1
+        )
+    });
+    for (base, detail) in [
+        (&endless, "says more follow after profile 3 of the 3"),
+        (&repeating, "profile 2 where profile 3 was due"),
+        (&short, "says none follow after profile 2 of the 3"),
+        (&empty, "an empty page after profile 1 of the 3"),
+        (&vast, "100000000 profiles, more than the 10000000"),
+    ] {
+        let runs = [vec!["result", ID], vec!["result", ID, "--json"]];
+        let outputs = run_all_within(base, &runs, Duration::from_secs(20));
+        for (args, output) in runs.iter().zip(&outputs) {
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stderr(output)
+            );
+            let message = stderr(output);
+            assert!(message.contains(detail), "{args:?}: {message}");
+            assert!(output.stdout.is_empty(), "{args:?}");
+        }
+    }
+}

@@ -112,7 +112,7 @@ pub(super) fn print_result(
             }
             let mut summary = done.summary;
             if done.profiles_truncated {
-                read_left_out_rows(client, id, &mut summary)?;
+                read_left_out_rows(client, id, &mut summary, done.profiles_total)?;
             }
             if json {
                 writeln!(
@@ -149,32 +149,79 @@ struct DoneSummary {
     summary: Summary,
     #[serde(default)]
     profiles_truncated: bool,
+    /// Sent with `profiles_truncated`: the rows there are, which bounds the pages read.
+    #[serde(default)]
+    profiles_total: Option<usize>,
 }
 
-/// The rows after those of `summary`, from `/api/jobs/<id>/profiles`, a page at a time.
-fn read_left_out_rows(client: &Client, id: &str, summary: &mut Summary) -> Result<(), ClientError> {
+/// The most profile rows read for one job: ten times the most profiles a wall has on a
+/// server's default `--max-sections`, so that a server that counts without end, or says
+/// more follow for ever, is stopped.
+const MAX_PROFILE_ROWS: usize = 10_000_000;
+
+/// The rows after those of `summary`, from `/api/jobs/<id>/profiles`, a page at a time,
+/// up to the `total` the summary counts: each page must bring the next rows, and say
+/// that more follow exactly when they do, or the server's answers cannot be trusted to
+/// end.
+fn read_left_out_rows(
+    client: &Client,
+    id: &str,
+    summary: &mut Summary,
+    total: Option<usize>,
+) -> Result<(), ClientError> {
     #[derive(Deserialize)]
     struct Page {
         profiles: Vec<ProfileSummary>,
         next_after: Option<usize>,
     }
-    loop {
+    let cannot_read = |what: String| {
+        ClientError::Input(format!(
+            "the server sent pages of profiles this client cannot read: {what}"
+        ))
+    };
+    let total = total.ok_or_else(|| {
+        cannot_read("its summary leaves rows out without saying how many there are".to_owned())
+    })?;
+    if total > MAX_PROFILE_ROWS {
+        return Err(cannot_read(format!(
+            "its summary counts {total} profiles, more than the {MAX_PROFILE_ROWS} a wall \
+             read here may have"
+        )));
+    }
+    while summary.profiles.len() < total {
         let after = summary.profiles.len();
         let page = client.get_json(&format!("/api/jobs/{id}/profiles?after={after}&limit=1000"))?;
-        let page: Page = serde_json::from_value(page).map_err(|error| {
-            ClientError::Input(format!(
-                "the server sent a page of profiles this client cannot read: {error}"
-            ))
-        })?;
+        let page: Page =
+            serde_json::from_value(page).map_err(|error| cannot_read(error.to_string()))?;
+        if let Some((row, due)) = page
+            .profiles
+            .iter()
+            .zip(after + 1..)
+            .find(|(row, due)| row.profile != *due)
+        {
+            return Err(cannot_read(format!(
+                "profile {} where profile {due} was due",
+                row.profile
+            )));
+        }
         // A page that brings nothing would be asked for again and again.
-        if page.profiles.is_empty() && page.next_after.is_some() {
-            return Err(ClientError::Input(
-                "the server sent an empty page of profiles that says more follow".to_owned(),
-            ));
+        if page.profiles.is_empty() {
+            return Err(cannot_read(format!(
+                "an empty page after profile {after} of the {total} its summary counts"
+            )));
+        }
+        let end = after + page.profiles.len();
+        if end > total || page.next_after != (end < total).then_some(end) {
+            let follow = if page.next_after.is_some() {
+                "more follow"
+            } else {
+                "none follow"
+            };
+            return Err(cannot_read(format!(
+                "a page says {follow} after profile {end} of the {total} its summary counts"
+            )));
         }
         summary.profiles.extend(page.profiles);
-        if page.next_after.is_none() {
-            return Ok(());
-        }
     }
+    Ok(())
 }
