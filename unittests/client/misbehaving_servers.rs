@@ -468,3 +468,61 @@ fn pages_of_a_result_end_at_the_total_its_summary_gives() {
         }
     }
 }
+
+#[test]
+fn an_error_page_is_shown_short_on_one_line_with_control_bytes_escaped() {
+    // A proxy's page: HTML over many lines, a terminal escape in it, 100 KB long.
+    let proxy = fake_server(|_, stream| {
+        let mut page = "<html>\n  <head><title>502 Bad \x1b[2J Gateway</title></head>\n".to_owned();
+        page.push_str(&"  <p>upstream unavailable</p>\n".repeat(3500));
+        respond(
+            stream,
+            "502 Bad Gateway",
+            "Content-Type: text/html\r\n",
+            page.as_bytes(),
+        );
+        false
+    });
+    // An icewall-shaped refusal whose reason goes on and on.
+    let long_reason = fake_server(|_, stream| {
+        let body = format!(
+            r#"{{"status":"error","reason":"no{}"}}"#,
+            " no".repeat(10_000)
+        );
+        respond(
+            stream,
+            "400 Bad Request",
+            "Content-Type: application/json\r\n",
+            body.as_bytes(),
+        );
+        false
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    for (base, starts) in [
+        (
+            &proxy,
+            "icewall: HTTP 502 (text/html): <html> <head><title>502 Bad \\u{1b}[2J Gateway</title></head> <p>upstream unavailable</p>",
+        ),
+        (&long_reason, "icewall: no no no"),
+    ] {
+        for args in [
+            vec!["jobs"],
+            vec!["status", ID],
+            vec!["submit", &wall, "--retries", "0"],
+        ] {
+            let output = icewall(base, &args);
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "{args:?}: {}",
+                stderr(&output)
+            );
+            let message = stderr(&output);
+            assert!(message.starts_with(starts), "{args:?}: {message}");
+            assert!(message.len() < 600, "{args:?}: {} bytes", message.len());
+            assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+            assert!(!output.stderr.contains(&0x1b), "{args:?}");
+        }
+    }
+}

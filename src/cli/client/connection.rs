@@ -213,13 +213,45 @@ pub(super) fn unreadable(what: &str) -> ClientError {
     ))
 }
 
+/// An answer of status `status`, 4xx or 5xx, as the error the user is shown: the
+/// server's `reason`, or else the start of what it sent (a proxy's HTML page, say) on
+/// one line, both cut short (control characters are escaped where every error is
+/// printed).
 pub(super) fn refusal(status: u16, response: ureq::Response) -> ClientError {
-    let text = response.into_string().unwrap_or_default();
-    let reason = serde_json::from_str::<Value>(&text)
+    let content_type = response.content_type().to_owned();
+    let mut body = Vec::new();
+    // Cut off or not, what came is shown.
+    let _ = response
+        .into_reader()
+        .take(MAX_ERROR_BYTES)
+        .read_to_end(&mut body);
+    let reason = serde_json::from_slice::<Value>(&body)
         .ok()
-        .and_then(|body| body["reason"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("HTTP {status}: {}", text.trim()));
+        .and_then(|body| body["reason"].as_str().map(excerpt))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&body);
+            let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if words.is_empty() {
+                format!("HTTP {status}, with no reason given")
+            } else {
+                format!("HTTP {status} ({content_type}): {}", excerpt(&words))
+            }
+        });
     ClientError::Refused { status, reason }
+}
+
+/// Most of an error answer read: an icewall one is a sentence, and more of another
+/// server's page would not be shown.
+const MAX_ERROR_BYTES: u64 = 64 * 1024;
+
+/// `text` cut to `MAX_SHOWN_CHARS`: enough for any icewall reason and to recognise
+/// another server's page, short enough to leave the terminal readable.
+fn excerpt(text: &str) -> String {
+    const MAX_SHOWN_CHARS: usize = 300;
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// A redirect, reported and not followed (see `Client::new`); it names where it
@@ -227,7 +259,9 @@ pub(super) fn refusal(status: u16, response: ureq::Response) -> ClientError {
 /// usual cause.
 fn redirected(response: &ureq::Response) -> ClientError {
     let status = response.status();
-    let location = response.header("Location").unwrap_or("nowhere");
+    let location = response
+        .header("Location")
+        .map_or_else(|| "nowhere".to_owned(), excerpt);
     ClientError::Refused {
         status,
         reason: format!(
