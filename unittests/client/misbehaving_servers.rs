@@ -526,3 +526,81 @@ fn an_error_page_is_shown_short_on_one_line_with_control_bytes_escaped() {
         }
     }
 }
+
+#[test]
+fn a_submit_that_may_have_made_the_job_says_retrying_with_its_key_is_safe() {
+    // Takes the whole request, then closes without a word.
+    let lost = fake_server(|_, _| false);
+    let full = fake_server(|_, stream| {
+        let body = br#"{"status":"error","reason":"the queue is full"}"#;
+        respond(
+            stream,
+            "503 Service Unavailable",
+            "Content-Type: application/json\r\n",
+            body,
+        );
+        false
+    });
+    // Accepted, and the answer cut off before the job's id.
+    let cut_off = fake_server(|_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n\
+              {\"job_id\":",
+        );
+        false
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    for (base, code) in [(&lost, 3), (&full, 1), (&cut_off, 3)] {
+        let output = icewall(
+            base,
+            &[
+                "submit",
+                &wall,
+                "--idempotency-key",
+                "nightly-42",
+                "--retries",
+                "0",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("retrying with --idempotency-key nightly-42 is safe"),
+            "{}",
+            stderr(&output)
+        );
+        // Without a key of the user's, the one sent is named.
+        let output = icewall(base, &["submit", &wall, "--retries", "0"]);
+        let message = stderr(&output);
+        let key = message
+            .split("--idempotency-key ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no key in: {message}"));
+        assert!(uuid::Uuid::parse_str(key).is_ok(), "{message}");
+    }
+    // Nothing was sent, or the server said no for good: no hint.
+    let nowhere = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let bad = fake_server(|_, stream| {
+        let body = br#"{"status":"error","reason":"line 1: bad"}"#;
+        respond(
+            stream,
+            "400 Bad Request",
+            "Content-Type: application/json\r\n",
+            body,
+        );
+        false
+    });
+    for (base, code) in [(&nowhere, 3), (&bad, 1)] {
+        let output = icewall(base, &["submit", &wall, "--idempotency-key", "nightly-42"]);
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+        assert!(
+            !stderr(&output).contains("idempotency"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}

@@ -74,7 +74,7 @@ pub(super) fn submit(
                 let retry_at = Instant::now().checked_add(wait);
                 if retry_at.is_none() || give_up_at.is_some_and(|give_up| retry_at > Some(give_up))
                 {
-                    return Err(refused);
+                    return Err(safe_to_retry(refused, key));
                 }
                 retries_left -= 1;
                 eprintln!(
@@ -84,10 +84,23 @@ pub(super) fn submit(
                 );
                 std::thread::sleep(wait);
             }
-            sent => break client.answer(sent)?,
+            sent => {
+                let unsure = may_have_made_the_job(&sent);
+                break client.answer(sent).map_err(|error| {
+                    if unsure {
+                        safe_to_retry(error, key)
+                    } else {
+                        error
+                    }
+                })?;
+            }
         }
     };
-    let answer: Value = client.read_json(response)?;
+    // Accepted: an answer lost now leaves a job whose id only the key can recover.
+    let answer: Value = client.read_json(response).map_err(|error| match error {
+        unreachable @ ClientError::Unreachable { .. } => safe_to_retry(unreachable, key),
+        other => other,
+    })?;
     // Checked like any id the client sends on: it goes into URLs.
     answer["job_id"]
         .as_str()
@@ -99,6 +112,51 @@ pub(super) fn submit(
                 truncate_for_message(&answer.to_string())
             ))
         })
+}
+
+/// Whether a submission that failed so may still have made the job: the request was
+/// sent, and the answer was lost, or came from a proxy (502, 504) or a server that
+/// cannot say (503) whether it got there.
+fn may_have_made_the_job(sent: &Result<ureq::Response, ureq::Error>) -> bool {
+    use ureq::ErrorKind;
+    match sent {
+        Ok(_) => false,
+        Err(ureq::Error::Status(status, _)) => matches!(status, 502..=504),
+        // Those before anything is sent.
+        Err(ureq::Error::Transport(transport)) => !matches!(
+            transport.kind(),
+            ErrorKind::InvalidUrl
+                | ErrorKind::UnknownScheme
+                | ErrorKind::Dns
+                | ErrorKind::InsecureRequestHttpsOnly
+                | ErrorKind::ConnectionFailed
+                | ErrorKind::InvalidProxyUrl
+                | ErrorKind::ProxyConnect
+                | ErrorKind::ProxyUnauthorized
+        ),
+    }
+}
+
+/// `error`, telling the user how to find out safely whether the job was made: the key
+/// it was sent under (made up here unless given) answers with the job if it was, and
+/// makes it if not.
+fn safe_to_retry(error: ClientError, key: &str) -> ClientError {
+    let hint = |what: String| {
+        format!(
+            "{what}; retrying with --idempotency-key {key} is safe: it makes the job at most once"
+        )
+    };
+    match error {
+        ClientError::Unreachable { server, detail } => ClientError::Unreachable {
+            server,
+            detail: hint(detail),
+        },
+        ClientError::Refused { status, reason } => ClientError::Refused {
+            status,
+            reason: hint(reason),
+        },
+        other => other,
+    }
 }
 
 fn retry_after(response: &ureq::Response) -> Duration {
