@@ -4,9 +4,10 @@
 //!
 //! Exit codes: 0 done; 1 the server said no (its `reason` is printed) or redirected
 //! (which is not followed); 2 a usage or local input error (a job id that is not a UUID
-//! among them: ids go into URLs, so nothing else is ever sent); 3 the server cannot be
-//! reached; 4 `submit --wait --timeout` ran out of time (the job goes on; the message
-//! names it and its status).
+//! among them: ids go into URLs, so nothing else is ever sent), or an answer this client
+//! cannot read; 3 the server cannot be reached, or its answer was cut off or stalled; 4
+//! `submit --wait --timeout` ran out of time (the job goes on; the message names it and
+//! its status).
 
 mod args;
 mod connection;
