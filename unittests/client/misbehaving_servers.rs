@@ -604,3 +604,23 @@ fn a_submit_that_may_have_made_the_job_says_retrying_with_its_key_is_safe() {
         );
     }
 }
+
+#[test]
+fn a_team_log_is_printed_with_control_bytes_escaped_but_its_lines_kept() {
+    let hostile = fake_server(|_, stream| {
+        let log = "day 1: team 1\x1b[2J finished\tsection 1\r\nday 2: \u{9b}31m team 2\x07\n";
+        respond(
+            stream,
+            "200 OK",
+            "Content-Type: text/plain\r\n",
+            log.as_bytes(),
+        );
+        false
+    });
+    let output = icewall(&hostile, &["log", ID]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        super::stdout(&output),
+        "day 1: team 1\\u{1b}[2J finished\tsection 1\\r\nday 2: \\u{9b}31m team 2\\u{7}\n"
+    );
+}

@@ -14,6 +14,7 @@ use ureq::rustls::pki_types::CertificateDer;
 use ureq::rustls::pki_types::pem::PemObject;
 
 use super::{ClientError, ServerArgs};
+use crate::cli::PrintableText;
 
 pub(super) struct Client {
     base: String,
@@ -174,21 +175,23 @@ impl Client {
         serde_json::from_slice(&body).map_err(|error| unreadable(&error.to_string()))
     }
 
-    /// Copies the answer's body to `out` as it comes: a team log may be tens of MB,
-    /// and a slow link may take minutes over it.
+    /// Copies the answer's body to `out` as it comes, its control characters escaped
+    /// but for its lines: a team log may be tens of MB, and a slow link may take
+    /// minutes over it.
     pub(super) fn copy_body(&self, path: &str, out: &mut impl Write) -> Result<(), ClientError> {
         let mut body = self
             .send(self.agent.get(&format!("{}{path}", self.base)), None)?
             .into_reader();
+        let mut out = PrintableText::new(out);
         let mut buffer = vec![0; 64 * 1024];
         loop {
             let read = match body.read(&mut buffer) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(out.finish()?),
                 Ok(read) => read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(self.unreachable(&error)),
             };
-            out.write_all(&buffer[..read])?;
+            out.write(&buffer[..read])?;
         }
     }
 
