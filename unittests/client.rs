@@ -195,11 +195,10 @@ fn the_exit_code_tells_a_refusal_from_an_unreachable_server() {
     assert!(server.wait_exit().success());
     let unreachable = icewall(&server.base, &["jobs"]);
     assert_eq!(unreachable.status.code(), Some(3));
-    assert!(
-        stderr(&unreachable).contains("cannot reach the server"),
-        "{}",
-        stderr(&unreachable)
-    );
+    let said = stderr(&unreachable);
+    assert!(said.contains("cannot reach the server"), "{said}");
+    // The server's address once: the transport's own words repeated it with the path.
+    assert_eq!(said.matches(server.base.as_str()).count(), 1, "{said}");
 }
 
 /// The binary with no `--server`, for the subcommands that have none.

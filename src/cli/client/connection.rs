@@ -99,6 +99,19 @@ impl Client {
                 "nothing came from it for {}; giving up",
                 humantime::format_duration(self.silence)
             )
+        } else if let Some(ureq::Error::Transport(transport)) = error.downcast_ref::<ureq::Error>()
+        {
+            // Its own words begin with the request's URL, which the message has.
+            let mut detail = transport.kind().to_string();
+            let causes = transport
+                .message()
+                .map(str::to_owned)
+                .into_iter()
+                .chain(std::error::Error::source(transport).map(ToString::to_string));
+            for cause in causes {
+                detail = format!("{detail}: {cause}");
+            }
+            detail
         } else {
             error.to_string()
         };
