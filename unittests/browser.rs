@@ -1049,3 +1049,80 @@ fn charts_that_take_longer_than_a_poll_may_are_waited_for() {
     );
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
 }
+
+#[test]
+fn profile_pages_asked_faster_than_answered_show_the_page_asked_last() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    // 50 profiles: three pages of 20.
+    let wall = vec!["20 21 22"; 50].join("\n");
+    let reply = server.post("/api/simulate", "text/plain", wall.as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    let first_row = "return document.querySelector('#profiles-rows th')?.textContent";
+    browser.wait_for(
+        "the first page of profiles",
+        &format!("{first_row} === '1'"),
+    );
+    browser.click("#profiles-next");
+    browser.wait_for(
+        "the second page of profiles",
+        &format!("{first_row} === '21'"),
+    );
+    // Next, then Previous before the third page came: the page asked last is the second.
+    // Their answers are held, then let go in the other order: the third page's comes last.
+    let asked = browser.script(
+        "window.heldPages = []; window.answeredPages = 0; const fetchNow = window.fetch; \
+         window.fetchNow = fetchNow; \
+         window.fetch = (path, options = {}) => { \
+           if (!String(path).includes('/profiles?')) return fetchNow(path, options); \
+           return new Promise((resolve) => window.heldPages.push({ path: String(path), send: () => \
+             resolve(fetchNow(path, options).then((answer) => answer.text().then((text) => { \
+               window.answeredPages += 1; \
+               return new Response(text, { status: answer.status, headers: answer.headers }); \
+             }))) })); \
+         }; \
+         document.getElementById('profiles-next').click(); \
+         document.getElementById('profiles-prev').click(); \
+         return window.heldPages.map((page) => page.path.replace(/.*\\?/, ''))",
+    );
+    assert_eq!(asked, json!(["after=40&limit=20", "after=20&limit=20"]));
+    browser.script("window.heldPages[1].send(); return null");
+    browser.wait_for(
+        "the second page's answer",
+        "return window.answeredPages === 1",
+    );
+    browser.script("window.heldPages[0].send(); return null");
+    browser.wait_for(
+        "the third page's answer",
+        "return window.answeredPages === 2",
+    );
+    // Past the answer's own handling (a few tasks), the table shows the second page still.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        browser.script(
+            "return [document.querySelector('#profiles-rows th').textContent, \
+             document.querySelectorAll('#profiles-rows tr').length, \
+             document.getElementById('profiles-prev').disabled, \
+             document.getElementById('profiles-next').disabled]"
+        ),
+        json!(["21", 20, false, false])
+    );
+    // And the pager goes on from there.
+    browser.script("window.fetch = window.fetchNow; return null");
+    browser.click("#profiles-next");
+    browser.wait_for(
+        "the third page of profiles",
+        &format!("{first_row} === '41'"),
+    );
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
+        10
+    );
+}

@@ -402,7 +402,7 @@ function stateBadge(status) {
   return badge;
 }
 
-const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null } };
+const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null, asked: 0, shown: null } };
 
 /** The fields of a job's page that say something of one job: blank until its record comes. */
 const JOB_FIELDS = ['job-created', 'job-started', 'job-finished', 'job-queue', 'job-run', 'job-elapsed',
@@ -413,7 +413,7 @@ function clearJob() {
   jobView.queued = false;
   jobView.drawnFor = null;
   jobView.configFor = null;
-  jobView.profiles = { stack: [], after: 0, next: null };
+  jobView.profiles = { stack: [], after: 0, next: null, asked: 0, shown: null };
   $('job-state').replaceChildren();
   for (const field of JOB_FIELDS) $(field).textContent = '–';
   $('job-result').hidden = true;
@@ -550,11 +550,33 @@ async function showConfig(id) {
   $('job-heights').hidden = false;
 }
 
+/**
+ * The page of profiles the pager is on. Clicks faster than the answers send requests
+ * that overlap: only the answer to the latest is drawn, as an older one may come last.
+ * Next waits for the page it would follow (it knows no next page until then); a failed
+ * request puts the pager back on the page shown.
+ */
 async function showProfiles() {
   const id = jobView.id;
   const paging = jobView.profiles;
-  const page = await api(`/api/jobs/${id}/profiles?after=${paging.after}&limit=${PAGE}`);
-  if (id !== jobView.id) return;
+  const asked = ++paging.asked;
+  const latest = () => id === jobView.id && paging === jobView.profiles && asked === paging.asked;
+  paging.next = null;
+  $('profiles-next').disabled = true;
+  $('profiles-prev').disabled = !paging.stack.length;
+  let page;
+  try {
+    page = await api(`/api/jobs/${id}/profiles?after=${paging.after}&limit=${PAGE}`);
+  } catch (error) {
+    if (!latest()) return;
+    if (paging.shown) {
+      Object.assign(paging, paging.shown, { stack: [...paging.shown.stack] });
+      $('profiles-next').disabled = paging.next === null;
+      $('profiles-prev').disabled = !paging.stack.length;
+    }
+    throw error;
+  }
+  if (!latest()) return;
   $('profiles-rows').replaceChildren(...page.profiles.map((row) => {
     const tr = document.createElement('tr');
     const values = [row.profile, row.sections, row.days, row.ice, row.cost];
@@ -568,6 +590,7 @@ async function showProfiles() {
     return tr;
   }));
   paging.next = page.next_after;
+  paging.shown = { after: paging.after, next: paging.next, stack: [...paging.stack] };
   $('profiles-next').disabled = page.next_after === null;
   $('profiles-prev').disabled = !paging.stack.length;
 }
