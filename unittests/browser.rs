@@ -209,6 +209,15 @@ impl Browser {
         value
     }
 
+    /// The text of the dialog the page has open (`window.confirm`'s question), which it
+    /// then accepts (OK) or dismisses (Cancel), as the user would.
+    fn answer_dialog(&self, accept: bool) -> String {
+        let text = self.session("GET", "/alert/text", Value::Null);
+        let answer = if accept { "accept" } else { "dismiss" };
+        self.session("POST", &format!("/alert/{answer}"), json!({}));
+        text.as_str().unwrap().to_owned()
+    }
+
     fn resize(&self, width: u32, height: u32) {
         self.session(
             "POST",
@@ -470,6 +479,8 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
          document.getElementById('job-days').textContent === '31'",
     );
     browser.click("#job-delete");
+    let question = browser.answer_dialog(true);
+    assert!(question.starts_with("Delete job"), "{question}");
     browser.wait_for(
         "the list after the delete",
         "return location.hash === '#/jobs'",
@@ -679,6 +690,8 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     browser.open(&server.url(&format!("/#/jobs/{queued}")));
     browser.wait_for("the cancel button", cancel_shown);
     browser.click("#job-delete");
+    let question = browser.answer_dialog(true);
+    assert!(question.starts_with("Cancel job"), "{question}");
     browser.wait_for(
         "the list after the cancel",
         "return location.hash === '#/jobs'",
@@ -709,9 +722,12 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     server.wait_finished(&running);
     assert_eq!(server.wait_finished(&finishing)["status"], "done");
     // Let go of and clicked in one script: a poll in between (one every 2 s) would show
-    // the job done, and the click would then be a DELETE.
-    browser
-        .script("window.held = false; document.getElementById('job-delete').click(); return null");
+    // the job done, and the click would then be a DELETE. The question is answered yes
+    // at once: a dialog open in a script's run would be dismissed by the driver.
+    browser.script(
+        "window.held = false; window.confirm = () => true; \
+         document.getElementById('job-delete').click(); return null",
+    );
     browser.wait_for(
         "the refusal",
         "return document.body.textContent.includes('only a queued job can be cancelled')",
@@ -1124,5 +1140,92 @@ fn profile_pages_asked_faster_than_answered_show_the_page_asked_last() {
     assert_eq!(
         browser.script("return document.querySelectorAll('#profiles-rows tr').length"),
         10
+    );
+}
+
+#[test]
+fn deleting_a_job_asks_first() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    // Cancel in the dialog: nothing is sent, the job stays.
+    browser.click("#job-delete");
+    let question = browser.answer_dialog(false);
+    assert_eq!(
+        question,
+        format!(
+            "Delete job {}? Its result and files are removed for good.",
+            &id[..8]
+        )
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 200);
+    assert_eq!(
+        browser.script("return location.hash"),
+        format!("#/jobs/{id}")
+    );
+    // OK in the dialog: deleted.
+    browser.click("#job-delete");
+    browser.answer_dialog(true);
+    browser.wait_for(
+        "the list after the delete",
+        "return location.hash === '#/jobs'",
+    );
+    assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 404);
+}
+
+#[test]
+fn the_delete_button_is_disabled_while_its_request_is_out() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the charts",
+        "return document.documentElement.dataset.chartsDrawnMs",
+    );
+    // Every question answered yes; the DELETEs held until let go.
+    browser.script(
+        "window.confirm = () => true; window.heldDeletes = []; const fetchNow = window.fetch; \
+         window.fetch = (path, options = {}) => options.method !== 'DELETE' ? fetchNow(path, options) \
+           : new Promise((resolve) => window.heldDeletes.push(() => resolve(fetchNow(path, options)))); \
+         return null",
+    );
+    // A double click.
+    browser.click("#job-delete");
+    browser.click("#job-delete");
+    assert_eq!(
+        browser.script(
+            "return [window.heldDeletes.length, document.getElementById('job-delete').disabled]"
+        ),
+        json!([1, true])
+    );
+    browser.script("window.heldDeletes.forEach((send) => send()); return null");
+    browser.wait_for(
+        "the list after the delete",
+        "return location.hash === '#/jobs'",
+    );
+    assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 404);
+    // No second DELETE went out after the first's answer, to say the job is unknown.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(browser.script("return window.heldDeletes.length"), 1);
+    assert_eq!(
+        browser.script("return document.getElementById('job-delete').disabled"),
+        false
     );
 }

@@ -687,16 +687,27 @@ async function submit(event) {
 
 async function deleteJob() {
   const id = jobView.id;
+  const button = $('job-delete');
+  // What the question says is what is sent, whatever a poll shows meanwhile.
+  const queued = jobView.queued;
+  const question = queued
+    ? `Cancel job ${id.slice(0, 8)}? It is removed from the queue and never runs.`
+    : `Delete job ${id.slice(0, 8)}? Its result and files are removed for good.`;
+  if (!window.confirm(question)) return;
+  // Disabled until the answer: a second click would send it again.
+  button.disabled = true;
   try {
     // A cancel leaves a job that finished since the page last looked: a DELETE would
     // remove its result.
-    const answer = jobView.queued
+    const answer = queued
       ? await api('/api/jobs/' + id + '/cancel', { method: 'POST', admin: true })
       : await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
     toast(`Job ${id.slice(0, 8)} ${answer.status}.`);
     location.hash = '#/jobs';
   } catch (error) {
     toast(error.message);
+  } finally {
+    button.disabled = false;
   }
 }
 
