@@ -1229,3 +1229,55 @@ fn the_delete_button_is_disabled_while_its_request_is_out() {
         false
     );
 }
+
+#[test]
+fn a_running_jobs_elapsed_time_is_by_the_servers_clock() {
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-depth').textContent !== '–'",
+    );
+    // The job is at least 2 s old (the Date header the page reads is to the second).
+    std::thread::sleep(Duration::from_secs(2));
+    // The browser's clock an hour behind the server's, then an hour ahead, changed while
+    // the page is on the overview and no look at the job is on its way.
+    for shift in [-3_600_000, 3_600_000] {
+        browser.script("location.hash = '#/'; return null");
+        std::thread::sleep(Duration::from_secs(1));
+        browser.script(&format!(
+            "window.RealDate = window.RealDate || Date; \
+             const Real = window.RealDate; \
+             window.Date = class extends Real {{ \
+               constructor(...time) {{ super(...(time.length ? time : [Real.now() + {shift}])); }} \
+               static now() {{ return Real.now() + {shift}; }} \
+             }}; \
+             location.hash = '#/jobs/{id}'; return null"
+        ));
+        let elapsed = browser.wait_for(
+            "the elapsed time",
+            "const state = document.getElementById('job-state').textContent; \
+             const elapsed = document.getElementById('job-elapsed').textContent; \
+             return ['queued', 'running'].includes(state) && elapsed !== '–' && elapsed",
+        );
+        let elapsed = elapsed.as_str().unwrap();
+        // Seconds, as by the server's clock: not -3600 s, nor 60 min.
+        let seconds: f64 = elapsed
+            .strip_suffix(" s")
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("shift {shift}: elapsed {elapsed}"));
+        assert!(
+            (1.0..60.0).contains(&seconds),
+            "shift {shift}: elapsed {elapsed}"
+        );
+    }
+    gate.open();
+    server.wait_finished(&id);
+}

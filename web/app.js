@@ -31,10 +31,12 @@ async function api(path, options = {}) {
   let response;
   let text;
   try {
+    const sent = Date.now();
     response = await fetch(path, {
       method: options.method || 'GET', headers, body: options.body, cache: 'no-store',
       signal: AbortSignal.timeout(timeout),
     });
+    serverClock.observe(response.headers.get('Date'), sent, Date.now());
     text = await response.text();
   } catch (error) {
     throw new ApiError(0, error.name === 'TimeoutError'
@@ -50,6 +52,25 @@ async function api(path, options = {}) {
   }
   return body;
 }
+
+/**
+ * The server's clock as the browser's plus an offset, for what the page measures against
+ * the server's times (a running job's elapsed time): the browser's may be minutes off.
+ * An answer's Date header (to the second) was the server's time between the request's
+ * sending and the answer's coming, so the offset lies within bounds; the offset kept is
+ * the one in those bounds nearest 0, so a browser whose clock is right is not moved.
+ */
+const serverClock = {
+  offset: 0,
+  observe(header, sent, received) {
+    const date = Date.parse(header || '');
+    if (!Number.isFinite(date)) return;
+    const low = date - received;
+    const high = date + 1000 - sent;
+    this.offset = Math.min(Math.max(0, low), high);
+  },
+  now() { return Date.now() + this.offset; },
+};
 
 /** Whether an error may pass by itself: no answer, or the server's own trouble. */
 const isPassing = (error) => error.status === 0 || error.status >= 500;
@@ -454,8 +475,12 @@ views.job = {
     $('job-finished').textContent = when(job.finished_at);
     $('job-queue').textContent = duration(job.queue_ms);
     $('job-run').textContent = duration(job.run_ms);
-    const end = job.finished_at ? new Date(job.finished_at) : new Date();
-    $('job-elapsed').textContent = job.created_at ? duration(end - new Date(job.created_at)) : '–';
+    // Both ends by the server's clock: the end of a finished job, or the server's time
+    // now as the page can tell it; never below 0 (the times come to the millisecond).
+    const finished = job.status === 'done' || job.status === 'failed';
+    const end = finished ? Date.parse(job.finished_at || '') : serverClock.now();
+    const start = Date.parse(job.created_at || '');
+    $('job-elapsed').textContent = Number.isFinite(end) && Number.isFinite(start) ? duration(Math.max(0, end - start)) : '–';
     $('job-profiles').textContent = fmt(job.profiles);
     $('job-sections').textContent = fmt(job.sections);
     $('job-teams').textContent = job.num_teams ? fmt(job.num_teams) : 'a crew on every section';
