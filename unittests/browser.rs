@@ -1281,3 +1281,45 @@ fn a_running_jobs_elapsed_time_is_by_the_servers_clock() {
     gate.open();
     server.wait_finished(&id);
 }
+
+#[test]
+fn the_throughput_charts_tooltips_are_formatted() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let browser = Browser::start();
+    browser.resize(1280, 1500);
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-done').textContent === '0'",
+    );
+    // Stats as a busy server's: thousands of jobs a minute.
+    browser.script(
+        "const fetchNow = window.fetch; \
+         window.fetch = async (path, options) => { \
+           const answer = await fetchNow(path, options); \
+           if (!String(path).startsWith('/api/stats')) return answer; \
+           const stats = await answer.json(); \
+           const intervals = stats.throughput.intervals; \
+           intervals[intervals.length - 1] = { done: 12345, failed: 1234 }; \
+           intervals[intervals.length - 3] = { done: 1500, failed: 0 }; \
+           return new Response(JSON.stringify(stats), { status: 200, headers: { 'Content-Type': 'application/json' } }); \
+         }; \
+         return null",
+    );
+    let titles = browser.wait_for(
+        "the busy minutes drawn",
+        "const titles = [...document.querySelectorAll('#chart-throughput rect title')].map((t) => t.textContent); \
+         return titles.length === 3 && titles",
+    );
+    assert_eq!(
+        titles,
+        json!([
+            "2 min ago: 1,500 done",
+            "this minute: 12,345 done",
+            "this minute: 1,234 failed"
+        ])
+    );
+}

@@ -299,15 +299,16 @@ function drawThroughput(container, throughput) {
   const y = (v) => (v / yMax) * c.height;
   const doneBars = el('g', { class: 'series bar-done' }, c.plot);
   const failedBars = el('g', { class: 'series bar-failed' }, c.plot);
+  const minute = (ago) => (ago ? `${fmt(ago)} min ago` : 'this minute');
   intervals.forEach((i, k) => {
     const ago = intervals.length - 1 - k;
     if (i.done) {
       const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.done).toFixed(1) }, doneBars);
-      el('title', {}, bar).textContent = `${ago} min ago: ${i.done} done`;
+      el('title', {}, bar).textContent = `${minute(ago)}: ${fmt(i.done)} done`;
     }
     if (i.failed) {
       const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done + i.failed)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.failed).toFixed(1) }, failedBars);
-      el('title', {}, bar).textContent = `${ago} min ago: ${i.failed} failed`;
+      el('title', {}, bar).textContent = `${minute(ago)}: ${fmt(i.failed)} failed`;
     }
   });
   el('path', { class: 'axis', d: `M0,0V${c.height}H${c.width}` }, c.plot);
