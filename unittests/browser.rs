@@ -28,7 +28,31 @@ struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// A server started with `flags`, and a job of the example wall it has finished.
+fn a_done_job(flags: &[&str]) -> (Server, String) {
+    let server = Server::start(flags);
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    (server, id)
+}
+
 impl Browser {
+    /// A browser with room for a job's whole page.
+    fn tall() -> Browser {
+        let browser = Browser::start();
+        browser.resize(1280, 1500);
+        browser
+    }
+
+    /// Opens the page of the job `id` and waits for its charts.
+    fn open_job_charts(&self, server: &Server, id: &str) {
+        self.open(&server.url(&format!("/#/jobs/{id}")));
+        self.wait_for(
+            "the charts",
+            "return document.documentElement.dataset.chartsDrawnMs",
+        );
+    }
+
     fn start() -> Browser {
         // A free port for chromedriver, which cannot report one it chose itself.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -635,8 +659,7 @@ fn a_wall_of_identical_profiles_draws_one_and_says_how_many() {
     server.wait_finished(&crews);
     server.wait_finished(&teams);
 
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let browser = Browser::tall();
     browser.open(&server.url(&format!("/#/jobs/{crews}")));
     browser.wait_for(
         "the uniform wall's charts",
@@ -743,16 +766,9 @@ fn a_screen_wider_than_the_servers_widest_chart_still_draws_it() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&["--max-chart-width", "300"]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
-    browser.open(&server.url(&format!("/#/jobs/{id}")));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    let (server, id) = a_done_job(&["--max-chart-width", "300"]);
+    let browser = Browser::tall();
+    browser.open_job_charts(&server, &id);
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
     let asked = browser.script(
         "return performance.getEntriesByType('resource').map((entry) => entry.name)\
@@ -811,9 +827,7 @@ fn a_refresh_asked_for_during_another_is_not_dropped() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&[]);
     let browser = Browser::start();
     browser.open(&server.url("/#/jobs"));
     let row = format!("return !!document.querySelector(\"#jobs-rows a[href='#/jobs/{id}']\")");
@@ -875,11 +889,8 @@ fn charts_that_failed_to_load_are_asked_for_again() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let (server, id) = a_done_job(&[]);
+    let browser = Browser::tall();
     browser.open(&server.url("/#/"));
     // The first request for the charts is lost, as on a network that drops for a moment.
     browser.script(&format!(
@@ -910,8 +921,7 @@ fn a_job_opened_after_another_does_not_show_the_others_state() {
     server.wait_finished(&first);
     gate.close();
     let later = server.submit_json(EXAMPLE_JSON);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let browser = Browser::tall();
     browser.open(&server.url(&format!("/#/jobs/{first}")));
     browser.wait_for(
         "the first job's charts",
@@ -950,16 +960,9 @@ fn a_job_deleted_elsewhere_is_shown_gone() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
-    browser.open(&server.url(&format!("/#/jobs/{id}")));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    let (server, id) = a_done_job(&[]);
+    let browser = Browser::tall();
+    browser.open_job_charts(&server, &id);
     assert_eq!(
         server.request("DELETE", &format!("/api/jobs/{id}")).status,
         200
@@ -1040,11 +1043,8 @@ fn charts_that_take_longer_than_a_poll_may_are_waited_for() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let (server, id) = a_done_job(&[]);
+    let browser = Browser::tall();
     browser.open(&server.url("/#/"));
     // The charts come after 11 s, as a big wall's may from a slow disk (a poll is given
     // up after 10 s).
@@ -1078,8 +1078,7 @@ fn profile_pages_asked_faster_than_answered_show_the_page_asked_last() {
     assert_eq!(reply.status, 202, "{}", reply.body);
     let id = reply.json()["job_id"].as_str().unwrap().to_owned();
     server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let browser = Browser::tall();
     browser.open(&server.url(&format!("/#/jobs/{id}")));
     let first_row = "return document.querySelector('#profiles-rows th')?.textContent";
     browser.wait_for(
@@ -1148,16 +1147,9 @@ fn deleting_a_job_asks_first() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
-    browser.open(&server.url(&format!("/#/jobs/{id}")));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    let (server, id) = a_done_job(&[]);
+    let browser = Browser::tall();
+    browser.open_job_charts(&server, &id);
     // Cancel in the dialog: nothing is sent, the job stays.
     browser.click("#job-delete");
     let question = browser.answer_dialog(false);
@@ -1189,16 +1181,9 @@ fn the_delete_button_is_disabled_while_its_request_is_out() {
     if !browser_available() {
         return;
     }
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
-    browser.open(&server.url(&format!("/#/jobs/{id}")));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    let (server, id) = a_done_job(&[]);
+    let browser = Browser::tall();
+    browser.open_job_charts(&server, &id);
     // Every question answered yes; the DELETEs held until let go.
     browser.script(
         "window.confirm = () => true; window.heldDeletes = []; const fetchNow = window.fetch; \
@@ -1238,8 +1223,7 @@ fn a_running_jobs_elapsed_time_is_by_the_servers_clock() {
     let gate = Gate::closed();
     let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
     let id = server.submit_json(EXAMPLE_JSON);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let browser = Browser::tall();
     browser.open(&server.url("/#/"));
     browser.wait_for(
         "the overview",
@@ -1288,8 +1272,7 @@ fn the_throughput_charts_tooltips_are_formatted() {
         return;
     }
     let server = Server::start(&[]);
-    let browser = Browser::start();
-    browser.resize(1280, 1500);
+    let browser = Browser::tall();
     browser.open(&server.url("/#/"));
     browser.wait_for(
         "the overview",

@@ -772,31 +772,46 @@ fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attem
     assert_eq!(server.get("/readyz").status, 200);
 }
 
+/// A node with leases of `lease` running `count` jobs, each held at its end by the gate.
+fn jobs_held_running(
+    pg: &PostgresServer,
+    url: &str,
+    lease: &str,
+    count: usize,
+) -> (Server, Gate, Vec<String>) {
+    let gate = Gate::closed();
+    let workers = count.to_string();
+    let gate_path = gate.path();
+    let flags = [
+        "--lease",
+        lease,
+        "--workers",
+        &workers,
+        "--debug-job-gate",
+        &gate_path,
+    ];
+    let server = node(url, &flags);
+    let ids: Vec<String> = (0..count)
+        .map(|_| server.submit_json(EXAMPLE_JSON))
+        .collect();
+    wait_until("the jobs run", || {
+        one_row(
+            pg,
+            url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == count.to_string()
+    });
+    (server, gate, ids)
+}
+
 #[test]
 fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let gate = Gate::closed();
-    let server = node(
-        &url,
-        &[
-            "--lease",
-            "1s",
-            "--workers",
-            "2",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
-    let first = server.submit_json(EXAMPLE_JSON);
-    let second = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 1}"#);
-    wait_until("both jobs run", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == "2"
-    });
+    let (server, gate, ids) = jobs_held_running(pg, &url, "1s", 2);
+    let [first, second] = &ids[..] else {
+        unreachable!("two jobs")
+    };
     // The first job's result alone breaks a rule of the database: a refusal that no
     // retry mends. Both results go in one batch.
     one_row(
@@ -812,16 +827,16 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
         ),
     );
     gate.open();
-    let failed = server.wait_finished(&first);
+    let failed = server.wait_finished(first);
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
     assert!(
         reason.contains("the database refused its result") && reason.contains("not this one"),
         "{reason}"
     );
-    assert_eq!(server.wait_finished(&second)["status"], "done");
-    assert_eq!(one_row(pg, &url, &state_and_attempt(&first)), "failed 1");
-    assert_eq!(one_row(pg, &url, &state_and_attempt(&second)), "done 1");
+    assert_eq!(server.wait_finished(second)["status"], "done");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(first)), "failed 1");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(second)), "done 1");
 }
 
 #[test]
@@ -865,26 +880,7 @@ fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
 fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let gate = Gate::closed();
-    let server = node(
-        &url,
-        &[
-            "--lease",
-            "3s",
-            "--workers",
-            "4",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
-    let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
-    wait_until("the jobs run", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == "4"
-    });
+    let (server, gate, ids) = jobs_held_running(pg, &url, "3s", 4);
     one_row(
         pg,
         &url,

@@ -13,6 +13,13 @@ use super::{icewall, spawn_icewall, stderr};
 
 const ID: &str = "01a22fb2-0a75-714d-8ce2-6e75ec9a9742";
 
+/// The client's message, once it is known to have exited with `code`.
+fn exited_with(args: &impl std::fmt::Debug, output: &std::process::Output, code: i32) -> String {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {message}");
+    message
+}
+
 /// Reads one request from `stream`: its head is returned, its body (by Content-Length)
 /// read and dropped; `None` once the client closes.
 fn read_request(stream: &mut TcpStream) -> Option<String> {
@@ -115,13 +122,7 @@ fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
         vec!["delete", ID, "--token", "secret"],
     ] {
         let output = icewall(&redirecting, &args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        let message = stderr(&output);
+        let message = exited_with(&args, &output, 1);
         assert!(
             message.contains(&format!("redirect to {location}"))
                 && message.contains("not followed"),
@@ -196,16 +197,10 @@ fn a_server_that_says_nothing_is_given_up_on_after_the_silence_timeout_with_exit
     .collect();
     let outputs = run_all_within(&silent, &runs, Duration::from_secs(20));
     for (args, output) in runs.iter().zip(&outputs) {
-        assert_eq!(
-            output.status.code(),
-            Some(3),
-            "{args:?}: {}",
-            stderr(output)
-        );
+        let message = exited_with(&args, output, 3);
         assert!(
-            stderr(output).contains("nothing came from it for 1s; giving up"),
-            "{args:?}: {}",
-            stderr(output)
+            message.contains("nothing came from it for 1s; giving up"),
+            "{args:?}: {message}"
         );
     }
     // A flag for tests only: it is not offered to users.
@@ -251,16 +246,10 @@ fn a_wait_on_a_server_that_stalls_on_a_kept_alive_connection_gives_up_with_exit_
             Duration::from_secs(20),
         );
         let output = &output[0];
-        assert_eq!(
-            output.status.code(),
-            Some(3),
-            "{args:?}: {}",
-            stderr(output)
-        );
+        let message = exited_with(&args, output, 3);
         assert!(
-            stderr(output).contains("nothing came from it for 1s; giving up"),
-            "{args:?}: {}",
-            stderr(output)
+            message.contains("nothing came from it for 1s; giving up"),
+            "{args:?}: {message}"
         );
     }
 }
@@ -294,16 +283,10 @@ fn an_answer_over_16_mib_is_refused_not_read_on() {
         let runs = [vec!["status", ID], vec!["jobs"], vec!["health"]];
         let outputs = run_all_within(base, &runs, Duration::from_secs(20));
         for (args, output) in runs.iter().zip(&outputs) {
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{args:?}: {}",
-                stderr(output)
-            );
+            let message = exited_with(&args, output, 2);
             assert!(
-                stderr(output).contains("larger than 16 MiB"),
-                "{args:?}: {}",
-                stderr(output)
+                message.contains("larger than 16 MiB"),
+                "{args:?}: {message}"
             );
         }
     }
@@ -336,13 +319,7 @@ fn an_answer_cut_off_or_stalled_midway_is_a_failure_to_reach_the_server() {
     ] {
         let outputs = run_all_within(base, &runs, Duration::from_secs(20));
         for (args, output) in runs.iter().zip(&outputs) {
-            assert_eq!(
-                output.status.code(),
-                Some(3),
-                "{args:?}: {}",
-                stderr(output)
-            );
-            let message = stderr(output);
+            let message = exited_with(&args, output, 3);
             assert!(
                 message.contains("cannot reach the server") && message.contains(detail),
                 "{args:?}: {message}"
@@ -369,17 +346,10 @@ fn an_answer_that_is_not_json_is_named_as_such_by_every_subcommand() {
         vec!["jobs"],
     ] {
         let output = icewall(&html, &args);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        let message = exited_with(&args, &output, 2);
         assert!(
-            stderr(&output)
-                .starts_with("icewall: the server sent an answer this client cannot read: "),
-            "{args:?}: {}",
-            stderr(&output)
+            message.starts_with("icewall: the server sent an answer this client cannot read: "),
+            "{args:?}: {message}"
         );
     }
 }
@@ -456,13 +426,7 @@ fn pages_of_a_result_end_at_the_total_its_summary_gives() {
         let runs = [vec!["result", ID], vec!["result", ID, "--json"]];
         let outputs = run_all_within(base, &runs, Duration::from_secs(20));
         for (args, output) in runs.iter().zip(&outputs) {
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{args:?}: {}",
-                stderr(output)
-            );
-            let message = stderr(output);
+            let message = exited_with(&args, output, 2);
             assert!(message.contains(detail), "{args:?}: {message}");
             assert!(output.stdout.is_empty(), "{args:?}");
         }
@@ -512,13 +476,7 @@ fn an_error_page_is_shown_short_on_one_line_with_control_bytes_escaped() {
             vec!["submit", &wall, "--retries", "0"],
         ] {
             let output = icewall(base, &args);
-            assert_eq!(
-                output.status.code(),
-                Some(1),
-                "{args:?}: {}",
-                stderr(&output)
-            );
-            let message = stderr(&output);
+            let message = exited_with(&args, &output, 1);
             assert!(message.starts_with(starts), "{args:?}: {message}");
             assert!(message.len() < 600, "{args:?}: {} bytes", message.len());
             assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
