@@ -906,6 +906,42 @@ fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
 }
 
 #[test]
+fn a_drain_gives_up_results_the_database_does_not_answer_a_lease_after_it_began() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let (server, gate, ids) = jobs_held_running(pg, &url, "1s", 4);
+    // The results' table is locked (a migration, an operator's LOCK TABLE): a result's
+    // statement waits without an answer, while the database answers everything else.
+    let session = Session::holding(
+        pg,
+        &url,
+        "BEGIN;\nLOCK TABLE icewall_results IN ACCESS EXCLUSIVE MODE;\n",
+        "LOCK",
+    );
+    let reply = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let began = std::time::Instant::now();
+    gate.open();
+    let exited = poll_until(Duration::from_secs(40), || has_exited(&server));
+    let took = began.elapsed();
+    session.finish("ROLLBACK;\n");
+    assert!(
+        exited,
+        "the node did not exit 40 s after its graceful shutdown"
+    );
+    // A lease after the drain began, and the drain's own steps: split and tried job by
+    // job, four leases a try, it took 20 s.
+    assert!(took < Duration::from_secs(8), "the drain took {took:?}");
+    for id in &ids {
+        assert_ne!(
+            one_row(pg, &url, &state_and_attempt(id)),
+            "failed 1",
+            "a job was failed for a database that did not answer a draining node"
+        );
+    }
+}
+
+#[test]
 fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

@@ -139,7 +139,9 @@ async fn store(
     let inserted = match outcome {
         Ok(Ok(inserted)) => inserted,
         // The cancel's own error, most likely: the database says the batch is not made.
-        Ok(Err(_)) if tokio::time::Instant::now() >= cancel_at => {
+        Ok(Err(error)) if tokio::time::Instant::now() >= cancel_at => {
+            warn!(jobs.inner.logger, "accept batch cancelled at its deadline";
+                "jobs" => batch.len(), "error" => %error);
             return Err(timed_out(timeout));
         }
         Ok(Err(error)) => return Err(error),

@@ -342,7 +342,7 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
         // A row locked by another transaction (this node's result being stored, a
         // removal) is skipped rather than waited for, which would keep every other
         // lease from being extended meanwhile; the reapers skip it too while it is
-        // locked, and the next beat extends it.
+        // locked, and a later beat extends it, unless the lock outlasts its lease.
         client
             .execute(
                 "WITH mine AS (

@@ -207,15 +207,21 @@ enum Stored {
 struct Leaving(Option<Instant>);
 
 impl Leaving {
-    /// Whether the node has been leaving for longer than `patience`.
-    fn for_longer_than(&mut self, jobs: &ClusterJobs, patience: Duration) -> bool {
+    /// Notes the node's leaving, if it has begun; returns since when.
+    fn since(&mut self, jobs: &ClusterJobs) -> Option<Instant> {
         let inner = &jobs.inner;
         if self.0.is_none()
             && (inner.draining.load(Ordering::SeqCst) || inner.shutdown.is_triggered())
         {
             self.0 = Some(Instant::now());
         }
-        self.0.is_some_and(|since| since.elapsed() >= patience)
+        self.0
+    }
+
+    /// When a node that is leaving gives its results up: a lease after it began to.
+    fn gives_up_at(&mut self, jobs: &ClusterJobs) -> Option<Instant> {
+        let lease = jobs.inner.settings.lease;
+        self.since(jobs).map(|since| since + lease)
     }
 }
 
@@ -225,32 +231,35 @@ const SLOW_TRIES: u32 = 3;
 /// Commits `batch` (see `run`). A database that is down is waited for; a batch of
 /// several it refuses or is too slow for is split; a job alone that it refuses, or is
 /// too slow for `SLOW_TRIES` times, is failed with the reason, and given up (to run
-/// again after its lease) if even that is not taken.
+/// again after its lease) if even that is not taken. A node that is leaving splits no
+/// batch for slowness, and gives up what is not stored a lease after it began to
+/// leave, a try under way included.
 async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving) -> Stored {
     let inner = &jobs.inner;
     let mut pause = Duration::from_millis(50);
     let mut slow_tries = 0;
     let mut failed_for_it = false;
     loop {
-        // Four leases at most (a large result may take a while), so that a statement
-        // the database does not finish does not hold the batch for ever.
-        let bound = inner.settings.lease * 4;
-        let committed = async {
-            let client = jobs.client().await.map_err(Refusal::down)?;
-            let outcome = tokio::time::timeout(bound, commit(jobs, &client, batch)).await;
-            outcome.unwrap_or_else(|_| {
-                abandon(client);
-                Err(Refusal {
-                    error: timed_out(bound),
-                    kind: RefusalKind::Slow,
-                })
-            })
-        };
-        let refusal = match committed.await {
+        if leaving
+            .gives_up_at(jobs)
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            error!(inner.logger, "results given up while leaving: their jobs run again after their lease";
+                "jobs" => batch.len());
+            return Stored::Kept(None);
+        }
+        let refusal = match try_commit(jobs, batch, leaving).await {
             Ok(kept) => return Stored::Kept(Some(kept)),
             Err(refusal) => refusal,
         };
-        if refusal.kind != RefusalKind::Down && batch.len() > 1 {
+        // A refusal is answered at once, job by job too; slowness, job by job, could
+        // hold a leaving node a try's time for each.
+        let split = match refusal.kind {
+            RefusalKind::Refused => true,
+            RefusalKind::Slow => leaving.since(jobs).is_none(),
+            RefusalKind::Down => false,
+        };
+        if split && batch.len() > 1 {
             return Stored::Split;
         }
         if refusal.kind == RefusalKind::Slow {
@@ -272,7 +281,7 @@ async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving
             failed_for_it = true;
             continue;
         }
-        if (at_fault && failed_for_it) || leaving.for_longer_than(jobs, inner.settings.lease) {
+        if at_fault && failed_for_it {
             error!(inner.logger, "results given up: their jobs run again after their lease";
                 "jobs" => batch.len(), "error" => %refusal.error);
             return Stored::Kept(None);
@@ -284,6 +293,59 @@ async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
+}
+
+/// One try at committing `batch`, within four leases (a large result may take a
+/// while), or until a lease after the node began to leave, should it begin meanwhile.
+/// No answer in that time is slowness of this batch only if the database answers
+/// another statement at once; otherwise it is the database that is down.
+async fn try_commit(
+    jobs: &ClusterJobs,
+    batch: &[Finished],
+    leaving: &mut Leaving,
+) -> Result<HashSet<(Uuid, i32)>, Refusal> {
+    let inner = &jobs.inner;
+    let bound = inner.settings.lease * 4;
+    let deadline = |leaving: &mut Leaving| {
+        let bounded = Instant::now() + bound;
+        leaving
+            .gives_up_at(jobs)
+            .map_or(bounded, |given_up| given_up.min(bounded))
+    };
+    let mut until = tokio::time::Instant::from_std(deadline(leaving));
+    let client = jobs.client().await.map_err(Refusal::down)?;
+    let started = Instant::now();
+    let mut work = Box::pin(commit(jobs, &client, batch));
+    let mut watching_for_leave = leaving.since(jobs).is_none();
+    let outcome = loop {
+        tokio::select! {
+            outcome = tokio::time::timeout_at(until, &mut work) => break outcome,
+            () = inner.shutdown.triggered(), if watching_for_leave => {
+                watching_for_leave = false;
+                until = until.min(tokio::time::Instant::from_std(deadline(leaving)));
+            }
+        }
+    };
+    drop(work);
+    let Ok(committed) = outcome else {
+        abandon(client);
+        let answering = tokio::time::timeout(inner.settings.timeout, async {
+            let probe = jobs.client().await?;
+            probe.simple_query("SELECT 1").await.map_err(unavailable)
+        })
+        .await;
+        let kind = match answering {
+            Ok(Ok(_)) => RefusalKind::Slow,
+            _ => RefusalKind::Down,
+        };
+        return Err(Refusal {
+            error: timed_out(Duration::from_millis(
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            )),
+            kind,
+        });
+    };
+    committed
 }
 
 /// Why the database did not take a batch of results.
@@ -314,30 +376,42 @@ impl Refusal {
     }
 
     fn of(error: &tokio_postgres::Error) -> Refusal {
+        let kind = match error.code() {
+            Some(code) => refusal_kind(code.code()),
+            // A connection lost; any other error without a code is the client's own
+            // refusal of this statement (a value too large to send), which no retry mends.
+            None if error.is_closed() || is_io(error) => RefusalKind::Down,
+            None => RefusalKind::Refused,
+        };
         Refusal {
             error: unavailable(error),
-            kind: error
-                .code()
-                .map_or(RefusalKind::Down, |code| refusal_kind(code.code())),
+            kind,
         }
     }
 }
 
+/// Whether `error` comes of the connection's input or output.
+fn is_io(error: &tokio_postgres::Error) -> bool {
+    std::iter::successors(std::error::Error::source(error), |cause| cause.source())
+        .any(|cause| cause.is::<io::Error>())
+}
+
 /// What an SQLSTATE says of a refusal: the database down is a connection lost (class
 /// 08), resources short (53: a full disk, too many connections), its shutdown or
-/// restart (57000, 57P01-57P05), a system error (58: I/O), or a standby not yet promoted
-/// (25006); a cancel (57014, a `statement_timeout`), a conflict with another
-/// transaction (40) or a lock not to be had (55P03) is slowness, and so is an internal
-/// error (XX), which may not come again: both are tried a few times.
+/// restart (57000, 57P01-57P05), a system error (58: I/O), a standby not yet promoted
+/// (25006), or its data found corrupted (XX001, XX002); a cancel (57014, a
+/// `statement_timeout`, 25P04 a `transaction_timeout`), a conflict with another
+/// transaction (40) or a lock not to be had (55P03) is slowness, and so is another
+/// internal error (XX000), which may not come again: both are tried a few times.
 fn refusal_kind(sqlstate: &str) -> RefusalKind {
     if ["08", "53", "57000", "57P", "58"]
         .iter()
         .any(|class| sqlstate.starts_with(class))
-        || sqlstate == "25006"
+        || matches!(sqlstate, "25006" | "XX001" | "XX002")
     {
         RefusalKind::Down
     } else if ["40", "XX"].iter().any(|class| sqlstate.starts_with(class))
-        || matches!(sqlstate, "57014" | "55P03")
+        || matches!(sqlstate, "57014" | "55P03" | "25P04")
     {
         RefusalKind::Slow
     } else {
@@ -363,6 +437,9 @@ impl ClusterJobs {
             Some(kept) if !kept.contains(&(id.uuid(), attempt)) => {
                 warn!(logger, "result dropped: the job's lease passed to another node";
                     "elapsed_ms" => elapsed_ms);
+                // Or this attempt's own commit, given up without its answer, landed after
+                // all: whoever waits looks again.
+                self.wake_waiters(id);
             }
             Some(_) => {
                 let done = matches!(record, Encoded::Done { .. });
@@ -463,7 +540,7 @@ mod tests {
         ] {
             assert_eq!(refusal_kind(down), RefusalKind::Down, "{down}");
         }
-        for slow in ["57014", "40001", "40P01", "55P03", "XX000"] {
+        for slow in ["57014", "40001", "40P01", "55P03", "XX000", "25P04"] {
             assert_eq!(refusal_kind(slow), RefusalKind::Slow, "{slow}");
         }
         for refused in ["23514", "22001", "54000", "42501"] {
