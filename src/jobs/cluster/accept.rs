@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, Object};
 use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -157,18 +157,29 @@ async fn store(
         .filter(|pending| !inserted.contains(&pending.id.uuid()))
         .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
         .collect();
-    let mut client = Some(client);
-    let holders = if taken.is_empty() {
-        Ok(HashMap::new())
+    let mut client = if tokio::time::Instant::now() >= cancel_at {
+        // A cancel may be on its way to this connection's backend, to stop whichever
+        // statement runs there when it comes: the connection is closed, not pooled.
+        drop(Object::take(client));
+        tokio::time::timeout_at(deadline, jobs.client())
+            .await
+            .ok()
+            .and_then(Result::ok)
     } else {
-        let held = client.as_ref().expect("the connection is still held");
-        let outcome =
-            tokio::time::timeout_at(deadline, key_holders(held, &taken, jobs.ttl_ms())).await;
-        outcome.unwrap_or_else(|_| {
-            // No key's job is known, so none is replayed, and nothing is to be marked.
-            abandon(client.take().expect("the connection is still held"));
-            Err(timed_out(timeout))
-        })
+        Some(client)
+    };
+    let holders = match &client {
+        _ if taken.is_empty() => Ok(HashMap::new()),
+        None => Err(timed_out(timeout)),
+        Some(held) => {
+            let outcome =
+                tokio::time::timeout_at(deadline, key_holders(held, &taken, jobs.ttl_ms())).await;
+            outcome.unwrap_or_else(|_| {
+                // No key's job is known, so none is replayed, and nothing is to be marked.
+                abandon(client.take().expect("the connection is still held"));
+                Err(timed_out(timeout))
+            })
+        }
     };
     let answers: Vec<Result<Submitted, SubmitError>> = batch
         .iter()
