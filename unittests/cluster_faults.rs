@@ -501,6 +501,58 @@ fn a_cancel_racing_the_reaper_never_calls_a_queued_job_done() {
 }
 
 #[test]
+fn a_cancel_left_little_time_by_the_request_before_it_is_not_made_after_its_503() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // One connection, one worker held by a job that stays running.
+    let flags = [
+        "--workers",
+        "1",
+        "--claim-ahead",
+        "0",
+        "--database-pool-size",
+        "1",
+        "--database-timeout",
+        "1s",
+    ];
+    let (server, gate, held) = a_held_job(pg, &url, &flags);
+    let mut refused = 0;
+    for round in 0..8u64 {
+        let queued = server.submit_json(EXAMPLE_JSON);
+        // A cancel of the held job waits on its row, locked here, for the whole of its
+        // time, and holds the node's one connection meanwhile.
+        let session = Session::holding(
+            pg,
+            &url,
+            &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{held}' FOR UPDATE;\n"),
+            "SELECT id",
+        );
+        let reply = thread::scope(|scope| {
+            let (server, held) = (&server, &held);
+            scope.spawn(move || server.request("POST", &format!("/api/jobs/{held}/cancel")));
+            thread::sleep(Duration::from_millis(5 + round));
+            server.request("POST", &format!("/api/jobs/{queued}/cancel"))
+        });
+        session.finish("ROLLBACK;\n");
+        if reply.status == 503 {
+            refused += 1;
+            thread::sleep(Duration::from_millis(300));
+            assert_eq!(
+                one_row(pg, &url, &state_and_attempt(&queued)),
+                "queued 0",
+                "a cancel answered 503 ({}) was made all the same",
+                reply.body
+            );
+        } else {
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        let _ = server.request("POST", &format!("/api/jobs/{queued}/cancel"));
+    }
+    assert!(refused > 0, "no cancel waited behind the one before it");
+    gate.open();
+}
+
+#[test]
 fn a_team_log_streaming_when_the_node_drains_is_sent_whole() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

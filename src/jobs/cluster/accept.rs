@@ -9,12 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use deadpool_postgres::{Client, Object};
+use deadpool_postgres::Client;
 use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::{abandon, cancel_grace, cancelled_before, settle, timed_out};
+use super::database::{
+    abandon, cancel_grace, cancelled_before, in_time_to_send, pooled_unless_cancelled, settle,
+    timed_out,
+};
 use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -105,13 +108,6 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
     }
 }
 
-/// Whether a submission that arrived at `arrived` still has the time for its insert to
-/// run and, if it must be cancelled, for the cancel's answer to come back.
-fn in_time_to_send(arrived: Instant, now: Instant, timeout: std::time::Duration) -> bool {
-    let waited = now.saturating_duration_since(arrived);
-    timeout.saturating_sub(waited) >= 2 * cancel_grace(timeout)
-}
-
 /// Commits a batch; returns each submission's answer, in order. An error means no
 /// job of the batch is known to be committed; after the commit, what fails is
 /// answered submission by submission. The whole of it is bounded by
@@ -135,20 +131,22 @@ async fn store(
         return Err(timed_out(timeout));
     }
     let cancel_at = deadline - cancel_grace(timeout);
-    let outcome = cancelled_before(&client, cancel_at, deadline, insert(&client, batch)).await;
-    let inserted = match outcome {
-        Ok(Ok(inserted)) => inserted,
+    let cancel = client.cancel_token();
+    let outcome = cancelled_before(cancel, cancel_at, deadline, insert(&client, batch)).await;
+    let Ok(inserted) = outcome else {
+        abandon(client);
+        return Err(timed_out(timeout));
+    };
+    let client = pooled_unless_cancelled(client, cancel_at);
+    let inserted = match inserted {
+        Ok(inserted) => inserted,
         // The cancel's own error, most likely: the database says the batch is not made.
-        Ok(Err(error)) if tokio::time::Instant::now() >= cancel_at => {
+        Err(error) if client.is_none() => {
             warn!(jobs.inner.logger, "accept batch cancelled at its deadline";
                 "jobs" => batch.len(), "error" => %error);
             return Err(timed_out(timeout));
         }
-        Ok(Err(error)) => return Err(error),
-        Err(_) => {
-            abandon(client);
-            return Err(timed_out(timeout));
-        }
+        Err(error) => return Err(error),
     };
     // Keys that made no row: a job has them already (committed: the insert waited for
     // any transaction that held the key).
@@ -157,16 +155,13 @@ async fn store(
         .filter(|pending| !inserted.contains(&pending.id.uuid()))
         .filter_map(|pending| pending.key.as_ref().map(|(key, _)| key.as_str()))
         .collect();
-    let mut client = if tokio::time::Instant::now() >= cancel_at {
-        // A cancel may be on its way to this connection's backend, to stop whichever
-        // statement runs there when it comes: the connection is closed, not pooled.
-        drop(Object::take(client));
-        tokio::time::timeout_at(deadline, jobs.client())
+    // The insert's connection, unless it was closed for its cancel.
+    let mut client = match client {
+        Some(client) => Some(client),
+        None => tokio::time::timeout_at(deadline, jobs.client())
             .await
             .ok()
-            .and_then(Result::ok)
-    } else {
-        Some(client)
+            .and_then(Result::ok),
     };
     let holders = match &client {
         _ if taken.is_empty() => Ok(HashMap::new()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::future::BoxFuture;
-use tokio_postgres::NoTls;
+use tokio_postgres::{CancelToken, NoTls};
 
 use super::ClusterSettings;
 use crate::jobs::Unavailable;
@@ -121,23 +121,38 @@ pub(super) fn unavailable(error: impl std::error::Error) -> Unavailable {
 pub(super) type ConnectionWork<'c, T> = BoxFuture<'c, Result<T, Unavailable>>;
 
 /// `work` on a connection of `db`, the wait for the connection and the work within
-/// `timeout` together. Past it, the connection is given up (see `abandon`): it may be
-/// silent (a route gone, a failover behind one address), or busy with the statement
-/// for a while yet, and back in the pool it would be handed out again. To be awaited
-/// on the database runtime.
+/// `timeout` together. Its statement is cancelled a `cancel_grace` before the end, so
+/// that what the database answers (done, or cancelled) is what the caller is told: a
+/// claim, a cancel or a delete given up without that answer could commit after it.
+/// Work left too little time by the wait is not sent. With no answer by the end the
+/// connection is given up (see `abandon`): it may be silent (a route gone, a failover
+/// behind one address), or busy with the statement for a while yet, and back in the
+/// pool it would be handed out again. To be awaited on the database runtime.
 pub(super) async fn on_connection<T>(
     db: &Pool,
     timeout: Duration,
     work: impl for<'c> FnOnce(&'c mut Object) -> ConnectionWork<'c, T>,
 ) -> Result<T, Unavailable> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
     let mut client = tokio::time::timeout_at(deadline, db.get())
         .await
         .map_err(|_| timed_out(timeout))?
         .map_err(unavailable)?;
+    if !in_time_to_send(started, std::time::Instant::now(), timeout) {
+        return Err(timed_out(timeout));
+    }
+    let cancel_at = deadline - cancel_grace(timeout);
+    let cancel = client.cancel_token();
     // Its own statement, so that the work's borrow of the connection ends here.
-    let outcome = tokio::time::timeout_at(deadline, work(&mut client)).await;
-    settle(client, outcome, timeout)
+    let outcome = cancelled_before(cancel, cancel_at, deadline, work(&mut client)).await;
+    let Ok(answer) = outcome else {
+        abandon(client);
+        return Err(timed_out(timeout));
+    };
+    let cancelled = pooled_unless_cancelled(client, cancel_at).is_none();
+    // An error once cancelled is the cancel's own, most likely.
+    answer.map_err(|error| if cancelled { timed_out(timeout) } else { error })
 }
 
 /// What a connection's work bounded by `timeout` came to: its own answer, or, once
@@ -160,17 +175,27 @@ pub(super) fn cancel_grace(timeout: Duration) -> Duration {
     (timeout / 4).min(Duration::from_millis(500))
 }
 
-/// `work` on `client` until `deadline`, its statement cancelled at `cancel_at` if it
-/// still runs: what the database then answers (its rows, or the cancel's error) says
-/// whether it committed. Elapsed means no answer came at all, and the connection is to
-/// be given up (`settle`). To be awaited on the database runtime.
+/// Whether work that began at `started` still has the time for its statement to run
+/// and, if it must be cancelled, for the cancel's answer to come back.
+pub(super) fn in_time_to_send(
+    started: std::time::Instant,
+    now: std::time::Instant,
+    timeout: Duration,
+) -> bool {
+    let waited = now.saturating_duration_since(started);
+    timeout.saturating_sub(waited) >= 2 * cancel_grace(timeout)
+}
+
+/// `work` on the connection of `cancel` until `deadline`, its statement cancelled at
+/// `cancel_at` if it still runs: what the database then answers (its rows, or the
+/// cancel's error) says whether it committed. Elapsed means no answer came at all, and
+/// the connection is to be given up (`abandon`). To be awaited on the database runtime.
 pub(super) async fn cancelled_before<T>(
-    client: &Object,
+    cancel: CancelToken,
     cancel_at: tokio::time::Instant,
     deadline: tokio::time::Instant,
     work: impl Future<Output = Result<T, Unavailable>>,
 ) -> Result<Result<T, Unavailable>, tokio::time::error::Elapsed> {
-    let cancel = client.cancel_token();
     let mut work = std::pin::pin!(work);
     if let Ok(answered) = tokio::time::timeout_at(cancel_at, &mut work).await {
         return Ok(answered);
@@ -179,6 +204,20 @@ pub(super) async fn cancelled_before<T>(
         let _ = cancel.cancel_query(NoTls).await;
     });
     tokio::time::timeout_at(deadline, work).await
+}
+
+/// `client` back to its pool, unless a cancel may be on its way to its backend
+/// (`cancelled_before` passed `cancel_at`): closed then, lest the cancel, come late,
+/// stop whichever statement runs there next.
+pub(super) fn pooled_unless_cancelled(
+    client: Object,
+    cancel_at: tokio::time::Instant,
+) -> Option<Object> {
+    if tokio::time::Instant::now() < cancel_at {
+        return Some(client);
+    }
+    drop(Object::take(client));
+    None
 }
 
 /// The error of a database call given up after `timeout`.
