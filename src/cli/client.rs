@@ -53,18 +53,23 @@ impl ClientError {
     /// The error of a wait for job `id`, which was made: the message names it, so that
     /// the job is not made again.
     fn while_waiting_for(self, id: &str) -> ClientError {
-        let made =
-            |what: String| format!("job {id} was submitted, but waiting for it failed: {what}");
+        self.with_message(|what| {
+            format!("job {id} was submitted, but waiting for it failed: {what}")
+        })
+    }
+
+    /// The same error, what it says about the server's answer rewritten by `say`.
+    fn with_message(self, say: impl FnOnce(String) -> String) -> ClientError {
         match self {
             ClientError::Refused { status, reason } => ClientError::Refused {
                 status,
-                reason: made(reason),
+                reason: say(reason),
             },
             ClientError::Unreachable { server, detail } => ClientError::Unreachable {
                 server,
-                detail: made(detail),
+                detail: say(detail),
             },
-            ClientError::Input(reason) => ClientError::Input(made(reason)),
+            ClientError::Input(reason) => ClientError::Input(say(reason)),
             other => other,
         }
     }

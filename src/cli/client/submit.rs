@@ -141,22 +141,11 @@ fn may_have_made_the_job(sent: &Result<ureq::Response, ureq::Error>) -> bool {
 /// it was sent under (made up here unless given) answers with the job if it was, and
 /// makes it if not.
 fn safe_to_retry(error: ClientError, key: &str) -> ClientError {
-    let hint = |what: String| {
+    error.with_message(|what| {
         format!(
             "{what}; retrying with --idempotency-key {key} is safe: it makes the job at most once"
         )
-    };
-    match error {
-        ClientError::Unreachable { server, detail } => ClientError::Unreachable {
-            server,
-            detail: hint(detail),
-        },
-        ClientError::Refused { status, reason } => ClientError::Refused {
-            status,
-            reason: hint(reason),
-        },
-        other => other,
-    }
+    })
 }
 
 fn retry_after(response: &ureq::Response) -> Duration {
