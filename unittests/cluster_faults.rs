@@ -891,32 +891,40 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
     assert_eq!(one_row(pg, &url, &state_and_attempt(second)), "done 1");
 }
 
+/// Has the database raise `condition` (a PL/pgSQL condition name) with `message` on
+/// every result of a job of 7 teams.
+fn refuse_results_of_seven_teams(pg: &PostgresServer, url: &str, condition: &str, message: &str) {
+    one_row(
+        pg,
+        url,
+        &format!(
+            "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN
+                     IF (SELECT num_teams FROM icewall_jobs WHERE id = NEW.job_id) = 7 THEN
+                         RAISE EXCEPTION '{message}' USING ERRCODE = '{condition}';
+                     END IF;
+                     RETURN NEW;
+                 END $$;
+             CREATE TRIGGER icewall_test_refuse BEFORE INSERT ON icewall_results
+                 FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse()"
+        ),
+    );
+}
+
 #[test]
 fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
-    // The result of a job of 7 teams is cancelled every time, as by a statement_timeout
-    // it always runs past: slowness of this result, not a database that is down.
-    one_row(
-        pg,
-        &url,
-        "CREATE FUNCTION icewall_test_cancel() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN
-                 IF (SELECT num_teams FROM icewall_jobs WHERE id = NEW.job_id) = 7 THEN
-                     RAISE EXCEPTION 'too slow' USING ERRCODE = 'query_canceled';
-                 END IF;
-                 RETURN NEW;
-             END $$;
-         CREATE TRIGGER icewall_test_cancel BEFORE INSERT ON icewall_results
-             FOR EACH ROW EXECUTE FUNCTION icewall_test_cancel()",
-    );
+    // Cancelled every time, as by a statement_timeout it always runs past: slowness of
+    // this result, not a database that is down.
+    refuse_results_of_seven_teams(pg, &url, "query_canceled", "too slow");
     let cancelled = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
     let failed = server.wait_finished(&cancelled);
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
     assert!(
-        reason.contains("did not take its result in time") && reason.contains("too slow"),
+        reason.contains("did not take its result in 3 tries") && reason.contains("too slow"),
         "{reason}"
     );
     let next = server.submit_json(EXAMPLE_JSON);
@@ -925,6 +933,27 @@ fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
         one_row(pg, &url, &state_and_attempt(&cancelled)),
         "failed 1"
     );
+    assert_eq!(server.get("/readyz").status, 200);
+}
+
+#[test]
+fn a_result_the_database_has_not_the_memory_for_fails_its_job_and_the_node_goes_on() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
+    // Past a limit every time (as a large result past `temp_file_limit` would): this
+    // job's fault, not the database's being down.
+    refuse_results_of_seven_teams(pg, &url, "configuration_limit_exceeded", "past a limit");
+    let limited = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
+    let failed = server.wait_finished(&limited);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not take its result in 3 tries") && reason.contains("past a limit"),
+        "{reason}"
+    );
+    let next = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&next)["status"], "done");
     assert_eq!(server.get("/readyz").status, 200);
 }
 

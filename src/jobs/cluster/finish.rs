@@ -274,8 +274,8 @@ async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving
             // job takes a few bytes of the database's own text.
             error!(finished.logger, "result not taken: the job is failed"; "error" => %refusal.error);
             let why = match refusal.kind {
-                RefusalKind::Refused => "the database refused its result",
-                _ => "the database did not take its result in time",
+                RefusalKind::Refused => "the database refused its result".to_owned(),
+                _ => format!("the database did not take its result in {SLOW_TRIES} tries"),
             };
             finished.record = Encoded::Failed(format!("{why}: {}", refusal.error));
             failed_for_it = true;
@@ -397,20 +397,28 @@ fn is_io(error: &tokio_postgres::Error) -> bool {
 }
 
 /// What an SQLSTATE says of a refusal: the database down is a connection lost (class
-/// 08), resources short (53: a full disk, too many connections), its shutdown or
-/// restart (57000, 57P01-57P05), a system error (58: I/O), a standby not yet promoted
-/// (25006), or its data found corrupted (XX001, XX002); a cancel (57014, a
-/// `statement_timeout`, 25P04 a `transaction_timeout`), a conflict with another
-/// transaction (40) or a lock not to be had (55P03) is slowness, and so is another
-/// internal error (XX000), which may not come again: both are tried a few times.
+/// 08), resources short for everyone (53000, 53100 a full disk, 53300 too many
+/// connections), its shutdown or restart (57000, 57P01-57P05), a system error (58:
+/// I/O), a standby not yet promoted (25006), or its data found corrupted (XX001,
+/// XX002); a cancel (57014, a `statement_timeout`, 25P04 a `transaction_timeout`), a
+/// conflict with another transaction (40) or a lock not to be had (55P03) is slowness,
+/// and so is another internal error (XX000), which may not come again: both are tried
+/// a few times. So is memory or a configured limit too short for the statement (53200,
+/// 53400 a `temp_file_limit`): a large batch may have caused it, split it goes through,
+/// and a job whose result alone causes it is failed rather than waited on for ever.
 fn refusal_kind(sqlstate: &str) -> RefusalKind {
-    if ["08", "53", "57000", "57P", "58"]
+    if ["08", "57000", "57P", "58"]
         .iter()
         .any(|class| sqlstate.starts_with(class))
-        || matches!(sqlstate, "25006" | "XX001" | "XX002")
+        || matches!(
+            sqlstate,
+            "53000" | "53100" | "53300" | "25006" | "XX001" | "XX002"
+        )
     {
         RefusalKind::Down
-    } else if ["40", "XX"].iter().any(|class| sqlstate.starts_with(class))
+    } else if ["40", "53", "XX"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
         || matches!(sqlstate, "57014" | "55P03" | "25P04")
     {
         RefusalKind::Slow
@@ -540,7 +548,9 @@ mod tests {
         ] {
             assert_eq!(refusal_kind(down), RefusalKind::Down, "{down}");
         }
-        for slow in ["57014", "40001", "40P01", "55P03", "XX000", "25P04"] {
+        for slow in [
+            "57014", "40001", "40P01", "55P03", "XX000", "25P04", "53200", "53400",
+        ] {
             assert_eq!(refusal_kind(slow), RefusalKind::Slow, "{slow}");
         }
         for refused in ["23514", "22001", "54000", "42501"] {
