@@ -1178,7 +1178,39 @@ fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out()
 }
 
 #[test]
-fn a_job_row_locked_by_another_transaction_does_not_let_the_nodes_other_leases_run_out() {
+fn a_job_a_live_node_holds_but_does_not_run_is_requeued_after_its_lease() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "2s", "--claim-poll", "100ms"]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    // What a claim that committed after the node gave it up leaves: the job running
+    // under the live node's lease, with no worker on it, its lease run out.
+    one_row(
+        pg,
+        &url,
+        &format!(
+            "DELETE FROM icewall_results WHERE job_id = '{id}';
+             UPDATE icewall_jobs SET state = 'running', finished_at = NULL,
+                 lease_owner = (SELECT id FROM icewall_nodes),
+                 lease_expires_at = now() - interval '1 second'
+             WHERE id = '{id}'"
+        ),
+    );
+    // Within a beat or two, not only once the reapers' last resort comes (five leases).
+    let requeued_and_run = poll_until(Duration::from_secs(4), || {
+        one_row(pg, &url, &state_and_attempt(&id)) == "done 2"
+    });
+    assert!(
+        requeued_and_run,
+        "{}",
+        one_row(pg, &url, &state_and_attempt(&id))
+    );
+}
+
+#[test]
+fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out_nor_requeues_its_job()
+ {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let timing = ["--lease", "3s", "--database-timeout", "1s"];
@@ -1196,8 +1228,11 @@ fn a_job_row_locked_by_another_transaction_does_not_let_the_nodes_other_leases_r
             "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
         ) == "2"
     });
-    // A node that would run the job again were its lease to run out.
-    let other_node = node(&url, &timing);
+    // A node that would run the job again were its lease to run out, and whose reaper
+    // looks often.
+    let mut other_flags = timing.to_vec();
+    other_flags.extend(["--claim-poll", "100ms"]);
+    let other_node = node(&url, &other_flags);
     // One job's row is locked a while, as by a result being stored, a removal or an
     // operator's transaction: the lease of the other must be extended all the same.
     let session = Session::holding(
@@ -1214,8 +1249,18 @@ fn a_job_row_locked_by_another_transaction_does_not_let_the_nodes_other_leases_r
         "a job's lease ran out on its node while another job's row was locked"
     );
     session.finish("COMMIT;\n");
+    // The locked job's lease lapsed under the lock: it stays its live node's, extended
+    // at the next beat, rather than being requeued the moment the lock is let go.
+    thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        one_row(pg, &url, &state_and_attempt(&locked)),
+        "running 1",
+        "a lease that lapsed under a lock was requeued though its node lives"
+    );
     gate.open();
-    assert_eq!(server.wait_finished(&other_job)["status"], "done");
-    assert_eq!(one_row(pg, &url, &state_and_attempt(&other_job)), "done 1");
+    for job in [&locked, &other_job] {
+        assert_eq!(server.wait_finished(job)["status"], "done");
+        assert_eq!(one_row(pg, &url, &state_and_attempt(job)), "done 1");
+    }
     drop(other_node);
 }

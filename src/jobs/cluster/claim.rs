@@ -36,6 +36,18 @@ const CLAIM_AHEAD_TIME: Duration = Duration::from_millis(50);
 /// Most expired leases one heartbeat requeues.
 const REAP_BATCH: i64 = 1000;
 
+/// The assignments that put a job whose lease ran out back in the queue, or fail it
+/// once it has run `$1` (`--max-attempts`) times.
+macro_rules! requeue_or_fail {
+    () => {
+        "state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
+         failure = CASE WHEN job.attempt >= $1 THEN format(
+             'the node running it stopped answering, %s times (--max-attempts)',
+             job.attempt) END,
+         finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
+         lease_owner = NULL, lease_expires_at = NULL"
+    };
+}
 /// Puts this node in the nodes table, for the operators (`/api/stats`).
 pub(super) async fn register_node(
     client: &Object,
@@ -342,7 +354,7 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
         // A row locked by another transaction (this node's result being stored, a
         // removal) is skipped rather than waited for, which would keep every other
         // lease from being extended meanwhile; the reapers skip it too while it is
-        // locked, and a later beat extends it, unless the lock outlasts its lease.
+        // locked, and leave it to this node's next beat once let go (see `reap`).
         client
             .execute(
                 "WITH mine AS (
@@ -357,6 +369,10 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
             )
             .await
             .map_err(unavailable)?;
+    }
+    let released = release_lapsed(jobs, client, &ids).await?;
+    if released > 0 {
+        info!(inner.logger, "jobs this node holds but does not run requeued"; "jobs" => released);
     }
     let running = i32::try_from(ids.len()).unwrap_or(i32::MAX);
     let updated = client
@@ -376,30 +392,86 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
     Ok(())
 }
 
-/// Requeues the jobs whose lease ran out; a job at `--max-attempts` is failed instead.
+/// Requeues the jobs whose lease ran out on a node that stopped beating; a job at
+/// `--max-attempts` is failed instead. A node that beats looks after its own (see
+/// `release_lapsed`): a lease can lapse on a live node while another transaction holds
+/// its row, and requeued the moment the row is let go, before the node's next beat, the
+/// job would run twice and be charged an attempt. Only a lease lapsed `ORPHAN_LEASES`
+/// leases ago is requeued whatever its node, should that node beat and not extend.
 async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
+    let inner = &jobs.inner;
+    let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
+    let lease_ms = millis(inner.settings.lease);
+    let rows = client
+        .query(
+            concat!(
+                "WITH expired AS MATERIALIZED (
+                     SELECT job.id FROM icewall_jobs AS job
+                     WHERE job.state = 'running' AND job.lease_expires_at < now()
+                         AND (job.lease_expires_at
+                                 < now() - $3::float8 * interval '1 millisecond'
+                             OR NOT EXISTS (
+                                 SELECT FROM icewall_nodes AS node
+                                 WHERE node.id = job.lease_owner AND node.heartbeat_at
+                                     >= now() - $4::float8 * interval '1 millisecond'))
+                     ORDER BY job.lease_expires_at LIMIT $2 FOR UPDATE OF job SKIP LOCKED
+                 )
+                 UPDATE icewall_jobs AS job SET ",
+                requeue_or_fail!(),
+                " FROM expired WHERE job.id = expired.id
+                 RETURNING job.state"
+            ),
+            &[
+                &max_attempts,
+                &REAP_BATCH,
+                &(lease_ms * ORPHAN_LEASES),
+                &lease_ms,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+    requeued(client, &rows).await
+}
+
+/// How many leases past its end a lease is requeued even though its node beats: far
+/// longer than a row stays locked by the node's own statements (a result's try takes
+/// four leases at most).
+const ORPHAN_LEASES: f64 = 5.0;
+
+/// Requeues this node's jobs whose lease ran out while it does not run them: a claim
+/// that committed after the node gave it up, a result it gave up. `running` are the
+/// ids it runs; a job claimed since holds a lease that has not run out.
+async fn release_lapsed(
+    jobs: &ClusterJobs,
+    client: &Object,
+    running: &[Uuid],
+) -> Result<u64, Unavailable> {
     let inner = &jobs.inner;
     let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
     let rows = client
         .query(
-            "WITH expired AS MATERIALIZED (
-                 SELECT id FROM icewall_jobs
-                 WHERE state = 'running' AND lease_expires_at < now()
-                 ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE icewall_jobs AS job SET
-                 state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
-                 failure = CASE WHEN job.attempt >= $1 THEN format(
-                     'the node running it stopped answering, %s times (--max-attempts)',
-                     job.attempt) END,
-                 finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
-                 lease_owner = NULL, lease_expires_at = NULL
-             FROM expired WHERE job.id = expired.id
-             RETURNING job.state",
-            &[&max_attempts, &REAP_BATCH],
+            concat!(
+                "WITH lapsed AS MATERIALIZED (
+                     SELECT id FROM icewall_jobs
+                     WHERE state = 'running' AND lease_owner = $2
+                         AND lease_expires_at < now() AND NOT id = ANY($3)
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE icewall_jobs AS job SET ",
+                requeue_or_fail!(),
+                " FROM lapsed WHERE job.id = lapsed.id
+                 RETURNING job.state"
+            ),
+            &[&max_attempts, &inner.settings.node, &running],
         )
         .await
         .map_err(unavailable)?;
+    requeued(client, &rows).await
+}
+
+/// How many of the jobs whose lease ran out (`rows`: their new state) went back in the
+/// queue; the nodes hear of them.
+async fn requeued(client: &Object, rows: &[tokio_postgres::Row]) -> Result<u64, Unavailable> {
     let requeued = rows
         .iter()
         .filter(|row| row.get::<_, &str>(0) == "queued")
