@@ -3,14 +3,16 @@
 //! a finish nudges it.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use slog::{info, warn};
+use slog::{Logger, error, info, warn};
 
 use super::LocalJobs;
 use super::removal::Removal;
+use super::simulation::panic_message;
 use crate::jobs::storage::Storage;
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
@@ -25,26 +27,14 @@ impl LocalJobs {
             .clamp(Duration::from_millis(50), Duration::from_secs(60));
         // A weak handle: the sweeper never keeps the service alive.
         let jobs = Arc::downgrade(&self.inner);
+        let logger = self.inner.logger.clone();
         std::thread::Builder::new()
             .name("icewall-retention".to_owned())
             .spawn(move || {
-                let mut wait = interval;
-                // A message asks for a sweep now; a closed channel ends the thread.
-                while !matches!(
-                    stopped.recv_timeout(wait),
-                    Err(mpsc::RecvTimeoutError::Disconnected)
-                ) {
-                    // Nudges that queued up meanwhile are served by this one sweep.
-                    while stopped.try_recv().is_ok() {}
-                    let Some(inner) = jobs.upgrade() else { return };
-                    let pinned = LocalJobs { inner }.sweep();
-                    // A pinned job is free once its journal segment goes, soon.
-                    wait = if pinned > 0 {
-                        interval.min(PINNED_RETRY)
-                    } else {
-                        interval
-                    };
-                }
+                sweep_until_stopped(&stopped, interval, &logger, || {
+                    let inner = jobs.upgrade()?;
+                    Some(LocalJobs { inner }.sweep())
+                });
             })?;
         *self.inner.sweeper.lock() = Some(stop);
         Ok(())
@@ -91,5 +81,64 @@ impl LocalJobs {
                 again once they have doubled"; "error" => %error);
         }
         pinned
+    }
+}
+
+/// Runs `sweep` every `interval`, and at once when `stopped` brings a message, until
+/// `stopped` closes or `sweep` finds no service left (`None`); `sweep` returns how many
+/// jobs it left pinned. A sweep that panics is logged and the next one runs as
+/// planned: a thread that died with it would leave every later result on disk for good.
+fn sweep_until_stopped(
+    stopped: &mpsc::Receiver<()>,
+    interval: Duration,
+    logger: &Logger,
+    mut sweep: impl FnMut() -> Option<usize>,
+) {
+    let mut wait = interval;
+    while !matches!(
+        stopped.recv_timeout(wait),
+        Err(mpsc::RecvTimeoutError::Disconnected)
+    ) {
+        // Nudges that queued up meanwhile are served by this one sweep.
+        while stopped.try_recv().is_ok() {}
+        let pinned = match panic::catch_unwind(AssertUnwindSafe(&mut sweep)) {
+            Ok(Some(pinned)) => pinned,
+            Ok(None) => return,
+            Err(payload) => {
+                error!(logger, "a retention sweep panicked; the next one runs as planned";
+                    "panic" => panic_message(&*payload));
+                0
+            }
+        };
+        // A pinned job is free once its journal segment goes, soon.
+        wait = if pinned > 0 {
+            interval.min(PINNED_RETRY)
+        } else {
+            interval
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::sweep_until_stopped;
+
+    #[test]
+    fn a_sweep_that_panics_is_followed_by_the_next() {
+        let (_stop, stopped) = mpsc::channel::<()>();
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut sweeps = 0;
+        sweep_until_stopped(&stopped, Duration::from_millis(1), &logger, || {
+            sweeps += 1;
+            match sweeps {
+                1 => panic!("a sweep's defect"),
+                2 => Some(0),
+                _ => None,
+            }
+        });
+        assert_eq!(sweeps, 3, "the sweeps after the one that panicked ran");
     }
 }

@@ -80,8 +80,9 @@ pub(crate) fn caught(
     })
 }
 
-/// The text a panic was raised with, for the failure reason of the job that raised it.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text a panic was raised with: the failure reason of the job that raised it, or
+/// the log line of a sweep that did.
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {
