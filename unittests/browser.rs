@@ -1306,3 +1306,61 @@ fn the_throughput_charts_tooltips_are_formatted() {
         ])
     );
 }
+
+#[test]
+fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::closed();
+    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    // Held at the gate, it keeps the server draining until the test opens it.
+    server.submit_json(EXAMPLE_JSON);
+    let browser = Browser::tall();
+    browser.open(&server.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-depth').textContent !== '–'",
+    );
+    // Whether it is disabled, and whether it is drawn filled, as a button to press.
+    let pressable = "const button = document.getElementById('shutdown'); \
+        return [button.disabled, getComputedStyle(button).backgroundColor !== 'rgba(0, 0, 0, 0)']";
+    assert_eq!(browser.script(pressable), json!([false, true]));
+    // Every question answered yes; the shutdown requests held until let go.
+    browser.script(
+        "window.confirm = () => true; window.heldShutdowns = []; const fetchNow = window.fetch; \
+         window.fetch = (path, options = {}) => !String(path).includes('graceful_shutdown') ? fetchNow(path, options) \
+           : new Promise((resolve) => window.heldShutdowns.push(() => resolve(fetchNow(path, options)))); \
+         return null",
+    );
+    // A double click: one request, and a button that no longer looks pressable.
+    browser.click("#shutdown");
+    browser.click("#shutdown");
+    assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
+    assert_eq!(browser.script(pressable), json!([true, false]));
+    browser.script("window.heldShutdowns.forEach((send) => send()); return null");
+    let note = browser.wait_for(
+        "the drain said",
+        "const note = document.getElementById('overview-accepting'); \
+         return !note.hidden && note.textContent",
+    );
+    assert!(note.as_str().unwrap().contains("shutting down"), "{note}");
+    // Still disabled while the server drains: once asked, there is nothing to press again.
+    assert_eq!(browser.script(pressable), json!([true, false]));
+    gate.open();
+    assert!(server.wait_exit().success());
+    let trouble = browser.wait_for(
+        "the stop said",
+        "const note = document.getElementById('trouble'); \
+         return !note.hidden && note.textContent",
+    );
+    assert!(
+        trouble
+            .as_str()
+            .unwrap()
+            .starts_with("The server has shut down."),
+        "{trouble}"
+    );
+    assert_eq!(browser.script(pressable), json!([true, false]));
+    assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
+}

@@ -84,7 +84,11 @@ function showTrouble(error) {
     return;
   }
   showTrouble.since = showTrouble.since || new Date();
-  note.textContent = `${error.message} What is shown is as of ${showTrouble.since.toLocaleTimeString()}; trying again every ${POLL_MS / 1000} s.`;
+  // No answer from a server seen draining: it has done what it was asked, not failed.
+  server.stopped = server.draining && error.status === 0;
+  showServerState();
+  const message = server.stopped ? 'The server has shut down.' : error.message;
+  note.textContent = `${message} What is shown is as of ${showTrouble.since.toLocaleTimeString()}; trying again every ${POLL_MS / 1000} s.`;
   note.hidden = false;
 }
 
@@ -335,7 +339,9 @@ views.overview = {
     $('stat-workers').textContent = `${fmt(stats.workers.busy)} of ${fmt(stats.workers.total)}`;
     $('stat-wait').textContent = `${duration(stats.queue_wait.p50_ms)} / ${duration(stats.queue_wait.p95_ms)}`;
     $('stat-run').textContent = `${duration(stats.run_time.p50_ms)} / ${duration(stats.run_time.p95_ms)}`;
-    $('overview-accepting').hidden = stats.accepting;
+    server.draining = !stats.accepting;
+    server.stopped = false;
+    showServerState();
     showNodes(stats.nodes);
     drawThroughput($('chart-throughput'), stats.throughput);
   },
@@ -711,25 +717,16 @@ async function submit(event) {
 
 // ---- actions -------------------------------------------------------------------------
 
-async function deleteJob() {
-  const id = jobView.id;
-  const button = $('job-delete');
-  // What the question says is what is sent, whatever a poll shows meanwhile.
-  const queued = jobView.queued;
-  const question = queued
-    ? `Cancel job ${id.slice(0, 8)}? It is removed from the queue and never runs.`
-    : `Delete job ${id.slice(0, 8)}? Its result and files are removed for good.`;
+/**
+ * Asks `question` in the browser's own dialog and, on yes, runs `send` with `button`
+ * disabled until its answer comes: a second click would send the request again. A
+ * refusal is told in a toast.
+ */
+async function confirmAndSend(button, question, send) {
   if (!window.confirm(question)) return;
-  // Disabled until the answer: a second click would send it again.
   button.disabled = true;
   try {
-    // A cancel leaves a job that finished since the page last looked: a DELETE would
-    // remove its result.
-    const answer = queued
-      ? await api('/api/jobs/' + id + '/cancel', { method: 'POST', admin: true })
-      : await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
-    toast(`Job ${id.slice(0, 8)} ${answer.status}.`);
-    location.hash = '#/jobs';
+    await send();
   } catch (error) {
     toast(error.message);
   } finally {
@@ -737,15 +734,46 @@ async function deleteJob() {
   }
 }
 
+function deleteJob() {
+  const id = jobView.id;
+  // What the question says is what is sent, whatever a poll shows meanwhile.
+  const queued = jobView.queued;
+  const question = queued
+    ? `Cancel job ${id.slice(0, 8)}? It is removed from the queue and never runs.`
+    : `Delete job ${id.slice(0, 8)}? Its result and files are removed for good.`;
+  return confirmAndSend($('job-delete'), question, async () => {
+    // A cancel leaves a job that finished since the page last looked: a DELETE would
+    // remove its result.
+    const answer = queued
+      ? await api('/api/jobs/' + id + '/cancel', { method: 'POST', admin: true })
+      : await api('/api/jobs/' + id, { method: 'DELETE', admin: true });
+    toast(`Job ${id.slice(0, 8)} ${answer.status}.`);
+    location.hash = '#/jobs';
+  });
+}
+
+/**
+ * What the page knows of the server's shutdown: `draining` once it refuses new jobs
+ * (the shutdown's answer, or a refresh's stats), `stopped` once it no longer answers
+ * after that. A server started again accepts, and clears both.
+ */
+const server = { draining: false, stopped: false };
+
+function showServerState() {
+  $('overview-accepting').hidden = !server.draining || server.stopped;
+  $('shutdown').disabled = server.draining;
+}
+
 async function shutDown() {
-  if (!window.confirm('Shut the server down? Queued and running jobs finish first, then it exits.')) return;
-  try {
+  const question = 'Shut the server down? Queued and running jobs finish first, then it exits.';
+  await confirmAndSend($('shutdown'), question, async () => {
     const answer = await api('/api/graceful_shutdown', { method: 'POST', admin: true });
-    toast(`Shutting down; ${answer.pending} jobs still to finish.`);
+    server.draining = true;
+    toast(`Shutting down; ${fmt(answer.pending)} jobs still to finish.`);
     refresh();
-  } catch (error) {
-    toast(error.message);
-  }
+  });
+  // At once, before another click can come: the button stays disabled while the server drains.
+  showServerState();
 }
 
 // ---- routing and polling -------------------------------------------------------------
