@@ -305,7 +305,7 @@ impl Metrics {
     /// Jobs finished per minute over the last hour, and the spread of recent waits and
     /// run times.
     pub fn recent(&self) -> Recent {
-        self.recent.lock().read(self.minute())
+        self.recent.lock().read(self.started.elapsed())
     }
 
     /// The text exposition of every metric, after reading the live values.
@@ -353,8 +353,14 @@ pub struct Spread {
 /// What `RecentJobs` tells.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recent {
-    /// Oldest first; the last is the minute under way.
+    /// Oldest first; the last is the minute under way. The minutes are counted from the
+    /// server's start, not the clock's.
     pub throughput: Vec<Interval>,
+    /// How much of the minute under way has passed.
+    pub current_minute_ms: u64,
+    /// The first minutes of `throughput` that came before the server's start: zeros
+    /// that counted nothing.
+    pub before_start: usize,
     pub queue_wait: Spread,
     pub run_time: Spread,
 }
@@ -417,7 +423,9 @@ impl RecentJobs {
         keep_latest(&mut self.runs, ran);
     }
 
-    fn read(&self, now: u64) -> Recent {
+    /// What the ring holds `up` after the server's start.
+    fn read(&self, up: Duration) -> Recent {
+        let now = up.as_secs() / 60;
         // Always a whole hour: minutes before the server started read as zero.
         let throughput = (0..THROUGHPUT_MINUTES as u64)
             .rev()
@@ -435,6 +443,8 @@ impl RecentJobs {
             .collect();
         Recent {
             throughput,
+            current_minute_ms: (up.as_millis() % 60_000) as u64,
+            before_start: (THROUGHPUT_MINUTES as u64 - 1).saturating_sub(now) as usize,
             queue_wait: spread(&self.waits),
             run_time: spread(&self.runs),
         }

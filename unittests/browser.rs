@@ -1278,16 +1278,19 @@ fn the_throughput_charts_tooltips_are_formatted() {
         "the overview",
         "return document.getElementById('stat-done').textContent === '0'",
     );
-    // Stats as a busy server's: thousands of jobs a minute.
+    // Stats as a busy server's, up for over an hour, 12 s into its minute: thousands of
+    // jobs a minute.
     browser.script(
         "const fetchNow = window.fetch; \
          window.fetch = async (path, options) => { \
            const answer = await fetchNow(path, options); \
            if (!String(path).startsWith('/api/stats')) return answer; \
            const stats = await answer.json(); \
+           Object.assign(stats.throughput, { intervals_before_start: 0, current_interval_ms: 12000 }); \
            const intervals = stats.throughput.intervals; \
            intervals[intervals.length - 1] = { done: 12345, failed: 1234 }; \
-           intervals[intervals.length - 3] = { done: 1500, failed: 0 }; \
+           intervals[intervals.length - 2] = { done: 1500, failed: 0 }; \
+           intervals[intervals.length - 4] = { done: 1500, failed: 0 }; \
            return new Response(JSON.stringify(stats), { status: 200, headers: { 'Content-Type': 'application/json' } }); \
          }; \
          return null",
@@ -1295,15 +1298,95 @@ fn the_throughput_charts_tooltips_are_formatted() {
     let titles = browser.wait_for(
         "the busy minutes drawn",
         "const titles = [...document.querySelectorAll('#chart-throughput rect title')].map((t) => t.textContent); \
-         return titles.length === 3 && titles",
+         return titles.length === 4 && titles",
     );
     assert_eq!(
         titles,
         json!([
-            "2 min ago: 1,500 done",
-            "this minute: 12,345 done",
-            "this minute: 1,234 failed"
+            "3 min ago: 1,500 done",
+            "1 min ago: 1,500 done",
+            "the last 12 s: 12,345 done",
+            "the last 12 s: 1,234 failed"
         ])
+    );
+    // The minute under way has had 12 s: its bar is a fifth as wide as a whole minute's,
+    // and ends at the axis's end, now.
+    let bars = browser.script(
+        "const plot = document.querySelector('#chart-throughput .axis').getBBox().width; \
+         return [...document.querySelectorAll('#chart-throughput .bar-done rect')].map((bar) => \
+           [Number(bar.getAttribute('x')), Number(bar.getAttribute('width')), plot])",
+    );
+    let [minute, _, under_way] = [0, 1, 2].map(|k| {
+        let bar = &bars[k];
+        (
+            bar[0].as_f64().unwrap(),
+            bar[1].as_f64().unwrap(),
+            bar[2].as_f64().unwrap(),
+        )
+    });
+    let (x, width, plot) = under_way;
+    assert!(
+        width < minute.1 / 3.0,
+        "a whole minute {minute:?}, the minute under way {under_way:?}"
+    );
+    assert!(
+        x + width <= plot + 0.1 && plot - (x + width) < 1.5,
+        "{bars}"
+    );
+    assert_eq!(
+        browser.text("#throughput-caption"),
+        "Jobs finished per minute, in the last hour (done and failed)"
+    );
+}
+
+#[test]
+fn the_throughput_chart_of_a_server_just_started_begins_at_its_start() {
+    if !browser_available() {
+        return;
+    }
+    let before = std::time::Instant::now();
+    let (server, _) = a_done_job(&[]);
+    let browser = Browser::tall();
+    browser.open(&server.url("/#/"));
+    let title = browser.wait_for(
+        "the job in the chart",
+        "const title = document.querySelector('#chart-throughput .bar-done title'); \
+         return title && title.textContent",
+    );
+    // No more than the time since the server's start: the 59 minutes before it are no
+    // part of the chart.
+    let up = before.elapsed().as_secs_f64();
+    let ticks = browser.script(
+        "return [...document.querySelectorAll('#chart-throughput .tick')].map((t) => t.textContent)",
+    );
+    let started = ticks[0].as_str().unwrap();
+    let ago = |unit: &str| -> Option<f64> {
+        started
+            .strip_prefix("started ")?
+            .strip_suffix(unit)?
+            .parse()
+            .ok()
+    };
+    let seconds = ago(" s ago")
+        .or_else(|| ago(" min ago").map(|minutes| minutes * 60.0))
+        .unwrap_or_else(|| panic!("the axis begins at {ticks}"));
+    // Minutes are rounded: up to half of one more.
+    assert!(seconds <= up + 30.0, "{started}, up {up} s");
+    assert_eq!(ticks[1], "now");
+    assert!(title.as_str().unwrap().ends_with(": 1 done"), "{title}");
+    let label = browser.script(
+        "return document.querySelector('#chart-throughput svg').getAttribute('aria-label')",
+    );
+    assert!(
+        label
+            .as_str()
+            .unwrap()
+            .starts_with("Jobs finished since the server started"),
+        "{label}"
+    );
+    assert_eq!(
+        browser.text("#throughput-caption"),
+        "Jobs finished per minute, since the server started (done and failed)"
     );
 }
 

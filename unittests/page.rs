@@ -69,10 +69,12 @@ fn the_page_is_served_with_its_type_an_etag_and_a_strict_policy() {
 
 #[test]
 fn stats_count_jobs_by_state_and_the_last_hour() {
+    let before = std::time::Instant::now();
     let server = Server::start(&["--workers", "3"]);
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     let stats = server.get("/api/stats").json();
+    let up = before.elapsed();
     assert_eq!(stats["jobs"]["done"], 1, "{stats}");
     assert_eq!(stats["jobs"]["failed"], 0);
     assert_eq!(stats["jobs"]["queued"], 0);
@@ -82,6 +84,22 @@ fn stats_count_jobs_by_state_and_the_last_hour() {
     assert_eq!(intervals.len(), 60);
     assert_eq!(intervals.last().unwrap()["done"], 1, "{stats}");
     assert_eq!(stats["throughput"]["interval_seconds"], 60);
+    // Counted from the server's start: the minutes before it are zeros, and the minute
+    // under way has had no more time than the server.
+    let before_start = stats["throughput"]["intervals_before_start"]
+        .as_u64()
+        .unwrap();
+    assert!((59 - (up.as_secs() / 60).min(59)..=59).contains(&before_start));
+    assert!(
+        intervals[..before_start as usize]
+            .iter()
+            .all(|i| i["done"] == 0 && i["failed"] == 0)
+    );
+    let current = stats["throughput"]["current_interval_ms"].as_u64().unwrap();
+    assert!(
+        current < 60_000 && u128::from(current) <= up.as_millis(),
+        "{stats}"
+    );
     assert_eq!(stats["run_time"]["samples"], 1);
     assert!(stats["run_time"]["p95_ms"].as_f64().unwrap() >= 0.0);
     assert!(stats["queue_wait"]["p50_ms"].as_f64().is_some());

@@ -292,33 +292,54 @@ function drawGantt(container, chart) {
   last.textContent = fmt(chart.days);
 }
 
-/** Done and failed jobs per minute, stacked bars. */
-function drawThroughput(container, throughput) {
-  const intervals = throughput.intervals;
-  const yMax = Math.max(1, ...intervals.map((i) => i.done + i.failed));
-  const done = intervals.reduce((a, i) => a + i.done, 0);
-  const failed = intervals.reduce((a, i) => a + i.failed, 0);
-  const c = frame(container, `Jobs finished in the last hour: ${fmt(done)} done, ${fmt(failed)} failed`, 120);
-  const w = c.width / intervals.length;
+/** How long ago, for a chart's axis and tooltips: seconds under a minute, else minutes. */
+function ago(seconds) {
+  return seconds < 60 ? `${Math.round(seconds)} s ago` : `${fmt(Math.round(seconds / 60))} min ago`;
+}
+
+/**
+ * Done and failed jobs per interval, stacked bars on an axis of time that ends now. The
+ * server counts its intervals from its start: the last, under way, is as wide as the
+ * time it has had, and the intervals from before the start, zeros that counted nothing,
+ * are left out (the axis begins at the start).
+ */
+function drawThroughput(container, caption, throughput) {
+  const seconds = throughput.interval_seconds;
+  const counted = throughput.intervals.slice(throughput.intervals_before_start);
+  const current = Math.min(seconds, throughput.current_interval_ms / 1000);
+  const span = Math.max(1, (counted.length - 1) * seconds + current);
+  const since = throughput.intervals_before_start ? 'since the server started' : 'in the last hour';
+  const yMax = Math.max(1, ...counted.map((i) => i.done + i.failed));
+  const done = counted.reduce((a, i) => a + i.done, 0);
+  const failed = counted.reduce((a, i) => a + i.failed, 0);
+  caption.textContent = `Jobs finished per ${seconds === 60 ? 'minute' : seconds + ' s'}, ${since} (done and failed)`;
+  const c = frame(container, `Jobs finished ${since}, ${ago(span)}: ${fmt(done)} done, ${fmt(failed)} failed`, 120);
+  const x = (t) => (t / span) * c.width;
   const y = (v) => (v / yMax) * c.height;
   const doneBars = el('g', { class: 'series bar-done' }, c.plot);
   const failedBars = el('g', { class: 'series bar-failed' }, c.plot);
-  const minute = (ago) => (ago ? `${fmt(ago)} min ago` : 'this minute');
-  intervals.forEach((i, k) => {
-    const ago = intervals.length - 1 - k;
-    if (i.done) {
-      const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.done).toFixed(1) }, doneBars);
-      el('title', {}, bar).textContent = `${minute(ago)}: ${fmt(i.done)} done`;
-    }
-    if (i.failed) {
-      const bar = el('rect', { x: (k * w + 1).toFixed(1), y: (c.height - y(i.done + i.failed)).toFixed(1), width: Math.max(1, w - 2).toFixed(1), height: y(i.failed).toFixed(1) }, failedBars);
-      el('title', {}, bar).textContent = `${minute(ago)}: ${fmt(i.failed)} failed`;
-    }
+  counted.forEach((i, k) => {
+    const last = k === counted.length - 1;
+    const left = x(k * seconds);
+    const width = x(last ? span : (k + 1) * seconds) - left;
+    // A gap parts the bars where they are wide enough to spare it.
+    const gap = width > 4 ? 1 : 0;
+    const when = last ? `the last ${Math.max(1, Math.ceil(current))} s` : ago((counted.length - 1 - k) * seconds);
+    const bar = (bars, bottom, count, what) => {
+      const rect = el('rect', {
+        x: (left + gap).toFixed(1), y: (c.height - y(bottom + count)).toFixed(1),
+        width: Math.max(1, width - 2 * gap).toFixed(1), height: y(count).toFixed(1),
+      }, bars);
+      el('title', {}, rect).textContent = `${when}: ${fmt(count)} ${what}`;
+    };
+    if (i.done) bar(doneBars, 0, i.done, 'done');
+    if (i.failed) bar(failedBars, i.done, i.failed, 'failed');
   });
   el('path', { class: 'axis', d: `M0,0V${c.height}H${c.width}` }, c.plot);
-  const labels = [[0, '60 min ago', 'start'], [c.width, 'now', 'end']];
-  for (const [x, text, anchor] of labels) {
-    el('text', { class: 'tick', x, y: c.height + 16, 'text-anchor': anchor }, c.plot).textContent = text;
+  const first = throughput.intervals_before_start ? 'started ' + ago(span) : ago(span);
+  const labels = [[0, first, 'start'], [c.width, 'now', 'end']];
+  for (const [at, text, anchor] of labels) {
+    el('text', { class: 'tick', x: at, y: c.height + 16, 'text-anchor': anchor }, c.plot).textContent = text;
   }
   el('text', { class: 'tick', x: -6, y: 10, 'text-anchor': 'end' }, c.plot).textContent = compact(yMax);
 }
@@ -343,7 +364,7 @@ views.overview = {
     server.stopped = false;
     showServerState();
     showNodes(stats.nodes);
-    drawThroughput($('chart-throughput'), stats.throughput);
+    drawThroughput($('chart-throughput'), $('throughput-caption'), stats.throughput);
   },
 };
 

@@ -26,9 +26,16 @@ pub struct Workers {
 }
 
 /// Jobs finished per interval, oldest first; the last interval is the one under way.
+/// The intervals are counted from the server's start, not the clock's minutes.
 #[derive(Serialize, ToSchema)]
 pub struct Throughput {
     interval_seconds: u64,
+    /// How much of the last interval, the one under way, has passed: less than
+    /// `interval_seconds`, so its counts are of that much time only.
+    current_interval_ms: u64,
+    /// How many of the first intervals came before the server started (all but the last
+    /// in its first minute): zeros that counted nothing, not an idle server.
+    intervals_before_start: usize,
     intervals: Vec<Interval>,
 }
 
@@ -95,6 +102,8 @@ pub async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
         accepting: state.jobs.is_accepting(),
         throughput: Throughput {
             interval_seconds: 60,
+            current_interval_ms: recent.current_minute_ms,
+            intervals_before_start: recent.before_start,
             intervals: recent.throughput,
         },
         queue_wait: recent.queue_wait,

@@ -8,13 +8,13 @@ fn throughput_counts_each_minute_of_the_last_hour_and_forgets_older_ones() {
     recent.finished(0, true, Duration::from_millis(1));
     recent.finished(0, false, Duration::from_millis(1));
     recent.finished(3, true, Duration::from_millis(1));
-    let now = recent.read(3).throughput;
+    let now = recent.read(Duration::from_secs(3 * 60)).throughput;
     assert_eq!(now.len(), THROUGHPUT_MINUTES);
     assert_eq!(now[THROUGHPUT_MINUTES - 4], Interval { done: 1, failed: 1 });
     assert_eq!(now[THROUGHPUT_MINUTES - 1], Interval { done: 1, failed: 0 });
     // An hour on, minute 60 reuses minute 0's slot: the old counts are gone.
     recent.finished(60, true, Duration::from_millis(1));
-    let later = recent.read(62).throughput;
+    let later = recent.read(Duration::from_secs(62 * 60)).throughput;
     assert_eq!(later.len(), THROUGHPUT_MINUTES);
     assert_eq!(
         later[THROUGHPUT_MINUTES - 3],
@@ -24,13 +24,28 @@ fn throughput_counts_each_minute_of_the_last_hour_and_forgets_older_ones() {
 }
 
 #[test]
+fn throughput_says_which_minutes_came_before_the_start_and_how_far_the_last_has_got() {
+    let recent = RecentJobs::default();
+    let just_started = recent.read(Duration::from_millis(12_345));
+    assert_eq!(just_started.before_start, THROUGHPUT_MINUTES - 1);
+    assert_eq!(just_started.current_minute_ms, 12_345);
+    let later = recent.read(Duration::from_secs(3 * 60 + 5));
+    assert_eq!(later.before_start, THROUGHPUT_MINUTES - 4);
+    assert_eq!(later.current_minute_ms, 5_000);
+    let an_hour_on = recent.read(Duration::from_secs(59 * 60));
+    assert_eq!(an_hour_on.before_start, 0);
+    assert_eq!(an_hour_on.current_minute_ms, 0);
+    assert_eq!(recent.read(Duration::from_secs(600 * 60)).before_start, 0);
+}
+
+#[test]
 fn percentiles_are_of_the_latest_samples() {
     let mut recent = RecentJobs::default();
-    assert_eq!(recent.read(0).queue_wait.p50_ms, None);
+    assert_eq!(recent.read(Duration::ZERO).queue_wait.p50_ms, None);
     for ms in 1..=100 {
         recent.waited(Duration::from_millis(ms));
     }
-    let wait = recent.read(0).queue_wait;
+    let wait = recent.read(Duration::ZERO).queue_wait;
     assert_eq!(
         (wait.p50_ms, wait.p95_ms, wait.samples),
         (Some(50.0), Some(95.0), 100)
@@ -38,7 +53,7 @@ fn percentiles_are_of_the_latest_samples() {
     for _ in 0..LATEST_SAMPLES {
         recent.waited(Duration::from_millis(7));
     }
-    assert_eq!(recent.read(0).queue_wait.p95_ms, Some(7.0));
+    assert_eq!(recent.read(Duration::ZERO).queue_wait.p95_ms, Some(7.0));
 }
 
 #[test]
