@@ -1447,3 +1447,34 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
     assert_eq!(browser.script(pressable), json!([true, false]));
     assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
 }
+
+#[test]
+fn a_running_job_offers_no_delete_until_it_has_finished() {
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::closed();
+    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let id = server.submit_json(EXAMPLE_JSON);
+    wait_until("the job running", || {
+        server.get(&format!("/api/jobs/{id}")).json()["status"] == "running"
+    });
+    let browser = Browser::tall();
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the running job",
+        "return document.getElementById('job-state').textContent === 'running'",
+    );
+    // A DELETE would be refused with 409: there is no button to send one.
+    assert_eq!(
+        browser.script("return document.getElementById('job-actions').hidden"),
+        true
+    );
+    gate.open();
+    server.wait_finished(&id);
+    browser.wait_for(
+        "the delete button once done",
+        "return document.getElementById('job-state').textContent === 'done' \
+           && !document.getElementById('job-actions').hidden",
+    );
+}

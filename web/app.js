@@ -495,7 +495,9 @@ views.job = {
       return;
     }
     if (id !== jobView.id) return;
-    $('job-actions').hidden = false;
+    // A running job can be neither cancelled nor deleted (the server answers 409): no
+    // button to press until it has finished.
+    $('job-actions').hidden = job.status === 'running';
     $('job-state').replaceChildren(stateBadge(job.status));
     $('job-state').className = '';
     $('job-created').textContent = when(job.created_at);
