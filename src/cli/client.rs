@@ -6,8 +6,8 @@
 //! (which is not followed); 2 a usage or local input error (a job id that is not a UUID
 //! among them: ids go into URLs, so nothing else is ever sent), or an answer this client
 //! cannot read; 3 the server cannot be reached, or its answer was cut off or stalled; 4
-//! `submit --wait --timeout` ran out of time (the job goes on; the message names it and
-//! its status).
+//! `submit --wait --timeout` ran out of time, a request unanswered or the job unfinished
+//! (the job goes on; the message names it and the last status the server gave).
 
 mod args;
 mod connection;
@@ -38,15 +38,22 @@ pub enum ClientError {
     Input(String),
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
-    #[error(
-        "job {id} is still {status} after {}; it goes on (`icewall status {id}`)",
-        humantime::format_duration(*.after)
-    )]
+    #[error("{}; it goes on (`icewall status {id}`)", timed_out(id, status.as_deref(), *after))]
     TimedOut {
         id: String,
-        status: String,
+        /// The last status the server gave, if it gave one in time.
+        status: Option<String>,
         after: Duration,
     },
+}
+
+/// What a wait that ran out of time knows of its job.
+fn timed_out(id: &str, status: Option<&str>, after: Duration) -> String {
+    let after = humantime::format_duration(after);
+    match status {
+        Some(status) => format!("job {id} is still {status} after {after}"),
+        None => format!("no answer about job {id} came within {after}"),
+    }
 }
 
 impl ClientError {
@@ -118,20 +125,35 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
             if !is_finished(&result) {
                 return Err(ClientError::TimedOut {
                     id,
-                    status: result.status,
+                    status: Some(result.status),
                     after: timeout.unwrap_or_default(),
                 });
             }
             print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Status { id, wait, .. } => {
-            let result = wait_for(&client, &id.to_string(), Some(wait.unwrap_or_default()))?;
+            let id = id.to_string();
+            let result = match wait.filter(|wait| !wait.is_zero()) {
+                None => client.job_result(&id)?,
+                // The wait running out is no error, and prints the status; a server that
+                // gave no answer in it has no status to print.
+                Some(wait) => wait_for(&client, &id, Some(wait)).map_err(|error| match error {
+                    ClientError::TimedOut { .. } => ClientError::Unreachable {
+                        server: client.url(""),
+                        detail: format!(
+                            "no answer came within --wait {}; giving up",
+                            humantime::format_duration(wait)
+                        ),
+                    },
+                    other => other,
+                })?,
+            };
             writeln!(out, "{}", printable(&result.status))?;
             Ok(())
         }
         ClientCommand::Result { id, json, .. } => {
             let id = id.to_string();
-            let result = client.job_result(&id, Duration::ZERO)?;
+            let result = client.job_result(&id)?;
             print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Query {

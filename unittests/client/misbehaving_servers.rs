@@ -198,10 +198,13 @@ fn a_server_that_says_nothing_is_given_up_on_after_the_silence_timeout_with_exit
     let outputs = run_all_within(&silent, &runs, Duration::from_secs(20));
     for (args, output) in runs.iter().zip(&outputs) {
         let message = exited_with(&args, output, 3);
-        assert!(
-            message.contains("nothing came from it for 1s; giving up"),
-            "{args:?}: {message}"
-        );
+        // A wait no longer than the silence ends first.
+        let says = if args.contains(&"--wait") && args[0] == "status" {
+            "no answer came within --wait 1s; giving up"
+        } else {
+            "nothing came from it for 1s; giving up"
+        };
+        assert!(message.contains(says), "{args:?}: {message}");
     }
     // A flag for tests only: it is not offered to users.
     let help = super::stdout(&super::icewall_local(&["status", "--help"]));
@@ -581,4 +584,67 @@ fn a_team_log_is_printed_with_control_bytes_escaped_but_its_lines_kept() {
         super::stdout(&output),
         "day 1: team 1\\u{1b}[2J finished\tsection 1\\r\nday 2: \\u{9b}31m team 2\\u{7}\n"
     );
+}
+
+/// A server that takes a job and then never answers a question about it, the
+/// connection held open.
+fn server_that_takes_a_job_and_stalls() -> String {
+    fake_server(|head, stream| {
+        if head.starts_with("POST") {
+            let body = format!(r#"{{"job_id":"{ID}"}}"#);
+            respond(
+                stream,
+                "202 Accepted",
+                "Content-Type: application/json\r\n",
+                body.as_bytes(),
+            );
+        }
+        true
+    })
+}
+
+#[test]
+fn a_wait_ends_at_its_timeout_however_long_the_server_stalls() {
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    // Far longer than the waits, so that only the wait's own bound can end them in time.
+    let slow = ["--debug-silence-timeout", "60s"];
+    let never_answers = server_that_takes_a_job_and_stalls();
+    let answers_once = server_that_stalls_after_one_answer();
+    let submit = [
+        vec!["submit", &wall, "--wait", "--timeout", "2s"],
+        slow.to_vec(),
+    ]
+    .concat();
+    let status = [vec!["status", ID, "--wait", "2s"], slow.to_vec()].concat();
+    for (base, args, code, says) in [
+        (
+            &never_answers,
+            &submit,
+            4,
+            format!("no answer about job {ID} came within 2s"),
+        ),
+        (
+            &answers_once,
+            &submit,
+            4,
+            format!("job {ID} is still running after 2s"),
+        ),
+        (
+            &never_answers,
+            &status,
+            3,
+            "no answer came within --wait 2s".to_owned(),
+        ),
+    ] {
+        let started = Instant::now();
+        let output = run_all_within(base, std::slice::from_ref(args), Duration::from_secs(8));
+        let message = exited_with(args, &output[0], code);
+        assert!(message.contains(&says), "{args:?}: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?}: ended after {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,24 +51,10 @@ impl Client {
         // Silence, not length, is what ends a request: a long download that keeps coming
         // goes on.
         let silence = server.debug_silence_timeout;
-        let mut agent = ureq::AgentBuilder::new()
-            // An icewall server never redirects: following one would send the request,
-            // its config or admin token included, where --server does not point.
-            .redirects(0)
-            // ureq clears a connection's timeouts when it goes back to the pool, and sets
-            // them again only on a new one: a request on a kept-alive connection would
-            // wait for a stalled server for ever. A new connection per request is cheap
-            // at the client's pace (one per held wait, one per page).
-            .max_idle_connections(0)
-            .timeout_connect(silence)
-            .timeout_read(silence)
-            .timeout_write(silence);
-        if let Some(path) = &server.ca_cert {
-            agent = agent.tls_config(tls_config(path)?);
-        }
+        let tls = server.ca_cert.as_deref().map(tls_config).transpose()?;
         Ok(Client {
             base: server.server.trim_end_matches('/').to_owned(),
-            agent: agent.build(),
+            agent: agent(silence, silence, tls.as_ref()),
             silence,
         })
     }
@@ -174,18 +160,8 @@ impl Client {
         &self,
         response: ureq::Response,
     ) -> Result<T, ClientError> {
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_JSON_BYTES + 1)
-            .read_to_end(&mut body)
-            .map_err(|error| self.unreachable(&error))?;
-        if body.len() as u64 > MAX_JSON_BYTES {
-            return Err(unreadable(
-                "it is larger than 16 MiB, more than any icewall answer, and was not read on",
-            ));
-        }
-        serde_json::from_slice(&body).map_err(|error| unreadable(&error.to_string()))
+        let body = json_body(response).map_err(|error| self.unreachable(&error))?;
+        parse_json(&body)
     }
 
     /// Copies the answer's body to `out` as it comes, its control characters escaped
@@ -208,18 +184,101 @@ impl Client {
         }
     }
 
-    /// A job's result, the server holding the answer up to `wait` for the job to finish.
-    pub(super) fn job_result(&self, id: &str, wait: Duration) -> Result<JobResult, ClientError> {
-        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
-        if !wait.is_zero() {
-            // The server says nothing while it holds the request: that silence was asked
-            // for, and only what follows it counts.
-            request = request
-                .query("wait", &format!("{:.3}", wait.as_secs_f64()))
-                .timeout(wait.saturating_add(self.silence));
-        }
+    /// A job's result, as it is now.
+    pub(super) fn job_result(&self, id: &str) -> Result<JobResult, ClientError> {
+        let request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
         self.read_json(self.send(request, None)?)
     }
+
+    /// A job's result, the server holding the answer up to `wait` for the job to
+    /// finish; `None` if `deadline` comes first. The whole request ends by `deadline`,
+    /// so that a stalled server cannot keep a wait past its `--timeout`, and by the
+    /// silence timeout after `wait`.
+    pub(super) fn held_job_result(
+        &self,
+        id: &str,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<Option<JobResult>, ClientError> {
+        // The server says nothing while it holds the request: that silence was asked
+        // for, and only what follows it counts.
+        let held = wait.saturating_add(self.silence);
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(None);
+        }
+        // Whether a request that runs out of time ran out of the deadline's.
+        let deadline_first = left.is_some_and(|left| left < held);
+        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
+        if !wait.is_zero() {
+            request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
+        }
+        // A request neither held nor bounded keeps the silence timeout between reads,
+        // which a request's own timeout replaces.
+        let limit = match left {
+            Some(left) => Some(left.min(held)),
+            None => (!wait.is_zero()).then_some(held),
+        };
+        if let Some(limit) = limit {
+            request = request.timeout(limit);
+        }
+        let out_of_time =
+            |error: &(dyn std::error::Error + 'static)| deadline_first && is_timeout(error);
+        let response = match request.call() {
+            Err(error) if out_of_time(&error) => return Ok(None),
+            sent => self.answer(sent)?,
+        };
+        match json_body(response) {
+            Ok(body) => parse_json(&body).map(Some),
+            Err(error) if out_of_time(&error) => Ok(None),
+            Err(error) => Err(self.unreachable(&error)),
+        }
+    }
+}
+
+/// The answer's body, up to one byte over `MAX_JSON_BYTES`, so that a larger one is
+/// known to be and is not read on.
+fn json_body(response: ureq::Response) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut body)?;
+    Ok(body)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
+    if body.len() as u64 > MAX_JSON_BYTES {
+        return Err(unreadable(
+            "it is larger than 16 MiB, more than any icewall answer, and was not read on",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| unreadable(&error.to_string()))
+}
+
+/// An agent that gives up on a server silent for `silence`, or on a connection not made
+/// within `connect`.
+fn agent(
+    silence: Duration,
+    connect: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> ureq::Agent {
+    let mut agent = ureq::AgentBuilder::new()
+        // An icewall server never redirects: following one would send the request,
+        // its config or admin token included, where --server does not point.
+        .redirects(0)
+        // ureq clears a connection's timeouts when it goes back to the pool, and sets
+        // them again only on a new one: a request on a kept-alive connection would
+        // wait for a stalled server for ever. A new connection per request is cheap
+        // at the client's pace (one per held wait, one per page).
+        .max_idle_connections(0)
+        .timeout_connect(connect)
+        .timeout_read(silence)
+        .timeout_write(silence);
+    if let Some(tls) = tls {
+        agent = agent.tls_config(Arc::clone(tls));
+    }
+    agent.build()
 }
 
 /// An answer without what the client needs from it: another server's, or a wrong one.

@@ -31,12 +31,21 @@ const SHORT_WAIT: Duration = Duration::from_secs(1);
 /// holds no request at all.
 const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
 
+/// The most of a `--timeout` kept back from the last held request, for a new
+/// connection's handshakes and the answer's way back, so that the answer comes before
+/// the timeout rather than being cut off by it.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
 /// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
 /// and returns its last answer: the server holds each request until the job finishes
 /// (`?wait=`), so no time is lost between polls. A server that refuses the wait (its
 /// `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it refuses that too,
 /// without a wait, every `EARLY_ANSWER_PAUSE`. A spinner shows the state and the time
 /// taken on a terminal, nothing otherwise.
+///
+/// # Errors
+/// `TimedOut` when `timeout` ran out with a request unanswered (a stalled server
+/// cannot hold the wait past it), naming the last status seen, if any.
 pub(super) fn wait_for(
     client: &Client,
     id: &str,
@@ -53,15 +62,22 @@ pub(super) fn wait_for(
         ProgressBar::hidden()
     };
     let started = Instant::now();
+    // `None`: a time so far that it never comes.
+    let deadline = timeout.and_then(|timeout| started.checked_add(timeout));
+    let left = || {
+        deadline.map_or(WAIT_PER_REQUEST, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        })
+    };
+    // A quarter of a short timeout, so that it still holds a request.
+    let margin = timeout.map_or(Duration::ZERO, |timeout| (timeout / 4).min(ANSWER_MARGIN));
     // The longest wait the server takes: 10 s, then 1 s, then none, as it refuses them.
     let mut longest_wait = WAIT_PER_REQUEST;
+    let mut last_status = None;
     loop {
-        let left = timeout.map_or(WAIT_PER_REQUEST, |timeout| {
-            timeout.saturating_sub(started.elapsed())
-        });
-        let wait = left.min(longest_wait);
+        let wait = left().saturating_sub(margin).min(longest_wait);
         let asked = Instant::now();
-        let result = match client.job_result(id, wait) {
+        let result = match client.held_job_result(id, wait, deadline) {
             Err(ClientError::Refused { status: 400, .. }) if !wait.is_zero() => {
                 longest_wait = if longest_wait > SHORT_WAIT {
                     SHORT_WAIT
@@ -70,19 +86,27 @@ pub(super) fn wait_for(
                 };
                 continue;
             }
-            answer => answer?,
+            Ok(Some(result)) => result,
+            Ok(None) => {
+                spinner.finish_and_clear();
+                return Err(ClientError::TimedOut {
+                    id: id.to_owned(),
+                    status: last_status,
+                    after: timeout.unwrap_or_default(),
+                });
+            }
+            Err(error) => return Err(error),
         };
-        if is_finished(&result) || left.is_zero() {
+        // Within the margin, a request would be cut off before its answer came.
+        if is_finished(&result) || left() <= margin {
             spinner.finish_and_clear();
             return Ok(result);
         }
         spinner.set_message(format!("job {id} {}", printable(&result.status)));
+        last_status = Some(result.status);
         // Answered before its wait was up, or asked without one.
         if wait.is_zero() || asked.elapsed() < wait {
-            let left = timeout.map_or(EARLY_ANSWER_PAUSE, |timeout| {
-                timeout.saturating_sub(started.elapsed())
-            });
-            std::thread::sleep(EARLY_ANSWER_PAUSE.min(left));
+            std::thread::sleep(EARLY_ANSWER_PAUSE.min(left().saturating_sub(margin)));
         }
     }
 }
