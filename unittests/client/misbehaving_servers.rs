@@ -648,3 +648,40 @@ fn a_wait_ends_at_its_timeout_however_long_the_server_stalls() {
         );
     }
 }
+
+/// A server whose queue of connections is full: a connect to it is never answered,
+/// as one to a host that drops packets.
+fn server_that_takes_no_connection() -> (String, TcpListener, TcpStream) {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Linux takes a second listen as the new length of the queue: none waiting but one.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let address = listener.local_addr().unwrap();
+    let queued = TcpStream::connect(address).unwrap();
+    (format!("http://{address}"), listener, queued)
+}
+
+#[test]
+fn a_wait_ends_at_its_timeout_when_the_server_takes_no_connection() {
+    let (base, _listener, _queued) = server_that_takes_no_connection();
+    let args = [
+        "status",
+        ID,
+        "--wait",
+        "2s",
+        "--debug-silence-timeout",
+        "60s",
+    ];
+    let started = Instant::now();
+    let output = run_all_within(&base, &[args.to_vec()], Duration::from_secs(8));
+    let message = exited_with(&args, &output[0], 3);
+    assert!(
+        message.contains("no answer came within --wait 2s"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        started.elapsed()
+    );
+}

@@ -22,6 +22,9 @@ pub(super) struct Client {
     /// How long the server may say nothing (to a connect, or between bytes) before the
     /// client gives up: `--debug-silence-timeout`, a minute unless a test shortens it.
     silence: Duration,
+    /// `--ca-cert`'s trust, kept to build the agents of requests that must connect
+    /// within less than `silence` (see `Client::held_job_result`).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The largest JSON answer read: an icewall answer is far smaller (a summary holds
@@ -56,6 +59,7 @@ impl Client {
             base: server.server.trim_end_matches('/').to_owned(),
             agent: agent(silence, silence, tls.as_ref()),
             silence,
+            tls,
         })
     }
 
@@ -191,9 +195,9 @@ impl Client {
     }
 
     /// A job's result, the server holding the answer up to `wait` for the job to
-    /// finish; `None` if `deadline` comes first. The whole request ends by `deadline`,
-    /// so that a stalled server cannot keep a wait past its `--timeout`, and by the
-    /// silence timeout after `wait`.
+    /// finish; `None` if `deadline` comes first. The whole request, its connect
+    /// included, ends by `deadline`, so that a stalled server cannot keep a wait past
+    /// its `--timeout`, and by the silence timeout after `wait`.
     pub(super) fn held_job_result(
         &self,
         id: &str,
@@ -209,7 +213,11 @@ impl Client {
         }
         // Whether a request that runs out of time ran out of the deadline's.
         let deadline_first = left.is_some_and(|left| left < held);
-        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
+        let agent = match left {
+            Some(left) if left < self.silence => agent(self.silence, left, self.tls.as_ref()),
+            _ => self.agent.clone(),
+        };
+        let mut request = agent.get(&self.url(&format!("/api/get_results/{id}")));
         if !wait.is_zero() {
             request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
         }
@@ -272,6 +280,7 @@ fn agent(
         // wait for a stalled server for ever. A new connection per request is cheap
         // at the client's pace (one per held wait, one per page).
         .max_idle_connections(0)
+        // ureq bounds a connect by this alone, not by the request's own timeout.
         .timeout_connect(connect)
         .timeout_read(silence)
         .timeout_write(silence);
