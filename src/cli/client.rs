@@ -139,7 +139,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 // gave no answer in it has no status to print.
                 Some(wait) => wait_for(&client, &id, Some(wait)).map_err(|error| match error {
                     ClientError::TimedOut { .. } => ClientError::Unreachable {
-                        server: client.url(""),
+                        server: client.shown().to_owned(),
                         detail: format!(
                             "no answer came within --wait {}; giving up",
                             humantime::format_duration(wait)

@@ -685,3 +685,28 @@ fn a_wait_ends_at_its_timeout_when_the_server_takes_no_connection() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_password_in_the_server_url_is_never_shown() {
+    let nowhere = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let silent = silent_server().replace("http://", "http://me:hunter2@");
+    let quick = ["--debug-silence-timeout", "1s"];
+    for (base, args, code) in [
+        (format!("http://me:hunter2@{nowhere}"), vec!["jobs"], 3),
+        (silent.clone(), [vec!["jobs"], quick.to_vec()].concat(), 3),
+        (
+            silent,
+            [vec!["status", ID, "--wait", "1s"], quick.to_vec()].concat(),
+            3,
+        ),
+        (format!("http://me:hunter2@{nowhere}/?a"), vec!["jobs"], 2),
+    ] {
+        let output = run_all_within(&base, std::slice::from_ref(&args), Duration::from_secs(10));
+        let message = exited_with(&args, &output[0], code);
+        assert!(!message.contains("hunter2"), "{args:?}: {message}");
+        assert!(message.contains("me:***@127.0.0.1:"), "{args:?}: {message}");
+    }
+}

@@ -10,12 +10,13 @@ use crate::wall::parse_num_teams;
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServerArgs {
     /// The server's base URL, `http://` or `https://`.
+    // Checked by `parse_server_url` when the client starts, not by clap, whose error
+    // would show a password in it.
     #[arg(
         long,
         value_name = "URL",
         env = "ICEWALL_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        value_parser = parse_server_url
+        default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
     /// A PEM file of CA certificates to trust for `https://`, besides the bundled
@@ -31,20 +32,38 @@ pub struct ServerArgs {
 
 /// A URL the client can send requests to: `http` or `https` with a host; anything else
 /// is a usage error naming the URL.
-fn parse_server_url(text: &str) -> Result<String, String> {
+pub(super) fn parse_server_url(text: &str) -> Result<String, String> {
     let url = url::Url::parse(text).map_err(|error| format!("`{text}` is not a URL: {error}"))?;
+    let shown = shown_url(text);
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{text}` is not an http:// or https:// URL"));
+        return Err(format!("`{shown}` is not an http:// or https:// URL"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{text}` has no host"));
+        return Err(format!("`{shown}` has no host"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "`{text}` has a query or fragment; give the base URL"
+            "`{shown}` has a query or fragment; give the base URL"
         ));
     }
     Ok(text.to_owned())
+}
+
+/// A URL as messages show it: a password in it (which ureq sends as Basic
+/// credentials, to a proxy that asks for them) masked, as an admin token is never shown.
+pub(super) fn shown_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            let mut shown = url.to_string();
+            // The parser gives a bare host the path `/`, which `text` did not have.
+            if !text.ends_with('/') && url.path() == "/" && url.query().is_none() {
+                shown.pop();
+            }
+            shown
+        }
+        _ => text.to_owned(),
+    }
 }
 
 /// How `submit` retries a submission the server refuses with 503 (queue full).

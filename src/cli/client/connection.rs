@@ -13,11 +13,14 @@ use ureq::rustls;
 use ureq::rustls::pki_types::CertificateDer;
 use ureq::rustls::pki_types::pem::PemObject;
 
+use super::args::{parse_server_url, shown_url};
 use super::{ClientError, ServerArgs};
 use crate::cli::PrintableText;
 
 pub(super) struct Client {
     base: String,
+    /// `base` as messages show it (see `shown_url`).
+    shown: String,
     pub(super) agent: ureq::Agent,
     /// How long the server may say nothing (to a connect, or between bytes) before the
     /// client gives up: `--debug-silence-timeout`, a minute unless a test shortens it.
@@ -49,18 +52,28 @@ pub(super) struct JobResult {
 
 impl Client {
     /// # Errors
-    /// `Input` when `--ca-cert` cannot be read or holds no certificate.
+    /// `Input` when `--server` is not a URL requests can be sent to, or `--ca-cert`
+    /// cannot be read or holds no certificate.
     pub(super) fn new(server: &ServerArgs) -> Result<Client, ClientError> {
         // Silence, not length, is what ends a request: a long download that keeps coming
         // goes on.
         let silence = server.debug_silence_timeout;
         let tls = server.ca_cert.as_deref().map(tls_config).transpose()?;
+        let base = parse_server_url(&server.server)
+            .map_err(|error| ClientError::Input(format!("invalid --server: {error}")))?;
+        let base = base.trim_end_matches('/').to_owned();
         Ok(Client {
-            base: server.server.trim_end_matches('/').to_owned(),
+            shown: shown_url(&base),
+            base,
             agent: agent(silence, silence, tls.as_ref()),
             silence,
             tls,
         })
+    }
+
+    /// The server's URL as messages show it.
+    pub(super) fn shown(&self) -> &str {
+        &self.shown
     }
 
     pub(super) fn url(&self, path: &str) -> String {
@@ -106,7 +119,7 @@ impl Client {
             error.to_string()
         };
         ClientError::Unreachable {
-            server: self.base.clone(),
+            server: self.shown.clone(),
             detail,
         }
     }
