@@ -268,6 +268,47 @@ fn an_id_that_is_not_a_job_id_is_a_usage_error_and_never_sent() {
 }
 
 #[test]
+fn a_profile_or_day_the_server_would_refuse_is_a_usage_error_and_never_sent() {
+    let id = "0192f0c5-7b7e-7c3a-9d1e-2f3b4c5d6e70";
+    // No server listens there: a value sent would be exit 3, unreachable.
+    let nowhere = "http://127.0.0.1:1";
+    for (flag, value) in [
+        ("--profile", "0"),
+        ("--day", "0"),
+        ("--day", "9223372036854775808"),
+        ("--profile", "-1"),
+    ] {
+        let mut args = vec!["query", id, "--profile", "1", "--day", "1"];
+        let at = args.iter().position(|arg| *arg == flag).unwrap() + 1;
+        args[at] = value;
+        let output = icewall(nowhere, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(flag),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let largest = icewall(
+        nowhere,
+        &[
+            "query",
+            id,
+            "--profile",
+            "1",
+            "--day",
+            "9223372036854775807",
+        ],
+    );
+    assert_eq!(largest.status.code(), Some(3), "{}", stderr(&largest));
+}
+
+#[test]
 fn server_flag_is_on_the_client_subcommands_only_and_every_argument_has_help() {
     let serve = stdout(&icewall_local(&["serve", "--help"]));
     assert!(serve.contains("--bind"), "{serve}");

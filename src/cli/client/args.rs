@@ -136,10 +136,10 @@ pub enum ClientCommand {
         /// The job id, as `submit` printed it.
         id: JobId,
         /// The profile, counted from 1 in the config's order.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = counted_from_one())]
         profile: u64,
         /// The day, counted from 1; a day after the wall is done answers ice 0.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = counted_from_one())]
         day: u64,
         #[command(flatten)]
         server: ServerArgs,
@@ -242,4 +242,10 @@ impl ClientCommand {
             | ClientCommand::Shutdown { server, .. } => server,
         }
     }
+}
+
+/// A profile or a day: 1 to 2^63 - 1, what the server takes, so that a value it would
+/// refuse is a usage error and never sent.
+fn counted_from_one() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=i64::MAX.unsigned_abs())
 }
