@@ -266,17 +266,22 @@ impl App {
             })
             .map_err(bind_error)?
             .run();
-        info!(logger, "started";
-            "address" => %address,
+        let started = logger.new(slog::o!(
+            "address" => address.to_string(),
             "workers" => settings.workers,
             "http_workers" => settings.http_workers,
-            "results_dir" => %settings.results_dir.display(),
             "max_queue" => settings.max_queue,
             "max_body" => settings.max_body,
             "max_sections" => settings.max_sections,
-            "cluster_mode" => node.is_some(),
             "open_files_limit" => open_files.map_or_else(|| "unlimited".to_owned(), |limit| limit.to_string()),
-            "jobs_on_disk" => jobs.known_here());
+        ));
+        // A node in cluster mode keeps nothing in the results directory.
+        match node {
+            Some(node) => info!(started, "started"; "cluster_mode" => true, "node_id" => %node),
+            None => info!(started, "started"; "cluster_mode" => false,
+                "results_dir" => %settings.results_dir.display(),
+                "jobs_on_disk" => jobs.known_here()),
+        }
         // Taken once the start-up's recovery is done (a signal during it stops the
         // process at once: every accepted job is journaled), and before the server
         // says it listens.

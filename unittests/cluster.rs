@@ -248,6 +248,9 @@ fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease(
     wait_until("the job is claimed and held at the gate", || {
         doomed.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
     });
+    wait_until("the operators see the node run it", || {
+        doomed.get("/api/stats").json()["nodes"][0]["running"] == 1
+    });
     doomed.kill9();
     let survivor = node(&url, &["--lease", "1s"]);
     assert_example_done(&survivor, &id);
@@ -259,6 +262,48 @@ fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease(
         ),
         "2 done"
     );
+    // The operators' view: the dead node, stale, runs nothing now (its last heartbeat
+    // said one job), nor does the survivor.
+    let stats = survivor.get("/api/stats").json();
+    let nodes = stats["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{stats}");
+    for listed in nodes {
+        assert_eq!(listed["running"], 0, "{listed}");
+    }
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|listed| listed["stale"] == true)
+            .count(),
+        1,
+        "{stats}"
+    );
+}
+
+#[test]
+fn a_nodes_start_up_line_names_the_node_and_nothing_of_a_results_directory() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_node = Server::start_in(dir.path(), &["--database-url", &url]);
+    let node_id = cluster_node.get("/api/stats").json()["nodes"][0]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The log is written behind the server's work: read once the line is there.
+    let mut log = String::new();
+    poll_until(Duration::from_secs(10), || {
+        log = std::fs::read_to_string(dir.path().join("logs/icewall.log")).unwrap_or_default();
+        log.contains(" started")
+    });
+    let started = log
+        .lines()
+        .find(|line| line.contains(" started"))
+        .unwrap_or_else(|| panic!("no start-up line: {log}"));
+    assert!(started.contains(&node_id), "{started}");
+    for file_store_only in ["results_dir", "jobs_on_disk"] {
+        assert!(!started.contains(file_store_only), "{started}");
+    }
 }
 
 #[test]

@@ -1028,7 +1028,7 @@ fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
     let url = pg.create_database();
     let (server, _) = a_node_slow_to_accept(pg, &url);
     // Each arrives while the batch before it waits for the database.
-    let waits: Vec<(u16, Duration)> = thread::scope(|scope| {
+    let waits: Vec<(u16, Duration, String)> = thread::scope(|scope| {
         let posts: Vec<_> = (0..4)
             .map(|n| {
                 let server = &server;
@@ -1037,14 +1037,19 @@ fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
                     let began = std::time::Instant::now();
                     let reply =
                         server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
-                    (reply.status, began.elapsed())
+                    (reply.status, began.elapsed(), reply.reason())
                 })
             })
             .collect();
         posts.into_iter().map(|post| post.join().unwrap()).collect()
     });
-    for (status, waited) in &waits {
+    for (status, waited, reason) in &waits {
         assert_eq!(*status, 503);
+        // Not "on disk": a node in cluster mode stores nothing there.
+        assert!(
+            reason.starts_with("the job could not be stored in the database: "),
+            "{reason}"
+        );
         assert!(
             *waited < Duration::from_millis(1500),
             "a submission waited {waited:?} for its 503, past the 1 s --database-timeout: \

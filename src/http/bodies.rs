@@ -257,7 +257,8 @@ pub struct Node {
     /// Where the node listens, as it bound it.
     pub address: String,
     pub workers: u32,
-    /// Jobs it had claimed and not yet finished, at its last heartbeat.
+    /// Jobs running under its lease: claimed and not yet finished (a dead node's fall
+    /// to 0 as the others take them back).
     pub running: u32,
     /// When it joined, RFC 3339 in UTC.
     #[schema(format = DateTime)]

@@ -71,7 +71,8 @@ impl From<SubmitError> for ApiError {
             SubmitError::QueueFull
             | SubmitError::QueueMemoryFull(_)
             | SubmitError::ShuttingDown
-            | SubmitError::Storage(_) => ApiError::Unavailable(error.to_string()),
+            | SubmitError::Storage(_)
+            | SubmitError::Database(_) => ApiError::Unavailable(error.to_string()),
         }
     }
 }

@@ -85,7 +85,7 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
             .into_iter()
             .partition(|pending| !in_time_to_send(pending.arrived, now, timeout));
         for pending in late {
-            let answer = Err(SubmitError::Storage(timed_out(timeout).to_string()));
+            let answer = Err(SubmitError::Database(timed_out(timeout).to_string()));
             jobs.answered(pending.arrived, &answer);
             let _ = pending.answer.send(answer);
         }
@@ -98,7 +98,7 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Pe
             // which case a retry with the same Idempotency-Key finds the job).
             Err(error) => batch
                 .iter()
-                .map(|_| Err(SubmitError::Storage(error.to_string())))
+                .map(|_| Err(SubmitError::Database(error.to_string())))
                 .collect(),
         };
         for (pending, answer) in batch.into_iter().zip(answers) {
@@ -303,12 +303,12 @@ fn answer(
         });
     }
     let Some((key, print)) = &pending.key else {
-        return Err(SubmitError::Storage(
+        return Err(SubmitError::Database(
             "the database refused the job".to_owned(),
         ));
     };
     // The key's holder is not known: the retry that the error asks for finds it.
-    let holders = holders.map_err(|error| SubmitError::Storage(error.to_string()))?;
+    let holders = holders.map_err(|error| SubmitError::Database(error.to_string()))?;
     match holders.get(key) {
         Some((holder, Some(held))) if held == print => Ok(Submitted {
             id: JobId::from_uuid(*holder),

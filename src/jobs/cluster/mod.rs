@@ -306,7 +306,7 @@ impl ClusterJobs {
         }
         // The batch commits whether or not this client is still there to hear it.
         let accepted = answered.await.unwrap_or_else(|_| {
-            Err(SubmitError::Storage(
+            Err(SubmitError::Database(
                 "the node stopped before the database answered".to_owned(),
             ))
         });

@@ -17,7 +17,8 @@ pub struct ClusterNode {
     /// Where it listens.
     pub address: String,
     pub workers: u32,
-    /// Jobs it had claimed and not yet finished, at its last heartbeat.
+    /// Jobs running under its lease now: claimed and not yet finished, and not yet
+    /// taken back from it if it died (its own count, at its last heartbeat, would stay).
     pub running: u32,
     /// When it joined, in milliseconds since the Unix epoch.
     pub started_ms: u64,
@@ -38,10 +39,12 @@ impl ClusterJobs {
         self.on_db(move |client| Box::pin(async move {
             let rows = client
                 .query(
-                    "SELECT id, address, workers, running,
+                    "SELECT id, address, workers,
+                            (SELECT count(*) FROM icewall_jobs AS job
+                             WHERE job.state = 'running' AND job.lease_owner = node.id)::int4,
                             (extract(epoch FROM started_at) * 1000)::int8,
                             greatest(extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000, 0)::int8
-                     FROM icewall_nodes ORDER BY started_at, id",
+                     FROM icewall_nodes AS node ORDER BY started_at, id",
                     &[],
                 )
                 .await

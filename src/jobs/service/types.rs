@@ -117,6 +117,9 @@ pub enum SubmitError {
     ShuttingDown,
     #[error("the job could not be stored on disk: {0}")]
     Storage(String),
+    /// Cluster mode's: the database did not commit the job, or did not say.
+    #[error("the job could not be stored in the database: {0}")]
+    Database(String),
 }
 
 impl SubmitError {
@@ -126,7 +129,7 @@ impl SubmitError {
             SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
             SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
             SubmitError::ShuttingDown => Rejection::ShuttingDown,
-            SubmitError::Storage(_) => Rejection::Storage,
+            SubmitError::Storage(_) | SubmitError::Database(_) => Rejection::Storage,
         }
     }
 }
