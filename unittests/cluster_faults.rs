@@ -937,7 +937,7 @@ fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
 }
 
 #[test]
-fn a_result_the_database_has_not_the_memory_for_fails_its_job_and_the_node_goes_on() {
+fn a_result_past_a_limit_of_the_database_fails_its_job_and_the_node_goes_on() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
@@ -955,6 +955,31 @@ fn a_result_the_database_has_not_the_memory_for_fails_its_job_and_the_node_goes_
     let next = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&next)["status"], "done");
     assert_eq!(server.get("/readyz").status, 200);
+}
+
+#[test]
+fn results_refused_a_while_for_want_of_memory_are_kept_when_it_passes() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
+    // What PostgreSQL says when other sessions have filled its lock table: a shortage
+    // of the whole database, which passes, and no fault of these results.
+    one_row(
+        pg,
+        &url,
+        "CREATE FUNCTION icewall_test_oom() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'out of shared memory' USING ERRCODE = 'out_of_memory';
+             END $$;
+         CREATE TRIGGER icewall_test_oom BEFORE INSERT ON icewall_results
+             FOR EACH ROW EXECUTE FUNCTION icewall_test_oom()",
+    );
+    let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    thread::sleep(Duration::from_millis(2000));
+    one_row(pg, &url, "DROP TRIGGER icewall_test_oom ON icewall_results");
+    for id in &ids {
+        assert_eq!(server.wait_finished(id)["status"], "done");
+        assert_eq!(one_row(pg, &url, &state_and_attempt(id)), "done 1");
+    }
 }
 
 #[test]

@@ -397,28 +397,26 @@ fn is_io(error: &tokio_postgres::Error) -> bool {
 }
 
 /// What an SQLSTATE says of a refusal: the database down is a connection lost (class
-/// 08), resources short for everyone (53000, 53100 a full disk, 53300 too many
-/// connections), its shutdown or restart (57000, 57P01-57P05), a system error (58:
-/// I/O), a standby not yet promoted (25006), or its data found corrupted (XX001,
-/// XX002); a cancel (57014, a `statement_timeout`, 25P04 a `transaction_timeout`), a
-/// conflict with another transaction (40) or a lock not to be had (55P03) is slowness,
-/// and so is another internal error (XX000), which may not come again: both are tried
-/// a few times. So is memory or a configured limit too short for the statement (53200,
-/// 53400 a `temp_file_limit`): a large batch may have caused it, split it goes through,
-/// and a job whose result alone causes it is failed rather than waited on for ever.
+/// 08), resources short (53: a full disk, too many connections, out of memory, which
+/// PostgreSQL also says of a lock table that other sessions filled), its shutdown or
+/// restart (57000, 57P01-57P05), a system error (58: I/O), a standby not yet promoted
+/// (25006), or its data found corrupted (XX001, XX002); a cancel (57014, a
+/// `statement_timeout`, 25P04 a `transaction_timeout`), a conflict with another
+/// transaction (40) or a lock not to be had (55P03) is slowness, and so is another
+/// internal error (XX000), which may not come again: both are tried a few times. So is
+/// a configured limit the statement ran past (53400, a `temp_file_limit`): a large
+/// batch may have, split it goes through, and a job whose result alone does is failed
+/// rather than waited on for ever.
 fn refusal_kind(sqlstate: &str) -> RefusalKind {
-    if ["08", "57000", "57P", "58"]
+    if sqlstate == "53400" {
+        RefusalKind::Slow
+    } else if ["08", "53", "57000", "57P", "58"]
         .iter()
         .any(|class| sqlstate.starts_with(class))
-        || matches!(
-            sqlstate,
-            "53000" | "53100" | "53300" | "25006" | "XX001" | "XX002"
-        )
+        || matches!(sqlstate, "25006" | "XX001" | "XX002")
     {
         RefusalKind::Down
-    } else if ["40", "53", "XX"]
-        .iter()
-        .any(|class| sqlstate.starts_with(class))
+    } else if ["40", "XX"].iter().any(|class| sqlstate.starts_with(class))
         || matches!(sqlstate, "57014" | "55P03" | "25P04")
     {
         RefusalKind::Slow
@@ -544,12 +542,12 @@ mod tests {
     #[test]
     fn a_database_down_is_waited_for_and_a_cancel_is_slowness_not_downtime() {
         for down in [
-            "08006", "53100", "53300", "57P01", "57P03", "58030", "25006",
+            "08006", "53100", "53200", "53300", "57P01", "57P03", "58030", "25006",
         ] {
             assert_eq!(refusal_kind(down), RefusalKind::Down, "{down}");
         }
         for slow in [
-            "57014", "40001", "40P01", "55P03", "XX000", "25P04", "53200", "53400",
+            "57014", "40001", "40P01", "55P03", "XX000", "25P04", "53400",
         ] {
             assert_eq!(refusal_kind(slow), RefusalKind::Slow, "{slow}");
         }
