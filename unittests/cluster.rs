@@ -180,8 +180,12 @@ fn nodes_starting_at_once_migrate_the_database_once() {
             .collect()
     });
     assert_eq!(
-        one_row(pg, &url, "SELECT count(*) FROM icewall_schema"),
-        "1"
+        one_row(
+            pg,
+            &url,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM icewall_schema"
+        ),
+        "1,2"
     );
     let id = nodes[0].submit_json(EXAMPLE_JSON);
     assert_example_done(&nodes[2], &id);
@@ -304,6 +308,32 @@ fn a_nodes_start_up_line_names_the_node_and_nothing_of_a_results_directory() {
     for file_store_only in ["results_dir", "jobs_on_disk"] {
         assert!(!started.contains(file_store_only), "{started}");
     }
+}
+
+#[test]
+fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // A beat every 20 s: none comes during the test after the first.
+    let cluster_node = node(&url, &["--lease", "60s"]);
+    let beat = "SELECT heartbeat_at FROM icewall_nodes";
+    // The keeper's first beat, at once, after the one of the node's registration.
+    wait_until("the first beat", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT heartbeat_at > started_at FROM icewall_nodes",
+        ) == "t"
+    });
+    let first = one_row(pg, &url, beat);
+    assert_eq!(cluster_node.get("/readyz").status, 200);
+    // The probe wrote, but not the heartbeat: the reapers would take a node whose
+    // lease keeper is stuck for alive as long as something asks it if it is ready.
+    assert_eq!(one_row(pg, &url, beat), first);
+    assert_eq!(
+        one_row(pg, &url, "SELECT probed_at IS NOT NULL FROM icewall_nodes"),
+        "t"
+    );
 }
 
 #[test]

@@ -1258,11 +1258,20 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
             "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
         ) == "2"
     });
-    // A node that would run the job again were its lease to run out, and whose reaper
-    // looks often.
-    let mut other_flags = timing.to_vec();
-    other_flags.extend(["--claim-poll", "100ms"]);
-    let other_node = node(&url, &other_flags);
+    // A node that would run the job again were its lease to run out, whose reaper looks
+    // often, and whose own lease is shorter (as in a rolling change of --lease): the
+    // first node beats every second, which is not a sign of death to it.
+    let other_node = node(
+        &url,
+        &[
+            "--lease",
+            "1s",
+            "--database-timeout",
+            "1s",
+            "--claim-poll",
+            "100ms",
+        ],
+    );
     // One job's row is locked a while, as by a result being stored, a removal or an
     // operator's transaction: the lease of the other must be extended all the same.
     let session = Session::holding(
@@ -1271,8 +1280,8 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
         &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{locked}' FOR UPDATE;\n"),
         "SELECT id FROM icewall_jobs",
     );
-    // Two leases and more.
-    thread::sleep(Duration::from_millis(7000));
+    // Two leases and more: five and more of the other node's.
+    thread::sleep(Duration::from_millis(9000));
     assert_eq!(
         one_row(pg, &url, &state_and_attempt(&other_job)),
         "running 1",
@@ -1280,7 +1289,8 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     );
     session.finish("COMMIT;\n");
     // The locked job's lease lapsed under the lock: it stays its live node's, extended
-    // at the next beat, rather than being requeued the moment the lock is let go.
+    // at the next beat, rather than being requeued the moment the lock is let go,
+    // however long the lock was held.
     thread::sleep(Duration::from_millis(2000));
     assert_eq!(
         one_row(pg, &url, &state_and_attempt(&locked)),

@@ -57,9 +57,14 @@ pub(super) async fn register_node(
     let workers = i32::try_from(workers).unwrap_or(i32::MAX);
     client
         .execute(
-            "INSERT INTO icewall_nodes (id, address, workers) VALUES ($1, $2, $3)
+            "INSERT INTO icewall_nodes (id, address, workers, lease_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-            &[&cluster.node, &cluster.address, &workers],
+            &[
+                &cluster.node,
+                &cluster.address,
+                &workers,
+                &millis(cluster.lease),
+            ],
         )
         .await
         .map_err(|error| super::describe(&error))?;
@@ -392,28 +397,23 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
     Ok(())
 }
 
-/// Requeues the jobs whose lease ran out on a node that stopped beating; a job at
-/// `--max-attempts` is failed instead. A node that beats looks after its own (see
-/// `release_lapsed`): a lease can lapse on a live node while another transaction holds
-/// its row, and requeued the moment the row is let go, before the node's next beat, the
-/// job would run twice and be charged an attempt. Only a lease lapsed `ORPHAN_LEASES`
-/// leases ago is requeued whatever its node, should that node beat and not extend.
+/// Requeues the jobs whose lease ran out on a node that stopped beating (for a whole
+/// lease of its own); a job at `--max-attempts` is failed instead. A node that beats
+/// looks after its own (see `release_lapsed`): a lease can lapse on a live node while
+/// another transaction holds its row, and requeued the moment the row is let go,
+/// before the node's next beat, the job would run twice and be charged an attempt.
 async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
     let inner = &jobs.inner;
     let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
-    let lease_ms = millis(inner.settings.lease);
     let rows = client
         .query(
             concat!(
                 "WITH expired AS MATERIALIZED (
                      SELECT job.id FROM icewall_jobs AS job
+                     LEFT JOIN icewall_nodes AS node ON node.id = job.lease_owner
                      WHERE job.state = 'running' AND job.lease_expires_at < now()
-                         AND (job.lease_expires_at
-                                 < now() - $3::float8 * interval '1 millisecond'
-                             OR NOT EXISTS (
-                                 SELECT FROM icewall_nodes AS node
-                                 WHERE node.id = job.lease_owner AND node.heartbeat_at
-                                     >= now() - $4::float8 * interval '1 millisecond'))
+                         AND (node.id IS NULL OR node.heartbeat_at < now()
+                             - coalesce(node.lease_ms, $3) * interval '1 millisecond')
                      ORDER BY job.lease_expires_at LIMIT $2 FOR UPDATE OF job SKIP LOCKED
                  )
                  UPDATE icewall_jobs AS job SET ",
@@ -421,22 +421,12 @@ async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
                 " FROM expired WHERE job.id = expired.id
                  RETURNING job.state"
             ),
-            &[
-                &max_attempts,
-                &REAP_BATCH,
-                &(lease_ms * ORPHAN_LEASES),
-                &lease_ms,
-            ],
+            &[&max_attempts, &REAP_BATCH, &millis(inner.settings.lease)],
         )
         .await
         .map_err(unavailable)?;
     requeued(client, &rows).await
 }
-
-/// How many leases past its end a lease is requeued even though its node beats: far
-/// longer than a row stays locked by the node's own statements (a result's try takes
-/// four leases at most).
-const ORPHAN_LEASES: f64 = 5.0;
 
 /// Requeues this node's jobs whose lease ran out while it does not run them: a claim
 /// that committed after the node gave it up, a result it gave up. `running` are the

@@ -23,7 +23,7 @@ pub struct ClusterNode {
     /// When it joined, in milliseconds since the Unix epoch.
     pub started_ms: u64,
     pub heartbeat_age: Duration,
-    /// Silent for a whole lease: the other nodes are taking its jobs back. Its row goes
+    /// Silent for a whole lease of its own: the other nodes are taking its jobs back. Its row goes
     /// at the first retention sweep an hour after its last heartbeat.
     pub is_stale: bool,
 }
@@ -43,9 +43,10 @@ impl ClusterJobs {
                             (SELECT count(*) FROM icewall_jobs AS job
                              WHERE job.state = 'running' AND job.lease_owner = node.id)::int4,
                             (extract(epoch FROM started_at) * 1000)::int8,
-                            greatest(extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000, 0)::int8
+                            greatest(extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000, 0)::int8,
+                            coalesce(lease_ms, $1)
                      FROM icewall_nodes AS node ORDER BY started_at, id",
-                    &[],
+                    &[&super::claim::millis(lease)],
                 )
                 .await
                 .map_err(unavailable)?;
@@ -62,7 +63,8 @@ impl ClusterJobs {
                         running: count(row.get(3)),
                         started_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
                         heartbeat_age,
-                        is_stale: heartbeat_age >= lease,
+                        // By its own lease, as the reapers judge it.
+                        is_stale: heartbeat_age.as_secs_f64() * 1000.0 >= row.get::<_, f64>(6),
                     }
                 })
                 .collect();

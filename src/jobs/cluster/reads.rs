@@ -195,7 +195,7 @@ impl ClusterJobs {
             Box::pin(async move {
                 client
                     .execute(
-                        "UPDATE icewall_nodes SET heartbeat_at = now() WHERE id = $1",
+                        "UPDATE icewall_nodes SET probed_at = now() WHERE id = $1",
                         &[&node],
                     )
                     .await

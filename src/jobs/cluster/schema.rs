@@ -14,7 +14,8 @@ const MIGRATION_LOCK: i64 = 0x6963_6577_616c_6c01;
 
 /// Each migration, in order; the version of one is its place in this list, from 1.
 /// Never edit one that has shipped: add the next.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE icewall_jobs (
     id uuid PRIMARY KEY,
     state text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
@@ -75,7 +76,15 @@ CREATE TABLE icewall_nodes (
     started_at timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
-"];
+",
+    r"
+-- Whether a node lives is judged by its own lease, which may not be the judge's (a
+-- rolling change of --lease); a node of an older build leaves it NULL, and is judged
+-- by the judge's. The readiness probe writes probed_at: heartbeat_at is the lease
+-- keeper's alone, so that a node whose keeper cannot beat is not taken for alive.
+ALTER TABLE icewall_nodes ADD COLUMN lease_ms float8, ADD COLUMN probed_at timestamptz;
+",
+];
 
 /// Brings the schema to this build's version.
 ///
