@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Object;
 use futures_util::StreamExt;
 use slog::{info, warn};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
@@ -36,18 +37,6 @@ const CLAIM_AHEAD_TIME: Duration = Duration::from_millis(50);
 /// Most expired leases one heartbeat requeues.
 const REAP_BATCH: i64 = 1000;
 
-/// The assignments that put a job whose lease ran out back in the queue, or fail it
-/// once it has run `$1` (`--max-attempts`) times.
-macro_rules! requeue_or_fail {
-    () => {
-        "state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
-         failure = CASE WHEN job.attempt >= $1 THEN format(
-             'the node running it stopped answering, %s times (--max-attempts)',
-             job.attempt) END,
-         finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
-         lease_owner = NULL, lease_expires_at = NULL"
-    };
-}
 /// Puts this node in the nodes table, for the operators (`/api/stats`).
 pub(super) async fn register_node(
     client: &Object,
@@ -398,34 +387,24 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
 }
 
 /// Requeues the jobs whose lease ran out on a node that stopped beating (for a whole
-/// lease of its own); a job at `--max-attempts` is failed instead. A node that beats
-/// looks after its own (see `release_lapsed`): a lease can lapse on a live node while
-/// another transaction holds its row, and requeued the moment the row is let go,
-/// before the node's next beat, the job would run twice and be charged an attempt.
+/// lease of its own). A node that beats looks after its own (see `release_lapsed`): a
+/// lease can lapse on a live node while another transaction holds its row, and
+/// requeued the moment the row is let go, before the node's next beat, the job would
+/// run twice and be charged an attempt.
 async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
-    let inner = &jobs.inner;
-    let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
-    let rows = client
-        .query(
-            concat!(
-                "WITH expired AS MATERIALIZED (
-                     SELECT job.id FROM icewall_jobs AS job
-                     LEFT JOIN icewall_nodes AS node ON node.id = job.lease_owner
-                     WHERE job.state = 'running' AND job.lease_expires_at < now()
-                         AND (node.id IS NULL OR node.heartbeat_at < now()
-                             - coalesce(node.lease_ms, $3) * interval '1 millisecond')
-                     ORDER BY job.lease_expires_at LIMIT $2 FOR UPDATE OF job SKIP LOCKED
-                 )
-                 UPDATE icewall_jobs AS job SET ",
-                requeue_or_fail!(),
-                " FROM expired WHERE job.id = expired.id
-                 RETURNING job.state"
-            ),
-            &[&max_attempts, &REAP_BATCH, &millis(inner.settings.lease)],
-        )
-        .await
-        .map_err(unavailable)?;
-    requeued(client, &rows).await
+    let lease_ms = millis(jobs.inner.settings.lease);
+    requeue_lapsed(
+        jobs,
+        client,
+        "SELECT job.id FROM icewall_jobs AS job
+         LEFT JOIN icewall_nodes AS node ON node.id = job.lease_owner
+         WHERE job.state = 'running' AND job.lease_expires_at < now()
+             AND (node.id IS NULL OR node.heartbeat_at < now()
+                 - coalesce(node.lease_ms, $3) * interval '1 millisecond')
+         ORDER BY job.lease_expires_at LIMIT $2 FOR UPDATE OF job SKIP LOCKED",
+        &[&REAP_BATCH, &lease_ms],
+    )
+    .await
 }
 
 /// Requeues this node's jobs whose lease ran out while it does not run them: a claim
@@ -436,32 +415,43 @@ async fn release_lapsed(
     client: &Object,
     running: &[Uuid],
 ) -> Result<u64, Unavailable> {
-    let inner = &jobs.inner;
-    let max_attempts = i32::try_from(inner.settings.max_attempts).unwrap_or(i32::MAX);
-    let rows = client
-        .query(
-            concat!(
-                "WITH lapsed AS MATERIALIZED (
-                     SELECT id FROM icewall_jobs
-                     WHERE state = 'running' AND lease_owner = $2
-                         AND lease_expires_at < now() AND NOT id = ANY($3)
-                     FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE icewall_jobs AS job SET ",
-                requeue_or_fail!(),
-                " FROM lapsed WHERE job.id = lapsed.id
-                 RETURNING job.state"
-            ),
-            &[&max_attempts, &inner.settings.node, &running],
-        )
-        .await
-        .map_err(unavailable)?;
-    requeued(client, &rows).await
+    requeue_lapsed(
+        jobs,
+        client,
+        "SELECT id FROM icewall_jobs
+         WHERE state = 'running' AND lease_owner = $2
+             AND lease_expires_at < now() AND NOT id = ANY($3)
+         FOR UPDATE SKIP LOCKED",
+        &[&jobs.inner.settings.node, &running],
+    )
+    .await
 }
 
-/// How many of the jobs whose lease ran out (`rows`: their new state) went back in the
-/// queue; the nodes hear of them.
-async fn requeued(client: &Object, rows: &[tokio_postgres::Row]) -> Result<u64, Unavailable> {
+/// Puts back in the queue the running jobs that `lapsed` picks (a query of their ids,
+/// locking them, whose parameters from `$2` are `params`), or fails those that have
+/// run `--max-attempts` times; returns how many were requeued, which the nodes hear of.
+async fn requeue_lapsed(
+    jobs: &ClusterJobs,
+    client: &Object,
+    lapsed: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Unavailable> {
+    let max_attempts = i32::try_from(jobs.inner.settings.max_attempts).unwrap_or(i32::MAX);
+    let statement = format!(
+        "WITH lapsed AS MATERIALIZED ({lapsed})
+         UPDATE icewall_jobs AS job SET
+             state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
+             failure = CASE WHEN job.attempt >= $1 THEN format(
+                 'the node running it stopped answering, %s times (--max-attempts)',
+                 job.attempt) END,
+             finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
+             lease_owner = NULL, lease_expires_at = NULL
+         FROM lapsed WHERE job.id = lapsed.id
+         RETURNING job.state"
+    );
+    let mut all: Vec<&(dyn ToSql + Sync)> = vec![&max_attempts];
+    all.extend_from_slice(params);
+    let rows = client.query(&statement, &all).await.map_err(unavailable)?;
     let requeued = rows
         .iter()
         .filter(|row| row.get::<_, &str>(0) == "queued")
