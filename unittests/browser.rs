@@ -846,6 +846,80 @@ fn a_refresh_asked_for_during_another_is_not_dropped() {
     assert_eq!(browser.text("#jobs-caption"), "Jobs done, newest first");
 }
 
+/// The jobs list's pager and rows: `[older disabled, newer disabled, caption, rows]`.
+const JOBS_PAGER: &str = "return [document.getElementById('jobs-older').disabled, \
+    document.getElementById('jobs-newer').disabled, \
+    document.getElementById('jobs-caption').textContent, \
+    document.querySelectorAll('#jobs-rows a').length]";
+
+#[test]
+fn older_jobs_are_offered_only_when_there_are_some() {
+    if !browser_available() {
+        return;
+    }
+    // Exactly a page of jobs (the page shows 20): there is nothing older.
+    let server = Server::start(&[]);
+    let ids: Vec<String> = (0..20).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
+    let browser = Browser::start();
+    browser.open(&server.url("/#/jobs"));
+    browser.wait_for(
+        "a whole page of jobs",
+        "return document.querySelectorAll('#jobs-rows a').length === 20",
+    );
+    assert_eq!(
+        browser.script(JOBS_PAGER),
+        json!([true, true, "Jobs, newest first", 20])
+    );
+
+    // One more: the first job is now on a page of its own, the last.
+    server.submit_json(EXAMPLE_JSON);
+    browser.wait_for(
+        "older jobs offered",
+        "return !document.getElementById('jobs-older').disabled",
+    );
+    browser.click("#jobs-older");
+    let first = format!(
+        "return !!document.querySelector(\"#jobs-rows a[href='#/jobs/{}']\")",
+        ids[0]
+    );
+    browser.wait_for("the second page", &first);
+    assert_eq!(
+        browser.script(JOBS_PAGER),
+        json!([true, false, "Jobs, newest first, page 2", 1])
+    );
+    browser.click("#jobs-newer");
+    browser.wait_for(
+        "the first page again",
+        "return !document.getElementById('jobs-older').disabled \
+           && document.getElementById('jobs-newer').disabled",
+    );
+
+    // The older job deleted after the page last looked (the polls stopped, as in a
+    // hidden tab): Older finds nothing and stays on the page shown, not an empty one.
+    browser.script(
+        "Object.defineProperty(document, 'hidden', { value: true, configurable: true }); return null",
+    );
+    browser.wait_for("no refresh under way", "return !refresh.running");
+    for id in &ids {
+        server.wait_finished(id);
+    }
+    assert_eq!(
+        server
+            .request("DELETE", &format!("/api/jobs/{}", ids[0]))
+            .status,
+        200
+    );
+    browser.click("#jobs-older");
+    browser.wait_for(
+        "Older answered",
+        "return document.getElementById('jobs-older').disabled",
+    );
+    assert_eq!(
+        browser.script(JOBS_PAGER),
+        json!([true, true, "Jobs, newest first", 20])
+    );
+}
+
 #[test]
 fn a_server_that_stops_answering_is_said_so_until_it_is_back() {
     if !browser_available() {

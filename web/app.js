@@ -410,11 +410,20 @@ views.jobs = {
   },
   async refresh() {
     const status = $('jobs-status').value;
-    const query = new URLSearchParams({ order: 'newest', limit: String(PAGE) });
+    // One row more than shown: whether it comes says whether there are older jobs.
+    const query = new URLSearchParams({ order: 'newest', limit: String(PAGE + 1) });
     if (status) query.set('status', status);
     if (jobsPaging.after) query.set('after', jobsPaging.after);
     const list = await api('/api/jobs?' + query);
-    const rows = list.data.map((job) => {
+    // The older jobs may have gone since the page looked (deleted, expired, or no longer
+    // in the state filtered): back to the page before rather than show an empty one.
+    if (!list.data.length && jobsPaging.stack.length) {
+      jobsPaging.after = jobsPaging.stack.pop();
+      return this.refresh();
+    }
+    const older = list.data.length > PAGE;
+    const shown = list.data.slice(0, PAGE);
+    const rows = shown.map((job) => {
       const tr = document.createElement('tr');
       const link = document.createElement('a');
       link.href = '#/jobs/' + job.job_id;
@@ -438,7 +447,7 @@ views.jobs = {
     $('jobs-rows').replaceChildren(...rows);
     $('jobs-caption').textContent = (status ? `Jobs ${status}` : 'Jobs') + ', newest first' +
       (jobsPaging.stack.length ? `, page ${jobsPaging.stack.length + 1}` : '');
-    jobsPaging.last = list.data.length === PAGE ? list.data[list.data.length - 1].job_id : null;
+    jobsPaging.last = older ? shown[PAGE - 1].job_id : null;
     $('jobs-older').disabled = !jobsPaging.last;
     $('jobs-newer').disabled = !jobsPaging.stack.length;
   },
