@@ -1496,11 +1496,7 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
     assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
     assert_eq!(browser.script(pressable), json!([true, false]));
     browser.script("window.heldShutdowns.forEach((send) => send()); return null");
-    let note = browser.wait_for(
-        "the drain said",
-        "const note = document.getElementById('overview-accepting'); \
-         return !note.hidden && note.textContent",
-    );
+    let note = browser.wait_for("the drain said", DRAINING);
     assert!(note.as_str().unwrap().contains("shutting down"), "{note}");
     // Still disabled while the server drains: once asked, there is nothing to press again.
     assert_eq!(browser.script(pressable), json!([true, false]));
@@ -1520,6 +1516,62 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
     );
     assert_eq!(browser.script(pressable), json!([true, false]));
     assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
+}
+
+/// The drain's note, when shown: its text, else false.
+const DRAINING: &str = "const note = document.getElementById('draining'); \
+    return !!note && !note.hidden && note.textContent";
+
+#[test]
+fn the_drain_is_said_on_every_view_until_the_server_is_back() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let args = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let mut server = Server::start_in(dir.path(), &args);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // Held at the gate, it keeps the server draining until the test opens it.
+    let id = server.submit_json(EXAMPLE_JSON);
+    let browser = Browser::tall();
+    browser.open(&server.url(&format!("/#/jobs/{id}")));
+    browser.wait_for(
+        "the job's page",
+        "return document.getElementById('job-state').textContent === 'running'",
+    );
+    assert_eq!(browser.script(DRAINING), false);
+
+    // Asked elsewhere (a signal, another tab): every view says so, not only the overview.
+    let asked = server.post("/api/graceful_shutdown", "application/json", b"");
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let note = browser.wait_for("the drain said on the job's page", DRAINING);
+    assert!(note.as_str().unwrap().contains("shutting down"), "{note}");
+    for view in ["#/jobs", "#/submit", "#/"] {
+        browser.open(&server.url(&format!("/{view}")));
+        browser.wait_for(&format!("the drain said on {view}"), DRAINING);
+    }
+
+    // Stopped and started again on the address while the page did not look (a hidden
+    // tab): its first answer says the server takes jobs again, and the note goes.
+    browser.open(&server.url("/#/jobs"));
+    browser.wait_for("the drain said on the list", DRAINING);
+    browser.script(
+        "Object.defineProperty(document, 'hidden', { value: true, configurable: true }); return null",
+    );
+    browser.wait_for("no refresh under way", "return !refresh.running");
+    gate.open();
+    assert!(server.wait_exit().success());
+    let _again = Server::start_in(dir.path(), &["--bind", &address]);
+    browser.script(
+        "Object.defineProperty(document, 'hidden', { value: false, configurable: true }); \
+         document.dispatchEvent(new Event('visibilitychange')); return null",
+    );
+    browser.wait_for(
+        "the drain no longer said",
+        "return document.getElementById('draining').hidden",
+    );
+    assert!(browser.text("#jobs-rows").contains(&id));
 }
 
 #[test]

@@ -350,8 +350,7 @@ const views = {};
 let current = null;
 
 views.overview = {
-  async refresh() {
-    const stats = await api('/api/stats');
+  refresh(stats) {
     $('stat-queued').textContent = fmt(stats.jobs.queued);
     $('stat-running').textContent = fmt(stats.jobs.running);
     $('stat-done').textContent = fmt(stats.jobs.done);
@@ -360,9 +359,6 @@ views.overview = {
     $('stat-workers').textContent = `${fmt(stats.workers.busy)} of ${fmt(stats.workers.total)}`;
     $('stat-wait').textContent = `${duration(stats.queue_wait.p50_ms)} / ${duration(stats.queue_wait.p95_ms)}`;
     $('stat-run').textContent = `${duration(stats.run_time.p50_ms)} / ${duration(stats.run_time.p95_ms)}`;
-    server.draining = !stats.accepting;
-    server.stopped = false;
-    showServerState();
     showNodes(stats.nodes);
     drawThroughput($('chart-throughput'), $('throughput-caption'), stats.throughput);
   },
@@ -488,7 +484,7 @@ views.job = {
     $('job-id').textContent = id;
     $('job-log').href = `/api/jobs/${id}/log`;
   },
-  async refresh() {
+  async refresh(stats) {
     const id = jobView.id;
     let job;
     try {
@@ -541,7 +537,7 @@ views.job = {
     if (job.status === 'done' && jobView.drawnFor !== id) {
       jobView.drawnFor = id;
       try {
-        await showResult(id);
+        await showResult(id, stats.max_chart_width);
       } catch (error) {
         if (id === jobView.id) jobView.drawnFor = null;
         throw error;
@@ -550,9 +546,8 @@ views.job = {
   },
 };
 
-async function showResult(id) {
-  // Asked each time: a server restarted with a smaller --max-chart-width refuses a wider chart.
-  const { max_chart_width: widest } = await api('/api/stats');
+/** `widest` is from this refresh's stats: a server restarted with a smaller --max-chart-width refuses a wider chart. */
+async function showResult(id, widest) {
   const width = Math.min(widest, Math.max(100, Math.round($('view-job').clientWidth || 800)));
   const [result, chart] = await Promise.all([
     api('/api/get_results/' + id),
@@ -791,8 +786,14 @@ function deleteJob() {
  */
 const server = { draining: false, stopped: false };
 
+function noteServer(stats) {
+  server.draining = !stats.accepting;
+  server.stopped = false;
+  showServerState();
+}
+
 function showServerState() {
-  $('overview-accepting').hidden = !server.draining || server.stopped;
+  $('draining').hidden = !server.draining || server.stopped;
   $('shutdown').disabled = server.draining;
 }
 
@@ -843,10 +844,12 @@ async function refresh() {
     return;
   }
   const view = current;
-  if (!view || !view.refresh) return;
   refresh.running = true;
   try {
-    await view.refresh();
+    // Asked on every view, which all say the server drains; the overview shows the rest.
+    const stats = await api('/api/stats');
+    noteServer(stats);
+    if (view && view.refresh) await view.refresh(stats);
     showTrouble(null);
   } catch (error) {
     // A poll failing for want of the server says so once, in place, not in a toast every 2 s.
