@@ -640,6 +640,102 @@ fn the_overview_lists_a_clusters_nodes() {
     browser.screenshot("overview-cluster-stale.png");
 }
 
+/// The overview's labels: its cards', the throughput chart's caption, and the shutdown's
+/// heading, button and hint.
+const OVERVIEW_LABELS: &str = "return [...document.querySelectorAll('#view-overview dt'), \
+    ...['#throughput-caption', '#view-overview > h2', '#shutdown', '#shutdown + .hint'].map((css) => document.querySelector(css))]\
+    .map((label) => label.textContent)";
+
+#[test]
+fn a_clusters_overview_says_which_figures_are_the_nodes_own() {
+    if !browser_available() {
+        return;
+    }
+    let Some(postgres) = shared() else { return };
+    // On its own, the server is the only scope there is: the labels say none.
+    let alone = Server::start(&[]);
+    let browser = Browser::tall();
+    browser.open(&alone.url("/#/"));
+    browser.wait_for(
+        "the overview",
+        "return document.getElementById('stat-done').textContent === '0'",
+    );
+    assert_eq!(
+        browser.script(OVERVIEW_LABELS),
+        json!([
+            "Queued",
+            "Running",
+            "Done",
+            "Failed",
+            "Queue depth",
+            "Workers busy",
+            "Queue wait p50 / p95",
+            "Run time p50 / p95",
+            "Jobs finished per minute, since the server started (done and failed)",
+            "Server",
+            "Shut down the server",
+            "Queued and running jobs finish first. Needs the admin token if the server has one."
+        ])
+    );
+
+    // A node: the jobs by state and the queue are the cluster's (counted in the
+    // database), the rest this node's (its own workers and measurements).
+    let url = postgres.create_database();
+    let node = Server::start(&["--database-url", url.as_str()]);
+    browser.open(&node.url("/#/"));
+    browser.wait_for(
+        "the nodes panel",
+        "return !document.getElementById('nodes-panel').hidden",
+    );
+    assert_eq!(
+        browser.script(OVERVIEW_LABELS),
+        json!([
+            "Queued in the cluster",
+            "Running in the cluster",
+            "Done in the cluster",
+            "Failed in the cluster",
+            "Queue depth of the cluster",
+            "Workers busy on this node",
+            "Queue wait p50 / p95 on this node",
+            "Run time p50 / p95 on this node",
+            "Jobs this node finished per minute, since this node started (done and failed)",
+            "This node",
+            "Shut down this node",
+            "The jobs it has claimed finish first; the other nodes go on. \
+             Needs the admin token if the node has one."
+        ])
+    );
+    assert_readable_light_and_dark(&browser, "the overview of a node");
+    browser.screenshot("overview-node-scopes.png");
+
+    // Its shutdown's question and answer: this node, and the jobs it has claimed.
+    browser.script(
+        "window.confirm = (question) => { window.asked = question; return true; }; return null",
+    );
+    browser.click("#shutdown");
+    let toast = browser.wait_for(
+        "the shutdown's answer",
+        "const toast = document.getElementById('toast'); \
+         return toast.classList.contains('shown') && toast.textContent",
+    );
+    assert_eq!(
+        toast,
+        "Shutting down this node; 0 jobs it has claimed still to finish."
+    );
+    assert_eq!(
+        browser.script("return window.asked"),
+        "Shut this node down? The jobs it has claimed finish first, then it exits; \
+         the other nodes go on."
+    );
+    assert!(
+        browser
+            .script("return document.getElementById('draining').textContent")
+            .as_str()
+            .unwrap()
+            .starts_with("This node is shutting down"),
+    );
+}
+
 /// The ice chart's caption and the names in its legend.
 const ICE_LEGEND: &str = "return [document.getElementById('ice-caption').textContent, \
     [...document.querySelectorAll('#ice-legend li')].map((item) => item.textContent)]";

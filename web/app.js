@@ -303,17 +303,19 @@ function ago(seconds) {
  * time it has had, and the intervals from before the start, zeros that counted nothing,
  * are left out (the axis begins at the start).
  */
-function drawThroughput(container, caption, throughput) {
+function drawThroughput(container, caption, throughput, cluster) {
   const seconds = throughput.interval_seconds;
   const counted = throughput.intervals.slice(throughput.intervals_before_start);
   const current = Math.min(seconds, throughput.current_interval_ms / 1000);
   const span = Math.max(1, (counted.length - 1) * seconds + current);
-  const since = throughput.intervals_before_start ? 'since the server started' : 'in the last hour';
+  // In cluster mode the counts are of the jobs this node ran, not the cluster's.
+  const jobs = cluster ? 'Jobs this node' : 'Jobs';
+  const since = throughput.intervals_before_start ? `since ${cluster ? 'this node' : 'the server'} started` : 'in the last hour';
   const yMax = Math.max(1, ...counted.map((i) => i.done + i.failed));
   const done = counted.reduce((a, i) => a + i.done, 0);
   const failed = counted.reduce((a, i) => a + i.failed, 0);
-  caption.textContent = `Jobs finished per ${seconds === 60 ? 'minute' : seconds + ' s'}, ${since} (done and failed)`;
-  const c = frame(container, `Jobs finished ${since}, ${ago(span)}: ${fmt(done)} done, ${fmt(failed)} failed`, 120);
+  caption.textContent = `${jobs} finished per ${seconds === 60 ? 'minute' : seconds + ' s'}, ${since} (done and failed)`;
+  const c = frame(container, `${jobs} finished ${since}, ${ago(span)}: ${fmt(done)} done, ${fmt(failed)} failed`, 120);
   const x = (t) => (t / span) * c.width;
   const y = (v) => (v / yMax) * c.height;
   const doneBars = el('g', { class: 'series bar-done' }, c.plot);
@@ -360,7 +362,7 @@ views.overview = {
     $('stat-wait').textContent = `${duration(stats.queue_wait.p50_ms)} / ${duration(stats.queue_wait.p95_ms)}`;
     $('stat-run').textContent = `${duration(stats.run_time.p50_ms)} / ${duration(stats.run_time.p95_ms)}`;
     showNodes(stats.nodes);
-    drawThroughput($('chart-throughput'), $('throughput-caption'), stats.throughput);
+    drawThroughput($('chart-throughput'), $('throughput-caption'), stats.throughput, server.cluster);
   },
 };
 
@@ -784,12 +786,26 @@ function deleteJob() {
  * (the shutdown's answer, or a refresh's stats), `stopped` once it no longer answers
  * after that. A server started again accepts, and clears both.
  */
-const server = { draining: false, stopped: false };
+const server = { draining: false, stopped: false, cluster: false };
 
 function noteServer(stats) {
   server.draining = !stats.accepting;
   server.stopped = false;
+  const cluster = Boolean(stats.nodes);
+  if (cluster !== server.cluster) showScope((server.cluster = cluster));
   showServerState();
+}
+
+/**
+ * In cluster mode the job counts and the queue are the cluster's, but the workers, waits,
+ * run times, throughput and shutdown are the node's the page talks to: the labels that
+ * have a `data-cluster` wording say which.
+ */
+function showScope(cluster) {
+  for (const label of document.querySelectorAll('[data-cluster]')) {
+    label.dataset.alone = label.dataset.alone || label.textContent;
+    label.textContent = cluster ? label.dataset.cluster : label.dataset.alone;
+  }
 }
 
 function showServerState() {
@@ -798,11 +814,16 @@ function showServerState() {
 }
 
 async function shutDown() {
-  const question = 'Shut the server down? Queued and running jobs finish first, then it exits.';
+  const question = server.cluster
+    ? 'Shut this node down? The jobs it has claimed finish first, then it exits; the other nodes go on.'
+    : 'Shut the server down? Queued and running jobs finish first, then it exits.';
   await confirmAndSend($('shutdown'), question, async () => {
     const answer = await api('/api/graceful_shutdown', { method: 'POST', admin: true });
     server.draining = true;
-    toast(`Shutting down; ${fmt(answer.pending)} jobs still to finish.`);
+    // A node's pending counts the jobs it has claimed, not the cluster's queue.
+    toast(server.cluster
+      ? `Shutting down this node; ${fmt(answer.pending)} jobs it has claimed still to finish.`
+      : `Shutting down; ${fmt(answer.pending)} jobs still to finish.`);
     refresh();
   });
   // At once, before another click can come: the button stays disabled while the server drains.
