@@ -137,6 +137,8 @@ struct Inner {
     /// meets the bound.
     cluster_queued: AtomicUsize,
     cluster_running: AtomicUsize,
+    /// The last count of the cluster's jobs by state, and when it was asked for.
+    counts: Mutex<Option<(Instant, [usize; 4])>>,
     waiters: Waiters,
     cache: ResultCache,
     shutdown: Shutdown,
@@ -243,6 +245,7 @@ impl ClusterJobs {
                 accepts_in_progress: AtomicUsize::new(0),
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
+                counts: Mutex::new(None),
                 waiters: Waiters::default(),
                 shutdown,
                 logger,

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::num::{NonZeroU32, NonZeroU64};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -18,6 +18,9 @@ use crate::jobs::{JobId, JobInfo, JobState, Order, Status, Unavailable};
 /// How often a waiter looks at a job that another node runs (one this node runs wakes
 /// it at once).
 const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// How old the counts of jobs by state that a node answers with may be.
+const COUNTS_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// A job's columns as `job_info` reads them. A finished job past its retention reads
 /// as unknown until a sweep removes it, as on a node on its own.
@@ -134,9 +137,24 @@ impl ClusterJobs {
         .await
     }
 
+    /// The cluster's jobs by state, counted at most once per `COUNTS_FRESH_FOR`: every
+    /// open page asks every 2 s, and each count reads the whole jobs table.
+    ///
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
     pub async fn counts(&self) -> Result<[usize; 4], Unavailable> {
+        if let Some((counted_at, counts)) = *self.inner.counts.lock()
+            && counted_at.elapsed() < COUNTS_FRESH_FOR
+        {
+            return Ok(counts);
+        }
+        let counted_at = Instant::now();
+        let counts = self.count_by_state().await?;
+        *self.inner.counts.lock() = Some((counted_at, counts));
+        Ok(counts)
+    }
+
+    async fn count_by_state(&self) -> Result<[usize; 4], Unavailable> {
         self.on_db(move |client| {
             Box::pin(async move {
                 let rows = client
@@ -168,13 +186,11 @@ impl ClusterJobs {
         self.on_db(move |client| {
             Box::pin(async move {
                 let row = client
-                    .query_one(
-                        "SELECT count(*) FROM icewall_jobs WHERE state IN ('queued', 'running')",
-                        &[],
-                    )
+                    .query_one(super::claim::IN_FLIGHT, &[])
                     .await
                     .map_err(unavailable)?;
-                Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+                let count = |index| usize::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+                Ok(count(0) + count(1))
             })
         })
         .await
