@@ -169,6 +169,17 @@ pub fn nonzero_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A lease of at least a second: a node beats every third of its lease but no more
+/// often than every 50 ms, so that below 150 ms it would look dead between its own beats.
+pub fn lease_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        lease if lease < Duration::from_secs(1) => {
+            Err(format!("expected a lease of at least 1s, got `{text}`"))
+        }
+        lease => Ok(lease),
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
@@ -282,8 +293,8 @@ pub struct Settings {
     pub database_timeout: Duration,
     /// Cluster mode: how long a job this node runs stays its own without a heartbeat
     /// (heartbeats come every third of it); a job whose node stopped answering for
-    /// this long runs again on another node.
-    #[arg(long, env = "ICEWALL_LEASE", value_name = "DURATION", default_value = "30s", value_parser = nonzero_duration)]
+    /// this long runs again on another node. At least 1s.
+    #[arg(long, env = "ICEWALL_LEASE", value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
     pub lease: Duration,
     /// Cluster mode: runs of a job whose node stopped answering before the job is
     /// failed with that reason.
@@ -425,6 +436,10 @@ mod tests {
             assert!(error.contains("bare number is seconds"), "{text}: {error}");
         }
         assert!(nonzero_duration("0s").unwrap_err().contains("above zero"));
+        // Below 150 ms a node's beats, every 50 ms at the most, would come less often
+        // than its lease: it would look dead to the others between them.
+        assert!(lease_duration("149ms").unwrap_err().contains("at least 1s"));
+        assert_eq!(lease_duration("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(nonzero_duration("1"), Ok(Duration::from_secs(1)));
     }
 }

@@ -337,6 +337,39 @@ fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
 }
 
 #[test]
+fn retention_forgets_a_silent_node_but_not_one_whose_long_lease_spaces_its_beats() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // A beat every 80 minutes: silent for more than the hour after which a node that
+    // stopped beating is forgotten, and alive.
+    let live = node(&url, &["--lease", "4h"]);
+    wait_until("the first beat", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT heartbeat_at > started_at FROM icewall_nodes",
+        ) == "t"
+    });
+    one_row(
+        pg,
+        &url,
+        "UPDATE icewall_nodes SET heartbeat_at = now() - interval '61 minutes';
+         INSERT INTO icewall_nodes (id, address, workers, lease_ms, heartbeat_at)
+             VALUES (gen_random_uuid(), 'gone', 1, 30000, now() - interval '2 hours')",
+    );
+    wait_until("a sweep forgets the node gone for two hours", || {
+        one_row(
+            pg,
+            &url,
+            "SELECT count(*) FROM icewall_nodes WHERE address = 'gone'",
+        ) == "0"
+    });
+    let nodes = live.get("/api/stats").json()["nodes"].clone();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert_eq!(nodes[0]["stale"], false, "{nodes}");
+}
+
+#[test]
 fn a_job_whose_node_dies_each_time_fails_after_max_attempts() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

@@ -1227,7 +1227,7 @@ fn a_job_a_live_node_holds_but_does_not_run_is_requeued_after_its_lease() {
              WHERE id = '{id}'"
         ),
     );
-    // Within a beat or two, not only once the reapers' last resort comes (five leases).
+    // Within a beat or two: the node beats, so no other node's reaper takes it.
     let requeued_and_run = poll_until(Duration::from_secs(4), || {
         one_row(pg, &url, &state_and_attempt(&id)) == "done 2"
     });

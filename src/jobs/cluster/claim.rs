@@ -71,23 +71,14 @@ pub(super) async fn unregister_node(client: &Object, node: Uuid) -> Result<(), U
 /// Queues again the jobs running under this node's lease once it runs none (a drain's
 /// end, its heartbeat stopped): a claim committed after it was given up, or a result
 /// the finisher gave up. Their attempt stays counted, as the reaper would count it.
-pub(super) async fn release_unrun(client: &Object, node: Uuid) -> Result<u64, Unavailable> {
-    let released = client
-        .execute(
-            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
-                 lease_expires_at = NULL
-             WHERE lease_owner = $1 AND state = 'running'",
-            &[&node],
-        )
-        .await
-        .map_err(unavailable)?;
-    if released > 0 {
-        client
-            .batch_execute("NOTIFY icewall_jobs")
-            .await
-            .map_err(unavailable)?;
-    }
-    Ok(released)
+pub(super) async fn release_unrun(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
+    requeue_lapsed(
+        jobs,
+        client,
+        "SELECT id FROM icewall_jobs WHERE lease_owner = $2 AND state = 'running' FOR UPDATE",
+        &[&jobs.inner.settings.node],
+    )
+    .await
 }
 
 /// Claims work whenever there are free workers and something may be queued: woken by
@@ -364,7 +355,14 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
             .await
             .map_err(unavailable)?;
     }
-    let released = release_lapsed(jobs, client, &ids).await?;
+    // Looked at again: a job claimed since the extension began holds a lease, but one
+    // whose claim took most of a lease to come back may have lapsed already.
+    let running_now: Vec<Uuid> = inner
+        .running
+        .iter()
+        .map(|entry| entry.key().uuid())
+        .collect();
+    let released = release_lapsed(jobs, client, &running_now).await?;
     if released > 0 {
         info!(inner.logger, "jobs this node holds but does not run requeued"; "jobs" => released);
     }
@@ -442,7 +440,7 @@ async fn requeue_lapsed(
          UPDATE icewall_jobs AS job SET
              state = CASE WHEN job.attempt >= $1 THEN 'failed' ELSE 'queued' END,
              failure = CASE WHEN job.attempt >= $1 THEN format(
-                 'the node running it stopped answering, %s times (--max-attempts)',
+                 'its run was cut short %s times (--max-attempts): its node stopped answering, or let it go',
                  job.attempt) END,
              finished_at = CASE WHEN job.attempt >= $1 THEN now() END,
              lease_owner = NULL, lease_expires_at = NULL

@@ -448,8 +448,10 @@ impl ClusterJobs {
         // A claim given up whose cancel came too late committed jobs to this node that
         // no worker here runs, and a result given up left its job running: back to the
         // queue, rather than wait for their lease.
-        let node = inner.settings.node;
-        match self.block_on_db(move |client| Box::pin(claim::release_unrun(client, node))) {
+        let releasing = self.clone();
+        match self.block_on_db(move |client| {
+            Box::pin(async move { claim::release_unrun(&releasing, client).await })
+        }) {
             Ok(0) => {}
             Ok(released) => {
                 warn!(inner.logger, "jobs claimed too late to run here are queued again";
@@ -460,6 +462,7 @@ impl ClusterJobs {
                     "error" => %error);
             }
         }
+        let node = inner.settings.node;
         let _ = self.block_on_db(move |client| Box::pin(claim::unregister_node(client, node)));
     }
 

@@ -135,10 +135,13 @@ async fn sweep(jobs: &ClusterJobs, client: &mut Object) -> Result<u64, Unavailab
             }
         }
     }
+    // A node beats every third of its own lease: one of a lease over three hours is
+    // silent for more than an hour between two beats, and alive.
     client
         .execute(
-            "DELETE FROM icewall_nodes WHERE heartbeat_at < now() - interval '1 hour'",
-            &[],
+            "DELETE FROM icewall_nodes WHERE heartbeat_at < now() - greatest(interval '1 hour',
+                 2 * coalesce(lease_ms, $1) * interval '1 millisecond')",
+            &[&millis(jobs.inner.settings.lease)],
         )
         .await
         .map_err(unavailable)?;
