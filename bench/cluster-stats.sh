@@ -16,7 +16,8 @@ rounds=${BENCH_ROUNDS:-2}; jobs=${BENCH_JOBS:-200000}; requests=${BENCH_REQUESTS
 . bench/lib.sh
 postgres_start > /dev/null
 pid=; work=
-trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$work"; postgres_stop' EXIT
+# Whatever fails on the way out, the database is stopped.
+trap 'set +e; [ -z "$pid" ] || { kill "$pid"; wait "$pid"; } 2>/dev/null; rm -rf "$work"; postgres_stop' EXIT
 run=0
 for round in $(seq "$rounds"); do
   for bin in "$@"; do
