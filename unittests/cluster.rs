@@ -310,6 +310,18 @@ fn a_nodes_start_up_line_names_the_node_and_nothing_of_a_results_directory() {
     }
 }
 
+/// Waits for the lease keeper's first beat (at once, after the node's registration),
+/// the one node's of `url`.
+fn first_beat(pg: &PostgresServer, url: &str) {
+    wait_until("the first beat", || {
+        one_row(
+            pg,
+            url,
+            "SELECT heartbeat_at > started_at FROM icewall_nodes",
+        ) == "t"
+    });
+}
+
 #[test]
 fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
     let Some(pg) = shared() else { return };
@@ -317,14 +329,7 @@ fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
     // A beat every 20 s: none comes during the test after the first.
     let cluster_node = node(&url, &["--lease", "60s"]);
     let beat = "SELECT heartbeat_at FROM icewall_nodes";
-    // The keeper's first beat, at once, after the one of the node's registration.
-    wait_until("the first beat", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT heartbeat_at > started_at FROM icewall_nodes",
-        ) == "t"
-    });
+    first_beat(pg, &url);
     let first = one_row(pg, &url, beat);
     assert_eq!(cluster_node.get("/readyz").status, 200);
     // The probe wrote, but not the heartbeat: the reapers would take a node whose
@@ -343,13 +348,7 @@ fn retention_forgets_a_silent_node_but_not_one_whose_long_lease_spaces_its_beats
     // A beat every 80 minutes: silent for more than the hour after which a node that
     // stopped beating is forgotten, and alive.
     let live = node(&url, &["--lease", "4h"]);
-    wait_until("the first beat", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT heartbeat_at > started_at FROM icewall_nodes",
-        ) == "t"
-    });
+    first_beat(pg, &url);
     one_row(
         pg,
         &url,
