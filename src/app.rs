@@ -152,6 +152,7 @@ impl App {
                 panic_on_num_teams: settings.debug_panic_on_num_teams,
                 accept_delay: Duration::from_millis(settings.debug_accept_delay_ms),
                 claim_delay: Duration::from_millis(settings.debug_claim_delay_ms),
+                finisher_panics: settings.debug_finisher_panics,
             },
         };
         let jobs = match (&settings.database_url, node) {

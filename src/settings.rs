@@ -357,6 +357,9 @@ pub struct Settings {
     /// handing them to its workers.
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_claim_delay_ms: u64,
+    /// Test hook: a cluster node's finisher panics when handed a failed job.
+    #[arg(long, hide = true)]
+    pub debug_finisher_panics: bool,
 }
 
 impl Settings {

@@ -983,6 +983,37 @@ fn results_refused_a_while_for_want_of_memory_are_kept_when_it_passes() {
 }
 
 #[test]
+fn a_node_whose_finisher_stopped_says_so_and_leaves_its_jobs_to_the_others() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // A job of 7 teams fails on this node, and its finisher panics on a failed job:
+    // a defect of the node's own, which nothing else stops.
+    let broken = node(
+        &url,
+        &[
+            "--lease",
+            "1s",
+            "--debug-panic-on-num-teams",
+            "7",
+            "--debug-finisher-panics",
+        ],
+    );
+    let id = broken.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
+    wait_until("the node says it is not ready", || {
+        broken.get("/readyz").status == 503
+    });
+    assert!(
+        broken.get("/readyz").body.contains("finisher stopped"),
+        "{}",
+        broken.get("/readyz").body
+    );
+    // Its lease is no longer extended: another node runs the job.
+    let survivor = node(&url, &["--lease", "1s"]);
+    assert_eq!(survivor.wait_finished(&id)["status"], "done");
+    assert_eq!(one_row(pg, &url, &state_and_attempt(&id)), "done 2");
+}
+
+#[test]
 fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();

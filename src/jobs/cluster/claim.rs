@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Object;
 use futures_util::StreamExt;
-use slog::{info, warn};
+use slog::{error, info, warn};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
@@ -98,7 +98,8 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         let most_in_flight = capacity + FINISH_BACKLOG;
         // Nor while the database refuses results: a job claimed now would only wait
         // for it on this node, where it cannot be cancelled, rather than in the queue.
-        let refusing = inner.results_refused.lock().is_some();
+        // Nor once the finisher has stopped: no result would be stored.
+        let refusing = inner.results_refused.lock().is_some() || inner.finishes.is_closed();
         let claimed = inner.claimed.load(Ordering::SeqCst);
         let free = if refusing || inner.running.len() >= most_in_flight {
             0
@@ -279,6 +280,17 @@ pub(super) async fn keep_leases(jobs: ClusterJobs) {
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if inner.unless_leaving(beat.tick()).await.is_none() {
+            return;
+        }
+        if inner.finishes.is_closed() {
+            // Its jobs' results would never be stored, while their leases, extended,
+            // would keep them from everyone: the node stops beating, and the other
+            // nodes take them back after a lease. No known fault leads here.
+            error!(
+                inner.logger,
+                "the finisher stopped: this node no longer beats, and \
+                the other nodes take its jobs back"
+            );
             return;
         }
         let started = Instant::now();

@@ -171,6 +171,13 @@ pub(super) async fn run(jobs: ClusterJobs, mut queue: mpsc::UnboundedReceiver<Fi
                 Err(_) => break,
             }
         }
+        if inner.debug.finisher_panics
+            && batch
+                .iter()
+                .any(|finished| matches!(finished.record, Encoded::Failed(_)))
+        {
+            panic!("debug hook: the finisher panics on a failed job");
+        }
         match store(&jobs, &mut batch, &mut leaving).await {
             Stored::Split => {
                 for finished in batch {

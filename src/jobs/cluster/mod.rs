@@ -429,8 +429,9 @@ impl ClusterJobs {
         }
         inner.pool.shutdown();
         // The finisher commits what the workers left, or gives a result up after a
-        // lease's time without the database (its job then runs again elsewhere).
-        while !inner.running.is_empty() {
+        // lease's time without the database (its job then runs again elsewhere). A
+        // finisher that stopped commits nothing more: the other nodes take those back.
+        while !inner.running.is_empty() && !inner.finishes.is_closed() {
             std::thread::sleep(Duration::from_millis(2));
         }
         // The rounds end between two statements, not in one (a statement cut off would

@@ -201,6 +201,12 @@ impl ClusterJobs {
     /// # Errors
     /// When it does not.
     pub fn probe_store(&self) -> io::Result<()> {
+        if self.inner.finishes.is_closed() {
+            return Err(io::Error::other(
+                "this node's finisher stopped: it stores no result, and the other nodes \
+                 take back the jobs it held",
+            ));
+        }
         if let Some(refused) = &*self.inner.results_refused.lock() {
             return Err(io::Error::other(format!(
                 "the database refuses this node's results: {refused}"

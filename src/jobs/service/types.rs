@@ -45,6 +45,9 @@ pub struct DebugHooks {
     /// How long a cluster node's claim holds the jobs it took before it hands them to
     /// the workers.
     pub claim_delay: Duration,
+    /// A cluster node's finisher panics when handed a failed job (with
+    /// `panic_on_num_teams`, a job of those teams).
+    pub finisher_panics: bool,
 }
 
 impl DebugHooks {
