@@ -14,10 +14,7 @@ use slog::warn;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::database::{
-    abandon, cancel_grace, cancelled_before, in_time_to_send, pooled_unless_cancelled, settle,
-    timed_out,
-};
+use super::database::{abandon, answered_in_time, in_time_to_send, settle, timed_out};
 use super::{AcceptInProgress, ClusterJobs, unavailable};
 use crate::jobs::registry::WallShape;
 use crate::jobs::service::{SubmitError, Submitted};
@@ -127,17 +124,10 @@ async fn store(
     // A batch answered 503 must not be committed after its answer, when a client may
     // have made its job again: the insert is cancelled while there is time for the
     // database to say whether it committed, and is not sent without that time.
-    if !in_time_to_send(batch[0].arrived, Instant::now(), timeout) {
-        return Err(timed_out(timeout));
-    }
-    let cancel_at = deadline - cancel_grace(timeout);
-    let cancel = client.cancel_token();
-    let outcome = cancelled_before(cancel, cancel_at, deadline, insert(&client, batch)).await;
-    let Ok(inserted) = outcome else {
-        abandon(client);
-        return Err(timed_out(timeout));
-    };
-    let client = pooled_unless_cancelled(client, cancel_at);
+    let (inserted, client) = answered_in_time(client, batch[0].arrived, timeout, async |client| {
+        insert(client, batch).await
+    })
+    .await?;
     let inserted = match inserted {
         Ok(inserted) => inserted,
         // The cancel's own error, most likely: the database says the batch is not made.

@@ -135,13 +135,35 @@ pub(super) async fn on_connection<T>(
 ) -> Result<T, Unavailable> {
     let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + timeout;
-    let mut client = tokio::time::timeout_at(deadline, db.get())
+    let client = tokio::time::timeout_at(deadline, db.get())
         .await
         .map_err(|_| timed_out(timeout))?
         .map_err(unavailable)?;
+    let (answer, client) =
+        answered_in_time(client, started, timeout, async |client| work(client).await).await?;
+    // An error once cancelled is the cancel's own, most likely.
+    answer.map_err(|error| match client {
+        Some(_) => error,
+        None => timed_out(timeout),
+    })
+}
+
+/// `work` on `client` within `timeout` from `started` (the wait for the connection
+/// counted), not sent if too little of it is left, its statement cancelled a
+/// `cancel_grace` before the end: the database's answer, and the connection unless a
+/// cancel may be on its way to it (see `pooled_unless_cancelled`). With no answer by
+/// the end, the connection is given up and the work timed out. To be awaited on the
+/// database runtime.
+pub(super) async fn answered_in_time<T>(
+    mut client: Object,
+    started: std::time::Instant,
+    timeout: Duration,
+    work: impl AsyncFnOnce(&mut Object) -> Result<T, Unavailable>,
+) -> Result<(Result<T, Unavailable>, Option<Object>), Unavailable> {
     if !in_time_to_send(started, std::time::Instant::now(), timeout) {
         return Err(timed_out(timeout));
     }
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
     let cancel_at = deadline - cancel_grace(timeout);
     let cancel = client.cancel_token();
     // Its own statement, so that the work's borrow of the connection ends here.
@@ -150,9 +172,7 @@ pub(super) async fn on_connection<T>(
         abandon(client);
         return Err(timed_out(timeout));
     };
-    let cancelled = pooled_unless_cancelled(client, cancel_at).is_none();
-    // An error once cancelled is the cancel's own, most likely.
-    answer.map_err(|error| if cancelled { timed_out(timeout) } else { error })
+    Ok((answer, pooled_unless_cancelled(client, cancel_at)))
 }
 
 /// What a connection's work bounded by `timeout` came to: its own answer, or, once
@@ -171,7 +191,7 @@ pub(super) fn settle<T>(
 /// How long before its deadline a statement that could commit is cancelled, so that
 /// the database's own answer (committed, or cancelled) still comes back in time. A
 /// statement given up without that answer may commit after a 503 was sent for it.
-pub(super) fn cancel_grace(timeout: Duration) -> Duration {
+fn cancel_grace(timeout: Duration) -> Duration {
     (timeout / 4).min(Duration::from_millis(500))
 }
 
@@ -190,7 +210,7 @@ pub(super) fn in_time_to_send(
 /// `cancel_at` if it still runs: what the database then answers (its rows, or the
 /// cancel's error) says whether it committed. Elapsed means no answer came at all, and
 /// the connection is to be given up (`abandon`). To be awaited on the database runtime.
-pub(super) async fn cancelled_before<T>(
+async fn cancelled_before<T>(
     cancel: CancelToken,
     cancel_at: tokio::time::Instant,
     deadline: tokio::time::Instant,
@@ -209,10 +229,7 @@ pub(super) async fn cancelled_before<T>(
 /// `client` back to its pool, unless a cancel may be on its way to its backend
 /// (`cancelled_before` passed `cancel_at`): closed then, lest the cancel, come late,
 /// stop whichever statement runs there next.
-pub(super) fn pooled_unless_cancelled(
-    client: Object,
-    cancel_at: tokio::time::Instant,
-) -> Option<Object> {
+fn pooled_unless_cancelled(client: Object, cancel_at: tokio::time::Instant) -> Option<Object> {
     if tokio::time::Instant::now() < cancel_at {
         return Some(client);
     }
