@@ -175,12 +175,7 @@ pub fn parse_num_teams(token: &str) -> Result<NonZeroU64, ConfigError> {
 /// Keeps an error message one readable sentence even when the token is megabytes long.
 pub fn truncate_for_message(token: &str) -> String {
     const MAX_CHARS: usize = 40;
-    if token.chars().count() <= MAX_CHARS {
-        token.to_owned()
-    } else {
-        let head: String = token.chars().take(MAX_CHARS).collect();
-        format!("{head}...")
-    }
+    crate::telemetry::truncate(token, MAX_CHARS).into_owned()
 }
 
 #[cfg(test)]

@@ -345,10 +345,7 @@ const MAX_ERROR_BYTES: u64 = 64 * 1024;
 /// another server's page, short enough to leave the terminal readable.
 fn excerpt(text: &str) -> String {
     const MAX_SHOWN_CHARS: usize = 300;
-    match text.char_indices().nth(MAX_SHOWN_CHARS) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_owned(),
-    }
+    crate::telemetry::truncate(text, MAX_SHOWN_CHARS).into_owned()
 }
 
 /// A redirect, reported and not followed (see `Client::new`); it names where it

@@ -341,11 +341,7 @@ pub(super) async fn run_heartbeat(jobs: ClusterJobs) {
 
 async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavailable> {
     let inner = &jobs.inner;
-    let ids: Vec<Uuid> = inner
-        .running
-        .iter()
-        .map(|entry| entry.key().uuid())
-        .collect();
+    let ids = running_ids(jobs);
     let lease_ms = millis(inner.settings.lease);
     if !ids.is_empty() {
         // A row locked by another transaction (this node's result being stored, a
@@ -369,11 +365,7 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
     }
     // Looked at again: a job claimed since the extension began holds a lease, but one
     // whose claim took most of a lease to come back may have lapsed already.
-    let running_now: Vec<Uuid> = inner
-        .running
-        .iter()
-        .map(|entry| entry.key().uuid())
-        .collect();
+    let running_now = running_ids(jobs);
     let released = release_lapsed(jobs, client, &running_now).await?;
     if released > 0 {
         info!(inner.logger, "jobs this node holds but does not run requeued"; "jobs" => released);
@@ -394,6 +386,15 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
             .map_err(Unavailable)?;
     }
     Ok(())
+}
+
+/// The ids of the jobs this node runs now.
+fn running_ids(jobs: &ClusterJobs) -> Vec<Uuid> {
+    jobs.inner
+        .running
+        .iter()
+        .map(|entry| entry.key().uuid())
+        .collect()
 }
 
 /// Requeues the jobs whose lease ran out on a node that stopped beating (for a whole
