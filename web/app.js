@@ -458,7 +458,8 @@ function stateBadge(status) {
   return badge;
 }
 
-const jobView = { id: null, drawnFor: null, configFor: null, profiles: { stack: [], after: 0, next: null, asked: 0, shown: null } };
+/** The job on show; `clearJob` sets the rest, at every view's entry. */
+const jobView = { id: null };
 
 /** The fields of a job's page that say something of one job: blank until its record comes. */
 const JOB_FIELDS = ['job-created', 'job-started', 'job-finished', 'job-queue', 'job-run', 'job-elapsed',
@@ -528,7 +529,7 @@ views.job = {
     $('job-delete').textContent = jobView.queued ? 'Cancel this job' : 'Delete this job';
     // Kept with the result: there once the job has finished, done or failed. Not waited
     // for: the charts do not wait on a big wall's config.
-    if ((job.status === 'done' || job.status === 'failed') && jobView.configFor !== id) {
+    if (finished && jobView.configFor !== id) {
       jobView.configFor = id;
       showConfig(id).catch((error) => {
         // Asked for again at the next poll when the failure may pass; a refusal stays.
