@@ -1335,3 +1335,51 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     }
     drop(other_node);
 }
+
+#[test]
+fn a_node_whose_heartbeat_cannot_reach_the_database_claims_nothing_and_is_not_ready() {
+    let Some(pg) = shared() else { return };
+    let url = pg.create_database();
+    // A role of its own, which PostgreSQL can refuse new connections while the node's
+    // established ones go on (a superuser's are never refused).
+    let database = url.rsplit('/').next().unwrap();
+    let role = format!("{database}_node");
+    pg.psql(&url, &format!("CREATE ROLE {role} LOGIN")).unwrap();
+    pg.psql(&url, &format!("ALTER DATABASE {database} OWNER TO {role}"))
+        .unwrap();
+    let node_url = url.replacen("postgres@", &format!("{role}@"), 1);
+    let server = node(&node_url, &["--lease", "2s"]);
+    assert_eq!(server.get("/readyz").status, 200);
+    // The lease keeper's own connection is closed and cannot be made again; the
+    // node's other connections, its requests' and its notifications', stay.
+    pg.psql(&url, &format!("ALTER ROLE {role} CONNECTION LIMIT 0"))
+        .unwrap();
+    let closed = one_row(
+        pg,
+        &url,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = '{role}' AND application_name LIKE 'icewall % leases'"
+        ),
+    );
+    assert_eq!(closed, "1");
+    wait_until("the node says it is not ready", || {
+        server.get("/readyz").status == 503
+    });
+    let readyz = server.get("/readyz");
+    assert!(readyz.body.contains("heartbeat"), "{}", readyz.body);
+    // Accepted, on a connection it has, but not claimed: the other nodes would take
+    // the job back from a node that does not beat.
+    let id = server.submit_json(EXAMPLE_JSON);
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        server.get(&format!("/api/get_results/{id}")).json()["status"],
+        "queued"
+    );
+    pg.psql(&url, &format!("ALTER ROLE {role} CONNECTION LIMIT -1"))
+        .unwrap();
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    wait_until("the node is ready again", || {
+        server.get("/readyz").status == 200
+    });
+}

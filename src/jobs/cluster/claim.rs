@@ -98,8 +98,11 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         let most_in_flight = capacity + FINISH_BACKLOG;
         // Nor while the database refuses results: a job claimed now would only wait
         // for it on this node, where it cannot be cancelled, rather than in the queue.
-        // Nor once the finisher has stopped: no result would be stored.
-        let refusing = inner.results_refused.lock().is_some() || inner.finishes.is_closed();
+        // Nor once the finisher has stopped: no result would be stored. Nor while the
+        // heartbeat does not get through: the other nodes would take the job back.
+        let refusing = inner.results_refused.lock().is_some()
+            || inner.finishes.is_closed()
+            || inner.beat_overdue().is_some();
         let claimed = inner.claimed.load(Ordering::SeqCst);
         let free = if refusing || inner.running.len() >= most_in_flight {
             0
@@ -235,7 +238,7 @@ pub(super) async fn listen(jobs: ClusterJobs) {
         if inner.draining.load(Ordering::SeqCst) {
             return;
         }
-        let config = super::database::config(&inner.settings);
+        let config = super::database::config(&inner.settings, "notifications");
         let connected = match config {
             Ok(config) => config.connect(NoTls).await.ok(),
             Err(_) => None,
@@ -299,7 +302,10 @@ pub(super) async fn keep_leases(jobs: ClusterJobs) {
             Box::pin(async move { extend_leases(&beat, client).await })
         });
         match extended.await {
-            Ok(()) => inner.metrics.heartbeat(started.elapsed()),
+            Ok(()) => {
+                *inner.beaten_at.lock() = started;
+                inner.metrics.heartbeat(started.elapsed());
+            }
             Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
         }
     }

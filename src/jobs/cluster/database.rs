@@ -18,9 +18,13 @@ use crate::jobs::service::StartError;
 
 /// A connection pool of `size`. Connections are made when first needed, so a database
 /// that is down at this moment fails the migration that follows, with its reason.
-pub(super) fn connect(cluster: &ClusterSettings, size: usize) -> Result<Pool, StartError> {
+pub(super) fn connect(
+    cluster: &ClusterSettings,
+    size: usize,
+    role: &str,
+) -> Result<Pool, StartError> {
     let manager = Manager::from_config(
-        config(cluster)?,
+        config(cluster, role)?,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -41,10 +45,18 @@ pub(super) fn connect(cluster: &ClusterSettings, size: usize) -> Result<Pool, St
 /// closed by the kernel, so that a new one is made, instead of waiting for TCP's
 /// retries (some 15 minutes): one whose sent bytes go unacknowledged for a lease
 /// (`tcp_user_timeout`), and an idle one (the `LISTEN` connection) whose keepalive
-/// probes go unanswered. What the URL sets itself wins.
-pub(super) fn config(cluster: &ClusterSettings) -> Result<tokio_postgres::Config, StartError> {
+/// probes go unanswered. Each connection is named after its node and its `role`
+/// (`pg_stat_activity.application_name`), so that an operator sees which node holds
+/// what. What the URL sets itself wins.
+pub(super) fn config(
+    cluster: &ClusterSettings,
+    role: &str,
+) -> Result<tokio_postgres::Config, StartError> {
     let mut config = tokio_postgres::Config::from_str(&cluster.database_url)
         .map_err(|error| StartError::Database(format!("a bad --database-url: {error}")))?;
+    if config.get_application_name().is_none() {
+        config.application_name(format!("icewall {} {role}", cluster.node));
+    }
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(cluster.lease);
     }

@@ -139,6 +139,10 @@ struct Inner {
     cluster_running: AtomicUsize,
     /// The last count of the cluster's jobs by state, and when it was asked for.
     counts: Mutex<Option<(Instant, [usize; 4])>>,
+    /// When the lease keeper last reached the database (at the start, the node's
+    /// registration). Once it is a lease ago, the other nodes may take this node's
+    /// jobs: it claims no more and is not ready until a beat gets through again.
+    beaten_at: Mutex<Instant>,
     waiters: Waiters,
     cache: ResultCache,
     shutdown: Shutdown,
@@ -182,6 +186,13 @@ impl Inner {
         }
     }
 
+    /// How long since the lease keeper last reached the database, when that is longer
+    /// than this node's lease: from then on the other nodes' reapers count it as gone.
+    fn beat_overdue(&self) -> Option<Duration> {
+        let since = self.beaten_at.lock().elapsed();
+        (since > self.settings.lease).then_some(since)
+    }
+
     /// Lets go of `attempt` of job `id`. The node may have claimed the job again
     /// meanwhile (its lease ran out while this attempt ran): the newer attempt is kept,
     /// or its lease would go unrenewed.
@@ -206,8 +217,8 @@ impl ClusterJobs {
     ) -> Result<ClusterJobs, StartError> {
         let runtime = DbRuntime::start()?;
         let handle = runtime.handle();
-        let db = connect(&cluster, cluster.pool_size)?;
-        let leases = connect(&cluster, 1)?;
+        let db = connect(&cluster, cluster.pool_size, "requests")?;
+        let leases = connect(&cluster, 1, "leases")?;
         let applied =
             block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
@@ -246,6 +257,7 @@ impl ClusterJobs {
                 cluster_queued: AtomicUsize::new(0),
                 cluster_running: AtomicUsize::new(0),
                 counts: Mutex::new(None),
+                beaten_at: Mutex::new(Instant::now()),
                 waiters: Waiters::default(),
                 shutdown,
                 logger,

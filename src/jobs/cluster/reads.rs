@@ -207,6 +207,14 @@ impl ClusterJobs {
                  take back the jobs it held",
             ));
         }
+        if let Some(since) = self.inner.beat_overdue() {
+            return Err(io::Error::other(format!(
+                "this node's heartbeat has not reached the database for {:.1}s (its --lease \
+                 is {}): the other nodes may take back the jobs it holds",
+                since.as_secs_f64(),
+                humantime::format_duration(self.inner.settings.lease),
+            )));
+        }
         if let Some(refused) = &*self.inner.results_refused.lock() {
             return Err(io::Error::other(format!(
                 "the database refuses this node's results: {refused}"
