@@ -695,6 +695,36 @@ fn a_request_hidden_behind_ambiguous_framing_never_runs() {
 }
 
 #[test]
+fn a_submission_with_two_keys_or_two_content_types_is_refused() {
+    let server = Server::start(&[]);
+    for (headers, names) in [
+        (
+            "Content-Type: text/plain\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n",
+            "Idempotency-Key",
+        ),
+        // Read as text the body is a wall; read as JSON it is not one.
+        (
+            "Content-Type: text/plain\r\nContent-Type: application/json\r\n",
+            "Content-Type",
+        ),
+        (
+            "Content-Type: application/json\r\nContent-Type: text/plain\r\n",
+            "Content-Type",
+        ),
+    ] {
+        let answer = server.exchange(&format!(
+            "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 1\r\nConnection: close\r\n\r\n1"
+        ));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{headers}: {answer}");
+        assert!(
+            answer.contains(&format!("the request has more than one {names} header")),
+            "{answer}"
+        );
+    }
+    assert_eq!(server.listed_jobs(), 0);
+}
+
+#[test]
 fn the_headers_of_every_request_on_a_connection_are_timed() {
     let server = Server::start(&["--request-timeout", "1", "--keep-alive", "60"]);
     let mut stream = server.connect();

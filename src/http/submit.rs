@@ -151,6 +151,9 @@ async fn read_submission(
 }
 
 fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {
+    // Which of two would be read is up to the reader: the body may be a wall in one
+    // form and not in the other.
+    only_one(request, "Content-Type")?;
     let mime = request
         .mime_type()
         .map_err(|_| ApiError::UnsupportedMediaType("an unreadable Content-Type".to_owned()))?;
@@ -210,7 +213,19 @@ fn gunzip(body: &[u8], max_body: usize) -> Result<Vec<u8>, ApiError> {
     Ok(decoded)
 }
 
+/// Refuses a request that repeats `name`, a header that holds one value.
+fn only_one(request: &HttpRequest, name: &str) -> Result<(), ApiError> {
+    if request.headers().get_all(name).nth(1).is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "the request has more than one {name} header"
+        )));
+    }
+    Ok(())
+}
+
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    // A retry that lists its keys in another order would make a second job.
+    only_one(request, "Idempotency-Key")?;
     let Some(value) = request.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
