@@ -267,8 +267,9 @@ pub struct Settings {
     #[arg(long, env = "ICEWALL_MAX_WAIT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub max_wait: Duration,
     /// How long a finished job is kept (e.g. `7days`, `12h`, `30s`; a bare number is
-    /// seconds); then it answers 404 like an unknown job and its file is removed.
-    #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = parse_duration)]
+    /// seconds), above zero; then it answers 404 like an unknown job and its file is
+    /// removed.
+    #[arg(long, env = "ICEWALL_RESULT_TTL", value_name = "DURATION", default_value = "7days", value_parser = nonzero_duration)]
     pub result_ttl: Duration,
     /// Most finished jobs kept; beyond it the oldest are removed.
     #[arg(long, env = "ICEWALL_MAX_RESULTS", default_value_t = 1_000_000, value_parser = at_least_one)]

@@ -83,6 +83,18 @@ fn a_request_timeout_of_zero_is_refused_at_start() {
 }
 
 #[test]
+fn a_result_ttl_of_zero_is_refused_at_start() {
+    // Taken, it would remove every result as it is stored: no client could read one.
+    for zero in ["0", "0s"] {
+        let stderr = refused_at_start(&["--result-ttl", zero]);
+        assert!(
+            stderr.contains("--result-ttl") && stderr.contains("above zero"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn sizes_and_durations_with_units_are_taken_by_every_flag() {
     let server = Server::start(&[
         "--max-body",
