@@ -159,6 +159,37 @@ fn a_recovered_jobs_record_keeps_what_its_result_tells() {
     }
 }
 
+#[test]
+fn a_job_queued_again_at_start_up_tells_its_size_once_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed();
+    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let server = Server::start_in(dir.path(), &held);
+    // The first holds the one worker at the gate after the restart.
+    let first = server.submit_json(EXAMPLE_JSON);
+    let id = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(record(&server, &id)["profiles"], 3);
+    server.kill9();
+
+    // Its request waits in the journal, unread until the job runs.
+    let server = Server::start_in(dir.path(), &held);
+    crate::common::wait_until("the first job to run again", || {
+        record(&server, &first)["status"] == "running"
+    });
+    let queued = record(&server, &id);
+    assert_eq!(queued["status"], "queued");
+    for key in ["profiles", "sections", "num_teams"] {
+        assert_eq!(queued[key], Value::Null, "{key}");
+    }
+    gate.open();
+    server.wait_finished(&id);
+    let done = record(&server, &id);
+    assert_eq!(
+        (&done["profiles"], &done["sections"], &done["num_teams"]),
+        (&Value::from(3), &Value::from(9), &Value::from(3))
+    );
+}
+
 /// The ids of a `/api/jobs` page, checking each row's shape on the way.
 fn listed(server: &Server, query: &str) -> Vec<String> {
     let reply = server.get(&format!("/api/jobs{query}"));
