@@ -219,6 +219,7 @@ impl App {
         };
         let request_timeout = settings.request_timeout;
         let keep_alive = settings.keep_alive;
+        let send_timeout = settings.send_timeout;
         let body_drain = http::BodyDrain::new(settings.max_body, settings.request_timeout);
         let make_app = move || {
             let request_log = request_log();
@@ -245,6 +246,15 @@ impl App {
                     // wait for the client's delayed ACK: without this, such answers took
                     // 40 ms more.
                     let _ = stream.set_nodelay(true);
+                    // The kernel closes a connection whose client has taken none of its
+                    // answer (its receive window shut), or acknowledged none of it, for
+                    // this long: such a client would otherwise hold the connection, and
+                    // the answer's body, for ever.
+                    #[cfg(target_os = "linux")]
+                    let _ = rustix::net::sockopt::set_tcp_user_timeout(
+                        &stream,
+                        u32::try_from(send_timeout.as_millis()).unwrap_or(u32::MAX),
+                    );
                     let peer = stream.peer_addr().ok();
                     let stream = TimedStream::new(stream, request_timeout, keep_alive);
                     Ok::<_, DispatchError>((stream, peer))

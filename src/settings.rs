@@ -253,6 +253,13 @@ pub struct Settings {
     /// connection lasts at most this long too.
     #[arg(long, env = "ICEWALL_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration)]
     pub request_timeout: Duration,
+    /// How long an answer may wait on a client that takes none of it (its receive
+    /// window shut) or acknowledges none of it (gone from the network), above zero: then
+    /// the connection is closed, by the kernel's TCP user timeout (Linux), whose probes
+    /// back off, so it may take up to twice as long. A slow client that keeps reading
+    /// is not cut off.
+    #[arg(long, env = "ICEWALL_SEND_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = nonzero_duration)]
+    pub send_timeout: Duration,
     /// How long an idle keep-alive connection is kept open: `5s` (a bare number is
     /// seconds; 0 closes each connection after its response).
     #[arg(long, env = "ICEWALL_KEEP_ALIVE", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]

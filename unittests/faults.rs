@@ -62,6 +62,66 @@ fn slow_clients_are_cut_off_without_starving_others() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// A done job of 300 profiles of 1,000 sections of height 0 and one team: a team log
+/// of 16 MB, more than the socket buffers of both ends hold.
+fn a_job_with_a_long_log(server: &Server) -> String {
+    let profile = vec!["0"; 1000].join(" ");
+    let wall = vec![profile.as_str(); 300].join("\n");
+    let answer = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    id
+}
+
+/// Asks for `id`'s team log on a raw connection, with `pauses` of not reading along
+/// the way (half a MiB read between them); how many bytes came before the server
+/// closed the connection, headers included.
+fn read_log_with_pauses(server: &Server, id: &str, pauses: &[Duration]) -> usize {
+    let mut stream = server.connect();
+    let request =
+        format!("GET /api/jobs/{id}/log HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut read = 0;
+    let mut buffer = vec![0; 64 * 1024];
+    for pause in pauses {
+        std::thread::sleep(*pause);
+        // Enough to open the window again on loopback, whose segments are 64 KiB.
+        let mut taken = 0;
+        while taken < 512 * 1024 {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return read + taken,
+                Ok(more) => taken += more,
+            }
+        }
+        read += taken;
+    }
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return read,
+            Ok(more) => read += more,
+        }
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_its_answer_is_cut_off_after_the_send_timeout() {
+    let server = Server::start(&["--send-timeout", "1s"]);
+    let id = a_job_with_a_long_log(&server);
+    // Read at once, headers and all (their sizes do not change from one answer to the
+    // next).
+    let whole = read_log_with_pauses(&server, &id, &[]);
+    assert!(whole > 15_000_000, "{whole}");
+    // Pauses shorter than the timeout, each followed by a read: the log comes whole.
+    let pauses = [Duration::from_millis(700); 4];
+    assert_eq!(read_log_with_pauses(&server, &id, &pauses), whole);
+    // One pause longer than it: the connection is closed with most of the log unsent.
+    let read = read_log_with_pauses(&server, &id, &[Duration::from_secs(3)]);
+    assert!(read < whole, "{read} bytes of a {whole}-byte answer");
+    // The server goes on answering.
+    assert_eq!(server.get("/profiles/overview").json()["cost"], 32233500);
+}
+
 #[test]
 fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
     let server = Server::start(&["--workers", "2"]);
