@@ -120,33 +120,32 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 writeln!(out, "{id}")?;
                 return Ok(());
             }
-            let result =
-                wait_for(&client, &id, timeout).map_err(|error| error.while_waiting_for(&id))?;
-            if !is_finished(&result) {
-                return Err(ClientError::TimedOut {
+            match wait_for(&client, &id, timeout).map_err(|error| error.while_waiting_for(&id))? {
+                Some(result) if is_finished(&result) => {
+                    print_result(&client, &id, &result, json, out)
+                }
+                last => Err(ClientError::TimedOut {
                     id,
-                    status: Some(result.status),
+                    status: last.map(|result| result.status),
                     after: timeout.unwrap_or_default(),
-                });
+                }),
             }
-            print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Status { id, wait, .. } => {
             let id = id.to_string();
             let result = match wait.filter(|wait| !wait.is_zero()) {
                 None => client.job_result(&id)?,
-                // The wait running out is no error, and prints the status; a server that
-                // gave no answer in it has no status to print.
-                Some(wait) => wait_for(&client, &id, Some(wait)).map_err(|error| match error {
-                    ClientError::TimedOut { .. } => ClientError::Unreachable {
+                // The wait running out is no error, and prints the last status the
+                // server gave; a server that gave none in it has no status to print.
+                Some(wait) => {
+                    wait_for(&client, &id, Some(wait))?.ok_or_else(|| ClientError::Unreachable {
                         server: client.shown().to_owned(),
                         detail: format!(
                             "no answer came within --wait {}; giving up",
                             humantime::format_duration(wait)
                         ),
-                    },
-                    other => other,
-                })?,
+                    })?
+                }
             };
             writeln!(out, "{}", printable(&result.status))?;
             Ok(())

@@ -710,3 +710,25 @@ fn a_password_in_the_server_url_is_never_shown() {
         assert!(message.contains("me:***@127.0.0.1:"), "{args:?}: {message}");
     }
 }
+
+#[test]
+fn status_wait_prints_the_last_status_when_a_later_request_goes_unanswered() {
+    let answers_once = server_that_stalls_after_one_answer();
+    let args = [
+        "status",
+        ID,
+        "--wait",
+        "2s",
+        "--debug-silence-timeout",
+        "60s",
+    ];
+    let started = Instant::now();
+    let output = run_all_within(&answers_once, &[args.to_vec()], Duration::from_secs(8));
+    let message = exited_with(&args, &output[0], 0);
+    assert_eq!(super::stdout(&output[0]).trim(), "running", "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        started.elapsed()
+    );
+}

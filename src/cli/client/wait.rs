@@ -37,20 +37,17 @@ const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
-/// and returns its last answer: the server holds each request until the job finishes
-/// (`?wait=`), so no time is lost between polls. A server that refuses the wait (its
-/// `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it refuses that too,
-/// without a wait, every `EARLY_ANSWER_PAUSE`. A spinner shows the state and the time
-/// taken on a terminal, nothing otherwise.
-///
-/// # Errors
-/// `TimedOut` when `timeout` ran out with a request unanswered (a stalled server
-/// cannot hold the wait past it), naming the last status seen, if any.
+/// and returns its last answer, finished or not, or `None` if none came in time (a
+/// stalled server cannot hold the wait past `timeout`): the server holds each request
+/// until the job finishes (`?wait=`), so no time is lost between polls. A server that
+/// refuses the wait (its `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it
+/// refuses that too, without a wait, every `EARLY_ANSWER_PAUSE`. A spinner shows the
+/// state and the time taken on a terminal, nothing otherwise.
 pub(super) fn wait_for(
     client: &Client,
     id: &str,
     timeout: Option<Duration>,
-) -> Result<JobResult, ClientError> {
+) -> Result<Option<JobResult>, ClientError> {
     let spinner = if io::stderr().is_terminal() && timeout != Some(Duration::ZERO) {
         let spinner = ProgressBar::new_spinner();
         spinner.set_style(
@@ -73,7 +70,7 @@ pub(super) fn wait_for(
     let margin = timeout.map_or(Duration::ZERO, |timeout| (timeout / 4).min(ANSWER_MARGIN));
     // The longest wait the server takes: 10 s, then 1 s, then none, as it refuses them.
     let mut longest_wait = WAIT_PER_REQUEST;
-    let mut last_status = None;
+    let mut last_answer = None;
     loop {
         let wait = left().saturating_sub(margin).min(longest_wait);
         let asked = Instant::now();
@@ -89,21 +86,17 @@ pub(super) fn wait_for(
             Ok(Some(result)) => result,
             Ok(None) => {
                 spinner.finish_and_clear();
-                return Err(ClientError::TimedOut {
-                    id: id.to_owned(),
-                    status: last_status,
-                    after: timeout.unwrap_or_default(),
-                });
+                return Ok(last_answer);
             }
             Err(error) => return Err(error),
         };
         // Within the margin, a request would be cut off before its answer came.
         if is_finished(&result) || left() <= margin {
             spinner.finish_and_clear();
-            return Ok(result);
+            return Ok(Some(result));
         }
         spinner.set_message(format!("job {id} {}", printable(&result.status)));
-        last_status = Some(result.status);
+        last_answer = Some(result);
         // Answered before its wait was up, or asked without one.
         if wait.is_zero() || asked.elapsed() < wait {
             std::thread::sleep(EARLY_ANSWER_PAUSE.min(left().saturating_sub(margin)));
