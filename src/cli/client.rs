@@ -6,11 +6,13 @@
 //! (which is not followed); 2 a usage or local input error (a job id that is not a UUID
 //! among them: ids go into URLs, so nothing else is ever sent), or an answer this client
 //! cannot read; 3 the server cannot be reached, or its answer was cut off or stalled; 4
-//! `submit --wait --timeout` ran out of time, a request unanswered or the job unfinished
-//! (the job goes on; the message names it and the last status the server gave).
+//! `submit --wait --timeout` ran out of time, the submission or a request of the wait
+//! unanswered, or the job unfinished (the job goes on; the message names it and the last
+//! status the server gave, or the key that makes retrying the submission safe).
 
 mod args;
 mod connection;
+mod deadline;
 mod submit;
 mod wait;
 
@@ -24,6 +26,7 @@ use thousands::Separable;
 
 pub use self::args::{ClientCommand, RetryArgs, ServerArgs};
 use self::connection::{Client, unreadable};
+use self::deadline::Deadline;
 use self::submit::{read_config, submit};
 use self::wait::{is_finished, print_result, wait_for};
 use super::printable;
@@ -38,22 +41,19 @@ pub enum ClientError {
     Input(String),
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
-    #[error("{}; it goes on (`icewall status {id}`)", timed_out(id, status.as_deref(), *after))]
-    TimedOut {
-        id: String,
-        /// The last status the server gave, if it gave one in time.
-        status: Option<String>,
-        after: Duration,
-    },
+    #[error("{0}")]
+    TimedOut(String),
 }
 
-/// What a wait that ran out of time knows of its job.
-fn timed_out(id: &str, status: Option<&str>, after: Duration) -> String {
+/// A wait for job `id` that ran out of time, with the last status the server gave in
+/// it, if any.
+fn unfinished(id: &str, status: Option<&str>, after: Duration) -> ClientError {
     let after = humantime::format_duration(after);
-    match status {
+    let what = match status {
         Some(status) => format!("job {id} is still {status} after {after}"),
         None => format!("no answer about job {id} came within {after}"),
-    }
+    };
+    ClientError::TimedOut(format!("{what}; it goes on (`icewall status {id}`)"))
 }
 
 impl ClientError {
@@ -77,6 +77,7 @@ impl ClientError {
                 detail: say(detail),
             },
             ClientError::Input(reason) => ClientError::Input(say(reason)),
+            ClientError::TimedOut(reason) => ClientError::TimedOut(say(reason)),
             other => other,
         }
     }
@@ -86,7 +87,7 @@ impl ClientError {
             ClientError::Refused { .. } => 1,
             ClientError::Input(_) | ClientError::Output(_) => 2,
             ClientError::Unreachable { .. } => 3,
-            ClientError::TimedOut { .. } => 4,
+            ClientError::TimedOut(_) => 4,
         }
     }
 }
@@ -115,20 +116,23 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         } => {
             let body = read_config(&file, max_body)?;
             let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-            let id = submit(&client, &body, num_teams, &key, &retry)?;
+            // The timeout bounds the submission too: a stalled server or a full queue
+            // must not hold the wait's user past it.
+            let deadline = timeout.map(Deadline::after);
+            let id = submit(&client, body, num_teams, &key, &retry, deadline)?;
             if !wait {
                 writeln!(out, "{id}")?;
                 return Ok(());
             }
-            match wait_for(&client, &id, timeout).map_err(|error| error.while_waiting_for(&id))? {
+            match wait_for(&client, &id, deadline).map_err(|error| error.while_waiting_for(&id))? {
                 Some(result) if is_finished(&result) => {
                     print_result(&client, &id, &result, json, out)
                 }
-                last => Err(ClientError::TimedOut {
-                    id,
-                    status: last.map(|result| result.status),
-                    after: timeout.unwrap_or_default(),
-                }),
+                last => Err(unfinished(
+                    &id,
+                    last.map(|result| result.status).as_deref(),
+                    timeout.unwrap_or_default(),
+                )),
             }
         }
         ClientCommand::Status { id, wait, .. } => {
@@ -138,12 +142,14 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
                 // The wait running out is no error, and prints the last status the
                 // server gave; a server that gave none in it has no status to print.
                 Some(wait) => {
-                    wait_for(&client, &id, Some(wait))?.ok_or_else(|| ClientError::Unreachable {
-                        server: client.shown().to_owned(),
-                        detail: format!(
-                            "no answer came within --wait {}; giving up",
-                            humantime::format_duration(wait)
-                        ),
+                    wait_for(&client, &id, Some(Deadline::after(wait)))?.ok_or_else(|| {
+                        ClientError::Unreachable {
+                            server: client.shown().to_owned(),
+                            detail: format!(
+                                "no answer came within --wait {}; giving up",
+                                humantime::format_duration(wait)
+                            ),
+                        }
                     })?
                 }
             };

@@ -732,3 +732,54 @@ fn status_wait_prints_the_last_status_when_a_later_request_goes_unanswered() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_submission_and_its_retries_end_within_the_timeout_of_its_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let wall = wall_file(&dir);
+    // Takes the request and never answers it.
+    let stalls = fake_server(|_, _| true);
+    // The queue full, and a retry asked for later than the timeout.
+    let full = fake_server(|_, stream| {
+        let body = br#"{"status":"error","reason":"the queue is full"}"#;
+        respond(
+            stream,
+            "503 Service Unavailable",
+            "Content-Type: application/json\r\nRetry-After: 30\r\n",
+            body,
+        );
+        false
+    });
+    let args = [
+        "submit",
+        &wall,
+        "--wait",
+        "--timeout",
+        "2s",
+        "--idempotency-key",
+        "nightly-42",
+        "--debug-silence-timeout",
+        "60s",
+    ];
+    for (base, says) in [
+        (
+            &full,
+            "the queue is full; its retry in 30s would come after --timeout 2s",
+        ),
+        (&stalls, "no answer to the submission came within 2s"),
+    ] {
+        let started = Instant::now();
+        let output = run_all_within(base, &[args.to_vec()], Duration::from_secs(8));
+        let message = exited_with(&args, &output[0], 4);
+        assert!(message.contains(says), "{message}");
+        assert!(
+            message.contains("retrying with --idempotency-key nightly-42 is safe"),
+            "{message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{says}: ended after {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -17,6 +17,7 @@ use super::args::{parse_server_url, shown_url};
 use super::{ClientError, ServerArgs};
 use crate::cli::PrintableText;
 
+#[derive(Clone)]
 pub(super) struct Client {
     base: String,
     /// `base` as messages show it (see `shown_url`).

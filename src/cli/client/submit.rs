@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::connection::{Client, refusal};
+use super::deadline::{self, Deadline};
 use super::{ClientError, RetryArgs};
 use crate::jobs::JobId;
 use crate::wall::{is_json_config, truncate_for_message};
@@ -39,13 +40,45 @@ pub(super) fn read_config(file: &Path, max_body: u64) -> Result<Vec<u8>, ClientE
 }
 
 /// Submits `body` under the Idempotency-Key `key`, retrying after a 503 as `retry`
-/// allows: the key makes a retry of an accepted request answer with the same job.
+/// allows, all by `deadline`: the key makes a retry of an accepted request answer with
+/// the same job.
+///
+/// # Errors
+/// `TimedOut` when `deadline` came first, or would come before a retry; its message
+/// names the key, as the job may have been made.
 pub(super) fn submit(
+    client: &Client,
+    body: Vec<u8>,
+    num_teams: Option<std::num::NonZeroU64>,
+    key: &str,
+    retry: &RetryArgs,
+    deadline: Option<Deadline>,
+) -> Result<String, ClientError> {
+    let (client, key_sent, retry) = (client.clone(), key.to_owned(), retry.clone());
+    deadline::by(deadline, move || {
+        send(&client, &body, num_teams, &key_sent, &retry, deadline)
+    })
+    .unwrap_or_else(|| {
+        let given = deadline.map(|deadline| deadline.given).unwrap_or_default();
+        Err(safe_to_retry(
+            ClientError::TimedOut(format!(
+                "no answer to the submission came within {}",
+                humantime::format_duration(given)
+            )),
+            key,
+        ))
+    })
+}
+
+/// `submit`'s requests, which it gives up on at the deadline: this cuts the retries
+/// short when the deadline would come before one.
+fn send(
     client: &Client,
     body: &[u8],
     num_teams: Option<std::num::NonZeroU64>,
     key: &str,
     retry: &RetryArgs,
+    deadline: Option<Deadline>,
 ) -> Result<String, ClientError> {
     let content_type = if is_json_config(body) {
         "application/json"
@@ -59,8 +92,10 @@ pub(super) fn submit(
     if let Some(teams) = num_teams {
         request = request.query("num_teams", &teams.to_string());
     }
-    // `None`: a time so far that it never comes.
-    let give_up_at = Instant::now().checked_add(retry.retry_for);
+    // Durations are at most 1000 years (see `settings::parse_duration`): no overflow.
+    let retry_for_ends = Instant::now() + retry.retry_for;
+    let timeout_first = deadline.filter(|deadline| deadline.at < retry_for_ends);
+    let retries_end = timeout_first.map_or(retry_for_ends, |deadline| deadline.at);
     let mut retries_left = retry.retries;
     let response = loop {
         let sent = client
@@ -70,11 +105,18 @@ pub(super) fn submit(
             Err(ureq::Error::Status(503, response)) if retries_left > 0 => {
                 let wait = retry_after(&response);
                 let refused = refusal(503, response);
-                // A Retry-After beyond the deadline (or beyond the clock) ends the retries.
+                // A Retry-After beyond the retries' end (or beyond the clock) ends them.
                 let retry_at = Instant::now().checked_add(wait);
-                if retry_at.is_none() || give_up_at.is_some_and(|give_up| retry_at > Some(give_up))
-                {
-                    return Err(safe_to_retry(refused, key));
+                if retry_at.is_none_or(|retry_at| retry_at > retries_end) {
+                    let error = match timeout_first {
+                        Some(deadline) => ClientError::TimedOut(format!(
+                            "{refused}; its retry in {} would come after --timeout {}",
+                            humantime::format_duration(wait),
+                            humantime::format_duration(deadline.given)
+                        )),
+                        None => refused,
+                    };
+                    return Err(safe_to_retry(error, key));
                 }
                 retries_left -= 1;
                 eprintln!(

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ClientError;
 use super::connection::{Client, JobResult};
+use super::deadline::Deadline;
 use crate::cli::printable;
 use crate::cli::simulate::write_summary;
 use crate::wall::{ProfileSummary, Summary};
@@ -36,9 +37,9 @@ const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(500);
 /// the timeout rather than being cut off by it.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// Asks until the job is done or failed, or `timeout` has passed (never, if `None`),
+/// Asks until the job is done or failed, or `deadline` has passed (never, if `None`),
 /// and returns its last answer, finished or not, or `None` if none came in time (a
-/// stalled server cannot hold the wait past `timeout`): the server holds each request
+/// stalled server cannot hold the wait past `deadline`): the server holds each request
 /// until the job finishes (`?wait=`), so no time is lost between polls. A server that
 /// refuses the wait (its `--max-wait` is shorter) is asked for `SHORT_WAIT`, and if it
 /// refuses that too, without a wait, every `EARLY_ANSWER_PAUSE`. A spinner shows the
@@ -46,9 +47,10 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 pub(super) fn wait_for(
     client: &Client,
     id: &str,
-    timeout: Option<Duration>,
+    deadline: Option<Deadline>,
 ) -> Result<Option<JobResult>, ClientError> {
-    let spinner = if io::stderr().is_terminal() && timeout != Some(Duration::ZERO) {
+    let no_time = deadline.is_some_and(|deadline| deadline.left().is_zero());
+    let spinner = if io::stderr().is_terminal() && !no_time {
         let spinner = ProgressBar::new_spinner();
         spinner.set_style(
             ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
@@ -58,23 +60,19 @@ pub(super) fn wait_for(
     } else {
         ProgressBar::hidden()
     };
-    let started = Instant::now();
-    // `None`: a time so far that it never comes.
-    let deadline = timeout.and_then(|timeout| started.checked_add(timeout));
-    let left = || {
-        deadline.map_or(WAIT_PER_REQUEST, |deadline| {
-            deadline.saturating_duration_since(Instant::now())
-        })
-    };
+    let left = || deadline.map_or(WAIT_PER_REQUEST, |deadline| deadline.left());
     // A quarter of a short timeout, so that it still holds a request.
-    let margin = timeout.map_or(Duration::ZERO, |timeout| (timeout / 4).min(ANSWER_MARGIN));
+    let margin = deadline.map_or(Duration::ZERO, |deadline| {
+        (deadline.given / 4).min(ANSWER_MARGIN)
+    });
     // The longest wait the server takes: 10 s, then 1 s, then none, as it refuses them.
     let mut longest_wait = WAIT_PER_REQUEST;
     let mut last_answer = None;
     loop {
         let wait = left().saturating_sub(margin).min(longest_wait);
         let asked = Instant::now();
-        let result = match client.held_job_result(id, wait, deadline) {
+        let ends = deadline.map(|deadline| deadline.at);
+        let result = match client.held_job_result(id, wait, ends) {
             Err(ClientError::Refused { status: 400, .. }) if !wait.is_zero() => {
                 longest_wait = if longest_wait > SHORT_WAIT {
                     SHORT_WAIT
