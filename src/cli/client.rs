@@ -138,7 +138,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         ClientCommand::Status { id, wait, .. } => {
             let id = id.to_string();
             let result = match wait.filter(|wait| !wait.is_zero()) {
-                None => client.job_result(&id)?,
+                None => client.job_result(&id, Duration::ZERO)?,
                 // The wait running out is no error, and prints the last status the
                 // server gave; a server that gave none in it has no status to print.
                 Some(wait) => {
@@ -158,7 +158,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<(), ClientErr
         }
         ClientCommand::Result { id, json, .. } => {
             let id = id.to_string();
-            let result = client.job_result(&id)?;
+            let result = client.job_result(&id, Duration::ZERO)?;
             print_result(&client, &id, &result, json, out)
         }
         ClientCommand::Query {

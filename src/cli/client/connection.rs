@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -26,9 +26,6 @@ pub(super) struct Client {
     /// How long the server may say nothing (to a connect, or between bytes) before the
     /// client gives up: `--debug-silence-timeout`, a minute unless a test shortens it.
     silence: Duration,
-    /// `--ca-cert`'s trust, kept to build the agents of requests that must connect
-    /// within less than `silence` (see `Client::held_job_result`).
-    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The largest JSON answer read: an icewall answer is far smaller (a summary holds
@@ -66,9 +63,8 @@ impl Client {
         Ok(Client {
             shown: shown_url(&base),
             base,
-            agent: agent(silence, silence, tls.as_ref()),
+            agent: agent(silence, tls.as_ref()),
             silence,
-            tls,
         })
     }
 
@@ -202,59 +198,19 @@ impl Client {
         }
     }
 
-    /// A job's result, as it is now.
-    pub(super) fn job_result(&self, id: &str) -> Result<JobResult, ClientError> {
-        let request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
-        self.read_json(self.send(request, None)?)
-    }
-
     /// A job's result, the server holding the answer up to `wait` for the job to
-    /// finish; `None` if `deadline` comes first. The whole request, its connect
-    /// included, ends by `deadline`, so that a stalled server cannot keep a wait past
-    /// its `--timeout`, and by the silence timeout after `wait`.
-    pub(super) fn held_job_result(
-        &self,
-        id: &str,
-        wait: Duration,
-        deadline: Option<Instant>,
-    ) -> Result<Option<JobResult>, ClientError> {
-        // The server says nothing while it holds the request: that silence was asked
-        // for, and only what follows it counts.
-        let held = wait.saturating_add(self.silence);
-        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            return Ok(None);
-        }
-        // Whether a request that runs out of time ran out of the deadline's.
-        let deadline_first = left.is_some_and(|left| left < held);
-        let agent = match left {
-            Some(left) if left < self.silence => agent(self.silence, left, self.tls.as_ref()),
-            _ => self.agent.clone(),
-        };
-        let mut request = agent.get(&self.url(&format!("/api/get_results/{id}")));
+    /// finish (a wait's deadline is the caller's, see `deadline::by`).
+    pub(super) fn job_result(&self, id: &str, wait: Duration) -> Result<JobResult, ClientError> {
+        let mut request = self.agent.get(&self.url(&format!("/api/get_results/{id}")));
         if !wait.is_zero() {
-            request = request.query("wait", &format!("{:.3}", wait.as_secs_f64()));
+            // The server says nothing while it holds the request: that silence was
+            // asked for, and only what follows it counts. (This timeout replaces the
+            // silence timeout between reads.)
+            request = request
+                .query("wait", &format!("{:.3}", wait.as_secs_f64()))
+                .timeout(wait.saturating_add(self.silence));
         }
-        // A request neither held nor bounded keeps the silence timeout between reads,
-        // which a request's own timeout replaces.
-        let limit = match left {
-            Some(left) => Some(left.min(held)),
-            None => (!wait.is_zero()).then_some(held),
-        };
-        if let Some(limit) = limit {
-            request = request.timeout(limit);
-        }
-        let out_of_time =
-            |error: &(dyn std::error::Error + 'static)| deadline_first && is_timeout(error);
-        let response = match request.call() {
-            Err(error) if out_of_time(&error) => return Ok(None),
-            sent => self.answer(sent)?,
-        };
-        match json_body(response) {
-            Ok(body) => parse_json(&body).map(Some),
-            Err(error) if out_of_time(&error) => Ok(None),
-            Err(error) => Err(self.unreachable(&error)),
-        }
+        self.read_json(self.send(request, None)?)
     }
 }
 
@@ -278,13 +234,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientEr
     serde_json::from_slice(body).map_err(|error| unreadable(&error.to_string()))
 }
 
-/// An agent that gives up on a server silent for `silence`, or on a connection not made
-/// within `connect`.
-fn agent(
-    silence: Duration,
-    connect: Duration,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> ureq::Agent {
+/// An agent that gives up on a server silent for `silence`, a connect's included.
+fn agent(silence: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> ureq::Agent {
     let mut agent = ureq::AgentBuilder::new()
         // An icewall server never redirects: following one would send the request,
         // its config or admin token included, where --server does not point.
@@ -294,8 +245,7 @@ fn agent(
         // wait for a stalled server for ever. A new connection per request is cheap
         // at the client's pace (one per held wait, one per page).
         .max_idle_connections(0)
-        // ureq bounds a connect by this alone, not by the request's own timeout.
-        .timeout_connect(connect)
+        .timeout_connect(silence)
         .timeout_read(silence)
         .timeout_write(silence);
     if let Some(tls) = tls {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ClientError;
 use super::connection::{Client, JobResult};
-use super::deadline::Deadline;
+use super::deadline::{self, Deadline};
 use crate::cli::printable;
 use crate::cli::simulate::write_summary;
 use crate::wall::{ProfileSummary, Summary};
@@ -71,9 +71,10 @@ pub(super) fn wait_for(
     loop {
         let wait = left().saturating_sub(margin).min(longest_wait);
         let asked = Instant::now();
-        let ends = deadline.map(|deadline| deadline.at);
-        let result = match client.held_job_result(id, wait, ends) {
-            Err(ClientError::Refused { status: 400, .. }) if !wait.is_zero() => {
+        let (asking, asked_about) = (client.clone(), id.to_owned());
+        let answer = deadline::by(deadline, move || asking.job_result(&asked_about, wait));
+        let result = match answer {
+            Some(Err(ClientError::Refused { status: 400, .. })) if !wait.is_zero() => {
                 longest_wait = if longest_wait > SHORT_WAIT {
                     SHORT_WAIT
                 } else {
@@ -81,12 +82,13 @@ pub(super) fn wait_for(
                 };
                 continue;
             }
-            Ok(Some(result)) => result,
-            Ok(None) => {
+            Some(Ok(result)) => result,
+            // A stalled server cannot hold the wait past its deadline.
+            None => {
                 spinner.finish_and_clear();
                 return Ok(last_answer);
             }
-            Err(error) => return Err(error),
+            Some(Err(error)) => return Err(error),
         };
         // Within the margin, a request would be cut off before its answer came.
         if is_finished(&result) || left() <= margin {
