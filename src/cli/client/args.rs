@@ -23,8 +23,8 @@ pub struct ServerArgs {
     /// Mozilla roots (for a server behind a private CA).
     #[arg(long, value_name = "FILE", env = "ICEWALL_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
-    /// How long the server may say nothing (to a connect, or between two pieces of an
-    /// answer) before the client gives up; hidden, as only a test, which cannot wait
+    /// How long the server may say nothing (to the lookup of its name, to a connect, or
+    /// between two pieces of an answer) before the client gives up; hidden, as only a test, which cannot wait
     /// the minute a user should get, has reason to shorten it.
     #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = crate::settings::nonzero_duration)]
     pub debug_silence_timeout: Duration,

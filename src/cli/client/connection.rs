@@ -2,6 +2,7 @@
 //! the network answers turned into the `ClientError` the user is shown.
 
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +10,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use ureq::rustls;
 use ureq::rustls::pki_types::CertificateDer;
 use ureq::rustls::pki_types::pem::PemObject;
+use ureq::{ErrorKind, rustls};
 
 use super::args::{parse_server_url, shown_url};
+use super::deadline::{self, Deadline};
 use super::{ClientError, ServerArgs};
 use crate::cli::PrintableText;
 
@@ -23,8 +25,9 @@ pub(super) struct Client {
     /// `base` as messages show it (see `shown_url`).
     shown: String,
     pub(super) agent: ureq::Agent,
-    /// How long the server may say nothing (to a connect, or between bytes) before the
-    /// client gives up: `--debug-silence-timeout`, a minute unless a test shortens it.
+    /// How long the server may say nothing (to the lookup of its name, a connect, or
+    /// between bytes) before the client gives up: `--debug-silence-timeout`, a minute
+    /// unless a test shortens it.
     silence: Duration,
 }
 
@@ -53,6 +56,12 @@ impl Client {
     /// `Input` when `--server` is not a URL requests can be sent to, or `--ca-cert`
     /// cannot be read or holds no certificate.
     pub(super) fn new(server: &ServerArgs) -> Result<Client, ClientError> {
+        Client::looking_up_by(server, system_lookup)
+    }
+
+    /// A client that finds the server's addresses by `lookup` (a test's, or the
+    /// system's).
+    fn looking_up_by(server: &ServerArgs, lookup: Lookup) -> Result<Client, ClientError> {
         // Silence, not length, is what ends a request: a long download that keeps coming
         // goes on.
         let silence = server.debug_silence_timeout;
@@ -63,7 +72,7 @@ impl Client {
         Ok(Client {
             shown: shown_url(&base),
             base,
-            agent: agent(silence, tls.as_ref()),
+            agent: agent(silence, tls.as_ref(), lookup),
             silence,
         })
     }
@@ -94,13 +103,18 @@ impl Client {
     /// says so plainly, as ureq's own words for it (`Error encountered in the status
     /// line`) do not tell a stalled server from a garbled answer.
     fn unreachable(&self, error: &(dyn std::error::Error + 'static)) -> ClientError {
-        let detail = if is_timeout(error) {
+        let transport = match error.downcast_ref::<ureq::Error>() {
+            Some(ureq::Error::Transport(transport)) => Some(transport),
+            _ => None,
+        };
+        // A name lookup that ran out of time is no silence of the server's.
+        let lookup_failed = transport.is_some_and(|transport| transport.kind() == ErrorKind::Dns);
+        let detail = if is_timeout(error) && !lookup_failed {
             format!(
                 "nothing came from it for {}; giving up",
                 humantime::format_duration(self.silence)
             )
-        } else if let Some(ureq::Error::Transport(transport)) = error.downcast_ref::<ureq::Error>()
-        {
+        } else if let Some(transport) = transport {
             // Its own words begin with the request's URL, which the message has.
             let mut detail = transport.kind().to_string();
             let causes = transport
@@ -234,9 +248,40 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientEr
     serde_json::from_slice(body).map_err(|error| unreadable(&error.to_string()))
 }
 
-/// An agent that gives up on a server silent for `silence`, a connect's included.
-fn agent(silence: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> ureq::Agent {
+/// Finds the addresses of a `host:port`.
+type Lookup = fn(&str) -> io::Result<Vec<SocketAddr>>;
+
+/// The system's resolver, as ureq's own.
+fn system_lookup(netloc: &str) -> io::Result<Vec<SocketAddr>> {
+    netloc.to_socket_addrs().map(Iterator::collect)
+}
+
+/// The addresses of `netloc` by `lookup`, given up on after `within`: ureq bounds a
+/// lookup by nothing, and the system's resolver, its DNS server silent, takes as long
+/// as its own configuration says (tens of seconds by default, more with more servers
+/// or search domains), past the silence timeout and any `--timeout`.
+fn look_up_within(netloc: &str, within: Duration, lookup: Lookup) -> io::Result<Vec<SocketAddr>> {
+    let name = netloc.to_owned();
+    deadline::by(Some(Deadline::after(within)), move || lookup(&name)).unwrap_or_else(|| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no address came for it within {}; giving up",
+                humantime::format_duration(within)
+            ),
+        ))
+    })
+}
+
+/// An agent that gives up on a server silent for `silence`, a connect's and the lookup
+/// of its name included.
+fn agent(
+    silence: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    lookup: Lookup,
+) -> ureq::Agent {
     let mut agent = ureq::AgentBuilder::new()
+        .resolver(move |netloc: &str| look_up_within(netloc, silence, lookup))
         // An icewall server never redirects: following one would send the request,
         // its config or admin token included, where --server does not point.
         .redirects(0)
@@ -373,4 +418,37 @@ fn tls_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>, ClientError> 
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_lookup_that_hangs_is_given_up_on_after_the_silence_timeout() {
+        fn hangs(_: &str) -> io::Result<Vec<SocketAddr>> {
+            loop {
+                std::thread::park();
+            }
+        }
+        let server = ServerArgs {
+            server: "http://icewall.test:8080".to_owned(),
+            ca_cert: None,
+            debug_silence_timeout: Duration::from_millis(500),
+        };
+        let client = Client::looking_up_by(&server, hangs).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(client.job_result("x", Duration::ZERO)));
+        let answer = receiver
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the lookup was given up on");
+        let Err(ClientError::Unreachable { detail, .. }) = answer else {
+            panic!("reached a server that has no address");
+        };
+        assert_eq!(
+            detail,
+            "Dns Failed: resolve dns name 'icewall.test:8080': no address came for it \
+             within 500ms; giving up"
+        );
+    }
 }
