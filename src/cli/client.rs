@@ -292,8 +292,25 @@ fn remove_job(
 
 /// Alive (`/healthz`) and then ready for jobs (`/readyz`).
 fn health(client: &Client, out: &mut impl Write) -> Result<(), ClientError> {
-    client.send(client.agent.get(&client.url("/healthz")), None)?;
-    match client.send(client.agent.get(&client.url("/readyz")), None) {
+    let get = |path: &str| {
+        // Both are icewall's for as long as it answers: a server without them is
+        // another, or one behind another's path (a wrong --server).
+        client
+            .send(client.agent.get(&client.url(path)), None)
+            .map_err(|error| match error {
+                ClientError::Refused {
+                    status: 404,
+                    reason,
+                } => ClientError::Input(format!(
+                    "{} is not an icewall server (is --server right?): it has no {path}: \
+                     {reason}",
+                    client.shown()
+                )),
+                other => other,
+            })
+    };
+    get("/healthz")?;
+    match get("/readyz") {
         Ok(answer) => {
             // Any web server answers 200: only icewall's readiness counts.
             let answer: Value = client.read_json(answer)?;

@@ -783,3 +783,41 @@ fn a_submission_and_its_retries_end_within_the_timeout_of_its_wait() {
         );
     }
 }
+
+#[test]
+fn health_on_a_server_that_is_not_icewall_says_so_with_exit_2() {
+    let not_found = |stream: &mut TcpStream| {
+        respond(
+            stream,
+            "404 Not Found",
+            "Content-Type: text/html\r\n",
+            b"<html><body>Not Found</body></html>",
+        );
+    };
+    let foreign = fake_server(move |_, stream| {
+        not_found(stream);
+        false
+    });
+    // Alive by its /healthz (many servers have one), but with no /readyz.
+    let alive_only = fake_server(move |head, stream| {
+        if head.starts_with("GET /healthz ") {
+            let body = br#"{"status":"ok"}"#;
+            respond(stream, "200 OK", "Content-Type: application/json\r\n", body);
+        } else {
+            not_found(stream);
+        }
+        false
+    });
+    for (base, path) in [(&foreign, "/healthz"), (&alive_only, "/readyz")] {
+        let output = icewall(base, &["health"]);
+        let message = exited_with(&path, &output, 2);
+        assert_eq!(
+            message.trim(),
+            format!(
+                "icewall: {base} is not an icewall server (is --server right?): it has no \
+                 {path}: HTTP 404 (text/html): <html><body>Not Found</body></html>"
+            )
+        );
+        assert_eq!(super::stdout(&output), "");
+    }
+}

@@ -193,7 +193,7 @@ pub enum ClientCommand {
         server: ServerArgs,
     },
     /// Check that the server is alive and ready for jobs: exit 0 ready, 1 not ready,
-    /// 3 unreachable.
+    /// 2 not an icewall server, 3 unreachable.
     Health {
         #[command(flatten)]
         server: ServerArgs,
