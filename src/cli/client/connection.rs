@@ -361,30 +361,27 @@ fn redirected(response: &ureq::Response) -> ClientError {
     }
 }
 
-/// Whether `error`, or one it came from, is a timeout (on Unix a socket's read timeout
-/// shows as `WouldBlock`).
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error`, or one it came from, is an I/O error of one of `kinds`.
+fn caused_by(error: &(dyn std::error::Error + 'static), kinds: &[io::ErrorKind]) -> bool {
     std::iter::successors(Some(error), |error| error.source()).any(|error| {
-        error.downcast_ref::<io::Error>().is_some_and(|error| {
-            matches!(
-                error.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            )
-        })
+        error
+            .downcast_ref::<io::Error>()
+            .is_some_and(|error| kinds.contains(&error.kind()))
     })
+}
+
+/// Whether `error` is a timeout (on Unix a socket's read timeout shows as `WouldBlock`).
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by(error, &[io::ErrorKind::TimedOut, io::ErrorKind::WouldBlock])
 }
 
 /// Whether a send failed because the server closed the connection while the body was
 /// still being written.
 fn stopped_reading(transport: &ureq::Transport) -> bool {
-    std::error::Error::source(transport)
-        .and_then(|source| source.downcast_ref::<io::Error>())
-        .is_some_and(|error| {
-            matches!(
-                error.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            )
-        })
+    caused_by(
+        transport,
+        &[io::ErrorKind::BrokenPipe, io::ErrorKind::ConnectionReset],
+    )
 }
 
 /// TLS that trusts the bundled Mozilla roots (so a static binary in an empty container
