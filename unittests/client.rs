@@ -467,6 +467,19 @@ fn a_malformed_server_url_is_a_usage_error_naming_it() {
 }
 
 #[test]
+fn a_submission_timeout_of_zero_is_a_usage_error_and_never_sent() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wall = dir.path().join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let wall = wall.to_str().unwrap();
+    let output = icewall(&server.base, &["submit", wall, "--wait", "--timeout", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
+    assert_eq!(server.listed_jobs(), 0);
+}
+
+#[test]
 fn local_mistakes_exit_2_in_every_subcommand_and_control_bytes_are_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);

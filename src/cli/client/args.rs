@@ -93,9 +93,10 @@ pub enum ClientCommand {
         /// With --wait, print the summary as JSON.
         #[arg(long, requires = "wait")]
         json: bool,
-        /// With --wait, give up after this long (`30s`, `5m`), the submission and its
-        /// retries included: exit 4, the job goes on. Waits as long as it takes if absent.
-        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = crate::settings::parse_duration)]
+        /// With --wait, give up after this long (`30s`, `5m`; above zero), the submission
+        /// and its retries included: exit 4, the job goes on. Waits as long as it takes if
+        /// absent.
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = crate::settings::nonzero_duration)]
         timeout: Option<Duration>,
         /// Retries with the same key get the same job; a fresh one is made if absent.
         /// 1 to 255 visible ASCII characters.
