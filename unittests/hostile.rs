@@ -241,7 +241,17 @@ fn catalogue(done: &str) -> Vec<Case> {
             TEXT,
             EXAMPLE_TEXT,
             400,
-            "duplicate field",
+            "the query parameter `num_teams` is given more than once; give it once",
+        ),
+        get(
+            format!("/api/get_results/{done}?wait=1&wait=0"),
+            400,
+            "the query parameter `wait` is given more than once",
+        ),
+        get(
+            "/api/jobs?status=done&limit=5&status=failed".to_owned(),
+            400,
+            "the query parameter `status` is given more than once",
         ),
         post(
             "/api/simulate?num_teams=%ZZ",

@@ -39,6 +39,8 @@ pub fn endpoint(
     params: &'static [&'static str],
     routes: Vec<Route>,
 ) -> Endpoint {
+    // One bit each in `repeated_param`.
+    assert!(params.len() <= 32, "at most 32 query parameters: {pattern}");
     Endpoint {
         pattern: Pattern::parse(pattern),
         allow,
@@ -245,7 +247,7 @@ fn unknown_params(params: &[&str], query: &str) -> Option<ApiError> {
         .map(|(name, _)| format!("`{}`", crate::wall::truncate_for_message(&name)))
         .collect();
     if unknown.is_empty() {
-        return None;
+        return repeated_param(params, query);
     }
     let takes = match params {
         [] => "this endpoint takes none".to_owned(),
@@ -255,4 +257,20 @@ fn unknown_params(params: &[&str], query: &str) -> Option<ApiError> {
         "unknown query parameter {}; {takes}",
         unknown.join(", ")
     )))
+}
+
+/// A query parameter given more than once: which of the values was meant is the
+/// client's to say (a retry that appended `wait` again would otherwise get one of them).
+fn repeated_param(params: &[&str], query: &str) -> Option<ApiError> {
+    let mut seen = 0_u32;
+    for (name, _) in form_urlencoded::parse(query.as_bytes()) {
+        let bit = 1 << params.iter().position(|param| *param == name)?;
+        if seen & bit != 0 {
+            return Some(ApiError::BadRequest(format!(
+                "the query parameter `{name}` is given more than once; give it once"
+            )));
+        }
+        seen |= bit;
+    }
+    None
 }
