@@ -305,7 +305,7 @@ fn bad_days_and_profiles_get_400_and_missing_profiles_404(store: Store) {
 
 fn questions_on_an_unfinished_job_get_409(store: Store) {
     let gate = Gate::closed();
-    let server = store.start(&["--debug-job-gate", &gate.path()]);
+    let server = store.start(&gate.args(&[]));
     let id = server.submit_json(EXAMPLE_JSON);
     let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
     assert!(status == "queued" || status == "running", "{status}");
@@ -344,14 +344,7 @@ fn jobs_are_listed_oldest_first_in_pages(store: Store) {
 
 fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted(store: Store) {
     let gate = Gate::closed();
-    let server = store.start(&[
-        "--workers",
-        "1",
-        "--max-queue",
-        "10",
-        "--debug-job-gate",
-        &gate.path(),
-    ]);
+    let server = store.start(&gate.one_worker(&["--max-queue", "10"]));
     let mut accepted = Vec::new();
     let mut refused = 0;
     for _ in 0..30 {
@@ -380,14 +373,7 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted(store: S
 #[test]
 fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
     let gate = Gate::closed();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--max-queue-bytes",
-        "2KiB",
-        "--debug-job-gate",
-        &gate.path(),
-    ]);
+    let server = Server::start(&gate.one_worker(&["--max-queue-bytes", "2KiB"]));
     let submit = || server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     let mut accepted = Vec::new();
     let refused = loop {
@@ -429,14 +415,7 @@ fn queued_jobs_are_bounded_in_bytes_and_accepted_again_once_the_queue_drains() {
 
 fn a_panicking_job_fails_alone_and_the_pool_keeps_its_size(store: Store) {
     let gate = Gate::closed();
-    let server = store.start(&[
-        "--workers",
-        "2",
-        "--debug-panic-on-num-teams",
-        "7",
-        "--debug-job-gate",
-        &gate.path(),
-    ]);
+    let server = store.start(&gate.args(&["--workers", "2", "--debug-panic-on-num-teams", "7"]));
     let panicking = r#"{"profiles": [[1, 2, 3]], "num_teams": 7}"#;
     let failed: Vec<String> = (0..4).map(|_| server.submit_json(panicking)).collect();
     for id in &failed {

@@ -799,7 +799,7 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
         return;
     }
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     let finishing = server.submit_json(EXAMPLE_JSON);
@@ -1085,7 +1085,7 @@ fn a_job_opened_after_another_does_not_show_the_others_state() {
         return;
     }
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     gate.open();
     let first = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&first);
@@ -1391,7 +1391,7 @@ fn a_running_jobs_elapsed_time_is_by_the_servers_clock() {
         return;
     }
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let id = server.submit_json(EXAMPLE_JSON);
     let browser = Browser::tall();
     browser.open(&server.url("/#/"));
@@ -1566,7 +1566,7 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
         return;
     }
     let gate = Gate::closed();
-    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let mut server = Server::start(&gate.one_worker(&[]));
     // Held at the gate, it keeps the server draining until the test opens it.
     server.submit_json(EXAMPLE_JSON);
     let browser = Browser::tall();
@@ -1625,7 +1625,7 @@ fn the_drain_is_said_on_every_view_until_the_server_is_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let args = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let args = gate.one_worker(&[]);
     let mut server = Server::start_in(dir.path(), &args);
     let address = server.base.trim_start_matches("http://").to_owned();
     // Held at the gate, it keeps the server draining until the test opens it.
@@ -1676,7 +1676,7 @@ fn a_running_job_offers_no_delete_until_it_has_finished() {
         return;
     }
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let id = server.submit_json(EXAMPLE_JSON);
     wait_until("the job running", || {
         server.get(&format!("/api/jobs/{id}")).json()["status"] == "running"

@@ -601,7 +601,7 @@ fn delete_removes_a_done_job_and_cancel_leaves_a_done_job_alone() {
 fn health_tells_ready_from_not_ready_from_unreachable() {
     // The job submitted below is held, so the server is still draining when asked.
     let gate = Gate::closed();
-    let mut server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let mut server = Server::start(&gate.args(&[]));
     let ready = icewall(&server.base, &["health"]);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
     assert_eq!(stdout(&ready).trim(), "ready");
@@ -626,17 +626,7 @@ fn health_tells_ready_from_not_ready_from_unreachable() {
 fn submit_retries_after_a_full_queue_and_makes_one_job() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &[
-            "--workers",
-            "1",
-            "--max-queue",
-            "1",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&["--max-queue", "1"]));
     let running = server.submit_json(crate::common::EXAMPLE_JSON);
     crate::common::wait_until("the first job runs", || {
         server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
@@ -780,7 +770,7 @@ fn queue_full_refusals(server: &Server) -> u64 {
 fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(dir.path(), &["--debug-job-gate", &gate.path()]);
+    let server = Server::start_in(dir.path(), &gate.args(&[]));
     let relay = Relay::to(&server);
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
@@ -812,7 +802,7 @@ fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
 fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(dir.path(), &["--debug-job-gate", &gate.path()]);
+    let server = Server::start_in(dir.path(), &gate.args(&[]));
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
     let waited = icewall(
@@ -847,7 +837,7 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
 #[test]
 fn status_waits_for_the_job_when_asked() {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.args(&[]));
     let relay = Relay::to(&server);
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     let waiting = spawn_icewall(&relay.base, &["status", &id, "--wait", "30s"]);
@@ -864,7 +854,7 @@ fn status_waits_for_the_job_when_asked() {
 #[test]
 fn a_wait_answered_early_is_not_asked_again_at_once() {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path(), "--workers", "1"]);
+    let server = Server::start(&gate.one_worker(&[]));
     let held = server.submit_json(crate::common::EXAMPLE_JSON);
     let queued = server.submit_json(crate::common::EXAMPLE_JSON);
     // A draining server answers every wait at once: the queued job waits for the held
@@ -888,10 +878,7 @@ fn a_wait_answered_early_is_not_asked_again_at_once() {
 fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_fails() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--debug-job-gate", &gate.path(), "--max-wait", "1s"],
-    );
+    let server = Server::start_in(dir.path(), &gate.args(&["--max-wait", "1s"]));
     let wall = dir.path().join("wall.txt");
     std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
     let waiting = spawn_icewall(
@@ -1155,7 +1142,7 @@ mod misbehaving_servers;
 #[test]
 fn a_wait_the_server_holds_longer_than_the_silence_timeout_is_not_given_up() {
     let gate = Gate::closed();
-    let server = Server::start(&["--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.args(&[]));
     let id = server.submit_json(crate::common::EXAMPLE_JSON);
     // The server says nothing for the 2 s it holds the request: silence it was asked for.
     let output = icewall(

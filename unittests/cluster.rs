@@ -247,7 +247,7 @@ fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease(
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let gate = Gate::closed();
-    let doomed = node(&url, &["--lease", "1s", "--debug-job-gate", &gate.path()]);
+    let doomed = node(&url, &gate.args(&["--lease", "1s"]));
     let id = doomed.submit_json(EXAMPLE_JSON);
     wait_until("the job is claimed and held at the gate", || {
         doomed.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
@@ -373,11 +373,7 @@ fn a_job_whose_node_dies_each_time_fails_after_max_attempts() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let gate = Gate::closed();
-    let held = ["--lease", "1s", "--max-attempts", "1", "--debug-job-gate"];
-    let mut args = held.to_vec();
-    let gate_path = gate.path();
-    args.push(&gate_path);
-    let doomed = node(&url, &args);
+    let doomed = node(&url, &gate.args(&["--lease", "1s", "--max-attempts", "1"]));
     let id = doomed.submit_json(EXAMPLE_JSON);
     wait_until("the job is claimed", || {
         doomed.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
@@ -395,17 +391,7 @@ fn a_draining_node_finishes_its_own_jobs_and_leaves_the_queue_to_the_others() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let gate = Gate::closed();
-    let draining = node(
-        &url,
-        &[
-            "--workers",
-            "1",
-            "--claim-ahead",
-            "0",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
+    let draining = node(&url, &gate.one_worker(&["--claim-ahead", "0"]));
     let ids: Vec<String> = (0..5).map(|_| draining.submit_json(EXAMPLE_JSON)).collect();
     wait_until("one job is claimed", || {
         draining.get(&format!("/api/get_results/{}", ids[0])).json()["status"] == "running"
@@ -755,17 +741,7 @@ fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let gate = Gate::closed();
-    let busy = node(
-        &url,
-        &[
-            "--workers",
-            "1",
-            "--claim-poll",
-            "100ms",
-            "--debug-job-gate",
-            &gate.path(),
-        ],
-    );
+    let busy = node(&url, &gate.one_worker(&["--claim-poll", "100ms"]));
     let ids: Vec<String> = (0..6).map(|_| busy.submit_json(EXAMPLE_JSON)).collect();
     wait_until("a job runs", || {
         one_row(
@@ -927,7 +903,7 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
     let gate = Gate::closed();
     let server = node(
         &url,
-        &[
+        &gate.args(&[
             "--workers",
             "3",
             "--claim-ahead",
@@ -936,11 +912,9 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
             "2s",
             "--claim-poll",
             "100ms",
-            "--debug-job-gate",
-            &gate.path(),
             "--debug-panic-on-num-teams",
             "7",
-        ],
+        ]),
     );
     // Two runs of one job at the gate: the second claimed as the reaper would leave it.
     let id = server.submit_json(EXAMPLE_JSON);
@@ -1052,14 +1026,7 @@ fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let gate = Gate::closed();
-    let busy = [
-        "--workers",
-        "1",
-        "--claim-ahead",
-        "0",
-        "--debug-job-gate",
-        &gate.path(),
-    ];
+    let busy = gate.one_worker(&["--claim-ahead", "0"]);
     let nodes = [node(&url, &busy), node(&url, &busy)];
     // Both nodes' one worker held: a third job stays queued.
     let held: Vec<String> = nodes

@@ -429,10 +429,7 @@ fn removal_racing(
 /// A node with `flags`, and its job, running until the gate opens.
 fn a_held_job(pg: &PostgresServer, url: &str, flags: &[&str]) -> (Server, Gate, String) {
     let gate = Gate::closed();
-    let gate_path = gate.path();
-    let mut all = flags.to_vec();
-    all.extend(["--debug-job-gate", &gate_path]);
-    let server = node(url, &all);
+    let server = node(url, &gate.args(flags));
     let id = server.submit_json(EXAMPLE_JSON);
     wait_until("the job runs", || {
         one_row(pg, url, &state_and_attempt(&id)) == "running 1"
@@ -833,16 +830,7 @@ fn jobs_held_running(
 ) -> (Server, Gate, Vec<String>) {
     let gate = Gate::closed();
     let workers = count.to_string();
-    let gate_path = gate.path();
-    let flags = [
-        "--lease",
-        lease,
-        "--workers",
-        &workers,
-        "--debug-job-gate",
-        &gate_path,
-    ];
-    let server = node(url, &flags);
+    let server = node(url, &gate.args(&["--lease", lease, "--workers", &workers]));
     let ids: Vec<String> = (0..count)
         .map(|_| server.submit_json(EXAMPLE_JSON))
         .collect();
@@ -1276,10 +1264,10 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     let url = pg.create_database();
     let timing = ["--lease", "3s", "--database-timeout", "1s"];
     let gate = Gate::closed();
-    let mut flags = timing.to_vec();
-    let gate_path = gate.path();
-    flags.extend(["--workers", "2", "--debug-job-gate", &gate_path]);
-    let server = node(&url, &flags);
+    let server = node(
+        &url,
+        &gate.args(&[&timing[..], &["--workers", "2"]].concat()),
+    );
     let locked = server.submit_json(EXAMPLE_JSON);
     let other_job = server.submit_json(EXAMPLE_JSON);
     wait_until("both jobs run", || {

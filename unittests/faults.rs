@@ -291,14 +291,7 @@ fn a_full_disk_refuses_accepts_fails_unstorable_jobs_and_recovers() {
     let gate = Gate::closed();
     let server = Server::start_in(
         dir.path(),
-        &[
-            "--workers",
-            "1",
-            "--debug-job-gate",
-            &gate.path(),
-            "--min-free-space",
-            "262144",
-        ],
+        &gate.one_worker(&["--min-free-space", "262144"]),
     );
     gate.open();
     let done = server.submit_json(EXAMPLE_JSON);
@@ -355,7 +348,7 @@ fn a_job_whose_request_cannot_be_read_for_now_runs_again_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let gate = Gate::closed();
-    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let held = gate.one_worker(&[]);
     // Two jobs journaled and never run: after the kill, both are read from the journal.
     let server = Server::start_in(dir.path(), &held);
     let (first, second) = (

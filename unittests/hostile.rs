@@ -864,16 +864,7 @@ fn ask_every_400_ms(stream: &mut TcpStream, times: usize) {
 fn an_answer_longer_than_the_keep_alive_is_whole_and_the_idle_clock_starts_after_it() {
     // A job held running, so that a read with `?wait=2` takes two seconds.
     let gate = Gate::closed();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--debug-job-gate",
-        &gate.path(),
-        "--keep-alive",
-        "1",
-        "--request-timeout",
-        "20",
-    ]);
+    let server = Server::start(&gate.one_worker(&["--keep-alive", "1", "--request-timeout", "20"]));
     let id = server.submit_json(EXAMPLE_JSON);
     let mut stream = answered_connection(&server);
     let asked = Instant::now();

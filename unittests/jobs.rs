@@ -311,14 +311,7 @@ fn queued_and_running_jobs_are_listed_by_status(store: Store) {
     // One worker and held jobs: the first runs, the others wait behind it. A cluster
     // node claims none ahead of its free workers here: a claimed job reads `running`.
     let gate = Gate::closed();
-    let server = store.start(&[
-        "--workers",
-        "1",
-        "--claim-ahead",
-        "0",
-        "--debug-job-gate",
-        &gate.path(),
-    ]);
+    let server = store.start(&gate.one_worker(&["--claim-ahead", "0"]));
     let ids: Vec<String> = (0..4).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == ids[..1]
@@ -338,7 +331,7 @@ fn queued_and_running_jobs_are_listed_by_status(store: Store) {
 
 fn a_waiter_gets_the_result_as_soon_as_the_job_finishes(store: Store) {
     let gate = Gate::closed();
-    let server = store.start(&["--debug-job-gate", &gate.path()]);
+    let server = store.start(&gate.args(&[]));
     let id = server.submit_json(EXAMPLE_JSON);
     let asked = std::time::Instant::now();
     // Far longer than the job: an answer before it passes came from the finish. The
@@ -368,7 +361,7 @@ fn a_waiter_gets_the_result_as_soon_as_the_job_finishes(store: Store) {
 
 fn a_wait_is_bounded_by_its_time_and_by_max_wait_and_refuses_bad_values(store: Store) {
     let gate = Gate::closed();
-    let server = store.start(&["--debug-job-gate", &gate.path(), "--max-wait", "5s"]);
+    let server = store.start(&gate.args(&["--max-wait", "5s"]));
     let id = server.submit_json(EXAMPLE_JSON);
     // The job is held: these come back when their time is up. Any number the
     // OpenAPI document allows is taken, as a generated client may write it.
@@ -409,7 +402,7 @@ fn a_graceful_shutdown_answers_every_waiter_at_once_and_exits_0(store: Store) {
     // The job is held until the waiters are answered, who would wait 20 s: their
     // answers came from the shutdown.
     let gate = Gate::closed();
-    let mut server = store.start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let mut server = store.start(&gate.one_worker(&[]));
     let id = server.submit_json(EXAMPLE_JSON);
     let url = server.url(&format!("/api/get_results/{id}?wait=20"));
     let waiters: Vec<_> = (0..3)
@@ -438,16 +431,7 @@ fn cancelled_jobs_do_not_keep_the_queue_full(store: Store) {
     // A cluster node claims none ahead of its free workers here: a claimed job reads
     // `running` and cannot be cancelled.
     let gate = Gate::closed();
-    let server = store.start(&[
-        "--workers",
-        "1",
-        "--claim-ahead",
-        "0",
-        "--max-queue",
-        "2",
-        "--debug-job-gate",
-        &gate.path(),
-    ]);
+    let server = store.start(&gate.one_worker(&["--claim-ahead", "0", "--max-queue", "2"]));
     let running = server.submit_json(EXAMPLE_JSON);
     crate::common::wait_until("the first job runs", || {
         listed(&server, "?status=running") == [running.clone()]

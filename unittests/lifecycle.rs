@@ -22,10 +22,7 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     // The jobs are held until the server has been asked during its drain.
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     let ids: Vec<String> = (0..10).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200);
@@ -184,7 +181,7 @@ fn sigterm_and_sigint_take_the_same_drain_path() {
     for signal in ["TERM", "INT"] {
         // The jobs are held until the signal has started the drain: it must run them all.
         let gate = Gate::closed();
-        let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+        let mut server = Server::start(&gate.one_worker(&[]));
         let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
         server.signal(signal);
         wait_until("the drain starts", || server.get("/readyz").status == 503);
@@ -526,10 +523,7 @@ fn the_shutdown_answer_always_reaches_the_client() {
 fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let mut server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let mut server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     server.signal("TERM");
     wait_until("the drain starts", || server.get("/readyz").status == 503);
@@ -554,7 +548,7 @@ fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
 #[test]
 fn a_signal_after_a_shutdown_asked_over_http_still_waits_for_the_drain() {
     let gate = Gate::closed();
-    let mut server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let mut server = Server::start(&gate.one_worker(&[]));
     let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200);

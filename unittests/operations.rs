@@ -82,7 +82,7 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 #[test]
 fn queue_wait_is_measured_from_acceptance() {
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let ids: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     // Both are accepted; the second waits in the queue behind the held first one for
     // at least this long, which its queue wait must show.
@@ -238,7 +238,7 @@ fn requests_are_timed_under_the_pattern_of_the_endpoint_that_answered() {
 fn health_and_readiness() {
     // The job submitted below is held, so the server is still draining when asked.
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     assert_eq!(server.get("/healthz").json()["status"], "ok");
     assert_eq!(server.get("/readyz").json()["status"], "ready");
 
@@ -500,10 +500,7 @@ fn the_repositorys_gitkeep_is_not_an_unknown_file_at_start_up() {
 fn a_recovered_job_logs_no_empty_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let crashed = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let crashed = Server::start_in(dir.path(), &gate.one_worker(&[]));
     let id = crashed.submit_json(EXAMPLE_JSON);
     crashed.kill9();
     let server = Server::start_in(

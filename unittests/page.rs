@@ -271,7 +271,7 @@ fn a_wall_of_many_profiles_stacks_the_largest_and_sums_the_others() {
 fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
     // The job is held, never opened: it stays unfinished for the whole test.
     let gate = Gate::closed();
-    let server = Server::start(&["--max-chart-width", "50", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.args(&["--max-chart-width", "50"]));
     let id = server.submit_json(EXAMPLE_JSON);
     // `%2B5` is `+5`: a sign is no digit, here as in every integer parameter.
     for width in ["0", "51", "x", "-1", "%2B5", "+5"] {
@@ -298,12 +298,7 @@ fn a_chart_refuses_bad_widths_and_unfinished_or_unknown_jobs() {
 fn a_finished_jobs_config_is_kept_with_its_result_and_read_a_page_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let args = [
-        "--debug-panic-on-num-teams",
-        "7",
-        "--debug-job-gate",
-        &gate.path(),
-    ];
+    let args = gate.args(&["--debug-panic-on-num-teams", "7"]);
     let server = Server::start_in(dir.path(), &args);
     let done = server.submit_json(EXAMPLE_JSON);
     let failed = server.submit_json(r#"{"profiles": [[0, 30], [5]], "num_teams": 7}"#);

@@ -26,10 +26,7 @@ fn done_and_running(server: &Server, gate: &Gate) -> (String, String) {
 fn delete_removes_a_finished_job_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     // The running one is held at the gate until it has been refused.
     let (done, running) = done_and_running(&server, &gate);
 
@@ -162,10 +159,7 @@ fn delete(server: &Server, id: &str) -> crate::common::Reply {
 fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     // Accepted together, so both lines are in one journal segment.
     let done = server.submit_json(EXAMPLE_JSON);
     let unstorable = server.submit_json(EXAMPLE_JSON);
@@ -325,7 +319,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     // Jobs are held at the gate until the cancels are done, on both servers.
     let gate = Gate::closed();
-    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let held = gate.one_worker(&[]);
     let server = Server::start_in(dir.path(), &held);
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
@@ -401,7 +395,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
 #[test]
 fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     wait_until("the first job to start", || {
@@ -493,7 +487,7 @@ fn max_results_bytes_takes_a_size_with_a_unit() {
 #[test]
 fn cancel_takes_a_queued_job_out_and_leaves_running_and_finished_ones_alone() {
     let gate = Gate::closed();
-    let server = Server::start(&["--workers", "1", "--debug-job-gate", &gate.path()]);
+    let server = Server::start(&gate.one_worker(&[]));
     let (done, running) = done_and_running(&server, &gate);
     let queued = server.submit_json(EXAMPLE_JSON);
     let cancel = |id: &str| server.request("POST", &format!("/api/jobs/{id}/cancel"));
@@ -534,14 +528,7 @@ fn the_tombstones_file_keeps_only_what_a_kept_segment_needs_while_the_server_run
     // Rewritten past 1 KiB, some 27 tombstones.
     let server = Server::start_in(
         dir.path(),
-        &[
-            "--workers",
-            "1",
-            "--debug-job-gate",
-            &gate.path(),
-            "--debug-compaction-bytes",
-            "1024",
-        ],
+        &gate.one_worker(&["--debug-compaction-bytes", "1024"]),
     );
     // As above: the deleted job's request stays journaled, in a segment kept for the
     // job whose result could not be stored.

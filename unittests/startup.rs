@@ -106,10 +106,7 @@ fn journal_line_of(results: &Path, id: &str) -> (PathBuf, usize) {
 fn a_zero_byte_in_a_journal_line_costs_only_its_own_job() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     // One runs (held at the gate), the others wait in the queue; then the server dies.
     let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let results = server.results.clone();
@@ -153,10 +150,7 @@ fn a_zero_byte_in_a_journal_line_costs_only_its_own_job() {
 fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let first = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let first = Server::start_in(dir.path(), &gate.one_worker(&[]));
     let running = first.submit_json(EXAMPLE_JSON);
     let queued = first.submit_json(EXAMPLE_JSON);
     crate::common::wait_until("the first job runs", || {
@@ -194,10 +188,7 @@ fn a_second_server_on_one_results_directory_is_refused_and_changes_nothing() {
 fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let server = Server::start_in(
-        dir.path(),
-        &["--workers", "1", "--debug-job-gate", &gate.path()],
-    );
+    let server = Server::start_in(dir.path(), &gate.one_worker(&[]));
     let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let results = server.results.clone();
     server.kill9();

@@ -373,19 +373,38 @@ impl Drop for Server {
 /// test opens it, so a test holds jobs for exactly as long as it needs, not for a delay
 /// it hopes is long enough.
 pub struct Gate {
-    dir: tempfile::TempDir,
+    /// The file the jobs wait for, in a directory of its own.
+    path: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Gate {
     pub fn closed() -> Gate {
+        let dir = tempfile::tempdir().unwrap();
         Gate {
-            dir: tempfile::tempdir().unwrap(),
+            path: dir.path().join("open").to_str().unwrap().to_owned(),
+            _dir: dir,
         }
     }
 
     /// The file the jobs wait for, as a command-line argument.
     pub fn path(&self) -> String {
-        self.dir.path().join("open").to_str().unwrap().to_owned()
+        self.path.clone()
+    }
+
+    /// `args` and `--debug-job-gate` at this gate: a server started with them holds
+    /// its jobs here.
+    pub fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(["--debug-job-gate", self.path.as_str()]);
+        all
+    }
+
+    /// The arguments of a server with one worker whose jobs wait at this gate, and
+    /// `args`: the first job holds the worker and the next ones stay queued behind it,
+    /// so a test knows which job is in which state until it opens the gate.
+    pub fn one_worker<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        self.args(&[&["--workers", "1"], args].concat())
     }
 
     /// Lets every job waiting at the gate, and every later one, run.
