@@ -12,7 +12,9 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::common::postgres::shared;
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, one_worker_behind_a_gate, wait_until,
+};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -36,6 +38,26 @@ fn a_done_job(flags: &[&str]) -> (Server, String) {
     (server, id)
 }
 
+/// How a test of the page begins: `None` where there is no browser (the test is then
+/// skipped, see `browser_available`), else a server of its own and a browser.
+fn a_server_and_a_browser() -> Option<(Server, Browser)> {
+    if !browser_available() {
+        return None;
+    }
+    Some((Server::start(&[]), Browser::start()))
+}
+
+/// How a test of a job's page begins: `None` where there is no browser (as in
+/// `a_server_and_a_browser`), else `a_done_job(flags)` and a browser with room for the
+/// job's whole page.
+fn a_done_job_in_a_tall_browser(flags: &[&str]) -> Option<(Server, String, Browser)> {
+    if !browser_available() {
+        return None;
+    }
+    let (server, id) = a_done_job(flags);
+    Some((server, id, Browser::tall()))
+}
+
 impl Browser {
     /// A browser with room for a job's whole page.
     fn tall() -> Browser {
@@ -44,13 +66,34 @@ impl Browser {
         browser
     }
 
-    /// Opens the page of the job `id` and waits for its charts.
-    fn open_job_charts(&self, server: &Server, id: &str) {
+    /// Opens the page of the job `id` and waits for its charts (`charts` names them in a
+    /// failure); returns how long they took to draw, in ms. The page is loaded afresh,
+    /// from a blank one: a job's page opened from another's would only change its hash,
+    /// and keep the other's charts' mark.
+    fn open_job_charts(&self, server: &Server, id: &str, charts: &str) -> Value {
+        self.open("about:blank");
         self.open(&server.url(&format!("/#/jobs/{id}")));
+        self.wait_for_charts(charts)
+    }
+
+    /// Waits for the job page's charts: the page marks the time it took to draw them.
+    fn wait_for_charts(&self, charts: &str) -> Value {
         self.wait_for(
-            "the charts",
+            charts,
             "return document.documentElement.dataset.chartsDrawnMs",
-        );
+        )
+    }
+
+    /// Opens the overview and waits until `shown`, a condition on its figures, holds:
+    /// until its first stats come, the figures are placeholders.
+    fn open_overview(&self, server: &Server, shown: &str) {
+        self.open(&server.url("/#/"));
+        self.wait_for("the overview", &format!("return {shown}"));
+    }
+
+    /// Waits for the jobs list, where the page goes after a delete or a cancel.
+    fn wait_for_the_list(&self, what: &str) {
+        self.wait_for(what, "return location.hash === '#/jobs'");
     }
 
     fn start() -> Browser {
@@ -267,6 +310,20 @@ impl Browser {
         );
     }
 
+    /// Screenshots `{name}.png` and, in the dark scheme, `{name}-dark.png`: each scheme
+    /// has colours of its own to look at.
+    fn screenshots_light_and_dark(&self, name: &str) {
+        self.screenshot(&format!("{name}.png"));
+        self.screenshot_dark(name);
+    }
+
+    /// Screenshots `{name}-dark.png` in the dark scheme, and goes back to the light one.
+    fn screenshot_dark(&self, name: &str) {
+        self.prefer_dark(true);
+        self.screenshot(&format!("{name}-dark.png"));
+        self.prefer_dark(false);
+    }
+
     fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.session("GET", "/screenshot", Value::Null);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -359,17 +416,21 @@ fn assert_readable_light_and_dark(browser: &Browser, page: &str) {
     browser.prefer_dark(false);
 }
 
+/// Conditions for `Browser::open_overview`: its first stats have come, with no job done,
+/// with one, or with a queue depth (while jobs are held at a gate).
+const NONE_DONE: &str = "document.getElementById('stat-done').textContent === '0'";
+const ONE_DONE: &str = "document.getElementById('stat-done').textContent === '1'";
+const DEPTH_SHOWN: &str = "document.getElementById('stat-depth').textContent !== '–'";
+
 /// How many chart series each of the job page's charts drew.
 const SERIES: &str = "return ['#chart-ice', '#chart-cost', '#chart-gantt'].map(\
     (chart) => document.querySelectorAll(chart + ' .series').length)";
 
 #[test]
 fn the_page_submits_shows_filters_and_deletes_a_job() {
-    if !browser_available() {
+    let Some((server, browser)) = a_server_and_a_browser() else {
         return;
-    }
-    let server = Server::start(&[]);
-    let browser = Browser::start();
+    };
     browser.resize(1280, 2200);
 
     // Submit the example wall with 3 teams through the form.
@@ -386,10 +447,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         .unwrap()
         .trim_start_matches("#/jobs/")
         .to_owned();
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.wait_for_charts("the charts");
     assert_eq!(browser.text("#job-days"), "31");
     let headline = browser.text("#job-result .headline");
     assert!(headline.contains("32,233,500 Gold Dragons"), "{headline}");
@@ -415,10 +473,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
     );
     assert!(browser.text("#heights-note").is_empty());
     assert_readable_light_and_dark(&browser, "the job's page");
-    browser.screenshot("job.png");
-    browser.prefer_dark(true);
-    browser.screenshot("job-dark.png");
-    browser.prefer_dark(false);
+    browser.screenshots_light_and_dark("job");
 
     // A bad config: its error is shown at its line and column.
     browser.open(&server.url("/#/submit"));
@@ -449,16 +504,10 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         ),
         "31"
     );
-    browser.prefer_dark(true);
-    browser.screenshot("submit-error-dark.png");
-    browser.prefer_dark(false);
+    browser.screenshot_dark("submit-error");
 
     // The overview counts it.
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-done').textContent === '1'",
-    );
+    browser.open_overview(&server, ONE_DONE);
     assert_eq!(browser.text("#stat-failed"), "0");
     assert!(browser.text("#stat-workers").ends_with("of 2"));
     assert_eq!(
@@ -471,10 +520,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
         true
     );
     assert_readable_light_and_dark(&browser, "the overview");
-    browser.screenshot("overview.png");
-    browser.prefer_dark(true);
-    browser.screenshot("overview-dark.png");
-    browser.prefer_dark(false);
+    browser.screenshots_light_and_dark("overview");
 
     // The list, filtered by state.
     browser.open(&server.url("/#/jobs"));
@@ -505,10 +551,7 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
     browser.click("#job-delete");
     let question = browser.answer_dialog(true);
     assert!(question.starts_with("Delete job"), "{question}");
-    browser.wait_for(
-        "the list after the delete",
-        "return location.hash === '#/jobs'",
-    );
+    browser.wait_for_the_list("the list after the delete");
     wait_until("the job is gone", || {
         server.get(&format!("/api/get_results/{id}")).status == 404
     });
@@ -523,9 +566,7 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
     // One team on 1,000,000 sections of 15 feet each: 15,000,000 days.
     let profile = vec!["15"; 2000].join(" ");
     let wall = vec![profile.as_str(); 500].join("\n");
-    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let id = server.submit_text("?num_teams=1", &wall);
     let result = server.wait_finished(&id);
     assert_eq!(result["data"]["days"], 15_000_000);
 
@@ -547,12 +588,7 @@ fn a_million_section_wall_draws_from_reduced_chart_data() {
     let browser = Browser::start();
     for (width, name) in [(1280, "big-wall-1280.png"), (375, "big-wall-375.png")] {
         browser.resize(width, 2000);
-        browser.open("about:blank");
-        browser.open(&server.url(&format!("/#/jobs/{id}")));
-        let drawn = browser.wait_for(
-            "the big wall's charts",
-            "return document.documentElement.dataset.chartsDrawnMs",
-        );
+        let drawn = browser.open_job_charts(&server, &id, "the big wall's charts");
         // 8 largest profiles and the others; the cost; one team.
         assert_eq!(browser.script(SERIES), json!([9, 1, 1]));
         // Ten profiles of its heights, each cut short, and how many are not shown.
@@ -620,10 +656,7 @@ fn the_overview_lists_a_clusters_nodes() {
         1
     );
     assert!(!rows.contains("stale"), "{rows}");
-    browser.screenshot("overview-cluster.png");
-    browser.prefer_dark(true);
-    browser.screenshot("overview-cluster-dark.png");
-    browser.prefer_dark(false);
+    browser.screenshots_light_and_dark("overview-cluster");
 
     // A node killed without a goodbye is shown stale once a lease has passed.
     second.kill9();
@@ -655,11 +688,7 @@ fn a_clusters_overview_says_which_figures_are_the_nodes_own() {
     // On its own, the server is the only scope there is: the labels say none.
     let alone = Server::start(&[]);
     let browser = Browser::tall();
-    browser.open(&alone.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-done').textContent === '0'",
-    );
+    browser.open_overview(&alone, NONE_DONE);
     assert_eq!(
         browser.script(OVERVIEW_LABELS),
         json!([
@@ -747,20 +776,14 @@ fn a_wall_of_identical_profiles_draws_one_and_says_how_many() {
     }
     let server = Server::start(&[]);
     let wall = ["0 5 10 15 20"; 10].join("\n");
-    let crews = server.post("/api/simulate", "text/plain", wall.as_bytes());
-    let crews = crews.json()["job_id"].as_str().unwrap().to_owned();
+    let crews = server.submit_text("", &wall);
     // With fewer teams than sections, identical profiles are built at different times.
-    let teams = server.post("/api/simulate?num_teams=12", "text/plain", wall.as_bytes());
-    let teams = teams.json()["job_id"].as_str().unwrap().to_owned();
+    let teams = server.submit_text("?num_teams=12", &wall);
     server.wait_finished(&crews);
     server.wait_finished(&teams);
 
     let browser = Browser::tall();
-    browser.open(&server.url(&format!("/#/jobs/{crews}")));
-    browser.wait_for(
-        "the uniform wall's charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.open_job_charts(&server, &crews, "the uniform wall's charts");
     // One profile's ice, not ten equal bands; the cost; no teams.
     assert_eq!(browser.script(SERIES), json!([1, 1, 0]));
     let legend = browser.script(ICE_LEGEND);
@@ -772,17 +795,9 @@ fn a_wall_of_identical_profiles_draws_one_and_says_how_many() {
     let top = browser
         .script("return document.querySelector('#chart-ice svg').getAttribute('aria-label')");
     assert!(top.as_str().unwrap().contains("975"), "{top}");
-    browser.screenshot("job-uniform.png");
-    browser.prefer_dark(true);
-    browser.screenshot("job-uniform-dark.png");
-    browser.prefer_dark(false);
+    browser.screenshots_light_and_dark("job-uniform");
 
-    browser.open("about:blank");
-    browser.open(&server.url(&format!("/#/jobs/{teams}")));
-    browser.wait_for(
-        "the uniform wall's charts with teams",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.open_job_charts(&server, &teams, "the uniform wall's charts with teams");
     // Built one after another, the profiles differ by day: stacked as any wall.
     assert_eq!(browser.script(SERIES), json!([9, 1, 12]));
     let legend = browser.script(ICE_LEGEND);
@@ -798,8 +813,7 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     if !browser_available() {
         return;
     }
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     let finishing = server.submit_json(EXAMPLE_JSON);
@@ -811,10 +825,7 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     browser.click("#job-delete");
     let question = browser.answer_dialog(true);
     assert!(question.starts_with("Cancel job"), "{question}");
-    browser.wait_for(
-        "the list after the cancel",
-        "return location.hash === '#/jobs'",
-    );
+    browser.wait_for_the_list("the list after the cancel");
     assert_eq!(
         server.get(&format!("/api/get_results/{queued}")).status,
         404
@@ -859,12 +870,11 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
 
 #[test]
 fn a_screen_wider_than_the_servers_widest_chart_still_draws_it() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&["--max-chart-width", "300"])
+    else {
         return;
-    }
-    let (server, id) = a_done_job(&["--max-chart-width", "300"]);
-    let browser = Browser::tall();
-    browser.open_job_charts(&server, &id);
+    };
+    browser.open_job_charts(&server, &id, "the charts");
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
     let asked = browser.script(
         "return performance.getEntriesByType('resource').map((entry) => entry.name)\
@@ -892,16 +902,10 @@ const HOLD_FETCH: &str = "window.holding = false; window.waiting = []; \
 
 #[test]
 fn a_request_that_is_never_answered_does_not_stop_the_polling() {
-    if !browser_available() {
+    let Some((server, browser)) = a_server_and_a_browser() else {
         return;
-    }
-    let server = Server::start(&[]);
-    let browser = Browser::start();
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-done').textContent === '0'",
-    );
+    };
+    browser.open_overview(&server, NONE_DONE);
     // The next poll goes to a server that never answers (a dropped connection).
     browser.script(&format!(
         "{HOLD_FETCH} window.holding = true; \
@@ -914,7 +918,7 @@ fn a_request_that_is_never_answered_does_not_stop_the_polling() {
     server.wait_finished(&id);
     browser.wait_for(
         "the overview after the lost poll",
-        "return document.getElementById('stat-done').textContent === '1'",
+        &format!("return {ONE_DONE}"),
     );
 }
 
@@ -1027,11 +1031,7 @@ fn a_server_that_stops_answering_is_said_so_until_it_is_back() {
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
     let browser = Browser::start();
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-done').textContent === '1'",
-    );
+    browser.open_overview(&server, ONE_DONE);
     let page = server.url("/#/");
     server.kill9();
     let trouble = browser.wait_for(
@@ -1056,11 +1056,9 @@ fn a_server_that_stops_answering_is_said_so_until_it_is_back() {
 
 #[test]
 fn charts_that_failed_to_load_are_asked_for_again() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
         return;
-    }
-    let (server, id) = a_done_job(&[]);
-    let browser = Browser::tall();
+    };
     browser.open(&server.url("/#/"));
     // The first request for the charts is lost, as on a network that drops for a moment.
     browser.script(&format!(
@@ -1071,10 +1069,7 @@ fn charts_that_failed_to_load_are_asked_for_again() {
          }}; \
          location.hash = '#/jobs/{id}'; return null"
     ));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.wait_for_charts("the charts");
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
     assert_eq!(browser.text("#job-days"), "31");
 }
@@ -1084,19 +1079,14 @@ fn a_job_opened_after_another_does_not_show_the_others_state() {
     if !browser_available() {
         return;
     }
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     gate.open();
     let first = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&first);
     gate.close();
     let later = server.submit_json(EXAMPLE_JSON);
     let browser = Browser::tall();
-    browser.open(&server.url(&format!("/#/jobs/{first}")));
-    browser.wait_for(
-        "the first job's charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.open_job_charts(&server, &first, "the first job's charts");
     assert_eq!(browser.text("#job-state"), "done");
     // The next job's answers are held: until they come, nothing of the first is shown.
     browser.script(&format!(
@@ -1127,12 +1117,10 @@ fn a_job_opened_after_another_does_not_show_the_others_state() {
 
 #[test]
 fn a_job_deleted_elsewhere_is_shown_gone() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
         return;
-    }
-    let (server, id) = a_done_job(&[]);
-    let browser = Browser::tall();
-    browser.open_job_charts(&server, &id);
+    };
+    browser.open_job_charts(&server, &id, "the charts");
     assert_eq!(
         server.request("DELETE", &format!("/api/jobs/{id}")).status,
         200
@@ -1155,11 +1143,9 @@ fn a_job_deleted_elsewhere_is_shown_gone() {
 
 #[test]
 fn a_number_of_teams_the_field_cannot_read_is_refused_with_a_message() {
-    if !browser_available() {
+    let Some((server, browser)) = a_server_and_a_browser() else {
         return;
-    }
-    let server = Server::start(&[]);
-    let browser = Browser::start();
+    };
     browser.open(&server.url("/#/submit"));
     browser.type_into("#config", EXAMPLE_TEXT);
     // A number field reads "3e" as empty: it must not become a crew on every section.
@@ -1187,11 +1173,9 @@ fn a_number_of_teams_the_field_cannot_read_is_refused_with_a_message() {
 
 #[test]
 fn the_skip_link_moves_to_the_content_and_stays_on_the_view() {
-    if !browser_available() {
+    let Some((server, browser)) = a_server_and_a_browser() else {
         return;
-    }
-    let server = Server::start(&[]);
-    let browser = Browser::start();
+    };
     browser.open(&server.url("/#/jobs"));
     browser.wait_for(
         "the list",
@@ -1210,11 +1194,9 @@ fn the_skip_link_moves_to_the_content_and_stays_on_the_view() {
 
 #[test]
 fn charts_that_take_longer_than_a_poll_may_are_waited_for() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
         return;
-    }
-    let (server, id) = a_done_job(&[]);
-    let browser = Browser::tall();
+    };
     browser.open(&server.url("/#/"));
     // The charts come after 11 s, as a big wall's may from a slow disk (a poll is given
     // up after 10 s).
@@ -1229,10 +1211,7 @@ fn charts_that_take_longer_than_a_poll_may_are_waited_for() {
          }}; \
          location.hash = '#/jobs/{id}'; return null"
     ));
-    browser.wait_for(
-        "the charts",
-        "return document.documentElement.dataset.chartsDrawnMs",
-    );
+    browser.wait_for_charts("the charts");
     assert_eq!(browser.script(SERIES), json!([3, 1, 3]));
 }
 
@@ -1244,9 +1223,7 @@ fn profile_pages_asked_faster_than_answered_show_the_page_asked_last() {
     let server = Server::start(&[]);
     // 50 profiles: three pages of 20.
     let wall = vec!["20 21 22"; 50].join("\n");
-    let reply = server.post("/api/simulate", "text/plain", wall.as_bytes());
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
+    let id = server.submit_text("", &wall);
     server.wait_finished(&id);
     let browser = Browser::tall();
     browser.open(&server.url(&format!("/#/jobs/{id}")));
@@ -1314,12 +1291,10 @@ fn profile_pages_asked_faster_than_answered_show_the_page_asked_last() {
 
 #[test]
 fn deleting_a_job_asks_first() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
         return;
-    }
-    let (server, id) = a_done_job(&[]);
-    let browser = Browser::tall();
-    browser.open_job_charts(&server, &id);
+    };
+    browser.open_job_charts(&server, &id, "the charts");
     // Cancel in the dialog: nothing is sent, the job stays.
     browser.click("#job-delete");
     let question = browser.answer_dialog(false);
@@ -1339,21 +1314,16 @@ fn deleting_a_job_asks_first() {
     // OK in the dialog: deleted.
     browser.click("#job-delete");
     browser.answer_dialog(true);
-    browser.wait_for(
-        "the list after the delete",
-        "return location.hash === '#/jobs'",
-    );
+    browser.wait_for_the_list("the list after the delete");
     assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 404);
 }
 
 #[test]
 fn the_delete_button_is_disabled_while_its_request_is_out() {
-    if !browser_available() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
         return;
-    }
-    let (server, id) = a_done_job(&[]);
-    let browser = Browser::tall();
-    browser.open_job_charts(&server, &id);
+    };
+    browser.open_job_charts(&server, &id, "the charts");
     // Every question answered yes; the DELETEs held until let go.
     browser.script(
         "window.confirm = () => true; window.heldDeletes = []; const fetchNow = window.fetch; \
@@ -1371,10 +1341,7 @@ fn the_delete_button_is_disabled_while_its_request_is_out() {
         json!([1, true])
     );
     browser.script("window.heldDeletes.forEach((send) => send()); return null");
-    browser.wait_for(
-        "the list after the delete",
-        "return location.hash === '#/jobs'",
-    );
+    browser.wait_for_the_list("the list after the delete");
     assert_eq!(server.get(&format!("/api/jobs/{id}")).status, 404);
     // No second DELETE went out after the first's answer, to say the job is unknown.
     std::thread::sleep(Duration::from_millis(300));
@@ -1390,15 +1357,10 @@ fn a_running_jobs_elapsed_time_is_by_the_servers_clock() {
     if !browser_available() {
         return;
     }
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let id = server.submit_json(EXAMPLE_JSON);
     let browser = Browser::tall();
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-depth').textContent !== '–'",
-    );
+    browser.open_overview(&server, DEPTH_SHOWN);
     // The job is at least 2 s old (the Date header the page reads is to the second).
     std::thread::sleep(Duration::from_secs(2));
     // The browser's clock an hour behind the server's, then an hour ahead, changed while
@@ -1443,11 +1405,7 @@ fn the_throughput_charts_tooltips_are_formatted() {
     }
     let server = Server::start(&[]);
     let browser = Browser::tall();
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-done').textContent === '0'",
-    );
+    browser.open_overview(&server, NONE_DONE);
     // Stats as a busy server's, up for over an hour, 12 s into its minute: thousands of
     // jobs a minute.
     browser.script(
@@ -1511,12 +1469,10 @@ fn the_throughput_charts_tooltips_are_formatted() {
 
 #[test]
 fn the_throughput_chart_of_a_server_just_started_begins_at_its_start() {
-    if !browser_available() {
-        return;
-    }
     let before = std::time::Instant::now();
-    let (server, _) = a_done_job(&[]);
-    let browser = Browser::tall();
+    let Some((server, _, browser)) = a_done_job_in_a_tall_browser(&[]) else {
+        return;
+    };
     browser.open(&server.url("/#/"));
     let title = browser.wait_for(
         "the job in the chart",
@@ -1565,16 +1521,11 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
     if !browser_available() {
         return;
     }
-    let gate = Gate::closed();
-    let mut server = Server::start(&gate.one_worker(&[]));
+    let (gate, mut server) = one_worker_behind_a_gate();
     // Held at the gate, it keeps the server draining until the test opens it.
     server.submit_json(EXAMPLE_JSON);
     let browser = Browser::tall();
-    browser.open(&server.url("/#/"));
-    browser.wait_for(
-        "the overview",
-        "return document.getElementById('stat-depth').textContent !== '–'",
-    );
+    browser.open_overview(&server, DEPTH_SHOWN);
     // Whether it is disabled, and whether it is drawn filled, as a button to press.
     let pressable = "const button = document.getElementById('shutdown'); \
         return [button.disabled, getComputedStyle(button).backgroundColor !== 'rgba(0, 0, 0, 0)']";
@@ -1675,8 +1626,7 @@ fn a_running_job_offers_no_delete_until_it_has_finished() {
     if !browser_available() {
         return;
     }
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let id = server.submit_json(EXAMPLE_JSON);
     wait_until("the job running", || {
         server.get(&format!("/api/jobs/{id}")).json()["status"] == "running"

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::common::{EXAMPLE_TEXT, Gate, Server, wait_until};
+use crate::common::{EXAMPLE_TEXT, Gate, Server, one_worker_behind_a_gate, wait_until};
 
 fn client_command(server: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_icewall"));
@@ -853,8 +853,7 @@ fn status_waits_for_the_job_when_asked() {
 
 #[test]
 fn a_wait_answered_early_is_not_asked_again_at_once() {
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let held = server.submit_json(crate::common::EXAMPLE_JSON);
     let queued = server.submit_json(crate::common::EXAMPLE_JSON);
     // A draining server answers every wait at once: the queued job waits for the held

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, count_files, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Server, count_files, one_worker_behind_a_gate, wait_until,
+};
 
 /// The trailer that ends a result file: `IWRESEND`, version, CRC-32, length.
 const RESULT_TRAILER_LEN: usize = 24;
@@ -180,8 +182,7 @@ fn refused_at_start(args: &[&str]) -> String {
 fn sigterm_and_sigint_take_the_same_drain_path() {
     for signal in ["TERM", "INT"] {
         // The jobs are held until the signal has started the drain: it must run them all.
-        let gate = Gate::closed();
-        let mut server = Server::start(&gate.one_worker(&[]));
+        let (gate, mut server) = one_worker_behind_a_gate();
         let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
         server.signal(signal);
         wait_until("the drain starts", || server.get("/readyz").status == 503);
@@ -547,8 +548,7 @@ fn a_second_signal_stops_a_drain_at_once_and_its_jobs_run_at_the_next_start() {
 
 #[test]
 fn a_signal_after_a_shutdown_asked_over_http_still_waits_for_the_drain() {
-    let gate = Gate::closed();
-    let mut server = Server::start(&gate.one_worker(&[]));
+    let (gate, mut server) = one_worker_behind_a_gate();
     let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200);

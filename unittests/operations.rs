@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server, one_worker_behind_a_gate};
 
 /// Checks every line against the text exposition format; returns the samples by their
 /// name and labels as written.
@@ -81,8 +81,7 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 
 #[test]
 fn queue_wait_is_measured_from_acceptance() {
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let ids: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     // Both are accepted; the second waits in the queue behind the held first one for
     // at least this long, which its queue wait must show.
@@ -237,8 +236,7 @@ fn requests_are_timed_under_the_pattern_of_the_endpoint_that_answered() {
 #[test]
 fn health_and_readiness() {
     // The job submitted below is held, so the server is still draining when asked.
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (_gate, server) = one_worker_behind_a_gate();
     assert_eq!(server.get("/healthz").json()["status"], "ok");
     assert_eq!(server.get("/readyz").json()["status"], "ready");
 

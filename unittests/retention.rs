@@ -2,7 +2,9 @@
 //! `--max-results`, and `DELETE /api/jobs/<id>` removes one; a removed job answers 404
 //! like an unknown one, and its file is gone.
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, count_files, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Server, count_files, one_worker_behind_a_gate, wait_until,
+};
 
 fn results_of(server: &Server) -> usize {
     count_files(&server.results, |name| name.ends_with(".result"))
@@ -394,8 +396,7 @@ fn a_queued_job_is_cancelled_and_never_runs_even_after_a_restart() {
 
 #[test]
 fn a_cancel_that_cannot_be_recorded_leaves_the_job_queued() {
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let running = server.submit_json(EXAMPLE_JSON);
     let queued = server.submit_json(EXAMPLE_JSON);
     wait_until("the first job to start", || {
@@ -486,8 +487,7 @@ fn max_results_bytes_takes_a_size_with_a_unit() {
 
 #[test]
 fn cancel_takes_a_queued_job_out_and_leaves_running_and_finished_ones_alone() {
-    let gate = Gate::closed();
-    let server = Server::start(&gate.one_worker(&[]));
+    let (gate, server) = one_worker_behind_a_gate();
     let (done, running) = done_and_running(&server, &gate);
     let queued = server.submit_json(EXAMPLE_JSON);
     let cancel = |id: &str| server.request("POST", &format!("/api/jobs/{id}/cancel"));

@@ -307,6 +307,18 @@ impl Server {
         reply.json()["job_id"].as_str().unwrap().to_owned()
     }
 
+    /// Submits `wall` as text, with `query` (say `?num_teams=1`, or empty), and returns
+    /// its job's id.
+    pub fn submit_text(&self, query: &str, wall: &str) -> String {
+        let reply = self.post(
+            &format!("/api/simulate{query}"),
+            "text/plain",
+            wall.as_bytes(),
+        );
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.json()["job_id"].as_str().unwrap().to_owned()
+    }
+
     /// Polls until the job is done or failed, and returns its result body.
     pub fn wait_finished(&self, id: &str) -> Value {
         let mut result = Value::Null;
@@ -367,6 +379,14 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A closed gate and a server on the file store with one worker whose jobs wait at it
+/// (see `Gate::one_worker`).
+pub fn one_worker_behind_a_gate() -> (Gate, Server) {
+    let gate = Gate::closed();
+    let server = Server::start(&gate.one_worker(&[]));
+    (gate, server)
 }
 
 /// A gate the server's jobs wait at (the hidden `--debug-job-gate`): closed until the
