@@ -4,6 +4,7 @@
 //! accepted job through `kill -9` of a node or a restart of the database.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -31,6 +32,79 @@ pub fn one_row(pg: &PostgresServer, url: &str, sql: &str) -> String {
     pg.psql(url, sql).unwrap().trim().to_owned()
 }
 
+/// A psql session that ran `sql` and keeps its transaction open until `finish`.
+pub struct Session(std::process::Child);
+
+impl Session {
+    /// A session that ran `sql`, once the database shows it idle in its transaction
+    /// after a statement starting with `last`.
+    pub fn holding(pg: &PostgresServer, url: &str, sql: &str, last: &str) -> Session {
+        let session = Session::open(pg, url, sql);
+        wait_until("the test's session holds its transaction", || {
+            one_row(
+                pg,
+                url,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE state = 'idle in transaction' AND query LIKE '{last}%'"
+                ),
+            ) == "1"
+        });
+        session
+    }
+
+    /// A session whose open transaction holds the Idempotency-Key `key`: an accept of
+    /// the key waits for it, and the accepts batched behind that one with it.
+    pub fn holding_key(pg: &PostgresServer, url: &str, key: &str) -> Session {
+        Session::holding(
+            pg,
+            url,
+            &format!(
+                "BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
+                 VALUES (gen_random_uuid(), 'queued', '{key}');\n"
+            ),
+            "INSERT",
+        )
+    }
+
+    /// A session whose open transaction holds the row of the job `id` locked: whatever
+    /// changes the job waits for it.
+    pub fn locking_row(pg: &PostgresServer, url: &str, id: &str) -> Session {
+        Session::holding(
+            pg,
+            url,
+            &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{id}' FOR UPDATE;\n"),
+            "SELECT id FROM icewall_jobs",
+        )
+    }
+
+    /// A session whose open transaction holds `table` locked against everything, reads
+    /// too, as a migration or an operator's `LOCK TABLE` may.
+    pub fn locking_table(pg: &PostgresServer, url: &str, table: &str) -> Session {
+        Session::holding(
+            pg,
+            url,
+            &format!("BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n"),
+            "LOCK",
+        )
+    }
+
+    pub fn open(pg: &PostgresServer, url: &str, sql: &str) -> Session {
+        let mut child = pg.psql_session(url);
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(sql.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        Session(child)
+    }
+
+    pub fn finish(mut self, last: &str) {
+        let mut stdin = self.0.stdin.take().unwrap();
+        stdin.write_all(last.as_bytes()).unwrap();
+        drop(stdin);
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
 /// A psql session that holds `icewall_results` locked (no result can be written; claims
 /// still can) until its stdin is closed.
 fn lock_results(pg: &PostgresServer, url: &str) -> std::process::Child {
@@ -51,6 +125,42 @@ fn lock_results(pg: &PostgresServer, url: &str) -> std::process::Child {
         ) == "1"
     });
     session
+}
+
+/// Creates the trigger `name`, which runs `body` (PL/pgSQL statements) `when` (as
+/// `BEFORE INSERT ON icewall_results FOR EACH ROW`): how these tests make the database
+/// slow, or refuse as a full disk or a broken rule would, at the statement they aim at.
+pub fn create_trigger(pg: &PostgresServer, url: &str, name: &str, when: &str, body: &str) {
+    one_row(
+        pg,
+        url,
+        &format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN {body} END $$;
+             CREATE TRIGGER {name} {when} EXECUTE FUNCTION {name}()"
+        ),
+    );
+}
+
+/// Waits until `count` jobs of the cluster run (held at a gate, in these tests).
+pub fn wait_until_running(pg: &PostgresServer, url: &str, what: &str, count: usize) {
+    wait_until(what, || {
+        one_row(
+            pg,
+            url,
+            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
+        ) == count.to_string()
+    });
+}
+
+/// A finished job of one team on 200,000 sections: a team log of some 9 MB, which a
+/// node stores in chunks of 1 MiB apart from the result.
+pub fn a_job_with_a_long_team_log(server: &Server) -> String {
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let id = server.submit_text("?num_teams=1", &wall);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    id
 }
 
 /// The query of a job's state and attempt, as `running 1`.
@@ -616,16 +726,6 @@ fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
     let url = pg.create_database();
     let cluster = node(&url, &[]);
     let files = Server::start(&[]);
-    // 200,000 sections for one team: a log of some 9 MB, stored in chunks of 1 MiB.
-    let profile = vec!["0"; 2000].join(" ");
-    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
-    let submit = |server: &Server| {
-        let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-        assert_eq!(reply.status, 202, "{}", reply.body);
-        let id = reply.json()["job_id"].as_str().unwrap().to_owned();
-        assert_eq!(server.wait_finished(&id)["status"], "done");
-        id
-    };
     let read_log = |server: &Server, id: &str| {
         let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
             .call()
@@ -636,7 +736,10 @@ fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
         assert_eq!(log.len(), declared);
         log
     };
-    let (in_cluster, in_files) = (submit(&cluster), submit(&files));
+    let (in_cluster, in_files) = (
+        a_job_with_a_long_team_log(&cluster),
+        a_job_with_a_long_team_log(&files),
+    );
     let log = read_log(&cluster, &in_cluster);
     assert!(log.len() > 8 << 20, "{} bytes", log.len());
     assert!(
@@ -743,13 +846,7 @@ fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
     let gate = Gate::closed();
     let busy = node(&url, &gate.one_worker(&["--claim-poll", "100ms"]));
     let ids: Vec<String> = (0..6).map(|_| busy.submit_json(EXAMPLE_JSON)).collect();
-    wait_until("a job runs", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == "1"
-    });
+    wait_until_running(pg, &url, "a job runs", 1);
     // Several claim polls later, the node still holds only the job on its worker: it
     // knows no run time yet, so it claims nothing ahead, and the other jobs stay in the
     // queue for any node.
@@ -800,13 +897,7 @@ fn a_database_error_reading_a_team_log_is_a_503_not_a_500() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let cluster = node(&url, &[]);
-    // A log of some 9 MB, stored in chunks apart from the result.
-    let profile = vec!["0"; 2000].join(" ");
-    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
-    let reply = cluster.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(cluster.wait_finished(&id)["status"], "done");
+    let id = a_job_with_a_long_team_log(&cluster);
     // The chunks cannot be read, the job and its result still can.
     one_row(
         pg,
@@ -962,34 +1053,17 @@ fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() 
     let first = first.json()["job_id"].as_str().unwrap().to_owned();
     server.wait_finished(&first);
     // The look for the job holding a key (after the batch's commit) fails from now on.
-    one_row(
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-         CREATE TRIGGER icewall_test_refuse BEFORE UPDATE OF idempotency_key ON icewall_jobs
-             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_refuse()",
+        "icewall_test_refuse",
+        "BEFORE UPDATE OF idempotency_key ON icewall_jobs FOR EACH STATEMENT",
+        "RAISE EXCEPTION 'refused by the test';",
     );
     // A key held by the test's open transaction stops the accepts behind a first
     // batch: the next two submissions then go in one batch.
-    let mut session = pg.psql_session(&url);
-    let stdin = session.stdin.as_mut().unwrap();
-    std::io::Write::write_all(
-        stdin,
-        b"BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
-          VALUES (gen_random_uuid(), 'queued', 'blocker');\n",
-    )
-    .unwrap();
-    std::io::Write::flush(stdin).unwrap();
+    let session = Session::holding_key(pg, &url, "blocker");
     let (plain, keyed) = thread::scope(|scope| {
-        wait_until("the test holds the key", || {
-            one_row(
-                pg,
-                &url,
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE state = 'idle in transaction' AND query LIKE 'INSERT%'",
-            ) == "1"
-        });
         let blocked = scope.spawn(|| submit(Some("blocker")));
         wait_until("the first batch waits for the key", || {
             one_row(
@@ -1001,12 +1075,10 @@ fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() 
         let plain = scope.spawn(|| submit(None));
         let keyed = scope.spawn(|| submit(Some("order-1")));
         thread::sleep(Duration::from_millis(1000));
-        std::io::Write::write_all(session.stdin.as_mut().unwrap(), b"ROLLBACK;\n").unwrap();
-        drop(session.stdin.take());
+        session.finish("ROLLBACK;\n");
         assert_eq!(blocked.join().unwrap().status, 202);
         (plain.join().unwrap(), keyed.join().unwrap())
     });
-    assert!(session.wait().unwrap().success());
     // The job without a key was committed: answering 503 would invite a retry that
     // makes it twice.
     assert_eq!(plain.status, 202, "{}", plain.body);
@@ -1033,13 +1105,7 @@ fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
         .iter()
         .map(|node| node.submit_json(EXAMPLE_JSON))
         .collect();
-    wait_until("both jobs run", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == "2"
-    });
+    wait_until_running(pg, &url, "both jobs run", 2);
     let queued = nodes[0].submit_json(EXAMPLE_JSON);
     let cancel = |id: &str| nodes[1].request("POST", &format!("/api/jobs/{id}/cancel"));
     let refused = cancel(&held[0]);

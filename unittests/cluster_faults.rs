@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::cluster::{node, one_row, state_and_attempt};
+use crate::cluster::{
+    Session, a_job_with_a_long_team_log, create_trigger, node, one_row, state_and_attempt,
+    wait_until_running,
+};
 use crate::common::postgres::{PostgresServer, shared};
 use crate::common::{EXAMPLE_JSON, Gate, Reply, Server, poll_until, wait_until};
 
@@ -20,43 +23,6 @@ fn has_exited(server: &Server) -> bool {
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z'))
     })
-}
-
-/// A psql session that ran `sql` and keeps its transaction open until `finish`.
-struct Session(std::process::Child);
-
-impl Session {
-    /// A session that ran `sql`, once the database shows it idle in its transaction
-    /// after a statement starting with `last`.
-    fn holding(pg: &PostgresServer, url: &str, sql: &str, last: &str) -> Session {
-        let session = Session::open(pg, url, sql);
-        wait_until("the test's session holds its transaction", || {
-            one_row(
-                pg,
-                url,
-                &format!(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE state = 'idle in transaction' AND query LIKE '{last}%'"
-                ),
-            ) == "1"
-        });
-        session
-    }
-
-    fn open(pg: &PostgresServer, url: &str, sql: &str) -> Session {
-        let mut child = pg.psql_session(url);
-        let stdin = child.stdin.as_mut().unwrap();
-        stdin.write_all(sql.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-        Session(child)
-    }
-
-    fn finish(mut self, last: &str) {
-        let mut stdin = self.0.stdin.take().unwrap();
-        stdin.write_all(last.as_bytes()).unwrap();
-        drop(stdin);
-        assert!(self.0.wait().unwrap().success());
-    }
 }
 
 /// Sends `request` and hangs up once `waiting` holds (the request is under way). A
@@ -91,13 +57,7 @@ fn a_client_gone_during_its_accept_does_not_stop_the_node_from_draining() {
     let url = pg.create_database();
     let server = node(&url, &[]);
     // A key held by the test's open transaction: the accept's insert waits for it.
-    let session = Session::holding(
-        pg,
-        &url,
-        "BEGIN;\nINSERT INTO icewall_jobs (id, state, idempotency_key) \
-         VALUES (gen_random_uuid(), 'queued', 'blocker');\n",
-        "INSERT",
-    );
+    let session = Session::holding_key(pg, &url, "blocker");
     hang_up_once(
         &server,
         &format!(
@@ -136,13 +96,12 @@ fn a_node_slow_to_accept(pg: &PostgresServer, url: &str) -> (Server, String) {
     // A first job: the accept's statement is prepared on the node's connections.
     let first = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&first)["status"], "done");
-    one_row(
+    create_trigger(
         pg,
         url,
-        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
-         CREATE TRIGGER icewall_test_pause BEFORE INSERT ON icewall_requests
-             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
+        "icewall_test_pause",
+        "BEFORE INSERT ON icewall_requests FOR EACH STATEMENT",
+        "PERFORM pg_sleep(2.5); RETURN NULL;",
     );
     (server, first)
 }
@@ -341,14 +300,13 @@ fn a_drain_leaves_no_job_claimed_by_a_slow_claim_behind() {
     );
     // The database is slow to answer a claim (a pause in a trigger, here): longer than
     // --database-timeout, well within a lease.
-    one_row(
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN PERFORM pg_sleep(2.5); RETURN NEW; END $$;
-         CREATE TRIGGER icewall_test_pause BEFORE UPDATE ON icewall_jobs FOR EACH ROW
-             WHEN (OLD.state = 'queued' AND NEW.state = 'running')
-             EXECUTE FUNCTION icewall_test_pause()",
+        "icewall_test_pause",
+        "BEFORE UPDATE ON icewall_jobs FOR EACH ROW \
+         WHEN (OLD.state = 'queued' AND NEW.state = 'running')",
+        "PERFORM pg_sleep(2.5); RETURN NEW;",
     );
     let id = draining.submit_json(EXAMPLE_JSON);
     wait_until("the claim is under way", || {
@@ -389,13 +347,12 @@ fn a_drain_leaves_no_job_claimed_by_a_slow_claim_behind() {
 /// a removal that deletes first and looks at the job after has a window between the
 /// two, where the job can change.
 fn pause_each_delete_of_a_job(pg: &PostgresServer, url: &str) {
-    one_row(
+    create_trigger(
         pg,
         url,
-        "CREATE FUNCTION icewall_test_pause() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
-         CREATE TRIGGER icewall_test_pause AFTER DELETE ON icewall_jobs
-             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_pause()",
+        "icewall_test_pause",
+        "AFTER DELETE ON icewall_jobs FOR EACH STATEMENT",
+        "PERFORM pg_sleep(1.5); RETURN NULL;",
     );
 }
 
@@ -518,12 +475,7 @@ fn a_cancel_left_little_time_by_the_request_before_it_is_not_made_after_its_503(
         let queued = server.submit_json(EXAMPLE_JSON);
         // A cancel of the held job waits on its row, locked here, for the whole of its
         // time, and holds the node's one connection meanwhile.
-        let session = Session::holding(
-            pg,
-            &url,
-            &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{held}' FOR UPDATE;\n"),
-            "SELECT id",
-        );
+        let session = Session::locking_row(pg, &url, &held);
         let reply = thread::scope(|scope| {
             let (server, held) = (&server, &held);
             scope.spawn(move || server.request("POST", &format!("/api/jobs/{held}/cancel")));
@@ -562,14 +514,14 @@ fn a_team_log_streaming_when_a_file_store_server_drains_is_sent_whole_too() {
     log_streaming_through_a_drain(&Server::start(&[]));
 }
 
-fn log_streaming_through_a_drain(server: &Server) {
-    // A log of some 9 MB, in 1 MiB chunks read from the database as the client reads.
-    let profile = vec!["0"; 2000].join(" ");
-    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
-    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(server.wait_finished(&id)["status"], "done");
+/// Starts reading the long team log of `id` (see `a_job_with_a_long_team_log`), then
+/// asks the server to shut down: a drain with nothing to finish, which ends at once while
+/// the log is still being sent. Returns the log's declared length, the first 64 KiB read
+/// and the reader of the rest.
+fn a_log_half_read_when_the_drain_ends(
+    server: &Server,
+    id: &str,
+) -> (usize, Vec<u8>, impl Read + use<>) {
     let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
         .call()
         .unwrap();
@@ -577,10 +529,16 @@ fn log_streaming_through_a_drain(server: &Server) {
     let mut reader = response.into_reader();
     let mut first = vec![0; 64 * 1024];
     reader.read_exact(&mut first).unwrap();
-    // A drain with nothing to finish: it ends at once; the server then gives requests
-    // still being answered --shutdown-timeout (10 s).
     let shutdown = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(shutdown.status, 200);
+    (declared, first, reader)
+}
+
+fn log_streaming_through_a_drain(server: &Server) {
+    // On a node, read from the database in chunks as the client reads.
+    let id = a_job_with_a_long_team_log(server);
+    let (declared, first, mut reader) = a_log_half_read_when_the_drain_ends(server, &id);
+    // The server gives requests still being answered --shutdown-timeout (10 s).
     thread::sleep(Duration::from_millis(500));
     let mut rest = Vec::new();
     let ended = reader.read_to_end(&mut rest);
@@ -599,22 +557,10 @@ fn a_drained_node_is_not_registered_again_while_its_last_requests_finish() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let server = node(&url, &["--lease", "1s"]);
-    let profile = vec!["0"; 2000].join(" ");
-    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
-    let reply = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let id = reply.json()["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(server.wait_finished(&id)["status"], "done");
+    let id = a_job_with_a_long_team_log(&server);
     assert_eq!(one_row(pg, &url, "SELECT count(*) FROM icewall_nodes"), "1");
-    let response = ureq::get(&server.url(&format!("/api/jobs/{id}/log")))
-        .call()
-        .unwrap();
-    let mut reader = response.into_reader();
-    let mut first = vec![0; 64 * 1024];
-    reader.read_exact(&mut first).unwrap();
-    let shutdown = server.post("/api/graceful_shutdown", "application/json", b"");
-    assert_eq!(shutdown.status, 200);
-    // The drain ends at once (nothing to finish); the log is still being sent.
+    let (_, _, mut reader) = a_log_half_read_when_the_drain_ends(&server, &id);
+    // The log is still being sent.
     thread::sleep(Duration::from_millis(2500));
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
@@ -646,12 +592,7 @@ fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
     );
     let id = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&id)["status"], "done");
-    let session = Session::holding(
-        pg,
-        &url,
-        &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{id}' FOR UPDATE;\n"),
-        "SELECT id",
-    );
+    let session = Session::locking_row(pg, &url, &id);
     let backends = || {
         one_row(
             pg,
@@ -733,12 +674,7 @@ fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
     let (server, gate, _running) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
     let queued = server.submit_json(EXAMPLE_JSON);
     // The test locks the queued job's row: the cancel waits for it.
-    let session = Session::holding(
-        pg,
-        &url,
-        &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{queued}' FOR UPDATE;\n"),
-        "SELECT id",
-    );
+    let session = Session::locking_row(pg, &url, &queued);
     hang_up_once(
         &server,
         &format!(
@@ -777,13 +713,12 @@ fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attem
     let first = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&first)["status"], "done");
     // The database takes claims but no result, as when its disk is full.
-    one_row(
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_full() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN RAISE EXCEPTION 'no room' USING ERRCODE = 'disk_full'; END $$;
-         CREATE TRIGGER icewall_test_full BEFORE INSERT ON icewall_results
-             FOR EACH STATEMENT EXECUTE FUNCTION icewall_test_full()",
+        "icewall_test_full",
+        "BEFORE INSERT ON icewall_results FOR EACH STATEMENT",
+        "RAISE EXCEPTION 'no room' USING ERRCODE = 'disk_full';",
     );
     let refused = server.submit_json(EXAMPLE_JSON);
     wait_until("the node says it is not ready", || {
@@ -821,26 +756,21 @@ fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attem
     assert_eq!(server.get("/readyz").status, 200);
 }
 
-/// A node with leases of `lease` running `count` jobs, each held at its end by the gate.
+/// A node with `flags` and a worker for each of `count` jobs, all running, held at their
+/// end by the gate.
 fn jobs_held_running(
     pg: &PostgresServer,
     url: &str,
-    lease: &str,
+    flags: &[&str],
     count: usize,
 ) -> (Server, Gate, Vec<String>) {
     let gate = Gate::closed();
     let workers = count.to_string();
-    let server = node(url, &gate.args(&["--lease", lease, "--workers", &workers]));
+    let server = node(url, &gate.args(&[flags, &["--workers", &workers]].concat()));
     let ids: Vec<String> = (0..count)
         .map(|_| server.submit_json(EXAMPLE_JSON))
         .collect();
-    wait_until("the jobs run", || {
-        one_row(
-            pg,
-            url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == count.to_string()
-    });
+    wait_until_running(pg, url, "the jobs run", count);
     (server, gate, ids)
 }
 
@@ -848,22 +778,22 @@ fn jobs_held_running(
 fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let (server, gate, ids) = jobs_held_running(pg, &url, "1s", 2);
+    let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "1s"], 2);
     let [first, second] = &ids[..] else {
         unreachable!("two jobs")
     };
     // The first job's result alone breaks a rule of the database: a refusal that no
     // retry mends. Both results go in one batch.
-    one_row(
+    create_trigger(
         pg,
         &url,
+        "icewall_test_refuse",
+        "BEFORE INSERT ON icewall_results FOR EACH ROW",
         &format!(
-            "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
-                 $$ BEGIN IF NEW.job_id = '{first}' THEN
-                     RAISE EXCEPTION 'not this one' USING ERRCODE = 'check_violation';
-                 END IF; RETURN NEW; END $$;
-             CREATE TRIGGER icewall_test_refuse BEFORE INSERT ON icewall_results
-                 FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse()"
+            "IF NEW.job_id = '{first}' THEN
+                 RAISE EXCEPTION 'not this one' USING ERRCODE = 'check_violation';
+             END IF;
+             RETURN NEW;"
         ),
     );
     gate.open();
@@ -880,69 +810,68 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
 }
 
 /// Has the database raise `condition` (a PL/pgSQL condition name) with `message` on
-/// every result of a job of 7 teams.
-fn refuse_results_of_seven_teams(pg: &PostgresServer, url: &str, condition: &str, message: &str) {
-    one_row(
+/// every result of a job of 7 teams, and checks that such a job fails after its tries,
+/// saying why, and that the node goes on: the next job is done and the node is ready.
+/// These refusals are the job's own fault, not a database that is down. Returns the
+/// failed job's id.
+fn a_job_whose_result_is_always_refused_fails_alone(
+    pg: &PostgresServer,
+    url: &str,
+    condition: &str,
+    message: &str,
+) -> String {
+    let server = node(url, &["--lease", "1s", "--database-timeout", "1s"]);
+    create_trigger(
         pg,
         url,
+        "icewall_test_refuse",
+        "BEFORE INSERT ON icewall_results FOR EACH ROW",
         &format!(
-            "CREATE FUNCTION icewall_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
-                 $$ BEGIN
-                     IF (SELECT num_teams FROM icewall_jobs WHERE id = NEW.job_id) = 7 THEN
-                         RAISE EXCEPTION '{message}' USING ERRCODE = '{condition}';
-                     END IF;
-                     RETURN NEW;
-                 END $$;
-             CREATE TRIGGER icewall_test_refuse BEFORE INSERT ON icewall_results
-                 FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse()"
+            "IF (SELECT num_teams FROM icewall_jobs WHERE id = NEW.job_id) = 7 THEN
+                 RAISE EXCEPTION '{message}' USING ERRCODE = '{condition}';
+             END IF;
+             RETURN NEW;"
         ),
     );
+    let refused = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
+    let failed = server.wait_finished(&refused);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not take its result in 3 tries") && reason.contains(message),
+        "{reason}"
+    );
+    let next = server.submit_json(EXAMPLE_JSON);
+    assert_eq!(server.wait_finished(&next)["status"], "done");
+    assert_eq!(server.get("/readyz").status, 200);
+    refused
 }
 
 #[test]
 fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
     // Cancelled every time, as by a statement_timeout it always runs past: slowness of
-    // this result, not a database that is down.
-    refuse_results_of_seven_teams(pg, &url, "query_canceled", "too slow");
-    let cancelled = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
-    let failed = server.wait_finished(&cancelled);
-    assert_eq!(failed["status"], "failed", "{failed}");
-    let reason = failed["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("did not take its result in 3 tries") && reason.contains("too slow"),
-        "{reason}"
-    );
-    let next = server.submit_json(EXAMPLE_JSON);
-    assert_eq!(server.wait_finished(&next)["status"], "done");
+    // this result.
+    let cancelled =
+        a_job_whose_result_is_always_refused_fails_alone(pg, &url, "query_canceled", "too slow");
     assert_eq!(
         one_row(pg, &url, &state_and_attempt(&cancelled)),
         "failed 1"
     );
-    assert_eq!(server.get("/readyz").status, 200);
 }
 
 #[test]
 fn a_result_past_a_limit_of_the_database_fails_its_job_and_the_node_goes_on() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
-    // Past a limit every time (as a large result past `temp_file_limit` would): this
-    // job's fault, not the database's being down.
-    refuse_results_of_seven_teams(pg, &url, "configuration_limit_exceeded", "past a limit");
-    let limited = server.submit_json(r#"{"profiles": [[21, 25, 28]], "num_teams": 7}"#);
-    let failed = server.wait_finished(&limited);
-    assert_eq!(failed["status"], "failed", "{failed}");
-    let reason = failed["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("did not take its result in 3 tries") && reason.contains("past a limit"),
-        "{reason}"
+    // Past a limit every time, as a large result past `temp_file_limit` would.
+    a_job_whose_result_is_always_refused_fails_alone(
+        pg,
+        &url,
+        "configuration_limit_exceeded",
+        "past a limit",
     );
-    let next = server.submit_json(EXAMPLE_JSON);
-    assert_eq!(server.wait_finished(&next)["status"], "done");
-    assert_eq!(server.get("/readyz").status, 200);
 }
 
 #[test]
@@ -952,14 +881,12 @@ fn results_refused_a_while_for_want_of_memory_are_kept_when_it_passes() {
     let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
     // What PostgreSQL says when other sessions have filled its lock table: a shortage
     // of the whole database, which passes, and no fault of these results.
-    one_row(
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_oom() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN RAISE EXCEPTION 'out of shared memory' USING ERRCODE = 'out_of_memory';
-             END $$;
-         CREATE TRIGGER icewall_test_oom BEFORE INSERT ON icewall_results
-             FOR EACH ROW EXECUTE FUNCTION icewall_test_oom()",
+        "icewall_test_oom",
+        "BEFORE INSERT ON icewall_results FOR EACH ROW",
+        "RAISE EXCEPTION 'out of shared memory' USING ERRCODE = 'out_of_memory';",
     );
     let ids: Vec<String> = (0..3).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     thread::sleep(Duration::from_millis(2000));
@@ -1005,14 +932,13 @@ fn a_node_whose_finisher_stopped_says_so_and_leaves_its_jobs_to_the_others() {
 fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let (server, gate, ids) = jobs_held_running(pg, &url, "3s", 4);
-    one_row(
+    let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "3s"], 4);
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_refuse_all() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN RAISE EXCEPTION 'none of these' USING ERRCODE = 'check_violation'; END $$;
-         CREATE TRIGGER icewall_test_refuse_all BEFORE INSERT ON icewall_results
-             FOR EACH ROW EXECUTE FUNCTION icewall_test_refuse_all()",
+        "icewall_test_refuse_all",
+        "BEFORE INSERT ON icewall_results FOR EACH ROW",
+        "RAISE EXCEPTION 'none of these' USING ERRCODE = 'check_violation';",
     );
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -1034,15 +960,10 @@ fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
 fn a_drain_gives_up_results_the_database_does_not_answer_a_lease_after_it_began() {
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
-    let (server, gate, ids) = jobs_held_running(pg, &url, "1s", 4);
+    let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "1s"], 4);
     // The results' table is locked (a migration, an operator's LOCK TABLE): a result's
     // statement waits without an answer, while the database answers everything else.
-    let session = Session::holding(
-        pg,
-        &url,
-        "BEGIN;\nLOCK TABLE icewall_results IN ACCESS EXCLUSIVE MODE;\n",
-        "LOCK",
-    );
+    let session = Session::locking_table(pg, &url, "icewall_results");
     let reply = server.post("/api/graceful_shutdown", "application/json", b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let began = std::time::Instant::now();
@@ -1111,16 +1032,13 @@ fn submissions_left_little_time_by_a_slow_batch_are_not_committed_after_their_50
     assert_eq!(server.wait_finished(&first)["status"], "done");
     // Only a job whose key is marked is slow to insert: the batch behind it is quick,
     // but starts with little of its submissions' time left.
-    one_row(
+    create_trigger(
         pg,
         &url,
-        "CREATE FUNCTION icewall_test_pause_marked() RETURNS trigger LANGUAGE plpgsql AS
-             $$ BEGIN
-                 IF NEW.idempotency_key LIKE 'slow-%' THEN PERFORM pg_sleep(2.5); END IF;
-                 RETURN NEW;
-             END $$;
-         CREATE TRIGGER icewall_test_pause_marked BEFORE INSERT ON icewall_jobs
-             FOR EACH ROW EXECUTE FUNCTION icewall_test_pause_marked()",
+        "icewall_test_pause_marked",
+        "BEFORE INSERT ON icewall_jobs FOR EACH ROW",
+        "IF NEW.idempotency_key LIKE 'slow-%' THEN PERFORM pg_sleep(2.5); END IF;
+         RETURN NEW;",
     );
     let mut accepted = 0;
     let mut refused = 0;
@@ -1195,12 +1113,7 @@ fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out()
     let other = node(&url, &timing);
     // Requests for the nodes' table wait on this lock until their timeout, and take
     // every connection of the node's pool meanwhile.
-    let session = Session::holding(
-        pg,
-        &url,
-        "BEGIN;\nLOCK TABLE icewall_nodes IN ACCESS EXCLUSIVE MODE;\n",
-        "LOCK",
-    );
+    let session = Session::locking_table(pg, &url, "icewall_nodes");
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
         for _ in 0..16 {
@@ -1263,20 +1176,10 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     let Some(pg) = shared() else { return };
     let url = pg.create_database();
     let timing = ["--lease", "3s", "--database-timeout", "1s"];
-    let gate = Gate::closed();
-    let server = node(
-        &url,
-        &gate.args(&[&timing[..], &["--workers", "2"]].concat()),
-    );
-    let locked = server.submit_json(EXAMPLE_JSON);
-    let other_job = server.submit_json(EXAMPLE_JSON);
-    wait_until("both jobs run", || {
-        one_row(
-            pg,
-            &url,
-            "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
-        ) == "2"
-    });
+    let (server, gate, ids) = jobs_held_running(pg, &url, &timing, 2);
+    let [locked, other_job] = &ids[..] else {
+        unreachable!("two jobs")
+    };
     // A node that would run the job again were its lease to run out, whose reaper looks
     // often, and whose own lease is shorter (as in a rolling change of --lease): the
     // first node beats every second, which is not a sign of death to it.
@@ -1293,16 +1196,11 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     );
     // One job's row is locked a while, as by a result being stored, a removal or an
     // operator's transaction: the lease of the other must be extended all the same.
-    let session = Session::holding(
-        pg,
-        &url,
-        &format!("BEGIN;\nSELECT id FROM icewall_jobs WHERE id = '{locked}' FOR UPDATE;\n"),
-        "SELECT id FROM icewall_jobs",
-    );
+    let session = Session::locking_row(pg, &url, locked);
     // Two leases and more: five and more of the other node's.
     thread::sleep(Duration::from_millis(9000));
     assert_eq!(
-        one_row(pg, &url, &state_and_attempt(&other_job)),
+        one_row(pg, &url, &state_and_attempt(other_job)),
         "running 1",
         "a job's lease ran out on its node while another job's row was locked"
     );
@@ -1312,12 +1210,12 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
     // however long the lock was held.
     thread::sleep(Duration::from_millis(2000));
     assert_eq!(
-        one_row(pg, &url, &state_and_attempt(&locked)),
+        one_row(pg, &url, &state_and_attempt(locked)),
         "running 1",
         "a lease that lapsed under a lock was requeued though its node lives"
     );
     gate.open();
-    for job in [&locked, &other_job] {
+    for job in [locked, other_job] {
         assert_eq!(server.wait_finished(job)["status"], "done");
         assert_eq!(one_row(pg, &url, &state_and_attempt(job)), "done 1");
     }
