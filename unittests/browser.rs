@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::common::postgres::shared;
+use crate::common::postgres::{database, shared};
 use crate::common::{
     EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, one_worker_behind_a_gate, wait_until,
 };
@@ -623,8 +623,7 @@ fn the_overview_lists_a_clusters_nodes() {
     if !browser_available() {
         return;
     }
-    let Some(postgres) = shared() else { return };
-    let url = postgres.create_database();
+    let Some((_, url)) = database() else { return };
     let args = ["--database-url", url.as_str(), "--lease", "3s"];
     let first = Server::start(&args);
     let second = Server::start(&args);

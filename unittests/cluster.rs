@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::common::postgres::{PostgresServer, shared};
+use crate::common::postgres::{PostgresServer, database, shared};
 use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until, wait_until};
 
 /// A node of the cluster on `url`, with `args` besides.
@@ -187,8 +187,7 @@ fn requeue_its_first_run(pg: &PostgresServer, url: &str, id: &str) {
 
 #[test]
 fn three_nodes_answer_every_question_about_each_others_jobs() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     let nodes: Vec<Server> = (0..3).map(|_| node(&url, &[])).collect();
     let ids: Vec<String> = nodes
         .iter()
@@ -252,8 +251,7 @@ fn three_nodes_answer_every_question_about_each_others_jobs() {
 
 #[test]
 fn every_line_a_node_logs_names_the_node_its_request_lines_too() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     let mut server = node(&url, &["--log-target", "stdout", "--log-format", "json"]);
     let id = server.submit_json(EXAMPLE_JSON);
     assert_example_done(&server, &id);
@@ -280,8 +278,7 @@ fn every_line_a_node_logs_names_the_node_its_request_lines_too() {
 
 #[test]
 fn nodes_starting_at_once_migrate_the_database_once() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let nodes: Vec<Server> = thread::scope(|scope| {
         let starting: Vec<_> = (0..3).map(|_| scope.spawn(|| node(&url, &[]))).collect();
         starting
@@ -303,8 +300,7 @@ fn nodes_starting_at_once_migrate_the_database_once() {
 
 #[test]
 fn two_nodes_racing_one_idempotency_key_make_one_job() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let nodes = [node(&url, &[]), node(&url, &[])];
     let answers: Vec<(u16, String)> = thread::scope(|scope| {
         let racers: Vec<_> = (0..8)
@@ -354,8 +350,7 @@ fn two_nodes_racing_one_idempotency_key_make_one_job() {
 
 #[test]
 fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();
     let doomed = node(&url, &gate.args(&["--lease", "1s"]));
     let id = doomed.submit_json(EXAMPLE_JSON);
@@ -396,8 +391,7 @@ fn a_node_killed_between_claim_and_result_has_its_job_run_again_after_its_lease(
 
 #[test]
 fn a_nodes_start_up_line_names_the_node_and_nothing_of_a_results_directory() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cluster_node = Server::start_in(dir.path(), &["--database-url", &url]);
     let node_id = cluster_node.get("/api/stats").json()["nodes"][0]["node_id"]
@@ -434,8 +428,7 @@ fn first_beat(pg: &PostgresServer, url: &str) {
 
 #[test]
 fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // A beat every 20 s: none comes during the test after the first.
     let cluster_node = node(&url, &["--lease", "60s"]);
     let beat = "SELECT heartbeat_at FROM icewall_nodes";
@@ -453,8 +446,7 @@ fn a_readiness_probe_does_not_pass_for_the_nodes_heartbeat() {
 
 #[test]
 fn retention_forgets_a_silent_node_but_not_one_whose_long_lease_spaces_its_beats() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // A beat every 80 minutes: silent for more than the hour after which a node that
     // stopped beating is forgotten, and alive.
     let live = node(&url, &["--lease", "4h"]);
@@ -480,8 +472,7 @@ fn retention_forgets_a_silent_node_but_not_one_whose_long_lease_spaces_its_beats
 
 #[test]
 fn a_job_whose_node_dies_each_time_fails_after_max_attempts() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     let gate = Gate::closed();
     let doomed = node(&url, &gate.args(&["--lease", "1s", "--max-attempts", "1"]));
     let id = doomed.submit_json(EXAMPLE_JSON);
@@ -498,8 +489,7 @@ fn a_job_whose_node_dies_each_time_fails_after_max_attempts() {
 
 #[test]
 fn a_draining_node_finishes_its_own_jobs_and_leaves_the_queue_to_the_others() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();
     let draining = node(&url, &gate.one_worker(&["--claim-ahead", "0"]));
     let ids: Vec<String> = (0..5).map(|_| draining.submit_json(EXAMPLE_JSON)).collect();
@@ -645,8 +635,7 @@ fn assert_every_accepted_job_done_once(
 
 #[test]
 fn kill_9_of_a_node_under_load_loses_no_accepted_job() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let lease = ["--lease", "1s"];
     let mut nodes: Vec<Server> = (0..3).map(|_| node(&url, &lease)).collect();
     let bases = Arc::new(Mutex::new(
@@ -722,8 +711,7 @@ fn the_database_restarted_under_load_loses_no_accepted_job_and_answers_no_500() 
 
 #[test]
 fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let cluster = node(&url, &[]);
     let files = Server::start(&[]);
     let read_log = |server: &Server, id: &str| {
@@ -765,8 +753,7 @@ fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
 
 #[test]
 fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let node = node(&url, &["--workers", "1", "--claim-ahead", "0"]);
     // Results cannot be written while the test holds this lock; claims still can.
     let mut session = lock_results(pg, &url);
@@ -841,8 +828,7 @@ fn a_node_without_its_database_stops_at_start_up_saying_why() {
 
 #[test]
 fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();
     let busy = node(&url, &gate.one_worker(&["--claim-poll", "100ms"]));
     let ids: Vec<String> = (0..6).map(|_| busy.submit_json(EXAMPLE_JSON)).collect();
@@ -862,8 +848,7 @@ fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
 
 #[test]
 fn a_claim_under_way_when_a_node_drains_runs_its_job_before_the_node_stops() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // The claim holds the job it took for a while: the drain begins meanwhile.
     let mut draining = node(
         &url,
@@ -894,8 +879,7 @@ fn a_claim_under_way_when_a_node_drains_runs_its_job_before_the_node_stops() {
 
 #[test]
 fn a_database_error_reading_a_team_log_is_a_503_not_a_500() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let cluster = node(&url, &[]);
     let id = a_job_with_a_long_team_log(&cluster);
     // The chunks cannot be read, the job and its result still can.
@@ -920,8 +904,7 @@ fn a_database_error_reading_a_team_log_is_a_503_not_a_500() {
 
 #[test]
 fn a_key_whose_job_is_past_its_ttl_is_not_replayed() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     let node = node(&url, &["--result-ttl", "1s"]);
     let submit = || {
         node.post_with(
@@ -958,8 +941,7 @@ fn a_key_whose_job_is_past_its_ttl_is_not_replayed() {
 
 #[test]
 fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_one_ends() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // One worker, and room to claim ahead: the job's second attempt waits on this node
     // behind its first. Each run lasts two leases.
     let server = node(
@@ -989,8 +971,7 @@ fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_
 
 #[test]
 fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();
     let server = node(
         &url,
@@ -1040,8 +1021,7 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
 
 #[test]
 fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &[]);
     let submit = |key: Option<&str>| {
         let mut headers = vec![("Content-Type", "application/json")];
@@ -1095,8 +1075,7 @@ fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() 
 
 #[test]
 fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();
     let busy = gate.one_worker(&["--claim-ahead", "0"]);
     let nodes = [node(&url, &busy), node(&url, &busy)];
@@ -1139,8 +1118,7 @@ fn cancel_takes_a_queued_job_out_from_any_node_and_leaves_a_finished_one() {
 
 #[test]
 fn a_job_past_its_ttl_is_unknown_to_delete_and_cancel_as_to_reads() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--result-ttl", "1s"]);
     // The sweeper, which would remove the job's row, is kept out while the test runs:
     // it takes this lock first.

@@ -14,7 +14,7 @@ use crate::cluster::{
     Session, a_job_with_a_long_team_log, create_trigger, node, one_row, state_and_attempt,
     wait_until_running,
 };
-use crate::common::postgres::{PostgresServer, shared};
+use crate::common::postgres::{PostgresServer, database};
 use crate::common::{EXAMPLE_JSON, Gate, Reply, Server, poll_until, wait_until};
 
 /// Whether the server's process has exited (a zombie nobody reaped yet counts).
@@ -53,8 +53,7 @@ fn lock_waits(pg: &PostgresServer, url: &str, like: &str) -> String {
 
 #[test]
 fn a_client_gone_during_its_accept_does_not_stop_the_node_from_draining() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &[]);
     // A key held by the test's open transaction: the accept's insert waits for it.
     let session = Session::holding_key(pg, &url, "blocker");
@@ -108,8 +107,7 @@ fn a_node_slow_to_accept(pg: &PostgresServer, url: &str) -> (Server, String) {
 
 #[test]
 fn an_accept_answered_503_is_not_committed_after_its_answer() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, first) = a_node_slow_to_accept(pg, &url);
     let refused = server.post("/api/simulate", "application/json", EXAMPLE_JSON.as_bytes());
     assert_eq!(refused.status, 503, "{}", refused.body);
@@ -228,8 +226,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, stop: &Atom
 
 #[test]
 fn a_node_whose_database_connections_went_silent_recovers_on_new_ones() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (head, tail) = url.rsplit_once(':').unwrap();
     let (port, database) = tail.split_once('/').unwrap();
     let proxy = Proxy::start(port.parse().unwrap());
@@ -281,8 +278,7 @@ fn a_node_whose_database_connections_went_silent_recovers_on_new_ones() {
 
 #[test]
 fn a_drain_leaves_no_job_claimed_by_a_slow_claim_behind() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let draining = node(
         &url,
         &[
@@ -396,8 +392,7 @@ fn a_held_job(pg: &PostgresServer, url: &str, flags: &[&str]) -> (Server, Gate, 
 
 #[test]
 fn a_delete_racing_the_jobs_finish_never_refuses_it_as_done() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, gate, id) = a_held_job(pg, &url, &[]);
     pause_each_delete_of_a_job(pg, &url);
     let reply = removal_racing(
@@ -423,8 +418,7 @@ fn a_delete_racing_the_jobs_finish_never_refuses_it_as_done() {
 
 #[test]
 fn a_cancel_racing_the_reaper_never_calls_a_queued_job_done() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // One worker, held by the job's first run: nothing here claims it again.
     let (server, gate, id) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
     pause_each_delete_of_a_job(pg, &url);
@@ -456,8 +450,7 @@ fn a_cancel_racing_the_reaper_never_calls_a_queued_job_done() {
 
 #[test]
 fn a_cancel_left_little_time_by_the_request_before_it_is_not_made_after_its_503() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // One connection, one worker held by a job that stays running.
     let flags = [
         "--workers",
@@ -503,8 +496,7 @@ fn a_cancel_left_little_time_by_the_request_before_it_is_not_made_after_its_503(
 
 #[test]
 fn a_team_log_streaming_when_the_node_drains_is_sent_whole() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((_, url)) = database() else { return };
     log_streaming_through_a_drain(&node(&url, &[]));
 }
 
@@ -554,8 +546,7 @@ fn log_streaming_through_a_drain(server: &Server) {
 /// stopped cleanly would be listed, stale, for an hour.
 #[test]
 fn a_drained_node_is_not_registered_again_while_its_last_requests_finish() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--lease", "1s"]);
     let id = a_job_with_a_long_team_log(&server);
     assert_eq!(one_row(pg, &url, "SELECT count(*) FROM icewall_nodes"), "1");
@@ -584,8 +575,7 @@ fn a_drained_node_is_not_registered_again_while_its_last_requests_finish() {
 /// before the pool makes another, and the node holds no more than its pool.
 #[test]
 fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(
         &url,
         &["--database-pool-size", "8", "--database-timeout", "1s"],
@@ -639,8 +629,7 @@ fn requests_given_up_do_not_take_the_node_past_its_pool_size() {
 
 #[test]
 fn a_swept_node_registers_again_even_with_a_pool_of_one() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let _server = node(
         &url,
         &[
@@ -668,8 +657,7 @@ fn a_swept_node_registers_again_even_with_a_pool_of_one() {
 
 #[test]
 fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // The one worker held by a first job: a second one stays queued.
     let (server, gate, _running) = a_held_job(pg, &url, &["--workers", "1", "--claim-ahead", "0"]);
     let queued = server.submit_json(EXAMPLE_JSON);
@@ -707,8 +695,7 @@ fn a_cancel_whose_client_hung_up_is_counted_on_its_node_all_the_same() {
 
 #[test]
 fn results_the_database_refuses_for_a_while_wait_on_their_node_and_cost_no_attempt() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
     let first = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&first)["status"], "done");
@@ -776,8 +763,7 @@ fn jobs_held_running(
 
 #[test]
 fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "1s"], 2);
     let [first, second] = &ids[..] else {
         unreachable!("two jobs")
@@ -849,8 +835,7 @@ fn a_job_whose_result_is_always_refused_fails_alone(
 
 #[test]
 fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // Cancelled every time, as by a statement_timeout it always runs past: slowness of
     // this result.
     let cancelled =
@@ -863,8 +848,7 @@ fn a_result_the_database_always_cancels_fails_its_job_and_the_node_goes_on() {
 
 #[test]
 fn a_result_past_a_limit_of_the_database_fails_its_job_and_the_node_goes_on() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // Past a limit every time, as a large result past `temp_file_limit` would.
     a_job_whose_result_is_always_refused_fails_alone(
         pg,
@@ -876,8 +860,7 @@ fn a_result_past_a_limit_of_the_database_fails_its_job_and_the_node_goes_on() {
 
 #[test]
 fn results_refused_a_while_for_want_of_memory_are_kept_when_it_passes() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--lease", "1s", "--database-timeout", "1s"]);
     // What PostgreSQL says when other sessions have filled its lock table: a shortage
     // of the whole database, which passes, and no fault of these results.
@@ -899,8 +882,7 @@ fn results_refused_a_while_for_want_of_memory_are_kept_when_it_passes() {
 
 #[test]
 fn a_node_whose_finisher_stopped_says_so_and_leaves_its_jobs_to_the_others() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // A job of 7 teams fails on this node, and its finisher panics on a failed job:
     // a defect of the node's own, which nothing else stops.
     let broken = node(
@@ -930,8 +912,7 @@ fn a_node_whose_finisher_stopped_says_so_and_leaves_its_jobs_to_the_others() {
 
 #[test]
 fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "3s"], 4);
     create_trigger(
         pg,
@@ -958,8 +939,7 @@ fn results_refused_for_good_do_not_hold_up_a_drain_a_lease_each() {
 
 #[test]
 fn a_drain_gives_up_results_the_database_does_not_answer_a_lease_after_it_began() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, gate, ids) = jobs_held_running(pg, &url, &["--lease", "1s"], 4);
     // The results' table is locked (a migration, an operator's LOCK TABLE): a result's
     // statement waits without an answer, while the database answers everything else.
@@ -989,8 +969,7 @@ fn a_drain_gives_up_results_the_database_does_not_answer_a_lease_after_it_began(
 
 #[test]
 fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let (server, _) = a_node_slow_to_accept(pg, &url);
     // Each arrives while the batch before it waits for the database.
     let waits: Vec<(u16, Duration, String)> = thread::scope(|scope| {
@@ -1025,8 +1004,7 @@ fn a_submission_behind_a_slow_batch_gets_its_503_within_the_database_timeout() {
 
 #[test]
 fn submissions_left_little_time_by_a_slow_batch_are_not_committed_after_their_503() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--database-timeout", "1s"]);
     let first = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&first)["status"], "done");
@@ -1103,8 +1081,7 @@ fn submissions_left_little_time_by_a_slow_batch_are_not_committed_after_their_50
 
 #[test]
 fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let timing = ["--lease", "3s", "--database-timeout", "1s"];
     let mut flags = timing.to_vec();
     flags.extend(["--database-pool-size", "2"]);
@@ -1141,8 +1118,7 @@ fn requests_that_take_every_connection_of_a_node_do_not_let_its_leases_run_out()
 
 #[test]
 fn a_job_a_live_node_holds_but_does_not_run_is_requeued_after_its_lease() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let server = node(&url, &["--lease", "2s", "--claim-poll", "100ms"]);
     let id = server.submit_json(EXAMPLE_JSON);
     assert_eq!(server.wait_finished(&id)["status"], "done");
@@ -1173,8 +1149,7 @@ fn a_job_a_live_node_holds_but_does_not_run_is_requeued_after_its_lease() {
 #[test]
 fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out_nor_requeues_its_job()
  {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     let timing = ["--lease", "3s", "--database-timeout", "1s"];
     let (server, gate, ids) = jobs_held_running(pg, &url, &timing, 2);
     let [locked, other_job] = &ids[..] else {

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use crate::common::postgres::shared;
+use crate::common::postgres::database;
 use crate::common::{EXAMPLE_JSON, Gate, Server, wait_until};
 use serde_json::Value;
 
@@ -119,8 +119,7 @@ fn nodes_seen_by(server: &Server) -> Vec<Value> {
 
 #[test]
 fn stats_list_every_node_of_a_cluster_and_mark_a_silent_one_stale() {
-    let Some(postgres) = shared() else { return };
-    let url = postgres.create_database();
+    let Some((_, url)) = database() else { return };
     let args = ["--database-url", url.as_str(), "--lease", "3s"];
     let first = Server::start(&args);
     let second = Server::start(
@@ -367,8 +366,7 @@ fn a_finished_jobs_config_is_kept_with_its_result_and_read_a_page_at_a_time() {
 
 #[test]
 fn a_clusters_job_config_is_read_on_any_node() {
-    let Some(postgres) = shared() else { return };
-    let url = postgres.create_database();
+    let Some((pg, url)) = database() else { return };
     let args = ["--database-url", url.as_str()];
     let first = Server::start(&args);
     let second = Server::start(&args);
@@ -383,7 +381,7 @@ fn a_clusters_job_config_is_read_on_any_node() {
         assert_eq!(config["num_teams"], 3);
     }
     // The results in the database keep no request of their own.
-    let kept = postgres
+    let kept = pg
         .psql(&url, "SELECT get_byte(body, 8) FROM icewall_results")
         .unwrap();
     assert_eq!(kept, "1", "a cluster's results stay in version 1");

@@ -332,6 +332,13 @@ pub fn shared() -> Option<&'static PostgresServer> {
 
 static SHARED: OnceLock<Option<PostgresServer>> = OnceLock::new();
 
+/// The shared server and a fresh database on it, as a test of cluster mode begins;
+/// `None` as for `shared`, where the test is skipped.
+pub fn database() -> Option<(&'static PostgresServer, String)> {
+    let pg = shared()?;
+    Some((pg, pg.create_database()))
+}
+
 /// Runs when the test binary exits: statics are never dropped.
 extern "C" fn stop_shared() {
     if let Some(Some(server)) = SHARED.get() {
