@@ -2,7 +2,10 @@
 //! through every endpoint, and every error status with its reason. Each test runs on
 //! both stores (`files::` and `postgres::`) but those about the file store's own files.
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, Store, on_both_stores, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, Store, a_done_job, a_done_job_in, on_both_stores,
+    wait_until,
+};
 
 on_both_stores!(
     example_wall_answers_every_job_endpoint,
@@ -89,16 +92,12 @@ fn example_wall_answers_every_job_endpoint(store: Store) {
 #[test]
 fn team_log_files_sit_beside_results_and_survive_a_change_of_layout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let inline = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&inline);
+    let (server, inline) = a_done_job_in(dir.path(), &[]);
     let expected = server.get(&format!("/api/jobs/{inline}/log")).body;
     assert_eq!(expected.lines().count(), 12);
     assert!(server.shutdown().success());
 
-    let server = Server::start_in(dir.path(), &["--team-logs", "files"]);
-    let own = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&own);
+    let (server, own) = a_done_job_in(dir.path(), &["--team-logs", "files"]);
     let file = std::fs::read_to_string(server.results.join(format!("{own}.log"))).unwrap();
     assert_eq!(file, expected);
     let result = std::fs::read(server.results.join(format!("{own}.result"))).unwrap();
@@ -808,9 +807,7 @@ fn json_numbers_are_read_as_written(store: Store) {
 
 #[test]
 fn extra_slashes_are_routed_as_the_plain_path_and_the_query_is_kept() {
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&[]);
     let plain = server.get(&format!("/api/get_results/{id}"));
     assert_eq!(plain.status, 200);
     for path in [

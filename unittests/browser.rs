@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::postgres::{database, shared};
 use crate::common::{
-    EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, one_worker_behind_a_gate, wait_until,
+    EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, a_done_job, one_worker_behind_a_gate, wait_until,
 };
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -28,14 +28,6 @@ struct Browser {
     session: String,
     agent: ureq::Agent,
     _profile: tempfile::TempDir,
-}
-
-/// A server started with `flags`, and a job of the example wall it has finished.
-fn a_done_job(flags: &[&str]) -> (Server, String) {
-    let server = Server::start(flags);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
-    (server, id)
 }
 
 /// How a test of the page begins: `None` where there is no browser (the test is then

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, read_until_closed, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Server, a_done_job, a_done_job_in, read_until_closed, wait_until,
+};
 
 #[test]
 fn slow_clients_are_cut_off_without_starving_others() {
@@ -166,9 +168,7 @@ fn a_pathological_wall_runs_while_other_jobs_keep_flowing() {
 
 #[test]
 fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
-    let server = Server::start(&[]);
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
+    let (server, done) = a_done_job(&[]);
     // Read once, so that the answers are kept in memory too.
     let day = format!("/api/jobs/{done}/profiles/1/days/1");
     assert_eq!(server.get(&day).status, 200);
@@ -213,9 +213,7 @@ fn a_removed_results_directory_gives_clear_failures_until_it_is_back() {
 #[test]
 fn below_the_free_space_floor_submissions_are_refused_and_reads_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
+    let (server, done) = a_done_job_in(dir.path(), &[]);
     assert!(server.shutdown().success());
 
     // No file system has an exabyte free.

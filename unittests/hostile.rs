@@ -5,7 +5,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, read_until_closed, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, EXAMPLE_TEXT, Gate, Server, a_done_job, read_until_closed, wait_until,
+};
 
 const JSON: Option<&str> = Some("application/json");
 const TEXT: Option<&str> = Some("text/plain");
@@ -524,9 +526,7 @@ fn catalogue(done: &str) -> Vec<Case> {
 
 #[test]
 fn every_hostile_request_gets_its_status_and_reason() {
-    let server = Server::start(&["--max-body", "100000", "--max-sections", "3000"]);
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
+    let (server, done) = a_done_job(&["--max-body", "100000", "--max-sections", "3000"]);
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();

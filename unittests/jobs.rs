@@ -2,7 +2,7 @@
 //! filtered, ordered job list, against the real server on port 0. Each test runs on
 //! both stores (`files::` and `postgres::`) but those about the file store's own files.
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, Store, on_both_stores};
+use crate::common::{EXAMPLE_JSON, Gate, Server, Store, a_done_job, a_done_job_in, on_both_stores};
 use serde_json::Value;
 
 on_both_stores!(
@@ -132,9 +132,7 @@ fn a_failed_jobs_record_has_its_reason_and_unknown_ids_get_404(store: Store) {
 #[test]
 fn a_recovered_jobs_record_keeps_what_its_result_tells() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job_in(dir.path(), &[]);
     let before = record(&server, &id);
     assert!(server.shutdown().success());
 
@@ -471,9 +469,7 @@ fn cancelled_jobs_do_not_keep_the_queue_full(store: Store) {
 fn a_v7_id_past_year_9999_on_disk_is_listed_without_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
-        let server = Server::start_in(dir.path(), &[]);
-        let id = server.submit_json(EXAMPLE_JSON);
-        server.wait_finished(&id);
+        let (server, id) = a_done_job_in(dir.path(), &[]);
         assert!(server.shutdown().success());
         id
     };
@@ -582,9 +578,7 @@ fn a_log_read_racing_its_delete_gets_the_whole_log_or_404(store: Store) {
 
 #[test]
 fn a_delete_is_recorded_durably_even_when_no_segment_holds_the_job() {
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&[]);
     // Its journal segment is gone: the delete could skip the tombstone, and a segment
     // whose removal had not reached the disk would then run the job again after a crash.
     crate::common::wait_until("the segment to go", || {

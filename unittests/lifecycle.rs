@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
-    EXAMPLE_JSON, Gate, Server, count_files, one_worker_behind_a_gate, wait_until,
+    EXAMPLE_JSON, Gate, Server, a_done_job_in, count_files, one_worker_behind_a_gate, wait_until,
 };
 
 /// The trailer that ends a result file: `IWRESEND`, version, CRC-32, length.
@@ -398,9 +398,7 @@ fn damaged_files_in_results_are_reported_and_skipped() {
 #[test]
 fn a_result_cut_short_is_refused_at_start_up_and_its_job_answers_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let whole = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&whole);
+    let (server, whole) = a_done_job_in(dir.path(), &[]);
     let results = server.results.clone();
     let bytes = std::fs::read(results.join(format!("{whole}.result"))).unwrap();
     let after_line = |n: usize| {

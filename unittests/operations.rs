@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, one_worker_behind_a_gate};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Server, a_done_job, a_done_job_in, one_worker_behind_a_gate,
+};
 
 /// Checks every line against the text exposition format; returns the samples by their
 /// name and labels as written.
@@ -192,9 +194,7 @@ fn counters_move_as_jobs_flow() {
 
 #[test]
 fn requests_are_timed_under_the_pattern_of_the_endpoint_that_answered() {
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&[]);
     assert_eq!(server.get("/profiles/overview/").status, 200);
     assert_eq!(server.get("/profiles/2/days/3").status, 200);
     assert_eq!(
@@ -448,9 +448,7 @@ fn json_logs_on_stdout_follow_a_json_listening_line() {
 #[test]
 fn the_text_log_keeps_whole_paths_and_durations_without_float_noise() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, _) = a_done_job_in(dir.path(), &[]);
     for _ in 0..20 {
         assert_eq!(server.get(TYPO_PATH).status, 404);
     }

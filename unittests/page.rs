@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use crate::common::postgres::database;
-use crate::common::{EXAMPLE_JSON, Gate, Server, wait_until};
+use crate::common::{EXAMPLE_JSON, Gate, Server, a_done_job, wait_until};
 use serde_json::Value;
 
 fn agent() -> ureq::Agent {
@@ -70,9 +70,7 @@ fn the_page_is_served_with_its_type_an_etag_and_a_strict_policy() {
 #[test]
 fn stats_count_jobs_by_state_and_the_last_hour() {
     let before = std::time::Instant::now();
-    let server = Server::start(&["--workers", "3"]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, _) = a_done_job(&["--workers", "3"]);
     let stats = server.get("/api/stats").json();
     let up = before.elapsed();
     assert_eq!(stats["jobs"]["done"], 1, "{stats}");
@@ -195,9 +193,7 @@ fn sum(values: &Value) -> u64 {
 
 #[test]
 fn a_chart_integrates_every_bucket_exactly() {
-    let server = Server::start(&[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&[]);
     // One bucket a day when the screen has room: WALL.md's profile 3 with 3 teams.
     let chart = server.get(&format!("/api/jobs/{id}/chart")).json();
     assert_eq!(

@@ -3,7 +3,8 @@
 //! like an unknown one, and its file is gone.
 
 use crate::common::{
-    EXAMPLE_JSON, Gate, Server, count_files, one_worker_behind_a_gate, wait_until,
+    EXAMPLE_JSON, Gate, Server, a_done_job, a_done_job_in, count_files, one_worker_behind_a_gate,
+    wait_until,
 };
 
 fn results_of(server: &Server) -> usize {
@@ -85,9 +86,7 @@ fn delete_removes_a_finished_job_and_refuses_others() {
 
 #[test]
 fn delete_is_an_admin_action() {
-    let server = Server::start(&["--admin-token", "t0ken"]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job(&["--admin-token", "t0ken"]);
     assert_eq!(
         server.request("DELETE", &format!("/api/jobs/{id}")).status,
         401
@@ -216,9 +215,7 @@ fn a_deleted_job_stays_deleted_when_its_segment_is_kept_for_a_restart() {
 #[test]
 fn a_delete_that_fails_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let id = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&id);
+    let (server, id) = a_done_job_in(dir.path(), &[]);
     // `remove_file` refuses a non-empty directory, for root too (unlike permissions).
     let result = server.results.join(format!("{id}.result"));
     let aside = dir.path().join("aside.result");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server};
+use crate::common::{EXAMPLE_JSON, Gate, Server, a_done_job_in};
 
 /// Everything under `dir`: each path with its type, and a digest of a regular file's bytes
 /// (a file removed while it is looked at is left out).
@@ -216,9 +216,7 @@ fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
 #[test]
 fn entries_that_are_not_files_are_reported_by_name_and_start_up_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &[]);
-    let done = server.submit_json(EXAMPLE_JSON);
-    server.wait_finished(&done);
+    let (server, done) = a_done_job_in(dir.path(), &[]);
     let results = server.results.clone();
     assert!(server.shutdown().success());
 

@@ -381,6 +381,24 @@ impl Drop for Server {
     }
 }
 
+/// A server started with `flags`, and a job of the example wall it has finished: for a
+/// test of what is done with a finished job.
+pub fn a_done_job(flags: &[&str]) -> (Server, String) {
+    finish_a_job(Server::start(flags))
+}
+
+/// As `a_done_job`, the server's results and logs under `dir`: for a test that looks at
+/// its files, or starts it again on them.
+pub fn a_done_job_in(dir: &Path, flags: &[&str]) -> (Server, String) {
+    finish_a_job(Server::start_in(dir, flags))
+}
+
+fn finish_a_job(server: Server) -> (Server, String) {
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    (server, id)
+}
+
 /// A closed gate and a server on the file store with one worker whose jobs wait at it
 /// (see `Gate::one_worker`).
 pub fn one_worker_behind_a_gate() -> (Gate, Server) {
