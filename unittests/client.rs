@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,14 @@ fn icewall(server: &str, args: &[&str]) -> Output {
 }
 
 /// The client started and left running; `wait_with_output` collects what it printed.
+/// Writes the example wall to `wall.txt` in `dir` and returns its path: the client's
+/// `submit` reads its wall from a file.
+fn example_wall_in(dir: &Path) -> String {
+    let wall = dir.join("wall.txt");
+    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    wall.to_str().unwrap().to_owned()
+}
+
 fn spawn_icewall(server: &str, args: &[&str]) -> Child {
     client_command(server, args)
         .stdout(Stdio::piped())
@@ -115,9 +124,7 @@ fn stderr(output: &Output) -> String {
 fn submit_wait_query_log_and_list() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let wall = wall.to_str().unwrap();
+    let wall = &example_wall_in(dir.path());
 
     let waited = icewall(
         &server.base,
@@ -632,9 +639,7 @@ fn submit_retries_after_a_full_queue_and_makes_one_job() {
         server.get(&format!("/api/get_results/{running}")).json()["status"] == "running"
     });
     server.submit_json(crate::common::EXAMPLE_JSON);
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let wall = wall.to_str().unwrap();
+    let wall = &example_wall_in(dir.path());
 
     let no_retry = icewall(&server.base, &["submit", wall, "--retries", "0"]);
     assert_eq!(no_retry.status.code(), Some(1), "{}", stderr(&no_retry));
@@ -660,9 +665,7 @@ fn submit_retries_after_a_full_queue_and_makes_one_job() {
 fn the_summary_json_is_the_same_from_the_api_result_submit_wait_and_simulate() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let wall = wall.to_str().unwrap();
+    let wall = &example_wall_in(dir.path());
 
     let waited = icewall(&server.base, &["submit", wall, "--wait", "--json"]);
     assert!(waited.status.success(), "{}", stderr(&waited));
@@ -772,18 +775,10 @@ fn submit_wait_holds_one_request_on_the_server_instead_of_polling() {
     let gate = Gate::closed();
     let server = Server::start_in(dir.path(), &gate.args(&[]));
     let relay = Relay::to(&server);
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let wall = example_wall_in(dir.path());
     let waiting = spawn_icewall(
         &relay.base,
-        &[
-            "submit",
-            wall.to_str().unwrap(),
-            "--wait",
-            "--json",
-            "--timeout",
-            "50s",
-        ],
+        &["submit", &wall, "--wait", "--json", "--timeout", "50s"],
     );
     wait_until("the client asks for the result", || {
         relay.has_sent("GET /api/get_results/")
@@ -803,17 +798,10 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
     let server = Server::start_in(dir.path(), &gate.args(&[]));
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
+    let wall = example_wall_in(dir.path());
     let waited = icewall(
         &server.base,
-        &[
-            "submit",
-            wall.to_str().unwrap(),
-            "--wait",
-            "--timeout",
-            "1s",
-        ],
+        &["submit", &wall, "--wait", "--timeout", "1s"],
     );
     assert_eq!(waited.status.code(), Some(4), "{}", stderr(&waited));
     let message = stderr(&waited);
@@ -827,10 +815,7 @@ fn submit_wait_gives_up_at_its_timeout_with_exit_4_and_the_job_goes_on() {
     let status = server.get(&format!("/api/get_results/{id}")).json()["status"].clone();
     assert!(status == "queued" || status == "running", "{status}");
     // --timeout goes with --wait only.
-    let output = icewall(
-        &server.base,
-        &["submit", wall.to_str().unwrap(), "--timeout", "1s"],
-    );
+    let output = icewall(&server.base, &["submit", &wall, "--timeout", "1s"]);
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -878,12 +863,8 @@ fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_f
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
     let server = Server::start_in(dir.path(), &gate.args(&["--max-wait", "1s"]));
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let waiting = spawn_icewall(
-        &server.base,
-        &["submit", wall.to_str().unwrap(), "--wait", "--json"],
-    );
+    let wall = example_wall_in(dir.path());
+    let waiting = spawn_icewall(&server.base, &["submit", &wall, "--wait", "--json"]);
     wait_until("the job is submitted", || {
         server.get("/api/jobs").json()["data"][0]["job_id"].is_string()
     });
@@ -898,7 +879,7 @@ fn a_server_whose_max_wait_is_short_is_polled_and_the_job_is_named_if_the_wait_f
     // names it.
     gate.close();
     let relay = Relay::to(&server);
-    let waiting = spawn_icewall(&relay.base, &["submit", wall.to_str().unwrap(), "--wait"]);
+    let waiting = spawn_icewall(&relay.base, &["submit", &wall, "--wait"]);
     wait_until("the client waits for its job", || {
         relay.has_sent("GET /api/get_results/")
     });

@@ -44,11 +44,10 @@ fn slow_clients_are_cut_off_without_starving_others() {
     }
 
     // A body trickled and never finished gets a JSON 408.
-    let mut stream = server.connect();
-    stream
-        .write_all(b"POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3")
-        .unwrap();
-    let answer = read_until_closed(&mut stream);
+    let answer = server.exchange(
+        "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n1 2 3",
+    );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         answer.contains("the request body was not received in time"),
@@ -56,11 +55,7 @@ fn slow_clients_are_cut_off_without_starving_others() {
     );
 
     // An idle keep-alive connection is closed after --keep-alive.
-    let mut stream = server.connect();
-    stream
-        .write_all(b"GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let answer = read_until_closed(&mut stream);
+    let answer = server.exchange("GET /api/num_jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 

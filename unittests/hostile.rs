@@ -1052,11 +1052,7 @@ fn a_request_target_that_is_not_a_path_is_no_endpoint() {
 fn unfinished_first_headers_get_a_json_408() {
     // Under a second, so that the reason must not round the time-out down to 0 s.
     let server = Server::start(&["--request-timeout", "700ms"]);
-    let mut stream = server.connect();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        .unwrap();
-    let answer = read_until_closed(&mut stream);
+    let answer = server.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""status":"error""#), "{answer}");
     assert!(
