@@ -425,11 +425,6 @@ impl Gate {
         }
     }
 
-    /// The file the jobs wait for, as a command-line argument.
-    pub fn path(&self) -> String {
-        self.path.clone()
-    }
-
     /// `args` and `--debug-job-gate` at this gate: a server started with them holds
     /// its jobs here.
     pub fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
@@ -447,12 +442,12 @@ impl Gate {
 
     /// Lets every job waiting at the gate, and every later one, run.
     pub fn open(&self) {
-        std::fs::write(self.path(), b"").unwrap();
+        std::fs::write(&self.path, b"").unwrap();
     }
 
     /// Holds every job that reaches the gate from now on; a job already past it goes on.
     pub fn close(&self) {
-        std::fs::remove_file(self.path()).unwrap();
+        std::fs::remove_file(&self.path).unwrap();
     }
 }
 
