@@ -477,10 +477,8 @@ fn a_malformed_server_url_is_a_usage_error_naming_it() {
 fn a_submission_timeout_of_zero_is_a_usage_error_and_never_sent() {
     let server = Server::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let wall = dir.path().join("wall.txt");
-    std::fs::write(&wall, EXAMPLE_TEXT).unwrap();
-    let wall = wall.to_str().unwrap();
-    let output = icewall(&server.base, &["submit", wall, "--wait", "--timeout", "0"]);
+    let wall = example_wall_in(dir.path());
+    let output = icewall(&server.base, &["submit", &wall, "--wait", "--timeout", "0"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
     assert_eq!(server.listed_jobs(), 0);

@@ -11,7 +11,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::postgres::{PostgresServer, database, shared};
-use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Server, a_job_with_a_long_team_log, poll_until, wait_until,
+};
 
 /// A node of the cluster on `url`, with `args` besides.
 pub fn node(url: &str, args: &[&str]) -> Server {
@@ -151,16 +153,6 @@ pub fn wait_until_running(pg: &PostgresServer, url: &str, what: &str, count: usi
             "SELECT count(*) FROM icewall_jobs WHERE state = 'running'",
         ) == count.to_string()
     });
-}
-
-/// A finished job of one team on 200,000 sections: a team log of some 9 MB, which a
-/// node stores in chunks of 1 MiB apart from the result.
-pub fn a_job_with_a_long_team_log(server: &Server) -> String {
-    let profile = vec!["0"; 2000].join(" ");
-    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
-    let id = server.submit_text("?num_teams=1", &wall);
-    assert_eq!(server.wait_finished(&id)["status"], "done");
-    id
 }
 
 /// The query of a job's state and attempt, as `running 1`.

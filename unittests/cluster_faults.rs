@@ -11,11 +11,12 @@ use std::thread;
 use std::time::Duration;
 
 use crate::cluster::{
-    Session, a_job_with_a_long_team_log, create_trigger, node, one_row, state_and_attempt,
-    wait_until_running,
+    Session, create_trigger, node, one_row, state_and_attempt, wait_until_running,
 };
 use crate::common::postgres::{PostgresServer, database};
-use crate::common::{EXAMPLE_JSON, Gate, Reply, Server, poll_until, wait_until};
+use crate::common::{
+    EXAMPLE_JSON, Gate, Reply, Server, a_job_with_a_long_team_log, poll_until, wait_until,
+};
 
 /// Whether the server's process has exited (a zombie nobody reaped yet counts).
 fn has_exited(server: &Server) -> bool {
@@ -1199,8 +1200,7 @@ fn a_job_row_locked_by_another_transaction_neither_lets_the_nodes_leases_run_out
 
 #[test]
 fn a_node_whose_heartbeat_cannot_reach_the_database_claims_nothing_and_is_not_ready() {
-    let Some(pg) = shared() else { return };
-    let url = pg.create_database();
+    let Some((pg, url)) = database() else { return };
     // A role of its own, which PostgreSQL can refuse new connections while the node's
     // established ones go on (a superuser's are never refused).
     let database = url.rsplit('/').next().unwrap();

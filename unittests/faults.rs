@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    EXAMPLE_JSON, Gate, Server, a_done_job, a_done_job_in, read_until_closed, wait_until,
+    EXAMPLE_JSON, Gate, Server, a_done_job, a_done_job_in, a_job_with_a_long_team_log,
+    read_until_closed, wait_until,
 };
 
 #[test]
@@ -59,18 +60,6 @@ fn slow_clients_are_cut_off_without_starving_others() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-/// A done job of 300 profiles of 1,000 sections of height 0 and one team: a team log
-/// of 16 MB, more than the socket buffers of both ends hold.
-fn a_job_with_a_long_log(server: &Server) -> String {
-    let profile = vec!["0"; 1000].join(" ");
-    let wall = vec![profile.as_str(); 300].join("\n");
-    let answer = server.post("/api/simulate?num_teams=1", "text/plain", wall.as_bytes());
-    assert_eq!(answer.status, 202, "{}", answer.body);
-    let id = answer.json()["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(server.wait_finished(&id)["status"], "done");
-    id
-}
-
 /// Asks for `id`'s team log on a raw connection, with `pauses` of not reading along
 /// the way (half a MiB read between them); how many bytes came before the server
 /// closed the connection, headers included.
@@ -104,11 +93,11 @@ fn read_log_with_pauses(server: &Server, id: &str, pauses: &[Duration]) -> usize
 #[test]
 fn a_client_that_stops_reading_its_answer_is_cut_off_after_the_send_timeout() {
     let server = Server::start(&["--send-timeout", "1s"]);
-    let id = a_job_with_a_long_log(&server);
+    let id = a_job_with_a_long_team_log(&server);
     // Read at once, headers and all (their sizes do not change from one answer to the
     // next).
     let whole = read_log_with_pauses(&server, &id, &[]);
-    assert!(whole > 15_000_000, "{whole}");
+    assert!(whole > 10_000_000, "{whole}");
     // Pauses shorter than the timeout, each followed by a read: the log comes whole.
     let pauses = [Duration::from_millis(700); 4];
     assert_eq!(read_log_with_pauses(&server, &id, &pauses), whole);

@@ -161,7 +161,7 @@ fn a_recovered_jobs_record_keeps_what_its_result_tells() {
 fn a_job_queued_again_at_start_up_tells_its_size_once_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let held = ["--workers", "1", "--debug-job-gate", &gate.path()];
+    let held = gate.one_worker(&[]);
     let server = Server::start_in(dir.path(), &held);
     // The first holds the one worker at the gate after the restart.
     let first = server.submit_json(EXAMPLE_JSON);

@@ -477,3 +477,14 @@ pub fn read_until_closed(stream: &mut TcpStream) -> String {
     let _ = stream.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// A finished job of one team on 200,000 sections: a team log of some 10 MB, which a
+/// cluster node stores in chunks of 1 MiB apart from the result, and which is more than
+/// the socket buffers of a connection's two ends hold.
+pub fn a_job_with_a_long_team_log(server: &Server) -> String {
+    let profile = vec!["0"; 2000].join(" ");
+    let wall: String = (0..100).map(|_| format!("{profile}\n")).collect();
+    let id = server.submit_text("?num_teams=1", &wall);
+    assert_eq!(server.wait_finished(&id)["status"], "done");
+    id
+}
