@@ -1556,6 +1556,9 @@ fn shutting_down_disables_the_button_and_says_the_server_drains_then_stopped() {
     assert_eq!(browser.script("return window.heldShutdowns.length"), 1);
 }
 
+/// Whether the submit form's button is disabled.
+const SUBMIT_DISABLED: &str = "return document.getElementById('submit-button').disabled";
+
 /// The drain's note, when shown: its text, else false.
 const DRAINING: &str = "const note = document.getElementById('draining'); \
     return !!note && !note.hidden && note.textContent";
@@ -1588,6 +1591,8 @@ fn the_drain_is_said_on_every_view_until_the_server_is_back() {
     for view in ["#/jobs", "#/submit", "#/"] {
         browser.open(&server.url(&format!("/{view}")));
         browser.wait_for(&format!("the drain said on {view}"), DRAINING);
+        // The form is kept, but not sent to a server that refuses new jobs.
+        assert_eq!(browser.script(SUBMIT_DISABLED), true, "{view}");
     }
 
     // Stopped and started again on the address while the page did not look (a hidden
@@ -1609,6 +1614,7 @@ fn the_drain_is_said_on_every_view_until_the_server_is_back() {
         "the drain no longer said",
         "return document.getElementById('draining').hidden",
     );
+    assert_eq!(browser.script(SUBMIT_DISABLED), false);
     assert!(browser.text("#jobs-rows").contains(&id));
 }
 

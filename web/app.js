@@ -741,7 +741,7 @@ async function submit(event) {
     if (error.status === 400) showConfigError(error.message, text, json);
     else toast(error.message);
   } finally {
-    button.disabled = false;
+    button.disabled = server.draining;
   }
 }
 
@@ -812,6 +812,9 @@ function showScope(cluster) {
 function showServerState() {
   $('draining').hidden = !server.draining || server.stopped;
   $('shutdown').disabled = server.draining;
+  // A server that is shutting down refuses new jobs: the form is kept, for a server
+  // started again, but not sent.
+  $('submit-button').disabled = server.draining;
 }
 
 async function shutDown() {
