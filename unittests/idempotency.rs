@@ -228,8 +228,11 @@ fn the_keys_file_drops_removed_jobs_keys_while_the_server_runs() {
         shrank
     });
     assert!(rewritten, "no rewrite: {} bytes", last.1);
+    // The 55 oldest were gone before the first rewrite could come. The five that were
+    // left may still be there at it: retention keeps a job whose request is in the
+    // journal's segment in use until that segment goes, and its key with it.
     let text = std::fs::read_to_string(&keys_file).unwrap();
-    for id in &ids[..60] {
+    for id in &ids[..55] {
         assert!(!text.contains(id.as_str()), "{id} kept: {text}");
     }
     // The newest job's key still replays, and a retired job's key is free.
