@@ -20,6 +20,22 @@ fn exited_with(args: &impl std::fmt::Debug, output: &std::process::Output, code:
     message
 }
 
+/// Runs the client with `args` against `base`, which must end it within 5 s (for the
+/// 2 s waits and timeouts these tests give it) with exit `code`; its output and its
+/// stderr.
+fn ended_in_time(base: &str, args: &[&str], code: i32) -> (std::process::Output, String) {
+    let started = Instant::now();
+    let mut output = run_all_within(base, &[args.to_vec()], Duration::from_secs(8));
+    let output = output.remove(0);
+    let message = exited_with(&args, &output, code);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{args:?}: ended after {:?}",
+        started.elapsed()
+    );
+    (output, message)
+}
+
 /// Reads one request from `stream`: its head is returned, its body (by Content-Length)
 /// read and dropped; `None` once the client closes.
 fn read_request(stream: &mut TcpStream) -> Option<String> {
@@ -488,20 +504,22 @@ fn an_error_page_is_shown_short_on_one_line_with_control_bytes_escaped() {
     }
 }
 
+/// A server whose queue is full: every request gets a 503 saying so, with `headers`
+/// besides its content type.
+fn queue_full_server(headers: &'static str) -> String {
+    fake_server(move |_, stream| {
+        let body = br#"{"status":"error","reason":"the queue is full"}"#;
+        let headers = format!("Content-Type: application/json\r\n{headers}");
+        respond(stream, "503 Service Unavailable", &headers, body);
+        false
+    })
+}
+
 #[test]
 fn a_submit_that_may_have_made_the_job_says_retrying_with_its_key_is_safe() {
     // Takes the whole request, then closes without a word.
     let lost = fake_server(|_, _| false);
-    let full = fake_server(|_, stream| {
-        let body = br#"{"status":"error","reason":"the queue is full"}"#;
-        respond(
-            stream,
-            "503 Service Unavailable",
-            "Content-Type: application/json\r\n",
-            body,
-        );
-        false
-    });
+    let full = queue_full_server("");
     // Accepted, and the answer cut off before the job's id.
     let cut_off = fake_server(|_, stream| {
         let _ = stream.write_all(
@@ -637,15 +655,8 @@ fn a_wait_ends_at_its_timeout_however_long_the_server_stalls() {
             "no answer came within --wait 2s".to_owned(),
         ),
     ] {
-        let started = Instant::now();
-        let output = run_all_within(base, std::slice::from_ref(args), Duration::from_secs(8));
-        let message = exited_with(args, &output[0], code);
+        let (_, message) = ended_in_time(base, args, code);
         assert!(message.contains(&says), "{args:?}: {message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{args:?}: ended after {:?}",
-            started.elapsed()
-        );
     }
 }
 
@@ -661,28 +672,24 @@ fn server_that_takes_no_connection() -> (String, TcpListener, TcpStream) {
     (format!("http://{address}"), listener, queued)
 }
 
+/// `status --wait 2s`, with the silence limit far beyond the wait: what ends it is the
+/// wait.
+const STATUS_WAITING_2S: [&str; 6] = [
+    "status",
+    ID,
+    "--wait",
+    "2s",
+    "--debug-silence-timeout",
+    "60s",
+];
+
 #[test]
 fn a_wait_ends_at_its_timeout_when_the_server_takes_no_connection() {
     let (base, _listener, _queued) = server_that_takes_no_connection();
-    let args = [
-        "status",
-        ID,
-        "--wait",
-        "2s",
-        "--debug-silence-timeout",
-        "60s",
-    ];
-    let started = Instant::now();
-    let output = run_all_within(&base, &[args.to_vec()], Duration::from_secs(8));
-    let message = exited_with(&args, &output[0], 3);
+    let (_, message) = ended_in_time(&base, &STATUS_WAITING_2S, 3);
     assert!(
         message.contains("no answer came within --wait 2s"),
         "{message}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "ended after {:?}",
-        started.elapsed()
     );
 }
 
@@ -714,23 +721,8 @@ fn a_password_in_the_server_url_is_never_shown() {
 #[test]
 fn status_wait_prints_the_last_status_when_a_later_request_goes_unanswered() {
     let answers_once = server_that_stalls_after_one_answer();
-    let args = [
-        "status",
-        ID,
-        "--wait",
-        "2s",
-        "--debug-silence-timeout",
-        "60s",
-    ];
-    let started = Instant::now();
-    let output = run_all_within(&answers_once, &[args.to_vec()], Duration::from_secs(8));
-    let message = exited_with(&args, &output[0], 0);
-    assert_eq!(super::stdout(&output[0]).trim(), "running", "{message}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "ended after {:?}",
-        started.elapsed()
-    );
+    let (output, message) = ended_in_time(&answers_once, &STATUS_WAITING_2S, 0);
+    assert_eq!(super::stdout(&output).trim(), "running", "{message}");
 }
 
 #[test]
@@ -740,16 +732,7 @@ fn a_submission_and_its_retries_end_within_the_timeout_of_its_wait() {
     // Takes the request and never answers it.
     let stalls = fake_server(|_, _| true);
     // The queue full, and a retry asked for later than the timeout.
-    let full = fake_server(|_, stream| {
-        let body = br#"{"status":"error","reason":"the queue is full"}"#;
-        respond(
-            stream,
-            "503 Service Unavailable",
-            "Content-Type: application/json\r\nRetry-After: 30\r\n",
-            body,
-        );
-        false
-    });
+    let full = queue_full_server("Retry-After: 30\r\n");
     let args = [
         "submit",
         &wall,
@@ -768,18 +751,11 @@ fn a_submission_and_its_retries_end_within_the_timeout_of_its_wait() {
         ),
         (&stalls, "no answer to the submission came within 2s"),
     ] {
-        let started = Instant::now();
-        let output = run_all_within(base, &[args.to_vec()], Duration::from_secs(8));
-        let message = exited_with(&args, &output[0], 4);
+        let (_, message) = ended_in_time(base, &args, 4);
         assert!(message.contains(says), "{message}");
         assert!(
             message.contains("retrying with --idempotency-key nightly-42 is safe"),
             "{message}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{says}: ended after {:?}",
-            started.elapsed()
         );
     }
 }
