@@ -231,14 +231,22 @@ fn bad_configs_get_400_naming_where_and_why(store: Store) {
     let long = format!("{}\n", vec!["1"; 2001].join(" "));
     let reply = server.post("/api/simulate", "text/plain", long.as_bytes());
     assert_eq!(reply.status, 400);
-    assert!(reply.reason().contains("more than 2000 sections"));
+    assert!(
+        reply.reason().contains(
+            "column 2001: `1` is one section more than a profile may have (at most 2000)"
+        )
+    );
 }
 
 fn limits_on_sections_body_and_content_type(store: Store) {
     let server = store.start(&["--max-body", "1000", "--max-sections", "5"]);
     let reply = server.post("/api/simulate", "text/plain", b"1 2 3\n4 5 6\n");
     assert_eq!(reply.status, 400);
-    assert!(reply.reason().contains("more than 5 sections in all"));
+    assert!(
+        reply
+            .reason()
+            .contains("line 2 (profile 2), column 3: `6` is one section more than the wall may have in all (at most 5)")
+    );
     let reply = server.post("/api/simulate", "text/plain", "1 ".repeat(600).as_bytes());
     assert_eq!(reply.status, 413);
     assert!(reply.reason().contains("1000 bytes"));

@@ -146,7 +146,7 @@ fn catalogue(done: &str) -> Vec<Case> {
         json(
             format!(r#"{{"profiles": [[{}]]}}"#, vec!["1"; 2001].join(",")),
             400,
-            "profile 1 has more than 2000 sections",
+            "profile 1, section 2001: `1` is one section more than a profile may have (at most 2000)",
         ),
         json(
             format!(
@@ -154,7 +154,7 @@ fn catalogue(done: &str) -> Vec<Case> {
                 vec!["1"; 2000].join(",")
             ),
             400,
-            "more than 3000 sections in all",
+            "profile 2, section 1001: `1` is one section more than the wall may have in all (at most 3000)",
         ),
         json(
             r#"{"profiles": [[1]], "num_team": 3}"#,
@@ -188,12 +188,12 @@ fn catalogue(done: &str) -> Vec<Case> {
         text(
             format!("{}\n", vec!["1"; 2001].join(" ")),
             400,
-            "line 1 (profile 1) has more than 2000 sections",
+            "line 1 (profile 1), column 2001: `1` is one section more than a profile may have",
         ),
         text(
             format!("{0}\n{0}\n", vec!["1"; 2000].join(" ")),
             400,
-            "more than 3000 sections in all",
+            "line 2 (profile 2), column 1001: `1` is one section more than the wall may have in all",
         ),
         // num_teams in the query string.
         post(

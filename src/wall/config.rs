@@ -141,10 +141,18 @@ pub enum ConfigError {
     HeightOutOfRange { at: Location, token: String },
     #[error("{at}: `{token}` is not an integer height in 0..=30")]
     NotAnInteger { at: Location, token: String },
-    #[error("{place} has more than {limit} sections")]
-    ProfileTooLong { place: String, limit: usize },
-    #[error("the wall has more than {limit} sections in all")]
-    WallTooLarge { limit: usize },
+    #[error("{at}: `{token}` is one section more than a profile may have (at most {limit})")]
+    ProfileTooLong {
+        at: Location,
+        token: String,
+        limit: usize,
+    },
+    #[error("{at}: `{token}` is one section more than the wall may have in all (at most {limit})")]
+    WallTooLarge {
+        at: Location,
+        token: String,
+        limit: usize,
+    },
     #[error("num_teams must be an integer from 1 to 9223372036854775807, got `{token}`")]
     InvalidNumTeams { token: String },
     #[error("the config is not valid UTF-8 (invalid byte at offset {offset})")]

@@ -215,12 +215,15 @@ impl<'de> Visitor<'de> for ProfileSeed<'_> {
             };
             if heights.len() == self.limits.max_sections_per_profile {
                 return Err(de::Error::custom(ConfigError::ProfileTooLong {
-                    place: format!("profile {}", self.profile),
+                    at,
+                    token: height.feet().to_string(),
                     limit: self.limits.max_sections_per_profile,
                 }));
             }
             if *self.total == self.limits.max_sections {
                 return Err(de::Error::custom(ConfigError::WallTooLarge {
+                    at,
+                    token: height.feet().to_string(),
                     limit: self.limits.max_sections,
                 }));
             }

@@ -181,16 +181,15 @@ fn parse_line(
         };
         if heights.len() == limits.max_sections_per_profile {
             return Err(ConfigError::ProfileTooLong {
-                place: format!(
-                    "line {} (profile {})",
-                    at.line.unwrap_or_default(),
-                    at.profile
-                ),
+                at,
+                token: truncate_for_message(token),
                 limit: limits.max_sections_per_profile,
             });
         }
         if total + heights.len() == limits.max_sections {
             return Err(ConfigError::WallTooLarge {
+                at,
+                token: truncate_for_message(token),
                 limit: limits.max_sections,
             });
         }

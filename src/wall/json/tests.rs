@@ -107,13 +107,17 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
 #[test]
 fn limits_are_enforced_while_parsing() {
     let long = format!(r#"{{"profiles": [[{}]]}}"#, vec!["1"; 2001].join(","));
-    assert!(reason(&long).contains("profile 1 has more than 2000 sections"));
+    assert!(reason(&long).contains(
+        "profile 1, section 2001: `1` is one section more than a profile may have (at most 2000)"
+    ));
     let limits = Limits {
         max_sections_per_profile: 10,
         max_sections: 3,
     };
     let error = parse_json(br#"{"profiles": [[1,2],[3,4]]}"#, &limits).unwrap_err();
-    assert!(error.to_string().contains("more than 3 sections in all"));
+    assert!(error.to_string().contains(
+        "profile 2, section 2: `4` is one section more than the wall may have in all (at most 3)"
+    ));
 }
 
 fn feet(config: &WallConfig) -> Vec<Vec<u8>> {
@@ -206,7 +210,9 @@ fn the_first_bad_number_is_named_even_after_a_negative_zero_was_taken() {
     };
     let error = parse_json(br#"{"profiles": [[-0, 1, 2, 2.5]]}"#, &limits).unwrap_err();
     assert!(
-        error.to_string().contains("more than 2 sections"),
+        error
+            .to_string()
+            .contains("section 3: `2` is one section more than a profile may have (at most 2)"),
         "{error}"
     );
 }

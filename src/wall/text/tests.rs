@@ -161,11 +161,15 @@ fn limits_are_enforced_on_plain_lines_at_the_exact_token() {
     };
     assert_eq!(
         parse_text(b"1 2 3 4\n", &limits).unwrap_err().to_string(),
-        "line 1 (profile 1) has more than 3 sections"
+        "line 1 (profile 1), column 4: `4` is one section more than a profile may have \
+         (at most 3)"
     );
     assert_eq!(
-        parse_text(b"1 2 3\n\n4 5 6\n", &limits),
-        Err(ConfigError::WallTooLarge { limit: 5 })
+        parse_text(b"1 2 3\n\n4 5 6\n", &limits)
+            .unwrap_err()
+            .to_string(),
+        "line 3 (profile 2), column 3: `6` is one section more than the wall may have in \
+         all (at most 5)"
     );
 }
 
@@ -226,7 +230,8 @@ fn profile_of_2001_sections_is_refused() {
     let error = parse_text(line.as_bytes(), &Limits::default()).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "line 1 (profile 1) has more than 2000 sections"
+        "line 1 (profile 1), column 2001: `1` is one section more than a profile may have \
+         (at most 2000)"
     );
     let line = vec!["1"; 2000].join(" ");
     assert!(parse_text(line.as_bytes(), &Limits::default()).is_ok());
@@ -241,7 +246,15 @@ fn total_section_limit_is_enforced() {
     assert!(parse_text(b"1 2 3\n4 5\n", &limits).is_ok());
     assert_eq!(
         parse_text(b"1 2 3\n4 5 6\n", &limits),
-        Err(ConfigError::WallTooLarge { limit: 5 })
+        Err(ConfigError::WallTooLarge {
+            at: Location {
+                line: Some(2),
+                profile: 2,
+                section: 3
+            },
+            token: "6".to_owned(),
+            limit: 5
+        })
     );
 }
 
