@@ -76,9 +76,11 @@ fn graceful_shutdown_drains_every_queued_job_and_exits_zero() {
 }
 
 #[test]
-fn a_request_timeout_of_zero_is_refused_at_start() {
-    let stderr = refused_at_start(&["--request-timeout", "0"]);
-    assert!(stderr.contains("--request-timeout"), "{stderr}");
+fn a_request_or_send_timeout_of_zero_is_refused_at_start() {
+    for flag in ["--request-timeout", "--send-timeout"] {
+        let stderr = refused_at_start(&[flag, "0"]);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
 }
 
 #[test]
