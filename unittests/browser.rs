@@ -1647,3 +1647,34 @@ fn a_running_job_offers_no_delete_until_it_has_finished() {
            && !document.getElementById('job-actions').hidden",
     );
 }
+
+#[test]
+fn a_job_found_by_its_id_without_hyphens_is_shown() {
+    let Some((server, id, browser)) = a_done_job_in_a_tall_browser(&[]) else {
+        return;
+    };
+    // The find box takes an id with or without its hyphens, as its check says; the
+    // server knows only the hyphenated form, so the page must not ask by the other.
+    let bare = id.replace('-', "").to_uppercase();
+    browser.open(&server.url("/#/jobs"));
+    browser.type_into("#jobs-id", &bare);
+    browser.click("#jobs-find button");
+    let state = browser.wait_for(
+        "the job's state",
+        "const state = document.getElementById('job-state').textContent; \
+         return ['done', 'gone'].includes(state) && state",
+    );
+    assert_eq!(state, "done");
+    assert_eq!(browser.text("#job-id"), id);
+    // A link of the other spelling is the same job too.
+    browser.open("about:blank");
+    browser.open(&server.url(&format!("/#/jobs/{bare}")));
+    browser.wait_for_charts("the charts");
+    assert_eq!(browser.text("#job-id"), id);
+    // Hyphens alone are no id: no page of a job named by them.
+    browser.open(&server.url(&format!("/#/jobs/{}", "-".repeat(36))));
+    browser.wait_for(
+        "the page not found",
+        "return !document.getElementById('view-missing').hidden",
+    );
+}

@@ -836,6 +836,16 @@ async function shutDown() {
 
 // ---- routing and polling -------------------------------------------------------------
 
+/**
+ * A job id as the server takes it (hyphenated, lower case) from one written with or
+ * without its hyphens, in either case; `null` for anything else. The server answers
+ * another spelling as an unknown job: the page would say a job it has is gone.
+ */
+function canonicalId(text) {
+  const match = /^([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})$/.exec(text.trim().toLowerCase());
+  return match ? match.slice(1).join('-') : null;
+}
+
 function route() {
   const hash = location.hash.replace(/^#/, '') || '/';
   let name = 'missing';
@@ -844,7 +854,7 @@ function route() {
   if (hash === '/') name = 'overview';
   else if (hash === '/jobs') name = 'jobs';
   else if (hash === '/submit') name = 'submit';
-  else if ((match = /^\/jobs\/([0-9a-fA-F-]{32,36})$/.exec(hash))) { name = 'job'; argument = match[1].toLowerCase(); }
+  else if ((match = /^\/jobs\/([^/]+)$/.exec(hash)) && (argument = canonicalId(match[1]))) name = 'job';
   for (const section of document.querySelectorAll('.view')) section.hidden = section.id !== 'view-' + name;
   for (const link of document.querySelectorAll('[data-nav]')) {
     if (link.dataset.nav === name || (name === 'job' && link.dataset.nav === 'jobs')) link.setAttribute('aria-current', 'page');
@@ -905,8 +915,8 @@ function start() {
   $('jobs-filter').addEventListener('submit', (event) => event.preventDefault());
   $('jobs-find').addEventListener('submit', (event) => {
     event.preventDefault();
-    const id = $('jobs-id').value.trim().toLowerCase();
-    const valid = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/.test(id);
+    const id = canonicalId($('jobs-id').value);
+    const valid = id !== null;
     $('jobs-find-error').hidden = valid;
     $('jobs-find-error').textContent = valid ? '' : 'A job id is a UUID, such as 0190c0de-0000-7000-8000-000000000000.';
     if (valid) location.hash = '#/jobs/' + id;
