@@ -36,6 +36,19 @@ fn summary_shows_days_and_cost_with_separators() {
 }
 
 #[test]
+fn one_team_is_said_in_the_singular() {
+    let output = icewall(&["simulate", "-", "--num-teams", "1"], EXAMPLE);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("builders: 1 team\ndays:     87\n"),
+        "{text}"
+    );
+    let output = icewall(&["simulate", "-", "--num-teams", "2"], EXAMPLE);
+    assert!(stdout(&output).starts_with("builders: 2 teams\n"));
+}
+
+#[test]
 fn json_is_the_api_summary() {
     let output = icewall(&["simulate", "-", "--json", "--num-teams", "3"], EXAMPLE);
     assert!(output.status.success());

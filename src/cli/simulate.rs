@@ -217,6 +217,7 @@ fn read_whole(source: impl Read, size: u64, max_body: u64) -> io::Result<Input> 
 /// Whatever `out` returns.
 pub fn write_summary(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     let builders = match summary.num_teams {
+        Some(1) => "1 team".to_owned(),
         Some(teams) => format!("{teams} teams"),
         None => "unlimited crews".to_owned(),
     };
