@@ -1678,3 +1678,22 @@ fn a_job_found_by_its_id_without_hyphens_is_shown() {
         "return !document.getElementById('view-missing').hidden",
     );
 }
+
+#[test]
+fn a_number_of_teams_beyond_what_a_double_holds_is_shown_as_given() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    // 2^63 - 1, the most the server takes: as a JavaScript number it reads 2^63.
+    let id = server.submit_text("?num_teams=9223372036854775807", "21 25 28\n17");
+    server.wait_finished(&id);
+    let browser = Browser::tall();
+    browser.open_job_charts(&server, &id, "the charts");
+    assert_eq!(browser.text("#job-teams"), "9,223,372,036,854,775,807");
+    let caption = browser.text("#gantt-caption");
+    assert!(
+        caption.ends_with("(the first 100 of 9,223,372,036,854,775,807 teams)"),
+        "{caption}"
+    );
+}

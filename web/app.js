@@ -14,13 +14,24 @@ const PAGE = 20;
 const HEIGHT_PROFILES = 10;
 const HEIGHTS_SHOWN = 40;
 const $ = (id) => document.getElementById(id);
-const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+const fmt = (n) => (n === null || n === undefined ? '–' : (typeof n === 'bigint' ? n : Number(n)).toLocaleString('en-US'));
 
 // ---- HTTP ----------------------------------------------------------------------------
 
 /** An error answer (`status` its HTTP status), or none at all (`status` 0). */
 class ApiError extends Error {
   constructor(status, reason) { super(reason); this.status = status; }
+}
+
+/**
+ * A `num_teams` past 2^53 (the server takes up to 2^63 - 1) as a BigInt read from its
+ * text: as a Number it is another count. Only that field: the figures the charts compute
+ * with stay Numbers. A browser that gives no text keeps the Number.
+ */
+function exactTeams(key, value, context) {
+  const text = context && context.source;
+  return key === 'num_teams' && typeof value === 'number' && !Number.isSafeInteger(value) && /^\d+$/.test(text || '')
+    ? BigInt(text) : value;
 }
 
 async function api(path, options = {}) {
@@ -44,7 +55,7 @@ async function api(path, options = {}) {
       : 'The server cannot be reached: it is stopped or restarting, or the network is down.');
   }
   let body = null;
-  try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
+  try { body = text ? JSON.parse(text, exactTeams) : null; } catch (_) { body = null; }
   if (!response.ok) {
     // A proxy in front of a stopped server answers in HTML: its status is all there is to say.
     const reason = (body && body.reason) || `The server answered ${response.status} ${response.statusText}`.trim() + '.';
