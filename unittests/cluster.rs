@@ -47,8 +47,8 @@ impl Session {
                 pg,
                 url,
                 &format!(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE state = 'idle in transaction' AND query LIKE '{last}%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND state = 'idle in transaction' AND query LIKE '{last}%'"
                 ),
             ) == "1"
         });
@@ -123,6 +123,7 @@ fn lock_results(pg: &PostgresServer, url: &str) -> std::process::Child {
             pg,
             url,
             "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND relation = 'icewall_results'::regclass",
         ) == "1"
     });
@@ -995,7 +996,8 @@ fn two_attempts_of_one_job_finishing_in_one_batch_store_the_newer_one() {
         one_row(
             pg,
             &url,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()",
         ) == "1"
     });
     gate.open();
@@ -1041,7 +1043,8 @@ fn a_failed_look_for_a_keys_job_fails_only_the_keyed_submissions_of_its_batch() 
             one_row(
                 pg,
                 &url,
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()",
             ) == "1"
         });
         let plain = scope.spawn(|| submit(None));
@@ -1122,7 +1125,8 @@ fn a_job_past_its_ttl_is_unknown_to_delete_and_cancel_as_to_reads() {
         one_row(
             pg,
             &url,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         ) == "1"
     });
     let id = server.submit_json(EXAMPLE_JSON);

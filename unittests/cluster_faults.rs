@@ -311,7 +311,7 @@ fn a_drain_leaves_no_job_claimed_by_a_slow_claim_behind() {
             pg,
             &url,
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
-             AND query LIKE '%no_wait%'",
+             AND datname = current_database() AND query LIKE '%no_wait%'",
         ) == "1"
     });
     let reply = draining.post("/api/graceful_shutdown", "application/json", b"");
@@ -367,7 +367,8 @@ fn removal_racing(
             one_row(
                 pg,
                 url,
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+                 AND datname = current_database()",
             ) == "1"
         };
         wait_until("the removal is answered or pauses", || {
