@@ -39,7 +39,7 @@ pub fn endpoint(
     params: &'static [&'static str],
     routes: Vec<Route>,
 ) -> Endpoint {
-    // One bit each in `repeated_param`.
+    // One bit each in `refused_params`.
     assert!(params.len() <= 32, "at most 32 query parameters: {pattern}");
     Endpoint {
         pattern: Pattern::parse(pattern),
@@ -179,7 +179,7 @@ impl EndpointsService {
         if let Some(tag) = RequestTag::of(request.request()) {
             tag.answered_by(endpoint.pattern.text, params);
         }
-        if let Some(error) = unknown_params(endpoint.params, request.query_string()) {
+        if let Some(error) = refused_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));
         }
         match self.services[index]
@@ -237,17 +237,33 @@ fn not_found(request: &ServiceRequest) -> ApiError {
     ))
 }
 
-/// The 400 for query parameters other than `params`, naming them.
-fn unknown_params(params: &[&str], query: &str) -> Option<ApiError> {
+/// The 400 for query parameters other than `params`, naming them, or for one of
+/// `params` given more than once.
+fn refused_params(params: &[&str], query: &str) -> Option<ApiError> {
     if query.is_empty() {
         return None;
     }
-    let unknown: Vec<String> = form_urlencoded::parse(query.as_bytes())
-        .filter(|(name, _)| !params.contains(&name.as_ref()))
-        .map(|(name, _)| format!("`{}`", crate::wall::truncate_for_message(&name)))
-        .collect();
+    let mut unknown = Vec::new();
+    // One bit for each of `params` given, so that a second is seen (see `endpoint`).
+    let mut given = 0_u32;
+    let mut repeated = None;
+    for (name, _) in form_urlencoded::parse(query.as_bytes()) {
+        match params.iter().position(|param| *param == name) {
+            None => unknown.push(format!("`{}`", crate::wall::truncate_for_message(&name))),
+            Some(index) if given & (1 << index) != 0 => {
+                repeated.get_or_insert(params[index]);
+            }
+            Some(index) => given |= 1 << index,
+        }
+    }
     if unknown.is_empty() {
-        return repeated_param(params, query);
+        // Which of a repeated parameter's values was meant is the client's to say (a
+        // retry that appended `wait` again would otherwise get one of them).
+        return repeated.map(|name| {
+            ApiError::BadRequest(format!(
+                "the query parameter `{name}` is given more than once; give it once"
+            ))
+        });
     }
     let takes = match params {
         [] => "this endpoint takes none".to_owned(),
@@ -257,20 +273,4 @@ fn unknown_params(params: &[&str], query: &str) -> Option<ApiError> {
         "unknown query parameter {}; {takes}",
         unknown.join(", ")
     )))
-}
-
-/// A query parameter given more than once: which of the values was meant is the
-/// client's to say (a retry that appended `wait` again would otherwise get one of them).
-fn repeated_param(params: &[&str], query: &str) -> Option<ApiError> {
-    let mut seen = 0_u32;
-    for (name, _) in form_urlencoded::parse(query.as_bytes()) {
-        let bit = 1 << params.iter().position(|param| *param == name)?;
-        if seen & bit != 0 {
-            return Some(ApiError::BadRequest(format!(
-                "the query parameter `{name}` is given more than once; give it once"
-            )));
-        }
-        seen |= bit;
-    }
-    None
 }

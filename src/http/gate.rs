@@ -42,13 +42,7 @@ impl HostPolicy {
     /// `BadRequest` for a missing (in HTTP/1.1), repeated or malformed `Host` (RFC 9112
     /// 3.2 asks for 400), `MisdirectedRequest` for a well-formed name that is not ours.
     fn check(&self, headers: &HeaderMap, version: Version, uri: &Uri) -> Result<(), ApiError> {
-        let mut hosts = headers.get_all(header::HOST);
-        let host = hosts.next();
-        if hosts.next().is_some() {
-            return Err(ApiError::BadRequest(
-                "the request has more than one Host header".to_owned(),
-            ));
-        }
+        let host = single_header(headers, "Host")?;
         // HTTP/1.0 may omit it; browsers, the rebinding vector, never do.
         if host.is_none() && version != Version::HTTP_10 {
             return Err(ApiError::BadRequest(
@@ -121,6 +115,26 @@ fn host_name(value: &str) -> Option<&str> {
 
 fn is_port(text: &str) -> bool {
     (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The one value of the header `name`, if any: a request that repeats a header that
+/// holds one value is refused (400), as which of its values was meant is the sender's
+/// to say.
+///
+/// # Errors
+/// `BadRequest` naming the header.
+pub fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a header::HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name);
+    let value = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "the request has more than one {name} header"
+        )));
+    }
+    Ok(value)
 }
 
 /// What no endpoint may see (see the module docs), answered before the request is

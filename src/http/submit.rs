@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText, json_with};
+use super::gate::single_header;
 use super::unread_body::DRAIN_BYTES;
 use super::{ApiError, ApiState, RequestTag};
 use crate::jobs::{IdempotencyKey, Submission, Submitted};
@@ -153,7 +154,7 @@ async fn read_submission(
 fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {
     // Which of two would be read is up to the reader: the body may be a wall in one
     // form and not in the other.
-    only_one(request, "Content-Type")?;
+    single_header(request.headers(), "Content-Type")?;
     let mime = request
         .mime_type()
         .map_err(|_| ApiError::UnsupportedMediaType("an unreadable Content-Type".to_owned()))?;
@@ -213,20 +214,9 @@ fn gunzip(body: &[u8], max_body: usize) -> Result<Vec<u8>, ApiError> {
     Ok(decoded)
 }
 
-/// Refuses a request that repeats `name`, a header that holds one value.
-fn only_one(request: &HttpRequest, name: &str) -> Result<(), ApiError> {
-    if request.headers().get_all(name).nth(1).is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "the request has more than one {name} header"
-        )));
-    }
-    Ok(())
-}
-
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
     // A retry that lists its keys in another order would make a second job.
-    only_one(request, "Idempotency-Key")?;
-    let Some(value) = request.headers().get("Idempotency-Key") else {
+    let Some(value) = single_header(request.headers(), "Idempotency-Key")? else {
         return Ok(None);
     };
     value

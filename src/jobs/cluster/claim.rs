@@ -96,13 +96,8 @@ pub(super) async fn run_claimer(jobs: ClusterJobs) {
         // behind, claiming stops rather than pile up jobs no one will finish soon (each
         // extra lease costs every heartbeat, and the heartbeat's locks slow the commits).
         let most_in_flight = capacity + FINISH_BACKLOG;
-        // Nor while the database refuses results: a job claimed now would only wait
-        // for it on this node, where it cannot be cancelled, rather than in the queue.
-        // Nor once the finisher has stopped: no result would be stored. Nor while the
-        // heartbeat does not get through: the other nodes would take the job back.
-        let refusing = inner.results_refused.lock().is_some()
-            || inner.finishes.is_closed()
-            || inner.beat_overdue().is_some();
+        // Nor while the node is unfit for work (see `unfit_for_work`).
+        let refusing = inner.unfit_for_work().is_some();
         let claimed = inner.claimed.load(Ordering::SeqCst);
         let free = if refusing || inner.running.len() >= most_in_flight {
             0

@@ -186,11 +186,31 @@ impl Inner {
         }
     }
 
-    /// How long since the lease keeper last reached the database, when that is longer
-    /// than this node's lease: from then on the other nodes' reapers count it as gone.
-    fn beat_overdue(&self) -> Option<Duration> {
+    /// Why this node should take no job now, if it should not: the claimer claims
+    /// nothing and `/readyz` answers 503 with it. Its finisher stopped (no result would
+    /// be stored); its heartbeat has not got through for a lease (the other nodes'
+    /// reapers count it as gone, and take its jobs back); or the database refuses its
+    /// results (a job claimed now would only wait for that on this node, where it
+    /// cannot be cancelled, rather than in the queue).
+    fn unfit_for_work(&self) -> Option<String> {
+        if self.finishes.is_closed() {
+            return Some(
+                "this node's finisher stopped: it stores no result, and the other nodes \
+                 take back the jobs it held"
+                    .to_owned(),
+            );
+        }
         let since = self.beaten_at.lock().elapsed();
-        (since > self.settings.lease).then_some(since)
+        if since > self.settings.lease {
+            return Some(format!(
+                "this node's heartbeat has not reached the database for {:.1}s (its --lease \
+                 is {}): the other nodes may take back the jobs it holds",
+                since.as_secs_f64(),
+                humantime::format_duration(self.settings.lease),
+            ));
+        }
+        (self.results_refused.lock().as_ref())
+            .map(|refused| format!("the database refuses this node's results: {refused}"))
     }
 
     /// Lets go of `attempt` of job `id`. The node may have claimed the job again

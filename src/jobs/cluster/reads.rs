@@ -201,24 +201,8 @@ impl ClusterJobs {
     /// # Errors
     /// When it does not.
     pub fn probe_store(&self) -> io::Result<()> {
-        if self.inner.finishes.is_closed() {
-            return Err(io::Error::other(
-                "this node's finisher stopped: it stores no result, and the other nodes \
-                 take back the jobs it held",
-            ));
-        }
-        if let Some(since) = self.inner.beat_overdue() {
-            return Err(io::Error::other(format!(
-                "this node's heartbeat has not reached the database for {:.1}s (its --lease \
-                 is {}): the other nodes may take back the jobs it holds",
-                since.as_secs_f64(),
-                humantime::format_duration(self.inner.settings.lease),
-            )));
-        }
-        if let Some(refused) = &*self.inner.results_refused.lock() {
-            return Err(io::Error::other(format!(
-                "the database refuses this node's results: {refused}"
-            )));
+        if let Some(reason) = self.inner.unfit_for_work() {
+            return Err(io::Error::other(reason));
         }
         let node = self.inner.settings.node;
         self.block_on_db(move |client| {
