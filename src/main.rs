@@ -66,8 +66,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "icewall", &mut io::stdout());
-            ExitCode::SUCCESS
+            // Into memory first: clap_complete panics on a write that fails (a stdout
+            // on a full disk, or closed by `| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "icewall", &mut script);
+            let mut out = io::stdout().lock();
+            match out.write_all(&script).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("icewall: cannot write output: {error}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

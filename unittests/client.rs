@@ -223,6 +223,28 @@ fn completions_and_version() {
         assert!(output.status.success());
         assert!(stdout(&output).contains("icewall"), "{shell}");
     }
+    // As every subcommand's output: a full disk is an error, exit 2, not a panic.
+    let full = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["completions", "bash"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(2), "{}", stderr(&full));
+    assert_eq!(
+        stderr(&full).trim_end(),
+        "icewall: cannot write output: No space left on device (os error 28)"
+    );
+    let mut closed = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before anything is read, as `icewall completions bash | head -c 0` does.
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().unwrap();
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    assert_eq!(stderr(&closed), "");
     let version = Command::new(env!("CARGO_BIN_EXE_icewall"))
         .arg("--version")
         .output()
