@@ -105,19 +105,36 @@ fn serve(settings: &Settings) -> ExitCode {
     };
     let served = actix_web::rt::System::new().block_on(async {
         let app = App::build(settings, node, logger.clone(), log.request_lines())
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Stopped::Refused(error.to_string()))?;
         // Scripts and tests wait for this line to learn the port.
         log.announce_listening(app.address());
         app.run_until_stopped()
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| Stopped::Failed(error.to_string()))
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        // Not in the log: it may be another server's (a second server on the same
+        // directories), which would then read as if that one had stopped; and a start
+        // refused leaves nothing on disk.
+        Err(Stopped::Refused(error)) => {
+            drop(logger);
+            log.end_unused();
+            eprintln!("icewall: {error}");
+            ExitCode::FAILURE
+        }
+        Err(Stopped::Failed(error)) => {
             slog::error!(logger, "exiting on error"; "error" => &error);
             eprintln!("icewall: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Why `serve` ended with an error.
+enum Stopped {
+    /// Before it listened: it never served.
+    Refused(String),
+    /// After it listened.
+    Failed(String),
 }

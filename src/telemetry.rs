@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -65,6 +65,50 @@ pub struct LogGuard {
     flusher: Flusher,
     request_lines: RequestLines,
     target: LogTarget,
+    made: MadeForTheLog,
+}
+
+/// What opening the log file made on disk, so that a start refused before anything was
+/// logged can leave the disk as it found it.
+#[derive(Default)]
+struct MadeForTheLog {
+    /// `icewall.log`, when it did not exist.
+    file: Option<PathBuf>,
+    /// The directories made for it, the deepest first.
+    dirs: Vec<PathBuf>,
+}
+
+impl MadeForTheLog {
+    /// Makes `dir` and the directories above it that are missing, and notes them.
+    fn make_dirs(&mut self, dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(path) = at.filter(|path| !path.as_os_str().is_empty()) {
+            if path.exists() {
+                break;
+            }
+            missing.push(path.to_path_buf());
+            at = path.parent();
+        }
+        std::fs::create_dir_all(dir)?;
+        self.dirs = missing;
+        Ok(())
+    }
+
+    /// Removes the file if it is still empty, then each directory made if it is empty:
+    /// anything logged meanwhile, or put there by another process, stays.
+    fn remove_if_unused(&self) {
+        if let Some(file) = &self.file
+            && std::fs::metadata(file).is_ok_and(|metadata| metadata.len() == 0)
+        {
+            let _ = std::fs::remove_file(file);
+        }
+        for dir in &self.dirs {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// A logger as `options` say, for the server's events: its lines are formatted on a
@@ -74,12 +118,24 @@ pub struct LogGuard {
 /// # Errors
 /// When the log directory cannot be created or the log file cannot be opened.
 pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
+    let mut made = MadeForTheLog::default();
     let output = match options.target {
         LogTarget::File => {
-            std::fs::create_dir_all(options.dir)?;
+            made.make_dirs(options.dir)?;
             let path = options.dir.join("icewall.log");
             // FileRotate does not report an unusable path, so try it first.
-            OpenOptions::new().create(true).append(true).open(&path)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map(|_| made.file = Some(path.clone()))
+                .or_else(|error| match error.kind() {
+                    io::ErrorKind::AlreadyExists => {
+                        OpenOptions::new().append(true).open(&path).map(drop)
+                    }
+                    _ => Err(error),
+                })
+                .inspect_err(|_| made.remove_if_unused())?;
             Output::new(FileRotate::new(
                 path,
                 AppendCount::new(options.keep),
@@ -90,12 +146,14 @@ pub fn logger(options: &LogOptions) -> io::Result<(Logger, LogGuard)> {
         }
         LogTarget::Stdout => Output::new(io::stdout()),
     };
-    logger_into(
+    let (logger, mut guard) = logger_into(
         output,
         options.format,
         options.target,
         options.node_id.clone(),
-    )
+    )?;
+    guard.made = made;
+    Ok((logger, guard))
 }
 
 /// [`logger`] writing into `output`.
@@ -126,6 +184,7 @@ fn logger_into(
         flusher,
         request_lines,
         target,
+        made: MadeForTheLog::default(),
     };
     Ok((named(Logger::root(drain.fuse(), o!()), &node_id), guard))
 }
@@ -248,6 +307,16 @@ impl LogGuard {
                 let _ = writeln!(io::stdout(), "{line}");
             }
         });
+    }
+
+    /// Ends the log of a server that never started: every line is written out, then
+    /// the log file and the directories made for it are removed if nothing was logged,
+    /// so that a refused start leaves nothing behind (its reason goes to stderr).
+    pub fn end_unused(mut self) {
+        let made = std::mem::take(&mut self.made);
+        // Written out first: a line logged is a reason to keep the file.
+        drop(self);
+        made.remove_if_unused();
     }
 
     /// The loggers of request lines, writing into this log.

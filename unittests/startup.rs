@@ -214,6 +214,49 @@ fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
 }
 
 #[test]
+fn a_refused_start_leaves_no_log_behind_and_writes_nothing_into_a_running_servers_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let logs = dir.path().join("logs/of/icewall");
+    let output = serve_to_exit(&["--bind", &address], &dir.path().join("results"), &logs)
+        .expect("a server that cannot bind exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert_eq!(
+        snapshot(dir.path()),
+        BTreeMap::new(),
+        "the refused start left files behind"
+    );
+    drop(taken);
+
+    // A second server on the first one's directories: its refusal is its own news,
+    // not a line in the running server's log that reads as that server's end.
+    let first = Server::start_in(dir.path(), &[]);
+    let log = dir.path().join("logs/icewall.log");
+    crate::common::wait_until("the first server logs its start", || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("INFO started"))
+    });
+    let output = serve_to_exit(
+        &["--bind", "127.0.0.1:0"],
+        &first.results,
+        &dir.path().join("logs"),
+    )
+    .expect("the second server refuses to start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another icewall server"),
+        "{stderr}"
+    );
+    assert!(first.shutdown().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("ERRO"), "{text}");
+    assert!(text.ends_with("INFO stopped\n"), "{text}");
+}
+
+#[test]
 fn entries_that_are_not_files_are_reported_by_name_and_start_up_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (server, done) = a_done_job_in(dir.path(), &[]);
