@@ -21,7 +21,7 @@ use slog_async::AsyncGuard;
 mod sink;
 mod text;
 
-use sink::{Flusher, LineWriter, Output, SharedBuffer};
+use sink::{Flusher, LineWriter, Lost, Output, SharedBuffer};
 
 /// Lines queued for the log thread before new ones are dropped (and counted): the log
 /// never blocks a request.
@@ -171,8 +171,13 @@ fn logger_into(
         node_id: node_id.clone(),
     };
     let reporter = request_lines.logger();
-    let flusher = Flusher::start(buffer.clone(), move |lines| {
-        warn!(reporter, "log lines dropped: the log output did not keep up"; "lines" => lines);
+    let flusher = Flusher::start(buffer.clone(), move |lost| match lost {
+        Lost::Dropped(lines) => {
+            warn!(reporter, "log lines dropped: the log output did not keep up"; "lines" => lines);
+        }
+        Lost::Refused { lines, error } => {
+            warn!(reporter, "log lines lost: the log output refused them"; "lines" => lines, "error" => error);
+        }
     })?;
     let (drain, queue) = slog_async::Async::new(lines_into(format, buffer, text::Values::Any))
         .chan_size(LOG_QUEUE)

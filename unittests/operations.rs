@@ -556,6 +556,68 @@ fn a_stdout_nobody_reads_keeps_no_request_waiting_and_loses_no_line_within_the_b
 }
 
 #[test]
+fn a_log_output_that_refuses_lines_is_reported_on_stderr_with_the_count_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-target", "stdout"])
+        .arg("--results-dir")
+        .arg(&results)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The listening line is lost with the rest: the lock file names the address.
+    let mut address = String::new();
+    crate::common::wait_until("the server listens", || {
+        let lock = std::fs::read_to_string(results.join(".lock")).unwrap_or_default();
+        match lock.split_once("listening on ") {
+            Some((_, listening)) => {
+                address = listening.trim().to_owned();
+                true
+            }
+            None => false,
+        }
+    });
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Once, when it began to refuse (not once a batch), and the count at exit, when the
+    // log itself could not be told: at least the start-up lines and the three requests.
+    assert_eq!(
+        stderr
+            .matches("icewall: the log output refuses lines (No space left on device")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let count = stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("icewall: ")?
+                .strip_suffix(" log lines were lost: the log output refused them (No space left on device (os error 28))")?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no count of lost lines at exit: {stderr}"));
+    assert!(count >= 5, "{stderr}");
+}
+
+#[test]
 fn a_jobs_events_are_logged_in_the_order_they_happen() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);

@@ -25,20 +25,100 @@ const HELD_BYTES: usize = 8 * 1024 * 1024;
 const PENDING_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The log file or stdout. A write that fails (a full disk, a closed stdout) must not
-/// stop the server: its lines are dropped.
-pub(super) struct Output(Box<dyn Write + Send>);
+/// stop the server: its lines are lost, and counted. The log cannot be told of it while
+/// it refuses lines, so stderr is, when it begins; the log is told the count once it
+/// takes lines again, and stderr at exit if it never did.
+pub(super) struct Output {
+    out: Box<dyn Write + Send>,
+    /// Lines refused since the count was last taken.
+    lost_lines: u64,
+    /// Why the last refused write was refused.
+    last_error: String,
+    /// The last write was refused: stderr has been told.
+    refusing: bool,
+    /// A refused write may have written part of its bytes (a disk that filled up
+    /// midway), the last line cut short: the next line must not be written onto it.
+    may_end_mid_line: bool,
+}
+
+/// Lines that never reached the output, for the log to say so.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Lost {
+    /// Past the limit of what waits for the output: it did not keep up.
+    Dropped(u64),
+    /// Refused by the output, which takes lines again.
+    Refused { lines: u64, error: String },
+}
 
 impl Output {
     pub(super) fn new(out: impl Write + Send + 'static) -> Output {
-        Output(Box::new(out))
+        Output {
+            out: Box::new(out),
+            lost_lines: 0,
+            last_error: String::new(),
+            refusing: false,
+            may_end_mid_line: false,
+        }
     }
 
     fn write_all(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        let _ = self.0.write_all(bytes);
-        let _ = self.0.flush();
+        // A blank line at worst, where nothing of the refused write went out.
+        let line_ended = if self.may_end_mid_line {
+            self.out.write_all(b"\n")
+        } else {
+            Ok(())
+        };
+        let written = line_ended
+            .and_then(|()| self.out.write_all(bytes))
+            .and_then(|()| self.out.flush());
+        match written {
+            Ok(()) => {
+                self.refusing = false;
+                self.may_end_mid_line = false;
+            }
+            Err(error) => {
+                // A closed pipe takes nothing; anything else may have taken a part.
+                self.may_end_mid_line |= error.kind() != io::ErrorKind::BrokenPipe;
+                // Part of them may have gone out (a disk that filled up midway), the
+                // last of those cut short: all are counted, as none can be trusted.
+                self.lost_lines += bytes.iter().filter(|&&byte| byte == b'\n').count() as u64;
+                self.last_error = error.to_string();
+                if !self.refusing {
+                    self.refusing = true;
+                    let _ = writeln!(
+                        io::stderr(),
+                        "icewall: the log output refuses lines ({error}): they are lost \
+                         until it takes them again, and the log then says how many"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The lines refused since the last call, once the output takes lines again.
+    fn take_refused(&mut self) -> Option<Lost> {
+        if self.refusing || self.lost_lines == 0 {
+            return None;
+        }
+        Some(Lost::Refused {
+            lines: mem::take(&mut self.lost_lines),
+            error: mem::take(&mut self.last_error),
+        })
+    }
+
+    /// At exit, the lines refused that the log could not be told of go to stderr.
+    fn report_refused_at_exit(&mut self) {
+        if self.lost_lines > 0 {
+            let _ = writeln!(
+                io::stderr(),
+                "icewall: {} log lines were lost: the log output refused them ({})",
+                mem::take(&mut self.lost_lines),
+                self.last_error
+            );
+        }
     }
 }
 
@@ -128,6 +208,7 @@ impl SharedBuffer {
             Self::take(&mut pending, batch)
         };
         output.write_all(batch);
+        output.report_refused_at_exit();
         batch.clear();
         dropped
     }
@@ -231,16 +312,16 @@ pub(super) struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the thread; `report_dropped(n)` is called on it after a batch when `n`
-    /// lines were dropped since the last, to log that.
+    /// Starts the thread; `report_lost` is called on it after a batch when lines were
+    /// dropped or refused since the last, to log that.
     pub(super) fn start(
         buffer: SharedBuffer,
-        report_dropped: impl Fn(u64) + Send + 'static,
+        report_lost: impl Fn(Lost) + Send + 'static,
     ) -> io::Result<Flusher> {
         let flushed = buffer.clone();
         let thread = thread::Builder::new()
             .name("icewall-log-flush".to_owned())
-            .spawn(move || flush_until_closed(&flushed, report_dropped))?;
+            .spawn(move || flush_until_closed(&flushed, report_lost))?;
         Ok(Flusher {
             buffer,
             thread: Some(thread),
@@ -252,7 +333,7 @@ impl Flusher {
     }
 }
 
-fn flush_until_closed(buffer: &SharedBuffer, report_dropped: impl Fn(u64)) {
+fn flush_until_closed(buffer: &SharedBuffer, report_lost: impl Fn(Lost)) {
     let shared = &buffer.0;
     let mut batch = Vec::with_capacity(BUFFER_BYTES);
     loop {
@@ -264,14 +345,21 @@ fn flush_until_closed(buffer: &SharedBuffer, report_dropped: impl Fn(u64)) {
             drop(pending);
             let dropped = buffer.close(&mut batch);
             if dropped > 0 {
-                report_dropped(dropped);
+                report_lost(Lost::Dropped(dropped));
             }
             return;
         }
         let dropped = SharedBuffer::take(&mut pending, &mut batch);
         drop(pending);
         if !batch.is_empty() {
-            shared.output.lock().write_all(&batch);
+            let refused = {
+                let mut output = shared.output.lock();
+                output.write_all(&batch);
+                output.take_refused()
+            };
+            if let Some(refused) = refused {
+                report_lost(refused);
+            }
             // A burst's worth of memory is given back, not kept for the next.
             if batch.capacity() > 2 * BUFFER_BYTES {
                 batch = Vec::with_capacity(BUFFER_BYTES);
@@ -281,7 +369,7 @@ fn flush_until_closed(buffer: &SharedBuffer, report_dropped: impl Fn(u64)) {
             shared.pending.lock().writing = 0;
         }
         if dropped > 0 {
-            report_dropped(dropped);
+            report_lost(Lost::Dropped(dropped));
         }
     }
 }
@@ -468,7 +556,10 @@ mod tests {
         let reported = Arc::new(AtomicU64::new(0));
         let flusher = {
             let (reported, report) = (Arc::clone(&reported), buffer.clone());
-            Flusher::start(buffer.clone(), move |lines| {
+            Flusher::start(buffer.clone(), move |lost| {
+                let Lost::Dropped(lines) = lost else {
+                    panic!("a pipe refused lines: {lost:?}")
+                };
                 reported.fetch_add(lines, Ordering::Relaxed);
                 writeln!(report.clone(), "{lines} dropped").unwrap();
             })
@@ -498,5 +589,77 @@ mod tests {
         );
         let tail = &output[PENDING_LIMIT..];
         assert_eq!(tail, b"2 dropped\nafter the end\n");
+    }
+
+    /// An output that refuses writes while `refusing` is set, as a full disk does: the
+    /// first refused write takes two bytes first, as a disk that fills up midway.
+    struct Refusing {
+        refusing: Arc<std::sync::atomic::AtomicBool>,
+        written: Arc<Mutex<Vec<u8>>>,
+        filled_up: bool,
+    }
+
+    impl Write for Refusing {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.refusing.load(Ordering::Relaxed) {
+                if !self.filled_up && bytes.len() > 2 {
+                    self.filled_up = true;
+                    self.written.lock().extend_from_slice(&bytes[..2]);
+                    return Ok(2);
+                }
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            self.written.lock().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_the_output_refuses_are_counted_and_reported_once_it_takes_lines_again() {
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let output = Refusing {
+            refusing: Arc::clone(&refusing),
+            written: Arc::clone(&written),
+            filled_up: false,
+        };
+        let buffer = SharedBuffer::new(Output::new(output), false);
+        let (reports, reported) = mpsc::channel();
+        let flusher =
+            Flusher::start(buffer.clone(), move |lost| reports.send(lost).unwrap()).unwrap();
+        let mut writer = buffer.clone();
+        writer.write_all(b"one\ntwo\n").unwrap();
+        writer.write_all(b"three\n").unwrap();
+        let written_out = || {
+            let pending = buffer.0.pending.lock();
+            pending.bytes.is_empty() && pending.writing == 0
+        };
+        while !written_out() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            reported.try_recv().is_err(),
+            "reported while the output still refuses lines"
+        );
+        refusing.store(false, Ordering::Relaxed);
+        writer.write_all(b"four\n").unwrap();
+        let Ok(Lost::Refused { lines, error }) = reported.recv_timeout(PROMPTLY) else {
+            panic!("the refused lines were not reported");
+        };
+        assert_eq!(lines, 3);
+        assert_eq!(
+            error,
+            io::Error::from(io::ErrorKind::StorageFull).to_string()
+        );
+        drop(flusher);
+        assert_eq!(
+            *written.lock(),
+            b"on\nfour\n",
+            "the line cut short is ended before the next one"
+        );
     }
 }
