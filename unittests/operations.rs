@@ -148,6 +148,10 @@ fn counters_move_as_jobs_flow() {
     assert_eq!(before["icewall_workers"], 2.0);
     assert!(before["process_resident_memory_bytes"] > 0.0);
     assert!(before["process_open_fds"] > 0.0);
+    // CPU time as the kernel counts it, not in whole seconds (a fresh server's first
+    // second read 0).
+    let cpu = before["process_cpu_seconds_total"];
+    assert!(cpu > 0.0 && cpu.fract() != 0.0, "{cpu}");
 
     let ids: Vec<String> = (0..5).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     for id in &ids {
