@@ -129,6 +129,12 @@ impl App {
         };
         let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
+        let starting = http::StartingAnswers::start(&listener).map_err(bind_error)?;
+        if let Some(gate) = &settings.debug_start_gate {
+            while !gate.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let shutdown = Shutdown::new();
         let jobs_settings = JobsSettings {
             results_dir: settings.results_dir.clone(),
@@ -228,6 +234,8 @@ impl App {
                 .configure(|config| http::routes(config, body_drain))
                 .wrap_fn(move |request, service| log_request(request, service, &request_log))
         };
+        // The listener is the HTTP server's from here on.
+        drop(starting);
         // What actix-web's HttpServer assembles, but with each accepted stream wrapped:
         // actix-http times the headers of a connection's first request only.
         let server = actix_server::Server::build()

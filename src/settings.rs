@@ -361,6 +361,10 @@ pub struct Settings {
     /// records of removed jobs while the server runs (and at each doubling after).
     #[arg(long, hide = true, default_value_t = crate::jobs::COMPACTION_FLOOR)]
     pub debug_compaction_bytes: u64,
+    /// Test hook: start-up waits, once the listener is bound and before the jobs are
+    /// recovered, until this file exists.
+    #[arg(long, hide = true)]
+    pub debug_start_gate: Option<std::path::PathBuf>,
     /// Test hook: milliseconds a cluster node's claim waits between taking jobs and
     /// handing them to its workers.
     #[arg(long, hide = true, default_value_t = 0)]

@@ -563,14 +563,16 @@ fn a_stdout_nobody_reads_keeps_no_request_waiting_and_loses_no_line_within_the_b
 fn a_log_output_that_refuses_lines_is_reported_on_stderr_with_the_count_at_exit() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log-target", "stdout"])
-        .arg("--results-dir")
-        .arg(&results)
-        .stdout(std::fs::File::create("/dev/full").unwrap())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = crate::common::KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--log-target", "stdout"])
+            .arg("--results-dir")
+            .arg(&results)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The listening line is lost with the rest: the lock file names the address.
     let mut address = String::new();
     crate::common::wait_until("the server listens", || {
@@ -583,23 +585,37 @@ fn a_log_output_that_refuses_lines_is_reported_on_stderr_with_the_count_at_exit(
             None => false,
         }
     });
-    for _ in 0..3 {
+    let get = |path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    // Past its start (its lock names the address before it has recovered its jobs).
+    crate::common::wait_until("the server is ready", || {
+        get("/readyz").starts_with("HTTP/1.1 200")
+    });
+    for _ in 0..3 {
+        let answer = get("/healthz");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(signalled.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(server.0.wait().unwrap().success());
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     // Once, when it began to refuse (not once a batch), and the count at exit, when the
     // log itself could not be told: at least the start-up lines and the three requests.
     assert_eq!(

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{EXAMPLE_JSON, Gate, Server, a_done_job_in};
+use crate::common::{EXAMPLE_JSON, Gate, KilledOnDrop, Server, a_done_job_in};
 
 /// Everything under `dir`: each path with its type, and a digest of a regular file's bytes
 /// (a file removed while it is looked at is left out).
@@ -254,6 +254,87 @@ fn a_refused_start_leaves_no_log_behind_and_writes_nothing_into_a_running_server
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("ERRO"), "{text}");
     assert!(text.ends_with("INFO stopped\n"), "{text}");
+}
+
+/// `request` sent to `address` on a connection of its own; the answer, or what came
+/// of it within 5 s.
+fn exchange_within_5s(address: &str, request: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => String::from_utf8_lossy(&answer).into_owned(),
+        Err(error) => format!("no answer within 5 s ({error}): {answer:?}"),
+    }
+}
+
+#[test]
+fn while_it_recovers_its_jobs_the_server_is_alive_and_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("recover");
+    let address = {
+        let free = TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let mut server = KilledOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_icewall"))
+            .args(["serve", "--bind", &address])
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .arg("--logs-dir")
+            .arg(dir.path().join("logs"))
+            .arg("--debug-start-gate")
+            .arg(&gate)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
+    crate::common::wait_until("the server binds", || {
+        std::net::TcpStream::connect(&address).is_ok()
+    });
+    let get = |path: &str| {
+        exchange_within_5s(
+            &address,
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let alive = get("/healthz");
+    assert!(alive.starts_with("HTTP/1.1 200 OK\r\n"), "{alive}");
+    assert!(alive.ends_with(r#"{"status":"ok"}"#), "{alive}");
+    for answer in [
+        get("/readyz"),
+        exchange_within_5s(
+            &address,
+            "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n1 2",
+        ),
+    ] {
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
+        assert!(answer.contains("the server is starting"), "{answer}");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the server stopped");
+
+    std::fs::write(&gate, b"").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, format!("listening on http://{address}\n"));
+    let ready = get("/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200 OK\r\n"), "{ready}");
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]

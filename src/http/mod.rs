@@ -19,6 +19,7 @@ mod page;
 mod queries;
 mod request_id;
 mod request_log;
+mod starting;
 mod submit;
 mod unread_body;
 
@@ -35,6 +36,7 @@ pub use gate::HostPolicy;
 pub use own_wall::OwnWall;
 pub use request_id::RequestId;
 pub use request_log::{InFlightRequests, RequestLog, RequestTag, log_request};
+pub use starting::StartingAnswers;
 pub use unread_body::BodyDrain;
 
 use std::sync::Arc;

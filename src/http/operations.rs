@@ -123,7 +123,7 @@ pub async fn healthz() -> HttpResponse {
 /// system has the free space `--min-free-space` asks for.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "The server takes new jobs", body = Health),
-    (status = 503, description = "Shutting down, the result store cannot be written, or its disk is below --min-free-space", body = ErrorBody,
+    (status = 503, description = "Starting, shutting down, the result store cannot be written, or its disk is below --min-free-space", body = ErrorBody,
         headers(("Retry-After" = u32)))))]
 pub async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     if !state.jobs.is_accepting() {

@@ -372,6 +372,19 @@ impl Server {
     }
 }
 
+/// A process a test started by hand, killed if the test ends (a failed assertion
+/// included) while it still runs, so that no server outlives its test.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
