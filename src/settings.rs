@@ -20,6 +20,29 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// An address to listen on as binding takes it: `IP:PORT`, `[IPv6]:PORT` or
+/// `HOST:PORT`, the host name resolved when the server binds. Anything else is a usage
+/// error naming the flag, rather than a failure to listen (exit 1) found later.
+fn bind_address(text: &str) -> Result<String, String> {
+    let well_formed = text.parse::<std::net::SocketAddr>().is_ok()
+        || text.rsplit_once(':').is_some_and(|(host, port)| {
+            port.parse::<u16>().is_ok()
+                && (host.parse::<std::net::IpAddr>().is_ok()
+                    || (!host.is_empty()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')))
+        });
+    if well_formed {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "expected an address and a port as in `127.0.0.1:8080`, `[::1]:8080`, \
+             `0.0.0.0:0` or `localhost:8080`, got `{text}`"
+        ))
+    }
+}
+
 /// A host name as a `Host` header carries it (without the port), or `*`.
 fn host_name(text: &str) -> Result<String, String> {
     let valid = text == "*"
@@ -182,8 +205,9 @@ pub fn lease_duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
-    /// Address to listen on; port 0 picks a free port (printed at start-up).
-    #[arg(long, env = "ICEWALL_BIND", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`; port 0 picks a
+    /// free port (printed at start-up).
+    #[arg(long, env = "ICEWALL_BIND", default_value = "127.0.0.1:8080", value_parser = bind_address)]
     pub bind: String,
     /// Simulation worker threads.
     #[arg(long, env = "ICEWALL_WORKERS", default_value_t = cores(), value_parser = at_least_one)]
@@ -425,6 +449,33 @@ mod tests {
                 .contains("at least 1 byte")
         );
         assert_eq!(nonzero_size("1KiB"), Ok(1024));
+    }
+
+    #[test]
+    fn a_bind_address_is_an_address_or_a_host_name_with_a_port() {
+        for text in [
+            "127.0.0.1:8080",
+            "0.0.0.0:0",
+            "[::1]:8080",
+            "::1:8080",
+            "localhost:8080",
+            "icewall-1.example.com:80",
+        ] {
+            assert_eq!(bind_address(text).as_deref(), Ok(text), "{text}");
+        }
+        for text in [
+            "nonsense",
+            "127.0.0.1",
+            "127.0.0.1:",
+            ":8080",
+            "127.0.0.1:65536",
+            "127.0.0.1:http",
+            "local host:8080",
+            "",
+        ] {
+            let error = bind_address(text).unwrap_err();
+            assert!(error.contains("`127.0.0.1:8080`"), "{text}: {error}");
+        }
     }
 
     #[test]

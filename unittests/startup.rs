@@ -214,6 +214,26 @@ fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
 }
 
 #[test]
+fn a_malformed_bind_address_is_a_usage_error_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for bind in ["nonsense", "127.0.0.1", "127.0.0.1:99999"] {
+        let output = serve_to_exit(
+            &["--bind", bind],
+            &dir.path().join("results"),
+            &dir.path().join("logs"),
+        )
+        .expect("a bad flag ends the start");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bind}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{bind}' for '--bind <BIND>'")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(snapshot(dir.path()), BTreeMap::new());
+}
+
+#[test]
 fn a_refused_start_leaves_no_log_behind_and_writes_nothing_into_a_running_servers_log() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
