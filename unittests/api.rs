@@ -361,7 +361,10 @@ fn a_full_queue_answers_503_with_retry_after_and_keeps_what_it_accepted(store: S
             503 => {
                 refused += 1;
                 assert_eq!(reply.retry_after.as_deref(), Some("1"));
-                assert!(reply.reason().contains("queue is full"));
+                assert_eq!(
+                    reply.reason(),
+                    "the job queue is full (--max-queue 10); retry later"
+                );
             }
             other => panic!("unexpected status {other}: {}", reply.body),
         }

@@ -92,7 +92,9 @@ pub async fn chart(
             .and_then(|width| usize::try_from(width).ok())
             .filter(|width| (1..=max).contains(width))
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("width must be an integer in 1..={max}"))
+                ApiError::BadRequest(format!(
+                    "width must be an integer in 1..={max} (the server's --max-chart-width)"
+                ))
             })?,
     };
     let id = done_job(&state, path.get("id")).await?;

@@ -68,7 +68,7 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::KeyReused => ApiError::UnprocessableEntity(error.to_string()),
             SubmitError::KeyInProgress => ApiError::Conflict(error.to_string()),
-            SubmitError::QueueFull
+            SubmitError::QueueFull { .. }
             | SubmitError::QueueMemoryFull(_)
             | SubmitError::ShuttingDown
             | SubmitError::Storage(_)

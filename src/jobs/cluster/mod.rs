@@ -321,7 +321,9 @@ impl ClusterJobs {
         // changed it since: the other nodes' accepts since the count, and accepts in
         // one batch, may pass the bound together.
         if inner.cluster_queued.load(Ordering::Relaxed) >= inner.max_queue {
-            return refused(SubmitError::QueueFull);
+            return refused(SubmitError::QueueFull {
+                limit: inner.max_queue,
+            });
         }
         let Submission { config, key, .. } = submission;
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");

@@ -167,7 +167,9 @@ impl LocalJobs {
         // The bound is checked before the request is stored; concurrent accepts may
         // pass it together, so the queue can exceed it by the accepts in flight.
         if self.inner.queued.len() >= self.inner.max_queue {
-            return answer(Err(SubmitError::QueueFull));
+            return answer(Err(SubmitError::QueueFull {
+                limit: self.inner.max_queue,
+            }));
         }
         let id = JobId::generate();
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");

@@ -108,8 +108,8 @@ pub enum SubmitError {
     KeyReused,
     #[error("a request with this Idempotency-Key is being accepted; retry in a moment")]
     KeyInProgress,
-    #[error("the job queue is full; retry later")]
-    QueueFull,
+    #[error("the job queue is full (--max-queue {limit}); retry later")]
+    QueueFull { limit: usize },
     #[error(
         "the queued jobs hold {} bytes, and this job would take them past the --max-queue-bytes limit of {} bytes; retry later",
         .0.used,
@@ -130,7 +130,7 @@ impl SubmitError {
     pub fn rejection(&self) -> Rejection {
         match self {
             SubmitError::KeyReused | SubmitError::KeyInProgress => Rejection::Idempotency,
-            SubmitError::QueueFull | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
+            SubmitError::QueueFull { .. } | SubmitError::QueueMemoryFull(_) => Rejection::QueueFull,
             SubmitError::ShuttingDown => Rejection::ShuttingDown,
             SubmitError::Storage(_) | SubmitError::Database(_) => Rejection::Storage,
         }
