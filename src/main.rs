@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, Subcommand};
 use icewall::app::App;
 use icewall::cli::client::{self, ClientCommand};
@@ -34,7 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     match cli.command {
         Command::Serve(settings) => serve(&settings),
         Command::Simulate(args) => {
@@ -81,6 +82,68 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The command line, or its usage error (exit 2). clap names a bad value by its flag
+/// even when it came from an `ICEWALL_*` variable, and such a flag may be nowhere on
+/// the command line (a systemd unit's environment file, a container's `-e`): the error
+/// then says which variable it was. And it quotes the value, which for a secret (an
+/// admin token, a database URL) would put it in the journal: `***` instead.
+fn parse_command_line() -> Cli {
+    Cli::try_parse().unwrap_or_else(|mut error| {
+        if invalid_argument(&error).is_some_and(|argument| argument.is_hide_env_values_set()) {
+            error.insert(
+                ContextKind::InvalidValue,
+                ContextValue::String("***".to_owned()),
+            );
+        }
+        if let Some(variable) = variable_behind(&error) {
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![
+                    format!("the value came from the environment variable {variable}").into(),
+                ]),
+            );
+        }
+        error.exit()
+    })
+}
+
+/// The flag whose value `error` refuses, as the subcommand given declares it.
+fn invalid_argument(error: &clap::Error) -> Option<clap::Arg> {
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--workers <WORKERS>`
+    let long = argument.split(' ').next()?.strip_prefix("--")?;
+    let subcommand_name = std::env::args().nth(1)?;
+    let cli = Cli::command();
+    let subcommand = cli.find_subcommand(&subcommand_name)?;
+    subcommand
+        .get_arguments()
+        .find(|argument| argument.get_long() == Some(long))
+        .cloned()
+}
+
+/// The environment variable a bad value came from: its flag is not on the command line
+/// and the variable is set.
+fn variable_behind(error: &clap::Error) -> Option<String> {
+    let argument = invalid_argument(error)?;
+    let flag = format!("--{}", argument.get_long()?);
+    let on_the_command_line = std::env::args()
+        .skip(1)
+        .any(|given| given == flag || given.starts_with(&format!("{flag}=")));
+    if on_the_command_line {
+        return None;
+    }
+    let variable = argument.get_env()?;
+    std::env::var_os(variable).map(|_| variable.to_string_lossy().into_owned())
 }
 
 fn serve(settings: &Settings) -> ExitCode {

@@ -233,6 +233,54 @@ fn a_malformed_bind_address_is_a_usage_error_naming_the_flag() {
     assert_eq!(snapshot(dir.path()), BTreeMap::new());
 }
 
+/// `icewall serve` with `args` and `environment`, which a usage error ends at once.
+fn refused_usage(args: &[&str], environment: &[(&str, &str)]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .arg("serve")
+        .args(args)
+        .envs(environment.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable_and_a_secret_is_not_printed() {
+    let stderr = refused_usage(&[], &[("ICEWALL_WORKERS", "abc")]);
+    assert!(
+        stderr.contains("invalid value 'abc' for '--workers <WORKERS>'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tip: the value came from the environment variable ICEWALL_WORKERS"),
+        "{stderr}"
+    );
+    // The flag given wins over the variable, and is what was wrong.
+    let stderr = refused_usage(&["--workers", "x"], &[("ICEWALL_WORKERS", "abc")]);
+    assert!(stderr.contains("invalid value 'x'"), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+
+    for (args, environment) in [
+        (
+            &[][..],
+            &[("ICEWALL_ADMIN_TOKEN", "s3cret-t\u{f6}k\u{e9}n")][..],
+        ),
+        (&["--admin-token=s3cret-token "][..], &[][..]),
+    ] {
+        let stderr = refused_usage(args, environment);
+        assert!(
+            !stderr.contains("s3cret"),
+            "the token was printed: {stderr}"
+        );
+        assert!(
+            stderr.contains("invalid value '***' for '--admin-token <ADMIN_TOKEN>'"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_refused_start_leaves_no_log_behind_and_writes_nothing_into_a_running_servers_log() {
     let dir = tempfile::tempdir().unwrap();
