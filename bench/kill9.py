@@ -109,22 +109,26 @@ def submission(rng, wall, teams):
     return f"/api/simulate{query}", text, {"Content-Type": "text/plain"}
 
 
-class Server:
-    """The server process of one start, on a shared results directory."""
+def file_store_args(binary, work, job_delay_ms):
+    """The command line of one start on the campaign's shared results directory."""
+    args = [binary, "serve", "--bind", "127.0.0.1:0",
+            "--results-dir", os.path.join(work, "results"),
+            "--logs-dir", os.path.join(work, "logs")]
+    if job_delay_ms:
+        args += ["--debug-job-delay-ms", str(job_delay_ms)]
+    # More flags for every start, as the other benchmarks take them (say
+    # "--debug-compaction-bytes 4096": the key file and the tombstones rewritten
+    # while running, every few dozen lines, kills among the rewrites).
+    return args + os.environ.get("ICEWALL_FLAGS", "").split()
 
-    def __init__(self, binary, work, generation, job_delay_ms):
-        self.generation = generation
-        self.stdout_path = os.path.join(work, f"stdout.{generation}")
-        self.stderr_path = os.path.join(work, f"stderr.{generation}")
-        args = [binary, "serve", "--bind", "127.0.0.1:0",
-                "--results-dir", os.path.join(work, "results"),
-                "--logs-dir", os.path.join(work, "logs")]
-        if job_delay_ms:
-            args += ["--debug-job-delay-ms", str(job_delay_ms)]
-        # More flags for every start, as the other benchmarks take them (say
-        # "--debug-compaction-bytes 4096": the key file and the tombstones rewritten
-        # while running, every few dozen lines, kills among the rewrites).
-        args += os.environ.get("ICEWALL_FLAGS", "").split()
+
+class Server:
+    """The server process of one start; `name` tells its stdout and stderr files apart."""
+
+    def __init__(self, args, work, name):
+        self.name = name
+        self.stdout_path = os.path.join(work, f"stdout.{name}")
+        self.stderr_path = os.path.join(work, f"stderr.{name}")
         self.started = time.monotonic()
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(args, stdout=out, stderr=err)
@@ -167,9 +171,13 @@ class Client:
         self.base = None
         self.refused = False
 
+    def target(self):
+        """The base URL the next request goes to, or None while no server listens."""
+        return self.campaign.base
+
     def call(self, method, path, body=None, headers=None):
         """(status, headers, body) or None when the connection failed."""
-        base = self.campaign.base
+        base = self.target()
         if base is None:
             return None
         if self.conn is None or self.base != base:
@@ -280,30 +288,29 @@ class Campaign:
             self.violation(f"job {job} answered {result}")
 
 
-def client_loop(campaign, seed, stop):
+def list_jobs(campaign, client, rng):
+    answer = client.call("GET", rng.choice(["/api/jobs?limit=50", "/api/num_jobs"]))
+    if answer and answer[0] != 200:
+        campaign.violation(f"listing answered {answer[0]} {answer[2][:200]!r}")
+
+
+def client_loop(campaign, seed, stop, new_client=None, actions=None):
+    """Sends `actions` ((share, function) pairs; by default this campaign's mix) at
+    random until `stop`."""
     rng = random.Random(seed)
-    client = Client(campaign)
+    client = (new_client or Client)(campaign)
+    actions = actions or ACTIONS
+    total = sum(share for share, _ in actions)
     while not stop.is_set():
-        if campaign.base is None:
+        if client.target() is None:
             time.sleep(0.005)
             continue
-        action = rng.random()
-        if action < 0.40:
-            submit_new(campaign, client, rng)
-        elif action < 0.50:
-            retry_key(campaign, client, rng)
-        elif action < 0.75:
-            poll(campaign, client, rng)
-        elif action < 0.85:
-            query(campaign, client, rng)
-        elif action < 0.93:
-            delete_done(campaign, client, rng)
-        elif action < 0.98:
-            cancel_new(campaign, client, rng)
-        else:
-            answer = client.call("GET", rng.choice(["/api/jobs?limit=50", "/api/num_jobs"]))
-            if answer and answer[0] != 200:
-                campaign.violation(f"listing answered {answer[0]} {answer[2][:200]!r}")
+        pick = rng.uniform(0, total)
+        for share, action in actions:
+            pick -= share
+            if pick <= 0:
+                break
+        action(campaign, client, rng)
     client.close()
 
 
@@ -410,12 +417,17 @@ def query(campaign, client, rng):
         campaign.violation(f"GET /api/jobs/{job}/profiles/overview: {status} {body[:200]!r}")
 
 
-def delete(campaign, client, job, expect_done):
+def delete(campaign, client, job, expect_done, cancel_only=False):
+    """DELETEs `job`, or with `cancel_only` POSTs its cancel (which answers 409 for a job
+    no longer queued), and records a 200 as the job gone for good."""
     with campaign.lock:
         if job in campaign.deleting or job in campaign.removed or job in campaign.uncertain:
             return
         campaign.deleting.add(job)
-    answer = client.call("DELETE", f"/api/jobs/{job}")
+    if cancel_only:
+        answer = client.call("POST", f"/api/jobs/{job}/cancel")
+    else:
+        answer = client.call("DELETE", f"/api/jobs/{job}")
     with campaign.lock:
         campaign.deleting.discard(job)
         if answer is None:
@@ -427,7 +439,7 @@ def delete(campaign, client, job, expect_done):
             campaign.removed[job] = time.monotonic()
     if status == 200:
         state = json.loads(body).get("status")
-        allowed = ("deleted",) if expect_done else ("deleted", "cancelled")
+        allowed = ("deleted",) if expect_done else ("cancelled",) if cancel_only else ("deleted", "cancelled")
         if state not in allowed:
             campaign.violation(f"DELETE of job {job} answered {body[:200]!r}")
     elif status == 503 or (status == 409 and not expect_done):
@@ -451,11 +463,16 @@ def cancel_new(campaign, client, rng):
         delete(campaign, client, job, expect_done=False)
 
 
-def parallel(campaign, count, work, items):
+# This campaign's mix of requests: (share, action).
+ACTIONS = [(0.40, submit_new), (0.10, retry_key), (0.25, poll), (0.10, query),
+           (0.08, delete_done), (0.05, cancel_new), (0.02, list_jobs)]
+
+
+def parallel(campaign, count, work, items, new_client=None):
     """Runs `work(client, item)` over `items` from `count` threads."""
     items = list(items)
     def run(part):
-        client = Client(campaign)
+        client = (new_client or Client)(campaign)
         for item in part:
             work(client, item)
         client.close()
@@ -466,7 +483,7 @@ def parallel(campaign, count, work, items):
         thread.join()
 
 
-def sweep_removed(campaign, clients):
+def sweep_removed(campaign, clients, new_client=None):
     """Every deleted or cancelled job must answer 404 (called after each start)."""
     with campaign.lock:
         removed = list(campaign.removed)
@@ -475,12 +492,12 @@ def sweep_removed(campaign, clients):
         if answer is not None and answer[0] != 404:
             campaign.violation(f"job {job}, deleted or cancelled with a 200, answered "
                                f"{answer[0]} {answer[2][:200]!r} after a restart")
-    parallel(campaign, clients, check, removed)
+    parallel(campaign, clients, check, removed, new_client)
     return len(removed)
 
 
-def wait_for_no_jobs(campaign, deadline_seconds):
-    client, deadline = Client(campaign), time.monotonic() + deadline_seconds
+def wait_for_no_jobs(campaign, deadline_seconds, new_client=None):
+    client, deadline = (new_client or Client)(campaign), time.monotonic() + deadline_seconds
     try:
         while time.monotonic() < deadline:
             answer = client.call("GET", "/api/num_jobs")
@@ -492,20 +509,22 @@ def wait_for_no_jobs(campaign, deadline_seconds):
         client.close()
 
 
-def final_checks(campaign, clients):
-    """On a started server with nothing in flight: every job, acknowledged or not."""
+def final_checks(campaign, clients, new_client=None):
+    """On a started server with nothing in flight: every job, acknowledged or not.
+    Returns its figures and, in "results", the last answer of each job."""
+    new_client = new_client or Client
     with campaign.lock:
         pending = list(dict.fromkeys(campaign.pending_keys))
         campaign.pending_keys.clear()
     # Keys never answered 202: one more try each (it must get its one job now).
-    retry_client = Client(campaign)
+    retry_client = new_client(campaign)
     for key in pending:
         keyed_post(campaign, retry_client, key)
     with campaign.lock:
         unanswered = list(campaign.pending_keys)
     for key in unanswered:
         campaign.violation(f"Idempotency-Key {key} still refused after the last restart")
-    if pending and not wait_for_no_jobs(campaign, 60):
+    if pending and not wait_for_no_jobs(campaign, 60, new_client):
         campaign.violation("jobs of the last keyed retries still in flight after 60 s")
 
     listed, after = [], None
@@ -528,7 +547,7 @@ def final_checks(campaign, clients):
         results[job] = answer
     with campaign.lock:
         acked = list(campaign.expected)
-    parallel(campaign, clients, fetch, set(listed) | set(acked))
+    parallel(campaign, clients, fetch, set(listed) | set(acked), new_client)
 
     not_done = 0
     for job in acked:
@@ -579,7 +598,8 @@ def final_checks(campaign, clients):
             campaign.violation(f"Idempotency-Key {key}: answered {campaign.keys[key]['ids']}, "
                                f"the server has {jobs}")
     return {"listed": len(listed), "unacknowledged_on_server": unknown, "not_done": not_done,
-            "keys": len(campaign.keys), "keyed_jobs_matched": sum(map(len, jobs_of_key.values()))}
+            "keys": len(campaign.keys), "keyed_jobs_matched": sum(map(len, jobs_of_key.values())),
+            "results": results}
 
 
 def main():
@@ -615,7 +635,7 @@ def main():
             # A drain has something to drain only when jobs are slower than the clients.
             delay = args.job_delay_ms if kind == "drain" else rng.choice([0, args.job_delay_ms])
             generation += 1
-            server = Server(binary, work, generation, delay)
+            server = Server(file_store_args(binary, work, delay), work, generation)
             entry = {"round": number, "kind": kind, "job_delay_ms": delay}
             if kind == "recovery":
                 # From the exec to a little after the listening line: mostly during the
@@ -654,12 +674,13 @@ def main():
             log.append(entry)
 
         generation += 1
-        server = Server(binary, work, generation, 0)
+        server = Server(file_store_args(binary, work, 0), work, generation)
         campaign.base = server.wait_listening()
         removed_checked = sweep_removed(campaign, args.clients)
         if not wait_for_no_jobs(campaign, 120):
             campaign.violation("jobs still queued or running 120 s after the last restart")
         final = final_checks(campaign, args.clients)
+        del final["results"]
         answer = Client(campaign).call("POST", "/api/graceful_shutdown")
         if answer is None or answer[0] != 200:
             campaign.violation(f"the last graceful shutdown answered {answer and answer[0]}")
