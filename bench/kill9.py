@@ -70,6 +70,8 @@ def expected_summary(wall, teams):
         # Unlimited crews: the tallest gap; with teams only the totals are checked.
         "days": max(p["days"] for p in profiles) if teams is None else None,
         "profiles": profiles,
+        # For the campaigns that ask a day's figures of a job.
+        "wall": wall,
     }
 
 
