@@ -26,8 +26,9 @@ on every node, every node gives the same answers, deleted and cancelled jobs ans
 on every node and have no rows left, no Idempotency-Key made two jobs (by the answers,
 by matching summaries and by the key's rows), nothing answered 500 or panicked, each done
 job has one result row and no other job has one, no job is queued, running or failed,
-every job's `attempt` is between 1 and one more than the kills and restarts, and no job
-was logged finished by two nodes. It exits 1 on any violation, printing each.
+every job's `attempt` is between 1 and one more than the kills and restarts, no attempt
+was charged to a node never killed (a job it ran, run again elsewhere: from the nodes'
+logs), and no job was logged finished by two nodes. It exits 1 on any violation, printing each.
 Standard library only; stops by itself.
 Usage: bench/cluster-kill9.py [--rounds 8] [--seconds-per-round 6] [--nodes 3]
 """
@@ -37,6 +38,7 @@ import collections
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -92,6 +94,11 @@ class Postgres:
         subprocess.run(["bash", "-c", f". {BENCH}/postgres.sh && postgres_stop"], env=env)
 
 
+# How long after a database restart a node may still answer 503 (its pool's connections
+# broken by the restart are found and made again).
+DATABASE_SETTLE = 5.0
+
+
 class ClusterCampaign(kill9.Campaign):
     """kill9's bookkeeping, plus the nodes that listen now and what was done to them."""
 
@@ -99,6 +106,11 @@ class ClusterCampaign(kill9.Campaign):
         super().__init__()
         self.up = {}                # node slot -> base URL, while it listens
         self.disruptions = 0        # node kills and database restarts, for the attempts
+        self.database_restarting = False
+        self.database_back_at = 0.0
+        # 503s more than DATABASE_SETTLE after the database came back: a node slow to
+        # come back to it, or a database too slow for --database-timeout.
+        self.late_unavailable = collections.Counter()
 
 
 class NodeClient(kill9.Client):
@@ -133,6 +145,15 @@ class NodeClient(kill9.Client):
         answer = super().call(method, path, body, headers)
         if answer is not None and answer[0] == 503:
             # The database away (or slow): an answer that promises nothing either way.
+            campaign = self.campaign
+            with campaign.lock:
+                if not campaign.database_restarting and \
+                        time.monotonic() - campaign.database_back_at > DATABASE_SETTLE:
+                    try:
+                        reason = json.loads(answer[2]).get("reason", "")[:120]
+                    except ValueError:
+                        reason = repr(answer[2][:120])
+                    campaign.late_unavailable[f"{method} {reason}"] += 1
             self.refused = False
             return None
         return answer
@@ -291,6 +312,7 @@ def run_round(cluster, kind, entry):
         restart = threading.Thread(target=cluster.database.restart, args=(kind[3:],))
         with cluster.campaign.lock:
             cluster.campaign.disruptions += 1
+            cluster.campaign.database_restarting = True
         started = time.monotonic()
         restart.start()
         if doomed is not None:
@@ -298,6 +320,9 @@ def run_round(cluster, kind, entry):
             entry["killed_while_database_down"] = doomed
             cluster.kill(doomed)
         restart.join()
+        with cluster.campaign.lock:
+            cluster.campaign.database_restarting = False
+            cluster.campaign.database_back_at = time.monotonic()
         entry["restart_s"] = round(time.monotonic() - started, 2)
         if doomed is not None:
             cluster.start(doomed)
@@ -332,27 +357,31 @@ def wait_drained(campaign, database, deadline_seconds):
     return False
 
 
-def same_on_every_node(campaign, cluster, clients, first_answers):
-    """Every node answers every job's result and overview as the first node did."""
+# What every node must answer alike of every job.
+SAME_EVERYWHERE = ["/api/get_results/{job}", "/api/jobs/{job}", "/api/jobs/{job}/profiles/overview",
+                   "/api/jobs/{job}/log", "/api/jobs/{job}/profiles?limit=2"]
+
+
+def same_on_every_node(campaign, cluster, clients, jobs):
+    """Every node answers every job's result, record, overview, log and profiles as the
+    first node does (status and body)."""
     bases = [cluster.campaign.up[slot] for slot in sorted(cluster.campaign.up)]
+    answers = {}
+    def fetch(client, item):
+        got = [client.call("GET", path.format(job=item[1])) for path in SAME_EVERYWHERE]
+        answers[item] = [(answer[0], answer[2]) if answer else None for answer in got]
+    for base in bases:
+        kill9.parallel(campaign, clients, fetch, [(base, job) for job in jobs], pinned_to(base))
     compared = 0
-    for base in bases[1:]:
-        answers = {}
-        def fetch(client, job):
-            result = client.call("GET", f"/api/get_results/{job}")
-            overview = client.call("GET", f"/api/jobs/{job}/profiles/overview")
-            answers[job] = (result, overview)
-        first_overviews = {}
-        def fetch_first(client, job):
-            first_overviews[job] = client.call("GET", f"/api/jobs/{job}/profiles/overview")
-        kill9.parallel(campaign, clients, fetch, first_answers, pinned_to(base))
-        kill9.parallel(campaign, clients, fetch_first, first_answers, pinned_to(bases[0]))
-        for job, first in first_answers.items():
-            result, overview = answers[job]
-            theirs = [(a[0], a[2]) if a else None for a in (first, first_overviews[job])]
-            ours = [(a[0], a[2]) if a else None for a in (result, overview)]
-            if theirs != ours:
-                campaign.violation(f"job {job}: {bases[0]} answered {theirs}, {base} {ours}")
+    for job in jobs:
+        first = answers[(bases[0], job)]
+        for base in bases[1:]:
+            theirs = answers[(base, job)]
+            for path, mine, other in zip(SAME_EVERYWHERE, first, theirs):
+                if mine != other:
+                    campaign.violation(f"{path.format(job=job)}: {bases[0]} answered "
+                                       f"{mine and (mine[0], mine[1][:200])}, {base} "
+                                       f"{other and (other[0], other[1][:200])}")
             compared += 1
     return compared
 
@@ -409,13 +438,34 @@ def database_checks(campaign, database, max_attempts):
         if ids and rows_of_key.get(key, set()) - ids:
             campaign.violation(f"Idempotency-Key {key}: answered {sorted(ids)}, "
                                f"its rows {sorted(rows_of_key[key])}")
-    return {"rows": len(jobs), "attempts": dict(sorted(attempts.items())), "attempt_bound": bound}
+    figures = {"rows": len(jobs), "attempts": dict(sorted(attempts.items())), "attempt_bound": bound}
+    return figures, {job: attempt for job, (_, attempt, _) in jobs.items()}
 
 
-def log_checks(campaign, work):
+def node_ids(campaign, bases):
+    """The node ids of the nodes at `bases`, from their /metrics."""
+    ids = set()
+    client = NodeClient(campaign)
+    for base in bases:
+        client.pinned = base
+        answer = client.call("GET", "/metrics")
+        if answer is not None and answer[0] == 200:
+            ids |= set(re.findall(r'icewall_node_info\{node_id="([^"]+)"\}', answer[2].decode()))
+    client.close()
+    return ids
+
+
+def log_checks(campaign, work, survivors, attempts):
     """No panic anywhere, and no job logged finished (its result kept) on two nodes or
-    twice on one. A node killed before its log reached the disk logs less, never more."""
+    twice on one. A node killed before its log reached the disk logs less, never more.
+    And no attempt charged to a node never killed (`survivors`): a result it dropped
+    ("the job's lease passed to another node") with the job's attempt (`attempts`, from
+    the table) past the dropped one, when no other node started that attempt. (Another
+    may have: a claim is committed without waiting for the disk, so the database's crash
+    can undo it, and the job is claimed again under the same attempt.)"""
     finished = collections.Counter()
+    started = collections.defaultdict(set)      # (job, attempt) -> nodes
+    dropped_on_survivors = []                   # (job, attempt, node)
     lines = 0
     for root, _, names in os.walk(work):
         for name in names:
@@ -435,10 +485,22 @@ def log_checks(campaign, work):
                                 finished[json.loads(line)["job_id"]] += 1
                             except (ValueError, KeyError):
                                 pass
+                        elif '"job started"' in line or "result dropped" in line:
+                            entry = json.loads(line)
+                            job, attempt, node = entry["job_id"], entry["attempt"], entry["node_id"]
+                            if "result dropped" not in line:
+                                started[(job, attempt)].add(node)
+                            elif node in survivors:
+                                dropped_on_survivors.append((job, attempt, node))
     for job, count in finished.items():
         if count > 1:
             campaign.violation(f"job {job} logged finished {count} times: its result stored twice?")
-    return {"log_lines": lines, "jobs_logged_finished": len(finished)}
+    for job, attempt, node in dropped_on_survivors:
+        if attempts.get(job, 0) > attempt and started[(job, attempt)] <= {node}:
+            campaign.violation(f"job {job}: attempt {attempt} on node {node}, never killed, "
+                               f"was charged: it ended at attempt {attempts[job]}")
+    return {"log_lines": lines, "jobs_logged_finished": len(finished),
+            "results_dropped_on_nodes_never_killed": len(dropped_on_survivors)}
 
 
 def main():
@@ -456,6 +518,8 @@ def main():
     parser.add_argument("--job-delay-ms", type=int, default=20,
                         help="--debug-job-delay-ms of about half the node starts (0: never)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the nodes' logs and the database's even when it passes")
     args = parser.parse_args()
     args.lease_seconds = float(args.lease.removesuffix("s"))
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
@@ -505,14 +569,14 @@ def main():
         for base in bases:
             removed_checked += kill9.sweep_removed(campaign, args.clients, pinned_to(base))
         final = kill9.final_checks(campaign, args.clients, pinned_to(bases[0]))
-        first_answers = final.pop("results")
-        compared = same_on_every_node(campaign, cluster, args.clients, first_answers)
-        tables = database_checks(campaign, database, args.max_attempts)
+        compared = same_on_every_node(campaign, cluster, args.clients, list(final.pop("results")))
+        tables, attempts = database_checks(campaign, database, args.max_attempts)
+        survivors = node_ids(campaign, list(campaign.up.values()))
         exits = cluster.stop_all()
         for slot, code in exits.items():
             if code != 0:
                 campaign.violation(f"node {slot}'s graceful shutdown exited {code}")
-        logs = log_checks(campaign, work)
+        logs = log_checks(campaign, work, survivors, attempts)
 
         statuses = collections.Counter()
         for (method, status), count in campaign.statuses.items():
@@ -527,7 +591,8 @@ def main():
             "deleted_or_cancelled": len(campaign.removed),
             "delete_unanswered": len(campaign.uncertain),
             "removed_checked_on_every_node": removed_checked,
-            "answers_compared_across_nodes": compared,
+            "jobs_compared_across_nodes": compared,
+            "unavailable_long_after_a_restart": dict(campaign.late_unavailable),
             **final, **tables, **logs,
             "statuses": dict(sorted(statuses.items())),
             "violations": len(campaign.violations),
@@ -537,14 +602,17 @@ def main():
         print("cluster-kill9:", "PASS" if not campaign.violations else
               f"FAIL, {len(campaign.violations)} violations (the first 50 above); "
               f"the nodes' logs and the database's are kept in {work}")
+        if args.keep and not campaign.violations:
+            print(f"cluster-kill9: the nodes' logs and the database's are kept in {work}")
         return 0 if not campaign.violations else 1
     finally:
         stop.set()
         for server in cluster.nodes.values():
             if server.process.poll() is None:
                 server.kill()
-        database.stop(keep_log_in=work if campaign.violations else None)
-        if not campaign.violations:
+        kept = campaign.violations or args.keep
+        database.stop(keep_log_in=work if kept else None)
+        if not kept:
             shutil.rmtree(work, ignore_errors=True)
 
 
