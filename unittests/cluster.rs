@@ -702,6 +702,48 @@ fn the_database_restarted_under_load_loses_no_accepted_job_and_answers_no_500() 
     assert_every_accepted_job_done_once(&pg, &url, &nodes[1], &accepted);
 }
 
+/// bench/cluster-kill9.py found it: a database restart longer than a lease left every
+/// node's last beat a lease old when it came back, and the first reaper took the jobs
+/// of nodes that were alive all along, each run again and charged an attempt.
+#[test]
+fn a_database_down_for_longer_than_a_lease_costs_a_running_job_no_attempt() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database();
+    let gate = Gate::closed();
+    let holder = node(&url, &gate.args(&["--lease", "1s"]));
+    let id = holder.submit_json(EXAMPLE_JSON);
+    wait_until("the job is claimed and held at the gate", || {
+        holder.get(&format!("/api/get_results/{id}")).json()["status"] == "running"
+    });
+    // Would run the job at once, were it queued again.
+    let other = node(&url, &["--lease", "1s"]);
+    pg.stop();
+    thread::sleep(Duration::from_secs(3));
+    pg.start_again();
+    for ready in [&holder, &other] {
+        assert!(
+            poll_until(Duration::from_secs(20), || ready.get("/readyz").status
+                == 200),
+            "the node reconnects by itself"
+        );
+    }
+    // Time for every reaper to look, several times.
+    thread::sleep(Duration::from_secs(3));
+    gate.open();
+    assert_example_done(&other, &id);
+    assert_eq!(
+        one_row(
+            &pg,
+            &url,
+            &format!("SELECT attempt || ' ' || state FROM icewall_jobs WHERE id = '{id}'")
+        ),
+        "1 done",
+        "the job ran once, on the node that held it through the outage"
+    );
+}
+
 #[test]
 fn a_large_team_log_comes_from_its_chunks_as_the_file_store_writes_it() {
     let Some((pg, url)) = database() else { return };

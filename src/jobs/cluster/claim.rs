@@ -298,10 +298,21 @@ pub(super) async fn keep_leases(jobs: ClusterJobs) {
         });
         match extended.await {
             Ok(()) => {
-                *inner.beaten_at.lock() = started;
+                let mut beaten_at = inner.beaten_at.lock();
+                let mut in_touch_since = inner.in_touch_since.lock();
+                // Beats come every third of a lease: a longer gap is a beat missed.
+                if in_touch_since.is_none()
+                    || started.duration_since(*beaten_at) > inner.settings.lease / 2
+                {
+                    *in_touch_since = Some(started);
+                }
+                *beaten_at = started;
                 inner.metrics.heartbeat(started.elapsed());
             }
-            Err(error) => warn!(inner.logger, "heartbeat failed"; "error" => %error),
+            Err(error) => {
+                *inner.in_touch_since.lock() = None;
+                warn!(inner.logger, "heartbeat failed"; "error" => %error);
+            }
         }
     }
 }
@@ -402,19 +413,29 @@ fn running_ids(jobs: &ClusterJobs) -> Vec<Uuid> {
 /// lease of its own). A node that beats looks after its own (see `release_lapsed`): a
 /// lease can lapse on a live node while another transaction holds its row, and
 /// requeued the moment the row is let go, before the node's next beat, the job would
-/// run twice and be charged an attempt.
+/// run twice and be charged an attempt. A node is judged only by a reaper whose own
+/// beats have reached the database for that node's whole lease (`in_touch_since`):
+/// after an outage of the database longer than a lease, every node's last beat is a
+/// lease old, and the jobs of nodes alive all along would run twice and be charged an
+/// attempt for it.
 async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
     let lease_ms = millis(jobs.inner.settings.lease);
+    let in_touch_ms = jobs
+        .inner
+        .in_touch_since
+        .lock()
+        .map_or(0.0, |since| millis(since.elapsed()));
     requeue_lapsed(
         jobs,
         client,
         "SELECT job.id FROM icewall_jobs AS job
          LEFT JOIN icewall_nodes AS node ON node.id = job.lease_owner
          WHERE job.state = 'running' AND job.lease_expires_at < now()
-             AND (node.id IS NULL OR node.heartbeat_at < now()
-                 - coalesce(node.lease_ms, $3) * interval '1 millisecond')
+             AND (node.id IS NULL OR (node.heartbeat_at < now()
+                     - coalesce(node.lease_ms, $3) * interval '1 millisecond'
+                 AND coalesce(node.lease_ms, $3) <= $4))
          ORDER BY job.lease_expires_at LIMIT $2 FOR UPDATE OF job SKIP LOCKED",
-        &[&REAP_BATCH, &lease_ms],
+        &[&REAP_BATCH, &lease_ms, &in_touch_ms],
     )
     .await
 }

@@ -143,6 +143,11 @@ struct Inner {
     /// registration). Once it is a lease ago, the other nodes may take this node's
     /// jobs: it claims no more and is not ready until a beat gets through again.
     beaten_at: Mutex<Instant>,
+    /// Since when the lease keeper's beats have all reached the database, each within
+    /// half a lease of the one before (`None` after one that did not). A reaper judges
+    /// another node dead only once this is a lease of that node's old: until then, the
+    /// node's silence may be the database's absence, which every node met alike.
+    in_touch_since: Mutex<Option<Instant>>,
     waiters: Waiters,
     cache: ResultCache,
     shutdown: Shutdown,
@@ -278,6 +283,7 @@ impl ClusterJobs {
                 cluster_running: AtomicUsize::new(0),
                 counts: Mutex::new(None),
                 beaten_at: Mutex::new(Instant::now()),
+                in_touch_since: Mutex::new(Some(Instant::now())),
                 waiters: Waiters::default(),
                 shutdown,
                 logger,
