@@ -9,11 +9,14 @@ user when root). Each node runs with a short --lease (--lease, 2s) so that the j
 dead node come back within the run. Load goes on for the whole campaign against all
 the nodes that listen, from bench/kill9.py's mix (text and JSON POSTs, Idempotency-Keys
 and their retries, polls, overview queries, DELETEs of done jobs and cancels) with, here,
-keyed retries sent to another node, `?wait=` polls, day and per-profile queries checked
-against the wall, and cancels by POST .../cancel. Each round ends in one of:
+keyed retries sent to another node, another request under a key already answered
+(422 on any node), `?wait=` polls, day and per-profile queries checked against the
+wall, and cancels by POST .../cancel. Each round ends in one of:
   kill-one       SIGKILL of a random node, started again after a moment;
   kill-two       SIGKILL of two nodes at once;
   kill-starting  SIGKILL of a node, then of its replacement while it starts;
+  drain          SIGTERM of a node (it finishes what it claimed and leaves the queue
+                 to the others), and SIGKILL if it has not exited a moment later;
   db-immediate   `pg_ctl restart -m immediate` (a crash: recovery from the WAL);
   db-fast        `pg_ctl restart -m fast` (sessions ended, a checkpoint);
 a database restart sometimes with a node killed while the database is down.
@@ -153,7 +156,9 @@ class NodeClient(kill9.Client):
                         reason = json.loads(answer[2]).get("reason", "")[:120]
                     except ValueError:
                         reason = repr(answer[2][:120])
-                    campaign.late_unavailable[f"{method} {reason}"] += 1
+                    # A draining node's refusals are its drain's, not the database's.
+                    if "shutting down" not in reason:
+                        campaign.late_unavailable[f"{method} {reason}"] += 1
             self.refused = False
             return None
         return answer
@@ -232,10 +237,27 @@ def cancel_by_post(campaign, client, rng):
         delete(campaign, client, job, expect_done=False, cancel_only=True)
 
 
+def reuse_key(campaign, client, rng):
+    """Another wall under a key already answered, on any node: 422, never a job (409
+    while the key's first request is still being stored)."""
+    with campaign.lock:
+        answered = [key for key, entry in campaign.keys.items() if entry["ids"]]
+        if not answered:
+            return
+        key = rng.choice(answered)
+    client.move()
+    wall, teams = random_wall(rng), rng.choice([None, 2])
+    path, body, headers = submission(rng, wall, teams)
+    answer = client.call("POST", path, body, dict(headers, **{"Idempotency-Key": key}))
+    if answer is not None and answer[0] not in (409, 422):
+        campaign.violation(f"another request with Idempotency-Key {key} answered {answer[0]} "
+                           f"{answer[2][:200]!r}")
+
+
 ACTIONS = [(0.34, kill9.submit_new), (0.10, retry_key_elsewhere), (0.14, kill9.poll),
            (0.07, wait_poll), (0.08, kill9.query), (0.08, day_query),
            (0.08, kill9.delete_done), (0.04, kill9.cancel_new), (0.04, cancel_by_post),
-           (0.03, kill9.list_jobs)]
+           (0.02, kill9.list_jobs), (0.01, reuse_key)]
 
 
 class Cluster:
@@ -263,8 +285,9 @@ class Cluster:
     def start(self, slot, wait=True):
         """Starts a node in `slot`; with `wait`, until it listens and takes load."""
         self.starts += 1
-        # Slow jobs on some nodes, so that cancels find queued jobs and kills running ones.
-        delay = self.rng.choice([0, self.args.job_delay_ms])
+        # Slow jobs on some nodes, so that cancels find queued jobs and kills running ones
+        # (and, ten times as slow, jobs that each take a kill's moment).
+        delay = self.rng.choice([0, self.args.job_delay_ms, 10 * self.args.job_delay_ms])
         server = Server(self.command(slot, delay), self.work, f"{slot}.{self.starts}")
         self.nodes[slot] = server
         if wait:
@@ -326,6 +349,25 @@ def run_round(cluster, kind, entry):
         entry["restart_s"] = round(time.monotonic() - started, 2)
         if doomed is not None:
             cluster.start(doomed)
+        return
+    if kind == "drain":
+        slot = rng.choice(slots)
+        server = cluster.nodes[slot]
+        with cluster.campaign.lock:
+            cluster.campaign.disruptions += 1
+        # It stays among the nodes the clients use: it refuses jobs and answers reads
+        # until it stops.
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            entry["drain_exit"] = server.process.wait(timeout=rng.uniform(0, 2 * lease))
+            if entry["drain_exit"] != 0:
+                cluster.campaign.violation(f"node {server.name} drained and exited {entry['drain_exit']}")
+        except subprocess.TimeoutExpired:
+            entry["killed_while_draining"] = slot
+            cluster.kill(slot)
+        with cluster.campaign.lock:
+            cluster.campaign.up.pop(slot, None)
+        cluster.start(slot)
         return
     victims = rng.sample(slots, 2 if kind == "kill-two" and len(slots) > 1 else 1)
     entry["killed"] = victims
@@ -516,7 +558,8 @@ def main():
                         help="every node's --max-attempts: above the kills a job may meet, "
                              "so that no acknowledged job ends failed")
     parser.add_argument("--job-delay-ms", type=int, default=20,
-                        help="--debug-job-delay-ms of about half the node starts (0: never)")
+                        help="--debug-job-delay-ms of a third of the node starts, and ten "
+                             "times it of another third (0: never)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true",
                         help="keep the nodes' logs and the database's even when it passes")
@@ -533,9 +576,9 @@ def main():
     print(f"cluster-kill9: {binary}, {args.nodes} nodes, {args.rounds} rounds of up to "
           f"{args.seconds_per_round} s, {args.clients} clients, lease {args.lease}, seed {seed}, "
           f"work {work}", flush=True)
-    kinds = ["kill-one", "kill-two", "kill-starting", "db-immediate", "db-fast"]
+    kinds = ["kill-one", "kill-two", "kill-starting", "drain", "db-immediate", "db-fast"]
     rng.shuffle(kinds)
-    kinds += [rng.choice(["kill-one", "kill-one", "kill-two", "kill-starting",
+    kinds += [rng.choice(["kill-one", "kill-one", "kill-two", "kill-starting", "drain",
                           "db-immediate", "db-fast"]) for _ in range(args.rounds)]
     database = Postgres()
     cluster = Cluster(args, binary, work, database, campaign, rng)
