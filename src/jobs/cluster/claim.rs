@@ -420,11 +420,7 @@ fn running_ids(jobs: &ClusterJobs) -> Vec<Uuid> {
 /// attempt for it.
 async fn reap(jobs: &ClusterJobs, client: &Object) -> Result<u64, Unavailable> {
     let lease_ms = millis(jobs.inner.settings.lease);
-    let in_touch_ms = jobs
-        .inner
-        .in_touch_since
-        .lock()
-        .map_or(0.0, |since| millis(since.elapsed()));
+    let in_touch_ms = millis(jobs.inner.in_touch_for());
     requeue_lapsed(
         jobs,
         client,

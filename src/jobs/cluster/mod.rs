@@ -218,6 +218,17 @@ impl Inner {
             .map(|refused| format!("the database refuses this node's results: {refused}"))
     }
 
+    /// How long this node's beats have all reached the database, up to now: none while
+    /// its last one is older than a beat missed (the node stopped or starved meanwhile,
+    /// its keeper not yet back to say so).
+    fn in_touch_for(&self) -> Duration {
+        let beaten_at = self.beaten_at.lock();
+        match *self.in_touch_since.lock() {
+            Some(since) if beaten_at.elapsed() <= self.settings.lease / 2 => since.elapsed(),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Lets go of `attempt` of job `id`. The node may have claimed the job again
     /// meanwhile (its lease ran out while this attempt ran): the newer attempt is kept,
     /// or its lease would go unrenewed.
