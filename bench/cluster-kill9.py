@@ -19,6 +19,7 @@ wall, and cancels by POST .../cancel. Each round ends in one of:
                  to the others), and SIGKILL if it has not exited a moment later;
   db-immediate   `pg_ctl restart -m immediate` (a crash: recovery from the WAL);
   db-fast        `pg_ctl restart -m fast` (sessions ended, a checkpoint);
+  db-down        `pg_ctl stop -m immediate`, one to three leases down, then a start;
 a database restart sometimes with a node killed while the database is down.
 Answers 503 are what a node says while the database is away: they are counted, and
 treated as no answer (a DELETE answered 503 may or may not have happened).
@@ -42,6 +43,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -79,6 +81,21 @@ class Postgres:
                                       "-l", f"{self.dir}/postgres.log", "-w", "-t", "60",
                                       "restart"]),
                        check=True, stdout=subprocess.DEVNULL)
+
+    def stop_for(self, seconds):
+        """An outage: an immediate stop, `seconds` down, then a start with the options
+        it ran with (pg_ctl keeps them in postmaster.opts for its restarts alone)."""
+        data = f"{self.dir}/data"
+        with open(f"{data}/postmaster.opts") as opts:
+            words = shlex.split(opts.read())[1:]
+        at = words.index("-D")
+        options = " ".join(shlex.quote(word) for word in words[:at] + words[at + 2:])
+        pg_ctl = [f"{self.bin}/pg_ctl", "-D", data, "-l", f"{self.dir}/postgres.log", "-w", "-t", "60"]
+        subprocess.run(self.as_owner(pg_ctl + ["-m", "immediate", "stop"]), check=True,
+                       stdout=subprocess.DEVNULL)
+        time.sleep(seconds)
+        subprocess.run(self.as_owner(pg_ctl + ["-o", options, "start"]), check=True,
+                       stdout=subprocess.DEVNULL)
 
     def query(self, sql):
         """The rows of `sql`, each a list of text fields."""
@@ -332,7 +349,12 @@ def run_round(cluster, kind, entry):
     slots = sorted(cluster.campaign.up)
     if kind.startswith("db-"):
         doomed = rng.choice(slots) if rng.random() < 0.3 else None
-        restart = threading.Thread(target=cluster.database.restart, args=(kind[3:],))
+        if kind == "db-down":
+            # Longer than a lease: every node's last beat is old when it comes back.
+            restart = threading.Thread(target=cluster.database.stop_for,
+                                       args=(rng.uniform(lease, 3 * lease),))
+        else:
+            restart = threading.Thread(target=cluster.database.restart, args=(kind[3:],))
         with cluster.campaign.lock:
             cluster.campaign.disruptions += 1
             cluster.campaign.database_restarting = True
@@ -576,10 +598,11 @@ def main():
     print(f"cluster-kill9: {binary}, {args.nodes} nodes, {args.rounds} rounds of up to "
           f"{args.seconds_per_round} s, {args.clients} clients, lease {args.lease}, seed {seed}, "
           f"work {work}", flush=True)
-    kinds = ["kill-one", "kill-two", "kill-starting", "drain", "db-immediate", "db-fast"]
+    kinds = ["kill-one", "kill-two", "kill-starting", "drain", "db-immediate", "db-fast",
+             "db-down"]
     rng.shuffle(kinds)
     kinds += [rng.choice(["kill-one", "kill-one", "kill-two", "kill-starting", "drain",
-                          "db-immediate", "db-fast"]) for _ in range(args.rounds)]
+                          "db-immediate", "db-fast", "db-down"]) for _ in range(args.rounds)]
     database = Postgres()
     cluster = Cluster(args, binary, work, database, campaign, rng)
     stop = threading.Event()
