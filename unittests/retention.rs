@@ -581,3 +581,49 @@ fn the_tombstones_file_keeps_only_what_a_kept_segment_needs_while_the_server_run
     assert_eq!(restarted.listed_jobs(), 1);
     assert!(restarted.shutdown().success());
 }
+
+/// An id made a day from now, as a server whose clock was a day ahead made its jobs'.
+fn an_id_from_tomorrow() -> String {
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    let since_epoch = tomorrow.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let timestamp = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos(),
+    );
+    uuid::Uuid::new_v7(timestamp).to_string()
+}
+
+#[test]
+fn jobs_made_after_a_restart_under_a_clock_set_back_are_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, made_ahead) = a_done_job_in(dir.path(), &[]);
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    // The job as a clock a day ahead would have named it; the restart's clock is then
+    // a day behind its id.
+    let tomorrows = an_id_from_tomorrow();
+    std::fs::rename(
+        results.join(format!("{made_ahead}.result")),
+        results.join(format!("{tomorrows}.result")),
+    )
+    .unwrap();
+
+    let restarted = Server::start_in(dir.path(), &["--max-results", "1"]);
+    let made_now = restarted.submit_json(EXAMPLE_JSON);
+    restarted.wait_finished(&made_now);
+    assert!(made_now > tomorrows, "{made_now} sorts before {tomorrows}");
+    // Retention's "oldest first" takes the job kept from before, not the one just made.
+    wait_until("the trim", || {
+        restarted
+            .get(&format!("/api/get_results/{tomorrows}"))
+            .status
+            == 404
+    });
+    assert_eq!(
+        restarted
+            .get(&format!("/api/get_results/{made_now}"))
+            .status,
+        200
+    );
+}

@@ -3,8 +3,42 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
+use uuid::timestamp::Timestamp;
+use uuid::timestamp::context::ContextV7;
+
+/// The clock of the ids this process makes.
+static ID_CLOCK: IdClock = IdClock(Mutex::new(ContextV7::new()));
+
+/// A clock of ids that never goes back, whatever the wall clock does (a step back leaves
+/// it where it was, counting up within its millisecond), and that `pass` moves past the
+/// ids found on disk.
+struct IdClock(Mutex<ContextV7>);
+
+impl IdClock {
+    /// A new id, the wall clock reading `since_epoch`.
+    fn make(&self, since_epoch: Duration) -> JobId {
+        let context = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let timestamp =
+            Timestamp::from_unix(&*context, since_epoch.as_secs(), since_epoch.subsec_nanos());
+        JobId(Uuid::new_v7(timestamp))
+    }
+
+    /// Makes every later id sort after `known`.
+    fn pass(&self, known: JobId) {
+        if let Some(known_ms) = known.created_ms() {
+            // Its next millisecond: within `known`'s own, the counter of a new id is
+            // random and could sort before it.
+            let next = Duration::from_millis(known_ms.saturating_add(1));
+            let context = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only the clock's position matters: the stamp this makes is not used.
+            let _ = Timestamp::from_unix(&*context, next.as_secs(), next.subsec_nanos());
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId(Uuid);
@@ -15,9 +49,22 @@ pub struct JobId(Uuid);
 pub struct InvalidJobId;
 
 impl JobId {
-    /// A new id, later than every id made before it in this process.
+    /// A new id, later than every id made before it in this process and every id given
+    /// to `never_before`. A wall clock before 1970 counts as 1970 (rather than panic,
+    /// as the uuid crate's own clock does).
     pub fn generate() -> JobId {
-        JobId(Uuid::now_v7())
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        ID_CLOCK.make(now)
+    }
+
+    /// Makes every id generated from now on later than `known`: after a restart under a
+    /// clock set back, new jobs must not sort before the ones kept, or "the oldest"
+    /// (retention, the job list) would be the newest. Until the wall clock passes
+    /// `known`, new ids carry its time, a millisecond on.
+    pub fn never_before(known: JobId) {
+        ID_CLOCK.pass(known);
     }
 
     /// The id as the database keeps it (cluster mode).
@@ -83,6 +130,40 @@ mod tests {
         let random: JobId = "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap();
         assert_eq!(random.created_ms(), None);
         assert_eq!(first.to_string().parse::<JobId>(), Ok(first));
+    }
+
+    #[test]
+    fn ids_made_after_a_clock_step_back_still_sort_after_the_earlier_ones() {
+        let clock = IdClock(Mutex::new(ContextV7::new()));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let before_the_step = clock.make(now);
+        let after_the_step = clock.make(now - Duration::from_secs(86_400));
+        assert!(before_the_step < after_the_step);
+        let before_1970 = clock.make(Duration::ZERO);
+        assert!(after_the_step < before_1970);
+    }
+
+    #[test]
+    fn ids_made_after_never_before_sort_after_the_known_one() {
+        let tomorrow =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(86_400);
+        // An id as another process (or a clock a day ahead) made it.
+        let seconds = tomorrow.as_secs();
+        let kept = JobId(Uuid::new_v7(Timestamp::from_unix(
+            uuid::NoContext,
+            seconds,
+            tomorrow.subsec_nanos(),
+        )));
+        let clock = IdClock(Mutex::new(ContextV7::new()));
+        clock.pass(kept);
+        let made = clock.make(tomorrow - Duration::from_secs(86_400));
+        assert!(kept < made, "{kept} {made}");
+        let made_ms = made.created_ms().unwrap();
+        let kept_ms = kept.created_ms().unwrap();
+        assert!(
+            made_ms > kept_ms && made_ms - kept_ms < 1000,
+            "{kept_ms} {made_ms}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use slog::{info, warn};
 
 use super::LocalJobs;
 use super::queue::QueuedJob;
+use crate::jobs::JobId;
 use crate::jobs::registry::{JobState, NewRecord};
 use crate::jobs::storage::Storage;
 
@@ -19,6 +20,9 @@ impl LocalJobs {
             .store
             .recover(|problem| warn!(logger, "results directory: {}", problem))?;
         self.inner.keys.restore(keys);
+        if let Some(newest) = recovered.iter().map(|job| job.id).max() {
+            JobId::never_before(newest);
+        }
         // Room for the finished jobs at once: no larger copy made and left behind.
         let registry = &self.inner.registry;
         let done = recovered.iter().filter(|job| job.state == JobState::Done);
