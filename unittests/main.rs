@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod browser;
 mod client;
+mod clock_steps;
 mod cluster;
 mod cluster_faults;
 mod engine_matches_naive;

@@ -6,6 +6,7 @@ mod cluster;
 mod files;
 mod id;
 mod idempotency;
+mod job_clock;
 mod modes;
 mod queue_memory;
 mod registry;

@@ -91,7 +91,7 @@ impl Registry {
                 index.in_flight(true).insert(id);
             }
             record.running = true;
-            record.started_ms = epoch_ms(SystemTime::now());
+            record.started_ms = super::job_clock::now_stamp();
         }
     }
 

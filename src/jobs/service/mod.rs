@@ -25,13 +25,14 @@ pub use self::types::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::idempotency::{KeyClaim, Keys};
+use super::job_clock::{self, WallOffset};
 use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
 use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
@@ -89,6 +90,8 @@ impl LocalJobs {
         logger: Logger,
         metrics: Arc<Metrics>,
     ) -> Result<LocalJobs, StartError> {
+        // Before the jobs on disk are read: their times are taken against it.
+        job_clock::start();
         let store = Store::open(&settings.results_dir, settings.store)?;
         let pool = JobPool::start("icewall-worker", settings.workers)?;
         let jobs = LocalJobs {
@@ -316,7 +319,7 @@ impl LocalJobs {
         let started = Instant::now();
         let pin = Store::pin(&request);
         let simulation = self.simulate(id, &request, body);
-        let finished_at = SystemTime::now();
+        let finished_at = job_clock::now();
         let (simulated, request_bytes) = match simulation {
             Simulation::Ran { outcome, request } => (outcome, request),
             Simulation::Unread(error) => {
@@ -345,7 +348,8 @@ impl LocalJobs {
         self.inner.store.commit(
             id,
             &record,
-            finished_at,
+            // On the wall clock: a restart reads it back against the wall clock then.
+            WallOffset::now().on_wall_time(finished_at),
             request,
             request_bytes.as_deref(),
             move |stored| {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
+use crate::jobs::job_clock::{self, WallOffset};
 use crate::jobs::registry::{JobInfo, Order, Status};
 use crate::jobs::storage::Storage;
 use crate::jobs::{JobId, JobState, StoreError};
@@ -77,20 +78,27 @@ impl LocalJobs {
         after: Option<JobId>,
         limit: usize,
     ) -> Vec<(JobId, JobInfo)> {
-        self.inner.registry.page(statuses, order, after, limit)
+        let mut page = self.inner.registry.page(statuses, order, after, limit);
+        let offset = WallOffset::now();
+        for (_, info) in &mut page {
+            on_wall_clock(info, offset);
+        }
+        page
     }
 
     /// What is known of a job, from memory; a job past its retention answers as unknown.
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        let info = self.inner.registry.info(id)?;
-        self.unexpired(info.finished_ms, info)
+        let mut info = self.inner.registry.info(id)?;
+        let finished_ms = info.finished_ms;
+        on_wall_clock(&mut info, WallOffset::now());
+        self.unexpired(finished_ms, info)
     }
 
-    /// `known` of a job that finished at `finished_ms` (since the Unix epoch), unless
-    /// that is past retention.
+    /// `known` of a job that finished at `finished_ms` (on the job clock), unless that is
+    /// past retention.
     fn unexpired<T>(&self, finished_ms: Option<u64>, known: T) -> Option<T> {
         // To the tick: asked on every read, and a job a tick late to expire is no harm.
-        let now = crate::coarse_clock::unix_millis();
+        let now = job_clock::coarse_now_ms();
         let past_ttl = finished_ms.is_some_and(|ms| {
             now.checked_sub(ms)
                 .is_some_and(|age| u128::from(age) >= self.inner.retention.ttl.as_millis())
@@ -180,4 +188,11 @@ impl LocalJobs {
     pub fn is_accepting(&self) -> bool {
         !self.inner.shutdown.is_triggered()
     }
+}
+
+/// A record's times, kept on the job clock, as the wall clock shows them now: after a
+/// step of the wall clock (a clock set right), the times it showed wrong are shown right.
+fn on_wall_clock(info: &mut JobInfo, offset: WallOffset) {
+    info.started_ms = info.started_ms.and_then(|ms| offset.on_wall(ms));
+    info.finished_ms = info.finished_ms.and_then(|ms| offset.on_wall(ms));
 }

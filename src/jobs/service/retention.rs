@@ -13,6 +13,7 @@ use slog::{Logger, error, info, warn};
 use super::LocalJobs;
 use super::removal::Removal;
 use super::simulation::panic_message;
+use crate::jobs::job_clock;
 use crate::jobs::storage::Storage;
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
@@ -51,7 +52,7 @@ impl LocalJobs {
     pub(super) fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
         let retention = self.inner.retention;
-        let cutoff = SystemTime::now()
+        let cutoff = job_clock::now()
             .checked_sub(retention.ttl)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let expired = registry.finished_before(cutoff);

@@ -1,0 +1,119 @@
+//! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
+//! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
+//! the time that passed, not the steps, and the job records show the stepped clock.
+//!
+//! Skipped when libfaketime is not installed (Debian's `faketime`), unless
+//! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::common::{EXAMPLE_JSON, Server, poll_until};
+
+const REQUIRE: &str = "ICEWALL_REQUIRE_FAKETIME";
+
+/// The library, where Debian (`/usr/lib/<triplet>/faketime/`) or a build from source
+/// (`/usr/local/lib/faketime/`) installs it.
+fn libfaketime() -> Option<String> {
+    let triplets = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path());
+    let found = triplets
+        .chain(["/usr/lib".into(), "/usr/local/lib".into()])
+        .map(|dir: PathBuf| dir.join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+        .map(|path| path.display().to_string());
+    if found.is_none() {
+        assert!(
+            std::env::var(REQUIRE).as_deref() != Ok("1"),
+            "libfaketime is not installed and {REQUIRE}=1"
+        );
+        eprintln!("skipped: libfaketime is not installed (apt-get install faketime)");
+    }
+    found
+}
+
+/// A server whose wall clock is the real one moved by the offset in `offset_file`
+/// (`+0`, `+1d`, `-2d`), read again at every look; its monotonic clock is left alone,
+/// as a step of the wall clock leaves it.
+struct SteppedServer {
+    server: Server,
+    offset_file: PathBuf,
+}
+
+impl SteppedServer {
+    fn start(library: &str, dir: &Path, args: &[&str]) -> SteppedServer {
+        let offset_file = dir.join("clock-offset");
+        std::fs::write(&offset_file, "+0\n").unwrap();
+        let preload = format!("LD_PRELOAD={library}");
+        let timestamp_file = format!("FAKETIME_TIMESTAMP_FILE={}", offset_file.display());
+        let wrapper = [
+            "env",
+            &preload,
+            &timestamp_file,
+            "FAKETIME_NO_CACHE=1",
+            "DONT_FAKE_MONOTONIC=1",
+        ];
+        let server = Server::start_under(&wrapper, dir, args);
+        SteppedServer {
+            server,
+            offset_file,
+        }
+    }
+
+    /// Steps the server's wall clock to the real one moved by `offset`: its next look
+    /// at the clock sees it (`FAKETIME_NO_CACHE`).
+    fn step_to(&self, offset: &str) {
+        std::fs::write(&self.offset_file, format!("{offset}\n")).unwrap();
+    }
+}
+
+fn finished_at(server: &Server, id: &str) -> SystemTime {
+    let record = server.get(&format!("/api/jobs/{id}")).json();
+    let text = record["finished_at"].as_str().unwrap().to_owned();
+    humantime::parse_rfc3339(&text).unwrap()
+}
+
+#[test]
+fn a_step_of_the_wall_clock_neither_expires_results_nor_keeps_them() {
+    let Some(library) = libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stepped = SteppedServer::start(&library, dir.path(), &["--result-ttl", "4s"]);
+    let server = &stepped.server;
+    let before = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&before);
+    let shown_before = finished_at(server, &before);
+
+    // A day ahead: the result finished a moment ago, whatever the clock says now.
+    stepped.step_to("+1d");
+    assert_eq!(
+        server.get(&format!("/api/get_results/{before}")).status,
+        200,
+        "a result expired at a step of the clock"
+    );
+    // Its record shows its time on the clock as it reads now.
+    let shown_after = finished_at(server, &before);
+    let moved = shown_after.duration_since(shown_before).unwrap();
+    assert!(
+        moved.abs_diff(Duration::from_secs(86_400)) < Duration::from_secs(60),
+        "{moved:?}"
+    );
+    let after = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&after);
+
+    // Two days back: the result finished under the clock a day ahead still goes once
+    // its TTL has passed, not two days later.
+    stepped.step_to("-1d");
+    for id in [&before, &after] {
+        assert!(
+            poll_until(Duration::from_secs(20), || {
+                server.get(&format!("/api/get_results/{id}")).status == 404
+            }),
+            "{id} was kept past its TTL after the clock was set back"
+        );
+    }
+}
