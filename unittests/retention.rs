@@ -627,3 +627,30 @@ fn jobs_made_after_a_restart_under_a_clock_set_back_are_the_newest() {
         200
     );
 }
+
+#[test]
+fn a_result_from_the_future_is_kept_one_ttl_from_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = a_done_job_in(dir.path(), &[]);
+    let results = server.results.clone();
+    assert!(server.shutdown().success());
+    // Written under a clock ten days ahead, or read back under one set back since.
+    let in_ten_days = std::time::SystemTime::now() + std::time::Duration::from_secs(864_000);
+    std::fs::File::options()
+        .write(true)
+        .open(results.join(format!("{id}.result")))
+        .unwrap()
+        .set_modified(in_ten_days)
+        .unwrap();
+
+    let restarted = Server::start_in(dir.path(), &["--result-ttl", "2s"]);
+    let record = restarted.get(&format!("/api/jobs/{id}")).json();
+    let finished_at = humantime::parse_rfc3339(record["finished_at"].as_str().unwrap()).unwrap();
+    assert!(
+        finished_at <= std::time::SystemTime::now(),
+        "finished in the future: {record}"
+    );
+    wait_until("the expiry", || {
+        restarted.get(&format!("/api/get_results/{id}")).status == 404
+    });
+}

@@ -9,6 +9,7 @@ use slog::{info, warn};
 use super::LocalJobs;
 use super::queue::QueuedJob;
 use crate::jobs::JobId;
+use crate::jobs::job_clock;
 use crate::jobs::registry::{JobState, NewRecord};
 use crate::jobs::storage::Storage;
 
@@ -28,12 +29,16 @@ impl LocalJobs {
         let done = recovered.iter().filter(|job| job.state == JobState::Done);
         registry.reserve_finished(done.count());
         let (mut finished, mut requeued) = (0, 0);
+        let now = job_clock::now();
         for job in recovered {
             registry.insert(
                 job.id,
                 NewRecord {
                     state: job.state,
-                    finished_at: job.finished_at,
+                    // A result from the future (the clock set back since, or ahead
+                    // when it was written) counts as finished now: it is kept one TTL
+                    // from here, not for as long as the clock was off.
+                    finished_at: job.finished_at.map(|at| at.min(now)),
                     shape: job.shape,
                     result_bytes: job.result_bytes,
                     journal: job.pin,
