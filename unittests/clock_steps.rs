@@ -1,6 +1,7 @@
 //! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
 //! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
-//! the time that passed, not the steps, and the job records show the stepped clock.
+//! the time that passed, not the steps, and the job records show the stepped clock; a
+//! cluster node whose clock is off its database's shows its jobs' times on the latter.
 //!
 //! Skipped when libfaketime is not installed (Debian's `faketime`), unless
 //! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
@@ -116,4 +117,43 @@ fn a_step_of_the_wall_clock_neither_expires_results_nor_keeps_them() {
             "{id} was kept past its TTL after the clock was set back"
         );
     }
+}
+
+fn time_of(record: &serde_json::Value, field: &str) -> SystemTime {
+    humantime::parse_rfc3339(record[field].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_cluster_node_whose_clock_is_off_shows_its_jobs_times_on_the_databases_clock() {
+    let Some(library) = libfaketime() else {
+        return;
+    };
+    let Some((_, url)) = crate::common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stepped = SteppedServer::start(&library, dir.path(), &["--database-url", &url]);
+    // Ten minutes ahead of the database's clock (this machine's).
+    stepped.step_to("+10m");
+    let server = &stepped.server;
+    let id = server.submit_json(EXAMPLE_JSON);
+    server.wait_finished(&id);
+    let record = server.get(&format!("/api/jobs/{id}")).json();
+    let [created, started, finished] =
+        ["created_at", "started_at", "finished_at"].map(|field| time_of(&record, field));
+    assert!(created <= started && started <= finished, "{record}");
+    let now = SystemTime::now();
+    let off = now
+        .duration_since(created)
+        .unwrap_or_else(|early| early.duration());
+    assert!(
+        off < Duration::from_secs(60),
+        "created {off:?} off: {record}"
+    );
+    assert!(record["queue_ms"].as_u64().unwrap() < 60_000, "{record}");
+    let listed = server.get("/api/jobs").json();
+    assert_eq!(
+        listed["data"][0]["created_at"], record["created_at"],
+        "{listed}"
+    );
 }

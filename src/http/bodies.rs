@@ -200,7 +200,7 @@ pub struct JobListEntry {
     pub job_id: String,
     #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
     pub status: &'static str,
-    /// RFC 3339 in UTC, from the job id.
+    /// RFC 3339 in UTC, from the job id (in cluster mode, when the database took it).
     #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// RFC 3339 in UTC; `null` until the job is done or failed.

@@ -102,7 +102,8 @@ pub struct JobDetails {
     job_id: String,
     #[schema(value_type = String, pattern = "^(queued|running|done|failed)$")]
     status: &'static str,
-    /// From the job id (a v7 UUID holds its creation time).
+    /// From the job id (a v7 UUID holds its creation time); in cluster mode, when the
+    /// database took it, on the clock of `started_at` and `finished_at`.
     #[schema(format = DateTime)]
     created_at: Option<String>,
     #[schema(format = DateTime)]
@@ -139,7 +140,7 @@ pub(super) fn rfc3339(epoch_ms: u64) -> Option<String> {
 
 impl JobDetails {
     fn new(id: JobId, info: JobInfo) -> JobDetails {
-        let created_ms = id.created_ms();
+        let created_ms = info.created_ms.or_else(|| id.created_ms());
         let shape = info.shape;
         JobDetails {
             job_id: id.to_string(),
@@ -236,7 +237,7 @@ pub async fn list(
         .map(|(id, job)| JobListEntry {
             job_id: id.to_string(),
             status: job.state.name(),
-            created_at: id.created_ms().and_then(rfc3339),
+            created_at: job.created_ms.or_else(|| id.created_ms()).and_then(rfc3339),
             finished_at: job.finished_ms.and_then(rfc3339),
         })
         .collect();

@@ -27,7 +27,8 @@ const COUNTS_FRESH_FOR: Duration = Duration::from_secs(1);
 const INFO_COLUMNS: &str = "id, state, failure,
     (extract(epoch FROM started_at) * 1000)::int8,
     (extract(epoch FROM finished_at) * 1000)::int8,
-    profiles, sections, num_teams, replayed";
+    profiles, sections, num_teams, replayed,
+    (extract(epoch FROM accepted_at) * 1000)::int8";
 pub(super) const NOT_EXPIRED: &str =
     "(finished_at IS NULL OR finished_at > now() - $2::float8 * interval '1 millisecond')";
 
@@ -265,6 +266,7 @@ fn job_info(row: &Row) -> (JobId, JobInfo) {
     });
     let info = JobInfo {
         state,
+        created_ms: millis(9),
         started_ms: millis(3),
         finished_ms: millis(4),
         shape,

@@ -45,6 +45,7 @@ impl FinishedJob {
     pub(super) fn info(&self) -> JobInfo {
         JobInfo {
             state: self.state.clone(),
+            created_ms: None,
             started_ms: self.started_ms.map(NonZeroU64::get),
             finished_ms: self.finished_ms.map(NonZeroU64::get),
             shape: self.shape,

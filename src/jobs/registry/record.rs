@@ -75,6 +75,10 @@ pub struct NewRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobInfo {
     pub state: JobState,
+    /// Milliseconds since the Unix epoch, when the store keeps the job's acceptance
+    /// apart from its id: a cluster's database, on the clock its other times are on
+    /// (a node's clock, which made the id, may be minutes off it). `None`: the id's time.
+    pub created_ms: Option<u64>,
     /// Milliseconds since the Unix epoch.
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
@@ -139,6 +143,7 @@ impl InFlightRecord {
     pub(super) fn info(&self) -> JobInfo {
         JobInfo {
             state: self.state(),
+            created_ms: None,
             started_ms: self.started_ms.map(NonZeroU64::get),
             finished_ms: None,
             shape: self.shape,
