@@ -147,6 +147,15 @@ fn variable_behind(error: &clap::Error) -> Option<String> {
 }
 
 fn serve(settings: &Settings) -> ExitCode {
+    // Refused with a reason rather than panicking: the HTTP `Date` header (and with it
+    // actix-web's workers) cannot be written for a time before 1970.
+    if let Err(early) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        eprintln!(
+            "icewall: the system clock reads {} s before 1970-01-01; set it, then start again",
+            early.duration().as_secs()
+        );
+        return ExitCode::FAILURE;
+    }
     // In cluster mode the node has an id, which every line it logs names.
     let node = settings.database_url.as_ref().map(|_| uuid::Uuid::now_v7());
     let (logger, log) = match telemetry::logger(&telemetry::LogOptions {

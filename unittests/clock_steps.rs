@@ -1,7 +1,8 @@
 //! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
 //! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
 //! the time that passed, not the steps, and the job records show the stepped clock; a
-//! cluster node whose clock is off its database's shows its jobs' times on the latter.
+//! cluster node whose clock is off its database's shows its jobs' times on the latter;
+//! a clock before 1970 is refused at start-up.
 //!
 //! Skipped when libfaketime is not installed (Debian's `faketime`), unless
 //! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
@@ -156,4 +157,26 @@ fn a_cluster_node_whose_clock_is_off_shows_its_jobs_times_on_the_databases_clock
         listed["data"][0]["created_at"], record["created_at"],
         "{listed}"
     );
+}
+
+#[test]
+fn a_server_whose_clock_reads_before_1970_refuses_to_start_saying_why() {
+    let Some(library) = libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+        .env("LD_PRELOAD", &library)
+        .env("FAKETIME", "@1969-06-01 00:00:00")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .args(["serve", "--bind", "127.0.0.1:0", "--results-dir"])
+        .arg(dir.path().join("results"))
+        .arg("--logs-dir")
+        .arg(dir.path().join("logs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("before 1970-01-01; set it"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
