@@ -1,8 +1,9 @@
 //! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
 //! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
 //! the time that passed, not the steps, and the job records show the stepped clock; a
-//! cluster node whose clock is off its database's shows its jobs' times on the latter;
-//! a clock before 1970 is refused at start-up.
+//! cluster node whose clock is off its database's shows its jobs' times on the latter,
+//! and its jobs are claimed in the order they came; a clock before 1970 is refused at
+//! start-up.
 //!
 //! Skipped when libfaketime is not installed (Debian's `faketime`), unless
 //! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
@@ -10,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::common::{EXAMPLE_JSON, Server, poll_until};
+use crate::cluster::{one_row, wait_until_running};
+use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until};
 
 const REQUIRE: &str = "ICEWALL_REQUIRE_FAKETIME";
 
@@ -38,17 +40,17 @@ fn libfaketime() -> Option<String> {
 }
 
 /// A server whose wall clock is the real one moved by the offset in `offset_file`
-/// (`+0`, `+1d`, `-2d`), read again at every look; its monotonic clock is left alone,
-/// as a step of the wall clock leaves it.
+/// (`+0`, `+1d`, `-2d`; at first `offset`), read again at every look; its monotonic
+/// clock is left alone, as a step of the wall clock leaves it.
 struct SteppedServer {
     server: Server,
     offset_file: PathBuf,
 }
 
 impl SteppedServer {
-    fn start(library: &str, dir: &Path, args: &[&str]) -> SteppedServer {
+    fn start(library: &str, dir: &Path, offset: &str, args: &[&str]) -> SteppedServer {
         let offset_file = dir.join("clock-offset");
-        std::fs::write(&offset_file, "+0\n").unwrap();
+        std::fs::write(&offset_file, format!("{offset}\n")).unwrap();
         let preload = format!("LD_PRELOAD={library}");
         let timestamp_file = format!("FAKETIME_TIMESTAMP_FILE={}", offset_file.display());
         let wrapper = [
@@ -84,7 +86,7 @@ fn a_step_of_the_wall_clock_neither_expires_results_nor_keeps_them() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let stepped = SteppedServer::start(&library, dir.path(), &["--result-ttl", "4s"]);
+    let stepped = SteppedServer::start(&library, dir.path(), "+0", &["--result-ttl", "4s"]);
     let server = &stepped.server;
     let before = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&before);
@@ -133,9 +135,8 @@ fn a_cluster_node_whose_clock_is_off_shows_its_jobs_times_on_the_databases_clock
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let stepped = SteppedServer::start(&library, dir.path(), &["--database-url", &url]);
     // Ten minutes ahead of the database's clock (this machine's).
-    stepped.step_to("+10m");
+    let stepped = SteppedServer::start(&library, dir.path(), "+10m", &["--database-url", &url]);
     let server = &stepped.server;
     let id = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&id);
@@ -179,4 +180,49 @@ fn a_server_whose_clock_reads_before_1970_refuses_to_start_saying_why() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("before 1970-01-01; set it"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_node_whose_clock_is_behind_does_not_have_its_jobs_claimed_first() {
+    let Some(library) = libfaketime() else {
+        return;
+    };
+    let Some((pg, url)) = crate::common::postgres::database() else {
+        return;
+    };
+    let (runner_gate, lagging_gate) = (Gate::closed(), Gate::closed());
+    // Each node's one worker held at its gate by a job of its own: the runner's taken
+    // while it is the only node.
+    let runner = crate::cluster::node(&url, &runner_gate.one_worker(&["--claim-ahead", "0"]));
+    let held_by_runner = runner.submit_json(EXAMPLE_JSON);
+    wait_until_running(pg, &url, "the runner's job to be held", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let lagging_args = lagging_gate.one_worker(&["--database-url", &url, "--claim-ahead", "0"]);
+    // An hour behind the database's clock (this machine's) and the other node's.
+    let lagging = SteppedServer::start(&library, dir.path(), "-1h", &lagging_args);
+    lagging.server.submit_json(EXAMPLE_JSON);
+    wait_until_running(pg, &url, "the lagging node's job to be held", 2);
+
+    let first = runner.submit_json(EXAMPLE_JSON);
+    let second = lagging.server.submit_json(EXAMPLE_JSON);
+    runner_gate.open();
+    for id in [&held_by_runner, &first, &second] {
+        runner.wait_finished(id);
+    }
+    let started = |id: &str| {
+        one_row(
+            pg,
+            &url,
+            &format!("SELECT started_at FROM icewall_jobs WHERE id = '{id}'"),
+        )
+    };
+    assert!(
+        started(&first) < started(&second),
+        "the job accepted second, by the node an hour behind, ran first"
+    );
+    let newest = runner
+        .get("/api/jobs?order=newest&status=done&limit=1")
+        .json();
+    assert_eq!(newest["data"][0]["job_id"], second.as_str(), "{newest}");
+    lagging_gate.open();
 }

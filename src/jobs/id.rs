@@ -53,9 +53,23 @@ impl JobId {
     /// to `never_before`. A wall clock before 1970 counts as 1970 (rather than panic,
     /// as the uuid crate's own clock does).
     pub fn generate() -> JobId {
-        let now = SystemTime::now()
+        JobId::generate_ahead_by(0)
+    }
+
+    /// A new id as `generate` makes it, on a clock `ms` milliseconds ahead of this
+    /// machine's wall clock (behind, if negative): a cluster node makes its ids on the
+    /// database's clock, so that they sort with the other nodes' in the order the jobs
+    /// came, whatever the nodes' clocks say.
+    pub fn generate_ahead_by(ms: i64) -> JobId {
+        let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        let ahead = Duration::from_millis(ms.unsigned_abs());
+        let now = if ms >= 0 {
+            wall.saturating_add(ahead)
+        } else {
+            wall.saturating_sub(ahead)
+        };
         ID_CLOCK.make(now)
     }
 

@@ -397,6 +397,11 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
             .await
             .map_err(Unavailable)?;
     }
+    // Measured again at every beat: a clock stepped while the node runs (either one)
+    // must not leave its ids on the old distance. A measure that fails keeps the last.
+    if let Ok(ahead) = super::database_clock::ahead_ms(client).await {
+        inner.database_ahead_ms.store(ahead, Ordering::Relaxed);
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod accept;
 mod cache;
 mod claim;
 mod database;
+mod database_clock;
 mod finish;
 mod nodes;
 mod reads;
@@ -27,7 +28,7 @@ mod retention;
 mod schema;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -148,6 +149,9 @@ struct Inner {
     /// another node dead only once this is a lease of that node's old: until then, the
     /// node's silence may be the database's absence, which every node met alike.
     in_touch_since: Mutex<Option<Instant>>,
+    /// How far the database's clock is ahead of this node's, in milliseconds, for the
+    /// ids it makes (see `database_clock`).
+    database_ahead_ms: AtomicI64,
     waiters: Waiters,
     cache: ResultCache,
     shutdown: Shutdown,
@@ -155,6 +159,10 @@ struct Inner {
     metrics: Arc<Metrics>,
     debug: DebugHooks,
 }
+
+/// How far apart this node's clock and the database's are (either way) when the node
+/// says so at start-up: its ids then sort by the database's clock, not its own.
+const CLOCKS_APART_MS: i64 = 1_000;
 
 /// A database call asked of a node whose database threads have stopped.
 fn stopping() -> Unavailable {
@@ -258,11 +266,18 @@ impl ClusterJobs {
         let applied =
             block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
         info!(logger, "database schema ready"; "migrations_applied" => applied);
-        block_on_aside(&handle, async {
+        let database_ahead_ms = block_on_aside(&handle, async {
             let client = db.get().await.map_err(|error| describe(&error))?;
-            claim::register_node(&client, &cluster, settings.workers).await
+            claim::register_node(&client, &cluster, settings.workers).await?;
+            database_clock::ahead_ms(&client)
+                .await
+                .map_err(|error| describe(&error))
         })
         .map_err(StartError::Database)?;
+        if database_ahead_ms.abs() >= CLOCKS_APART_MS {
+            warn!(logger, "this node's clock is off the database's: its job ids are made on \
+                the database's"; "database_ahead_ms" => database_ahead_ms);
+        }
         let (accepts, accept_queue) = mpsc::unbounded_channel();
         let (finishes, finish_queue) = mpsc::unbounded_channel();
         let jobs = ClusterJobs {
@@ -295,6 +310,7 @@ impl ClusterJobs {
                 counts: Mutex::new(None),
                 beaten_at: Mutex::new(Instant::now()),
                 in_touch_since: Mutex::new(Some(Instant::now())),
+                database_ahead_ms: AtomicI64::new(database_ahead_ms),
                 waiters: Waiters::default(),
                 shutdown,
                 logger,
@@ -347,7 +363,7 @@ impl ClusterJobs {
         let key = key.map(|key| (key.as_str().to_owned(), fingerprint(&request)));
         let (answer, answered) = oneshot::channel();
         let pending = accept::Pending {
-            id: JobId::generate(),
+            id: JobId::generate_ahead_by(inner.database_ahead_ms.load(Ordering::Relaxed)),
             shape: WallShape::of(&config),
             request,
             key,
