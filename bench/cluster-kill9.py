@@ -349,12 +349,17 @@ def run_round(cluster, kind, entry):
     slots = sorted(cluster.campaign.up)
     if kind.startswith("db-"):
         doomed = rng.choice(slots) if rng.random() < 0.3 else None
-        if kind == "db-down":
-            # Longer than a lease: every node's last beat is old when it comes back.
-            restart = threading.Thread(target=cluster.database.stop_for,
-                                       args=(rng.uniform(lease, 3 * lease),))
-        else:
-            restart = threading.Thread(target=cluster.database.restart, args=(kind[3:],))
+        failed = []
+        def outage():
+            try:
+                if kind == "db-down":
+                    # Longer than a lease: every node's last beat is old when it is back.
+                    cluster.database.stop_for(rng.uniform(lease, 3 * lease))
+                else:
+                    cluster.database.restart(kind[3:])
+            except (OSError, subprocess.SubprocessError) as error:
+                failed.append(error)
+        restart = threading.Thread(target=outage)
         with cluster.campaign.lock:
             cluster.campaign.disruptions += 1
             cluster.campaign.database_restarting = True
@@ -365,6 +370,9 @@ def run_round(cluster, kind, entry):
             entry["killed_while_database_down"] = doomed
             cluster.kill(doomed)
         restart.join()
+        if failed:
+            # The campaign cannot go on without its database.
+            raise RuntimeError(f"the database did not come back: {failed[0]}")
         with cluster.campaign.lock:
             cluster.campaign.database_restarting = False
             cluster.campaign.database_back_at = time.monotonic()
