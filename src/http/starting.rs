@@ -7,7 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,14 @@ use std::time::{Duration, Instant};
 /// long on top of its answer.
 const ACCEPT_INTERVAL: Duration = Duration::from_millis(10);
 
-/// How long one connection may take to send its request head and take its answer:
-/// connections are answered one at a time, and a probe sends its head at once.
-const CONNECTION_TIME: Duration = Duration::from_millis(500);
+/// How long one connection may take to send its request head and take its answer: a
+/// client kept waiting for its turn to run on a loaded machine must not find its
+/// connection closed before it could send a request.
+const CONNECTION_TIME: Duration = Duration::from_secs(5);
+
+/// Connections answered at once, each on a thread of its own so that a slow one holds
+/// up no probe; more are closed unanswered.
+const MOST_CONNECTIONS: usize = 16;
 
 /// A request head longer than this is answered as it is (probes send a few hundred
 /// bytes).
@@ -45,12 +50,13 @@ impl StartingAnswers {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let connections = Arc::new(AtomicUsize::new(0));
         let thread = thread::Builder::new()
             .name("icewall-starting".to_owned())
             .spawn(move || {
                 while !stopped.load(Ordering::Acquire) {
                     match listener.accept() {
-                        Ok((stream, _)) => answer(stream),
+                        Ok((stream, _)) => answer_apart(stream, &connections),
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                             thread::sleep(ACCEPT_INTERVAL);
                         }
@@ -73,6 +79,26 @@ impl Drop for StartingAnswers {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Answers `stream` on a thread of its own, unless [`MOST_CONNECTIONS`] are being
+/// answered already: then it is closed. The thread outlives the answers' end by at most
+/// [`CONNECTION_TIME`], holding that connection alone.
+fn answer_apart(stream: TcpStream, connections: &Arc<AtomicUsize>) {
+    if connections.fetch_add(1, Ordering::AcqRel) >= MOST_CONNECTIONS {
+        connections.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let answered = Arc::clone(connections);
+    let spawned = thread::Builder::new()
+        .name("icewall-starting-answer".to_owned())
+        .spawn(move || {
+            answer(stream);
+            answered.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -166,10 +192,12 @@ mod tests {
             assert!(refused.contains("\r\nretry-after: 1\r\n"), "{refused}");
             assert!(refused.contains(STARTING), "{refused}");
         }
-        // A client that sends nothing holds the answers up for a moment only.
+        // A client that sends nothing holds up no other.
         let _silent = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let started = Instant::now();
         let alive = exchange(&listener, "GET /healthz HTTP/1.1\r\n\r\n");
         assert!(alive.starts_with("HTTP/1.1 200 OK\r\n"), "{alive}");
+        assert!(started.elapsed() < CONNECTION_TIME, "the probe waited");
         drop(answers);
         // Left to whoever takes the listener next.
         let _waiting = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
