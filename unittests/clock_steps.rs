@@ -1,9 +1,9 @@
 //! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
 //! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
-//! the time that passed, not the steps, and the job records show the stepped clock; a
-//! cluster node whose clock is off its database's shows its jobs' times on the latter,
-//! and its jobs are claimed in the order they came; a clock before 1970 is refused at
-//! start-up.
+//! the time that passed, not the steps, and the job records show the clock as it read
+//! then; a cluster node whose clock is off its database's shows its jobs' times on the
+//! latter, and its jobs are claimed in the order they came; a clock before 1970 is
+//! refused at start-up.
 //!
 //! Skipped when libfaketime is not installed (Debian's `faketime`), unless
 //! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
@@ -99,15 +99,20 @@ fn a_step_of_the_wall_clock_neither_expires_results_nor_keeps_them() {
         200,
         "a result expired at a step of the clock"
     );
-    // Its record shows its time on the clock as it reads now.
-    let shown_after = finished_at(server, &before);
-    let moved = shown_after.duration_since(shown_before).unwrap();
-    assert!(
-        moved.abs_diff(Duration::from_secs(86_400)) < Duration::from_secs(60),
-        "{moved:?}"
-    );
+    // Its record shows its times as the clock read them then, as its id does.
+    assert_eq!(finished_at(server, &before), shown_before);
     let after = server.submit_json(EXAMPLE_JSON);
     server.wait_finished(&after);
+    // A job of the day ahead shows its times on it, and the wait and run of a job.
+    let record = server.get(&format!("/api/jobs/{after}")).json();
+    let ahead = finished_at(server, &after)
+        .duration_since(shown_before)
+        .unwrap();
+    assert!(
+        ahead.abs_diff(Duration::from_secs(86_400)) < Duration::from_secs(60),
+        "{ahead:?}"
+    );
+    assert!(record["queue_ms"].as_u64().unwrap() < 60_000, "{record}");
 
     // Two days back: the result finished under the clock a day ahead still goes once
     // its TTL has passed, not two days later.

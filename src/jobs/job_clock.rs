@@ -2,21 +2,26 @@
 //! when the server started, moved on by the monotonic clock since. A step of the wall
 //! clock while the server runs (NTP setting it right after a boot in 1970, `date -s`)
 //! neither ages a result at once nor keeps it longer: its age is the time that passed.
-//! Times are shown on the wall clock as it reads when they are shown (`WallOffset`).
+//! A time is shown as the wall clock read it then (as the log and the job's id have
+//! it): the steps are kept, each with the time of the job clock it was seen at.
 
 use std::num::NonZeroU64;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use rustix::time::{ClockId, clock_gettime};
 
 const NANOS_PER_MILLI: u64 = 1_000_000;
 
-/// The least step of the wall clock that the times shown follow: NTP slews an offset
-/// under 128 ms rather than stepping, and a smaller threshold would let the time
-/// between two reads of the clocks move the times shown by a millisecond now and then.
+/// The least step of the wall clock that is followed: NTP slews an offset under 128 ms
+/// rather than stepping, and a smaller threshold would let the time between two reads
+/// of the clocks count as a step now and then.
 const LEAST_STEP_NS: i64 = 100_000_000;
+
+/// The steps kept; beyond them the oldest goes (its times are then shown with the
+/// offset of the step after it).
+const MOST_STEPS: usize = 1024;
 
 static CLOCK: LazyLock<JobClock> = LazyLock::new(|| {
     // The monotonic clock first: the job clock then runs a hair ahead of the wall
@@ -25,8 +30,8 @@ static CLOCK: LazyLock<JobClock> = LazyLock::new(|| {
     JobClock::start(wall_ns(), monotonic_ns)
 });
 
-/// How far the wall clock was from the job clock when it last stepped, in nanoseconds.
-static WALL_OFFSET_NS: AtomicI64 = AtomicI64::new(0);
+/// How far the wall clock is from the job clock, from which time of the job clock on.
+static STEPS: Mutex<Steps> = Mutex::new(Steps(Vec::new()));
 
 /// Where the clock started: the wall clock and the monotonic clock read together.
 #[derive(Clone, Copy, Debug)]
@@ -55,9 +60,10 @@ pub fn start() {
     LazyLock::force(&CLOCK);
 }
 
-/// Milliseconds since the Unix epoch on the job clock.
+/// Milliseconds since the Unix epoch on the job clock, a step of the wall clock since
+/// the last look noted first (so that this time is shown with it).
 pub fn now_ms() -> u64 {
-    CLOCK.at(monotonic_ns()) / NANOS_PER_MILLI
+    now_ns() / NANOS_PER_MILLI
 }
 
 /// `now_ms` as a `NonZeroU64`, as the registry keeps its times.
@@ -65,52 +71,84 @@ pub fn now_stamp() -> Option<NonZeroU64> {
     NonZeroU64::new(now_ms())
 }
 
-/// The job clock now, as a `SystemTime`.
+/// `now_ms` as a `SystemTime`.
 pub fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(CLOCK.at(monotonic_ns()))
+    UNIX_EPOCH + Duration::from_nanos(now_ns())
 }
 
-/// `now_ms` up to a kernel tick behind, for a check made on every read.
+fn now_ns() -> u64 {
+    let now = CLOCK.at(monotonic_ns());
+    let measured = i128::from(wall_ns()) - i128::from(now);
+    STEPS
+        .lock()
+        .follow(now, i64::try_from(measured).unwrap_or(i64::MAX));
+    now
+}
+
+/// `now_ms` up to a kernel tick behind, for a check made on every read (it notes no
+/// step: it shows no time).
 pub fn coarse_now_ms() -> u64 {
     let coarse_ns = crate::coarse_clock::monotonic_millis().saturating_mul(NANOS_PER_MILLI);
     CLOCK.at(coarse_ns) / NANOS_PER_MILLI
 }
 
-/// How far the wall clock is from the job clock, read once to show a page of times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WallOffset(i64);
+/// How far the wall clock is from the job clock now (nanoseconds), as last seen.
+pub fn current_offset() -> i64 {
+    STEPS.lock().current()
+}
 
-impl WallOffset {
-    pub fn now() -> WallOffset {
-        let measured = i128::from(wall_ns()) - i128::from(CLOCK.at(monotonic_ns()));
-        let measured = i64::try_from(measured).unwrap_or(i64::MAX);
-        WallOffset::following(&WALL_OFFSET_NS, measured)
-    }
+/// The steps of the wall clock seen so far, read once to show a page of times.
+pub fn steps() -> Steps {
+    STEPS.lock().clone()
+}
 
-    /// The offset last kept in `kept`, or `measured` once it differs by a step.
-    fn following(kept: &AtomicI64, measured: i64) -> WallOffset {
-        let last = kept.load(Ordering::Relaxed);
-        if last.abs_diff(measured) < LEAST_STEP_NS.unsigned_abs() {
-            return WallOffset(last);
+/// How far the wall clock was from the job clock (nanoseconds), from which time of the
+/// job clock (nanoseconds) on; none yet: no step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Steps(Vec<(u64, i64)>);
+
+impl Steps {
+    /// Notes `measured` at `now` if it is a step from the last offset.
+    fn follow(&mut self, now: u64, measured: i64) {
+        if self.offset_at(now).abs_diff(measured) < LEAST_STEP_NS.unsigned_abs() {
+            return;
         }
-        kept.store(measured, Ordering::Relaxed);
-        WallOffset(measured)
+        if self.0.len() == MOST_STEPS {
+            self.0.remove(0);
+        }
+        // From the start of its millisecond: the times noted after it, to the
+        // millisecond, are the clock's after the step.
+        let from = now - now % NANOS_PER_MILLI;
+        self.0.push((from, measured));
     }
 
-    /// A time of the job clock on the wall clock; one before 1970 is `None`, as a time
-    /// unknown.
-    pub fn on_wall(self, job_clock_ms: u64) -> Option<u64> {
-        let offset_ms = i128::from(self.0).div_euclid(i128::from(NANOS_PER_MILLI));
+    /// The offset in force at `time` of the job clock (nanoseconds).
+    fn offset_at(&self, time: u64) -> i64 {
+        let after = self.0.partition_point(|&(from, _)| from <= time);
+        after.checked_sub(1).map_or(0, |at| self.0[at].1)
+    }
+
+    /// The offset in force now.
+    pub fn current(&self) -> i64 {
+        self.0.last().map_or(0, |&(_, offset)| offset)
+    }
+
+    /// A time of the job clock (milliseconds) as the wall clock read it then; one
+    /// before 1970 is `None`, as a time unknown.
+    pub fn shown(&self, job_clock_ms: u64) -> Option<u64> {
+        let offset = self.offset_at(job_clock_ms.saturating_mul(NANOS_PER_MILLI));
+        let offset_ms = i128::from(offset).div_euclid(i128::from(NANOS_PER_MILLI));
         let wall = i128::from(job_clock_ms) + offset_ms;
         u64::try_from(wall).ok().filter(|&ms| ms > 0)
     }
 
-    /// A time of the job clock on the wall clock, for a file's modification time.
-    pub fn on_wall_time(self, time: SystemTime) -> SystemTime {
+    /// A time of the job clock on the wall clock with `offset` (nanoseconds), for a
+    /// file's modification time.
+    pub fn on_wall_time(time: SystemTime, offset: i64) -> SystemTime {
         let ns = time.duration_since(UNIX_EPOCH).map_or(0, |since| {
             i128::try_from(since.as_nanos()).unwrap_or(i128::MAX)
         });
-        let wall = u64::try_from(ns.saturating_add(i128::from(self.0))).unwrap_or(0);
+        let wall = u64::try_from(ns.saturating_add(i128::from(offset))).unwrap_or(0);
         UNIX_EPOCH + Duration::from_nanos(wall)
     }
 }
@@ -139,46 +177,63 @@ mod tests {
     const DAY_MS: u64 = 86_400_000;
     const MS: u64 = NANOS_PER_MILLI;
 
+    fn ns(ms: u64) -> i64 {
+        i64::try_from(ms * MS).unwrap()
+    }
+
     #[test]
     fn the_job_clock_moves_with_the_monotonic_clock_whatever_the_wall_clock_does() {
         let started = JobClock::start(1_800_000_000_000 * MS, 5_000 * MS);
         assert_eq!(started.at(5_000 * MS), 1_800_000_000_000 * MS);
         assert_eq!(started.at(65_000 * MS), 1_800_000_060_000 * MS);
-        // The wall clock stepped a day ahead a minute in: the job clock has seen a
-        // minute pass, and its times are shown a day on.
-        let kept = AtomicI64::new(0);
-        let ahead = i64::try_from(DAY_MS * MS).unwrap();
-        let offset = WallOffset::following(&kept, ahead);
-        let minute_in = started.at(65_000 * MS) / MS;
-        assert_eq!(offset.on_wall(minute_in), Some(minute_in + DAY_MS));
-        // Set right from a boot at 1970: the times of the job clock's 1970 are shown as
-        // they were on the right clock.
-        let booted = JobClock::start(5_000 * MS, 5_000 * MS);
-        let set_right = i64::try_from(1_800_000_060_000 * MS - booted.at(65_000 * MS)).unwrap();
-        let offset = WallOffset::following(&kept, set_right);
+    }
+
+    #[test]
+    fn a_time_is_shown_as_the_wall_clock_read_it_then() {
+        let mut steps = Steps::default();
+        let minute_in = 1_800_000_060_000;
+        assert_eq!(steps.shown(minute_in), Some(minute_in));
+        // Stepped a day ahead two minutes in: what came before is shown as it was, what
+        // came after a day on.
+        steps.follow((minute_in + 60_000) * MS, ns(DAY_MS));
+        assert_eq!(steps.shown(minute_in), Some(minute_in));
         assert_eq!(
-            offset.on_wall(booted.at(35_000 * MS) / MS),
-            Some(1_800_000_030_000)
+            steps.shown(minute_in + 60_000),
+            Some(minute_in + 60_000 + DAY_MS)
+        );
+        assert_eq!(steps.current(), ns(DAY_MS));
+        // Set back by an hour later on.
+        steps.follow((minute_in + 120_000) * MS, ns(DAY_MS - 3_600_000));
+        assert_eq!(
+            steps.shown(minute_in + 180_000),
+            Some(minute_in + 180_000 + DAY_MS - 3_600_000)
+        );
+        assert_eq!(
+            steps.shown(minute_in + 90_000),
+            Some(minute_in + 90_000 + DAY_MS)
         );
     }
 
     #[test]
-    fn the_times_shown_follow_steps_not_the_jitter_of_reading_two_clocks() {
-        let kept = AtomicI64::new(0);
-        assert_eq!(WallOffset::following(&kept, 700_000), WallOffset(0));
-        assert_eq!(WallOffset::following(&kept, -900_000), WallOffset(0));
-        let step = WallOffset::following(&kept, 734_000_000);
-        assert_eq!(step, WallOffset(734_000_000));
-        assert_eq!(WallOffset::following(&kept, 734_600_000), step);
-        assert_eq!(step.on_wall(1_000), Some(1_734));
+    fn the_offsets_follow_steps_not_the_jitter_of_reading_two_clocks() {
+        let mut steps = Steps::default();
+        steps.follow(1_000 * MS, 700_000);
+        steps.follow(2_000 * MS, -900_000);
+        assert_eq!(steps, Steps::default());
+        steps.follow(3_000 * MS + 5, 734_000_000);
+        steps.follow(4_000 * MS, 734_600_000);
+        assert_eq!(steps.0, vec![(3_000 * MS, 734_000_000)]);
+        assert_eq!(steps.shown(3_000), Some(3_734));
+        assert_eq!(steps.shown(5_000), Some(5_734));
     }
 
     #[test]
     fn a_time_shown_before_1970_is_unknown() {
-        let set_back = WallOffset(-i64::try_from(10 * DAY_MS * MS).unwrap());
-        assert_eq!(set_back.on_wall(DAY_MS), None);
+        let mut steps = Steps::default();
+        steps.follow(0, -ns(10 * DAY_MS));
+        assert_eq!(steps.shown(DAY_MS), None);
         let a_day_in = UNIX_EPOCH + Duration::from_millis(DAY_MS);
-        assert_eq!(set_back.on_wall_time(a_day_in), UNIX_EPOCH);
+        assert_eq!(Steps::on_wall_time(a_day_in, steps.current()), UNIX_EPOCH);
     }
 
     #[test]

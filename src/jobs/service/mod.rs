@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use slog::{Logger, error, info, warn};
 
 use super::idempotency::{KeyClaim, Keys};
-use super::job_clock::{self, WallOffset};
+use super::job_clock::{self, Steps};
 use super::queue_memory::QueueMemory;
 use super::registry::{NewRecord, WallShape};
 use super::storage::{Record, Storage, Store, StorePin, StoredRequest};
@@ -349,7 +349,7 @@ impl LocalJobs {
             id,
             &record,
             // On the wall clock: a restart reads it back against the wall clock then.
-            WallOffset::now().on_wall_time(finished_at),
+            Steps::on_wall_time(finished_at, job_clock::current_offset()),
             request,
             request_bytes.as_deref(),
             move |stored| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::LocalJobs;
 use crate::jobs::files::StoredWork;
-use crate::jobs::job_clock::{self, WallOffset};
+use crate::jobs::job_clock::{self, Steps};
 use crate::jobs::registry::{JobInfo, Order, Status};
 use crate::jobs::storage::Storage;
 use crate::jobs::{JobId, JobState, StoreError};
@@ -79,9 +79,9 @@ impl LocalJobs {
         limit: usize,
     ) -> Vec<(JobId, JobInfo)> {
         let mut page = self.inner.registry.page(statuses, order, after, limit);
-        let offset = WallOffset::now();
+        let steps = job_clock::steps();
         for (_, info) in &mut page {
-            on_wall_clock(info, offset);
+            on_wall_clock(info, &steps);
         }
         page
     }
@@ -90,7 +90,7 @@ impl LocalJobs {
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
         let mut info = self.inner.registry.info(id)?;
         let finished_ms = info.finished_ms;
-        on_wall_clock(&mut info, WallOffset::now());
+        on_wall_clock(&mut info, &job_clock::steps());
         self.unexpired(finished_ms, info)
     }
 
@@ -190,9 +190,9 @@ impl LocalJobs {
     }
 }
 
-/// A record's times, kept on the job clock, as the wall clock shows them now: after a
-/// step of the wall clock (a clock set right), the times it showed wrong are shown right.
-fn on_wall_clock(info: &mut JobInfo, offset: WallOffset) {
-    info.started_ms = info.started_ms.and_then(|ms| offset.on_wall(ms));
-    info.finished_ms = info.finished_ms.and_then(|ms| offset.on_wall(ms));
+/// A record's times, kept on the job clock, as the wall clock read them then, as the
+/// job's id (its `created_at`) and the log have them.
+fn on_wall_clock(info: &mut JobInfo, steps: &Steps) {
+    info.started_ms = info.started_ms.and_then(|ms| steps.shown(ms));
+    info.finished_ms = info.finished_ms.and_then(|ms| steps.shown(ms));
 }
