@@ -1,9 +1,9 @@
 //! The server under a wall clock that is stepped while it runs (as NTP or `date -s`
 //! step it), through libfaketime reading its offset from a file: `--result-ttl` counts
 //! the time that passed, not the steps, and the job records show the clock as it read
-//! then; a cluster node whose clock is off its database's shows its jobs' times on the
-//! latter, and its jobs are claimed in the order they came; a clock before 1970 is
-//! refused at start-up.
+//! then, and results written before a step survive a restart; a cluster node whose
+//! clock is off its database's shows its jobs' times on the latter, and its jobs are
+//! claimed in the order they came; a clock before 1970 is refused at start-up.
 //!
 //! Skipped when libfaketime is not installed (Debian's `faketime`), unless
 //! `ICEWALL_REQUIRE_FAKETIME=1` (as in CI), where that is a failure.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::cluster::{one_row, wait_until_running};
-use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until};
+use crate::common::{EXAMPLE_JSON, Gate, Server, poll_until, wait_until};
 
 const REQUIRE: &str = "ICEWALL_REQUIRE_FAKETIME";
 
@@ -230,4 +230,38 @@ fn a_cluster_node_whose_clock_is_behind_does_not_have_its_jobs_claimed_first() {
         .json();
     assert_eq!(newest["data"][0]["job_id"], second.as_str(), "{newest}");
     lagging_gate.open();
+}
+
+#[test]
+fn results_finished_before_the_clock_was_set_right_survive_a_restart() {
+    let Some(library) = libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = ["--result-ttl", "20s"];
+    // A day behind, as a clock not yet set right after a boot without a battery.
+    let stepped = SteppedServer::start(&library, dir.path(), "-1d", &ttl);
+    let id = stepped.server.submit_json(EXAMPLE_JSON);
+    stepped.server.wait_finished(&id);
+    stepped.step_to("+0");
+    let result = stepped.server.results.join(format!("{id}.result"));
+    // The file keeps the finish time a restart reads back: on the clock set right.
+    wait_until("the result's time set on the clock set right", || {
+        // Gone, if it expired meanwhile: then never.
+        std::fs::metadata(&result)
+            .and_then(|metadata| metadata.modified())
+            .is_ok_and(|modified| {
+                let off = SystemTime::now()
+                    .duration_since(modified)
+                    .unwrap_or_else(|early| early.duration());
+                off < Duration::from_secs(60)
+            })
+    });
+    assert!(stepped.server.shutdown().success());
+    let restarted = Server::start_in(dir.path(), &ttl);
+    assert_eq!(
+        restarted.get(&format!("/api/get_results/{id}")).status,
+        200,
+        "a result expired at the restart, a day old by the clock it was written under"
+    );
 }

@@ -160,6 +160,14 @@ pub trait Storage: Send + Sync + 'static {
     /// When it exists but cannot be removed; then nothing was removed.
     fn remove_result(&self, id: JobId) -> io::Result<()>;
 
+    /// Sets the time a restart reads back as a finished job's finish (after a step of the
+    /// wall clock, its time on the clock as it reads now). Not made durable: after a
+    /// crash a record may show the time it had.
+    ///
+    /// # Errors
+    /// When the record exists but its time cannot be set.
+    fn restamp(&self, id: JobId, finished_at: SystemTime) -> io::Result<()>;
+
     /// A done job's summary with the rows of profiles `first + 1 ..= first + limit`,
     /// and how many profiles the wall has.
     ///

@@ -389,6 +389,17 @@ impl FileStore {
         Ok(())
     }
 
+    /// Sets a result's modification time, which a restart reads as the job's finish; a
+    /// result removed meanwhile is left gone.
+    fn restamp(&self, id: JobId, finished_at: SystemTime) -> io::Result<()> {
+        let _guard = self.lock_job(id);
+        match File::open(self.path(id, "result")) {
+            Ok(result) => result.set_modified(finished_at),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Makes the removals of names in the results directory so far durable.
     fn sync_directory(&self) -> io::Result<()> {
         sync_directory(&self.inner.dir)

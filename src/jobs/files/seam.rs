@@ -140,6 +140,10 @@ impl Storage for FileStore {
         FileStore::remove_result(self, id)
     }
 
+    fn restamp(&self, id: JobId, finished_at: SystemTime) -> io::Result<()> {
+        FileStore::restamp(self, id, finished_at)
+    }
+
     fn read_summary(
         &self,
         id: JobId,

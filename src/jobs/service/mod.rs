@@ -75,6 +75,9 @@ struct Inner {
     retention: Retention,
     /// Wakes the retention sweeper; dropping it stops the sweeper.
     sweeper: Mutex<Option<mpsc::Sender<()>>>,
+    /// How far the wall clock was from the job clock (nanoseconds) when the results'
+    /// finish times were last set on it (see `LocalJobs::restamp_after_a_step`).
+    results_offset_ns: Mutex<i64>,
     debug: DebugHooks,
 }
 
@@ -110,6 +113,7 @@ impl LocalJobs {
                 metrics,
                 retention: settings.retention,
                 sweeper: Mutex::new(None),
+                results_offset_ns: Mutex::new(0),
                 debug: settings.debug.clone(),
             }),
         };

@@ -6,14 +6,14 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use slog::{Logger, error, info, warn};
 
 use super::LocalJobs;
 use super::removal::Removal;
 use super::simulation::panic_message;
-use crate::jobs::job_clock;
+use crate::jobs::job_clock::{self, Steps};
 use crate::jobs::storage::Storage;
 
 /// How soon the retention sweeper looks again at jobs it had to leave pinned.
@@ -55,6 +55,7 @@ impl LocalJobs {
         let cutoff = job_clock::now()
             .checked_sub(retention.ttl)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.restamp_after_a_step();
         let expired = registry.finished_before(cutoff);
         let excess = registry.finished_beyond(retention.max_results);
         let oversize = registry.finished_over_bytes(retention.max_bytes);
@@ -82,6 +83,37 @@ impl LocalJobs {
                 again once they have doubled"; "error" => %error);
         }
         pinned
+    }
+}
+
+impl LocalJobs {
+    /// After a step of the wall clock, sets the finish time that a restart reads back of
+    /// every result on the clock as it reads now: those written before the step would
+    /// be off by it (a day, or 56 years for a clock set right after a boot in 1970), and
+    /// a restart would expire the results at once, or keep them that much longer.
+    fn restamp_after_a_step(&self) {
+        let offset = job_clock::current_offset();
+        let mut results_offset = self.inner.results_offset_ns.lock();
+        if *results_offset == offset {
+            return;
+        }
+        let registry = &self.inner.registry;
+        let every_finish = UNIX_EPOCH + Duration::from_secs(1 << 40);
+        let (mut restamped, mut refused) = (0_usize, 0_usize);
+        for id in registry.finished_before(every_finish) {
+            let Some((_, Some(finished_ms))) = registry.state_and_finish(id) else {
+                continue;
+            };
+            let finished = UNIX_EPOCH + Duration::from_millis(finished_ms);
+            match (self.inner.store).restamp(id, Steps::on_wall_time(finished, offset)) {
+                Ok(()) => restamped += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        info!(self.inner.logger, "the wall clock stepped: the results' finish times are set \
+            on it for a restart"; "results" => restamped, "refused" => refused,
+            "stepped_since_start_ms" => offset / 1_000_000);
+        *results_offset = offset;
     }
 }
 
