@@ -84,9 +84,7 @@ impl LocalJobs {
         }
         pinned
     }
-}
 
-impl LocalJobs {
     /// After a step of the wall clock, sets the finish time that a restart reads back of
     /// every result on the clock as it reads now: those written before the step would
     /// be off by it (a day, or 56 years for a clock set right after a boot in 1970), and
