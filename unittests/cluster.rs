@@ -163,18 +163,31 @@ pub fn state_and_attempt(id: &str) -> String {
 
 /// Waits for the job's first run, then does to it what the heartbeat's reaper does to a
 /// job whose node missed its heartbeats: queued again, its lease gone, while that run
-/// goes on.
+/// goes on. The run must be held (at a gate) until then: one that ended first left the
+/// job done with its result stored, which no reaper requeues, and run again its result
+/// would be refused as a second one for the job.
 fn requeue_its_first_run(pg: &PostgresServer, url: &str, id: &str) {
     wait_until("the job's first run", || {
         one_row(pg, url, &state_and_attempt(id)) == "running 1"
     });
-    one_row(
+    let requeued = one_row(
         pg,
         url,
         &format!(
-            "UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
-             lease_expires_at = NULL WHERE id = '{id}'"
+            "WITH requeued AS (
+                 UPDATE icewall_jobs SET state = 'queued', lease_owner = NULL,
+                     lease_expires_at = NULL
+                 WHERE id = '{id}' AND state = 'running' AND attempt = 1
+                 RETURNING id
+             )
+             SELECT count(*) FROM requeued"
         ),
+    );
+    assert_eq!(
+        requeued,
+        "1",
+        "the job's first run ended before the test requeued it (the job is {})",
+        one_row(pg, url, &state_and_attempt(id))
     );
 }
 
@@ -987,10 +1000,12 @@ fn a_key_whose_job_is_past_its_ttl_is_not_replayed() {
 fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_one_ends() {
     let Some((pg, url)) = database() else { return };
     // One worker, and room to claim ahead: the job's second attempt waits on this node
-    // behind its first. Each run lasts two leases.
+    // behind its first. Each run lasts two leases; the first is then held at the gate
+    // until it has been requeued (a delay alone, under load, could let it end first).
+    let gate = Gate::closed();
     let server = node(
         &url,
-        &[
+        &gate.args(&[
             "--workers",
             "1",
             "--claim-ahead",
@@ -1001,12 +1016,13 @@ fn a_node_that_runs_a_job_again_keeps_the_lease_of_the_new_attempt_when_the_old_
             "100ms",
             "--debug-job-delay-ms",
             "2000",
-        ],
+        ]),
     );
     let id = server.submit_json(EXAMPLE_JSON);
     let state = state_and_attempt(&id);
     // The node claims it again while its first run goes on.
     requeue_its_first_run(pg, &url, &id);
+    gate.open();
     assert_example_done(&server, &id);
     // The first run's end must not drop the second run from the node's own jobs: its
     // lease would go unrenewed, run out, and the job run a third time.
