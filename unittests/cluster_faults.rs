@@ -792,6 +792,8 @@ fn a_result_the_database_refuses_for_good_fails_its_job_alone_saying_why() {
         reason.contains("the database refused its result") && reason.contains("not this one"),
         "{reason}"
     );
+    // It took the connection and answered: "unavailable" would tell the user to retry.
+    assert!(!reason.contains("unavailable"), "{reason}");
     assert_eq!(server.wait_finished(second)["status"], "done");
     assert_eq!(one_row(pg, &url, &state_and_attempt(first)), "failed 1");
     assert_eq!(one_row(pg, &url, &state_and_attempt(second)), "done 1");

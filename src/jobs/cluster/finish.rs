@@ -284,7 +284,9 @@ async fn store(jobs: &ClusterJobs, batch: &mut [Finished], leaving: &mut Leaving
                 RefusalKind::Refused => "the database refused its result".to_owned(),
                 _ => format!("the database did not take its result in {SLOW_TRIES} tries"),
             };
-            finished.record = Encoded::Failed(format!("{why}: {}", refusal.error));
+            // The database's own words, without `Unavailable`'s "the database is
+            // unavailable": it answered, and refused.
+            finished.record = Encoded::Failed(format!("{why}: {}", refusal.error.0));
             failed_for_it = true;
             continue;
         }
