@@ -191,13 +191,7 @@ def retry_key_elsewhere(campaign, client, rng):
 
 
 def wait_poll(campaign, client, rng):
-    job = pick_acked(campaign, rng)
-    if job is None:
-        return
-    sent_at = time.monotonic()
-    answer = client.call("GET", f"/api/get_results/{job}?wait={rng.choice([1, 2])}")
-    if answer is not None:
-        campaign.check_result(job, sent_at, answer)
+    kill9.poll(campaign, client, rng, f"?wait={rng.choice([1, 2])}")
 
 
 def day_figures(wall, profile, day):

@@ -384,12 +384,12 @@ def pick_acked(campaign, rng):
         return rng.choice(campaign.acked)
 
 
-def poll(campaign, client, rng):
+def poll(campaign, client, rng, query=""):
     job = pick_acked(campaign, rng)
     if job is None:
         return
     sent_at = time.monotonic()
-    answer = client.call("GET", f"/api/get_results/{job}")
+    answer = client.call("GET", f"/api/get_results/{job}{query}")
     if answer is not None:
         campaign.check_result(job, sent_at, answer)
 
