@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub(super) struct Output {
     /// A refused write may have written part of its bytes (a disk that filled up
     /// midway), the last line cut short: the next line must not be written onto it.
     may_end_mid_line: bool,
+    /// The output panicked: what it holds may be half changed, so it is not written to
+    /// again, and every later line is refused (and counted).
+    broken: bool,
 }
 
 /// Lines that never reached the output, for the log to say so.
@@ -58,6 +62,7 @@ impl Output {
             last_error: String::new(),
             refusing: false,
             may_end_mid_line: false,
+            broken: false,
         }
     }
 
@@ -65,16 +70,7 @@ impl Output {
         if bytes.is_empty() {
             return;
         }
-        // A blank line at worst, where nothing of the refused write went out.
-        let line_ended = if self.may_end_mid_line {
-            self.out.write_all(b"\n")
-        } else {
-            Ok(())
-        };
-        let written = line_ended
-            .and_then(|()| self.out.write_all(bytes))
-            .and_then(|()| self.out.flush());
-        match written {
+        match self.write_guarded(bytes) {
             Ok(()) => {
                 self.refusing = false;
                 self.may_end_mid_line = false;
@@ -96,6 +92,34 @@ impl Output {
                 }
             }
         }
+    }
+
+    /// Writes `bytes` out unless the output has panicked, now or before. file-rotate
+    /// asserts while rotating when the logs directory is gone (replaced by a file, say):
+    /// unguarded, that ended the flusher thread, and no later line was written, dropped
+    /// or reported.
+    fn write_guarded(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(
+                "it failed while rotating its file, and takes no more lines until a restart",
+            ));
+        }
+        let (out, end_line) = (&mut self.out, self.may_end_mid_line);
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            if end_line {
+                // A blank line at worst, where nothing of the refused write went out.
+                out.write_all(b"\n")?;
+            }
+            out.write_all(bytes)?;
+            out.flush()
+        }))
+        .unwrap_or_else(|_| {
+            self.broken = true;
+            Err(io::Error::other(
+                "it failed while rotating its file (is the logs directory still there?), \
+                 and takes no more lines until a restart",
+            ))
+        })
     }
 
     /// The lines refused since the last call, once the output takes lines again.
@@ -616,6 +640,66 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// An output that panics at its first write, as file-rotate does when it cannot
+    /// rotate, and counts the writes it is asked for.
+    struct Panicking(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Write for Panicking {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            panic!("assertion failed: old_path.exists()");
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_output_that_panics_keeps_the_flusher_and_its_lines_are_counted_as_refused() {
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let buffer = SharedBuffer::new(Output::new(Panicking(Arc::clone(&writes))), false);
+        let flusher = Flusher::start(buffer.clone(), |_| {}).unwrap();
+        let mut writer = buffer.clone();
+        let written_out = || {
+            let deadline = std::time::Instant::now() + PROMPTLY;
+            loop {
+                {
+                    let pending = buffer.0.pending.lock();
+                    if pending.bytes.is_empty() && pending.writing == 0 {
+                        return;
+                    }
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the flusher stopped taking lines"
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+        };
+        writer.write_all(b"one\ntwo\n").unwrap();
+        written_out();
+        // The flusher lives on: later lines are taken out of the buffer too.
+        writer.write_all(b"three\n").unwrap();
+        written_out();
+        {
+            // Counted, to be told on stderr at exit (the log itself takes no more).
+            let output = buffer.0.output.lock();
+            assert_eq!(output.lost_lines, 3, "every line counted lost");
+            assert!(
+                output.last_error.contains("rotating"),
+                "{}",
+                output.last_error
+            );
+        }
+        drop(flusher);
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            1,
+            "a panicked output is not written to again"
+        );
     }
 
     #[test]
