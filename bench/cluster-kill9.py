@@ -589,11 +589,7 @@ def main():
                         help="keep the nodes' logs and the database's even when it passes")
     args = parser.parse_args()
     args.lease_seconds = float(args.lease.removesuffix("s"))
-    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
-    rng = random.Random(seed)
-    binary = os.environ.get("ICEWALL_BIN", "target/release/icewall")
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"cluster-kill9: {binary} is not an executable (build it, or set ICEWALL_BIN)")
+    seed, rng, binary = kill9.seed_and_binary("cluster-kill9", args.seed)
 
     campaign = ClusterCampaign()
     work = tempfile.mkdtemp(prefix="icewall-cluster-kill9-")

@@ -604,6 +604,16 @@ def final_checks(campaign, clients, new_client=None):
             "results": results}
 
 
+def seed_and_binary(campaign_name, seed):
+    """The campaign's seed (`seed`, or a new one), its random numbers, and the server
+    binary (`ICEWALL_BIN`); exits when there is no such binary."""
+    seed = seed if seed is not None else random.randrange(1 << 32)
+    binary = os.environ.get("ICEWALL_BIN", "target/release/icewall")
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"{campaign_name}: {binary} is not an executable (build it, or set ICEWALL_BIN)")
+    return seed, random.Random(seed), binary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -616,11 +626,7 @@ def main():
                              "others, so that a queue builds up (0: never)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
-    rng = random.Random(seed)
-    binary = os.environ.get("ICEWALL_BIN", "target/release/icewall")
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"kill9: {binary} is not an executable (build it, or set ICEWALL_BIN)")
+    seed, rng, binary = seed_and_binary("kill9", args.seed)
 
     campaign = Campaign()
     work = tempfile.mkdtemp(prefix="icewall-kill9-")
