@@ -171,18 +171,14 @@ fn a_server_whose_clock_reads_before_1970_refuses_to_start_saying_why() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"));
+    command
         .env("LD_PRELOAD", &library)
         .env("FAKETIME", "@1969-06-01 00:00:00")
         .env("DONT_FAKE_MONOTONIC", "1")
-        .args(["serve", "--bind", "127.0.0.1:0", "--results-dir"])
-        .arg(dir.path().join("results"))
-        .arg("--logs-dir")
-        .arg(dir.path().join("logs"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let (code, stderr) = crate::common::refused_start(command, dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("before 1970-01-01; set it"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

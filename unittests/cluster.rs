@@ -869,15 +869,8 @@ fn a_node_without_its_database_stops_at_start_up_saying_why() {
         } else {
             command.args(["--database-url", url]);
         }
-        let output = command
-            .arg("--results-dir")
-            .arg(dir.path().join("results"))
-            .arg("--logs-dir")
-            .arg(dir.path().join("logs"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        let (code, stderr) = crate::common::refused_start(command, dir.path());
+        assert_eq!(code, Some(1), "{url}: {stderr}");
         assert!(stderr.contains(why), "{url}: {stderr}");
         assert!(!stderr.contains("panicked"), "{url}: {stderr}");
     }

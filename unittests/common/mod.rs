@@ -15,6 +15,20 @@ pub const EXAMPLE_TEXT: &str = "21 25 28\n17\n17 22 17 19 17\n";
 pub const EXAMPLE_JSON: &str =
     r#"{"profiles": [[21,25,28],[17],[17,22,17,19,17]], "num_teams": 3}"#;
 
+/// Runs `command` (an `icewall serve` that is to refuse to start) with its results and
+/// logs directories in `dir`, until it exits: its exit code and its stderr.
+pub fn refused_start(mut command: Command, dir: &Path) -> (Option<i32>, String) {
+    let output = command
+        .arg("--results-dir")
+        .arg(dir.join("results"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
 /// The one deadline loop: polls `done` every few milliseconds until it holds or
 /// `timeout` has passed, and says whether it held.
 pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
