@@ -91,13 +91,16 @@ fn main() -> ExitCode {
 /// admin token, a database URL) would put it in the journal: `***` instead.
 fn parse_command_line() -> Cli {
     Cli::try_parse().unwrap_or_else(|mut error| {
-        if invalid_argument(&error).is_some_and(|argument| argument.is_hide_env_values_set()) {
+        let Some(argument) = invalid_argument(&error) else {
+            error.exit()
+        };
+        if argument.is_hide_env_values_set() {
             error.insert(
                 ContextKind::InvalidValue,
                 ContextValue::String("***".to_owned()),
             );
         }
-        if let Some(variable) = variable_behind(&error) {
+        if let Some(variable) = variable_behind(&argument) {
             error.insert(
                 ContextKind::Suggested,
                 ContextValue::StyledStrs(vec![
@@ -131,10 +134,9 @@ fn invalid_argument(error: &clap::Error) -> Option<clap::Arg> {
         .cloned()
 }
 
-/// The environment variable a bad value came from: its flag is not on the command line
-/// and the variable is set.
-fn variable_behind(error: &clap::Error) -> Option<String> {
-    let argument = invalid_argument(error)?;
+/// The environment variable the bad value of `argument` came from: its flag is not on
+/// the command line and the variable is set.
+fn variable_behind(argument: &clap::Arg) -> Option<String> {
     let flag = format!("--{}", argument.get_long()?);
     let on_the_command_line = std::env::args()
         .skip(1)
