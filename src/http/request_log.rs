@@ -25,7 +25,7 @@ use crate::jobs::JobId;
 use crate::metrics::RequestTimes;
 use crate::telemetry;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Characters of a request's path in its log line: the longest route with a whole job
 /// id and large numbers fits, so does a typo after it; a hostile path is cut.
