@@ -264,7 +264,17 @@ impl Browser {
             value = self.script(script);
             !(value.is_null() || value == false || value == "" || value == 0)
         });
-        assert!(truthy, "{what} never happened");
+        if !truthy {
+            // What the page showed instead, for a failure seen once under load.
+            let page = self.try_command(
+                "POST",
+                &format!("/session/{}/execute/sync", self.session),
+                json!({"args": [], "script": "return {hash: location.hash, \
+                    toast: (document.getElementById('toast') || {}).textContent, \
+                    text: document.body.innerText.slice(0, 1500)}"}),
+            );
+            panic!("{what} never happened; the page: {page:?}");
+        }
         value
     }
 
