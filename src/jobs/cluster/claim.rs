@@ -42,7 +42,7 @@ pub(super) async fn register_node(
     client: &Object,
     cluster: &ClusterSettings,
     workers: usize,
-) -> Result<(), String> {
+) -> Result<(), tokio_postgres::Error> {
     let workers = i32::try_from(workers).unwrap_or(i32::MAX);
     client
         .execute(
@@ -55,8 +55,7 @@ pub(super) async fn register_node(
                 &millis(cluster.lease),
             ],
         )
-        .await
-        .map_err(|error| super::describe(&error))?;
+        .await?;
     Ok(())
 }
 
@@ -395,7 +394,7 @@ async fn extend_leases(jobs: &ClusterJobs, client: &Object) -> Result<(), Unavai
         // as a second one may not come (a pool of one).
         register_node(client, &inner.settings, inner.workers)
             .await
-            .map_err(Unavailable)?;
+            .map_err(unavailable)?;
     }
     // Measured again at every beat: a clock stepped while the node runs (either one)
     // must not leave its ids on the old distance. A measure that fails keeps the last.

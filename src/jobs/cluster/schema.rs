@@ -7,7 +7,22 @@
 //! for the request, the result and its team log, and partial indexes that stay as
 //! small as the queue, the running jobs and the finished jobs each are.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, PoolError};
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// A newer node migrated the database: this one must not run on it.
+    #[error(
+        "the database's schema is version {found}, newer than this build's {known}: \
+         upgrade this node"
+    )]
+    Newer { found: usize, known: usize },
+    #[error("{}", super::describe(.0))]
+    Connection(#[from] PoolError),
+    #[error("{}", super::describe(.0))]
+    Statement(#[from] tokio_postgres::Error),
+}
 
 /// The advisory lock key of migrations ("icewall" in ASCII, plus one).
 const MIGRATION_LOCK: i64 = 0x6963_6577_616c_6c01;
@@ -91,17 +106,12 @@ ALTER TABLE icewall_nodes ADD COLUMN lease_ms float8, ADD COLUMN probed_at times
 /// # Errors
 /// When the database cannot be reached or refuses a migration, or its schema is newer
 /// than this build knows (a newer node migrated it: this one must not run on it).
-pub async fn migrate(pool: &Pool) -> Result<usize, String> {
-    let mut client = pool.get().await.map_err(|error| super::describe(&error))?;
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(|error| super::describe(&error))?;
-    let sql_error = |error: tokio_postgres::Error| error.to_string();
+pub async fn migrate(pool: &Pool) -> Result<usize, SchemaError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(sql_error)?;
+        .await?;
     transaction
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS icewall_schema (
@@ -109,35 +119,28 @@ pub async fn migrate(pool: &Pool) -> Result<usize, String> {
                  applied_at timestamptz NOT NULL DEFAULT now()
              )",
         )
-        .await
-        .map_err(sql_error)?;
+        .await?;
     let current: i32 = transaction
         .query_one("SELECT coalesce(max(version), 0) FROM icewall_schema", &[])
-        .await
-        .map_err(sql_error)?
+        .await?
         .get(0);
     let current = usize::try_from(current).unwrap_or(0);
     if current > MIGRATIONS.len() {
-        return Err(format!(
-            "the database's schema is version {current}, newer than this build's {}: \
-             upgrade this node",
-            MIGRATIONS.len()
-        ));
+        return Err(SchemaError::Newer {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
         let version = i32::try_from(index + 1).expect("few migrations");
-        transaction
-            .batch_execute(migration)
-            .await
-            .map_err(sql_error)?;
+        transaction.batch_execute(migration).await?;
         transaction
             .execute(
                 "INSERT INTO icewall_schema (version) VALUES ($1)",
                 &[&version],
             )
-            .await
-            .map_err(sql_error)?;
+            .await?;
     }
-    transaction.commit().await.map_err(sql_error)?;
+    transaction.commit().await?;
     Ok(MIGRATIONS.len() - current)
 }
