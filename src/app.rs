@@ -170,6 +170,7 @@ impl App {
                     address: address.to_string(),
                     pool_size: settings.database_pool_size,
                     timeout: settings.database_timeout,
+                    start_timeout: settings.database_start_timeout,
                     lease: settings.lease,
                     max_attempts: settings.max_attempts,
                     claim_ahead: settings.claim_ahead,

@@ -323,6 +323,12 @@ pub struct Settings {
     /// Cluster mode: how long a request waits for the database before it answers 503.
     #[arg(long, env = "ICEWALL_DATABASE_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration)]
     pub database_timeout: Duration,
+    /// Cluster mode: how long a node that cannot reach its database at start-up waits
+    /// for it (a node and its database started together), alive and not ready, trying
+    /// again every 2 s at most; 0s tries once. A failure that waiting cannot mend (a
+    /// bad URL, a refused login, no such database) stops the node at once.
+    #[arg(long, env = "ICEWALL_DATABASE_START_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub database_start_timeout: Duration,
     /// Cluster mode: how long a job this node runs stays its own without a heartbeat
     /// (heartbeats come every third of it); a job whose node stopped answering for
     /// this long runs again on another node. At least 1s.

@@ -16,8 +16,9 @@ use super::ClusterSettings;
 use crate::jobs::Unavailable;
 use crate::jobs::service::StartError;
 
-/// A connection pool of `size`. Connections are made when first needed, so a database
-/// that is down at this moment fails the migration that follows, with its reason.
+/// A connection pool of `size`. Connections are made when first needed: a database
+/// that is down at this moment is waited for by the migration that follows (see
+/// `joining`).
 pub(super) fn connect(
     cluster: &ClusterSettings,
     size: usize,

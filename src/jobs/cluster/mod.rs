@@ -19,6 +19,7 @@ mod claim;
 mod database;
 mod database_clock;
 mod finish;
+mod joining;
 mod nodes;
 mod reads;
 mod removal;
@@ -69,6 +70,9 @@ pub struct ClusterSettings {
     pub pool_size: usize,
     /// How long a request waits for the database before it answers 503.
     pub timeout: Duration,
+    /// How long a node that cannot reach its database at start-up keeps trying; zero
+    /// tries once.
+    pub start_timeout: Duration,
     /// How long a claimed job stays this node's without a heartbeat.
     pub lease: Duration,
     /// Runs of a job whose node stopped answering, before it is failed.
@@ -249,9 +253,12 @@ impl Inner {
 impl ClusterJobs {
     /// Connects to the database, brings its schema up to date, registers this node and
     /// starts its workers and its tasks (accept, claim, listen, heartbeat, finish, sweep).
+    /// A database that cannot be reached yet is waited for, up to `start_timeout` (see
+    /// `joining`).
     ///
     /// # Errors
-    /// When the database cannot be reached or migrated, or threads cannot be started.
+    /// When the database cannot be reached in that time, refuses the node, or cannot be
+    /// migrated, or threads cannot be started.
     pub fn start(
         settings: &JobsSettings,
         cluster: ClusterSettings,
@@ -263,17 +270,10 @@ impl ClusterJobs {
         let handle = runtime.handle();
         let db = connect(&cluster, cluster.pool_size, "requests")?;
         let leases = connect(&cluster, 1, "leases")?;
-        let applied =
-            block_on_aside(&handle, schema::migrate(&db)).map_err(StartError::Database)?;
-        info!(logger, "database schema ready"; "migrations_applied" => applied);
-        let database_ahead_ms = block_on_aside(&handle, async {
-            let client = db.get().await.map_err(|error| describe(&error))?;
-            claim::register_node(&client, &cluster, settings.workers).await?;
-            database_clock::ahead_ms(&client)
-                .await
-                .map_err(|error| describe(&error))
-        })
-        .map_err(StartError::Database)?;
+        let database_ahead_ms = block_on_aside(
+            &handle,
+            joining::join(&db, &cluster, settings.workers, &logger),
+        )?;
         if database_ahead_ms.abs() >= CLOCKS_APART_MS {
             warn!(logger, "this node's clock is off the database's: its job ids are made on \
                 the database's"; "database_ahead_ms" => database_ahead_ms);
