@@ -5,10 +5,11 @@
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::postgres::{PostgresServer, database, shared};
 use crate::common::{
@@ -847,32 +848,126 @@ fn a_node_stops_claiming_while_its_results_wait_for_the_database() {
 
 #[test]
 fn a_node_without_its_database_stops_at_start_up_saying_why() {
-    // The URL as a flag, and as ICEWALL_DATABASE_URL: either puts the node in cluster mode.
-    for (url, by_env, why) in [
-        ("not a url", false, "a bad --database-url"),
-        (
-            "postgres://postgres@127.0.0.1:1/icewall",
-            false,
-            "Connection refused",
-        ),
-        (
-            "postgres://postgres@127.0.0.1:1/icewall",
-            true,
-            "Connection refused",
-        ),
+    // The URL as a flag, and as ICEWALL_DATABASE_URL: either puts the node in cluster
+    // mode. A URL that cannot be read stops it at once, whatever the start timeout;
+    // a database that does not answer, once the timeout has passed (0s: one try).
+    let refused = "postgres://postgres@127.0.0.1:1/icewall";
+    for (url, by_env, start_timeout, why) in [
+        ("not a url", false, "60s", "a bad --database-url"),
+        (refused, false, "0s", "Connection refused"),
+        (refused, true, "1s", "gave up after waiting 1."),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"));
         command.args(["serve", "--bind", "127.0.0.1:0", "--database-timeout", "2s"]);
         if by_env {
             command.env("ICEWALL_DATABASE_URL", url);
+            command.env("ICEWALL_DATABASE_START_TIMEOUT", start_timeout);
         } else {
             command.args(["--database-url", url]);
+            command.args(["--database-start-timeout", start_timeout]);
         }
+        let began = Instant::now();
         let (code, stderr) = crate::common::refused_start(command, dir.path());
         assert_eq!(code, Some(1), "{url}: {stderr}");
         assert!(stderr.contains(why), "{url}: {stderr}");
         assert!(!stderr.contains("panicked"), "{url}: {stderr}");
+        assert!(began.elapsed() < Duration::from_secs(20), "{url}: {stderr}");
+        if start_timeout == "1s" {
+            assert!(
+                stderr.contains("s for it (--database-start-timeout 1s): ")
+                    && stderr.contains("Connection refused"),
+                "{stderr}"
+            );
+        } else {
+            assert!(!stderr.contains("gave up"), "{url}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_node_refused_by_its_database_stops_at_once_without_waiting() {
+    let Some((pg, _)) = database() else { return };
+    let no_role = pg.url("postgres").replace("postgres@", "no_such_role@");
+    for (url, why) in [
+        (
+            pg.url("no_such_database"),
+            r#"database "no_such_database" does not exist"#,
+        ),
+        (no_role, r#"role "no_such_role" does not exist"#),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_icewall"));
+        command.args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url]);
+        // The default start timeout, a minute: none of it is waited.
+        let began = Instant::now();
+        let (code, stderr) = crate::common::refused_start(command, dir.path());
+        let took = began.elapsed();
+        assert_eq!(code, Some(1), "{url}: {stderr}");
+        assert!(stderr.contains(why), "{url}: {stderr}");
+        assert!(!stderr.contains("gave up"), "{url}: {stderr}");
+        assert!(took < Duration::from_secs(10), "{url}: {took:?} {stderr}");
+    }
+}
+
+#[test]
+fn a_node_started_before_its_database_waits_for_it_alive_and_not_ready() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let url = pg.url("postgres");
+    pg.stop();
+    let mut waiting = Server::starting(&["--database-url", &url]);
+    wait_until("the node says it waits for its database", || {
+        waiting.log().contains("cannot reach the database yet")
+    });
+    let alive = waiting.get("/healthz");
+    assert_eq!(alive.status, 200, "{}", alive.body);
+    let ready = waiting.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.retry_after.as_deref(), Some("1"));
+    assert!(
+        ready.body.contains("the server is starting"),
+        "{}",
+        ready.body
+    );
+
+    pg.start_again();
+    waiting.wait_listening();
+    let ready = waiting.get("/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let id = waiting.submit_json(EXAMPLE_JSON);
+    assert_example_done(&waiting, &id);
+    assert!(
+        waiting.log().contains("the database answered: starting"),
+        "{}",
+        waiting.log()
+    );
+    assert!(waiting.shutdown().success());
+}
+
+#[test]
+fn a_node_waiting_for_its_database_stops_at_once_on_a_signal() {
+    // No database at all: the node waits for a minute, unless stopped.
+    for signal in ["TERM", "INT"] {
+        let mut waiting =
+            Server::starting(&["--database-url", "postgres://postgres@127.0.0.1:1/icewall"]);
+        wait_until("the node says it waits for its database", || {
+            waiting.log().contains("cannot reach the database yet")
+        });
+        assert_eq!(waiting.get("/healthz").status, 200);
+        let sent = Instant::now();
+        waiting.signal(signal);
+        let status = waiting.wait_exit();
+        let took = sent.elapsed();
+        // Its default action, as anywhere in the start-up: no handler is installed yet.
+        let number = if signal == "TERM" {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
+        assert_eq!(status.signal(), Some(number), "SIG{signal}: {status}");
+        assert!(took < Duration::from_secs(5), "SIG{signal}: {took:?}");
     }
 }
 

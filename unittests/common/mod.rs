@@ -186,6 +186,29 @@ impl Server {
     /// server's own; none runs the server itself) whose results and logs live under
     /// `dir`.
     pub fn start_under(wrapper: &[&str], dir: &Path, args: &[&str]) -> Server {
+        let mut server = Server::spawn_under(wrapper, dir, args);
+        server.wait_listening();
+        server
+    }
+
+    /// Starts a server as `start` does, on a free port it names, and returns before it
+    /// listens: for a test of what it answers while it starts. `wait_listening` waits
+    /// for it to listen.
+    pub fn starting(args: &[&str]) -> Server {
+        let bind = {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap().to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::spawn_under(&[], dir.path(), &[args, &["--bind", &bind]].concat());
+        server.base = format!("http://{bind}");
+        server._dir = Some(dir);
+        server
+    }
+
+    /// `start_under` up to the server's spawn: its `base` is known once it listens
+    /// (`wait_listening`), unless `args` name the port.
+    fn spawn_under(wrapper: &[&str], dir: &Path, args: &[&str]) -> Server {
         let results = dir.join("results");
         // ICEWALL_TEST_BIN runs the same tests against another build (say, the release
         // build's page load in browser.rs, which prints its time).
@@ -216,8 +239,28 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the icewall binary starts");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Server {
+            base: String::new(),
+            child,
+            stdout: Some(stdout),
+            listening_line: String::new(),
+            results,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .build(),
+            _dir: None,
+        }
+    }
+
+    /// Waits for the server's first line, which says where it listens; fails the test
+    /// with its stderr if it says anything else (it stopped).
+    pub fn wait_listening(&mut self) {
         let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = self
+            .stdout
+            .as_mut()
+            .expect("stdout is read before it is taken");
         stdout.read_line(&mut line).unwrap();
         // A plain line, or with `--log-format json --log-target stdout` a JSON record.
         let listening = serde_json::from_str::<Value>(&line)
@@ -226,7 +269,7 @@ impl Server {
             .unwrap_or_else(|| line.trim().to_owned());
         let Some(base) = listening.strip_prefix("listening on ") else {
             let mut stderr = String::new();
-            child
+            self.child
                 .stderr
                 .take()
                 .unwrap()
@@ -234,18 +277,15 @@ impl Server {
                 .unwrap();
             panic!("the server did not start: {line:?} {stderr}");
         };
-        Server {
-            // A server bound to every address is reached here on loopback.
-            base: base.replace("0.0.0.0", "127.0.0.1"),
-            child,
-            stdout: Some(stdout),
-            listening_line: line,
-            results,
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build(),
-            _dir: None,
-        }
+        // A server bound to every address is reached here on loopback.
+        self.base = base.replace("0.0.0.0", "127.0.0.1");
+        self.listening_line = line;
+    }
+
+    /// Its log so far (`logs/icewall.log`, written behind its work).
+    pub fn log(&self) -> String {
+        let logs = self.results.with_file_name("logs");
+        std::fs::read_to_string(logs.join("icewall.log")).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {
