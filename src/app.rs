@@ -27,7 +27,7 @@ use crate::jobs::{
 };
 use crate::metrics::{Metrics, RequestTimes};
 use crate::settings::Settings;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, SignalsWhileStarting};
 use crate::telemetry::{self, RequestLines};
 use crate::wall::{self, ConfigError, Limits, WallConfig};
 
@@ -110,6 +110,7 @@ impl App {
         logger: Logger,
         request_lines: RequestLines,
     ) -> Result<App, StartupError> {
+        let signals_while_starting = SignalsWhileStarting::take().map_err(StartupError::Signals)?;
         let open_files = raise_open_files_limit();
         let needed = open_files_needed(settings.http_workers);
         if let Some(limit) = open_files.filter(|limit| *limit < needed) {
@@ -303,13 +304,15 @@ impl App {
                 "jobs_on_disk" => jobs.known_here()),
         }
         // Taken once the start-up's recovery is done (a signal during it stops the
-        // process at once: every accepted job is journaled), and before the server
-        // says it listens.
+        // process at once, see `SignalsWhileStarting`), and before the server says it
+        // listens.
         let (impatient, signalled_again) = tokio::sync::oneshot::channel();
         let signals = (shutdown.clone())
             .on_signals(impatient)
             .map_err(StartupError::Signals)?;
         actix_web::rt::spawn(signals);
+        // Only now: a signal in between is the one just taken's, for when the server runs.
+        drop(signals_while_starting);
         Ok(App {
             server,
             signalled_again,

@@ -1,5 +1,6 @@
 //! The one shutdown trigger: `/api/graceful_shutdown`, SIGINT, SIGTERM and tests all
 //! pull it, and `App::run_until_stopped` waits on it (a signal after it stops the wait).
+//! Before the server listens, a signal stops the process at once instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +71,59 @@ impl Shutdown {
             next().await;
             let _ = impatient.send(());
         })
+    }
+}
+
+/// SIGINT and SIGTERM while the server starts, until dropped: they stop the process at
+/// once, by the signal's default action, as nothing is owed to anyone yet (every job
+/// accepted before is journaled, and runs at the next start). Taken rather than left to
+/// the default action, which the kernel skips for a PID namespace's first process (a
+/// container's entry point): there a start-up, a cluster node waiting a minute for its
+/// database, could not be stopped but by SIGKILL.
+pub struct SignalsWhileStarting {
+    signals: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalsWhileStarting {
+    /// # Errors
+    /// When the signals cannot be taken or their thread started.
+    pub fn take() -> std::io::Result<SignalsWhileStarting> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::low_level::{emulate_default_handler, signal_name};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("icewall-start-signals".to_owned())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let name = signal_name(signal).unwrap_or("a signal");
+                    eprintln!("icewall: stopped by {name} while starting");
+                    if !rustix::process::getpid().is_init() {
+                        // Never returns but by its fallback, `abort`.
+                        let _ = emulate_default_handler(signal);
+                    }
+                    // A namespace's first process, which the default action (and
+                    // `abort`) would skip: exits as a shell reports a death by the
+                    // signal, and as that death would: `exit` would run the process's
+                    // destructors under the threads still using them.
+                    // SAFETY: `_exit` ends the process and touches none of its memory.
+                    unsafe { libc::_exit(128 + signal) };
+                }
+            })?;
+        Ok(SignalsWhileStarting {
+            signals: handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SignalsWhileStarting {
+    fn drop(&mut self) {
+        self.signals.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

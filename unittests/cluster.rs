@@ -938,11 +938,10 @@ fn a_node_started_before_its_database_waits_for_it_alive_and_not_ready() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     let id = waiting.submit_json(EXAMPLE_JSON);
     assert_example_done(&waiting, &id);
-    assert!(
-        waiting.log().contains("the database answered: starting"),
-        "{}",
-        waiting.log()
-    );
+    // The log is written out by a thread of its own, every 100 ms.
+    wait_until("the log says the database answered", || {
+        waiting.log().contains("the database answered: starting")
+    });
     assert!(waiting.shutdown().success());
 }
 
@@ -960,7 +959,7 @@ fn a_node_waiting_for_its_database_stops_at_once_on_a_signal() {
         waiting.signal(signal);
         let status = waiting.wait_exit();
         let took = sent.elapsed();
-        // Its default action, as anywhere in the start-up: no handler is installed yet.
+        // Its default action, as anywhere in the start-up (see SignalsWhileStarting).
         let number = if signal == "TERM" {
             libc::SIGTERM
         } else {

@@ -555,3 +555,80 @@ fn a_limit_of_open_files_too_low_to_serve_is_refused_at_start_up_saying_so() {
         "the results directory was touched"
     );
 }
+
+#[test]
+fn a_start_up_stops_at_once_on_sigterm_even_as_a_containers_first_process() {
+    // The kernel skips a signal's default action for a PID namespace's first process,
+    // as a container's entry point is: there the start-up must take SIGTERM itself.
+    let namespaces = Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !namespaces.is_ok_and(|status| status.success()) {
+        // Only root may make a PID namespace here; CI runs as root.
+        assert!(
+            !rustix::process::geteuid().is_root(),
+            "root cannot run unshare --pid"
+        );
+        eprintln!("skipped: unshare --pid needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let address = {
+        let free = TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let mut unshare = KilledOnDrop(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_icewall"))
+            .args(["serve", "--bind", &address])
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .arg("--logs-dir")
+            .arg(dir.path().join("logs"))
+            // Never opened: the start-up lasts until the signal.
+            .arg("--debug-start-gate")
+            .arg(dir.path().join("never"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    crate::common::wait_until("the server binds", || {
+        std::net::TcpStream::connect(&address).is_ok()
+    });
+    let children = format!("/proc/{0}/task/{0}/children", unshare.0.id());
+    let first = std::fs::read_to_string(&children).unwrap();
+    let first = first.split_whitespace().next().expect("unshare's child");
+    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap();
+    let pid_here = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .and_then(|pids| pids.split_whitespace().last());
+    assert_eq!(pid_here, Some("1"), "{status}");
+    let signalled = Command::new("kill")
+        .args(["-TERM", first])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let stopped = crate::common::poll_until(Duration::from_secs(5), || {
+        unshare.0.try_wait().unwrap().is_some()
+    });
+    assert!(stopped, "SIGTERM did not stop a start-up running as PID 1");
+    let mut stderr = String::new();
+    unshare
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    // unshare exits as its child did: 128 + 15, as a shell reports a death by SIGTERM.
+    let exit = unshare.0.wait().unwrap();
+    assert_eq!(exit.code(), Some(143), "{exit:?} {stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM while starting"),
+        "{stderr}"
+    );
+}

@@ -6,8 +6,8 @@
 //! that waiting cannot mend (a bad URL, a refused login, a database that does not
 //! exist, a schema newer than this build) ends the start at once, as does the deadline.
 //!
-//! No signal is taken here: until the server listens, SIGTERM and SIGINT keep their
-//! default action and stop the process at once, a waiting node's too.
+//! SIGTERM and SIGINT stop a waiting node at once, as any start-up (see
+//! `shutdown::SignalsWhileStarting`).
 
 use std::io;
 use std::time::Duration;
