@@ -837,6 +837,46 @@ fn extra_slashes_are_routed_as_the_plain_path_and_the_query_is_kept() {
     assert_eq!(reply.status, 200, "the page, at the root");
 }
 
+/// The hottest reads are answered by the endpoint table itself once their answer is
+/// kept (`endpoint::AtOnce`): the same status, headers and body as the route gives.
+#[test]
+fn a_read_answered_at_once_is_the_one_its_route_gives() {
+    let (server, id) = a_done_job(&[]);
+    let agent = ureq::AgentBuilder::new().build();
+    let answer = |method: &str, path: &str| {
+        let reply = agent.request(method, &server.url(path)).call().unwrap();
+        let mut headers: Vec<(String, String)> = reply
+            .headers_names()
+            .into_iter()
+            .filter(|name| !matches!(name.as_str(), "date" | "x-request-id"))
+            .map(|name| {
+                let value = reply.header(&name).unwrap_or_default().to_owned();
+                (name, value)
+            })
+            .collect();
+        headers.sort();
+        (reply.status(), headers, reply.into_string().unwrap())
+    };
+    let day = format!("/api/jobs/{id}/profiles/1/days/1");
+    let results = format!("/api/get_results/{id}");
+    // The route's: a day's first read (its answer not kept yet), and a read with a
+    // `?wait=` (always the route's); then the same reads answered at once.
+    let by_route = [
+        answer("GET", &day),
+        answer("GET", &format!("{results}?wait=0")),
+    ];
+    let at_once = [answer("GET", &day), answer("GET", &results)];
+    assert_eq!(by_route, at_once);
+    for (path, (status, headers, _)) in [&day, &results].into_iter().zip(&at_once) {
+        let head = answer("HEAD", path);
+        assert_eq!(
+            (head.0, &head.1, head.2.as_str()),
+            (*status, headers, ""),
+            "HEAD {path}"
+        );
+    }
+}
+
 #[test]
 fn path_parameters_are_read_with_their_percent_encoded_digits_decoded() {
     let server = Server::start(&[]);

@@ -6,17 +6,24 @@
 //! actix-web's own router matches a pattern with parameters by a regex capture, which
 //! was an eighth of the instructions of a read by job id; a comparison of segments
 //! does the same work for these patterns, where a parameter is always a whole segment.
+//!
+//! The hottest reads may also be answered at once (`Endpoint::at_once`): a plain
+//! function called by the table itself, with no actix `Route`, no extractors and no
+//! boxed future, for an answer already in memory (a precomputed body, a kept answer of
+//! a done job). Where it is not at hand (a job not done, a `?wait=`, a file to read, a
+//! cluster node's database to ask, any error) the function says so and the endpoint's
+//! route answers, through the same code that made the kept answer.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::{Error, FromRequest, HttpRequest, Route, guard, web};
+use actix_web::{Error, FromRequest, HttpRequest, HttpResponse, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
 use super::unread_body::{BodyDrain, Unread};
-use super::{ApiError, RequestTag, gate};
+use super::{ApiError, ApiState, RequestTag, gate};
 
 mod pattern;
 
@@ -31,7 +38,13 @@ pub struct Endpoint {
     allow: &'static str,
     params: &'static [&'static str],
     routes: Vec<Route>,
+    at_once: Option<AtOnce>,
 }
+
+/// An answer to a GET or HEAD given without a future (see the module docs): from the
+/// state, the path's parameters and the query string (already checked against the
+/// endpoint's parameters); `None` when the endpoint's route is to answer.
+pub type AtOnce = fn(&ApiState, &Params<'_>, &str) -> Option<HttpResponse>;
 
 pub fn endpoint(
     pattern: &'static str,
@@ -46,6 +59,17 @@ pub fn endpoint(
         allow,
         params,
         routes,
+        at_once: None,
+    }
+}
+
+impl Endpoint {
+    /// Tries `answer` first for a GET or HEAD, before the routes.
+    pub fn at_once(self, answer: AtOnce) -> Endpoint {
+        Endpoint {
+            at_once: Some(answer),
+            ..self
+        }
     }
 }
 
@@ -177,10 +201,18 @@ impl EndpointsService {
         };
         let endpoint = &self.endpoints[index];
         if let Some(tag) = RequestTag::of(request.request()) {
-            tag.answered_by(endpoint.pattern.text, params);
+            tag.answered_by(endpoint.pattern.text, params.clone());
         }
         if let Some(error) = refused_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));
+        }
+        if let Some(response) = endpoint
+            .at_once
+            .and_then(|answer| answer_at_once(answer, &request, &params))
+        {
+            // As a route's handler answers (its payload dropped).
+            let (request, _) = request.into_parts();
+            return Either::Left(ready(Ok(ServiceResponse::new(request, response))));
         }
         match self.services[index]
             .iter()
@@ -198,20 +230,55 @@ impl EndpointsService {
     }
 }
 
-/// The parameters of a request's path, by the names in its endpoint's pattern: read
-/// where the endpoint table found them in `match_info().as_str()`, where `web::Path`
-/// would copy and decode each one again (an eighth of a day query's instructions, for
-/// three of them).
+/// `answer`'s answer to `request`, a GET or HEAD (the server drops a HEAD's body).
+fn answer_at_once(
+    answer: AtOnce,
+    request: &ServiceRequest,
+    params: &ParamSpans,
+) -> Option<HttpResponse> {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let state = request.app_data::<web::Data<ApiState>>()?;
+    let params = Params {
+        path: request.match_info().as_str(),
+        spans: params,
+    };
+    answer(state, &params, request.query_string())
+}
+
+/// The parameters of a matched path, by the names in its endpoint's pattern, where the
+/// endpoint table found them.
+pub struct Params<'a> {
+    path: &'a str,
+    spans: &'a ParamSpans,
+}
+
+impl<'a> Params<'a> {
+    /// The parameter `name`; empty if the pattern has none of that name.
+    pub fn get(&self, name: &str) -> &'a str {
+        self.spans
+            .iter()
+            .find(|(param, _)| *param == name)
+            .and_then(|(_, span)| self.path.get(span.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// The parameters of a request's path for a handler (see `Params`): read where the
+/// endpoint table found them in `match_info().as_str()`, where `web::Path` would copy
+/// and decode each one again (an eighth of a day query's instructions, for three of
+/// them).
 pub struct PathParams(HttpRequest, ParamSpans);
 
 impl PathParams {
     /// The parameter `name`; empty if the pattern has none of that name.
     pub fn get(&self, name: &str) -> &str {
-        self.1
-            .iter()
-            .find(|(param, _)| *param == name)
-            .and_then(|(_, span)| self.0.match_info().as_str().get(span.clone()))
-            .unwrap_or_default()
+        Params {
+            path: self.0.match_info().as_str(),
+            spans: &self.1,
+        }
+        .get(name)
     }
 }
 

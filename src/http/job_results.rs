@@ -10,8 +10,10 @@ use serde::Deserialize;
 
 use super::answer_cache::Asked;
 use super::bodies::{ConfigPage, CostAnswer, ErrorBody, IceAnswer, ProfilePage, ok_json};
-use super::endpoint::PathParams;
-use super::lookup::{decimal, done_answer, known_job, page_limit, read_stored};
+use super::endpoint::{Params, PathParams};
+use super::lookup::{
+    decimal, done_answer, done_answer_at_once, known_job, page_limit, read_stored,
+};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState, StoreError};
@@ -155,6 +157,12 @@ pub async fn config(
 pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let question = Question::ice(path.get("p"), path.get("d"))?;
     ask(&state, path.get("id"), question).await
+}
+
+/// `ice` at once (see `endpoint::AtOnce`): the kept answer of a done job.
+pub(super) fn ice_at_once(state: &ApiState, path: &Params<'_>, _: &str) -> Option<HttpResponse> {
+    let question = Question::ice(path.get("p"), path.get("d")).ok()?;
+    done_answer_at_once(state, path.get("id"), Asked::Question(question))
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/profiles/{p}/overview/{d}", operation_id = "job_profile_cost", params(("id" = String, Path, format = Uuid, description = "A job id, as POST /api/simulate returned it"), ("p" = u64, Path, minimum = 1, description = "Profile number, from 1"), ("d" = u64, Path, minimum = 1, description = "Day number, from 1")), responses(

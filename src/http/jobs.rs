@@ -11,8 +11,8 @@ use super::answer_cache::Asked;
 use super::bodies::{
     Deleted, ErrorBody, JobList, JobListEntry, JobResult, NumJobs, ShuttingDown, Summary, ok_json,
 };
-use super::endpoint::PathParams;
-use super::lookup::{done_answer, page_limit};
+use super::endpoint::{Params, PathParams};
+use super::lookup::{done_answer, done_answer_at_once, page_limit};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobInfo, JobState, Order, Removable, Status};
 
@@ -91,6 +91,19 @@ pub async fn results(
             .await?
         }
     })
+}
+
+/// `results` at once (see `endpoint::AtOnce`): a done job's kept summary, when no
+/// `?wait=` is given (its value is the route's to check).
+pub(super) fn results_at_once(
+    state: &ApiState,
+    path: &Params<'_>,
+    query: &str,
+) -> Option<HttpResponse> {
+    if !query.is_empty() {
+        return None;
+    }
+    done_answer_at_once(state, path.get("id"), Asked::Summary)
 }
 
 /// A job's record, from memory (no disk read). Times are RFC 3339 in UTC, `null` while

@@ -3,10 +3,10 @@
 //! from the answer cache.
 
 use actix_web::HttpResponse;
-use actix_web::web;
+use actix_web::web::{self, Bytes};
 use serde::Serialize;
 
-use super::answer_cache::Asked;
+use super::answer_cache::{AnswerKey, Asked};
 use super::bodies::{json_bytes, ok_json_bytes};
 use super::{ApiError, ApiState};
 use crate::jobs::{JobId, JobState, Jobs, StoreError};
@@ -80,12 +80,7 @@ pub(super) async fn done_answer<T: Serialize + Send + 'static>(
     read: impl FnOnce(&Jobs) -> Result<Result<T, ApiError>, StoreError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let key = (id, asked);
-    let kept = if state.jobs.results_in_place() {
-        state.answers.get(key)
-    } else {
-        None
-    };
-    let answer = match kept {
+    let answer = match kept_answer(state, key) {
         Some(answer) => answer,
         None => {
             // Boxed: inline, the read's state would size every cached answer's future.
@@ -95,4 +90,29 @@ pub(super) async fn done_answer<T: Serialize + Send + 'static>(
         }
     };
     Ok(ok_json_bytes(answer))
+}
+
+/// The kept answer to what was `asked` of a done job's result, if it is in the answer
+/// cache and the store's files are in place (see `AnswerCache`).
+fn kept_answer(state: &ApiState, key: AnswerKey) -> Option<Bytes> {
+    if state.jobs.results_in_place() {
+        state.answers.get(key)
+    } else {
+        None
+    }
+}
+
+/// `done_answer`'s answer when it is at hand (see `endpoint::AtOnce`): the job `id`
+/// (as the path gives it) is known done without waiting and the answer is kept; `None`
+/// for anything else, which the handler's route answers.
+pub(super) fn done_answer_at_once(
+    state: &ApiState,
+    id: &str,
+    asked: Asked,
+) -> Option<HttpResponse> {
+    let id: JobId = id.parse().ok()?;
+    if state.jobs.state_at_once(id)? != JobState::Done {
+        return None;
+    }
+    kept_answer(state, (id, asked)).map(ok_json_bytes)
 }

@@ -136,13 +136,15 @@ fn api_endpoints() -> Vec<Endpoint> {
             GET,
             &["wait"],
             vec![read().to(jobs::results)],
-        ),
+        )
+        .at_once(jobs::results_at_once),
         endpoint(
             "/api/jobs/{id}/profiles/{p}/days/{d}",
             GET,
             &[],
             vec![read().to(job_results::ice)],
-        ),
+        )
+        .at_once(job_results::ice_at_once),
         endpoint(
             "/api/jobs/{id}/profiles/{p}/overview/{d}",
             GET,
@@ -211,7 +213,8 @@ fn own_wall_endpoints() -> Vec<Endpoint> {
             GET,
             &[],
             vec![read().to(own_wall::total_cost)],
-        ),
+        )
+        .at_once(own_wall::total_cost_at_once),
         endpoint(
             "/profiles/config",
             GET,

@@ -5,7 +5,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
 use super::bodies::{CostAnswer, ErrorBody, IceAnswer, WallConfigBody, ok_json, ok_json_bytes};
-use super::endpoint::PathParams;
+use super::endpoint::{Params, PathParams};
 use super::queries::Question;
 use super::{ApiError, ApiState};
 use crate::wall::{self, WallConfig, WorkTables};
@@ -74,7 +74,20 @@ pub async fn wall_cost(
 
 #[utoipa::path(get, path = "/profiles/overview", operation_id = "own_wall_total_cost", responses((status = 200, description = "Cost of the whole wall", body = CostAnswer)))]
 pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
-    ok_json_bytes(own(&state).overview_body.clone())
+    overview(&state)
+}
+
+/// `total_cost` at once (see `endpoint::AtOnce`): its body is always at hand.
+pub(super) fn total_cost_at_once(
+    state: &ApiState,
+    _: &Params<'_>,
+    _: &str,
+) -> Option<HttpResponse> {
+    Some(overview(state))
+}
+
+fn overview(state: &ApiState) -> HttpResponse {
+    ok_json_bytes(own(state).overview_body.clone())
 }
 
 #[utoipa::path(get, path = "/profiles/config", responses((status = 200, description = "The server's own wall", body = WallConfigBody)))]

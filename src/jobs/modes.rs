@@ -54,6 +54,16 @@ impl Jobs {
         }
     }
 
+    /// A job's state when it is known without waiting: on a node on its own (as `state`
+    /// answers it); `None` for an unknown job, and on a cluster node, whose database is
+    /// to be asked.
+    pub fn state_at_once(&self, id: JobId) -> Option<JobState> {
+        match self {
+            Jobs::Local(jobs) => jobs.state(id),
+            Jobs::Cluster(_) => None,
+        }
+    }
+
     /// A job's state once it is finished, `timeout` has passed or `stop` resolves.
     ///
     /// # Errors
