@@ -10,11 +10,14 @@ use std::net::TcpListener;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use std::rc::Rc;
+use std::sync::Arc;
+
 use actix_http::{HttpService, KeepAlive};
-use actix_server::ServerHandle;
-use actix_service::map_config;
+use actix_service::{Service, ServiceFactory, map_config};
 use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::request_log::REQUEST_ID;
 use super::{ApiError, RequestId, operations};
@@ -27,16 +30,23 @@ const REQUEST_HEAD_TIME: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen queue.
 const MOST_CONNECTIONS: usize = 16;
 
+/// How long the connections under way when the start-up ends have to be answered.
+const LAST_ANSWERS_TIME: Duration = Duration::from_secs(1);
+
 /// What the answers say while the server starts.
 const STARTING: &str = "the server is starting: it takes requests once it has recovered its \
      jobs (in cluster mode, reached its database)";
 
 /// The server answering, on a thread of its own (the thread that starts the job service
 /// is busy doing so). Dropping it stops it, once the connections it took are answered
-/// (one second at most), and leaves the listener, with the connections not yet
-/// accepted, to the real server.
+/// (a second at most), and leaves the listener, with the connections not yet accepted,
+/// to the real server.
+///
+/// Its own accept loop around actix-http's service, not an actix-server: that one's
+/// stop, sent from another thread as the start-up ended, once in a full test run never
+/// ended its run, and the start-up waited for it for ever.
 pub struct StartingAnswers {
-    handle: ServerHandle,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -46,30 +56,22 @@ impl StartingAnswers {
     /// # Errors
     /// When the listener cannot be shared with the server or its thread not started.
     pub fn start(listener: &TcpListener) -> io::Result<StartingAnswers> {
-        let server = actix_server::Server::build()
-            .workers(1)
-            .max_concurrent_connections(MOST_CONNECTIONS)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .listen("icewall-starting", listener.try_clone()?, || {
-                let app = actix_web::App::new().default_service(answer);
-                HttpService::build()
-                    // Answered and closed: the next request may be the real server's.
-                    .keep_alive(KeepAlive::Disabled)
-                    .client_request_timeout(REQUEST_HEAD_TIME)
-                    .h1(map_config(app, |()| AppConfig::default()))
-                    .tcp()
-            })?
-            .run();
-        let handle = server.handle();
+        let listener = listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = oneshot::channel();
         let thread = thread::Builder::new()
             .name("icewall-starting".to_owned())
             .spawn(move || {
-                // Its end is its stop (see `Drop`); nothing is owed to anyone after it.
-                let _ = actix_web::rt::System::new().block_on(server);
+                let answering = tokio::task::LocalSet::new();
+                // Nothing is owed to anyone once stopped: an error ends the answers early,
+                // and requests wait for the real server.
+                let _ = answering.block_on(&runtime, answer_until(listener, stopped));
             })?;
         Ok(StartingAnswers {
-            handle,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -77,12 +79,55 @@ impl StartingAnswers {
 
 impl Drop for StartingAnswers {
     fn drop(&mut self) {
-        // Sent at once; the thread ends when the server has stopped.
-        drop(self.handle.stop(true));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+/// Accepts connections on `listener`, at most [`MOST_CONNECTIONS`] at once, and answers
+/// each with [`answer`] until `stopped`; then gives those under way a second to end.
+async fn answer_until(listener: TcpListener, mut stopped: oneshot::Receiver<()>) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = actix_web::App::new().default_service(answer);
+    let service = HttpService::build()
+        // Answered and closed: the next request may be the real server's.
+        .keep_alive(KeepAlive::Disabled)
+        .client_request_timeout(REQUEST_HEAD_TIME)
+        .h1(map_config(app, |()| AppConfig::default()))
+        .tcp()
+        .new_service(())
+        .await
+        .map_err(|()| io::Error::other("the start-up's HTTP service"))?;
+    let service = Rc::new(service);
+    let connections = Arc::new(Semaphore::new(MOST_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => break,
+            permit = Arc::clone(&connections).acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
+        let stream = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors, a connection reset before it was taken: the next
+                // accept may do better.
+                Err(_) => continue,
+            },
+        };
+        let service = Rc::clone(&service);
+        tokio::task::spawn_local(async move {
+            let _ = service.call(stream).await;
+            drop(permit);
+        });
+    }
+    let all = u32::try_from(MOST_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(LAST_ANSWERS_TIME, connections.acquire_many(all)).await;
+    Ok(())
 }
 
 /// Alive, and not ready; with the request's id as every answer has it, and no log line
