@@ -7,11 +7,10 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
-
 use std::rc::Rc;
 use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use actix_http::{HttpService, KeepAlive};
 use actix_service::{Service, ServiceFactory, map_config};
