@@ -424,6 +424,20 @@ const NONE_DONE: &str = "document.getElementById('stat-done').textContent === '0
 const ONE_DONE: &str = "document.getElementById('stat-done').textContent === '1'";
 const DEPTH_SHOWN: &str = "document.getElementById('stat-depth').textContent !== '–'";
 
+/// A condition: the page shows the job `id` from an answer about it. What the job's view
+/// showed of a job stays in its elements while another view is on show, and until the
+/// first answer about the next job comes; a location set a moment ago is routed only at
+/// the page's next `hashchange`. So a condition on those elements alone may hold before
+/// the page has even routed to the job. Here the view is on show, for this job, with a
+/// state, which entering the view empties and only an answer about the job fills.
+fn job_shown(id: &str) -> String {
+    format!(
+        "!document.getElementById('view-job').hidden \
+         && document.getElementById('job-id').textContent === '{id}' \
+         && document.getElementById('job-state').textContent !== ''"
+    )
+}
+
 /// How many chart series each of the job page's charts drew.
 const SERIES: &str = "return ['#chart-ice', '#chart-cost', '#chart-gantt'].map(\
     (chart) => document.querySelectorAll(chart + ' .series').length)";
@@ -545,10 +559,16 @@ fn the_page_submits_shows_filters_and_deletes_a_job() {
 
     // Delete it from its page.
     browser.click(&row_link);
+    // The charts' mark and the days are still there from the first visit: the page shows
+    // the job's result again once an answer about it came (see `job_shown`).
     browser.wait_for(
         "the job's page again",
-        "return !!document.documentElement.dataset.chartsDrawnMs && \
-         document.getElementById('job-days').textContent === '31'",
+        &format!(
+            "return {} && !document.getElementById('job-result').hidden && \
+             !!document.documentElement.dataset.chartsDrawnMs && \
+             document.getElementById('job-days').textContent === '31'",
+            job_shown(&id)
+        ),
     );
     browser.click("#job-delete");
     let question = browser.answer_dialog(true);
@@ -819,10 +839,16 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
     let queued = server.submit_json(EXAMPLE_JSON);
     let finishing = server.submit_json(EXAMPLE_JSON);
     let browser = Browser::start();
-    let cancel_shown =
-        "return document.getElementById('job-delete').textContent === 'Cancel this job'";
+    // The button's text stays from the job shown before: the page must show this job.
+    let cancel_shown = |id: &str| {
+        format!(
+            "return {} && \
+             document.getElementById('job-delete').textContent === 'Cancel this job'",
+            job_shown(id)
+        )
+    };
     browser.open(&server.url(&format!("/#/jobs/{queued}")));
-    browser.wait_for("the cancel button", cancel_shown);
+    browser.wait_for("the cancel button", &cancel_shown(&queued));
     browser.click("#job-delete");
     let question = browser.answer_dialog(true);
     assert!(question.starts_with("Cancel job"), "{question}");
@@ -844,7 +870,7 @@ fn the_cancel_button_cancels_a_queued_job_and_never_deletes_a_finished_one() {
          }}; \
          location.hash = '#/jobs/{finishing}'; return null"
     ));
-    browser.wait_for("the cancel button again", cancel_shown);
+    browser.wait_for("the cancel button again", &cancel_shown(&finishing));
     // The page's looks so far all answered while the job was queued: it shows a
     // queued job, and looks no more.
     browser.script("window.held = true; return null");
