@@ -521,15 +521,12 @@ fn the_open_files_limit_is_raised_to_the_hard_one() {
 #[test]
 fn a_limit_of_open_files_too_low_to_serve_is_refused_at_start_up_saying_so() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new("prlimit")
-        .arg("--nofile=30:30")
-        .arg("--")
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--nofile=30:30", "--"])
         .arg(env!("CARGO_BIN_EXE_icewall"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--http-workers", "2"])
-        .arg("--results-dir")
-        .arg(dir.path().join("results"))
-        .arg("--logs-dir")
-        .arg(dir.path().join("logs"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--http-workers", "2"]);
+    let output = crate::common::in_dirs_of(&mut command, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -578,15 +575,13 @@ fn a_start_up_stops_at_once_on_sigterm_even_as_a_containers_first_process() {
         let free = TcpListener::bind("127.0.0.1:0").unwrap();
         free.local_addr().unwrap().to_string()
     };
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_icewall"))
+        .args(["serve", "--bind", &address]);
     let mut unshare = KilledOnDrop(
-        Command::new("unshare")
-            .args(["--pid", "--fork", "--kill-child"])
-            .arg(env!("CARGO_BIN_EXE_icewall"))
-            .args(["serve", "--bind", &address])
-            .arg("--results-dir")
-            .arg(dir.path().join("results"))
-            .arg("--logs-dir")
-            .arg(dir.path().join("logs"))
+        crate::common::in_dirs_of(&mut command, dir.path())
             // Never opened: the start-up lasts until the signal.
             .arg("--debug-start-gate")
             .arg(dir.path().join("never"))

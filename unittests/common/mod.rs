@@ -18,15 +18,18 @@ pub const EXAMPLE_JSON: &str =
 /// Runs `command` (an `icewall serve` that is to refuse to start) with its results and
 /// logs directories in `dir`, until it exits: its exit code and its stderr.
 pub fn refused_start(mut command: Command, dir: &Path) -> (Option<i32>, String) {
-    let output = command
+    let output = in_dirs_of(&mut command, dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+/// `command`, an `icewall serve`, with its results and logs directories in `dir`.
+pub fn in_dirs_of<'c>(command: &'c mut Command, dir: &Path) -> &'c mut Command {
+    command
         .arg("--results-dir")
         .arg(dir.join("results"))
         .arg("--logs-dir")
         .arg(dir.join("logs"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.code(), stderr)
 }
 
 /// The one deadline loop: polls `done` every few milliseconds until it holds or
