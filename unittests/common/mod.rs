@@ -295,11 +295,23 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
+    fn reply(&self, result: Result<ureq::Response, ureq::Error>) -> Reply {
         let response = match result {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!("no HTTP answer: {error}"),
+            // What the server was doing, for a reset seen once in a whole run and never
+            // again alone.
+            Err(error) => {
+                let alive = Path::new(&format!("/proc/{}", self.child.id())).exists();
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                panic!(
+                    "no HTTP answer: {error}; the server is {}; its log's last lines, newest \
+                     first:\n{}",
+                    if alive { "running" } else { "gone" },
+                    tail.join("\n")
+                )
+            }
         };
         Reply {
             status: response.status(),
@@ -315,12 +327,12 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str) -> Reply {
-        Self::reply(self.agent.request(method, &self.url(path)).call())
+        self.reply(self.agent.request(method, &self.url(path)).call())
     }
 
     /// A request with an `Authorization` header.
     pub fn request_as(&self, method: &str, path: &str, authorization: &str) -> Reply {
-        Self::reply(
+        self.reply(
             self.agent
                 .request(method, &self.url(path))
                 .set("Authorization", authorization)
@@ -333,7 +345,7 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
-        Self::reply(
+        self.reply(
             self.agent
                 .post(&self.url(path))
                 .set("Content-Type", content_type)
@@ -355,7 +367,7 @@ impl Server {
         for (name, value) in headers {
             request = request.set(name, value);
         }
-        Self::reply(request.send_bytes(body))
+        self.reply(request.send_bytes(body))
     }
 
     pub fn submit_json(&self, body: &str) -> String {
