@@ -720,10 +720,7 @@ def main():
                 1 for entry in log if entry["kind"] == "recovery" and not entry["listening_before_kill"]),
             "drains_killed": sum(1 for entry in log if entry["kind"] == "drain"
                                  and not entry["drain_finished_before_kill"]),
-            "acknowledged_jobs": len(campaign.expected),
-            "keyed_jobs": len(campaign.keyed),
-            "deleted_or_cancelled": len(campaign.removed),
-            "delete_unanswered": len(campaign.uncertain),
+            **campaign_counts(campaign),
             "removed_checked_after_last_restart": removed_checked,
             **final,
             "statuses": dict(sorted(statuses.items())),
@@ -740,6 +737,16 @@ def main():
             server.kill()
         if not campaign.violations:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def campaign_counts(campaign):
+    """What a campaign's summary counts of its jobs, in either campaign's summary."""
+    return {
+        "acknowledged_jobs": len(campaign.expected),
+        "keyed_jobs": len(campaign.keyed),
+        "deleted_or_cancelled": len(campaign.removed),
+        "delete_unanswered": len(campaign.uncertain),
+    }
 
 
 if __name__ == "__main__":
