@@ -229,12 +229,21 @@ impl App {
         let keep_alive = settings.keep_alive;
         let send_timeout = settings.send_timeout;
         let body_drain = http::BodyDrain::new(settings.max_body, settings.request_timeout);
-        let make_app = move || {
+        // The app, beneath the reads answered at once (see `http::AtOnceReads`), with one
+        // request log for both.
+        let make_service = move || {
             let request_log = request_log();
-            actix_web::App::new()
+            let app_log = request_log.clone();
+            let app = actix_web::App::new()
                 .app_data(state.clone())
                 .configure(|config| http::routes(config, body_drain))
-                .wrap_fn(move |request, service| log_request(request, service, &request_log))
+                .wrap_fn(move |request, service| log_request(request, service, &app_log));
+            let app = map_config(app, move |()| {
+                // Its host and address feed only URL generation and ConnectionInfo's
+                // fallbacks, which icewall does not use; they have no public setter.
+                AppConfig::default()
+            });
+            http::AtOnceReads::new(app, http::reads_at_once(), state.clone(), request_log)
         };
         // The listener is the HTTP server's from here on.
         drop(starting);
@@ -246,11 +255,7 @@ impl App {
             // Whole seconds here; `settle` below keeps the exact timeout.
             .shutdown_timeout(settings.shutdown_timeout.as_secs_f64().ceil() as u64)
             .listen("icewall", listener, move || {
-                let app = map_config(make_app(), move |()| {
-                    // Its host and address feed only URL generation and ConnectionInfo's
-                    // fallbacks, which icewall does not use; they have no public setter.
-                    AppConfig::default()
-                });
+                let app = make_service();
                 fn_service(move |stream: TcpStream| async move {
                     // A response written in more than one piece (a streamed body) must not
                     // wait for the client's delayed ACK: without this, such answers took

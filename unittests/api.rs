@@ -837,8 +837,8 @@ fn extra_slashes_are_routed_as_the_plain_path_and_the_query_is_kept() {
     assert_eq!(reply.status, 200, "the page, at the root");
 }
 
-/// The hottest reads are answered by the endpoint table itself once their answer is
-/// kept (`endpoint::AtOnce`): the same status, headers and body as the route gives.
+/// The hottest reads are answered beneath actix-web once their answer is kept
+/// (`http::at_once`): the same status, headers and body as the route gives.
 #[test]
 fn a_read_answered_at_once_is_the_one_its_route_gives() {
     let (server, id) = a_done_job(&[]);
@@ -875,6 +875,44 @@ fn a_read_answered_at_once_is_the_one_its_route_gives() {
             "HEAD {path}"
         );
     }
+}
+
+/// What every answer has, an answer at once has too: the gate's checks, the client's
+/// request id, its log line and its metrics under its endpoint.
+#[test]
+fn a_read_answered_at_once_passes_the_gate_and_is_logged_and_counted() {
+    let (server, id) = a_done_job(&[]);
+    let results = format!("/api/get_results/{id}");
+    assert_eq!(server.get(&results).status, 200, "its answer kept");
+    let count = |server: &Server| {
+        let metrics = server.get("/metrics").body;
+        let wanted = "icewall_http_request_duration_seconds_count{route=\"/api/get_results/{id}\",status=\"200\"} ";
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(wanted))
+            .map_or(0, |count| count.parse::<u64>().unwrap())
+    };
+    let before = count(&server);
+    let reply = ureq::get(&server.url(&results))
+        .set("X-Request-Id", "at-once-17")
+        .call()
+        .unwrap();
+    assert_eq!(reply.header("x-request-id"), Some("at-once-17"));
+    assert_eq!(count(&server), before + 1);
+    wait_until("the request's log line", || {
+        server.log().lines().any(|line| {
+            line.contains(&format!("path: {results}, status: 200"))
+                && line.ends_with("request_id: at-once-17")
+        })
+    });
+    let misdirected = server.exchange(&format!(
+        "GET {results} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(misdirected.starts_with("HTTP/1.1 421"), "{misdirected}");
+    let smuggled = server.exchange(&format!(
+        "GET {results} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ));
+    assert!(smuggled.starts_with("HTTP/1.1 400"), "{smuggled}");
 }
 
 #[test]

@@ -8,11 +8,11 @@
 //! does the same work for these patterns, where a parameter is always a whole segment.
 //!
 //! The hottest reads may also be answered at once (`Endpoint::at_once`): a plain
-//! function called by the table itself, with no actix `Route`, no extractors and no
-//! boxed future, for an answer already in memory (a precomputed body, a kept answer of
-//! a done job). Where it is not at hand (a job not done, a `?wait=`, a file to read, a
-//! cluster node's database to ask, any error) the function says so and the endpoint's
-//! route answers, through the same code that made the kept answer.
+//! function, called beneath actix-web (see `at_once`), for an answer already in memory
+//! (a precomputed body, a kept answer of a done job). Where it is not at hand (a job not
+//! done, a `?wait=`, a file to read, a cluster node's database to ask, any error) the
+//! function says so and the endpoint's route answers, through the same code that made
+//! the kept answer.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -22,13 +22,13 @@ use actix_web::http::Method;
 use actix_web::{Error, FromRequest, HttpRequest, HttpResponse, Route, guard, web};
 use futures_util::future::{Either, LocalBoxFuture, join_all};
 
+use super::at_once::ReadAtOnce;
 use super::unread_body::{BodyDrain, Unread};
 use super::{ApiError, ApiState, RequestTag, gate};
 
 mod pattern;
 
-pub use pattern::ParamSpans;
-use pattern::{Pattern, path_segments};
+pub use pattern::{ParamSpans, Pattern, path_segments};
 
 /// One endpoint: the pattern of its path (`{name}` for a parameter, a whole segment),
 /// the routes that answer it, the methods its 405 names, and the query parameters it
@@ -41,10 +41,10 @@ pub struct Endpoint {
     at_once: Option<AtOnce>,
 }
 
-/// An answer to a GET or HEAD given without a future (see the module docs): from the
-/// state, the path's parameters and the query string (already checked against the
-/// endpoint's parameters); `None` when the endpoint's route is to answer.
-pub type AtOnce = fn(&ApiState, &Params<'_>, &str) -> Option<HttpResponse>;
+/// An answer to a GET or HEAD without a query string, given without a future (see the
+/// module docs): from the state and the path's parameters; `None` when the endpoint's
+/// route is to answer.
+pub type AtOnce = fn(&ApiState, &Params<'_>) -> Option<HttpResponse>;
 
 pub fn endpoint(
     pattern: &'static str,
@@ -64,12 +64,20 @@ pub fn endpoint(
 }
 
 impl Endpoint {
-    /// Tries `answer` first for a GET or HEAD, before the routes.
+    /// Tries `answer` first for a GET or HEAD, before the routes (see `at_once`).
     pub fn at_once(self, answer: AtOnce) -> Endpoint {
         Endpoint {
             at_once: Some(answer),
             ..self
         }
+    }
+
+    /// The endpoint's pattern and its answer at once, if it has one.
+    pub fn read_at_once(&self) -> Option<ReadAtOnce> {
+        Some(ReadAtOnce {
+            pattern: Pattern::parse(self.pattern.text),
+            answer: self.at_once?,
+        })
     }
 }
 
@@ -206,14 +214,6 @@ impl EndpointsService {
         if let Some(error) = refused_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));
         }
-        if let Some(response) = endpoint
-            .at_once
-            .and_then(|answer| answer_at_once(answer, &request, &params))
-        {
-            // As a route's handler answers (its payload dropped).
-            let (request, _) = request.into_parts();
-            return Either::Left(ready(Ok(ServiceResponse::new(request, response))));
-        }
         match self.services[index]
             .iter()
             .find(|route| route.check(&mut request))
@@ -230,23 +230,6 @@ impl EndpointsService {
     }
 }
 
-/// `answer`'s answer to `request`, a GET or HEAD (the server drops a HEAD's body).
-fn answer_at_once(
-    answer: AtOnce,
-    request: &ServiceRequest,
-    params: &ParamSpans,
-) -> Option<HttpResponse> {
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return None;
-    }
-    let state = request.app_data::<web::Data<ApiState>>()?;
-    let params = Params {
-        path: request.match_info().as_str(),
-        spans: params,
-    };
-    answer(state, &params, request.query_string())
-}
-
 /// The parameters of a matched path, by the names in its endpoint's pattern, where the
 /// endpoint table found them.
 pub struct Params<'a> {
@@ -255,6 +238,11 @@ pub struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
+    /// The parameters at `spans` of `path`.
+    pub fn new(path: &'a str, spans: &'a ParamSpans) -> Params<'a> {
+        Params { path, spans }
+    }
+
     /// The parameter `name`; empty if the pattern has none of that name.
     pub fn get(&self, name: &str) -> &'a str {
         self.spans

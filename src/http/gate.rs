@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::rc::Rc;
 
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{RequestHead, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{ConnectionType, Uri, Version};
 use actix_web::{ResponseError, web};
@@ -140,7 +140,11 @@ pub fn single_header<'a>(
 /// What no endpoint may see (see the module docs), answered before the request is
 /// routed: `Ok` gives the request back to be routed, `Err` is its refusal.
 pub fn refused(request: ServiceRequest) -> Result<ServiceRequest, ServiceResponse> {
-    match refusal(&request) {
+    let hosts = &request
+        .app_data::<web::Data<ApiState>>()
+        .expect("the API state is registered with the app")
+        .hosts;
+    match refusal(request.head(), request.conn_data::<Rc<Connection>>(), hosts) {
         None => Ok(request),
         Some(Refusal { error, close: true }) => Err(refuse_and_close(request, error)),
         Some(Refusal {
@@ -156,8 +160,21 @@ struct Refusal {
     close: bool,
 }
 
-fn refusal(request: &ServiceRequest) -> Option<Refusal> {
-    let connection = request.conn_data::<Rc<Connection>>();
+/// Whether a request passes every check (see `refused`), for a layer beneath
+/// actix-web's routing, which hands it on otherwise (see `at_once`).
+pub fn lets_through(
+    head: &RequestHead,
+    connection: Option<&Rc<Connection>>,
+    hosts: &HostPolicy,
+) -> bool {
+    refusal(head, connection, hosts).is_none()
+}
+
+fn refusal(
+    request: &RequestHead,
+    connection: Option<&Rc<Connection>>,
+    hosts: &HostPolicy,
+) -> Option<Refusal> {
     if connection.is_some_and(|connection| connection.is_refused()) {
         return Some(Refusal {
             error: ApiError::BadRequest(
@@ -167,7 +184,7 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
             close: true,
         });
     }
-    let headers = request.headers();
+    let headers = &request.headers;
     if headers.contains_key(header::TRANSFER_ENCODING)
         && headers.contains_key(header::CONTENT_LENGTH)
     {
@@ -186,15 +203,11 @@ fn refusal(request: &ServiceRequest) -> Option<Refusal> {
     // The Host check comes last: a connection whose Host was let through before skips
     // it, and would skip any check put after it. A target in absolute form names its
     // host itself, and is checked each time.
-    let absolute_form = request.uri().authority().is_some();
+    let absolute_form = request.uri.authority().is_some();
     if !absolute_form && connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
         return None;
     }
-    let hosts = &request
-        .app_data::<web::Data<ApiState>>()
-        .expect("the API state is registered with the app")
-        .hosts;
-    match hosts.check(headers, request.version(), request.uri()) {
+    match hosts.check(headers, request.version, &request.uri) {
         Ok(()) => {
             if let Some(connection) = connection.filter(|_| !absolute_form) {
                 connection.allow_host(headers);

@@ -160,7 +160,7 @@ pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpRes
 }
 
 /// `ice` at once (see `endpoint::AtOnce`): the kept answer of a done job.
-pub(super) fn ice_at_once(state: &ApiState, path: &Params<'_>, _: &str) -> Option<HttpResponse> {
+pub(super) fn ice_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
     let question = Question::ice(path.get("p"), path.get("d")).ok()?;
     done_answer_at_once(state, path.get("id"), Asked::Question(question))
 }

@@ -93,16 +93,9 @@ pub async fn results(
     })
 }
 
-/// `results` at once (see `endpoint::AtOnce`): a done job's kept summary, when no
-/// `?wait=` is given (its value is the route's to check).
-pub(super) fn results_at_once(
-    state: &ApiState,
-    path: &Params<'_>,
-    query: &str,
-) -> Option<HttpResponse> {
-    if !query.is_empty() {
-        return None;
-    }
+/// `results` at once (see `endpoint::AtOnce`): a done job's kept summary (a `?wait=`
+/// is the route's, as any query string).
+pub(super) fn results_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
     done_answer_at_once(state, path.get("id"), Asked::Summary)
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod answer_cache;
+mod at_once;
 pub mod bodies;
 mod chart;
 mod connection;
@@ -30,6 +31,7 @@ use actix_web::web;
 
 pub use admin::AdminPolicy;
 pub use answer_cache::AnswerCache;
+pub use at_once::AtOnceReads;
 pub use connection::{Connection, RequestOnConnection, TimedStream};
 pub use error::ApiError;
 pub use gate::HostPolicy;
@@ -81,6 +83,14 @@ pub fn routes(config: &mut web::ServiceConfig, drain: BodyDrain) {
             ApiError::BadRequest(format!("bad query string: {error}")).into()
         }))
         .default_service(Endpoints::new(endpoints(), drain));
+}
+
+/// The reads answered at once beneath actix-web (see `at_once`): the endpoints that can.
+pub fn reads_at_once() -> Vec<at_once::ReadAtOnce> {
+    endpoints()
+        .iter()
+        .filter_map(Endpoint::read_at_once)
+        .collect()
 }
 
 /// Every endpoint, in the order they are tried; no two patterns match the same path, so

@@ -78,11 +78,7 @@ pub async fn total_cost(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// `total_cost` at once (see `endpoint::AtOnce`): its body is always at hand.
-pub(super) fn total_cost_at_once(
-    state: &ApiState,
-    _: &Params<'_>,
-    _: &str,
-) -> Option<HttpResponse> {
+pub(super) fn total_cost_at_once(state: &ApiState, _: &Params<'_>) -> Option<HttpResponse> {
     Some(overview(state))
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
-use actix_web::http::header::HeaderName;
+use actix_web::http::header::{HeaderMap, HeaderName};
+use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest};
 use slog::{KV, Logger, Record, Serializer, info};
@@ -176,6 +176,88 @@ impl KV for RequestLine<'_> {
     }
 }
 
+/// A request the log follows from its headers to its answer (see `RequestLog::begin`).
+pub(super) struct RequestBegun {
+    in_flight: RequestInFlight,
+    id: RequestId,
+    on_connection: Option<RequestOnConnection>,
+    started: Instant,
+}
+
+/// What keeps an answered request counted until its body is sent (see `CountedBody`).
+pub(super) struct Answered {
+    in_flight: RequestInFlight,
+    on_connection: Option<RequestOnConnection>,
+}
+
+impl RequestLog {
+    /// Counts a request in flight, gives it its id (the client's, from `headers`, or a
+    /// new one) and tags its connection with it: its answer is timed from here.
+    pub(super) fn begin(
+        &self,
+        headers: &HeaderMap,
+        connection: Option<&Rc<Connection>>,
+    ) -> RequestBegun {
+        let in_flight = self.in_flight.enter();
+        let id = RequestId::from_header(headers.get(REQUEST_ID));
+        // Every connection has one (see `TimedStream`); a request without one (none is
+        // served so) is logged with its id but no endpoint.
+        let on_connection = connection.map(|connection| connection.request_started(id.clone()));
+        RequestBegun {
+            in_flight,
+            id,
+            on_connection,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl RequestBegun {
+    /// The request (`method`, `path`) is answered with `status`: its id goes into the
+    /// answer's `headers`, its time into the metrics of the endpoint that took it
+    /// (`route`, if the tag has none), and its line into the log.
+    pub(super) fn answered(
+        self,
+        (logger, times): (&Logger, &RequestTimes),
+        (method, path): (&Method, &str),
+        route: Option<&'static str>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Answered {
+        let (tagged_route, job_id) = self
+            .on_connection
+            .as_ref()
+            .map_or((None, None), RequestOnConnection::tagged);
+        headers.insert(REQUEST_ID, self.id.header_value());
+        let took = self.started.elapsed();
+        times.observe(tagged_route.or(route).unwrap_or("unmatched"), status, took);
+        let line = RequestLine {
+            method,
+            path,
+            status: status.as_u16(),
+            took,
+            job_id,
+            request_id: &self.id,
+        };
+        info!(logger, "request"; line);
+        Answered {
+            in_flight: self.in_flight,
+            on_connection: self.on_connection,
+        }
+    }
+}
+
+impl<B> CountedBody<B> {
+    /// `body`, keeping its request counted until it is sent.
+    pub(super) fn new(body: B, answered: Answered) -> CountedBody<B> {
+        CountedBody {
+            body,
+            _in_flight: answered.in_flight,
+            _on_connection: answered.on_connection,
+        }
+    }
+}
+
 /// The middleware, for `App::wrap_fn`: a named function rather than a closure, and not
 /// `middleware::from_fn`, which would box every request's future once more.
 pub fn log_request<S, B>(
@@ -187,41 +269,23 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody + Unpin + 'static,
 {
-    let in_flight = log.in_flight.enter();
-    let id = RequestId::from_header(request.headers().get(REQUEST_ID));
-    // Every connection has one (see `TimedStream`); a request without one (none is
-    // served so) is logged with its id but no endpoint.
-    let on_connection = request
-        .conn_data::<Rc<Connection>>()
-        .map(|connection| connection.request_started(id.clone()));
-    let started = Instant::now();
+    let begun = log.begin(request.headers(), request.conn_data::<Rc<Connection>>());
     let logger = log.logger.clone();
     let times = Rc::clone(&log.times);
     let response = service.call(request);
     async move {
-        let mut response = response.await?;
-        let (route, job_id) = on_connection
-            .as_ref()
-            .map_or((None, None), RequestOnConnection::tagged);
-        response.headers_mut().insert(REQUEST_ID, id.header_value());
+        let response = response.await?;
         let status = response.status();
-        let took = started.elapsed();
-        times.observe(route.unwrap_or("unmatched"), status, took);
-        let request = response.request();
-        let line = RequestLine {
-            method: request.method(),
-            path: request.path(),
-            status: status.as_u16(),
-            took,
-            job_id,
-            request_id: &id,
-        };
-        info!(logger, "request"; line);
+        let (request, mut response) = response.into_parts();
+        let answered = begun.answered(
+            (&logger, &times),
+            (request.method(), request.path()),
+            None,
+            status,
+            response.headers_mut(),
+        );
         // Counted until its body is sent, not just made.
-        Ok(response.map_body(|_, body| CountedBody {
-            body,
-            _in_flight: in_flight,
-            _on_connection: on_connection,
-        }))
+        let response = response.map_body(|_, body| CountedBody::new(body, answered));
+        Ok(ServiceResponse::new(request, response))
     }
 }
