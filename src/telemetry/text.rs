@@ -136,12 +136,14 @@ impl SecondsCache {
             self.second = Some(second);
         }
         line.extend_from_slice(&self.up_to_seconds);
-        let micros = since_epoch.subsec_micros();
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(micros);
-        line.extend(std::iter::repeat_n(b'0', 6 - digits.len()));
-        line.extend_from_slice(digits.as_bytes());
-        line.push(b'Z');
+        // Always six digits and the `Z`, written in place.
+        let mut micros = since_epoch.subsec_micros();
+        let mut digits = *b"000000Z";
+        for digit in digits[..6].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        line.extend_from_slice(&digits);
     }
 }
 
