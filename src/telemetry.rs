@@ -179,7 +179,16 @@ fn logger_into(
             warn!(reporter, "log lines lost: the log output refused them"; "lines" => lines, "error" => error);
         }
     })?;
-    let (drain, queue) = slog_async::Async::new(lines_into(format, buffer, text::Values::Any))
+    let events = lines_into(format, buffer.clone(), text::Values::Any);
+    let events: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match target {
+        LogTarget::Stdout => Box::new(WarningsWhileHeld {
+            events,
+            buffer,
+            stderr: text::TextLines::new(io::stderr(), text::Values::Any),
+        }),
+        LogTarget::File => events,
+    };
+    let (drain, queue) = slog_async::Async::new(events)
         .chan_size(LOG_QUEUE)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("icewall-log".to_owned())
@@ -218,6 +227,29 @@ impl RequestLines {
         let lines =
             Locked::new(move || lines_into(format, buffer.clone(), text::Values::FreeOfControls));
         named(Logger::root(lines.fuse(), o!()), &self.node_id)
+    }
+}
+
+/// The events' drain on stdout, where lines wait for the listening line: a warning
+/// logged meanwhile (a cluster node that cannot reach its database yet, for up to
+/// `--database-start-timeout`; a damaged file met by recovery) also goes to stderr at
+/// once, as text, so that whoever watches the start sees it while it matters.
+struct WarningsWhileHeld<D> {
+    events: D,
+    buffer: SharedBuffer,
+    stderr: text::TextLines<io::Stderr>,
+}
+
+impl<D: Drain<Ok = (), Err = slog::Never>> Drain for WarningsWhileHeld<D> {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
+        if record.level().is_at_least(slog::Level::Warning) && self.buffer.is_held() {
+            // Best effort: stdout has the line anyway.
+            let _ = self.stderr.log(record, values);
+        }
+        self.events.log(record, values)
     }
 }
 

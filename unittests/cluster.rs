@@ -971,6 +971,44 @@ fn a_node_waiting_for_its_database_stops_at_once_on_a_signal() {
 }
 
 #[test]
+fn a_node_logging_to_stdout_says_on_stderr_at_once_that_it_waits_for_its_database() {
+    // On stdout nothing precedes the listening line, which comes once the database
+    // answers: the warning goes to stderr meanwhile, as the operator needs it now.
+    let mut waiting = Server::starting(&[
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/icewall",
+        "--log-target",
+        "stdout",
+    ]);
+    let mut stderr = waiting.take_stderr();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut stderr, &mut line).is_ok_and(|read| read > 0) {
+            if lines.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let began = Instant::now();
+    let warning = loop {
+        let line = said
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line on stderr while the node waits");
+        if line.contains("cannot reach the database yet") {
+            break line;
+        }
+    };
+    assert!(began.elapsed() < Duration::from_secs(10), "{warning}");
+    assert!(
+        warning.contains(" WARN ") && warning.contains("Connection refused"),
+        "{warning}"
+    );
+    waiting.signal("TERM");
+    assert!(!waiting.wait_exit().success());
+}
+
+#[test]
 fn a_node_claims_no_long_jobs_ahead_of_its_workers() {
     let Some((pg, url)) = database() else { return };
     let gate = Gate::closed();

@@ -221,6 +221,11 @@ impl SharedBuffer {
         self.0.pending.lock().writing -= held.len();
     }
 
+    /// Whether lines wait for the listening line.
+    pub(super) fn is_held(&self) -> bool {
+        self.0.pending.lock().held
+    }
+
     /// Writes out what is left, held or not, and makes every later line go straight
     /// out; the lines dropped and not yet reported. Once more does nothing.
     fn close(&self, batch: &mut Vec<u8>) -> u64 {

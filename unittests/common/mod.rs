@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -419,6 +419,12 @@ impl Server {
     /// The rest of the server's stdout, to read once it has exited.
     pub fn take_stdout(&mut self) -> BufReader<ChildStdout> {
         self.stdout.take().expect("stdout is taken once")
+    }
+
+    /// Its stderr, to read as it comes (`wait_listening` reads it only when the server
+    /// did not start).
+    pub fn take_stderr(&mut self) -> BufReader<ChildStderr> {
+        BufReader::new(self.child.stderr.take().expect("stderr not taken yet"))
     }
 
     pub fn pid(&self) -> u32 {
