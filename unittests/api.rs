@@ -857,17 +857,21 @@ fn a_read_answered_at_once_is_the_one_its_route_gives() {
         headers.sort();
         (reply.status(), headers, reply.into_string().unwrap())
     };
-    let day = format!("/api/jobs/{id}/profiles/1/days/1");
     let results = format!("/api/get_results/{id}");
-    // The route's: a day's first read (its answer not kept yet), and a read with a
-    // `?wait=` (always the route's); then the same reads answered at once.
-    let by_route = [
-        answer("GET", &day),
-        answer("GET", &format!("{results}?wait=0")),
+    let questions = [
+        format!("/api/jobs/{id}/profiles/1/days/1"),
+        format!("/api/jobs/{id}/profiles/2/overview/1"),
+        format!("/api/jobs/{id}/profiles/overview/2"),
+        format!("/api/jobs/{id}/profiles/overview"),
     ];
-    let at_once = [answer("GET", &day), answer("GET", &results)];
+    // The route's: each question's first read (its answer not kept yet), and a read
+    // with a `?wait=` (always the route's); then the same reads answered at once.
+    let mut by_route: Vec<_> = questions.iter().map(|path| answer("GET", path)).collect();
+    by_route.push(answer("GET", &format!("{results}?wait=0")));
+    let mut at_once: Vec<_> = questions.iter().map(|path| answer("GET", path)).collect();
+    at_once.push(answer("GET", &results));
     assert_eq!(by_route, at_once);
-    for (path, (status, headers, _)) in [&day, &results].into_iter().zip(&at_once) {
+    for (path, (status, headers, _)) in questions.iter().chain([&results]).zip(&at_once) {
         let head = answer("HEAD", path);
         assert_eq!(
             (head.0, &head.1, head.2.as_str()),

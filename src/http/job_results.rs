@@ -162,6 +162,28 @@ pub async fn ice(path: PathParams, state: web::Data<ApiState>) -> Result<HttpRes
 /// `ice` at once (see `endpoint::AtOnce`): the kept answer of a done job.
 pub(super) fn ice_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
     let question = Question::ice(path.get("p"), path.get("d")).ok()?;
+    asked_at_once(state, path, question)
+}
+
+/// `profile_cost` at once, as `ice_at_once`.
+pub(super) fn profile_cost_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
+    let question = Question::profile_cost(path.get("p"), path.get("d")).ok()?;
+    asked_at_once(state, path, question)
+}
+
+/// `wall_cost` at once, as `ice_at_once`.
+pub(super) fn wall_cost_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
+    let question = Question::wall_cost(path.get("d")).ok()?;
+    asked_at_once(state, path, question)
+}
+
+/// `total_cost` at once, as `ice_at_once`.
+pub(super) fn total_cost_at_once(state: &ApiState, path: &Params<'_>) -> Option<HttpResponse> {
+    asked_at_once(state, path, Question::TotalCost)
+}
+
+/// `ask`'s answer when it is at hand (see `done_answer_at_once`).
+fn asked_at_once(state: &ApiState, path: &Params<'_>, question: Question) -> Option<HttpResponse> {
     done_answer_at_once(state, path.get("id"), Asked::Question(question))
 }
 

@@ -160,19 +160,22 @@ fn api_endpoints() -> Vec<Endpoint> {
             GET,
             &[],
             vec![read().to(job_results::profile_cost)],
-        ),
+        )
+        .at_once(job_results::profile_cost_at_once),
         endpoint(
             "/api/jobs/{id}/profiles/overview/{d}",
             GET,
             &[],
             vec![read().to(job_results::wall_cost)],
-        ),
+        )
+        .at_once(job_results::wall_cost_at_once),
         endpoint(
             "/api/jobs/{id}/profiles/overview",
             GET,
             &[],
             vec![read().to(job_results::total_cost)],
-        ),
+        )
+        .at_once(job_results::total_cost_at_once),
         endpoint(
             "/api/jobs/{id}/profiles",
             GET,
