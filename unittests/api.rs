@@ -919,6 +919,50 @@ fn a_read_answered_at_once_passes_the_gate_and_is_logged_and_counted() {
     assert!(smuggled.starts_with("HTTP/1.1 400"), "{smuggled}");
 }
 
+/// An answer at once is timed from its request, as a routed one is from before its
+/// gate and routing: its log line's `elapsed_ms` (and its histogram) hold the work of
+/// answering it, here a path of 30,000 slashes to split, not only its last step.
+#[test]
+fn a_read_answered_at_once_is_timed_from_its_request() {
+    let server = Server::start(&[]);
+    let path = format!("/profiles/overview{}", "/".repeat(30_000));
+    // An empty query string sends the same read to its route.
+    let ways = [("at-once", ""), ("route", "?")];
+    for round in 0..5 {
+        for (way, query) in ways {
+            let answer = server.exchange(&format!(
+                "GET {path}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: timed-{way}-{round}\r\nConnection: close\r\n\r\n"
+            ));
+            assert!(answer.starts_with("HTTP/1.1 200"), "{way}: {answer}");
+        }
+    }
+    let elapsed = |way: &str| -> Vec<f64> {
+        let id = format!("request_id: timed-{way}-");
+        server
+            .log()
+            .lines()
+            .filter(|line| line.contains(&id))
+            .map(|line| {
+                let (_, rest) = line.split_once("elapsed_ms: ").unwrap();
+                rest.split(',').next().unwrap().parse().unwrap()
+            })
+            .collect()
+    };
+    wait_until("the requests' log lines", || {
+        ways.iter().all(|(way, _)| elapsed(way).len() == 5)
+    });
+    let median = |way: &str| {
+        let mut times = elapsed(way);
+        times.sort_by(f64::total_cmp);
+        times[2]
+    };
+    let (at_once, route) = (median("at-once"), median("route"));
+    assert!(
+        at_once * 10.0 >= route,
+        "answered at once in {at_once} ms, by its route in {route} ms"
+    );
+}
+
 #[test]
 fn path_parameters_are_read_with_their_percent_encoded_digits_decoded() {
     let server = Server::start(&[]);

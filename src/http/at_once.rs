@@ -11,6 +11,7 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
+use std::time::Instant;
 
 use actix_http::Request;
 use actix_web::body::BoxBody;
@@ -130,6 +131,10 @@ impl<S> AtOnceService<S> {
         {
             return None;
         }
+        // Timed from here, as the middleware times a routed request from before its
+        // gate and routing: the path's scan and the gate are this answer's work (a path
+        // of thousands of slashes takes a millisecond to split).
+        let started = Instant::now();
         let path = head.uri.path();
         // actix-web's routing decodes some escapes first; such a path is its to read.
         if path.contains('%') {
@@ -146,7 +151,7 @@ impl<S> AtOnceService<S> {
         }
         let params = Params::new(path, &spans);
         let response = Response::from((read.answer)(&self.state, &params)?);
-        let begun = self.log.begin(&head.headers, connection);
+        let begun = self.log.begin(&head.headers, connection, started);
         let (mut response, body) = response.into_parts();
         let answered = begun.answered(
             (&self.log.logger, &self.log.times),

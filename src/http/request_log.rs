@@ -192,11 +192,14 @@ pub(super) struct Answered {
 
 impl RequestLog {
     /// Counts a request in flight, gives it its id (the client's, from `headers`, or a
-    /// new one) and tags its connection with it: its answer is timed from here.
+    /// new one) and tags its connection with it: its answer is timed from `started`,
+    /// taken before any of the work of answering it (the middleware's, before the gate
+    /// and the routing; the reads answered at once, before their path is even split).
     pub(super) fn begin(
         &self,
         headers: &HeaderMap,
         connection: Option<&Rc<Connection>>,
+        started: Instant,
     ) -> RequestBegun {
         let in_flight = self.in_flight.enter();
         let id = RequestId::from_header(headers.get(REQUEST_ID));
@@ -207,7 +210,7 @@ impl RequestLog {
             in_flight,
             id,
             on_connection,
-            started: Instant::now(),
+            started,
         }
     }
 }
@@ -269,7 +272,11 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody + Unpin + 'static,
 {
-    let begun = log.begin(request.headers(), request.conn_data::<Rc<Connection>>());
+    let begun = log.begin(
+        request.headers(),
+        request.conn_data::<Rc<Connection>>(),
+        Instant::now(),
+    );
     let logger = log.logger.clone();
     let times = Rc::clone(&log.times);
     let response = service.call(request);
