@@ -73,10 +73,10 @@ impl Endpoint {
     }
 
     /// The endpoint's pattern and its answer at once, if it has one.
-    pub fn read_at_once(&self) -> Option<ReadAtOnce> {
+    pub fn into_read_at_once(self) -> Option<ReadAtOnce> {
         Some(ReadAtOnce {
-            pattern: Pattern::parse(self.pattern.text),
             answer: self.at_once?,
+            pattern: self.pattern,
         })
     }
 }
@@ -209,7 +209,7 @@ impl EndpointsService {
         };
         let endpoint = &self.endpoints[index];
         if let Some(tag) = RequestTag::of(request.request()) {
-            tag.answered_by(endpoint.pattern.text, params.clone());
+            tag.answered_by(endpoint.pattern.text, params);
         }
         if let Some(error) = refused_params(endpoint.params, request.query_string()) {
             return Either::Left(ready(Ok(request.error_response(error))));

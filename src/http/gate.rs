@@ -140,10 +140,13 @@ pub fn single_header<'a>(
 /// What no endpoint may see (see the module docs), answered before the request is
 /// routed: `Ok` gives the request back to be routed, `Err` is its refusal.
 pub fn refused(request: ServiceRequest) -> Result<ServiceRequest, ServiceResponse> {
-    let hosts = &request
-        .app_data::<web::Data<ApiState>>()
-        .expect("the API state is registered with the app")
-        .hosts;
+    // Looked up only for a Host not let through on the connection before.
+    let hosts = || {
+        &request
+            .app_data::<web::Data<ApiState>>()
+            .expect("the API state is registered with the app")
+            .hosts
+    };
     match refusal(request.head(), request.conn_data::<Rc<Connection>>(), hosts) {
         None => Ok(request),
         Some(Refusal { error, close: true }) => Err(refuse_and_close(request, error)),
@@ -167,13 +170,13 @@ pub fn lets_through(
     connection: Option<&Rc<Connection>>,
     hosts: &HostPolicy,
 ) -> bool {
-    refusal(head, connection, hosts).is_none()
+    refusal(head, connection, || hosts).is_none()
 }
 
-fn refusal(
+fn refusal<'h>(
     request: &RequestHead,
     connection: Option<&Rc<Connection>>,
-    hosts: &HostPolicy,
+    hosts: impl FnOnce() -> &'h HostPolicy,
 ) -> Option<Refusal> {
     if connection.is_some_and(|connection| connection.is_refused()) {
         return Some(Refusal {
@@ -207,7 +210,7 @@ fn refusal(
     if !absolute_form && connection.is_some_and(|connection| connection.has_allowed_host(headers)) {
         return None;
     }
-    match hosts.check(headers, request.version, &request.uri) {
+    match hosts().check(headers, request.version, &request.uri) {
         Ok(()) => {
             if let Some(connection) = connection.filter(|_| !absolute_form) {
                 connection.allow_host(headers);

@@ -88,8 +88,8 @@ pub fn routes(config: &mut web::ServiceConfig, drain: BodyDrain) {
 /// The reads answered at once beneath actix-web (see `at_once`): the endpoints that can.
 pub fn reads_at_once() -> Vec<at_once::ReadAtOnce> {
     endpoints()
-        .iter()
-        .filter_map(Endpoint::read_at_once)
+        .into_iter()
+        .filter_map(Endpoint::into_read_at_once)
         .collect()
 }
 
