@@ -275,6 +275,28 @@ mod tests {
         std::mem::size_of::<Answer>()
     }
 
+    /// The reads that the layer beneath actix-web answers when their answer is at hand
+    /// (see `at_once`): an endpoint that lost its `.at_once` would still answer, only
+    /// slower, which no answer shows.
+    #[test]
+    fn the_hottest_reads_are_answered_at_once() {
+        let patterns: Vec<&str> = reads_at_once()
+            .iter()
+            .map(|read| read.pattern.text)
+            .collect();
+        assert_eq!(
+            patterns,
+            [
+                "/api/get_results/{id}",
+                "/api/jobs/{id}/profiles/{p}/days/{d}",
+                "/api/jobs/{id}/profiles/{p}/overview/{d}",
+                "/api/jobs/{id}/profiles/overview/{d}",
+                "/api/jobs/{id}/profiles/overview",
+                "/profiles/overview",
+            ]
+        );
+    }
+
     /// A read's future is allocated and moved for every request: the state of rare paths
     /// (a wait, a disk read, a cluster node's database round trip) is boxed where it is
     /// taken, so that it does not size the common one (`get_results` was 3 KiB, past the
