@@ -957,8 +957,8 @@ fn a_refresh_asked_for_during_another_is_not_dropped() {
     let (server, id) = a_done_job(&[]);
     let browser = Browser::start();
     browser.open(&server.url("/#/jobs"));
-    let row = format!("return !!document.querySelector(\"#jobs-rows a[href='#/jobs/{id}']\")");
-    browser.wait_for("the job in the list", &row);
+    let row = format!("!!document.querySelector(\"#jobs-rows a[href='#/jobs/{id}']\")");
+    browser.wait_for("the job in the list", &format!("return {row}"));
     // No polls (the tab looks hidden): only what the user does refreshes the list. The
     // filter is changed twice, the second time while the first list is on its way.
     browser.script(&format!(
@@ -972,8 +972,7 @@ fn a_refresh_asked_for_during_another_is_not_dropped() {
     // The job's row is there before the refreshes too: the caption says which list
     // came last, and it is waited for, as the list comes in its own time.
     let done_list = format!(
-        "return document.getElementById('jobs-caption').textContent === 'Jobs done, newest first' && {}",
-        row.trim_start_matches("return ")
+        "return document.getElementById('jobs-caption').textContent === 'Jobs done, newest first' && {row}"
     );
     browser.wait_for("the done jobs", &done_list);
     assert_eq!(browser.text("#jobs-caption"), "Jobs done, newest first");

@@ -114,8 +114,11 @@ where
         // A request with a body (as the HTTP decoder framed it: a `Content-Length` of 0
         // is none) is the app's, which reads or discards it; looking at the payload
         // costs nothing, where looking for its two headers cost two hashed lookups.
-        let bodiless = matches!(request.payload(), Payload::None);
-        match bodiless.then(|| self.answer(&request)).flatten() {
+        let answer = match request.payload() {
+            Payload::None => self.answer(&request),
+            _ => None,
+        };
+        match answer {
             Some(answer) => Either::Left(ready(Ok(answer))),
             None => Either::Right(self.app.call(request).map_ok(Response::from as AppAnswer)),
         }
