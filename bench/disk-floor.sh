@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The disk yardstick: examples/disk_floor.rs, the file store's durable work per job with
-# no server around it (journal lines and one fdatasync per batch, a result per job in an
-# unnamed file, one syncfs per batch, a link per job), on a freshly made journaled ext4
+# no server around it (journal lines and one fdatasync per batch, a result per job written
+# under its name, one syncfs per batch; with DISK_FLOOR_UNNAMED=1 as earlier versions of
+# the store did: each result an unnamed file, linked after the syncfs), on a freshly made journaled ext4
 # (bench/fresh-ext4.sh) and on tmpfs, alternating round by round. Prints each run, then
 # the medians: jobs/s and the whole machine's CPU time per job on each, their ratio, and
 # what ext4 adds per job; and the medians of each run's journal fdatasync p50 and p99
@@ -25,7 +26,7 @@ shm=
 trap 'rm -rf "$work" ${shm:+"$shm"}' EXIT
 cat > "$work/run.sh" <<RUN
 #!/usr/bin/env bash
-exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch" 1145 "$per_sync" "$pipelined"
+exec "$floor" "\$BENCH_TMPDIR/floor" "$jobs" "$batch" 1145 "$per_sync" "$pipelined" ${DISK_FLOOR_UNNAMED:+unnamed}
 RUN
 chmod +x "$work/run.sh"
 field() { sed -n "s/^$1 //p" "$2"; }

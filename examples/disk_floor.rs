@@ -5,14 +5,16 @@
 //! Each batch does what the file store does for a batch of jobs, with the same system
 //! calls: the batch's journal lines written into a preallocated, zero-filled and synced
 //! segment and made durable by one `fdatasync`; per job, a result of the same size
-//! written into an unnamed file (`O_TMPFILE`); one `syncfs`; per job, a link into place
-//! through `/proc/self/fd`. Left out: the store's new segment every second (made
+//! written under its name; one `syncfs`. With `unnamed`, what earlier versions of the
+//! store did instead: each result written into an unnamed file (`O_TMPFILE`), and after
+//! the `syncfs` linked into place through `/proc/self/fd`. Left out: the store's new segment every second (made
 //! ahead, zero-filled and synced, on a thread of its own) and the removal of the old
 //! one, two syncs a second: the floor is that much lower than the store's.
 //!
 //! Usage: `disk_floor DIR [jobs (100000)] [batch (64)] [result bytes (1145)] [results per
-//! sync (the batch)] [pipelined (0)]`: with `pipelined` 1 the results are synced and
-//! linked on a thread of their own, as the file store does, beside the journal's; `DIR` must not exist. Prints `key value` lines: jobs per second,
+//! sync (the batch)] [pipelined (0)] [unnamed]`: with `pipelined` 1 the results are
+//! synced on a thread of their own, as the file store does, beside the journal's; `DIR`
+//! must not exist. Prints `key value` lines: jobs per second,
 //! the CPU time per job of this process and of the whole machine (`/proc/stat`: the
 //! file system's own threads, the writeback and the loop device's included), and the
 //! median, 99th percentile and longest of the journal's `fdatasync` and of the results'
@@ -50,6 +52,7 @@ fn main() -> io::Result<()> {
     let result = vec![b'r'; number(1145)?];
     let per_sync = number(batch)?.max(1);
     let pipelined = number(0)? != 0;
+    let unnamed = args.next().is_some_and(|placement| placement == "unnamed");
     let dir = Path::new(&dir);
     fs::create_dir(dir)?;
 
@@ -63,7 +66,7 @@ fn main() -> io::Result<()> {
     let started = Instant::now();
     let lines = JOURNAL_LINE.repeat(batch);
     let mut journal_syncs = Vec::with_capacity(jobs / batch + 1);
-    let mut results = Results::new(dir, per_sync, pipelined)?;
+    let mut results = Results::new(dir, per_sync, pipelined, unnamed)?;
     for first in (0..jobs).step_by(batch) {
         let count = batch.min(jobs - first);
         segment.write_all_at(
@@ -74,14 +77,18 @@ fn main() -> io::Result<()> {
         segment.sync_data()?;
         journal_syncs.push(syncing.elapsed());
         let mut written = Vec::with_capacity(count);
-        for _ in 0..count {
-            let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
-            let file = File::from(rustix::fs::openat(
-                CWD,
-                dir,
-                flags,
-                Mode::from_raw_mode(0o644),
-            )?);
+        for job in first..first + count {
+            let file = if unnamed {
+                let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+                File::from(rustix::fs::openat(
+                    CWD,
+                    dir,
+                    flags,
+                    Mode::from_raw_mode(0o644),
+                )?)
+            } else {
+                File::create_new(dir.join(format!("{job:08}-floor.result")))?
+            };
             io::Write::write_all(&mut &file, &result)?;
             written.push(file);
         }
@@ -97,6 +104,7 @@ fn main() -> io::Result<()> {
     println!("batch {batch}");
     println!("results_per_sync {per_sync}");
     println!("pipelined {}", u8::from(pipelined));
+    println!("unnamed {}", u8::from(unnamed));
     println!("jobs_per_second {:.0}", jobs as f64 / seconds);
     println!("process_cpu_us_per_job {:.1}", per_job_us(process_seconds));
     println!("machine_cpu_us_per_job {:.1}", per_job_us(machine_seconds));
@@ -105,8 +113,8 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-/// The results' side: unnamed files synced by one `syncfs` per `per_sync` of them, then
-/// linked into place; on the journal's thread, or on a thread of its own as the file
+/// The results' side: files synced by one `syncfs` per `per_sync` of them (unnamed ones
+/// then linked into place); on the journal's thread, or on a thread of its own as the file
 /// store does (`pipelined`), where a `syncfs` runs while the next batches' journal
 /// syncs wait for the disk beside it.
 enum Results {
@@ -118,12 +126,13 @@ enum Results {
 }
 
 impl Results {
-    fn new(dir: &Path, per_sync: usize, pipelined: bool) -> io::Result<Results> {
+    fn new(dir: &Path, per_sync: usize, pipelined: bool, unnamed: bool) -> io::Result<Results> {
         let mut syncs = ResultSyncs {
             directory: File::open(dir)?,
             dir: dir.to_owned(),
             per_sync,
-            unnamed: Vec::with_capacity(2 * per_sync),
+            unnamed,
+            written: Vec::with_capacity(2 * per_sync),
             linked: 0,
             times: Vec::new(),
         };
@@ -170,15 +179,17 @@ struct ResultSyncs {
     directory: File,
     dir: std::path::PathBuf,
     per_sync: usize,
-    unnamed: Vec<File>,
+    /// The results are unnamed files, linked into place after their sync.
+    unnamed: bool,
+    written: Vec<File>,
     linked: usize,
     times: Vec<Duration>,
 }
 
 impl ResultSyncs {
     fn add(&mut self, batch: Vec<File>) -> io::Result<()> {
-        self.unnamed.extend(batch);
-        if self.unnamed.len() >= self.per_sync {
+        self.written.extend(batch);
+        if self.written.len() >= self.per_sync {
             self.sync_and_link()?;
         }
         Ok(())
@@ -188,7 +199,11 @@ impl ResultSyncs {
         let syncing = Instant::now();
         rustix::fs::syncfs(&self.directory)?;
         self.times.push(syncing.elapsed());
-        for file in self.unnamed.drain(..) {
+        if !self.unnamed {
+            self.written.clear();
+            return Ok(());
+        }
+        for file in self.written.drain(..) {
             let source = format!("/proc/self/fd/{}", file.as_raw_fd());
             let name = self.dir.join(format!("{:08}-floor.result", self.linked));
             rustix::fs::linkat(CWD, &*source, CWD, &name, AtFlags::SYMLINK_FOLLOW)?;
@@ -198,7 +213,7 @@ impl ResultSyncs {
     }
 
     fn finish(mut self) -> io::Result<Vec<Duration>> {
-        if !self.unnamed.is_empty() {
+        if !self.written.is_empty() {
             self.sync_and_link()?;
         }
         rustix::fs::syncfs(&self.directory)?;

@@ -343,6 +343,8 @@ fn damaged_files_in_results_are_reported_and_skipped() {
         results.join(&shouted),
     )
     .unwrap();
+    // What an earlier version's crash mid-write left (it wrote results in `tmp/`).
+    std::fs::create_dir_all(results.join("tmp")).unwrap();
     std::fs::write(results.join(format!("tmp/{unrun}.result.tmp")), b"half").unwrap();
 
     let server = Server::start_in(dir.path(), &[]);

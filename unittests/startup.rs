@@ -192,7 +192,8 @@ fn a_server_that_cannot_bind_leaves_the_results_directory_untouched() {
     let queued: Vec<String> = (0..2).map(|_| server.submit_json(EXAMPLE_JSON)).collect();
     let results = server.results.clone();
     server.kill9();
-    // What a crash mid-write leaves too: recovery would remove it.
+    // What an earlier version's crash mid-write left too: recovery would remove it.
+    std::fs::create_dir_all(results.join("tmp")).unwrap();
     std::fs::write(results.join("tmp/leftover.result.tmp"), b"half").unwrap();
     let before = snapshot(&results);
 

@@ -1,15 +1,15 @@
 //! The per-job lock map: one lock per job in flight, from its accept (or its recovery)
-//! until its result is put in place, so that no two threads touch a job's files at
+//! until its result is durable, so that no two threads touch a job's files at
 //! once. A finished job's files never change, so it needs no lock.
 //!
 //! # What it guards
 //!
-//! The race between the thread that writes a job's result (a worker writes an unnamed
-//! file or `tmp/<id>.result.tmp`, the sync thread links or renames it into place) and
-//! any other thread that opens, reads or removes that job's files: a reader
-//! (`read_summary`, `open_work`, `open_log`) holding the lock sees the result whole or
-//! not at all, and `remove_result` cannot run between the write and the link, which
-//! would let the link bring back a result just removed.
+//! The race between the thread that writes a job's result (a worker writes it under its
+//! name; the lock is let go of once the sync thread has made it durable) and any other
+//! thread that opens, reads or removes that job's files: a reader (`read_summary`,
+//! `open_work`, `open_log`) holding the lock sees the result whole or not at all, and
+//! `remove_result` cannot run while it is being written, which would leave a result
+//! half removed or bring one back.
 //!
 //! # Lock order
 //!

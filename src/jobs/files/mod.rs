@@ -16,13 +16,14 @@
 //! - `deleted-jobs.txt`: ids of jobs deleted or cancelled while their request was
 //!   still journaled, so that no restart runs them again (see `tombstones`).
 //!
-//! By default each job makes one inode, its result: file-system metadata per job is
-//! what bounds throughput on ext4. A result is written into an unnamed file in the
-//! results directory, synced, then linked into place (see `unnamed`); where the file
-//! system refuses unnamed files, it is written to `tmp/<id>.result.tmp`, synced, then
-//! renamed. Either way a reader (or a restart) sees a whole file or none. A log file is
-//! written in place before that: it is read only once the result is in place, and the
-//! sync before the link makes it durable too, so it is whole when read.
+//! By default each job makes one inode, its result, and one directory entry:
+//! file-system metadata per job is what bounds throughput on ext4. A result is written
+//! under its own name, then made durable by the next group sync; only then is its job
+//! `done`, so no reader opens it before. A crash before that sync may leave it cut
+//! short, but its job's request is still journaled then, and start-up checks every
+//! such result whole (its trailer's checksum): one that is not is removed and its job
+//! runs again. A log file is written in place too, and synced on its own before its
+//! result is written.
 
 mod batch_thread;
 mod dir_lock;
@@ -37,7 +38,6 @@ pub(super) mod result_file;
 mod results;
 mod seam;
 mod tombstones;
-mod unnamed;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -54,7 +54,6 @@ use self::regular_file::create_fresh;
 use self::result_file::LogPlace;
 pub use self::results::StoredWork;
 use self::tombstones::Tombstones;
-use self::unnamed::{UnnamedFile, UnnamedResults};
 use crate::jobs::JobId;
 use crate::jobs::storage::Record;
 use crate::wall::Outcome;
@@ -108,8 +107,8 @@ pub struct StoreOptions {
 /// nothing worth a rewrite. Past it, each is rewritten whenever it has doubled since.
 pub const COMPACTION_FLOOR: u64 = 8 * 1024 * 1024;
 
-/// The directory, inside the results directory, of results being written where
-/// unnamed files cannot be (see `unnamed`).
+/// The directory, inside the results directory, where earlier versions wrote results
+/// before renaming them into place: start-up removes what a crash left there.
 const TEMPORARY_DIR: &str = "tmp";
 
 /// The start of the names of the files that probe the directory: each is removed at
@@ -119,14 +118,6 @@ const PROBE_PREFIX: &str = ".probe-";
 /// A new probe file's path in `dir`.
 fn probe_path(dir: &Path) -> PathBuf {
     dir.join(format!("{PROBE_PREFIX}{}", JobId::generate()))
-}
-
-/// A result written and not yet in place: it goes there after the next sync.
-enum WrittenResult {
-    /// An unnamed file, given its name by a link.
-    Unnamed(UnnamedFile),
-    /// `tmp/<id>.result.tmp`, renamed into place.
-    Named,
 }
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
@@ -145,11 +136,8 @@ struct Inner {
     floor: FreeSpaceFloor,
     sync: GroupSync,
     team_logs: TeamLogs,
-    unnamed: UnnamedResults,
-    /// Why results take the named path, if they do: said once, in the start-up log.
-    unnamed_refused: Option<String>,
     tombstones: Tombstones,
-    /// Segments kept for a restart; the group sync holds there those it keeps.
+    /// Segments kept for a restart: those of jobs set aside (see `set_aside`).
     kept: Arc<KeptSegments>,
 }
 
@@ -183,7 +171,6 @@ impl FileStore {
             },
             LockError::Io(source) => unusable(source),
         })?;
-        fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(unusable)?;
         let probe = probe_path(dir);
         // A full disk is a state the server runs through (submissions refused until
         // space is freed, reads answered), not a directory it cannot use.
@@ -199,7 +186,6 @@ impl FileStore {
             }
             _ => {}
         }
-        let (unnamed, unnamed_refused) = UnnamedResults::probe(dir);
         let handle = File::open(dir).map_err(unusable)?;
         rustix::fs::syncfs(&handle).map_err(|error| unusable(error.into()))?;
         let kept = Arc::new(KeptSegments::default());
@@ -214,10 +200,8 @@ impl FileStore {
                     dir: File::open(dir).map_err(unusable)?,
                     bytes: min_free_space,
                 },
-                sync: GroupSync::start(handle, Arc::clone(&kept)).map_err(unusable)?,
+                sync: GroupSync::start(handle).map_err(unusable)?,
                 team_logs,
-                unnamed,
-                unnamed_refused,
                 tombstones: Tombstones::new(dir, compaction_floor),
                 kept,
             }),
@@ -226,16 +210,6 @@ impl FileStore {
 
     fn path(&self, id: JobId, suffix: &str) -> PathBuf {
         self.inner.dir.join(format!("{id}.{suffix}"))
-    }
-
-    /// Where a result is written before it is renamed into place. A directory of its
-    /// own stays small: the big one then sees one new name per job, not three changes
-    /// (on ext4 each lands in a random directory block that the next sync rewrites).
-    fn temporary_path(&self, id: JobId) -> PathBuf {
-        self.inner
-            .dir
-            .join(TEMPORARY_DIR)
-            .join(format!("{id}.result.tmp"))
     }
 
     /// Holds the job's lock if the job is in flight (see `job_locks`).
@@ -272,26 +246,31 @@ impl FileStore {
         self.inner.locks.release(id);
     }
 
-    /// Writes a done job's log in place, and returns its length (a rerun after a
-    /// crash overwrites it).
+    /// Writes a done job's log in place, durably, and returns its length (a rerun after
+    /// a crash overwrites it). Synced on its own, before its result is written: no
+    /// checksum covers it, so a result that a restart finds whole must not have a log
+    /// that a crash may have cut short or left unwritten at its full length.
     fn write_log_file(&self, id: JobId, outcome: &Outcome) -> io::Result<u64> {
         let mut log = BufWriter::new(create_fresh(&self.path(id, "log"))?);
         outcome.log.write_to(&mut log)?;
         let log = log.into_inner().map_err(io::IntoInnerError::into_error)?;
+        log.sync_data()?;
         Ok(log.metadata()?.len())
     }
 
-    /// Writes the result (and a log file) and returns the bytes they take and where the
-    /// result waits for its sync. The result keeps the job's request, `request_bytes`;
-    /// a job whose request could not be read has a result without it, rather than none.
-    /// Its modification time is `finished_at`, which a restart reads back as the job's.
+    /// Writes the result (and a log file) under its name, to be made durable by the next
+    /// sync, and returns the bytes they take. The result keeps the job's request,
+    /// `request_bytes`; a job whose request could not be read has a result without it,
+    /// rather than none. Its modification time is `finished_at`, which a restart reads
+    /// back as the job's. A result already there (the damaged one of a job run again)
+    /// is replaced.
     fn write_pending(
         &self,
         id: JobId,
         record: &Record<'_>,
         finished_at: SystemTime,
         request: Option<&[u8]>,
-    ) -> io::Result<(u64, WrittenResult)> {
+    ) -> io::Result<u64> {
         let log_file_len = match (record, self.inner.team_logs) {
             (Record::Done(outcome), TeamLogs::Files) => Some(self.write_log_file(id, outcome)?),
             _ => None,
@@ -313,32 +292,8 @@ impl FileStore {
             let _ = file.set_modified(finished_at);
             Ok::<_, io::Error>(len)
         };
-        let (result_len, written) = match self.inner.unnamed.create(&self.inner.dir)? {
-            Some(unnamed) => (write(unnamed.file())?, WrittenResult::Unnamed(unnamed)),
-            None => (write(&self.create_temporary(id)?)?, WrittenResult::Named),
-        };
-        Ok((result_len + log_file_len.unwrap_or(0), written))
-    }
-
-    fn create_temporary(&self, id: JobId) -> io::Result<File> {
-        let path = self.temporary_path(id);
-        create_fresh(&path).or_else(|error| match (error.kind(), path.parent()) {
-            // Someone removed it (or the whole results directory, then made it again).
-            (io::ErrorKind::NotFound, Some(temporary_dir)) => {
-                fs::create_dir_all(temporary_dir)?;
-                create_fresh(&path)
-            }
-            _ => Err(error),
-        })
-    }
-
-    /// Gives a synced result its name, under the job's lock.
-    fn put_in_place(&self, id: JobId, written: WrittenResult) -> io::Result<()> {
-        let _guard = self.lock_job(id);
-        match written {
-            WrittenResult::Unnamed(file) => file.link(&self.path(id, "result")),
-            WrittenResult::Named => fs::rename(self.temporary_path(id), self.path(id, "result")),
-        }
+        let result_len = write(&create_fresh(&self.path(id, "result"))?)?;
+        Ok(result_len + log_file_len.unwrap_or(0))
     }
 
     /// Checks that the results directory has the free space it must keep, and that a

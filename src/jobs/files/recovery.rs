@@ -24,8 +24,10 @@ use crate::jobs::{JobId, JobState};
 /// Results up to this size have their checksum verified at start-up: reading them
 /// whole costs about what reading their first block does, and most results are a few
 /// KiB. Larger ones are checked by their header, trailer and length alone (a file cut
-/// short anywhere fails that), so that start-up does not read gigabytes.
-const CHECKSUM_AT_START_UP_MAX: u64 = 1024 * 1024;
+/// short anywhere fails that), so that start-up does not read gigabytes, unless their
+/// job's request is still journaled: such a result may not have been synced before a
+/// crash, and is read whole (they are few: the jobs of the last second or so).
+pub(super) const CHECKSUM_AT_START_UP_MAX: u64 = 1024 * 1024;
 
 impl FileStore {
     /// Lists the jobs on disk, oldest first: finished ones with their state, accepted
@@ -41,9 +43,6 @@ impl FileStore {
         &self,
         mut warn: impl FnMut(String),
     ) -> io::Result<RecoveredJobs<FileStore>> {
-        if let Some(refused) = &self.inner.unnamed_refused {
-            warn(refused.clone());
-        }
         let mut results = Vec::new();
         let mut logs = Vec::new();
         let mut journals = Vec::new();
@@ -75,11 +74,12 @@ impl FileStore {
                 (Some(id), "result") => results.push(id),
                 (Some(id), "log") => logs.push(id),
                 _ if name == TEMPORARY_DIR => {
-                    // Results a crash left half written on the named path: their jobs
-                    // run again (an unnamed one leaves nothing to remove).
+                    // Results an earlier version was writing when it crashed: their
+                    // jobs run again.
                     for temporary in fs::read_dir(entry.path())? {
                         let _ = fs::remove_file(temporary?.path());
                     }
+                    let _ = fs::remove_dir(entry.path());
                 }
                 _ if name.starts_with(PROBE_PREFIX)
                     || name.starts_with(UNFINISHED_SEGMENT_PREFIX)
@@ -123,7 +123,7 @@ impl FileStore {
             Vec::with_capacity(results.len() + requests.len());
         let mut damaged_removed = false;
         for id in results {
-            let (state, shape) = match self.recovered_state(id) {
+            let (state, shape) = match self.recovered_state(id, requests.contains_key(&id)) {
                 Ok(recovered) => recovered,
                 Err(problem) if requests.contains_key(&id) => {
                     // Removed before it runs again: were the rerun cancelled, a later
@@ -246,10 +246,15 @@ impl FileStore {
 
     /// The state a stored result shows, or why it cannot be trusted: a result in the
     /// binary layout must have its header, trailer and length agree, its checksum match
-    /// if it is small (see `CHECKSUM_AT_START_UP_MAX`), and its team log file, if it
-    /// has one, the length it was written with. A done job's wall's size comes with it,
-    /// from the header (and the summary rows of a small result, read by the checksum).
-    fn recovered_state(&self, id: JobId) -> Result<(JobState, Option<WallShape>), String> {
+    /// if it is small (see `CHECKSUM_AT_START_UP_MAX`) or `journaled` (its job's request
+    /// still in a journal, so perhaps never synced), and its team log file, if it has
+    /// one, the length it was written with. A done job's wall's size comes with it, from
+    /// the header (and the summary rows of a small result, read by the checksum).
+    fn recovered_state(
+        &self,
+        id: JobId,
+        journaled: bool,
+    ) -> Result<(JobState, Option<WallShape>), String> {
         let problem = |error: StoreError| match error {
             StoreError::Damaged(problem) => format!("its result file is damaged: {problem}"),
             other => other.to_string(),
@@ -261,7 +266,7 @@ impl FileStore {
             StoredResult::Indexed(result) => result,
         };
         let small = result.len() <= CHECKSUM_AT_START_UP_MAX;
-        if small {
+        if small || journaled {
             result.verify_checksum().map_err(problem)?;
         }
         if let Some(length) = result.log_file_len() {

@@ -75,8 +75,8 @@ impl Storage for FileStore {
         request_bytes: Option<&[u8]>,
         then: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) {
-        // Written under the job's lock; put in place, and the lock and request
-        // released, after the next group sync.
+        // Written under the job's lock; the lock and the request let go of once the
+        // next group sync has made the result durable, name and all.
         let written = {
             let _guard = self.lock_job(id);
             self.write_pending(id, record, finished_at, request_bytes)
@@ -85,11 +85,13 @@ impl Storage for FileStore {
         let finish = move |stored: io::Result<u64>| {
             match &stored {
                 Ok(_) => {
-                    store.inner.sync.release(request);
+                    drop(request);
                     store.inner.locks.release(id);
                 }
                 Err(_) => {
-                    let _ = fs::remove_file(store.temporary_path(id));
+                    // Nothing to find for a reader of this process; a restart would
+                    // check a result left here whole before trusting it.
+                    let _ = fs::remove_file(store.path(id, "result"));
                     let _ = fs::remove_file(store.path(id, "log"));
                     // The request must outlive this process so a restart reruns the job.
                     store.set_aside(id, request);
@@ -99,16 +101,10 @@ impl Storage for FileStore {
         };
         match written {
             Err(error) => finish(Err(error)),
-            Ok((bytes, written)) => {
-                let store = self.clone();
-                self.inner.sync.sync(move |synced| {
-                    finish(
-                        synced
-                            .and_then(|()| store.put_in_place(id, written))
-                            .map(|()| bytes),
-                    );
-                });
-            }
+            Ok(bytes) => self
+                .inner
+                .sync
+                .sync(move |synced| finish(synced.map(|()| bytes))),
         }
     }
 

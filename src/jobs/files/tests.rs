@@ -247,6 +247,13 @@ fn write_result(dir: &Path, id: JobId, bytes: &[u8]) {
     fs::write(dir.join(format!("{id}.result")), bytes).unwrap();
 }
 
+/// Where an earlier version wrote a job's result before renaming it into place.
+fn earlier_temporary(dir: &Path, id: JobId) -> PathBuf {
+    let temporary_dir = dir.join(TEMPORARY_DIR);
+    fs::create_dir_all(&temporary_dir).unwrap();
+    temporary_dir.join(format!("{id}.result.tmp"))
+}
+
 /// A job whose request stays in its journal, as after a crash.
 fn accept_kept(store: &FileStore) -> JobId {
     let id = JobId::generate();
@@ -334,7 +341,7 @@ fn an_unwritable_directory_is_refused_at_open() {
 fn a_second_store_on_the_directory_is_refused_before_touching_it() {
     let dir = tempfile::tempdir().unwrap();
     let first = FileStore::open(dir.path(), options(TeamLogs::Inline)).unwrap();
-    let leftover = dir.path().join(TEMPORARY_DIR).join("leftover.result.tmp");
+    let leftover = earlier_temporary(dir.path(), JobId::generate());
     fs::write(&leftover, b"half").unwrap();
     match FileStore::open(dir.path(), options(TeamLogs::Inline)) {
         Err(StoreError::InUse { holder, .. }) => {

@@ -32,7 +32,7 @@ fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
         b"{\"status\":\"do",
     )
     .unwrap();
-    fs::write(store.temporary_path(ids[2]), b"half").unwrap();
+    fs::write(earlier_temporary(dir.path(), ids[2]), b"half").unwrap();
     // A log written before a crash, its result not.
     fs::write(dir.path().join(format!("{}.log", ids[2])), b"day 1").unwrap();
     fs::write(dir.path().join("notes.txt"), b"?").unwrap();
@@ -79,7 +79,10 @@ fn recovery_finds_done_failed_and_pending_jobs_and_reruns_damaged_ones() {
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     let locked = store.inner.locks.held();
     assert_eq!(locked, [ids[2], ids[3]], "jobs to run again are in flight");
-    assert!(!store.temporary_path(ids[2]).exists());
+    assert!(
+        !dir.path().join(TEMPORARY_DIR).exists(),
+        "no version uses tmp/ now"
+    );
     assert!(!dir.path().join(format!("{}.log", ids[2])).exists());
     drop(recovered);
     assert_eq!(journals(dir.path()), 0);
@@ -180,7 +183,8 @@ fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
     damaged.extend([flipped, request_flipped, request_moved, longer]);
 
     // Each damaged file three times: with its request kept (it runs again),
-    // without (it answers failed), and in tmp/, as a crash before the rename left it.
+    // without (it answers failed), and in tmp/, as a crash of an earlier version
+    // before its rename left it.
     let with_request: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
     let crashed: Vec<JobId> = damaged.iter().map(|_| accept_kept(&store)).collect();
     let without_request: Vec<JobId> = damaged.iter().map(|_| JobId::generate()).collect();
@@ -188,7 +192,7 @@ fn a_result_cut_short_anywhere_is_refused_and_its_job_reruns_or_fails() {
     for (i, bytes) in damaged.iter().enumerate() {
         write_result(dir.path(), with_request[i], bytes);
         write_result(dir.path(), without_request[i], bytes);
-        fs::write(store.temporary_path(crashed[i]), bytes).unwrap();
+        fs::write(earlier_temporary(dir.path(), crashed[i]), bytes).unwrap();
     }
 
     drop(store); // a restart: the first server is gone, and with it its lock
