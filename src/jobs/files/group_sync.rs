@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
 
@@ -42,7 +43,11 @@ fn sync_batches(handle: &File, batches: &Batches<SyncThen>) {
     while let Ok(batch) = batches.next(None) {
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
         for then in batch {
-            then(synced.as_ref().map(|_| ()).map_err(repeat));
+            // A panic in one answer must not drop the others unanswered: each holds its
+            // job's request, whose last drop would remove a journal segment that a
+            // result not yet synced still needs.
+            let answered = synced.as_ref().map(|_| ()).map_err(repeat);
+            let _ = catch_unwind(AssertUnwindSafe(|| then(answered)));
         }
     }
 }
@@ -74,6 +79,22 @@ mod tests {
         let (sender, receiver) = mpsc::channel();
         sync.sync(move |synced| sender.send(synced.is_err()).unwrap());
         assert!(receiver.recv().unwrap(), "the sync failed");
+        sync.shutdown();
+    }
+
+    #[test]
+    fn an_answer_that_panics_leaves_the_others_answered_and_the_thread_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
+        let (sender, receiver) = mpsc::channel();
+        sync.sync(|_| panic!("an answer that panics (this test's own)"));
+        let answered = sender.clone();
+        sync.sync(move |synced| answered.send(synced.is_ok()).unwrap());
+        sync.sync(move |synced| sender.send(synced.is_ok()).unwrap());
+        for _ in 0..2 {
+            let answer = receiver.recv_timeout(std::time::Duration::from_secs(10));
+            assert_eq!(answer, Ok(true));
+        }
         sync.shutdown();
     }
 

@@ -5,7 +5,8 @@
 //! # What it guards
 //!
 //! The race between the thread that writes a job's result (a worker writes it under its
-//! name; the lock is let go of once the sync thread has made it durable) and any other
+//! name, holding the lock; the map keeps the lock until the sync has made it durable)
+//! and any other
 //! thread that opens, reads or removes that job's files: a reader (`read_summary`,
 //! `open_work`, `open_log`) holding the lock sees the result whole or not at all, and
 //! `remove_result` cannot run while it is being written, which would leave a result

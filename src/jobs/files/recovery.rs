@@ -26,7 +26,8 @@ use crate::jobs::{JobId, JobState};
 /// KiB. Larger ones are checked by their header, trailer and length alone (a file cut
 /// short anywhere fails that), so that start-up does not read gigabytes, unless their
 /// job's request is still journaled: such a result may not have been synced before a
-/// crash, and is read whole (they are few: the jobs of the last second or so).
+/// crash, and is read whole (the jobs of segments still held: the last second's or so,
+/// and more while a backlog held older segments).
 pub(super) const CHECKSUM_AT_START_UP_MAX: u64 = 1024 * 1024;
 
 impl FileStore {
@@ -123,7 +124,10 @@ impl FileStore {
             Vec::with_capacity(results.len() + requests.len());
         let mut damaged_removed = false;
         for id in results {
-            let (state, shape) = match self.recovered_state(id, requests.contains_key(&id)) {
+            // A buried job's line is journaled too: a cancel whose tombstone could not be
+            // taken back lets its job run, and a crash may leave that result unsynced.
+            let journaled = requests.contains_key(&id) || buried.contains(&id);
+            let (state, shape) = match self.recovered_state(id, journaled) {
                 Ok(recovered) => recovered,
                 Err(problem) if requests.contains_key(&id) => {
                     // Removed before it runs again: were the rerun cancelled, a later
