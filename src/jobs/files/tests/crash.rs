@@ -251,6 +251,25 @@ fn a_large_result_still_journaled_has_its_checksum_verified() {
     }
 }
 
+/// Commits the example's outcome for `id`; the answer, whether it was stored, comes
+/// through the receiver.
+fn commit_in_background(
+    store: &FileStore,
+    id: JobId,
+    request: StoredRequest,
+) -> mpsc::Receiver<bool> {
+    let (sender, answered) = mpsc::channel();
+    store.commit(
+        id,
+        &Record::Done(&example_outcome()),
+        SystemTime::now(),
+        request,
+        Some(&request_of(id)),
+        move |stored| sender.send(stored.is_ok()).unwrap(),
+    );
+    answered
+}
+
 /// The order a commit keeps: its job is answered, and its request and lock let go of,
 /// only once the sync has made its result durable.
 #[test]
@@ -268,16 +287,7 @@ fn a_commit_is_answered_only_after_its_sync() {
         wait.recv().unwrap();
     });
     holding.recv().unwrap();
-    let (sender, answered) = mpsc::channel();
-    let outcome = example_outcome();
-    store.commit(
-        id,
-        &Record::Done(&outcome),
-        SystemTime::now(),
-        request,
-        Some(&request_of(id)),
-        move |stored| sender.send(stored.is_ok()).unwrap(),
-    );
+    let answered = commit_in_background(&store, id, request);
     assert_eq!(entries(dir.path()), [format!("{id}.result")], "written");
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(answered.try_recv().is_err(), "answered before its sync");
@@ -331,17 +341,8 @@ fn a_result_whose_sync_failed_is_removed_and_its_job_set_aside() {
     let journal = Arc::downgrade(&request.journal);
     // The sync thread stopped: every sync is refused, as a failing disk's would be.
     store.inner.sync.shutdown();
-    let (sender, receiver) = mpsc::channel();
-    let outcome = example_outcome();
-    store.commit(
-        id,
-        &Record::Done(&outcome),
-        SystemTime::now(),
-        request,
-        Some(&request_of(id)),
-        move |stored| sender.send(stored.is_err()).unwrap(),
-    );
-    assert!(receiver.recv().unwrap(), "the commit failed");
+    let answered = commit_in_background(&store, id, request);
+    assert!(!answered.recv().unwrap(), "the commit failed");
     assert_eq!(entries(dir.path()), Vec::<String>::new(), "nothing to find");
     let journal = journal.upgrade().expect("held for the restart");
     assert!(journal.is_kept());
