@@ -5,13 +5,18 @@
 use std::fs::File;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
 
 use super::batch_thread::{BatchThread, Batches, closed, repeat};
 
-type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
+/// An answer to a sync.
+pub type SyncThen = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// An answer to a sync that may ask for the next one (see `GroupSync::sync_then`).
+type SyncThenAgain = Box<dyn FnOnce(io::Result<()>) -> Option<SyncThen> + Send>;
 
 pub struct GroupSync {
-    thread: BatchThread<SyncThen>,
+    thread: BatchThread<SyncThenAgain>,
 }
 
 impl GroupSync {
@@ -28,8 +33,23 @@ impl GroupSync {
 
     /// Syncs everything written so far; `then` learns whether it is durable.
     pub fn sync(&self, then: impl FnOnce(io::Result<()>) + Send + 'static) {
-        if let Err(then) = self.thread.send(Box::new(then)) {
-            then(Err(closed()));
+        self.sync_then(move |synced| {
+            then(synced);
+            None
+        });
+    }
+
+    /// As `sync`, where `then` may write more and return the answer to the sync after
+    /// that, which the thread runs itself: also while it shuts down, when no new sync
+    /// is taken.
+    pub fn sync_then(
+        &self,
+        then: impl FnOnce(io::Result<()>) -> Option<SyncThen> + Send + 'static,
+    ) {
+        if let Err(then) = self.thread.send(Box::new(then))
+            && let Some(again) = then(Err(closed()))
+        {
+            again(Err(closed()));
         }
     }
 
@@ -39,15 +59,31 @@ impl GroupSync {
     }
 }
 
-fn sync_batches(handle: &File, batches: &Batches<SyncThen>) {
-    while let Ok(batch) = batches.next(None) {
+fn sync_batches(handle: &File, batches: &Batches<SyncThenAgain>) {
+    // Answers owed the next sync, asked for by the answers of the last one.
+    let mut again: Vec<SyncThen> = Vec::new();
+    loop {
+        let batch = if again.is_empty() {
+            match batches.next(None) {
+                Ok(batch) => batch,
+                Err(_) => return,
+            }
+        } else {
+            // Whatever came meanwhile joins them; once the channel is closed, none.
+            batches.next(Some(Duration::ZERO)).unwrap_or_default()
+        };
         let synced = rustix::fs::syncfs(handle).map_err(io::Error::from);
+        let answered = || synced.as_ref().map(|_| ()).map_err(repeat);
+        // A panic in one answer must not drop the others unanswered: each holds its
+        // job's request, whose last drop would remove a journal segment that a result
+        // not yet synced still needs.
+        for then in std::mem::take(&mut again) {
+            let _ = catch_unwind(AssertUnwindSafe(|| then(answered())));
+        }
         for then in batch {
-            // A panic in one answer must not drop the others unanswered: each holds its
-            // job's request, whose last drop would remove a journal segment that a
-            // result not yet synced still needs.
-            let answered = synced.as_ref().map(|_| ()).map_err(repeat);
-            let _ = catch_unwind(AssertUnwindSafe(|| then(answered)));
+            if let Ok(Some(next)) = catch_unwind(AssertUnwindSafe(|| then(answered()))) {
+                again.push(next);
+            }
         }
     }
 }
@@ -96,6 +132,29 @@ mod tests {
             assert_eq!(answer, Ok(true));
         }
         sync.shutdown();
+    }
+
+    #[test]
+    fn an_answer_may_ask_for_the_next_sync_also_while_the_thread_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = GroupSync::start(File::open(dir.path()).unwrap()).unwrap();
+        let (held, holding) = mpsc::channel::<()>();
+        let (go, wait) = mpsc::channel::<()>();
+        let (sender, receiver) = mpsc::channel();
+        sync.sync_then(move |first| {
+            held.send(()).unwrap();
+            wait.recv().unwrap();
+            Some(Box::new(move |second: io::Result<()>| {
+                sender.send((first.is_ok(), second.is_ok())).unwrap();
+            }))
+        });
+        holding.recv().unwrap();
+        // The shutdown closes the channel while the first answer is still running.
+        let shutting_down = std::thread::spawn(move || sync.shutdown());
+        std::thread::sleep(Duration::from_millis(50));
+        go.send(()).unwrap();
+        shutting_down.join().unwrap();
+        assert_eq!(receiver.try_recv(), Ok((true, true)), "both syncs answered");
     }
 
     #[test]

@@ -22,8 +22,8 @@
 //! `done`, so no reader opens it before. A crash before that sync may leave it cut
 //! short, but its job's request is still journaled then, and start-up checks every
 //! such result whole (its trailer's checksum): one that is not is removed and its job
-//! runs again. A log file is written in place too, and synced on its own before its
-//! result is written.
+//! runs again. A log file is written in place too, and its result written only once a
+//! sync has made the log durable.
 
 mod batch_thread;
 mod dir_lock;
@@ -118,6 +118,17 @@ const PROBE_PREFIX: &str = ".probe-";
 /// A new probe file's path in `dir`.
 fn probe_path(dir: &Path) -> PathBuf {
     dir.join(format!("{PROBE_PREFIX}{}", JobId::generate()))
+}
+
+/// What `write_pending` wrote.
+enum Written {
+    /// The result, of this many bytes (its team log inside it, if it has one).
+    Result(u64),
+    /// A team log file of `log_len` bytes; the result (`result`, whole) is written only
+    /// once a sync has made the log durable: no checksum covers a log file, so a result
+    /// that a restart finds whole (its own checksum checked) must not point to a log a
+    /// crash may have cut short, or left at its full length unwritten.
+    AfterLog { log_len: u64, result: Vec<u8> },
 }
 
 /// Cheap to clone: the directory, the per-job locks and the sync thread are shared.
@@ -246,54 +257,64 @@ impl FileStore {
         self.inner.locks.release(id);
     }
 
-    /// Writes a done job's log in place, durably, and returns its length (a rerun after
-    /// a crash overwrites it). Synced on its own, before its result is written: no
-    /// checksum covers it, so a result that a restart finds whole must not have a log
-    /// that a crash may have cut short or left unwritten at its full length.
+    /// Writes a done job's log in place, and returns its length (a rerun after a crash
+    /// overwrites it).
     fn write_log_file(&self, id: JobId, outcome: &Outcome) -> io::Result<u64> {
         let mut log = BufWriter::new(create_fresh(&self.path(id, "log"))?);
         outcome.log.write_to(&mut log)?;
         let log = log.into_inner().map_err(io::IntoInnerError::into_error)?;
-        log.sync_data()?;
         Ok(log.metadata()?.len())
     }
 
-    /// Writes the result (and a log file) under its name, to be made durable by the next
-    /// sync, and returns the bytes they take. The result keeps the job's request,
+    /// Writes the result under its name, to be made durable by the next sync, and
+    /// returns the bytes it takes; or, for a done job whose team log goes to a file of
+    /// its own, writes that log and holds the result back until a sync has made the log
+    /// durable (see `Written::AfterLog`). The result keeps the job's request,
     /// `request_bytes`; a job whose request could not be read has a result without it,
-    /// rather than none. Its modification time is `finished_at`, which a restart reads
-    /// back as the job's. A result already there (the damaged one of a job run again)
-    /// is replaced.
+    /// rather than none. A result already there (the damaged one of a job run again) is
+    /// replaced.
     fn write_pending(
         &self,
         id: JobId,
         record: &Record<'_>,
         finished_at: SystemTime,
         request: Option<&[u8]>,
+    ) -> io::Result<Written> {
+        match (record, self.inner.team_logs) {
+            (Record::Done(outcome), TeamLogs::Files) => {
+                let log_len = self.write_log_file(id, outcome)?;
+                let mut result = Vec::new();
+                let log = LogPlace::File { len: log_len };
+                result_file::write_done(&mut result, outcome, log, request)?;
+                Ok(Written::AfterLog { log_len, result })
+            }
+            (Record::Done(outcome), TeamLogs::Inline) => {
+                let file = create_fresh(&self.path(id, "result"))?;
+                let log = LogPlace::Inline(&outcome.log);
+                let len = result_file::write_done(&file, outcome, log, request)?;
+                stamp(&file, finished_at);
+                Ok(Written::Result(len))
+            }
+            (Record::Failed(reason), _) => {
+                let file = create_fresh(&self.path(id, "result"))?;
+                let len = result_file::write_failed(&file, reason, request)?;
+                stamp(&file, finished_at);
+                Ok(Written::Result(len))
+            }
+        }
+    }
+
+    /// Writes a result held back by `write_pending` under its name.
+    fn write_held_result(
+        &self,
+        id: JobId,
+        result: &[u8],
+        finished_at: SystemTime,
     ) -> io::Result<u64> {
-        let log_file_len = match (record, self.inner.team_logs) {
-            (Record::Done(outcome), TeamLogs::Files) => Some(self.write_log_file(id, outcome)?),
-            _ => None,
-        };
-        let write = |file: &File| {
-            let len = match record {
-                Record::Done(outcome) => {
-                    let log = match log_file_len {
-                        Some(len) => LogPlace::File { len },
-                        None => LogPlace::Inline(&outcome.log),
-                    };
-                    result_file::write_done(file, outcome, log, request)
-                }
-                Record::Failed(reason) => result_file::write_failed(file, reason, request),
-            }?;
-            // Set, not left to the writes: the file system's clock is coarse, and may
-            // lag the job's start by a tick. Only a time: a file system that refuses
-            // it keeps the result all the same.
-            let _ = file.set_modified(finished_at);
-            Ok::<_, io::Error>(len)
-        };
-        let result_len = write(&create_fresh(&self.path(id, "result"))?)?;
-        Ok(result_len + log_file_len.unwrap_or(0))
+        let mut file = create_fresh(&self.path(id, "result"))?;
+        file.write_all(result)?;
+        stamp(&file, finished_at);
+        Ok(result.len() as u64)
     }
 
     /// Checks that the results directory has the free space it must keep, and that a
@@ -366,6 +387,14 @@ impl FileStore {
         self.inner.journal.shutdown();
         self.inner.sync.shutdown();
     }
+}
+
+/// Sets a result's modification time to its job's finish, which a restart reads back.
+/// Set, not left to the writes: the file system's clock is coarse, and may lag the
+/// job's start by a tick. Only a time: a file system that refuses it keeps the result
+/// all the same.
+fn stamp(result: &File, finished_at: SystemTime) {
+    let _ = result.set_modified(finished_at);
 }
 
 /// Makes the names made, renamed or removed in `dir` so far durable.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use super::journal::{Accept, Segment, StoredRequest};
-use super::{FileStore, StoreError, StoredWork};
+use super::{FileStore, StoreError, StoredWork, Written};
 use crate::jobs::JobId;
 use crate::jobs::idempotency::KeyRecord;
 use crate::jobs::storage::{LiveKeys, Record, RecoveredJobs, RequestPin, Storage};
@@ -101,10 +101,30 @@ impl Storage for FileStore {
         };
         match written {
             Err(error) => finish(Err(error)),
-            Ok(bytes) => self
+            Ok(Written::Result(bytes)) => self
                 .inner
                 .sync
                 .sync(move |synced| finish(synced.map(|()| bytes))),
+            Ok(Written::AfterLog { log_len, result }) => {
+                let store = self.clone();
+                self.inner.sync.sync_then(move |synced| {
+                    // On the sync thread, the log durable: one write of bytes at hand,
+                    // answered after the next sync.
+                    let written = synced.and_then(|()| {
+                        let _guard = store.lock_job(id);
+                        store.write_held_result(id, &result, finished_at)
+                    });
+                    match written {
+                        Err(error) => {
+                            finish(Err(error));
+                            None
+                        }
+                        Ok(bytes) => Some(Box::new(move |synced: io::Result<()>| {
+                            finish(synced.map(|()| log_len + bytes));
+                        })),
+                    }
+                });
+            }
         }
     }
 

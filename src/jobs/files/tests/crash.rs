@@ -77,7 +77,7 @@ fn crash_while_committing(dir: &std::path::Path, crash: CrashBefore, outcome: &O
     let store = open(dir);
     let id = JobId::generate();
     let request = accept(&store, id);
-    let bytes = store
+    let written = store
         .write_pending(
             id,
             &Record::Done(outcome),
@@ -85,7 +85,7 @@ fn crash_while_committing(dir: &std::path::Path, crash: CrashBefore, outcome: &O
             Some(&request_of(id)),
         )
         .unwrap();
-    assert!(bytes > HEADER_LEN);
+    assert!(matches!(written, Written::Result(bytes) if bytes > HEADER_LEN));
     assert_eq!(
         entries(dir),
         [format!("{id}.result")],
@@ -330,6 +330,40 @@ fn a_job_run_again_replaces_its_damaged_result() {
     commit(&store, id, &Record::Done(&outcome), request);
     assert_eq!(store.read_summary(id, 0, 10).unwrap().0, outcome.summary);
     assert_eq!(entries(dir.path()), [format!("{id}.result")]);
+}
+
+/// With `--team-logs files`, no checksum covers the log: its result is written only
+/// once a sync has made the log durable, and answered after a second one.
+#[test]
+fn a_result_with_a_log_file_is_written_only_after_the_logs_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    let (held, holding) = mpsc::channel::<()>();
+    let (go, wait) = mpsc::channel::<()>();
+    store.inner.sync.sync(move |_| {
+        held.send(()).unwrap();
+        wait.recv().unwrap();
+    });
+    holding.recv().unwrap();
+    let answered = commit_in_background(&store, id, request);
+    assert_eq!(entries(dir.path()), [format!("{id}.log")], "the log alone");
+    go.send(()).unwrap();
+    assert!(answered.recv().unwrap(), "stored");
+    assert_eq!(
+        entries(dir.path()),
+        [format!("{id}.log"), format!("{id}.result")]
+    );
+    let outcome = example_outcome();
+    assert_eq!(store.read_summary(id, 0, 10).unwrap().0, outcome.summary);
+    assert_eq!(read_log(&store, id).lines().count(), 18);
+    // And through a shutdown that begins meanwhile, the thread's last syncs included.
+    let id = JobId::generate();
+    let request = accept(&store, id);
+    let answered = commit_in_background(&store, id, request);
+    store.shutdown();
+    assert!(answered.recv().unwrap(), "stored before the thread stopped");
 }
 
 #[test]
