@@ -251,6 +251,19 @@ fn a_large_result_still_journaled_has_its_checksum_verified() {
     }
 }
 
+/// Holds the sync thread up in an answer of its own until the test sends on (or
+/// drops) the sender returned: the syncs asked for meanwhile wait.
+fn hold_sync_thread(store: &FileStore) -> mpsc::Sender<()> {
+    let (held, holding) = mpsc::channel::<()>();
+    let (go, wait) = mpsc::channel::<()>();
+    store.inner.sync.sync(move |_| {
+        held.send(()).unwrap();
+        let _ = wait.recv();
+    });
+    holding.recv().unwrap();
+    go
+}
+
 /// Commits the example's outcome for `id`; the answer, whether it was stored, comes
 /// through the receiver.
 fn commit_in_background(
@@ -279,14 +292,7 @@ fn a_commit_is_answered_only_after_its_sync() {
     let id = JobId::generate();
     let request = accept(&store, id);
     let journal = Arc::downgrade(&request.journal);
-    // The sync thread held up in an earlier batch's answer until the test lets it go.
-    let (held, holding) = mpsc::channel::<()>();
-    let (go, wait) = mpsc::channel::<()>();
-    store.inner.sync.sync(move |_| {
-        held.send(()).unwrap();
-        wait.recv().unwrap();
-    });
-    holding.recv().unwrap();
+    let go = hold_sync_thread(&store);
     let answered = commit_in_background(&store, id, request);
     assert_eq!(entries(dir.path()), [format!("{id}.result")], "written");
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -340,13 +346,7 @@ fn a_result_with_a_log_file_is_written_only_after_the_logs_sync() {
     let store = FileStore::open(dir.path(), options(TeamLogs::Files)).unwrap();
     let id = JobId::generate();
     let request = accept(&store, id);
-    let (held, holding) = mpsc::channel::<()>();
-    let (go, wait) = mpsc::channel::<()>();
-    store.inner.sync.sync(move |_| {
-        held.send(()).unwrap();
-        wait.recv().unwrap();
-    });
-    holding.recv().unwrap();
+    let go = hold_sync_thread(&store);
     let answered = commit_in_background(&store, id, request);
     assert_eq!(entries(dir.path()), [format!("{id}.log")], "the log alone");
     go.send(()).unwrap();
