@@ -7,18 +7,18 @@
 //! segment and made durable by one `fdatasync`; per job, a result of the same size
 //! written under its name; one `syncfs`. With `unnamed`, what earlier versions of the
 //! store did instead: each result written into an unnamed file (`O_TMPFILE`), and after
-//! the `syncfs` linked into place through `/proc/self/fd`. Left out: the store's new segment every second (made
-//! ahead, zero-filled and synced, on a thread of its own) and the removal of the old
-//! one, two syncs a second: the floor is that much lower than the store's.
+//! the `syncfs` linked into place through `/proc/self/fd`. Left out: the store's new
+//! segment every second (made ahead, zero-filled and synced, on a thread of its own)
+//! and the removal of the old one, two syncs a second: the floor is that much lower
+//! than the store's.
 //!
 //! Usage: `disk_floor DIR [jobs (100000)] [batch (64)] [result bytes (1145)] [results per
 //! sync (the batch)] [pipelined (0)] [unnamed]`: with `pipelined` 1 the results are
 //! synced on a thread of their own, as the file store does, beside the journal's; `DIR`
-//! must not exist. Prints `key value` lines: jobs per second,
-//! the CPU time per job of this process and of the whole machine (`/proc/stat`: the
-//! file system's own threads, the writeback and the loop device's included), and the
-//! median, 99th percentile and longest of the journal's `fdatasync` and of the results'
-//! `syncfs` in milliseconds: a durable accept waits for at least one journal sync, so
+//! must not exist. Prints `key value` lines: jobs per second, the CPU time per job of
+//! this process and of the whole machine (`/proc/stat`: the file system's own threads,
+//! the writeback and the loop device's included), and the median, 99th percentile and
+//! longest of the journal's `fdatasync` and of the results' `syncfs` in milliseconds: a durable accept waits for at least one journal sync, so
 //! its p99 bounds what a POST's p99 can be on that disk.
 
 use std::fs::{self, File};

@@ -6,11 +6,10 @@
 //!
 //! The race between the thread that writes a job's result (a worker writes it under its
 //! name, holding the lock; the map keeps the lock until the sync has made it durable)
-//! and any other
-//! thread that opens, reads or removes that job's files: a reader (`read_summary`,
-//! `open_work`, `open_log`) holding the lock sees the result whole or not at all, and
-//! `remove_result` cannot run while it is being written, which would leave a result
-//! half removed or bring one back.
+//! and any other thread that opens, reads or removes that job's files: a reader
+//! (`read_summary`, `open_work`, `open_log`) holding the lock sees the result whole or
+//! not at all, and `remove_result` cannot run while it is being written, which would
+//! leave a result half removed or bring one back.
 //!
 //! # Lock order
 //!

@@ -288,19 +288,17 @@ impl FileStore {
                 result_file::write_done(&mut result, outcome, log, request)?;
                 Ok(Written::AfterLog { log_len, result })
             }
-            (Record::Done(outcome), TeamLogs::Inline) => {
-                let file = create_fresh(&self.path(id, "result"))?;
-                let log = LogPlace::Inline(&outcome.log);
-                let len = result_file::write_done(&file, outcome, log, request)?;
-                stamp(&file, finished_at);
-                Ok(Written::Result(len))
-            }
-            (Record::Failed(reason), _) => {
-                let file = create_fresh(&self.path(id, "result"))?;
-                let len = result_file::write_failed(&file, reason, request)?;
-                stamp(&file, finished_at);
-                Ok(Written::Result(len))
-            }
+            (Record::Done(outcome), TeamLogs::Inline) => self
+                .write_result_file(id, finished_at, |file| {
+                    let log = LogPlace::Inline(&outcome.log);
+                    result_file::write_done(file, outcome, log, request)
+                })
+                .map(Written::Result),
+            (Record::Failed(reason), _) => self
+                .write_result_file(id, finished_at, |file| {
+                    result_file::write_failed(file, reason, request)
+                })
+                .map(Written::Result),
         }
     }
 
@@ -311,10 +309,26 @@ impl FileStore {
         result: &[u8],
         finished_at: SystemTime,
     ) -> io::Result<u64> {
-        let mut file = create_fresh(&self.path(id, "result"))?;
-        file.write_all(result)?;
-        stamp(&file, finished_at);
-        Ok(result.len() as u64)
+        self.write_result_file(id, finished_at, |mut file| {
+            file.write_all(result)?;
+            Ok(result.len() as u64)
+        })
+    }
+
+    /// Makes `<id>.result` anew, has `write` write it (and say its length), and sets its
+    /// modification time to the job's finish, which a restart reads back. Set, not left
+    /// to the writes: the file system's clock is coarse, and may lag the job's start by
+    /// a tick. Only a time: a file system that refuses it keeps the result all the same.
+    fn write_result_file(
+        &self,
+        id: JobId,
+        finished_at: SystemTime,
+        write: impl FnOnce(&File) -> io::Result<u64>,
+    ) -> io::Result<u64> {
+        let file = create_fresh(&self.path(id, "result"))?;
+        let len = write(&file)?;
+        let _ = file.set_modified(finished_at);
+        Ok(len)
     }
 
     /// Checks that the results directory has the free space it must keep, and that a
@@ -387,14 +401,6 @@ impl FileStore {
         self.inner.journal.shutdown();
         self.inner.sync.shutdown();
     }
-}
-
-/// Sets a result's modification time to its job's finish, which a restart reads back.
-/// Set, not left to the writes: the file system's clock is coarse, and may lag the
-/// job's start by a tick. Only a time: a file system that refuses it keeps the result
-/// all the same.
-fn stamp(result: &File, finished_at: SystemTime) {
-    let _ = result.set_modified(finished_at);
 }
 
 /// Makes the names made, renamed or removed in `dir` so far durable.

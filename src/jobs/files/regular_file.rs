@@ -144,18 +144,25 @@ impl Drop for Replacement {
     }
 }
 
-/// Makes `path` anew for writing: whatever has its name is removed first (a symlink
-/// itself, not what it points to), and the file is made with `O_EXCL`, which follows
-/// no symlink put there meanwhile.
+/// Makes `path` anew for writing, with `O_EXCL`, which follows no symlink: whatever
+/// has its name already is removed (a symlink itself, not what it points to), then the
+/// file is made again. Made first and removed only if there, as most paths are new (a
+/// result per job): no lookup of a name that is not there.
 ///
 /// # Errors
 /// Whatever the file system answers (a directory of that name cannot be removed).
 pub fn create_fresh(path: &Path) -> io::Result<File> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
+    let create = || OpenOptions::new().write(true).create_new(true).open(path);
+    match create() {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            match std::fs::remove_file(path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+            create()
+        }
+        created => created,
     }
-    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Reads the whole of `path`, a regular file.

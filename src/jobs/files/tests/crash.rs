@@ -144,21 +144,22 @@ fn a_crash_at_each_step_of_a_commit_leaves_a_whole_result() {
 #[test]
 fn a_result_a_power_cut_left_unsynced_is_trusted_only_if_whole() {
     // Small and large: the large one's checksum is verified only as its job is journaled.
-    for (size, outcome) in [("small", example_outcome()), ("large", large_outcome())] {
+    for (large, outcome) in [(false, example_outcome()), (true, large_outcome())] {
         for left in [Left::Whole, Left::CutShort, Left::Zeros, Left::OneByteWrong] {
-            power_cut_left(size, &outcome, left);
+            power_cut_left(large, &outcome, left);
         }
     }
 }
 
-/// Commits a `size` result of `outcome`, dies before its sync, leaves of it what a power
-/// cut may (`left`), and checks what a restart makes of it.
-fn power_cut_left(size: &str, outcome: &Outcome, left: Left) {
-    let what = format!("a {size} result left {left:?}");
+/// Commits a result of `outcome` (`large`: past the size always checksummed), dies
+/// before its sync, leaves of it what a power cut may (`left`), and checks what a
+/// restart makes of it.
+fn power_cut_left(large: bool, outcome: &Outcome, left: Left) {
+    let what = format!("a result (large: {large}) left {left:?}");
     let dir = tempfile::tempdir().unwrap();
     let id = crash_while_committing(dir.path(), CrashBefore::Sync, outcome);
     let path = dir.path().join(format!("{id}.result"));
-    if size == "large" {
+    if large {
         assert_large(&path);
     }
     let mut bytes = fs::read(&path).unwrap();
