@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Two icewall builds and the reference server side by side on the three reads of
-# bench/reads.sh, alternating A, reference, B (then B, reference, A) run by run, with the servers pinned to
-# CPU 1 and wrk to CPU 0 so that the load generator does not take the servers' core.
+# bench/reads.sh, alternating A, reference, B (then B, reference, A) run by run, with
+# the servers pinned to CPU 1 and wrk to CPU 0 so that the load generator does not take
+# the servers' core.
 # Prints each figure's req/s per run, their medians and each build's ratio to the
-# reference's median, and the median of the ratios round by round (each run against the
-# reference's run beside it, so that a slow minute slows both sides of a ratio). The reference is sent the same request (it answers any path), so
-# that both parse the same bytes.
+# reference's median, the median of the ratios round by round (each run against the
+# reference's run beside it, so that a slow minute slows both sides of a ratio), and that
+# median over the quiet rounds alone (the reference within QUIET_SHARE, 0.90, of its
+# best run). Each round measures every read, so that a quiet minute serves all three.
+# The reference is sent the same request (it answers any path), so that both parse the
+# same bytes.
 # At the end, how quiet the machine was: the share of CPU time the hypervisor stole and
 # the load average. Noise slows both sides of a ratio by the same time per request,
 # which pulls the ratio towards 1: compare ratios only of quiet runs (the reference near
@@ -44,27 +48,46 @@ run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1";
 ticks() { awk '/^cpu / {for (i = 2; i <= NF; i++) all += $i; print all, $9}' /proc/stat; }
 read -r all_before steal_before < <(ticks)
 echo "A $A, B $B, reference $reference; wrk -t1 -c64 -d${seconds}s on CPU 0, servers on CPU 1, $rounds rounds"
-for path in "${READ_PATHS[@]}"; do
-  runs_a=; runs_b=; runs_r=
-  for round in $(seq "$rounds"); do
+# Round by round, each read in turn (A, reference, B for each in odd rounds; B,
+# reference, A in even ones): a quiet minute then serves every read, not only the one
+# that happened to be measured in it.
+declare -A runs
+for round in $(seq "$rounds"); do
+  for i in "${!READ_PATHS[@]}"; do
+    path=${READ_PATHS[$i]}
     # A first in odd rounds, B first in even ones: neither always follows the reference.
-    if [ $((round % 2)) = 1 ]; then
-      runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
-      runs_r="$runs_r $(run "$r${path/ID/$id_a}")"
-      runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
-    else
-      runs_b="$runs_b $(run "$b${path/ID/$id_b}")"
-      runs_r="$runs_r $(run "$r${path/ID/$id_a}")"
-      runs_a="$runs_a $(run "$a${path/ID/$id_a}")"
-    fi
+    if [ $((round % 2)) = 1 ]; then order="a r b"; else order="b r a"; fi
+    for side in $order; do
+      case $side in
+        a) rate=$(run "$a${path/ID/$id_a}") ;;
+        r) rate=$(run "$r${path/ID/$id_a}") ;;
+        b) rate=$(run "$b${path/ID/$id_b}") ;;
+      esac
+      runs[$side$i]="${runs[$side$i]:-} $rate"
+    done
   done
+done
+# quiet_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i over the
+# quiet rounds only, those where the reference reached QUIET_SHARE (0.90) of its best
+# run: noise pulls a ratio towards 1, so these are the rounds whose ratio it moved least.
+# Prints the ratio and how many rounds were quiet.
+quiet_ratio() {
+  local best ratios
+  best=$(echo "$2" | tr ' ' '\n' | grep . | sort -n | tail -1)
+  ratios=$(paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
+    awk -v best="$best" -v share="${QUIET_SHARE:-0.90}" '$2 >= share * best {printf "%d\n", 100 * $1 / $2}')
+  echo "$(echo "$ratios" | median | awk '{printf "%.2f", $1 / 100}') over $(echo "$ratios" | grep -c .) quiet rounds"
+}
+for i in "${!READ_PATHS[@]}"; do
+  runs_a=${runs[a$i]}; runs_b=${runs[b$i]}; runs_r=${runs[r$i]}
   ma=$(echo "$runs_a" | median); mb=$(echo "$runs_b" | median); mr=$(echo "$runs_r" | median)
-  echo "$path"
+  best=$(echo "$runs_r" | tr ' ' '\n' | grep . | sort -n | tail -1)
+  echo "${READ_PATHS[$i]}"
   echo "  A:$runs_a  median $ma, $(echo "scale=2; $ma / $mr" | bc) of the reference;" \
-    "round by round, median $(paired_ratio "$runs_a" "$runs_r")"
+    "round by round, median $(paired_ratio "$runs_a" "$runs_r"); quiet rounds $(quiet_ratio "$runs_a" "$runs_r")"
   echo "  B:$runs_b  median $mb, $(echo "scale=2; $mb / $mr" | bc) of the reference;" \
-    "round by round, median $(paired_ratio "$runs_b" "$runs_r")"
-  echo "  reference:$runs_r  median $mr"
+    "round by round, median $(paired_ratio "$runs_b" "$runs_r"); quiet rounds $(quiet_ratio "$runs_b" "$runs_r")"
+  echo "  reference:$runs_r  median $mr, best $best"
 done
 read -r all_after steal_after < <(ticks)
 echo "machine: $(echo "scale=1; 100 * ($steal_after - $steal_before) / ($all_after - $all_before)" | bc)% of CPU time stolen by the hypervisor; load average $(cut -d' ' -f1-3 /proc/loadavg)"
