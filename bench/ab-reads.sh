@@ -38,10 +38,11 @@ taskset -c 1 "$reference" 127.0.0.1:0 > "$work/reference.out" 2>&1 &
 pids="$pids $!"
 a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work/reference.out")
 id_a=$(done_example_job "$a"); id_b=$(done_example_job "$b")
-# paired_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i, in hundredths.
+# paired_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i, in hundredths
+# (rounded).
 paired_ratio() {
   paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
-    awk '{printf "%d\n", 100 * $1 / $2}' | median | awk '{printf "%.2f", $1 / 100}'
+    awk '{printf "%d\n", 100 * $1 / $2 + 0.5}' | median | awk '{printf "%.2f", $1 / 100}'
 }
 run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
 # The machine's CPU ticks since boot, all and stolen (/proc/stat's first line).
@@ -75,7 +76,7 @@ quiet_ratio() {
   local best ratios
   best=$(echo "$2" | tr ' ' '\n' | grep . | sort -n | tail -1)
   ratios=$(paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
-    awk -v best="$best" -v share="${QUIET_SHARE:-0.90}" '$2 >= share * best {printf "%d\n", 100 * $1 / $2}')
+    awk -v best="$best" -v share="${QUIET_SHARE:-0.90}" '$2 >= share * best {printf "%d\n", 100 * $1 / $2 + 0.5}')
   echo "$(echo "$ratios" | median | awk '{printf "%.2f", $1 / 100}') over $(echo "$ratios" | grep -c .) quiet rounds"
 }
 for i in "${!READ_PATHS[@]}"; do
