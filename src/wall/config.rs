@@ -107,6 +107,12 @@ impl WallConfig {
     pub fn section_count(&self) -> usize {
         self.profiles.iter().map(Vec::len).sum()
     }
+
+    /// The bytes it holds on the heap: its list of profiles and each profile's heights.
+    pub fn heap_bytes(&self) -> usize {
+        let heights: usize = self.profiles.iter().map(Vec::capacity).sum();
+        self.profiles.capacity() * size_of::<Vec<Height>>() + heights * size_of::<Height>()
+    }
 }
 
 /// Where in a config an error is: a JSON config has no lines, a text one has both.
@@ -210,6 +216,15 @@ mod tests {
         ] {
             assert!(parse_num_teams(token).is_err(), "{token:?}");
         }
+    }
+
+    #[test]
+    fn a_wall_counts_its_list_of_profiles_and_each_profile_s_heights() {
+        let mut long = Vec::with_capacity(1000);
+        long.push(Height(5));
+        let wall = WallConfig::try_new(vec![vec![Height(1), Height(2)], long], None).unwrap();
+        let list = 2 * size_of::<Vec<Height>>();
+        assert_eq!(wall.heap_bytes(), list + 2 + 1000, "capacity, not length");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use slog::Logger;
 
+use super::queue::KeptRequest;
 use super::{Inner, LocalJobs};
 use crate::jobs::JobId;
 use crate::jobs::idempotency::IdempotencyKey;
@@ -39,7 +40,7 @@ pub(super) struct AcceptedJob {
     pub(super) id: JobId,
     pub(super) sections: usize,
     pub(super) shape: Option<WallShape>,
-    pub(super) body: Option<Vec<u8>>,
+    pub(super) kept: Option<KeptRequest>,
     pub(super) key: Option<IdempotencyKey>,
     pub(super) request_id: Option<String>,
     pub(super) memory: Reservation,

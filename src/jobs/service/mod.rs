@@ -182,8 +182,8 @@ impl LocalJobs {
         let request = serde_json::to_vec(&config).expect("a wall config always serializes");
         let sections = config.section_count();
         let shape = WallShape::of(&config);
-        let body = QueuedJob::kept_body(&request);
-        let held = QueuedJob::held_bytes(body.as_ref(), request_id.as_ref());
+        let kept = QueuedJob::kept(&request, config);
+        let held = QueuedJob::held_bytes(kept.as_ref(), request_id.as_ref());
         let memory = match self.inner.queue_memory.reserve(held) {
             Ok(memory) => memory,
             Err(over) => return answer(Err(SubmitError::QueueMemoryFull(over))),
@@ -212,7 +212,7 @@ impl LocalJobs {
             id,
             sections,
             shape,
-            body,
+            kept,
             key,
             request_id,
             memory,
@@ -240,7 +240,7 @@ impl LocalJobs {
             id,
             sections,
             shape,
-            body,
+            kept,
             key,
             request_id,
             memory,
@@ -259,7 +259,7 @@ impl LocalJobs {
         self.park(QueuedJob {
             id,
             request: stored,
-            body,
+            kept,
             accepted_at: Instant::now(),
             request_id,
             memory,
@@ -305,7 +305,7 @@ impl LocalJobs {
         let QueuedJob {
             id,
             request,
-            body,
+            kept,
             accepted_at,
             request_id,
             memory,
@@ -322,7 +322,7 @@ impl LocalJobs {
         info!(logger, "job started");
         let started = Instant::now();
         let pin = Store::pin(&request);
-        let simulation = self.simulate(id, &request, body);
+        let simulation = self.simulate(id, &request, kept);
         let finished_at = job_clock::now();
         let (simulated, request_bytes) = match simulation {
             Simulation::Ran { outcome, request } => (outcome, request),

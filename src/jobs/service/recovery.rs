@@ -48,7 +48,7 @@ impl LocalJobs {
                 self.queue(QueuedJob {
                     id: job.id,
                     request,
-                    body: None,
+                    kept: None,
                     accepted_at: Instant::now(),
                     request_id: None,
                     memory: self

@@ -1,12 +1,13 @@
-//! A job's simulation on a worker: its wall read from the request it carried or else
-//! from the journal (once: the bytes go on to the result, which keeps them), a journal
-//! that cannot be read now told from a damaged one, and a panic caught and made the
-//! job's failure, so that the worker lives on.
+//! A job's simulation on a worker: its wall as the request it carried was parsed at
+//! accept, or else read from the journal and parsed (once: the bytes go on to the
+//! result, which keeps them), a journal that cannot be read now told from a damaged
+//! one, and a panic caught and made the job's failure, so that the worker lives on.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::LocalJobs;
+use super::queue::KeptRequest;
 use crate::jobs::registry::WallShape;
 use crate::jobs::storage::{Storage, StoredRequest};
 use crate::jobs::{JobId, StoreError};
@@ -26,17 +27,17 @@ pub(super) enum Simulation {
 }
 
 impl LocalJobs {
-    /// Simulates the job's wall, from `body` or else from its stored request.
+    /// Simulates the job's wall, as `kept` with the job or else from its stored request.
     pub(super) fn simulate(
         &self,
         id: JobId,
         request: &StoredRequest,
-        body: Option<Vec<u8>>,
+        kept: Option<KeptRequest>,
     ) -> Simulation {
-        let bytes = match body {
-            Some(body) => body,
+        let (bytes, parsed) = match kept {
+            Some(KeptRequest { json, wall }) => (json, Some(wall)),
             None => match self.inner.store.read_request(request) {
-                Ok(bytes) => bytes,
+                Ok(bytes) => (bytes, None),
                 Err(StoreError::Damaged(damage)) => {
                     return Simulation::Ran {
                         outcome: Err(format!("the stored request is damaged: {damage}")),
@@ -47,7 +48,10 @@ impl LocalJobs {
             },
         };
         let outcome = caught(|| {
-            let config = parse_request(&bytes)?;
+            let config = match parsed {
+                Some(wall) => wall,
+                None => parse_request(&bytes)?,
+            };
             if let Some(shape) = WallShape::of(&config) {
                 self.inner.registry.describe(id, shape);
             }
