@@ -108,10 +108,15 @@ impl WallConfig {
         self.profiles.iter().map(Vec::len).sum()
     }
 
-    /// The bytes it holds on the heap: its list of profiles and each profile's heights.
+    /// The bytes it holds on the heap: its list of profiles and each profile's heights,
+    /// and for each of those allocations the allocator's own header and rounding.
     pub fn heap_bytes(&self) -> usize {
+        const PER_ALLOCATION: usize = 16;
         let heights: usize = self.profiles.iter().map(Vec::capacity).sum();
-        self.profiles.capacity() * size_of::<Vec<Height>>() + heights * size_of::<Height>()
+        let allocations = 1 + self.profiles.len();
+        self.profiles.capacity() * size_of::<Vec<Height>>()
+            + heights * size_of::<Height>()
+            + allocations * PER_ALLOCATION
     }
 }
 
@@ -218,13 +223,36 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // A queued job's worker simulates the wall parsed at accept; the result keeps
+        // the JSON, which a restart parses: both must be the same wall.
+        #[test]
+        fn a_wall_read_back_from_its_json_is_the_same_wall(
+            profiles in proptest::collection::vec(
+                proptest::collection::vec(0..=MAX_HEIGHT, 1..40),
+                1..8,
+            ),
+            num_teams in proptest::option::of(1..=MAX_NUM_TEAMS),
+        ) {
+            let profiles = profiles.into_iter().map(|heights| heights.into_iter().map(Height).collect()).collect();
+            let wall = WallConfig::try_new(profiles, num_teams.and_then(NonZeroU64::new)).unwrap();
+            let json = serde_json::to_vec(&wall).unwrap();
+            proptest::prop_assert_eq!(crate::wall::parse_json(&json, &Limits::engine_bounds()), Ok(wall));
+        }
+    }
+
     #[test]
     fn a_wall_counts_its_list_of_profiles_and_each_profile_s_heights() {
         let mut long = Vec::with_capacity(1000);
         long.push(Height(5));
         let wall = WallConfig::try_new(vec![vec![Height(1), Height(2)], long], None).unwrap();
         let list = 2 * size_of::<Vec<Height>>();
-        assert_eq!(wall.heap_bytes(), list + 2 + 1000, "capacity, not length");
+        let allocator = 3 * 16;
+        assert_eq!(
+            wall.heap_bytes(),
+            list + 2 + 1000 + allocator,
+            "capacity, not length"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl LocalJobs {
         kept: Option<KeptRequest>,
     ) -> Simulation {
         let (bytes, parsed) = match kept {
-            Some(KeptRequest { json, wall }) => (json, Some(wall)),
+            Some(KeptRequest { json, wall }) => (json, wall),
             None => match self.inner.store.read_request(request) {
                 Ok(bytes) => (bytes, None),
                 Err(StoreError::Damaged(damage)) => {
