@@ -38,12 +38,17 @@ taskset -c 1 "$reference" 127.0.0.1:0 > "$work/reference.out" 2>&1 &
 pids="$pids $!"
 a=$(listening "$work/a.out"); b=$(listening "$work/b.out"); r=$(listening "$work/reference.out")
 id_a=$(done_example_job "$a"); id_b=$(done_example_job "$b")
-# paired_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i, in hundredths
-# (rounded).
-paired_ratio() {
+# round_ratios "RUNS" "REFERENCE_RUNS" [LEAST]: run i / reference run i in hundredths
+# (rounded), one a line, for the rounds whose reference run reached LEAST (all by
+# default).
+round_ratios() {
   paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
-    awk '{printf "%d\n", 100 * $1 / $2 + 0.5}' | median | awk '{printf "%.2f", $1 / 100}'
+    awk -v least="${3:-0}" '$2 >= least {printf "%d\n", 100 * $1 / $2 + 0.5}'
 }
+hundredths() { median | awk '{printf "%.2f", $1 / 100}'; }
+highest() { tr ' ' '\n' | grep . | sort -n | tail -1; }
+# paired_ratio "RUNS" "REFERENCE_RUNS": the median of the ratios round by round.
+paired_ratio() { round_ratios "$1" "$2" | hundredths; }
 run() { wrk_rate "$work/wrk.txt" taskset -c 0 wrk -t1 -c64 -d"${seconds}s" "$1"; }
 # The machine's CPU ticks since boot, all and stolen (/proc/stat's first line).
 ticks() { awk '/^cpu / {for (i = 2; i <= NF; i++) all += $i; print all, $9}' /proc/stat; }
@@ -68,21 +73,20 @@ for round in $(seq "$rounds"); do
     done
   done
 done
-# quiet_ratio "RUNS" "REFERENCE_RUNS": the median of run i / reference run i over the
-# quiet rounds only, those where the reference reached QUIET_SHARE (0.90) of its best
-# run: noise pulls a ratio towards 1, so these are the rounds whose ratio it moved least.
-# Prints the ratio and how many rounds were quiet.
+# quiet_ratio "RUNS" "REFERENCE_RUNS": that median over the quiet rounds only, those
+# where the reference reached QUIET_SHARE (0.90) of its best run: noise pulls a ratio
+# towards 1, so these are the rounds whose ratio it moved least. Prints the ratio and
+# how many rounds were quiet.
 quiet_ratio() {
-  local best ratios
-  best=$(echo "$2" | tr ' ' '\n' | grep . | sort -n | tail -1)
-  ratios=$(paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) |
-    awk -v best="$best" -v share="${QUIET_SHARE:-0.90}" '$2 >= share * best {printf "%d\n", 100 * $1 / $2 + 0.5}')
-  echo "$(echo "$ratios" | median | awk '{printf "%.2f", $1 / 100}') over $(echo "$ratios" | grep -c .) quiet rounds"
+  local least ratios
+  least=$(echo "${QUIET_SHARE:-0.90} * $(echo "$2" | highest)" | bc)
+  ratios=$(round_ratios "$1" "$2" "$least")
+  echo "$(echo "$ratios" | hundredths) over $(echo "$ratios" | grep -c .) quiet rounds"
 }
 for i in "${!READ_PATHS[@]}"; do
   runs_a=${runs[a$i]}; runs_b=${runs[b$i]}; runs_r=${runs[r$i]}
   ma=$(echo "$runs_a" | median); mb=$(echo "$runs_b" | median); mr=$(echo "$runs_r" | median)
-  best=$(echo "$runs_r" | tr ' ' '\n' | grep . | sort -n | tail -1)
+  best=$(echo "$runs_r" | highest)
   echo "${READ_PATHS[$i]}"
   echo "  A:$runs_a  median $ma, $(echo "scale=2; $ma / $mr" | bc) of the reference;" \
     "round by round, median $(paired_ratio "$runs_a" "$runs_r"); quiet rounds $(quiet_ratio "$runs_a" "$runs_r")"

@@ -18,8 +18,9 @@
 //! must not exist. Prints `key value` lines: jobs per second, the CPU time per job of
 //! this process and of the whole machine (`/proc/stat`: the file system's own threads,
 //! the writeback and the loop device's included), and the median, 99th percentile and
-//! longest of the journal's `fdatasync` and of the results' `syncfs` in milliseconds: a durable accept waits for at least one journal sync, so
-//! its p99 bounds what a POST's p99 can be on that disk.
+//! longest of the journal's `fdatasync` and of the results' `syncfs` in milliseconds:
+//! a durable accept waits for at least one journal sync, so its p99 bounds what a
+//! POST's p99 can be on that disk.
 
 use std::fs::{self, File};
 use std::io;
