@@ -21,7 +21,12 @@ use rustix::io::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// What a connection is waiting for, and since when.
+use crate::coarse_clock;
+
+/// What a connection is waiting for, and since when. Times are milliseconds of the
+/// coarse monotonic clock (`coarse_clock`): the limits are seconds long, and every
+/// request reads the clock twice here (when its answer is sent, and when the stream
+/// next waits for bytes), where a precise read cost as much as the rest of this timing.
 #[derive(Clone, Copy)]
 enum Wait {
     /// A request is being answered: nothing is timed.
@@ -29,7 +34,7 @@ enum Wait {
     /// The next request's headers, since the connection opened or the previous answer
     /// was sent. `idle` after an answer until a byte of the next request comes: then
     /// `--keep-alive` may end the connection first.
-    Request { since: Instant, idle: bool },
+    Request { since: u64, idle: bool },
 }
 
 /// What happens to a connection when its deadline passes.
@@ -48,6 +53,9 @@ pub struct Connection {
     /// actix-http's own keep-alive is off (`KeepAlive::Os`): it sets and clears a timer
     /// of its own for every answer, where the stream's one timer serves both limits.
     keep_alive: Duration,
+    /// The two limits in milliseconds, as `Wait` counts time.
+    request_timeout_ms: u64,
+    keep_alive_ms: u64,
     wait: Cell<Wait>,
     /// Set once the connection sent a request whose framing a proxy could read
     /// otherwise: requests already read behind it are refused, not run.
@@ -104,27 +112,31 @@ impl Connection {
         }
     }
 
-    /// The shortest wait a connection can have.
-    fn shortest_wait(&self) -> Duration {
+    /// The shortest wait a connection can have, in milliseconds.
+    fn shortest_wait_ms(&self) -> u64 {
         if self.keep_alive.is_zero() {
             // actix-http closes the connection after its answer.
-            self.request_timeout
+            self.request_timeout_ms
         } else {
-            self.keep_alive.min(self.request_timeout)
+            self.keep_alive_ms.min(self.request_timeout_ms)
         }
     }
 
-    /// When the connection's wait ends, and how; `None` while a request is answered.
-    /// An idle connection closes at `--keep-alive` when that comes first (or together);
-    /// the headers of a request are timed from the previous answer either way.
-    fn deadline(&self) -> Option<(Instant, Expiry)> {
+    /// When the connection's wait ends (on the coarse clock), and how; `None` while a
+    /// request is answered. An idle connection closes at `--keep-alive` when that comes
+    /// first (or together); the headers of a request are timed from the previous answer
+    /// either way.
+    fn deadline(&self) -> Option<(u64, Expiry)> {
         match self.wait.get() {
             Wait::Answer => None,
             Wait::Request { since, idle } => {
                 if idle && self.keep_alive <= self.request_timeout {
-                    Some((since + self.keep_alive, Expiry::Close))
+                    Some((since.saturating_add(self.keep_alive_ms), Expiry::Close))
                 } else {
-                    Some((since + self.request_timeout, Expiry::TimeOut))
+                    Some((
+                        since.saturating_add(self.request_timeout_ms),
+                        Expiry::TimeOut,
+                    ))
                 }
             }
         }
@@ -144,7 +156,7 @@ impl RequestOnConnection {
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
         self.0.wait.set(Wait::Request {
-            since: Instant::now(),
+            since: coarse_clock::monotonic_millis(),
             idle: true,
         });
     }
@@ -159,8 +171,9 @@ pub struct TimedStream {
     connection: Rc<Connection>,
     /// Boxed once per connection: `Sleep` cannot move, the stream must.
     timer: Pin<Box<Sleep>>,
-    /// When the timer fires: never later than the connection's deadline.
-    timer_set_for: Instant,
+    /// When the timer fires, on the coarse clock: never later than the connection's
+    /// deadline.
+    timer_set_for: u64,
     /// The waker the timer wakes; polling the timer again only registers the same one.
     timer_waker: Option<Waker>,
     /// Bytes were read since the stream last had nothing to give: they may complete the
@@ -175,13 +188,15 @@ pub struct TimedStream {
 impl TimedStream {
     /// The clock for the first request's headers starts now.
     pub fn new(stream: TcpStream, request_timeout: Duration, keep_alive: Duration) -> TimedStream {
-        let now = Instant::now();
-        let deadline = now + request_timeout;
+        let (request_timeout_ms, keep_alive_ms) = (millis(request_timeout), millis(keep_alive));
+        let now = coarse_clock::monotonic_millis();
         TimedStream {
             stream,
             connection: Rc::new(Connection {
                 request_timeout,
                 keep_alive,
+                request_timeout_ms,
+                keep_alive_ms,
                 wait: Cell::new(Wait::Request {
                     since: now,
                     idle: false,
@@ -190,8 +205,8 @@ impl TimedStream {
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),
             }),
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
-            timer_set_for: deadline,
+            timer: Box::pin(tokio::time::sleep(request_timeout)),
+            timer_set_for: now.saturating_add(request_timeout_ms),
             timer_waker: None,
             unparsed_bytes: false,
             ended: false,
@@ -206,7 +221,7 @@ impl TimedStream {
     /// How the connection ends once its deadline has passed; until then the timer will
     /// wake the connection by then.
     fn past_deadline(&mut self, context: &mut Context<'_>) -> Option<Expiry> {
-        let now = Instant::now();
+        let now = coarse_clock::monotonic_millis();
         let deadline = self.connection.deadline();
         if let Some((deadline, expiry)) = deadline
             && now >= deadline
@@ -216,10 +231,14 @@ impl TimedStream {
         // An answer can be sent any moment, and the wait after it can end sooner than
         // this one: the timer wakes the connection by then too. It is left alone while
         // it is set sooner than needed, as every answer moves the deadline on.
-        let soonest = now + self.connection.shortest_wait();
+        let soonest = now.saturating_add(self.connection.shortest_wait_ms());
         let wake_at = deadline.map_or(soonest, |(deadline, _)| deadline.min(soonest));
         if self.timer_set_for > wake_at || self.timer.is_elapsed() {
-            self.timer.as_mut().reset(wake_at);
+            // The timer runs on tokio's precise clock, set for what the coarse one says
+            // is left. The coarse clock may lag it by a tick: a timer that fires before
+            // the coarse deadline is set again for the rest, at least a millisecond on.
+            let left = Duration::from_millis(wake_at - now);
+            self.timer.as_mut().reset(Instant::now() + left);
             self.timer_set_for = wake_at;
             self.timer_waker = None;
         }
@@ -250,6 +269,13 @@ impl TimedStream {
         );
         self.unsent_answer = Some((answer.into_bytes(), 0));
     }
+}
+
+/// `duration` in milliseconds, rounded up: a limit under a millisecond (`500us`) is
+/// one, not none, as it was when the clock counted nanoseconds.
+fn millis(duration: Duration) -> u64 {
+    let rounded_up = duration.saturating_add(Duration::from_nanos(999_999));
+    u64::try_from(rounded_up.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl AsyncRead for TimedStream {
@@ -341,5 +367,20 @@ impl AsyncWrite for TimedStream {
             }
         }
         Pin::new(&mut this.stream).poll_shutdown(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_in_whole_milliseconds_rounded_up() {
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_micros(500)), 1);
+        assert_eq!(millis(Duration::from_millis(1)), 1);
+        assert_eq!(millis(Duration::from_nanos(1_000_001)), 2);
+        assert_eq!(millis(Duration::from_secs(5)), 5000);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
     }
 }
