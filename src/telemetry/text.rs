@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use slog::{Drain, KV, Key, OwnedKVList, Record, Serializer};
 
@@ -52,7 +52,7 @@ impl<W: Write> Drain for TextLines<W> {
         let mut state = self.state.borrow_mut();
         let LineState { out, line, clock } = &mut *state;
         line.clear();
-        clock.write(SystemTime::now(), line);
+        clock.write(since_epoch(), line);
         line.push(b' ');
         line.extend_from_slice(record.level().as_short_str().as_bytes());
         line.push(b' ');
@@ -112,6 +112,17 @@ fn write_arguments(line: &mut Vec<u8>, arguments: &fmt::Arguments) -> io::Result
     }
 }
 
+/// The wall clock's time since the Unix epoch, as the kernel gives it: `SystemTime`'s
+/// own read, then `duration_since`'s checks and the split into seconds and micros, cost
+/// a log line as much again. A clock before 1970 reads as the epoch.
+fn since_epoch() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    match (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
+        (Ok(seconds), Ok(nanos)) => Duration::new(seconds, nanos),
+        _ => Duration::ZERO,
+    }
+}
+
 /// UTC RFC 3339 time with microseconds. The part up to the seconds changes once a
 /// second, so it is formatted then and copied for every line in between.
 #[derive(Default)]
@@ -122,8 +133,8 @@ struct SecondsCache {
 }
 
 impl SecondsCache {
-    fn write(&mut self, now: SystemTime, line: &mut Vec<u8>) {
-        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    /// Writes the time `since_epoch` the Unix epoch.
+    fn write(&mut self, since_epoch: Duration, line: &mut Vec<u8>) {
         let second = since_epoch.as_secs();
         if self.second != Some(second) {
             let whole = UNIX_EPOCH + Duration::from_secs(second);
@@ -270,8 +281,10 @@ fn whole_thousandths(value: f64) -> Option<u64> {
     if !(value.is_sign_positive() && value < 1e9) {
         return None;
     }
-    let thousandths = (value * 1000.0).round();
-    (thousandths / 1000.0 == value).then_some(thousandths as u64)
+    // Rounded by adding a half and cutting (the value is positive): `round` is a call
+    // into libm on this target. Whatever it gives, the check says whether it is exact.
+    let thousandths = (value * 1000.0 + 0.5) as u64;
+    (thousandths as f64 / 1000.0 == value).then_some(thousandths)
 }
 
 /// `thousandths` as a decimal, without trailing zeros (nor a point for a whole number),

@@ -2,6 +2,7 @@
 //! them, the time as RFC 3339 with microseconds.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use slog::{Logger, info, o, warn};
 
@@ -128,6 +129,17 @@ fn numbers_with_a_fraction_are_written_as_display_writes_them() {
 }
 
 #[test]
+fn the_time_read_is_the_system_time() {
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let read = since_epoch();
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    assert!(
+        before <= read && read <= after,
+        "{before:?} {read:?} {after:?}"
+    );
+}
+
+#[test]
 fn the_time_is_rfc_3339_utc_with_microseconds_across_seconds() {
     let mut clock = SecondsCache::default();
     let start = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
@@ -142,7 +154,7 @@ fn the_time_is_rfc_3339_utc_with_microseconds_across_seconds() {
     ] {
         let at = start + Duration::from_micros(offset_micros);
         let mut line = Vec::new();
-        clock.write(at, &mut line);
+        clock.write(at.duration_since(UNIX_EPOCH).unwrap(), &mut line);
         assert_eq!(
             String::from_utf8(line).unwrap(),
             humantime::format_rfc3339_micros(at).to_string()
