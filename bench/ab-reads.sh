@@ -84,15 +84,17 @@ for round in $(seq "$rounds"); do
     done
   done
 done
-# quiet_ratio "RUNS" "BEFORE" "AFTER" "REFERENCE_RUNS": that median over the quiet runs
-# only, those whose reference runs on both sides reached QUIET_SHARE (0.90) of its best
+# quiet_ratio "RUNS" "BEFORE" "AFTER" BEST: that median over the quiet runs only, those
+# whose reference runs on both sides reached QUIET_SHARE (0.90) of the reference's BEST
 # run: noise pulls a ratio towards 1, so these are the runs whose ratio it moved least.
-# Prints the ratio and how many runs were quiet.
+# Prints the ratio and how many runs were quiet ("none" when no run was).
 quiet_ratio() {
-  local least ratios
-  least=$(echo "${QUIET_SHARE:-0.90} * $(echo "$4" | highest)" | bc)
+  local least ratios count
+  least=$(echo "${QUIET_SHARE:-0.90} * $4" | bc)
   ratios=$(round_ratios "$1" "$2" "$3" "$least")
-  echo "$(echo "$ratios" | hundredths) over $(echo "$ratios" | grep -c .) quiet runs"
+  count=$(echo "$ratios" | grep -c . || true)
+  if [ "$count" = 0 ]; then echo "none"; return; fi
+  echo "$(echo "$ratios" | hundredths) over $count"
 }
 for i in "${!READ_PATHS[@]}"; do
   runs_r=${runs[r$i]}
@@ -104,7 +106,7 @@ for i in "${!READ_PATHS[@]}"; do
     m=$(echo "$runs_side" | median)
     echo "  ${side^^}:$runs_side  median $m, $(echo "scale=2; $m / $mr" | bc) of the reference;" \
       "round by round, median $(paired_ratio "$runs_side" "$before" "$after");" \
-      "quiet runs $(quiet_ratio "$runs_side" "$before" "$after" "$runs_r")"
+      "quiet runs $(quiet_ratio "$runs_side" "$before" "$after" "$best")"
   done
   echo "  reference:$runs_r  median $mr, best $best"
 done
