@@ -366,7 +366,13 @@ impl LogGuard {
 /// (`elapsed_ms`): three decimals at most, never binary noise like `0.14938300000000002`.
 pub fn millis(duration: Duration) -> f64 {
     // An integer over 1000.0 is the double nearest that decimal, which prints as written.
-    duration.as_micros() as f64 / 1000.0
+    // In a u64 (saturating past 584,000 years): `as_micros` is a u128, whose conversion
+    // to a double is a call of its own, on every request's line.
+    let micros = duration
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(duration.subsec_micros()));
+    micros as f64 / 1000.0
 }
 
 /// `text` cut to `max_chars` characters (with `...` after), for logging what a client
@@ -394,6 +400,12 @@ mod tests {
         assert_eq!(millis(Duration::from_micros(37_783)).to_string(), "37.783");
         assert_eq!(millis(Duration::from_secs(2)).to_string(), "2000");
         assert_eq!(millis(Duration::ZERO).to_string(), "0");
+        // The microseconds' double, as `as_micros` would give it, up to a u64 of them.
+        for (seconds, nanos) in [(0, 999), (59, 999_999_999), (1 << 40, 123_456_789)] {
+            let duration = Duration::new(seconds, nanos);
+            assert_eq!(millis(duration), duration.as_micros() as f64 / 1000.0);
+        }
+        assert_eq!(millis(Duration::MAX), u64::MAX as f64 / 1000.0);
     }
 
     #[test]

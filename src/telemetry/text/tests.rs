@@ -129,6 +129,20 @@ fn numbers_with_a_fraction_are_written_as_display_writes_them() {
 }
 
 #[test]
+fn every_u16_is_written_as_display_writes_it() {
+    for value in 0..=u16::MAX {
+        let mut line = Vec::new();
+        Fields {
+            line: &mut line,
+            comma_needed: true,
+        }
+        .emit_u16("status", value)
+        .unwrap();
+        assert_eq!(line, format!(", status: {value}").into_bytes());
+    }
+}
+
+#[test]
 fn the_time_read_is_the_system_time() {
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let read = since_epoch();
