@@ -124,13 +124,22 @@ fn since_epoch() -> Duration {
 }
 
 /// UTC RFC 3339 time with microseconds. The part up to the seconds changes once a
-/// second, so it is formatted then and copied for every line in between.
+/// second, so it is formatted then and only the microseconds are written for each line
+/// in between, in place, after it: one copy of the whole time into the line.
 #[derive(Default)]
 struct SecondsCache {
     second: Option<u64>,
-    /// `2026-11-30T23:43:54.`
-    up_to_seconds: Vec<u8>,
+    /// `2026-11-30T23:43:54.`, then the last line's `123456Z`.
+    stamp: Vec<u8>,
 }
+
+/// `00` to `99`, two digits a lookup.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 impl SecondsCache {
     /// Writes the time `since_epoch` the Unix epoch.
@@ -140,21 +149,21 @@ impl SecondsCache {
             let whole = UNIX_EPOCH + Duration::from_secs(second);
             // `2026-11-30T23:43:54Z`: everything but the `Z`, then the decimal point.
             let text = humantime::format_rfc3339_seconds(whole).to_string();
-            self.up_to_seconds.clear();
-            self.up_to_seconds
+            self.stamp.clear();
+            self.stamp
                 .extend_from_slice(text.trim_end_matches('Z').as_bytes());
-            self.up_to_seconds.push(b'.');
+            self.stamp.extend_from_slice(b".000000Z");
             self.second = Some(second);
         }
-        line.extend_from_slice(&self.up_to_seconds);
-        // Always six digits and the `Z`, written in place.
-        let mut micros = since_epoch.subsec_micros();
-        let mut digits = *b"000000Z";
-        for digit in digits[..6].iter_mut().rev() {
-            *digit = b'0' + (micros % 10) as u8;
-            micros /= 10;
-        }
-        line.extend_from_slice(&digits);
+        // Always six digits and the `Z` (the stamp ends with them).
+        let micros = since_epoch.subsec_micros() as usize;
+        let pair = |value: usize| &DIGIT_PAIRS[value % 100 * 2..][..2];
+        let fraction = self.stamp.len() - 7;
+        let digits = &mut self.stamp[fraction..fraction + 6];
+        digits[..2].copy_from_slice(pair(micros / 10_000));
+        digits[2..4].copy_from_slice(pair(micros / 100));
+        digits[4..].copy_from_slice(pair(micros));
+        line.extend_from_slice(&self.stamp);
     }
 }
 
