@@ -205,6 +205,10 @@ fn a_cluster_node_whose_clock_is_behind_does_not_have_its_jobs_claimed_first() {
     wait_until_running(pg, &url, "the lagging node's job to be held", 2);
 
     let first = runner.submit_json(EXAMPLE_JSON);
+    // Ids made on two nodes sort in the order the jobs came when they came further apart
+    // than the nodes' measures of the database's clock can be off (half a round trip
+    // each, a few milliseconds on a busy machine): the hour is what this is about.
+    std::thread::sleep(Duration::from_millis(50));
     let second = lagging.server.submit_json(EXAMPLE_JSON);
     runner_gate.open();
     for id in [&held_by_runner, &first, &second] {
