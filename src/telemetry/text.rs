@@ -236,6 +236,15 @@ impl Serializer for Fields<'_> {
     }
 
     fn emit_u16(&mut self, key: Key, value: u16) -> slog::Result {
+        // Every request's status: three digits, one and a pair, without `itoa`'s buffer.
+        if (100..1000).contains(&value) {
+            self.key(key);
+            let value = usize::from(value);
+            let pair = &DIGIT_PAIRS[value % 100 * 2..][..2];
+            self.line
+                .extend_from_slice(&[b'0' + (value / 100) as u8, pair[0], pair[1]]);
+            return Ok(());
+        }
         self.integer(key, value)
     }
 
