@@ -141,6 +141,11 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
     6061626364656667686970717273747576777879\
     8081828384858687888990919293949596979899";
 
+/// The last two digits of `value`.
+fn digit_pair(value: usize) -> &'static [u8] {
+    &DIGIT_PAIRS[value % 100 * 2..][..2]
+}
+
 impl SecondsCache {
     /// Writes the time `since_epoch` the Unix epoch.
     fn write(&mut self, since_epoch: Duration, line: &mut Vec<u8>) {
@@ -157,12 +162,11 @@ impl SecondsCache {
         }
         // Always six digits and the `Z` (the stamp ends with them).
         let micros = since_epoch.subsec_micros() as usize;
-        let pair = |value: usize| &DIGIT_PAIRS[value % 100 * 2..][..2];
         let fraction = self.stamp.len() - 7;
         let digits = &mut self.stamp[fraction..fraction + 6];
-        digits[..2].copy_from_slice(pair(micros / 10_000));
-        digits[2..4].copy_from_slice(pair(micros / 100));
-        digits[4..].copy_from_slice(pair(micros));
+        digits[..2].copy_from_slice(digit_pair(micros / 10_000));
+        digits[2..4].copy_from_slice(digit_pair(micros / 100));
+        digits[4..].copy_from_slice(digit_pair(micros));
         line.extend_from_slice(&self.stamp);
     }
 }
@@ -240,7 +244,7 @@ impl Serializer for Fields<'_> {
         if (100..1000).contains(&value) {
             self.key(key);
             let value = usize::from(value);
-            let pair = &DIGIT_PAIRS[value % 100 * 2..][..2];
+            let pair = digit_pair(value);
             self.line
                 .extend_from_slice(&[b'0' + (value / 100) as u8, pair[0], pair[1]]);
             return Ok(());
