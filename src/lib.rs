@@ -11,6 +11,7 @@ mod coarse_clock;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod moment;
 pub mod pool;
 pub mod settings;
 pub mod shutdown;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, UNIX_EPOCH};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
@@ -18,8 +18,11 @@ use slog::{Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record, info, o, wa
 
 use slog_async::AsyncGuard;
 
+mod line_time;
 mod sink;
 mod text;
+
+pub use line_time::stamped_at;
 
 use sink::{Flusher, LineWriter, Lost, Output, SharedBuffer};
 
@@ -326,7 +329,7 @@ fn json_lines<W: Write + Send + 'static>(
 }
 
 fn timestamp() -> humantime::Rfc3339Timestamp {
-    humantime::format_rfc3339_micros(SystemTime::now())
+    humantime::format_rfc3339_micros(UNIX_EPOCH + line_time::now())
 }
 
 impl LogGuard {

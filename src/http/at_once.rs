@@ -11,7 +11,6 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
-use std::time::Instant;
 
 use actix_http::{Payload, Request};
 use actix_web::body::BoxBody;
@@ -25,6 +24,7 @@ use super::endpoint::{AtOnce, Params};
 use super::endpoint::{Pattern, path_segments};
 use super::request_log::CountedBody;
 use super::{ApiState, Connection, RequestLog, gate};
+use crate::moment::Moment;
 
 /// A response of the app, or of this layer.
 type Answer = Response<CountedBody<BoxBody>>;
@@ -136,7 +136,7 @@ impl<S> AtOnceService<S> {
         // Timed from here, as the middleware times a routed request from before its
         // gate and routing: the path's scan and the gate are this answer's work (a path
         // of thousands of slashes takes a millisecond to split).
-        let started = Instant::now();
+        let started = Moment::now();
         let path = head.uri.path();
         // actix-web's routing decodes some escapes first; such a path is its to read.
         if path.contains('%') {

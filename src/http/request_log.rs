@@ -23,6 +23,7 @@ use super::endpoint::ParamSpans;
 use super::{Connection, RequestId, RequestOnConnection};
 use crate::jobs::JobId;
 use crate::metrics::RequestTimes;
+use crate::moment::Moment;
 use crate::telemetry;
 
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -181,7 +182,7 @@ pub(super) struct RequestBegun {
     in_flight: RequestInFlight,
     id: RequestId,
     on_connection: Option<RequestOnConnection>,
-    started: Instant,
+    started: Moment,
 }
 
 /// What keeps an answered request counted until its body is sent (see `CountedBody`).
@@ -199,7 +200,7 @@ impl RequestLog {
         &self,
         headers: &HeaderMap,
         connection: Option<&Rc<Connection>>,
-        started: Instant,
+        started: Moment,
     ) -> RequestBegun {
         let in_flight = self.in_flight.enter();
         let id = RequestId::from_header(headers.get(REQUEST_ID));
@@ -232,7 +233,8 @@ impl RequestBegun {
             .as_ref()
             .map_or((None, None), RequestOnConnection::tagged);
         headers.insert(REQUEST_ID, self.id.header_value());
-        let took = self.started.elapsed();
+        let now = Moment::now();
+        let took = now.since(self.started);
         times.observe(tagged_route.or(route).unwrap_or("unmatched"), status, took);
         let line = RequestLine {
             method,
@@ -242,7 +244,8 @@ impl RequestBegun {
             job_id,
             request_id: &self.id,
         };
-        info!(logger, "request"; line);
+        // Stamped with the read that timed it, not a read of the wall clock of its own.
+        telemetry::stamped_at(now, || info!(logger, "request"; line));
         Answered {
             in_flight: self.in_flight,
             on_connection: self.on_connection,
@@ -275,7 +278,7 @@ where
     let begun = log.begin(
         request.headers(),
         request.conn_data::<Rc<Connection>>(),
-        Instant::now(),
+        Moment::now(),
     );
     let logger = log.logger.clone();
     let times = Rc::clone(&log.times);

@@ -52,7 +52,7 @@ impl<W: Write> Drain for TextLines<W> {
         let mut state = self.state.borrow_mut();
         let LineState { out, line, clock } = &mut *state;
         line.clear();
-        clock.write(since_epoch(), line);
+        clock.write(super::line_time::now(), line);
         line.push(b' ');
         line.extend_from_slice(record.level().as_short_str().as_bytes());
         line.push(b' ');
@@ -109,17 +109,6 @@ fn write_arguments(line: &mut Vec<u8>, arguments: &fmt::Arguments) -> io::Result
             Ok(())
         }
         None => line.write_fmt(*arguments),
-    }
-}
-
-/// The wall clock's time since the Unix epoch, as the kernel gives it: `SystemTime`'s
-/// own read, then `duration_since`'s checks and the split into seconds and micros, cost
-/// a log line as much again. A clock before 1970 reads as the epoch.
-fn since_epoch() -> Duration {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    match (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
-        (Ok(seconds), Ok(nanos)) => Duration::new(seconds, nanos),
-        _ => Duration::ZERO,
     }
 }
 

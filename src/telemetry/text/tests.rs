@@ -143,17 +143,6 @@ fn every_u16_is_written_as_display_writes_it() {
 }
 
 #[test]
-fn the_time_read_is_the_system_time() {
-    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let read = since_epoch();
-    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    assert!(
-        before <= read && read <= after,
-        "{before:?} {read:?} {after:?}"
-    );
-}
-
-#[test]
 fn the_time_is_rfc_3339_utc_with_microseconds_across_seconds() {
     let mut clock = SecondsCache::default();
     let start = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
@@ -233,4 +222,30 @@ fn a_value_cannot_end_its_line_and_write_another() {
         lines[0],
         format!("WARN skipping an unknown file: {escaped}, tab: a\tb, name: {escaped}")
     );
+}
+
+#[test]
+fn a_line_logged_stamped_has_its_stamp_for_its_time() {
+    let written = Written::default();
+    let logger = Logger::root(
+        Mutex::new(TextLines::new(written.clone(), Values::Any)).fuse(),
+        o!(),
+    );
+    let ago = Duration::from_secs(90);
+    let before = SystemTime::now() - ago;
+    super::super::stamped_at(crate::moment::Moment::now().before(ago), || {
+        info!(logger, "request");
+    });
+    info!(logger, "after");
+    let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+    let times: Vec<SystemTime> = text
+        .lines()
+        .map(|line| humantime::parse_rfc3339(line.split_once(' ').unwrap().0).unwrap())
+        .collect();
+    let slack = Duration::from_millis(50);
+    assert!(
+        before - slack <= times[0] && times[0] <= before + slack,
+        "{text}"
+    );
+    assert!(times[1] >= before + ago - slack, "{text}");
 }
