@@ -35,7 +35,9 @@ impl Moment {
         Moment(self.0.saturating_add(nanos(duration)))
     }
 
-    /// This moment `duration` earlier (saturating at the clock's start).
+    /// This moment `duration` earlier (saturating at the clock's start): for tests of
+    /// what was stamped in the past.
+    #[cfg(test)]
     pub fn before(self, duration: Duration) -> Moment {
         Moment(self.0.saturating_sub(nanos(duration)))
     }

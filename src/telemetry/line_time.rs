@@ -70,10 +70,7 @@ fn wall_nanos_at(at: Moment) -> u64 {
     let wall = since_epoch();
     let pairing = Pairing {
         moment,
-        wall_nanos: wall
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(wall.subsec_nanos())),
+        wall_nanos: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
         until: moment.after(PAIRING_LIFETIME),
     };
     PAIRING.set(Some(pairing));
