@@ -25,7 +25,7 @@ use crate::jobs::{
     ClusterJobs, ClusterSettings, DebugHooks, Jobs, JobsSettings, LocalJobs, Retention,
     StoreOptions,
 };
-use crate::metrics::{Metrics, RequestTimes};
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::shutdown::{Shutdown, SignalsWhileStarting};
 use crate::telemetry::{self, RequestLines};
@@ -222,8 +222,8 @@ impl App {
         // takes (see `RequestLines`).
         let request_log = move || RequestLog {
             logger: request_lines.logger(),
-            times: Rc::new(RequestTimes::new(Arc::clone(&request_metrics))),
-            in_flight: in_flight.clone(),
+            times: Rc::new(request_metrics.request_times()),
+            in_flight: in_flight.for_worker(),
         };
         let request_timeout = settings.request_timeout;
         let keep_alive = settings.keep_alive;

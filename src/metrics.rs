@@ -3,12 +3,9 @@
 //! and the recent past the page's overview shows (`/api/stats`): jobs finished per
 //! minute over the last hour, and the latest waits and run times.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
 use parking_lot::Mutex;
 
 use prometheus::{
@@ -82,7 +79,7 @@ pub struct Metrics {
     accept_time: Histogram,
     queue_wait: Histogram,
     run_time: HistogramVec,
-    http: HistogramVec,
+    http: RequestDurations,
     store_errors: IntCounter,
     store_retries: IntCounter,
     queue_depth: IntGauge,
@@ -196,14 +193,7 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("valid metric"),
-            http: HistogramVec::new(
-                seconds(
-                    "icewall_http_request_duration_seconds",
-                    "HTTP request latency",
-                ),
-                &["route", "status"],
-            )
-            .expect("valid metric"),
+            http: RequestDurations::new(),
             store_errors: IntCounter::new(
                 "icewall_store_errors_total",
                 "Results that could not be stored",
@@ -337,15 +327,9 @@ impl Metrics {
         self.rejected.with_label_values(&[why.label()]).inc();
     }
 
-    /// `route` is the matched pattern (bounded cardinality), not the raw path. Per
-    /// request, [`RequestTimes`] is cheaper.
-    pub fn http_request(&self, route: &str, status: StatusCode, took: Duration) {
-        self.http_histogram(route, status)
-            .observe(took.as_secs_f64());
-    }
-
-    fn http_histogram(&self, route: &str, status: StatusCode) -> Histogram {
-        self.http.with_label_values(&[route, status.as_str()])
+    /// An HTTP worker's way into `icewall_http_request_duration_seconds`.
+    pub fn request_times(&self) -> RequestTimes {
+        self.http.for_worker()
     }
 
     /// Minutes since the metrics were made: the clock of the throughput intervals.
@@ -502,46 +486,10 @@ impl RecentJobs {
     }
 }
 
-/// Handles on a histogram of a label pair kept per HTTP worker at most: more pairs than
-/// this are looked up in the shared vector each time. Routes times the statuses a
-/// worker meets in practice fit many times over.
-const KEPT_REQUEST_HISTOGRAMS: usize = 64;
+mod request_durations;
 
-/// One HTTP worker's way into `icewall_http_request_duration_seconds`. Finding a
-/// route and status in the shared vector hashes both labels and takes its lock, for
-/// every request; a worker keeps the handle of each pair it has met instead (the same
-/// histogram, so the metric is the same).
-pub struct RequestTimes {
-    metrics: Arc<Metrics>,
-    kept: RefCell<Vec<(&'static str, StatusCode, Histogram)>>,
-}
-
-impl RequestTimes {
-    pub fn new(metrics: Arc<Metrics>) -> RequestTimes {
-        RequestTimes {
-            metrics,
-            kept: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// `route` is the matched pattern (bounded cardinality), not the raw path.
-    pub fn observe(&self, route: &'static str, status: StatusCode, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let mut kept = self.kept.borrow_mut();
-        if let Some((_, _, histogram)) = kept
-            .iter()
-            .find(|(kept_route, kept_status, _)| *kept_status == status && *kept_route == route)
-        {
-            histogram.observe(seconds);
-            return;
-        }
-        let histogram = self.metrics.http_histogram(route, status);
-        histogram.observe(seconds);
-        if kept.len() < KEPT_REQUEST_HISTOGRAMS {
-            kept.push((route, status, histogram));
-        }
-    }
-}
+use request_durations::RequestDurations;
+pub use request_durations::RequestTimes;
 
 #[cfg(test)]
 mod tests;

@@ -3,12 +3,12 @@
 //! listening line that tells scripts and tests the port.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use file_rotate::compression::Compression;
@@ -17,6 +17,7 @@ use file_rotate::{ContentLimit, FileRotate};
 use slog::{Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record, info, o, warn};
 
 use slog_async::AsyncGuard;
+use thread_local::ThreadLocal;
 
 mod line_time;
 mod sink;
@@ -227,8 +228,9 @@ impl RequestLines {
         // A request line's values are the method, the path (which the HTTP parser takes
         // without a control character), numbers and the request id (visible ASCII):
         // nothing to escape, and a look for it would cost every request.
-        let lines =
-            Locked::new(move || lines_into(format, buffer.clone(), text::Values::FreeOfControls));
+        let lines = PerThread::new(move || {
+            lines_into(format, buffer.clone(), text::Values::FreeOfControls)
+        });
         named(Logger::root(lines.fuse(), o!()), &self.node_id)
     }
 }
@@ -256,38 +258,54 @@ impl<D: Drain<Ok = (), Err = slog::Never>> Drain for WarningsWhileHeld<D> {
     }
 }
 
-/// A drain behind a lock that a panic while logging leaves usable: a poisoned lock
-/// would fail every later line, and slog's `fuse` turns that into a panic of each
-/// request the HTTP worker answers. The drain is made anew then, as what it was in the
-/// middle of (half a JSON line) must not begin the next line.
-struct Locked<D> {
-    drain: Mutex<D>,
-    // Unwind safe: it holds a format and a handle on the buffer, nothing a panic can
-    // leave half done.
-    remake: AssertUnwindSafe<Box<dyn Fn() -> D + Send + Sync>>,
+/// A drain of its own for each thread that logs through it: a request logger is used by
+/// one HTTP worker, and a lock around one drain would cost two atomic read-modify-writes
+/// a line, each a full barrier. A panic while logging (a value that cannot be formatted)
+/// leaves the thread's drain in the middle of a line (half a JSON object), so the next
+/// line gets a new one.
+struct PerThread<D: Send> {
+    // Unwind safe: a drain that a panic interrupted is made anew before its next line,
+    // and `make` holds a format and a handle on the buffer, nothing a panic can leave
+    // half done.
+    drains: AssertUnwindSafe<ThreadLocal<ThreadsDrain<D>>>,
+    make: AssertUnwindSafe<Box<dyn Fn() -> D + Send + Sync>>,
 }
 
-impl<D> Locked<D> {
-    fn new(make: impl Fn() -> D + Send + Sync + 'static) -> Locked<D> {
-        Locked {
-            drain: Mutex::new(make()),
-            remake: AssertUnwindSafe(Box::new(make)),
+struct ThreadsDrain<D> {
+    drain: RefCell<D>,
+    /// A line began and has not ended: a panic left it.
+    mid_line: Cell<bool>,
+}
+
+impl<D: Send> PerThread<D> {
+    fn new(make: impl Fn() -> D + Send + Sync + 'static) -> PerThread<D> {
+        PerThread {
+            drains: AssertUnwindSafe(ThreadLocal::new()),
+            make: AssertUnwindSafe(Box::new(make)),
         }
     }
 }
 
-impl<D: Drain> Drain for Locked<D> {
+impl<D: Drain + Send> Drain for PerThread<D> {
     type Ok = D::Ok;
     type Err = D::Err;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
-        let drain = self.drain.lock().unwrap_or_else(|poisoned| {
-            let mut drain = poisoned.into_inner();
-            *drain = (self.remake.0)();
-            self.drain.clear_poison();
-            drain
+        let threads = self.drains.get_or(|| ThreadsDrain {
+            drain: RefCell::new((self.make.0)()),
+            mid_line: Cell::new(false),
         });
-        drain.log(record, values)
+        let Ok(mut drain) = threads.drain.try_borrow_mut() else {
+            // A line logged while formatting another on this thread (from inside a
+            // value): a drain of its own.
+            return (self.make.0)().log(record, values);
+        };
+        if threads.mid_line.replace(true) {
+            *drain = (self.make.0)();
+        }
+        let logged = drain.log(record, values);
+        threads.mid_line.set(false);
+        logged
     }
 }
 
@@ -341,7 +359,7 @@ impl LogGuard {
         let line = format!("listening on http://{address}");
         self.flusher.buffer().release_after(|| {
             if self.target == LogTarget::Stdout && self.request_lines.format == LogFormat::Json {
-                let first = Logger::root(Locked::new(|| json_lines(io::stdout())).fuse(), o!());
+                let first = Logger::root(PerThread::new(|| json_lines(io::stdout())).fuse(), o!());
                 info!(first, "{}", line; "address" => %address);
             } else {
                 let _ = writeln!(io::stdout(), "{line}");

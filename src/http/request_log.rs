@@ -17,6 +17,7 @@ use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest};
+use parking_lot::Mutex;
 use slog::{KV, Logger, Record, Serializer, info};
 
 use super::endpoint::ParamSpans;
@@ -38,36 +39,78 @@ const LOGGED_PATH_CHARS: usize = 256;
 pub struct RequestLog {
     pub logger: Logger,
     pub times: Rc<RequestTimes>,
-    pub in_flight: InFlightRequests,
+    pub in_flight: WorkerInFlight,
 }
 
-/// Requests being handled right now. Graceful stop in actix also waits for idle
-/// keep-alive connections; counting requests lets the server stop as soon as no
-/// request is being answered, instead.
+/// Requests being handled right now, each HTTP worker's in a count of its own. Graceful
+/// stop in actix also waits for idle keep-alive connections; counting requests lets the
+/// server stop as soon as no request is being answered, instead.
 #[derive(Clone, Default)]
-pub struct InFlightRequests(Arc<AtomicUsize>);
+pub struct InFlightRequests(Arc<Mutex<Vec<Arc<AtomicUsize>>>>);
+
+/// One HTTP worker's count of its requests in flight. Only its own thread changes the
+/// count (the handle is not `Send`), with a load and a store: an atomic
+/// read-modify-write would be a full barrier, twice a request. `settle` reads it from
+/// another thread.
+#[derive(Clone)]
+pub struct WorkerInFlight(Rc<WorkerCount>);
+
+/// A worker's count, shared with `InFlightRequests` for reading.
+struct WorkerCount(Arc<AtomicUsize>);
+
+impl WorkerCount {
+    fn add(&self, requests: isize, ordering: Ordering) {
+        let count = &self.0;
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add_signed(requests),
+            ordering,
+        );
+    }
+}
 
 /// Counts one request for as long as it lives.
-struct RequestInFlight(Arc<AtomicUsize>);
+struct RequestInFlight(Rc<WorkerCount>);
 
 impl InFlightRequests {
-    fn enter(&self) -> RequestInFlight {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        RequestInFlight(Arc::clone(&self.0))
+    /// A count for the worker whose thread calls this, and only for that thread.
+    pub fn for_worker(&self) -> WorkerInFlight {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut counts = self.0.lock();
+        // A worker gone (stopped, or restarted after a panic) left its count here alone,
+        // and has no request in flight.
+        counts.retain(|count| Arc::strong_count(count) > 1);
+        counts.push(Arc::clone(&count));
+        WorkerInFlight(Rc::new(WorkerCount(count)))
+    }
+
+    /// Requests in flight on every worker.
+    fn count(&self) -> usize {
+        let counts = self.0.lock();
+        counts
+            .iter()
+            .map(|count| count.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Waits until no request is in flight, or `timeout` has passed.
     pub async fn settle(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.0.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
 
+impl WorkerInFlight {
+    fn enter(&self) -> RequestInFlight {
+        self.0.add(1, Ordering::Relaxed);
+        RequestInFlight(Rc::clone(&self.0))
+    }
+}
+
 impl Drop for RequestInFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.add(-1, Ordering::Release);
     }
 }
 
@@ -297,5 +340,42 @@ where
         // Counted until its body is sent, not just made.
         let response = response.map_body(|_, body| CountedBody::new(body, answered));
         Ok(ServiceResponse::new(request, response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_flight_are_counted_over_every_worker_until_they_end() {
+        let requests = InFlightRequests::default();
+        let here = requests.for_worker();
+        let first = here.enter();
+        let (tell_entered, entered) = std::sync::mpsc::channel();
+        let (tell_end, end) = std::sync::mpsc::channel::<()>();
+        let elsewhere = {
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let worker = requests.for_worker();
+                let (_one, _two) = (worker.enter(), worker.enter());
+                tell_entered.send(()).expect("sent");
+                end.recv().expect("told to end");
+            })
+        };
+        entered.recv().expect("entered");
+        assert_eq!(requests.count(), 3);
+        drop(first);
+        assert_eq!(requests.count(), 2);
+        tell_end.send(()).expect("sent");
+        elsewhere.join().expect("ended");
+        assert_eq!(requests.count(), 0);
+        // The other worker's count goes with the next worker made.
+        let _next = requests.for_worker();
+        assert_eq!(requests.0.lock().len(), 2);
+        let settled = std::time::Instant::now();
+        futures_util::FutureExt::now_or_never(requests.settle(Duration::from_secs(5)))
+            .expect("nothing in flight: settled at once");
+        assert!(settled.elapsed() < Duration::from_secs(1));
     }
 }

@@ -1,5 +1,9 @@
 //! Tests of the metrics: the exposition text and the throughput ring buffer.
 
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+
 use super::*;
 
 #[test]
@@ -88,7 +92,7 @@ fn counters_and_histograms_render_with_their_labels() {
     metrics.job_started(Duration::from_millis(2));
     metrics.job_finished(true, Duration::from_millis(3));
     metrics.rejected(Rejection::QueueFull);
-    metrics.http_request(
+    metrics.request_times().observe(
         "/api/simulate",
         StatusCode::ACCEPTED,
         Duration::from_millis(1),
@@ -120,29 +124,59 @@ fn counters_and_histograms_render_with_their_labels() {
     }
 }
 
+/// The lines of one metric family in the text exposition.
+fn family_lines(text: &str, name: &str) -> Vec<String> {
+    (text.lines())
+        .filter(|line| line.starts_with(name) || line.contains(&format!(" {name} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
-fn a_workers_request_times_reach_the_shared_histograms_kept_or_not() {
+fn every_workers_request_times_render_as_one_prometheus_histogram_would() {
     let metrics = Arc::new(Metrics::new());
-    let times = RequestTimes::new(Arc::clone(&metrics));
-    // More label pairs than a worker keeps handles for: the last are looked up each time.
-    let routes: Vec<&'static str> = (0..KEPT_REQUEST_HISTOGRAMS + 2)
-        .map(|n| &*format!("/route/{n}").leak())
-        .collect();
-    for _ in 0..3 {
-        for route in &routes {
-            times.observe(route, StatusCode::OK, Duration::from_millis(1));
-        }
-        times.observe(
+    let expected = prometheus::HistogramVec::new(
+        HistogramOpts::new(
+            "icewall_http_request_duration_seconds",
+            "HTTP request latency",
+        )
+        .buckets(SECONDS_BUCKETS.to_vec()),
+        &["route", "status"],
+    )
+    .expect("valid metric");
+    // On a bound, between bounds, past the last and zero; some by a second worker.
+    let requests = [
+        ("/profiles/overview", StatusCode::OK, 250_000),
+        ("/profiles/overview", StatusCode::OK, 250_001),
+        ("/profiles/overview", StatusCode::OK, 0),
+        ("/api/simulate", StatusCode::ACCEPTED, 1_000_000),
+        (
             "/api/simulate",
-            StatusCode::ACCEPTED,
-            Duration::from_millis(2),
-        );
+            StatusCode::SERVICE_UNAVAILABLE,
+            31_000_000_000,
+        ),
+        ("unmatched", StatusCode::NOT_FOUND, 7_777),
+    ];
+    let first = metrics.request_times();
+    for (route, status, nanos) in requests {
+        first.observe(route, status, Duration::from_nanos(nanos));
+        expected
+            .with_label_values(&[route, status.as_str()])
+            .observe(nanos as f64 / 1e9);
     }
-    metrics.http_request(
-        "/api/simulate",
-        StatusCode::ACCEPTED,
-        Duration::from_millis(1),
-    );
+    let second = metrics.request_times();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (route, status, nanos) in &requests[..4] {
+                second.observe(route, *status, Duration::from_nanos(*nanos + 3));
+            }
+        });
+    });
+    for (route, status, nanos) in &requests[..4] {
+        expected
+            .with_label_values(&[route, status.as_str()])
+            .observe((*nanos + 3) as f64 / 1e9);
+    }
     let text = metrics.render(&Snapshot {
         queue_depth: 0,
         queue_bytes: 0,
@@ -150,17 +184,36 @@ fn a_workers_request_times_reach_the_shared_histograms_kept_or_not() {
         workers: 1,
         running_here: 0,
     });
-    let count = |route: &str, status: &str| {
-        let prefix = format!(
-            "icewall_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} "
-        );
-        text.lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-            .to_owned()
+    let registry = Registry::new();
+    registry.register(Box::new(expected)).expect("registered");
+    let mut expected_text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut expected_text)
+        .expect("encoded");
+    let name = "icewall_http_request_duration_seconds";
+    let ours = family_lines(&text, name);
+    assert!(
+        ours.iter()
+            .any(|line| line.ends_with("route=\"/profiles/overview\",status=\"200\"} 6")),
+        "{ours:#?}"
+    );
+    // Sums are added as integer nanoseconds here and as f64 seconds by prometheus:
+    // the last digits of a sum may differ.
+    let rounded = |lines: Vec<String>| -> Vec<String> {
+        (lines.into_iter())
+            .map(|line| match line.rsplit_once(' ') {
+                Some((series, value)) if series.contains("_sum") => {
+                    format!("{series} {:.9}", value.parse::<f64>().expect("a number"))
+                }
+                _ => line,
+            })
+            .collect()
     };
-    assert_eq!(count("/route/0", "200"), "3");
-    assert_eq!(count(routes.last().unwrap(), "200"), "3");
-    assert_eq!(count("/api/simulate", "202"), "4");
-    assert_eq!(times.kept.borrow().len(), KEPT_REQUEST_HISTOGRAMS);
+    assert_eq!(
+        rounded(ours),
+        rounded(family_lines(
+            &String::from_utf8(expected_text).expect("UTF-8"),
+            name
+        ))
+    );
 }

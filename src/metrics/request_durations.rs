@@ -1,0 +1,206 @@
+//! `icewall_http_request_duration_seconds`, kept by each HTTP worker in counts only it
+//! writes and summed when scraped: a request is timed with plain loads and stores,
+//! where a shared histogram took four atomic read-modify-writes, each a full barrier.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+
+use super::SECONDS_BUCKETS;
+
+const NAME: &str = "icewall_http_request_duration_seconds";
+const HELP: &str = "HTTP request latency";
+
+/// The buckets' upper bounds in nanoseconds, in the order of `SECONDS_BUCKETS`.
+fn bounds_nanos() -> Vec<u64> {
+    SECONDS_BUCKETS
+        .iter()
+        .map(|seconds| (seconds * 1e9).round() as u64)
+        .collect()
+}
+
+/// One worker's observations of one route and status: how many fell in each bucket
+/// (not cumulative, the last past every bound) and their sum in nanoseconds.
+///
+/// Only the `RequestTimes` that made it writes it, and that is used by one thread
+/// at a time (it is not `Sync`): an observation reads and writes each counter, with no
+/// read-modify-write. Atomics all the same, so that a scrape on another thread reads
+/// whole values.
+struct Counts {
+    buckets: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Counts {
+    fn new(buckets: usize) -> Counts {
+        Counts {
+            buckets: (0..=buckets).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// By the one thread that writes these counts only.
+    fn add_alone(&self, bucket: usize, nanos: u64) {
+        let add = |counter: &AtomicU64, by: u64| {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(by),
+                Ordering::Relaxed,
+            );
+        };
+        add(&self.buckets[bucket], 1);
+        add(&self.sum_nanos, nanos);
+    }
+}
+
+/// The histogram of every worker's request times, which `/metrics` renders like any
+/// other (it is registered as a collector).
+#[derive(Clone)]
+pub struct RequestDurations(Arc<Shared>);
+
+struct Shared {
+    desc: Desc,
+    bounds_nanos: Vec<u64>,
+    /// Every worker's counts, by route and status; a pair has one entry per worker
+    /// that met it.
+    counts: Mutex<Vec<(&'static str, StatusCode, Arc<Counts>)>>,
+}
+
+impl RequestDurations {
+    pub fn new() -> RequestDurations {
+        let desc = Desc::new(
+            NAME.to_owned(),
+            HELP.to_owned(),
+            vec!["route".to_owned(), "status".to_owned()],
+            Default::default(),
+        )
+        .expect("valid metric");
+        RequestDurations(Arc::new(Shared {
+            desc,
+            bounds_nanos: bounds_nanos(),
+            counts: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// A worker's own way in.
+    pub fn for_worker(&self) -> RequestTimes {
+        RequestTimes {
+            durations: self.clone(),
+            own: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl Default for RequestDurations {
+    fn default() -> Self {
+        RequestDurations::new()
+    }
+}
+
+/// One HTTP worker's request times: the counts of each route and status it has met,
+/// which only it writes. Route and status pairs are bounded (routes are the endpoints'
+/// patterns, statuses the few the server answers with), and so is this list.
+pub struct RequestTimes {
+    durations: RequestDurations,
+    own: RefCell<Vec<(&'static str, StatusCode, Arc<Counts>)>>,
+}
+
+impl RequestTimes {
+    /// `route` is the matched pattern (bounded cardinality), not the raw path.
+    pub fn observe(&self, route: &'static str, status: StatusCode, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bounds = &self.durations.0.bounds_nanos;
+        // Prometheus's buckets are "less than or equal".
+        let bucket = bounds.partition_point(|&bound| bound < nanos);
+        let mut own = self.own.borrow_mut();
+        if let Some((_, _, counts)) = own
+            .iter()
+            .find(|(own_route, own_status, _)| *own_status == status && *own_route == route)
+        {
+            counts.add_alone(bucket, nanos);
+            return;
+        }
+        let counts = Arc::new(Counts::new(bounds.len()));
+        counts.add_alone(bucket, nanos);
+        (self.durations.0.counts.lock()).push((route, status, Arc::clone(&counts)));
+        own.push((route, status, counts));
+    }
+}
+
+impl Collector for RequestDurations {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.0.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let buckets = self.0.bounds_nanos.len() + 1;
+        let mut totals: BTreeMap<(&str, StatusCode), (Vec<u64>, u64)> = BTreeMap::new();
+        for (route, status, counts) in self.0.counts.lock().iter() {
+            let (in_buckets, sum_nanos) = totals
+                .entry((route, *status))
+                .or_insert_with(|| (vec![0; buckets], 0));
+            for (total, count) in in_buckets.iter_mut().zip(&counts.buckets) {
+                *total += count.load(Ordering::Relaxed);
+            }
+            *sum_nanos += counts.sum_nanos.load(Ordering::Relaxed);
+        }
+        let metrics = totals
+            .into_iter()
+            .map(|((route, status), (in_buckets, sum_nanos))| {
+                self.metric(route, status, &in_buckets, sum_nanos)
+            })
+            .collect();
+        let mut family = MetricFamily::default();
+        family.set_name(NAME.to_owned());
+        family.set_help(HELP.to_owned());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(metrics);
+        vec![family]
+    }
+}
+
+impl RequestDurations {
+    /// One route and status's histogram; its count is the sum of its buckets, so that
+    /// the two agree however the scrape fell among a worker's writes.
+    fn metric(
+        &self,
+        route: &str,
+        status: StatusCode,
+        in_buckets: &[u64],
+        sum_nanos: u64,
+    ) -> proto::Metric {
+        let label = |name: &str, value: &str| {
+            let mut pair = proto::LabelPair::default();
+            pair.set_name(name.to_owned());
+            pair.set_value(value.to_owned());
+            pair
+        };
+        let mut cumulative = 0;
+        let buckets = (SECONDS_BUCKETS.iter().zip(in_buckets))
+            .map(|(&upper_bound, &count)| {
+                cumulative += count;
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(upper_bound);
+                bucket.set_cumulative_count(cumulative);
+                bucket
+            })
+            .collect();
+        let mut histogram = proto::Histogram::default();
+        histogram.set_sample_count(in_buckets.iter().sum());
+        histogram.set_sample_sum(sum_nanos as f64 / 1e9);
+        histogram.set_bucket(buckets);
+        let mut metric = proto::Metric::default();
+        metric.set_label(vec![
+            label("route", route),
+            label("status", status.as_str()),
+        ]);
+        metric.set_histogram(histogram);
+        metric
+    }
+}
