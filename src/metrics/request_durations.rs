@@ -116,13 +116,18 @@ impl RequestTimes {
     pub fn observe(&self, route: &'static str, status: StatusCode, took: Duration) {
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let bounds = &self.durations.0.bounds_nanos;
-        // Prometheus's buckets are "less than or equal".
-        let bucket = bounds.partition_point(|&bound| bound < nanos);
+        // Prometheus's buckets are "less than or equal". Most requests fall in the first:
+        // one comparison from the start, where a binary search took five.
+        let bucket = (bounds.iter())
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(bounds.len());
         let mut own = self.own.borrow_mut();
-        if let Some((_, _, counts)) = own
-            .iter()
-            .find(|(own_route, own_status, _)| *own_status == status && *own_route == route)
-        {
+        // A route is an endpoint's pattern, the same `&'static str` each time: known by
+        // its address, not its bytes. An equal one elsewhere gets counts of its own,
+        // which the scrape adds to the others of its labels.
+        if let Some((_, _, counts)) = own.iter().find(|(own_route, own_status, _)| {
+            *own_status == status && std::ptr::eq(*own_route, route)
+        }) {
             counts.add_alone(bucket, nanos);
             return;
         }

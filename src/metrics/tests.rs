@@ -172,6 +172,12 @@ fn every_workers_request_times_render_as_one_prometheus_histogram_would() {
             }
         });
     });
+    // The same route at another address is counted under the same labels.
+    let elsewhere: &'static str = String::from("/profiles/overview").leak();
+    first.observe(elsewhere, StatusCode::OK, Duration::from_nanos(50));
+    expected
+        .with_label_values(&["/profiles/overview", "200"])
+        .observe(50e-9);
     for (route, status, nanos) in &requests[..4] {
         expected
             .with_label_values(&[route, status.as_str()])
@@ -194,7 +200,7 @@ fn every_workers_request_times_render_as_one_prometheus_histogram_would() {
     let ours = family_lines(&text, name);
     assert!(
         ours.iter()
-            .any(|line| line.ends_with("route=\"/profiles/overview\",status=\"200\"} 6")),
+            .any(|line| line.ends_with("route=\"/profiles/overview\",status=\"200\"} 7")),
         "{ours:#?}"
     );
     // Sums are added as integer nanoseconds here and as f64 seconds by prometheus:
