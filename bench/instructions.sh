@@ -11,13 +11,16 @@
 # an instruction, and actix-http clears its 3 KB index of a request's headers that way
 # twice a request (about 6,200 "instructions" that take a CPU some 200 cycles), the
 # reference's requests as much as icewall's: ratios of counts with them are flattered
-# towards 1. INSTRUCTIONS_KEEP=DIR keeps the callgrind files there (one per thread),
-# for callgrind_annotate.
+# towards 1. Last, how many of them are locked (atomic read-modify-writes, each a full
+# barrier of some 20 cycles that callgrind counts as one instruction; see
+# bench/locked-instructions.py, which also lists where they are).
+# INSTRUCTIONS_KEEP=DIR keeps the callgrind files there (one per thread), for
+# callgrind_annotate and `bench/locked-instructions.py REQUESTS --top 30 DIR/*`.
 # Usage: bench/instructions.sh BIN PATH [requests, default 2000]
 #   BIN: an icewall build, or `reference` for the reference server (which answers any
 #   path: ID becomes an id of the same form, so that both parse the same request)
 #   PATH: e.g. /profiles/overview/; ID in it is replaced by a done job's id
-# Needs valgrind, curl and Python 3. Writes only to a temporary directory.
+# Needs valgrind, curl, objdump and Python 3. Writes only to a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1; path=$2; n=${3:-2000}
@@ -25,10 +28,12 @@ work=$(mktemp -d)
 vg=
 trap 'kill $vg 2>/dev/null || true; wait $vg 2>/dev/null || true; rm -rf "$work"' EXIT
 if [ "$bin" = reference ]; then
-  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$work/cg.%p" \
+  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no \
+    --dump-instr=yes --dump-line=no --compress-pos=no --callgrind-out-file="$work/cg.%p" \
     "${REFERENCE_BIN:-./target/profiling/examples/reference}" 127.0.0.1:0 > "$work/out" 2> "$work/vg.txt" &
 else
-  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$work/cg.%p" \
+  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no \
+    --dump-instr=yes --dump-line=no --compress-pos=no --callgrind-out-file="$work/cg.%p" \
     "$bin" serve --bind 127.0.0.1:0 --results-dir "$work/results" --logs-dir "$work/logs" > "$work/out" 2> "$work/vg.txt" &
 fi
 vg=$!
@@ -75,7 +80,8 @@ shares=$(echo "$per_thread" | awk -v total="$total" -v n="$n" \
 memset=$(cat "$work"/cg.*.1-* | awk '/^fn=/ {inside = /__memset_.*erms/; next}
   inside && /^[0-9+-]/ {sum += $2} END {print sum + 0}')
 echo "$path: $((total / n)) instructions per request ($shares);" \
-  "$(((total - memset) / n)) without memset's $((memset / n))"
+  "$(((total - memset) / n)) without memset's $((memset / n));" \
+  "$(python3 bench/locked-instructions.py "$n" "$work"/cg.*.1-*) of them locked"
 if [ -n "${INSTRUCTIONS_KEEP:-}" ]; then
   mkdir -p "$INSTRUCTIONS_KEEP"
   cp "$work"/cg.*.1-* "$INSTRUCTIONS_KEEP"/
