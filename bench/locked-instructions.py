@@ -4,14 +4,16 @@
 A locked instruction (an atomic read-modify-write: `lock add`, `lock cmpxchg`, `xchg`
 with memory) is a full barrier that costs some 20 cycles or more where a plain store
 costs one, and callgrind counts it as one instruction like any other: this finds them
-in each object's disassembly (objdump) and adds up their counts.
+in each object's disassembly (objdump) and adds up their counts, with `mfence` (a
+sequentially consistent fence), the other full barrier.
 
 Usage: bench/locked-instructions.py REQUESTS [--top N] CALLGRIND_FILE...
 The files must come from `valgrind --tool=callgrind --dump-instr=yes --dump-line=no
 --compress-pos=no --compress-strings=no` (as bench/instructions.sh runs it), whose
 positions are the objects' own addresses. Prints the total per request, then the N
 (default 0) instructions with the most, with the function objdump names (functions that
-the compiler merged share one name: the name may be another's). Needs objdump.
+the compiler merged share one name: the name may be another's). Needs objdump; an
+object it cannot read is named on stderr and counts none.
 """
 
 import collections
@@ -23,10 +25,14 @@ import sys
 def locked_instructions(path):
     """{address: (function, instruction)} of the locked instructions in an object."""
     found = {}
-    disassembly = subprocess.run(
+    objdump = subprocess.run(
         ["objdump", "-d", "--no-show-raw-insn", path],
         capture_output=True, text=True, check=False,
-    ).stdout
+    )
+    if objdump.returncode != 0:
+        print(f"objdump cannot read {path}: its locked instructions are not counted",
+              file=sys.stderr)
+    disassembly = objdump.stdout
     function = "?"
     for line in disassembly.splitlines():
         start = re.match(r"^[0-9a-f]+ <(.*)>:", line)
@@ -37,8 +43,10 @@ def locked_instructions(path):
         if not instruction:
             continue
         text = instruction.group(2)
-        # `xchg` with a memory operand is locked without the prefix.
-        if text.startswith("lock") or (text.startswith("xchg") and "(" in text):
+        # `xchg` with a memory operand is locked without the prefix; the prefix may
+        # follow another (`xacquire lock ...`).
+        if (re.search(r"\block\b", text) or (text.startswith("xchg") and "(" in text)
+                or text.startswith("mfence")):
             found[int(instruction.group(1), 16)] = (function, text)
     return found
 
@@ -48,26 +56,29 @@ def counts_at_locked(files):
     objects = {}
     counted = collections.Counter()
     for file in files:
+        # Object names by id: an id is named where it first appears, in an `ob=` or a
+        # `cob=` line, and stands alone after that.
         names = {}
         current = None
         after_call = False
         with open(file, errors="replace") as lines:
             for line in lines:
-                if line.startswith("ob="):
-                    named = re.match(r"ob=(\(\d+\))?\s*(.*)", line.strip())
-                    if named.group(2):
-                        names[named.group(1)] = named.group(2)
-                        current = named.group(2)
-                    else:
-                        current = names.get(named.group(1))
-                elif line.startswith("calls="):
-                    # The next position line is the call's, with the callee's cost.
+                object_line = re.match(r"(c?ob)=(\(\d+\))?\s*(.*)", line.strip())
+                if object_line:
+                    kind, number, name = object_line.groups()
+                    if name:
+                        names[number] = name
+                    if kind == "ob":
+                        current = name or names.get(number)
+                elif line.startswith(("calls=", "jump=", "jcnd=")):
+                    # The next position line is the call's or the jump's, not a cost of
+                    # this function's own instructions.
                     after_call = True
                 elif line.startswith("0x"):
                     if after_call:
                         after_call = False
                         continue
-                    if current is None:
+                    if current is None or len(line.split()) < 2:
                         continue
                     if current not in objects:
                         objects[current] = locked_instructions(current)

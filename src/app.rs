@@ -218,8 +218,9 @@ impl App {
         let requests = InFlightRequests::default();
         let request_metrics = Arc::clone(&metrics);
         let in_flight = requests.clone();
-        // Per worker, so that a request line is formatted under a lock no other thread
-        // takes (see `RequestLines`).
+        // Per worker, so that its request lines, latency histogram and count of requests
+        // in flight are its own, with no lock or atomic read-modify-write a request (see
+        // `RequestLines`, `RequestTimes`, `WorkerInFlight`).
         let request_log = move || RequestLog {
             logger: request_lines.logger(),
             times: Rc::new(request_metrics.request_times()),

@@ -221,8 +221,8 @@ pub struct RequestLines {
 }
 
 impl RequestLines {
-    /// A logger of its own: each has its own line being formatted, under a lock that
-    /// only its own thread takes.
+    /// A logger of its own: each thread that logs through it formats its lines in a
+    /// drain of its own, with no lock (see `PerThread`).
     pub fn logger(&self) -> Logger {
         let (format, buffer) = (self.format, self.buffer.clone());
         // A request line's values are the method, the path (which the HTTP parser takes

@@ -36,11 +36,11 @@ impl OwnWall {
             // body is shared with each answer without the two atomic reference count
             // changes of a shared one (this is the most read endpoint of all). A few
             // dozen bytes once per start.
-            overview_body: Bytes::from_static(
+            overview_body: Bytes::from_static(Box::leak(
                 serde_json::to_vec(&overview)
                     .expect("an answer serializes")
-                    .leak(),
-            ),
+                    .into_boxed_slice(),
+            )),
             log_body: log.into(),
             work: outcome.work,
         }

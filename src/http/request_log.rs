@@ -92,7 +92,10 @@ impl InFlightRequests {
             .sum()
     }
 
-    /// Waits until no request is in flight, or `timeout` has passed.
+    /// Waits until no request is in flight, or `timeout` has passed. The workers' counts
+    /// are read one after another, not at one instant: a request that began before the
+    /// read of its worker's count is waited for, one that began after it is not, as a
+    /// request that begins after this returns is not.
     pub async fn settle(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.count() > 0 && Instant::now() < deadline {

@@ -27,7 +27,9 @@ fn bounds_nanos() -> Vec<u64> {
 }
 
 /// One worker's observations of one route and status: how many fell in each bucket
-/// (not cumulative, the last past every bound) and their sum in nanoseconds.
+/// (not cumulative, the last past every bound) and the sum of their seconds, as a
+/// prometheus histogram sums them (an `f64`'s bits: nanoseconds in a `u64` would wrap
+/// after 584 years of requests, which long polls add up to sooner than one thinks).
 ///
 /// Only the `RequestTimes` that made it writes it, and that is used by one thread
 /// at a time (it is not `Sync`): an observation reads and writes each counter, with no
@@ -35,27 +37,37 @@ fn bounds_nanos() -> Vec<u64> {
 /// whole values.
 struct Counts {
     buckets: Box<[AtomicU64]>,
-    sum_nanos: AtomicU64,
+    sum_seconds: AtomicU64,
 }
 
 impl Counts {
     fn new(buckets: usize) -> Counts {
         Counts {
             buckets: (0..=buckets).map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
+            sum_seconds: AtomicU64::new(0.0_f64.to_bits()),
         }
     }
 
-    /// By the one thread that writes these counts only.
-    fn add_alone(&self, bucket: usize, nanos: u64) {
-        let add = |counter: &AtomicU64, by: u64| {
-            counter.store(
-                counter.load(Ordering::Relaxed).wrapping_add(by),
-                Ordering::Relaxed,
-            );
-        };
-        add(&self.buckets[bucket], 1);
-        add(&self.sum_nanos, nanos);
+    /// By the one thread that writes these counts only. The sum is stored last and
+    /// read first (release, acquire), so that a scrape's buckets hold at least the
+    /// observations its sum holds.
+    fn add_alone(&self, bucket: usize, seconds: f64) {
+        let count = &self.buckets[bucket];
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        let sum = f64::from_bits(self.sum_seconds.load(Ordering::Relaxed)) + seconds;
+        self.sum_seconds.store(sum.to_bits(), Ordering::Release);
+    }
+
+    /// What a scrape reads: each bucket's count, and the sum.
+    fn read(&self) -> (Vec<u64>, f64) {
+        let sum = f64::from_bits(self.sum_seconds.load(Ordering::Acquire));
+        let buckets = (self.buckets.iter())
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect();
+        (buckets, sum)
     }
 }
 
@@ -67,9 +79,45 @@ pub struct RequestDurations(Arc<Shared>);
 struct Shared {
     desc: Desc,
     bounds_nanos: Vec<u64>,
-    /// Every worker's counts, by route and status; a pair has one entry per worker
-    /// that met it.
-    counts: Mutex<Vec<(&'static str, StatusCode, Arc<Counts>)>>,
+    counts: Mutex<AllCounts>,
+}
+
+/// The label pairs of a histogram.
+type Labels = (&'static str, StatusCode);
+
+#[derive(Default)]
+struct AllCounts {
+    /// Every live worker's counts; a label pair has one entry per worker that met it.
+    workers: Vec<(Labels, Arc<Counts>)>,
+    /// The counts of workers gone (an HTTP worker restarted after a panic), added up
+    /// by label pair, so that the list above does not grow with each restart.
+    gone: BTreeMap<Labels, (Vec<u64>, f64)>,
+}
+
+impl AllCounts {
+    /// Moves the counts that no worker holds any more into `gone`.
+    fn fold_gone(&mut self) {
+        let gone = &mut self.gone;
+        self.workers.retain(|(labels, counts)| {
+            if Arc::strong_count(counts) > 1 {
+                return true;
+            }
+            add_into(gone, *labels, counts.read());
+            false
+        });
+    }
+}
+
+/// Adds `(buckets, sum)` to the totals of `labels`.
+fn add_into(totals: &mut BTreeMap<Labels, (Vec<u64>, f64)>, labels: Labels, read: (Vec<u64>, f64)) {
+    let (buckets, sum) = read;
+    let (total_buckets, total_sum) = totals
+        .entry(labels)
+        .or_insert_with(|| (vec![0; buckets.len()], 0.0));
+    for (total, count) in total_buckets.iter_mut().zip(buckets) {
+        *total += count;
+    }
+    *total_sum += sum;
 }
 
 impl RequestDurations {
@@ -84,16 +132,25 @@ impl RequestDurations {
         RequestDurations(Arc::new(Shared {
             desc,
             bounds_nanos: bounds_nanos(),
-            counts: Mutex::new(Vec::new()),
+            counts: Mutex::new(AllCounts::default()),
         }))
     }
 
     /// A worker's own way in.
     pub fn for_worker(&self) -> RequestTimes {
+        self.0.counts.lock().fold_gone();
         RequestTimes {
             durations: self.clone(),
             own: RefCell::new(Vec::new()),
         }
+    }
+}
+
+#[cfg(test)]
+impl RequestDurations {
+    /// Entries of live workers' counts.
+    pub(super) fn live_entries(&self) -> usize {
+        self.0.counts.lock().workers.len()
     }
 }
 
@@ -108,13 +165,14 @@ impl Default for RequestDurations {
 /// patterns, statuses the few the server answers with), and so is this list.
 pub struct RequestTimes {
     durations: RequestDurations,
-    own: RefCell<Vec<(&'static str, StatusCode, Arc<Counts>)>>,
+    own: RefCell<Vec<(Labels, Arc<Counts>)>>,
 }
 
 impl RequestTimes {
     /// `route` is the matched pattern (bounded cardinality), not the raw path.
     pub fn observe(&self, route: &'static str, status: StatusCode, took: Duration) {
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let seconds = took.as_secs_f64();
         let bounds = &self.durations.0.bounds_nanos;
         // Prometheus's buckets are "less than or equal". Most requests fall in the first:
         // one comparison from the start, where a binary search took five.
@@ -125,16 +183,17 @@ impl RequestTimes {
         // A route is an endpoint's pattern, the same `&'static str` each time: known by
         // its address, not its bytes. An equal one elsewhere gets counts of its own,
         // which the scrape adds to the others of its labels.
-        if let Some((_, _, counts)) = own.iter().find(|(own_route, own_status, _)| {
+        if let Some((_, counts)) = own.iter().find(|((own_route, own_status), _)| {
             *own_status == status && std::ptr::eq(*own_route, route)
         }) {
-            counts.add_alone(bucket, nanos);
+            counts.add_alone(bucket, seconds);
             return;
         }
         let counts = Arc::new(Counts::new(bounds.len()));
-        counts.add_alone(bucket, nanos);
-        (self.durations.0.counts.lock()).push((route, status, Arc::clone(&counts)));
-        own.push((route, status, counts));
+        counts.add_alone(bucket, seconds);
+        let labels = (route, status);
+        (self.durations.0.counts.lock().workers).push((labels, Arc::clone(&counts)));
+        own.push((labels, counts));
     }
 }
 
@@ -144,22 +203,17 @@ impl Collector for RequestDurations {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let buckets = self.0.bounds_nanos.len() + 1;
-        let mut totals: BTreeMap<(&str, StatusCode), (Vec<u64>, u64)> = BTreeMap::new();
-        for (route, status, counts) in self.0.counts.lock().iter() {
-            let (in_buckets, sum_nanos) = totals
-                .entry((route, *status))
-                .or_insert_with(|| (vec![0; buckets], 0));
-            for (total, count) in in_buckets.iter_mut().zip(&counts.buckets) {
-                *total += count.load(Ordering::Relaxed);
+        let totals = {
+            let all = self.0.counts.lock();
+            let mut totals = all.gone.clone();
+            for (labels, counts) in &all.workers {
+                add_into(&mut totals, *labels, counts.read());
             }
-            *sum_nanos += counts.sum_nanos.load(Ordering::Relaxed);
-        }
+            totals
+        };
         let metrics = totals
             .into_iter()
-            .map(|((route, status), (in_buckets, sum_nanos))| {
-                self.metric(route, status, &in_buckets, sum_nanos)
-            })
+            .map(|((route, status), (in_buckets, sum))| metric(route, status, &in_buckets, sum))
             .collect();
         let mut family = MetricFamily::default();
         family.set_name(NAME.to_owned());
@@ -170,42 +224,34 @@ impl Collector for RequestDurations {
     }
 }
 
-impl RequestDurations {
-    /// One route and status's histogram; its count is the sum of its buckets, so that
-    /// the two agree however the scrape fell among a worker's writes.
-    fn metric(
-        &self,
-        route: &str,
-        status: StatusCode,
-        in_buckets: &[u64],
-        sum_nanos: u64,
-    ) -> proto::Metric {
-        let label = |name: &str, value: &str| {
-            let mut pair = proto::LabelPair::default();
-            pair.set_name(name.to_owned());
-            pair.set_value(value.to_owned());
-            pair
-        };
-        let mut cumulative = 0;
-        let buckets = (SECONDS_BUCKETS.iter().zip(in_buckets))
-            .map(|(&upper_bound, &count)| {
-                cumulative += count;
-                let mut bucket = proto::Bucket::default();
-                bucket.set_upper_bound(upper_bound);
-                bucket.set_cumulative_count(cumulative);
-                bucket
-            })
-            .collect();
-        let mut histogram = proto::Histogram::default();
-        histogram.set_sample_count(in_buckets.iter().sum());
-        histogram.set_sample_sum(sum_nanos as f64 / 1e9);
-        histogram.set_bucket(buckets);
-        let mut metric = proto::Metric::default();
-        metric.set_label(vec![
-            label("route", route),
-            label("status", status.as_str()),
-        ]);
-        metric.set_histogram(histogram);
-        metric
-    }
+/// One route and status's histogram; its count is the sum of its buckets, so that the
+/// two agree however the scrape fell among a worker's writes.
+fn metric(route: &str, status: StatusCode, in_buckets: &[u64], sum: f64) -> proto::Metric {
+    let label = |name: &str, value: &str| {
+        let mut pair = proto::LabelPair::default();
+        pair.set_name(name.to_owned());
+        pair.set_value(value.to_owned());
+        pair
+    };
+    let mut cumulative = 0;
+    let buckets = (SECONDS_BUCKETS.iter().zip(in_buckets))
+        .map(|(&upper_bound, &count)| {
+            cumulative += count;
+            let mut bucket = proto::Bucket::default();
+            bucket.set_upper_bound(upper_bound);
+            bucket.set_cumulative_count(cumulative);
+            bucket
+        })
+        .collect();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_sample_count(in_buckets.iter().sum());
+    histogram.set_sample_sum(sum);
+    histogram.set_bucket(buckets);
+    let mut metric = proto::Metric::default();
+    metric.set_label(vec![
+        label("route", route),
+        label("status", status.as_str()),
+    ]);
+    metric.set_histogram(histogram);
+    metric
 }

@@ -223,3 +223,48 @@ fn every_workers_request_times_render_as_one_prometheus_histogram_would() {
         ))
     );
 }
+
+#[test]
+fn a_gone_workers_request_times_stay_counted_and_its_entries_are_folded() {
+    let metrics = Metrics::new();
+    let gone = metrics.request_times();
+    gone.observe(
+        "/profiles/overview",
+        StatusCode::OK,
+        Duration::from_millis(1),
+    );
+    drop(gone);
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let next = metrics.request_times();
+        next.observe(
+            "/profiles/overview",
+            StatusCode::OK,
+            Duration::from_millis(2),
+        );
+        live.push(next);
+    }
+    assert_eq!(metrics.http.live_entries(), 3);
+    drop(live);
+    let _last = metrics.request_times();
+    assert_eq!(
+        metrics.http.live_entries(),
+        0,
+        "restarts do not grow the list"
+    );
+    let text = metrics.render(&Snapshot {
+        queue_depth: 0,
+        queue_bytes: 0,
+        in_flight: 0,
+        workers: 1,
+        running_here: 0,
+    });
+    let series = "icewall_http_request_duration_seconds";
+    let labels = "{route=\"/profiles/overview\",status=\"200\"}";
+    for line in [
+        format!("{series}_count{labels} 4"),
+        format!("{series}_sum{labels} 0.007"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
