@@ -124,6 +124,17 @@ fn counters_and_histograms_render_with_their_labels() {
     }
 }
 
+/// The text exposition of `metrics` with no job queued or running.
+fn rendered_idle(metrics: &Metrics) -> String {
+    metrics.render(&Snapshot {
+        queue_depth: 0,
+        queue_bytes: 0,
+        in_flight: 0,
+        workers: 1,
+        running_here: 0,
+    })
+}
+
 /// The lines of one metric family in the text exposition.
 fn family_lines(text: &str, name: &str) -> Vec<String> {
     (text.lines())
@@ -183,13 +194,7 @@ fn every_workers_request_times_render_as_one_prometheus_histogram_would() {
             .with_label_values(&[route, status.as_str()])
             .observe((*nanos + 3) as f64 / 1e9);
     }
-    let text = metrics.render(&Snapshot {
-        queue_depth: 0,
-        queue_bytes: 0,
-        in_flight: 0,
-        workers: 1,
-        running_here: 0,
-    });
+    let text = rendered_idle(&metrics);
     let registry = Registry::new();
     registry.register(Box::new(expected)).expect("registered");
     let mut expected_text = Vec::new();
@@ -252,13 +257,7 @@ fn a_gone_workers_request_times_stay_counted_and_its_entries_are_folded() {
         0,
         "restarts do not grow the list"
     );
-    let text = metrics.render(&Snapshot {
-        queue_depth: 0,
-        queue_bytes: 0,
-        in_flight: 0,
-        workers: 1,
-        running_here: 0,
-    });
+    let text = rendered_idle(&metrics);
     let series = "icewall_http_request_duration_seconds";
     let labels = "{route=\"/profiles/overview\",status=\"200\"}";
     for line in [
