@@ -62,7 +62,7 @@ impl Counts {
     }
 
     /// What a scrape reads: each bucket's count, and the sum.
-    fn read(&self) -> (Vec<u64>, f64) {
+    fn read(&self) -> Observed {
         let sum = f64::from_bits(self.sum_seconds.load(Ordering::Acquire));
         let buckets = (self.buckets.iter())
             .map(|count| count.load(Ordering::Relaxed))
@@ -85,13 +85,17 @@ struct Shared {
 /// The label pairs of a histogram.
 type Labels = (&'static str, StatusCode);
 
+/// Observations read or added up: each bucket's count (not cumulative), and their sum
+/// in seconds.
+type Observed = (Vec<u64>, f64);
+
 #[derive(Default)]
 struct AllCounts {
     /// Every live worker's counts; a label pair has one entry per worker that met it.
     workers: Vec<(Labels, Arc<Counts>)>,
     /// The counts of workers gone (an HTTP worker restarted after a panic), added up
     /// by label pair, so that the list above does not grow with each restart.
-    gone: BTreeMap<Labels, (Vec<u64>, f64)>,
+    gone: BTreeMap<Labels, Observed>,
 }
 
 impl AllCounts {
@@ -109,8 +113,7 @@ impl AllCounts {
 }
 
 /// Adds `(buckets, sum)` to the totals of `labels`.
-fn add_into(totals: &mut BTreeMap<Labels, (Vec<u64>, f64)>, labels: Labels, read: (Vec<u64>, f64)) {
-    let (buckets, sum) = read;
+fn add_into(totals: &mut BTreeMap<Labels, Observed>, labels: Labels, (buckets, sum): Observed) {
     let (total_buckets, total_sum) = totals
         .entry(labels)
         .or_insert_with(|| (vec![0; buckets.len()], 0.0));
@@ -183,17 +186,16 @@ impl RequestTimes {
         // A route is an endpoint's pattern, the same `&'static str` each time: known by
         // its address, not its bytes. An equal one elsewhere gets counts of its own,
         // which the scrape adds to the others of its labels.
-        if let Some((_, counts)) = own.iter().find(|((own_route, own_status), _)| {
+        let known = own.iter().position(|((own_route, own_status), _)| {
             *own_status == status && std::ptr::eq(*own_route, route)
-        }) {
-            counts.add_alone(bucket, seconds);
-            return;
-        }
-        let counts = Arc::new(Counts::new(bounds.len()));
-        counts.add_alone(bucket, seconds);
-        let labels = (route, status);
-        (self.durations.0.counts.lock().workers).push((labels, Arc::clone(&counts)));
-        own.push((labels, counts));
+        });
+        let index = known.unwrap_or_else(|| {
+            let (labels, counts) = ((route, status), Arc::new(Counts::new(bounds.len())));
+            (self.durations.0.counts.lock().workers).push((labels, Arc::clone(&counts)));
+            own.push((labels, counts));
+            own.len() - 1
+        });
+        own[index].1.add_alone(bucket, seconds);
     }
 }
 

@@ -58,27 +58,31 @@ pub fn now() -> Duration {
 /// from this thread's pairing of the two clocks: a comparison and an addition, where a
 /// read of the wall clock costs as much as the rest of a line's time.
 fn wall_nanos_at(at: Moment) -> u64 {
-    if let Some(pairing) = PAIRING.get()
-        && at < pairing.until
-        && let Some(after) = at.nanos_since(pairing.moment)
-    {
-        return pairing.wall_nanos.saturating_add(after);
-    }
-    // Paired anew: each thread's first line, then a line a `PAIRING_LIFETIME` after the
-    // pairing, or one stamped before it (as the line that pairs them is).
-    let moment = Moment::now();
-    let wall = since_epoch();
-    let pairing = Pairing {
-        moment,
-        wall_nanos: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
-        until: moment.after(PAIRING_LIFETIME),
+    let pairing = match PAIRING.get() {
+        Some(pairing) if pairing.moment <= at && at < pairing.until => pairing,
+        // Paired anew: each thread's first line, then a line a `PAIRING_LIFETIME` after
+        // the pairing, or one stamped before it (as the line that pairs them is).
+        _ => {
+            let moment = Moment::now();
+            let pairing = Pairing {
+                moment,
+                wall_nanos: u64::try_from(since_epoch().as_nanos()).unwrap_or(u64::MAX),
+                until: moment.after(PAIRING_LIFETIME),
+            };
+            PAIRING.set(Some(pairing));
+            pairing
+        }
     };
-    PAIRING.set(Some(pairing));
-    match at.nanos_since(moment) {
-        Some(after) => pairing.wall_nanos.saturating_add(after),
-        None => pairing
-            .wall_nanos
-            .saturating_sub(moment.nanos_since(at).unwrap_or(0)),
+    pairing.wall_nanos_at(at)
+}
+
+impl Pairing {
+    /// The wall clock's nanoseconds at `at`, before or after this pairing's moment.
+    fn wall_nanos_at(&self, at: Moment) -> u64 {
+        match at.nanos_since(self.moment) {
+            Some(after) => self.wall_nanos.saturating_add(after),
+            None => (self.wall_nanos).saturating_sub(self.moment.nanos_since(at).unwrap_or(0)),
+        }
     }
 }
 

@@ -34,6 +34,11 @@ impl Written {
     }
 }
 
+/// A logger writing text lines, any values escaped, into `out`.
+fn text_logger(out: impl Write + Send + 'static) -> Logger {
+    Logger::root(Mutex::new(TextLines::new(out, Values::Any)).fuse(), o!())
+}
+
 /// The same events through slog-term's `FullFormat` and through `TextLines`.
 fn both(log: impl Fn(&Logger)) -> (Vec<String>, Vec<String>) {
     let term = Written::default();
@@ -42,10 +47,7 @@ fn both(log: impl Fn(&Logger)) -> (Vec<String>, Vec<String>) {
         .build();
     log(&Logger::root(Mutex::new(format).fuse(), o!()));
     let ours = Written::default();
-    log(&Logger::root(
-        Mutex::new(TextLines::new(ours.clone(), Values::Any)).fuse(),
-        o!(),
-    ));
+    log(&text_logger(ours.clone()));
     (term.lines_after_time(), ours.lines_after_time())
 }
 
@@ -185,10 +187,7 @@ impl Write for Writes {
 #[test]
 fn each_line_goes_out_whole_in_one_write() {
     let writes = Writes::default();
-    let logger = Logger::root(
-        Mutex::new(TextLines::new(writes.clone(), Values::Any)).fuse(),
-        o!(),
-    );
+    let logger = text_logger(writes.clone());
     let job = logger.new(o!("job_id" => "j-1"));
     info!(job, "request"; "status" => 200u16, "elapsed_ms" => 1.5f64);
     warn!(logger, "second {}", 2);
@@ -209,10 +208,7 @@ fn each_line_goes_out_whole_in_one_write() {
 #[test]
 fn a_value_cannot_end_its_line_and_write_another() {
     let written = Written::default();
-    let logger = Logger::root(
-        Mutex::new(TextLines::new(written.clone(), Values::Any)).fuse(),
-        o!(),
-    );
+    let logger = text_logger(written.clone());
     let forged = "x\n2026-12-02T00:00:00.000000Z INFO request, path: FAKE\r\u{1b}[2J\u{7f}";
     warn!(logger, "skipping an unknown file: {}", forged; "name" => forged, "tab" => "a\tb");
     let lines = written.lines_after_time();
@@ -227,10 +223,7 @@ fn a_value_cannot_end_its_line_and_write_another() {
 #[test]
 fn a_line_logged_stamped_has_its_stamp_for_its_time() {
     let written = Written::default();
-    let logger = Logger::root(
-        Mutex::new(TextLines::new(written.clone(), Values::Any)).fuse(),
-        o!(),
-    );
+    let logger = text_logger(written.clone());
     let ago = Duration::from_secs(90);
     let before = SystemTime::now() - ago;
     super::super::stamped_at(crate::moment::Moment::now().before(ago), || {
