@@ -18,6 +18,8 @@
 # which pulls the ratio towards 1: compare ratios only of quiet runs (the reference near
 # its best rate, little steal).
 # Usage: bench/ab-reads.sh A_BIN B_BIN [seconds per run, default 2] [rounds, default 9]
+# AB_READS="overview" (names of bench/lib.sh's READ_NAMES, default all three) measures
+# only those reads: more rounds of one read in the same minutes.
 # Needs wrk, curl, bc and taskset, and two cores. REFERENCE_BIN as in bench/reads.sh.
 # Writes only to a temporary directory; stops its own servers.
 set -euo pipefail
@@ -30,6 +32,16 @@ pids=
 trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+if [ -n "${AB_READS:-}" ]; then
+  chosen=()
+  for name in $AB_READS; do
+    for i in "${!READ_NAMES[@]}"; do
+      [ "${READ_NAMES[$i]}" = "$name" ] && chosen+=("${READ_PATHS[$i]}")
+    done
+  done
+  [ ${#chosen[@]} -gt 0 ] || { echo "AB_READS: none of ${READ_NAMES[*]}" >&2; exit 2; }
+  READ_PATHS=("${chosen[@]}")
+fi
 start() { # bin name
   taskset -c 1 "$1" serve --bind 127.0.0.1:0 --results-dir "$work/$2/results" \
     --logs-dir "$work/$2/logs" > "$work/$2.out" 2>&1 &
@@ -87,14 +99,16 @@ done
 # quiet_ratio "RUNS" "BEFORE" "AFTER" BEST: that median over the quiet runs only, those
 # whose reference runs on both sides reached QUIET_SHARE (0.90) of the reference's BEST
 # run: noise pulls a ratio towards 1, so these are the runs whose ratio it moved least.
-# Prints the ratio and how many runs were quiet ("none" when no run was).
+# Prints the ratio, how many runs were quiet ("none" when no run was) and each quiet
+# run's ratio, so that the quiet runs of several invocations can be pooled.
 quiet_ratio() {
   local least ratios count
   least=$(echo "${QUIET_SHARE:-0.90} * $4" | bc)
   ratios=$(round_ratios "$1" "$2" "$3" "$least")
   count=$(echo "$ratios" | grep -c . || true)
   if [ "$count" = 0 ]; then echo "none"; return; fi
-  echo "$(echo "$ratios" | hundredths) over $count"
+  echo "$(echo "$ratios" | hundredths) over $count ($(echo "$ratios" |
+    awk '{printf "%s%.2f", sep, $1 / 100; sep = " "}'))"
 }
 for i in "${!READ_PATHS[@]}"; do
   runs_r=${runs[r$i]}
