@@ -25,23 +25,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$1; B=$2; seconds=${3:-2}; rounds=${4:-9}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+# The reads AB_READS names, each checked before anything is built or started: a
+# misspelt name is an error, not a read left out.
+if [ -n "${AB_READS:-}" ]; then
+  chosen=()
+  for name in $AB_READS; do
+    found=
+    for i in "${!READ_NAMES[@]}"; do
+      if [ "${READ_NAMES[$i]}" = "$name" ]; then found=${READ_PATHS[$i]}; fi
+    done
+    [ -n "$found" ] || { echo "AB_READS: no read $name (one of ${READ_NAMES[*]})" >&2; exit 2; }
+    chosen+=("$found")
+  done
+  READ_PATHS=("${chosen[@]}")
+fi
 reference=${REFERENCE_BIN:-./target/profiling/examples/reference}
 [ -n "${REFERENCE_BIN:-}" ] || cargo build --profile profiling --quiet --example reference
 work=$(mktemp -d)
 pids=
 trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
-if [ -n "${AB_READS:-}" ]; then
-  chosen=()
-  for name in $AB_READS; do
-    for i in "${!READ_NAMES[@]}"; do
-      [ "${READ_NAMES[$i]}" = "$name" ] && chosen+=("${READ_PATHS[$i]}")
-    done
-  done
-  [ ${#chosen[@]} -gt 0 ] || { echo "AB_READS: none of ${READ_NAMES[*]}" >&2; exit 2; }
-  READ_PATHS=("${chosen[@]}")
-fi
 start() { # bin name
   taskset -c 1 "$1" serve --bind 127.0.0.1:0 --results-dir "$work/$2/results" \
     --logs-dir "$work/$2/logs" > "$work/$2.out" 2>&1 &
