@@ -1278,3 +1278,94 @@ fn a_chunked_body_over_the_limit_is_read_no_further_than_the_limit_and_a_mebibyt
         "{sent} bytes read and the connection kept"
     );
 }
+
+/// How a client stops sending a body: `Some(pause)` half-closes `pause` after its last
+/// bytes (it still reads the answer), `None` closes the connection at once.
+type BodyEnd = Option<Duration>;
+
+/// Sends a POST of `wall` framed as `chunked` (one chunk) or by Content-Length, and stops
+/// after `sent` bytes of the framed body (all of it: `usize::MAX`), ending as `end` says;
+/// the answer, if the client waits for one.
+fn post_broken_off(
+    server: &Server,
+    wall: &[u8],
+    chunked: bool,
+    sent: usize,
+    end: BodyEnd,
+) -> String {
+    let (framing, body) = if chunked {
+        let mut body = format!("{:x}\r\n", wall.len()).into_bytes();
+        body.extend_from_slice(wall);
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        ("Transfer-Encoding: chunked".to_owned(), body)
+    } else {
+        (format!("Content-Length: {}", wall.len()), wall.to_vec())
+    };
+    let mut stream = server.connect();
+    let head = format!(
+        "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         {framing}\r\n\r\n"
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body[..sent.min(body.len())]);
+    stream.write_all(&request).unwrap();
+    match end {
+        Some(pause) => {
+            std::thread::sleep(pause);
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until_closed(&mut stream)
+        }
+        None => String::new(),
+    }
+}
+
+#[test]
+fn a_body_broken_off_before_its_end_makes_no_job() {
+    let server = Server::start(&[]);
+    let wall = EXAMPLE_TEXT.as_bytes();
+    // 300,000 bytes: 150,000 sections on 1,000 lines.
+    let long_wall = "7 ".repeat(150).trim_end().to_owned() + "\n";
+    let long_wall = long_wall.repeat(1000).into_bytes();
+    let no_pause = Duration::ZERO;
+    let mut expected_jobs = 0;
+    for chunked in [false, true] {
+        // A whole body followed by the client's end of the stream is a job: at once, or
+        // after a pause in which the server has read it.
+        for pause in [Duration::ZERO, Duration::from_millis(200)] {
+            let answer = post_broken_off(&server, wall, chunked, usize::MAX, Some(pause));
+            assert!(
+                answer.starts_with("HTTP/1.1 202"),
+                "chunked {chunked}, pause {pause:?}: {answer}"
+            );
+            expected_jobs += 1;
+        }
+        // Cut inside the wall ("17" of its second line becomes "1"), inside a chunk's
+        // size line, and (chunked) before the last chunk: each refused, none a job.
+        let cuts: &[usize] = if chunked { &[14, 2, 34] } else { &[10, 1] };
+        for &cut in cuts {
+            for pause in [Duration::ZERO, Duration::from_millis(200)] {
+                let answer = post_broken_off(&server, wall, chunked, cut, Some(pause));
+                assert!(
+                    answer.starts_with("HTTP/1.1 400"),
+                    "chunked {chunked}, cut at {cut}, pause {pause:?}: {answer}"
+                );
+                assert!(
+                    answer.contains("the request body ended before it was complete"),
+                    "{answer}"
+                );
+            }
+            // A client gone altogether gets no answer, and no job either.
+            post_broken_off(&server, wall, chunked, cut, None);
+        }
+        // A body of many reads (more than actix-http buffers at once), whole and then
+        // cut in its middle, both sent with the end of the stream at once.
+        let answer = post_broken_off(&server, &long_wall, chunked, usize::MAX, Some(no_pause));
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        expected_jobs += 1;
+        let answer = post_broken_off(&server, &long_wall, chunked, 150_000, Some(no_pause));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    // Every refused body is settled by now: the last was sent before the answers above.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.listed_jobs(), expected_jobs);
+}

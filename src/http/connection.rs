@@ -64,6 +64,17 @@ pub struct Connection {
     /// sends the same one on every request of a connection, and it is not checked again.
     allowed_host: RefCell<Option<Box<[u8]>>>,
     request_tag: RequestTag,
+    /// The request body a handler is reading, if one is (see [`BodyOnConnection`]).
+    body: Cell<Option<BodyRead>>,
+}
+
+/// How far a handler has read a request body, and whether it was cut short.
+#[derive(Clone, Copy)]
+struct BodyRead {
+    /// Bytes the handler has taken so far.
+    taken: u64,
+    /// The client's end of the stream came while the handler still waited for more.
+    cut: bool,
 }
 
 impl Connection {
@@ -74,6 +85,17 @@ impl Connection {
         self.wait.set(Wait::Answer);
         self.request_tag.begin(id);
         RequestOnConnection(Rc::clone(self))
+    }
+
+    /// Marks a request body as being read by its handler until the guard is dropped:
+    /// the stream then learns whether the client's end of the stream came before the
+    /// body's (actix-http reads both as the body's end).
+    pub fn body_started(self: &Rc<Self>) -> BodyOnConnection {
+        self.body.set(Some(BodyRead {
+            taken: 0,
+            cut: false,
+        }));
+        BodyOnConnection(Rc::clone(self))
     }
 
     /// The tag of the request being answered.
@@ -143,6 +165,33 @@ impl Connection {
     }
 }
 
+/// A request body being read on its connection (see [`Connection::body_started`]).
+pub struct BodyOnConnection(Rc<Connection>);
+
+impl BodyOnConnection {
+    /// The handler took `bytes` more of the body.
+    pub fn took(&self, bytes: usize) {
+        if let Some(read) = self.0.body.get() {
+            self.0.body.set(Some(BodyRead {
+                taken: read.taken.saturating_add(bytes as u64),
+                ..read
+            }));
+        }
+    }
+
+    /// Whether the body ended because the client ended the stream before the body's end
+    /// came: a body broken off, which must not be taken for a whole one.
+    pub fn was_cut(&self) -> bool {
+        self.0.body.get().is_some_and(|read| read.cut)
+    }
+}
+
+impl Drop for BodyOnConnection {
+    fn drop(&mut self) {
+        self.0.body.set(None);
+    }
+}
+
 /// A request being answered on its connection (see [`Connection::request_started`]).
 pub struct RequestOnConnection(Rc<Connection>);
 
@@ -183,6 +232,9 @@ pub struct TimedStream {
     ended: bool,
     /// The 408 still to write once the server shuts the connection; set on time-out.
     unsent_answer: Option<(Vec<u8>, usize)>,
+    /// How much of the body being read its handler had taken when the client's end of
+    /// the stream was last held back (see `end_must_wait`).
+    body_taken_at_end: Option<u64>,
 }
 
 impl TimedStream {
@@ -204,6 +256,7 @@ impl TimedStream {
                 refused: Cell::new(false),
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),
+                body: Cell::new(None),
             }),
             timer: Box::pin(tokio::time::sleep(request_timeout)),
             timer_set_for: now.saturating_add(request_timeout_ms),
@@ -211,6 +264,7 @@ impl TimedStream {
             unparsed_bytes: false,
             ended: false,
             unsent_answer: None,
+            body_taken_at_end: None,
         }
     }
 
@@ -255,6 +309,30 @@ impl TimedStream {
             }
         }
         None
+    }
+
+    /// Whether the client's end of the stream, just read, must wait for the server to
+    /// take what came before it. actix-http ends a request body that is still coming at
+    /// the end of the stream as if the body were whole, so the end is held back (the
+    /// stream reads as empty and wakes itself) while the server has bytes to parse, and
+    /// while a handler reading a body still takes more of it. A handler that has taken
+    /// nothing since the end was last held back waits for bytes that will never come:
+    /// its body is cut, and the end is let through.
+    fn end_must_wait(&mut self) -> bool {
+        if std::mem::take(&mut self.unparsed_bytes) {
+            return true;
+        }
+        let Some(read) = self.connection.body.get() else {
+            return false;
+        };
+        if self.body_taken_at_end == Some(read.taken) {
+            self.connection
+                .body
+                .set(Some(BodyRead { cut: true, ..read }));
+            return false;
+        }
+        self.body_taken_at_end = Some(read.taken);
+        true
     }
 
     fn time_out(&mut self) {
@@ -335,7 +413,15 @@ impl AsyncRead for TimedStream {
                     Err(error) => Poll::Ready(Err(error.into())),
                 }
             }
-            // The client's end of the stream, or an error.
+            // The client's end of the stream (a read with room that brought nothing).
+            Poll::Ready(Ok(())) if buffer.remaining() > 0 => {
+                if this.end_must_wait() {
+                    context.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                read
+            }
+            // An error, or a read with no room.
             Poll::Ready(_) => read,
         }
     }

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::num::NonZeroU64;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -12,6 +13,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::bodies::{ErrorBody, JobAccepted, WallConfigBody, WallConfigText, json_with};
+use super::connection::{BodyOnConnection, Connection};
 use super::gate::single_header;
 use super::unread_body::DRAIN_BYTES;
 use super::{ApiError, ApiState, RequestTag};
@@ -261,12 +263,18 @@ async fn read_body(
         return Err(ApiError::PayloadTooLarge(max_body));
     }
     let capacity = declared.map_or(0, |length| length.min(limit) as usize);
+    let on_connection = request
+        .conn_data::<Rc<Connection>>()
+        .map(Connection::body_started);
     let read = async {
         let mut body = web::BytesMut::with_capacity(capacity);
         let mut seen = 0u64;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk
                 .map_err(|error| ApiError::BadRequest(format!("bad request body: {error}")))?;
+            if let Some(on_connection) = &on_connection {
+                on_connection.took(chunk.len());
+            }
             seen += chunk.len() as u64;
             if seen > limit.saturating_add(DRAIN_BYTES) {
                 break;
@@ -277,6 +285,19 @@ async fn read_body(
         }
         if seen > limit {
             return Err(ApiError::PayloadTooLarge(max_body));
+        }
+        // actix-http ends a body at the client's end of the stream as if it were whole.
+        let short = declared.is_some_and(|length| seen < length);
+        if short
+            || on_connection
+                .as_ref()
+                .is_some_and(BodyOnConnection::was_cut)
+        {
+            return Err(ApiError::BadRequest(
+                "the request body ended before it was complete: the client stopped \
+                 sending it"
+                    .to_owned(),
+            ));
         }
         Ok(body)
     };
