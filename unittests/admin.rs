@@ -99,6 +99,19 @@ fn another_sites_web_page_cannot_run_admin_actions() {
             assert!(body.contains(r#""status":"error""#), "{body}");
         }
     }
+    // A second Origin or Sec-Fetch-Site behind an allowed one is not let through.
+    let host = server.base.trim_start_matches("http://").to_owned();
+    for headers in [
+        format!("Origin: {own_origin}\r\nOrigin: http://evil.example\r\n"),
+        "Sec-Fetch-Site: same-origin\r\nSec-Fetch-Site: cross-site\r\n".to_owned(),
+    ] {
+        let answer = server.exchange(&format!(
+            "GET /api/graceful_shutdown HTTP/1.1\r\nHost: {host}\r\n{headers}\
+             Connection: close\r\n\r\n"
+        ));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{headers}: {answer}");
+        assert!(answer.contains("more than one"), "{answer}");
+    }
     // Nothing happened: the job is still there and the server is not shutting down.
     assert_eq!(server.get(&format!("/api/get_results/{id}")).status, 200);
     assert_eq!(server.get("/readyz").status, 200);

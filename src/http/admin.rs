@@ -8,6 +8,7 @@ use actix_web::http::header;
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
+use super::gate::single_header;
 
 #[derive(Clone, Debug)]
 pub enum AdminPolicy {
@@ -65,13 +66,14 @@ impl AdminPolicy {
 /// headers (curl, scripts, the icewall client) pass.
 fn refuse_other_sites(request: &HttpRequest) -> Result<(), ApiError> {
     let headers = request.headers();
-    let fetch_site = headers.get("sec-fetch-site").map(|value| value.as_bytes());
+    // A browser sends each once; a second could pass where only the first was checked.
+    let fetch_site = single_header(headers, "Sec-Fetch-Site")?.map(|value| value.as_bytes());
     if matches!(fetch_site, Some(b"cross-site" | b"same-site")) {
         return Err(ApiError::Forbidden(
             "admin actions cannot be sent by another site's web page (Sec-Fetch-Site)".to_owned(),
         ));
     }
-    let Some(origin) = headers.get(header::ORIGIN) else {
+    let Some(origin) = single_header(headers, "Origin")? else {
         return Ok(());
     };
     let origin_authority = origin
