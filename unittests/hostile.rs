@@ -345,6 +345,30 @@ fn catalogue(done: &str) -> Vec<Case> {
             415,
             "Content-Type must be",
         ),
+        post(
+            "/api/simulate",
+            Some("text/"),
+            EXAMPLE_TEXT,
+            415,
+            "an unreadable Content-Type",
+        ),
+        post(
+            "/api/simulate",
+            Some("text/pl ain"),
+            EXAMPLE_TEXT,
+            415,
+            "an unreadable Content-Type",
+        ),
+        // Whitespace before a parameter, an empty parameter, another case: all readable.
+        post(
+            "/api/simulate",
+            Some("application/json ; charset=utf-8"),
+            EXAMPLE_JSON,
+            202,
+            "",
+        ),
+        post("/api/simulate", Some("text/plain;;"), EXAMPLE_TEXT, 202, ""),
+        post("/api/simulate", Some("Text/Plain"), EXAMPLE_TEXT, 202, ""),
         // Job ids that are not ids, or not known.
         get("/api/get_results/nope".to_owned(), 404, "Invalid job_id"),
         get(
