@@ -1393,3 +1393,37 @@ fn a_body_broken_off_before_its_end_makes_no_job() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.listed_jobs(), expected_jobs);
 }
+
+#[test]
+fn a_chunked_body_behind_a_request_still_answered_is_refused_when_the_stream_ends() {
+    // The first request waits for a job the closed gate holds; the submission behind it
+    // is read only once that is answered, and its client has ended the stream by then.
+    let (gate, server) = crate::common::one_worker_behind_a_gate();
+    let held = server.submit_json(EXAMPLE_JSON);
+    let before = server.listed_jobs();
+    let mut stream = server.connect();
+    let wall = EXAMPLE_TEXT.as_bytes();
+    let request = format!(
+        "GET /api/get_results/{held}?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+         POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{}",
+        wall.len(),
+        // Cut inside the wall: "17" of its second line becomes "1".
+        &EXAMPLE_TEXT[..10]
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let answers = read_until_closed(&mut stream);
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &answers[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{answers}");
+    assert!(
+        answers.contains("the request body ended before it was complete"),
+        "{answers}"
+    );
+    gate.open();
+    server.wait_finished(&held);
+    assert_eq!(server.listed_jobs(), before);
+}

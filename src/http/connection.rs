@@ -66,6 +66,8 @@ pub struct Connection {
     request_tag: RequestTag,
     /// The request body a handler is reading, if one is (see [`BodyOnConnection`]).
     body: Cell<Option<BodyRead>>,
+    /// The client's end of the stream has been let through to the server.
+    ended: Cell<bool>,
 }
 
 /// How far a handler has read a request body, and whether it was cut short.
@@ -73,7 +75,9 @@ pub struct Connection {
 struct BodyRead {
     /// Bytes the handler has taken so far.
     taken: u64,
-    /// The client's end of the stream came while the handler still waited for more.
+    /// The client's end of the stream came while the handler still waited for more,
+    /// or before the handler began (behind a request still answered on the connection):
+    /// in both, actix-http may have ended a body that was not whole.
     cut: bool,
 }
 
@@ -93,7 +97,7 @@ impl Connection {
     pub fn body_started(self: &Rc<Self>) -> BodyOnConnection {
         self.body.set(Some(BodyRead {
             taken: 0,
-            cut: false,
+            cut: self.ended.get(),
         }));
         BodyOnConnection(Rc::clone(self))
     }
@@ -179,8 +183,9 @@ impl BodyOnConnection {
         }
     }
 
-    /// Whether the body ended because the client ended the stream before the body's end
-    /// came: a body broken off, which must not be taken for a whole one.
+    /// Whether the client's end of the stream came before the body's end could be told
+    /// apart from it: a body that may be broken off, which must not be taken for a
+    /// whole one. A declared length tells it better.
     pub fn was_cut(&self) -> bool {
         self.0.body.get().is_some_and(|read| read.cut)
     }
@@ -257,6 +262,7 @@ impl TimedStream {
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),
                 body: Cell::new(None),
+                ended: Cell::new(false),
             }),
             timer: Box::pin(tokio::time::sleep(request_timeout)),
             timer_set_for: now.saturating_add(request_timeout_ms),
@@ -419,6 +425,7 @@ impl AsyncRead for TimedStream {
                     context.waker().wake_by_ref();
                     return Poll::Pending;
                 }
+                this.connection.ended.set(true);
                 read
             }
             // An error, or a read with no room.

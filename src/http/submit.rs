@@ -309,12 +309,14 @@ async fn read_body(
             return Err(ApiError::PayloadTooLarge(max_body));
         }
         // actix-http ends a body at the client's end of the stream as if it were whole.
-        let short = declared.is_some_and(|length| seen < length);
-        if short
-            || on_connection
+        // A declared length tells; a chunked body's end only the stream can.
+        let cut = match declared {
+            Some(length) => seen < length,
+            None => on_connection
                 .as_ref()
-                .is_some_and(BodyOnConnection::was_cut)
-        {
+                .is_some_and(BodyOnConnection::was_cut),
+        };
+        if cut {
             return Err(ApiError::BadRequest(
                 "the request body ended before it was complete: the client stopped \
                  sending it"
