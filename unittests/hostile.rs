@@ -811,7 +811,8 @@ fn the_headers_of_every_request_on_a_connection_are_timed() {
     );
 }
 
-const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+const HEALTHZ_TEXT: &str = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+const HEALTHZ: &[u8] = HEALTHZ_TEXT.as_bytes();
 
 /// Sends `HEALTHZ` on a new connection and reads its whole answer.
 fn answered_connection(server: &Server) -> TcpStream {
@@ -1426,4 +1427,39 @@ fn a_chunked_body_behind_a_request_still_answered_is_refused_when_the_stream_end
     gate.open();
     server.wait_finished(&held);
     assert_eq!(server.listed_jobs(), before);
+}
+
+#[test]
+fn nothing_pipelined_after_a_request_that_closes_the_connection_is_run() {
+    let server = Server::start(&[]);
+    let wall = EXAMPLE_TEXT;
+    let submission = format!(
+        "POST /api/simulate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{wall}",
+        wall.len()
+    );
+    for closing in [
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        // HTTP/1.0 closes unless it asks to keep the connection.
+        "GET /profiles/overview/ HTTP/1.0\r\n\r\n",
+    ] {
+        let answers = server.exchange(&format!("{HEALTHZ_TEXT}{closing}{submission}"));
+        let statuses: Vec<&str> = answers
+            .match_indices("HTTP/1.")
+            .map(|(at, _)| &answers[at + 9..at + 12])
+            .collect();
+        // Whatever follows the closing request's answer is no acceptance.
+        assert_eq!(&statuses[..2], ["200", "200"], "{answers}");
+        assert!(
+            statuses[2..].iter().all(|status| *status == "400"),
+            "{answers}"
+        );
+    }
+    assert_eq!(server.listed_jobs(), 0);
+    // A keep-alive connection runs all it is sent.
+    let answers = server.exchange(&format!(
+        "{HEALTHZ_TEXT}{submission}GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(answers.matches("HTTP/1.1 202").count(), 1, "{answers}");
+    assert_eq!(server.listed_jobs(), 1);
 }

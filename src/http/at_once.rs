@@ -153,7 +153,7 @@ impl<S> AtOnceService<S> {
         }
         let params = Params::new(path, &spans);
         let response = Response::from((read.answer)(&self.state, &params)?);
-        let begun = self.log.begin(&head.headers, connection, started);
+        let begun = self.log.begin(head, connection, started);
         let (mut response, body) = response.into_parts();
         let answered = begun.answered(
             (&self.log.logger, &self.log.times),

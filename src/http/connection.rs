@@ -57,9 +57,9 @@ pub struct Connection {
     request_timeout_ms: u64,
     keep_alive_ms: u64,
     wait: Cell<Wait>,
-    /// Set once the connection sent a request whose framing a proxy could read
-    /// otherwise: requests already read behind it are refused, not run.
-    refused: Cell<bool>,
+    /// Why requests already read on the connection are refused, not run: once it sent
+    /// a request whose framing a proxy could read otherwise, or one that closed it.
+    refused: Cell<Option<Refused>>,
     /// The `Host` of the connection's last request that the gate let through: a client
     /// sends the same one on every request of a connection, and it is not checked again.
     allowed_host: RefCell<Option<Box<[u8]>>>,
@@ -68,6 +68,16 @@ pub struct Connection {
     body: Cell<Option<BodyRead>>,
     /// The client's end of the stream has been let through to the server.
     ended: Cell<bool>,
+}
+
+/// Why a connection's further requests are refused.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Refused {
+    /// A request whose framing a proxy could read otherwise (request smuggling).
+    AmbiguousFraming,
+    /// An answered request that closed the connection (`Connection: close`, or HTTP/1.0
+    /// without keep-alive): RFC 9112 (9.6) has the server process nothing after it.
+    Closed,
 }
 
 /// How far a handler has read a request body, and whether it was cut short.
@@ -84,11 +94,15 @@ struct BodyRead {
 impl Connection {
     /// Marks a request's headers as received, and tags it with its `id`; the clock for
     /// the next request starts when the returned guard is dropped (its answer is sent,
-    /// or abandoned).
-    pub fn request_started(self: &Rc<Self>, id: RequestId) -> RequestOnConnection {
+    /// or abandoned), and when the request `closes` the connection, every request after
+    /// it is refused from then on.
+    pub fn request_started(self: &Rc<Self>, id: RequestId, closes: bool) -> RequestOnConnection {
         self.wait.set(Wait::Answer);
         self.request_tag.begin(id);
-        RequestOnConnection(Rc::clone(self))
+        RequestOnConnection {
+            connection: Rc::clone(self),
+            closes,
+        }
     }
 
     /// Marks a request body as being read by its handler until the guard is dropped:
@@ -107,11 +121,13 @@ impl Connection {
         &self.request_tag
     }
 
-    pub fn refuse_further_requests(&self) {
-        self.refused.set(true);
+    pub fn refuse_further_requests(&self, why: Refused) {
+        if self.refused.get().is_none() {
+            self.refused.set(Some(why));
+        }
     }
 
-    pub fn is_refused(&self) -> bool {
+    pub fn refused(&self) -> Option<Refused> {
         self.refused.get()
     }
 
@@ -198,18 +214,25 @@ impl Drop for BodyOnConnection {
 }
 
 /// A request being answered on its connection (see [`Connection::request_started`]).
-pub struct RequestOnConnection(Rc<Connection>);
+pub struct RequestOnConnection {
+    connection: Rc<Connection>,
+    closes: bool,
+}
 
 impl RequestOnConnection {
     /// The endpoint that took the request and the job it made, as its handlers tagged it.
     pub fn tagged(&self) -> (Option<&'static str>, Option<JobId>) {
-        self.0.request_tag.tagged()
+        self.connection.request_tag.tagged()
     }
 }
 
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
-        self.0.wait.set(Wait::Request {
+        if self.closes {
+            // actix-http still answers requests read behind this one.
+            self.connection.refuse_further_requests(Refused::Closed);
+        }
+        self.connection.wait.set(Wait::Request {
             since: coarse_clock::monotonic_millis(),
             idle: true,
         });
@@ -258,7 +281,7 @@ impl TimedStream {
                     since: now,
                     idle: false,
                 }),
-                refused: Cell::new(false),
+                refused: Cell::new(None),
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),
                 body: Cell::new(None),

@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{ConnectionType, Uri, Version};
 use actix_web::{ResponseError, web};
 
-use super::connection::Connection;
+use super::connection::{Connection, Refused};
 use super::{ApiError, ApiState};
 
 /// The names a request's `Host` may carry. IP addresses always pass: DNS rebinding
@@ -178,12 +178,15 @@ fn refusal<'h>(
     connection: Option<&Rc<Connection>>,
     hosts: impl FnOnce() -> &'h HostPolicy,
 ) -> Option<Refusal> {
-    if connection.is_some_and(|connection| connection.is_refused()) {
+    if let Some(why) = connection.and_then(|connection| connection.refused()) {
+        let why = match why {
+            Refused::AmbiguousFraming => "this connection sent an ambiguously framed request",
+            Refused::Closed => {
+                "a request before this one closed the connection (Connection: close)"
+            }
+        };
         return Some(Refusal {
-            error: ApiError::BadRequest(
-                "this connection sent an ambiguously framed request; no further request is read on it"
-                    .to_owned(),
-            ),
+            error: ApiError::BadRequest(format!("{why}; no further request is read on it")),
             close: true,
         });
     }
@@ -194,7 +197,7 @@ fn refusal<'h>(
         // A proxy framing by Content-Length would pass on, as this request's body, a
         // request hidden after its last chunk: refuse both, and whatever follows.
         if let Some(connection) = connection {
-            connection.refuse_further_requests();
+            connection.refuse_further_requests(Refused::AmbiguousFraming);
         }
         return Some(Refusal {
             error: ApiError::BadRequest(

@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{RequestHead, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest};
 use parking_lot::Mutex;
@@ -238,21 +238,23 @@ pub(super) struct Answered {
 }
 
 impl RequestLog {
-    /// Counts a request in flight, gives it its id (the client's, from `headers`, or a
+    /// Counts a request in flight, gives it its id (the client's, from `head`'s headers, or a
     /// new one) and tags its connection with it: its answer is timed from `started`,
     /// taken before any of the work of answering it (the middleware's, before the gate
     /// and the routing; the reads answered at once, before their path is even split).
     pub(super) fn begin(
         &self,
-        headers: &HeaderMap,
+        head: &RequestHead,
         connection: Option<&Rc<Connection>>,
         started: Moment,
     ) -> RequestBegun {
         let in_flight = self.in_flight.enter();
-        let id = RequestId::from_header(headers.get(REQUEST_ID));
+        let id = RequestId::from_header(head.headers.get(REQUEST_ID));
         // Every connection has one (see `TimedStream`); a request without one (none is
         // served so) is logged with its id but no endpoint.
-        let on_connection = connection.map(|connection| connection.request_started(id.clone()));
+        let closes = head.connection_type() == ConnectionType::Close;
+        let on_connection =
+            connection.map(|connection| connection.request_started(id.clone(), closes));
         RequestBegun {
             in_flight,
             id,
@@ -322,7 +324,7 @@ where
     B: MessageBody + Unpin + 'static,
 {
     let begun = log.begin(
-        request.headers(),
+        request.head(),
         request.conn_data::<Rc<Connection>>(),
         Moment::now(),
     );
