@@ -1378,6 +1378,8 @@ fn a_body_broken_off_before_its_end_makes_no_job() {
                     answer.contains("the request body ended before it was complete"),
                     "{answer}"
                 );
+                // The answer says the connection ends, as it does.
+                assert!(answer.contains("connection: close"), "{answer}");
             }
             // A client gone altogether gets no answer, and no job either.
             post_broken_off(&server, wall, chunked, cut, None);

@@ -67,7 +67,7 @@ pub struct Connection {
     /// The request body a handler is reading, if one is (see [`BodyOnConnection`]).
     body: Cell<Option<BodyRead>>,
     /// The client's end of the stream has been let through to the server.
-    ended: Cell<bool>,
+    client_ended: Cell<bool>,
 }
 
 /// Why a connection's further requests are refused.
@@ -111,7 +111,7 @@ impl Connection {
     pub fn body_started(self: &Rc<Self>) -> BodyOnConnection {
         self.body.set(Some(BodyRead {
             taken: 0,
-            cut: self.ended.get(),
+            cut: self.client_ended.get(),
         }));
         BodyOnConnection(Rc::clone(self))
     }
@@ -285,7 +285,7 @@ impl TimedStream {
                 allowed_host: RefCell::new(None),
                 request_tag: RequestTag::default(),
                 body: Cell::new(None),
-                ended: Cell::new(false),
+                client_ended: Cell::new(false),
             }),
             timer: Box::pin(tokio::time::sleep(request_timeout)),
             timer_set_for: now.saturating_add(request_timeout_ms),
@@ -448,7 +448,7 @@ impl AsyncRead for TimedStream {
                     context.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                this.connection.ended.set(true);
+                this.connection.client_ended.set(true);
                 read
             }
             // An error, or a read with no room.

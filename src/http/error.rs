@@ -39,6 +39,9 @@ pub enum ApiError {
     UnsupportedEncoding(String),
     #[error("the request body was not received in time")]
     RequestTimeout,
+    /// The client ended the connection before the body's end (see `read_body`).
+    #[error("the request body ended before it was complete: the client stopped sending it")]
+    IncompleteBody,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -137,7 +140,7 @@ impl From<actix_web::error::BlockingError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::IncompleteBody => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -167,7 +170,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
             }
-            ApiError::RequestTimeout | ApiError::PayloadTooLarge(_) => {
+            ApiError::RequestTimeout | ApiError::PayloadTooLarge(_) | ApiError::IncompleteBody => {
                 // The rest of the body is unread: the connection cannot be reused. A
                 // `Connection` header set here would be dropped by actix-http, which
                 // closes only by the response head's own flag.

@@ -162,35 +162,30 @@ fn config_format(request: &HttpRequest) -> Result<ConfigFormat, ApiError> {
     // The media type before its parameters, which no form of the wall reads. Read by
     // hand: the `mime` crate refuses the whitespace RFC 9110 allows before a `;`.
     let unreadable = || ApiError::UnsupportedMediaType("an unreadable Content-Type".to_owned());
-    let essence = value.as_bytes().split(|&byte| byte == b';').next();
-    let essence = essence.map(<[u8]>::trim_ascii).unwrap_or_default();
-    let Some(slash) = essence.iter().position(|&byte| byte == b'/') else {
-        return Err(unreadable());
-    };
-    let (kind, subtype) = (&essence[..slash], &essence[slash + 1..]);
+    let value = value.to_str().map_err(|_| unreadable())?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let (kind, subtype) = essence.split_once('/').ok_or_else(unreadable)?;
     if !is_token(kind) || !is_token(subtype) {
         return Err(unreadable());
     }
-    if essence.eq_ignore_ascii_case(b"application/json") {
+    if essence.eq_ignore_ascii_case("application/json") {
         Ok(ConfigFormat::Json)
-    } else if essence.eq_ignore_ascii_case(b"text/plain") {
+    } else if essence.eq_ignore_ascii_case("text/plain") {
         Ok(ConfigFormat::Text)
     } else {
-        // Only token bytes: ASCII.
-        let essence = String::from_utf8_lossy(essence).to_ascii_lowercase();
         Err(ApiError::UnsupportedMediaType(format!(
             "`{}`",
-            wall::truncate_for_message(&essence)
+            wall::truncate_for_message(&essence.to_ascii_lowercase())
         )))
     }
 }
 
 /// A token of RFC 9110 (section 5.6.2): a media type's type or subtype.
-fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty()
-        && bytes
-            .iter()
-            .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// The body's `Content-Encoding`: none or `identity`, or `gzip` (also as `x-gzip`);
@@ -317,11 +312,7 @@ async fn read_body(
                 .is_some_and(BodyOnConnection::was_cut),
         };
         if cut {
-            return Err(ApiError::BadRequest(
-                "the request body ended before it was complete: the client stopped \
-                 sending it"
-                    .to_owned(),
-            ));
+            return Err(ApiError::IncompleteBody);
         }
         Ok(body)
     };
